@@ -1,0 +1,492 @@
+"""
+Manage WireGuard keys, config files and live peers.
+
+Live peers are changed with ``wg set``: a peer change never restarts the interface,
+so traffic to the other peers does not notice it. Each run reads an interface's live
+state once (cached in ``__context__``) and writes each change once.
+
+.. code-block:: yaml
+
+    wg0-hub:
+      wireguard.peer:
+        - name: 3cp0...=
+        - interface: wg0
+        - allowed_ips: [10.1.1.0/24]
+        - endpoint: vpn.example.com:51820
+        - persistent_keepalive: 25
+
+No private or preshared key ever appears in ``changes`` or comments.
+"""
+
+import difflib
+import ipaddress
+import logging
+import os
+import re
+import tempfile
+
+import salt.utils.json
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "wireguard"
+
+LIVE = "wireguard.live"
+SECRET_LINE = re.compile(r"^(\s*(?:PrivateKey|PresharedKey)\s*=\s*).*$", re.MULTILINE)
+ROUTE_LINE = re.compile(r"^PostUp = ip route replace \S+ dev %i proto static$")
+
+
+def __virtual__():
+    if "wireguard.show" not in __salt__:
+        return (False, "The wireguard execution module did not load")
+    return __virtualname__
+
+
+def _ret(name):
+    return {"name": name, "result": True, "changes": {}, "comment": ""}
+
+
+def _guarded(ret, func, *args, **kwargs):
+    """The one place state errors are caught and turned into a failed result."""
+    try:
+        return func(ret, *args, **kwargs)
+    except (CommandExecutionError, SaltInvocationError) as exc:
+        ret.update(result=False, changes={}, comment=str(exc))
+        return ret
+
+
+def _pending(ret, comment):
+    """Return ``ret`` for test mode when there are changes, or after applying them."""
+    ret["comment"] = comment
+    if __opts__["test"]:
+        ret["result"] = None
+    return ret
+
+
+# --------------------------------------------------------------- live peers
+
+
+def _live(interface):
+    """The interface's live peers, read once per run."""
+    cache = __context__.setdefault(LIVE, {})
+    if interface not in cache:
+        if interface not in __salt__["wireguard.interfaces"]():
+            raise CommandExecutionError(
+                f"WireGuard interface '{interface}' is not up on this minion: start it "
+                f"first (systemctl start wg-quick@{interface}, or apply the wireguard formula)"
+            )
+        cache[interface] = __salt__["wireguard.show"](interface, psk_digests=True)[interface]
+    return cache[interface]
+
+
+def _forget_live(interface=None):
+    """Drop cached live state, after anything that may have changed it behind us."""
+    if interface is None:
+        __context__.pop(LIVE, None)
+    else:
+        __context__.get(LIVE, {}).pop(interface, None)
+
+
+def _normalise_cidrs(cidrs, where):
+    try:
+        return sorted({str(ipaddress.ip_network(c, strict=False)) for c in cidrs})
+    except (TypeError, ValueError) as exc:
+        raise SaltInvocationError(f"{where}: {exc}") from None
+
+
+def _psk_from_arguments(interface, name, preshared_key, preshared_key_pillar):
+    if preshared_key_pillar:
+        preshared_key = __salt__["pillar.get"](preshared_key_pillar) or None
+        if preshared_key is None:
+            raise SaltInvocationError(
+                f"interface '{interface}', peer '{name}': pillar "
+                f"'{preshared_key_pillar}' holds no preshared key"
+            )
+    return preshared_key
+
+
+def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
+    """Changes that bring the live peer ``live`` (or None) to the wanted attributes."""
+    where = f"interface '{interface}', peer '{name}'"
+    change = __salt__["wireguard.normalise_peer"](
+        interface,
+        {"public_key": name, "allowed_ips": allowed_ips or [], "endpoint": endpoint,
+         "persistent_keepalive": keepalive or 0, "preshared_key": psk or ""},
+    )
+    live = live or {}
+    diff, todo = {}, {"public_key": name}
+    wanted_ips = _normalise_cidrs(change["allowed_ips"], f"{where}, allowed_ips")
+    live_ips = _normalise_cidrs(live.get("allowed_ips", []), f"{where}, live allowed_ips")
+    if not live or wanted_ips != live_ips:
+        diff["allowed_ips"] = {"old": live_ips if live else None, "new": wanted_ips}
+        todo["allowed_ips"] = wanted_ips
+    if endpoint and (not live or live.get("endpoint") not in
+                     __salt__["wireguard.resolve_endpoint"](change["endpoint"])):
+        diff["endpoint"] = {"old": live.get("endpoint"), "new": change["endpoint"]}
+        todo["endpoint"] = change["endpoint"]
+    wanted_keepalive = change["persistent_keepalive"] or None
+    if not live or live.get("persistent_keepalive") != wanted_keepalive:
+        diff["persistent_keepalive"] = {
+            "old": live.get("persistent_keepalive"), "new": wanted_keepalive}
+        todo["persistent_keepalive"] = wanted_keepalive or 0
+    wanted_digest = __salt__["wireguard.key_digest"](psk) if psk else None
+    live_digest = live.get("preshared_key_sha256")
+    if wanted_digest != live_digest and (live or psk):
+        diff["preshared_key"] = {
+            "old": "set" if live_digest else "unset",
+            "new": ("changed" if live_digest else "set") if psk else "unset",
+        }
+        todo["preshared_key"] = psk or ""
+    return diff, todo
+
+
+def peer(name, interface, allowed_ips=None, endpoint=None, persistent_keepalive=None,
+         preshared_key=None, preshared_key_pillar=None):
+    """
+    The live interface holds this peer with exactly these attributes.
+
+    name
+        The peer's public key.
+    interface
+        The live WireGuard interface.
+    allowed_ips
+        List of CIDRs; compared regardless of order and host bits. None means none.
+    endpoint
+        ``host:port``, ``a.b.c.d:port`` or ``[v6]:port``. A host name is resolved and
+        compared with the live address. None leaves the live endpoint alone (a roaming
+        peer's endpoint is learnt from its packets).
+    persistent_keepalive
+        Seconds; 0, ``off`` and None all mean off.
+    preshared_key
+        A preshared key; compared without being shown. None means none.
+    preshared_key_pillar
+        A pillar path holding the preshared key, so the key never appears in SLS.
+    """
+    return _guarded(_ret(name), _peer, interface, allowed_ips, endpoint,
+                    persistent_keepalive, preshared_key, preshared_key_pillar)
+
+
+def _peer(ret, interface, allowed_ips, endpoint, keepalive, psk, psk_pillar):
+    name = ret["name"]
+    psk = _psk_from_arguments(interface, name, psk, psk_pillar)
+    live = _live(interface)
+    current = live["peers"].get(name)
+    diff, todo = _peer_diff(interface, name, current, allowed_ips, endpoint, keepalive, psk)
+    if not diff:
+        ret["comment"] = f"Peer {name} on {interface} is already as wanted"
+        return ret
+    ret["changes"] = diff
+    verb = "changed" if current else "added"
+    if __opts__["test"]:
+        return _pending(ret, f"Peer {name} on {interface} would be {verb}")
+    __salt__["wireguard.apply_peers"](interface, peers=[todo])
+    _remember(live, name, current, todo)
+    return _pending(ret, f"Peer {name} on {interface} {verb}")
+
+
+def _remember(live, name, current, todo):
+    """Update the cached live state with a change we made, instead of reading it again."""
+    entry = dict(current or {"allowed_ips": [], "endpoint": None,
+                             "persistent_keepalive": None, "preshared_key_sha256": None})
+    if "allowed_ips" in todo:
+        entry["allowed_ips"] = todo["allowed_ips"]
+    if "endpoint" in todo:
+        entry["endpoint"] = None  # resolved by wg; read again if compared again
+    if "persistent_keepalive" in todo:
+        entry["persistent_keepalive"] = todo["persistent_keepalive"] or None
+    if "preshared_key" in todo:
+        entry["preshared_key_sha256"] = (
+            __salt__["wireguard.key_digest"](todo["preshared_key"])
+            if todo["preshared_key"] else None)
+    live["peers"][name] = entry
+
+
+def peer_absent(name, interface):
+    """
+    The live interface does not hold this peer.
+
+    name
+        The peer's public key.
+    interface
+        The live WireGuard interface. When it is not up, there is nothing to remove.
+    """
+    return _guarded(_ret(name), _peer_absent, interface)
+
+
+def _peer_absent(ret, interface):
+    name = ret["name"]
+    if interface not in __salt__["wireguard.interfaces"]():
+        ret["comment"] = f"Interface {interface} is not up, so it holds no peer {name}"
+        return ret
+    live = _live(interface)
+    if name not in live["peers"]:
+        ret["comment"] = f"Peer {name} is not on {interface}"
+        return ret
+    ret["changes"] = {"peer": {"old": name, "new": None}}
+    if __opts__["test"]:
+        return _pending(ret, f"Peer {name} would be removed from {interface}")
+    __salt__["wireguard.apply_peers"](interface, remove=[name])
+    live["peers"].pop(name)
+    return _pending(ret, f"Peer {name} removed from {interface}")
+
+
+def peers_purged(name, keep=None):
+    """
+    The live interface holds no peer other than those in ``keep``.
+
+    name
+        The live WireGuard interface.
+    keep
+        Public keys of the peers to keep (the formula passes every peer its pillar
+        declares, so a run that targets a few minions never drops the others' peers).
+    """
+    return _guarded(_ret(name), _peers_purged, keep or [])
+
+
+def _peers_purged(ret, keep):
+    interface = ret["name"]
+    live = _live(interface)
+    extra = sorted(set(live["peers"]) - set(keep))
+    if not extra:
+        ret["comment"] = f"{interface} holds no undeclared peer"
+        return ret
+    ret["changes"] = {"removed": {"old": extra, "new": []}}
+    if __opts__["test"]:
+        return _pending(ret, f"{len(extra)} undeclared peer(s) would be removed from {interface}")
+    __salt__["wireguard.apply_peers"](interface, remove=extra)
+    for key in extra:
+        live["peers"].pop(key)
+    return _pending(ret, f"{len(extra)} undeclared peer(s) removed from {interface}")
+
+
+# ------------------------------------------------------------------ routes
+
+
+def routes(name, routes=None):
+    """
+    The live routes through the interface (those added with ``proto static``) are
+    exactly ``routes``. Changed live, without restarting the interface; the config
+    file's PostUp lines add them again at every start.
+
+    name
+        The live WireGuard interface. When it is not up, there is nothing to do.
+    routes
+        List of CIDRs.
+    """
+    return _guarded(_ret(name), _routes, routes or [])
+
+
+def _live_routes(interface):
+    found = []
+    for family in ("-4", "-6"):
+        out = __salt__["cmd.run_all"](
+            ["ip", "-j", family, "route", "show", "dev", interface, "proto", "static"],
+            python_shell=False, ignore_retcode=True)
+        if out["retcode"] != 0:
+            raise CommandExecutionError(f"ip route show dev {interface}: {out['stderr']}")
+        for route in salt.utils.json.loads(out["stdout"] or "[]"):
+            dst = route["dst"]
+            if dst == "default":
+                dst = "0.0.0.0/0" if family == "-4" else "::/0"
+            found.append(str(ipaddress.ip_network(dst, strict=False)))
+    return sorted(found)
+
+
+def _routes(ret, wanted):
+    interface = ret["name"]
+    wanted = _normalise_cidrs(wanted, f"interface '{interface}', routes")
+    if interface not in __salt__["wireguard.interfaces"]():
+        ret["comment"] = (f"Interface {interface} is not up; its routes are added when it "
+                          "starts")
+        return ret
+    live = _live_routes(interface)
+    add = [r for r in wanted if r not in live]
+    drop = [r for r in live if r not in wanted]
+    if not add and not drop:
+        ret["comment"] = f"Routes through {interface} are as wanted"
+        return ret
+    ret["changes"] = {"routes": {"old": live, "new": wanted}}
+    if __opts__["test"]:
+        return _pending(ret, f"Routes through {interface} would change")
+    for verb, cidrs in (("replace", add), ("del", drop)):
+        for cidr in cidrs:
+            out = __salt__["cmd.run_all"](
+                ["ip", "route", verb, cidr, "dev", interface, "proto", "static"],
+                python_shell=False, ignore_retcode=True)
+            if out["retcode"] != 0:
+                raise CommandExecutionError(f"ip route {verb} {cidr} dev {interface}: "
+                                            f"{out['stderr'].strip()}")
+    return _pending(ret, f"Routes through {interface} updated")
+
+
+# ----------------------------------------------------------- key and config
+
+
+def _write_private(path, text):
+    """Write ``text`` to ``path`` atomically, mode 0600: never a half-written file."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _read(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _mode_fix(ret, path):
+    """Key and config files are 0600 and owned by root."""
+    stat = os.stat(path)
+    if stat.st_mode & 0o7777 != 0o600 or stat.st_uid != 0:
+        ret["changes"]["mode"] = {"old": oct(stat.st_mode & 0o7777), "new": "0o600"}
+        if not __opts__["test"]:
+            os.chown(path, 0, 0)
+            os.chmod(path, 0o600)
+
+
+def private_key(name, config_dir="/etc/wireguard"):
+    """
+    The interface's private key is in ``<config_dir>/<name>.key`` (0600, root): the
+    one pillar gives, or one generated once on the minion and then kept. Only the
+    public key is ever reported.
+
+    name
+        The interface name.
+    """
+    return _guarded(_ret(name), _private_key, config_dir)
+
+
+def _private_key(ret, config_dir):
+    interface = ret["name"]
+    path = os.path.join(config_dir, f"{interface}.key")
+    wanted = __salt__["wireguard.pillar_private_key"](interface)
+    current = (_read(path) or "").strip() or None
+    try:
+        current_public = __salt__["wireguard.pubkey"](current) if current else None
+    except SaltInvocationError:
+        current_public = None  # unreadable key file: replace it
+    if current_public and (wanted is None or wanted == current):
+        _mode_fix(ret, path)
+        if ret["changes"]:
+            return _pending(ret, f"Mode of {path} fixed")
+        ret["comment"] = f"Private key of {interface} is in place ({path})"
+        return ret
+    source = "from pillar" if wanted else "generated"
+    new_public = __salt__["wireguard.pubkey"](wanted) if wanted else None
+    ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
+    if __opts__["test"]:
+        return _pending(ret, f"Private key of {interface} would be {source} ({path})")
+    key = wanted or __salt__["wireguard.genkey"]()
+    _write_private(path, key + "\n")
+    ret["changes"]["public_key"]["new"] = __salt__["wireguard.pubkey"](key)
+    return _pending(ret, f"Private key of {interface} {source} ({path})")
+
+
+def _masked(text):
+    return SECRET_LINE.sub(r"\1<hidden>", text or "")
+
+
+def _interface_part(text):
+    """The ``[Interface]`` lines that need a restart to change (not live routes)."""
+    if text is None:
+        return None
+    part = []
+    for line in text.splitlines():
+        if line.strip().startswith("[Peer]"):
+            break
+        if line.strip() and not line.startswith("#") and not ROUTE_LINE.match(line):
+            part.append(line.strip())
+    return part
+
+
+def config(name, config_dir="/etc/wireguard", service=None):
+    """
+    ``<config_dir>/<name>.conf`` is the wg-quick config rendered from pillar (0600,
+    written atomically). Changes are reported as a diff with keys masked.
+
+    name
+        The interface name.
+    service
+        The interface's service (``wg-quick@wg0``). When given and running, it is
+        restarted if the ``[Interface]`` part changed (peers and routes change live,
+        without a restart) or if its interface is gone; if the restart fails the
+        previous file is put back and started again, and the state fails with the
+        service's error.
+    """
+    return _guarded(_ret(name), _config, config_dir, service)
+
+
+def _config(ret, config_dir, service):
+    interface = ret["name"]
+    path = os.path.join(config_dir, f"{interface}.conf")
+    wanted = __salt__["wireguard.render_config"](interface, config_dir=config_dir, mask=False)
+    current = _read(path)
+    restart = service and _service_active(service) and (
+        (current is not None and _interface_part(current) != _interface_part(wanted))
+        or interface not in __salt__["wireguard.interfaces"]())
+    if current == wanted:
+        _mode_fix(ret, path)
+    else:
+        diff = "".join(difflib.unified_diff(
+            _masked(current).splitlines(True), _masked(wanted).splitlines(True),
+            fromfile=path, tofile=path))
+        ret["changes"]["diff"] = diff or "private or preshared key changed"
+    if restart:
+        ret["changes"]["restarted"] = service
+    if not ret["changes"]:
+        ret["comment"] = f"{path} is as pillar says"
+        return ret
+    if __opts__["test"]:
+        return _pending(ret, f"{path} would be updated"
+                        + (f" and {service} restarted" if restart else ""))
+    if current != wanted:
+        _write_private(path, wanted)
+    if restart:
+        _restart(service, interface, path, current)
+    return _pending(ret, f"{path} updated" + (f"; {service} restarted" if restart else ""))
+
+
+def _service_active(service):
+    return bool(__salt__["service.status"](service))
+
+
+def _restart(service, interface, path, previous):
+    """Restart ``service``; on failure put ``previous`` back, restart, and raise."""
+    _forget_live(interface)
+    if __salt__["service.restart"](service):
+        return
+    error = _service_error(service)
+    if previous is None:
+        raise CommandExecutionError(f"{service} failed to restart: {error}")
+    _write_private(path, previous)
+    restored = __salt__["service.restart"](service)
+    raise CommandExecutionError(
+        f"{service} failed with the new {path}, so the previous file was put back"
+        f"{' and is running again' if restored else ' (which failed too)'}. "
+        f"The service said: {error}"
+    )
+
+
+def _service_error(service):
+    """The service's last log lines, where systemd keeps them."""
+    if not __salt__["cmd.has_exec"]("journalctl"):
+        return "(see the service's log)"
+    out = __salt__["cmd.run_stdout"](
+        ["journalctl", "-u", service, "-n", "8", "--no-pager", "-o", "cat"],
+        python_shell=False, ignore_retcode=True, output_loglevel="quiet")
+    return _masked(out).strip() or "(no log)"
