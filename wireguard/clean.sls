@@ -1,0 +1,9 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Takes everything down and removes it, in the reverse order of init.sls.
+include:
+  - .network.clean
+  - .peers.clean
+  - .service.clean
+  - .config.clean
+  - .package.clean

@@ -1,0 +1,66 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Per running interface: each peer applied live through `wg set` (no restart,
+# no packet lost to other peers), peers marked absent removed, and with
+# purge_peers every live peer that pillar does not name removed.
+{#- Get the `tplroot` from `tpldir` #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- set sls_service_running = tplroot ~ '.service.running' %}
+{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
+
+include:
+  - {{ sls_service_running }}
+
+{%- for name, iface in interfaces | dictsort %}
+{%-   if iface.warnings %}
+
+{{ ('wireguard-peers-live-test-configurable_test_state-' ~ name ~ '-warnings') | json }}:
+  test.configurable_test_state:
+    - name: {{ (name ~ ': ' ~ iface.warnings | length ~ ' warning(s)') | json }}
+    - changes: false
+    - result: true
+    - comment: {{ iface.warnings | join('; ') | json }}
+    - warnings: {{ iface.warnings | json }}
+{%-   endif %}
+{%-   if iface.enabled and not iface.absent %}
+{%-     set running_id = 'wireguard-service-running-service-running-' ~ name %}
+{%-     set keep = [] %}
+{%-     for peer_name, peer in iface.peers | dictsort if peer.public_key %}
+{%-       if peer.absent %}
+
+{{ ('wireguard-peers-live-wireguard-peer_absent-' ~ name ~ '-' ~ peer_name) | json }}:
+  wireguard.peer_absent:
+    - name: {{ peer.public_key | json }}
+    - interface: {{ name | json }}
+    - require:
+      - service: {{ running_id | json }}
+{%-       else %}
+{%-         do keep.append(peer.public_key) %}
+
+{{ ('wireguard-peers-live-wireguard-peer-' ~ name ~ '-' ~ peer_name) | json }}:
+  wireguard.peer:
+    - name: {{ peer.public_key | json }}
+    - interface: {{ name | json }}
+    - allowed_ips: {{ peer.allowed_ips | json }}
+    - endpoint: {{ peer.endpoint | json }}
+    - persistent_keepalive: {{ peer.persistent_keepalive | json }}
+{%-         if peer.has_preshared_key %}
+{#-         A pillar path: the state reads the key itself, it never passes here. #}
+    - preshared_key_pillar: {{ peer.preshared_key_pillar | json }}
+{%-         endif %}
+    - require:
+      - service: {{ running_id | json }}
+{%-       endif %}
+{%-     endfor %}
+{%-     if iface.purge_peers %}
+
+{{ ('wireguard-peers-live-wireguard-peers_purged-' ~ name) | json }}:
+  wireguard.peers_purged:
+    - name: {{ name | json }}
+    - keep: {{ keep | json }}
+    - require:
+      - service: {{ running_id | json }}
+{%-     endif %}
+{%-   endif %}
+{%- endfor %}
