@@ -1,0 +1,302 @@
+"""`Lab`: a set of hosts, switches and links, torn down completely when it ends.
+
+    with Lab("demo") as lab:
+        hub = lab.container("hub")                 # boots at once, in parallel
+        nat = lab.namespace("nat-a")
+        inet = lab.bridge("inet")
+        inet.attach(hub, "eth0", "198.18.0.1/24")
+        lab.wait_ready()                           # booted, minions answer the master
+        lab.master.write_pillar({"hub": {...}})
+        lab.master.state_apply("hub")
+
+A management switch (`mgmt`, 198.19.255.0/24) joins the salt-master (198.19.255.1) and
+every minion container, whose salt-minion connects there. The master serves the repo
+checkout read-only as its file_roots.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import signal
+import threading
+import time
+from pathlib import Path
+
+from . import rootfs as rootfs_mod
+from .host import Bridge, Container, Host, Namespace
+from .saltmaster import FORMULA_DIR, MASTER_IP, Master, minion_conf
+from .util import NSPAWN_RUN_DIR, PREFIX, REPO, STATE_DIR, LabError, log, remove_tree, require_root
+
+MGMT_NET = "198.19.255"
+
+_LIVE_LABS: list[Lab] = []
+
+
+class _Interrupted(KeyboardInterrupt):
+    pass
+
+
+def _on_signal(signum, frame):
+    raise _Interrupted(f"signal {signal.Signals(signum).name}")
+
+
+class Lab:
+    def __init__(self, prefix: str = "lab", *, master: bool = True, rootfs: Path | None = None,
+                 formula: Path | None = None):
+        self.id = f"{PREFIX}{prefix}-{secrets.token_hex(2)}"
+        self.state_dir = STATE_DIR / self.id
+        self.with_master = master
+        self.rootfs = rootfs
+        # what the master serves: the checkout (WGLAB_FORMULA points elsewhere, e.g. to
+        # try a patched copy of the formula)
+        self.formula = Path(formula or os.environ.get("WGLAB_FORMULA") or REPO).resolve()
+        self.hosts: dict[str, Host] = {}
+        self._order: list[Host] = []
+        self.master: Master | None = None
+        self.mgmt: Bridge | None = None
+        self._mgmt_next = 10
+        self._old_handlers: dict = {}
+        self._closed = False
+        self.timings: dict[str, float] = {}
+
+    # -- context ---------------------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> Lab:
+        require_root()
+        if self.rootfs is None:
+            self.rootfs = rootfs_mod.ensure_rootfs()
+        self._install_signal_handlers()
+        _LIVE_LABS.append(self)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log(f"lab {self.id}: starting (state in {self.state_dir})")
+        try:
+            if self.with_master:
+                self.mgmt = self.bridge("mgmt")
+                self.master = Master(self, "master", self.rootfs,
+                                     binds_ro=[(self.formula, FORMULA_DIR)])
+                self._add(self.master)
+                self.master.create()
+                self.mgmt.attach(self.master, "mgmt0", f"{MASTER_IP}/24")
+                self.master.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError, OSError):
+                self._old_handlers[sig] = signal.signal(sig, _on_signal)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(sig, handler)
+        self._old_handlers = {}
+
+    # -- building blocks -------------------------------------------------------------------
+    def _add(self, host: Host) -> Host:
+        if host.name in self.hosts:
+            raise LabError(f"lab {self.id}: a host named {host.name!r} exists already")
+        self.hosts[host.name] = host
+        self._order.append(host)
+        return host
+
+    def __getitem__(self, name: str) -> Host:
+        return self.hosts[name]
+
+    def namespace(self, name: str) -> Namespace:
+        ns = Namespace(self, name)
+        self._add(ns)
+        return ns.create()
+
+    def bridge(self, name: str) -> Bridge:
+        br = Bridge(self, f"sw-{name}")
+        self._add(br)
+        return br.create()
+
+    def container(self, name: str, minion: bool = True, hosts: dict | None = None,
+                  start: bool = True) -> Container:
+        """A systemd container; with minion=True its salt-minion (id = name) talks to the
+        lab's master over the mgmt switch. Returns as soon as nspawn is launched."""
+        c = Container(self, name, self.rootfs)
+        c.minion = minion
+        self._add(c)
+        c.create()
+        etc_hosts = ["127.0.0.1 localhost", f"127.0.1.1 {name}", "::1 localhost ip6-localhost"]
+        if self.master is not None:
+            etc_hosts.append(f"{MASTER_IP} salt master")
+        for hname, addr in (hosts or {}).items():
+            etc_hosts.append(f"{addr} {hname}")
+        c.write("/etc/hosts", "\n".join(etc_hosts) + "\n")
+        if minion:
+            if self.master is None:
+                raise LabError("a minion needs the lab's master (Lab(master=True))")
+            if self._mgmt_next > 254:
+                raise LabError("the management network is full")
+            addr = f"{MGMT_NET}.{self._mgmt_next}/24"
+            self._mgmt_next += 1
+            self.mgmt.attach(c, "mgmt0", addr)
+            c.write("/etc/salt/minion.d/lab.conf", minion_conf(name))
+            c.enable_unit("salt-minion.service")
+        if start:
+            c.start()
+        return c
+
+    def link(self, a: Host, b: Host, a_if: str = "eth0", b_if: str = "eth0",
+             a_addrs=(), b_addrs=()) -> None:
+        """A veth pair between two hosts, created directly in their namespaces."""
+        a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.netns)
+        a.ip("link", "set", a_if, "up")
+        b.ip("link", "set", b_if, "up")
+        for addr in [a_addrs] if isinstance(a_addrs, str) else a_addrs:
+            a.add_addr(a_if, addr)
+        for addr in [b_addrs] if isinstance(b_addrs, str) else b_addrs:
+            b.add_addr(b_if, addr)
+
+    def nat(self, router: Host, out_iface: str) -> None:
+        """Make `router` a NAT router: forward, masquerade everything leaving out_iface."""
+        router.ns_sysctl({"net.ipv4.ip_forward": 1})
+        router.ns_exec(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
+                        "-j", "MASQUERADE"])
+
+    def containers(self) -> list[Container]:
+        return [h for h in self._order if isinstance(h, Container)]
+
+    def minions(self) -> list[Container]:
+        return [c for c in self.containers()
+                if getattr(c, "minion", False) and not isinstance(c, Master)]
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        """All containers booted; the master answers; every minion answers test.ping and
+        has the formula's modules synced."""
+        t0 = time.monotonic()
+        for c in self.containers():
+            c.wait_booted(timeout=timeout)
+        boot = time.monotonic() - t0
+        minions = [c for c in self.minions() if not getattr(c, "synced", False)]
+        if minions:
+            ids = [c.name for c in minions]
+            self.master.wait_minions(ids, timeout=timeout, hosts=self.hosts)
+            ret = self.master.salt(ids, "saltutil.sync_all", timeout=120)
+            missing = [i for i in ids if not isinstance(ret.get(i), dict)]
+            if missing:
+                raise LabError(f"saltutil.sync_all failed on {missing}: {ret}")
+            for c in minions:
+                c.synced = True
+        elif self.master is not None:
+            self.master.wait_ready(timeout=timeout)
+        self.timings["boot"] = boot
+        self.timings["ready"] = time.monotonic() - t0
+        log(f"lab {self.id}: ready ({len(self.containers())} containers booted in "
+            f"{boot:.1f}s, minions answering after {time.monotonic() - t0:.1f}s)")
+
+    # -- tear-down -------------------------------------------------------------------------
+    def remove(self, hosts) -> None:
+        """Tear down some hosts (containers power off in parallel); forget their keys."""
+        hosts = list(hosts)
+        containers = [h for h in hosts if isinstance(h, Container)]
+        for c in containers:
+            c.signal_poweroff()
+        errors = []
+        for h in reversed(hosts):
+            try:
+                h.destroy()
+            except Exception as exc:  # keep going: remove everything we can
+                errors.append(f"{h.name}: {exc}")
+            self.hosts.pop(h.name, None)
+            with contextlib.suppress(ValueError):
+                self._order.remove(h)
+        if self.master is not None and self.master in self._order:
+            alive = self.master.booted and self.master.proc and self.master.proc.poll() is None
+            for c in containers:
+                if getattr(c, "minion", False) and alive and c is not self.master:
+                    self.master.delete_key(c.name)
+        if errors:
+            raise LabError("tear-down problems:\n" + "\n".join(errors))
+
+    @contextlib.contextmanager
+    def section(self):
+        """Everything created inside the block is torn down when it ends."""
+        mark = len(self._order)
+        try:
+            yield self
+        finally:
+            created = self._order[mark:]
+            if created and not self._closed:
+                self.remove(created)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        t0 = time.monotonic()
+        # a second Ctrl-C must not leave half a lab behind
+        old_int = None
+        if threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError):
+                old_int = signal.signal(
+                    signal.SIGINT, lambda *_: log("tearing the lab down, please wait"))
+        try:
+            log(f"lab {self.id}: tearing down {len(self._order)} hosts")
+            for c in self.containers():
+                c.signal_poweroff()
+            errors = []
+            for h in reversed(list(self._order)):
+                try:
+                    h.destroy()
+                except Exception as exc:
+                    errors.append(f"{h.name}: {exc}")
+            self._order.clear()
+            self.hosts.clear()
+            for root in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")):
+                d = root / self.id
+                if d.exists():
+                    Container._clean_cgroup(d)
+            remove_tree(self.state_dir)
+            with contextlib.suppress(OSError):
+                STATE_DIR.rmdir()
+            _tidy_nspawn_run_dir(self.id)
+            log(f"lab {self.id}: gone ({time.monotonic() - t0:.1f}s)")
+            if errors:
+                raise LabError("tear-down problems:\n" + "\n".join(errors))
+        finally:
+            if old_int is not None:
+                signal.signal(signal.SIGINT, old_int)
+            self._restore_signal_handlers()
+            with contextlib.suppress(ValueError):
+                _LIVE_LABS.remove(self)
+
+
+def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:
+    """systemd-nspawn leaves /run/systemd/nspawn/{propagate,...}/<machine>: remove ours,
+    then the directories themselves when nothing else is in them."""
+    if not NSPAWN_RUN_DIR.is_dir():
+        return
+    for sub in NSPAWN_RUN_DIR.glob("*/*"):
+        if sub.name.startswith(prefix):
+            remove_tree(sub)
+    for sub in NSPAWN_RUN_DIR.iterdir():
+        if sub.is_dir():
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+    with contextlib.suppress(OSError):
+        NSPAWN_RUN_DIR.rmdir()
+
+
+@atexit.register
+def _close_forgotten_labs() -> None:
+    for lab in list(_LIVE_LABS):
+        with contextlib.suppress(Exception):
+            lab.close()

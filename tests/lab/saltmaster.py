@@ -1,0 +1,233 @@
+"""The salt-master container and helpers to drive Salt from it like a user would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from .host import Container
+from .util import LabError, log, wait_for
+
+MASTER_IP = "198.19.255.1"
+FORMULA_DIR = "/srv/formula"
+PILLAR_DIR = "/srv/pillar"
+
+MASTER_CONF = f"""\
+# wireguard-formula lab master
+interface: {MASTER_IP}
+auto_accept: True
+worker_threads: 3
+timeout: 30
+gather_job_timeout: 15
+# the repo checkout, bind-mounted read-only: serves wireguard/, _modules/, _states/ ...
+file_roots:
+  base:
+    - {FORMULA_DIR}
+file_ignore_regex:
+  - '(^|/)\\.git($|/)'
+  - '(^|/)\\.venv($|/)'
+  - '(^|/)__pycache__($|/)'
+  - '(^|/)\\.lab($|/)'
+  - '(^|/)build($|/)'
+fileserver_list_cache_time: 2
+pillar_roots:
+  base:
+    - {PILLAR_DIR}
+log_level_logfile: info
+"""
+
+MINION_CONF = """\
+# wireguard-formula lab minion
+master: {master}
+id: {id}
+acceptance_wait_time: 1
+acceptance_wait_time_max: 2
+random_reauth_delay: 0
+recon_default: 200
+recon_max: 1000
+recon_randomize: False
+auth_timeout: 15
+# no DNS in the lab: reverse lookups of every address would only time out
+enable_fqdns_grains: False
+enable_gpu_grains: False
+log_level_logfile: info
+"""
+
+
+def minion_conf(minion_id: str) -> str:
+    return MINION_CONF.format(master=MASTER_IP, id=minion_id)
+
+
+class Master(Container):
+    """The salt-master: `salt`, `salt-run` and `salt-key` run inside it."""
+
+    kind = "master"
+
+    def create(self) -> Master:
+        super().create()
+        self.write("/etc/salt/master.d/lab.conf", MASTER_CONF)
+        self.write(f"{PILLAR_DIR}/top.sls", "base: {}\n")
+        self.enable_unit("salt-master.service")
+        self.ready = False
+        return self
+
+    @property
+    def pillar_host_dir(self) -> Path:
+        return self.merged / PILLAR_DIR.lstrip("/")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        if self.ready:
+            return
+        self.wait_booted()
+
+        def up():
+            return self.run(["salt-run", "--out=json", "manage.present"], check=False,
+                            timeout=60).returncode == 0
+
+        wait_for(up, timeout, "salt-master to answer in container master",
+                 interval=0.5, detail=lambda: self.out(
+                     "journalctl -u salt-master --no-pager -n 30; "
+                     "tail -n 30 /var/log/salt/master", check=False))
+        self.ready = True
+
+    # -- running salt ---------------------------------------------------------------------
+    @staticmethod
+    def _cli_args(args, kwargs) -> list[str]:
+        out = []
+        for a in args:
+            out.append(a if isinstance(a, str) else json.dumps(a))
+        for k, v in kwargs.items():
+            out.append(f"{k}={v if isinstance(v, str) else json.dumps(v)}")
+        return out
+
+    def salt(self, target, fun: str, *args, timeout: float = 60, **kwargs) -> dict:
+        """`salt --out=json --static TARGET FUN ARGS` -> {minion id: return}.
+        A list target is sent as `-L`. Minions that do not answer are missing or map
+        to Salt's "Minion did not return" string."""
+        self.wait_ready()
+        argv = ["salt", "--out=json", "--static", "--no-color", "-t", str(int(timeout))]
+        if isinstance(target, (list, tuple)):
+            argv += ["-L", ",".join(target)]
+        else:
+            argv.append(target)
+        argv += [fun, *self._cli_args(args, kwargs)]
+        proc = self.run(argv, check=False, timeout=timeout + 120)
+        return self._parse(proc, argv)
+
+    def salt_run(self, fun: str, *args, timeout: float = 60, **kwargs):
+        self.wait_ready()
+        argv = ["salt-run", "--out=json", "--no-color", "-t", str(int(timeout)), fun,
+                *self._cli_args(args, kwargs)]
+        proc = self.run(argv, check=False, timeout=timeout + 60)
+        return self._parse(proc, argv)
+
+    def _parse(self, proc, argv):
+        text = proc.stdout.strip()
+        try:
+            return json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            # several JSON documents (no --static) or a traceback
+            raise LabError(
+                f"master: `{' '.join(argv)}` printed no JSON (exit {proc.returncode})\n"
+                f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+            ) from None
+
+    def keys(self) -> dict:
+        return json.loads(self.out(["salt-key", "--out=json", "-L"]))
+
+    def delete_key(self, minion_id: str) -> None:
+        self.run(["salt-key", "-y", "-d", minion_id], check=False)
+
+    def wait_minions(self, ids, timeout: float = 120, hosts: dict | None = None) -> float:
+        """Until every minion's key is accepted and it answers test.ping."""
+        self.wait_ready()
+        t0 = time.monotonic()
+        pending = set(ids)
+
+        def answered():
+            ret = self.salt(sorted(pending), "test.ping", timeout=5)
+            for mid, val in ret.items():
+                if val is True:
+                    pending.discard(mid)
+            return not pending
+
+        def detail():
+            lines = [f"minions not answering: {', '.join(sorted(pending))}"]
+            with_keys = self.keys()
+            lines.append(f"master's keys: {json.dumps(with_keys)}")
+            for mid in sorted(pending):
+                host = (hosts or {}).get(mid)
+                if host is not None:
+                    lines.append(f"--- {mid}: salt-minion journal")
+                    lines.append(host.out("journalctl -u salt-minion --no-pager -n 15; "
+                                          "tail -n 15 /var/log/salt/minion", check=False))
+            return "\n".join(lines)
+
+        wait_for(answered, timeout, f"minions {', '.join(sorted(ids))} to answer the master",
+                 interval=0.5, detail=detail)
+        return time.monotonic() - t0
+
+    # -- pillar and states ----------------------------------------------------------------
+    def write_pillar(self, pillars: dict, refresh: bool = True) -> None:
+        """Make the master's pillar exactly {minion id: that minion's pillar dict}."""
+        root = self.pillar_host_dir
+        mdir = root / "minions"
+        if mdir.exists():
+            shutil.rmtree(mdir)
+        mdir.mkdir(parents=True)
+        top = {"base": {}}
+        for mid, data in pillars.items():
+            sls = mid.replace(".", "_")
+            (mdir / f"{sls}.sls").write_text(
+                "#!yaml\n" + yaml.safe_dump(data or {}, default_flow_style=False))
+            top["base"][mid] = [f"minions.{sls}"]
+        (root / "top.sls").write_text("#!yaml\n" + yaml.safe_dump(top))
+        if refresh and pillars:
+            self.salt(sorted(pillars), "saltutil.refresh_pillar", wait=True)
+
+    def state_apply(self, target, sls: str = "wireguard", test: bool = False,
+                    timeout: float = 300, **kwargs) -> dict:
+        """`salt TARGET state.apply SLS` -> {minion: {state id: result}} (raw)."""
+        if test:
+            kwargs["test"] = True
+        return self.salt(target, "state.apply", sls, timeout=timeout, **kwargs)
+
+
+def summarize(ret: dict) -> dict:
+    """{minion: {"total", "changed", "failed": [ids], "error": str|None}} of a state run."""
+    out = {}
+    for mid, states in ret.items():
+        if not isinstance(states, dict):
+            out[mid] = {"total": 0, "changed": 0, "failed": [], "error": str(states)}
+            continue
+        failed = [sid for sid, r in states.items() if not r.get("result", False)]
+        changed = [sid for sid, r in states.items() if r.get("changes")]
+        out[mid] = {"total": len(states), "changed": len(changed), "changed_ids": changed,
+                    "failed": failed, "error": None}
+    return out
+
+
+def describe_failures(ret: dict) -> str:
+    """Human-readable lines for every failed state (for assertion messages)."""
+    lines = []
+    for mid, states in ret.items():
+        if not isinstance(states, dict):
+            lines.append(f"{mid}: {states}")
+            continue
+        for sid, r in sorted(states.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+            if not r.get("result", False):
+                lines.append(f"{mid}: {sid}: {r.get('comment')}")
+    return "\n".join(lines)
+
+
+def log_summary(ret: dict, what: str) -> None:
+    for mid, s in sorted(summarize(ret).items()):
+        if s["error"]:
+            log(f"{what} {mid}: ERROR {s['error'][:300]}")
+        else:
+            log(f"{what} {mid}: {s['total']} states, {s['changed']} changed, "
+                f"{len(s['failed'])} failed")

@@ -1,0 +1,431 @@
+"""The wiring of every topology in pillar.example, and what must (not) pass over it.
+
+pillar.example says what each minion's WireGuard looks like; this file says which of
+those minions are containers, which bare namespaces exist around them (NAT routers, LAN
+clients, the "internet" server), how they are cabled, and which pings a user would
+expect to pass or to fail once `state.apply wireguard` has run.
+
+The simulated internet is one switch, `inet`, on 198.18.0.0/24 (and fd18::/64 for the
+IPv6 full tunnel). Nothing in the lab has a route out of the machine.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import yaml
+
+from .host import Container, Host, PingResult
+from .saltmaster import describe_failures, summarize
+from .util import REPO, LabError, log
+
+PILLAR_EXAMPLE = REPO / "pillar.example"
+
+
+@dataclass(frozen=True)
+class Port:
+    """`host` plugged into a segment as `ifname` (with an 802.1Q VLAN on it if vlan)."""
+
+    host: str
+    ifname: str
+    addrs: tuple[str, ...] = ()
+    vlan: int | None = None
+
+
+@dataclass(frozen=True)
+class Ping:
+    """`src` pings `dst_ip`. `seen_as`: the source address the destination host `dst`
+    must see (NAT on the way); `source`: the address ping binds to."""
+
+    src: str
+    dst_ip: str
+    dst: str | None = None
+    seen_as: str | None = None
+    source: str | None = None
+    why: str = ""
+
+    def __str__(self) -> str:
+        extra = f" from {self.source}" if self.source else ""
+        return f"{self.src}{extra} -> {self.dst_ip}" + (f" ({self.why})" if self.why else "")
+
+
+@dataclass(frozen=True)
+class Spoof:
+    """`src` sends into `interface` from `addr`, which the receiving peer's AllowedIPs
+    for `src` does not contain: cryptokey routing must drop it."""
+
+    src: str
+    addr: str
+    dst_ip: str
+    interface: str = "wg0"
+    why: str = ""
+
+
+@dataclass
+class Topology:
+    name: str
+    containers: tuple[str, ...]
+    namespaces: tuple[str, ...] = ()
+    segments: dict[str, tuple[Port, ...]] = field(default_factory=dict)
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    nat: dict[str, str] = field(default_factory=dict)
+    etc_hosts: dict[str, dict[str, str]] = field(default_factory=dict)
+    passes: tuple[Ping, ...] = ()
+    fails: tuple[Ping, ...] = ()
+    spoofs: tuple[Spoof, ...] = ()
+
+
+INET = "198.18.0"
+
+
+def _inet(host: str, n: int, ifname: str = "eth0", v6: bool = False) -> Port:
+    addrs = (f"{INET}.{n}/24",) + ((f"fd18::{n}/64",) if v6 else ())
+    return Port(host, ifname, addrs)
+
+
+TOPOLOGIES: dict[str, Topology] = {}
+
+
+def _add(t: Topology) -> None:
+    TOPOLOGIES[t.name] = t
+
+
+_add(Topology(
+    name="laptop-server",
+    containers=("server", "laptop"),
+    segments={"inet": (_inet("server", 1), _inet("laptop", 10))},
+    etc_hosts={"laptop": {"server.example.net": f"{INET}.1"}},
+    passes=(
+        Ping("laptop", "10.0.0.1", why="laptop dials the server by name"),
+        Ping("server", "10.0.0.2", why="server answers on the learned endpoint"),
+    ),
+    spoofs=(Spoof("laptop", "10.0.0.99", "10.0.0.1",
+                  why="server's AllowedIPs for laptop is 10.0.0.2/32"),),
+))
+
+_add(Topology(
+    name="internet-gateway",
+    containers=("gateway", "laptop"),
+    namespaces=("home-router", "internet"),
+    segments={
+        "inet": (_inet("gateway", 1, v6=True), _inet("home-router", 102, "wan"),
+                 _inet("internet", 200, v6=True)),
+        "home": (Port("home-router", "lan", ("192.168.50.1/24",)),
+                 Port("laptop", "eth0", ("192.168.50.2/24",))),
+    },
+    routes={"laptop": ("default via 192.168.50.1",)},
+    nat={"home-router": "wan"},
+    passes=(
+        Ping("laptop", "10.8.0.1", why="tunnel, IPv4"),
+        Ping("laptop", "fd08::1", why="tunnel, IPv6"),
+        Ping("laptop", f"{INET}.200", dst="internet", seen_as=f"{INET}.1",
+             why="0.0.0.0/0 through the gateway's NAT"),
+        Ping("laptop", "fd18::200", dst="internet", seen_as="fd18::1",
+             why="::/0 through the gateway's NAT"),
+    ),
+    fails=(Ping("internet", "10.8.0.2", why="the tunnel network is hidden behind NAT"),),
+    spoofs=(Spoof("laptop", "10.8.0.99", "10.8.0.1",
+                  why="gateway's AllowedIPs for laptop is 10.8.0.2/32"),),
+))
+
+_add(Topology(
+    name="jumpbox-vlan",
+    containers=("jumpbox", "admin"),
+    namespaces=("nas",),
+    segments={
+        "inet": (_inet("jumpbox", 1), _inet("admin", 10)),
+        # a trunk: the jumpbox and the NAS both use VLAN 50 on it
+        "office": (Port("jumpbox", "eth1", ("172.16.50.1/24",), vlan=50),
+                   Port("nas", "eth0", ("172.16.50.10/24",), vlan=50)),
+    },
+    passes=(
+        Ping("admin", "10.9.0.1", why="tunnel"),
+        Ping("admin", "172.16.50.10", dst="nas", seen_as="172.16.50.1",
+             why="into the VLAN, masqueraded by the jumpbox"),
+    ),
+    fails=(Ping("nas", "10.9.0.2", why="the VLAN has no way back into the tunnel"),),
+    spoofs=(Spoof("admin", "10.9.0.99", "172.16.50.10", interface="jump0",
+                  why="jumpbox's AllowedIPs for admin is 10.9.0.2/32"),),
+))
+
+_add(Topology(
+    name="mesh",
+    containers=("mesh1", "mesh2", "mesh3"),
+    segments={"inet": tuple(_inet(f"mesh{i}", i) for i in (1, 2, 3))},
+    passes=tuple(Ping(f"mesh{a}", f"10.10.0.{b}") for a in (1, 2, 3) for b in (1, 2, 3)
+                 if a != b),
+    spoofs=(Spoof("mesh1", "10.10.0.99", "10.10.0.2",
+                  why="mesh2's AllowedIPs for mesh1 is 10.10.0.1/32"),),
+))
+
+_add(Topology(
+    name="road-warriors",
+    containers=("server", "warrior1", "warrior2"),
+    namespaces=("nat1", "nat2"),
+    segments={
+        "inet": (_inet("server", 1), _inet("nat1", 101, "wan"), _inet("nat2", 102, "wan")),
+        # both NATed LANs use the same prefix: it does not matter to WireGuard
+        "lan1": (Port("nat1", "lan", ("192.168.1.1/24",)),
+                 Port("warrior1", "eth0", ("192.168.1.2/24",))),
+        "lan2": (Port("nat2", "lan", ("192.168.1.1/24",)),
+                 Port("warrior2", "eth0", ("192.168.1.2/24",))),
+    },
+    routes={"warrior1": ("default via 192.168.1.1",),
+            "warrior2": ("default via 192.168.1.1",)},
+    nat={"nat1": "wan", "nat2": "wan"},
+    passes=(
+        Ping("server", "10.20.0.11", why="keepalive told the server where warrior1 is"),
+        Ping("server", "10.20.0.12", why="keepalive told the server where warrior2 is"),
+        Ping("warrior1", "10.20.0.12", why="warrior to warrior through the server"),
+        Ping("warrior2", "10.20.0.11", why="warrior to warrior through the server"),
+    ),
+    fails=(Ping("server", "192.168.1.2", why="the warriors' LANs are behind NAT"),),
+    spoofs=(Spoof("warrior1", "10.20.0.12", "10.20.0.1",
+                  why="warrior1 pretends to be warrior2"),),
+))
+
+_add(Topology(
+    name="two-sites-behind-nat",
+    containers=("hub", "site-a", "site-b"),
+    namespaces=("nat-a", "nat-b", "client-a", "client-b"),
+    segments={
+        "inet": (_inet("hub", 1), _inet("nat-a", 101, "wan"), _inet("nat-b", 102, "wan")),
+        "lan-a": (Port("nat-a", "lan", ("192.168.1.1/24",)),
+                  Port("site-a", "eth0", ("192.168.1.2/24",)),
+                  Port("client-a", "eth0", ("192.168.1.10/24",))),
+        "lan-b": (Port("nat-b", "lan", ("192.168.2.1/24",)),
+                  Port("site-b", "eth0", ("192.168.2.2/24",)),
+                  Port("client-b", "eth0", ("192.168.2.10/24",))),
+    },
+    routes={
+        "site-a": ("default via 192.168.1.1",),
+        "site-b": ("default via 192.168.2.1",),
+        # LAN hosts: internet through the NAT router, the other site via the gateway
+        "client-a": ("default via 192.168.1.1", "192.168.2.0/24 via 192.168.1.2",
+                     "10.30.0.0/24 via 192.168.1.2"),
+        "client-b": ("default via 192.168.2.1", "192.168.1.0/24 via 192.168.2.2",
+                     "10.30.0.0/24 via 192.168.2.2"),
+    },
+    nat={"nat-a": "wan", "nat-b": "wan"},
+    passes=(
+        Ping("site-a", "10.30.0.1", why="site A to the hub"),
+        Ping("site-b", "10.30.0.1", why="site B to the hub"),
+        Ping("client-a", "192.168.2.10", why="LAN A to LAN B through the hub"),
+        Ping("client-b", "192.168.1.10", why="LAN B to LAN A through the hub"),
+        Ping("hub", "192.168.1.10", why="hub into LAN A"),
+        Ping("hub", "192.168.2.10", why="hub into LAN B"),
+        Ping("client-a", "10.30.0.3", why="LAN A to site B's gateway"),
+    ),
+    fails=(Ping("nat-a", "192.168.2.10",
+                why="only the tunnel joins the sites, not the internet"),),
+    spoofs=(Spoof("site-a", "192.168.2.99", "10.30.0.1",
+                  why="site A claims an address of site B's LAN"),),
+))
+
+_add(Topology(
+    name="dns-two-gateways",
+    containers=("gw1", "gw2", "client"),
+    namespaces=("server1", "server2"),
+    segments={
+        "inet": (_inet("gw1", 1), _inet("gw2", 2), _inet("client", 10)),
+        "office1": (Port("gw1", "eth1", ("172.16.1.1/24",)),
+                    Port("server1", "eth0", ("172.16.1.10/24",))),
+        "office2": (Port("gw2", "eth1", ("172.16.2.1/24",)),
+                    Port("server2", "eth0", ("172.16.2.10/24",))),
+    },
+    routes={"server1": ("default via 172.16.1.1",), "server2": ("default via 172.16.2.1",)},
+    passes=(
+        Ping("client", "10.40.0.1", why="gateway 1"),
+        Ping("client", "10.40.0.2", why="gateway 2"),
+        Ping("client", "172.16.1.10", why="office 1 through gateway 1"),
+        Ping("client", "172.16.2.10", why="office 2 through gateway 2"),
+        Ping("server1", "10.40.0.10", why="office 1 back to the client"),
+    ),
+    fails=(Ping("gw1", "10.40.0.2", why="the gateways are not peers of each other"),),
+    spoofs=(Spoof("client", "10.40.0.99", "10.40.0.1", interface="corp0",
+                  why="gw1's AllowedIPs for client is 10.40.0.10/32"),),
+))
+
+
+# --------------------------------------------------------------------------- pillar
+def load_examples(path=PILLAR_EXAMPLE) -> dict[str, dict]:
+    """{topology name: {minion id: pillar}} from pillar.example."""
+    out = {}
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc:
+            continue
+        name = doc.get("topology")
+        if not name or "minions" not in doc:
+            raise LabError(f"{path}: a document without topology/minions: {list(doc)}")
+        if name in out:
+            raise LabError(f"{path}: topology {name} appears twice")
+        out[name] = doc["minions"]
+    return out
+
+
+def interfaces_of(pillar: dict) -> list[str]:
+    ifs = pillar.get("wireguard", {}).get("interfaces", {})
+    return [n for n, i in ifs.items() if not i.get("absent") and i.get("enabled", True)]
+
+
+# --------------------------------------------------------------------------- deployment
+class Deployment:
+    """One topology wired up in a lab (inside a lab.section() of the caller's)."""
+
+    def __init__(self, lab, name: str, pillar: dict | None = None):
+        if name not in TOPOLOGIES:
+            raise LabError(f"unknown topology {name!r}; known: {', '.join(TOPOLOGIES)}")
+        self.lab = lab
+        self.topo = TOPOLOGIES[name]
+        self.name = name
+        self.pillar = pillar if pillar is not None else load_examples()[name]
+        missing = set(self.pillar) - set(self.topo.containers)
+        if missing:
+            raise LabError(f"{name}: pillar.example has minions {sorted(missing)} that the "
+                           f"topology does not wire up")
+        self.hosts: dict[str, Host] = {}
+        self.timings: dict[str, float] = {}
+
+    @property
+    def minions(self) -> list[str]:
+        return list(self.topo.containers)
+
+    def __getitem__(self, name: str) -> Host:
+        return self.hosts[name]
+
+    def build(self) -> Deployment:
+        t0 = time.monotonic()
+        topo, lab = self.topo, self.lab
+        log(f"{self.name}: booting {', '.join(topo.containers)}"
+            + (f"; namespaces {', '.join(topo.namespaces)}" if topo.namespaces else ""))
+        for c in topo.containers:
+            self.hosts[c] = lab.container(c, hosts=topo.etc_hosts.get(c))
+        for n in topo.namespaces:
+            self.hosts[n] = lab.namespace(n)
+        for seg, ports in topo.segments.items():
+            br = lab.bridge(f"{self.name[:10]}-{seg}")
+            for p in ports:
+                br.attach(self.hosts[p.host], p.ifname, p.addrs, vlan=p.vlan)
+        for host, routes in topo.routes.items():
+            for r in routes:
+                self.hosts[host].route(r)
+        for router, out in topo.nat.items():
+            lab.nat(self.hosts[router], out)
+        lab.wait_ready()
+        self.timings["build"] = time.monotonic() - t0
+        return self
+
+    # -- salt --------------------------------------------------------------------------
+    def apply(self, check: bool = True, pillar: dict | None = None) -> dict:
+        """Write the pillar, `salt <minions> state.apply wireguard`; returns raw result."""
+        master = self.lab.master
+        if pillar is not None:
+            self.pillar = pillar
+        master.write_pillar(self.pillar)
+        t0 = time.monotonic()
+        ret = master.state_apply(sorted(self.pillar))
+        self.timings.setdefault("apply", time.monotonic() - t0)
+        missing = sorted(set(self.pillar) - set(ret))
+        if check:
+            errors = describe_failures(ret)
+            if missing or errors:
+                raise LabError(f"{self.name}: state.apply wireguard failed"
+                               + (f"\nno answer from {missing}" if missing else "")
+                               + (f"\n{errors}" if errors else ""))
+        return ret
+
+    def summary(self, ret: dict) -> dict:
+        return summarize(ret)
+
+    # -- traffic -----------------------------------------------------------------------
+    def ping(self, p: Ping, within: float = 20.0) -> PingResult:
+        return self.hosts[p.src].ping_until(p.dst_ip, within=within, source=p.source)
+
+    def check_pass(self, p: Ping) -> list[str]:
+        """Problems (empty when fine) of a ping that must pass."""
+        counter = None
+        if p.seen_as:
+            counter = _SourceCounter(self.hosts[p.dst], p.seen_as)
+        res = self.ping(p)
+        if not res.received:
+            return [f"must pass, but no reply: {p}\n{res.output.strip()}"]
+        res = self.hosts[p.src].ping(p.dst_ip, count=3, interval=0.2, source=p.source)
+        problems = [] if res.ok else [f"must pass, lost {res.lost}/{res.sent}: {p}"]
+        if counter is not None:
+            seen = counter.read()
+            if seen < 3:
+                problems.append(f"{p}: {p.dst} saw only {seen} echo requests from "
+                                f"{p.seen_as} (the NAT address expected)")
+        return problems
+
+    def check_fail(self, p: Ping) -> list[str]:
+        res = self.hosts[p.src].ping(p.dst_ip, count=3, interval=0.3, source=p.source)
+        return [f"must fail, but {res.received} replies: {p}"] if res.received else []
+
+    def check_spoof(self, s: Spoof) -> list[str]:
+        """The spoofed packets must enter the tunnel (tx bytes grow) and get no reply."""
+        host = self.hosts[s.src]
+        host.ip("addr", "add", f"{s.addr}/{128 if ':' in s.addr else 32}", "dev", "lo")
+        try:
+            before = tx_bytes(host, s.interface)
+            res = host.ping(s.dst_ip, count=3, interval=0.3, source=s.addr)
+            after = tx_bytes(host, s.interface)
+        finally:
+            host.ip("addr", "del", f"{s.addr}/{128 if ':' in s.addr else 32}", "dev", "lo",
+                    check=False)
+        problems = []
+        if res.received:
+            problems.append(f"cryptokey routing: {s.src} from {s.addr} -> {s.dst_ip} got "
+                            f"{res.received} replies ({s.why})")
+        if after <= before:
+            problems.append(f"{s.src}: the spoofed pings never entered {s.interface} "
+                            f"(tx {before} -> {after}), so the test proves nothing")
+        return problems
+
+    def check_traffic(self) -> list[str]:
+        problems = []
+        for p in self.topo.passes:
+            problems += self.check_pass(p)
+        for p in self.topo.fails:
+            problems += self.check_fail(p)
+        for s in self.topo.spoofs:
+            problems += self.check_spoof(s)
+        return problems
+
+
+def tx_bytes(host: Host, interface: str) -> int:
+    """Sum of the transfer-tx column of `wg show IF transfer`."""
+    out = host.out(["wg", "show", interface, "transfer"])
+    return sum(int(line.split()[2]) for line in out.splitlines() if line.strip())
+
+
+class _SourceCounter:
+    """An iptables rule in the destination namespace counting echo requests from one
+    source address: what the destination sees, i.e. whether NAT happened."""
+
+    def __init__(self, host: Host, source: str):
+        self.host = host
+        self.source = source
+        v6 = ":" in source
+        self.tool = "ip6tables" if v6 else "iptables"
+        self.rule = ["INPUT", "-s", source, "-p", "ipv6-icmp" if v6 else "icmp",
+                     "--icmpv6-type" if v6 else "--icmp-type", "echo-request"]
+        self._cmd(["-Z", "INPUT"])
+        self._cmd(["-I", *self.rule], check=False)
+
+    def _cmd(self, args, check=True):
+        if isinstance(self.host, Container):
+            return self.host.run([self.tool, "-w", *args], check=check)
+        return self.host.ns_exec([self.tool, "-w", *args], check=check)
+
+    def read(self) -> int:
+        out = self._cmd(["-nvxL", "INPUT"]).stdout
+        self._cmd(["-D", *self.rule], check=False)
+        for line in out.splitlines():
+            if self.source.split("/")[0] in line:
+                m = re.match(r"\s*(\d+)", line)
+                if m:
+                    return int(m.group(1))
+        return 0
