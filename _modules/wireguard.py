@@ -777,7 +777,8 @@ def _check_peer_conflicts(iface, own_public_key, errors):
 def _config_dir(config_dir=None):
     if config_dir:
         return config_dir
-    return __salt__["pillar.get"]("wireguard:lookup:config_dir", DEFAULT_CONFIG_DIR)
+    return __salt__["pillar.get"]("wireguard:lookup:config_dir", DEFAULT_CONFIG_DIR,
+                                  unmask=True)
 
 
 def _key_path(ifname, config_dir=None):
@@ -803,7 +804,8 @@ def _own_public_key(ifname, private_key, config_dir):
 
 def _pillar_wireguard(pillar):
     if pillar is None:
-        pillar = __salt__["pillar.get"]("wireguard", {}, merge=False)
+        # unmask: Salt 3008 masks pillar.get outside renders; keys are needed here
+        pillar = __salt__["pillar.get"]("wireguard", {}, unmask=True)
     if not isinstance(pillar, dict):
         raise SaltInvocationError("pillar 'wireguard' must be a mapping")
     return pillar

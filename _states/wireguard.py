@@ -97,7 +97,7 @@ def _normalise_cidrs(cidrs, where):
 
 def _psk_from_arguments(interface, name, preshared_key, preshared_key_pillar):
     if preshared_key_pillar:
-        preshared_key = __salt__["pillar.get"](preshared_key_pillar) or None
+        preshared_key = __salt__["pillar.get"](preshared_key_pillar, unmask=True) or None
         if preshared_key is None:
             raise SaltInvocationError(
                 f"interface '{interface}', peer '{name}': pillar "

@@ -1,0 +1,212 @@
+"""wireguard.peer, peer_absent, peers_purged and routes on a real interface (issue 3)."""
+
+import json
+import subprocess
+import time
+
+import pytest
+
+pytestmark = pytest.mark.functional
+
+
+def live_peers(loaders, pair):
+    return loaders.modules.wireguard.show(pair.ifname)[pair.ifname]["peers"]
+
+
+def new_key(loaders):
+    return loaders.modules.wireguard.pubkey(loaders.modules.wireguard.genkey())
+
+
+def test_add_then_idempotent_regardless_of_order_and_host_bits(loaders, pair):
+    key = new_key(loaders)
+    peer = loaders.states.wireguard.peer
+    ret = peer(name=key, interface=pair.ifname, allowed_ips=["10.77.5.0/24", "10.77.0.4/32"],
+               endpoint="198.18.10.2:51900", persistent_keepalive=25)
+    assert ret.result is True
+    assert ret.changes["allowed_ips"] == {"old": None, "new": ["10.77.0.4/32", "10.77.5.0/24"]}
+    live = live_peers(loaders, pair)[key]
+    assert sorted(live["allowed_ips"]) == ["10.77.0.4/32", "10.77.5.0/24"]
+    assert live["endpoint"] == "198.18.10.2:51900" and live["persistent_keepalive"] == 25
+
+    again = peer(name=key, interface=pair.ifname, allowed_ips=["10.77.5.9/24", "10.77.0.4"],
+                 endpoint="198.18.10.2:51900", persistent_keepalive=25)
+    assert again.result is True and again.changes == {}
+
+
+@pytest.mark.parametrize(("attribute", "before", "after", "expected"), [
+    ("allowed_ips", ["10.77.6.0/24"], ["10.77.6.0/24", "10.77.7.0/24"],
+     {"old": ["10.77.6.0/24"], "new": ["10.77.6.0/24", "10.77.7.0/24"]}),
+    ("endpoint", "198.18.10.2:1000", "198.18.10.2:2000",
+     {"old": "198.18.10.2:1000", "new": "198.18.10.2:2000"}),
+    ("persistent_keepalive", 25, 0, {"old": 25, "new": None}),
+    ("persistent_keepalive", None, 15, {"old": None, "new": 15}),
+])
+def test_each_attribute_change(loaders, pair, attribute, before, after, expected):
+    key = new_key(loaders)
+    base = {"name": key, "interface": pair.ifname, "allowed_ips": ["10.77.6.0/24"]}
+    assert loaders.states.wireguard.peer(**{**base, attribute: before}).result is True
+    ret = loaders.states.wireguard.peer(**{**base, attribute: after})
+    assert ret.result is True
+    assert ret.changes == {attribute: expected}
+    live = live_peers(loaders, pair)[key]
+    if attribute == "allowed_ips":
+        assert sorted(live["allowed_ips"]) == expected["new"]
+    else:
+        assert live[attribute] == expected["new"]
+
+
+def test_keepalive_zero_off_and_none_are_the_same(loaders, pair):
+    key = new_key(loaders)
+    peer = loaders.states.wireguard.peer
+    assert peer(name=key, interface=pair.ifname, persistent_keepalive=0).result is True
+    for value in ("off", None, 0):
+        ret = peer(name=key, interface=pair.ifname, persistent_keepalive=value)
+        assert ret.result is True and ret.changes == {}
+
+
+def test_hostname_endpoint_is_resolved_before_comparing(loaders, pair):
+    key = new_key(loaders)
+    peer = loaders.states.wireguard.peer
+    assert peer(name=key, interface=pair.ifname, endpoint="localhost:4000").result is True
+    assert live_peers(loaders, pair)[key]["endpoint"] in ("127.0.0.1:4000", "[::1]:4000")
+    ret = peer(name=key, interface=pair.ifname, endpoint="localhost:4000")
+    assert ret.changes == {}
+
+
+def test_preshared_key_is_compared_but_never_shown(loaders, pair):
+    wg = loaders.modules.wireguard
+    key, psk1, psk2 = new_key(loaders), wg.genpsk(), wg.genpsk()
+    peer = loaders.states.wireguard.peer
+    first = peer(name=key, interface=pair.ifname, preshared_key=psk1)
+    assert first.changes["preshared_key"] == {"old": "unset", "new": "set"}
+    assert peer(name=key, interface=pair.ifname, preshared_key=psk1).changes == {}
+    second = peer(name=key, interface=pair.ifname, preshared_key=psk2)
+    assert second.changes == {"preshared_key": {"old": "set", "new": "changed"}}
+    third = peer(name=key, interface=pair.ifname)
+    assert third.changes == {"preshared_key": {"old": "set", "new": "unset"}}
+    assert live_peers(loaders, pair)[key]["preshared_key"] is False
+    text = json.dumps([first.full_return, second.full_return, third.full_return])
+    assert psk1 not in text and psk2 not in text
+
+
+def test_preshared_key_from_pillar(loaders, pair, write_pillar):
+    psk = loaders.modules.wireguard.genpsk()
+    key = new_key(loaders)
+    write_pillar({"wireguard": {"interfaces": {"wg0": {"peers": {"hub": {"preshared_key": psk}}}}}})
+    ret = loaders.states.wireguard.peer(
+        name=key, interface=pair.ifname,
+        preshared_key_pillar="wireguard:interfaces:wg0:peers:hub:preshared_key")
+    assert ret.result is True and ret.changes["preshared_key"]["new"] == "set"
+    assert psk not in json.dumps(ret.full_return)
+
+
+def test_test_mode_predicts_and_touches_nothing(loaders, pair):
+    key = new_key(loaders)
+    ret = loaders.states.wireguard.peer(name=key, interface=pair.ifname,
+                                        allowed_ips=["10.77.9.0/24"], test=True)
+    assert ret.result is None
+    assert ret.changes["allowed_ips"] == {"old": None, "new": ["10.77.9.0/24"]}
+    assert key not in live_peers(loaders, pair)
+    loaders.states.wireguard.peer(name=key, interface=pair.ifname, allowed_ips=["10.77.9.0/24"])
+    unchanged = loaders.states.wireguard.peer(name=key, interface=pair.ifname,
+                                              allowed_ips=["10.77.9.0/24"], test=True)
+    assert unchanged.result is True and unchanged.changes == {}
+
+
+def test_absent(loaders, pair):
+    key = new_key(loaders)
+    loaders.states.wireguard.peer(name=key, interface=pair.ifname)
+    pending = loaders.states.wireguard.peer_absent(name=key, interface=pair.ifname, test=True)
+    assert pending.result is None and key in live_peers(loaders, pair)
+    ret = loaders.states.wireguard.peer_absent(name=key, interface=pair.ifname)
+    assert ret.result is True and ret.changes == {"peer": {"old": key, "new": None}}
+    assert key not in live_peers(loaders, pair)
+    again = loaders.states.wireguard.peer_absent(name=key, interface=pair.ifname)
+    assert again.result is True and again.changes == {}
+
+
+def test_purge_removes_only_undeclared_peers(loaders, pair):
+    keep, extra = new_key(loaders), new_key(loaders)
+    loaders.modules.wireguard.apply_peers(pair.ifname, peers=[{"public_key": keep},
+                                                               {"public_key": extra}])
+    pending = loaders.states.wireguard.peers_purged(name=pair.ifname, keep=[keep], test=True)
+    assert pending.result is None and extra in live_peers(loaders, pair)
+    ret = loaders.states.wireguard.peers_purged(name=pair.ifname, keep=[keep])
+    assert ret.result is True and ret.changes == {"removed": {"old": [extra], "new": []}}
+    assert set(live_peers(loaders, pair)) == {keep}
+    assert loaders.states.wireguard.peers_purged(name=pair.ifname, keep=[keep]).changes == {}
+
+
+def test_missing_interface_fails_and_names_it(loaders, pair):
+    ret = loaders.states.wireguard.peer(name=new_key(loaders), interface="wgmissing9")
+    assert ret.result is False
+    assert "'wgmissing9' is not up" in ret.comment
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"name": "not-a-key"}, "not valid base64"),
+    ({"name": "AAAA"}, "decodes to 3 bytes"),
+    ({"allowed_ips": ["10.0.0.0/33"]}, "not a valid CIDR"),
+    ({"endpoint": "198.18.0.1"}, "has no port"),
+    ({"endpoint": "fd00::1:51820"}, "without brackets"),
+    ({"persistent_keepalive": 70000}, "out of range"),
+])
+def test_bad_arguments_fail_clearly_and_change_nothing(loaders, pair, arguments, message):
+    existing = new_key(loaders)
+    loaders.states.wireguard.peer(name=existing, interface=pair.ifname, allowed_ips=["10.77.8.0/24"])
+    before = live_peers(loaders, pair)
+    call = {"name": new_key(loaders), "interface": pair.ifname, **arguments}
+    ret = loaders.states.wireguard.peer(**call)
+    assert ret.result is False
+    assert message in ret.comment and pair.ifname in ret.comment
+    assert live_peers(loaders, pair) == before
+
+
+def test_routes_are_changed_live(loaders, pair):
+    routes = loaders.states.wireguard.routes
+    ret = routes(name=pair.ifname, routes=["172.30.1.0/24", "fd30::/64"])
+    assert ret.result is True
+    assert ret.changes["routes"]["new"] == ["172.30.1.0/24", "fd30::/64"]
+    shown = pair.local.run(["ip", "route", "show", "dev", pair.ifname, "proto", "static"]).stdout
+    assert "172.30.1.0/24" in shown
+    assert routes(name=pair.ifname, routes=["172.30.1.0/24", "fd30::/64"]).changes == {}
+    ret = routes(name=pair.ifname, routes=["172.30.2.0/24"])
+    assert ret.changes["routes"] == {"old": ["172.30.1.0/24", "fd30::/64"],
+                                     "new": ["172.30.2.0/24"]}
+    shown = pair.local.run(["ip", "route", "show", "dev", pair.ifname, "proto", "static"]).stdout
+    assert "172.30.1.0/24" not in shown and "172.30.2.0/24" in shown
+
+
+def test_peer_changes_lose_no_packet_to_an_unchanged_peer(loaders, pair):
+    """20 pings a second to peer B while peer C is added, changed in every attribute
+    and removed: no packet is lost and the interface is never recreated."""
+    wg = loaders.modules.wireguard
+    b = pair.add_remote(loaders.modules, 2, route=True)
+    loaders.states.wireguard.peer(name=b, interface=pair.ifname, allowed_ips=["10.77.0.2/32"],
+                                  endpoint="198.18.10.2:51822")
+    assert pair.local.run(["ping", "-c", "3", "-i", "0.2", "10.77.0.2"], check=False).returncode == 0
+    ifindex = pair.local.ifindex(pair.ifname)
+    ping = pair.local.popen(["ping", "-i", "0.05", "-c", "100", "-W", "1", "10.77.0.2"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        c = new_key(loaders)
+        peer = loaders.states.wireguard.peer
+        steps = [
+            {"allowed_ips": ["10.77.0.3/32"]},
+            {"allowed_ips": ["10.77.0.3/32", "10.77.33.0/24"]},
+            {"allowed_ips": ["10.77.0.3/32"], "endpoint": "198.18.10.2:51823"},
+            {"allowed_ips": ["10.77.0.3/32"], "endpoint": "198.18.10.2:51823",
+             "persistent_keepalive": 10},
+            {"allowed_ips": ["10.77.0.3/32"], "endpoint": "198.18.10.2:51823",
+             "persistent_keepalive": 10, "preshared_key": wg.genpsk()},
+        ]
+        for step in steps:
+            assert peer(name=c, interface=pair.ifname, **step).changes
+            time.sleep(0.4)
+        assert loaders.states.wireguard.peer_absent(name=c, interface=pair.ifname).changes
+        out, _ = ping.communicate(timeout=30)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+    assert "100 packets transmitted, 100 received" in out, out
+    assert pair.local.ifindex(pair.ifname) == ifindex
