@@ -192,7 +192,8 @@ def _wg(args, quiet=False):
 
 
 def _optional_int(value):
-    return None if value in ("off", "0", "(none)") else int(value)
+    """A dump number; ``off``, ``0`` and ``(none)`` are None; fwmark comes as hex."""
+    return None if value in ("off", "0", "(none)") else int(value, 0)
 
 
 def _parse_dump(text, interface=None, psk_digests=False):

@@ -1,0 +1,159 @@
+"""Pillar validation and normalisation (pillar_interfaces) and config rendering."""
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+KEY_A = "scGH95QfjmKl/rjJQD6gDRCe9/fYTWxq2K8a8imo2TE="
+KEY_B = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+PRIV = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
+
+
+def pillar(iface=None, peer=None, name="wg0"):
+    iface = {"address": "10.1.1.11/24", **(iface or {})}
+    iface.setdefault("peers", {"hub": {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"],
+                                       **(peer or {})}})
+    return {"interfaces": {name: iface}}
+
+
+def test_defaults_are_filled_in_and_secrets_left_out(wgmod):
+    got = wgmod.pillar_interfaces(pillar({"private_key": PRIV},
+                                         {"preshared_key": PSK, "persistent_keepalive": "off"}))
+    wg0 = got["wg0"]
+    assert wg0["address"] == ["10.1.1.11/24"] and wg0["enabled"] and not wg0["absent"]
+    assert wg0["table"] == "auto" and wg0["purge_peers"] is True and wg0["ipv6"] is False
+    assert wg0["has_private_key"] is True and "private_key" not in wg0
+    hub = wg0["peers"]["hub"]
+    assert hub["has_preshared_key"] is True and "preshared_key" not in hub
+    assert hub["preshared_key_pillar"] == "wireguard:interfaces:wg0:peers:hub:preshared_key"
+    assert hub["persistent_keepalive"] is None
+    assert PRIV not in repr(got) and PSK not in repr(got)
+
+
+def test_values_are_normalised(wgmod):
+    got = wgmod.pillar_interfaces(pillar(
+        {"address": ["10.1.1.11/24", "fd00::11/64"], "routes": "172.16.1.9/24, 10.9.0.0/16",
+         "fwmark": "0x1234", "table": 1234, "dns": "1.1.1.1", "mtu": 1420},
+        {"allowed_ips": ["10.1.1.5/24", "192.168.1.0/24", "10.1.1.0/24"]}))["wg0"]
+    assert got["routes"] == ["172.16.1.0/24", "10.9.0.0/16"]
+    assert got["fwmark"] == 0x1234 and got["table"] == "1234" and got["dns"] == ["1.1.1.1"]
+    assert got["ipv6"] is True
+    assert got["peers"]["hub"]["allowed_ips"] == ["10.1.1.0/24", "192.168.1.0/24"]
+
+
+BAD = [
+    # (interface settings, peer settings, interface name, words the message must hold)
+    ({}, {}, "../x", ["interface '../x'", "1-15 characters"]),
+    ({}, {}, "wg0/../../etc/x", ["interface 'wg0/../../etc/x'"]),
+    ({}, {}, "wg-name-too-long", ["interface 'wg-name-too-long'"]),
+    ({}, {}, "..", ["interface '..'"]),
+    ({"private_key": "short"}, {}, "wg0", ["'wg0'", "'private_key'", "not valid base64"]),
+    ({"private_key": PRIV + "\n"}, {}, "wg0", ["'private_key'", "control character"]),
+    ({}, {"public_key": KEY_A[:-4] + "====" + "AAAA"}, "wg0", ["peer 'hub'", "'public_key'"]),
+    ({}, {"public_key": "QUFB"}, "wg0", ["'public_key'", "decodes to 3 bytes"]),
+    ({}, {"allowed_ips": ["10.1.1.0/24\nPostUp = touch /tmp/x"]}, "wg0",
+     ["peer 'hub'", "'allowed_ips'", "control characters"]),
+    ({}, {"endpoint": "vpn.example.com:51820\nPostUp = id"}, "wg0",
+     ["'endpoint'", "control characters"]),
+    ({"dns": ["1.1.1.1\nPostUp = id"]}, {}, "wg0", ["'dns'", "control characters"]),
+    ({"post_up": "echo hi\nPostUp = id"}, {}, "wg0", ["'post_up'", "control characters"]),
+    ({"listen_port": 0}, {}, "wg0", ["'listen_port'", "1-65535"]),
+    ({"listen_port": 70000}, {}, "wg0", ["'listen_port'", "1-65535"]),
+    ({"mtu": 100}, {}, "wg0", ["'mtu'", "576-65535"]),
+    ({"mtu": 1000, "address": "fd00::1/64"}, {}, "wg0", ["'mtu'", "1280-65535"]),
+    ({}, {"persistent_keepalive": -1}, "wg0", ["'persistent_keepalive'", "0-65535"]),
+    ({}, {"endpoint": "198.51.100.1"}, "wg0", ["'endpoint'", "has no port"]),
+    ({}, {"endpoint": "fd00::1:51820"}, "wg0", ["'endpoint'", "without brackets"]),
+    ({}, {"endpoint": "[fd00::1]:0"}, "wg0", ["'endpoint'", "1-65535"]),
+    ({}, {"endpoint": "bad_host!:51820"}, "wg0", ["'endpoint'", "not a valid host"]),
+    ({}, {"allowed_ips": ["10.1.1.0/33"]}, "wg0", ["'allowed_ips'", "not a valid CIDR"]),
+    ({"address": "10.1.1.300/24"}, {}, "wg0", ["'address'", "not a valid address"]),
+    ({"table": "main table"}, {}, "wg0", ["'table'"]),
+    ({"fwmark": "0xZZ"}, {}, "wg0", ["'fwmark'"]),
+    ({"enabled": "yes"}, {}, "wg0", ["'enabled'", "true or false"]),
+    ({"masquerade": ["eth0; rm -rf /"]}, {}, "wg0", ["'masquerade'"]),
+    ({}, {"allowed_ip": ["10.1.1.0/24"]}, "wg0", ["peer 'hub'", "did you mean 'allowed_ips'"]),
+    ({}, {"AllowedIPs": ["10.1.1.0/24"]}, "wg0", ["did you mean 'allowed_ips'"]),
+    ({"listenport": 1}, {}, "wg0", ["did you mean 'listen_port'"]),
+    ({"save_config": True}, {}, "wg0", ["'save_config'", "overwrite"]),
+    ({"peers": {"a": {"public_key": KEY_A, "allowed_ips": ["10.9.0.0/24"]},
+                "b": {"public_key": KEY_B, "allowed_ips": ["10.9.0.5/24"]}}}, {}, "wg0",
+     ["peer 'b'", "10.9.0.0/24 is also in peer 'a'"]),
+    ({"private_key": PRIV,
+      "peers": {"self": {"public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="}}}, {},
+     "wg0", ["peer 'self'", "own public key"]),
+    ({}, {"public_key": None}, "wg0", ["peer 'hub'", "'public_key' is missing"]),
+]
+
+
+@pytest.mark.parametrize(("iface", "peer", "name", "words"), BAD)
+def test_bad_pillar_is_refused_naming_interface_peer_and_key(wgmod, iface, peer, name, words):
+    with pytest.raises(SaltInvocationError) as error:
+        wgmod.pillar_interfaces(pillar(iface, peer, name))
+    for word in words:
+        assert word in str(error.value)
+    assert "nothing was changed" in str(error.value)
+
+
+def test_every_problem_is_reported_at_once(wgmod):
+    with pytest.raises(SaltInvocationError) as error:
+        wgmod.pillar_interfaces(pillar({"listen_port": 0, "mtu": 1}, {"endpoint": "x"}))
+    assert str(error.value).count("\n- ") == 3
+
+
+def test_own_key_check_uses_the_generated_key_file(wgmod, tmp_path):
+    (tmp_path / "wg0.key").write_text(PRIV + "\n")
+    with pytest.raises(SaltInvocationError, match="own public key"):
+        wgmod.pillar_interfaces(pillar(peer={"public_key": wgmod.pubkey(PRIV)}),
+                                config_dir=str(tmp_path))
+
+
+def test_absent_peer_needs_no_key_and_does_not_conflict(wgmod):
+    got = wgmod.pillar_interfaces(pillar({"peers": {
+        "old": {"absent": True, "public_key": KEY_B, "allowed_ips": ["10.1.1.0/24"]},
+        "new": {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"]}}}))
+    assert got["wg0"]["peers"]["old"]["absent"] is True
+
+
+def test_render_config(wgmod, tmp_path):
+    data = pillar({"private_key": PRIV, "listen_port": 51820, "dns": ["1.1.1.1", "corp.lan"],
+                   "mtu": 1420, "table": "off", "fwmark": 0x1234, "post_up": "echo up %i",
+                   "routes": ["172.16.1.0/24"], "masquerade": ["eth0"]},
+                  {"preshared_key": PSK, "endpoint": "vpn.example.com:51820",
+                   "persistent_keepalive": 25})
+    text = wgmod.render_config("wg0", pillar=data, mask=False, config_dir=str(tmp_path))
+    assert text.splitlines()[1:12] == [
+        "[Interface]",
+        f"PrivateKey = {PRIV}",
+        "Address = 10.1.1.11/24",
+        "ListenPort = 51820",
+        "DNS = 1.1.1.1, corp.lan",
+        "MTU = 1420",
+        "Table = off",
+        "FwMark = 0x1234",
+        "PostUp = echo up %i",
+        "PostUp = iptables -w -A FORWARD -i %i -j ACCEPT",
+        "PostUp = iptables -w -A FORWARD -o %i -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+    ]
+    assert "PostUp = iptables -w -t nat -A POSTROUTING -s 10.1.1.0/24 -o eth0 -j MASQUERADE" in text
+    assert "PostDown = iptables -w -t nat -D POSTROUTING -s 10.1.1.0/24 -o eth0 -j MASQUERADE" in text
+    assert "PostUp = ip route replace 172.16.1.0/24 dev %i proto static" in text
+    assert text.endswith("\n".join([
+        "[Peer]", "# hub", f"PublicKey = {KEY_A}", f"PresharedKey = {PSK}",
+        "AllowedIPs = 10.1.1.0/24", "Endpoint = vpn.example.com:51820",
+        "PersistentKeepalive = 25", ""]))
+    masked = wgmod.render_config("wg0", pillar=data, config_dir=str(tmp_path))
+    assert PRIV not in masked and PSK not in masked and "<hidden>" in masked
+
+
+def test_render_reads_the_generated_key_file(wgmod, tmp_path):
+    (tmp_path / "wg0.key").write_text(PRIV + "\n")
+    text = wgmod.render_config("wg0", pillar=pillar(), mask=False, config_dir=str(tmp_path))
+    assert f"PrivateKey = {PRIV}" in text
+    assert "[Peer]" in text and "PresharedKey" not in text
+
+
+def test_absent_peers_are_not_rendered(wgmod, tmp_path):
+    text = wgmod.render_config("wg0", pillar=pillar(peer={"absent": True}),
+                               config_dir=str(tmp_path))
+    assert "[Peer]" not in text
