@@ -1,0 +1,77 @@
+"""Linters as tests: each fails on any finding.
+
+- yamllint over every YAML file of the repository (.yamllint says which);
+- salt-lint over the formula's SLS files and Jinja libraries (.salt-lint);
+- ruff over the repository's Python (pyproject.toml);
+- FORMULA has what SPM needs.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def run(*argv):
+    proc = subprocess.run(argv, cwd=REPO, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=300, check=False)
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def formula_files():
+    files = sorted(p for p in (REPO / "wireguard").rglob("*")
+                   if p.suffix in (".sls", ".jinja"))
+    assert len(files) >= 20, files
+    return [str(p.relative_to(REPO)) for p in files]
+
+
+def test_yamllint_clean():
+    rc, out = run(str(BIN / "yamllint"), "--strict", "--format", "parsable", ".")
+    assert rc == 0, out
+    # it really looked at the formula's YAML
+    rc, out = run(str(BIN / "yamllint"), "--list-files", ".")
+    listed = set(out.splitlines())
+    for must in ("FORMULA", ".yamllint", ".salt-lint", "wireguard/parameters/defaults.yaml",
+                 "wireguard/parameters/os_family/Alpine.yaml"):
+        assert must in listed or f"./{must}" in listed, (must, sorted(listed))
+
+
+def test_salt_lint_clean():
+    rc, out = run(str(BIN / "salt-lint"), "-c", ".salt-lint", *formula_files())
+    assert rc == 0 and not out, out
+
+
+def test_salt_lint_finds_problems():
+    """Guard against a linter that passes everything: a bad SLS is reported."""
+    bad = REPO / "build" / "salt-lint-probe" / "bad.sls"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("probe:\n  file.managed:\n    - name: /tmp/x\n    - mode: 0644\n")
+    try:
+        rc, out = run(str(BIN / "salt-lint"), str(bad))
+    finally:
+        bad.unlink()
+    assert rc != 0 and "0644" in out, out
+
+
+def test_ruff_clean():
+    rc, out = run(str(BIN / "ruff"), "check", "--no-cache", ".")
+    assert rc == 0, out
+
+
+def test_formula_file_is_valid_for_spm():
+    formula = yaml.safe_load((REPO / "FORMULA").read_text())
+    for field in ("name", "os", "os_family", "version", "release", "summary",
+                  "description", "top_level_dir"):
+        assert formula.get(field), field
+    assert formula["name"] == formula["top_level_dir"] == "wireguard"
+    families = {f.strip() for f in formula["os_family"].split(",")}
+    assert families == {"Debian", "RedHat", "Arch", "Suse", "Alpine"}
+    # every OS family FORMULA names has its parameters file, and no other
+    have = {p.stem for p in (REPO / "wireguard" / "parameters" / "os_family").glob("*.yaml")}
+    assert have == families
+    for path in formula["files"]:
+        assert (REPO / path).exists(), f"FORMULA lists {path}, which does not exist"

@@ -1,0 +1,612 @@
+"""Render the formula for each supported OS and pillar, without touching the host.
+
+Rendering runs the real Salt (the pinned one in .venv) with the real `wireguard`
+execution module: one worker process (this file run as a script) renders every case
+in turn through `salt.client.Caller`, each with its own minion config in a temp dir
+(grains overridden, file_roots = this repository, pillar_roots = the case's pillar,
+config_dir in a temp dir). Nothing is applied: `state.show_sls` only compiles.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MARK = "@@formula-render@@ "
+
+# grains of each OS the formula supports, and what its map must give
+OSES = {
+    "debian-12": {
+        "grains": {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
+                   "osmajorrelease": 12, "oscodename": "bookworm", "init": "systemd"},
+        "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "extra": [], "unit": "wg-quick@{}", "link": None,
+    },
+    "ubuntu-24.04": {
+        "grains": {"os": "Ubuntu", "os_family": "Debian", "osfinger": "Ubuntu-24.04",
+                   "osmajorrelease": 24, "oscodename": "noble", "init": "systemd"},
+        "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": "wireguard-go",
+        "extra": [], "unit": "wg-quick@{}", "link": None,
+    },
+    "rocky-9": {
+        "grains": {"os": "Rocky", "os_family": "RedHat", "osfinger": "Rocky Linux-9",
+                   "osmajorrelease": 9, "init": "systemd"},
+        "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
+        "extra": [], "unit": "wg-quick@{}", "link": None,
+    },
+    "fedora-41": {
+        "grains": {"os": "Fedora", "os_family": "RedHat", "osfinger": "Fedora-41",
+                   "osmajorrelease": 41, "init": "systemd"},
+        "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
+        "extra": [], "unit": "wg-quick@{}", "link": None,
+    },
+    "arch": {
+        "grains": {"os": "Arch", "os_family": "Arch", "osfinger": "Arch", "init": "systemd"},
+        "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "extra": [], "unit": "wg-quick@{}", "link": None,
+    },
+    "opensuse-15": {
+        "grains": {"os": "SUSE", "os_family": "Suse", "osfullname": "Leap",
+                   "osfinger": "Leap-15", "osmajorrelease": 15, "init": "systemd"},
+        "tools": "wireguard-tools", "resolvconf": None, "go": None,
+        "extra": [], "unit": "wg-quick@{}", "link": None,
+    },
+    "alpine-3.20": {
+        "grains": {"os": "Alpine", "os_family": "Alpine", "osfinger": "Alpine-3",
+                   "osmajorrelease": 3, "init": "openrc"},
+        "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "extra": ["wireguard-tools-openrc"], "unit": "wg-quick.{}",
+        "link": ("/etc/init.d/wg-quick.{}", "/etc/init.d/wg-quick"),
+    },
+}
+
+
+def key(seed):
+    """A deterministic, valid 32-byte base64 key (not a real secret)."""
+    return base64.b64encode(bytes([seed]) * 32).decode()
+
+
+# the secrets of SAMPLE: they must never appear in anything rendered
+PRIVATE_KEY = base64.b64encode(bytes(range(1, 33))).decode()
+PRESHARED_KEY = base64.b64encode(bytes(range(101, 133))).decode()
+
+SAMPLE = {
+    "interfaces": {
+        "wg0": {
+            "address": ["10.1.1.11/32", "fd00:1::11/128"],
+            "listen_port": 51820,
+            "private_key": PRIVATE_KEY,
+            "dns": ["1.1.1.1"],
+            "routes": ["172.16.1.0/24"],
+            "forwarding": True,
+            "masquerade": ["eth0"],
+            "peers": {
+                "hub": {"public_key": key(1), "allowed_ips": ["10.1.1.0/24"],
+                        "endpoint": "vpn.example.com:51820", "persistent_keepalive": 25,
+                        "preshared_key": PRESHARED_KEY},
+                "laptop": {"public_key": key(2), "allowed_ips": ["10.1.1.12/32"]},
+                "old": {"public_key": key(3), "allowed_ips": ["10.1.1.13/32"],
+                        "absent": True},
+            },
+        },
+        "wg1": {
+            "address": "10.2.0.1/24",
+            "listen_port": 51821,
+            "enabled": False,
+            "peers": {"b": {"public_key": key(4), "allowed_ips": ["10.2.0.2/32"]}},
+        },
+        "wg2": {"address": "10.3.0.1/24", "absent": True},
+        "wg3": {
+            "address": "10.4.0.1/24",
+            "purge_peers": False,
+            "table": "off",
+            "routes": ["192.168.50.0/24"],
+            "peers": {"c": {"public_key": key(5), "allowed_ips": ["10.4.0.2/32"]}},
+        },
+    }
+}
+
+
+# ------------------------------------------------------------------ the worker
+
+
+def _worker():
+    """Render cases read as JSON lines from stdin; answer each with one marked line."""
+    import logging
+
+    import salt.client
+    import salt.config
+
+    class Capture(logging.Handler):
+        def __init__(self):
+            super().__init__(level=1)
+            self.lines = []
+
+        def emit(self, record):
+            try:
+                self.lines.append(record.getMessage())
+            except Exception:  # a bad log call must not kill the worker
+                self.lines.append(str(record.msg))
+
+    root = logging.getLogger()
+    for line in sys.stdin:
+        case = json.loads(line)
+        capture = Capture()
+        if case.get("capture_log"):
+            root.setLevel(1)
+            root.addHandler(capture)
+        answer = {}
+        try:
+            opts = salt.config.minion_config(case["config"])
+            caller = salt.client.Caller(mopts=opts)
+            for sls in case["sls"]:
+                answer[sls] = caller.cmd("state.show_sls", sls)
+            if case.get("interfaces"):
+                try:
+                    # pillar passed in: Salt masks pillar.get outside a render
+                    answer["interfaces"] = caller.cmd(
+                        "wireguard.pillar_interfaces", pillar=case["interfaces"],
+                        config_dir=case["config_dir"])
+                except Exception as exc:  # reported to the test
+                    answer["interfaces"] = f"{type(exc).__name__}: {exc}"
+            for sls_file in case.get("templates", []):
+                answer[sls_file] = caller.cmd(
+                    "slsutil.renderer", f"salt://{sls_file}", default_renderer="jinja",
+                    sls=sls_file[:-len(".sls")].replace("/", "."))
+        except Exception as exc:  # reported to the test
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+        finally:
+            root.removeHandler(capture)
+        if case.get("capture_log"):
+            answer["log"] = capture.lines
+        sys.stdout.write(MARK + json.dumps(answer, default=str) + "\n")
+        sys.stdout.flush()
+
+
+class Renderer:
+    """Talks to one worker process; `render()` returns what the worker answered."""
+
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.count = 0
+        self.lock = threading.Lock()
+        # file_roots holds only the formula: the fileserver walks all of it per run,
+        # and the repository root holds .venv
+        self.file_root = tmp / "file_root"
+        self.file_root.mkdir()
+        (self.file_root / "wireguard").symlink_to(REPO / "wireguard")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, cwd=tmp, env=env)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+    def render(self, os_name="debian-12", pillar=None, sls=("wireguard",), minion_id=None,
+               interfaces=True, templates=(), capture_log=False, grains=None):
+        with self.lock:
+            self.count += 1
+            case_dir = self.tmp / f"case{self.count}"
+            (case_dir / "pillar").mkdir(parents=True)
+            (case_dir / "conf").mkdir()
+            config_dir = case_dir / "etc-wireguard"
+            wireguard = dict(pillar or {})
+            lookup = dict(wireguard.get("lookup") or {})
+            lookup.setdefault("config_dir", str(config_dir))
+            lookup.setdefault("sysctl_file", str(case_dir / "sysctl.d" / "99-wireguard.conf"))
+            wireguard["lookup"] = lookup
+            (case_dir / "pillar" / "top.sls").write_text("base:\n  '*':\n    - wireguard\n")
+            (case_dir / "pillar" / "wireguard.sls").write_text(
+                yaml.safe_dump({"wireguard": wireguard}))
+            all_grains = dict(OSES[os_name]["grains"])
+            all_grains.update(grains or {})
+            config = {
+                "id": minion_id or "formula-test",
+                "file_client": "local",
+                "root_dir": str(case_dir / "root"),
+                "file_roots": {"base": [str(self.file_root)]},
+                "pillar_roots": {"base": [str(case_dir / "pillar")]},
+                "module_dirs": [str(REPO / "_modules")],
+                "states_dirs": [str(REPO / "_states")],
+                "grains": all_grains,
+                "log_level": "quiet",
+                "log_level_logfile": "quiet",
+                "state_verbose": True,
+            }
+            (case_dir / "conf" / "minion").write_text(yaml.safe_dump(config))
+            request = {"config": str(case_dir / "conf" / "minion"), "sls": list(sls),
+                       "interfaces": wireguard if interfaces else None,
+                       "config_dir": str(config_dir), "templates": list(templates),
+                       "capture_log": capture_log}
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+            while True:
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise RuntimeError("the render worker died")
+                if line.startswith(MARK):
+                    answer = json.loads(line[len(MARK):])
+                    answer["config_dir"] = str(config_dir)
+                    answer["case_dir"] = str(case_dir)
+                    return answer
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory):
+    r = Renderer(tmp_path_factory.mktemp("formula-render"))
+    yield r
+    r.close()
+
+
+def states(answer, sls="wireguard"):
+    """The compiled states of one render; fail the test with Salt's errors if any."""
+    assert "error" not in answer, answer["error"]
+    result = answer[sls]
+    assert isinstance(result, dict), f"rendering {sls} failed:\n" + "\n".join(map(str, result))
+    return result
+
+
+def fun(state):
+    """'module.function' of one compiled state."""
+    for mod, args in state.items():
+        if not mod.startswith("__") and isinstance(args, list):
+            return mod + "." + next(a for a in args if isinstance(a, str))
+    raise AssertionError(f"no function in {state}")
+
+
+def arg(state, name, default=None):
+    for mod, args in state.items():
+        if not mod.startswith("__") and isinstance(args, list):
+            for a in args:
+                if isinstance(a, dict) and name in a:
+                    return a[name]
+    return default
+
+
+# --------------------------------------------------------------------- per OS
+
+
+@pytest.mark.parametrize("os_name", sorted(OSES))
+def test_os_map(renderer, os_name):
+    """Packages, service unit, OpenRC links and paths are right for each OS."""
+    expect = OSES[os_name]
+    answer = renderer.render(os_name, SAMPLE, sls=("wireguard", "wireguard.clean"))
+    got = states(answer)
+    config_dir = answer["config_dir"]
+
+    pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
+    want = [expect["tools"], *expect["extra"]]
+    if expect["resolvconf"]:  # SAMPLE's wg0 sets dns
+        want.append(expect["resolvconf"])
+    assert sorted(pkgs) == sorted(want)
+
+    unit = expect["unit"]
+    running = got["wireguard-service-running-service-running-wg0"]
+    assert fun(running) == "service.running"
+    assert arg(running, "name") == unit.format("wg0")
+    assert arg(running, "enable") is True
+    assert arg(got["wireguard-config-file-wireguard-config-wg0"], "service") == unit.format("wg0")
+    assert arg(got["wireguard-config-file-wireguard-config-wg0"], "config_dir") == config_dir
+    assert arg(got["wireguard-service-running-service-dead-wg1"], "name") == unit.format("wg1")
+    assert arg(got["wireguard-service-running-service-dead-wg2"], "name") == unit.format("wg2")
+
+    if expect["link"]:
+        link, target = expect["link"]
+        symlink = got["wireguard-service-running-file-symlink-wg0"]
+        assert fun(symlink) == "file.symlink"
+        assert arg(symlink, "name") == link.format("wg0")
+        assert arg(symlink, "target") == target
+        assert {"file": "wireguard-service-running-file-symlink-wg0"} in arg(running, "require")
+        removed = got["wireguard-service-running-file-absent-wg2"]
+        assert arg(removed, "name") == link.format("wg2")
+    else:
+        assert not [i for i in got if "symlink" in i]
+
+    clean = states(answer, "wireguard.clean")
+    removed = arg(clean["wireguard-package-clean-pkg-removed"], "pkgs")
+    assert sorted(removed) == sorted([expect["tools"], *expect["extra"]])
+    assert arg(clean["wireguard-service-clean-service-dead-wg0"], "name") == unit.format("wg0")
+    assert arg(clean["wireguard-config-clean-file-absent"], "name") == config_dir
+
+
+@pytest.mark.parametrize("os_name", sorted(OSES))
+def test_go_fallback_and_no_resolvconf_without_dns(renderer, os_name):
+    expect = OSES[os_name]
+    pillar = {"lookup": {"install_go": True},
+              "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}
+    got = states(renderer.render(os_name, pillar, sls=("wireguard.package",)), "wireguard.package")
+    pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
+    want = [expect["tools"], *expect["extra"]] + ([expect["go"]] if expect["go"] else [])
+    assert sorted(pkgs) == sorted(want)
+
+
+def test_lookup_overrides_the_map(renderer):
+    pillar = {
+        "lookup": {"pkgs": {"tools": "my-wg", "resolvconf": "my-resolvconf"},
+                   "service": {"name": "my-wg@{interface}"}},
+        "interfaces": {"wg0": {"address": "10.9.0.1/24", "dns": ["10.9.0.53"]}},
+    }
+    got = states(renderer.render("debian-12", pillar))
+    assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == [
+        "my-wg", "my-resolvconf"]
+    assert arg(got["wireguard-service-running-service-running-wg0"], "name") == "my-wg@wg0"
+
+
+# ------------------------------------------------------------ per interface
+
+
+def test_states_per_interface(renderer):
+    got = states(renderer.render("debian-12", SAMPLE))
+
+    # config: directory 0700, key then conf for each interface that is not absent
+    directory = got["wireguard-config-file-file-directory"]
+    assert fun(directory) == "file.directory"
+    assert arg(directory, "mode") == "0700"
+    for name in ("wg0", "wg1", "wg3"):
+        key_state = got[f"wireguard-config-file-wireguard-private_key-{name}"]
+        conf = got[f"wireguard-config-file-wireguard-config-{name}"]
+        assert fun(key_state) == "wireguard.private_key"
+        assert fun(conf) == "wireguard.config"
+        assert {"wireguard": f"wireguard-config-file-wireguard-private_key-{name}"} in arg(
+            conf, "require")
+    # only an enabled interface's conf restarts its service
+    assert arg(got["wireguard-config-file-wireguard-config-wg1"], "service") is None
+
+    # service: running for enabled, dead + disabled for enabled: false and absent
+    assert fun(got["wireguard-service-running-service-running-wg0"]) == "service.running"
+    assert fun(got["wireguard-service-running-service-running-wg3"]) == "service.running"
+    for name in ("wg1", "wg2"):
+        dead = got[f"wireguard-service-running-service-dead-{name}"]
+        assert fun(dead) == "service.dead"
+        assert arg(dead, "enable") is False
+
+    # absent: no key or conf state; conf and key removed after the service stops
+    assert "wireguard-config-file-wireguard-config-wg2" not in got
+    for suffix in ("conf", "key"):
+        gone = got[f"wireguard-config-file-file-absent-wg2-{suffix}"]
+        assert fun(gone) == "file.absent"
+        assert arg(gone, "name").endswith(f"/wg2.{suffix}")
+        assert {"file": f"wireguard-config-file-file-absent-wg2-{suffix}"} in arg(
+            got["wireguard-service-running-service-dead-wg2"], "require_in")
+
+    # peers: live on running interfaces only
+    hub = got["wireguard-peers-live-wireguard-peer-wg0-hub"]
+    assert fun(hub) == "wireguard.peer"
+    assert arg(hub, "name") == key(1)
+    assert arg(hub, "interface") == "wg0"
+    assert arg(hub, "allowed_ips") == ["10.1.1.0/24"]
+    assert arg(hub, "endpoint") == "vpn.example.com:51820"
+    assert arg(hub, "persistent_keepalive") == 25
+    assert arg(hub, "preshared_key_pillar") == "wireguard:interfaces:wg0:peers:hub:preshared_key"
+    assert arg(hub, "preshared_key") is None
+    laptop = got["wireguard-peers-live-wireguard-peer-wg0-laptop"]
+    assert arg(laptop, "preshared_key_pillar") is None
+    assert arg(laptop, "endpoint") is None
+    old = got["wireguard-peers-live-wireguard-peer_absent-wg0-old"]
+    assert fun(old) == "wireguard.peer_absent"
+    assert arg(old, "name") == key(3)
+    purge = got["wireguard-peers-live-wireguard-peers_purged-wg0"]
+    assert sorted(arg(purge, "keep")) == sorted([key(1), key(2)])
+    assert "wireguard-peers-live-wireguard-peers_purged-wg3" not in got  # purge_peers: false
+    assert "wireguard-peers-live-wireguard-peer-wg3-c" in got
+    assert not [i for i in got if i.startswith("wireguard-peers-live-") and "-wg1-" in i]
+
+    # network: routes live on running interfaces; forwarding v4 and v6 (wg0 has v6)
+    routes = got["wireguard-network-routes-wireguard-routes-wg0"]
+    assert arg(routes, "routes") == ["172.16.1.0/24"]
+    assert arg(got["wireguard-network-routes-wireguard-routes-wg3"], "routes") == [
+        "192.168.50.0/24"]
+    assert "wireguard-network-routes-wireguard-routes-wg1" not in got
+    sysctls = {arg(s, "name"): s for s in got.values() if fun(s) == "sysctl.present"}
+    assert sorted(sysctls) == ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]
+    for state in sysctls.values():
+        assert str(arg(state, "value")) == "1"
+        assert arg(state, "config").endswith("/99-wireguard.conf")
+
+
+def test_interfaces_are_independent(renderer):
+    """Every requisite of a per-interface state names that interface or a shared state."""
+    got = states(renderer.render("debian-12", SAMPLE))
+    shared = {"wireguard-config-file-file-directory"}
+    for state_id, state in got.items():
+        for name in ("wg0", "wg1", "wg2", "wg3"):
+            if not state_id.endswith(f"-{name}") and f"-{name}-" not in state_id:
+                continue
+            for req_kind in ("require", "require_in", "watch", "onchanges"):
+                for req in arg(state, req_kind) or []:
+                    (target,) = req.values()
+                    if "sls" in req:
+                        assert target.endswith("package.install"), (state_id, req)
+                        continue
+                    assert target in shared or name in target, (state_id, req)
+
+
+def test_run_order(renderer):
+    """package, config, service, peers, network: Salt runs states in this order."""
+    got = states(renderer.render("debian-12", SAMPLE))
+    concerns = ["package", "config", "service", "peers", "network"]
+    ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
+    ranks = [concerns.index(s["__sls__"].split(".")[1]) for _, s in ordered]
+    assert ranks == sorted(ranks)
+
+
+def test_empty_pillar(renderer):
+    got = states(renderer.render("debian-12", {}))
+    assert sorted(got) == ["wireguard-config-file-file-directory",
+                           "wireguard-package-install-pkg-installed"]
+    assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
+
+
+def test_clean_takes_down_every_interface(renderer):
+    answer = renderer.render("debian-12", SAMPLE, sls=("wireguard.clean",))
+    got = states(answer, "wireguard.clean")
+    dead = sorted(arg(s, "name") for s in got.values() if fun(s) == "service.dead")
+    assert dead == ["wg-quick@wg0", "wg-quick@wg1", "wg-quick@wg2", "wg-quick@wg3"]
+    assert fun(got["wireguard-network-clean-file-absent"]) == "file.absent"
+    assert {"sls": "wireguard.service.clean"} in arg(
+        got["wireguard-config-clean-file-absent"], "require")
+    assert {"sls": "wireguard.config.clean"} in arg(
+        got["wireguard-package-clean-pkg-removed"], "require")
+
+
+def test_clean_finds_interfaces_by_their_conf(renderer):
+    """A conf left in the config dir (an interface no longer in pillar) is taken down."""
+    # the worker renders with config_dir in the case dir: put a conf there first
+    case = renderer.count + 1
+    config_dir = renderer.tmp / f"case{case}" / "etc-wireguard"
+    config_dir.mkdir(parents=True)
+    (config_dir / "wg7.conf").write_text("[Interface]\n")
+    (config_dir / "wg7.key").write_text("x\n")
+    (config_dir / "bad name.conf").write_text("[Interface]\n")
+    got = states(renderer.render("debian-12", {}, sls=("wireguard.clean",)), "wireguard.clean")
+    dead = sorted(arg(s, "name") for s in got.values() if fun(s) == "service.dead")
+    assert dead == ["wg-quick@wg7"]
+
+
+# ----------------------------------------------------------- bad pillar
+
+
+BAD_PILLARS = [
+    ({"interfaces": {"wg0": {"address": "10.0.0.1/24", "listen_port": 70000}}},
+     ["wg0", "listen_port"]),
+    ({"interfaces": {"wg0": {"address": "10.0.0.1/24",
+                             "peers": {"hub": {"public_key": "not-a-key",
+                                               "allowed_ips": ["10.0.0.0/24"]}}}}},
+     ["wg0", "hub", "public_key"]),
+    ({"interfaces": {"wg0": {"address": "10.0.0.1/24",
+                             "peers": {"hub": {"public_key": key(9),
+                                               "allowed_ip": ["10.0.0.0/24"]}}}}},
+     ["wg0", "hub", "allowed_ip", "allowed_ips"]),
+    ({"interfaces": {"wg0": {"address": "10.0.0.1/24",
+                             "peers": {"hub": {"public_key": key(9),
+                                               "endpoint": "x.example\nPostUp = id",
+                                               "allowed_ips": ["10.0.0.0/24"]}}}}},
+     ["wg0", "hub", "endpoint"]),
+    ({"interfaces": {"../x": {"address": "10.0.0.1/24"}}}, ["../x"]),
+]
+
+
+@pytest.mark.parametrize(("pillar", "named"), BAD_PILLARS,
+                         ids=["port", "key", "typo", "injection", "name"])
+def test_bad_pillar_fails_rendering(renderer, pillar, named):
+    """The whole SLS fails to render (no state at all), naming interface, peer and key."""
+    answer = renderer.render("debian-12", pillar, sls=("wireguard", "wireguard.peers"))
+    for sls in ("wireguard", "wireguard.peers"):
+        result = answer[sls]
+        assert isinstance(result, list), f"{sls} rendered despite a bad pillar: {result}"
+        text = "\n".join(map(str, result))
+        for word in named:
+            assert word in text, f"{word!r} not in {text}"
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def test_no_secret_in_rendered_sls_or_log(renderer):
+    """Keys never pass through Jinja: not in states, rendered SLS text, or the log."""
+    sls_files = sorted(str(p.relative_to(REPO)) for p in (REPO / "wireguard").rglob("*.sls"))
+    answer = renderer.render("debian-12", SAMPLE, sls=("wireguard", "wireguard.clean"),
+                             templates=sls_files, capture_log=True)
+    states(answer)
+    # salt-call --local renders the pillar files themselves too (a master does that
+    # on a real deployment) and logs them: those lines are not the formula's.
+    pillar_dir = answer["case_dir"] + "/pillar/"
+    log = [line for line in answer.pop("log") if pillar_dir not in line]
+    assert any("Rendered data from file" in line and "/wireguard/" in line for line in log)
+    blob = json.dumps(answer) + json.dumps(log)
+    for secret in (PRIVATE_KEY, PRESHARED_KEY):
+        assert secret not in blob
+        # also its raw bytes' other common spellings
+        assert base64.b64decode(secret).hex() not in blob
+
+
+# ------------------------------------------------- rendered SLS is clean YAML
+
+
+def test_rendered_sls_is_yamllint_clean(renderer):
+    from yamllint import linter
+    from yamllint.config import YamlLintConfig
+
+    sls_files = sorted(str(p.relative_to(REPO)) for p in (REPO / "wireguard").rglob("*.sls"))
+    answer = renderer.render("alpine-3.20", SAMPLE, templates=sls_files)
+    conf = YamlLintConfig(
+        "extends: default\n"
+        "rules:\n  document-start: disable\n  line-length: {max: 120}\n"
+        "  indentation: {spaces: 2, indent-sequences: whatever}\n"
+        "  comments: {min-spaces-from-content: 1}\n")
+    problems = []
+    for sls_file in sls_files:
+        text = answer[sls_file]
+        assert isinstance(text, str), (sls_file, text)
+        problems += [f"{sls_file}:{p.line}: {p.desc} ({p.rule})"
+                     for p in linter.run(text, conf)]
+    assert not problems, "\n".join(problems)
+
+
+# ------------------------------------------------------------ pillar.example
+
+
+def pillar_example_minions():
+    path = REPO / "pillar.example"
+    if not path.exists():
+        return []
+    cases = []
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc:
+            continue
+        for minion_id, pillar in (doc.get("minions") or {}).items():
+            cases.append(pytest.param(doc["topology"], minion_id, pillar,
+                                      id=f"{doc['topology']}-{minion_id}"))
+    return cases
+
+
+@pytest.mark.skipif(not (REPO / "pillar.example").exists(), reason="pillar.example not written")
+def test_pillar_example_has_every_topology():
+    topologies = [doc["topology"] for doc in yaml.safe_load_all(
+        (REPO / "pillar.example").read_text()) if doc]
+    assert len(topologies) >= 7, topologies
+    assert len(set(topologies)) == len(topologies)
+
+
+@pytest.mark.parametrize(("topology", "minion_id", "pillar"), pillar_example_minions())
+def test_pillar_example_renders(renderer, topology, minion_id, pillar):
+    """Each minion of each topology renders, with the states its interfaces need."""
+    wireguard = (pillar or {}).get("wireguard", {})
+    answer = renderer.render("debian-12", wireguard, minion_id=minion_id)
+    got = states(answer)
+    interfaces = answer["interfaces"]
+    assert isinstance(interfaces, dict), interfaces
+    for name, iface in interfaces.items():
+        if iface["absent"]:
+            assert f"wireguard-config-file-file-absent-{name}-conf" in got
+            continue
+        assert f"wireguard-config-file-wireguard-private_key-{name}" in got
+        assert f"wireguard-config-file-wireguard-config-{name}" in got
+        if not iface["enabled"]:
+            assert f"wireguard-service-running-service-dead-{name}" in got
+            continue
+        assert f"wireguard-service-running-service-running-{name}" in got
+        assert f"wireguard-network-routes-wireguard-routes-{name}" in got
+        for peer_name, peer in iface["peers"].items():
+            if not peer["public_key"]:
+                continue
+            kind = "peer_absent" if peer["absent"] else "peer"
+            state = got[f"wireguard-peers-live-wireguard-{kind}-{name}-{peer_name}"]
+            assert arg(state, "name") == peer["public_key"]
+            assert arg(state, "interface") == name
+        assert (f"wireguard-peers-live-wireguard-peers_purged-{name}" in got) == iface[
+            "purge_peers"]
+    assert "wireguard-package-install-pkg-installed" in got
+
+
+if __name__ == "__main__":
+    _worker()
