@@ -187,7 +187,7 @@ def _wg(args, quiet=False):
     )
     if result["retcode"] != 0:
         error = (result.get("stderr") or result.get("stdout") or "").strip()
-        raise CommandExecutionError(f"wg {args[0] if args else ''} failed: {error}")
+        raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {error}")
     return result["stdout"]
 
 
@@ -394,7 +394,6 @@ def apply_peers(interface, peers=None, remove=None):
                 for key in remove or []]
     if not changes:
         return True
-    _require_interface(interface)
     keydir = tempfile.mkdtemp(prefix="wireguard-", dir="/run" if os.access("/run", os.W_OK)
                               else None)
     try:
