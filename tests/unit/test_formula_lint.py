@@ -45,15 +45,11 @@ def test_salt_lint_clean():
     assert rc == 0 and not out, out
 
 
-def test_salt_lint_finds_problems():
+def test_salt_lint_finds_problems(tmp_path):
     """Guard against a linter that passes everything: a bad SLS is reported."""
-    bad = REPO / "build" / "salt-lint-probe" / "bad.sls"
-    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad = tmp_path / "bad.sls"
     bad.write_text("probe:\n  file.managed:\n    - name: /tmp/x\n    - mode: 0644\n")
-    try:
-        rc, out = run(str(BIN / "salt-lint"), str(bad))
-    finally:
-        bad.unlink()
+    rc, out = run(str(BIN / "salt-lint"), "-c", ".salt-lint", str(bad))
     assert rc != 0 and "0644" in out, out
 
 
