@@ -74,12 +74,28 @@ INTERFACE_KEYS = {
 PEER_KEYS = {
     "public_key": None,
     "minion": None,
+    "minion_interface": None,
     "allowed_ips": [],
     "endpoint": None,
     "persistent_keepalive": None,
     "preshared_key": None,
     "absent": False,
 }
+NETWORK_KEYS = {
+    "interface": None,
+    "listen_port": 51820,
+    "topology": "mesh",
+    "hubs": [],
+    "nodes": {},
+    "mtu": None,
+    "purge_peers": True,
+}
+NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [],
+             "persistent_keepalive": None}
+#: Keepalive a roaming node (no endpoint) sends toward the nodes it dials.
+ROAMING_KEEPALIVE = 25
+#: The mine function that publishes each minion's public keys.
+MINE_FUNCTION = "wireguard.public_keys"
 REFUSED_KEYS = {
     "save_config": "wg-quick would overwrite the file Salt manages with the live state "
     "at every stop; Salt already keeps the file and the live interface in step",
@@ -654,6 +670,7 @@ def _normalise_peer(ifname, pname, peer, errors):
     checks = {
         "public_key": lambda v, w: (_decode_key(v, w), v)[1] if v is not None else None,
         "minion": lambda v, w: _text(v, w) if v is not None else None,
+        "minion_interface": lambda v, w: _iface_name_item(_text(v, w), w) if v else None,
         "allowed_ips": lambda v, w: sorted(
             dict.fromkeys(_network(i, w) for i in _as_list(v)), key=_cidr_sort_key),
         "endpoint": lambda v, w: _endpoint(v, w) if v else None,
@@ -811,6 +828,146 @@ def _pillar_wireguard(pillar):
     return pillar
 
 
+def _mine_public_keys(minions):
+    """``{minion: {interface: key}}`` from the mine, fetched once per run."""
+    cache = __context__.setdefault("wireguard.mine", {})
+    wanted = sorted(set(minions) - set(cache))
+    if wanted:
+        found = __salt__["mine.get"](",".join(wanted), MINE_FUNCTION, tgt_type="list") or {}
+        for minion in wanted:
+            cache[minion] = found.get(minion)
+    return {minion: cache[minion] for minion in minions}
+
+
+def _resolve_minion_peers(iface):
+    """Fill in public keys of peers named by ``minion`` from the mine.
+
+    Mine data is untrusted: a value that is not exactly a 32-byte base64 key is
+    refused, naming the minion. A peer without a usable key is left out of this run
+    with a warning; the rest of the interface converges, the next run completes it.
+    """
+    pending = {p: peer for p, peer in iface["peers"].items()
+               if peer["minion"] and not peer["public_key"] and not peer["absent"]}
+    if not pending:
+        return
+    published = _mine_public_keys([peer["minion"] for peer in pending.values()])
+    for pname, peer in pending.items():
+        keys = published.get(peer["minion"])
+        wanted = peer["minion_interface"] or iface["name"]
+        if isinstance(keys, dict) and wanted not in keys and len(keys) == 1:
+            wanted = next(iter(keys))
+        key = keys.get(wanted) if isinstance(keys, dict) else None
+        where = f"interface '{iface['name']}', peer '{pname}'"
+        if key is None:
+            iface["warnings"].append(
+                f"{where}: minion '{peer['minion']}' has not published the public key of "
+                f"'{wanted}' in the mine yet; the peer is added by a later run")
+        else:
+            try:
+                _decode_key(key, "it")
+                peer["public_key"] = key
+                continue
+            except SaltInvocationError as exc:
+                iface["warnings"].append(
+                    f"{where}: refused the mine value minion '{peer['minion']}' published "
+                    f"for '{wanted}' ({exc}); the peer is left out until it is a valid key")
+        del iface["peers"][pname]
+
+
+def _endpoint_with_port(endpoint, port):
+    """A node's endpoint, with the network's port when it names none."""
+    try:
+        return f"[{ipaddress.IPv6Address(endpoint.strip('[]'))}]:{port}"
+    except ValueError:
+        pass
+    if re.search(r":\d+$", endpoint):
+        return endpoint
+    return f"{endpoint}:{port}"
+
+
+def _host_address(cidr):
+    address = ipaddress.ip_interface(cidr)
+    return str(ipaddress.ip_network(address.ip))
+
+
+def _network_interfaces(networks, minion, errors):
+    """The interfaces (as pillar would write them) that ``networks`` give ``minion``."""
+    built = {}
+    if not isinstance(networks, dict):
+        errors.append("wireguard:networks must be a mapping of network name to network")
+        return built
+    for netname, net in networks.items():
+        where = f"network '{netname}'"
+        if not isinstance(net, dict):
+            errors.append(f"{where}: a network is a mapping of keys")
+            continue
+        errors += _unknown_keys(net, NETWORK_KEYS, where)
+        nodes = net.get("nodes") or {}
+        if minion not in nodes:
+            continue
+        topology = net.get("topology", "mesh")
+        hubs = _as_list(net.get("hubs"))
+        ifname = net.get("interface")
+        bad = [f"{where}, key 'topology': '{topology}' is not mesh or hub"
+               for _ in [1] if topology not in ("mesh", "hub")]
+        bad += [f"{where}, key 'hubs': '{h}' is not a node" for h in hubs if h not in nodes]
+        bad += [f"{where}: topology hub needs at least one hub in 'hubs'"
+                for _ in [1] if topology == "hub" and not hubs]
+        bad += [f"{where}, key 'interface' is missing" for _ in [1] if not ifname]
+        for node_id, node in nodes.items():
+            if not isinstance(node, dict) or not node.get("address"):
+                bad.append(f"{where}, node '{node_id}': key 'address' is missing")
+            else:
+                bad += _unknown_keys(node, NODE_KEYS, f"{where}, node '{node_id}'")
+        if bad:
+            errors += bad
+            continue
+        try:
+            addresses = {n: _interface_address(node["address"], f"{where}, node '{n}', "
+                                               "key 'address'") for n, node in nodes.items()}
+            port = _port(net.get("listen_port", NETWORK_KEYS["listen_port"]),
+                         f"{where}, key 'listen_port'")
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            continue
+        me = nodes[minion]
+        is_hub = topology == "hub" and minion in hubs
+        if topology == "mesh" or is_hub:
+            partners = [n for n in nodes if n != minion]
+        else:
+            partners = [h for h in hubs if h != minion]
+        peers = {}
+        for node_id in partners:
+            node = nodes[node_id]
+            allowed = [_host_address(addresses[node_id])]
+            if topology == "mesh" or is_hub:
+                allowed += _as_list(node.get("allowed_ips"))
+            elif node_id == hubs[0]:
+                # A spoke reaches the whole network, and every other node's networks,
+                # through its first hub; other hubs only at their own address.
+                allowed = [str(ipaddress.ip_interface(addresses[node_id]).network)]
+                allowed += [c for n, other in nodes.items() if n != minion
+                            for c in _as_list(other.get("allowed_ips"))]
+            peer = {"minion": node_id, "minion_interface": ifname, "allowed_ips": allowed}
+            if node.get("endpoint"):
+                peer["endpoint"] = _endpoint_with_port(str(node["endpoint"]), port)
+                keepalive = me.get("persistent_keepalive")
+                if keepalive is None and not me.get("endpoint"):
+                    keepalive = ROAMING_KEEPALIVE
+                if keepalive is not None:
+                    peer["persistent_keepalive"] = keepalive
+            peers[node_id] = peer
+        iface = {"address": me["address"], "listen_port": port, "peers": peers,
+                 "forwarding": is_hub or bool(_as_list(me.get("allowed_ips"))),
+                 "purge_peers": net.get("purge_peers", True)}
+        if net.get("mtu") is not None:
+            iface["mtu"] = net["mtu"]
+        if ifname in built:
+            errors.append(f"{where}: interface '{ifname}' is used by another network too")
+        built[ifname] = iface
+    return built
+
+
 def _validated(pillar=None, config_dir=None):
     """Validate pillar ``wireguard``; return (interfaces, secrets) or raise every error."""
     pillar = _pillar_wireguard(pillar)
@@ -818,6 +975,10 @@ def _validated(pillar=None, config_dir=None):
     raw_interfaces = pillar.get("interfaces") or {}
     if not isinstance(raw_interfaces, dict):
         raise SaltInvocationError("wireguard:interfaces must be a mapping of name to interface")
+    from_networks = _network_interfaces(pillar.get("networks") or {}, __opts__["id"], errors)
+    for ifname in set(from_networks) & set(raw_interfaces):
+        errors.append(f"interface '{ifname}': declared under both interfaces and networks")
+    raw_interfaces = {**from_networks, **raw_interfaces}
     result, secrets = {}, {}
     for ifname, iface in raw_interfaces.items():
         try:
@@ -831,6 +992,8 @@ def _validated(pillar=None, config_dir=None):
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
         psks = {p: iface["peers"][p].get("preshared_key")
                 for p, peer in normalised["peers"].items() if peer["has_preshared_key"]}
+        if not errors:
+            _resolve_minion_peers(normalised)
         _check_peer_conflicts(
             normalised, _own_public_key(ifname, private_key, config_dir), errors)
         result[ifname] = normalised

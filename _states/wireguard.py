@@ -435,6 +435,9 @@ def _config(ret, config_dir, service):
     interface = ret["name"]
     path = os.path.join(config_dir, f"{interface}.conf")
     wanted = __salt__["wireguard.render_config"](interface, config_dir=config_dir, mask=False)
+    warnings = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir)[interface]["warnings"]
+    if warnings:
+        ret["warnings"] = warnings
     current = _read(path)
     restart = service and _service_active(service) and (
         (current is not None and _interface_part(current) != _interface_part(wanted))

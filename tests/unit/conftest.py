@@ -19,5 +19,6 @@ def load(path, name):
 def wgmod():
     module = load("_modules/wireguard.py", "wireguard_module_under_test")
     module.__salt__ = {"pillar.get": lambda key, default=None, **_: default}
-    module.__opts__ = {}
+    module.__opts__ = {"id": "minion1"}
+    module.__context__ = {}
     return module

@@ -1,0 +1,138 @@
+"""Mine-driven networks: each minion builds its own interface from one declaration."""
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+
+@pytest.fixture
+def keys(wgmod):
+    return {m: wgmod.pubkey(wgmod.genkey()) for m in ("s1", "s2", "s3", "s4", "hub1", "hub2")}
+
+
+@pytest.fixture
+def mine(wgmod, keys):
+    published = {m: {"wg1": k} for m, k in keys.items()}
+    calls = []
+
+    def mine_get(tgt, fun, tgt_type="glob"):
+        calls.append((tgt, fun, tgt_type))
+        assert fun == "wireguard.public_keys" and tgt_type == "list"
+        return {m: published[m] for m in tgt.split(",") if m in published}
+
+    wgmod.__salt__["mine.get"] = mine_get
+    return published, calls
+
+
+def network(topology="mesh", **nodes):
+    net = {"interface": "wg1", "listen_port": 51821, "topology": topology, "nodes": nodes}
+    if topology == "hub":
+        net["hubs"] = ["hub1"]
+    return {"networks": {"corp": net}}
+
+
+def as_minion(wgmod, minion, pillar):
+    wgmod.__opts__["id"] = minion
+    wgmod.__context__.clear()
+    return wgmod.pillar_interfaces(pillar)
+
+
+MESH = {
+    "s1": {"address": "10.2.0.1/24", "endpoint": "198.51.100.1",
+           "allowed_ips": ["192.168.10.0/24"]},
+    "s2": {"address": "10.2.0.2/24", "endpoint": "198.51.100.2:4000"},
+    "s3": {"address": "10.2.0.3/24"},  # roaming
+    "s4": {"address": "fd02::4/64", "endpoint": "fd00::4"},
+}
+
+
+def test_mesh_every_node_peers_with_every_other(wgmod, keys, mine):
+    wg1 = as_minion(wgmod, "s2", network(**MESH))["wg1"]
+    assert wg1["address"] == ["10.2.0.2/24"] and wg1["listen_port"] == 51821
+    assert set(wg1["peers"]) == {"s1", "s3", "s4"}
+    s1, s3, s4 = wg1["peers"]["s1"], wg1["peers"]["s3"], wg1["peers"]["s4"]
+    assert s1["public_key"] == keys["s1"]
+    assert s1["allowed_ips"] == ["10.2.0.1/32", "192.168.10.0/24"]
+    assert s1["endpoint"] == "198.51.100.1:51821"
+    assert s4["endpoint"] == "[fd00::4]:51821" and s4["allowed_ips"] == ["fd02::4/128"]
+    assert s3["endpoint"] is None and s3["persistent_keepalive"] is None
+    assert wg1["forwarding"] is False
+    assert mine[1] == [("s1,s3,s4", "wireguard.public_keys", "list")]
+
+
+def test_roaming_node_dials_with_keepalive_and_nodes_with_lans_forward(wgmod, mine):
+    wg1 = as_minion(wgmod, "s3", network(**MESH))["wg1"]
+    assert wg1["peers"]["s1"]["persistent_keepalive"] == 25
+    assert wg1["peers"]["s2"]["endpoint"] == "198.51.100.2:4000"
+    assert as_minion(wgmod, "s1", network(**MESH))["wg1"]["forwarding"] is True
+
+
+def test_a_minion_that_is_no_node_gets_nothing(wgmod, mine):
+    assert as_minion(wgmod, "elsewhere", network(**MESH)) == {}
+    assert mine[1] == []
+
+
+HUB = {
+    "hub1": {"address": "10.3.0.1/24", "endpoint": "198.51.100.10",
+             "allowed_ips": ["172.16.0.0/24"]},
+    "s1": {"address": "10.3.0.11/24", "allowed_ips": ["192.168.1.0/24"]},
+    "s2": {"address": "10.3.0.12/24", "allowed_ips": ["192.168.2.0/24"]},
+}
+
+
+def test_hub_spokes_peer_only_with_the_hub_which_covers_the_rest(wgmod, keys, mine):
+    spoke = as_minion(wgmod, "s1", network("hub", **HUB))["wg1"]
+    assert list(spoke["peers"]) == ["hub1"]
+    hub = spoke["peers"]["hub1"]
+    assert hub["allowed_ips"] == ["10.3.0.0/24", "172.16.0.0/24", "192.168.2.0/24"]
+    assert hub["endpoint"] == "198.51.100.10:51821" and hub["persistent_keepalive"] == 25
+    center = as_minion(wgmod, "hub1", network("hub", **HUB))["wg1"]
+    assert set(center["peers"]) == {"s1", "s2"} and center["forwarding"] is True
+    assert center["peers"]["s2"]["allowed_ips"] == ["10.3.0.12/32", "192.168.2.0/24"]
+    assert center["peers"]["s2"]["endpoint"] is None
+
+
+def test_missing_mine_key_warns_naming_the_node_and_keeps_the_rest(wgmod, mine):
+    del mine[0]["s4"]
+    wg1 = as_minion(wgmod, "s1", network(**MESH))["wg1"]
+    assert set(wg1["peers"]) == {"s2", "s3"}
+    assert len(wg1["warnings"]) == 1 and "minion 's4'" in wg1["warnings"][0]
+
+
+@pytest.mark.parametrize("poison", [
+    "QUFB", "x" * 44, "{key}\n[Peer]\nPublicKey = {key}", "{key}\nPostUp = touch /tmp/pwned",
+    ["{key}"], 42,
+])
+def test_poisoned_mine_value_is_refused_naming_the_minion(wgmod, mine, keys, poison):
+    mine[0]["s2"] = {"wg1": poison.format(key=keys["s2"]) if isinstance(poison, str) else poison}
+    wg1 = as_minion(wgmod, "s1", network(**MESH))["wg1"]
+    assert set(wg1["peers"]) == {"s3", "s4"}
+    assert "refused" in wg1["warnings"][0] and "minion 's2'" in wg1["warnings"][0]
+    rendered = wgmod.render_config("wg1", pillar=network(**MESH), mask=False)
+    assert "PostUp" not in rendered and rendered.count("[Peer]") == 2
+
+
+def test_static_peer_can_name_a_minion(wgmod, keys, mine):
+    pillar = {"interfaces": {"wg1": {"address": "10.9.0.1/24", "peers": {
+        "server": {"minion": "s2", "allowed_ips": ["10.9.0.2/32"]}}}}}
+    assert as_minion(wgmod, "laptop", pillar)["wg1"]["peers"]["server"]["public_key"] == keys["s2"]
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"topology": "star"}, "'star' is not mesh or hub"),
+    ({"hubs": ["nobody"], "topology": "hub"}, "'nobody' is not a node"),
+    ({"interface": None}, "'interface' is missing"),
+    ({"listen_port": 0}, "'listen_port'"),
+    ({"topolgy": "mesh"}, "did you mean 'topology'"),
+])
+def test_bad_network_is_refused(wgmod, mine, change, words):
+    pillar = network(**MESH)
+    pillar["networks"]["corp"].update(change)
+    with pytest.raises(SaltInvocationError, match=words):
+        as_minion(wgmod, "s1", pillar)
+
+
+def test_interface_declared_twice_is_refused(wgmod, mine):
+    pillar = network(**MESH)
+    pillar["interfaces"] = {"wg1": {"address": "10.0.0.1/24"}}
+    with pytest.raises(SaltInvocationError, match="both interfaces and networks"):
+        as_minion(wgmod, "s1", pillar)
