@@ -27,41 +27,48 @@ OSES = {
         "grains": {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
                    "osmajorrelease": 12, "oscodename": "bookworm", "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "firewall": ["iptables"], "install_recommends": False,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "ubuntu-24.04": {
         "grains": {"os": "Ubuntu", "os_family": "Debian", "osfinger": "Ubuntu-24.04",
                    "osmajorrelease": 24, "oscodename": "noble", "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": "wireguard-go",
+        "firewall": ["iptables"], "install_recommends": False,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "rocky-9": {
         "grains": {"os": "Rocky", "os_family": "RedHat", "osfinger": "Rocky Linux-9",
                    "osmajorrelease": 9, "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
+        "firewall": ["iptables-nft"], "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "fedora-41": {
         "grains": {"os": "Fedora", "os_family": "RedHat", "osfinger": "Fedora-41",
                    "osmajorrelease": 41, "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
+        "firewall": ["iptables-nft"], "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "arch": {
         "grains": {"os": "Arch", "os_family": "Arch", "osfinger": "Arch", "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "firewall": ["iptables"], "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "opensuse-15": {
         "grains": {"os": "SUSE", "os_family": "Suse", "osfullname": "Leap",
                    "osfinger": "Leap-15", "osmajorrelease": 15, "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": None, "go": None,
+        "firewall": ["iptables"], "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "alpine-3.20": {
         "grains": {"os": "Alpine", "os_family": "Alpine", "osfinger": "Alpine-3",
                    "osmajorrelease": 3, "init": "openrc"},
         "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "firewall": ["iptables", "ip6tables"], "install_recommends": None,
         "extra": ["wireguard-tools-openrc"], "unit": "wg-quick.{}",
         "link": ("/etc/init.d/wg-quick.{}", "/etc/init.d/wg-quick"),
     },
@@ -283,11 +290,12 @@ def test_os_map(renderer, os_name):
     got = states(answer)
     config_dir = answer["config_dir"]
 
-    pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
-    want = [expect["tools"], *expect["extra"]]
+    installed = got["wireguard-package-install-pkg-installed"]
+    want = [expect["tools"], *expect["extra"], *expect["firewall"]]  # wg0 masquerades
     if expect["resolvconf"]:  # SAMPLE's wg0 sets dns
         want.append(expect["resolvconf"])
-    assert sorted(pkgs) == sorted(want)
+    assert sorted(arg(installed, "pkgs")) == sorted(want)
+    assert arg(installed, "install_recommends") is expect["install_recommends"]
 
     unit = expect["unit"]
     running = got["wireguard-service-running-service-running-wg0"]
@@ -327,6 +335,23 @@ def test_go_fallback_and_no_resolvconf_without_dns(renderer, os_name):
     pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
     want = [expect["tools"], *expect["extra"]] + ([expect["go"]] if expect["go"] else [])
     assert sorted(pkgs) == sorted(want)
+
+
+@pytest.mark.parametrize(("table", "allowed_ips", "firewall"), [
+    ("auto", ["0.0.0.0/0"], True),
+    ("auto", ["::/0", "10.0.0.0/8"], True),
+    ("off", ["0.0.0.0/0", "::/0"], False),
+    ("auto", ["10.0.0.0/8"], False),
+])
+def test_firewall_package_for_a_default_route(renderer, table, allowed_ips, firewall):
+    """wg-quick sets nft/iptables rules for a default route with table auto."""
+    pillar = {"interfaces": {"wg0": {
+        "address": "10.9.0.2/32", "table": table,
+        "peers": {"gw": {"public_key": key(7), "allowed_ips": allowed_ips}}}}}
+    got = states(renderer.render("debian-12", pillar, sls=("wireguard.package",)),
+                 "wireguard.package")
+    pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
+    assert ("iptables" in pkgs) is firewall
 
 
 def test_lookup_overrides_the_map(renderer):
@@ -441,8 +466,8 @@ def test_run_order(renderer):
 
 def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
-    assert sorted(got) == ["wireguard-config-file-file-directory",
-                           "wireguard-package-install-pkg-installed"]
+    assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
+        "wireguard-config-file-file-directory", "wireguard-package-install-pkg-installed"]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
 

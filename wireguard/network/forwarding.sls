@@ -5,7 +5,6 @@
 # `forwarding: false` leaves the sysctls alone: other software may need them.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set sls_service_running = tplroot ~ '.service.running' %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
 {%- set sysctls = [] %}
@@ -18,9 +17,6 @@
 {%-   endif %}
 {%- endfor %}
 
-include:
-  - {{ sls_service_running }}
-
 {%- for sysctl in sysctls %}
 
 {{ ('wireguard-network-forwarding-sysctl-present-' ~ sysctl) | json }}:
@@ -28,4 +24,10 @@ include:
     - name: {{ sysctl | json }}
     - value: 1
     - config: {{ wireguard.sysctl_file | json }}
+{%- else %}
+
+{#- an SLS with no state fails when applied alone #}
+wireguard-network-forwarding-test-nop:
+  test.nop:
+    - name: no interface sets forwarding
 {%- endfor %}
