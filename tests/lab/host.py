@@ -192,9 +192,9 @@ class Bridge(Namespace):
         self._ports = 0
         return self
 
-    def attach(self, host: Host, ifname: str, addrs=(), vlan: int | None = None) -> str:
-        """Plug `host` into this switch with interface `ifname` (optionally a VLAN on it).
-        Returns the name of the interface that carries the addresses."""
+    def attach(self, host: Host, ifname: str, addrs=()) -> str:
+        """Plug `host` into this switch with interface `ifname` (a veth pair whose other
+        end is a port of br0). The kernel here has no 802.1Q: a VLAN is a switch."""
         self._ports += 1
         port = f"p{self._ports}"
         self.ip("link", "add", port, "type", "veth", "peer", "name", ifname,
@@ -202,15 +202,9 @@ class Bridge(Namespace):
         self.ip("link", "set", port, "master", "br0")
         self.ip("link", "set", port, "up")
         host.ip("link", "set", ifname, "up")
-        carrier = ifname
-        if vlan is not None:
-            carrier = f"vlan{vlan}"
-            host.ip("link", "add", "link", ifname, "name", carrier, "type", "vlan",
-                    "id", str(vlan))
-            host.ip("link", "set", carrier, "up")
         for a in ([addrs] if isinstance(addrs, str) else addrs):
-            host.add_addr(carrier, a)
-        return carrier
+            host.add_addr(ifname, a)
+        return ifname
 
 
 class Container(Host):
@@ -418,18 +412,23 @@ class Container(Host):
 
     def _kill_cgroups(self) -> None:
         for cg in self.cgroups:
-            if not cg.exists():
-                continue
-            kill = cg / "cgroup.kill"
-            if kill.exists():
-                with contextlib.suppress(OSError):
-                    kill.write_text("1")
-                continue
-            for procs in cg.rglob("cgroup.procs"):
-                with contextlib.suppress(OSError):
-                    for pid in procs.read_text().split():
-                        with contextlib.suppress(ProcessLookupError, ValueError):
-                            os.kill(int(pid), signal.SIGKILL)
+            self._kill_cgroups_at(cg)
+
+    @staticmethod
+    def _kill_cgroups_at(cg: Path) -> None:
+        """SIGKILL every process in a cgroup tree (cgroup.kill where the kernel has it)."""
+        if not cg.exists():
+            return
+        kill = cg / "cgroup.kill"
+        if kill.exists():
+            with contextlib.suppress(OSError):
+                kill.write_text("1")
+            return
+        for procs in cg.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError):
+                for pid in procs.read_text().split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
 
     @staticmethod
     def _clean_cgroup(cg: Path, keep_top: bool = False) -> None:

@@ -46,6 +46,8 @@ def _on_signal(signum, frame):
 class Lab:
     def __init__(self, prefix: str = "lab", *, master: bool = True, rootfs: Path | None = None,
                  formula: Path | None = None):
+        if not prefix.isalnum():
+            raise LabError(f"lab prefix {prefix!r}: letters and digits only")
         self.id = f"{PREFIX}{prefix}-{secrets.token_hex(2)}"
         self.state_dir = STATE_DIR / self.id
         self.with_master = master
@@ -77,6 +79,8 @@ class Lab:
         self._install_signal_handlers()
         _LIVE_LABS.append(self)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        # `./lab clean` leaves labs alone whose owner still runs
+        (self.state_dir / "owner").write_text(f"{os.getpid()}\n")
         log(f"lab {self.id}: starting (state in {self.state_dir})")
         try:
             if self.with_master:
@@ -236,6 +240,15 @@ class Lab:
             created = self._order[mark:]
             if created and not self._closed:
                 self.remove(created)
+
+    def detach(self) -> None:
+        """Leave the lab running after this process ends (`./lab demo --keep`);
+        `./lab clean` removes it later."""
+        (self.state_dir / "owner").write_text("kept\n")
+        self._closed = True
+        self._restore_signal_handlers()
+        with contextlib.suppress(ValueError):
+            _LIVE_LABS.remove(self)
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,52 @@
+"""End-to-end tests: real systemd containers, a real salt-master serving this checkout,
+real salt-minions, real wireguard-go tunnels, real packets (see docs/lab.md).
+
+One lab (management switch + salt-master container) lives for the whole session; each
+test module or topology adds its containers and namespaces in a `lab.section()` that
+removes them again, also when a test fails or the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.lab.util import CLEAN_ENV
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if "/tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+def _lab_unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, overlay mounts, systemd-nspawn)"
+    missing = [t for t in ("systemd-nspawn", "debootstrap", "nsenter")
+               if shutil.which(t, path=CLEAN_ENV["PATH"]) is None]
+    if missing:
+        return f"missing {', '.join(missing)}: run ./lab setup"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab():
+    reason = _lab_unavailable()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"e2e lab unavailable in CI: {reason}")
+        pytest.skip(reason)
+    from tests.lab.lab import Lab
+
+    with Lab("e2e") as the_lab:
+        yield the_lab
+
+
+@pytest.fixture
+def section(lab):
+    """Hosts created by the test are removed when it ends."""
+    with lab.section():
+        yield lab

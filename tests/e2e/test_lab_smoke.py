@@ -1,0 +1,88 @@
+"""The lab itself, without the formula: containers boot real systemd, minions answer
+the master, states run, and hand-made wg-quick tunnels pass packets. If these fail,
+the e2e tests of the formula prove nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+WG_CONF = """\
+[Interface]
+Address = {address}
+ListenPort = 51820
+PrivateKey = {private}
+
+[Peer]
+PublicKey = {peer_public}
+AllowedIPs = {allowed}
+Endpoint = {endpoint}:51820
+"""
+
+
+def test_master_minions_and_a_trivial_state(section):
+    lab = section
+    a = lab.container("smoke-a")
+    b = lab.container("smoke-b")
+    lab.wait_ready()
+    master = lab.master
+    assert master.salt(["smoke-a", "smoke-b"], "test.ping") == {"smoke-a": True,
+                                                                 "smoke-b": True}
+    assert master.salt("smoke-a", "grains.get", "init") == {"smoke-a": "systemd"}
+    ret = master.salt("smoke-b", "state.single", "file.managed", "/tmp/lab-smoke",
+                      contents="hello from the master")
+    (state,) = ret["smoke-b"].values()
+    assert state["result"] is True and state["changes"]
+    assert b.read("/tmp/lab-smoke").strip() == "hello from the master"
+    # each container has its own overlay: a's file system did not see the write
+    assert not a.file_exists("/tmp/lab-smoke")
+    # the master serves the checkout: the formula's modules are on the minion
+    assert a.file_exists("/var/cache/salt/minion/extmods/modules/wireguard.py")
+    # the container's network namespace is the lab's, with /proc/sys/net writable
+    a.run(["sysctl", "-w", "net.ipv4.ip_forward=1"])
+    assert a.out(["cat", "/proc/sys/net/ipv4/ip_forward"]).strip() == "1"
+
+
+def test_handmade_wg_quick_tunnel_survives_reboot(section):
+    lab = section
+    left = lab.container("wg-left", minion=False)
+    right = lab.container("wg-right", minion=False)
+    wire = lab.bridge("smoke")
+    wire.attach(left, "eth0", "198.18.1.1/24")
+    wire.attach(right, "eth0", "198.18.1.2/24")
+    lab.wait_ready()
+    keys = {}
+    for host in (left, right):
+        private = host.out(["wg", "genkey"]).strip()
+        keys[host.name] = (private, host.out(["wg", "pubkey"], input=private).strip())
+    for host, peer, addr, peer_addr in ((left, right, "10.99.0.1", "198.18.1.2"),
+                                         (right, left, "10.99.0.2", "198.18.1.1")):
+        host.write("/etc/wireguard/wg0.conf", WG_CONF.format(
+            address=f"{addr}/24", private=keys[host.name][0],
+            peer_public=keys[peer.name][1],
+            allowed=peer_addr.replace("198.18.1", "10.99.0") + "/32",
+            endpoint=peer_addr), mode=0o600)
+        host.systemctl("enable", "--now", "wg-quick@wg0")
+    assert left.ping_until("10.99.0.2").received
+    assert right.ping("10.99.0.1", count=5, interval=0.05).ok
+    # wireguard-go, not a kernel module, carries it
+    assert "wireguard-go" in right.out(["ps", "-eo", "comm"])
+    took = right.reboot()
+    assert right.unit_state("wg-quick@wg0") == ("active", "enabled")
+    assert right.ping_until("10.99.0.1", within=30).received, f"after reboot ({took:.1f}s)"
+
+
+def test_section_leaves_nothing_behind(lab):
+    with lab.section():
+        c = lab.container("gone-soon", minion=False)
+        n = lab.namespace("gone-ns")
+        lab.link(c, n, "eth0", "eth0", "198.18.2.1/24", "198.18.2.2/24")
+        c.wait_booted()
+        assert c.ping("198.18.2.2").ok
+        netns = {c.netns, n.netns}
+        merged, cgroups = c.merged, c.cgroups
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(ns in names for ns in netns)
+    assert str(merged) not in Path("/proc/self/mountinfo").read_text()
+    assert not any(cg.exists() for cg in cgroups)
+    assert c.proc.poll() is not None
