@@ -8,6 +8,7 @@ config_dir in a temp dir). Nothing is applied: `state.show_sls` only compiles.
 """
 
 import base64
+import itertools
 import json
 import os
 import subprocess
@@ -199,7 +200,8 @@ class Renderer:
         self.proc.wait(timeout=30)
 
     def render(self, os_name="debian-12", pillar=None, sls=("wireguard",), minion_id=None,
-               interfaces=True, templates=(), capture_log=False, grains=None):
+               interfaces=True, templates=(), capture_log=False, grains=None,
+               extra_pillar=None):
         with self.lock:
             self.count += 1
             case_dir = self.tmp / f"case{self.count}"
@@ -213,7 +215,7 @@ class Renderer:
             wireguard["lookup"] = lookup
             (case_dir / "pillar" / "top.sls").write_text("base:\n  '*':\n    - wireguard\n")
             (case_dir / "pillar" / "wireguard.sls").write_text(
-                yaml.safe_dump({"wireguard": wireguard}))
+                yaml.safe_dump({"wireguard": wireguard, **(extra_pillar or {})}))
             all_grains = dict(OSES[os_name]["grains"])
             all_grains.update(grains or {})
             config = {
@@ -373,15 +375,15 @@ def test_states_per_interface(renderer):
     got = states(renderer.render("debian-12", SAMPLE))
 
     # config: directory 0700, key then conf for each interface that is not absent
-    directory = got["wireguard-config-file-file-directory"]
+    directory = got["wireguard-config-key-file-directory"]
     assert fun(directory) == "file.directory"
     assert arg(directory, "mode") == "0700"
     for name in ("wg0", "wg1", "wg3"):
-        key_state = got[f"wireguard-config-file-wireguard-private_key-{name}"]
+        key_state = got[f"wireguard-config-key-wireguard-private_key-{name}"]
         conf = got[f"wireguard-config-file-wireguard-config-{name}"]
         assert fun(key_state) == "wireguard.private_key"
         assert fun(conf) == "wireguard.config"
-        assert {"wireguard": f"wireguard-config-file-wireguard-private_key-{name}"} in arg(
+        assert {"wireguard": f"wireguard-config-key-wireguard-private_key-{name}"} in arg(
             conf, "require")
     # only an enabled interface's conf restarts its service
     assert arg(got["wireguard-config-file-wireguard-config-wg1"], "service") is None
@@ -441,7 +443,7 @@ def test_states_per_interface(renderer):
 def test_interfaces_are_independent(renderer):
     """Every requisite of a per-interface state names that interface or a shared state."""
     got = states(renderer.render("debian-12", SAMPLE))
-    shared = {"wireguard-config-file-file-directory"}
+    shared = {"wireguard-config-key-file-directory"}
     for state_id, state in got.items():
         for name in ("wg0", "wg1", "wg2", "wg3"):
             if not state_id.endswith(f"-{name}") and f"-{name}-" not in state_id:
@@ -467,7 +469,7 @@ def test_run_order(renderer):
 def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
     assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
-        "wireguard-config-file-file-directory", "wireguard-package-install-pkg-installed"]
+        "wireguard-config-key-file-directory", "wireguard-package-install-pkg-installed"]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
 
@@ -495,6 +497,60 @@ def test_clean_finds_interfaces_by_their_conf(renderer):
     got = states(renderer.render("debian-12", {}, sls=("wireguard.clean",)), "wireguard.clean")
     dead = sorted(arg(s, "name") for s in got.values() if fun(s) == "service.dead")
     assert dead == ["wg-quick@wg7"]
+
+
+def test_config_key_alone_makes_only_keys(renderer):
+    """wireguard.config.key (orchestrate's first step) writes no conf and starts nothing."""
+    got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)),
+                 "wireguard.config.key")
+    assert sorted(fun(s) for s in got.values()) == [
+        "file.directory", "pkg.installed", "wireguard.private_key", "wireguard.private_key",
+        "wireguard.private_key"]
+
+
+def test_orchestrate(renderer):
+    """sync, keys, mine.update, apply: in this order, on the target pillar gives."""
+    answer = renderer.render(
+        "debian-12", {}, sls=("wireguard.orchestrate",), interfaces=False,
+        extra_pillar={"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}})
+    got = states(answer, "wireguard.orchestrate")
+    steps = sorted(got.values(), key=lambda s: arg(s, "order"))
+    assert [fun(s) for s in steps] == ["salt.function", "salt.state", "salt.function",
+                                       "salt.state"]
+    assert [arg(s, "name") for s in steps[0::2]] == ["saltutil.sync_all", "mine.update"]
+    assert [arg(s, "sls") for s in steps[1::2]] == ["wireguard.config.key", "wireguard"]
+    for step in steps:
+        assert arg(step, "tgt") == "G@role:vpn"
+        assert arg(step, "tgt_type") == "compound"
+    for before, after in itertools.pairwise(steps):
+        (required,) = arg(after, "require")
+        assert required["salt"] in [i for i, s in got.items() if s is before]
+    default = states(renderer.render("debian-12", {}, sls=("wireguard.orchestrate",),
+                                     interfaces=False), "wireguard.orchestrate")
+    assert {arg(s, "tgt") for s in default.values()} == {"*"}
+
+
+def test_network_node_without_mine_keys_warns(renderer):
+    """A mesh node whose peers' keys are not in the mine yet: its interface comes up,
+    the missing peers are named in a warning, none is skipped silently."""
+    pillar = {"networks": {"corp": {
+        "interface": "wg1", "listen_port": 51821, "topology": "mesh",
+        "nodes": {"node1": {"address": "10.2.0.1/24", "endpoint": "198.18.0.1"},
+                  "node2": {"address": "10.2.0.2/24"},
+                  "node3": {"address": "10.2.0.3/24", "allowed_ips": ["192.168.3.0/24"]}}}}}
+    answer = renderer.render("debian-12", pillar, minion_id="node1")
+    got = states(answer)
+    assert "wireguard-service-running-service-running-wg1" in got
+    assert "wireguard-config-key-wireguard-private_key-wg1" in got
+    warning = got["wireguard-peers-live-test-configurable_test_state-wg1-warnings"]
+    assert fun(warning) == "test.configurable_test_state"
+    assert arg(warning, "result") is True and arg(warning, "changes") is False
+    text = " ".join(arg(warning, "warnings"))
+    assert "node2" in text and "node3" in text
+    assert not [i for i in got if i.startswith("wireguard-peers-live-wireguard-peer-")]
+    # not a node: the network is ignored
+    other = states(renderer.render("debian-12", pillar, minion_id="bystander"))
+    assert not [i for i in other if i.endswith("-wg1")]
 
 
 # ----------------------------------------------------------- bad pillar
@@ -614,7 +670,7 @@ def test_pillar_example_renders(renderer, topology, minion_id, pillar):
         if iface["absent"]:
             assert f"wireguard-config-file-file-absent-{name}-conf" in got
             continue
-        assert f"wireguard-config-file-wireguard-private_key-{name}" in got
+        assert f"wireguard-config-key-wireguard-private_key-{name}" in got
         assert f"wireguard-config-file-wireguard-config-{name}" in got
         if not iface["enabled"]:
             assert f"wireguard-service-running-service-dead-{name}" in got

@@ -1,27 +1,17 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# The config directory (0700), and per interface its private key
-# (<config_dir>/<if>.key, 0600) and conf (<config_dir>/<if>.conf, 0600).
-# Keys never pass through this template: the wireguard.private_key and
-# wireguard.config states read them from pillar or the key file themselves.
+# Per interface its conf (<config_dir>/<if>.conf, 0600), rendered from pillar
+# and the key file by the wireguard.config state, after the key (key.sls).
+# Keys never pass through this template: the state reads them itself.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- set sls_package_install = tplroot ~ '.package.install' %}
+{%- set sls_config_key = tplroot ~ '.config.key' %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
 {%- set config_dir = wireguard.config_dir %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=config_dir) %}
 
 include:
-  - {{ sls_package_install }}
-
-wireguard-config-file-file-directory:
-  file.directory:
-    - name: {{ config_dir | json }}
-    - user: root
-    - group: root
-    - mode: '0700'
-    - require:
-      - sls: {{ sls_package_install }}
+  - {{ sls_config_key }}
 
 {%- for name, iface in interfaces | dictsort %}
 {%-   if iface.absent %}
@@ -35,13 +25,6 @@ wireguard-config-file-file-directory:
 {%-     endfor %}
 {%-   else %}
 
-{{ ('wireguard-config-file-wireguard-private_key-' ~ name) | json }}:
-  wireguard.private_key:
-    - name: {{ name | json }}
-    - config_dir: {{ config_dir | json }}
-    - require:
-      - file: wireguard-config-file-file-directory
-
 {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}:
   wireguard.config:
     - name: {{ name | json }}
@@ -51,6 +34,6 @@ wireguard-config-file-file-directory:
     - service: {{ wireguard.service.name | replace('{interface}', name) | json }}
 {%-     endif %}
     - require:
-      - wireguard: {{ ('wireguard-config-file-wireguard-private_key-' ~ name) | json }}
+      - wireguard: {{ ('wireguard-config-key-wireguard-private_key-' ~ name) | json }}
 {%-   endif %}
 {%- endfor %}
