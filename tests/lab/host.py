@@ -57,6 +57,12 @@ class PingResult:
         return f"ping {self.src} -> {self.dst}: {self.received}/{self.sent} received"
 
 
+def parse_ping(src: str, dst: str, output: str) -> PingResult:
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", output)
+    sent, received = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    return PingResult(src, dst, sent, received, output)
+
+
 class Host:
     """Something with a network namespace in which commands run."""
 
@@ -133,6 +139,12 @@ class Host:
         return sh(self._argv(argv), check=check, timeout=timeout, input=input,
                   what=f"{self.kind} {self.name}")
 
+    def popen(self, cmd) -> subprocess.Popen:
+        """Start argv or a shell string on this host in the background (text stdout)."""
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+        return subprocess.Popen(self._argv(argv), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=CLEAN_ENV)
+
     def out(self, cmd, **kw) -> str:
         return self.run(cmd, **kw).stdout
 
@@ -148,9 +160,7 @@ class Host:
         if timeout is None:
             timeout = count * interval + wait + 30
         proc = self.run(argv, check=False, timeout=timeout)
-        m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", proc.stdout)
-        sent, received = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-        return PingResult(self.name, dst, sent, received, proc.stdout + proc.stderr)
+        return parse_ping(self.name, dst, proc.stdout + proc.stderr)
 
     def ping_until(self, dst: str, within: float = 20.0, source: str | None = None) -> PingResult:
         """Ping once a second until a reply comes (handshakes take a moment)."""
