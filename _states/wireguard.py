@@ -323,11 +323,24 @@ def _routes(ret, wanted):
 # ----------------------------------------------------------- key and config
 
 
+def _temp_prefix(path):
+    return f".{os.path.basename(path)}."
+
+
+def _remove_stale_temps(path):
+    """Remove what a killed run left of an atomic write of ``path``."""
+    directory = os.path.dirname(path)
+    if os.path.isdir(directory):
+        for entry in os.listdir(directory):
+            if entry.startswith(_temp_prefix(path)):
+                os.unlink(os.path.join(directory, entry))
+
+
 def _write_private(path, text):
     """Write ``text`` to ``path`` atomically, mode 0600: never a half-written file."""
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path))
     try:
         with os.fdopen(fd, "w", encoding="ascii") as handle:
             os.fchmod(handle.fileno(), 0o600)
@@ -374,6 +387,8 @@ def private_key(name, config_dir="/etc/wireguard"):
 def _private_key(ret, config_dir):
     interface = ret["name"]
     path = os.path.join(config_dir, f"{interface}.key")
+    if not __opts__["test"]:
+        _remove_stale_temps(path)
     wanted = __salt__["wireguard.pillar_private_key"](interface)
     current = (_read(path) or "").strip() or None
     try:
@@ -434,6 +449,8 @@ def config(name, config_dir="/etc/wireguard", service=None):
 def _config(ret, config_dir, service):
     interface = ret["name"]
     path = os.path.join(config_dir, f"{interface}.conf")
+    if not __opts__["test"]:
+        _remove_stale_temps(path)
     wanted = __salt__["wireguard.render_config"](interface, config_dir=config_dir, mask=False)
     warnings = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir)[interface]["warnings"]
     if warnings:
