@@ -390,14 +390,15 @@ class Container(Host):
         except LabError:
             return None
 
-    def wait_stopped(self, timeout: float = 20) -> int | None:
+    def wait_stopped(self, timeout: float = 20, quiet: bool = False) -> int | None:
         """Wait for nspawn to exit; kill it (and everything in its cgroups) if it won't."""
         if self.proc is None:
             return None
         try:
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            log(f"{self.name}: did not power off within {timeout:.0f}s; killing it")
+            (debug if quiet else log)(
+                f"{self.name}: did not power off within {timeout:.0f}s; killing it")
             self._kill_cgroups()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -459,12 +460,13 @@ class Container(Host):
                 except OSError:
                     time.sleep(0.05)
 
-    def destroy(self) -> None:
-        """Power off (if running), unmount, remove cgroups, namespace and files."""
+    def destroy(self, grace: float = 2.5) -> None:
+        """Power off (if running; killed after `grace` seconds: salt takes 5 s to stop
+        and nothing of a container is kept), unmount, remove cgroups, namespace, files."""
         try:
             if self.proc is not None and self.proc.poll() is None:
                 self.signal_poweroff()
-                self.wait_stopped()
+                self.wait_stopped(timeout=grace, quiet=True)
         finally:
             self._kill_cgroups()
             for cg in self.cgroups:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import os
 import secrets
 import signal
@@ -300,6 +301,15 @@ def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:
     for sub in NSPAWN_RUN_DIR.glob("*/*"):
         if sub.name.startswith(prefix):
             remove_tree(sub)
+    # image locks (locks/inode-...): nspawn takes a POSIX lock while it runs; remove
+    # those nobody holds, i.e. left behind by containers that are gone
+    for lock in NSPAWN_RUN_DIR.glob("locks/*"):
+        try:
+            with open(lock, "r+") as fh:
+                fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock.unlink()
+        except OSError:
+            continue
     for sub in NSPAWN_RUN_DIR.iterdir():
         if sub.is_dir():
             with contextlib.suppress(OSError):
