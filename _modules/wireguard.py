@@ -1177,3 +1177,1071 @@ def public_keys(config_dir=None):
             if iface["public_key"]:
                 keys.setdefault(name, iface["public_key"])
     return keys
+
+
+# ---- diagnostics
+#
+# ``check`` looks at this minion's interfaces and says what is wrong and how to fix it;
+# ``reresolve`` sets host-name endpoints again (for a peer behind dynamic DNS);
+# ``config_peers`` says what a config file holds. Gathering (commands, files) is kept
+# apart from judging: each ``_check_*`` function takes plain data (see
+# ``_check_interface``) and returns problems, so every check is unit-tested without a
+# live interface. No private or preshared key ever reaches a result.
+
+#: Seconds without a handshake, while traffic is sent, after which a peer is stale.
+#: WireGuard renews a session every 120 s while it carries traffic and drops its keys
+#: after 180 s, so a working link never goes past this.
+STALE_AFTER = 180
+#: Bytes WireGuard adds to each packet, by the IP version of the underlay: the outer
+#: IP header (20 or 40), UDP (8) and WireGuard's own header and tag (32).
+WG_OVERHEAD = {4: 60, 6: 80}
+#: At most this many distinct endpoint addresses get an ``ip route get`` for the MTU
+#: check, so a hub with thousands of peers is checked in bounded time.
+MTU_PROBES = 64
+#: Per interface, at most this many info lines go into the readable summary.
+SUMMARY_INFOS = 10
+SEVERITIES = ("error", "warning", "info")
+_CONF_SECRET = re.compile(r"^(\s*(?:PrivateKey|PresharedKey)\s*=\s*).*$",
+                          re.MULTILINE | re.IGNORECASE)
+_CONF_ROUTE = re.compile(r"^ip route replace (\S+) dev %i proto static$")
+
+
+def _problem(severity, check, message, fix, peer=None):
+    """One finding: ``peer`` is the peer's public key, or None for the interface."""
+    return {"severity": severity, "check": check, "peer": peer, "message": message,
+            "fix": fix}
+
+
+def _short(key):
+    return f"{key[:8]}..." if key else "(none)"
+
+
+def _peer_label(key, names):
+    name = (names or {}).get(key)
+    return f"peer '{name}' ({_short(key)})" if name else f"peer {_short(key)}"
+
+
+def _is_address(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _endpoint_ip(endpoint):
+    """The address of a live endpoint (``1.2.3.4:5`` or ``[v6]:5``), or None."""
+    if not endpoint:
+        return None
+    host = endpoint.rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return None
+
+
+# ------------------------------------------------------------------ config files
+
+
+def _parse_conf(text):
+    """Parse a wg-quick config into plain data without any secret.
+
+    The private key is replaced by its public key (``public_key``), a preshared key by
+    ``has_preshared_key``. A peer's name is the first comment after its ``[Peer]`` line
+    (the formula writes ``# <name>`` there). The formula's route lines
+    (``PostUp = ip route replace <cidr> dev %i proto static``) become ``routes``.
+    Values that cannot be read are described in ``errors`` (never quoting a key).
+    """
+    conf = {"address": [], "listen_port": None, "mtu": None, "table": None,
+            "fwmark": None, "public_key": None, "has_private_key": False, "routes": [],
+            "peers": [], "errors": []}
+    section, peer = None, None
+
+    def bad(number, what):
+        conf["errors"].append(f"line {number}: {what}")
+
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("#"):
+            if section == "peer" and peer["name"] is None and not peer["_seen_key"]:
+                peer["name"] = line.lstrip("#").strip() or None
+            continue
+        line = line.split("#", 1)[0].strip()  # wg-quick drops everything after '#'
+        if not line:
+            continue
+        if line.startswith("["):
+            header = line.strip("[]").strip().lower()
+            section = header if header in ("interface", "peer") else None
+            if section is None:
+                bad(number, f"unknown section {line}")
+            if section == "peer":
+                peer = {"name": None, "public_key": None, "allowed_ips": [],
+                        "endpoint": None, "persistent_keepalive": None,
+                        "has_preshared_key": False, "_seen_key": False}
+                conf["peers"].append(peer)
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or section is None:
+            bad(number, "not a 'Key = value' line of a section")
+            continue
+        try:
+            if section == "interface":
+                _conf_interface_value(conf, key, value)
+            else:
+                peer["_seen_key"] = True
+                _conf_peer_value(peer, key, value)
+        except (ValueError, SaltInvocationError) as exc:
+            bad(number, str(exc))
+    for item in conf["peers"]:
+        del item["_seen_key"]
+    return conf
+
+
+def _conf_int(value, what):
+    if value.lower() == "off":
+        return None
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise ValueError(f"{what} '{value}' is not a number") from None
+
+
+def _conf_interface_value(conf, key, value):
+    if key == "address":
+        for item in _as_list(value):
+            try:
+                conf["address"].append(str(ipaddress.ip_interface(item)))
+            except ValueError:
+                raise ValueError(f"Address '{item}' is not an address/prefix") from None
+    elif key == "listenport":
+        conf["listen_port"] = _conf_int(value, "ListenPort")
+    elif key == "mtu":
+        conf["mtu"] = _conf_int(value, "MTU")
+    elif key == "table":
+        conf["table"] = value
+    elif key == "fwmark":
+        conf["fwmark"] = _conf_int(value, "FwMark") or None
+    elif key == "privatekey":
+        conf["has_private_key"] = True
+        try:
+            conf["public_key"] = pubkey(value)
+        except SaltInvocationError:
+            raise ValueError("PrivateKey is not a valid key") from None
+    elif key == "postup":
+        match = _CONF_ROUTE.match(value)
+        if match:
+            conf["routes"].append(str(ipaddress.ip_network(match.group(1), strict=False)))
+
+
+def _conf_peer_value(peer, key, value):
+    if key == "publickey":
+        _decode_key(value, "PublicKey")
+        peer["public_key"] = value
+    elif key == "presharedkey":
+        peer["has_preshared_key"] = bool(value)
+    elif key == "allowedips":
+        for item in _as_list(value):
+            try:
+                peer["allowed_ips"].append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(f"AllowedIPs '{item}' is not a CIDR") from None
+    elif key == "endpoint":
+        peer["endpoint"] = value
+    elif key == "persistentkeepalive":
+        peer["persistent_keepalive"] = _conf_int(value, "PersistentKeepalive") or None
+
+
+def _conf_path(interface, config_dir=None):
+    return os.path.join(_config_dir(config_dir), f"{interface}.conf")
+
+
+def _read_conf(interface, config_dir=None):
+    """(path, parsed conf or None, raw text or None, error or None)."""
+    path = _conf_path(interface, config_dir)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return path, None, None, None
+    except OSError as exc:
+        return path, None, None, f"{path} cannot be read: {exc.strerror}"
+    return path, _parse_conf(text), text, None
+
+
+def config_peers(interface, config_dir=None):
+    """
+    Return the peers ``<config_dir>/<interface>.conf`` holds, keyed by public key:
+    ``name`` (the comment the formula writes above each peer), ``endpoint`` as
+    written, ``allowed_ips``, ``persistent_keepalive`` and ``has_preshared_key``.
+    No key but the public ones is returned.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.config_peers wg0
+    """
+    _check_interface_name(interface)
+    path, conf, _, error = _read_conf(interface, config_dir)
+    if error:
+        raise CommandExecutionError(error)
+    if conf is None:
+        raise CommandExecutionError(f"{path} does not exist")
+    return {peer["public_key"]: {k: v for k, v in peer.items() if k != "public_key"}
+            for peer in conf["peers"] if peer["public_key"]}
+
+
+# --------------------------------------------------------------- gathering
+
+
+def _ip_json(args):
+    """``ip -j ARGS``, parsed; CommandExecutionError when ip fails."""
+    import json  # here, not at the top: the diagnostics section keeps to itself
+
+    result = __salt__["cmd.run_all"](["ip", "-j", *args], python_shell=False,
+                                     ignore_retcode=True, output_loglevel="quiet")
+    if result["retcode"] != 0:
+        raise CommandExecutionError(
+            f"ip {' '.join(args)}: {(result.get('stderr') or '').strip()}")
+    try:
+        return json.loads(result["stdout"] or "[]")
+    except ValueError:
+        raise CommandExecutionError(f"ip -j {' '.join(args)} printed no JSON") from None
+
+
+def _live_link(interface):
+    """``{"mtu": int, "addresses": [cidr]}`` of a live interface (no link-local)."""
+    links = _ip_json(["addr", "show", "dev", interface])
+    if not links:
+        return None
+    addresses = [str(ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}"))
+                 for a in links[0].get("addr_info", [])
+                 if a.get("local") and a.get("scope") != "link"]
+    return {"mtu": links[0].get("mtu"), "addresses": addresses}
+
+
+def _live_interface_routes(interface):
+    """The destinations of every unicast route through ``interface``, in any table."""
+    found = set()
+    for family, default in (("-4", "0.0.0.0/0"), ("-6", "::/0")):
+        for route in _ip_json([family, "route", "show", "table", "all", "dev", interface]):
+            if route.get("type", "unicast") != "unicast":
+                continue
+            dst = route.get("dst", "")
+            dst = default if dst == "default" else dst
+            try:
+                found.add(str(ipaddress.ip_network(dst, strict=False)))
+            except ValueError:
+                continue
+    return sorted(found, key=_cidr_sort_key)
+
+
+def _route_mtu(route):
+    for metric in route.get("metrics") or []:
+        if isinstance(metric, dict) and "mtu" in metric:
+            value = metric["mtu"]
+            if isinstance(value, list):  # "mtu lock 1400"
+                value = next((v for v in value if isinstance(v, int)), None)
+            return value if isinstance(value, int) else None
+    return None
+
+
+def _underlay(address, fwmark=None):
+    """Where packets to a peer's endpoint go: ``{"dev", "mtu", "dev_mtu", "error"}``.
+
+    With a fwmark the lookup carries it, as WireGuard's own packets do: a full tunnel
+    (wg-quick's fwmark rule) would otherwise send the lookup into the tunnel itself.
+    """
+    args = ["route", "get", str(address)]
+    if fwmark:
+        args += ["mark", str(fwmark)]
+    try:
+        route = (_ip_json(args) or [{}])[0]
+        dev = route.get("dev")
+        link = _ip_json(["link", "show", "dev", dev]) if dev else []
+    except CommandExecutionError as exc:
+        return {"dev": None, "mtu": None, "dev_mtu": None, "error": str(exc)}
+    return {"dev": dev, "mtu": _route_mtu(route),
+            "dev_mtu": link[0].get("mtu") if link else None, "error": None}
+
+
+def _forwarding():
+    """``{"ipv4": bool, "ipv6": bool}`` from /proc/sys (None where unreadable)."""
+    values = {}
+    for family, path in (("ipv4", "/proc/sys/net/ipv4/ip_forward"),
+                         ("ipv6", "/proc/sys/net/ipv6/conf/all/forwarding")):
+        try:
+            with open(path, encoding="ascii") as handle:
+                values[family] = handle.read().strip() == "1"
+        except OSError:
+            values[family] = None
+    return values
+
+
+def _file_mode(path):
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid}
+
+
+def _resolve_all(endpoints):
+    """``{endpoint: {"addresses": [ip:port], "error": None or text}}``."""
+    resolved = {}
+    for endpoint in endpoints:
+        if endpoint in resolved:
+            continue
+        try:
+            resolved[endpoint] = {"addresses": resolve_endpoint(endpoint), "error": None}
+        except (CommandExecutionError, SaltInvocationError) as exc:
+            resolved[endpoint] = {"addresses": [], "error": str(exc)}
+    return resolved
+
+
+def _gather(name, directory, pillar_iface, live, forwarding):
+    """Everything the checks look at for one interface, as plain data."""
+    path, conf, text, conf_error = _read_conf(name, directory)
+    key_path = _key_path(name, directory)
+    key = _read_key_file(key_path)
+    try:
+        key_public = pubkey(key) if key else None
+    except SaltInvocationError:
+        key_public = "invalid"
+    data = {
+        "name": name, "config_path": path, "conf": conf, "conf_error": conf_error,
+        "modes": {"conf": _file_mode(path), "key": _file_mode(key_path),
+                  "dir": _file_mode(directory)},
+        "key_file_public": key_public, "pillar": pillar_iface, "rendered": None,
+        "conf_masked": _CONF_SECRET.sub(r"\1" + MASK, text) if text is not None else None,
+        "live": live, "tx_later": None, "link": None, "routes": None, "underlay": {},
+        "resolved": {}, "forwarding": forwarding,
+    }
+    if pillar_iface and not pillar_iface["absent"]:
+        data["rendered"] = _render(pillar_iface, MASK, {})
+    endpoints = [p["endpoint"] for p in (conf or {}).get("peers", []) if p["endpoint"]]
+    if conf is None and pillar_iface:
+        endpoints = [p["endpoint"] for p in pillar_iface["peers"].values()
+                     if p["endpoint"] and not p["absent"]]
+    data["resolved"] = _resolve_all(endpoints)
+    if live is not None:
+        data["link"] = _live_link(name)
+        data["routes"] = _live_interface_routes(name)
+        addresses = []
+        for peer in live["peers"].values():
+            address = _endpoint_ip(peer["endpoint"])
+            if address is not None and address not in addresses:
+                addresses.append(address)
+        for address in addresses[:MTU_PROBES]:
+            data["underlay"][str(address)] = _underlay(address, live["fwmark"])
+    return data
+
+
+# ------------------------------------------------------------------ the checks
+
+
+def _check_interface(data, stale_after=STALE_AFTER):
+    """Every problem of one interface, from plain data.
+
+    ``data`` holds: ``name``; ``config_path``; ``conf`` (``_parse_conf`` output or
+    None) and ``conf_error``; ``modes`` (``conf``/``key``/``dir`` -> ``{"path",
+    "mode", "uid"}`` or None); ``key_file_public``; ``pillar`` (one interface of
+    ``pillar_interfaces`` or None); ``rendered`` and ``conf_masked`` (config texts
+    with keys masked); ``live`` (one interface of ``show``, or None when it is down);
+    ``tx_later`` (``{public key: tx_bytes}`` from a later sample, or None); ``link``
+    (``{"mtu", "addresses"}``); ``routes`` (CIDRs routed through it); ``underlay``
+    (endpoint address -> ``_underlay``); ``resolved`` (endpoint ->
+    ``{"addresses", "error"}``); ``forwarding`` (``{"ipv4", "ipv6"}``).
+    """
+    problems = _check_presence(data)
+    for check in (_check_permissions, _check_pillar_drift, _check_drift,
+                  _check_allowed_ips, _check_endpoints, _check_mtu, _check_routes,
+                  _check_forwarding):
+        problems += check(data)
+    problems += _check_handshakes(data, stale_after)
+    return problems
+
+
+def _peer_names(data):
+    names = {}
+    if data.get("pillar"):
+        names.update({p["public_key"]: n for n, p in data["pillar"]["peers"].items()
+                      if p["public_key"]})
+    for peer in (data.get("conf") or {}).get("peers", []):
+        if peer["public_key"] and peer["name"]:
+            names[peer["public_key"]] = peer["name"]
+    return names
+
+
+def _apply_fix():
+    return "Run salt-call state.apply wireguard on this minion"
+
+
+def _check_presence(data):
+    name, path = data["name"], data["config_path"]
+    pillar, conf, live = data["pillar"], data["conf"], data["live"]
+    problems = []
+    if data["conf_error"]:
+        problems.append(_problem("error", "config", data["conf_error"],
+                                 f"Make {path} a readable file (mode 0600, owner root)."))
+    for error in (conf or {}).get("errors", []):
+        problems.append(_problem("error", "config", f"{path}, {error}",
+                                 f"{_apply_fix()}, or correct the line by hand."))
+    if pillar and pillar["absent"]:
+        if live is not None or conf is not None:
+            problems.append(_problem(
+                "warning", "presence",
+                f"Pillar says {name} is absent, but it is still "
+                + ("up" if live is not None else f"configured in {path}"),
+                f"{_apply_fix()} to remove it."))
+        return problems
+    if pillar and not pillar["enabled"] and live is not None:
+        problems.append(_problem(
+            "warning", "presence", f"Pillar says {name} is disabled, but it is up",
+            f"{_apply_fix()}, or systemctl stop wg-quick@{name}."))
+    if conf is None and not data["conf_error"]:
+        if live is not None:
+            problems.append(_problem(
+                "warning", "presence",
+                f"{name} is up but {path} does not exist, so it does not come back after "
+                "a restart or reboot",
+                f"Declare {name} in pillar and {_apply_fix().lower()}, or remove it "
+                f"with ip link del {name}."))
+        elif pillar:
+            problems.append(_problem(
+                "error", "presence",
+                f"Pillar declares {name}, but it has no {path} and is not up",
+                f"{_apply_fix()}."))
+    elif conf is not None and live is None and (pillar is None or pillar["enabled"]):
+        problems.append(_problem(
+            "error", "presence", f"{name} is down although {path} exists",
+            f"Start it: systemctl start wg-quick@{name} (its journal says why it "
+            "stopped)."))
+    return problems
+
+
+def _check_permissions(data):
+    problems = []
+    for what in ("conf", "key"):
+        info = data["modes"].get(what)
+        if not info:
+            continue
+        path, mode = info["path"], info["mode"]
+        holds = "the interface's private key"
+        if mode & 0o044:
+            who = "everyone" if mode & 0o004 else "its group"
+            problems.append(_problem(
+                "error", "permissions",
+                f"{path} (mode {mode:04o}) is readable by {who}, and it holds {holds}",
+                f"chmod 600 {path}, then replace the key if others may have read it."))
+        elif mode & 0o022:
+            problems.append(_problem(
+                "error", "permissions",
+                f"{path} (mode {mode:04o}) is writable by others: they could change "
+                + ("the commands wg-quick runs as root" if what == "conf" else holds),
+                f"chmod 600 {path}."))
+        elif mode & 0o077:
+            problems.append(_problem(
+                "warning", "permissions", f"{path} has mode {mode:04o}, not 0600",
+                f"chmod 600 {path}."))
+        if info["uid"] != 0:
+            problems.append(_problem(
+                "warning", "permissions", f"{path} is owned by uid {info['uid']}, not root",
+                f"chown root:root {path}."))
+    info = data["modes"].get("dir")
+    if info and info["mode"] & 0o002:
+        problems.append(_problem(
+            "error", "permissions",
+            f"{info['path']} (mode {info['mode']:04o}) is writable by everyone",
+            f"chmod 700 {info['path']}."))
+    elif info and info["mode"] & 0o077:
+        problems.append(_problem(
+            "warning", "permissions",
+            f"{info['path']} has mode {info['mode']:04o}: others can look into it",
+            f"chmod 700 {info['path']}."))
+    return problems
+
+
+def _check_pillar_drift(data):
+    if data["rendered"] is None or data["conf_masked"] is None:
+        return []
+    if data["rendered"] == data["conf_masked"]:
+        return []
+    diff = [line for line in difflib.unified_diff(
+        data["conf_masked"].splitlines(), data["rendered"].splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    return [_problem(
+        "warning", "pillar",
+        f"{data['config_path']} differs from what pillar renders "
+        f"({len(diff)} line(s): {'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})",
+        f"{_apply_fix()}.")]
+
+
+def _check_drift(data):
+    conf, live, link, name = data["conf"], data["live"], data["link"], data["name"]
+    if conf is None or live is None:
+        return []
+    path, names = data["config_path"], _peer_names(data)
+    restart = f"Restart the interface: systemctl restart wg-quick@{name}."
+    sync = (f"{_apply_fix()} (or wg syncconf {name} <(wg-quick strip {name})): "
+            "peers change live, without a restart.")
+    problems = []
+    if conf["public_key"] and live["public_key"] and conf["public_key"] != live["public_key"]:
+        problems.append(_problem(
+            "error", "drift",
+            f"{name} runs the key of public key {_short(live['public_key'])}, but "
+            f"{path} holds the key of {_short(conf['public_key'])}", restart))
+    key_public = data.get("key_file_public")
+    if key_public and conf["public_key"] and key_public != conf["public_key"]:
+        problems.append(_problem(
+            "warning", "drift",
+            f"The key file of {name} and {path} hold different private keys",
+            f"{_apply_fix()}: it writes the conf from the key file (or pillar's key)."))
+    if conf["listen_port"] and conf["listen_port"] != live["listen_port"]:
+        problems.append(_problem(
+            "error", "drift",
+            f"{name} listens on port {live['listen_port']}, {path} says "
+            f"{conf['listen_port']}", restart))
+    if conf["fwmark"] and conf["fwmark"] != live["fwmark"]:
+        problems.append(_problem(
+            "warning", "drift",
+            f"{name} has fwmark {live['fwmark']}, {path} says {conf['fwmark']}", restart))
+    if link is not None:
+        if conf["mtu"] and conf["mtu"] != link["mtu"]:
+            problems.append(_problem(
+                "warning", "drift", f"{name} has MTU {link['mtu']}, {path} says {conf['mtu']}",
+                restart))
+        for address in conf["address"]:
+            if address not in link["addresses"]:
+                problems.append(_problem(
+                    "error", "drift", f"Address {address} of {path} is not on {name}",
+                    restart))
+        for address in link["addresses"]:
+            if conf["address"] and address not in conf["address"]:
+                problems.append(_problem(
+                    "warning", "drift",
+                    f"{name} has address {address}, which {path} does not list", restart))
+    wanted = {p["public_key"]: p for p in conf["peers"] if p["public_key"]}
+    for key in wanted.keys() - live["peers"].keys():
+        problems.append(_problem(
+            "error", "drift",
+            f"{_peer_label(key, names)} is in {path} but not on the live {name}", sync,
+            peer=key))
+    for key in live["peers"].keys() - wanted.keys():
+        problems.append(_problem(
+            "warning", "drift",
+            f"{_peer_label(key, names)} is on the live {name} but not in {path}: it is "
+            "gone after the next restart",
+            f"Declare it in pillar and {_apply_fix().lower()}, or remove it with "
+            f"wg set {name} peer {key} remove.", peer=key))
+    for key in sorted(wanted.keys() & live["peers"].keys()):
+        problems += _peer_drift(data, key, wanted[key], live["peers"][key], names, sync)
+    return problems
+
+
+def _peer_drift(data, key, want, have, names, sync):
+    label, path = _peer_label(key, names), data["config_path"]
+    problems = []
+    if sorted(want["allowed_ips"], key=_cidr_sort_key) != sorted(
+            (str(ipaddress.ip_network(c, strict=False)) for c in have["allowed_ips"]),
+            key=_cidr_sort_key):
+        problems.append(_problem(
+            "error", "drift",
+            f"{label} has AllowedIPs {', '.join(have['allowed_ips']) or '(none)'} live, "
+            f"{path} says {', '.join(want['allowed_ips']) or '(none)'}", sync, peer=key))
+    if (want["persistent_keepalive"] or None) != have["persistent_keepalive"]:
+        problems.append(_problem(
+            "warning", "drift",
+            f"{label} has PersistentKeepalive {have['persistent_keepalive'] or 'off'} live, "
+            f"{path} says {want['persistent_keepalive'] or 'off'}", sync, peer=key))
+    if want["has_preshared_key"] != have["preshared_key"]:
+        problems.append(_problem(
+            "error", "drift",
+            f"{label} has {'a' if have['preshared_key'] else 'no'} preshared key live, "
+            f"{path} has {'one' if want['has_preshared_key'] else 'none'}", sync, peer=key))
+    if want["endpoint"]:
+        resolved = data["resolved"].get(want["endpoint"]) or {}
+        if have["endpoint"] is None:
+            problems.append(_problem(
+                "warning", "drift",
+                f"{label} has no live endpoint, {path} says {want['endpoint']}", sync,
+                peer=key))
+        elif resolved.get("addresses") and have["endpoint"] not in resolved["addresses"]:
+            problems.append(_problem(
+                "info", "drift",
+                f"{label} is reached at {have['endpoint']}, not at {want['endpoint']} "
+                f"({', '.join(resolved['addresses'])}): it roamed, or its name now "
+                "resolves elsewhere",
+                f"If the peer moved, salt-call wireguard.reresolve {data['name']} sets the "
+                "endpoint from its name again.", peer=key))
+    return problems
+
+
+def _check_allowed_ips(data):
+    names, problems = _peer_names(data), []
+    owner = {}
+    for peer in (data["conf"] or {}).get("peers", []):
+        for cidr in peer["allowed_ips"]:
+            if cidr in owner and owner[cidr] != peer["public_key"]:
+                problems.append(_problem(
+                    "error", "allowed_ips",
+                    f"{cidr} is in the AllowedIPs of {_peer_label(owner[cidr], names)} and "
+                    f"of {_peer_label(peer['public_key'], names)} in {data['config_path']}: "
+                    "WireGuard routes a prefix to one peer only, the last one",
+                    "Keep the prefix in one peer's allowed_ips only.",
+                    peer=peer["public_key"]))
+            owner.setdefault(cidr, peer["public_key"])
+    if data["live"] is not None:
+        prefixes = [(ipaddress.ip_network(c, strict=False), k)
+                    for k, p in data["live"]["peers"].items() for c in p["allowed_ips"]]
+    else:
+        prefixes = [(ipaddress.ip_network(cidr), key) for cidr, key in owner.items()]
+    for outer, outer_key, inner, inner_key in _nested_prefixes(prefixes):
+        problems.append(_problem(
+            "info", "allowed_ips",
+            f"{inner} of {_peer_label(inner_key, names)} lies inside {outer} of "
+            f"{_peer_label(outer_key, names)}: traffic to {inner} goes to the first, the "
+            "rest of the range to the second",
+            "Nothing to do if this is meant; otherwise remove the narrower prefix.",
+            peer=inner_key))
+    return problems
+
+
+def _nested_prefixes(prefixes):
+    """(outer, owner, inner, owner) for each prefix inside another owner's prefix.
+
+    A sweep over the sorted prefixes with a stack of the enclosing ones: n log n, so a
+    hub with thousands of peers is checked quickly.
+    """
+    found = []
+    for version in (4, 6):
+        items = sorted(((n, k) for n, k in prefixes if n.version == version),
+                       key=lambda item: (int(item[0].network_address), item[0].prefixlen))
+        stack = []
+        for net, key in items:
+            while stack and not net.subnet_of(stack[-1][0]):
+                stack.pop()
+            outer = next(((o, k) for o, k in reversed(stack) if k != key), None)
+            if outer is not None and outer[0] != net:
+                found.append((outer[0], outer[1], net, key))
+            stack.append((net, key))
+    return found
+
+
+def _check_endpoints(data):
+    names, problems = _peer_names(data), []
+    peers = [(p["public_key"], p["endpoint"]) for p in (data["conf"] or {}).get("peers", [])]
+    if data["conf"] is None and data["pillar"]:
+        peers = [(p["public_key"], p["endpoint"]) for p in data["pillar"]["peers"].values()]
+    for key, endpoint in peers:
+        result = data["resolved"].get(endpoint) if endpoint else None
+        if result and result["error"]:
+            problems.append(_problem(
+                "error", "endpoint",
+                f"The endpoint {endpoint} of {_peer_label(key, names)} does not resolve",
+                "Fix the DNS record (or the /etc/hosts entry) of the name, or give the "
+                "endpoint as an address.", peer=key))
+    return problems
+
+
+def _check_mtu(data):
+    live, link, name = data["live"], data["link"], data["name"]
+    if live is None or link is None or not link.get("mtu"):
+        return []
+    names, problems, worst = _peer_names(data), [], None
+    for key, peer in live["peers"].items():
+        address = _endpoint_ip(peer["endpoint"])
+        route = data["underlay"].get(str(address)) if address else None
+        if not route or route["error"]:
+            continue
+        if route["dev"] == name:
+            problems.append(_problem(
+                "error", "mtu",
+                f"The endpoint {peer['endpoint']} of {_peer_label(key, names)} is routed into "
+                f"{name} itself, so its packets loop",
+                "Route the endpoint outside the tunnel (a more specific route via the "
+                "underlay, or wg-quick's table auto with a fwmark).", peer=key))
+            continue
+        path_mtu = min(m for m in (route["mtu"], route["dev_mtu"], 65535) if m)
+        limit = path_mtu - WG_OVERHEAD[address.version]
+        if link["mtu"] > limit and (worst is None or limit < worst[0]):
+            worst = (limit, path_mtu, key, peer["endpoint"], route["dev"], address.version)
+    if worst:
+        limit, path_mtu, key, endpoint, dev, version = worst
+        problems.append(_problem(
+            "warning", "mtu",
+            f"{name} has MTU {link['mtu']}, but the path to {_peer_label(key, names)} at "
+            f"{endpoint} (via {dev}) carries {path_mtu} bytes, and WireGuard over IPv{version} "
+            f"adds {WG_OVERHEAD[version]}: tunnel packets above {limit} bytes are fragmented "
+            "or dropped",
+            f"Set mtu: {limit} for {name} in pillar and {_apply_fix().lower()}.", peer=key))
+    return problems
+
+
+def _check_routes(data):
+    live, routes, name = data["live"], data["routes"], data["name"]
+    if live is None or routes is None:
+        return []
+    pillar, conf = data["pillar"], data["conf"]
+    wanted = pillar["routes"] if pillar else (conf or {}).get("routes", [])
+    problems = []
+    for cidr in wanted:
+        if str(ipaddress.ip_network(cidr, strict=False)) not in routes:
+            problems.append(_problem(
+                "error", "routes", f"The route {cidr} through {name} is missing",
+                f"{_apply_fix()} (it adds routes live), or: ip route replace {cidr} dev "
+                f"{name} proto static."))
+    covered = {ipaddress.ip_network(r) for r in routes}
+    covered |= {ipaddress.ip_interface(a).network
+                for a in (data["link"] or {}).get("addresses", [])}
+    names = _peer_names(data)
+    for key, peer in live["peers"].items():
+        for cidr in peer["allowed_ips"]:
+            net = ipaddress.ip_network(cidr, strict=False)
+            if not any(net.supernet(new_prefix=length) in covered
+                       for length in range(net.prefixlen, -1, -1)):
+                problems.append(_problem(
+                    "warning", "routes",
+                    f"Nothing routes {cidr} ({_peer_label(key, names)}'s AllowedIPs) into "
+                    f"{name}, so this host never sends traffic for it into the tunnel",
+                    f"Add {cidr} to the routes of {name} (needed with table: off), or "
+                    "drop it from AllowedIPs.", peer=key))
+    return problems
+
+
+def _check_forwarding(data):
+    pillar, fwd = data["pillar"], data["forwarding"] or {}
+    if not pillar or pillar["absent"] or not (pillar["forwarding"] or pillar["masquerade"]):
+        return []
+    why = "forwarding: true" if pillar["forwarding"] else "masquerade"
+    problems = []
+    families = [("ipv4", "net.ipv4.ip_forward")]
+    if pillar["ipv6"]:
+        families.append(("ipv6", "net.ipv6.conf.all.forwarding"))
+    for family, sysctl in families:
+        if fwd.get(family) is False:
+            problems.append(_problem(
+                "error", "forwarding",
+                f"Pillar wants {data['name']} to forward ({why}), but {sysctl} is 0",
+                f"{_apply_fix()} (it sets and persists it), or: sysctl -w {sysctl}=1."))
+    return problems
+
+
+def _check_handshakes(data, stale_after=STALE_AFTER):
+    live = data["live"]
+    if live is None:
+        return []
+    names, later, problems = _peer_names(data), data.get("tx_later") or {}, []
+    hostnames = any(p["endpoint"] and not _is_address(_split_endpoint(p["endpoint"])[0])
+                    for p in (data["conf"] or {}).get("peers", []))
+    fix = ("Check that the peer is up, that each side holds the other's public key, and "
+           "that the endpoint and its port are right (salt-run wireguard.audit compares "
+           "both sides)" + (f"; salt-call wireguard.reresolve {data['name']} re-resolves "
+                            "host-name endpoints." if hostnames else "."))
+    for key, peer in live["peers"].items():
+        label, age, tx = _peer_label(key, names), peer["latest_handshake_age"], peer["tx_bytes"]
+        grew = key in later and later[key] > tx
+        sending = bool(peer["persistent_keepalive"]) or grew
+        if age is None:
+            if tx or grew:
+                problems.append(_problem(
+                    "error", "handshake",
+                    f"{label} never completed a handshake, although {max(tx, later.get(key, 0))}"
+                    " bytes were sent to it", fix, peer=key))
+            elif peer["endpoint"]:
+                problems.append(_problem(
+                    "info", "handshake",
+                    f"{label} has no handshake yet: nothing was sent to it so far",
+                    "Nothing to do; ping its tunnel address to test the link.", peer=key))
+            else:
+                problems.append(_problem(
+                    "info", "handshake",
+                    f"{label} has not connected yet; with no endpoint here, it must dial in",
+                    "Nothing to do unless the peer should be connected by now.", peer=key))
+        elif age > stale_after:
+            if sending:
+                problems.append(_problem(
+                    "error", "handshake",
+                    f"{label} is stale: its last handshake was {age} s ago, although traffic"
+                    " is being sent to it" + (" (persistent keepalive)"
+                                              if not grew else ""), fix, peer=key))
+            else:
+                problems.append(_problem(
+                    "info", "handshake",
+                    f"{label} is idle: last handshake {age} s ago, no traffic since",
+                    "Nothing to do; traffic starts a new handshake.", peer=key))
+    return problems
+
+
+# ------------------------------------------------------------------ check
+
+
+def _summary(result):
+    counts = {s: 0 for s in SEVERITIES}
+    lines = []
+    for problem in result["problems"]:
+        counts[problem["severity"]] += 1
+        lines.append(f"  [{problem['severity']}] {problem['message']}. Fix: {problem['fix']}")
+    for name, iface in result["interfaces"].items():
+        mine = {s: [p for p in iface["problems"] if p["severity"] == s] for s in SEVERITIES}
+        for severity in SEVERITIES:
+            counts[severity] += len(mine[severity])
+        state = "up" if iface["facts"]["live"] else "down"
+        if not mine["error"] and not mine["warning"]:
+            lines.append(f"{name} ({state}): ok"
+                         + (f", {len(mine['info'])} note(s)" if mine["info"] else ""))
+        else:
+            lines.append(f"{name} ({state}): {len(mine['error'])} error(s), "
+                         f"{len(mine['warning'])} warning(s)")
+        shown = mine["error"] + mine["warning"] + mine["info"][:SUMMARY_INFOS]
+        for problem in shown:
+            lines.append(f"  [{problem['severity']}] {problem['check']}: "
+                         f"{problem['message']}. Fix: {problem['fix']}")
+        if len(mine["info"]) > SUMMARY_INFOS:
+            lines.append(f"  ... and {len(mine['info']) - SUMMARY_INFOS} more note(s)")
+    head = ("wireguard check: " + ("OK" if result["ok"] else "PROBLEMS") + f" ({counts['error']}"
+            f" error(s), {counts['warning']} warning(s), {counts['info']} note(s) on "
+            f"{len(result['interfaces'])} interface(s))")
+    return "\n".join([head, *lines])
+
+
+def _facts(data):
+    """What ``check`` tells about an interface besides its problems (for the audit)."""
+    conf, live, link = data["conf"] or {}, data["live"], data["link"] or {}
+    peers = {}
+    for peer in conf.get("peers", []):
+        if not peer["public_key"]:
+            continue
+        resolved = data["resolved"].get(peer["endpoint"]) if peer["endpoint"] else None
+        peers[peer["public_key"]] = {
+            "name": peer["name"], "endpoint": peer["endpoint"],
+            "endpoint_resolved": resolved["addresses"] if resolved else None,
+            "allowed_ips": peer["allowed_ips"],
+            "persistent_keepalive": peer["persistent_keepalive"],
+        }
+    public = (live or {}).get("public_key") or conf.get("public_key")
+    if not public and data["key_file_public"] != "invalid":
+        public = data["key_file_public"]
+    return {
+        "live": live is not None,
+        "config_file": data["config_path"] if data["conf"] is not None else None,
+        "public_key": public,
+        "listen_port": live["listen_port"] if live else conf.get("listen_port"),
+        "addresses": link.get("addresses") if live else conf.get("address", []),
+        "mtu": link.get("mtu") if live else conf.get("mtu"),
+        "forwarding": data["forwarding"],
+        "peers": peers,
+    }
+
+
+def _config_files(directory):
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return []
+    return [entry[:-5] for entry in entries
+            if entry.endswith(".conf") and INTERFACE_NAME.match(entry[:-5])]
+
+
+def check(interface=None, config_dir=None, stale_after=STALE_AFTER, sample=2):
+    """
+    Diagnose this minion's WireGuard interfaces (all of them, or one) and say how to
+    fix each problem found. It checks:
+
+    - drift between ``<config_dir>/<if>.conf`` and the live interface (key, port,
+      fwmark, MTU, addresses from ``ip -j addr``, peers and their attributes), and
+      between the file and what pillar renders;
+    - modes of the config and key files (readable by group or others is an error);
+    - peers that never completed a handshake although traffic was sent, and stale
+      ones: no handshake for over ``stale_after`` seconds while traffic is sent;
+    - AllowedIPs given to two peers, or nested inside another peer's;
+    - an MTU above what the path to a peer's endpoint carries minus WireGuard's
+      overhead (60 bytes over IPv4, 80 over IPv6);
+    - routes of pillar (or of the file) missing live, AllowedIPs that nothing routes
+      into the interface, forwarding wanted but off;
+    - endpoints that do not resolve.
+
+    Returns ``{"interfaces": {if: {"problems": [...], "ok": bool, "facts": {...}}},
+    "problems": [...], "ok": bool, "summary": text}``. Each problem is ``{"severity":
+    error|warning|info, "check", "peer" (public key or None), "message", "fix"}``;
+    ``ok`` is false when there is an error or a warning. ``facts`` hold what the
+    audit runner compares between minions: public key, listen port, addresses,
+    forwarding, and the peers of the config file. No private or preshared key is
+    returned.
+
+    interface
+        Check only this interface.
+    stale_after
+        Seconds without a handshake after which a peer that is sent traffic is stale
+        (default 180).
+    sample
+        Seconds to watch the transfer counters of peers without a recent handshake,
+        to tell a stale peer (traffic sent) from an idle one; 0 skips it (peers with
+        a persistent keepalive are always sent traffic).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.check
+        salt 'gw*' wireguard.check wg0 --out=json
+        salt-call wireguard.check sample=0 --out=txt
+    """
+    if interface is not None:
+        _check_interface_name(interface)
+    stale_after = _int(stale_after, "stale_after", 1, 2**31, "stale_after")
+    directory = _config_dir(config_dir)
+    result = {"interfaces": {}, "problems": [], "ok": True, "summary": ""}
+    try:
+        declared = _validated(None, directory)[0]
+    except SaltInvocationError as exc:
+        declared = {}
+        result["problems"].append(_problem(
+            "error", "pillar", str(exc).replace("\n", " "),
+            "Correct pillar wireguard as the message says."))
+    try:
+        live = show()
+    except CommandExecutionError as exc:
+        live = {}
+        result["problems"].append(_problem(
+            "error", "live", f"The live interfaces cannot be read: {exc}",
+            "Install wireguard-tools (wg) and run this as root."))
+    if interface is not None:
+        names = [interface]
+    else:
+        names = sorted(set(live) | set(_config_files(directory))
+                       | {n for n, i in declared.items() if not i["absent"]})
+    forwarding = _forwarding()
+    gathered = {}
+    for name in names:
+        data = _gather(name, directory, declared.get(name), live.get(name), forwarding)
+        if interface is not None and data["conf"] is None and data["live"] is None \
+                and data["pillar"] is None and not data["conf_error"]:
+            raise CommandExecutionError(
+                f"interface '{name}' has no {data['config_path']}, is not in pillar and "
+                "is not up")
+        gathered[name] = data
+    _sample_transfer(gathered, stale_after, sample)
+    for name, data in gathered.items():
+        problems = _check_interface(data, stale_after)
+        result["interfaces"][name] = {
+            "problems": problems,
+            "ok": not any(p["severity"] in ("error", "warning") for p in problems),
+            "facts": _facts(data),
+        }
+    result["ok"] = all(i["ok"] for i in result["interfaces"].values()) and not any(
+        p["severity"] in ("error", "warning") for p in result["problems"])
+    result["summary"] = _summary(result)
+    return result
+
+
+def _sample_transfer(gathered, stale_after, sample):
+    """Read the transfer counters again after ``sample`` seconds, for the peers whose
+    handshake is missing or old and which have no persistent keepalive."""
+    if not sample:
+        return
+    wanted = [name for name, data in gathered.items() if data["live"] is not None and any(
+        (p["latest_handshake_age"] is None or p["latest_handshake_age"] > stale_after)
+        and not p["persistent_keepalive"] for p in data["live"]["peers"].values())]
+    if not wanted:
+        return
+    time.sleep(float(sample))
+    try:
+        later = show()
+    except CommandExecutionError:
+        return
+    for name in wanted:
+        peers = (later.get(name) or {}).get("peers", {})
+        gathered[name]["tx_later"] = {k: p["tx_bytes"] for k, p in peers.items()}
+
+
+# ------------------------------------------------------------------ reresolve
+
+
+def reresolve(interface=None, peer=None, config_dir=None, test=False):
+    """
+    Set the endpoint of live peers again from the host name their config file gives
+    (``Endpoint = host:port`` in ``<config_dir>/<if>.conf``): the name is resolved now
+    and, when the live endpoint is not among its addresses, set with
+    ``wg set <if> peer <key> endpoint <address>:<port>``. WireGuard resolves a name only
+    when the endpoint is set, so a peer behind dynamic DNS that moved is found again
+    this way. Peers whose endpoint is an address are left alone.
+
+    Returns ``{interface: {peer name or key: {"public_key", "endpoint", "old", "new",
+    "result": changed|unchanged|would change|failed, "comment"}}}``.
+
+    interface
+        Only this interface (default: every live interface with a config file).
+    peer
+        Only this peer: its name (the comment above it in the file) or public key.
+    test
+        Report what would change, change nothing.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.reresolve
+        salt 'site-a' wireguard.reresolve wg0 peer=hub
+    """
+    if interface is not None:
+        _check_interface_name(interface)
+    live = show()
+    names = [interface] if interface else sorted(live)
+    result = {}
+    for name in names:
+        if name not in live:
+            raise CommandExecutionError(f"WireGuard interface '{name}' is not up")
+        path, conf, _, error = _read_conf(name, config_dir)
+        if error or conf is None:
+            if interface is not None:
+                raise CommandExecutionError(error or f"{path} does not exist")
+            continue
+        result[name] = _reresolve_interface(name, conf, live[name], peer, test)
+    if peer is not None and not any(result.values()):
+        raise CommandExecutionError(
+            f"no peer '{peer}' with a host-name endpoint in the config of "
+            f"{interface or 'any live interface'}")
+    return result
+
+
+def _reresolve_interface(name, conf, live, wanted_peer, test):
+    done = {}
+    for item in conf["peers"]:
+        key, endpoint = item["public_key"], item["endpoint"]
+        if wanted_peer is not None and wanted_peer not in (key, item["name"]):
+            continue
+        if not key or not endpoint or key not in live["peers"]:
+            continue
+        try:
+            host, _ = _split_endpoint(_endpoint(endpoint, "endpoint"))
+        except SaltInvocationError:
+            continue
+        if _is_address(host):
+            continue
+        old = live["peers"][key]["endpoint"]
+        entry = {"public_key": key, "endpoint": endpoint, "old": old, "new": old}
+        done[item["name"] or key] = entry
+        try:
+            addresses = resolve_endpoint(endpoint)
+        except CommandExecutionError as exc:
+            entry.update(result="failed", comment=str(exc))
+            continue
+        if old in addresses:
+            entry.update(result="unchanged", comment=f"{endpoint} still resolves to {old}")
+            continue
+        if test:
+            entry.update(result="would change", new=addresses[0],
+                         comment=f"{endpoint} now resolves to {', '.join(addresses)}")
+            continue
+        try:
+            # the address just resolved: what was compared is what is set (wg itself
+            # would resolve the name with the same resolver and take the first answer)
+            _wg(["set", name, "peer", key, "endpoint", addresses[0]])
+            now = _parse_dump(_wg(["show", name, "dump"], quiet=True), name)
+            entry["new"] = now[name]["peers"].get(key, {}).get("endpoint")
+            entry.update(result="changed", comment=f"{endpoint} resolved to {entry['new']}")
+        except CommandExecutionError as exc:
+            entry.update(result="failed", comment=str(exc))
+    return done
