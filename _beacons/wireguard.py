@@ -1,0 +1,167 @@
+"""
+Fire an event when a WireGuard peer's handshake goes stale, and when it recovers.
+
+:depends: ``wg`` from wireguard-tools, and the formula's ``wireguard`` execution module
+
+A peer is stale when its last handshake is older than ``stale_after`` seconds (or it
+never had one) while traffic is being sent to it: its transfer counter grew since the
+beacon's previous look, or it has a persistent keepalive. WireGuard renews a working
+session every 120 s while it carries traffic and drops it after 180 s, so a link in
+use never goes past the default of 180 s. A peer is recovered by its next handshake.
+
+Events (Salt puts ``salt/beacon/<minion id>/<beacon name>/`` in front of each tag):
+
+- ``salt/beacon/<minion>/wireguard/stale``
+- ``salt/beacon/<minion>/wireguard/recovered``
+
+with ``interface``, ``peer`` (public key), ``name`` (the comment above the peer in
+the config file, or None), ``endpoint``, ``age`` (seconds since the last handshake, or
+None for never), ``latest_handshake`` (epoch seconds or None), ``stale_after``, and on
+recovery ``stale_for`` (seconds since the stale event).
+
+.. code-block:: yaml
+
+    beacons:
+      wireguard:
+        - interval: 10            # seconds between looks (Salt's own beacon option)
+        - stale_after: 180        # default
+        - interfaces: [wg0]       # default: every live WireGuard interface
+
+The state between calls is kept in ``__context__``; a peer that is already stale when
+the beacon starts is reported once it is seen sending (a keepalive makes that the
+first look).
+"""
+
+import logging
+import time
+
+import salt.utils.beacons
+import salt.utils.path
+from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "wireguard"
+
+STALE_AFTER = 180
+CONTEXT = "wireguard.beacon"
+#: Keys every beacon may carry; Salt itself handles them.
+GENERIC_KEYS = {"interval", "enabled", "disable_during_state_run", "run_once",
+                "beacon_module", "_beacon_name"}
+OWN_KEYS = {"stale_after", "interfaces"}
+
+
+def __virtual__():
+    if not salt.utils.path.which("wg"):
+        return (False, "The wireguard beacon needs 'wg' (wireguard-tools)")
+    return __virtualname__
+
+
+def validate(config):
+    """Check the beacon's configuration: a list of one-key mappings."""
+    if not isinstance(config, list) or not all(isinstance(i, dict) for i in config):
+        return False, "Configuration for the wireguard beacon must be a list of mappings"
+    conf = salt.utils.beacons.list_to_dict(config)
+    unknown = sorted(set(conf) - GENERIC_KEYS - OWN_KEYS)
+    if unknown:
+        return False, (f"wireguard beacon: unknown key(s) {', '.join(unknown)}; "
+                       f"known: {', '.join(sorted(OWN_KEYS))}")
+    stale_after = conf.get("stale_after", STALE_AFTER)
+    if isinstance(stale_after, bool) or not isinstance(stale_after, int) or stale_after < 1:
+        return False, "wireguard beacon: stale_after must be a whole number of seconds >= 1"
+    interfaces = conf.get("interfaces")
+    if interfaces is not None and (
+            not isinstance(interfaces, list)
+            or not all(isinstance(i, str) and i for i in interfaces)):
+        return False, "wireguard beacon: interfaces must be a list of interface names"
+    return True, "Valid beacon configuration"
+
+
+def _names(interface):
+    """``{public key: name}`` from the interface's config file, when there is one."""
+    try:
+        peers = __salt__["wireguard.config_peers"](interface)
+    except (CommandExecutionError, SaltInvocationError, KeyError):
+        return {}
+    return {key: peer.get("name") for key, peer in peers.items()}
+
+
+def _event(tag, interface, key, peer, names, stale_after):
+    return {
+        "tag": tag,
+        "interface": interface,
+        "peer": key,
+        "name": names.get(key),
+        "endpoint": peer["endpoint"],
+        "age": peer["latest_handshake_age"],
+        "latest_handshake": peer["latest_handshake"],
+        "stale_after": stale_after,
+    }
+
+
+def _judge(previous, peer, stale_after, now):
+    """The peer's new state ``{"stale", "tx", "since"}`` and the event to fire, if any.
+
+    Pure: ``previous`` is the state of the last look (None at the first), ``peer`` one
+    peer of ``wireguard.show``.
+    """
+    age, tx = peer["latest_handshake_age"], peer["tx_bytes"]
+    was_stale = bool(previous and previous["stale"])
+    if age is not None and age <= stale_after:
+        state = {"stale": False, "tx": tx, "since": None}
+        return state, ("recovered" if was_stale else None)
+    if was_stale:
+        return dict(previous, tx=tx), None
+    grew = previous is not None and tx > previous["tx"]
+    # A peer that never had a handshake needs a second look: at the first one it may
+    # just have been added, with the handshake on its way.
+    keepalive = bool(peer["persistent_keepalive"]) and (age is not None or previous)
+    if grew or keepalive:
+        return {"stale": True, "tx": tx, "since": now}, "stale"
+    return {"stale": False, "tx": tx, "since": None}, None
+
+
+def beacon(config):
+    """
+    Look at every peer's handshake; return a ``stale`` event for each peer that went
+    stale since the last look and a ``recovered`` event for each that came back.
+
+    .. code-block:: yaml
+
+        beacons:
+          wireguard:
+            - interval: 10
+            - stale_after: 180
+    """
+    conf = salt.utils.beacons.list_to_dict(config)
+    stale_after = conf.get("stale_after", STALE_AFTER)
+    wanted = conf.get("interfaces")
+    try:
+        shown = __salt__["wireguard.show"]()
+    except CommandExecutionError as exc:
+        log.warning("wireguard beacon: cannot read the live interfaces: %s", exc)
+        return []
+    known = __context__.setdefault(CONTEXT, {})
+    now = time.time()
+    events, seen = [], set()
+    for interface, iface in sorted(shown.items()):
+        if wanted is not None and interface not in wanted:
+            continue
+        names = None
+        for key, peer in iface["peers"].items():
+            ident = f"{interface} {key}"
+            seen.add(ident)
+            state, tag = _judge(known.get(ident), peer, stale_after, now)
+            if tag:
+                if names is None:
+                    names = _names(interface)
+                event = _event(tag, interface, key, peer, names, stale_after)
+                if tag == "recovered":
+                    event["stale_for"] = round(now - known[ident]["since"])
+                events.append(event)
+                log.info("wireguard beacon: %s peer %s (%s) is %s", interface,
+                         event["name"] or key, key, tag)
+            known[ident] = state
+    for ident in set(known) - seen:  # peers (or interfaces) that are gone
+        del known[ident]
+    return events
