@@ -122,22 +122,16 @@ def ping_matrix(dep, targets: dict[str, str]) -> list[list[bool]]:
                 for s in srcs for d in srcs if s != d}
         ok = {k: f.result().received > 0 for k, f in futs.items()}
     width = max(len(s) for s in srcs)
-    head = " " * (width + 4) + " ".join(d.rjust(max(len(d), 8)) for d in srcs)
-    print(head)
-    print(" " * (width + 4) + " ".join(targets[d].rjust(max(len(d), 8)) for d in srcs))
+    col = {d: max(len(d), len(targets[d])) for d in srcs}
+    print(" " * (width + 4) + " ".join(d.rjust(col[d]) for d in srcs))
+    print(" " * (width + 4) + " ".join(targets[d].rjust(col[d]) for d in srcs))
     matrix = []
     for s in srcs:
-        row = []
-        cells = []
-        for d in srcs:
-            if s == d:
-                cells.append("-".rjust(max(len(d), 8)))
-                row.append(True)
-            else:
-                cells.append(("yes" if ok[(s, d)] else "NO").rjust(max(len(d), 8)))
-                row.append(ok[(s, d)])
+        row = [True if s == d else ok[(s, d)] for d in srcs]
+        cells = ["-" if s == d else ("yes" if ok[(s, d)] else "NO") for d in srcs]
         matrix.append(row)
-        print(f"  {s.ljust(width)}  " + " ".join(cells))
+        print(f"  {s.ljust(width)}  " + " ".join(c.rjust(col[d]) for c, d in
+                                                  zip(cells, srcs, strict=True)))
     return matrix
 
 
