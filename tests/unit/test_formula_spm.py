@@ -61,9 +61,23 @@ def package(spm):
     return path
 
 
+def salt_modules():
+    """The repository's Salt loader modules (_modules/, _states/, _beacons/, ...):
+    the ones git tracks, so a stray local file does not count."""
+    proc = subprocess.run(["git", "ls-files", "-z", "_*/*.py"], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return sorted(p for p in proc.stdout.split("\0") if p)
+    return sorted(str(p.relative_to(REPO)) for p in REPO.glob("_*/*.py"))
+
+
 def test_spm_build_packs_the_formula_and_its_modules(package):
     with tarfile.open(package, "r:bz2") as tar:
         names = set(tar.getnames())
+    modules = salt_modules()
+    assert "_modules/wireguard.py" in modules
+    for module in modules:
+        assert f"wireguard/{module}" in names, f"{module} is not in FORMULA's files: list"
     for must in ("wireguard/FORMULA", "wireguard/wireguard/init.sls",
                  "wireguard/wireguard/map.jinja",
                  "wireguard/wireguard/parameters/defaults.yaml",
@@ -83,7 +97,7 @@ def test_spm_install_puts_modules_where_sync_all_finds_them(spm, package):
     assert (root / "wireguard" / "parameters" / "os_family" / "Alpine.yaml").is_file()
     assert (root / "_modules" / "wireguard.py").read_bytes() == (
         REPO / "_modules" / "wireguard.py").read_bytes()
-    assert (root / "_states" / "wireguard.py").read_bytes() == (
-        REPO / "_states" / "wireguard.py").read_bytes()
+    for module in salt_modules():
+        assert (root / module).read_bytes() == (REPO / module).read_bytes(), module
     assert "wireguard" in spm("list", "packages").split()
     assert "Supported OS families: Debian, RedHat, Arch, Suse, Alpine" in spm("info", "wireguard")
