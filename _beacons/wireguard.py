@@ -4,10 +4,15 @@ Fire an event when a WireGuard peer's handshake goes stale, and when it recovers
 :depends: ``wg`` from wireguard-tools, and the formula's ``wireguard`` execution module
 
 A peer is stale when its last handshake is older than ``stale_after`` seconds (or it
-never had one) while traffic is being sent to it: its transfer counter grew since the
-beacon's previous look, or it has a persistent keepalive. WireGuard renews a working
-session every 120 s while it carries traffic and drops it after 180 s, so a link in
-use never goes past the default of 180 s. A peer is recovered by its next handshake.
+never had one) while traffic is being sent to it and nothing comes back: its sent
+counter grew since the beacon's previous look (or it has a persistent keepalive) and
+its received counter did not. WireGuard renews a working session every 120 s while it
+carries traffic and drops it after 180 s, so a link in use never goes past the default
+of 180 s. (A ``stale_after`` below 120 s is for tests: a busy one-way link then looks
+stale between two renewals.) A peer is recovered by its next handshake.
+A peer that stays stale is reported again every ``renotify`` seconds (default 300, 0
+turns it off), so a reaction that came too early (a DNS record not yet updated) gets
+another chance.
 
 Events (Salt puts ``salt/beacon/<minion id>/<beacon name>/`` in front of each tag):
 
@@ -16,8 +21,8 @@ Events (Salt puts ``salt/beacon/<minion id>/<beacon name>/`` in front of each ta
 
 with ``interface``, ``peer`` (public key), ``name`` (the comment above the peer in
 the config file, or None), ``endpoint``, ``age`` (seconds since the last handshake, or
-None for never), ``latest_handshake`` (epoch seconds or None), ``stale_after``, and on
-recovery ``stale_for`` (seconds since the stale event).
+None for never), ``latest_handshake`` (epoch seconds or None), ``stale_after``, and,
+on recovery and on repeated stale events, ``stale_for`` (seconds since it went stale).
 
 .. code-block:: yaml
 
@@ -25,6 +30,7 @@ recovery ``stale_for`` (seconds since the stale event).
       wireguard:
         - interval: 10            # seconds between looks (Salt's own beacon option)
         - stale_after: 180        # default
+        - renotify: 300           # default; 0: one stale event per outage
         - interfaces: [wg0]       # default: every live WireGuard interface
 
 The state between calls is kept in ``__context__``; a peer that is already stale when
@@ -44,11 +50,13 @@ log = logging.getLogger(__name__)
 __virtualname__ = "wireguard"
 
 STALE_AFTER = 180
+#: Seconds after which a peer that is still stale is reported again (0: never).
+RENOTIFY = 300
 CONTEXT = "wireguard.beacon"
 #: Keys every beacon may carry; Salt itself handles them.
 GENERIC_KEYS = {"interval", "enabled", "disable_during_state_run", "run_once",
                 "beacon_module", "_beacon_name"}
-OWN_KEYS = {"stale_after", "interfaces"}
+OWN_KEYS = {"stale_after", "renotify", "interfaces"}
 
 
 def __virtual__():
@@ -69,6 +77,9 @@ def validate(config):
     stale_after = conf.get("stale_after", STALE_AFTER)
     if isinstance(stale_after, bool) or not isinstance(stale_after, int) or stale_after < 1:
         return False, "wireguard beacon: stale_after must be a whole number of seconds >= 1"
+    renotify = conf.get("renotify", RENOTIFY)
+    if isinstance(renotify, bool) or not isinstance(renotify, int) or renotify < 0:
+        return False, "wireguard beacon: renotify must be a whole number of seconds >= 0"
     interfaces = conf.get("interfaces")
     if interfaces is not None and (
             not isinstance(interfaces, list)
@@ -99,26 +110,33 @@ def _event(tag, interface, key, peer, names, stale_after):
     }
 
 
-def _judge(previous, peer, stale_after, now):
-    """The peer's new state ``{"stale", "tx", "since"}`` and the event to fire, if any.
+def _judge(previous, peer, stale_after, now, renotify=0):
+    """The peer's new state ``{"stale", "tx", "since", "notified"}`` and the event to
+    fire, if any.
 
     Pure: ``previous`` is the state of the last look (None at the first), ``peer`` one
-    peer of ``wireguard.show``.
+    peer of ``wireguard.show``. A peer that stays stale is reported again every
+    ``renotify`` seconds (0: never), so a reaction that came too early (a DNS record
+    not updated yet) gets another chance.
     """
-    age, tx = peer["latest_handshake_age"], peer["tx_bytes"]
+    age, tx, rx = peer["latest_handshake_age"], peer["tx_bytes"], peer["rx_bytes"]
+    fresh = {"stale": False, "tx": tx, "rx": rx, "since": None, "notified": None}
     was_stale = bool(previous and previous["stale"])
     if age is not None and age <= stale_after:
-        state = {"stale": False, "tx": tx, "since": None}
-        return state, ("recovered" if was_stale else None)
+        return fresh, ("recovered" if was_stale else None)
     if was_stale:
-        return dict(previous, tx=tx), None
+        if renotify and now - previous["notified"] >= renotify:
+            return dict(previous, tx=tx, rx=rx, notified=now), "stale"
+        return dict(previous, tx=tx, rx=rx), None
+    # the peer answers (rx grows): an old handshake is then not a dead link
+    answered = previous is not None and rx > previous["rx"]
     grew = previous is not None and tx > previous["tx"]
     # A peer that never had a handshake needs a second look: at the first one it may
     # just have been added, with the handshake on its way.
     keepalive = bool(peer["persistent_keepalive"]) and (age is not None or previous)
-    if grew or keepalive:
-        return {"stale": True, "tx": tx, "since": now}, "stale"
-    return {"stale": False, "tx": tx, "since": None}, None
+    if (grew or keepalive) and not answered:
+        return dict(fresh, stale=True, since=now, notified=now), "stale"
+    return fresh, None
 
 
 def beacon(config):
@@ -135,6 +153,7 @@ def beacon(config):
     """
     conf = salt.utils.beacons.list_to_dict(config)
     stale_after = conf.get("stale_after", STALE_AFTER)
+    renotify = conf.get("renotify", RENOTIFY)
     wanted = conf.get("interfaces")
     try:
         shown = __salt__["wireguard.show"]()
@@ -151,12 +170,12 @@ def beacon(config):
         for key, peer in iface["peers"].items():
             ident = f"{interface} {key}"
             seen.add(ident)
-            state, tag = _judge(known.get(ident), peer, stale_after, now)
+            state, tag = _judge(known.get(ident), peer, stale_after, now, renotify)
             if tag:
                 if names is None:
                     names = _names(interface)
                 event = _event(tag, interface, key, peer, names, stale_after)
-                if tag == "recovered":
+                if known.get(ident) and known[ident]["since"] is not None:
                     event["stale_for"] = round(now - known[ident]["since"])
                 events.append(event)
                 log.info("wireguard beacon: %s peer %s (%s) is %s", interface,

@@ -1515,8 +1515,8 @@ def _gather(name, directory, pillar_iface, live, forwarding):
                   "dir": _file_mode(directory)},
         "key_file_public": key_public, "pillar": pillar_iface, "rendered": None,
         "conf_masked": _CONF_SECRET.sub(r"\1" + MASK, text) if text is not None else None,
-        "live": live, "tx_later": None, "link": None, "routes": None, "underlay": {},
-        "resolved": {}, "forwarding": forwarding,
+        "live": live, "tx_later": None, "rx_later": None, "link": None, "routes": None,
+        "underlay": {}, "resolved": {}, "forwarding": forwarding,
     }
     if pillar_iface and not pillar_iface["absent"]:
         data["rendered"] = _render(pillar_iface, MASK, {})
@@ -1549,7 +1549,8 @@ def _check_interface(data, stale_after=STALE_AFTER):
     "mode", "uid"}`` or None); ``key_file_public``; ``pillar`` (one interface of
     ``pillar_interfaces`` or None); ``rendered`` and ``conf_masked`` (config texts
     with keys masked); ``live`` (one interface of ``show``, or None when it is down);
-    ``tx_later`` (``{public key: tx_bytes}`` from a later sample, or None); ``link``
+    ``tx_later``/``rx_later`` (``{public key: bytes}`` from a later sample, or None);
+    ``link``
     (``{"mtu", "addresses"}``); ``routes`` (CIDRs routed through it); ``underlay``
     (endpoint address -> ``_underlay``); ``resolved`` (endpoint ->
     ``{"addresses", "error"}``); ``forwarding`` (``{"ipv4", "ipv6"}``).
@@ -1933,6 +1934,7 @@ def _check_handshakes(data, stale_after=STALE_AFTER):
     if live is None:
         return []
     names, later, problems = _peer_names(data), data.get("tx_later") or {}, []
+    answers = data.get("rx_later") or {}
     hostnames = any(p["endpoint"] and not _is_address(_split_endpoint(p["endpoint"])[0])
                     for p in (data["conf"] or {}).get("peers", []))
     fix = ("Check that the peer is up, that each side holds the other's public key, and "
@@ -1942,7 +1944,9 @@ def _check_handshakes(data, stale_after=STALE_AFTER):
     for key, peer in live["peers"].items():
         label, age, tx = _peer_label(key, names), peer["latest_handshake_age"], peer["tx_bytes"]
         grew = key in later and later[key] > tx
-        sending = bool(peer["persistent_keepalive"]) or grew
+        # it answers between the two samples: an old handshake is then not a dead link
+        answered = key in answers and answers[key] > peer["rx_bytes"]
+        sending = (bool(peer["persistent_keepalive"]) or grew) and not answered
         if age is None:
             if tx or grew:
                 problems.append(_problem(
@@ -2054,7 +2058,8 @@ def check(interface=None, config_dir=None, stale_after=STALE_AFTER, sample=2):
       between the file and what pillar renders;
     - modes of the config and key files (readable by group or others is an error);
     - peers that never completed a handshake although traffic was sent, and stale
-      ones: no handshake for over ``stale_after`` seconds while traffic is sent;
+      ones: no handshake for over ``stale_after`` seconds while traffic is sent (and,
+      when sampled, nothing comes back);
     - AllowedIPs given to two peers, or nested inside another peer's;
     - an MTU above what the path to a peer's endpoint carries minus WireGuard's
       overhead (60 bytes over IPv4, 80 over IPv6);
@@ -2154,6 +2159,7 @@ def _sample_transfer(gathered, stale_after, sample):
     for name in wanted:
         peers = (later.get(name) or {}).get("peers", {})
         gathered[name]["tx_later"] = {k: p["tx_bytes"] for k, p in peers.items()}
+        gathered[name]["rx_later"] = {k: p["rx_bytes"] for k, p in peers.items()}
 
 
 # ------------------------------------------------------------------ reresolve
@@ -2169,7 +2175,9 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False):
     this way. Peers whose endpoint is an address are left alone.
 
     Returns ``{interface: {peer name or key: {"public_key", "endpoint", "old", "new",
-    "result": changed|unchanged|would change|failed, "comment"}}}``.
+    "result": changed|unchanged|would change|failed|skipped, "comment"}}}``; a peer
+    asked for by ``peer`` whose endpoint is an address (or that is not live) is
+    ``skipped``, with the reason.
 
     interface
         Only this interface (default: every live interface with a config file).
@@ -2201,8 +2209,7 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False):
         result[name] = _reresolve_interface(name, conf, live[name], peer, test)
     if peer is not None and not any(result.values()):
         raise CommandExecutionError(
-            f"no peer '{peer}' with a host-name endpoint in the config of "
-            f"{interface or 'any live interface'}")
+            f"no peer '{peer}' in the config of {interface or 'any live interface'}")
     return result
 
 
@@ -2210,15 +2217,25 @@ def _reresolve_interface(name, conf, live, wanted_peer, test):
     done = {}
     for item in conf["peers"]:
         key, endpoint = item["public_key"], item["endpoint"]
-        if wanted_peer is not None and wanted_peer not in (key, item["name"]):
+        if not key or (wanted_peer is not None and wanted_peer not in (key, item["name"])):
             continue
-        if not key or not endpoint or key not in live["peers"]:
-            continue
-        try:
-            host, _ = _split_endpoint(_endpoint(endpoint, "endpoint"))
-        except SaltInvocationError:
-            continue
-        if _is_address(host):
+        skip = None
+        if key not in live["peers"]:
+            skip = f"it is not on the live {name}"
+        elif not endpoint:
+            skip = "it has no endpoint in the config file"
+        else:
+            try:
+                host, _ = _split_endpoint(_endpoint(endpoint, "endpoint"))
+            except SaltInvocationError as exc:
+                host, skip = None, str(exc)
+            if host and _is_address(host):
+                skip = f"its endpoint {endpoint} is an address, not a name"
+        if skip:
+            if wanted_peer is not None:  # asked for by name: say why nothing was done
+                done[item["name"] or key] = {
+                    "public_key": key, "endpoint": endpoint, "old": None, "new": None,
+                    "result": "skipped", "comment": f"Nothing to re-resolve: {skip}"}
             continue
         old = live["peers"][key]["endpoint"]
         entry = {"public_key": key, "endpoint": endpoint, "old": old, "new": old}

@@ -318,8 +318,12 @@ def test_reresolve_finds_a_peer_whose_name_moved(loaders, pair, config_dir, remo
     # an address endpoint is not a name: nothing to re-resolve for that peer
     write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822")})
     assert wg.reresolve(pair.ifname, config_dir=str(config_dir)) == {pair.ifname: {}}
-    with pytest.raises(Exception, match="no peer 'r2' with a host-name endpoint"):
-        wg.reresolve(pair.ifname, peer="r2", config_dir=str(config_dir))
+    skipped = wg.reresolve(pair.ifname, peer=remote2, config_dir=str(config_dir))
+    assert skipped[pair.ifname]["r2"]["result"] == "skipped"
+    assert skipped[pair.ifname]["r2"]["comment"] == (
+        "Nothing to re-resolve: its endpoint 198.18.10.2:51822 is an address, not a name")
+    with pytest.raises(Exception, match="no peer 'nobody' in the config of"):
+        wg.reresolve(pair.ifname, peer="nobody", config_dir=str(config_dir))
 
 
 @pytest.fixture

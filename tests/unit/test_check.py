@@ -283,6 +283,16 @@ def test_stale_needs_traffic_idle_is_a_note(wgmod, data):
     assert found(wgmod, data, stale_after=500) == []
 
 
+def test_a_peer_that_answers_between_samples_is_not_stale(wgmod, data):
+    laptop = data["live"]["peers"][PEER2]
+    laptop["latest_handshake_age"] = 150
+    data["tx_later"] = {PEER2: laptop["tx_bytes"] + 500}
+    data["rx_later"] = {PEER2: laptop["rx_bytes"] + 500}  # replies: the session works
+    assert only(found(wgmod, data, stale_after=120)) == []
+    data["rx_later"] = {PEER2: laptop["rx_bytes"]}
+    assert [p["check"] for p in only(found(wgmod, data, stale_after=120))] == ["handshake"]
+
+
 def test_handshake_fix_mentions_reresolve_for_host_names(wgmod, data):
     data["conf"]["peers"][0]["endpoint"] = "hub.example.net:51820"
     data["resolved"] = {"hub.example.net:51820": {"addresses": ["198.51.100.2:51820"],
