@@ -292,7 +292,7 @@ def _cross_check(fleet, stale_after=STALE_AFTER):
                     f"{_label(*a)} holds the key {_short(key)} for {b[0]}, but the public "
                     f"key of {_label(*b)} is {_short(real)}, so they cannot handshake",
                     f"Set the public key of peer '{peer['name'] or b[0]}' of {ifname} on "
-                    f"{minion} to {real} (or name it by minion: {b[0]})."))
+                    f"{minion} to {real} (or give the peer minion: {b[0]} instead of a key)."))
     for (a, b), (key, peer) in sorted(pairs.items()):
         problems += _check_pair(fleet, pairs, wrong, a, b, key, peer)
     links = _links(fleet, pairs, wrong, problems, stale_after)
@@ -309,7 +309,8 @@ def _check_pair(fleet, pairs, wrong, a, b, key, peer):
     theirs = fleet[b[0]]["interfaces"][b[1]]
     name = peer["name"] or b[0]
     if (b, a) not in pairs and (b, a) not in wrong:
-        ips = ", ".join(str(i) for i in _host_ips(mine["addresses"])) or "its address"
+        ips = ", ".join(f"{i}/{i.max_prefixlen}" for i in _host_ips(mine["addresses"])) \
+            or "its address"
         problems.append(_problem(
             "error", "asymmetric", a, b, key,
             f"{_label(*a)} holds {b[0]} as a peer, but {_label(*b)} does not hold {a[0]}",
@@ -330,13 +331,31 @@ def _check_pair(fleet, pairs, wrong, a, b, key, peer):
     return problems
 
 
+def _address_of(fleet, b, hints):
+    """The address of ``b`` others should dial: one of its own addresses that some
+    peer already uses (``hints`` first, then the whole fleet), else its first."""
+    underlay = fleet[b[0]]["underlay"]
+    key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
+    seen = list(hints)
+    for entry in fleet.values():
+        for iface in entry["interfaces"].values():
+            item = iface["peers"].get(key)
+            if item:
+                seen += (item["endpoint_resolved"] or []) + [item["live_endpoint"]]
+    for endpoint in seen:
+        ip, _ = _split(endpoint)
+        if ip is not None and str(ip) in underlay:
+            return str(ip)
+    return underlay[0] if underlay else f"<address of {b[0]}>"
+
+
 def _check_endpoint(fleet, a, b, key, peer):
     theirs = fleet[b[0]]["interfaces"][b[1]]
     underlay, port = fleet[b[0]]["underlay"], theirs["listen_port"]
     name = peer["name"] or b[0]
-    where = f"{', '.join(underlay[:3]) or 'its address'}:{port}"
-    fix = (f"Set the endpoint of peer '{name}' of {a[1]} on {a[0]} to "
-           f"{underlay[0] if underlay else '<address of ' + b[0] + '>'}:{port}.")
+    address = _address_of(fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]])
+    where = f"{address}:{port}"
+    fix = f"Set the endpoint of peer '{name}' of {a[1]} on {a[0]} to {address}:{port}."
     if peer["endpoint"]:
         if not port:
             return [_problem(

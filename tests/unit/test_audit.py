@@ -95,7 +95,7 @@ def test_a_swapped_key_is_named_once_with_both_minions(runner):
                                   f"the public key of mesh2 (wg0) is {KEYS['mesh2'][:8]}..., "
                                   "so they cannot handshake")
     assert problem["fix"] == (f"Set the public key of peer 'mesh2' of wg0 on mesh1 to "
-                              f"{KEYS['mesh2']} (or name it by minion: mesh2).")
+                              f"{KEYS['mesh2']} (or give the peer minion: mesh2 instead of a key).")
     assert result["unknown_peers"] == []
     states = {(link["a"], link["b"]): link["state"] for link in result["links"]}
     assert states == {("mesh1", "mesh2"): "broken", ("mesh1", "mesh3"): "up",
@@ -132,6 +132,7 @@ def test_narrowed_allowed_ips_are_named(runner):
 
 def test_an_endpoint_at_the_wrong_port_is_named(runner):
     fleet = mesh()
+    fleet["mesh2"]["underlay"].insert(0, "198.19.255.11")  # a management address first
     entry = fleet["mesh1"]["interfaces"]["wg0"]["peers"][KEYS["mesh2"]]
     # the configured endpoint is wrong; the live one was learnt from mesh2's handshakes
     entry.update(endpoint="198.18.0.2:51999", endpoint_resolved=["198.18.0.2:51999"],
@@ -181,7 +182,7 @@ def test_one_side_removed_its_peer(runner):
         "asymmetric", "mesh2", "mesh1")
     assert problem["message"] == "mesh2 (wg0) holds mesh1 as a peer, but mesh1 (wg0) does not hold mesh2"
     assert problem["fix"] == (f"Add mesh2 to the peers of wg0 on mesh1 (public key "
-                              f"{KEYS['mesh2']}, allowed_ips 10.10.0.2), or remove 'mesh1' "
+                              f"{KEYS['mesh2']}, allowed_ips 10.10.0.2/32), or remove 'mesh1' "
                               "from mesh2.")
     states = {(link["a"], link["b"]): link["state"] for link in result["links"]}
     assert states[("mesh1", "mesh2")] == "one-way"
