@@ -485,16 +485,24 @@ def _service_active(service):
     return bool(__salt__["service.status"](service))
 
 
+def _service_restarted(service):
+    """Restart ``service``; True when it runs again (service modules raise or say False)."""
+    try:
+        return bool(__salt__["service.restart"](service))
+    except CommandExecutionError:
+        return False
+
+
 def _restart(service, interface, path, previous):
     """Restart ``service``; on failure put ``previous`` back, restart, and raise."""
     _forget_live(interface)
-    if __salt__["service.restart"](service):
+    if _service_restarted(service):
         return
     error = _service_error(service)
     if previous is None:
         raise CommandExecutionError(f"{service} failed to restart: {error}")
     _write_private(path, previous)
-    restored = __salt__["service.restart"](service)
+    restored = _service_restarted(service)
     raise CommandExecutionError(
         f"{service} failed with the new {path}, so the previous file was put back"
         f"{' and is running again' if restored else ' (which failed too)'}. "
