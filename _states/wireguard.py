@@ -51,6 +51,11 @@ def _guarded(ret, func, *args, **kwargs):
     """The one place state errors are caught and turned into a failed result."""
     try:
         return func(ret, *args, **kwargs)
+    except _NotUpYet as exc:
+        ret.update(result=None, changes={}, comment=(
+            f"Interface {exc} is not up yet: it gets its peers from its config file "
+            "when its service starts"))
+        return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
         ret.update(result=False, changes={}, comment=str(exc))
         return ret
@@ -67,11 +72,17 @@ def _pending(ret, comment):
 # --------------------------------------------------------------- live peers
 
 
+class _NotUpYet(Exception):
+    """In test mode: the interface is not up yet, its service would start it."""
+
+
 def _live(interface):
     """The interface's live peers, read once per run."""
     cache = __context__.setdefault(LIVE, {})
     if interface not in cache:
         if interface not in __salt__["wireguard.interfaces"]():
+            if __opts__["test"]:
+                raise _NotUpYet(interface)
             raise CommandExecutionError(
                 f"WireGuard interface '{interface}' is not up on this minion: start it "
                 f"first (systemctl start wg-quick@{interface}, or apply the wireguard formula)"

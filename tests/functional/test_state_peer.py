@@ -210,3 +210,12 @@ def test_peer_changes_lose_no_packet_to_an_unchanged_peer(loaders, pair):
             ping.kill()
     assert "100 packets transmitted, 100 received" in out, out
     assert pair.local.ifindex(pair.ifname) == ifindex
+
+
+def test_test_mode_on_an_interface_not_up_yet_predicts_instead_of_failing(loaders, pair):
+    for ret in (
+        loaders.states.wireguard.peer(name=new_key(loaders), interface="wgnotyet0", test=True),
+        loaders.states.wireguard.peers_purged(name="wgnotyet0", keep=[], test=True),
+    ):
+        assert ret.result is None
+        assert "wgnotyet0 is not up yet" in ret.comment
