@@ -50,3 +50,17 @@ def section(lab):
     """Hosts created by the test are removed when it ends."""
     with lab.section():
         yield lab
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.lab.topologies import TIMINGS
+
+    if not TIMINGS:
+        return
+    tr = terminalreporter
+    tr.section("lab timings (seconds)")
+    tr.write_line(f"{'topology':22s} {'containers':>10s} {'boot':>6s} {'ready':>6s} "
+                  f"{'build':>6s} {'apply':>6s}")
+    for t in TIMINGS:
+        tr.write_line(f"{t['topology']:22s} {t['containers']:>10d} {t['boot']:6.1f} "
+                      f"{t['ready']:6.1f} {t['build']:6.1f} {t.get('apply', 0):6.1f}")

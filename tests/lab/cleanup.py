@@ -146,9 +146,11 @@ def clean_builds() -> None:
 def clean(force: bool = False) -> None:
     labs = find_labs()
     removed = 0
+    running = set()
     for lid, what in sorted(labs.items()):
         if owner_alive(lid) and not force:
             log(f"{lid}: its process still runs; leaving it (use --force to remove it)")
+            running.add(lid)
             continue
         log(f"{lid}: removing {len(what)} leftovers: " + "; ".join(what[:6])
             + (" ..." if len(what) > 6 else ""))
@@ -158,11 +160,12 @@ def clean(force: bool = False) -> None:
     if STATE_DIR.is_dir() and not any(STATE_DIR.iterdir()):
         STATE_DIR.rmdir()
     _tidy_nspawn_run_dir(PREFIX)
-    left = find_labs()
-    overlays = mounts_under(STATE_DIR)
+    left = set(find_labs()) - running
+    overlays = [m for m in mounts_under(STATE_DIR)
+                if not any(f"/{lid}/" in m for lid in running)]
     if removed == 0 and not left:
-        log("nothing to clean: no lab leftovers on this machine")
+        log("nothing to clean: no leftovers of a finished lab on this machine")
     elif not left and not overlays:
-        log(f"removed {removed} lab(s); nothing of the lab is left")
+        log(f"removed {removed} lab(s); nothing of them is left")
     else:
-        log(f"still there: {sorted(left)} {overlays}")
+        log(f"could not remove everything: {sorted(left)} {overlays}")

@@ -293,6 +293,17 @@ class Lab:
                 _LIVE_LABS.remove(self)
 
 
+def ping(src: Host, dst_ip: str, count: int = 3, interval: float = 0.2,
+         source: str | None = None):
+    """`src` pings `dst_ip` (see Host.ping): a PingResult with sent/received/ok."""
+    return src.ping(dst_ip, count=count, interval=interval, source=source)
+
+
+def reboot(host: Container, timeout: float = 60) -> float:
+    """Reboot a container (systemctl reboot, booted again in the same namespace)."""
+    return host.reboot(timeout=timeout)
+
+
 def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:
     """systemd-nspawn leaves /run/systemd/nspawn/{propagate,...}/<machine>: remove ours,
     then the directories themselves when nothing else is in them."""

@@ -85,6 +85,8 @@ def _inet(host: str, n: int, ifname: str = "eth0", v6: bool = False) -> Port:
 
 
 TOPOLOGIES: dict[str, Topology] = {}
+# one entry per Deployment built in this process: what each step took (seconds)
+TIMINGS: list[dict] = []
 
 
 def _add(t: Topology) -> None:
@@ -314,7 +316,11 @@ class Deployment:
         for router, out in topo.nat.items():
             lab.nat(self.hosts[router], out)
         lab.wait_ready()
-        self.timings["build"] = time.monotonic() - t0
+        self.timings.update(topology=self.name, containers=len(topo.containers),
+                            boot=lab.timings.get("boot", 0.0),
+                            ready=lab.timings.get("ready", 0.0),
+                            build=time.monotonic() - t0)
+        TIMINGS.append(self.timings)
         return self
 
     # -- salt --------------------------------------------------------------------------
