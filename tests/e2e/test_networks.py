@@ -1,0 +1,168 @@
+"""Mine-driven networks through a real master (issue 6): no key in pillar, one
+declaration for every minion, public keys through the Salt mine."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+
+import pytest
+
+from tests.lab.host import parse_ping
+from tests.lab.saltmaster import describe_failures
+
+MINE = {"mine_functions": {"wireguard.public_keys": []}}
+INET = "198.18.3"
+
+
+def mesh_pillar(nodes):
+    return {"wireguard": {"networks": {"corp": {
+        "interface": "wg1", "listen_port": 51821, "topology": "mesh",
+        "nodes": {n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"}
+                  for n, i in nodes.items()}}}}, **MINE}
+
+
+def give_all(master, minions, pillar):
+    master.write_pillar({m: copy.deepcopy(pillar) for m in minions})
+
+
+def orchestrate(master):
+    ret = master.salt_run("state.orch", "wireguard.orchestrate", timeout=600)
+    text = str(ret)
+    assert "'result': False" not in text and '"result": false' not in text, text[:4000]
+    return ret
+
+
+@pytest.fixture(scope="module")
+def mesh(lab):
+    with lab.section():
+        nodes = {"node1": 1, "node2": 2, "node3": 3, "node4": 4}
+        inet = lab.bridge("mesh-inet")
+        hosts = {}
+        for name, i in nodes.items():
+            hosts[name] = lab.container(name)
+            inet.attach(hosts[name], "eth0", [f"{INET}.{i}/24"])
+        lab.wait_ready()
+        yield lab, inet, hosts, nodes
+
+
+def pings_all(hosts, nodes):
+    failures = []
+    for src in nodes:
+        for dst, i in nodes.items():
+            if src != dst and not hosts[src].ping_until(f"10.2.0.{i}", within=20).received:
+                failures.append(f"{src} -> {dst}")
+    return failures
+
+
+def test_fresh_mesh_converges_with_one_command_and_every_pair_pings(mesh):
+    lab, _, hosts, nodes = mesh
+    give_all(lab.master, nodes, mesh_pillar(nodes))
+    orchestrate(lab.master)
+    for name in nodes:
+        assert hosts[name].unit_state("wg-quick@wg1") == ("active", "enabled"), name
+        assert len(hosts[name].out(["wg", "show", "wg1", "peers"]).split()) == 3, name
+        assert hosts[name].file_exists("/etc/wireguard/wg1.key")
+    assert pings_all(hosts, nodes) == []
+
+
+def test_a_fifth_node_joins_without_a_lost_packet(mesh):
+    lab, inet, hosts, nodes = mesh
+    hosts["node5"] = lab.container("node5")
+    inet.attach(hosts["node5"], "eth0", [f"{INET}.5/24"])
+    lab.wait_ready()
+    bigger = {**nodes, "node5": 5}
+    give_all(lab.master, bigger, mesh_pillar(bigger))
+    ping = subprocess.Popen(hosts["node1"]._argv(
+        ["ping", "-i", "0.05", "-c", "200", "-W", "1", "10.2.0.2"]),
+        stdout=subprocess.PIPE, text=True)
+    try:
+        # the newcomer makes its key and publishes it; a partial run on it alone
+        # must leave every other node's peers in place
+        partial = lab.master.state_apply("node5")
+        assert not describe_failures(partial), describe_failures(partial)
+        lab.master.salt("node5", "mine.update")
+        ret = lab.master.state_apply(sorted(bigger))
+        assert not describe_failures(ret), describe_failures(ret)
+        out, _ = ping.communicate(timeout=60)
+    finally:
+        if ping.poll() is None:
+            ping.kill()
+    stats = parse_ping("node1", "10.2.0.2", out)
+    assert stats.sent == 200 and stats.lost == 0, out
+    for name in bigger:
+        assert len(hosts[name].out(["wg", "show", "wg1", "peers"]).split()) == 4, name
+    assert pings_all(hosts, bigger) == []
+
+
+def test_missing_key_warns_naming_the_node(mesh):
+    lab, _, hosts, nodes = mesh
+    with_ghost = {**nodes, "ghost": 9}
+    give_all(lab.master, nodes, mesh_pillar(with_ghost))
+    ret = lab.master.state_apply("node1")["node1"]
+    warned = [w for r in ret.values() for w in r.get("warnings", [])]
+    assert any("'ghost'" in w for w in warned), warned
+    assert not describe_failures({"node1": ret}), describe_failures({"node1": ret})
+    assert len(hosts["node1"].out(["wg", "show", "wg1", "peers"]).split()) == 3
+
+
+def test_poisoned_mine_value_is_refused_and_the_rest_keeps_working(mesh):
+    lab, _, hosts, nodes = mesh
+    give_all(lab.master, nodes, mesh_pillar(nodes))
+    real = hosts["node4"].out(["sh", "-c", "wg pubkey < /etc/wireguard/wg1.key"]).strip()
+    poison = {"wg1": f"{real}\n[Peer]\nPublicKey = {real}\nPostUp = touch /pwned"}
+    lab.master.salt("node4", "grains.setval", "wgpoison", poison)
+    lab.master.salt("node4", "mine.send", "wireguard.public_keys", "wgpoison",
+                    mine_function="grains.get")
+    try:
+        ret = lab.master.state_apply(["node1", "node2", "node3"])
+        assert not describe_failures(ret), describe_failures(ret)
+        for name in ("node1", "node2", "node3"):
+            warned = [w for r in ret[name].values() for w in r.get("warnings", [])]
+            assert any("refused" in w and "'node4'" in w for w in warned), (name, warned)
+            conf = hosts[name].out(["cat", "/etc/wireguard/wg1.conf"])
+            assert "PostUp" not in conf and real not in conf
+            assert not hosts[name].file_exists("/pwned")
+        assert pings_all(hosts, {n: nodes[n] for n in ("node1", "node2", "node3")}) == []
+    finally:
+        lab.master.salt("node4", "mine.update")
+        lab.master.salt("node4", "grains.delkey", "wgpoison")
+
+
+@pytest.fixture(scope="module")
+def hub(lab):
+    """A public hub and two spokes, each behind its own NAT router."""
+    with lab.section():
+        inet = lab.bridge("hub-inet")
+        hub = lab.container("hub")
+        inet.attach(hub, "eth0", ["198.18.4.1/24"])
+        spokes = {}
+        for n, site in ((1, "spoke1"), (2, "spoke2")):
+            router = lab.namespace(f"nat{n}")
+            inet.attach(router, "wan", [f"198.18.4.{100 + n}/24"])
+            lan = lab.bridge(f"lan{n}")
+            lan.attach(router, "lan", [f"192.168.6{n}.1/24"])
+            spokes[site] = lab.container(site)
+            lan.attach(spokes[site], "eth0", [f"192.168.6{n}.2/24"])
+            spokes[site].route(f"default via 192.168.6{n}.1")
+            lab.nat(router, "wan")
+        lab.wait_ready()
+        pillar = {"wireguard": {"networks": {"branches": {
+            "interface": "wg2", "listen_port": 51822, "topology": "hub", "hubs": ["hub"],
+            "nodes": {"hub": {"address": "10.3.0.1/24", "endpoint": "198.18.4.1"},
+                      "spoke1": {"address": "10.3.0.11/24"},
+                      "spoke2": {"address": "10.3.0.12/24"}}}}}, **MINE}
+        give_all(lab.master, ["hub", *spokes], pillar)
+        orchestrate(lab.master)
+        yield hub, spokes
+
+
+def test_spokes_behind_nat_reach_each_other_through_the_hub(hub):
+    center, spokes = hub
+    assert spokes["spoke1"].ping_until("10.3.0.12", within=30).received
+    assert spokes["spoke2"].ping_until("10.3.0.11", within=30).received
+    hub_key = center.out(["sh", "-c", "wg pubkey < /etc/wireguard/wg2.key"]).strip()
+    for spoke in spokes.values():
+        assert spoke.out(["wg", "show", "wg2", "peers"]).split() == [hub_key]
+    assert center.out(["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "1"
+    assert len(center.out(["wg", "show", "wg2", "peers"]).split()) == 2
