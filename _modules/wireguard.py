@@ -668,23 +668,17 @@ def _normalise_peer(ifname, pname, peer, errors):
     errors += _unknown_keys(peer, PEER_KEYS, where)
     out = {"name": pname}
     checks = {
-        "public_key": lambda v, w: (_decode_key(v, w), v)[1] if v is not None else None,
+        "public_key": lambda v, w: v if _is_key(v, w) else None,
         "minion": lambda v, w: _text(v, w) if v is not None else None,
         "minion_interface": lambda v, w: _iface_name_item(_text(v, w), w) if v else None,
         "allowed_ips": lambda v, w: sorted(
             dict.fromkeys(_network(i, w) for i in _as_list(v)), key=_cidr_sort_key),
         "endpoint": lambda v, w: _endpoint(v, w) if v else None,
         "persistent_keepalive": _keepalive,
-        "preshared_key": lambda v, w: bool(v) and (_decode_key(v, w), True)[1],
+        "preshared_key": _is_key,
         "absent": _bool,
     }
-    for key, default in PEER_KEYS.items():
-        value = peer.get(key, default)
-        try:
-            out[key] = checks[key](value, f"{where}, key '{key}'")
-        except SaltInvocationError as exc:
-            errors.append(str(exc))
-            out[key] = default
+    out.update(_checked(peer, PEER_KEYS, checks, where, errors))
     out["has_preshared_key"] = bool(out.pop("preshared_key"))
     out["preshared_key_pillar"] = (
         f"wireguard:interfaces:{ifname}:peers:{pname}:preshared_key"
@@ -693,6 +687,26 @@ def _normalise_peer(ifname, pname, peer, errors):
     if not out["public_key"] and not out["minion"] and not out["absent"]:
         errors.append(f"{where}: key 'public_key' is missing (or name a 'minion')")
     return out
+
+
+def _checked(data, defaults, checks, where, errors):
+    """Each key of ``defaults`` from ``data``, through its check; problems go to errors."""
+    out = {}
+    for key, default in defaults.items():
+        try:
+            out[key] = checks[key](data.get(key, default), f"{where}, key '{key}'")
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            out[key] = default
+    return out
+
+
+def _is_key(value, where):
+    """True when a (valid) key is given, False when none is."""
+    if not value:
+        return False
+    _decode_key(value, where)
+    return True
 
 
 def _cidr_sort_key(cidr):
@@ -711,7 +725,7 @@ def _normalise_interface(ifname, iface, errors):
         "absent": _bool,
         "address": lambda v, w: _strings(v, w, _interface_address),
         "listen_port": lambda v, w: _port(v, w) if v is not None else None,
-        "private_key": lambda v, w: (_decode_key(v, w), True)[1] if v else False,
+        "private_key": _is_key,
         "dns": lambda v, w: _strings(v, w, _dns_entry),
         "mtu": lambda v, w: _int(v, w, 576, 65535, "mtu") if v is not None else None,
         "table": _table,
@@ -727,14 +741,7 @@ def _normalise_interface(ifname, iface, errors):
         "peers": lambda v, w: v if isinstance(v, dict) else _raise(
             f"{w}: peers is a mapping of peer name to peer"),
     }
-    out = {"name": ifname}
-    for key, default in INTERFACE_KEYS.items():
-        value = iface.get(key, default)
-        try:
-            out[key] = checks[key](value, f"{where}, key '{key}'")
-        except SaltInvocationError as exc:
-            errors.append(str(exc))
-            out[key] = default
+    out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
     out["ipv6"] = any(ipaddress.ip_interface(a).version == 6 for a in out["address"])
     if out["mtu"] is not None and out["ipv6"] and out["mtu"] < 1280:
