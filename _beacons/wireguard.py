@@ -9,7 +9,8 @@ counter grew since the beacon's previous look (or it has a persistent keepalive)
 its received counter did not. WireGuard renews a working session every 120 s while it
 carries traffic and drops it after 180 s, so a link in use never goes past the default
 of 180 s. (A ``stale_after`` below 120 s is for tests: a busy one-way link then looks
-stale between two renewals.) A peer is recovered by its next handshake.
+stale between two renewals.) A stale peer is recovered by its next handshake, or as
+soon as it answers again (a peer found at a new address keeps its session).
 A peer that stays stale is reported again every ``renotify`` seconds (default 300, 0
 turns it off), so a reaction that came too early (a DNS record not yet updated) gets
 another chance.
@@ -111,8 +112,8 @@ def _event(tag, interface, key, peer, names, stale_after):
 
 
 def _judge(previous, peer, stale_after, now, renotify=0):
-    """The peer's new state ``{"stale", "tx", "since", "notified"}`` and the event to
-    fire, if any.
+    """The peer's new state ``{"stale", "tx", "rx", "since", "notified", "at"}`` and the
+    event to fire, if any.
 
     Pure: ``previous`` is the state of the last look (None at the first), ``peer`` one
     peer of ``wireguard.show``. A peer that stays stale is reported again every
@@ -120,16 +121,19 @@ def _judge(previous, peer, stale_after, now, renotify=0):
     not updated yet) gets another chance.
     """
     age, tx, rx = peer["latest_handshake_age"], peer["tx_bytes"], peer["rx_bytes"]
-    fresh = {"stale": False, "tx": tx, "rx": rx, "since": None, "notified": None}
+    if previous is not None and now - previous["at"] > max(stale_after, 60):
+        previous = None  # the beacon did not look for long: counters say nothing now
+    fresh = {"stale": False, "tx": tx, "rx": rx, "since": None, "notified": None, "at": now}
     was_stale = bool(previous and previous["stale"])
-    if age is not None and age <= stale_after:
+    # the peer answers (rx grows): the link works, even on a session older than the
+    # threshold (a peer that moved keeps its session when it is found again)
+    answered = previous is not None and rx > previous["rx"]
+    if (age is not None and age <= stale_after) or (was_stale and answered):
         return fresh, ("recovered" if was_stale else None)
     if was_stale:
         if renotify and now - previous["notified"] >= renotify:
-            return dict(previous, tx=tx, rx=rx, notified=now), "stale"
-        return dict(previous, tx=tx, rx=rx), None
-    # the peer answers (rx grows): an old handshake is then not a dead link
-    answered = previous is not None and rx > previous["rx"]
+            return dict(previous, tx=tx, rx=rx, at=now, notified=now), "stale"
+        return dict(previous, tx=tx, rx=rx, at=now), None
     grew = previous is not None and tx > previous["tx"]
     # A peer that never had a handshake needs a second look: at the first one it may
     # just have been added, with the handshake on its way.

@@ -120,6 +120,26 @@ def test_stale_then_recovered(beacon, minion):
     assert look(beacon) == []
 
 
+def test_a_stale_peer_that_answers_again_has_recovered(beacon, minion):
+    """Found again at a new address, a peer keeps its session: no new handshake, but
+    its answers arrive."""
+    look(beacon)
+    minion.set(PEER1, age=200, tx=2000)
+    assert [e["tag"] for e in look(beacon)] == ["stale"]
+    minion.set(PEER1, age=205, tx=2500, rx=1400)
+    beacon.clock["now"] += 5
+    (event,) = look(beacon)
+    assert (event["tag"], event["age"], event["stale_for"]) == ("recovered", 205, 5)
+
+
+def test_counters_from_long_ago_say_nothing(beacon, minion):
+    """After a long pause (the beacon was off), the first look is a first look again."""
+    look(beacon)
+    minion.set(PEER1, age=400, tx=1032)  # a single keepalive sent meanwhile
+    beacon.clock["now"] += 3600
+    assert look(beacon) == []
+
+
 def test_a_peer_that_answers_is_not_stale(beacon, minion):
     look(beacon)
     minion.set(PEER1, age=200, tx=5000, rx=5000)  # traffic both ways, no rekey yet
@@ -183,7 +203,7 @@ def test_no_wg_means_no_event(beacon, minion, monkeypatch):
 def test_judge_is_pure(beacon):
     state, tag = beacon._judge(None, peer(age=5), 180, 0.0)
     assert tag is None and state == {"stale": False, "tx": 1000, "rx": 1000, "since": None,
-                                     "notified": None}
+                                     "notified": None, "at": 0.0}
     state, tag = beacon._judge(state, peer(age=500, tx=1100), 180, 7.0)
     assert tag == "stale" and state["since"] == 7.0
     state, tag = beacon._judge(state, peer(age=2, tx=1200, rx=1100), 180, 9.0)
