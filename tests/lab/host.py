@@ -222,7 +222,7 @@ class Container(Host):
 
     kind = "container"
 
-    def __init__(self, lab, name: str, rootfs: Path, binds=(), binds_ro=()):
+    def __init__(self, lab, name: str, rootfs: Path, binds=(), binds_ro=(), tmpfs=()):
         super().__init__(lab, name)
         self.machine = self.netns
         self.rootfs = rootfs
@@ -233,6 +233,7 @@ class Container(Host):
         self.console = self.dir / "console.log"
         self.binds = list(binds)
         self.binds_ro = list(binds_ro)
+        self.tmpfs = list(tmpfs)
         self.proc: subprocess.Popen | None = None
         self.pid1: int | None = None
         self.booted = False
@@ -280,6 +281,7 @@ class Container(Host):
         ]
         argv += [f"--bind={s}:{d}" for s, d in self.binds]
         argv += [f"--bind-ro={s}:{d}" for s, d in self.binds_ro]
+        argv += [f"--tmpfs={d}" for d in self.tmpfs]
         # Move into our own cgroups first (nspawn --keep-unit creates payload/ and
         # supervisor/ where it runs), in both hierarchies of the machine's hybrid layout.
         script = "".join(f'echo $$ > "{cg}/cgroup.procs" && ' for cg in self.cgroups)

@@ -87,7 +87,8 @@ class Lab:
             if self.with_master:
                 self.mgmt = self.bridge("mgmt")
                 self.master = Master(self, "master", self.rootfs,
-                                     binds_ro=[(self.formula, FORMULA_DIR)])
+                                     binds_ro=[(self.formula, FORMULA_DIR)],
+                                     tmpfs=self._hidden_in_formula())
                 self._add(self.master)
                 self.master.create()
                 self.mgmt.attach(self.master, "mgmt0", f"{MASTER_IP}/24")
@@ -96,6 +97,12 @@ class Lab:
             self.close()
             raise
         return self
+
+    def _hidden_in_formula(self) -> list[str]:
+        """Big trees of the checkout the master must not walk for every file list
+        (.venv has ~15000 files): an empty tmpfs over them inside the master."""
+        return [f"{FORMULA_DIR}/{d}" for d in (".venv", ".git", ".ruff_cache")
+                if (self.formula / d).is_dir()]
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
