@@ -5,6 +5,7 @@ the e2e tests of the formula prove nothing."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 WG_CONF = """\
@@ -86,3 +87,43 @@ def test_section_leaves_nothing_behind(lab):
     assert str(merged) not in Path("/proc/self/mountinfo").read_text()
     assert not any(cg.exists() for cg in cgroups)
     assert c.proc.poll() is not None
+
+
+CRASHING_LAB = """
+import time
+from tests.lab.lab import Lab
+lab = Lab("crash", master=False).start()
+c = lab.container("victim", minion=False)
+n = lab.namespace("victim-lan")
+lab.link(c, n, "eth0", "eth0", "198.18.3.1/24", "198.18.3.2/24")
+c.wait_booted()
+print(lab.id, flush=True)
+time.sleep(600)
+"""
+
+
+def test_lab_clean_removes_what_a_killed_run_left(lab):
+    """kill -9 of a lab process leaves everything behind; `./lab clean` removes it
+    (and leaves the running session's own lab alone)."""
+    from tests.lab.cleanup import clean, find_labs
+    from tests.lab.util import REPO
+
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_LAB], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        crashed = proc.stdout.readline().strip()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert crashed.startswith("wgflab-crash-")
+    assert crashed in find_labs(), "the killed run left nothing to clean?"
+    clean()
+    assert crashed not in find_labs()
+    assert lab.id in find_labs(), "clean removed a lab whose process still runs"
+    assert crashed not in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                         text=True).stdout
+    assert crashed not in Path("/proc/self/mountinfo").read_text()
+    assert not any((root / crashed).exists() for root in (
+        Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")))
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert crashed not in ps

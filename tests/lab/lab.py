@@ -79,9 +79,13 @@ class Lab:
             self.rootfs = rootfs_mod.ensure_rootfs()
         self._install_signal_handlers()
         _LIVE_LABS.append(self)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        # `./lab clean` leaves labs alone whose owner still runs
-        (self.state_dir / "owner").write_text(f"{os.getpid()}\n")
+        # `./lab clean` leaves labs alone whose owner still runs: the state directory
+        # appears (renamed into place) with its owner file already in it
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = STATE_DIR / f".{self.id}.new"
+        tmp.mkdir()
+        (tmp / "owner").write_text(f"{os.getpid()}\n")
+        tmp.rename(self.state_dir)
         log(f"lab {self.id}: starting (state in {self.state_dir})")
         try:
             if self.with_master:
