@@ -86,8 +86,12 @@ def find_labs() -> dict[str, list[str]]:
 
 
 def owner_alive(lid: str) -> bool:
+    return _owner_pid_alive(STATE_DIR / lid / "owner")
+
+
+def _owner_pid_alive(owner_file: Path) -> bool:
     try:
-        owner = (STATE_DIR / lid / "owner").read_text().strip()
+        owner = owner_file.read_text().strip()
     except OSError:
         return False
     if not owner.isdigit():
@@ -157,6 +161,10 @@ def clean(force: bool = False) -> None:
         clean_lab(lid)
         removed += 1
     clean_builds()
+    # a lab killed between creating its state directory and renaming it into place
+    for half in STATE_DIR.glob(f".{PREFIX}*.new") if STATE_DIR.is_dir() else []:
+        if not owner_alive(half.name[1:-4]) and not _owner_pid_alive(half / "owner"):
+            remove_tree(half)
     if STATE_DIR.is_dir() and not any(STATE_DIR.iterdir()):
         STATE_DIR.rmdir()
     _tidy_nspawn_run_dir(PREFIX)
