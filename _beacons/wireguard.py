@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 __virtualname__ = "wireguard"
 
 STALE_AFTER = 180
+#: Size of a WireGuard keepalive as the transfer counters count it (header and tag).
+KEEPALIVE_BYTES = 32
 #: Seconds after which a peer that is still stale is reported again (0: never).
 RENOTIFY = 300
 CONTEXT = "wireguard.beacon"
@@ -134,7 +136,9 @@ def _judge(previous, peer, stale_after, now, renotify=0):
         if renotify and now - previous["notified"] >= renotify:
             return dict(previous, tx=tx, rx=rx, at=now, notified=now), "stale"
         return dict(previous, tx=tx, rx=rx, at=now), None
-    grew = previous is not None and tx > previous["tx"]
+    # one keepalive (sent 10 s after receiving, when there was nothing to answer) is
+    # not traffic: only more than that counts
+    grew = previous is not None and tx - previous["tx"] > KEEPALIVE_BYTES
     # A peer that never had a handshake needs a second look: at the first one it may
     # just have been added, with the handshake on its way.
     keepalive = bool(peer["persistent_keepalive"]) and (age is not None or previous)

@@ -1208,6 +1208,8 @@ MTU_PROBES = 64
 #: Per interface, at most this many info lines go into the readable summary.
 SUMMARY_INFOS = 10
 SEVERITIES = ("error", "warning", "info")
+#: Size of a WireGuard keepalive as the transfer counters count it (header and tag).
+KEEPALIVE_BYTES = 32
 _CONF_SECRET = re.compile(r"^(\s*(?:PrivateKey|PresharedKey)\s*=\s*).*$",
                           re.MULTILINE | re.IGNORECASE)
 _CONF_ROUTE = re.compile(r"^ip route replace (\S+) dev %i proto static$")
@@ -1950,7 +1952,7 @@ def _check_handshakes(data, stale_after=STALE_AFTER):
                             "host-name endpoints." if hostnames else "."))
     for key, peer in live["peers"].items():
         label, age, tx = _peer_label(key, names), peer["latest_handshake_age"], peer["tx_bytes"]
-        grew = key in later and later[key] > tx
+        grew = key in later and later[key] - tx > KEEPALIVE_BYTES  # one keepalive is not traffic
         # it answers between the two samples: an old handshake is then not a dead link
         answered = key in answers and answers[key] > peer["rx_bytes"]
         sending = (bool(peer["persistent_keepalive"]) or grew) and not answered

@@ -140,6 +140,14 @@ def test_counters_from_long_ago_say_nothing(beacon, minion):
     assert look(beacon) == []
 
 
+def test_a_lone_keepalive_is_not_traffic(beacon, minion):
+    look(beacon)
+    minion.set(PEER1, age=200, tx=1032)  # the keepalive sent 10 s after an answer
+    assert look(beacon) == []
+    minion.set(PEER1, age=201, tx=1032 + 148)  # a handshake initiation: someone sends
+    assert [e["tag"] for e in look(beacon)] == ["stale"]
+
+
 def test_a_peer_that_answers_is_not_stale(beacon, minion):
     look(beacon)
     minion.set(PEER1, age=200, tx=5000, rx=5000)  # traffic both ways, no rekey yet

@@ -283,6 +283,14 @@ def test_stale_needs_traffic_idle_is_a_note(wgmod, data):
     assert found(wgmod, data, stale_after=500) == []
 
 
+def test_a_lone_keepalive_between_samples_is_not_traffic(wgmod, data):
+    laptop = data["live"]["peers"][PEER2]
+    laptop["latest_handshake_age"] = 400
+    data["tx_later"] = {PEER2: laptop["tx_bytes"] + 32}
+    (idle,) = found(wgmod, data)
+    assert idle["severity"] == "info" and "is idle" in idle["message"]
+
+
 def test_a_peer_that_answers_between_samples_is_not_stale(wgmod, data):
     laptop = data["live"]["peers"][PEER2]
     laptop["latest_handshake_age"] = 150
