@@ -5,15 +5,15 @@ Fire an event when a WireGuard peer's handshake goes stale, and when it recovers
 
 A peer is stale when its last handshake is older than ``stale_after`` seconds (or it
 never had one) while traffic is being sent to it and nothing comes back: its sent
-counter grew since the beacon's previous look (or it has a persistent keepalive) and
-its received counter did not. WireGuard renews a working session every 120 s while it
-carries traffic and drops it after 180 s, so a link in use never goes past the default
-of 180 s. (A ``stale_after`` below 120 s is for tests: a busy one-way link then looks
-stale between two renewals.) A stale peer is recovered by its next handshake, or as
-soon as it answers again (a peer found at a new address keeps its session).
-A peer that stays stale is reported again every ``renotify`` seconds (default 300, 0
-turns it off), so a reaction that came too early (a DNS record not yet updated) gets
-another chance.
+counter grew since the beacon's previous look by more than one keepalive (or it has a
+persistent keepalive) and its received counter did not. WireGuard renews a working
+session every 120 s while it carries traffic and drops it after 180 s, so a link in use
+never goes past the default of 180 s. (A ``stale_after`` below 120 s is for tests: a
+busy one-way link then looks stale between two renewals.) A stale peer is recovered by
+its next handshake, or as soon as it answers again (a peer found at a new address keeps
+its session). A peer that stays stale is reported again every ``renotify`` seconds
+(default 300, 0 turns it off), so a reaction that came too early (a DNS record not yet
+updated) gets another chance.
 
 Events (Salt puts ``salt/beacon/<minion id>/<beacon name>/`` in front of each tag):
 
