@@ -220,11 +220,10 @@ class Lab:
 
     # -- tear-down -------------------------------------------------------------------------
     def remove(self, hosts) -> None:
-        """Tear down some hosts (containers power off in parallel); forget their keys."""
+        """Tear down some hosts (containers are killed: nothing of them is kept); forget
+        their minion keys."""
         hosts = list(hosts)
         containers = [h for h in hosts if isinstance(h, Container)]
-        for c in containers:
-            c.signal_poweroff()
         errors = []
         for h in reversed(hosts):
             try:
@@ -275,8 +274,6 @@ class Lab:
                     signal.SIGINT, lambda *_: log("tearing the lab down, please wait"))
         try:
             log(f"lab {self.id}: tearing down {len(self._order)} hosts")
-            for c in self.containers():
-                c.signal_poweroff()
             errors = []
             for h in reversed(list(self._order)):
                 try:
