@@ -1,7 +1,8 @@
 """`salt-run wireguard.audit`, the `wireguard` beacon and the reactor example, in the lab:
 real master, real minions, real tunnels (issue 7).
 
-- every topology of pillar.example, healthy, audits clean;
+- every topology of pillar.example, healthy, audits clean (in test_topologies.py, on
+  the deployments built there);
 - pairs of the mesh broken on purpose (a swapped key, a narrowed AllowedIPs, an endpoint
   at the wrong port, one side's peer removed) are named exactly, with both minions;
 - powering a node off fires the beacon's stale event on its peers, booting it again
@@ -23,68 +24,20 @@ import time
 import pytest
 from nacl.bindings import crypto_scalarmult_base
 
+from tests.e2e.auditing import SERIOUS, audit, local_serious, report, serious
 from tests.lab.saltmaster import describe_failures
-from tests.lab.topologies import TOPOLOGIES, Deployment, diagnostics
+from tests.lab.topologies import Deployment, diagnostics
 from tests.lab.util import CLEAN_ENV, wait_for
 
 MESH_IP = {"mesh1": "10.10.0.1", "mesh2": "10.10.0.2", "mesh3": "10.10.0.3"}
 MESH_KEY = {"mesh1": "4MVu+Y/eM0PbZeZQw+e8nqrm9R3HeYsry+yQATUQrTE=",
             "mesh2": "o1uteuVMiyuG1k2dMsi5fLR42ybYWCPaymrdmm2r/Vk=",
             "mesh3": "bKA/tQpWYRFtIAZxR+gYhl0J2KB4RXFYQoKbR9b5XRo="}
-SERIOUS = ("error", "warning")
 STALE_AFTER = 20  # seconds; the tests send traffic only while a node is unreachable
-
-
-def audit(lab, minions) -> dict:
-    """`salt-run wireguard.audit` on these minions, as JSON (--out=json)."""
-    data = lab.master.salt_run("wireguard.audit", tgt=",".join(sorted(minions)),
-                               tgt_type="list", timeout=60)
-    assert isinstance(data, dict) and "problems" in data, data
-    return data
-
-
-def report(lab, minions) -> str:
-    out = lab.master.salt_run("wireguard.audit", tgt=",".join(sorted(minions)),
-                              tgt_type="list", report="text", timeout=60)
-    return out if isinstance(out, str) else json.dumps(out, indent=1)
-
-
-def serious(data) -> set:
-    """(check, minion, interface, other minion, other interface) of every error and
-    warning between minions."""
-    return {(p["check"], p["minion"], p["interface"], p["peer_minion"], p["peer_interface"])
-            for p in data["problems"] if p["severity"] in SERIOUS}
-
-
-def local_serious(data) -> dict:
-    return {m: [f"{p['check']}: {p['message']}" for p in items if p["severity"] in SERIOUS]
-            for m, items in data["local"].items()
-            if any(p["severity"] in SERIOUS for p in items)}
 
 
 def fresh_public_key() -> str:
     return base64.b64encode(crypto_scalarmult_base(os.urandom(32))).decode()
-
-
-# ---------------------------------------------------------------- every topology, healthy
-# (first in this file: it builds pillar.example's mesh too, before the module's own)
-
-@pytest.mark.parametrize("topology", sorted(TOPOLOGIES))
-def test_every_topology_of_pillar_example_audits_clean(lab, topology):
-    with lab.section():
-        dep = Deployment(lab, topology).build()
-        dep.apply()
-        lab.master.salt_run("saltutil.sync_runners")
-        for ping in dep.topo.passes:  # every tunnel carries traffic: handshakes both ways
-            assert dep.ping(ping).received, f"{ping}\n{diagnostics(dep)}"
-        data = audit(lab, dep.minions)
-        text = report(lab, dep.minions)
-        assert data["ok"], text
-        assert serious(data) == set() and local_serious(data) == {}, text
-        assert data["unreachable"] == [] and data["unknown_peers"] == [], text
-        assert sorted(data["minions"]) == sorted(dep.minions)
-        assert data["links"] and {link["state"] for link in data["links"]} == {"up"}, text
-        assert text.startswith("WireGuard audit: OK"), text
 
 
 # ---------------------------------------------------------------- the mesh, broken on purpose

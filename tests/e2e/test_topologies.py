@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from nacl.bindings import crypto_scalarmult_base
 
+from tests.e2e.auditing import audit, local_serious, report, serious
 from tests.lab.saltmaster import describe_failures, summarize
 from tests.lab.topologies import (
     TOPOLOGIES,
@@ -124,6 +125,24 @@ def test_what_this_topology_is_for(deployed):
     dep = deployed
     _applied(dep)
     CHECKS[dep.name](dep)
+
+
+def test_healthy_topology_audits_clean(deployed):
+    """`salt-run wireguard.audit` finds nothing wrong with a topology that works (issue 7);
+    the traffic tests before this one made every tunnel handshake both ways."""
+    dep, lab = deployed, deployed.lab
+    _applied(dep)
+    lab.master.salt_run("saltutil.sync_runners")
+    for ping in dep.topo.passes:
+        assert dep.ping(ping).received, f"{ping}\n{diagnostics(dep)}"
+    data = audit(lab, dep.minions)
+    text = report(lab, dep.minions)
+    assert data["ok"], text
+    assert serious(data) == set() and local_serious(data) == {}, text
+    assert data["unreachable"] == [] and data["unknown_peers"] == [], text
+    assert sorted(data["minions"]) == sorted(dep.minions)
+    assert data["links"] and {link["state"] for link in data["links"]} == {"up"}, text
+    assert text.startswith("WireGuard audit: OK"), text
 
 
 def test_second_apply_changes_nothing(deployed):
