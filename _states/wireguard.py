@@ -80,14 +80,17 @@ def _live(interface):
     """The interface's live peers, read once per run."""
     cache = __context__.setdefault(LIVE, {})
     if interface not in cache:
-        if interface not in __salt__["wireguard.interfaces"]():
+        try:
+            cache[interface] = __salt__["wireguard.show"](interface, psk_digests=True)[interface]
+        except CommandExecutionError:
+            if interface in __salt__["wireguard.interfaces"]():
+                raise
             if __opts__["test"]:
-                raise _NotUpYet(interface)
+                raise _NotUpYet(interface) from None
             raise CommandExecutionError(
                 f"WireGuard interface '{interface}' is not up on this minion: start it "
                 f"first (systemctl start wg-quick@{interface}, or apply the wireguard formula)"
-            )
-        cache[interface] = __salt__["wireguard.show"](interface, psk_digests=True)[interface]
+            ) from None
     return cache[interface]
 
 

@@ -219,3 +219,33 @@ def test_test_mode_on_an_interface_not_up_yet_predicts_instead_of_failing(loader
     ):
         assert ret.result is None
         assert "wgnotyet0 is not up yet" in ret.comment
+
+
+def test_wg_calls_do_not_grow_with_unchanged_peers(loaders, pair, tmp_path, monkeypatch):
+    """One run reads the live state once; unchanged peers cost no `wg` call."""
+    log = tmp_path / "wg.log"
+    shim = tmp_path / "bin" / "wg"
+    shim.parent.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v wg"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    shim.write_text(f'#!/bin/sh\necho "$1 $2" >> {log}\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{shim.parent}:{__import__('os').environ['PATH']}")
+
+    def sls(count):
+        return "\n".join(
+            f"peer{i}:\n  wireguard.peer:\n    - name: {keys[i]}\n"
+            f"    - interface: {pair.ifname}\n    - allowed_ips: [10.79.{i}.0/24]\n"
+            f"    - persistent_keepalive: 25\n" for i in range(count))
+
+    def calls(count):
+        log.write_text("")
+        ret = loaders.modules.state.template_str(sls(count))
+        assert all(r.result for r in ret), ret
+        return log.read_text().splitlines()
+
+    keys = [new_key(loaders) for _ in range(40)]
+    assert len(calls(40)) == 42  # read once, then one `wg set` per added peer
+    few, many = calls(2), calls(40)
+    assert few == many, (few, many)
+    assert len(many) == 2, many  # `wg show interfaces` and one `wg show <if> dump`
