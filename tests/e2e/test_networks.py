@@ -10,16 +10,23 @@ import pytest
 
 from tests.lab.host import parse_ping
 from tests.lab.saltmaster import describe_failures
+from tests.lab.topologies import load_examples
 
-MINE = {"mine_functions": {"wireguard.public_keys": []}}
-INET = "198.18.3"
+INET = "198.18.3"  # pillar.example's mine-mesh endpoints
 
 
 def mesh_pillar(nodes):
-    return {"wireguard": {"networks": {"corp": {
-        "interface": "wg1", "listen_port": 51821, "topology": "mesh",
-        "nodes": {n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"}
-                  for n, i in nodes.items()}}}}, **MINE}
+    """pillar.example's mine-mesh, with exactly these nodes."""
+    pillar = copy.deepcopy(load_examples()["mine-mesh"]["node1"])
+    pillar["wireguard"]["networks"]["corp"]["nodes"] = {
+        n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"} for n, i in nodes.items()}
+    return pillar
+
+
+def test_mesh_pillar_is_pillar_example():
+    example = load_examples()["mine-mesh"]
+    nodes = {"node1": 1, "node2": 2, "node3": 3, "node4": 4}
+    assert all(example[n] == mesh_pillar(nodes) for n in nodes)
 
 
 def give_all(master, minions, pillar):
@@ -147,12 +154,7 @@ def hub(lab):
             spokes[site].route(f"default via 192.168.6{n}.1")
             lab.nat(router, "wan")
         lab.wait_ready()
-        pillar = {"wireguard": {"networks": {"branches": {
-            "interface": "wg2", "listen_port": 51822, "topology": "hub", "hubs": ["hub"],
-            "nodes": {"hub": {"address": "10.3.0.1/24", "endpoint": "198.18.4.1"},
-                      "spoke1": {"address": "10.3.0.11/24"},
-                      "spoke2": {"address": "10.3.0.12/24"}}}}}, **MINE}
-        give_all(lab.master, ["hub", *spokes], pillar)
+        lab.master.write_pillar(load_examples()["mine-hub"])
         orchestrate(lab.master)
         yield hub, spokes
 
