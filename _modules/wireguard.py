@@ -507,11 +507,11 @@ def _text(value, where):
     return value
 
 
-def _network(value, where, strict_host=False):
+def _network(value, where):
     """A normalised CIDR (host bits cleared); a bare address becomes /32 or /128."""
     text = _text(value, where)
     try:
-        net = ipaddress.ip_network(text, strict=strict_host)
+        net = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise SaltInvocationError(f"{where}: '{text}' is not a valid CIDR") from None
     return str(net)
