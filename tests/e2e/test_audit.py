@@ -25,11 +25,9 @@ import pytest
 from nacl.bindings import crypto_scalarmult_base
 
 from tests.e2e.auditing import SERIOUS, audit, local_serious, report, serious
-from tests.lab.saltmaster import describe_failures
-from tests.lab.topologies import Deployment, diagnostics
+from tests.e2e.mesh import MESH_IP, apply, deployed_mesh, handshake
 from tests.lab.util import CLEAN_ENV, wait_for
 
-MESH_IP = {"mesh1": "10.10.0.1", "mesh2": "10.10.0.2", "mesh3": "10.10.0.3"}
 MESH_KEY = {"mesh1": "4MVu+Y/eM0PbZeZQw+e8nqrm9R3HeYsry+yQATUQrTE=",
             "mesh2": "o1uteuVMiyuG1k2dMsi5fLR42ybYWCPaymrdmm2r/Vk=",
             "mesh3": "bKA/tQpWYRFtIAZxR+gYhl0J2KB4RXFYQoKbR9b5XRo="}
@@ -44,30 +42,9 @@ def fresh_public_key() -> str:
 
 @pytest.fixture(scope="module")
 def mesh(lab):
-    with lab.section():
-        dep = Deployment(lab, "mesh").build()
-        dep.base = copy.deepcopy(dep.pillar)
-        dep.apply()
+    with deployed_mesh(lab) as dep:
         lab.master.salt_run("saltutil.sync_runners")
-        handshake(dep)
         yield dep
-
-
-def handshake(dep) -> None:
-    for src in MESH_IP:
-        for dst, ip in MESH_IP.items():
-            if src != dst:
-                assert dep[src].ping_until(ip, within=30).received, (
-                    f"{src} -> {dst}\n{diagnostics(dep)}")
-
-
-def apply(dep, pillar: dict, minions: list[str]) -> None:
-    dep.pillar = pillar
-    dep.lab.master.write_pillar(pillar)
-    ret = dep.lab.master.state_apply(minions)
-    assert sorted(ret) == sorted(minions), ret
-    failures = describe_failures(ret)
-    assert not failures, failures
 
 
 @pytest.fixture

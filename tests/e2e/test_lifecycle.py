@@ -9,39 +9,19 @@ import time
 
 import pytest
 
+from tests.e2e.mesh import MESH_IP, apply, deployed_mesh
 from tests.lab.host import parse_ping
-from tests.lab.saltmaster import describe_failures, summarize
-from tests.lab.topologies import Deployment, diagnostics
-
-MESH_IP = {"mesh1": "10.10.0.1", "mesh2": "10.10.0.2", "mesh3": "10.10.0.3"}
+from tests.lab.topologies import diagnostics
 
 
 @pytest.fixture(scope="module")
 def mesh(lab):
-    with lab.section():
-        dep = Deployment(lab, "mesh").build()
-        dep.base = copy.deepcopy(dep.pillar)
-        dep.apply()
-        for src in MESH_IP:
-            for dst, ip in MESH_IP.items():
-                if src != dst:
-                    assert dep[src].ping_until(ip).received, f"{src} -> {dst} before tests"
+    with deployed_mesh(lab) as dep:
         yield dep
 
 
 def wg0(pillar: dict, minion: str) -> dict:
     return pillar[minion]["wireguard"]["interfaces"]["wg0"]
-
-
-def apply(dep: Deployment, pillar: dict, minions: list[str]) -> dict:
-    """Give the master this pillar and apply it on `minions`; fail on failed states."""
-    dep.pillar = pillar
-    dep.lab.master.write_pillar(pillar)
-    ret = dep.lab.master.state_apply(minions)
-    assert sorted(ret) == sorted(minions), ret
-    failures = describe_failures(ret)
-    assert not failures, failures
-    return summarize(ret)
 
 
 @pytest.fixture
