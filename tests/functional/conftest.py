@@ -28,6 +28,7 @@ def minion_opts(tmp_path_factory):
         log_file=str(root / "minion.log"),
         module_dirs=[str(REPO / "_modules")],
         states_dirs=[str(REPO / "_states")],
+        utils_dirs=[str(REPO / "_utils")],
         file_roots={"base": [str(root / "srv")]},
         pillar_roots={"base": [str(root / "pillar")]},
         pillar={},
