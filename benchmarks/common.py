@@ -34,6 +34,7 @@ def minion_opts(root):
     opts.update(id="bench", file_client="local", cachedir=f"{root}/cache",
                 pki_dir=f"{root}/pki", sock_dir=f"{root}/sock", log_file=f"{root}/log",
                 module_dirs=[str(REPO / "_modules")], states_dirs=[str(REPO / "_states")],
+                utils_dirs=[str(REPO / "_utils")],
                 file_roots={"base": [f"{root}/srv"]}, pillar={})
     return opts
 
