@@ -226,6 +226,7 @@ class Renderer:
                 "pillar_roots": {"base": [str(case_dir / "pillar")]},
                 "module_dirs": [str(REPO / "_modules")],
                 "states_dirs": [str(REPO / "_states")],
+                "utils_dirs": [str(REPO / "_utils")],
                 "grains": all_grains,
                 "log_level": "quiet",
                 "log_level_logfile": "quiet",
