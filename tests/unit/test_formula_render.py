@@ -227,6 +227,7 @@ class Renderer:
                 "file_roots": {"base": [str(self.file_root)]},
                 "pillar_roots": {"base": [str(case_dir / "pillar")]},
                 "module_dirs": [str(REPO / "_modules")],
+                "utils_dirs": [str(REPO / "_utils")],
                 "states_dirs": [str(REPO / "_states")],
                 "grains": all_grains,
                 "log_level": "quiet",
