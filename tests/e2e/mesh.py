@@ -1,4 +1,4 @@
-"""pillar.example's `mesh` topology as the e2e tests that change it use it."""
+"""examples/mesh as the e2e tests that change it use it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """`salt-run wireguard.audit`, the `wireguard` beacon and the reactor example, in the lab:
 real master, real minions, real tunnels (issue 7).
 
-- every topology of pillar.example, healthy, audits clean (in test_topologies.py, on
+- every topology of examples/, healthy, audits clean (in test_topologies.py, on
   the deployments built there);
 - pairs of the mesh broken on purpose (a swapped key, a narrowed AllowedIPs, an endpoint
   at the wrong port, one side's peer removed) are named exactly, with both minions;
@@ -49,7 +49,7 @@ def mesh(lab):
 
 @pytest.fixture
 def restore(mesh):
-    """Put pillar.example's mesh back on every minion after the test, and handshake."""
+    """Put examples/mesh back on every minion after the test, and handshake."""
     yield mesh
     apply(mesh, copy.deepcopy(mesh.base), list(MESH_IP))
     handshake(mesh)

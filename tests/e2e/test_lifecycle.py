@@ -1,5 +1,5 @@
 """What happens to a running tunnel over time: reboots, live peer changes, interface
-changes, disabling and removing. Uses the `mesh` topology of pillar.example; every test
+changes, disabling and removing. Uses the `mesh` topology of examples/; every test
 puts the example's pillar back when it ends."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def wg0(pillar: dict, minion: str) -> dict:
 
 @pytest.fixture
 def restore(mesh):
-    """Put pillar.example's mesh back on every minion after the test."""
+    """Put examples/mesh back on every minion after the test."""
     yield mesh
     s = apply(mesh, copy.deepcopy(mesh.base), list(MESH_IP))
     assert all(not v["failed"] for v in s.values())
