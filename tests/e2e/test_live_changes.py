@@ -1,0 +1,635 @@
+"""Every change live (issue 12): the running interface is reconciled to its config in
+full, and restarted only where Linux cannot change it in place.
+
+One small deployment for the whole module: host `live-a` (the one changed) runs wg0 with
+two peers, `live-b` and `live-c`; `live-c` is the peer that does not change. During every
+live change A pings C 20 times a second, and no reply may be missing; wg0 keeps its
+ifindex and its wireguard-go process. After every change the live interface must be
+exactly what `systemctl restart wg-quick@wg0` builds from the file just written: its
+fingerprint (wg settings and peers, addresses and MTU, routes in every table, policy
+rules, /etc/resolv.conf) is taken before and after such a restart, and must not change.
+
+A starts with a hand-written config that the formula adopts (the first test); later
+tests apply A's pillar through the real salt-master.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from tests.lab.saltmaster import describe_failures, summarize
+from tests.lab.util import LabError
+
+A, B, C = "live-a", "live-b", "live-c"
+UNDERLAY = {A: "198.18.0.1", B: "198.18.0.2", C: "198.18.0.3"}
+TUNNEL = {A: ("10.40.0.1", "fd40::1"), B: ("10.40.0.2", "fd40::2"), C: ("10.40.0.3", "fd40::3")}
+PORT = 51820
+UNIT = "wg-quick@wg0"
+# an address outside the tunnel's subnets that B answers for (on its loopback)
+BEYOND_B = "172.31.7.7"
+STATIC_ROUTE = "172.31.9.0/24"
+SPARE_TABLE = 1234
+CONF = "/etc/wireguard/wg0.conf"
+HEADER = "# Managed by Salt"
+
+
+# ----------------------------------------------------------------------------- keys
+@dataclass
+class Keypair:
+    private: str
+    public: str
+
+
+def keypair() -> Keypair:
+    """A WireGuard key pair made on this machine with `wg` (no network involved)."""
+    private = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    return Keypair(private, public)
+
+
+# -------------------------------------------------------------------- live readings
+def wg_pid(host) -> int:
+    """The wireguard-go process behind wg0 (there is exactly one)."""
+    pids = host.out("pidof wireguard-go", check=False).split()
+    assert len(pids) == 1, f"{host.name}: wireguard-go processes: {pids}"
+    return int(pids[0])
+
+
+def _route(route: dict) -> tuple:
+    """One route of `ip -j route show table all`, without what differs per boot."""
+    return (route.get("dst"), str(route.get("table", "main")), route.get("protocol", "boot"),
+            route.get("scope", "global"), route.get("type", "unicast"), route.get("prefsrc"))
+
+
+FINGERPRINT_PARTS = {
+    "public_key": "wg show wg0 public-key",
+    "listen_port": "wg show wg0 listen-port",
+    "fwmark": "wg show wg0 fwmark",
+    "allowed_ips": "wg show wg0 allowed-ips",
+    "keepalive": "wg show wg0 persistent-keepalive",
+    "link": "ip -j addr show dev wg0",
+    "routes4": "ip -j -4 route show table all dev wg0",
+    "routes6": "ip -j -6 route show table all dev wg0",
+    "rules4": "ip -j -4 rule",
+    "rules6": "ip -j -6 rule",
+    "resolv_conf": "cat /etc/resolv.conf",
+}
+SEPARATOR = "@@@@"
+
+
+def fingerprint(host) -> dict:
+    """What `systemctl restart wg-quick@wg0` rebuilds, as plain comparable data: wg
+    settings and peers (no counters, handshakes, endpoints, no secret), addresses and
+    MTU, the device's routes in every table, policy rules and /etc/resolv.conf."""
+    script = f"; echo {SEPARATOR}; ".join(f"{cmd} 2>&1" for cmd in FINGERPRINT_PARTS.values())
+    parts = dict(zip(FINGERPRINT_PARTS, host.out(script).split(f"{SEPARATOR}\n"), strict=True))
+
+    def peer_lines(text):
+        return sorted(" ".join([key, *sorted(rest.split())])
+                      for key, _, rest in (line.partition("\t") for line in text.splitlines()))
+
+    link = json.loads(parts["link"] or "[]")
+    link = link[0] if link else {}
+    return {
+        "public_key": parts["public_key"].strip(),
+        "listen_port": parts["listen_port"].strip(),
+        "fwmark": parts["fwmark"].strip(),
+        "allowed_ips": peer_lines(parts["allowed_ips"]),
+        "keepalive": peer_lines(parts["keepalive"]),
+        "mtu": link.get("mtu"),
+        "flags": sorted(link.get("flags", [])),
+        "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                            if a.get("scope") != "link"),
+        "routes": sorted(_route(r) for fam in ("routes4", "routes6")
+                         for r in json.loads(parts[fam] or "[]")
+                         if not str(r.get("dst", "")).startswith("fe80:")),
+        "rules": sorted(json.dumps(r, sort_keys=True) for fam in ("rules4", "rules6")
+                        for r in json.loads(parts[fam] or "[]")),
+        "resolv_conf": parts["resolv_conf"],
+    }
+
+
+def routes_to(host, dst: str) -> list[tuple]:
+    """The device's routes (every table) whose destination is `dst`."""
+    return [r for r in fingerprint(host)["routes"] if r[0] in (dst, dst.split("/")[0])]
+
+
+def assert_restart_builds_the_same(host) -> None:
+    """The live interface equals what a restart of its service builds from the file."""
+    live = fingerprint(host)
+    host.run(["systemctl", "restart", UNIT])
+    assert host.unit_state(UNIT)[0] == "active"
+    restarted = fingerprint(host)
+    differs = {k: {"live": live[k], "after restart": restarted[k]}
+               for k in live if live[k] != restarted[k]}
+    assert not differs, ("the live interface differs from what `systemctl restart` builds:\n"
+                         + json.dumps(differs, indent=1, default=str))
+
+
+# --------------------------------------------------------------------- steady ping
+@dataclass
+class SteadyPing:
+    """20 echo requests a second; after the block: which replies came."""
+
+    sent: int = 0
+    answered: set[int] = field(default_factory=set)
+    output: str = ""
+
+    @property
+    def lost(self) -> list[int]:
+        """Sequence numbers with no reply, up to the last one answered."""
+        return sorted(set(range(1, max(self.answered, default=0) + 1)) - self.answered)
+
+    def check(self, what: str) -> None:
+        assert self.sent >= 20, f"{what}: only {self.sent} echo requests\n{self.output[-2000:]}"
+        assert not self.lost, (f"{what}: {len(self.lost)} of {self.sent} echo requests to "
+                               f"{C} got no reply (icmp_seq {self.lost[:20]})")
+        # the tunnel still answers at the end: only the requests in flight lack a reply
+        assert self.sent - max(self.answered, default=0) <= 5, (
+            f"{what}: the last reply was to icmp_seq {max(self.answered, default=0)} "
+            f"of {self.sent}\n{self.output[-2000:]}")
+
+
+@contextlib.contextmanager
+def steady_ping(host, dst: str):
+    pidfile = f"/run/steady-ping-{secrets.token_hex(4)}.pid"
+    proc = host.popen(f"echo $$ > {pidfile}; exec ping -n -i 0.05 -W 1 {dst}")
+    result = SteadyPing()
+    try:
+        deadline = time.monotonic() + 10
+        while not host.file_exists(pidfile):
+            assert time.monotonic() < deadline and proc.poll() is None, "ping did not start"
+            time.sleep(0.05)
+        time.sleep(1)
+        yield result
+        time.sleep(1)
+    finally:
+        host.run(f"kill -INT $(cat {pidfile}); rm -f {pidfile}", check=False)
+        try:
+            result.output, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            result.output, _ = proc.communicate()
+    m = re.search(r"(\d+) packets transmitted", result.output)
+    result.sent = int(m.group(1)) if m else 0
+    result.answered = {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=", result.output)}
+
+
+# ---------------------------------------------------------------------- deployment
+class LiveDeployment:
+    """A, B and C on one underlay switch; A's wg0 pillar is what each test sets."""
+
+    def __init__(self, lab):
+        self.lab = lab
+        self.keys = {h: keypair() for h in (A, B, C)}
+        self.hosts = {}
+        self.current: dict | None = None  # A's wg0 pillar last applied (None: unknown)
+
+    def __getitem__(self, name):
+        return self.hosts[name]
+
+    # -- pillar ---------------------------------------------------------------------
+    def peer(self, name: str) -> dict:
+        v4, v6 = TUNNEL[name]
+        return {"public_key": self.keys[name].public, "endpoint": f"{UNDERLAY[name]}:{PORT}",
+                "allowed_ips": [f"{v4}/32", f"{v6}/128"], "persistent_keepalive": 25}
+
+    def interface(self, name: str, peers) -> dict:
+        v4, v6 = TUNNEL[name]
+        return {"address": [f"{v4}/24", f"{v6}/64"], "listen_port": PORT,
+                "private_key": self.keys[name].private,
+                "peers": {p: self.peer(p) for p in peers}}
+
+    def base(self) -> dict:
+        """A's wg0 as the module starts it: two peers, nothing else."""
+        return self.interface(A, (B, C))
+
+    def pillars(self, a_wg0: dict) -> dict:
+        def of(wg0):
+            return {"wireguard": {"interfaces": {"wg0": wg0}}}
+
+        return {A: of(a_wg0), B: of(self.interface(B, (A,))), C: of(self.interface(C, (A,)))}
+
+    # -- set-up ---------------------------------------------------------------------
+    def build(self) -> LiveDeployment:
+        inet = self.lab.bridge("live-inet")
+        for name in (A, B, C):
+            self.hosts[name] = self.lab.container(name)
+            inet.attach(self.hosts[name], "eth0", f"{UNDERLAY[name]}/24")
+        self.hosts[B].ip("addr", "add", f"{BEYOND_B}/32", "dev", "lo")
+        self.lab.wait_ready()
+        self.apply(self.base(), [B, C])
+        a = self.hosts[A]
+        a.write(CONF, hand_written(self.keys, self.peer), mode=0o600)
+        a.run(["systemctl", "enable", "--now", UNIT])
+        self.reachable()
+        return self
+
+    # -- salt -----------------------------------------------------------------------
+    def apply(self, a_wg0: dict, minions=(A,), check: bool = True, test: bool = False) -> dict:
+        """A's wg0 pillar (B and C as always) on the master, then `salt MINIONS
+        state.apply wireguard`; with `check`, a failed state fails the test."""
+        master = self.lab.master
+        master.write_pillar(self.pillars(a_wg0))
+        kwargs = {"test": True} if test else {}
+        ret = master.salt(list(minions), "state.apply", "wireguard", timeout=300, **kwargs)
+        failures = describe_failures(ret)
+        missing = sorted(set(minions) - set(ret))
+        if check and (failures or missing):
+            journals = "".join(
+                f"\n--- {m}: journalctl -u {UNIT}\n" + self.hosts[m].out(
+                    ["journalctl", "-u", UNIT, "-n", "15", "--no-pager", "-o", "cat"],
+                    check=False) for m in minions)
+            raise LabError(f"state.apply wireguard on {', '.join(minions)} failed\n"
+                           f"{failures}{' no answer from ' if missing else ''}{missing or ''}"
+                           f"{journals}")
+        if A in minions and not test:
+            self.current = copy.deepcopy(a_wg0) if not (failures or missing) else None
+        return ret
+
+    def ensure(self, a_wg0: dict) -> None:
+        """A runs `a_wg0` (applied only when it is not what A runs already)."""
+        if self.current != a_wg0:
+            self.apply(a_wg0)
+        self.reachable()
+
+    def reachable(self) -> None:
+        for dst in TUNNEL[C][0], TUNNEL[B][0]:
+            res = self.hosts[A].ping_until(dst, within=30)
+            assert res.received, f"{A} cannot reach {dst}: {res}"
+
+
+def hand_written(keys, peer) -> str:
+    """A's wg0.conf as a person writes it: other key order, comments, `Address = a, b`
+    on one line, peers in another order, odd spacing. It means what base() says."""
+    c, b = peer(C), peer(B)
+    return f"""\
+# wg0, set up by hand long before Salt
+[Interface]
+ListenPort={PORT}
+Address = {TUNNEL[A][0]}/24, {TUNNEL[A][1]}/64   # both families
+PrivateKey = {keys[A].private}
+
+[Peer]
+# C
+PublicKey = {c['public_key']}
+AllowedIPs = {c['allowed_ips'][0]},{c['allowed_ips'][1]}
+PersistentKeepalive = 25
+Endpoint = {c['endpoint']}
+
+[Peer]
+AllowedIPs = {', '.join(b['allowed_ips'])}
+Endpoint = {b['endpoint']}
+PublicKey = {b['public_key']}
+PersistentKeepalive = 25
+"""
+
+
+# -------------------------------------------------------------------- state returns
+def state_returns(ret: dict, function: str, minion: str = A) -> list[dict]:
+    """The returns of the `wireguard.<function>` states for wg0 on `minion`."""
+    states = ret.get(minion)
+    assert isinstance(states, dict), f"{minion}: {states}"
+    found = []
+    for key, result in states.items():
+        parts = key.split("_|-")
+        if parts[0] == "wireguard" and parts[-1] == function and parts[-2] == "wg0":
+            found.append(result)
+    return found
+
+
+def config_changes(ret: dict) -> dict:
+    (config,) = state_returns(ret, "config")
+    return config.get("changes") or {}
+
+
+def restart_reason(ret: dict) -> str:
+    """What the wireguard.config state's changes say besides the diff (the restart and
+    why), as text."""
+    return json.dumps({k: v for k, v in config_changes(ret).items() if k != "diff"})
+
+
+def live_changes(ret: dict) -> dict:
+    """Every change the wireguard states report for wg0 on A, merged by key."""
+    merged = {}
+    for states in (ret.get(A) or {}).values():
+        merged.update(states.get("changes") or {})
+    return merged
+
+
+# --------------------------------------------------------------------------- fixture
+@pytest.fixture(scope="module")
+def live(lab):
+    with lab.section():
+        yield LiveDeployment(lab).build()
+
+
+# ------------------------------------------------------------------------ adoption
+def test_a_running_hand_written_config_is_adopted_without_a_restart(live):
+    a = live[A]
+    assert live.current is None, "A must still run its hand-written config"
+    ifindex, pid = a.ifindex("wg0"), wg_pid(a)
+    with steady_ping(a, TUNNEL[C][0]) as ping:
+        ret = live.apply(live.base())
+    ping.check("adoption")
+    assert a.ifindex("wg0") == ifindex, "adopting the hand-written config recreated wg0"
+    assert wg_pid(a) == pid, "adopting the hand-written config restarted wireguard-go"
+    assert "restart" not in restart_reason(ret), restart_reason(ret)
+    conf = a.read(CONF)
+    assert conf.startswith(HEADER), f"{CONF} was not rewritten in the formula's format"
+    assert f"Address = {TUNNEL[A][0]}/24, {TUNNEL[A][1]}/64" in conf
+    again = summarize(live.apply(live.base()))[A]
+    assert again["changed"] == 0, f"the second apply changed {again['changed_ids']}"
+    assert_restart_builds_the_same(a)
+
+
+# ---------------------------------------------------------------------- live changes
+def with_address(cidr):
+    return lambda wg0: wg0["address"].append(cidr)
+
+
+def setting(key, value):
+    return lambda wg0: wg0.update({key: value})
+
+
+def widened(wg0):
+    wg0["peers"][B]["allowed_ips"].append(f"{BEYOND_B}/32")
+
+
+def without_b(wg0):
+    del wg0["peers"][B]
+
+
+def both(*changes):
+    def change(wg0):
+        for one in changes:
+            one(wg0)
+
+    return change
+
+
+def has_address(cidr, present=True):
+    def check(a):
+        shown = a.out(["ip", "-br", "addr", "show", "dev", "wg0"])
+        assert (cidr in shown.split()) == present, shown
+
+    return check
+
+
+def has_mtu(mtu):
+    def check(a):
+        shown = a.out(["ip", "link", "show", "dev", "wg0"])
+        assert f"mtu {mtu} " in shown, shown
+
+    return check
+
+
+def wg_shows(what, value):
+    def check(a):
+        assert a.out(["wg", "show", "wg0", what]).strip() == value
+
+    return check
+
+
+def resolv_conf(*present, absent=()):
+    def check(a):
+        text = a.read("/etc/resolv.conf")
+        for line in present:
+            assert line in text.splitlines(), f"/etc/resolv.conf lacks {line!r}:\n{text}"
+        for line in absent:
+            assert line not in text.splitlines(), f"/etc/resolv.conf has {line!r}:\n{text}"
+
+    return check
+
+
+def static_route(a):
+    assert a.out(["ip", "route", "show", STATIC_ROUTE, "dev", "wg0", "proto", "static"])
+
+
+def beyond_b_reachable(a):
+    assert routes_to(a, BEYOND_B), "no route to the widened AllowedIP"
+    assert f"{BEYOND_B}/32" in a.out(["wg", "show", "wg0", "allowed-ips"])
+    res = a.ping(BEYOND_B, count=3)
+    assert res.ok, f"{A} cannot reach {BEYOND_B} through the tunnel right after the apply: {res}"
+
+
+def beyond_b_gone(a):
+    assert not routes_to(a, BEYOND_B), routes_to(a, BEYOND_B)
+    assert f"{BEYOND_B}/32" not in a.out(["wg", "show", "wg0", "allowed-ips"])
+
+
+def b_gone(a):
+    assert len(a.out(["wg", "show", "wg0", "peers"]).split()) == 1, "B is still a peer"
+    assert f"{TUNNEL[B][0]}/32" not in a.out(["wg", "show", "wg0", "allowed-ips"])
+    beyond_b_gone(a)
+
+
+def routed_into_spare_table(a):
+    found = routes_to(a, BEYOND_B)
+    assert [r[1] for r in found] == [str(SPARE_TABLE)], found
+    for peer in (B, C):
+        assert [r[1] for r in routes_to(a, TUNNEL[peer][0])] == [str(SPARE_TABLE)]
+
+
+@dataclass
+class Change:
+    """A's wg0 goes from `before` to `after` (both changes of base()), and `visible`
+    checks it on the running interface."""
+
+    id: str
+    after: Callable[[dict], None]
+    visible: Callable
+    before: Callable[[dict], None] | None = None
+
+
+def nothing(wg0):
+    return None
+
+
+DNS1, DNS2 = "10.40.0.53", "10.40.0.54"
+LIVE_CHANGES = [
+    Change("ipv4-address-added", with_address("10.41.0.1/24"), has_address("10.41.0.1/24")),
+    Change("ipv4-address-removed", nothing, has_address("10.41.0.1/24", False),
+           before=with_address("10.41.0.1/24")),
+    Change("ipv6-address-added", with_address("fd41::1/64"), has_address("fd41::1/64")),
+    Change("ipv6-address-removed", nothing, has_address("fd41::1/64", False),
+           before=with_address("fd41::1/64")),
+    Change("mtu-set", setting("mtu", 1380), has_mtu(1380)),
+    Change("mtu-unset", nothing, has_mtu(1420), before=setting("mtu", 1380)),
+    Change("listen-port", setting("listen_port", PORT + 1), wg_shows("listen-port", "51821")),
+    Change("fwmark-set", setting("fwmark", 0x4D2), wg_shows("fwmark", "0x4d2")),
+    Change("fwmark-removed", nothing, wg_shows("fwmark", "off"), before=setting("fwmark", 0x4D2)),
+    Change("dns-added", setting("dns", [DNS1]), resolv_conf(f"nameserver {DNS1}")),
+    Change("dns-changed", setting("dns", [DNS2, "lab.test"]),
+           resolv_conf(f"nameserver {DNS2}", "search lab.test", absent=[f"nameserver {DNS1}"]),
+           before=setting("dns", [DNS1])),
+    Change("dns-removed", nothing, resolv_conf(absent=[f"nameserver {DNS2}"]),
+           before=setting("dns", [DNS2, "lab.test"])),
+    Change("routes", setting("routes", [STATIC_ROUTE]), static_route),
+    Change("allowed-ips-widened", widened, beyond_b_reachable),
+    Change("allowed-ips-narrowed", nothing, beyond_b_gone, before=widened),
+    Change("peer-removed", without_b, b_gone, before=widened),
+    Change("allowed-ips-widened-table-number", both(setting("table", SPARE_TABLE), widened),
+           routed_into_spare_table, before=setting("table", SPARE_TABLE)),
+]
+
+
+def changed(base: dict, change) -> dict:
+    wg0 = copy.deepcopy(base)
+    (change or nothing)(wg0)
+    return wg0
+
+
+@pytest.mark.parametrize("change", LIVE_CHANGES, ids=[c.id for c in LIVE_CHANGES])
+def test_change_is_applied_live_and_matches_a_restart(live, change):
+    a = live[A]
+    live.ensure(changed(live.base(), change.before))
+    ifindex, pid = a.ifindex("wg0"), wg_pid(a)
+    with steady_ping(a, TUNNEL[C][0]) as ping:
+        ret = live.apply(changed(live.base(), change.after))
+    ping.check(change.id)
+    assert summarize(ret)[A]["changed"] > 0, "the apply reported no change"
+    assert a.ifindex("wg0") == ifindex, f"{change.id}: wg0 was recreated"
+    assert wg_pid(a) == pid, f"{change.id}: wireguard-go was restarted"
+    assert "restart" not in restart_reason(ret), restart_reason(ret)
+    change.visible(a)
+    assert_restart_builds_the_same(a)
+
+
+def test_private_key_change_is_live(live):
+    """A's key changes in pillar; B and C get A's new public key in theirs, all three
+    applied together. C changes too here, so the steady ping does not apply: A keeps
+    its interface and process and reaches both peers again with the new key."""
+    a = live[A]
+    live.ensure(live.base())
+    ifindex, pid = a.ifindex("wg0"), wg_pid(a)
+    old = live.keys[A]
+    live.keys[A] = keypair()
+    try:
+        live.apply(live.base(), [A, B, C])
+    except BaseException:
+        live.keys[A] = old
+        raise
+    assert a.out(["wg", "show", "wg0", "public-key"]).strip() == live.keys[A].public
+    assert a.ifindex("wg0") == ifindex, "a new private key recreated wg0"
+    assert wg_pid(a) == pid, "a new private key restarted wireguard-go"
+    live.reachable()
+    assert_restart_builds_the_same(a)
+
+
+# ----------------------------------------------------------------------- restarts
+@pytest.mark.parametrize(("change", "reason"), [
+    pytest.param(setting("post_up", ["touch /run/wgtest-post-up-%i"]), "hook|post_up",
+                 id="hook-added"),
+    pytest.param(setting("table", "off"), "table", id="table-auto-to-off"),
+])
+def test_what_linux_cannot_change_in_place_restarts_and_says_why(live, change, reason):
+    a = live[A]
+    live.ensure(live.base())
+    ifindex = a.ifindex("wg0")
+    ret = live.apply(changed(live.base(), change))
+    assert a.ifindex("wg0") != ifindex, "the change did not restart wg0"
+    why = restart_reason(ret)
+    assert re.search(reason, why, re.I), f"the config state's changes do not say why: {why}"
+    if "post_up" in reason:
+        assert a.file_exists("/run/wgtest-post-up-wg0"), "the new PostUp hook did not run"
+    live.reachable()
+    assert_restart_builds_the_same(a)
+
+
+def test_default_route_setup_matches_a_restart(live):
+    """A /0 in AllowedIPs with table auto (wg-quick's policy rules, fwmark and
+    suppress_prefixlength): live or by a restart, the result is what a restart builds,
+    and a restart is explained."""
+    a = live[A]
+    live.ensure(live.base())
+    ifindex = a.ifindex("wg0")
+
+    def default_via_c(wg0):
+        wg0["peers"][C]["allowed_ips"].append("0.0.0.0/0")
+
+    ret = live.apply(changed(live.base(), default_via_c))
+    rules = fingerprint(a)["rules"]
+    assert any("suppress_prefixlength" in r for r in rules), rules
+    if a.ifindex("wg0") != ifindex:
+        assert re.search(r"0\.0\.0\.0/0|default", restart_reason(ret)), restart_reason(ret)
+    live.reachable()
+    assert_restart_builds_the_same(a)
+    # and back: the rules go
+    live.apply(live.base())
+    assert not any("suppress_prefixlength" in r for r in fingerprint(a)["rules"])
+    assert_restart_builds_the_same(a)
+
+
+# ------------------------------------------------------------------ test=True, rollback
+def test_test_mode_predicts_the_live_changes_and_touches_nothing(live):
+    a = live[A]
+    live.ensure(live.base())
+    before, conf, ifindex = fingerprint(a), a.read(CONF), a.ifindex("wg0")
+    wanted = changed(live.base(), both(with_address("10.45.0.1/24"), setting("mtu", 1380),
+                                       setting("listen_port", PORT + 2), widened))
+    ret = live.apply(wanted, test=True)
+    predicted = live_changes(ret)
+    for key in ("address", "mtu", "routes", "listen_port"):
+        assert key in predicted, f"test=True does not predict {key}: {sorted(predicted)}"
+        assert set(predicted[key]) >= {"old", "new"}, predicted[key]
+    assert str(predicted["mtu"]["new"]) == "1380" and str(predicted["mtu"]["old"]) == "1420"
+    assert str(predicted["listen_port"]["new"]) == str(PORT + 2)
+    assert "10.45.0.1/24" in json.dumps(predicted["address"]["new"])
+    assert f"{BEYOND_B}/32" in json.dumps(predicted["routes"]["new"])
+    for state in ret[A].values():
+        assert state["result"] in (True, None), state
+    assert fingerprint(a) == before, "test=True changed the live interface"
+    assert a.read(CONF) == conf, "test=True wrote the config file"
+    assert a.ifindex("wg0") == ifindex
+
+
+def test_a_half_failed_live_change_is_rolled_back(live):
+    """IPv6 disabled on wg0 makes the kernel refuse IPv6 addresses: the IPv4 address
+    and the MTU of the same run are put back, and the state names the failed step."""
+    a = live[A]
+    live.ensure(live.base())
+    a.run(["sysctl", "-q", "-w", "net.ipv6.conf.wg0.disable_ipv6=1"])
+    try:
+        before, ifindex, pid = fingerprint(a), a.ifindex("wg0"), wg_pid(a)
+        wanted = changed(live.base(), both(with_address("10.44.0.1/24"),
+                                           with_address("fd44::1/64"), setting("mtu", 1380)))
+        ret = live.apply(wanted, check=False)
+        failed = [s for s in ret[A].values() if s["result"] is False]
+        assert failed, "the apply did not fail although the kernel refused an address"
+        comments = " | ".join(str(s.get("comment")) for s in failed)
+        assert re.search(r"fd4[04]::1", comments) and re.search(r"addr", comments, re.I), (
+            f"the failure does not name the step: {comments}")
+        assert fingerprint(a) == before, "the half-done change was not rolled back"
+        assert (a.ifindex("wg0"), wg_pid(a)) == (ifindex, pid)
+    finally:
+        a.run(["sysctl", "-q", "-w", "net.ipv6.conf.wg0.disable_ipv6=0"])
+        live.current = None
+    live.ensure(live.base())
+    has_address(f"{TUNNEL[A][1]}/64")(a)
+    assert_restart_builds_the_same(a)
+
+
+# -------------------------------------------------------------------------- reboot
+def test_reboot_brings_back_the_same_interface(live):
+    a = live[A]
+    live.ensure(changed(live.base(), both(setting("dns", [DNS1]), setting("mtu", 1400),
+                                          setting("routes", [STATIC_ROUTE]), widened)))
+    before = fingerprint(a)
+    a.reboot()
+    assert a.unit_state(UNIT) == ("active", "enabled")
+    live.reachable()
+    assert fingerprint(a) == before
+    live.lab.master.wait_minions([A], timeout=60)
