@@ -109,20 +109,25 @@ def test_peer_absent_removes_only_that_peer(restore):
     assert not m1.ping(MESH_IP["mesh3"], count=2).received
 
 
-def test_interface_change_is_applied_by_a_restart(restore):
+def test_interface_change_is_applied_live_and_a_hook_change_by_a_restart(restore):
     dep = restore
     m1 = dep["mesh1"]
     ifindex = m1.ifindex("wg0")
     pillar = copy.deepcopy(dep.base)
     wg0(pillar, "mesh1").update(mtu=1380, address=["10.10.0.1/24", "10.10.1.1/24"])
     apply(dep, pillar, ["mesh1"])
-    assert m1.ifindex("wg0") != ifindex, "an interface-level change restarts wg-quick@wg0"
+    assert m1.ifindex("wg0") == ifindex, "address and MTU change in place, no restart"
     assert m1.unit_state("wg-quick@wg0") == ("active", "enabled")
     assert "mtu 1380" in m1.out(["ip", "link", "show", "wg0"])
     assert "10.10.1.1/24" in m1.out(["ip", "-br", "addr", "show", "wg0"])
     conf = m1.read("/etc/wireguard/wg0.conf")
     assert "MTU = 1380" in conf and "10.10.1.1/24" in conf
     assert len(peer_keys(m1)) == 2
+    wg0(pillar, "mesh1")["post_up"] = ["touch /run/wg0-hook-ran"]
+    apply(dep, pillar, ["mesh1"])
+    assert m1.ifindex("wg0") != ifindex, "a hook change restarts wg-quick@wg0"
+    assert m1.run(["test", "-e", "/run/wg0-hook-ran"], check=False).returncode == 0
+    assert "mtu 1380" in m1.out(["ip", "link", "show", "wg0"])
     assert m1.ping_until(MESH_IP["mesh2"]).received
     # and a second apply leaves it alone
     again = apply(dep, pillar, ["mesh1"])
