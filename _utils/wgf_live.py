@@ -219,8 +219,8 @@ def plan(want, have, interface):
                       "dns": want["dns"], "undo_dns": have["dns"]})
     wg, undo = {}, {}
     for key in ("public_key", "listen_port", "fwmark"):
-        if key == "listen_port" and want[key] is None:
-            continue  # none configured: wg-quick lets the kernel pick one
+        if key in ("listen_port", "public_key") and want[key] is None:
+            continue  # no port configured: the kernel picks one; no key known: none to set
         if key == "fwmark" and want["default_route"]:
             continue  # wg-quick's default-route setup owns it
         if want[key] != have[key]:
