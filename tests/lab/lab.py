@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from . import rootfs as rootfs_mod
-from .host import Bridge, Container, Host, Namespace
+from .host import Bridge, Container, Host
 from .saltmaster import FORMULA_DIR, MASTER_IP, Master, minion_conf
 from .util import NSPAWN_RUN_DIR, PREFIX, REPO, STATE_DIR, LabError, log, remove_tree, require_root
 
@@ -132,8 +132,9 @@ class Lab:
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
 
-    def namespace(self, name: str) -> Namespace:
-        ns = Namespace(self, name)
+    def namespace(self, name: str) -> Host:
+        """A bare network namespace: a LAN client, a NAT router, a server."""
+        ns = Host(self, name)
         self._add(ns)
         return ns.create()
 
@@ -173,19 +174,13 @@ class Lab:
     def link(self, a: Host, b: Host, a_if: str = "eth0", b_if: str = "eth0",
              a_addrs=(), b_addrs=()) -> None:
         """A veth pair between two hosts, created directly in their namespaces."""
-        a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.netns)
-        a.ip("link", "set", a_if, "up")
-        b.ip("link", "set", b_if, "up")
-        for addr in [a_addrs] if isinstance(a_addrs, str) else a_addrs:
-            a.add_addr(a_if, addr)
-        for addr in [b_addrs] if isinstance(b_addrs, str) else b_addrs:
-            b.add_addr(b_if, addr)
+        a.veth(b, a_if, b_if, a_addrs, b_addrs)
 
     def nat(self, router: Host, out_iface: str) -> None:
         """Make `router` a NAT router: forward, masquerade everything leaving out_iface."""
-        router.ns_sysctl({"net.ipv4.ip_forward": 1})
-        router.ns_exec(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
-                        "-j", "MASQUERADE"])
+        router.sysctl({"net.ipv4.ip_forward": 1})
+        router.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
+                    "-j", "MASQUERADE"])
 
     def containers(self) -> list[Container]:
         return [h for h in self._order if isinstance(h, Container)]

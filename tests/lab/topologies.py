@@ -422,9 +422,7 @@ class _SourceCounter:
         self._cmd(["-I", *self.rule])
 
     def _cmd(self, args, check=True):
-        if isinstance(self.host, Container):
-            return self.host.run([self.tool, "-w", *args], check=check)
-        return self.host.ns_exec([self.tool, "-w", *args], check=check)
+        return self.host.run([self.tool, "-w", *args], check=check)
 
     def read(self) -> int:
         out = self._cmd(["-nvxL", "INPUT"]).stdout
