@@ -202,9 +202,8 @@ class Pinger:
     """`ping -i 0.5` as a transient unit inside a container."""
 
     def __init__(self, host, dst):
-        self.host, self.unit = host, "wgaudit-ping"
-        host.run(["systemctl", "reset-failed", self.unit], check=False)
-        host.run(["systemd-run", f"--unit={self.unit}", "ping", "-i", "0.5", dst])
+        self.host = host
+        self.unit = host.systemd_run(["ping", "-i", "0.5", dst], "wgaudit-ping")
 
     def stop(self):
         self.host.run(["systemctl", "stop", self.unit], check=False)

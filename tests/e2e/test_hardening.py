@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+import uuid
 
 import pytest
 
@@ -184,9 +185,9 @@ def test_no_key_appears_anywhere(tunnel, server):
     pillar["server"]["wireguard"]["interfaces"]["wg9"] = wg
     laptop = pillar["server"]["wireguard"]["interfaces"]["wg0"]["peers"]["laptop"]
     seen, keys = [], list(secrets(dep))
-    server.run(["systemd-run", "--unit", "argv-sampler", "sh", "-c",
-                "while :; do for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null;"
-                " echo; done; done > /run/argv.log"])
+    sampler = server.systemd_run(
+        ["sh", "-c", "while :; do for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f "
+                     "2>/dev/null; echo; done; done > /run/argv.log"], "argv-sampler")
     try:
         for out in OUTPUTTERS:
             # a new preshared key each time, so every outputter shows a peer change;
@@ -206,7 +207,7 @@ def test_no_key_appears_anywhere(tunnel, server):
         seen.append(local.stdout + local.stderr)
         assert "Rendered data from file" in local.stderr, "-l all did log rendered SLS"
     finally:
-        server.run(["systemctl", "stop", "argv-sampler"], check=False)
+        server.run(["systemctl", "stop", sampler], check=False)
     seen.append(server.out(["cat", "/run/argv.log"]))
     assert "salt-minion" in seen[-1], "the argv sampler saw the minion at work"
     generated = server.out(["cat", "/etc/wireguard/wg9.key"]).strip()
@@ -306,13 +307,13 @@ def test_a_config_that_fails_to_start_is_rolled_back(tunnel, server):
 def test_salt_call_killed_mid_apply_converges_next_time(tunnel, server, delay):
     new_port = {"listen_port": 51000 + int(delay * 10)}
     pillar = json.dumps(override(new_port))
-    server.run(["systemd-run", "--unit", "doomed-apply", "salt-call", "state.apply",
-                "wireguard", f"pillar={pillar}"])
+    doomed = server.systemd_run(["salt-call", "state.apply", "wireguard", f"pillar={pillar}"],
+                                "doomed-apply")
     time.sleep(delay)
-    server.run(["systemctl", "kill", "-s", "KILL", "doomed-apply"], check=False)
-    server.run(["systemctl", "reset-failed", "doomed-apply"], check=False)
+    server.run(["systemctl", "kill", "-s", "KILL", doomed], check=False)
+    server.run(["systemctl", "reset-failed", doomed], check=False)
     for _ in range(50):
-        if server.run(["systemctl", "is-active", "doomed-apply"], check=False).returncode:
+        if server.run(["systemctl", "is-active", doomed], check=False).returncode:
             break
         time.sleep(0.1)
     ret = apply(tunnel)
@@ -325,19 +326,19 @@ def test_salt_call_killed_mid_apply_converges_next_time(tunnel, server, delay):
 
 def test_two_applies_at_once_end_consistent(tunnel, server):
     pillar = json.dumps(override({"listen_port": 51777}))
-    for unit in ("apply-one", "apply-two"):
-        server.run(["systemd-run", "--unit", unit, "--property", "RemainAfterExit=yes",
-                    "sh", "-c", f"salt-call --out=json state.apply wireguard 'pillar={pillar}' "
-                                f"> /run/{unit}.json 2>&1"])
+    results = [f"/run/{name}-{uuid.uuid4().hex[:8]}.json" for name in ("apply-one", "apply-two")]
+    units = [server.systemd_run(
+        ["sh", "-c", f"salt-call --out=json state.apply wireguard 'pillar={pillar}' "
+                     f"> {path} 2>&1"], "concurrent-apply", "RemainAfterExit=yes")
+        for path in results]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        states = [server.out(["systemctl", "show", "-P", "SubState", u])
-                  for u in ("apply-one", "apply-two")]
+        states = [server.out(["systemctl", "show", "-P", "SubState", u]) for u in units]
         if all(s.strip() in ("exited", "failed", "dead") for s in states):
             break
         time.sleep(0.5)
-    outputs = [server.out(["cat", f"/run/{u}.json"]) for u in ("apply-one", "apply-two")]
-    for unit in ("apply-one", "apply-two"):
+    outputs = [server.out(["cat", path]) for path in results]
+    for unit in units:
         server.run(["systemctl", "stop", unit], check=False)
     assert any('"result": true' in o for o in outputs), outputs
     for out in outputs:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -297,6 +298,15 @@ class Container(Host):
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run(["systemctl", *args], check=check)
+
+    def systemd_run(self, cmd, name: str, *properties: str) -> str:
+        """Start argv as a transient unit `<name>-<random>` and return the unit's name.
+        Each call gets a name of its own: a finished unit of the same name may not be
+        collected yet ("Unit ... was already loaded")."""
+        unit = f"{name}-{secrets.token_hex(4)}"
+        self.run(["systemd-run", f"--unit={unit}",
+                  *(f"--property={p}" for p in properties), *cmd])
+        return unit
 
     def unit_state(self, unit: str) -> tuple[str, str]:
         """(is-active, is-enabled) of a unit, as systemctl prints them."""
