@@ -64,8 +64,11 @@ def test_a_healthy_mesh_audits_clean_and_is_drawn(mesh):
     out = lab.master.salt_run("wireguard.graph", tgt="mesh*", svg="/tmp/wireguard.svg")
     assert out["graph"].startswith("graph wireguard {")
     assert out["graph"].count(" -- ") == 3 and out["graph"].count("up ") == 3, out["graph"]
-    # the lab's master has no Graphviz: no picture, and it says why
-    assert out["svg"] or "Graphviz is not installed" in out["graph_error"], out
+    # the lab's master has Graphviz: the picture is written there, with every node in it
+    assert out["svg"] == "/tmp/wireguard.svg" and out["graph_error"] is None, out
+    svg = lab.master.read("/tmp/wireguard.svg")
+    assert svg.lstrip().startswith(("<?xml", "<svg")), svg[:200]
+    assert all(minion in svg for minion in MESH_IP), svg
 
 
 def swap_key(pillar):

@@ -14,7 +14,8 @@ import time
 from . import rootfs
 from .util import CLEAN_ENV, REPO, LabError, log, require_root
 
-NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg")
+# dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped
+NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg", "dot")
 
 
 def check_tools() -> None:
