@@ -43,7 +43,6 @@ def fresh_public_key() -> str:
 @pytest.fixture(scope="module")
 def mesh(lab):
     with deployed_mesh(lab) as dep:
-        lab.master.salt_run("saltutil.sync_runners")
         yield dep
 
 

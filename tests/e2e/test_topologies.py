@@ -137,7 +137,6 @@ def test_healthy_topology_audits_clean(deployed):
     the traffic tests before this one made every tunnel handshake both ways."""
     dep, lab = deployed, deployed.lab
     _applied(dep)
-    lab.master.salt_run("saltutil.sync_runners")
     for ping in dep.topo.passes:
         assert dep.ping(ping).received, f"{ping}\n{diagnostics(dep)}"
     data = audit(lab, dep.minions)

@@ -190,8 +190,10 @@ class Lab:
                 if getattr(c, "minion", False) and not isinstance(c, Master)]
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """All containers booted; the master answers; every minion answers test.ping and
-        has the formula's modules synced."""
+        """All containers booted; the master answers; every minion answers test.ping.
+        The formula's extensions are synced the way users do it: on the minions with
+        `salt MINIONS saltutil.sync_all`, on the master with `salt-run saltutil.sync_all`
+        (its runner and the utils the runner imports)."""
         t0 = time.monotonic()
         for c in self.containers():
             c.wait_booted(timeout=timeout)
@@ -208,6 +210,8 @@ class Lab:
                 c.synced = True
         elif self.master is not None:
             self.master.wait_ready(timeout=timeout)
+        if self.master is not None:
+            self.master.sync_all()
         self.timings["boot"] = boot
         self.timings["ready"] = time.monotonic() - t0
         log(f"lab {self.id}: ready ({len(self.containers())} containers booted in "

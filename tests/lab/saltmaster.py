@@ -75,6 +75,7 @@ class Master(Container):
         self.write(f"{PILLAR_DIR}/top.sls", "base: {}\n")
         self.enable_unit("salt-master.service")
         self.ready = False
+        self.synced = False
         return self
 
     @property
@@ -137,6 +138,16 @@ class Master(Container):
                 f"master: `{' '.join(argv)}` printed no JSON (exit {proc.returncode})\n"
                 f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
             ) from None
+
+    def sync_all(self) -> None:
+        """`salt-run saltutil.sync_all` once: the formula's runner (and the utils it
+        imports) into the master's extension modules."""
+        if self.synced:
+            return
+        ret = self.salt_run("saltutil.sync_all", timeout=120)
+        if not isinstance(ret, dict) or "runners.wireguard" not in ret.get("runners", []):
+            raise LabError(f"salt-run saltutil.sync_all did not sync the formula's runner: {ret}")
+        self.synced = True
 
     def keys(self) -> dict:
         return json.loads(self.out(["salt-key", "--out=json", "-L"]))
