@@ -25,7 +25,7 @@ import pytest
 from nacl.bindings import crypto_scalarmult_base
 
 from tests.e2e.auditing import SERIOUS, audit, local_serious, report, serious
-from tests.e2e.mesh import MESH_IP, apply, deployed_mesh, handshake
+from tests.e2e.deployments import MESH_IP
 from tests.lab.util import CLEAN_ENV, wait_for
 
 MESH_KEY = {"mesh1": "4MVu+Y/eM0PbZeZQw+e8nqrm9R3HeYsry+yQATUQrTE=",
@@ -39,20 +39,6 @@ def fresh_public_key() -> str:
 
 
 # ---------------------------------------------------------------- the mesh, broken on purpose
-
-@pytest.fixture(scope="module")
-def mesh(lab):
-    with deployed_mesh(lab) as dep:
-        yield dep
-
-
-@pytest.fixture
-def restore(mesh):
-    """Put pillar.example's mesh back on every minion after the test, and handshake."""
-    yield mesh
-    apply(mesh, copy.deepcopy(mesh.base), list(MESH_IP))
-    handshake(mesh)
-
 
 def test_a_healthy_mesh_audits_clean_and_is_drawn(mesh):
     lab = mesh.lab
@@ -105,7 +91,7 @@ def test_the_audit_names_exactly_the_broken_pair(restore, broken):
     dep, (breaker, expected) = restore, BREAKS[broken]
     pillar = copy.deepcopy(dep.base)
     breaker(pillar)
-    apply(dep, pillar, ["mesh1"])
+    dep.apply(pillar, ["mesh1"])
     # both ends try to talk: what a user would do before calling the audit
     for src, dst in (("mesh1", "mesh2"), ("mesh2", "mesh1")):
         dep[src].ping(MESH_IP[dst], count=2, interval=0.2, wait=1)
@@ -301,7 +287,7 @@ def test_the_reactor_brings_back_a_peer_whose_dns_name_moved(restore, reactor, e
     moved = False
     pinger = None
     try:
-        apply(dep, pillar, ["mesh2"])
+        dep.apply(pillar, ["mesh2"])
         assert mesh2.ping_until(MESH_IP["mesh1"], within=30).received
         # mesh1 gets a new address and its DNS record follows; mesh2 still sends to the
         # old one (mesh1 sends nothing, so WireGuard's roaming cannot fix it)

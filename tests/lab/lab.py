@@ -6,8 +6,7 @@
         inet = lab.bridge("inet")
         inet.attach(hub, "eth0", "198.18.0.1/24")
         lab.wait_ready()                           # booted, minions answer the master
-        lab.master.write_pillar({"hub": {...}})
-        lab.master.state_apply("hub")
+        lab.master.state_apply("hub", {"hub": {...}})  # pillar, then state.apply
 
 A management switch (`mgmt`, 198.19.255.0/24) joins the salt-master (198.19.255.1) and
 every minion container, whose salt-minion connects there. The master serves the repo
@@ -298,17 +297,6 @@ class Lab:
             self._restore_signal_handlers()
             with contextlib.suppress(ValueError):
                 _LIVE_LABS.remove(self)
-
-
-def ping(src: Host, dst_ip: str, count: int = 3, interval: float = 0.2,
-         source: str | None = None):
-    """`src` pings `dst_ip` (see Host.ping): a PingResult with sent/received/ok."""
-    return src.ping(dst_ip, count=count, interval=interval, source=source)
-
-
-def reboot(host: Container, timeout: float = 60) -> float:
-    """Reboot a container (systemctl reboot, booted again in the same namespace)."""
-    return host.reboot(timeout=timeout)
 
 
 def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:
