@@ -19,22 +19,29 @@ No private or preshared key ever appears in ``changes`` or comments.
 """
 
 import difflib
+import importlib
 import ipaddress
 import logging
 import os
-import re
 import tempfile
 
 import salt.utils.json
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+import wgf_addr
+import wgf_conf
+import wgf_keys
+import wgf_schema
+
+# Read the utils again when Salt loads this module again (after saltutil.sync_all).
+for _util in (wgf_addr, wgf_keys, wgf_schema, wgf_conf):
+    importlib.reload(_util)
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "wireguard"
 
 LIVE = "wireguard.live"
-SECRET_LINE = re.compile(r"^(\s*(?:PrivateKey|PresharedKey)\s*=\s*).*$", re.MULTILINE)
-ROUTE_LINE = re.compile(r"^PostUp = ip route replace \S+ dev %i proto static$")
 
 
 def __virtual__():
@@ -87,10 +94,10 @@ def _live(interface):
                 raise
             if __opts__["test"]:
                 raise _NotUpYet(interface) from None
+            service = __salt__["wireguard.service_name"](interface)
             raise CommandExecutionError(
-                f"WireGuard interface '{interface}' is not up on this minion: start it "
-                f"first (systemctl start wg-quick@{interface}, or apply the wireguard formula)"
-            ) from None
+                f"WireGuard interface '{interface}' is not up on this minion: start its "
+                f"service {service} first, or apply the wireguard formula") from None
     return cache[interface]
 
 
@@ -123,7 +130,7 @@ def _psk_from_arguments(interface, name, preshared_key, preshared_key_pillar):
 def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
     """Changes that bring the live peer ``live`` (or None) to the wanted attributes."""
     where = f"interface '{interface}', peer '{name}'"
-    change = __salt__["wireguard.normalise_peer"](
+    change = wgf_schema.normalise_peer_change(
         interface,
         {"public_key": name, "allowed_ips": allowed_ips or [], "endpoint": endpoint,
          "persistent_keepalive": keepalive or 0, "preshared_key": psk or ""},
@@ -144,7 +151,7 @@ def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
         diff["persistent_keepalive"] = {
             "old": live.get("persistent_keepalive"), "new": wanted_keepalive}
         todo["persistent_keepalive"] = wanted_keepalive or 0
-    wanted_digest = __salt__["wireguard.key_digest"](psk) if psk else None
+    wanted_digest = wgf_keys.digest(psk) if psk else None
     live_digest = live.get("preshared_key_sha256")
     if wanted_digest != live_digest and (live or psk):
         diff["preshared_key"] = {
@@ -211,8 +218,7 @@ def _remember(live, name, current, todo):
         entry["persistent_keepalive"] = todo["persistent_keepalive"] or None
     if "preshared_key" in todo:
         entry["preshared_key_sha256"] = (
-            __salt__["wireguard.key_digest"](todo["preshared_key"])
-            if todo["preshared_key"] else None)
+            wgf_keys.digest(todo["preshared_key"]) if todo["preshared_key"] else None)
     live["peers"][name] = entry
 
 
@@ -403,12 +409,10 @@ def _private_key(ret, config_dir):
     path = os.path.join(config_dir, f"{interface}.key")
     if not __opts__["test"]:
         _remove_stale_temps(path)
-    wanted = __salt__["wireguard.pillar_private_key"](interface)
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    wanted = _pillar_secrets(declared)["private_key"] if declared else None
     current = (_read(path) or "").strip() or None
-    try:
-        current_public = __salt__["wireguard.pubkey"](current) if current else None
-    except SaltInvocationError:
-        current_public = None  # unreadable key file: replace it
+    current_public = wgf_keys.pubkey_or_none(current)  # an unreadable key is replaced
     if current_public and (wanted is None or wanted == current):
         _mode_fix(ret, path)
         if ret["changes"]:
@@ -416,31 +420,32 @@ def _private_key(ret, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
-    new_public = __salt__["wireguard.pubkey"](wanted) if wanted else None
+    new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:
         return _pending(ret, f"Private key of {interface} would be {source} ({path})")
-    key = wanted or __salt__["wireguard.genkey"]()
+    key = wanted or wgf_keys.genkey()
     _write_private(path, key + "\n")
-    ret["changes"]["public_key"]["new"] = __salt__["wireguard.pubkey"](key)
+    ret["changes"]["public_key"]["new"] = wgf_keys.pubkey(key)
     return _pending(ret, f"Private key of {interface} {source} ({path})")
 
 
-def _masked(text):
-    return SECRET_LINE.sub(r"\1<hidden>", text or "")
+def _pillar_secrets(iface):
+    """The keys pillar gives one validated interface, read here and nowhere else: they
+    never pass through SLS, an execution function's return or a log."""
+    return wgf_schema.secrets_of(__salt__["pillar.get"]("wireguard", {}, unmask=True), iface)
 
 
-def _interface_part(text):
-    """The ``[Interface]`` lines that need a restart to change (not live routes)."""
-    if text is None:
-        return None
-    part = []
-    for line in text.splitlines():
-        if line.strip().startswith("[Peer]"):
-            break
-        if line.strip() and not line.startswith("#") and not ROUTE_LINE.match(line):
-            part.append(line.strip())
-    return part
+def _rendered(interface, config_dir):
+    """The conf text for ``interface`` with its real keys, and pillar's warnings."""
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir)
+    if interface not in declared:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    iface = declared[interface]
+    secrets = _pillar_secrets(iface)
+    private_key = secrets["private_key"] or (
+        _read(os.path.join(config_dir, f"{interface}.key")) or "").strip() or None
+    return wgf_conf.render(iface, private_key, secrets["preshared_keys"]), iface["warnings"]
 
 
 def config(name, config_dir="/etc/wireguard", service=None):
@@ -465,19 +470,18 @@ def _config(ret, config_dir, service):
     path = os.path.join(config_dir, f"{interface}.conf")
     if not __opts__["test"]:
         _remove_stale_temps(path)
-    wanted = __salt__["wireguard.render_config"](interface, config_dir=config_dir, mask=False)
-    warnings = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir)[interface]["warnings"]
+    wanted, warnings = _rendered(interface, config_dir)
     if warnings:
         ret["warnings"] = warnings
     current = _read(path)
+    changed = wgf_conf.interface_part(current) != wgf_conf.interface_part(wanted)
     restart = service and _service_active(service) and (
-        (current is not None and _interface_part(current) != _interface_part(wanted))
-        or interface not in __salt__["wireguard.interfaces"]())
+        (current is not None and changed) or interface not in __salt__["wireguard.interfaces"]())
     if current == wanted:
         _mode_fix(ret, path)
     else:
         diff = "".join(difflib.unified_diff(
-            _masked(current).splitlines(True), _masked(wanted).splitlines(True),
+            wgf_conf.mask(current).splitlines(True), wgf_conf.mask(wanted).splitlines(True),
             fromfile=path, tofile=path))
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
@@ -531,4 +535,4 @@ def _service_error(service):
     out = __salt__["cmd.run_stdout"](
         ["journalctl", "-u", service, "-n", "8", "--no-pager", "-o", "cat"],
         python_shell=False, ignore_retcode=True, output_loglevel="quiet")
-    return _masked(out).strip() or "(no log)"
+    return wgf_conf.mask(out).strip() or "(no log)"

@@ -14,8 +14,11 @@ import tempfile
 
 import yaml
 
-from benchmarks.common import minion_opts, netns_interface
-from tests.unit.conftest import load
+from benchmarks.common import netns_interface
+from tests.support.minion import REPO, minion_opts
+
+sys.path.insert(0, str(REPO / "_utils"))
+import wgf_keys  # the formula's utils, not an installed package
 
 PEERS = 1000
 
@@ -47,8 +50,7 @@ def apply(ns, root, ifname, states):
 
 
 def main():
-    wg = load("_modules/wireguard.py", "wireguard_bench")
-    keys = [wg.pubkey(wg.genkey()) for _ in range(PEERS)]
+    keys = [wgf_keys.pubkey(wgf_keys.genkey()) for _ in range(PEERS)]
     with tempfile.TemporaryDirectory() as root, netns_interface("bpeers") as (ns, ifname):
         opts = minion_opts(root, "bench")
         os.makedirs(f"{root}/srv")

@@ -56,14 +56,14 @@ def section(lab):
 
 @pytest.fixture(scope="module")
 def mesh(lab):
-    """pillar.example's mesh, applied and handshaking, for the tests of one module."""
+    """examples/mesh, applied and handshaking, for the tests of one module."""
     with deployment(lab, "mesh") as dep:
         yield dep
 
 
 @pytest.fixture
 def restore(mesh):
-    """Put pillar.example's mesh back on every minion after the test, and handshake."""
+    """Put examples/mesh back on every minion after the test, and handshake."""
     yield mesh
     mesh.apply(copy.deepcopy(mesh.base))
     reachable(mesh)

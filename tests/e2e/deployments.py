@@ -1,4 +1,4 @@
-"""pillar.example's topologies deployed for the e2e tests that change them (the `mesh`
+"""The topologies of examples/ deployed for the e2e tests that change them (the `mesh`
 and `restore` fixtures of conftest.py, the hardening tests' `tunnel`)."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`salt-run wireguard.audit`, the `wireguard` beacon and the reactor example, in the lab:
 real master, real minions, real tunnels (issue 7).
 
-- every topology of pillar.example, healthy, audits clean (in test_topologies.py, on
+- every topology of examples/, healthy, audits clean (in test_topologies.py, on
   the deployments built there);
 - pairs of the mesh broken on purpose (a swapped key, a narrowed AllowedIPs, an endpoint
   at the wrong port, one side's peer removed) are named exactly, with both minions;

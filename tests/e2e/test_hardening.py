@@ -1,7 +1,7 @@
 """Hardening, through real `state.apply` runs from the master (issue 8): hostile pillar
 is refused and changes nothing, no key leaks anywhere, and faults are survived.
 
-Uses pillar.example's `laptop-server` topology; every test leaves the server as the
+Uses the `laptop-server` topology of examples/; every test leaves the server as the
 example describes it.
 """
 
@@ -29,7 +29,7 @@ def tunnel(lab):
 
 @pytest.fixture
 def server(tunnel):
-    """The server as pillar.example has it, before and after the test."""
+    """The server as examples/laptop-server has it, before and after the test."""
     yield tunnel["server"]
     tunnel.apply(copy.deepcopy(tunnel.base), ["server"])
 

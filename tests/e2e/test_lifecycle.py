@@ -1,5 +1,5 @@
 """What happens to a running tunnel over time: reboots, live peer changes, interface
-changes, disabling and removing. Uses the `mesh` topology of pillar.example; every test
+changes, disabling and removing. Uses the `mesh` topology of examples/; every test
 puts the example's pillar back when it ends."""
 
 from __future__ import annotations

@@ -11,18 +11,18 @@ import pytest
 from tests.lab.host import parse_ping
 from tests.lab.topologies import load_examples
 
-INET = "198.18.3"  # pillar.example's mine-mesh endpoints
+INET = "198.18.3"  # examples/mine-mesh's endpoints
 
 
 def mesh_pillar(nodes):
-    """pillar.example's mine-mesh, with exactly these nodes."""
+    """examples/mine-mesh, with exactly these nodes."""
     pillar = copy.deepcopy(load_examples()["mine-mesh"]["node1"])
     pillar["wireguard"]["networks"]["corp"]["nodes"] = {
         n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"} for n, i in nodes.items()}
     return pillar
 
 
-def test_mesh_pillar_is_pillar_example():
+def test_mesh_pillar_is_the_example():
     example = load_examples()["mine-mesh"]
     nodes = {"node1": 1, "node2": 2, "node3": 3, "node4": 4}
     assert all(example[n] == mesh_pillar(nodes) for n in nodes)

@@ -1,4 +1,4 @@
-"""Every topology of pillar.example, applied through the master with
+"""Every topology of examples/, applied through the master with
 `salt <its minions> state.apply wireguard`, checked the way a user would check it."""
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def _public(private_b64: str) -> str:
     return base64.b64encode(crypto_scalarmult_base(base64.b64decode(private_b64))).decode()
 
 
-# ---------------------------------------------------------------- pillar.example itself
-def test_pillar_example_and_lab_wiring_name_the_same_topologies():
+# ---------------------------------------------------------------- the example files
+def test_examples_and_lab_wiring_name_the_same_topologies():
     """Static topologies are wired here; mine-driven networks (no keys in pillar,
     converged by wireguard.orchestrate) are tested in test_networks.py."""
     static = {name for name, minions in load_examples().items()
@@ -38,7 +38,7 @@ def test_pillar_example_and_lab_wiring_name_the_same_topologies():
 
 
 @pytest.mark.parametrize("topology", sorted(TOPOLOGIES))
-def test_pillar_example_keys_match(topology):
+def test_example_keys_match(topology):
     """Each peer named after a minion of the topology carries the public key of that
     minion's private key, and preshared keys are the same on both ends."""
     minions = load_examples()[topology]

@@ -150,11 +150,11 @@ def cmd_demo(args) -> int:
     lab.start()
     keep = False
     try:
-        log(f"wiring up '{DEMO}' from pillar.example: a hub on the simulated internet, two "
+        log(f"wiring up '{DEMO}' from examples/{DEMO}: a hub on the simulated internet, two "
             "sites each behind its own NAT router, a LAN client behind each site")
         dep = Deployment(lab, DEMO).build()
         master = lab.master
-        log("writing each minion's pillar from pillar.example into the master's pillar_roots")
+        log(f"writing each minion's pillar from examples/{DEMO}/ into the master's pillar_roots")
         log(f"running on the master: salt -L {','.join(dep.minions)} state.apply wireguard")
         t1 = time.monotonic()
         ret = dep.apply()  # fails naming every failed state
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_rootfs)
     p = sub.add_parser("test", help="ensure the root file system, run pytest on tests/")
     p.set_defaults(func=cmd_test)
-    p = sub.add_parser("demo", help=f"apply pillar.example's {DEMO} through the master")
+    p = sub.add_parser("demo", help=f"apply examples/{DEMO} through the master")
     p.add_argument("--keep", action="store_true", help="leave the lab running")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("clean", help="remove what a crashed (or --keep) lab run left behind")

@@ -1,6 +1,6 @@
-"""The wiring of every topology in pillar.example, and what must (not) pass over it.
+"""The wiring of every topology in examples/, and what must (not) pass over it.
 
-pillar.example says what each minion's WireGuard looks like; this file says which of
+examples/<topology>/ says what each minion's WireGuard looks like; this file says which of
 those minions are containers, which bare namespaces exist around them (NAT routers, LAN
 clients, the "internet" server), how they are cabled, and which pings a user would
 expect to pass or to fail once `state.apply wireguard` has run.
@@ -11,6 +11,7 @@ IPv6 full tunnel). Nothing in the lab has a route out of the machine.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import yaml
 from .host import Container, Host, PingResult
 from .util import REPO, LabError, log
 
-PILLAR_EXAMPLE = REPO / "pillar.example"
+EXAMPLES = REPO / "examples"
 
 
 @dataclass(frozen=True)
@@ -251,18 +252,26 @@ _add(Topology(
 
 
 # --------------------------------------------------------------------------- pillar
-def load_examples(path=PILLAR_EXAMPLE) -> dict[str, dict]:
-    """{topology name: {minion id: pillar}} from pillar.example."""
+def load_examples(root=EXAMPLES) -> dict[str, dict]:
+    """{topology name: {minion id: pillar}} from examples/<topology>/: `<minion>.sls` is
+    that minion's pillar, `all.sls` every minion's (a network's nodes are its minions);
+    top.sls says the same to Salt (tests/unit/test_pillar_examples.py checks both)."""
     out = {}
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        name = doc.get("topology")
-        if not name or "minions" not in doc:
-            raise LabError(f"{path}: a document without topology/minions: {list(doc)}")
-        if name in out:
-            raise LabError(f"{path}: topology {name} appears twice")
-        out[name] = doc["minions"]
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        minions = {}
+        for path in sorted(directory.glob("*.sls")):
+            if path.name == "top.sls":
+                continue
+            pillar = yaml.safe_load(path.read_text())
+            if path.stem != "all":
+                minions[path.stem] = pillar
+                continue
+            networks = pillar.get("wireguard", {}).get("networks", {})
+            for node in sorted({n for net in networks.values() for n in net["nodes"]}):
+                minions[node] = copy.deepcopy(pillar)
+        if not minions:
+            raise LabError(f"{directory}: no pillar file")
+        out[directory.name] = minions
     return out
 
 
@@ -284,7 +293,7 @@ class Deployment:
         self.pillar = pillar if pillar is not None else load_examples()[name]
         missing = set(self.pillar) - set(self.topo.containers)
         if missing:
-            raise LabError(f"{name}: pillar.example has minions {sorted(missing)} that the "
+            raise LabError(f"{name}: examples/{name} has minions {sorted(missing)} that the "
                            f"topology does not wire up")
         self.hosts: dict[str, Host] = {}
         self.timings: dict[str, float] = {}

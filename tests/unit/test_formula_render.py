@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lab.topologies import load_examples
+
 REPO = Path(__file__).resolve().parents[2]
 MARK = "@@formula-render@@ "
 
@@ -190,7 +192,7 @@ class Renderer:
         self.file_root = tmp / "file_root"
         self.file_root.mkdir()
         (self.file_root / "wireguard").symlink_to(REPO / "wireguard")
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, cwd=tmp, env=env)
@@ -225,7 +227,9 @@ class Renderer:
                 "file_roots": {"base": [str(self.file_root)]},
                 "pillar_roots": {"base": [str(case_dir / "pillar")]},
                 "module_dirs": [str(REPO / "_modules")],
+                "utils_dirs": [str(REPO / "_utils")],
                 "states_dirs": [str(REPO / "_states")],
+                "utils_dirs": [str(REPO / "_utils")],
                 "grains": all_grains,
                 "log_level": "quiet",
                 "log_level_logfile": "quiet",
@@ -633,33 +637,26 @@ def test_rendered_sls_is_yamllint_clean(renderer):
     assert not problems, "\n".join(problems)
 
 
-# ------------------------------------------------------------ pillar.example
+# ------------------------------------------------ pillar.example and examples/
 
 
-def pillar_example_minions():
-    path = REPO / "pillar.example"
-    if not path.exists():
-        return []
-    cases = []
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        for minion_id, pillar in (doc.get("minions") or {}).items():
-            cases.append(pytest.param(doc["topology"], minion_id, pillar,
-                                      id=f"{doc['topology']}-{minion_id}"))
+def example_minions():
+    """Every minion of every examples/ topology, and pillar.example as a node of its
+    network (test_pillar_examples.py checks that Salt renders them and they validate)."""
+    cases = [pytest.param(topology, minion_id, pillar, id=f"{topology}-{minion_id}")
+             for topology, minions in load_examples().items()
+             for minion_id, pillar in minions.items()]
+    example = yaml.safe_load((REPO / "pillar.example").read_text())
+    # its lookup names the real paths: the renderer's temp ones take their place
+    lookup = example["wireguard"]["lookup"]
+    del lookup["config_dir"], lookup["sysctl_file"]
+    node = next(iter(next(iter(example["wireguard"]["networks"].values()))["nodes"]))
+    cases.append(pytest.param("pillar.example", node, example, id=f"pillar.example-{node}"))
     return cases
 
 
-@pytest.mark.skipif(not (REPO / "pillar.example").exists(), reason="pillar.example not written")
-def test_pillar_example_has_every_topology():
-    topologies = [doc["topology"] for doc in yaml.safe_load_all(
-        (REPO / "pillar.example").read_text()) if doc]
-    assert len(topologies) >= 7, topologies
-    assert len(set(topologies)) == len(topologies)
-
-
-@pytest.mark.parametrize(("topology", "minion_id", "pillar"), pillar_example_minions())
-def test_pillar_example_renders(renderer, topology, minion_id, pillar):
+@pytest.mark.parametrize(("topology", "minion_id", "pillar"), example_minions())
+def test_example_renders(renderer, topology, minion_id, pillar):
     """Each minion of each topology renders, with the states its interfaces need."""
     wireguard = (pillar or {}).get("wireguard", {})
     answer = renderer.render("debian-12", wireguard, minion_id=minion_id)
