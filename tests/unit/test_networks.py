@@ -143,3 +143,61 @@ def test_interface_declared_twice_is_refused(mine):
     pillar["interfaces"] = {"wg1": {"address": "10.0.0.1/24"}}
     with pytest.raises(SaltInvocationError, match="both interfaces and networks"):
         as_minion(mine, "s1", pillar)
+
+
+def corp(**change):
+    pillar = network(**MESH)
+    pillar["networks"]["corp"].update(change)
+    return pillar
+
+
+@pytest.mark.parametrize(("pillar", "words"), [
+    (corp(nodes=5), "network 'corp', key 'nodes': a mapping of minion id to node"),
+    (corp(nodes=["s1"]), "network 'corp', key 'nodes': a mapping of minion id to node"),
+    (corp(topology="hub", hubs={"hub": 1}), "network 'corp', key 'hubs': a list of minion ids"),
+    (corp(topology="hub", hubs=[["s1"]]), "network 'corp', key 'hubs': a list of minion ids"),
+    (corp(topology="hub", hubs=5), "network 'corp', key 'hubs': a list of minion ids"),
+    (corp(interface=["wg1"]), "network 'corp', key 'interface'"),
+    (corp(interface={"wg1": None}), "network 'corp', key 'interface'"),
+    (corp(interface="wg1\n"), "network 'corp', key 'interface'"),
+    (corp(topology=["mesh"]), "network 'corp', key 'topology'"),
+    (corp(listen_port="\uff15\uff11"), "network 'corp', key 'listen_port'"),
+    ({"networks": {"corp": ["s1"]}}, "network 'corp': a network is a mapping of keys"),
+    ({"networks": ["corp"]}, "wireguard:networks must be a mapping"),
+])
+def test_network_fields_of_the_wrong_type_are_refused_naming_network_and_key(
+        mine, pillar, words):
+    with pytest.raises(SaltInvocationError) as error:
+        as_minion(mine, "s1", pillar)
+    assert words in str(error.value)
+
+
+@pytest.mark.parametrize(("node", "words"), [
+    ({"endpoint": True}, "node 's2', key 'endpoint': a host or host:port, got bool"),
+    ({"endpoint": ["198.51.100.2"]}, "node 's2', key 'endpoint': a host or host:port"),
+    ({"endpoint": "198.51.100.2\nPostUp = id"}, "node 's2', key 'endpoint'"),
+    ({"endpoint": "fe80::1%eth0"}, "node 's2', key 'endpoint'"),
+    ({"address": "fe80::1%x,10.2.0.2/24"}, "node 's2', key 'address'"),
+    ({"address": None}, "node 's2': key 'address' is missing"),
+    ({"allowed_ips": ["fe80::1%x/128"]}, "node 's2', key 'allowed_ips'"),
+    ({"adress": "10.2.0.2/24"}, "node 's2': unknown key 'adress'; did you mean 'address'?"),
+])
+def test_a_bad_node_is_refused_naming_it(mine, node, words):
+    pillar = network(**MESH)
+    pillar["networks"]["corp"]["nodes"]["s2"] = {"address": "10.2.0.2/24", **node}
+    with pytest.raises(SaltInvocationError) as error:
+        as_minion(mine, "s1", pillar)
+    assert f"network 'corp', {words}" in str(error.value)
+    assert "True:51821" not in str(error.value)
+
+
+@pytest.mark.parametrize("keepalive", ["soon", -1, 70000, "\u0662\u0665", [25]])
+def test_a_nodes_own_bad_keepalive_is_reported_against_that_node(mine, keepalive):
+    pillar = network(**MESH)
+    pillar["networks"]["corp"]["nodes"]["s3"]["persistent_keepalive"] = keepalive
+    for minion in ("s1", "s3"):  # the node itself, and one that only peers with it
+        with pytest.raises(SaltInvocationError) as error:
+            as_minion(mine, minion, pillar)
+        message = str(error.value)
+        assert "network 'corp', node 's3', key 'persistent_keepalive'" in message
+        assert "node 's1'" not in message and "node 's2'" not in message

@@ -182,3 +182,113 @@ def test_render_config():
 def test_absent_peers_are_not_rendered():
     text = wgf_conf.render(validate(pillar(peer={"absent": True}))["wg0"])
     assert "[Peer]" not in text
+
+
+# ------------------------------------------------------------------ refuse, never crash
+
+def refusal(wireguard, **kwargs):
+    """The message ``validate`` refuses ``wireguard`` with (it must refuse it)."""
+    with pytest.raises(SaltInvocationError) as error:
+        validate(wireguard, **kwargs)
+    message = str(error.value)
+    assert message.startswith("Invalid wireguard pillar (nothing was changed):\n- ")
+    return message
+
+
+def test_an_interface_name_with_a_trailing_newline_is_refused():
+    message = refusal({"interfaces": {"wg0\n": {"address": "10.1.1.11/24"}}})
+    assert "interface 'wg0\\n': an interface name is 1-15 characters" in message
+
+
+@pytest.mark.parametrize(("iface", "peer", "words"), [
+    ({"address": "fe80::1%x,10.0.0.1/24"}, {}, "key 'address': 'fe80::1%x,10.0.0.1/24'"),
+    ({"address": ["fe80::1%eth0/64"]}, {}, "key 'address': 'fe80::1%eth0/64'"),
+    ({}, {"allowed_ips": "fe80::1%x,10.0.0.1/24"}, "key 'allowed_ips': 'fe80::1%x'"),
+    ({}, {"allowed_ips": ["fe80::1%x/128"]}, "key 'allowed_ips': 'fe80::1%x/128'"),
+    ({"dns": "fe80::1%x,10.0.0.1"}, {}, "key 'dns': 'fe80::1%x,10.0.0.1'"),
+    ({"dns": ["fe80::1%eth0"]}, {}, "key 'dns': 'fe80::1%eth0'"),
+])
+def test_ipv6_scope_ids_are_refused(iface, peer, words):
+    """wg-quick would split ``fe80::1%x,10.0.0.1`` into two items."""
+    assert words in refusal(pillar(iface, peer))
+
+
+@pytest.mark.parametrize(("iface", "peer", "words"), [
+    ({"table": "\uff11\uff12"}, {}, "key 'table': table '\uff11\uff12' is not defined"),
+    ({"table": "12\u0663"}, {}, "key 'table': table '12\u0663' is not defined"),
+    ({"listen_port": "\uff15\uff11\uff18\uff12\uff10"}, {}, "key 'listen_port'"),
+    ({"mtu": "\u0661\u0664\u0662\u0660"}, {}, "key 'mtu'"),
+    ({}, {"endpoint": "198.51.100.1:\uff15\uff11\uff18\uff12\uff10"}, "key 'endpoint'"),
+    ({}, {"endpoint": "198.51.100.1:5182\u0660"}, "key 'endpoint'"),
+    ({}, {"persistent_keepalive": "\u0662\u0665"}, "key 'persistent_keepalive'"),
+])
+def test_non_ascii_digits_are_refused(iface, peer, words):
+    assert words in refusal(pillar(iface, peer))
+
+
+@pytest.mark.parametrize("char", ["\u2028", "\u2029", "\x85", "\r", "\x00", "\x1b"])
+def test_characters_that_split_lines_are_refused_in_names_and_values(char):
+    peer = {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"]}
+    escaped = repr(char)[1:-1]
+    message = refusal({"interfaces": {"wg0": {"address": "10.1.1.11/24",
+                                              "peers": {f"hub{char}x": peer}}}})
+    assert f"peer 'hub{escaped}x'" in message and "the peer name" in message
+    message = refusal(pillar({"post_up": f"echo up{char}PostUp = id"}))
+    assert f"key 'post_up': 'echo up{escaped}PostUp = id'" in message
+    assert f"interface 'wg{escaped}0'" in refusal({"interfaces": {f"wg{char}0": {}}})
+
+
+def test_a_peer_name_with_a_newline_is_shown_escaped():
+    """Among fifty peers, the user finds it by the name as Python writes it."""
+    name = "b\nPostUp = touch /tmp/pwned"
+    message = refusal({"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {
+        name: {"public_key": KEY_A}}}}})
+    assert f"peer {name!r}" in message
+    assert "peer 'b\\nPostUp = touch /tmp/pwned'" in message
+    assert "\nPostUp" not in message
+
+
+def test_a_table_the_minion_does_not_define_is_refused():
+    message = refusal(pillar({"table": "vpn"}), known_tables={"local", "main", "vpn2"})
+    assert "interface 'wg0', key 'table': table 'vpn' is not defined on this minion" in message
+    got = validate(pillar({"table": "vpn"}), known_tables={"main", "vpn"})
+    assert got["wg0"]["table"] == "vpn"
+    for table in ("auto", "off", "1234", 1234):
+        assert validate(pillar({"table": table}), known_tables=set())["wg0"]["table"] == str(
+            table)
+
+
+def test_a_non_string_peer_name_with_a_preshared_key():
+    """YAML reads a peer named ``5`` as a number: validated and found by its name."""
+    wireguard = {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV,
+                                        "peers": {5: {"public_key": KEY_A,
+                                                      "preshared_key": PSK}}}}}
+    iface = validate(wireguard)["wg0"]
+    assert iface["peers"]["5"]["has_preshared_key"] is True
+    assert wgf_schema.secrets_of(wireguard, iface) == {"private_key": PRIV,
+                                                       "preshared_keys": {"5": PSK}}
+
+
+@pytest.mark.parametrize("slip", [
+    # an indentation slip turns a mapping into a list of one-key mappings
+    lambda: {"interfaces": {"wg0": [{"address": "10.1.1.11/24"}, {"private_key": PRIV}]}},
+    lambda: {"interfaces": [{"wg0": {"private_key": PRIV}}]},
+    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {
+        "hub": [{"public_key": KEY_A}, {"preshared_key": PSK}]}}}},
+    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": [
+        {"hub": {"public_key": KEY_A, "preshared_key": PSK}}]}}},
+    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": [PRIV]}}},
+    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {
+        "hub": {"public_key": KEY_A, "preshared_key": {"key": PSK}}}}}},
+    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV + "\n"}}},
+    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV[:-2]}}},
+])
+def test_a_refusal_never_shows_a_secret(slip):
+    message = refusal(slip())
+    assert PRIV not in message and PSK not in message
+    assert PRIV[:20] not in message and PSK[:20] not in message
+
+
+def test_non_ascii_digits_in_a_table_are_refused_without_rt_tables_too():
+    message = refusal(pillar({"table": "\uff11\uff12"}), known_tables=None)
+    assert "interface 'wg0', key 'table': '\uff11\uff12' is not a table name" in message
