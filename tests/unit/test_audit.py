@@ -441,6 +441,17 @@ WRONG_SHAPES = {
                            "wireguard.check"),
     "check's problems": (lambda r: _check(r).__setitem__("problems", "none"),
                          "wireguard.check"),
+    "a problem without a severity": (
+        lambda r: _check(r).__setitem__("problems", [{"message": "m"}]), "wireguard.check"),
+    "a problem of an interface": (
+        lambda r: _check(r)["interfaces"]["wg0"].__setitem__(
+            "problems", [{"severity": "fatal", "check": "c", "message": "m", "fix": "f"}]),
+        "wireguard.check"),
+    "an interface named by a number": (lambda r: _show(r).__setitem__(0, _show(r)["wg0"]),
+                                       "wireguard.show"),
+    "a peer keyed by a number": (
+        lambda r: _check(r)["interfaces"]["wg0"]["facts"]["peers"].__setitem__(7, {}),
+        "wireguard.check"),
     "an interface of check": (lambda r: _check(r)["interfaces"].__setitem__("wg0", "ok"),
                               "wireguard.check"),
     "check facts": (lambda r: _check(r)["interfaces"]["wg0"].__setitem__("facts", "x"),
