@@ -183,7 +183,8 @@ def endpoint_with_port(host, default_port, where):
     """``host`` or ``host:port`` (``[v6]`` or a bare IPv6 address too) as an endpoint."""
     host = text(host, where)
     try:
-        return f"[{ipaddress.IPv6Address(host.strip('[]'))}]:{default_port}"
+        if ADDRESS_CHARS.fullmatch(host.strip("[]")):  # no scope id: ``endpoint`` refuses it
+            return f"[{ipaddress.IPv6Address(host.strip('[]'))}]:{default_port}"
     except ValueError:
         pass
     if re.search(r":[0-9]+\Z", host):

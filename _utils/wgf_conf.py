@@ -2,7 +2,9 @@
 plain data without secrets, and masking the secrets of a config text.
 
 wg-quick reads a config line by line (``\\n`` only), drops everything after ``#``
-and matches keys case-insensitively; so do the parser and the masking here.
+and matches keys case-insensitively; ``wg``, which gets the lines wg-quick does not
+know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line. So
+do the parser and the masking here.
 """
 
 import ipaddress
@@ -15,9 +17,19 @@ import wgf_keys
 
 MASK = "<hidden>"
 HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
+#: What ``wg`` drops from a config line (its ``char_is_space``) besides the line break.
+SPACE = " \t\v\f\r"
+
+
+def _spaced(word):
+    """A pattern of ``word`` with any of wg's spaces between its letters."""
+    return f"[{SPACE}]*".join(word)
+
+
 #: A line that sets a secret, in any case and spacing wg-quick and ``wg`` accept.
-SECRET_LINE = re.compile(r"^([ \t]*(?:private|preshared)key[ \t]*=[ \t]*)[^\n]*$",
-                         re.MULTILINE | re.IGNORECASE)
+SECRET_LINE = re.compile(
+    rf"^([{SPACE}]*(?:{_spaced('privatekey')}|{_spaced('presharedkey')})[{SPACE}]*=[{SPACE}]*)"
+    r"[^\n]*$", re.MULTILINE | re.IGNORECASE)
 ROUTE_COMMAND = re.compile(r"ip route replace (\S+) dev %i proto static")
 
 
@@ -130,7 +142,7 @@ def parse(text):
                 conf["peers"].append(peer)
             continue
         key, sep, value = line.partition("=")
-        key, value = key.strip().lower(), value.strip()
+        key, value = re.sub(f"[{SPACE}]", "", key).lower(), value.strip()
         if not sep or section is None:
             conf["errors"].append(f"line {number}: not a 'Key = value' line of a section")
             continue
