@@ -343,10 +343,10 @@ def test_a_running_hand_written_config_is_adopted_without_a_restart(live):
     ifindex, pid = a.ifindex("wg0"), wg_pid(a)
     with steady_ping(a, TUNNEL[C][0]) as ping:
         ret = live.apply(live.base())
-    ping.check("adoption")
+    assert "restart" not in restart_reason(ret), restart_reason(ret)
     assert a.ifindex("wg0") == ifindex, "adopting the hand-written config recreated wg0"
     assert wg_pid(a) == pid, "adopting the hand-written config restarted wireguard-go"
-    assert "restart" not in restart_reason(ret), restart_reason(ret)
+    ping.check("adoption")
     conf = a.read(CONF)
     assert conf.startswith(HEADER), f"{CONF} was not rewritten in the formula's format"
     assert f"Address = {TUNNEL[A][0]}/24, {TUNNEL[A][1]}/64" in conf
@@ -499,11 +499,11 @@ def test_change_is_applied_live_and_matches_a_restart(live, change):
     ifindex, pid = a.ifindex("wg0"), wg_pid(a)
     with steady_ping(a, TUNNEL[C][0]) as ping:
         ret = live.apply(changed(live.base(), change.after))
-    ping.check(change.id)
     assert summarize(ret)[A]["changed"] > 0, "the apply reported no change"
+    assert "restart" not in restart_reason(ret), restart_reason(ret)
     assert a.ifindex("wg0") == ifindex, f"{change.id}: wg0 was recreated"
     assert wg_pid(a) == pid, f"{change.id}: wireguard-go was restarted"
-    assert "restart" not in restart_reason(ret), restart_reason(ret)
+    ping.check(change.id)
     change.visible(a)
     assert_restart_builds_the_same(a)
 
