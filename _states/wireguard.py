@@ -393,17 +393,22 @@ def _resolvconf_name(interface):
     return wgf_live.resolvconf_name(interface, _read("/etc/resolvconf/interface-order"))
 
 
-def _auto_mtu(iface, live):
-    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints."""
+def _auto_mtu(iface, live, allowed):
+    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
+    they were before its default route existed (its packets carry the fwmark)."""
     with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
     addresses = sorted({str(ip) for key, peer in live["peers"].items()
                         if key in with_endpoint
                         for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]] if ip})
     routes = []
+    mark = ""
+    if wgf_live.default_route_mode(iface["table"], allowed) and live["fwmark"]:
+        mark = f" mark {live['fwmark']}"
     if addresses:
         out = __salt__["cmd.run_all"](["ip", "-j", "-force", "-batch", "-"], python_shell=False,
                                       ignore_retcode=True, output_loglevel="quiet",
-                                      stdin="".join(f"route get {a}\n" for a in addresses))
+                                      stdin="".join(f"route get {a}{mark}\n"
+                                                    for a in addresses))
         for line in (out["stdout"] or "").split("\n"):
             if line.strip():
                 routes += salt.utils.json.loads(line)
@@ -428,7 +433,7 @@ def _interface(ret, config_dir):
     want = wgf_live.wanted(
         iface, wgf_keys.pubkey_or_none(private_key), allowed,
         wgf_live.has_link_local(routes_v6),
-        None if iface["mtu"] else _auto_mtu(iface, live))
+        None if iface["mtu"] else _auto_mtu(iface, live, allowed))
     records = _dns_records()
     record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
     have = wgf_live.running(
