@@ -429,7 +429,7 @@ def _interface(ret, config_dir):
     private_key = _private_key_of(iface, config_dir)
     routes_v4 = _ip_json(["-4", "route", "show", "table", "all", "dev", interface])
     routes_v6 = _ip_json(["-6", "route", "show", "table", "all", "dev", interface])
-    allowed = [c for peer in live["peers"].values() for c in peer["allowed_ips"]]
+    allowed = _allowed_ips(iface, live)
     want = wgf_live.wanted(
         iface, wgf_keys.pubkey_or_none(private_key), allowed,
         wgf_live.has_link_local(routes_v6),
@@ -453,6 +453,17 @@ def _interface(ret, config_dir):
     _forget_live(interface)
     return _pending(ret, f"{interface} changed in place, no restart: "
                          + ", ".join(s["name"] for s in steps))
+
+
+def _allowed_ips(iface, live):
+    """The AllowedIPs the interface holds once its peer states ran (in test mode they
+    have not): pillar's peers, and live peers pillar does not name unless purged."""
+    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
+    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
+    if not iface["purge_peers"]:
+        allowed += [c for key, peer in live["peers"].items() if key not in declared
+                    for c in peer["allowed_ips"]]
+    return allowed
 
 
 def _private_key_of(iface, config_dir):
