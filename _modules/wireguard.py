@@ -723,7 +723,7 @@ def check(interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER,
     if interface is not None:
         wgf_addr.check_interface_name(interface)
     stale_after = wgf_addr.integer(stale_after, "stale_after", 1, 2**31, "stale_after")
-    sample = wgf_addr.integer(sample, "sample", 0, 60, "sample")
+    sample = wgf_addr.seconds(sample, "sample", 60)
     directory = _config_dir(config_dir)
     result = {"problems": []}
     try:

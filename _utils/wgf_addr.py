@@ -133,6 +133,17 @@ def integer(value, where, low, high, what):
     return value
 
 
+def seconds(value, what, most):
+    """A number of seconds from 0 to ``most`` (fractions allowed)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0 <= number <= most:
+        raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
+    return number
+
+
 def port(value, where):
     return integer(value, where, 1, 65535, "a port")
 

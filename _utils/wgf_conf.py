@@ -105,24 +105,6 @@ def render(iface, private_key=MASK, psks=None):
     return "\n".join(lines) + "\n"
 
 
-def interface_part(text):
-    """The ``[Interface]`` lines whose change needs a restart (not the live routes)."""
-    if text is None:
-        return None
-    part = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped.lower().startswith("[peer]"):
-            break
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, _, value = stripped.partition("=")
-        if key.strip().lower() == "postup" and ROUTE_COMMAND.fullmatch(value.strip()):
-            continue
-        part.append(stripped)
-    return part
-
-
 # ------------------------------------------------------------------ parsing
 
 
@@ -135,7 +117,7 @@ def parse(text):
     ``routes``. Values that cannot be read are described in ``errors``, never quoting
     a key.
     """
-    conf = {"address": [], "listen_port": None, "mtu": None, "table": None,
+    conf = {"address": [], "listen_port": None, "mtu": None, "table": None, "dns": [],
             "fwmark": None, "public_key": None, "has_private_key": False, "routes": [],
             "peers": [], "errors": []}
     section, peer, named = None, None, False
@@ -194,6 +176,8 @@ def _interface_value(conf, key, value):
         conf["mtu"] = _number(value, "MTU")
     elif key == "table":
         conf["table"] = value
+    elif key == "dns":
+        conf["dns"] += wgf_addr.as_list(value)
     elif key == "fwmark":
         conf["fwmark"] = _number(value, "FwMark") or None
     elif key == "privatekey":

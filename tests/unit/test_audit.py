@@ -27,7 +27,7 @@ def node(minion, address, underlay, peers, port=51820, forwarding=False, ifname=
 
 
 def mesh():
-    """pillar.example's mesh: three servers, each a peer of the other two."""
+    """examples/mesh: three servers, each a peer of the other two."""
     nodes = {1: "198.18.0.1", 2: "198.18.0.2", 3: "198.18.0.3"}
     fleet = {}
     for i, underlay in nodes.items():

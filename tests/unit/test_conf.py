@@ -68,12 +68,3 @@ def test_parse_errors_never_quote_a_key(text):
     conf = wgf_conf.parse(text)
     assert conf["errors"]
     assert PRIV[:16] not in json.dumps(conf) and PSK[:16] not in json.dumps(conf)
-
-
-def test_interface_part_leaves_out_peers_and_the_live_routes():
-    text = ("# header\n[Interface]\nPrivateKey = <hidden>\nMTU = 1420\n"
-            "PostUp = ip route replace 10.9.0.0/16 dev %i proto static\n"
-            "PostUp = echo up\n[Peer]\nPublicKey = x\n")
-    assert wgf_conf.interface_part(text) == ["[Interface]", "PrivateKey = <hidden>",
-                                             "MTU = 1420", "PostUp = echo up"]
-    assert wgf_conf.interface_part(None) is None

@@ -21,6 +21,7 @@ import wgf_audit
 import wgf_conf
 import wgf_dump
 import wgf_keys
+import wgf_live
 import wgf_schema
 from tests.unit.conftest import REPO, load
 
@@ -325,7 +326,7 @@ def test_the_conf_parser_and_masking_never_show_a_secret(lines):
     assert masked.count("\n") == text.count("\n")
     conf = wgf_conf.parse(text)
     assert_no_secret(json.dumps(conf))
-    wgf_conf.interface_part(text)
+    assert_no_secret(json.dumps(wgf_live.restart_reasons(text, text + "\nPostUp = x\n")))
 
 
 @fuzz(200)
