@@ -622,6 +622,12 @@ def _private_key(ret, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
+    conf = os.path.join(config_dir, f"{interface}.conf")
+    if not wanted and not current_public:
+        # a hand-written config taken over: keep its key, so its peers keep working
+        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(_read(conf))) and \
+            wgf_conf.private_key(_read(conf))
+        source = f"taken from {conf}" if wanted else source
     new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:
