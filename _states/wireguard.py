@@ -27,6 +27,7 @@ import shutil
 import tempfile
 
 import salt.utils.json
+import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
@@ -48,7 +49,9 @@ __virtualname__ = "wireguard"
 LIVE = "wireguard.live"
 PREVIOUS_CONF = "wireguard.previous_conf"
 #: Where openresolv and Debian's resolvconf keep each interface's DNS record.
-RESOLVCONF_RECORDS = ("/run/resolvconf/interfaces", "/run/resolvconf/interface")
+RESOLVCONF_RECORDS = {"openresolv": "/run/resolvconf/interfaces",
+                      "resolvconf": "/run/resolvconf/interface"}
+INTERFACE_ORDER = "/etc/resolvconf/interface-order"
 
 
 def __virtual__():
@@ -385,25 +388,36 @@ def _ip_json(args):
 
 
 def _dns_records():
-    """The directory resolvconf keeps records in on this minion, or None."""
-    return next((d for d in RESOLVCONF_RECORDS if os.path.isdir(d)), None)
+    """Where this minion's resolvconf keeps each interface's record (which may not
+    exist yet), or None when its records cannot be read (systemd-resolved's)."""
+    binary = salt.utils.path.which("resolvconf")
+    if not binary or os.path.basename(os.path.realpath(binary)) == "resolvectl":
+        return None
+    if os.path.exists(INTERFACE_ORDER):  # Debian's resolvconf
+        return RESOLVCONF_RECORDS["resolvconf"]
+    return RESOLVCONF_RECORDS["openresolv"]
 
 
 def _resolvconf_name(interface):
-    return wgf_live.resolvconf_name(interface, _read("/etc/resolvconf/interface-order"))
+    return wgf_live.resolvconf_name(interface, _read(INTERFACE_ORDER))
 
 
-def _auto_mtu(iface, live):
-    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints."""
+def _auto_mtu(iface, live, allowed):
+    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
+    they were before its default route existed (its packets carry the fwmark)."""
     with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
     addresses = sorted({str(ip) for key, peer in live["peers"].items()
                         if key in with_endpoint
                         for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]] if ip})
     routes = []
+    mark = ""
+    if wgf_live.default_route_mode(iface["table"], allowed) and live["fwmark"]:
+        mark = f" mark {live['fwmark']}"
     if addresses:
         out = __salt__["cmd.run_all"](["ip", "-j", "-force", "-batch", "-"], python_shell=False,
                                       ignore_retcode=True, output_loglevel="quiet",
-                                      stdin="".join(f"route get {a}\n" for a in addresses))
+                                      stdin="".join(f"route get {a}{mark}\n"
+                                                    for a in addresses))
         for line in (out["stdout"] or "").split("\n"):
             if line.strip():
                 routes += salt.utils.json.loads(line)
@@ -424,11 +438,11 @@ def _interface(ret, config_dir):
     private_key = _private_key_of(iface, config_dir)
     routes_v4 = _ip_json(["-4", "route", "show", "table", "all", "dev", interface])
     routes_v6 = _ip_json(["-6", "route", "show", "table", "all", "dev", interface])
-    allowed = [c for peer in live["peers"].values() for c in peer["allowed_ips"]]
+    allowed = _allowed_ips(iface, live)
     want = wgf_live.wanted(
         iface, wgf_keys.pubkey_or_none(private_key), allowed,
         wgf_live.has_link_local(routes_v6),
-        None if iface["mtu"] else _auto_mtu(iface, live))
+        None if iface["mtu"] else _auto_mtu(iface, live, allowed))
     records = _dns_records()
     record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
     have = wgf_live.running(
@@ -448,6 +462,17 @@ def _interface(ret, config_dir):
     _forget_live(interface)
     return _pending(ret, f"{interface} changed in place, no restart: "
                          + ", ".join(s["name"] for s in steps))
+
+
+def _allowed_ips(iface, live):
+    """The AllowedIPs the interface holds once its peer states ran (in test mode they
+    have not): pillar's peers, and live peers pillar does not name unless purged."""
+    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
+    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
+    if not iface["purge_peers"]:
+        allowed += [c for key, peer in live["peers"].items() if key not in declared
+                    for c in peer["allowed_ips"]]
+    return allowed
 
 
 def _private_key_of(iface, config_dir):
@@ -597,6 +622,12 @@ def _private_key(ret, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
+    conf = os.path.join(config_dir, f"{interface}.conf")
+    if not wanted and not current_public:
+        # a hand-written config taken over: keep its key, so its peers keep working
+        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(_read(conf))) and \
+            wgf_conf.private_key(_read(conf))
+        source = f"taken from {conf}" if wanted else source
     new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:

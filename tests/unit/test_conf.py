@@ -70,10 +70,8 @@ def test_parse_errors_never_quote_a_key(text):
     assert PRIV[:16] not in json.dumps(conf) and PSK[:16] not in json.dumps(conf)
 
 
-def test_interface_part_leaves_out_peers_and_the_live_routes():
-    text = ("# header\n[Interface]\nPrivateKey = <hidden>\nMTU = 1420\n"
-            "PostUp = ip route replace 10.9.0.0/16 dev %i proto static\n"
-            "PostUp = echo up\n[Peer]\nPublicKey = x\n")
-    assert wgf_conf.interface_part(text) == ["[Interface]", "PrivateKey = <hidden>",
-                                             "MTU = 1420", "PostUp = echo up"]
-    assert wgf_conf.interface_part(None) is None
+def test_private_key_of_a_hand_written_config_as_wg_reads_it():
+    text = f"[Interface]\n  private Key=  {PRIV}  # mine\nAddress = 10.0.0.1/24\n"
+    assert wgf_conf.private_key(text) == PRIV
+    assert wgf_conf.private_key("[Interface]\nAddress = 10.0.0.1/24\n") is None
+    assert wgf_conf.private_key(None) is None

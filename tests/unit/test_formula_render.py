@@ -229,7 +229,6 @@ class Renderer:
                 "module_dirs": [str(REPO / "_modules")],
                 "utils_dirs": [str(REPO / "_utils")],
                 "states_dirs": [str(REPO / "_states")],
-                "utils_dirs": [str(REPO / "_utils")],
                 "grains": all_grains,
                 "log_level": "quiet",
                 "log_level_logfile": "quiet",
