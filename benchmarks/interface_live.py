@@ -31,6 +31,7 @@ import uuid
 
 import yaml
 
+from tests.support.minion import minion_opts
 from tests.support.netns import Netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,16 +56,12 @@ class Minion:
         self.calls = os.path.join(root, "calls.log")
         for sub in ("srv", "pillar", "shim"):
             os.makedirs(os.path.join(root, sub))
+        opts = minion_opts(root, "bench")
         with open(os.path.join(root, "minion"), "w") as handle:
-            yaml.safe_dump({
-                "id": "bench", "file_client": "local",
-                "cachedir": f"{root}/cache", "pki_dir": f"{root}/pki",
-                "sock_dir": f"{root}/sock", "log_file": f"{root}/minion.log",
-                "module_dirs": [f"{REPO}/_modules"], "states_dirs": [f"{REPO}/_states"],
-                "utils_dirs": [f"{REPO}/_utils"],
-                "file_roots": {"base": [f"{root}/srv"]},
-                "pillar_roots": {"base": [f"{root}/pillar"]},
-            }, handle)
+            yaml.safe_dump({k: opts[k] for k in (
+                "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
+                "module_dirs", "states_dirs", "utils_dirs", "file_roots", "pillar_roots")},
+                handle)
         self._write("pillar/top.sls", "base:\n  '*':\n    - wireguard\n")
         for tool in COUNTED:
             real = shutil.which(tool)
