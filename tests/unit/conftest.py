@@ -2,10 +2,14 @@
 
 import importlib.util
 import pathlib
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+# The loader modules import the formula's utils by name, as Salt's utils_dirs allow.
+if str(REPO / "_utils") not in sys.path:
+    sys.path.insert(0, str(REPO / "_utils"))
 
 
 def load(path, name):
