@@ -141,8 +141,9 @@ def check(iface, firewall, errors):
         errors.append(f"{where}, key 'open_port': needs a listen_port to open")
     if not iface["access"]:
         return
-    peers = {name: peer["allowed_ips"] for name, peer in iface["peers"].items()
-             if not peer["absent"]}
+    # an absent peer's name stands for no address: its AllowedIPs route to nobody
+    peers = {name: [] if peer["absent"] else peer["allowed_ips"]
+             for name, peer in iface["peers"].items()}
     for number, rule in enumerate(iface["access"]["rules"], 1):
         rule_where = f"{where}, key 'access', rule {number}"
         sources = []

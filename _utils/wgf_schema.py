@@ -325,11 +325,12 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
         if normalised is None:
             continue
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
+        # before the mine lookup, which leaves out peers without a published key yet
+        wgf_firewall.check(normalised, firewall, errors)
         if not errors and published_keys is not None:
             wgf_networks.resolve_minion_peers(normalised, published_keys)
         own = own_public_key(ifname, private_key) if own_public_key else None
         check_peer_conflicts(normalised, own, errors)
-        wgf_firewall.check(normalised, firewall, errors)
         result[ifname] = normalised
     if errors:
         raise SaltInvocationError(

@@ -176,3 +176,16 @@ def test_iptables_chains_load_replace_and_go(tmp_path, version):
     saved = _scratch(f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush "
                      f"{removal} && {prefix}-save")
     assert "WIREGUARD" not in saved
+
+
+def test_a_peer_not_yet_in_the_mine_or_absent_is_still_a_name():
+    """A rule may name a peer whose key the mine has not published yet (left out of this
+    run) or an absent one (no address): neither is a bad name."""
+    pillar = {"interfaces": {"wg0": {
+        "address": "10.0.0.1/24", "listen_port": 51820,
+        "peers": {"backup": {"minion": "backup-gw", "allowed_ips": ["10.0.0.3/32"]},
+                  "old": {"public_key": KEY_A, "allowed_ips": ["10.0.0.4/32"], "absent": True}},
+        "access": {"rules": [{"from": ["backup"]}, {"from": ["old"]}]}}}}
+    got = wgf_schema.validate(pillar, "hub", published_keys=lambda minions: {}, firewall="nftables")
+    assert "backup" not in got["wg0"]["peers"]
+    assert [r["sources"] for r in got["wg0"]["access"]["rules"]] == [["10.0.0.3/32"], []]

@@ -482,7 +482,8 @@ def test_run_order(renderer):
 def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
     assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
-        "wireguard-config-key-file-directory", "wireguard-package-install-pkg-installed"]
+        "wireguard-config-key-file-directory", "wireguard-firewall-rules-wireguard-firewall",
+        "wireguard-package-install-pkg-installed"]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
 
