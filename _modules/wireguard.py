@@ -725,7 +725,7 @@ def check(interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER,
     if interface is not None:
         wgf_addr.check_interface_name(interface)
     stale_after = wgf_addr.integer(stale_after, "stale_after", 1, 2**31, "stale_after")
-    sample = _seconds(sample, "sample", 60)
+    sample = wgf_addr.seconds(sample, "sample", 60)
     directory = _config_dir(config_dir)
     result = {"problems": []}
     try:
@@ -759,17 +759,6 @@ def check(interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER,
         gathered[name] = data
     _sample_transfer(gathered, stale_after, sample)
     return wgf_health.report(gathered, result["problems"], stale_after)
-
-
-def _seconds(value, what, most):
-    """A number of seconds from 0 to ``most`` (fractions allowed)."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if isinstance(value, bool) or not 0 <= seconds <= most:
-        raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
-    return seconds
 
 
 def _sample_transfer(gathered, stale_after, sample):

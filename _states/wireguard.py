@@ -23,6 +23,7 @@ import importlib
 import ipaddress
 import logging
 import os
+import shutil
 import tempfile
 
 import salt.utils.json
@@ -30,12 +31,16 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
 import wgf_conf
+import wgf_dump
 import wgf_firewall
+import wgf_iproute
 import wgf_keys
+import wgf_live
 import wgf_schema
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_schema, wgf_conf, wgf_firewall):
+for _util in (wgf_addr, wgf_keys, wgf_schema, wgf_conf, wgf_dump, wgf_iproute, wgf_live,
+              wgf_firewall):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,9 @@ log = logging.getLogger(__name__)
 __virtualname__ = "wireguard"
 
 LIVE = "wireguard.live"
+PREVIOUS_CONF = "wireguard.previous_conf"
+#: Where openresolv and Debian's resolvconf keep each interface's DNS record.
+RESOLVCONF_RECORDS = ("/run/resolvconf/interfaces", "/run/resolvconf/interface")
 
 
 def __virtual__():
@@ -341,6 +349,192 @@ def _routes(ret, wanted):
     return _pending(ret, f"Routes through {interface} updated")
 
 
+# ------------------------------------------------------------ live interface
+
+
+def interface(name, config_dir="/etc/wireguard"):
+    """
+    The running interface is what a restart of its service would build from the
+    config file the formula writes, changed in place: private key, listen port and
+    fwmark (``wg set``), addresses, MTU, DNS (resolvconf, as wg-quick registers it),
+    and the routes wg-quick derives from the peers' AllowedIPs (``table: auto``: in
+    main unless an address's connected route covers them; a table: all of them there;
+    ``off``: none) plus the formula's ``routes``. What only a restart can change
+    (hooks, the table mode, the default-route setup) is ``wireguard.config``'s.
+
+    Run after the peer states: the live peers' AllowedIPs are read once, with the
+    addresses, routes and DNS (a fixed number of commands, whatever the peer count).
+    A step that fails undoes the steps of this run before it, puts back the config
+    file this run replaced, and fails naming the step.
+
+    name
+        The interface name. When it is not up, there is nothing to change.
+    """
+    return _guarded(_ret(name), _interface, config_dir)
+
+
+def _run(argv, stdin=None):
+    out = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True,
+                                  stdin=stdin, output_loglevel="quiet")
+    if out["retcode"] != 0:
+        raise CommandExecutionError(
+            f"{' '.join(argv)}: {(out.get('stderr') or out.get('stdout') or '').strip()}")
+    return out["stdout"]
+
+
+def _ip_json(args):
+    return salt.utils.json.loads(_run(["ip", "-j", *args]) or "[]")
+
+
+def _dns_records():
+    """The directory resolvconf keeps records in on this minion, or None."""
+    return next((d for d in RESOLVCONF_RECORDS if os.path.isdir(d)), None)
+
+
+def _resolvconf_name(interface):
+    return wgf_live.resolvconf_name(interface, _read("/etc/resolvconf/interface-order"))
+
+
+def _auto_mtu(iface, live, allowed):
+    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
+    they were before its default route existed (its packets carry the fwmark)."""
+    with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
+    addresses = sorted({str(ip) for key, peer in live["peers"].items()
+                        if key in with_endpoint
+                        for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]] if ip})
+    routes = []
+    mark = ""
+    if wgf_live.default_route_mode(iface["table"], allowed) and live["fwmark"]:
+        mark = f" mark {live['fwmark']}"
+    if addresses:
+        out = __salt__["cmd.run_all"](["ip", "-j", "-force", "-batch", "-"], python_shell=False,
+                                      ignore_retcode=True, output_loglevel="quiet",
+                                      stdin="".join(f"route get {a}{mark}\n"
+                                                    for a in addresses))
+        for line in (out["stdout"] or "").split("\n"):
+            if line.strip():
+                routes += salt.utils.json.loads(line)
+    links = {link.get("ifname"): link.get("mtu") for link in _ip_json(["link", "show"])}
+    default = next(iter(_ip_json(["route", "show", "default"])), None)
+    return wgf_live.mtu_from_routes(routes, links, default)
+
+
+def _interface(ret, config_dir):
+    interface = ret["name"]
+    if interface not in __salt__["wireguard.interfaces"]():
+        ret["comment"] = f"Interface {interface} is not up; it is built from its file at start"
+        return ret
+    iface = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    if iface is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    live = __salt__["wireguard.show"](interface)[interface]
+    private_key = _private_key_of(iface, config_dir)
+    routes_v4 = _ip_json(["-4", "route", "show", "table", "all", "dev", interface])
+    routes_v6 = _ip_json(["-6", "route", "show", "table", "all", "dev", interface])
+    allowed = _allowed_ips(iface, live)
+    want = wgf_live.wanted(
+        iface, wgf_keys.pubkey_or_none(private_key), allowed,
+        wgf_live.has_link_local(routes_v6),
+        None if iface["mtu"] else _auto_mtu(iface, live, allowed))
+    records = _dns_records()
+    record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
+    have = wgf_live.running(
+        live, wgf_iproute.link(_ip_json(["addr", "show", "dev", interface])), routes_v4,
+        routes_v6, _read(record_path) if record_path else None, want["default_route"])
+    if records is None:
+        have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
+    steps, changes = wgf_live.plan(want, have, interface)
+    if not steps:
+        ret["comment"] = f"{interface} runs as its config file says"
+        return ret
+    ret["changes"] = changes
+    if __opts__["test"]:
+        return _pending(ret, f"{interface} would be changed in place: "
+                             + ", ".join(s["name"] for s in steps))
+    _apply_steps(interface, steps, private_key)
+    _forget_live(interface)
+    return _pending(ret, f"{interface} changed in place, no restart: "
+                         + ", ".join(s["name"] for s in steps))
+
+
+def _allowed_ips(iface, live):
+    """The AllowedIPs the interface holds once its peer states ran (in test mode they
+    have not): pillar's peers, and live peers pillar does not name unless purged."""
+    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
+    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
+    if not iface["purge_peers"]:
+        allowed += [c for key, peer in live["peers"].items() if key not in declared
+                    for c in peer["allowed_ips"]]
+    return allowed
+
+
+def _private_key_of(iface, config_dir):
+    return _pillar_secrets(iface)["private_key"] or (
+        _read(os.path.join(config_dir, f"{iface['name']}.key")) or "").strip() or None
+
+
+def _apply_steps(interface, steps, private_key):
+    """Run the steps; when one fails, undo those before it (last first), put the
+    previous config file back, and raise naming the step."""
+    done = []
+    for step in steps:
+        try:
+            _do(interface, step, private_key, undo=False)
+        except CommandExecutionError as exc:
+            failed = []
+            for earlier in reversed(done):
+                try:
+                    _do(interface, earlier, None, undo=True)
+                except CommandExecutionError as undo_exc:
+                    failed.append(f"{earlier['name']} ({undo_exc})")
+            path, previous = __context__.get(PREVIOUS_CONF, {}).get(interface, (None, None))
+            if previous is not None:
+                _write_private(path, previous)
+            raise CommandExecutionError(
+                f"{interface}: the live step '{step['name']}' failed: {exc}. "
+                + (f"Undoing failed for: {'; '.join(failed)}." if failed else
+                   "The steps before it were undone")
+                + (" and the previous config file put back." if previous is not None
+                   else ".")) from None
+        done.append(step)
+
+
+def _do(interface, step, private_key, undo):
+    if "wg" in step:
+        _wg_set(interface, step["undo_wg" if undo else "wg"], private_key)
+    elif "dns" in step:
+        record = step["undo_dns" if undo else "dns"]
+        name = _resolvconf_name(interface)
+        if record:
+            _run(["resolvconf", "-a", name, "-m", "0", "-x"], stdin=wgf_live.dns_text(record))
+        else:
+            _run(["resolvconf", "-d", name, "-f"])
+    else:
+        for argv in step["undo" if undo else "do"]:
+            _run(argv)
+
+
+def _wg_set(interface, values, private_key):
+    """``wg set`` of key, port and fwmark; the private key only through a 0600 file."""
+    argv = ["wg", "set", interface]
+    keydir = tempfile.mkdtemp(prefix="wireguard-",
+                              dir="/run" if os.access("/run", os.W_OK) else None)
+    try:
+        if "public_key" in values:
+            if not private_key:  # never: the key is the last step, so never undone
+                raise CommandExecutionError("the previous private key cannot be put back")
+            path = os.path.join(keydir, "key")
+            _write_private(path, private_key + "\n")
+            argv += ["private-key", path]
+        if values.get("listen_port") is not None:
+            argv += ["listen-port", str(values["listen_port"])]
+        if "fwmark" in values:
+            argv += ["fwmark", str(values["fwmark"] or "off")]
+        _run(argv)
+    finally:
+        shutil.rmtree(keydir, ignore_errors=True)
+
+
 # ----------------------------------------------------------- key and config
 
 
@@ -475,9 +669,17 @@ def _config(ret, config_dir, service):
     if warnings:
         ret["warnings"] = warnings
     current = _read(path)
-    changed = wgf_conf.interface_part(current) != wgf_conf.interface_part(wanted)
-    restart = service and _service_active(service) and (
-        (current is not None and changed) or interface not in __salt__["wireguard.interfaces"]())
+    reasons = wgf_live.restart_reasons(current, wanted)
+    if current is not None and _dns_records() is None and \
+            wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]:
+        reasons.append("its DNS changed and this minion's resolvconf keeps no record to "
+                       "change in place")
+    restart = None
+    if service and _service_active(service):
+        if interface not in __salt__["wireguard.interfaces"]():
+            restart = "its interface is not up"
+        elif reasons:
+            restart = "; ".join(reasons)
     if current == wanted:
         _mode_fix(ret, path)
     else:
@@ -486,7 +688,7 @@ def _config(ret, config_dir, service):
             fromfile=path, tofile=path))
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
-        ret["changes"]["restarted"] = service
+        ret["changes"]["restarted"] = {"service": service, "why": restart}
     if not ret["changes"]:
         ret["comment"] = f"{path} is as pillar says"
         return ret
@@ -494,10 +696,13 @@ def _config(ret, config_dir, service):
         return _pending(ret, f"{path} would be updated"
                         + (f" and {service} restarted" if restart else ""))
     if current != wanted:
+        # the previous file, should a live change of this run fail (wireguard.interface)
+        __context__.setdefault(PREVIOUS_CONF, {})[interface] = (path, current)
         _write_private(path, wanted)
     if restart:
         _restart(service, interface, path, current)
-    return _pending(ret, f"{path} updated" + (f"; {service} restarted" if restart else ""))
+    return _pending(ret, f"{path} updated" + (f"; {service} restarted because {restart}"
+                                              if restart else ""))
 
 
 def _service_active(service):

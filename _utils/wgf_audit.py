@@ -36,18 +36,27 @@ def _optional(value, kind):
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
 
 
+def _problems_shape(problems):
+    """Whether ``problems`` is a list of ``wgf_health.problem`` findings."""
+    return isinstance(problems, list) and all(
+        isinstance(p, dict) and p.get("severity") in SEVERITIES
+        and all(isinstance(p.get(k), str) for k in ("check", "message", "fix"))
+        and _optional(p.get("peer"), str) for p in problems)
+
+
 def _live_shape(show):
     """Why ``wireguard.show``'s answer cannot be read, or None."""
     if not isinstance(show, dict):
         return "wireguard.show did not return a mapping"
     for ifname, iface in show.items():
-        if not isinstance(iface, dict) or not isinstance(iface.get("peers"), dict):
+        if not isinstance(ifname, str) or not isinstance(iface, dict) \
+                or not isinstance(iface.get("peers"), dict):
             return f"wireguard.show: interface {ifname!r} is not a mapping with peers"
         if not _optional(iface.get("public_key"), str) \
                 or not _optional(iface.get("listen_port"), int):
             return f"wireguard.show: interface {ifname!r} has a malformed key or port"
         for key, peer in iface["peers"].items():
-            if not isinstance(peer, dict) or not (
+            if not isinstance(key, str) or not isinstance(peer, dict) or not (
                     _optional(peer.get("endpoint"), str)
                     and _is_list_of(peer.get("allowed_ips"), str)
                     and _optional(peer.get("latest_handshake_age"), int)
@@ -59,7 +68,8 @@ def _live_shape(show):
 
 
 def _facts_shape(ifname, entry):
-    if not isinstance(entry, dict) or not _is_list_of(entry.get("problems", []), dict):
+    if not isinstance(ifname, str) or not isinstance(entry, dict) \
+            or not _problems_shape(entry.get("problems", [])):
         return f"wireguard.check: interface {ifname!r} is malformed"
     facts = entry.get("facts") or {}
     if not isinstance(facts, dict) or not (
@@ -71,8 +81,8 @@ def _facts_shape(ifname, entry):
             and _optional(facts.get("service"), str)
             and isinstance(facts.get("peers") or {}, dict)):
         return f"wireguard.check: the facts of {ifname!r} are malformed"
-    for peer in (facts.get("peers") or {}).values():
-        if not isinstance(peer, dict) or not (
+    for key, peer in (facts.get("peers") or {}).items():
+        if not isinstance(key, str) or not isinstance(peer, dict) or not (
                 _optional(peer.get("name"), str) and _optional(peer.get("endpoint"), str)
                 and _is_list_of(peer.get("allowed_ips") or [], str)
                 and (peer.get("endpoint_resolved") is None
@@ -89,7 +99,7 @@ def _answer_problems(funs):
             isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
         problems["wireguard.public_keys"] = "it did not return {interface: public key}"
     if not isinstance(check, dict) or not isinstance(check.get("interfaces"), dict) \
-            or not _is_list_of(check.get("problems", []), dict):
+            or not _problems_shape(check.get("problems", [])):
         problems["wireguard.check"] = "it did not return its report"
     else:
         problems["wireguard.check"] = next(
