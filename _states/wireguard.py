@@ -747,15 +747,6 @@ def _service_error(service):
 # ---------------------------------------------------------------- firewall
 
 
-def _run(argv, what, stdin=None):
-    """Run ``argv``; its stdout, or raise naming ``what``."""
-    out = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True,
-                                  stdin=stdin, output_loglevel="quiet")
-    if out["retcode"] != 0:
-        raise CommandExecutionError(f"{what}: {(out['stderr'] or out['stdout']).strip()}")
-    return out["stdout"]
-
-
 def _nft_live():
     """``nft list table inet wireguard``, or None when there is no such table."""
     out = __salt__["cmd.run_all"](["nft", "list", "table", "inet", wgf_firewall.TABLE],
@@ -768,10 +759,10 @@ def _nft_live():
     return out["stdout"].strip() + "\n"
 
 
-def _in_scratch_namespace(argv, what):
+def _in_scratch_namespace(argv):
     """Run ``argv`` in a new, empty network namespace that ends with it: what the
     kernel makes of a rule set, without touching the minion's firewall."""
-    return _run(["unshare", "--net", "--", *argv], what)
+    return _run(["unshare", "--net", "--", *argv])
 
 
 def _nft_canonical(table_text):
@@ -781,8 +772,7 @@ def _nft_canonical(table_text):
     with tempfile.NamedTemporaryFile("w", suffix=".nft") as script:
         script.write(table_text + f"list table inet {wgf_firewall.TABLE}\n")
         script.flush()
-        return _in_scratch_namespace(["nft", "-f", script.name],
-                                     "the formula's nftables table").strip() + "\n"
+        return _in_scratch_namespace(["nft", "-f", script.name]).strip() + "\n"
 
 
 def _ipt_tools(version):
@@ -798,11 +788,10 @@ def _ipt_restore(version, text, scratch=False):
         rules.write(text)
         rules.flush()
         if not scratch:
-            _run([restore, "--noflush", rules.name], f"{restore} of the formula's chains")
+            _run([restore, "--noflush", rules.name])
             return None
         shown = _in_scratch_namespace(
-            ["sh", "-c", '"$1" --noflush "$3" && "$2"', "sh", restore, save, rules.name],
-            f"{restore} of the formula's chains")
+            ["sh", "-c", '"$1" --noflush "$3" && "$2"', "sh", restore, save, rules.name])
     return wgf_firewall.iptables_ours(shown)
 
 
@@ -810,7 +799,7 @@ def _ipt_live(version):
     save, _ = _ipt_tools(version)
     if not __salt__["cmd.has_exec"](save):
         return []
-    return wgf_firewall.iptables_ours(_run([save], save))
+    return wgf_firewall.iptables_ours(_run([save]))
 
 
 def _firewall_plan(interfaces, backend):
@@ -822,8 +811,8 @@ def _firewall_plan(interfaces, backend):
         live, wanted = _nft_live(), _nft_canonical(table)
         if live != wanted:
             script = wgf_firewall.nft_replace(table)
-            plan["nftables"] = (live, wanted, lambda s=script: _run(
-                ["nft", "-f", "-"], "nft -f of the formula's table", stdin=s))
+            plan["nftables"] = (live, wanted,
+                                lambda s=script: _run(["nft", "-f", "-"], stdin=s))
     for version, part in ((4, "iptables"), (6, "ip6tables")):
         live = _ipt_live(version)
         if not live and backend != "iptables":

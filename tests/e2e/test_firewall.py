@@ -201,6 +201,22 @@ def test_rule_change_under_ping_loses_nothing_and_keeps_the_interface(site):
     assert not site.reaches("laptop", NAS1, 8443), "the rule change back is live too"
 
 
+def test_test_mode_predicts_the_change_and_touches_nothing(site):
+    site.apply(site.pillar())
+    before = site.ruleset()
+    changed = copy.deepcopy(ACCESS)
+    changed["default"] = "accept"
+    site.lab.master.write_pillar({"jumpbox": site.pillar(access=changed)})
+    ret = site.lab.master.salt("jumpbox", "state.apply", "wireguard", test=True, timeout=300)
+    state = ret["jumpbox"]["wireguard_|-wireguard-firewall-rules-wireguard-firewall_|-"
+                           "table inet wireguard_|-firewall"]
+    assert state["result"] is None, state
+    assert 'drop comment "jump0 default drop"' in state["changes"]["nftables"]["old"]
+    assert 'accept comment "jump0 default accept"' in state["changes"]["nftables"]["new"]
+    assert site.ruleset() == before
+    site.apply(site.pillar())
+
+
 @pytest.mark.parametrize(("rule", "words"), [
     ({"from": ["nobody"], "to": [f"{NAS1}/32"]}, ["rule 4, from", "'nobody' names no peer"]),
     ({"from": ["laptop"], "to": ["172.16.50.0/33"]}, ["rule 4, to", "not a valid CIDR"]),
