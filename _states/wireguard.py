@@ -770,9 +770,12 @@ def _nft_canonical(table_text):
     if table_text is None:
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".nft") as script:
-        script.write(table_text + f"list table inet {wgf_firewall.TABLE}\n")
+        script.write(table_text)
         script.flush()
-        return _in_scratch_namespace(["nft", "-f", script.name]).strip() + "\n"
+        # a `list` in the same nft -f batch would show the table before its rules
+        return _in_scratch_namespace(
+            ["sh", "-c", 'nft -f "$1" && nft list table inet "$2"', "sh", script.name,
+             wgf_firewall.TABLE]).strip() + "\n"
 
 
 def _ipt_tools(version):
