@@ -254,16 +254,17 @@ def _moves_to_rogue_address(site) -> bool:
     """The laptop, with its valid key, from an address open_port does not list: True
     when it handshakes anyway."""
     laptop = site.peers["laptop"]
-    laptop.run(["ip", "addr", "replace", f"{ROGUE_ADDR}/24", "dev", "eth0"])
-    laptop.run(["ip", "addr", "del", f"{PEER_ADDR['laptop'][0]}/24", "dev", "eth0"])
+    # one address at a time: deleting a primary address takes its secondaries along
+    laptop.run(["ip", "addr", "flush", "dev", "eth0"])
+    laptop.run(["ip", "addr", "add", f"{ROGUE_ADDR}/24", "dev", "eth0"])
     try:
         laptop.systemctl("restart", "wg-quick@wg0")  # a fresh handshake is needed
         got = laptop.ping_until(JUMP_IP, within=8).received
         endpoints = site.jumpbox.out(["wg", "show", "jump0", "endpoints"])
         return bool(got) or ROGUE_ADDR in endpoints
     finally:
-        laptop.run(["ip", "addr", "replace", f"{PEER_ADDR['laptop'][0]}/24", "dev", "eth0"])
-        laptop.run(["ip", "addr", "del", f"{ROGUE_ADDR}/24", "dev", "eth0"])
+        laptop.run(["ip", "addr", "flush", "dev", "eth0"])
+        laptop.run(["ip", "addr", "add", f"{PEER_ADDR['laptop'][0]}/24", "dev", "eth0"])
         laptop.systemctl("restart", "wg-quick@wg0")
         assert laptop.ping_until(JUMP_IP, within=20).received, "laptop is back"
 
