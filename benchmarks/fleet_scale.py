@@ -1,0 +1,467 @@
+"""Benchmark: the fleet-scale curve (issue 16) through a real master and real minions.
+
+Run as root from the repository:
+    .venv/bin/python -m benchmarks.fleet_scale                    # N = 4, 8, 16, 24
+    .venv/bin/python -m benchmarks.fleet_scale --nodes 4 --topologies mesh
+    .venv/bin/python -m benchmarks.fleet_scale --plot-only        # redraw from the JSON
+
+For each topology (a mine-driven `mesh`; `hub`: one hub and N-1 spokes) and each N, a
+lab of its own (tests/lab: a salt-master container and N minion containers on one
+"internet" switch) gets the same `wireguard:networks` pillar on every minion, then:
+
+converge   `salt-run state.orch wireguard.orchestrate`, from its start until every
+           tunnel the topology defines has carried a ping: in a mesh every node pings
+           every other node's tunnel address (N(N-1) directed pairs); with a hub, every
+           spoke pings the hub, the hub every spoke, and the first spoke the last one
+           (through the hub). A ping only passes after the pair's handshake.
+audit      `salt-run wireguard.audit` on the N minions (wall time of the command).
+join       one more container boots and its minion is accepted (not timed: that is the
+           lab, reported as `join_ready_s`); then, timed: the pillar naming N+1 nodes is
+           written and refreshed, `state.orch wireguard.orchestrate` runs again, and the
+           newcomer pings every node it peers with (mesh: all N; hub: the hub and, through
+           it, the first spoke) and the hub pings it.
+memory     sampled every 0.25 s from the start of converge to the end of join, for the
+           salt-master processes, the salt-run process (the orchestration and the
+           audit run in it) and the salt-minion processes of one minion (mesh: the
+           first node; hub: the hub, the node with the most peers): the peak of the
+           summed VmHWM (each process's own RSS high-water mark; pages shared between
+           forked processes count once per process, so an upper bound) and the peak of
+           the summed Pss (shared pages split between the processes sharing them).
+
+Containers start in batches (--batch, default 8) so that the starting salt-minions (CPU
+bound) do not starve each other on 2 cores. Every lab is torn down by the lab's own
+tear-down, also on failure or Ctrl-C. Results: benchmarks/results/fleet_scale.json (runs
+of other N/topologies already in it are kept) and fleet_scale.svg, drawn by
+benchmarks/curve.py; the fit `a + b*N + c*N^2` predicts 200 and 1,000 minions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.curve import fit_cost, predict, svg_curves
+from tests.lab.lab import Lab
+from tests.lab.util import CGROUP_ROOTS, LabError, log
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MEMORY = ("master_peak_mib", "runner_peak_mib", "minion_peak_mib")
+METRICS = ("converge_s", "join_s", "audit_s", *MEMORY,
+           *(m.replace("_peak_", "_pss_peak_") for m in MEMORY))
+PREDICT_AT = (200, 1000)
+
+
+# ------------------------------------------------------------------------- topologies
+class Mesh:
+    """Every node peers with every other; keys through the mine."""
+
+    name = "mesh"
+    interface, port, subnet, underlay = "wg1", 51821, "10.2.0", "198.18.3"
+
+    def names(self, count):
+        return [f"node{i:02d}" for i in range(1, count + 1)]
+
+    def index(self, name):
+        return int(name[4:])
+
+    def tunnel_ip(self, name):
+        return f"{self.subnet}.{self.index(name)}"
+
+    def underlay_ip(self, name):
+        return f"{self.underlay}.{self.index(name)}"
+
+    def nodes(self, names):
+        return {n: {"address": f"{self.tunnel_ip(n)}/24", "endpoint": self.underlay_ip(n)}
+                for n in names}
+
+    def network(self, names):
+        return {"interface": self.interface, "listen_port": self.port, "topology": "mesh",
+                "nodes": self.nodes(names)}
+
+    def pillar(self, names):
+        """The same pillar for every minion, as pillar.example's mine-mesh."""
+        return {"mine_functions": {"wireguard.public_keys": []},
+                "wireguard": {"networks": {"fleet": self.network(names)}}}
+
+    def converge_pings(self, names):
+        return [(a, b) for a in names for b in names if a != b]
+
+    def join_pings(self, names, newcomer):
+        return [(newcomer, n) for n in names] + [(names[0], newcomer)]
+
+    def measured_minion(self, names):
+        return names[0]
+
+
+class Hub(Mesh):
+    """One hub with an endpoint; spokes without one dial it and reach each other through
+    it (pillar.example's mine-hub, without the NAT routers)."""
+
+    name = "hub"
+    interface, port, subnet, underlay = "wg2", 51822, "10.3.0", "198.18.4"
+
+    def names(self, count):
+        return ["hub"] + [f"spoke{i:02d}" for i in range(1, count)]
+
+    def index(self, name):
+        return 1 if name == "hub" else 10 + int(name[5:])
+
+    def nodes(self, names):
+        nodes = {n: {"address": f"{self.tunnel_ip(n)}/24"} for n in names}
+        nodes["hub"]["endpoint"] = self.underlay_ip("hub")
+        return nodes
+
+    def network(self, names):
+        return {**super().network(names), "topology": "hub", "hubs": ["hub"]}
+
+    def converge_pings(self, names):
+        spokes = names[1:]
+        pairs = [(s, "hub") for s in spokes] + [("hub", s) for s in spokes]
+        if len(spokes) > 1:
+            pairs.append((spokes[0], spokes[-1]))
+        return pairs
+
+    def join_pings(self, names, newcomer):
+        return [(newcomer, "hub"), ("hub", newcomer), (newcomer, names[1])]
+
+
+TOPOLOGIES = {t.name: t for t in (Mesh(), Hub())}
+
+
+# ------------------------------------------------------------------------- memory
+def _status_kib(pid, field):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _pss_kib(pid):
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _cgroup_pids(container):
+    """The container's processes: its daemons (salt-master, salt-minion and the jobs
+    they fork) live in its cgroups."""
+    pids = set()
+    for root in CGROUP_ROOTS:
+        cgroup = root / container.lab.id / container.name
+        for procs in cgroup.rglob("cgroup.procs") if cgroup.is_dir() else ():
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except (OSError, ValueError):
+                continue
+    return pids
+
+
+def _descendants(pid=None):
+    """This process's descendants: `salt-run`, started through `nsenter -a` (which enters
+    the container's namespaces but not its cgroups), is one of them."""
+    found, todo = set(), [pid or os.getpid()]
+    while todo:
+        parent = todo.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            try:
+                children = [int(c) for c in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found.update(children)
+            todo += children
+    return found
+
+
+def _program(pid):
+    """salt-master, salt-run, salt-minion or None, from the process's command line."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for arg in argv[:3]:
+        base = os.path.basename(arg.decode(errors="replace")).split()[0] if arg else ""
+        if base in ("salt-master", "salt-run", "salt-minion"):
+            return base
+    return None
+
+
+def memory_mib(pids, program):
+    """(sum of VmHWM, sum of Pss) of the live `program` processes among pids, MiB."""
+    mine = [pid for pid in pids if _program(pid) == program]
+    return (sum(_status_kib(pid, "VmHWM") for pid in mine) / 1024,
+            sum(_pss_kib(pid) for pid in mine) / 1024)
+
+
+class PeakSampler(threading.Thread):
+    """Samples, for some (container, program) pairs, the summed VmHWM (an upper bound:
+    pages shared between forked processes count once per process) and the summed Pss
+    (shared pages split between their users); keeps each maximum."""
+
+    def __init__(self, watched, interval=0.25):
+        super().__init__(daemon=True)
+        self.watched = watched  # {label: (container or None for our descendants, program)}
+        self.peaks = {}
+        self.interval = interval
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.sample()
+            self.done.wait(self.interval)
+
+    def sample(self):
+        for label, (container, program) in self.watched.items():
+            pids = _descendants() if container is None else _cgroup_pids(container)
+            hwm, pss = memory_mib(pids, program)
+            self.peaks[label] = max(self.peaks.get(label, 0.0), hwm)
+            pss_label = label.replace("_peak_", "_pss_peak_")
+            self.peaks[pss_label] = max(self.peaks.get(pss_label, 0.0), pss)
+
+    def stop(self):
+        self.done.set()
+        self.join(timeout=10)
+        self.sample()
+        return {label: round(value, 1) for label, value in self.peaks.items()}
+
+
+# ------------------------------------------------------------------------- steps
+def boot_in_batches(lab, inet, topo, names, batch):
+    """Containers on the internet switch, `batch` at a time, each batch ready before the
+    next starts. Returns {name: container}."""
+    hosts = {}
+    for start in range(0, len(names), batch):
+        for name in names[start:start + batch]:
+            hosts[name] = lab.container(name)
+            inet.attach(hosts[name], "eth0", [f"{topo.underlay_ip(name)}/24"])
+        lab.wait_ready(timeout=600)
+    return hosts
+
+
+def failed_results(data):
+    """Every state result False anywhere in an orchestration's return."""
+    found = []
+    if isinstance(data, dict):
+        if data.get("result") is False:
+            found.append(str(data.get("comment", data))[:500])
+        for value in data.values():
+            found += failed_results(value)
+    elif isinstance(data, list):
+        for value in data:
+            found += failed_results(value)
+    return found
+
+
+def orchestrate(lab):
+    ret = lab.master.salt_run("state.orch", "wireguard.orchestrate", timeout=1800)
+    failures = failed_results(ret)
+    if failures or not ret:
+        raise LabError("state.orch wireguard.orchestrate failed:\n" + "\n".join(failures[:10])
+                       + ("" if ret else "\n(no output)"))
+
+
+def reach(hosts, topo, pairs, within=180):
+    """Until every (source, destination) pair has had a ping answered through the tunnel;
+    the sources ping in parallel, each all its destinations at once."""
+    pending = set(pairs)
+    deadline = time.monotonic() + within
+    while pending:
+        by_source = {}
+        for src, dst in sorted(pending):
+            by_source.setdefault(src, []).append(topo.tunnel_ip(dst))
+        procs = {}
+        for src, ips in by_source.items():
+            # -c 1 -w 3: done at the first reply, a new echo request every 0.2 s until then
+            script = ("for ip in " + " ".join(ips) + "; do (ping -n -q -c 1 -i 0.2 -w 3 $ip "
+                      ">/dev/null 2>&1 && echo ok $ip) & done; wait")
+            procs[src] = hosts[src].popen(script)
+        for src, proc in procs.items():
+            out, _ = proc.communicate(timeout=120)
+            answered = {line.split()[1] for line in out.splitlines() if line.startswith("ok ")}
+            pending -= {(s, d) for s, d in list(pending)
+                        if s == src and topo.tunnel_ip(d) in answered}
+        if pending and time.monotonic() > deadline:
+            raise LabError(f"no ping through the tunnel after {within}s: "
+                           f"{sorted(pending)[:20]} ({len(pending)} pairs)")
+
+
+def audit(lab, names):
+    t0 = time.monotonic()
+    data = lab.master.salt_run("wireguard.audit", tgt=",".join(names), tgt_type="list",
+                               timeout=300)
+    seconds = time.monotonic() - t0
+    if not isinstance(data, dict) or "problems" not in data:
+        raise LabError(f"wireguard.audit returned no report: {str(data)[:2000]}")
+    serious = [p for p in data["problems"] if p["severity"] in ("error", "warning")]
+    return seconds, serious
+
+
+def measure(topo, count, batch):
+    """One lab: N minions of one topology, converged, audited, one more joined."""
+    run = {"topology": topo.name, "nodes": count}
+    names = topo.names(count)
+    newcomer = topo.names(count + 1)[-1]
+    with Lab(f"scale{topo.name}") as lab:
+        inet = lab.bridge("inet")
+        t0 = time.monotonic()
+        hosts = boot_in_batches(lab, inet, topo, names, batch)
+        run["ready_s"] = round(time.monotonic() - t0, 1)
+        # once per master, as a user installs the formula's runner
+        lab.master.salt_run("saltutil.sync_runners")
+        sampler = PeakSampler({
+            "master_peak_mib": (lab.master, "salt-master"),
+            "runner_peak_mib": (None, "salt-run"),
+            "minion_peak_mib": (hosts[topo.measured_minion(names)], "salt-minion")})
+        sampler.start()
+        try:
+            lab.master.write_pillar({n: topo.pillar(names) for n in names})
+            log(f"{topo.name} N={count}: orchestrate")
+            t0 = time.monotonic()
+            orchestrate(lab)
+            run["orchestrate_s"] = round(time.monotonic() - t0, 1)
+            reach(hosts, topo, topo.converge_pings(names))
+            run["converge_s"] = round(time.monotonic() - t0, 1)
+            log(f"{topo.name} N={count}: converged in {run['converge_s']}s; audit")
+            seconds, serious = audit(lab, names)
+            run["audit_s"] = round(seconds, 1)
+            run["audit_problems"] = [f"{p['check']}: {p['message']}" for p in serious][:10]
+            log(f"{topo.name} N={count}: {newcomer} joins")
+            t0 = time.monotonic()
+            hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
+            run["join_ready_s"] = round(time.monotonic() - t0, 1)
+            bigger = [*names, newcomer]
+            t0 = time.monotonic()
+            lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
+            orchestrate(lab)
+            reach(hosts, topo, topo.join_pings(names, newcomer))
+            run["join_s"] = round(time.monotonic() - t0, 1)
+        finally:
+            run.update(sampler.stop())
+    log(f"{topo.name} N={count}: {json.dumps(run)}")
+    return run
+
+
+# ------------------------------------------------------------------------- results
+def load_runs(path):
+    try:
+        return json.loads(path.read_text()).get("runs", [])
+    except (OSError, ValueError):
+        return []
+
+
+def fits(runs):
+    """{topology: {metric: fit and predictions}} from the successful runs."""
+    out = {}
+    for topo in sorted({r["topology"] for r in runs}):
+        out[topo] = {}
+        for metric in METRICS:
+            points = [(r["nodes"], r[metric]) for r in runs
+                      if r["topology"] == topo and r.get(metric) is not None]
+            if len({n for n, _ in points}) < 2:
+                continue
+            fit = fit_cost(points)
+            out[topo][metric] = {**{k: round(v, 6) for k, v in fit.items()},
+                                 **{f"at_{n}": round(predict(fit, n), 1) for n in PREDICT_AT}}
+    return out
+
+
+def save(runs, json_path, svg_path):
+    good = [r for r in runs if "error" not in r]
+    doc = {
+        "benchmark": "benchmarks/fleet_scale.py",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
+                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
+                                        * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1),
+                    "shared": "other lab sessions ran on the same machine at the same time"},
+        "definitions": "\n\n".join(__doc__.split("\n\n")[2:4]),
+        "runs": sorted(runs, key=lambda r: (r["topology"], r["nodes"])),
+        "fit": fits(good),
+    }
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(doc, indent=1) + "\n")
+    if good:
+        svg_path.write_text(svg_curves(
+            good, f"wireguard-formula fleet scale, lab on {os.cpu_count()} cores, "
+                  f"{doc['date'][:10]}"))
+    return doc
+
+
+def table(doc):
+    """The results as a Markdown table (for the README)."""
+    lines = ["| topology | N | converge s (orchestrate) | join s | audit s | "
+             "master MiB HWM / Pss | salt-run MiB HWM / Pss | minion MiB HWM / Pss |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in doc["runs"]:
+        if "error" in r:
+            lines.append(f"| {r['topology']} | {r['nodes']} | failed: "
+                         f"{r['error'][:60]} | | | | | |")
+            continue
+        lines.append(f"| {r['topology']} | {r['nodes']} | {r.get('converge_s')} "
+                     f"({r.get('orchestrate_s')}) | {r.get('join_s')} | {r.get('audit_s')} | "
+                     + " | ".join(f"{r.get(m)} / {r.get(m.replace('_peak_', '_pss_peak_'))}"
+                                  for m in MEMORY) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--nodes", default="4,8,16,24",
+                        help="comma-separated N values (default 4,8,16,24)")
+    parser.add_argument("--topologies", default="mesh,hub",
+                        help=f"comma-separated, of: {', '.join(TOPOLOGIES)}")
+    parser.add_argument("--batch", type=int, default=8, help="containers started at once")
+    parser.add_argument("--json", type=Path, default=RESULTS / "fleet_scale.json")
+    parser.add_argument("--svg", type=Path, default=RESULTS / "fleet_scale.svg")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget the runs already in the JSON file")
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only redraw the picture and the fit from the JSON file")
+    args = parser.parse_args(argv)
+    counts = [int(n) for n in args.nodes.split(",")]
+    topologies = [TOPOLOGIES[t] for t in args.topologies.split(",")]
+    if max(counts) + 1 > 200:
+        parser.error("at most 199 nodes: the lab's management network has 245 addresses "
+                     "and the tunnel networks are /24s")
+    runs = [] if args.fresh else load_runs(args.json)
+    failed = False
+    try:
+        if not args.plot_only:
+            for count in counts:
+                for topo in topologies:
+                    runs = [r for r in runs
+                            if (r["topology"], r["nodes"]) != (topo.name, count)]
+                    try:
+                        runs.append(measure(topo, count, args.batch))
+                    except (LabError, OSError, ValueError) as exc:
+                        failed = True
+                        traceback.print_exc()
+                        runs.append({"topology": topo.name, "nodes": count,
+                                     "error": str(exc).splitlines()[0][:300]})
+                    save(runs, args.json, args.svg)
+    except KeyboardInterrupt:
+        log("interrupted: the labs are torn down; results so far are saved")
+        save(runs, args.json, args.svg)
+        return 130
+    doc = save(runs, args.json, args.svg)
+    print(table(doc))
+    print(json.dumps(doc["fit"], indent=1))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
