@@ -27,6 +27,10 @@ memory     sampled every 0.25 s from the start of converge to the end of join, f
            summed VmHWM (each process's own RSS high-water mark; pages shared between
            forked processes count once per process, so an upper bound) and the peak of
            the summed Pss (shared pages split between the processes sharing them).
+CPU        seconds of CPU used during the orchestrate run and during the join, by the
+           master container (cgroup cpu.stat), the salt-run process, the measured
+           minion and all minions together: in the lab every minion shares the same 2
+           cores, in a fleet each has its own, which the predictions take apart.
 
 Containers start in batches (--batch, default 8) so that the starting salt-minions (CPU
 bound) do not starve each other on 2 cores. Every lab is torn down by the lab's own
@@ -42,6 +46,7 @@ import datetime
 import json
 import os
 import platform
+import resource
 import sys
 import threading
 import time
@@ -54,8 +59,10 @@ from tests.lab.util import CGROUP_ROOTS, LabError, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEMORY = ("master_peak_mib", "runner_peak_mib", "minion_peak_mib")
-METRICS = ("converge_s", "join_s", "audit_s", *MEMORY,
-           *(m.replace("_peak_", "_pss_peak_") for m in MEMORY))
+CPU = ("master_cpu_s", "runner_cpu_s", "minion_cpu_s", "minions_cpu_s")
+METRICS = ("converge_s", "orchestrate_s", "join_s", "audit_s", *MEMORY,
+           *(m.replace("_peak_", "_pss_peak_") for m in MEMORY),
+           *(f"{phase}_{c}" for phase in ("orchestrate", "join") for c in CPU))
 PREDICT_AT = (200, 1000)
 
 
@@ -239,6 +246,44 @@ class PeakSampler(threading.Thread):
         return {label: round(value, 1) for label, value in self.peaks.items()}
 
 
+# ------------------------------------------------------------------------- CPU
+def cgroup_cpu_s(container):
+    """CPU seconds used so far by everything in the container (cgroup v2 cpu.stat)."""
+    for root in CGROUP_ROOTS:
+        stat = root / container.lab.id / container.name / "cpu.stat"
+        if stat.is_file():
+            for line in stat.read_text().splitlines():
+                if line.startswith("usage_usec "):
+                    return int(line.split()[1]) / 1e6
+    return 0.0
+
+
+def children_cpu_s():
+    """CPU seconds of this process's finished (waited-for) descendants: salt-run."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class CpuMeter:
+    """CPU seconds spent during a phase by the master container, the salt-run process,
+    the measured minion and all minions together."""
+
+    def __init__(self, lab, minion):
+        self.lab, self.minion = lab, minion
+        self.start = self.read()
+
+    def read(self):
+        minions = self.lab.minions()
+        return {"master_cpu_s": cgroup_cpu_s(self.lab.master),
+                "runner_cpu_s": children_cpu_s(),
+                "minion_cpu_s": cgroup_cpu_s(self.minion),
+                "minions_cpu_s": sum(cgroup_cpu_s(m) for m in minions)}
+
+    def used(self, prefix):
+        end = self.read()
+        return {f"{prefix}_{k}": round(end[k] - self.start[k], 1) for k in end}
+
+
 # ------------------------------------------------------------------------- steps
 def boot_in_batches(lab, inet, topo, names, batch):
     """Containers on the internet switch, `batch` at a time, each batch ready before the
@@ -330,9 +375,12 @@ def measure(topo, count, batch):
         try:
             lab.master.write_pillar({n: topo.pillar(names) for n in names})
             log(f"{topo.name} N={count}: orchestrate")
+            measured = hosts[topo.measured_minion(names)]
+            cpu = CpuMeter(lab, measured)
             t0 = time.monotonic()
             orchestrate(lab)
             run["orchestrate_s"] = round(time.monotonic() - t0, 1)
+            run.update(cpu.used("orchestrate"))
             reach(hosts, topo, topo.converge_pings(names))
             run["converge_s"] = round(time.monotonic() - t0, 1)
             log(f"{topo.name} N={count}: converged in {run['converge_s']}s; audit")
@@ -344,11 +392,13 @@ def measure(topo, count, batch):
             hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
             run["join_ready_s"] = round(time.monotonic() - t0, 1)
             bigger = [*names, newcomer]
+            cpu = CpuMeter(lab, measured)
             t0 = time.monotonic()
             lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
             orchestrate(lab)
             reach(hosts, topo, topo.join_pings(names, newcomer))
             run["join_s"] = round(time.monotonic() - t0, 1)
+            run.update(cpu.used("join"))
         finally:
             run.update(sampler.stop())
     log(f"{topo.name} N={count}: {json.dumps(run)}")
