@@ -184,7 +184,11 @@ def _descendants(pid=None):
     found, todo = set(), [pid or os.getpid()]
     while todo:
         parent = todo.pop()
-        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+        try:  # processes come and go while we look
+            tasks = list(Path(f"/proc/{parent}/task").glob("*/children"))
+        except OSError:
+            continue
+        for task in tasks:
             try:
                 children = [int(c) for c in task.read_text().split()]
             except (OSError, ValueError):
