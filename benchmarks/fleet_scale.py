@@ -232,7 +232,10 @@ class PeakSampler(threading.Thread):
 
     def run(self):
         while not self.done.is_set():
-            self.sample()
+            try:
+                self.sample()
+            except OSError:  # a cgroup or process vanished mid-walk: the next sample
+                pass
             self.done.wait(self.interval)
 
     def sample(self):
