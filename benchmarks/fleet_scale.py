@@ -42,6 +42,7 @@ benchmarks/curve.py; the fit `a + b*N + c*N^2` predicts 200 and 1,000 minions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -232,10 +233,9 @@ class PeakSampler(threading.Thread):
 
     def run(self):
         while not self.done.is_set():
-            try:
+            # a cgroup or process that vanishes mid-walk costs one sample, not the sampler
+            with contextlib.suppress(OSError):
                 self.sample()
-            except OSError:  # a cgroup or process vanished mid-walk: the next sample
-                pass
             self.done.wait(self.interval)
 
     def sample(self):
