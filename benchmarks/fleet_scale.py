@@ -318,12 +318,16 @@ def failed_results(data):
     return found
 
 
-def orchestrate(lab):
+def orchestrate(lab, hosts):
     ret = lab.master.salt_run("state.orch", "wireguard.orchestrate", timeout=1800)
     failures = failed_results(ret)
     if failures or not ret:
+        first = next(iter(hosts.values()))
+        journal = first.out("journalctl -u 'wg-quick@*' --no-pager -n 20 -o cat; "
+                            "systemctl --failed --no-legend", check=False, timeout=60)
         raise LabError("state.orch wireguard.orchestrate failed:\n" + "\n".join(failures[:10])
-                       + ("" if ret else "\n(no output)"))
+                       + ("" if ret else "\n(no output)")
+                       + f"\n--- {first.name}: wg-quick journal\n{journal}")
 
 
 def reach(hosts, topo, pairs, within=180):
@@ -385,7 +389,7 @@ def measure(topo, count, batch):
             measured = hosts[topo.measured_minion(names)]
             cpu = CpuMeter(lab, measured)
             t0 = time.monotonic()
-            orchestrate(lab)
+            orchestrate(lab, hosts)
             run["orchestrate_s"] = round(time.monotonic() - t0, 1)
             run.update(cpu.used("orchestrate"))
             reach(hosts, topo, topo.converge_pings(names))
@@ -402,22 +406,86 @@ def measure(topo, count, batch):
             cpu = CpuMeter(lab, measured)
             t0 = time.monotonic()
             lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
-            orchestrate(lab)
+            orchestrate(lab, hosts)
             reach(hosts, topo, topo.join_pings(names, newcomer))
             run["join_s"] = round(time.monotonic() - t0, 1)
             run.update(cpu.used("join"))
         finally:
             run.update(sampler.stop())
+    run["date"] = now()
     log(f"{topo.name} N={count}: {json.dumps(run)}")
     return run
 
 
+# ------------------------------------------------------------------------- model
+def _synthetic_mesh_fleet(count):
+    """What `wireguard.audit` collects from a healthy mesh of `count` nodes (the data
+    shape of _runners/wireguard.py's _fleet)."""
+    def key(i):
+        return f"bench{i:06d}".ljust(43, "A") + "="
+
+    def ip(i, net):
+        return f"{net}.{i // 250}.{i % 250 + 1}"
+
+    fleet = {}
+    for i in range(count):
+        peers = {key(j): {"name": f"n{j}", "endpoint": f"{ip(j, '198.18')}:51821",
+                          "endpoint_resolved": [f"{ip(j, '198.18')}:51821"],
+                          "live_endpoint": f"{ip(j, '198.18')}:51821",
+                          "allowed_ips": [f"{ip(j, '10.2')}/32"], "latest_handshake_age": 10,
+                          "tx_bytes": 1000, "persistent_keepalive": None, "live": True}
+                 for j in range(count) if j != i}
+        fleet[f"n{i}"] = {"error": None, "underlay": [ip(i, "198.18")], "local": [],
+                          "interfaces": {"wg1": {
+                              "public_key": key(i), "live": True, "listen_port": 51821,
+                              "addresses": [f"{ip(i, '10.2')}/16"],
+                              "forwarding": {"ipv4": False, "ipv6": False}, "peers": peers}}}
+    return fleet
+
+
+def model(sizes):
+    """The pure parts of the master's work, timed in this process (CPU seconds) at sizes
+    the lab cannot reach: the audit runner's cross-check of a healthy mesh, and parsing
+    one minion's pillar (the declaration of an N-node network) as the master does for
+    every minion on every state run."""
+    import salt.utils.yaml
+    import yaml
+
+    from tests.unit.conftest import load
+
+    runner = load("_runners/wireguard.py", "wireguard_runner_fleet_scale")
+    runner.__opts__ = {}
+    out = []
+    for count in sizes:
+        fleet = _synthetic_mesh_fleet(count)
+        t0 = time.process_time()
+        crossed = runner._cross_check(fleet)
+        cross_s = time.process_time() - t0
+        if crossed["problems"]:
+            raise LabError(f"the synthetic mesh of {count} has problems: "
+                           f"{crossed['problems'][:3]}")
+        names = [f"node{i:03d}" for i in range(1, count + 1)]
+        nodes = {n: {"address": f"10.2.{i // 250}.{i % 250 + 1}/16",
+                     "endpoint": f"198.18.{i // 250}.{i % 250 + 1}"}
+                 for i, n in enumerate(names)}
+        pillar = Mesh().pillar(names)
+        pillar["wireguard"]["networks"]["fleet"]["nodes"] = nodes
+        text = yaml.safe_dump(pillar, default_flow_style=False)
+        t0 = time.process_time()
+        salt.utils.yaml.safe_load(text)
+        pillar_s = time.process_time() - t0
+        out.append({"nodes": count, "audit_cross_check_cpu_s": round(cross_s, 3),
+                    "pillar_parse_cpu_s": round(pillar_s, 4), "pillar_bytes": len(text)})
+        log(f"model N={count}: {out[-1]}")
+    return out
+
+
 # ------------------------------------------------------------------------- results
-def load_runs(path):
+def load_doc(path):
     try:
-        return json.loads(path.read_text()).get("runs", [])
+        return json.loads(path.read_text())
     except (OSError, ValueError):
-        return []
+        return {}
 
 
 def fits(runs):
@@ -436,11 +504,12 @@ def fits(runs):
     return out
 
 
-def save(runs, json_path, svg_path):
+def save(runs, modelled, json_path, svg_path):
     good = [r for r in runs if "error" not in r]
+    dates = sorted(r["date"] for r in runs if "date" in r)
     doc = {
         "benchmark": "benchmarks/fleet_scale.py",
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dates[-1] if dates else now(),
         "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
                     "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
                                         * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1),
@@ -448,6 +517,7 @@ def save(runs, json_path, svg_path):
         "definitions": "\n\n".join(__doc__.split("\n\n")[2:4]),
         "runs": sorted(runs, key=lambda r: (r["topology"], r["nodes"])),
         "fit": fits(good),
+        "model": modelled,
     }
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(doc, indent=1) + "\n")
@@ -456,6 +526,10 @@ def save(runs, json_path, svg_path):
             good, f"wireguard-formula fleet scale, lab on {os.cpu_count()} cores, "
                   f"{doc['date'][:10]}"))
     return doc
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def table(doc):
@@ -487,14 +561,18 @@ def main(argv=None):
     parser.add_argument("--fresh", action="store_true",
                         help="forget the runs already in the JSON file")
     parser.add_argument("--plot-only", action="store_true",
-                        help="only redraw the picture and the fit from the JSON file")
+                        help="no lab: redraw the picture and the fit from the JSON file")
+    parser.add_argument("--model", default="24,48,96",
+                        help="sizes at which to time the audit's cross-check and the pillar "
+                             "parse in this process ('' to keep the JSON's)")
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.nodes.split(",")]
     topologies = [TOPOLOGIES[t] for t in args.topologies.split(",")]
     if max(counts) + 1 > 200:
         parser.error("at most 199 nodes: the lab's management network has 245 addresses "
                      "and the tunnel networks are /24s")
-    runs = [] if args.fresh else load_runs(args.json)
+    old = {} if args.fresh else load_doc(args.json)
+    runs, modelled = old.get("runs", []), old.get("model", [])
     failed = False
     try:
         if not args.plot_only:
@@ -507,16 +585,18 @@ def main(argv=None):
                     except (LabError, OSError, ValueError) as exc:
                         failed = True
                         traceback.print_exc()
-                        runs.append({"topology": topo.name, "nodes": count,
-                                     "error": str(exc).splitlines()[0][:300]})
-                    save(runs, args.json, args.svg)
+                        runs.append({"topology": topo.name, "nodes": count, "date": now(),
+                                     "error": " ".join(str(exc).split())[:300]})
+                    save(runs, modelled, args.json, args.svg)
     except KeyboardInterrupt:
         log("interrupted: the labs are torn down; results so far are saved")
-        save(runs, args.json, args.svg)
+        save(runs, modelled, args.json, args.svg)
         return 130
-    doc = save(runs, args.json, args.svg)
+    if args.model:
+        modelled = model([int(n) for n in args.model.split(",")])
+    doc = save(runs, modelled, args.json, args.svg)
     print(table(doc))
-    print(json.dumps(doc["fit"], indent=1))
+    print(json.dumps({"fit": doc["fit"], "model": doc["model"]}, indent=1))
     return 1 if failed else 0
 
 
