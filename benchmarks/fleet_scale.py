@@ -52,6 +52,7 @@ import sys
 import threading
 import time
 import traceback
+import tracemalloc
 from pathlib import Path
 
 from benchmarks.curve import fit_cost, predict, svg_curves
@@ -444,10 +445,11 @@ def _synthetic_mesh_fleet(count):
 
 
 def model(sizes):
-    """The pure parts of the master's work, timed in this process (CPU seconds) at sizes
-    the lab cannot reach: the audit runner's cross-check of a healthy mesh, and parsing
-    one minion's pillar (the declaration of an N-node network) as the master does for
-    every minion on every state run."""
+    """The pure parts of the master's work, timed in this process (CPU seconds): the
+    audit runner's cross-check of a healthy mesh of each size (with the memory its input
+    takes), and, also at the sizes predicted, parsing one minion's pillar (the
+    declaration of an N-node network), which the master does for every minion on every
+    state run."""
     import salt.utils.yaml
     import yaml
 
@@ -456,27 +458,31 @@ def model(sizes):
     runner = load("_runners/wireguard.py", "wireguard_runner_fleet_scale")
     runner.__opts__ = {}
     out = []
-    for count in sizes:
-        fleet = _synthetic_mesh_fleet(count)
-        t0 = time.process_time()
-        crossed = runner._cross_check(fleet)
-        cross_s = time.process_time() - t0
-        if crossed["problems"]:
-            raise LabError(f"the synthetic mesh of {count} has problems: "
-                           f"{crossed['problems'][:3]}")
-        names = [f"node{i:03d}" for i in range(1, count + 1)]
-        nodes = {n: {"address": f"10.2.{i // 250}.{i % 250 + 1}/16",
-                     "endpoint": f"198.18.{i // 250}.{i % 250 + 1}"}
-                 for i, n in enumerate(names)}
+    for count in sorted(set(sizes) | set(PREDICT_AT)):
+        row = {"nodes": count}
+        if count in sizes:
+            tracemalloc.start()
+            fleet = _synthetic_mesh_fleet(count)
+            row["audit_input_mib"] = round(tracemalloc.get_traced_memory()[0] / 2 ** 20, 1)
+            tracemalloc.stop()
+            t0 = time.process_time()
+            crossed = runner._cross_check(fleet)
+            row["audit_cross_check_cpu_s"] = round(time.process_time() - t0, 3)
+            if crossed["problems"]:
+                raise LabError(f"the synthetic mesh of {count} has problems: "
+                               f"{crossed['problems'][:3]}")
+        names = [f"node{i:04d}" for i in range(1, count + 1)]
         pillar = Mesh().pillar(names)
-        pillar["wireguard"]["networks"]["fleet"]["nodes"] = nodes
+        pillar["wireguard"]["networks"]["fleet"]["nodes"] = {
+            n: {"address": f"10.2.{i // 250}.{i % 250 + 1}/16",
+                "endpoint": f"198.18.{i // 250}.{i % 250 + 1}"} for i, n in enumerate(names)}
         text = yaml.safe_dump(pillar, default_flow_style=False)
         t0 = time.process_time()
         salt.utils.yaml.safe_load(text)
-        pillar_s = time.process_time() - t0
-        out.append({"nodes": count, "audit_cross_check_cpu_s": round(cross_s, 3),
-                    "pillar_parse_cpu_s": round(pillar_s, 4), "pillar_bytes": len(text)})
-        log(f"model N={count}: {out[-1]}")
+        row["pillar_parse_cpu_s"] = round(time.process_time() - t0, 4)
+        row["pillar_bytes"] = len(text)
+        out.append(row)
+        log(f"model N={count}: {row}")
     return out
 
 
