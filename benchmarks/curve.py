@@ -2,7 +2,8 @@
 
 The fit is ``cost(N) = a + b*N + c*N**2`` with a, b, c >= 0, by least squares: a fixed
 part, a part per node and a part per pair of nodes. Costs cannot shrink as a fleet
-grows, so a coefficient the noise would make negative is held at 0 instead.
+grows, so a coefficient the noise would make negative is held at 0 instead; a term that
+the points do not support is left out (information criterion).
 """
 
 from __future__ import annotations
@@ -38,17 +39,21 @@ def fit_cost(points):
     """Non-negative least squares of ``a + b*N + c*N**2`` through ``[(N, cost), ...]``.
 
     Returns ``{"fixed": a, "per_node": b, "per_pair": c}``. Every subset of the three
-    terms is fitted (3 terms: 7 subsets); the best fit with no negative coefficient wins.
+    terms with fewer terms than points is fitted; among those with no negative
+    coefficient, the lowest Bayesian information criterion wins, so that a term the
+    noise of a few points would invent (an N**2 that is not there) costs more than it
+    explains, and a term that is there is kept.
     """
     if not points:
         raise ValueError("no points to fit")
-    best, best_error = None, math.inf
+    costs = [cost for _, cost in points]
+    floor = 1e-12 * (_dot(costs, costs) + 1e-300)  # an exact fit is not infinitely good
+    best, best_score = None, math.inf
     for size in range(1, len(TERMS) + 1):
         for used in itertools.combinations(range(len(TERMS)), size):
-            if len(used) > len(points):
+            if len(used) >= len(points) and len(points) > 1:
                 continue
             columns = [[n ** power for n, _ in points] for power in used]
-            costs = [cost for _, cost in points]
             normal = [[_dot(ci, cj) for cj in columns] for ci in columns]
             rhs = [_dot(ci, costs) for ci in columns]
             solution = _solve(normal, rhs)
@@ -59,8 +64,10 @@ def fit_cost(points):
                 coefs[power] = value
             fit = dict(zip(TERMS, coefs, strict=True))
             error = sum((predict(fit, n) - cost) ** 2 for n, cost in points)
-            if error < best_error - 1e-12:
-                best, best_error = fit, error
+            score = (len(points) * math.log(max(error, floor) / len(points))
+                     + len(used) * math.log(len(points)))
+            if score < best_score - 1e-9:
+                best, best_score = fit, score
     return best
 
 

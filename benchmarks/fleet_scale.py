@@ -555,6 +555,32 @@ def table(doc):
     return "\n".join(lines)
 
 
+def cpu_table(doc):
+    """CPU seconds of one orchestration (converge) as a Markdown table."""
+    lines = ["| topology | N | master container | salt-run | one minion | all minions |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in doc["runs"]:
+        if "error" not in r:
+            lines.append(f"| {r['topology']} | {r['nodes']} | "
+                         + " | ".join(str(r.get(f"orchestrate_{c}")) for c in CPU) + " |")
+    return "\n".join(lines)
+
+
+def prediction_table(doc):
+    """The fit evaluated at 200 and 1,000 minions, as a Markdown table."""
+    shown = ("converge_s", "join_s", "audit_s", "orchestrate_master_cpu_s",
+             "orchestrate_minion_cpu_s", "master_pss_peak_mib", "minion_pss_peak_mib")
+    lines = ["| topology | measure | a (fixed) | b (per node) | c (per N²) | at 200 | at 1,000 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for topo, metrics in doc["fit"].items():
+        for metric in shown:
+            fit = metrics.get(metric)
+            if fit:
+                lines.append(f"| {topo} | {metric} | {fit['fixed']:g} | {fit['per_node']:g} | "
+                             f"{fit['per_pair']:g} | {fit['at_200']:g} | {fit['at_1000']:g} |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", default="4,8,16,24",
@@ -601,7 +627,7 @@ def main(argv=None):
     if args.model:
         modelled = model([int(n) for n in args.model.split(",")])
     doc = save(runs, modelled, args.json, args.svg)
-    print(table(doc))
+    print(table(doc), cpu_table(doc), prediction_table(doc), sep="\n\n")
     print(json.dumps({"fit": doc["fit"], "model": doc["model"]}, indent=1))
     return 1 if failed else 0
 

@@ -22,6 +22,18 @@ def test_fit_never_predicts_a_cost_that_shrinks_with_the_fleet():
     assert predict(fit, 1000) >= predict(fit, 24)
 
 
+def test_noise_on_a_line_does_not_invent_a_per_pair_cost():
+    points = [(4, 20.5), (8, 39.0), (16, 81.0), (24, 119.5)]  # about 5 s per node
+    fit = fit_cost(points)
+    assert fit["per_pair"] == 0
+    assert fit["per_node"] == pytest.approx(5, rel=0.05)
+
+
+def test_fit_uses_fewer_terms_than_points():
+    fit = fit_cost([(4, 10.0), (24, 30.0)])
+    assert sum(1 for value in fit.values() if value) == 1
+
+
 def test_fit_of_a_constant_is_the_constant():
     fit = fit_cost([(4, 5.0), (8, 5.0), (16, 5.0)])
     assert fit == pytest.approx({"fixed": 5, "per_node": 0, "per_pair": 0})
