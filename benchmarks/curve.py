@@ -81,11 +81,11 @@ PANEL_W, PANEL_H, MARGIN = 420, 260, 55
 
 
 def nice_ceiling(value):
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is >= value."""
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 times a power of ten that is >= value."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if step * power >= value:
             return step * power
     return 10 * power
@@ -95,7 +95,9 @@ def _panel(title, unit, series, x_values, left, top):
     """One line chart. series: [(label, colour, dashed, [(N, value), ...])]."""
     width, height = PANEL_W - MARGIN - 15, PANEL_H - 2 * MARGIN + 10
     x0, y0 = left + MARGIN, top + 35
-    y_max = nice_ceiling(max([v for *_, pts in series for _, v in pts] or [1]))
+    # head room above the highest point for the legend
+    top_value = max([v for *_, pts in series for _, v in pts] or [1])
+    y_max = 4 * nice_ceiling(top_value * (1 + 0.1 * len(series)) / 4)
     x_max = max(x_values)
 
     def xy(n, v):
