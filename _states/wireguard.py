@@ -19,22 +19,39 @@ No private or preshared key ever appears in ``changes`` or comments.
 """
 
 import difflib
+import importlib
 import ipaddress
 import logging
 import os
-import re
+import shutil
 import tempfile
 
 import salt.utils.json
+import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
+
+import wgf_addr
+import wgf_conf
+import wgf_dump
+import wgf_iproute
+import wgf_keys
+import wgf_live
+import wgf_schema
+
+# Read the utils again when Salt loads this module again (after saltutil.sync_all).
+for _util in (wgf_addr, wgf_keys, wgf_schema, wgf_conf, wgf_dump, wgf_iproute, wgf_live):
+    importlib.reload(_util)
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "wireguard"
 
 LIVE = "wireguard.live"
-SECRET_LINE = re.compile(r"^(\s*(?:PrivateKey|PresharedKey)\s*=\s*).*$", re.MULTILINE)
-ROUTE_LINE = re.compile(r"^PostUp = ip route replace \S+ dev %i proto static$")
+PREVIOUS_CONF = "wireguard.previous_conf"
+#: Where openresolv and Debian's resolvconf keep each interface's DNS record.
+RESOLVCONF_RECORDS = {"openresolv": "/run/resolvconf/interfaces",
+                      "resolvconf": "/run/resolvconf/interface"}
+INTERFACE_ORDER = "/etc/resolvconf/interface-order"
 
 
 def __virtual__():
@@ -87,10 +104,10 @@ def _live(interface):
                 raise
             if __opts__["test"]:
                 raise _NotUpYet(interface) from None
+            service = __salt__["wireguard.service_name"](interface)
             raise CommandExecutionError(
-                f"WireGuard interface '{interface}' is not up on this minion: start it "
-                f"first (systemctl start wg-quick@{interface}, or apply the wireguard formula)"
-            ) from None
+                f"WireGuard interface '{interface}' is not up on this minion: start its "
+                f"service {service} first, or apply the wireguard formula") from None
     return cache[interface]
 
 
@@ -123,7 +140,7 @@ def _psk_from_arguments(interface, name, preshared_key, preshared_key_pillar):
 def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
     """Changes that bring the live peer ``live`` (or None) to the wanted attributes."""
     where = f"interface '{interface}', peer '{name}'"
-    change = __salt__["wireguard.normalise_peer"](
+    change = wgf_schema.normalise_peer_change(
         interface,
         {"public_key": name, "allowed_ips": allowed_ips or [], "endpoint": endpoint,
          "persistent_keepalive": keepalive or 0, "preshared_key": psk or ""},
@@ -144,7 +161,7 @@ def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
         diff["persistent_keepalive"] = {
             "old": live.get("persistent_keepalive"), "new": wanted_keepalive}
         todo["persistent_keepalive"] = wanted_keepalive or 0
-    wanted_digest = __salt__["wireguard.key_digest"](psk) if psk else None
+    wanted_digest = wgf_keys.digest(psk) if psk else None
     live_digest = live.get("preshared_key_sha256")
     if wanted_digest != live_digest and (live or psk):
         diff["preshared_key"] = {
@@ -211,8 +228,7 @@ def _remember(live, name, current, todo):
         entry["persistent_keepalive"] = todo["persistent_keepalive"] or None
     if "preshared_key" in todo:
         entry["preshared_key_sha256"] = (
-            __salt__["wireguard.key_digest"](todo["preshared_key"])
-            if todo["preshared_key"] else None)
+            wgf_keys.digest(todo["preshared_key"]) if todo["preshared_key"] else None)
     live["peers"][name] = entry
 
 
@@ -334,6 +350,198 @@ def _routes(ret, wanted):
     return _pending(ret, f"Routes through {interface} updated")
 
 
+# ------------------------------------------------------------ live interface
+
+
+def interface(name, config_dir="/etc/wireguard"):
+    """
+    The running interface is what a restart of its service would build from the
+    config file the formula writes, changed in place: private key, listen port and
+    fwmark (``wg set``), addresses, MTU, DNS (resolvconf, as wg-quick registers it),
+    and the routes wg-quick derives from the peers' AllowedIPs (``table: auto``: in
+    main unless an address's connected route covers them; a table: all of them there;
+    ``off``: none) plus the formula's ``routes``. What only a restart can change
+    (hooks, the table mode, the default-route setup) is ``wireguard.config``'s.
+
+    Run after the peer states: the live peers' AllowedIPs are read once, with the
+    addresses, routes and DNS (a fixed number of commands, whatever the peer count).
+    A step that fails undoes the steps of this run before it, puts back the config
+    file this run replaced, and fails naming the step.
+
+    name
+        The interface name. When it is not up, there is nothing to change.
+    """
+    return _guarded(_ret(name), _interface, config_dir)
+
+
+def _run(argv, stdin=None):
+    out = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True,
+                                  stdin=stdin, output_loglevel="quiet")
+    if out["retcode"] != 0:
+        raise CommandExecutionError(
+            f"{' '.join(argv)}: {(out.get('stderr') or out.get('stdout') or '').strip()}")
+    return out["stdout"]
+
+
+def _ip_json(args):
+    return salt.utils.json.loads(_run(["ip", "-j", *args]) or "[]")
+
+
+def _dns_records():
+    """Where this minion's resolvconf keeps each interface's record (which may not
+    exist yet), or None when its records cannot be read (systemd-resolved's)."""
+    binary = salt.utils.path.which("resolvconf")
+    if not binary or os.path.basename(os.path.realpath(binary)) == "resolvectl":
+        return None
+    if os.path.exists(INTERFACE_ORDER):  # Debian's resolvconf
+        return RESOLVCONF_RECORDS["resolvconf"]
+    return RESOLVCONF_RECORDS["openresolv"]
+
+
+def _resolvconf_name(interface):
+    return wgf_live.resolvconf_name(interface, _read(INTERFACE_ORDER))
+
+
+def _auto_mtu(iface, live, allowed):
+    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
+    they were before its default route existed (its packets carry the fwmark)."""
+    with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
+    addresses = sorted({str(ip) for key, peer in live["peers"].items()
+                        if key in with_endpoint
+                        for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]] if ip})
+    routes = []
+    mark = ""
+    if wgf_live.default_route_mode(iface["table"], allowed) and live["fwmark"]:
+        mark = f" mark {live['fwmark']}"
+    if addresses:
+        out = __salt__["cmd.run_all"](["ip", "-j", "-force", "-batch", "-"], python_shell=False,
+                                      ignore_retcode=True, output_loglevel="quiet",
+                                      stdin="".join(f"route get {a}{mark}\n"
+                                                    for a in addresses))
+        for line in (out["stdout"] or "").split("\n"):
+            if line.strip():
+                routes += salt.utils.json.loads(line)
+    links = {link.get("ifname"): link.get("mtu") for link in _ip_json(["link", "show"])}
+    default = next(iter(_ip_json(["route", "show", "default"])), None)
+    return wgf_live.mtu_from_routes(routes, links, default)
+
+
+def _interface(ret, config_dir):
+    interface = ret["name"]
+    if interface not in __salt__["wireguard.interfaces"]():
+        ret["comment"] = f"Interface {interface} is not up; it is built from its file at start"
+        return ret
+    iface = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    if iface is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    live = __salt__["wireguard.show"](interface)[interface]
+    private_key = _private_key_of(iface, config_dir)
+    routes_v4 = _ip_json(["-4", "route", "show", "table", "all", "dev", interface])
+    routes_v6 = _ip_json(["-6", "route", "show", "table", "all", "dev", interface])
+    allowed = _allowed_ips(iface, live)
+    want = wgf_live.wanted(
+        iface, wgf_keys.pubkey_or_none(private_key), allowed,
+        wgf_live.has_link_local(routes_v6),
+        None if iface["mtu"] else _auto_mtu(iface, live, allowed))
+    records = _dns_records()
+    record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
+    have = wgf_live.running(
+        live, wgf_iproute.link(_ip_json(["addr", "show", "dev", interface])), routes_v4,
+        routes_v6, _read(record_path) if record_path else None, want["default_route"])
+    if records is None:
+        have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
+    steps, changes = wgf_live.plan(want, have, interface)
+    if not steps:
+        ret["comment"] = f"{interface} runs as its config file says"
+        return ret
+    ret["changes"] = changes
+    if __opts__["test"]:
+        return _pending(ret, f"{interface} would be changed in place: "
+                             + ", ".join(s["name"] for s in steps))
+    _apply_steps(interface, steps, private_key)
+    _forget_live(interface)
+    return _pending(ret, f"{interface} changed in place, no restart: "
+                         + ", ".join(s["name"] for s in steps))
+
+
+def _allowed_ips(iface, live):
+    """The AllowedIPs the interface holds once its peer states ran (in test mode they
+    have not): pillar's peers, and live peers pillar does not name unless purged."""
+    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
+    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
+    if not iface["purge_peers"]:
+        allowed += [c for key, peer in live["peers"].items() if key not in declared
+                    for c in peer["allowed_ips"]]
+    return allowed
+
+
+def _private_key_of(iface, config_dir):
+    return _pillar_secrets(iface)["private_key"] or (
+        _read(os.path.join(config_dir, f"{iface['name']}.key")) or "").strip() or None
+
+
+def _apply_steps(interface, steps, private_key):
+    """Run the steps; when one fails, undo those before it (last first), put the
+    previous config file back, and raise naming the step."""
+    done = []
+    for step in steps:
+        try:
+            _do(interface, step, private_key, undo=False)
+        except CommandExecutionError as exc:
+            failed = []
+            for earlier in reversed(done):
+                try:
+                    _do(interface, earlier, None, undo=True)
+                except CommandExecutionError as undo_exc:
+                    failed.append(f"{earlier['name']} ({undo_exc})")
+            path, previous = __context__.get(PREVIOUS_CONF, {}).get(interface, (None, None))
+            if previous is not None:
+                _write_private(path, previous)
+            raise CommandExecutionError(
+                f"{interface}: the live step '{step['name']}' failed: {exc}. "
+                + (f"Undoing failed for: {'; '.join(failed)}." if failed else
+                   "The steps before it were undone")
+                + (" and the previous config file put back." if previous is not None
+                   else ".")) from None
+        done.append(step)
+
+
+def _do(interface, step, private_key, undo):
+    if "wg" in step:
+        _wg_set(interface, step["undo_wg" if undo else "wg"], private_key)
+    elif "dns" in step:
+        record = step["undo_dns" if undo else "dns"]
+        name = _resolvconf_name(interface)
+        if record:
+            _run(["resolvconf", "-a", name, "-m", "0", "-x"], stdin=wgf_live.dns_text(record))
+        else:
+            _run(["resolvconf", "-d", name, "-f"])
+    else:
+        for argv in step["undo" if undo else "do"]:
+            _run(argv)
+
+
+def _wg_set(interface, values, private_key):
+    """``wg set`` of key, port and fwmark; the private key only through a 0600 file."""
+    argv = ["wg", "set", interface]
+    keydir = tempfile.mkdtemp(prefix="wireguard-",
+                              dir="/run" if os.access("/run", os.W_OK) else None)
+    try:
+        if "public_key" in values:
+            if not private_key:  # never: the key is the last step, so never undone
+                raise CommandExecutionError("the previous private key cannot be put back")
+            path = os.path.join(keydir, "key")
+            _write_private(path, private_key + "\n")
+            argv += ["private-key", path]
+        if values.get("listen_port") is not None:
+            argv += ["listen-port", str(values["listen_port"])]
+        if "fwmark" in values:
+            argv += ["fwmark", str(values["fwmark"] or "off")]
+        _run(argv)
+    finally:
+        shutil.rmtree(keydir, ignore_errors=True)
+
+
 # ----------------------------------------------------------- key and config
 
 
@@ -403,12 +611,10 @@ def _private_key(ret, config_dir):
     path = os.path.join(config_dir, f"{interface}.key")
     if not __opts__["test"]:
         _remove_stale_temps(path)
-    wanted = __salt__["wireguard.pillar_private_key"](interface)
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    wanted = _pillar_secrets(declared)["private_key"] if declared else None
     current = (_read(path) or "").strip() or None
-    try:
-        current_public = __salt__["wireguard.pubkey"](current) if current else None
-    except SaltInvocationError:
-        current_public = None  # unreadable key file: replace it
+    current_public = wgf_keys.pubkey_or_none(current)  # an unreadable key is replaced
     if current_public and (wanted is None or wanted == current):
         _mode_fix(ret, path)
         if ret["changes"]:
@@ -416,31 +622,38 @@ def _private_key(ret, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
-    new_public = __salt__["wireguard.pubkey"](wanted) if wanted else None
+    conf = os.path.join(config_dir, f"{interface}.conf")
+    if not wanted and not current_public:
+        # a hand-written config taken over: keep its key, so its peers keep working
+        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(_read(conf))) and \
+            wgf_conf.private_key(_read(conf))
+        source = f"taken from {conf}" if wanted else source
+    new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:
         return _pending(ret, f"Private key of {interface} would be {source} ({path})")
-    key = wanted or __salt__["wireguard.genkey"]()
+    key = wanted or wgf_keys.genkey()
     _write_private(path, key + "\n")
-    ret["changes"]["public_key"]["new"] = __salt__["wireguard.pubkey"](key)
+    ret["changes"]["public_key"]["new"] = wgf_keys.pubkey(key)
     return _pending(ret, f"Private key of {interface} {source} ({path})")
 
 
-def _masked(text):
-    return SECRET_LINE.sub(r"\1<hidden>", text or "")
+def _pillar_secrets(iface):
+    """The keys pillar gives one validated interface, read here and nowhere else: they
+    never pass through SLS, an execution function's return or a log."""
+    return wgf_schema.secrets_of(__salt__["pillar.get"]("wireguard", {}, unmask=True), iface)
 
 
-def _interface_part(text):
-    """The ``[Interface]`` lines that need a restart to change (not live routes)."""
-    if text is None:
-        return None
-    part = []
-    for line in text.splitlines():
-        if line.strip().startswith("[Peer]"):
-            break
-        if line.strip() and not line.startswith("#") and not ROUTE_LINE.match(line):
-            part.append(line.strip())
-    return part
+def _rendered(interface, config_dir):
+    """The conf text for ``interface`` with its real keys, and pillar's warnings."""
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir)
+    if interface not in declared:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    iface = declared[interface]
+    secrets = _pillar_secrets(iface)
+    private_key = secrets["private_key"] or (
+        _read(os.path.join(config_dir, f"{interface}.key")) or "").strip() or None
+    return wgf_conf.render(iface, private_key, secrets["preshared_keys"]), iface["warnings"]
 
 
 def config(name, config_dir="/etc/wireguard", service=None):
@@ -465,23 +678,30 @@ def _config(ret, config_dir, service):
     path = os.path.join(config_dir, f"{interface}.conf")
     if not __opts__["test"]:
         _remove_stale_temps(path)
-    wanted = __salt__["wireguard.render_config"](interface, config_dir=config_dir, mask=False)
-    warnings = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir)[interface]["warnings"]
+    wanted, warnings = _rendered(interface, config_dir)
     if warnings:
         ret["warnings"] = warnings
     current = _read(path)
-    restart = service and _service_active(service) and (
-        (current is not None and _interface_part(current) != _interface_part(wanted))
-        or interface not in __salt__["wireguard.interfaces"]())
+    reasons = wgf_live.restart_reasons(current, wanted)
+    if current is not None and _dns_records() is None and \
+            wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]:
+        reasons.append("its DNS changed and this minion's resolvconf keeps no record to "
+                       "change in place")
+    restart = None
+    if service and _service_active(service):
+        if interface not in __salt__["wireguard.interfaces"]():
+            restart = "its interface is not up"
+        elif reasons:
+            restart = "; ".join(reasons)
     if current == wanted:
         _mode_fix(ret, path)
     else:
         diff = "".join(difflib.unified_diff(
-            _masked(current).splitlines(True), _masked(wanted).splitlines(True),
+            wgf_conf.mask(current).splitlines(True), wgf_conf.mask(wanted).splitlines(True),
             fromfile=path, tofile=path))
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
-        ret["changes"]["restarted"] = service
+        ret["changes"]["restarted"] = {"service": service, "why": restart}
     if not ret["changes"]:
         ret["comment"] = f"{path} is as pillar says"
         return ret
@@ -489,10 +709,13 @@ def _config(ret, config_dir, service):
         return _pending(ret, f"{path} would be updated"
                         + (f" and {service} restarted" if restart else ""))
     if current != wanted:
+        # the previous file, should a live change of this run fail (wireguard.interface)
+        __context__.setdefault(PREVIOUS_CONF, {})[interface] = (path, current)
         _write_private(path, wanted)
     if restart:
         _restart(service, interface, path, current)
-    return _pending(ret, f"{path} updated" + (f"; {service} restarted" if restart else ""))
+    return _pending(ret, f"{path} updated" + (f"; {service} restarted because {restart}"
+                                              if restart else ""))
 
 
 def _service_active(service):
@@ -531,4 +754,4 @@ def _service_error(service):
     out = __salt__["cmd.run_stdout"](
         ["journalctl", "-u", service, "-n", "8", "--no-pager", "-o", "cat"],
         python_shell=False, ignore_retcode=True, output_loglevel="quiet")
-    return _masked(out).strip() or "(no log)"
+    return wgf_conf.mask(out).strip() or "(no log)"

@@ -7,36 +7,36 @@ the declaration, work out its 199 peers, take their public keys from the mine da
 transport from the master is not part of this number) and render the config file.
 """
 
+import pathlib
 import statistics
 import sys
 import time
 
-from tests.unit.conftest import load
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "_utils"))
+import wgf_conf  # the formula's utils, not an installed package
+import wgf_keys
+import wgf_schema
 
 NODES = 200
 ROUNDS = 10
 
 
 def main():
-    wg = load("_modules/wireguard.py", "wireguard_bench")
     ids = [f"node{i:03d}" for i in range(NODES)]
-    published = {m: {"wg1": wg.pubkey(wg.genkey())} for m in ids}
+    published = {m: {"wg1": wgf_keys.pubkey(wgf_keys.genkey())} for m in ids}
     nodes = {m: {"address": f"10.2.{i // 250}.{i % 250 + 1}/16",
                  "endpoint": f"198.18.{i // 250}.{i % 250 + 1}",
                  "allowed_ips": [f"192.168.{i}.0/24"]} for i, m in enumerate(ids)}
     pillar = {"networks": {"corp": {"interface": "wg1", "listen_port": 51821,
                                     "topology": "mesh", "nodes": nodes}}}
-    wg.__salt__ = {
-        "pillar.get": lambda key, default=None, **_: default,
-        "mine.get": lambda tgt, fun, tgt_type="glob": {m: published[m] for m in tgt.split(",")},
-    }
-    wg.__opts__ = {"id": "node000"}
+    key = wgf_keys.genkey()
     timings = []
     for _ in range(ROUNDS):
-        wg.__context__ = {}  # a new run: nothing cached
         start = time.perf_counter()
-        wg.pillar_interfaces(pillar)
-        text = wg.render_config("wg1", pillar=pillar, mask=False, config_dir="/nonexistent")
+        interfaces = wgf_schema.validate(
+            pillar, "node000", lambda *_: wgf_keys.pubkey(key),
+            lambda minions: {m: published[m] for m in minions}, {"main", "local"})
+        text = wgf_conf.render(interfaces["wg1"], key)
         timings.append(time.perf_counter() - start)
     assert text.count("[Peer]") == NODES - 1
     median = statistics.median(timings)

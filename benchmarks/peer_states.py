@@ -14,8 +14,11 @@ import tempfile
 
 import yaml
 
-from benchmarks.common import minion_opts, netns_interface
-from tests.unit.conftest import load
+from benchmarks.common import netns_interface
+from tests.support.minion import REPO, minion_opts
+
+sys.path.insert(0, str(REPO / "_utils"))
+import wgf_keys  # the formula's utils, not an installed package
 
 PEERS = 1000
 
@@ -47,15 +50,14 @@ def apply(ns, root, ifname, states):
 
 
 def main():
-    wg = load("_modules/wireguard.py", "wireguard_bench")
-    keys = [wg.pubkey(wg.genkey()) for _ in range(PEERS)]
+    keys = [wgf_keys.pubkey(wgf_keys.genkey()) for _ in range(PEERS)]
     with tempfile.TemporaryDirectory() as root, netns_interface("bpeers") as (ns, ifname):
-        opts = minion_opts(root)
+        opts = minion_opts(root, "bench")
         os.makedirs(f"{root}/srv")
         with open(f"{root}/minion", "w") as handle:
             yaml.safe_dump({k: opts[k] for k in (
                 "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
-                "module_dirs", "states_dirs", "file_roots")}, handle)
+                "module_dirs", "states_dirs", "utils_dirs", "file_roots")}, handle)
         rows = [
             ("1,000 peers added to an empty interface", sls(keys), 5.0),
             ("1,000 peers declared, nothing to change", sls(keys), 1.0),

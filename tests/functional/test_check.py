@@ -10,7 +10,7 @@ import time
 import pytest
 import salt.loader
 
-from tests.functional.conftest import REPO
+from tests.support.minion import REPO
 
 pytestmark = pytest.mark.functional
 
@@ -243,8 +243,7 @@ def test_routes_and_forwarding_that_pillar_wants(loaders, pair, config_dir, remo
         "peers": {"r2": {"public_key": remote2, "allowed_ips": ["10.77.0.2/32"],
                          "endpoint": "198.18.10.2:51822"}}}}}})
     wg = loaders.modules.wireguard
-    (config_dir / f"{pair.ifname}.conf").write_text(
-        wg.render_config(pair.ifname, config_dir=str(config_dir), mask=False))
+    assert loaders.states.wireguard.config(pair.ifname, config_dir=str(config_dir))["result"]
     wg.set_peer(pair.ifname, remote2, allowed_ips=["10.77.0.2/32", "172.30.0.0/24"])
 
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)

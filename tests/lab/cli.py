@@ -14,7 +14,8 @@ import time
 from . import rootfs
 from .util import CLEAN_ENV, REPO, LabError, log, require_root
 
-NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg")
+# dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped
+NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg", "dot")
 
 
 def check_tools() -> None:
@@ -137,7 +138,7 @@ def ping_matrix(dep, targets: dict[str, str]) -> list[list[bool]]:
 
 def cmd_demo(args) -> int:
     from .lab import Lab
-    from .saltmaster import describe_failures, summarize
+    from .saltmaster import summarize
     from .topologies import Deployment
 
     require_root()
@@ -149,24 +150,17 @@ def cmd_demo(args) -> int:
     lab.start()
     keep = False
     try:
-        log(f"wiring up '{DEMO}' from pillar.example: a hub on the simulated internet, two "
+        log(f"wiring up '{DEMO}' from examples/{DEMO}: a hub on the simulated internet, two "
             "sites each behind its own NAT router, a LAN client behind each site")
         dep = Deployment(lab, DEMO).build()
         master = lab.master
-        log("writing each minion's pillar from pillar.example into the master's pillar_roots")
-        master.write_pillar(dep.pillar)
-        log("running on the master: salt '*' state.apply wireguard")
+        log(f"writing each minion's pillar from examples/{DEMO}/ into the master's pillar_roots")
+        log(f"running on the master: salt -L {','.join(dep.minions)} state.apply wireguard")
         t1 = time.monotonic()
-        ret = master.salt("*", "state.apply", "wireguard", timeout=300)
+        ret = dep.apply()  # fails naming every failed state
         for mid, s in sorted(summarize(ret).items()):
-            status = s["error"] or (f"{s['total']} states, {s['changed']} changed, "
-                                    f"{len(s['failed'])} failed")
-            log(f"  {mid}: {status}")
+            log(f"  {mid}: {s['total']} states, {s['changed']} changed")
         log(f"state.apply took {time.monotonic() - t1:.1f}s")
-        failures = describe_failures(ret)
-        if failures or set(ret) != set(dep.minions):
-            print(failures, file=sys.stderr)
-            raise LabError("state.apply wireguard failed on some minion (see above)")
 
         log("pinging across the tunnels")
         targets = {"hub": "10.30.0.1", "site-a": "10.30.0.2", "site-b": "10.30.0.3",
@@ -225,7 +219,7 @@ def main(argv=None) -> int:
     p.set_defaults(func=cmd_rootfs)
     p = sub.add_parser("test", help="ensure the root file system, run pytest on tests/")
     p.set_defaults(func=cmd_test)
-    p = sub.add_parser("demo", help=f"apply pillar.example's {DEMO} through the master")
+    p = sub.add_parser("demo", help=f"apply examples/{DEMO} through the master")
     p.add_argument("--keep", action="store_true", help="leave the lab running")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("clean", help="remove what a crashed (or --keep) lab run left behind")

@@ -46,6 +46,8 @@ PACKAGES = [
     "procps",
     "kmod",
     "less",
+    # `salt-run wireguard.graph svg=...` renders with Graphviz on the master
+    "graphviz",
 ]
 
 SALT_TOOLS = ["salt", "salt-call", "salt-master", "salt-minion", "salt-run", "salt-key"]
@@ -118,8 +120,9 @@ MASKED = ["apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
 
 
 def salt_pins() -> list[str]:
+    """The exact Salt and libraries the lab runs: pyproject.toml's `lab` dependency group."""
     data = tomllib.loads((REPO / "pyproject.toml").read_text())
-    return list(data["project"]["dependencies"])
+    return list(data["dependency-groups"]["lab"])
 
 
 def recipe() -> dict:
@@ -186,13 +189,14 @@ def _lock():
         yield
 
 
-def _wheels(pins: list[str]) -> Path:
-    """Wheels for every runtime pin, built with the host's pip (same Python 3.11 ABI as
-    bookworm). timelib has no wheel on the index and the rootfs has no compiler."""
+def wheel_dir(pins: list[str]) -> Path:
+    """A cached directory of wheels for these pins and everything they pull in, built
+    with the host's pip (same Python 3.11 ABI as bookworm): timelib has no wheel on the
+    index and the rootfs has no compiler. Also the offline index of the extension test."""
     key = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
-    wheel_dir = CACHE_DIR / f"wheels-{key}"
-    if (wheel_dir / ".complete").is_file():
-        return wheel_dir
+    target = CACHE_DIR / f"wheels-{key}"
+    if (target / ".complete").is_file():
+        return target
     tmp = CACHE_DIR / f"tmp-wheels-{key}-{os.getpid()}"
     remove_tree(tmp)
     tmp.mkdir(parents=True)
@@ -201,9 +205,9 @@ def _wheels(pins: list[str]) -> Path:
     sh([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", tmp, *pins],
        timeout=900, env=env, what="pip wheel")
     (tmp / ".complete").write_text("\n".join(pins) + "\n")
-    remove_tree(wheel_dir)
-    tmp.rename(wheel_dir)
-    return wheel_dir
+    remove_tree(target)
+    tmp.rename(target)
+    return target
 
 
 def _chroot(root: Path, argv: list[str], timeout: float = 600) -> str:
@@ -219,7 +223,7 @@ def _build(dest: Path) -> None:
     debs.mkdir(parents=True, exist_ok=True)
     pins = salt_pins()
     try:
-        wheel_dir = _wheels(pins)
+        wheels = wheel_dir(pins)
         log(f"debootstrap {SUITE} minbase from {mirror} into {tmp} (about a minute)")
         sh(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
             f"--cache-dir={debs}", SUITE, tmp, mirror],
@@ -239,7 +243,7 @@ def _build(dest: Path) -> None:
 
         # Salt venv from the host-built wheels, no index.
         wheels_in = tmp / "tmp/wheels"
-        shutil.copytree(wheel_dir, wheels_in)
+        shutil.copytree(wheels, wheels_in)
         for sub in ("proc", "dev"):
             (tmp / sub).mkdir(exist_ok=True)
         sh(["mount", "-t", "proc", "proc", tmp / "proc"], what="mount proc")

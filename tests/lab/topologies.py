@@ -1,6 +1,6 @@
-"""The wiring of every topology in pillar.example, and what must (not) pass over it.
+"""The wiring of every topology in examples/, and what must (not) pass over it.
 
-pillar.example says what each minion's WireGuard looks like; this file says which of
+examples/<topology>/ says what each minion's WireGuard looks like; this file says which of
 those minions are containers, which bare namespaces exist around them (NAT routers, LAN
 clients, the "internet" server), how they are cabled, and which pings a user would
 expect to pass or to fail once `state.apply wireguard` has run.
@@ -11,6 +11,7 @@ IPv6 full tunnel). Nothing in the lab has a route out of the machine.
 
 from __future__ import annotations
 
+import copy
 import re
 import time
 from dataclasses import dataclass, field
@@ -18,10 +19,9 @@ from dataclasses import dataclass, field
 import yaml
 
 from .host import Container, Host, PingResult
-from .saltmaster import describe_failures, summarize
 from .util import REPO, LabError, log
 
-PILLAR_EXAMPLE = REPO / "pillar.example"
+EXAMPLES = REPO / "examples"
 
 
 @dataclass(frozen=True)
@@ -252,18 +252,26 @@ _add(Topology(
 
 
 # --------------------------------------------------------------------------- pillar
-def load_examples(path=PILLAR_EXAMPLE) -> dict[str, dict]:
-    """{topology name: {minion id: pillar}} from pillar.example."""
+def load_examples(root=EXAMPLES) -> dict[str, dict]:
+    """{topology name: {minion id: pillar}} from examples/<topology>/: `<minion>.sls` is
+    that minion's pillar, `all.sls` every minion's (a network's nodes are its minions);
+    top.sls says the same to Salt (tests/unit/test_pillar_examples.py checks both)."""
     out = {}
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        name = doc.get("topology")
-        if not name or "minions" not in doc:
-            raise LabError(f"{path}: a document without topology/minions: {list(doc)}")
-        if name in out:
-            raise LabError(f"{path}: topology {name} appears twice")
-        out[name] = doc["minions"]
+    for directory in sorted(p for p in root.iterdir() if p.is_dir()):
+        minions = {}
+        for path in sorted(directory.glob("*.sls")):
+            if path.name == "top.sls":
+                continue
+            pillar = yaml.safe_load(path.read_text())
+            if path.stem != "all":
+                minions[path.stem] = pillar
+                continue
+            networks = pillar.get("wireguard", {}).get("networks", {})
+            for node in sorted({n for net in networks.values() for n in net["nodes"]}):
+                minions[node] = copy.deepcopy(pillar)
+        if not minions:
+            raise LabError(f"{directory}: no pillar file")
+        out[directory.name] = minions
     return out
 
 
@@ -285,7 +293,7 @@ class Deployment:
         self.pillar = pillar if pillar is not None else load_examples()[name]
         missing = set(self.pillar) - set(self.topo.containers)
         if missing:
-            raise LabError(f"{name}: pillar.example has minions {sorted(missing)} that the "
+            raise LabError(f"{name}: examples/{name} has minions {sorted(missing)} that the "
                            f"topology does not wire up")
         self.hosts: dict[str, Host] = {}
         self.timings: dict[str, float] = {}
@@ -324,26 +332,17 @@ class Deployment:
         return self
 
     # -- salt --------------------------------------------------------------------------
-    def apply(self, check: bool = True, pillar: dict | None = None) -> dict:
-        """Write the pillar, `salt <minions> state.apply wireguard`; returns raw result."""
+    def apply(self, pillar: dict | None = None, minions=None, check: bool = True) -> dict:
+        """Make `pillar` (default: the deployment's) the master's, then `salt MINIONS
+        state.apply wireguard` (default: every minion of it); see Master.state_apply."""
         master = self.lab.master
         if pillar is not None:
             self.pillar = pillar
         master.write_pillar(self.pillar)
         t0 = time.monotonic()
-        ret = master.state_apply(sorted(self.pillar))
+        ret = master.state_apply(sorted(minions or self.pillar), check=check)
         self.timings.setdefault("apply", time.monotonic() - t0)
-        missing = sorted(set(self.pillar) - set(ret))
-        if check:
-            errors = describe_failures(ret)
-            if missing or errors:
-                raise LabError(f"{self.name}: state.apply wireguard failed"
-                               + (f"\nno answer from {missing}" if missing else "")
-                               + (f"\n{errors}" if errors else ""))
         return ret
-
-    def summary(self, ret: dict) -> dict:
-        return summarize(ret)
 
     # -- traffic -----------------------------------------------------------------------
     def ping(self, p: Ping, within: float = 20.0) -> PingResult:
@@ -390,16 +389,6 @@ class Deployment:
                             f"(tx {before} -> {after}), so the test proves nothing")
         return problems
 
-    def check_traffic(self) -> list[str]:
-        problems = []
-        for p in self.topo.passes:
-            problems += self.check_pass(p)
-        for p in self.topo.fails:
-            problems += self.check_fail(p)
-        for s in self.topo.spoofs:
-            problems += self.check_spoof(s)
-        return problems
-
 
 def tx_bytes(host: Host, interface: str) -> int:
     """Sum of the transfer-tx column of `wg show IF transfer`."""
@@ -422,9 +411,7 @@ class _SourceCounter:
         self._cmd(["-I", *self.rule])
 
     def _cmd(self, args, check=True):
-        if isinstance(self.host, Container):
-            return self.host.run([self.tool, "-w", *args], check=check)
-        return self.host.ns_exec([self.tool, "-w", *args], check=check)
+        return self.host.run([self.tool, "-w", *args], check=check)
 
     def read(self) -> int:
         out = self._cmd(["-nvxL", "INPUT"]).stdout

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.lab.topologies import load_examples
+
 REPO = Path(__file__).resolve().parents[2]
 MARK = "@@formula-render@@ "
 
@@ -190,7 +192,7 @@ class Renderer:
         self.file_root = tmp / "file_root"
         self.file_root.mkdir()
         (self.file_root / "wireguard").symlink_to(REPO / "wireguard")
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
             [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, text=True, cwd=tmp, env=env)
@@ -225,6 +227,7 @@ class Renderer:
                 "file_roots": {"base": [str(self.file_root)]},
                 "pillar_roots": {"base": [str(case_dir / "pillar")]},
                 "module_dirs": [str(REPO / "_modules")],
+                "utils_dirs": [str(REPO / "_utils")],
                 "states_dirs": [str(REPO / "_states")],
                 "grains": all_grains,
                 "log_level": "quiet",
@@ -427,12 +430,15 @@ def test_states_per_interface(renderer):
     assert "wireguard-peers-live-wireguard-peer-wg3-c" in got
     assert not [i for i in got if i.startswith("wireguard-peers-live-") and "-wg1-" in i]
 
-    # network: routes live on running interfaces; forwarding v4 and v6 (wg0 has v6)
-    routes = got["wireguard-network-routes-wireguard-routes-wg0"]
-    assert arg(routes, "routes") == ["172.16.1.0/24"]
-    assert arg(got["wireguard-network-routes-wireguard-routes-wg3"], "routes") == [
-        "192.168.50.0/24"]
-    assert "wireguard-network-routes-wireguard-routes-wg1" not in got
+    # network: running interfaces reconciled live (routes, addresses, ...) after their
+    # peers; forwarding v4 and v6 (wg0 has v6)
+    ids = list(got)  # in the order Salt runs them (state_auto_order)
+    for name in ("wg0", "wg3"):
+        live = f"wireguard-network-routes-wireguard-interface-{name}"
+        assert fun(got[live]) == "wireguard.interface" and arg(got[live], "config_dir")
+        assert ids.index(live) > max(ids.index(i) for i in ids if i.startswith(
+            f"wireguard-peers-live-wireguard-peer-{name}-")), "after its peers"
+    assert "wireguard-network-routes-wireguard-interface-wg1" not in got
     sysctls = {arg(s, "name"): s for s in got.values() if fun(s) == "sysctl.present"}
     assert sorted(sysctls) == ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]
     for state in sysctls.values():
@@ -633,33 +639,26 @@ def test_rendered_sls_is_yamllint_clean(renderer):
     assert not problems, "\n".join(problems)
 
 
-# ------------------------------------------------------------ pillar.example
+# ------------------------------------------------ pillar.example and examples/
 
 
-def pillar_example_minions():
-    path = REPO / "pillar.example"
-    if not path.exists():
-        return []
-    cases = []
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc:
-            continue
-        for minion_id, pillar in (doc.get("minions") or {}).items():
-            cases.append(pytest.param(doc["topology"], minion_id, pillar,
-                                      id=f"{doc['topology']}-{minion_id}"))
+def example_minions():
+    """Every minion of every examples/ topology, and pillar.example as a node of its
+    network (test_pillar_examples.py checks that Salt renders them and they validate)."""
+    cases = [pytest.param(topology, minion_id, pillar, id=f"{topology}-{minion_id}")
+             for topology, minions in load_examples().items()
+             for minion_id, pillar in minions.items()]
+    example = yaml.safe_load((REPO / "pillar.example").read_text())
+    # its lookup names the real paths: the renderer's temp ones take their place
+    lookup = example["wireguard"]["lookup"]
+    del lookup["config_dir"], lookup["sysctl_file"]
+    node = next(iter(next(iter(example["wireguard"]["networks"].values()))["nodes"]))
+    cases.append(pytest.param("pillar.example", node, example, id=f"pillar.example-{node}"))
     return cases
 
 
-@pytest.mark.skipif(not (REPO / "pillar.example").exists(), reason="pillar.example not written")
-def test_pillar_example_has_every_topology():
-    topologies = [doc["topology"] for doc in yaml.safe_load_all(
-        (REPO / "pillar.example").read_text()) if doc]
-    assert len(topologies) >= 7, topologies
-    assert len(set(topologies)) == len(topologies)
-
-
-@pytest.mark.parametrize(("topology", "minion_id", "pillar"), pillar_example_minions())
-def test_pillar_example_renders(renderer, topology, minion_id, pillar):
+@pytest.mark.parametrize(("topology", "minion_id", "pillar"), example_minions())
+def test_example_renders(renderer, topology, minion_id, pillar):
     """Each minion of each topology renders, with the states its interfaces need."""
     wireguard = (pillar or {}).get("wireguard", {})
     answer = renderer.render("debian-12", wireguard, minion_id=minion_id)
@@ -676,7 +675,7 @@ def test_pillar_example_renders(renderer, topology, minion_id, pillar):
             assert f"wireguard-service-running-service-dead-{name}" in got
             continue
         assert f"wireguard-service-running-service-running-{name}" in got
-        assert f"wireguard-network-routes-wireguard-routes-{name}" in got
+        assert f"wireguard-network-routes-wireguard-interface-{name}" in got
         for peer_name, peer in iface["peers"].items():
             if not peer["public_key"]:
                 continue

@@ -84,6 +84,13 @@ def test_spm_build_packs_the_formula_and_its_modules(package):
                  "wireguard/_modules/wireguard.py", "wireguard/_states/wireguard.py",
                  "wireguard/pillar.example", "wireguard/README.md"):
         assert must in names, must
+    # the worked examples, one pillar file per minion (spm install leaves them in the
+    # package: it unpacks only the top-level dir, _* modules, pillar.example, README)
+    examples = [str(p.relative_to(REPO)) for p in (REPO / "examples").rglob("*")
+                if p.is_file()]
+    assert "examples/two-sites-behind-nat/site-a.sls" in examples
+    for path in examples:
+        assert f"wireguard/{path}" in names, f"{path} is not in the package"
     # only what the formula needs: no tests, venv or VCS data
     for name in names:
         assert not name.startswith(("wireguard/tests", "wireguard/.venv", "wireguard/.git")), name

@@ -1,0 +1,205 @@
+"""Names and addresses as WireGuard and wg-quick read them: interface names,
+endpoints, CIDRs, and the characters no value written into a config may hold.
+
+Plain Python, no Salt loader dunders: imported by the formula's loader modules and
+by the other ``wgf_*`` modules. Problems raise ``SaltInvocationError`` with the
+place (``where``) in front, never the whole value a key could be part of.
+"""
+
+import ipaddress
+import re
+
+from salt.exceptions import SaltInvocationError
+
+#: wg-quick's rule for an interface name (``fullmatch``: a trailing newline is no match).
+INTERFACE_NAME = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
+HOSTNAME = re.compile(
+    r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+#: Characters that split or end a line for some reader of the file: C0 and C1
+#: controls (``\x85`` is NEL), DEL, and the Unicode line and paragraph separators.
+LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: What an address or CIDR may be written with: no scope id (``%``), no list separator.
+ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
+ASCII_DIGITS = re.compile(r"[0-9]+")
+
+
+def shown(value):
+    """A value as a message shows it: quoted, with line breaks and controls escaped."""
+    return repr(str(value))
+
+
+def is_interface_name(name):
+    return (isinstance(name, str) and INTERFACE_NAME.fullmatch(name) is not None
+            and name not in (".", ".."))
+
+
+def check_interface_name(name, where="interface"):
+    """Return ``name`` or raise: 1-15 characters of ``a-z A-Z 0-9 _ = + . -``."""
+    if not is_interface_name(name):
+        raise SaltInvocationError(
+            f"{where} {shown(name)}: an interface name is 1-15 characters of "
+            "a-z A-Z 0-9 _ = + . - (and not '.' or '..')")
+    return name
+
+
+def as_list(value):
+    """A list from a list, a comma-separated string, None or one item."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return [value]
+
+
+def text(value, where):
+    """A string (or number) that may go into a config line: no line breaks."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise SaltInvocationError(f"{where}: expected a string, got {type(value).__name__}")
+    value = str(value)
+    if LINE_BREAKING.search(value):
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} holds a newline or control character "
+            "(it could inject lines into the config file)")
+    return value
+
+
+def _address_text(value, where, what):
+    value = text(value, where)
+    if not ADDRESS_CHARS.fullmatch(value):
+        raise SaltInvocationError(f"{where}: {shown(value)} is not {what}")
+    return value
+
+
+def network(value, where):
+    """A normalised CIDR (host bits cleared); a bare address becomes /32 or /128."""
+    value = _address_text(value, where, "a valid CIDR")
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise SaltInvocationError(f"{where}: {shown(value)} is not a valid CIDR") from None
+
+
+def interface_address(value, where):
+    """An ``address/prefix`` of an interface, host bits kept."""
+    value = _address_text(value, where, "a valid address/prefix")
+    try:
+        return str(ipaddress.ip_interface(value))
+    except ValueError:
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} is not a valid address/prefix") from None
+
+
+def ip_address(value, where):
+    value = _address_text(value, where, "an IP address")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise SaltInvocationError(f"{where}: {shown(value)} is not an IP address") from None
+
+
+def is_address(host):
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def cidr_sort_key(cidr):
+    net = ipaddress.ip_network(cidr, strict=False)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
+def integer(value, where, low, high, what):
+    """A whole number from ``low`` to ``high``; strings in ASCII decimal or 0x hex."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise SaltInvocationError(f"{where}: {what} must be a number from {low} to {high}")
+    if isinstance(value, str):
+        digits = value.strip()
+        if not digits.isascii():
+            raise SaltInvocationError(f"{where}: {shown(value)} is not a number; "
+                                      f"{what} is {low}-{high}")
+        try:
+            value = int(digits, 0)
+        except ValueError:
+            raise SaltInvocationError(
+                f"{where}: {shown(digits)} is not a number; {what} is {low}-{high}") from None
+    if not low <= value <= high:
+        raise SaltInvocationError(f"{where}: {value} is out of range; {what} is {low}-{high}")
+    return value
+
+
+def seconds(value, what, most):
+    """A number of seconds from 0 to ``most`` (fractions allowed)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0 <= number <= most:
+        raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
+    return number
+
+
+def port(value, where):
+    return integer(value, where, 1, 65535, "a port")
+
+
+def split_endpoint(endpoint):
+    """``(host, port)`` of a valid ``host:port``, ``a.b.c.d:port`` or ``[v6]:port``."""
+    host, _, number = endpoint.rpartition(":")
+    return host[1:-1] if host.startswith("[") else host, int(number)
+
+
+def endpoint(value, where):
+    """``host:port``, ``a.b.c.d:port`` or ``[v6]:port``, checked and returned as written."""
+    value = text(value, where)
+    host, sep, number = value.rpartition(":")
+    if not sep or not host or not number:
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} has no port; write host:port, a.b.c.d:port or [v6]:port")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            ipaddress.IPv6Address(_address_text(host[1:-1], where, "an IPv6 address"))
+        except ValueError:
+            raise SaltInvocationError(
+                f"{where}: {shown(host[1:-1])} is not an IPv6 address") from None
+    elif ":" in host:
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} looks like an IPv6 address without brackets; "
+            "write it as [address]:port")
+    elif not HOSTNAME.fullmatch(host):
+        raise SaltInvocationError(f"{where}: {shown(host)} is not a valid host name or address")
+    if not ASCII_DIGITS.fullmatch(number):
+        raise SaltInvocationError(f"{where}: port {shown(number)} is not a number")
+    port(number, where)
+    return value
+
+
+def endpoint_with_port(host, default_port, where):
+    """``host`` or ``host:port`` (``[v6]`` or a bare IPv6 address too) as an endpoint."""
+    host = text(host, where)
+    try:
+        if ADDRESS_CHARS.fullmatch(host.strip("[]")):  # no scope id: ``endpoint`` refuses it
+            return f"[{ipaddress.IPv6Address(host.strip('[]'))}]:{default_port}"
+    except ValueError:
+        pass
+    if re.search(r":[0-9]+\Z", host):
+        return endpoint(host, where)
+    return endpoint(f"{host}:{default_port}", where)
+
+
+def endpoint_ip(value):
+    """``(ip address, port)`` of a live endpoint (``1.2.3.4:5``, ``[v6]:5``), or
+    ``(None, None)`` when it is no address (a host name, nothing, garbage)."""
+    if not value or not isinstance(value, str):
+        return None, None
+    host, _, number = value.rpartition(":")
+    try:
+        return (ipaddress.ip_address(host.strip("[]").split("%")[0]),
+                int(number) if ASCII_DIGITS.fullmatch(number) else None)
+    except ValueError:
+        return None, None

@@ -1,0 +1,218 @@
+"""wg-quick config files: rendering from a normalised interface, parsing back into
+plain data without secrets, and masking the secrets of a config text.
+
+wg-quick reads a config line by line (``\\n`` only), drops everything after ``#``
+and matches keys case-insensitively; ``wg``, which gets the lines wg-quick does not
+know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line. So
+do the parser and the masking here.
+"""
+
+import ipaddress
+import re
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+import wgf_keys
+
+MASK = "<hidden>"
+HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
+#: What ``wg`` drops from a config line (its ``char_is_space``) besides the line break.
+SPACE = " \t\v\f\r"
+
+
+def _spaced(word):
+    """A pattern of ``word`` with any of wg's spaces between its letters."""
+    return f"[{SPACE}]*".join(word)
+
+
+#: A line that sets a secret, in any case and spacing wg-quick and ``wg`` accept.
+SECRET_LINE = re.compile(
+    rf"^([{SPACE}]*(?:{_spaced('privatekey')}|{_spaced('presharedkey')})[{SPACE}]*=[{SPACE}]*)"
+    r"[^\n]*$", re.MULTILINE | re.IGNORECASE)
+ROUTE_COMMAND = re.compile(r"ip route replace (\S+) dev %i proto static")
+
+
+def mask(text):
+    """``text`` with the value of every PrivateKey and PresharedKey line hidden."""
+    return SECRET_LINE.sub(r"\g<1>" + MASK, text or "")
+
+
+def route_command(cidr):
+    """The command that routes ``cidr`` into the interface (``%i``), as written into
+    PostUp and run live."""
+    return f"ip route replace {wgf_addr.network(cidr, 'route')} dev %i proto static"
+
+
+def masquerade_lines(iface):
+    """PostUp/PostDown lines that forward and NAT traffic from the tunnel."""
+    sources = [ipaddress.ip_interface(a).network for a in iface["address"]]
+    sources += [ipaddress.ip_network(c) for p in iface["peers"].values()
+                if not p["absent"] for c in p["allowed_ips"]]
+    up, down = [], []
+    for version, tool in ((4, "iptables"), (6, "ip6tables")):
+        nets = list(ipaddress.collapse_addresses(n for n in sources if n.version == version))
+        if not nets:
+            continue
+        rules = [("", "FORWARD -i %i -j ACCEPT"),
+                 ("", "FORWARD -o %i -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")]
+        rules += [("-t nat ", f"POSTROUTING -s {net} -o {out} -j MASQUERADE")
+                  for out in iface["masquerade"] for net in nets]
+        for table, chain in rules:
+            up.append(f"{tool} -w {table}-A {chain}")
+            down.append(f"{tool} -w {table}-D {chain}")
+    return up, down
+
+
+def render(iface, private_key=MASK, psks=None):
+    """The wg-quick config text of one normalised interface (see ``wgf_schema``).
+    Keys show as ``<hidden>`` unless given."""
+    psks = psks or {}
+    lines = [HEADER, "[Interface]"]
+    if private_key:
+        lines.append(f"PrivateKey = {private_key}")
+    settings = [
+        ("Address", ", ".join(iface["address"])),
+        ("ListenPort", iface["listen_port"]),
+        ("DNS", ", ".join(iface["dns"])),
+        ("MTU", iface["mtu"]),
+        ("Table", None if iface["table"] == "auto" else iface["table"]),
+        ("FwMark", None if iface["fwmark"] is None else hex(iface["fwmark"])),
+    ]
+    lines += [f"{key} = {value}" for key, value in settings if value not in (None, "")]
+    nat_up, nat_down = masquerade_lines(iface) if iface["masquerade"] else ([], [])
+    hooks = {
+        "PreUp": iface["pre_up"],
+        "PostUp": iface["post_up"] + nat_up,
+        "PreDown": iface["pre_down"],
+        "PostDown": iface["post_down"] + nat_down,
+    }
+    for key, commands in hooks.items():
+        lines += [f"{key} = {command}" for command in commands]
+    lines += [f"PostUp = {route_command(cidr)}" for cidr in iface["routes"]]
+    for name, peer in iface["peers"].items():
+        if peer["absent"] or not peer["public_key"]:
+            continue
+        lines += ["", "[Peer]", f"# {name}", f"PublicKey = {peer['public_key']}"]
+        if peer["has_preshared_key"]:
+            lines.append(f"PresharedKey = {psks.get(name) or MASK}")
+        if peer["allowed_ips"]:
+            lines.append(f"AllowedIPs = {', '.join(peer['allowed_ips'])}")
+        if peer["endpoint"]:
+            lines.append(f"Endpoint = {peer['endpoint']}")
+        if peer["persistent_keepalive"]:
+            lines.append(f"PersistentKeepalive = {peer['persistent_keepalive']}")
+    return "\n".join(lines) + "\n"
+
+
+def private_key(text):
+    """The PrivateKey of a config text, or None: for the key state to keep the key of
+    a hand-written config it takes over; never for showing."""
+    for line in (text or "").split("\n"):
+        key, sep, value = re.sub(f"[{SPACE}]", "", line.split("#", 1)[0]).partition("=")
+        if sep and key.lower() == "privatekey":
+            return value or None
+    return None
+
+
+# ------------------------------------------------------------------ parsing
+
+
+def parse(text):
+    """Parse a wg-quick config into plain data without any secret.
+
+    The private key is replaced by its public key (``public_key``), a preshared key by
+    ``has_preshared_key``. A peer's name is the first comment after its ``[Peer]`` line
+    (the formula writes ``# <name>`` there). The formula's route lines become
+    ``routes``. Values that cannot be read are described in ``errors``, never quoting
+    a key.
+    """
+    conf = {"address": [], "listen_port": None, "mtu": None, "table": None, "dns": [],
+            "fwmark": None, "public_key": None, "has_private_key": False, "routes": [],
+            "peers": [], "errors": []}
+    section, peer, named = None, None, False
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = raw.strip()
+        if line.startswith("#"):
+            if section == "peer" and not named:
+                peer["name"], named = line.lstrip("#").strip() or None, True
+            continue
+        line = line.split("#", 1)[0].strip()  # wg-quick drops everything after '#'
+        if not line:
+            continue
+        if line.startswith("["):
+            header = line.strip("[]").strip().lower()
+            section = header if header in ("interface", "peer") else None
+            if section is None:
+                conf["errors"].append(f"line {number}: unknown section (not [Interface] "
+                                      "or [Peer])")
+            if section == "peer":
+                peer, named = {"name": None, "public_key": None, "allowed_ips": [],
+                               "endpoint": None, "persistent_keepalive": None,
+                               "has_preshared_key": False}, False
+                conf["peers"].append(peer)
+            continue
+        key, sep, value = line.partition("=")
+        key, value = re.sub(f"[{SPACE}]", "", key).lower(), value.strip()
+        if not sep or section is None:
+            conf["errors"].append(f"line {number}: not a 'Key = value' line of a section")
+            continue
+        try:
+            if section == "interface":
+                _interface_value(conf, key, value)
+            else:
+                named = True
+                _peer_value(peer, key, value)
+        except (ValueError, SaltInvocationError) as exc:
+            conf["errors"].append(f"line {number}: {exc}")
+    return conf
+
+
+def _number(value, what):
+    if value.lower() == "off":
+        return None
+    try:
+        return wgf_addr.integer(value, what, 0, 2**32 - 1, what)
+    except SaltInvocationError:
+        raise ValueError(f"{what} {value[:20]!r} is not a number") from None
+
+
+def _interface_value(conf, key, value):
+    if key == "address":
+        for item in wgf_addr.as_list(value):
+            conf["address"].append(wgf_addr.interface_address(item, "Address"))
+    elif key == "listenport":
+        conf["listen_port"] = _number(value, "ListenPort")
+    elif key == "mtu":
+        conf["mtu"] = _number(value, "MTU")
+    elif key == "table":
+        conf["table"] = value
+    elif key == "dns":
+        conf["dns"] += wgf_addr.as_list(value)
+    elif key == "fwmark":
+        conf["fwmark"] = _number(value, "FwMark") or None
+    elif key == "privatekey":
+        conf["has_private_key"] = True
+        try:
+            conf["public_key"] = wgf_keys.pubkey(value)
+        except SaltInvocationError:
+            raise ValueError("PrivateKey is not a valid key") from None
+    elif key == "postup":
+        match = ROUTE_COMMAND.fullmatch(value)
+        if match:
+            conf["routes"].append(wgf_addr.network(match.group(1), "PostUp route"))
+
+
+def _peer_value(peer, key, value):
+    if key == "publickey":
+        wgf_keys.decode(value, "PublicKey")
+        peer["public_key"] = value
+    elif key == "presharedkey":
+        peer["has_preshared_key"] = bool(value)
+    elif key == "allowedips":
+        peer["allowed_ips"] += [wgf_addr.network(item, "AllowedIPs")
+                                for item in wgf_addr.as_list(value)]
+    elif key == "endpoint":
+        peer["endpoint"] = value
+    elif key == "persistentkeepalive":
+        peer["persistent_keepalive"] = _number(value, "PersistentKeepalive") or None

@@ -1,0 +1,373 @@
+"""The formula's pillar schema: validation and normalisation of ``wireguard``.
+
+``validate`` takes the ``wireguard`` pillar and returns every interface with each
+default filled in, and the secrets apart; it raises one ``SaltInvocationError`` that
+lists every problem, each naming the interface, the peer (or network, node) and the
+key. A message never shows a value a key could be part of: it names its place.
+"""
+
+import difflib
+import ipaddress
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+import wgf_keys
+import wgf_networks
+from wgf_addr import shown
+
+INTERFACE_KEYS = {
+    "enabled": True,
+    "absent": False,
+    "address": [],
+    "listen_port": None,
+    "private_key": None,
+    "dns": [],
+    "mtu": None,
+    "table": "auto",
+    "fwmark": None,
+    "pre_up": [],
+    "post_up": [],
+    "pre_down": [],
+    "post_down": [],
+    "routes": [],
+    "forwarding": False,
+    "masquerade": [],
+    "purge_peers": True,
+    "peers": {},
+}
+PEER_KEYS = {
+    "public_key": None,
+    "minion": None,
+    "minion_interface": None,
+    "allowed_ips": [],
+    "endpoint": None,
+    "persistent_keepalive": None,
+    "preshared_key": None,
+    "absent": False,
+}
+TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}}
+REFUSED_KEYS = {
+    "save_config": "wg-quick would overwrite the file Salt manages with the live state "
+    "at every stop; Salt already keeps the file and the live interface in step",
+}
+#: Table names wg-quick takes without /etc/iproute2/rt_tables.
+SPECIAL_TABLES = ("auto", "off")
+
+
+def unknown_keys(data, known, where):
+    """Problems for keys of ``data`` not in ``known``, with a "did you mean" hint."""
+    errors = []
+    for key in data:
+        if key in known:
+            continue
+        if key in REFUSED_KEYS:
+            errors.append(f"{where}, key '{key}': refused: {REFUSED_KEYS[key]}")
+            continue
+        folded = {k.replace("_", ""): k for k in known}
+        name = str(key)
+        guess = folded.get(name.lower().replace("_", "").replace("-", ""))
+        if not guess:
+            close = difflib.get_close_matches(name.lower(), list(known), n=1, cutoff=0.6)
+            guess = close[0] if close else None
+        hint = f"; did you mean '{guess}'?" if guess else f"; known keys: {', '.join(known)}"
+        errors.append(f"{where}: unknown key {shown(name)}{hint}")
+    return errors
+
+
+def mapping(value, where, what):
+    """``value`` when it is a mapping (None is an empty one), else raise naming ``what``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SaltInvocationError(f"{where}: {what}, got {type(value).__name__}")
+    return value
+
+
+# ------------------------------------------------------------------ values
+
+
+def strings(value, where, check=None):
+    items = []
+    for item in [value] if isinstance(value, str) else wgf_addr.as_list(value):
+        item = wgf_addr.text(item, where)
+        items.append(check(item, where) if check else item)
+    return items
+
+
+def keepalive(value, where):
+    if value is None or value == "off":
+        return None
+    return wgf_addr.integer(value, where, 0, 65535, "persistent_keepalive") or None
+
+
+def boolean(value, where):
+    if not isinstance(value, bool):
+        raise SaltInvocationError(f"{where}: expected true or false, got "
+                                  f"{type(value).__name__}")
+    return value
+
+
+def dns_entry(value, where):
+    try:
+        return wgf_addr.ip_address(value, where)
+    except SaltInvocationError:
+        if "%" not in value and wgf_addr.HOSTNAME.fullmatch(value):
+            return value  # wg-quick takes a non-address as a search domain
+    raise SaltInvocationError(
+        f"{where}: {shown(value)} is neither an address nor a search domain")
+
+
+def interface_name_item(value, where):
+    if not wgf_addr.is_interface_name(value):
+        raise SaltInvocationError(f"{where}: {shown(value)} is not a valid interface name")
+    return value
+
+
+def fwmark(value, where):
+    if value is None or value in ("off", 0):
+        return None
+    return wgf_addr.integer(value, where, 0, 2**32 - 1, "fwmark") or None
+
+
+def table(value, where, known_tables=None):
+    """``auto``, ``off``, a number, or a name the minion's rt_tables define."""
+    if isinstance(value, bool):
+        raise SaltInvocationError(f"{where}: table is auto, off, a number or a table name")
+    if isinstance(value, int):
+        return str(wgf_addr.integer(value, where, 0, 2**32 - 1, "a table number"))
+    value = wgf_addr.text(value, where)
+    if value in SPECIAL_TABLES:
+        return value
+    if wgf_addr.ASCII_DIGITS.fullmatch(value):
+        return str(wgf_addr.integer(value, where, 0, 2**32 - 1, "a table number"))
+    if known_tables is not None and value not in known_tables:
+        raise SaltInvocationError(
+            f"{where}: table {shown(value)} is not defined on this minion (not in "
+            "/etc/iproute2/rt_tables or rt_tables.d); use auto, off, a number, or "
+            "define the name there first")
+    if known_tables is None and not value.isascii():
+        raise SaltInvocationError(f"{where}: {shown(value)} is not a table name")
+    return value
+
+
+# --------------------------------------------------------------- interfaces
+
+
+def _checked(data, defaults, checks, where, errors):
+    """Each key of ``defaults`` from ``data``, through its check; problems go to errors."""
+    out = {}
+    for key, default in defaults.items():
+        try:
+            out[key] = checks[key](data.get(key, default), f"{where}, key '{key}'")
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            out[key] = default
+    return out
+
+
+def normalise_peer(ifname, pname, peer, errors):
+    """One pillar peer, normalised, with problems appended to ``errors``."""
+    where = f"interface {shown(ifname)}, peer {shown(pname)}"
+    if not isinstance(peer, dict):
+        errors.append(f"{where}: a peer is a mapping of keys, got {type(peer).__name__}")
+        return None
+    errors += unknown_keys(peer, PEER_KEYS, where)
+    checks = {
+        "public_key": lambda v, w: v if wgf_keys.is_key(v, w) else None,
+        "minion": lambda v, w: wgf_addr.text(v, w) if v is not None else None,
+        "minion_interface": lambda v, w: (
+            interface_name_item(wgf_addr.text(v, w), w) if v else None),
+        "allowed_ips": lambda v, w: sorted(
+            dict.fromkeys(wgf_addr.network(i, w) for i in wgf_addr.as_list(v)),
+            key=wgf_addr.cidr_sort_key),
+        "endpoint": lambda v, w: wgf_addr.endpoint(v, w) if v else None,
+        "persistent_keepalive": keepalive,
+        "preshared_key": wgf_keys.is_key,
+        "absent": boolean,
+    }
+    out = {"name": pname, **_checked(peer, PEER_KEYS, checks, where, errors)}
+    out["has_preshared_key"] = bool(out.pop("preshared_key"))
+    out["preshared_key_pillar"] = (
+        f"wireguard:interfaces:{ifname}:peers:{pname}:preshared_key"
+        if out["has_preshared_key"] else None)
+    if not out["public_key"] and not out["minion"] and not out["absent"]:
+        errors.append(f"{where}: key 'public_key' is missing (or name a 'minion')")
+    return out
+
+
+def normalise_interface(ifname, iface, errors, known_tables=None):
+    """One pillar interface, normalised (peers keyed by their name as a string)."""
+    where = f"interface {shown(ifname)}"
+    if not isinstance(iface, dict):
+        errors.append(f"{where}: an interface is a mapping of keys, got "
+                      f"{type(iface).__name__}")
+        return None
+    errors += unknown_keys(iface, INTERFACE_KEYS, where)
+    checks = {
+        "enabled": boolean,
+        "absent": boolean,
+        "address": lambda v, w: strings(v, w, wgf_addr.interface_address),
+        "listen_port": lambda v, w: wgf_addr.port(v, w) if v is not None else None,
+        "private_key": wgf_keys.is_key,
+        "dns": lambda v, w: strings(v, w, dns_entry),
+        "mtu": lambda v, w: (wgf_addr.integer(v, w, 576, 65535, "mtu")
+                             if v is not None else None),
+        "table": lambda v, w: table(v, w, known_tables),
+        "fwmark": fwmark,
+        "pre_up": strings,
+        "post_up": strings,
+        "pre_down": strings,
+        "post_down": strings,
+        "routes": lambda v, w: [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)],
+        "forwarding": boolean,
+        "masquerade": lambda v, w: strings(v, w, interface_name_item),
+        "purge_peers": boolean,
+        "peers": lambda v, w: mapping(v, w, "peers is a mapping of peer name to peer"),
+    }
+    out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
+    out["has_private_key"] = out.pop("private_key")
+    out["ipv6"] = any(ipaddress.ip_interface(a).version == 6 for a in out["address"])
+    if out["mtu"] is not None and out["ipv6"] and out["mtu"] < 1280:
+        errors.append(f"{where}, key 'mtu': {out['mtu']} is too small for IPv6; "
+                      "with an IPv6 address the mtu is 1280-65535")
+    peers = {}
+    for pname, peer in out["peers"].items():
+        try:
+            name = wgf_addr.text(pname, f"{where}, peer {shown(pname)}: the peer name")
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            continue
+        if name in peers:
+            errors.append(f"{where}, peer {shown(name)}: named twice")
+            continue
+        normalised = normalise_peer(ifname, name, peer, errors)
+        if normalised is not None:
+            peers[name] = normalised
+    out["peers"] = peers
+    out["warnings"] = []
+    return out
+
+
+def check_peer_conflicts(iface, own_public_key, errors):
+    """No AllowedIPs prefix in two peers; no key twice; not the interface's own key."""
+    owner, keys = {}, {}
+    where = f"interface {shown(iface['name'])}"
+    for pname, peer in iface["peers"].items():
+        if peer["absent"]:
+            continue
+        key = peer["public_key"]
+        if own_public_key and key == own_public_key:
+            errors.append(
+                f"{where}, peer {shown(pname)}, key 'public_key': this is the interface's "
+                "own public key; a peer is the other end of the tunnel")
+        if key and key in keys:
+            errors.append(f"{where}, peer {shown(pname)}, key 'public_key': the same key as "
+                          f"peer {shown(keys[key])}")
+        elif key:
+            keys[key] = pname
+        for cidr in peer["allowed_ips"]:
+            if cidr in owner:
+                errors.append(
+                    f"{where}, peer {shown(pname)}, key 'allowed_ips': {cidr} is also in "
+                    f"peer {shown(owner[cidr])}; WireGuard routes a prefix to one peer only")
+            else:
+                owner[cidr] = pname
+
+
+# ------------------------------------------------------------------- pillar
+
+
+def validate(pillar, minion_id, own_public_key=None, published_keys=None,
+             known_tables=None):
+    """Validate the ``wireguard`` pillar for ``minion_id``.
+
+    own_public_key
+        ``(interface name, pillar private key or None) -> public key or None``.
+    published_keys
+        ``[minion ids] -> {minion: {interface: public key}}``, the mine's answer; peers
+        named by ``minion`` get their keys from it (untrusted: checked as keys).
+    known_tables
+        Routing table names the minion defines, or None to skip that check.
+
+    Returns the interfaces, without any secret (``secrets_of`` finds those).
+    """
+    if not isinstance(pillar, dict):
+        raise SaltInvocationError(
+            f"pillar 'wireguard' must be a mapping, got {type(pillar).__name__}")
+    errors = unknown_keys(pillar, TOP_KEYS, "wireguard")
+    try:
+        raw_interfaces = mapping(pillar.get("interfaces"), "wireguard:interfaces",
+                                 "a mapping of interface name to interface")
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
+        raw_interfaces = {}
+    from_networks = wgf_networks.interfaces_for(pillar.get("networks"), minion_id, errors)
+    for ifname in set(from_networks) & set(raw_interfaces):
+        errors.append(f"interface {shown(ifname)}: declared under both interfaces and "
+                      "networks")
+    result = {}
+    for ifname, iface in {**from_networks, **raw_interfaces}.items():
+        try:
+            wgf_addr.check_interface_name(ifname)
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            continue
+        normalised = normalise_interface(ifname, iface, errors, known_tables)
+        if normalised is None:
+            continue
+        private_key = iface.get("private_key") if normalised["has_private_key"] else None
+        if not errors and published_keys is not None:
+            wgf_networks.resolve_minion_peers(normalised, published_keys)
+        own = own_public_key(ifname, private_key) if own_public_key else None
+        check_peer_conflicts(normalised, own, errors)
+        result[ifname] = normalised
+    if errors:
+        raise SaltInvocationError(
+            "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors))
+    return result
+
+
+def secrets_of(pillar, iface):
+    """``{"private_key", "preshared_keys": {peer name: key}}`` pillar gives one validated
+    interface (``validate``'s), read from the ``wireguard`` pillar itself."""
+    raw = ((pillar.get("interfaces") or {}).get(iface["name"])
+           if isinstance(pillar, dict) else None) or {}
+    raw_peers = {str(name): peer for name, peer in (raw.get("peers") or {}).items()}
+    return {
+        "private_key": raw.get("private_key") if iface["has_private_key"] else None,
+        "preshared_keys": {name: raw_peers[name]["preshared_key"]
+                           for name, peer in iface["peers"].items()
+                           if peer["has_preshared_key"]},
+    }
+
+
+# --------------------------------------------------------------- live peers
+
+
+def normalise_peer_change(interface, peer):
+    """One live peer change (as ``wireguard.apply_peers`` takes it), checked."""
+    if not isinstance(peer, dict):
+        raise SaltInvocationError(f"interface {shown(interface)}: a peer change is a "
+                                  f"mapping, got {type(peer).__name__}")
+    key = peer.get("public_key")
+    where = f"interface {shown(interface)}, peer {shown(key)}"
+    wgf_keys.decode(key, f"interface {shown(interface)}: public_key")
+    out = {"public_key": key}
+    if peer.get("remove"):
+        out["remove"] = True
+        return out
+    if peer.get("allowed_ips") is not None:
+        out["allowed_ips"] = [wgf_addr.network(item, f"{where}, allowed_ips")
+                              for item in wgf_addr.as_list(peer["allowed_ips"])]
+    if peer.get("endpoint"):
+        out["endpoint"] = wgf_addr.endpoint(peer["endpoint"], f"{where}, endpoint")
+    if peer.get("persistent_keepalive") is not None:
+        out["persistent_keepalive"] = keepalive(
+            peer["persistent_keepalive"], f"{where}, persistent_keepalive") or 0
+    if peer.get("preshared_key") is not None:
+        psk = peer["preshared_key"]
+        if psk:
+            wgf_keys.decode(psk, f"{where}: preshared_key")
+        out["preshared_key"] = psk or ""
+    return out

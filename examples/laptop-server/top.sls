@@ -1,0 +1,10 @@
+# -*- coding: utf-8 -*-
+# vim: ft=yaml
+---
+# Topology laptop-server: each minion gets the file named after it. Point
+# pillar_roots here to use it as it is.
+base:
+  laptop:
+    - laptop
+  server:
+    - server

@@ -1,0 +1,176 @@
+"""The execution module through the user's door: the real ``salt-call`` command line,
+run inside a network namespace that holds real wireguard-go interfaces.
+
+Every public function is called with a private key from pillar, a private key
+generated on the minion and a preshared key in place; none of their bytes may show in
+any output. Keys are passed positionally, as users paste them, including keys that
+Salt's command line would otherwise read as ``NAME=`` keyword arguments.
+"""
+
+import json
+import pathlib
+import sys
+import uuid
+
+import pytest
+
+from tests.support.minion import REPO, minion_opts
+from tests.support.netns import Netns
+
+SALT_CALL = str(pathlib.Path(sys.executable).parent / "salt-call")
+sys.path.insert(0, str(REPO / "_utils"))
+import wgf_keys  # noqa: E402  (the formula's utils, not an installed package)
+
+# names of their own: wireguard-go's control socket is /var/run/wireguard/<name>.sock on
+# the machine's file system, shared by every namespace and every concurrent test run
+RUN = uuid.uuid4().hex[:6]
+PILLAR_IF, GENERATED_IF = f"wgc{RUN}p", f"wgc{RUN}g"
+
+
+def identifier_key():
+    """A key Salt's CLI would take for ``NAME=``: no ``+`` or ``/``, no leading digit."""
+    while True:
+        key = wgf_keys.genkey()
+        if "+" not in key and "/" not in key and key[0].isalpha():
+            return key
+
+
+class Minion:
+    """A ``salt-call --local`` minion whose modules are the formula's, in ``ns``."""
+
+    def __init__(self, root, ns):
+        self.root, self.ns = root, ns
+        self.config_dir = root / "etc-wireguard"
+        self.config_dir.mkdir(mode=0o700)
+        (root / "pillar").mkdir()
+        (root / "conf").mkdir()
+        opts = minion_opts(root, "cli")
+        config = {key: opts[key] for key in (
+            "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
+            "module_dirs", "states_dirs", "utils_dirs", "pillar_roots")}
+        config.update(log_level_logfile="debug", file_roots={"base": [str(REPO)]})
+        (root / "conf" / "minion").write_text(json.dumps(config))
+
+    def pillar(self, data):
+        (self.root / "pillar" / "top.sls").write_text("base:\n  '*':\n    - data\n")
+        (self.root / "pillar" / "data.sls").write_text(json.dumps(data))
+
+    def call(self, *args, check=True):
+        proc = self.ns.run([SALT_CALL, "-c", str(self.root / "conf"), "--local",
+                            "--out=json", *args], check=False)
+        if check:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+
+@pytest.fixture(scope="module")
+def minion(tmp_path_factory):
+    ns = Netns("cli")
+    try:
+        ns.create()
+        yield Minion(tmp_path_factory.mktemp("cli"), ns)
+    finally:
+        ns.delete()
+
+
+@pytest.fixture(scope="module")
+def keys(minion):
+    """Two live interfaces: one keyed from pillar, one with a key made on the minion,
+    a peer with a preshared key; their config files written by the formula's state."""
+    secrets = {"pillar": wgf_keys.genkey(), "psk": wgf_keys.genpsk()}
+    peer = identifier_key()
+    minion.pillar({"wireguard": {"lookup": {"config_dir": str(minion.config_dir)},
+                                 "interfaces": {
+        PILLAR_IF: {"address": "10.66.0.1/24", "listen_port": 51801,
+                    "private_key": secrets["pillar"],
+                    "peers": {"laptop": {"public_key": peer, "allowed_ips": ["10.66.0.2/32"],
+                                         "endpoint": "localhost:51802",
+                                         "preshared_key": secrets["psk"]}}},
+        GENERATED_IF: {"address": "10.67.0.1/24", "listen_port": 51803}}}})
+    for name in (PILLAR_IF, GENERATED_IF):
+        minion.call("state.single", "wireguard.private_key", name,
+                    f"config_dir={minion.config_dir}")
+        minion.call("state.single", "wireguard.config", name, f"config_dir={minion.config_dir}")
+    secrets["generated"] = (minion.config_dir / f"{GENERATED_IF}.key").read_text().strip()
+    minion.ns.wireguard(PILLAR_IF, secrets["pillar"], "10.66.0.1/24", 51801)
+    minion.ns.wireguard(GENERATED_IF, secrets["generated"], "10.67.0.1/24", 51803)
+    minion.ns.run(["wg", "set", PILLAR_IF, "peer", peer, "allowed-ips", "10.66.0.2/32",
+                   "preshared-key", "/dev/stdin"], input=secrets["psk"] + "\n")
+    return secrets, peer
+
+
+def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
+    secrets, peer = keys
+    other = identifier_key()
+    calls = {
+        "genkey": [], "genpsk": [], "pubkey": [wgf_keys.genkey()],
+        "key_digest": [wgf_keys.genpsk()], "show": [], "interfaces": [],
+        "apply_peers": [PILLAR_IF, f'peers=[{{"public_key": "{other}", '
+                        '"allowed_ips": ["10.66.0.9/32"]}]'],
+        "set_peer": [PILLAR_IF, other, "allowed_ips=[10.66.0.8/32]"],
+        "remove_peer": [PILLAR_IF, other], "resolve_endpoint": ["localhost:51820"],
+        "is_interface_name": [PILLAR_IF], "service_name": [PILLAR_IF],
+        "pillar_interfaces": [], "render_config": [PILLAR_IF],
+        "route_command": ["172.16.1.0/24"], "public_keys": [],
+        "config_peers": [PILLAR_IF], "check": ["sample=0"], "link_states": [],
+        "reresolve": [PILLAR_IF, "test=True"],
+    }
+    listed = json.loads(minion.call("sys.list_functions", "wireguard").stdout)["local"]
+    assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), \
+        "every public function is called here"
+    seen = []
+    for name, args in calls.items():
+        proc = minion.call(f"wireguard.{name}", *args)
+        seen.append(proc.stdout + proc.stderr)
+    seen.append(minion.call("wireguard.show", PILLAR_IF, "psk_digests=True").stdout)
+    seen.append((minion.root / "minion.log").read_text())
+    everything = "\n".join(seen)
+    assert peer in everything and wgf_keys.pubkey(secrets["generated"]) in everything
+    for what, key in secrets.items():
+        assert key not in everything, f"the {what} key leaked"
+
+
+def test_render_config_refuses_to_unmask(minion, keys):
+    proc = minion.call("wireguard.render_config", PILLAR_IF, "mask=False", check=False)
+    assert proc.returncode != 0 and keys[0]["pillar"] not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("function", ["pubkey", "key_digest"])
+def test_a_key_shaped_like_name_equals_is_taken_positionally(minion, function):
+    key = identifier_key()
+    proc = minion.call(f"wireguard.{function}", key)
+    want = wgf_keys.pubkey(key) if function == "pubkey" else wgf_keys.digest(key)
+    assert json.loads(proc.stdout)["local"] == want
+
+
+def test_peers_set_and_removed_with_such_keys_at_the_command_line(minion, keys):
+    key = identifier_key()
+    minion.call("wireguard.set_peer", PILLAR_IF, key, "allowed_ips=[10.66.0.7/32]")
+    live = json.loads(minion.call("wireguard.show", PILLAR_IF).stdout)["local"]
+    assert live[PILLAR_IF]["peers"][key]["allowed_ips"] == ["10.66.0.7/32"]
+    minion.call("wireguard.remove_peer", PILLAR_IF, key)
+    live = json.loads(minion.call("wireguard.show", PILLAR_IF).stdout)["local"]
+    assert key not in live[PILLAR_IF]["peers"]
+
+
+def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_written(
+        minion, keys, tmp_path):
+    config_dir = tmp_path / "wg"
+    before = (minion.root / "pillar" / "data.sls").read_text()
+    minion.pillar({"wireguard": {"interfaces": {"wgtab0": {
+        "address": "10.68.0.1/24", "table": "nosuchtable"}}}})
+    try:
+        proc = minion.call("wireguard.pillar_interfaces", check=False)
+        assert proc.returncode != 0
+        assert ("interface 'wgtab0', key 'table': table 'nosuchtable' is not defined on this"
+                " minion") in proc.stdout + proc.stderr
+        proc = minion.call("state.single", "wireguard.config", "wgtab0",
+                           f"config_dir={config_dir}", check=False)
+        assert proc.returncode != 0 and "nosuchtable" in proc.stdout
+        assert not config_dir.exists()
+        minion.pillar({"wireguard": {"interfaces": {"wgtab0": {
+            "address": "10.68.0.1/24", "table": "main"}}}})
+        assert json.loads(minion.call("wireguard.pillar_interfaces").stdout)["local"][
+            "wgtab0"]["table"] == "main"
+    finally:
+        (minion.root / "pillar" / "data.sls").write_text(before)

@@ -1,0 +1,208 @@
+"""pillar.example and every examples/<topology>/*.sls are pillar files that Salt renders
+and the formula accepts.
+
+The real Salt (the pinned one in .venv) with the real `wireguard` module does the work,
+as a minion does: one worker process (this file run as a script) takes, per case, a
+minion config with the case's minion id and a pillar root (an example directory, whose
+top.sls picks the minion's file; for pillar.example a root that holds it as
+wireguard.sls, where SPM's wireguard.sls.orig is meant to go). `pillar.items` is what
+Salt rendered (jinja|yaml) and `wireguard.pillar_interfaces` validates it, a network
+only on the minions that are its nodes. Nothing outside a temp dir is read or written.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab.topologies import EXAMPLES, load_examples
+
+REPO = Path(__file__).resolve().parents[2]
+MARK = "@@pillar-examples@@ "
+PILLAR_EXAMPLE = REPO / "pillar.example"
+
+
+def _worker():
+    """Answer the JSON list of cases on stdin with one marked JSON list."""
+    import salt.client
+    import salt.config
+
+    answers = []
+    for case in json.loads(sys.stdin.read()):
+        answer = {}
+        try:
+            caller = salt.client.Caller(mopts=salt.config.minion_config(case["config"]))
+            answer["pillar"] = caller.cmd("pillar.items", unmask=True)
+            answer["interfaces"] = caller.cmd("wireguard.pillar_interfaces",
+                                              config_dir=case["config_dir"])
+        except Exception as exc:  # reported to the test
+            answer["error"] = f"{type(exc).__name__}: {exc}"
+        answers.append(answer)
+    sys.stdout.write(MARK + json.dumps(answers, default=str) + "\n")
+
+
+def salt_render(tmp, cases):
+    """Run the worker over [(minion id, pillar root)]; returns its answers in order."""
+    (tmp / "file_root").mkdir(exist_ok=True)
+    requests = []
+    for n, (minion_id, pillar_root) in enumerate(cases):
+        case_dir = tmp / f"case{n}"
+        case_dir.mkdir()
+        config = {
+            "id": minion_id,
+            "file_client": "local",
+            "root_dir": str(case_dir / "root"),
+            "file_roots": {"base": [str(tmp / "file_root")]},
+            "pillar_roots": {"base": [str(pillar_root)]},
+            "module_dirs": [str(REPO / "_modules")],
+            "utils_dirs": [str(REPO / "_utils")],
+            "log_level": "quiet",
+            "log_level_logfile": "quiet",
+        }
+        (case_dir / "minion").write_text(yaml.safe_dump(config))
+        requests.append({"config": str(case_dir / "minion"),
+                         "config_dir": str(case_dir / "etc-wireguard")})
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
+    proc = subprocess.run([sys.executable, __file__], input=json.dumps(requests), env=env,
+                          capture_output=True, text=True, cwd=tmp, timeout=600, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
+    assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(lines[-1][len(MARK):])
+
+
+def expected_interfaces(minion_id, pillar):
+    """The interfaces the formula must build on this minion from this pillar."""
+    wireguard = pillar.get("wireguard") or {}
+    names = set(wireguard.get("interfaces") or {})
+    for network in (wireguard.get("networks") or {}).values():
+        if minion_id in network["nodes"]:
+            names.add(network["interface"])
+    return names
+
+
+def problems(minion_id, answer, expected_pillar):
+    """What is wrong with one rendered example (empty: nothing)."""
+    if "error" in answer:
+        return [answer["error"]]
+    pillar, interfaces = answer["pillar"], answer["interfaces"]
+    if pillar.get("_errors"):
+        return [f"Salt could not render it: {pillar['_errors']}"]
+    found = []
+    if pillar != expected_pillar:
+        found.append(f"Salt rendered {pillar}, not what the file says: {expected_pillar}")
+    if not isinstance(interfaces, dict):
+        return [*found, f"wireguard.pillar_interfaces refused it: {interfaces}"]
+    if set(interfaces) != expected_interfaces(minion_id, expected_pillar):
+        found.append(f"interfaces {sorted(interfaces)}, expected "
+                     f"{sorted(expected_interfaces(minion_id, expected_pillar))}")
+    return found
+
+
+def pillar_root_of(tmp, name, text):
+    """A pillar root that gives every minion `text` as wireguard.sls."""
+    root = tmp / name
+    root.mkdir()
+    (root / "top.sls").write_text("base:\n  '*':\n    - wireguard\n")
+    (root / "wireguard.sls").write_text(text)
+    return root
+
+
+def pillar_example_ids():
+    """Every node of pillar.example's networks, and a minion that is none."""
+    networks = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]["networks"]
+    return [*sorted({n for net in networks.values() for n in net["nodes"]}), "laptop"]
+
+
+EXAMPLE_CASES = [(topology, minion_id) for topology, minions in load_examples().items()
+                 for minion_id in minions]
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """{(example, minion id): the worker's answer} for every example and pillar.example."""
+    tmp = tmp_path_factory.mktemp("pillar-examples")
+    example_root = pillar_root_of(tmp, "pillar-example", PILLAR_EXAMPLE.read_text())
+    keys = EXAMPLE_CASES + [("pillar.example", m) for m in pillar_example_ids()]
+    cases = [(minion_id, example_root if example == "pillar.example" else EXAMPLES / example)
+             for example, minion_id in keys]
+    return dict(zip(keys, salt_render(tmp, cases), strict=True))
+
+
+def test_pillar_example_is_one_valid_pillar_file(rendered):
+    """Salt renders pillar.example; every node of its network, and a minion that is
+    none, validates it and gets the interfaces it declares."""
+    expected = yaml.safe_load(PILLAR_EXAMPLE.read_text())
+    for minion_id in pillar_example_ids():
+        assert not problems(minion_id, rendered[("pillar.example", minion_id)], expected)
+
+
+def test_pillar_example_shows_every_key():
+    """Every key of README's pillar reference appears in pillar.example."""
+    wireguard = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]
+    lookup = wireguard["lookup"]
+    assert set(lookup) == {"pkgs", "install_go", "install_recommends", "config_dir",
+                           "service", "sysctl_file"}
+    assert set(lookup["pkgs"]) == {"tools", "resolvconf", "go", "firewall", "extra"}
+    assert set(lookup["service"]) == {"name", "link", "link_target"}
+    (iface,) = wireguard["interfaces"].values()
+    assert set(iface) == {"enabled", "absent", "address", "listen_port", "private_key",
+                          "dns", "mtu", "table", "fwmark", "pre_up", "post_up", "pre_down",
+                          "post_down", "routes", "forwarding", "masquerade", "purge_peers",
+                          "peers"}
+    peer_keys = set().union(*(set(peer) for peer in iface["peers"].values()))
+    assert peer_keys == {"public_key", "minion", "minion_interface", "allowed_ips",
+                         "endpoint", "persistent_keepalive", "preshared_key", "absent"}
+    (network,) = wireguard["networks"].values()
+    assert set(network) == {"interface", "listen_port", "topology", "hubs", "nodes", "mtu",
+                            "purge_peers"}
+    node_keys = set().union(*(set(node) for node in network["nodes"].values()))
+    assert node_keys == {"address", "endpoint", "allowed_ips", "persistent_keepalive"}
+
+
+def test_examples_have_every_topology():
+    assert sorted(load_examples()) == sorted([
+        "laptop-server", "internet-gateway", "jumpbox-vlan", "mesh", "road-warriors",
+        "two-sites-behind-nat", "dns-two-gateways", "mine-mesh", "mine-hub"])
+    for directory in EXAMPLES.iterdir():
+        if directory.is_dir():
+            assert (directory / "top.sls").is_file(), directory
+
+
+@pytest.mark.parametrize(("topology", "minion_id"), EXAMPLE_CASES,
+                         ids=[f"{t}-{m}" for t, m in EXAMPLE_CASES])
+def test_example_renders_and_validates(rendered, topology, minion_id):
+    """Salt gives the minion, through its directory's top.sls, exactly its file (what
+    the lab applies), and the formula accepts it."""
+    expected = load_examples()[topology][minion_id]
+    assert not problems(minion_id, rendered[(topology, minion_id)], expected)
+
+
+def test_a_broken_example_fails(tmp_path):
+    """The checks above catch a file Salt cannot render (several YAML documents, as
+    pillar.example once was), a key the formula refuses, and a top.sls that gives a
+    minion another minion's file."""
+    good = (EXAMPLES / "laptop-server" / "server.sls").read_text()
+    expected = yaml.safe_load(good)
+    typo = good.replace("allowed_ips:", "allowd_ips:")
+    assert typo != good
+    wrong_top = tmp_path / "wrong-top"
+    shutil.copytree(EXAMPLES / "laptop-server", wrong_top)
+    (wrong_top / "top.sls").write_text("base:\n  server:\n    - laptop\n")
+    cases = [
+        ("server", pillar_root_of(tmp_path, "two-docs", good + "---\n" + good)),
+        ("server", pillar_root_of(tmp_path, "typo", typo)),
+        ("server", wrong_top),
+    ]
+    found = [problems("server", answer, expected) for answer in salt_render(tmp_path, cases)]
+    assert "could not render" in " ".join(found[0]), found[0]
+    assert "allowd_ips" in " ".join(found[1]), found[1]
+    assert "not what the file says" in " ".join(found[2]), found[2]
+
+
+if __name__ == "__main__":
+    _worker()
