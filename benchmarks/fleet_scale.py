@@ -57,7 +57,7 @@ from pathlib import Path
 
 from benchmarks.curve import fit_cost, predict, svg_curves
 from tests.lab.lab import Lab
-from tests.lab.util import CGROUP_ROOTS, LabError, log
+from tests.lab.util import CGROUP_ROOTS, REPO, LabError, log
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEMORY = ("master_peak_mib", "runner_peak_mib", "minion_peak_mib")
@@ -377,8 +377,8 @@ def measure(topo, count, batch):
         t0 = time.monotonic()
         hosts = boot_in_batches(lab, inet, topo, names, batch)
         run["ready_s"] = round(time.monotonic() - t0, 1)
-        # once per master, as a user installs the formula's runner
-        lab.master.salt_run("saltutil.sync_runners")
+        # once per master, as a user installs the formula's runner and its utils
+        lab.master.salt_run("saltutil.sync_all")
         sampler = PeakSampler({
             "master_peak_mib": (lab.master, "salt-master"),
             "runner_peak_mib": (None, "salt-run"),
@@ -421,7 +421,7 @@ def measure(topo, count, batch):
 # ------------------------------------------------------------------------- model
 def _synthetic_mesh_fleet(count):
     """What `wireguard.audit` collects from a healthy mesh of `count` nodes (the data
-    shape of _runners/wireguard.py's _fleet)."""
+    shape of _utils/wgf_audit.py's fleet_from)."""
     def key(i):
         return f"bench{i:06d}".ljust(43, "A") + "="
 
@@ -453,10 +453,9 @@ def model(sizes):
     import salt.utils.yaml
     import yaml
 
-    from tests.unit.conftest import load
+    sys.path.insert(0, str(REPO / "_utils"))  # the runner's pure part, as the tests load it
+    import wgf_audit
 
-    runner = load("_runners/wireguard.py", "wireguard_runner_fleet_scale")
-    runner.__opts__ = {}
     out = []
     for count in sorted(set(sizes) | set(PREDICT_AT)):
         row = {"nodes": count}
@@ -466,7 +465,7 @@ def model(sizes):
             row["audit_input_mib"] = round(tracemalloc.get_traced_memory()[0] / 2 ** 20, 1)
             tracemalloc.stop()
             t0 = time.process_time()
-            crossed = runner._cross_check(fleet)
+            crossed = wgf_audit.cross_check(fleet)
             row["audit_cross_check_cpu_s"] = round(time.process_time() - t0, 3)
             if crossed["problems"]:
                 raise LabError(f"the synthetic mesh of {count} has problems: "
