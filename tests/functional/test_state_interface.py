@@ -75,14 +75,21 @@ def test_interface_settings_change_in_place(loaders, pair, state, remote2):  # n
 
 def test_routes_follow_allowed_ips_as_wg_quick_derives_them(loaders, pair, state,
                                                             remote2):  # noqa: F811
-    wg = loaders.modules.wireguard
-    wg.set_peer(pair.ifname, remote2, allowed_ips=["10.77.0.2/32", "10.99.7.7/32"])
-    ret = state()
+    def peers(*allowed):
+        return {"r2": {"public_key": remote2, "allowed_ips": list(allowed),
+                       "endpoint": "198.18.10.2:51822"}}
+
+    predicted = state(test=True, peers=peers("10.77.0.2/32", "10.99.7.7/32"))
+    assert predicted.changes["routes"] == {"old": [], "new": ["10.99.7.7/32"]}, \
+        "test mode predicts the routes of AllowedIPs the peer states have not set yet"
+    assert loaders.states.wireguard.peer(
+        name=remote2, interface=pair.ifname,
+        allowed_ips=["10.77.0.2/32", "10.99.7.7/32"]).result
+    ret = state(peers=peers("10.77.0.2/32", "10.99.7.7/32"))
     assert ret.result is True, ret
     # 10.77.0.2 is covered by the address's connected route: no route; 10.99.7.7 is not
     assert live(pair)["routes"] == [("10.99.7.7", "main", "boot")]
     assert ret.changes["routes"] == {"old": [], "new": ["10.99.7.7/32"]}
-    wg.set_peer(pair.ifname, remote2, allowed_ips=["10.77.0.2/32"])
     ret = state()
     assert live(pair)["routes"] == [] and ret.changes["routes"]["new"] == []
     ret = state(table="1234")
