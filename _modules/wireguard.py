@@ -29,6 +29,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import wgf_addr
 import wgf_conf
 import wgf_dump
+import wgf_firewall
 import wgf_health
 import wgf_iproute
 import wgf_keys
@@ -38,7 +39,7 @@ import wgf_schema
 # After ``saltutil.sync_all`` a running minion loads this module again: read its utils
 # again too, instead of the copies an earlier load left in ``sys.modules``.
 for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_schema, wgf_conf, wgf_dump, wgf_health,
-              wgf_iproute):
+              wgf_iproute, wgf_firewall):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -430,8 +431,9 @@ def _validated(pillar=None, config_dir=None):
         return wgf_keys.pubkey_or_none(
             private_key or _read_key_file(os.path.join(directory, f"{ifname}.key")))
 
+    firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     return wgf_schema.validate(_pillar_wireguard(pillar), __opts__["id"], own_public_key,
-                               _published_keys, _known_tables())
+                               _published_keys, _known_tables(), firewall)
 
 
 def pillar_interfaces(pillar=None, config_dir=None):

@@ -80,7 +80,9 @@ def render(iface, private_key=MASK, psks=None):
         ("FwMark", None if iface["fwmark"] is None else hex(iface["fwmark"])),
     ]
     lines += [f"{key} = {value}" for key, value in settings if value not in (None, "")]
-    nat_up, nat_down = masquerade_lines(iface) if iface["masquerade"] else ([], [])
+    # With a firewall backend the formula's own table NATs (wgf_firewall), live.
+    nat_up, nat_down = (masquerade_lines(iface) if iface["masquerade"]
+                        and iface.get("firewall", "none") == "none" else ([], []))
     hooks = {
         "PreUp": iface["pre_up"],
         "PostUp": iface["post_up"] + nat_up,

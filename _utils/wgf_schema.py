@@ -12,6 +12,7 @@ import ipaddress
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_firewall
 import wgf_keys
 import wgf_networks
 from wgf_addr import shown
@@ -35,6 +36,8 @@ INTERFACE_KEYS = {
     "masquerade": [],
     "purge_peers": True,
     "peers": {},
+    "open_port": False,
+    "access": None,
 }
 PEER_KEYS = {
     "public_key": None,
@@ -224,6 +227,8 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
         "masquerade": lambda v, w: strings(v, w, interface_name_item),
         "purge_peers": boolean,
         "peers": lambda v, w: mapping(v, w, "peers is a mapping of peer name to peer"),
+        "open_port": wgf_firewall.open_port,
+        "access": wgf_firewall.access,
     }
     out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
@@ -279,7 +284,7 @@ def check_peer_conflicts(iface, own_public_key, errors):
 
 
 def validate(pillar, minion_id, own_public_key=None, published_keys=None,
-             known_tables=None):
+             known_tables=None, firewall="none"):
     """Validate the ``wireguard`` pillar for ``minion_id``.
 
     own_public_key
@@ -289,6 +294,9 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
         named by ``minion`` get their keys from it (untrusted: checked as keys).
     known_tables
         Routing table names the minion defines, or None to skip that check.
+    firewall
+        The minion's firewall backend (``wgf_firewall.backend``): nftables, iptables
+        or none; each interface gets it as ``firewall``.
 
     Returns the interfaces, without any secret (``secrets_of`` finds those).
     """
@@ -317,6 +325,8 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
         if normalised is None:
             continue
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
+        # before the mine lookup, which leaves out peers without a published key yet
+        wgf_firewall.check(normalised, firewall, errors)
         if not errors and published_keys is not None:
             wgf_networks.resolve_minion_peers(normalised, published_keys)
         own = own_public_key(ifname, private_key) if own_public_key else None

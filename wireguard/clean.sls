@@ -6,4 +6,5 @@ include:
   - .peers.clean
   - .service.clean
   - .config.clean
+  - .firewall.clean
   - .package.clean

@@ -1,9 +1,10 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Everything, in run order: package, config (directory, keys, conf), service,
-# live peers, network (routes, forwarding).
+# Everything, in run order: package, firewall (the formula's table), config
+# (directory, keys, conf), service, live peers, network (routes, forwarding).
 include:
   - .package
+  - .firewall
   - .config
   - .service
   - .peers

@@ -12,7 +12,7 @@
 #   themselves still leave through the laptop's normal default route.
 # - forwarding: true turns on IPv4 forwarding and, because the interface has an
 #   IPv6 address, IPv6 forwarding; masquerade NATs tunnel traffic leaving eth0
-#   (iptables and ip6tables), rules added on interface up and removed on down.
+#   in the formula's firewall (`table inet wireguard`, IPv4 and IPv6), changed live.
 # - The laptop behind NAT sets persistent_keepalive so the NAT mapping stays
 #   open.
 wireguard:

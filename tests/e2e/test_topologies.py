@@ -180,9 +180,11 @@ def _check_internet_gateway(dep):
     assert gw.out(["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "1"
     assert gw.out(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]).strip() == "1"
     assert "ip_forward" in gw.out("cat /etc/sysctl.d/*.conf")
-    # masquerade rules live while the interface is up
-    assert "MASQUERADE" in gw.out(["iptables", "-t", "nat", "-S", "POSTROUTING"])
-    assert "MASQUERADE" in gw.out(["ip6tables", "-t", "nat", "-S", "POSTROUTING"])
+    # masquerade (v4 and v6) in the formula's nftables table, nothing in iptables
+    table = gw.out(["nft", "list", "table", "inet", "wireguard"])
+    assert 'oifname "eth0" ip saddr 10.8.0.0/24 masquerade' in table, table
+    assert 'oifname "eth0" ip6 saddr fd08::/64 masquerade' in table, table
+    assert "MASQUERADE" not in gw.out(["iptables", "-t", "nat", "-S", "POSTROUTING"])
 
 
 def _check_jumpbox_vlan(dep):
@@ -192,7 +194,7 @@ def _check_jumpbox_vlan(dep):
     # split tunnel: only the VLAN and the jumpbox go into the tunnel
     routes = admin.out(["ip", "route", "show", "dev", "jump0"])
     assert "172.16.50.0/24" in routes and "default" not in routes
-    assert "vlan50" in jb.out(["iptables", "-t", "nat", "-S", "POSTROUTING"])
+    assert 'oifname "vlan50"' in jb.out(["nft", "list", "table", "inet", "wireguard"])
 
 
 def _check_mesh(dep):

@@ -30,48 +30,55 @@ OSES = {
         "grains": {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
                    "osmajorrelease": 12, "oscodename": "bookworm", "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
-        "firewall": ["iptables"], "install_recommends": False,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
+        "install_recommends": False,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "ubuntu-24.04": {
         "grains": {"os": "Ubuntu", "os_family": "Debian", "osfinger": "Ubuntu-24.04",
                    "osmajorrelease": 24, "oscodename": "noble", "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": "wireguard-go",
-        "firewall": ["iptables"], "install_recommends": False,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
+        "install_recommends": False,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "rocky-9": {
         "grains": {"os": "Rocky", "os_family": "RedHat", "osfinger": "Rocky Linux-9",
                    "osmajorrelease": 9, "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
-        "firewall": ["iptables-nft"], "install_recommends": None,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables-nft"]},
+        "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "fedora-41": {
         "grains": {"os": "Fedora", "os_family": "RedHat", "osfinger": "Fedora-41",
                    "osmajorrelease": 41, "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
-        "firewall": ["iptables-nft"], "install_recommends": None,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables-nft"]},
+        "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "arch": {
         "grains": {"os": "Arch", "os_family": "Arch", "osfinger": "Arch", "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
-        "firewall": ["iptables"], "install_recommends": None,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
+        "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "opensuse-15": {
         "grains": {"os": "SUSE", "os_family": "Suse", "osfullname": "Leap",
                    "osfinger": "Leap-15", "osmajorrelease": 15, "init": "systemd"},
         "tools": "wireguard-tools", "resolvconf": None, "go": None,
-        "firewall": ["iptables"], "install_recommends": None,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
+        "install_recommends": None,
         "extra": [], "unit": "wg-quick@{}", "link": None,
     },
     "alpine-3.20": {
         "grains": {"os": "Alpine", "os_family": "Alpine", "osfinger": "Alpine-3",
                    "osmajorrelease": 3, "init": "openrc"},
         "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
-        "firewall": ["iptables", "ip6tables"], "install_recommends": None,
+        "firewall": {"nftables": ["nftables"], "iptables": ["iptables", "ip6tables"]},
+        "install_recommends": None,
         "extra": ["wireguard-tools-openrc"], "unit": "wg-quick.{}",
         "link": ("/etc/init.d/wg-quick.{}", "/etc/init.d/wg-quick"),
     },
@@ -288,15 +295,17 @@ def arg(state, name, default=None):
 
 
 @pytest.mark.parametrize("os_name", sorted(OSES))
-def test_os_map(renderer, os_name):
+@pytest.mark.parametrize("firewall", ["nftables", "iptables"])
+def test_os_map(renderer, os_name, firewall):
     """Packages, service unit, OpenRC links and paths are right for each OS."""
     expect = OSES[os_name]
-    answer = renderer.render(os_name, SAMPLE, sls=("wireguard", "wireguard.clean"))
+    answer = renderer.render(os_name, {**SAMPLE, "lookup": {"firewall": firewall}},
+                             sls=("wireguard", "wireguard.clean"))
     got = states(answer)
     config_dir = answer["config_dir"]
 
     installed = got["wireguard-package-install-pkg-installed"]
-    want = [expect["tools"], *expect["extra"], *expect["firewall"]]  # wg0 masquerades
+    want = [expect["tools"], *expect["extra"], *expect["firewall"][firewall]]  # wg0 masquerades
     if expect["resolvconf"]:  # SAMPLE's wg0 sets dns
         want.append(expect["resolvconf"])
     assert sorted(arg(installed, "pkgs")) == sorted(want)
@@ -350,7 +359,7 @@ def test_go_fallback_and_no_resolvconf_without_dns(renderer, os_name):
 ])
 def test_firewall_package_for_a_default_route(renderer, table, allowed_ips, firewall):
     """wg-quick sets nft/iptables rules for a default route with table auto."""
-    pillar = {"interfaces": {"wg0": {
+    pillar = {"lookup": {"firewall": "iptables"}, "interfaces": {"wg0": {
         "address": "10.9.0.2/32", "table": table,
         "peers": {"gw": {"public_key": key(7), "allowed_ips": allowed_ips}}}}}
     got = states(renderer.render("debian-12", pillar, sls=("wireguard.package",)),
@@ -464,9 +473,9 @@ def test_interfaces_are_independent(renderer):
 
 
 def test_run_order(renderer):
-    """package, config, service, peers, network: Salt runs states in this order."""
+    """package, firewall, config, service, peers, network: Salt runs states in this order."""
     got = states(renderer.render("debian-12", SAMPLE))
-    concerns = ["package", "config", "service", "peers", "network"]
+    concerns = ["package", "firewall", "config", "service", "peers", "network"]
     ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
     ranks = [concerns.index(s["__sls__"].split(".")[1]) for _, s in ordered]
     assert ranks == sorted(ranks)
@@ -475,7 +484,8 @@ def test_run_order(renderer):
 def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
     assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
-        "wireguard-config-key-file-directory", "wireguard-package-install-pkg-installed"]
+        "wireguard-config-key-file-directory", "wireguard-firewall-rules-wireguard-firewall",
+        "wireguard-package-install-pkg-installed"]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
 

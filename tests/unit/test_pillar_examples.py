@@ -146,14 +146,14 @@ def test_pillar_example_shows_every_key():
     wireguard = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]
     lookup = wireguard["lookup"]
     assert set(lookup) == {"pkgs", "install_go", "install_recommends", "config_dir",
-                           "service", "sysctl_file"}
+                           "service", "sysctl_file", "firewall"}
     assert set(lookup["pkgs"]) == {"tools", "resolvconf", "go", "firewall", "extra"}
     assert set(lookup["service"]) == {"name", "link", "link_target"}
     (iface,) = wireguard["interfaces"].values()
     assert set(iface) == {"enabled", "absent", "address", "listen_port", "private_key",
                           "dns", "mtu", "table", "fwmark", "pre_up", "post_up", "pre_down",
                           "post_down", "routes", "forwarding", "masquerade", "purge_peers",
-                          "peers"}
+                          "peers", "open_port", "access"}
     peer_keys = set().union(*(set(peer) for peer in iface["peers"].values()))
     assert peer_keys == {"public_key", "minion", "minion_interface", "allowed_ips",
                          "endpoint", "persistent_keepalive", "preshared_key", "absent"}

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # The tools; resolvconf where an interface sets `dns` and the OS needs it;
-# iptables where an interface NATs or takes a default route.
+# the firewall backend's package where an interface NATs, opens its port,
+# limits access or takes a default route.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
@@ -13,7 +14,7 @@
 {%-   if iface.dns %}
 {%-     set needs.resolvconf = true %}
 {%-   endif %}
-{%-   if iface.masquerade %}
+{%-   if iface.masquerade or iface.open_port or iface.access %}
 {%-     set needs.firewall = true %}
 {%-   endif %}
 {%-   if iface.table == 'auto' %}
@@ -28,7 +29,9 @@
 {%-   do pkgs.append(wireguard.pkgs.resolvconf) %}
 {%- endif %}
 {%- if needs.firewall %}
-{%-   do pkgs.extend(wireguard.pkgs.get('firewall') or []) %}
+{#-   every interface carries the minion's one firewall backend #}
+{%-   set backend = (interfaces.values() | first).firewall %}
+{%-   do pkgs.extend((wireguard.pkgs.get('firewall') or {}).get(backend) or []) %}
 {%- endif %}
 {%- if wireguard.install_go and wireguard.pkgs.go %}
 {%-   do pkgs.append(wireguard.pkgs.go) %}

@@ -1,0 +1,402 @@
+"""The formula's firewall: ``open_port``, ``access`` and ``masquerade`` of each interface,
+checked, and rendered as one nftables table (``table inet wireguard``) or as the
+iptables-restore input of the formula's own chains (``WIREGUARD-*``).
+
+Whose traffic a rule means: a packet that arrives on the interface with a source
+inside a peer's AllowedIPs came from that peer (cryptokey routing drops anything
+else), so a peer name in ``from`` stands for its AllowedIPs.
+
+The chains (the same in both backends):
+
+- input (``chain input`` / ``WIREGUARD-INPUT``, hook input): ``open_port`` for the
+  listen port, then ``access`` for traffic from the tunnel to the minion itself;
+- forward (``chain forward`` / ``WIREGUARD-FORWARD``, hook forward): ``access`` for
+  traffic from the tunnel routed on (into other networks, or back into the tunnel
+  to another peer), and the accepts ``masquerade`` needs;
+- postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``.
+
+``access`` is checked on every packet of the direction that opened a connection, so a
+rule change takes effect at once on flows it now denies, and flows it still allows
+keep going; replies (conntrack's reply direction) and related ICMP errors pass.
+"""
+
+import ipaddress
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+from wgf_addr import shown
+
+BACKENDS = ("nftables", "iptables", "none")
+TABLE = "wireguard"
+#: The formula's iptables chains, per table, and the built-in chain that jumps to each.
+IPTABLES_CHAINS = {
+    "filter": (("WIREGUARD-INPUT", "INPUT"), ("WIREGUARD-FORWARD", "FORWARD")),
+    "nat": (("WIREGUARD-POSTROUTING", "POSTROUTING"),),
+}
+PROTOCOLS = ("tcp", "udp", "icmp", "any")
+ACCESS_DEFAULTS = ("drop", "accept")
+RULE_KEYS = ("from", "to", "proto", "ports")
+ICMP = {4: "icmp", 6: "ipv6-icmp"}
+NFT_FAMILY = {4: "ip", 6: "ip6"}
+
+
+# ------------------------------------------------------------------ checking
+
+
+def backend(value, has_nft):
+    """The firewall backend ``wireguard:lookup:firewall`` asks for; ``auto`` (or
+    nothing) is nftables where ``nft`` exists, else iptables."""
+    if value in (None, "", "auto"):
+        return "nftables" if has_nft else "iptables"
+    if value not in BACKENDS:
+        raise SaltInvocationError(
+            f"wireguard:lookup, key 'firewall': {shown(value)} is not one of auto, "
+            f"{', '.join(BACKENDS)}")
+    return value
+
+
+def open_port(value, where):
+    """``true`` (from anywhere), ``false`` (leave input alone) or a list of CIDRs."""
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    cidrs = [wgf_addr.network(item, where) for item in wgf_addr.as_list(value)]
+    if not cidrs:
+        raise SaltInvocationError(f"{where}: true, false or a list of CIDRs; an empty "
+                                  "list would drop every handshake")
+    return sorted(dict.fromkeys(cidrs), key=wgf_addr.cidr_sort_key)
+
+
+def access(value, where):
+    """``{"default": drop|accept, "rules": [...]}`` with each rule's syntax checked;
+    ``from`` names are resolved later (``check``), when the peers are known."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SaltInvocationError(f"{where}: a mapping with 'default' and 'rules', got "
+                                  f"{type(value).__name__}")
+    unknown = sorted(str(k) for k in value if k not in ("default", "rules"))
+    if unknown:
+        raise SaltInvocationError(f"{where}: unknown key {shown(unknown[0])}; known keys: "
+                                  "default, rules")
+    default = value.get("default", "drop")
+    if default not in ACCESS_DEFAULTS:
+        raise SaltInvocationError(f"{where}, default: {shown(default)} is not drop or accept")
+    rules = value.get("rules") or []
+    if not isinstance(rules, list):
+        raise SaltInvocationError(f"{where}, rules: a list of rules, got "
+                                  f"{type(rules).__name__}")
+    return {"default": default,
+            "rules": [_rule(rule, f"{where}, rule {number}")
+                      for number, rule in enumerate(rules, 1)]}
+
+
+def _rule(rule, where):
+    if not isinstance(rule, dict):
+        raise SaltInvocationError(f"{where}: a rule is a mapping, got {type(rule).__name__}")
+    unknown = sorted(str(k) for k in rule if k not in RULE_KEYS)
+    if unknown:
+        raise SaltInvocationError(f"{where}: unknown key {shown(unknown[0])}; known keys: "
+                                  f"{', '.join(RULE_KEYS)}")
+    sources = [wgf_addr.text(item, f"{where}, from") for item in wgf_addr.as_list(rule.get("from"))]
+    if not sources:
+        raise SaltInvocationError(f"{where}, from: name the peers (or CIDRs) the rule is for")
+    targets = [wgf_addr.network(item, f"{where}, to") for item in wgf_addr.as_list(rule.get("to"))]
+    proto = rule.get("proto", "any")
+    if proto not in PROTOCOLS:
+        raise SaltInvocationError(f"{where}, proto: {shown(proto)} is not one of "
+                                  f"{', '.join(PROTOCOLS)}")
+    ports = [_port(item, f"{where}, ports") for item in wgf_addr.as_list(rule.get("ports"))]
+    if ports and proto not in ("tcp", "udp"):
+        raise SaltInvocationError(f"{where}, ports: ports need proto tcp or udp, not {proto}")
+    return {"from": sources, "to": targets, "proto": proto, "ports": ports}
+
+
+def _port(value, where):
+    """A port (``22``) or a range (``"8000-8100"``), as text."""
+    if isinstance(value, str) and "-" in value:
+        low, _, high = value.partition("-")
+        low = wgf_addr.integer(low.strip(), where, 1, 65535, "a port")
+        high = wgf_addr.integer(high.strip(), where, 1, 65535, "a port")
+        if low >= high:
+            raise SaltInvocationError(f"{where}: {shown(value)} is not a range low-high")
+        return f"{low}-{high}"
+    return str(wgf_addr.integer(value, where, 1, 65535, "a port"))
+
+
+def check(iface, firewall, errors):
+    """Resolve ``from`` names to AllowedIPs and check what needs the peers or the
+    backend; problems go to ``errors``. Sets ``iface["firewall"]``."""
+    iface["firewall"] = firewall
+    where = f"interface {shown(iface['name'])}"
+    if firewall == "none":
+        for key in ("open_port", "access"):
+            if iface[key]:
+                errors.append(f"{where}, key '{key}': needs the formula's firewall "
+                              "(wireguard:lookup:firewall nftables or iptables), not none")
+        return
+    if iface["open_port"] and iface["listen_port"] is None:
+        errors.append(f"{where}, key 'open_port': needs a listen_port to open")
+    if not iface["access"]:
+        return
+    # an absent peer's name stands for no address: its AllowedIPs route to nobody
+    peers = {name: [] if peer["absent"] else peer["allowed_ips"]
+             for name, peer in iface["peers"].items()}
+    for number, rule in enumerate(iface["access"]["rules"], 1):
+        rule_where = f"{where}, key 'access', rule {number}"
+        sources = []
+        for item in rule["from"]:
+            if item in peers:
+                sources += peers[item]
+                continue
+            try:
+                sources.append(wgf_addr.network(item, f"{rule_where}, from"))
+            except SaltInvocationError:
+                errors.append(f"{rule_where}, from: {shown(item)} names no peer of this "
+                              "interface and is no CIDR")
+        rule["sources"] = sorted(dict.fromkeys(sources), key=wgf_addr.cidr_sort_key)
+        if sources and not _families(rule):
+            errors.append(f"{rule_where}: from and to share no address family, so the rule "
+                          "could never match")
+
+
+def needs_table(iface):
+    """Whether the interface needs the formula's firewall (and it has one)."""
+    return (iface["firewall"] != "none" and iface["enabled"] and not iface["absent"]
+            and bool(iface["masquerade"] or iface["open_port"] or iface["access"]))
+
+
+# ----------------------------------------------------------------- rendering
+
+
+def _by_version(cidrs):
+    out = {4: [], 6: []}
+    for cidr in cidrs:
+        out[ipaddress.ip_network(cidr).version].append(cidr)
+    return out
+
+
+def _families(rule):
+    """``{version: (sources, targets)}`` for each address family the rule can match;
+    no ``to`` means anywhere."""
+    sources, targets = _by_version(rule["sources"]), _by_version(rule["to"])
+    return {version: (sources[version], targets[version])
+            for version in (4, 6)
+            if sources[version] and (targets[version] or not rule["to"])}
+
+
+def tunnel_networks(iface):
+    """The tunnel's networks per IP version: its addresses' and its peers' AllowedIPs."""
+    nets = [ipaddress.ip_interface(a).network for a in iface["address"]]
+    nets += [ipaddress.ip_network(c) for p in iface["peers"].values()
+             if not p["absent"] for c in p["allowed_ips"]]
+    return {version: [str(n) for n in ipaddress.collapse_addresses(
+        n for n in nets if n.version == version)] for version in (4, 6)}
+
+
+def _nft_set(items):
+    return "{ " + ", ".join(items) + " }"
+
+
+def _nft_access(iface):
+    name, rules = iface["name"], []
+    head = f'iifname "{name}"'
+    rules.append(f"{head} ct direction reply accept")
+    rules.append(f"{head} ct state related accept")
+    for number, rule in enumerate(iface["access"]["rules"], 1):
+        for version, (sources, targets) in _families(rule).items():
+            family = NFT_FAMILY[version]
+            match = f"{head} {family} saddr {_nft_set(sources)}"
+            if targets:
+                match += f" {family} daddr {_nft_set(targets)}"
+            if rule["proto"] == "icmp":
+                match += f" meta l4proto {ICMP[version]}"
+            elif rule["ports"]:
+                match += f" {rule['proto']} dport {_nft_set(rule['ports'])}"
+            elif rule["proto"] != "any":
+                match += f" meta l4proto {rule['proto']}"
+            rules.append(f'{match} accept comment "{name} rule {number}"')
+    default = iface["access"]["default"]
+    rules.append(f'{head} {default} comment "{name} default {default}"')
+    return rules
+
+
+def _nft_open_port(iface):
+    port, allowed, name = iface["listen_port"], iface["open_port"], iface["name"]
+    comment = f'comment "{name} open_port"'
+    if allowed is True:
+        return [f"udp dport {port} accept {comment}"]
+    by_version = _by_version(allowed)
+    rules = [f"udp dport {port} {NFT_FAMILY[v]} saddr {_nft_set(by_version[v])} accept {comment}"
+             for v in (4, 6) if by_version[v]]
+    return [*rules, f"udp dport {port} drop {comment}"]
+
+
+def nft_table(interfaces):
+    """The whole ``table inet wireguard`` for the interfaces that need it, or None."""
+    chains = {"input": [], "forward": [], "postrouting": []}
+    for iface in sorted(interfaces, key=lambda i: i["name"]):
+        if not needs_table(iface):
+            continue
+        name = iface["name"]
+        if iface["open_port"]:
+            chains["input"] += _nft_open_port(iface)
+        if iface["access"]:
+            chains["input"] += _nft_access(iface)
+            chains["forward"] += _nft_access(iface)
+        if iface["masquerade"]:
+            if not iface["access"]:
+                chains["forward"].append(f'iifname "{name}" accept comment "{name} masquerade"')
+            chains["forward"].append(f'oifname "{name}" ct state established,related accept '
+                                     f'comment "{name} masquerade"')
+            nets = tunnel_networks(iface)
+            chains["postrouting"] += [
+                f'oifname "{out}" {NFT_FAMILY[v]} saddr {_nft_set(nets[v])} masquerade '
+                f'comment "{name} masquerade"'
+                for out in iface["masquerade"] for v in (4, 6) if nets[v]]
+    if not any(chains.values()):
+        return None
+    hooks = {"input": "type filter hook input priority filter; policy accept;",
+             "forward": "type filter hook forward priority filter; policy accept;",
+             "postrouting": "type nat hook postrouting priority srcnat; policy accept;"}
+    lines = [f"table inet {TABLE} {{"]
+    for chain, rules in chains.items():
+        lines += [f"\tchain {chain} {{", f"\t\t{hooks[chain]}"]
+        lines += [f"\t\t{rule}" for rule in rules]
+        lines.append("\t}")
+    return "\n".join([*lines, "}"]) + "\n"
+
+
+def nft_replace(table_text):
+    """``nft -f`` input that replaces the formula's table in one transaction (or
+    removes it when ``table_text`` is None): creating it first makes the delete safe."""
+    head = f"table inet {TABLE}\ndelete table inet {TABLE}\n"
+    return head + (table_text or "")
+
+
+def _ipt_ports(ports):
+    return ",".join(p.replace("-", ":") for p in ports)
+
+
+def _ipt_access(iface, version):
+    name, rules = iface["name"], []
+    head = f"-i {name}"
+    rules.append(f"{head} -m conntrack --ctdir REPLY -j ACCEPT")
+    rules.append(f"{head} -m conntrack --ctstate RELATED -j ACCEPT")
+    for number, rule in enumerate(iface["access"]["rules"], 1):
+        if version not in _families(rule):
+            continue
+        sources, targets = _families(rule)[version]
+        if rule["proto"] == "icmp":
+            match = f"-p {ICMP[version]}"
+        elif rule["ports"]:
+            match = f"-p {rule['proto']} -m multiport --dports {_ipt_ports(rule['ports'])}"
+        elif rule["proto"] != "any":
+            match = f"-p {rule['proto']}"
+        else:
+            match = ""
+        comment = f'-m comment --comment "{name} rule {number}"'
+        for source in sources:
+            for target in targets or [None]:
+                parts = [f"-s {source}", f"-d {target}" if target else "", head, match,
+                         comment, "-j ACCEPT"]
+                rules.append(" ".join(p for p in parts if p))
+    default = iface["access"]["default"].upper()
+    rules.append(f'{head} -m comment --comment "{name} default" -j {default}')
+    return rules
+
+
+def _ipt_open_port(iface, version):
+    port, allowed, name = iface["listen_port"], iface["open_port"], iface["name"]
+    match = f'-p udp -m udp --dport {port} -m comment --comment "{name} open_port"'
+    if allowed is True:
+        return [f"{match} -j ACCEPT"]
+    return ([f"-s {cidr} {match} -j ACCEPT" for cidr in _by_version(allowed)[version]]
+            + [f"{match} -j DROP"])
+
+
+def iptables_rules(interfaces, version):
+    """``{table: {chain: [rule arguments]}}`` of the formula's chains for IP ``version``
+    (4: iptables, 6: ip6tables), or None when no interface needs them."""
+    rules = {"WIREGUARD-INPUT": [], "WIREGUARD-FORWARD": [], "WIREGUARD-POSTROUTING": []}
+    needed = False
+    for iface in sorted(interfaces, key=lambda i: i["name"]):
+        if not needs_table(iface):
+            continue
+        needed, name = True, iface["name"]
+        if iface["open_port"]:
+            rules["WIREGUARD-INPUT"] += _ipt_open_port(iface, version)
+        if iface["access"]:
+            rules["WIREGUARD-INPUT"] += _ipt_access(iface, version)
+            rules["WIREGUARD-FORWARD"] += _ipt_access(iface, version)
+        if iface["masquerade"]:
+            comment = f'-m comment --comment "{name} masquerade"'
+            if not iface["access"]:
+                rules["WIREGUARD-FORWARD"].append(f"-i {name} {comment} -j ACCEPT")
+            rules["WIREGUARD-FORWARD"].append(
+                f"-o {name} -m conntrack --ctstate RELATED,ESTABLISHED {comment} -j ACCEPT")
+            rules["WIREGUARD-POSTROUTING"] += [
+                f"-s {net} -o {out} {comment} -j MASQUERADE"
+                for out in iface["masquerade"] for net in tunnel_networks(iface)[version]]
+    if not needed:
+        return None
+    return {table: {chain: rules[chain] for chain, _ in chains}
+            for table, chains in IPTABLES_CHAINS.items()}
+
+
+def iptables_restore(rules, jumps_present):
+    """``iptables-restore --noflush`` input that replaces the formula's chains (declaring
+    a chain flushes it) and adds the jumps to them that ``jumps_present`` lacks."""
+    lines = []
+    for table, chains in IPTABLES_CHAINS.items():
+        lines.append(f"*{table}")
+        lines += [f":{chain} - [0:0]" for chain, _ in chains]
+        for chain, _ in chains:
+            lines += [f"-A {chain} {rule}" for rule in rules[table][chain]]
+        lines += [f"-I {builtin} 1 -j {chain}" for chain, builtin in chains
+                  if (builtin, chain) not in jumps_present]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
+
+def iptables_removal(chains_present, jumps_present):
+    """``iptables-restore --noflush`` input that removes the formula's jumps and chains."""
+    lines = []
+    for table, chains in IPTABLES_CHAINS.items():
+        ours = [(chain, builtin) for chain, builtin in chains if chain in chains_present]
+        if not ours:
+            continue
+        lines.append(f"*{table}")
+        lines += [f"-D {builtin} -j {chain}" for chain, builtin in ours
+                  if (builtin, chain) in jumps_present]
+        lines += [f"-F {chain}" for chain, _ in ours]
+        lines += [f"-X {chain}" for chain, _ in ours]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def iptables_ours(save_text):
+    """The lines of ``iptables-save`` output that are the formula's: its chains'
+    declarations and rules, and the jumps to them (counters dropped)."""
+    ours, table = [], None
+    for line in save_text.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            continue
+        if line.startswith(":WIREGUARD-"):
+            ours.append(f"{table} {line.split()[0]}")
+        elif line.startswith("-A ") and "WIREGUARD-" in line:
+            ours.append(f"{table} {line}")
+    return ours
+
+
+def iptables_jumps(ours):
+    """``{(builtin chain, formula chain)}`` jumps found in ``iptables_ours`` lines."""
+    found = set()
+    for line in ours:
+        parts = line.split()
+        if len(parts) == 5 and parts[1] == "-A" and parts[3] == "-j":
+            found.add((parts[2], parts[4]))
+    return found
