@@ -29,12 +29,13 @@ import salt.utils.json
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_clients
 import wgf_conf
 import wgf_keys
 import wgf_schema
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_schema, wgf_conf):
+for _util in (wgf_addr, wgf_keys, wgf_clients, wgf_schema, wgf_conf):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ def _peer_absent(ret, interface):
     return _pending(ret, f"Peer {name} removed from {interface}")
 
 
-def peers_purged(name, keep=None):
+def peers_purged(name, keep=None, keep_clients=False, config_dir="/etc/wireguard"):
     """
     The live interface holds no peer other than those in ``keep``.
 
@@ -260,12 +261,16 @@ def peers_purged(name, keep=None):
     keep
         Public keys of the peers to keep (the formula passes every peer its pillar
         declares, so a run that targets a few minions never drops the others' peers).
+    keep_clients
+        Keep the interface's clients too (their keys may be made in this very run).
     """
-    return _guarded(_ret(name), _peers_purged, keep or [])
+    return _guarded(_ret(name), _peers_purged, keep or [], keep_clients, config_dir)
 
 
-def _peers_purged(ret, keep):
+def _peers_purged(ret, keep, keep_clients=False, config_dir=None):
     interface = ret["name"]
+    if keep_clients:
+        keep = [*keep, *_client_peers_wanted(interface, config_dir)]
     live = _live(interface)
     extra = sorted(set(live["peers"]) - set(keep))
     if not extra:
@@ -445,7 +450,8 @@ def _rendered(interface, config_dir):
     secrets = _pillar_secrets(iface)
     private_key = secrets["private_key"] or (
         _read(os.path.join(config_dir, f"{interface}.key")) or "").strip() or None
-    return wgf_conf.render(iface, private_key, secrets["preshared_keys"]), iface["warnings"]
+    psks = {**secrets["preshared_keys"], **_client_psks(iface, config_dir)}
+    return wgf_conf.render(iface, private_key, psks), iface["warnings"]
 
 
 def config(name, config_dir="/etc/wireguard", service=None):
@@ -536,3 +542,148 @@ def _service_error(service):
         ["journalctl", "-u", service, "-n", "8", "--no-pager", "-o", "cat"],
         python_shell=False, ignore_retcode=True, output_loglevel="quiet")
     return wgf_conf.mask(out).strip() or "(no log)"
+
+
+# ------------------------------------------------------------------ clients
+
+
+def _client_psks(iface, config_dir):
+    """``{client: preshared key}`` from the minion's files (made by ``clients``)."""
+    found = {}
+    for name, peer in iface["peers"].items():
+        if peer.get("client") and peer["has_preshared_key"]:
+            path = wgf_clients.key_path(config_dir, iface["name"], name, "psk")
+            found[name] = (_read(path) or "").strip() or None
+    return found
+
+
+def clients(name, config_dir="/etc/wireguard"):
+    """
+    The interface's clients (pillar ``clients``) have their addresses, kept in
+    ``<config_dir>/<name>.clients.json``, and their keys: a private key (none for a BYO
+    client) and a preshared key where asked, made here once and kept in 0600 files
+    under ``<config_dir>/clients/<name>/``. A revoked client (``absent: true``, or no
+    longer in pillar) loses its files, its allocation and its live peer. Only names,
+    addresses and public keys are reported.
+
+    name
+        The interface name.
+    """
+    return _guarded(_ret(name), _clients, config_dir)
+
+
+def _clients(ret, config_dir):
+    interface = ret["name"]
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    if declared is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    path = wgf_clients.record_path(config_dir, interface)
+    old = wgf_clients.parse_record(_read(path), path)
+    keydir = wgf_clients.key_dir(config_dir, interface)
+    wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
+    made, writes, removals = {}, {}, []
+    for name, client in sorted(wanted.items()):
+        key_file = wgf_clients.key_path(config_dir, interface, name, "key")
+        psk_file = wgf_clients.key_path(config_dir, interface, name, "psk")
+        if client["byo"]:
+            removals.append(key_file)
+        elif not client["public_key"] or wgf_keys.pubkey_or_none(
+                (_read(key_file) or "").strip()) != client["public_key"]:
+            key = wgf_keys.genkey()
+            writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
+        if not client["preshared_key"]:
+            removals.append(psk_file)
+        elif not wgf_keys.pubkey_or_none((_read(psk_file) or "").strip()):
+            writes[psk_file] = wgf_keys.genpsk() + "\n"
+    revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
+    for name in revoked:
+        removals += [wgf_clients.key_path(config_dir, interface, name, kind)
+                     for kind in ("key", "psk")]
+    removals = [p for p in removals if os.path.exists(p)]
+    new = wgf_clients.record_of(declared, made)
+    ret["changes"] = _client_changes(old, new, writes, made)
+    if not ret["changes"] and not removals and new == old:
+        ret["comment"] = f"The clients of {interface} are as pillar says"
+        return ret
+    if __opts__["test"]:
+        return _pending(ret, f"The clients of {interface} would be updated")
+    for directory in (os.path.dirname(keydir), keydir):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    for file, text in writes.items():
+        _write_private(file, text)
+    for file in removals:
+        os.unlink(file)
+    _write_private(path, wgf_clients.dump_record(new))
+    _remove_revoked_peers(interface, [e["public_key"] for e in revoked.values()])
+    return _pending(ret, f"The clients of {interface} updated: {len(new['clients'])} "
+                    f"client(s), {len(revoked)} revoked")
+
+
+def _client_changes(old, new, writes, made):
+    """``{client: {"old", "new"}}`` with addresses and public keys; never a secret."""
+    changes = {}
+    for name in sorted(set(old["clients"]) | set(new["clients"])):
+        before, after = old["clients"].get(name), new["clients"].get(name)
+        shown = {k: (after or {}).get(k) for k in ("address", "public_key")}
+        if name in made:
+            shown["public_key"] = made[name] if not __opts__["test"] else "(new key)"
+        if before and after and {k: before.get(k) for k in shown} == shown \
+                and not {f"{name}.key", f"{name}.psk"} & {os.path.basename(f) for f in writes}:
+            continue
+        changes[name] = {"old": {k: before.get(k) for k in ("address", "public_key")}
+                         if before else None, "new": shown if after else None}
+    return changes
+
+
+def _remove_revoked_peers(interface, keys):
+    keys = [k for k in keys if k]
+    if not keys or interface not in __salt__["wireguard.interfaces"]():
+        return
+    live = _live(interface)
+    gone = [k for k in keys if k in live["peers"]]
+    if gone:
+        __salt__["wireguard.apply_peers"](interface, remove=gone)
+        for key in gone:
+            live["peers"].pop(key)
+
+
+def _client_peers_wanted(interface, config_dir):
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    return {p["public_key"]: p for p in (declared or {}).get("peers", {}).values()
+            if p.get("client")}
+
+
+def client_peers(name, config_dir="/etc/wireguard"):
+    """
+    The live interface holds each of its clients as a peer: its public key, its
+    addresses as AllowedIPs, its preshared key (read from the minion's file). Applied
+    through ``wg set`` in one go: no restart. Run after ``clients``.
+
+    name
+        The live WireGuard interface.
+    """
+    return _guarded(_ret(name), _client_peers, config_dir)
+
+
+def _client_peers(ret, config_dir):
+    interface = ret["name"]
+    wanted = _client_peers_wanted(interface, config_dir)
+    live = _live(interface)
+    todo = []
+    for key, peer in wanted.items():
+        psk = _client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
+        diff, change = _peer_diff(interface, key, live["peers"].get(key), peer["allowed_ips"],
+                                  None, None, psk.get(peer["name"]))
+        if diff:
+            ret["changes"][peer["name"]] = diff
+            todo.append((key, change))
+    if not todo:
+        ret["comment"] = f"The clients of {interface} are live as wanted"
+        return ret
+    if __opts__["test"]:
+        return _pending(ret, f"{len(todo)} client peer(s) of {interface} would be set")
+    __salt__["wireguard.apply_peers"](interface, peers=[change for _, change in todo])
+    for key, change in todo:
+        _remember(live, key, live["peers"].get(key), change)
+    return _pending(ret, f"{len(todo)} client peer(s) of {interface} set live")

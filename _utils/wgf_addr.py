@@ -191,3 +191,14 @@ def endpoint_ip(value):
                 int(number) if ASCII_DIGITS.fullmatch(number) else None)
     except ValueError:
         return None, None
+
+
+def seconds(value, what, most):
+    """A number of seconds from 0 to ``most`` (fractions allowed)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0 <= number <= most:
+        raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
+    return number
