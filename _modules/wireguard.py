@@ -13,6 +13,7 @@ No function returns a private or preshared key, and none reaches a command line 
 a log line: ``wg`` reads preshared keys from 0600 files in a private directory.
 """
 
+import copy
 import importlib
 import logging
 import os
@@ -410,8 +411,16 @@ def _validated(pillar=None, config_dir=None):
     def client_record(ifname):
         return _read_key_file(wgf_clients.record_path(directory, ifname))
 
-    return wgf_schema.validate(_pillar_wireguard(pillar), __opts__["id"], own_public_key,
-                               _published_keys, wgf_iproute.known_tables(), client_record)
+    pillar = _pillar_wireguard(pillar)
+    stamp = (directory, salt.utils.json.dumps(pillar, sort_keys=True, default=str),
+             wgf_clients.stamp(directory))
+    cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
+    if stamp not in cache:
+        cache.clear()
+        cache[stamp] = wgf_schema.validate(pillar, __opts__["id"], own_public_key,
+                                           _published_keys, wgf_iproute.known_tables(),
+                                           client_record)
+    return copy.deepcopy(cache[stamp])
 
 
 def pillar_interfaces(pillar=None, config_dir=None):
@@ -491,10 +500,9 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
 
 def clients(interface=None, config_dir=None):
     """
-    List the clients of each interface (or of one) with no secret: ``address``,
-    ``public_key``, ``byo``, ``preshared_key`` (whether one is made), ``allowed_ips``,
-    and from the live peer ``live``, ``endpoint``, ``latest_handshake`` (epoch seconds),
-    ``latest_handshake_age``, ``rx_bytes`` and ``tx_bytes``.
+    List the clients of each interface (or of one), no secret: ``address``, ``public_key``,
+    ``byo``, ``preshared_key`` (bool), ``allowed_ips``, and from the live peer ``live``,
+    ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
 
     CLI Example:
 

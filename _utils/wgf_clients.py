@@ -225,7 +225,7 @@ def server_peer(name, client):
     return {
         "name": name, "public_key": client["public_key"], "minion": None,
         "minion_interface": None,
-        "allowed_ips": [str(ipaddress.ip_network(a)) for a in client["address"]],
+        "allowed_ips": [f"{a}/128" if ":" in a else f"{a}/32" for a in client["address"]],
         "endpoint": None, "persistent_keepalive": None,
         "has_preshared_key": client["preshared_key"], "preshared_key_pillar": None,
         "absent": False, "client": True,
@@ -377,10 +377,24 @@ def device_config(iface, ifname, name, config_dir, server_public_key):
     private = None if client["byo"] else _read_secret(key_path(config_dir, ifname, name, "key"))
     psk = _read_secret(key_path(config_dir, ifname, name, "psk")) \
         if client["preshared_key"] else None
-    if not iface["endpoint"] or not server_public_key or not client["public_key"] \
-            or (client["preshared_key"] and not psk) or (not client["byo"] and not private):
+    missing = [what for what, there in (
+        ("the interface's 'endpoint' in pillar", iface["endpoint"]),
+        ("the interface's key", server_public_key),
+        ("the client's key", client["byo"] or (private and client["public_key"])),
+        ("the client's preshared key", psk or not client["preshared_key"])) if not there]
+    if missing:
         raise SaltInvocationError(
-            f"interface {shown(ifname)}, client {shown(name)}: no config yet: it needs "
-            f"the interface's 'endpoint' ({'set' if iface['endpoint'] else 'missing'}) "
-            "and the keys state.apply wireguard makes")
+            f"interface {shown(ifname)}, client {shown(name)}: no config yet: "
+            f"{', '.join(missing)} missing (state.apply wireguard makes the keys)")
     return client_config(iface, name, server_public_key, private, psk)
+
+
+def stamp(config_dir):
+    """What of ``config_dir`` validation reads (key files, records), as file identities:
+    a change to any of them changes the stamp."""
+    try:
+        entries = sorted(os.scandir(config_dir), key=lambda e: e.name)
+    except OSError:
+        return ()
+    return tuple((e.name, e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries
+                 if e.name.endswith((".key", ".clients.json")))

@@ -318,7 +318,7 @@ def normalise_clients(out, errors):
     errors += unknown_keys(raw_defaults, allowed, f"{where}, client_defaults")
     checks = _client_checks(networks)
     defaults = _checked(raw_defaults, allowed, checks, f"{where}, client_defaults", errors)
-    defaults = {k: v for k, v in defaults.items() if k in raw_defaults}
+    base = _checked({}, CLIENT_KEYS, checks, where, errors)  # what a client gives no value for
     clients = {}
     for name, client in out["clients"].items():
         here = f"{where}, client {shown(name)}"
@@ -336,8 +336,10 @@ def normalise_clients(out, errors):
                           f"{type(client).__name__}")
             continue
         errors += unknown_keys(client, CLIENT_KEYS, here)
-        merged = {**defaults, **client}
-        normalised = {"name": name, **_checked(merged, CLIENT_KEYS, checks, here, errors)}
+        given = {k: CLIENT_KEYS[k] for k in client if k in CLIENT_KEYS}
+        normalised = {"name": name, **base, **defaults,
+                      **_checked(client, given, checks, here, errors)}
+        normalised = {k: list(v) if isinstance(v, list) else v for k, v in normalised.items()}
         normalised["byo"] = bool(normalised["public_key"])
         if not normalised["allowed_ips"] and not normalised["absent"]:
             errors.append(f"{here}, key 'allowed_ips': none given, and the interface has no "
