@@ -207,6 +207,7 @@ def normalise_peer(ifname, pname, peer, errors):
     out["preshared_key_pillar"] = (
         f"wireguard:interfaces:{ifname}:peers:{pname}:preshared_key"
         if out["has_preshared_key"] else None)
+    out["client"] = False  # True only for the peers clients become (wgf_clients)
     if not out["public_key"] and not out["minion"] and not out["absent"]:
         errors.append(f"{where}: key 'public_key' is missing (or name a 'minion')")
     return out
