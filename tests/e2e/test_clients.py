@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from tests.e2e.auditing import audit
 from tests.lab.host import parse_ping
 from tests.lab.saltmaster import describe_failures
 
@@ -180,6 +181,11 @@ def test_client_keys_are_only_in_the_export_and_under_config_dir(site):
         "700", "600", "600", "700", "700", "600", "600"]
 
 
-def test_the_audit_names_clients(site):
-    text = repr(site["lab"].master.salt_run("wireguard.audit"))
-    assert "client 'phone'" in text or "'client': 'phone'" in text, text[:3000]
+def test_the_audit_and_the_graph_name_clients(site):
+    master = site["lab"].master
+    master.salt_run("saltutil.sync_all")  # the runner and its utils
+    data = audit(site["lab"], ["vpn"])
+    named = {item["client"] for item in data["unknown_peers"]}
+    assert {"phone", "laptop", "tablet"} <= named, data["unknown_peers"]
+    drawing = master.salt_run("wireguard.graph", tgt="vpn", tgt_type="list", timeout=60)
+    assert "client phone" in str(drawing), drawing
