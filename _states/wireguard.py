@@ -23,19 +23,25 @@ import importlib
 import ipaddress
 import logging
 import os
+import shutil
 import tempfile
 
 import salt.utils.json
+import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
 import wgf_clients
 import wgf_conf
+import wgf_dump
+import wgf_iproute
 import wgf_keys
+import wgf_live
 import wgf_schema
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_clients, wgf_schema, wgf_conf):
+for _util in (wgf_addr, wgf_keys, wgf_clients, wgf_schema, wgf_conf, wgf_dump, wgf_iproute,
+              wgf_live):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,11 @@ log = logging.getLogger(__name__)
 __virtualname__ = "wireguard"
 
 LIVE = "wireguard.live"
+PREVIOUS_CONF = "wireguard.previous_conf"
+#: Where openresolv and Debian's resolvconf keep each interface's DNS record.
+RESOLVCONF_RECORDS = {"openresolv": "/run/resolvconf/interfaces",
+                      "resolvconf": "/run/resolvconf/interface"}
+INTERFACE_ORDER = "/etc/resolvconf/interface-order"
 
 
 def __virtual__():
@@ -345,6 +356,198 @@ def _routes(ret, wanted):
     return _pending(ret, f"Routes through {interface} updated")
 
 
+# ------------------------------------------------------------ live interface
+
+
+def interface(name, config_dir="/etc/wireguard"):
+    """
+    The running interface is what a restart of its service would build from the
+    config file the formula writes, changed in place: private key, listen port and
+    fwmark (``wg set``), addresses, MTU, DNS (resolvconf, as wg-quick registers it),
+    and the routes wg-quick derives from the peers' AllowedIPs (``table: auto``: in
+    main unless an address's connected route covers them; a table: all of them there;
+    ``off``: none) plus the formula's ``routes``. What only a restart can change
+    (hooks, the table mode, the default-route setup) is ``wireguard.config``'s.
+
+    Run after the peer states: the live peers' AllowedIPs are read once, with the
+    addresses, routes and DNS (a fixed number of commands, whatever the peer count).
+    A step that fails undoes the steps of this run before it, puts back the config
+    file this run replaced, and fails naming the step.
+
+    name
+        The interface name. When it is not up, there is nothing to change.
+    """
+    return _guarded(_ret(name), _interface, config_dir)
+
+
+def _run(argv, stdin=None):
+    out = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True,
+                                  stdin=stdin, output_loglevel="quiet")
+    if out["retcode"] != 0:
+        raise CommandExecutionError(
+            f"{' '.join(argv)}: {(out.get('stderr') or out.get('stdout') or '').strip()}")
+    return out["stdout"]
+
+
+def _ip_json(args):
+    return salt.utils.json.loads(_run(["ip", "-j", *args]) or "[]")
+
+
+def _dns_records():
+    """Where this minion's resolvconf keeps each interface's record (which may not
+    exist yet), or None when its records cannot be read (systemd-resolved's)."""
+    binary = salt.utils.path.which("resolvconf")
+    if not binary or os.path.basename(os.path.realpath(binary)) == "resolvectl":
+        return None
+    if os.path.exists(INTERFACE_ORDER):  # Debian's resolvconf
+        return RESOLVCONF_RECORDS["resolvconf"]
+    return RESOLVCONF_RECORDS["openresolv"]
+
+
+def _resolvconf_name(interface):
+    return wgf_live.resolvconf_name(interface, _read(INTERFACE_ORDER))
+
+
+def _auto_mtu(iface, live, allowed):
+    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
+    they were before its default route existed (its packets carry the fwmark)."""
+    with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
+    addresses = sorted({str(ip) for key, peer in live["peers"].items()
+                        if key in with_endpoint
+                        for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]] if ip})
+    routes = []
+    mark = ""
+    if wgf_live.default_route_mode(iface["table"], allowed) and live["fwmark"]:
+        mark = f" mark {live['fwmark']}"
+    if addresses:
+        out = __salt__["cmd.run_all"](["ip", "-j", "-force", "-batch", "-"], python_shell=False,
+                                      ignore_retcode=True, output_loglevel="quiet",
+                                      stdin="".join(f"route get {a}{mark}\n"
+                                                    for a in addresses))
+        for line in (out["stdout"] or "").split("\n"):
+            if line.strip():
+                routes += salt.utils.json.loads(line)
+    links = {link.get("ifname"): link.get("mtu") for link in _ip_json(["link", "show"])}
+    default = next(iter(_ip_json(["route", "show", "default"])), None)
+    return wgf_live.mtu_from_routes(routes, links, default)
+
+
+def _interface(ret, config_dir):
+    interface = ret["name"]
+    if interface not in __salt__["wireguard.interfaces"]():
+        ret["comment"] = f"Interface {interface} is not up; it is built from its file at start"
+        return ret
+    iface = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    if iface is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    live = __salt__["wireguard.show"](interface)[interface]
+    private_key = _private_key_of(iface, config_dir)
+    routes_v4 = _ip_json(["-4", "route", "show", "table", "all", "dev", interface])
+    routes_v6 = _ip_json(["-6", "route", "show", "table", "all", "dev", interface])
+    allowed = _allowed_ips(iface, live)
+    want = wgf_live.wanted(
+        iface, wgf_keys.pubkey_or_none(private_key), allowed,
+        wgf_live.has_link_local(routes_v6),
+        None if iface["mtu"] else _auto_mtu(iface, live, allowed))
+    records = _dns_records()
+    record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
+    have = wgf_live.running(
+        live, wgf_iproute.link(_ip_json(["addr", "show", "dev", interface])), routes_v4,
+        routes_v6, _read(record_path) if record_path else None, want["default_route"])
+    if records is None:
+        have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
+    steps, changes = wgf_live.plan(want, have, interface)
+    if not steps:
+        ret["comment"] = f"{interface} runs as its config file says"
+        return ret
+    ret["changes"] = changes
+    if __opts__["test"]:
+        return _pending(ret, f"{interface} would be changed in place: "
+                             + ", ".join(s["name"] for s in steps))
+    _apply_steps(interface, steps, private_key)
+    _forget_live(interface)
+    return _pending(ret, f"{interface} changed in place, no restart: "
+                         + ", ".join(s["name"] for s in steps))
+
+
+def _allowed_ips(iface, live):
+    """The AllowedIPs the interface holds once its peer states ran (in test mode they
+    have not): pillar's peers, and live peers pillar does not name unless purged."""
+    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
+    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
+    if not iface["purge_peers"]:
+        allowed += [c for key, peer in live["peers"].items() if key not in declared
+                    for c in peer["allowed_ips"]]
+    return allowed
+
+
+def _private_key_of(iface, config_dir):
+    return _pillar_secrets(iface)["private_key"] or (
+        _read(os.path.join(config_dir, f"{iface['name']}.key")) or "").strip() or None
+
+
+def _apply_steps(interface, steps, private_key):
+    """Run the steps; when one fails, undo those before it (last first), put the
+    previous config file back, and raise naming the step."""
+    done = []
+    for step in steps:
+        try:
+            _do(interface, step, private_key, undo=False)
+        except CommandExecutionError as exc:
+            failed = []
+            for earlier in reversed(done):
+                try:
+                    _do(interface, earlier, None, undo=True)
+                except CommandExecutionError as undo_exc:
+                    failed.append(f"{earlier['name']} ({undo_exc})")
+            path, previous = __context__.get(PREVIOUS_CONF, {}).get(interface, (None, None))
+            if previous is not None:
+                _write_private(path, previous)
+            raise CommandExecutionError(
+                f"{interface}: the live step '{step['name']}' failed: {exc}. "
+                + (f"Undoing failed for: {'; '.join(failed)}." if failed else
+                   "The steps before it were undone")
+                + (" and the previous config file put back." if previous is not None
+                   else ".")) from None
+        done.append(step)
+
+
+def _do(interface, step, private_key, undo):
+    if "wg" in step:
+        _wg_set(interface, step["undo_wg" if undo else "wg"], private_key)
+    elif "dns" in step:
+        record = step["undo_dns" if undo else "dns"]
+        name = _resolvconf_name(interface)
+        if record:
+            _run(["resolvconf", "-a", name, "-m", "0", "-x"], stdin=wgf_live.dns_text(record))
+        else:
+            _run(["resolvconf", "-d", name, "-f"])
+    else:
+        for argv in step["undo" if undo else "do"]:
+            _run(argv)
+
+
+def _wg_set(interface, values, private_key):
+    """``wg set`` of key, port and fwmark; the private key only through a 0600 file."""
+    argv = ["wg", "set", interface]
+    keydir = tempfile.mkdtemp(prefix="wireguard-",
+                              dir="/run" if os.access("/run", os.W_OK) else None)
+    try:
+        if "public_key" in values:
+            if not private_key:  # never: the key is the last step, so never undone
+                raise CommandExecutionError("the previous private key cannot be put back")
+            path = os.path.join(keydir, "key")
+            _write_private(path, private_key + "\n")
+            argv += ["private-key", path]
+        if values.get("listen_port") is not None:
+            argv += ["listen-port", str(values["listen_port"])]
+        if "fwmark" in values:
+            argv += ["fwmark", str(values["fwmark"] or "off")]
+        _run(argv)
+    finally:
+        shutil.rmtree(keydir, ignore_errors=True)
+
+
 # ----------------------------------------------------------- key and config
 
 
@@ -425,6 +628,12 @@ def _private_key(ret, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
+    conf = os.path.join(config_dir, f"{interface}.conf")
+    if not wanted and not current_public:
+        # a hand-written config taken over: keep its key, so its peers keep working
+        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(_read(conf))) and \
+            wgf_conf.private_key(_read(conf))
+        source = f"taken from {conf}" if wanted else source
     new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:
@@ -480,9 +689,17 @@ def _config(ret, config_dir, service):
     if warnings:
         ret["warnings"] = warnings
     current = _read(path)
-    changed = wgf_conf.interface_part(current) != wgf_conf.interface_part(wanted)
-    restart = service and _service_active(service) and (
-        (current is not None and changed) or interface not in __salt__["wireguard.interfaces"]())
+    reasons = wgf_live.restart_reasons(current, wanted)
+    if current is not None and _dns_records() is None and \
+            wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]:
+        reasons.append("its DNS changed and this minion's resolvconf keeps no record to "
+                       "change in place")
+    restart = None
+    if service and _service_active(service):
+        if interface not in __salt__["wireguard.interfaces"]():
+            restart = "its interface is not up"
+        elif reasons:
+            restart = "; ".join(reasons)
     if current == wanted:
         _mode_fix(ret, path)
     else:
@@ -491,7 +708,7 @@ def _config(ret, config_dir, service):
             fromfile=path, tofile=path))
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
-        ret["changes"]["restarted"] = service
+        ret["changes"]["restarted"] = {"service": service, "why": restart}
     if not ret["changes"]:
         ret["comment"] = f"{path} is as pillar says"
         return ret
@@ -499,10 +716,13 @@ def _config(ret, config_dir, service):
         return _pending(ret, f"{path} would be updated"
                         + (f" and {service} restarted" if restart else ""))
     if current != wanted:
+        # the previous file, should a live change of this run fail (wireguard.interface)
+        __context__.setdefault(PREVIOUS_CONF, {})[interface] = (path, current)
         _write_private(path, wanted)
     if restart:
         _restart(service, interface, path, current)
-    return _pending(ret, f"{path} updated" + (f"; {service} restarted" if restart else ""))
+    return _pending(ret, f"{path} updated" + (f"; {service} restarted because {restart}"
+                                              if restart else ""))
 
 
 def _service_active(service):
@@ -601,7 +821,7 @@ def _clients(ret, config_dir):
                      for kind in ("key", "psk")]
     removals = [p for p in removals if os.path.exists(p)]
     new = wgf_clients.record_of(declared, made)
-    ret["changes"] = _client_changes(old, new, writes, made)
+    ret["changes"] = wgf_clients.changes(old, new, writes, made, __opts__["test"])
     if not ret["changes"] and not removals and new == old:
         ret["comment"] = f"The clients of {interface} are as pillar says"
         return ret
@@ -610,52 +830,13 @@ def _clients(ret, config_dir):
     for directory in (os.path.dirname(keydir), keydir):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
-    _write_private_many(keydir, writes)
+    wgf_clients.write_many(keydir, writes)
     for file in removals:
         os.unlink(file)
     _write_private(path, wgf_clients.dump_record(new))
     _remove_revoked_peers(interface, [e["public_key"] for e in revoked.values()])
     return _pending(ret, f"The clients of {interface} updated: {len(new['clients'])} "
                     f"client(s), {len(revoked)} revoked")
-
-
-def _write_private_many(directory, files):
-    """Write ``{path: text}`` (all in ``directory``) atomically, 0600, with one sync for
-    all of them instead of one per file; first remove what a killed run left."""
-    for entry in os.listdir(directory):
-        if entry.startswith("."):
-            os.unlink(os.path.join(directory, entry))
-    temps = {}
-    try:
-        for path, text in files.items():
-            fd, temps[path] = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path))
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(text)
-        os.sync()
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
-
-
-def _client_changes(old, new, writes, made):
-    """``{client: {"old", "new"}}`` with addresses and public keys; never a secret."""
-    changes = {}
-    for name in sorted(set(old["clients"]) | set(new["clients"])):
-        before, after = old["clients"].get(name), new["clients"].get(name)
-        shown = {k: (after or {}).get(k) for k in ("address", "public_key")}
-        if name in made:
-            shown["public_key"] = made[name] if not __opts__["test"] else "(new key)"
-        if before and after and {k: before.get(k) for k in shown} == shown \
-                and not {f"{name}.key", f"{name}.psk"} & {os.path.basename(f) for f in writes}:
-            continue
-        changes[name] = {"old": {k: before.get(k) for k in ("address", "public_key")}
-                         if before else None, "new": shown if after else None}
-    return changes
 
 
 def _remove_revoked_peers(interface, keys):

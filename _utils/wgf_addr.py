@@ -133,6 +133,17 @@ def integer(value, where, low, high, what):
     return value
 
 
+def seconds(value, what, most):
+    """A number of seconds from 0 to ``most`` (fractions allowed)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0 <= number <= most:
+        raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
+    return number
+
+
 def port(value, where):
     return integer(value, where, 1, 65535, "a port")
 
@@ -172,7 +183,8 @@ def endpoint_with_port(host, default_port, where):
     """``host`` or ``host:port`` (``[v6]`` or a bare IPv6 address too) as an endpoint."""
     host = text(host, where)
     try:
-        return f"[{ipaddress.IPv6Address(host.strip('[]'))}]:{default_port}"
+        if ADDRESS_CHARS.fullmatch(host.strip("[]")):  # no scope id: ``endpoint`` refuses it
+            return f"[{ipaddress.IPv6Address(host.strip('[]'))}]:{default_port}"
     except ValueError:
         pass
     if re.search(r":[0-9]+\Z", host):
@@ -191,14 +203,3 @@ def endpoint_ip(value):
                 int(number) if ASCII_DIGITS.fullmatch(number) else None)
     except ValueError:
         return None, None
-
-
-def seconds(value, what, most):
-    """A number of seconds from 0 to ``most`` (fractions allowed)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or not 0 <= number <= most:
-        raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
-    return number

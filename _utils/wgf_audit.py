@@ -36,18 +36,27 @@ def _optional(value, kind):
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
 
 
+def _problems_shape(problems):
+    """Whether ``problems`` is a list of ``wgf_health.problem`` findings."""
+    return isinstance(problems, list) and all(
+        isinstance(p, dict) and p.get("severity") in SEVERITIES
+        and all(isinstance(p.get(k), str) for k in ("check", "message", "fix"))
+        and _optional(p.get("peer"), str) for p in problems)
+
+
 def _live_shape(show):
     """Why ``wireguard.show``'s answer cannot be read, or None."""
     if not isinstance(show, dict):
         return "wireguard.show did not return a mapping"
     for ifname, iface in show.items():
-        if not isinstance(iface, dict) or not isinstance(iface.get("peers"), dict):
+        if not isinstance(ifname, str) or not isinstance(iface, dict) \
+                or not isinstance(iface.get("peers"), dict):
             return f"wireguard.show: interface {ifname!r} is not a mapping with peers"
         if not _optional(iface.get("public_key"), str) \
                 or not _optional(iface.get("listen_port"), int):
             return f"wireguard.show: interface {ifname!r} has a malformed key or port"
         for key, peer in iface["peers"].items():
-            if not isinstance(peer, dict) or not (
+            if not isinstance(key, str) or not isinstance(peer, dict) or not (
                     _optional(peer.get("endpoint"), str)
                     and _is_list_of(peer.get("allowed_ips"), str)
                     and _optional(peer.get("latest_handshake_age"), int)
@@ -59,7 +68,8 @@ def _live_shape(show):
 
 
 def _facts_shape(ifname, entry):
-    if not isinstance(entry, dict) or not _is_list_of(entry.get("problems", []), dict):
+    if not isinstance(ifname, str) or not isinstance(entry, dict) \
+            or not _problems_shape(entry.get("problems", [])):
         return f"wireguard.check: interface {ifname!r} is malformed"
     facts = entry.get("facts") or {}
     if not isinstance(facts, dict) or not (
@@ -72,8 +82,8 @@ def _facts_shape(ifname, entry):
             and isinstance(facts.get("peers") or {}, dict)
             and isinstance(facts.get("clients") or {}, dict)):
         return f"wireguard.check: the facts of {ifname!r} are malformed"
-    for peer in (facts.get("peers") or {}).values():
-        if not isinstance(peer, dict) or not (
+    for key, peer in (facts.get("peers") or {}).items():
+        if not isinstance(key, str) or not isinstance(peer, dict) or not (
                 _optional(peer.get("name"), str) and _optional(peer.get("endpoint"), str)
                 and _is_list_of(peer.get("allowed_ips") or [], str)
                 and (peer.get("endpoint_resolved") is None
@@ -90,7 +100,7 @@ def _answer_problems(funs):
             isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
         problems["wireguard.public_keys"] = "it did not return {interface: public key}"
     if not isinstance(check, dict) or not isinstance(check.get("interfaces"), dict) \
-            or not _is_list_of(check.get("problems", []), dict):
+            or not _problems_shape(check.get("problems", [])):
         problems["wireguard.check"] = "it did not return its report"
     else:
         problems["wireguard.check"] = next(
@@ -310,8 +320,9 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
                     f"key of {_label(*b)} is {wgf_keys.short(real)}, so they cannot handshake",
                     f"Set the public key of peer '{peer['name'] or b[0]}' of {ifname} on "
                     f"{minion} to {real} (or give the peer minion: {b[0]} instead of a key)."))
+    memo = {}  # what every pair with the same B shares, worked out once: N^2, not N^3
     for (a, b), (key, peer) in sorted(pairs.items()):
-        problems += _check_pair(fleet, pairs, wrong, a, b, key, peer)
+        problems += _check_pair(fleet, pairs, wrong, a, b, key, peer, memo)
     links = _links(fleet, pairs, wrong, problems, stale_after)
     problems += _handshake_problems(fleet, links, problems, stale_after)
     problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), p["minion"],
@@ -319,7 +330,7 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
     return {"problems": problems, "links": links, "unknown_peers": unknown}
 
 
-def _check_pair(fleet, pairs, wrong, a, b, key, peer):
+def _check_pair(fleet, pairs, wrong, a, b, key, peer, memo):
     """A holds B with B's real key: the other checks of that direction."""
     problems = []
     mine = fleet[a[0]]["interfaces"][a[1]]
@@ -343,34 +354,36 @@ def _check_pair(fleet, pairs, wrong, a, b, key, peer):
             f"{', '.join(map(str, missing))} of {_label(*b)}, so {a[0]} drops its packets",
             f"Add {', '.join(f'{ip}/{ip.max_prefixlen}' for ip in missing)} to the "
             f"allowed_ips of peer '{name}' of {a[1]} on {a[0]}."))
-    problems += _check_endpoint(fleet, a, b, key, peer)
-    problems += _check_forwarding(fleet, pairs, a, b, key, peer)
+    problems += _check_endpoint(fleet, a, b, key, peer, memo)
+    problems += _check_forwarding(fleet, a, b, peer, memo)
     return problems
 
 
-def _address_of(fleet, b, hints):
+def _address_of(fleet, b, hints, memo):
     """The address of ``b`` others should dial: one of its own addresses that some
     peer already uses (``hints`` first, then the whole fleet), else its first."""
     underlay = fleet[b[0]]["underlay"]
-    key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
-    seen = list(hints)
-    for entry in fleet.values():
-        for iface in entry["interfaces"].values():
-            item = iface["peers"].get(key)
-            if item:
-                seen += (item["endpoint_resolved"] or []) + [item["live_endpoint"]]
-    for endpoint in seen:
+    for endpoint in hints:
         ip, _ = wgf_addr.endpoint_ip(endpoint)
         if ip is not None and str(ip) in underlay:
             return str(ip)
-    return underlay[0] if underlay else f"<address of {b[0]}>"
+    if ("address", b) not in memo:  # the fleet's answer is the same for every pair
+        key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
+        seen = [e for entry in fleet.values() for iface in entry["interfaces"].values()
+                for item in [iface["peers"].get(key)] if item
+                for e in (item["endpoint_resolved"] or []) + [item["live_endpoint"]]]
+        ips = [str(ip) for ip, _ in map(wgf_addr.endpoint_ip, seen) if ip is not None]
+        memo[("address", b)] = next((ip for ip in ips if ip in underlay), None) or (
+            underlay[0] if underlay else f"<address of {b[0]}>")
+    return memo[("address", b)]
 
 
-def _check_endpoint(fleet, a, b, key, peer):
+def _check_endpoint(fleet, a, b, key, peer, memo):
     theirs = fleet[b[0]]["interfaces"][b[1]]
     underlay, port = fleet[b[0]]["underlay"], theirs["listen_port"]
     name = peer["name"] or b[0]
-    address = _address_of(fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]])
+    address = _address_of(fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]],
+                          memo)
     where = f"{address}:{port}"
     fix = f"Set the endpoint of peer '{name}' of {a[1]} on {a[0]} to {address}:{port}."
     if peer["endpoint"]:
@@ -411,22 +424,42 @@ def _check_endpoint(fleet, a, b, key, peer):
     return []
 
 
-def _check_forwarding(fleet, pairs, a, b, key, peer):
+def _interface_nets(fleet, b, memo):
+    """Parsed once per interface: its own addresses, tunnel networks, peers' prefixes."""
+    if ("nets", b) not in memo:
+        theirs = fleet[b[0]]["interfaces"][b[1]]
+        memo[("nets", b)] = {
+            "own": {str(ip) for ip in _host_ips(theirs["addresses"])}
+            | set(fleet[b[0]]["underlay"]),
+            "tunnel": [ipaddress.ip_interface(c).network for c in theirs["addresses"]
+                       if _valid_interface(c)],
+            "peers": [(n, k) for k, p in theirs["peers"].items()
+                      for n in _nets(p["allowed_ips"])],
+        }
+    return memo[("nets", b)]
+
+
+def _overlapping_owners(fleet, b, net, memo):
+    """The keys of the peers of ``b`` with a prefix overlapping ``net``."""
+    if ("overlap", b, net) not in memo:
+        memo[("overlap", b, net)] = {k for n, k in _interface_nets(fleet, b, memo)["peers"]
+                                     if n.version == net.version and n.overlaps(net)}
+    return memo[("overlap", b, net)]
+
+
+def _check_forwarding(fleet, a, b, peer, memo):
     """A holds B; if A's AllowedIPs for B reach beyond B itself (a network behind B,
     or other peers of B), B forwards that traffic: it must have forwarding on."""
     theirs = fleet[b[0]]["interfaces"][b[1]]
     a_key = fleet[a[0]]["interfaces"][a[1]]["public_key"]
-    own = {str(ip) for ip in _host_ips(theirs["addresses"])} | set(fleet[b[0]]["underlay"])
-    tunnel = [ipaddress.ip_interface(c).network for c in theirs["addresses"]
-              if _valid_interface(c)]
-    others = [n for k, p in theirs["peers"].items() if k != a_key
-              for n in _nets(p["allowed_ips"])]
+    nets = _interface_nets(fleet, b, memo)
+    own, tunnel = nets["own"], nets["tunnel"]
     needed = {}
     for net in _nets(peer["allowed_ips"]):
         if net.prefixlen == net.max_prefixlen and str(net.network_address) in own:
             continue
         inside = any(net.version == t.version and net.subnet_of(t) for t in tunnel)
-        via_others = any(net.version == o.version and net.overlaps(o) for o in others)
+        via_others = bool(_overlapping_owners(fleet, b, net, memo) - {a_key})
         if not inside or via_others:
             needed.setdefault(net.version, []).append(str(net))
     problems = []

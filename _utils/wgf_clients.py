@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import re
+import tempfile
 
 from salt.exceptions import SaltInvocationError
 
@@ -398,3 +399,43 @@ def stamp(config_dir):
         return ()
     return tuple((e.name, e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries
                  if e.name.endswith((".key", ".clients.json")))
+
+
+def write_many(directory, files):
+    """Write ``{path: text}`` (all in ``directory``) atomically, 0600, with one sync for
+    all of them instead of one per file; first remove what a killed run left."""
+    for entry in os.listdir(directory):
+        if entry.startswith("."):
+            os.unlink(os.path.join(directory, entry))
+    temps = {}
+    try:
+        for path, text in files.items():
+            fd, temps[path] = tempfile.mkstemp(dir=directory,
+                                               prefix=f".{os.path.basename(path)}.")
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(text)
+        os.sync()
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
+def changes(old, new, writes, made, test):
+    """``{client: {"old", "new"}}`` with addresses and public keys; never a secret."""
+    result = {}
+    for name in sorted(set(old["clients"]) | set(new["clients"])):
+        before, after = old["clients"].get(name), new["clients"].get(name)
+        now = {k: (after or {}).get(k) for k in ("address", "public_key")}
+        if name in made:
+            now["public_key"] = made[name] if not test else "(new key)"
+        if before and after and {k: before.get(k) for k in now} == now \
+                and not {f"{name}.key", f"{name}.psk"} & {os.path.basename(f) for f in writes}:
+            continue
+        result[name] = {"old": {k: before.get(k) for k in ("address", "public_key")}
+                         if before else None, "new": now if after else None}
+    return result

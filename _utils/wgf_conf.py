@@ -2,7 +2,9 @@
 plain data without secrets, and masking the secrets of a config text.
 
 wg-quick reads a config line by line (``\\n`` only), drops everything after ``#``
-and matches keys case-insensitively; so do the parser and the masking here.
+and matches keys case-insensitively; ``wg``, which gets the lines wg-quick does not
+know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line. So
+do the parser and the masking here.
 """
 
 import ipaddress
@@ -15,9 +17,19 @@ import wgf_keys
 
 MASK = "<hidden>"
 HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
+#: What ``wg`` drops from a config line (its ``char_is_space``) besides the line break.
+SPACE = " \t\v\f\r"
+
+
+def _spaced(word):
+    """A pattern of ``word`` with any of wg's spaces between its letters."""
+    return f"[{SPACE}]*".join(word)
+
+
 #: A line that sets a secret, in any case and spacing wg-quick and ``wg`` accept.
-SECRET_LINE = re.compile(r"^([ \t]*(?:private|preshared)key[ \t]*=[ \t]*)[^\n]*$",
-                         re.MULTILINE | re.IGNORECASE)
+SECRET_LINE = re.compile(
+    rf"^([{SPACE}]*(?:{_spaced('privatekey')}|{_spaced('presharedkey')})[{SPACE}]*=[{SPACE}]*)"
+    r"[^\n]*$", re.MULTILINE | re.IGNORECASE)
 ROUTE_COMMAND = re.compile(r"ip route replace (\S+) dev %i proto static")
 
 
@@ -93,22 +105,14 @@ def render(iface, private_key=MASK, psks=None):
     return "\n".join(lines) + "\n"
 
 
-def interface_part(text):
-    """The ``[Interface]`` lines whose change needs a restart (not the live routes)."""
-    if text is None:
-        return None
-    part = []
-    for line in text.split("\n"):
-        stripped = line.strip()
-        if stripped.lower().startswith("[peer]"):
-            break
-        if not stripped or stripped.startswith("#"):
-            continue
-        key, _, value = stripped.partition("=")
-        if key.strip().lower() == "postup" and ROUTE_COMMAND.fullmatch(value.strip()):
-            continue
-        part.append(stripped)
-    return part
+def private_key(text):
+    """The PrivateKey of a config text, or None: for the key state to keep the key of
+    a hand-written config it takes over; never for showing."""
+    for line in (text or "").split("\n"):
+        key, sep, value = re.sub(f"[{SPACE}]", "", line.split("#", 1)[0]).partition("=")
+        if sep and key.lower() == "privatekey":
+            return value or None
+    return None
 
 
 # ------------------------------------------------------------------ parsing
@@ -123,7 +127,7 @@ def parse(text):
     ``routes``. Values that cannot be read are described in ``errors``, never quoting
     a key.
     """
-    conf = {"address": [], "listen_port": None, "mtu": None, "table": None,
+    conf = {"address": [], "listen_port": None, "mtu": None, "table": None, "dns": [],
             "fwmark": None, "public_key": None, "has_private_key": False, "routes": [],
             "peers": [], "errors": []}
     section, peer, named = None, None, False
@@ -140,7 +144,8 @@ def parse(text):
             header = line.strip("[]").strip().lower()
             section = header if header in ("interface", "peer") else None
             if section is None:
-                conf["errors"].append(f"line {number}: unknown section {line[:40]!r}")
+                conf["errors"].append(f"line {number}: unknown section (not [Interface] "
+                                      "or [Peer])")
             if section == "peer":
                 peer, named = {"name": None, "public_key": None, "allowed_ips": [],
                                "endpoint": None, "persistent_keepalive": None,
@@ -148,7 +153,7 @@ def parse(text):
                 conf["peers"].append(peer)
             continue
         key, sep, value = line.partition("=")
-        key, value = key.strip().lower(), value.strip()
+        key, value = re.sub(f"[{SPACE}]", "", key).lower(), value.strip()
         if not sep or section is None:
             conf["errors"].append(f"line {number}: not a 'Key = value' line of a section")
             continue
@@ -182,6 +187,8 @@ def _interface_value(conf, key, value):
         conf["mtu"] = _number(value, "MTU")
     elif key == "table":
         conf["table"] = value
+    elif key == "dns":
+        conf["dns"] += wgf_addr.as_list(value)
     elif key == "fwmark":
         conf["fwmark"] = _number(value, "FwMark") or None
     elif key == "privatekey":

@@ -14,7 +14,8 @@ import tempfile
 
 import yaml
 
-from benchmarks.common import REPO, minion_opts, netns_interface
+from benchmarks.common import netns_interface
+from tests.support.minion import REPO, minion_opts
 
 sys.path.insert(0, str(REPO / "_utils"))
 import wgf_keys  # the formula's utils, not an installed package
@@ -51,7 +52,7 @@ def apply(ns, root, ifname, states):
 def main():
     keys = [wgf_keys.pubkey(wgf_keys.genkey()) for _ in range(PEERS)]
     with tempfile.TemporaryDirectory() as root, netns_interface("bpeers") as (ns, ifname):
-        opts = minion_opts(root)
+        opts = minion_opts(root, "bench")
         os.makedirs(f"{root}/srv")
         with open(f"{root}/minion", "w") as handle:
             yaml.safe_dump({k: opts[k] for k in (

@@ -18,7 +18,8 @@ import sys
 import tempfile
 import time
 
-from benchmarks.common import REPO, loaders_in, netns_interface
+from benchmarks.common import loaders_in, netns_interface
+from tests.support.minion import REPO
 
 sys.path.insert(0, str(REPO / "_utils"))
 import wgf_dump  # the formula's utils, not an installed package

@@ -8,11 +8,13 @@ removes them again, also when a test fails or the run is interrupted.
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 
 import pytest
 
+from tests.e2e.deployments import deployment, reachable
 from tests.lab.util import CLEAN_ENV
 
 
@@ -50,6 +52,21 @@ def section(lab):
     """Hosts created by the test are removed when it ends."""
     with lab.section():
         yield lab
+
+
+@pytest.fixture(scope="module")
+def mesh(lab):
+    """examples/mesh, applied and handshaking, for the tests of one module."""
+    with deployment(lab, "mesh") as dep:
+        yield dep
+
+
+@pytest.fixture
+def restore(mesh):
+    """Put examples/mesh back on every minion after the test, and handshake."""
+    yield mesh
+    mesh.apply(copy.deepcopy(mesh.base))
+    reachable(mesh)
 
 
 def pytest_terminal_summary(terminalreporter):

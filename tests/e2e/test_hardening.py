@@ -10,11 +10,12 @@ from __future__ import annotations
 import copy
 import json
 import time
+import uuid
 
 import pytest
 
-from tests.lab.saltmaster import describe_failures
-from tests.lab.topologies import Deployment, diagnostics
+from tests.e2e.deployments import deployment
+from tests.lab.topologies import diagnostics
 
 KEY = "A" * 43 + "="  # valid base64 of 32 bytes, not anyone's key
 OTHER = "GVzXgtFq+HrUL7FxEfsvDe22zdNCWHDRhBs8SkNS62h="  # one character off the laptop's
@@ -22,11 +23,7 @@ OTHER = "GVzXgtFq+HrUL7FxEfsvDe22zdNCWHDRhBs8SkNS62h="  # one character off the 
 
 @pytest.fixture(scope="module")
 def tunnel(lab):
-    with lab.section():
-        dep = Deployment(lab, "laptop-server").build()
-        dep.base = copy.deepcopy(dep.pillar)
-        dep.apply()
-        assert dep["laptop"].ping_until("10.0.0.1").received, diagnostics(dep)
+    with deployment(lab, "laptop-server") as dep:
         yield dep
 
 
@@ -34,9 +31,7 @@ def tunnel(lab):
 def server(tunnel):
     """The server as examples/laptop-server has it, before and after the test."""
     yield tunnel["server"]
-    tunnel.lab.master.write_pillar(tunnel.base)
-    ret = tunnel.lab.master.state_apply("server")
-    assert not describe_failures(ret), describe_failures(ret)
+    tunnel.apply(copy.deepcopy(tunnel.base), ["server"])
 
 
 def secrets(dep) -> list[str]:
@@ -46,13 +41,6 @@ def secrets(dep) -> list[str]:
             found.append(iface["private_key"])
             found += [p["preshared_key"] for p in iface["peers"].values() if "preshared_key" in p]
     return found
-
-
-def apply(dep, minion="server", pillar=None, **kwargs):
-    kw = dict(kwargs)
-    if pillar is not None:
-        kw["pillar"] = pillar
-    return dep.lab.master.state_apply(minion, **kw)[minion]
 
 
 def override(wg0=None, peer=None, **extra):
@@ -160,7 +148,7 @@ def test_bad_pillar_fails_and_changes_nothing(tunnel, why, pillar, words):
     before = live(host)
     host.run(["touch", "/run/hardening.mark"])
     time.sleep(1.1)  # find -newer compares whole seconds on some file systems
-    ret = apply(tunnel, pillar=pillar)
+    ret = tunnel.lab.master.state_apply("server", check=False, pillar=pillar)["server"]
     text = json.dumps(ret)
     assert isinstance(ret, list), f"{why}: the run was not refused: {text[:1500]}"
     for word in words:
@@ -184,9 +172,9 @@ def test_no_key_appears_anywhere(tunnel, server):
     pillar["server"]["wireguard"]["interfaces"]["wg9"] = wg
     laptop = pillar["server"]["wireguard"]["interfaces"]["wg0"]["peers"]["laptop"]
     seen, keys = [], list(secrets(dep))
-    server.run(["systemd-run", "--unit", "argv-sampler", "sh", "-c",
-                "while :; do for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f 2>/dev/null;"
-                " echo; done; done > /run/argv.log"])
+    sampler = server.systemd_run(
+        ["sh", "-c", "while :; do for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f "
+                     "2>/dev/null; echo; done; done > /run/argv.log"], "argv-sampler")
     try:
         for out in OUTPUTTERS:
             # a new preshared key each time, so every outputter shows a peer change;
@@ -206,7 +194,7 @@ def test_no_key_appears_anywhere(tunnel, server):
         seen.append(local.stdout + local.stderr)
         assert "Rendered data from file" in local.stderr, "-l all did log rendered SLS"
     finally:
-        server.run(["systemctl", "stop", "argv-sampler"], check=False)
+        server.run(["systemctl", "stop", sampler], check=False)
     seen.append(server.out(["cat", "/run/argv.log"]))
     assert "salt-minion" in seen[-1], "the argv sampler saw the minion at work"
     generated = server.out(["cat", "/etc/wireguard/wg9.key"]).strip()
@@ -246,8 +234,7 @@ def converged(dep) -> None:
     laptop = dep["laptop"]
     res = laptop.ping_until("10.0.0.1", within=30)
     assert res.received, "laptop cannot reach the server\n" + diagnostics(dep)
-    again = apply(dep)
-    assert not describe_failures({"server": again}), describe_failures({"server": again})
+    again = dep.lab.master.state_apply("server")["server"]
     assert changed_ids(again) == [], f"not converged: {changed_ids(again)}"
 
 
@@ -259,8 +246,7 @@ def test_killed_or_deleted_interface_is_restored(tunnel, server, fault):
             break
         time.sleep(0.1)
     assert " wg0:" not in server.out(["ip", "-o", "link"])
-    ret = apply(tunnel)
-    assert not describe_failures({"server": ret}), describe_failures({"server": ret})
+    ret = tunnel.lab.master.state_apply("server")["server"]
     assert "wireguard-config-file-wireguard-config-wg0" in changed_ids(ret)
     assert server.out(["wg", "show", "wg0", "peers"]).strip()
     converged(tunnel)
@@ -271,7 +257,7 @@ def test_hand_edited_conf_is_restored_and_the_difference_reported(tunnel, server
     server.run(["sh", "-c", "sed -i 's/^ListenPort = .*/ListenPort = 4444/' "
                             "/etc/wireguard/wg0.conf && echo '# edited by hand' >> "
                             "/etc/wireguard/wg0.conf"])
-    ret = apply(tunnel)
+    ret = tunnel.lab.master.state_apply("server")["server"]
     state = ret["wireguard_|-wireguard-config-file-wireguard-config-wg0_|-wg0_|-config"]
     diff = state["changes"]["diff"]
     assert "-ListenPort = 4444" in diff and "+ListenPort = 51820" in diff
@@ -283,7 +269,7 @@ def test_hand_edited_conf_is_restored_and_the_difference_reported(tunnel, server
 def test_peer_added_by_hand_is_removed_and_reported(tunnel, server):
     stranger = server.out(["sh", "-c", "wg genkey | wg pubkey"]).strip()
     server.run(["wg", "set", "wg0", "peer", stranger, "allowed-ips", "10.0.0.77/32"])
-    ret = apply(tunnel)
+    ret = tunnel.lab.master.state_apply("server")["server"]
     purge = ret["wireguard_|-wireguard-peers-live-wireguard-peers_purged-wg0_|-wg0_|-peers_purged"]
     assert purge["changes"] == {"removed": {"old": [stranger], "new": []}}
     assert stranger not in server.out(["wg", "show", "wg0", "peers"])
@@ -292,7 +278,9 @@ def test_peer_added_by_hand_is_removed_and_reported(tunnel, server):
 
 def test_a_config_that_fails_to_start_is_rolled_back(tunnel, server):
     before = server.out(["sha256sum", "/etc/wireguard/wg0.conf"])
-    ret = apply(tunnel, pillar=override({"post_up": "sh -c 'echo hook refused >&2; exit 1'"}))
+    ret = tunnel.lab.master.state_apply(
+        "server", check=False,
+        pillar=override({"post_up": "sh -c 'echo hook refused >&2; exit 1'"}))["server"]
     state = ret["wireguard_|-wireguard-config-file-wireguard-config-wg0_|-wg0_|-config"]
     assert state["result"] is False
     assert "previous file was put back and is running again" in state["comment"]
@@ -306,17 +294,16 @@ def test_a_config_that_fails_to_start_is_rolled_back(tunnel, server):
 def test_salt_call_killed_mid_apply_converges_next_time(tunnel, server, delay):
     new_port = {"listen_port": 51000 + int(delay * 10)}
     pillar = json.dumps(override(new_port))
-    server.run(["systemd-run", "--unit", "doomed-apply", "salt-call", "state.apply",
-                "wireguard", f"pillar={pillar}"])
+    doomed = server.systemd_run(["salt-call", "state.apply", "wireguard", f"pillar={pillar}"],
+                                "doomed-apply")
     time.sleep(delay)
-    server.run(["systemctl", "kill", "-s", "KILL", "doomed-apply"], check=False)
-    server.run(["systemctl", "reset-failed", "doomed-apply"], check=False)
+    server.run(["systemctl", "kill", "-s", "KILL", doomed], check=False)
+    server.run(["systemctl", "reset-failed", doomed], check=False)
     for _ in range(50):
-        if server.run(["systemctl", "is-active", "doomed-apply"], check=False).returncode:
+        if server.run(["systemctl", "is-active", doomed], check=False).returncode:
             break
         time.sleep(0.1)
-    ret = apply(tunnel)
-    assert not describe_failures({"server": ret}), describe_failures({"server": ret})
+    tunnel.lab.master.state_apply("server")  # no failed state
     leftovers = server.out(["sh", "-c", "ls -A /etc/wireguard | grep '^\\.' ; true"]).split()
     assert leftovers == [], f"half-written files left: {leftovers}"
     server.run(["wg-quick", "strip", "wg0"])  # the file parses
@@ -325,19 +312,19 @@ def test_salt_call_killed_mid_apply_converges_next_time(tunnel, server, delay):
 
 def test_two_applies_at_once_end_consistent(tunnel, server):
     pillar = json.dumps(override({"listen_port": 51777}))
-    for unit in ("apply-one", "apply-two"):
-        server.run(["systemd-run", "--unit", unit, "--property", "RemainAfterExit=yes",
-                    "sh", "-c", f"salt-call --out=json state.apply wireguard 'pillar={pillar}' "
-                                f"> /run/{unit}.json 2>&1"])
+    results = [f"/run/{name}-{uuid.uuid4().hex[:8]}.json" for name in ("apply-one", "apply-two")]
+    units = [server.systemd_run(
+        ["sh", "-c", f"salt-call --out=json state.apply wireguard 'pillar={pillar}' "
+                     f"> {path} 2>&1"], "concurrent-apply", "RemainAfterExit=yes")
+        for path in results]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        states = [server.out(["systemctl", "show", "-P", "SubState", u])
-                  for u in ("apply-one", "apply-two")]
+        states = [server.out(["systemctl", "show", "-P", "SubState", u]) for u in units]
         if all(s.strip() in ("exited", "failed", "dead") for s in states):
             break
         time.sleep(0.5)
-    outputs = [server.out(["cat", f"/run/{u}.json"]) for u in ("apply-one", "apply-two")]
-    for unit in ("apply-one", "apply-two"):
+    outputs = [server.out(["cat", path]) for path in results]
+    for unit in units:
         server.run(["systemctl", "stop", unit], check=False)
     assert any('"result": true' in o for o in outputs), outputs
     for out in outputs:
@@ -345,5 +332,5 @@ def test_two_applies_at_once_end_consistent(tunnel, server):
     conf = server.out(["wg-quick", "strip", "wg0"])
     assert server.out(["wg", "show", "wg0", "listen-port"]).strip() == "51777"
     assert "ListenPort = 51777" in conf
-    again = apply(tunnel, pillar=json.loads(pillar))
+    again = tunnel.lab.master.state_apply("server", pillar=json.loads(pillar))["server"]
     assert changed_ids(again) == [], changed_ids(again)

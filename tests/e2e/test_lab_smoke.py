@@ -37,8 +37,10 @@ def test_master_minions_and_a_trivial_state(section):
     assert b.read("/tmp/lab-smoke").strip() == "hello from the master"
     # each container has its own overlay: a's file system did not see the write
     assert not a.file_exists("/tmp/lab-smoke")
-    # the master serves the checkout: the formula's modules are on the minion
+    # the master serves the checkout: the formula's modules are on the minion (salt
+    # '*' saltutil.sync_all), its runner on the master (salt-run saltutil.sync_all)
     assert a.file_exists("/var/cache/salt/minion/extmods/modules/wireguard.py")
+    assert master.file_exists("/var/cache/salt/master/extmods/runners/wireguard.py")
     # the container's network namespace is the lab's, with /proc/sys/net writable
     a.run(["sysctl", "-w", "net.ipv4.ip_forward=1"])
     assert a.out(["cat", "/proc/sys/net/ipv4/ip_forward"]).strip() == "1"

@@ -7,29 +7,14 @@ from __future__ import annotations
 import copy
 import time
 
-import pytest
-
-from tests.e2e.mesh import MESH_IP, apply, deployed_mesh
+from tests.e2e.deployments import MESH_IP
 from tests.lab.host import parse_ping
+from tests.lab.saltmaster import summarize
 from tests.lab.topologies import diagnostics
-
-
-@pytest.fixture(scope="module")
-def mesh(lab):
-    with deployed_mesh(lab) as dep:
-        yield dep
 
 
 def wg0(pillar: dict, minion: str) -> dict:
     return pillar[minion]["wireguard"]["interfaces"]["wg0"]
-
-
-@pytest.fixture
-def restore(mesh):
-    """Put examples/mesh back on every minion after the test."""
-    yield mesh
-    s = apply(mesh, copy.deepcopy(mesh.base), list(MESH_IP))
-    assert all(not v["failed"] for v in s.values())
 
 
 def active_since(host, unit: str) -> str:
@@ -44,7 +29,7 @@ def test_reboot_brings_tunnel_back_with_all_peers(restore):
     dep = restore
     pillar = copy.deepcopy(dep.base)
     wg0(pillar, "mesh2")["forwarding"] = True
-    apply(dep, pillar, ["mesh2"])
+    dep.apply(pillar, ["mesh2"])
     m2 = dep["mesh2"]
     peers_before = peer_keys(m2)
     assert len(peers_before) == 2
@@ -73,19 +58,18 @@ def test_peer_change_during_ping_loses_nothing_and_keeps_ifindex(restore):
     peer = wg0(pillar, "mesh1")["peers"]["mesh3"]
     peer["allowed_ips"] = ["10.10.0.3/32", "10.10.3.0/24"]
     peer["persistent_keepalive"] = 15
-    # 20 packets a second to the unchanged peer mesh2 while mesh3 changes
-    deadline = 15
-    ping = m1.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", str(deadline),
+    # 20 packets a second to the unchanged peer mesh2 while mesh3 changes, from before
+    # the apply until a second after it (however long a loaded machine makes it)
+    ping = m1.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600",
                      MESH_IP["mesh2"]])
     time.sleep(1)
-    t0 = time.monotonic()
-    s = apply(dep, pillar, ["mesh1"])
-    apply_took = time.monotonic() - t0
-    out, _ = ping.communicate(timeout=deadline + 30)
+    s = summarize(dep.apply(pillar, ["mesh1"]))
+    time.sleep(1)
+    m1.run(["pkill", "-INT", "-x", "ping"], check=False)  # ping prints its summary
+    out, _ = ping.communicate(timeout=60)
     res = parse_ping("mesh1", MESH_IP["mesh2"], out)
-    assert apply_took < deadline - 2, f"the apply ({apply_took:.1f}s) outlasted the ping"
     assert s["mesh1"]["changed"] > 0, "the peer change was applied"
-    assert res.sent >= 100 and res.lost == 0, f"{res}\n{out}"
+    assert res.sent >= 40 and res.lost == 0, f"{res}\n{out}"
     assert m1.ifindex("wg0") == ifindex, "the interface was recreated"
     assert active_since(m1, "wg-quick@wg0") == since, "wg-quick@wg0 was restarted"
     allowed = m1.out(["wg", "show", "wg0", "allowed-ips"])
@@ -102,30 +86,35 @@ def test_peer_absent_removes_only_that_peer(restore):
     pillar = copy.deepcopy(dep.base)
     gone = wg0(pillar, "mesh1")["peers"]["mesh3"]
     gone["absent"] = True
-    apply(dep, pillar, ["mesh1"])
+    dep.apply(pillar, ["mesh1"])
     assert gone["public_key"] not in peer_keys(m1)
     assert gone["public_key"] not in m1.read("/etc/wireguard/wg0.conf")
     assert m1.ping(MESH_IP["mesh2"]).ok
     assert not m1.ping(MESH_IP["mesh3"], count=2).received
 
 
-def test_interface_change_is_applied_by_a_restart(restore):
+def test_interface_change_is_applied_live_and_a_hook_change_by_a_restart(restore):
     dep = restore
     m1 = dep["mesh1"]
     ifindex = m1.ifindex("wg0")
     pillar = copy.deepcopy(dep.base)
     wg0(pillar, "mesh1").update(mtu=1380, address=["10.10.0.1/24", "10.10.1.1/24"])
-    apply(dep, pillar, ["mesh1"])
-    assert m1.ifindex("wg0") != ifindex, "an interface-level change restarts wg-quick@wg0"
+    dep.apply(pillar, ["mesh1"])
+    assert m1.ifindex("wg0") == ifindex, "address and MTU change in place, no restart"
     assert m1.unit_state("wg-quick@wg0") == ("active", "enabled")
     assert "mtu 1380" in m1.out(["ip", "link", "show", "wg0"])
     assert "10.10.1.1/24" in m1.out(["ip", "-br", "addr", "show", "wg0"])
     conf = m1.read("/etc/wireguard/wg0.conf")
     assert "MTU = 1380" in conf and "10.10.1.1/24" in conf
     assert len(peer_keys(m1)) == 2
+    wg0(pillar, "mesh1")["post_up"] = ["touch /run/wg0-hook-ran"]
+    dep.apply(pillar, ["mesh1"])
+    assert m1.ifindex("wg0") != ifindex, "a hook change restarts wg-quick@wg0"
+    assert m1.run(["test", "-e", "/run/wg0-hook-ran"], check=False).returncode == 0
+    assert "mtu 1380" in m1.out(["ip", "link", "show", "wg0"])
     assert m1.ping_until(MESH_IP["mesh2"]).received
     # and a second apply leaves it alone
-    again = apply(dep, pillar, ["mesh1"])
+    again = summarize(dep.apply(pillar, ["mesh1"]))
     assert again["mesh1"]["changed"] == 0, again
 
 
@@ -134,15 +123,15 @@ def test_enabled_false_stops_and_disables_but_keeps_config(restore):
     m3 = dep["mesh3"]
     pillar = copy.deepcopy(dep.base)
     wg0(pillar, "mesh3")["enabled"] = False
-    apply(dep, pillar, ["mesh3"])
+    dep.apply(pillar, ["mesh3"])
     assert m3.unit_state("wg-quick@wg0") == ("inactive", "disabled")
     assert m3.file_exists("/etc/wireguard/wg0.conf")
     assert "wg0" not in m3.links()
     assert not dep["mesh1"].ping(MESH_IP["mesh3"], count=2).received
-    again = apply(dep, pillar, ["mesh3"])
+    again = summarize(dep.apply(pillar, ["mesh3"]))
     assert again["mesh3"]["changed"] == 0, again
     # and back
-    apply(dep, copy.deepcopy(dep.base), ["mesh3"])
+    dep.apply(copy.deepcopy(dep.base), ["mesh3"])
     assert m3.unit_state("wg-quick@wg0") == ("active", "enabled")
     assert m3.ping_until(MESH_IP["mesh1"]).received
 
@@ -154,12 +143,12 @@ def test_absent_removes_interface_config_and_key(restore):
         "/etc/wireguard/wg0.conf")
     pillar = copy.deepcopy(dep.base)
     wg0(pillar, "mesh3")["absent"] = True
-    apply(dep, pillar, ["mesh3"])
+    dep.apply(pillar, ["mesh3"])
     active, enabled = m3.unit_state("wg-quick@wg0")
     assert active in ("inactive", "unknown") and enabled in ("disabled", "not-found", "")
     assert not m3.file_exists("/etc/wireguard/wg0.conf")
     assert not m3.file_exists("/etc/wireguard/wg0.key")
     assert "wg0" not in m3.links()
     assert not dep["mesh1"].ping(MESH_IP["mesh3"], count=2).received
-    again = apply(dep, pillar, ["mesh3"])
+    again = summarize(dep.apply(pillar, ["mesh3"]))
     assert again["mesh3"]["changed"] == 0, again

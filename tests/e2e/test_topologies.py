@@ -137,7 +137,6 @@ def test_healthy_topology_audits_clean(deployed):
     the traffic tests before this one made every tunnel handshake both ways."""
     dep, lab = deployed, deployed.lab
     _applied(dep)
-    lab.master.salt_run("saltutil.sync_runners")
     for ping in dep.topo.passes:
         assert dep.ping(ping).received, f"{ping}\n{diagnostics(dep)}"
     data = audit(lab, dep.minions)
@@ -236,8 +235,8 @@ def _check_dns_two_gateways(dep):
     # a real lookup through the tunnel: a tiny DNS server on gateway 1
     gw1 = dep["gw1"]
     gw1.write("/usr/local/bin/lab-dns", DNS_RESPONDER.read_text(), mode=0o755)
-    gw1.run(["systemd-run", "--unit=lab-dns", "/usr/bin/python3", "/usr/local/bin/lab-dns",
-             "10.40.0.1", "intranet.corp.example=172.16.1.10"])
+    dns = gw1.systemd_run(["/usr/bin/python3", "/usr/local/bin/lab-dns", "10.40.0.1",
+                           "intranet.corp.example=172.16.1.10"], "lab-dns")
     try:
         wait_for(lambda: "10.40.0.1:53" in gw1.out(["ss", "-uln"]), 10,
                  "the DNS responder on gw1")
@@ -245,7 +244,7 @@ def _check_dns_two_gateways(dep):
         got = client.out(["getent", "ahostsv4", "intranet"], check=False)
         assert "172.16.1.10" in got, f"lookup of intranet via 10.40.0.1 gave {got!r}"
     finally:
-        gw1.run(["systemctl", "stop", "lab-dns"], check=False)
+        gw1.run(["systemctl", "stop", dns], check=False)
     # down takes the DNS settings back
     client.systemctl("stop", "wg-quick@corp0")
     try:

@@ -7,34 +7,15 @@ import pathlib
 import uuid
 
 import pytest
-import salt.config
 from saltfactories.utils.functional import Loaders
 
-from tests.support.netns import Netns, veth
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests.support.minion import minion_opts as make_minion_opts
+from tests.support.netns import Netns
 
 
 @pytest.fixture(scope="module")
 def minion_opts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("minion")
-    opts = salt.config.minion_config(None)
-    opts.update(
-        id="functional",
-        file_client="local",
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
-        log_file=str(root / "minion.log"),
-        module_dirs=[str(REPO / "_modules")],
-        states_dirs=[str(REPO / "_states")],
-        utils_dirs=[str(REPO / "_utils")],
-        file_roots={"base": [str(root / "srv")]},
-        pillar_roots={"base": [str(root / "pillar")]},
-        pillar={},
-        config_dir=str(root / "etc-wireguard"),
-    )
-    return opts
+    return make_minion_opts(tmp_path_factory.mktemp("minion"))
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +54,9 @@ class Pair:
         self.local, self.remote = Netns("local"), Netns("remote")
         self.keys = {}
         try:
-            veth(self.local, self.remote, "198.18.10.1/24", "198.18.10.2/24")
+            self.local.create()
+            self.remote.create()
+            self.local.veth(self.remote, "eth0", "eth0", "198.18.10.1/24", "198.18.10.2/24")
             self.local_key = modules.wireguard.genkey()
             self.local.wireguard(self.ifname, self.local_key, "10.77.0.1/24", 51820)
         except BaseException:
@@ -96,8 +79,8 @@ class Pair:
         return modules.wireguard.pubkey(key)
 
     def close(self):
-        self.local.close()
-        self.remote.close()
+        self.local.delete()
+        self.remote.delete()
 
 
 @pytest.fixture

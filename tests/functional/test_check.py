@@ -10,7 +10,7 @@ import time
 import pytest
 import salt.loader
 
-from tests.functional.conftest import REPO
+from tests.support.minion import REPO
 
 pytestmark = pytest.mark.functional
 

@@ -10,17 +10,21 @@ Salt's command line would otherwise read as ``NAME=`` keyword arguments.
 import json
 import pathlib
 import sys
+import uuid
 
 import pytest
 
+from tests.support.minion import REPO, minion_opts
 from tests.support.netns import Netns
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_CALL = str(pathlib.Path(sys.executable).parent / "salt-call")
 sys.path.insert(0, str(REPO / "_utils"))
 import wgf_keys  # noqa: E402  (the formula's utils, not an installed package)
 
-PILLAR_IF, GENERATED_IF = "wgcli0", "wgcli1"
+# names of their own: wireguard-go's control socket is /var/run/wireguard/<name>.sock on
+# the machine's file system, shared by every namespace and every concurrent test run
+RUN = uuid.uuid4().hex[:6]
+PILLAR_IF, GENERATED_IF = f"wgc{RUN}p", f"wgc{RUN}g"
 
 
 def identifier_key():
@@ -40,16 +44,12 @@ class Minion:
         self.config_dir.mkdir(mode=0o700)
         (root / "pillar").mkdir()
         (root / "conf").mkdir()
-        (root / "conf" / "minion").write_text(json.dumps({
-            "id": "cli", "file_client": "local",
-            "cachedir": str(root / "cache"), "pki_dir": str(root / "pki"),
-            "sock_dir": str(root / "sock"), "log_file": str(root / "minion.log"),
-            "log_level_logfile": "debug",
-            "module_dirs": [str(REPO / "_modules")], "states_dirs": [str(REPO / "_states")],
-            "utils_dirs": [str(REPO / "_utils")],
-            "file_roots": {"base": [str(REPO)]},
-            "pillar_roots": {"base": [str(root / "pillar")]},
-        }))
+        opts = minion_opts(root, "cli")
+        config = {key: opts[key] for key in (
+            "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
+            "module_dirs", "states_dirs", "utils_dirs", "pillar_roots")}
+        config.update(log_level_logfile="debug", file_roots={"base": [str(REPO)]})
+        (root / "conf" / "minion").write_text(json.dumps(config))
 
     def pillar(self, data):
         (self.root / "pillar" / "top.sls").write_text("base:\n  '*':\n    - data\n")
@@ -67,9 +67,10 @@ class Minion:
 def minion(tmp_path_factory):
     ns = Netns("cli")
     try:
+        ns.create()
         yield Minion(tmp_path_factory.mktemp("cli"), ns)
     finally:
-        ns.close()
+        ns.delete()
 
 
 @pytest.fixture(scope="module")

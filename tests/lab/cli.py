@@ -14,7 +14,8 @@ import time
 from . import rootfs
 from .util import CLEAN_ENV, REPO, LabError, log, require_root
 
-NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg")
+# dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped
+NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg", "dot")
 
 
 def check_tools() -> None:
@@ -137,7 +138,7 @@ def ping_matrix(dep, targets: dict[str, str]) -> list[list[bool]]:
 
 def cmd_demo(args) -> int:
     from .lab import Lab
-    from .saltmaster import describe_failures, summarize
+    from .saltmaster import summarize
     from .topologies import Deployment
 
     require_root()
@@ -154,19 +155,12 @@ def cmd_demo(args) -> int:
         dep = Deployment(lab, DEMO).build()
         master = lab.master
         log(f"writing each minion's pillar from examples/{DEMO}/ into the master's pillar_roots")
-        master.write_pillar(dep.pillar)
-        log("running on the master: salt '*' state.apply wireguard")
+        log(f"running on the master: salt -L {','.join(dep.minions)} state.apply wireguard")
         t1 = time.monotonic()
-        ret = master.salt("*", "state.apply", "wireguard", timeout=300)
+        ret = dep.apply()  # fails naming every failed state
         for mid, s in sorted(summarize(ret).items()):
-            status = s["error"] or (f"{s['total']} states, {s['changed']} changed, "
-                                    f"{len(s['failed'])} failed")
-            log(f"  {mid}: {status}")
+            log(f"  {mid}: {s['total']} states, {s['changed']} changed")
         log(f"state.apply took {time.monotonic() - t1:.1f}s")
-        failures = describe_failures(ret)
-        if failures or set(ret) != set(dep.minions):
-            print(failures, file=sys.stderr)
-            raise LabError("state.apply wireguard failed on some minion (see above)")
 
         log("pinging across the tunnels")
         targets = {"hub": "10.30.0.1", "site-a": "10.30.0.2", "site-b": "10.30.0.3",

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..support.netns import Netns
 from .util import (
     CGROUP_ROOTS,
     CLEAN_ENV,
@@ -32,9 +34,8 @@ from .util import (
     wait_for,
 )
 
-# systemd's "power off" and "reboot" signals
+# systemd's "power off" signal
 SIG_POWEROFF = signal.SIGRTMIN + 4
-SIG_REBOOT = signal.SIGRTMIN + 5
 
 
 @dataclass
@@ -63,55 +64,41 @@ def parse_ping(src: str, dst: str, output: str) -> PingResult:
     return PingResult(src, dst, sent, received, output)
 
 
-class Host:
-    """Something with a network namespace in which commands run."""
+class Host(Netns):
+    """A lab host: a network namespace, which alone is a LAN client, a NAT router or a
+    server; switches and containers build on it. Links, addresses and routes are set
+    from the outside with `ip -n`."""
 
-    kind = "host"
+    kind = "namespace"
+    env = CLEAN_ENV
 
     def __init__(self, lab, name: str):
+        super().__init__(netns=f"{lab.id}-{name}")
         self.lab = lab
         self.name = name
-        self.netns = f"{lab.id}-{name}"
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.name}>"
 
-    # -- network namespace ---------------------------------------------------------
-    def _create_netns(self) -> None:
-        sh(["ip", "netns", "add", self.netns], what=self.name)
-        self.ip("link", "set", "lo", "up")
+    def create(self) -> Host:
+        super().create()
         # A new namespace may inherit settings from the machine's root namespace;
         # start every host from the same known state: no forwarding, no IPv6 DAD delay.
-        self.ns_sysctl({
+        self.sysctl({
             "net.ipv4.ip_forward": 0,
             "net.ipv6.conf.all.forwarding": 0,
             "net.ipv6.conf.all.accept_dad": 0,
             "net.ipv6.conf.default.accept_dad": 0,
         })
+        return self
 
-    def ns_exec(self, argv, **kw) -> subprocess.CompletedProcess:
-        """Run a *host* binary inside this host's network namespace (ip netns exec)."""
-        return sh(["ip", "netns", "exec", self.netns, *argv], what=self.name, **kw)
+    def destroy(self) -> None:
+        self.delete()
 
-    def ns_sysctl(self, values: dict) -> None:
-        args = [f"{k}={v}" for k, v in values.items()]
-        self.ns_exec(["sysctl", "-q", "-w", *args])
-
-    def _delete_netns(self) -> None:
-        if not Path(f"/run/netns/{self.netns}").exists():
-            return
-        pids = sh(["ip", "netns", "pids", self.netns], check=False, what=self.name).stdout.split()
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
-        sh(["ip", "netns", "del", self.netns], check=False, what=self.name)
-
-    def ip(self, *args: str, check: bool = True) -> str:
-        """`ip -n <netns> ARGS` from the outside; returns stdout."""
-        return sh(["ip", "-n", self.netns, *map(str, args)], check=check, what=self.name).stdout
-
-    def add_addr(self, ifname: str, cidr: str) -> None:
-        self.ip("addr", "add", cidr, "dev", ifname, *(["nodad"] if ":" in cidr else []))
+    def _sh(self, argv, check: bool = True, timeout: float | None = 120,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        return sh(argv, check=check, timeout=timeout, input=input,
+                  what=f"{self.kind} {self.name}")
 
     def route(self, spec: str) -> None:
         """Add a route, e.g. `default via 192.168.1.1` or `10.0.0.0/8 via 192.168.1.2`."""
@@ -119,34 +106,9 @@ class Host:
         fam = ["-6"] if any(":" in w for w in words) else []
         self.ip(*fam, "route", "add", *words)
 
-    def ifindex(self, ifname: str) -> int | None:
-        out = self.ip("-o", "link", "show", "dev", ifname, check=False)
-        m = re.match(r"(\d+):", out)
-        return int(m.group(1)) if m else None
-
     def links(self) -> list[str]:
         out = self.ip("-o", "link", "show")
         return [m.group(1) for m in re.finditer(r"^\d+: ([^:@]+)[:@]", out, re.M)]
-
-    # -- commands --------------------------------------------------------------------
-    def _argv(self, cmd) -> list[str]:
-        raise NotImplementedError
-
-    def run(self, cmd, check: bool = True, timeout: float = 120,
-            input: str | None = None) -> subprocess.CompletedProcess:
-        """Run argv (list) or a shell string on this host; LabError naming the host."""
-        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
-        return sh(self._argv(argv), check=check, timeout=timeout, input=input,
-                  what=f"{self.kind} {self.name}")
-
-    def popen(self, cmd) -> subprocess.Popen:
-        """Start argv or a shell string on this host in the background (text stdout)."""
-        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
-        return subprocess.Popen(self._argv(argv), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, env=CLEAN_ENV)
-
-    def out(self, cmd, **kw) -> str:
-        return self.run(cmd, **kw).stdout
 
     def ping(self, dst: str, count: int = 3, interval: float = 0.2, source: str | None = None,
              wait: float = 1.0, timeout: float | None = None) -> PingResult:
@@ -170,27 +132,8 @@ class Host:
             if res.received or time.monotonic() >= deadline:
                 return res
 
-    def destroy(self) -> None:
-        raise NotImplementedError
 
-
-class Namespace(Host):
-    """A bare network namespace: a LAN client, a NAT router, a switch, a server."""
-
-    kind = "namespace"
-
-    def create(self) -> Namespace:
-        self._create_netns()
-        return self
-
-    def _argv(self, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *argv]
-
-    def destroy(self) -> None:
-        self._delete_netns()
-
-
-class Bridge(Namespace):
+class Bridge(Host):
     """A switch: a namespace of its own holding bridge `br0`; ports are veth pairs."""
 
     kind = "bridge"
@@ -207,13 +150,8 @@ class Bridge(Namespace):
         end is a port of br0). The kernel here has no 802.1Q: a VLAN is a switch."""
         self._ports += 1
         port = f"p{self._ports}"
-        self.ip("link", "add", port, "type", "veth", "peer", "name", ifname,
-                "netns", host.netns)
+        self.veth(host, port, ifname, other_addrs=addrs)
         self.ip("link", "set", port, "master", "br0")
-        self.ip("link", "set", port, "up")
-        host.ip("link", "set", ifname, "up")
-        for a in ([addrs] if isinstance(addrs, str) else addrs):
-            host.add_addr(ifname, a)
         return ifname
 
 
@@ -244,7 +182,7 @@ class Container(Host):
     # -- life cycle --------------------------------------------------------------------
     def create(self) -> Container:
         """Namespace, overlay and files; then `start()` boots it."""
-        self._create_netns()
+        super().create()
         for d in (self.upper, self.work, self.merged):
             d.mkdir(parents=True, exist_ok=True)
         sh(["mount", "-t", "overlay", "overlay", "-o",
@@ -360,6 +298,15 @@ class Container(Host):
 
     def systemctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run(["systemctl", *args], check=check)
+
+    def systemd_run(self, cmd, name: str, *properties: str) -> str:
+        """Start argv as a transient unit `<name>-<random>` and return the unit's name.
+        Each call gets a name of its own: a finished unit of the same name may not be
+        collected yet ("Unit ... was already loaded")."""
+        unit = f"{name}-{secrets.token_hex(4)}"
+        self.run(["systemd-run", f"--unit={unit}",
+                  *(f"--property={p}" for p in properties), *cmd])
+        return unit
 
     def unit_state(self, unit: str) -> tuple[str, str]:
         """(is-active, is-enabled) of a unit, as systemctl prints them."""
@@ -480,7 +427,7 @@ class Container(Host):
             for cg in self.cgroups:
                 self._clean_cgroup(cg)
             umount_tree(self.merged)
-            self._delete_netns()
+            self.delete()
             remove_tree(self.dir)
             for sub in ("propagate", "unix-export", "incoming"):
                 remove_tree(NSPAWN_RUN_DIR / sub / self.machine)

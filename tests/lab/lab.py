@@ -6,8 +6,7 @@
         inet = lab.bridge("inet")
         inet.attach(hub, "eth0", "198.18.0.1/24")
         lab.wait_ready()                           # booted, minions answer the master
-        lab.master.write_pillar({"hub": {...}})
-        lab.master.state_apply("hub")
+        lab.master.state_apply("hub", {"hub": {...}})  # pillar, then state.apply
 
 A management switch (`mgmt`, 198.19.255.0/24) joins the salt-master (198.19.255.1) and
 every minion container, whose salt-minion connects there. The master serves the repo
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 from . import rootfs as rootfs_mod
-from .host import Bridge, Container, Host, Namespace
+from .host import Bridge, Container, Host
 from .saltmaster import FORMULA_DIR, MASTER_IP, Master, minion_conf
 from .util import NSPAWN_RUN_DIR, PREFIX, REPO, STATE_DIR, LabError, log, remove_tree, require_root
 
@@ -132,8 +131,9 @@ class Lab:
     def __getitem__(self, name: str) -> Host:
         return self.hosts[name]
 
-    def namespace(self, name: str) -> Namespace:
-        ns = Namespace(self, name)
+    def namespace(self, name: str) -> Host:
+        """A bare network namespace: a LAN client, a NAT router, a server."""
+        ns = Host(self, name)
         self._add(ns)
         return ns.create()
 
@@ -173,19 +173,13 @@ class Lab:
     def link(self, a: Host, b: Host, a_if: str = "eth0", b_if: str = "eth0",
              a_addrs=(), b_addrs=()) -> None:
         """A veth pair between two hosts, created directly in their namespaces."""
-        a.ip("link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", b.netns)
-        a.ip("link", "set", a_if, "up")
-        b.ip("link", "set", b_if, "up")
-        for addr in [a_addrs] if isinstance(a_addrs, str) else a_addrs:
-            a.add_addr(a_if, addr)
-        for addr in [b_addrs] if isinstance(b_addrs, str) else b_addrs:
-            b.add_addr(b_if, addr)
+        a.veth(b, a_if, b_if, a_addrs, b_addrs)
 
     def nat(self, router: Host, out_iface: str) -> None:
         """Make `router` a NAT router: forward, masquerade everything leaving out_iface."""
-        router.ns_sysctl({"net.ipv4.ip_forward": 1})
-        router.ns_exec(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
-                        "-j", "MASQUERADE"])
+        router.sysctl({"net.ipv4.ip_forward": 1})
+        router.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
+                    "-j", "MASQUERADE"])
 
     def containers(self) -> list[Container]:
         return [h for h in self._order if isinstance(h, Container)]
@@ -195,8 +189,10 @@ class Lab:
                 if getattr(c, "minion", False) and not isinstance(c, Master)]
 
     def wait_ready(self, timeout: float = 120) -> None:
-        """All containers booted; the master answers; every minion answers test.ping and
-        has the formula's modules synced."""
+        """All containers booted; the master answers; every minion answers test.ping.
+        The formula's extensions are synced the way users do it: on the minions with
+        `salt MINIONS saltutil.sync_all`, on the master with `salt-run saltutil.sync_all`
+        (its runner and the utils the runner imports)."""
         t0 = time.monotonic()
         for c in self.containers():
             c.wait_booted(timeout=timeout)
@@ -213,6 +209,8 @@ class Lab:
                 c.synced = True
         elif self.master is not None:
             self.master.wait_ready(timeout=timeout)
+        if self.master is not None:
+            self.master.sync_all()
         self.timings["boot"] = boot
         self.timings["ready"] = time.monotonic() - t0
         log(f"lab {self.id}: ready ({len(self.containers())} containers booted in "
@@ -299,17 +297,6 @@ class Lab:
             self._restore_signal_handlers()
             with contextlib.suppress(ValueError):
                 _LIVE_LABS.remove(self)
-
-
-def ping(src: Host, dst_ip: str, count: int = 3, interval: float = 0.2,
-         source: str | None = None):
-    """`src` pings `dst_ip` (see Host.ping): a PingResult with sent/received/ok."""
-    return src.ping(dst_ip, count=count, interval=interval, source=source)
-
-
-def reboot(host: Container, timeout: float = 60) -> float:
-    """Reboot a container (systemctl reboot, booted again in the same namespace)."""
-    return host.reboot(timeout=timeout)
 
 
 def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:

@@ -46,6 +46,8 @@ PACKAGES = [
     "procps",
     "kmod",
     "less",
+    # `salt-run wireguard.graph svg=...` renders with Graphviz on the master
+    "graphviz",
 ]
 
 SALT_TOOLS = ["salt", "salt-call", "salt-master", "salt-minion", "salt-run", "salt-key"]

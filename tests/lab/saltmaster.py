@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from .host import Container
-from .util import LabError, log, wait_for
+from .util import LabError, wait_for
 
 MASTER_IP = "198.19.255.1"
 MINION_READY = "Minion is ready to receive requests!"
@@ -75,6 +75,7 @@ class Master(Container):
         self.write(f"{PILLAR_DIR}/top.sls", "base: {}\n")
         self.enable_unit("salt-master.service")
         self.ready = False
+        self.synced = False
         return self
 
     @property
@@ -137,6 +138,16 @@ class Master(Container):
                 f"master: `{' '.join(argv)}` printed no JSON (exit {proc.returncode})\n"
                 f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
             ) from None
+
+    def sync_all(self) -> None:
+        """`salt-run saltutil.sync_all` once: the formula's runner (and the utils it
+        imports) into the master's extension modules."""
+        if self.synced:
+            return
+        ret = self.salt_run("saltutil.sync_all", timeout=120)
+        if not isinstance(ret, dict) or "runners.wireguard" not in ret.get("runners", []):
+            raise LabError(f"salt-run saltutil.sync_all did not sync the formula's runner: {ret}")
+        self.synced = True
 
     def keys(self) -> dict:
         return json.loads(self.out(["salt-key", "--out=json", "-L"]))
@@ -208,12 +219,25 @@ class Master(Container):
         if refresh and pillars:
             self.salt(sorted(pillars), "saltutil.refresh_pillar", wait=True)
 
-    def state_apply(self, target, sls: str = "wireguard", test: bool = False,
+    def state_apply(self, minions, pillars: dict | None = None, check: bool = True,
                     timeout: float = 300, **kwargs) -> dict:
-        """`salt TARGET state.apply SLS` -> {minion: {state id: result}} (raw)."""
-        if test:
-            kwargs["test"] = True
-        return self.salt(target, "state.apply", sls, timeout=timeout, **kwargs)
+        """`salt MINIONS state.apply wireguard` -> {minion: {state id: result}} (raw), after
+        making `pillars` ({minion id: pillar}) the master's pillar when given. kwargs go
+        to state.apply (`test=True`, or `pillar={...}` for an override on the command
+        line). With `check`, a LabError unless each of `minions` (one id or a list)
+        answered and no state failed."""
+        if pillars is not None:
+            self.write_pillar(pillars)
+        ret = self.salt(minions, "state.apply", "wireguard", timeout=timeout, **kwargs)
+        if check:
+            expected = [minions] if isinstance(minions, str) else list(minions)
+            missing = sorted(set(expected) - set(ret))
+            failures = describe_failures(ret)
+            if missing or failures:
+                raise LabError(f"state.apply wireguard on {', '.join(expected)} failed"
+                               + (f"\nno answer from {', '.join(missing)}" if missing else "")
+                               + (f"\n{failures}" if failures else ""))
+        return ret
 
 
 def summarize(ret: dict) -> dict:
@@ -241,12 +265,3 @@ def describe_failures(ret: dict) -> str:
             if not r.get("result", False):
                 lines.append(f"{mid}: {sid}: {r.get('comment')}")
     return "\n".join(lines)
-
-
-def log_summary(ret: dict, what: str) -> None:
-    for mid, s in sorted(summarize(ret).items()):
-        if s["error"]:
-            log(f"{what} {mid}: ERROR {s['error'][:300]}")
-        else:
-            log(f"{what} {mid}: {s['total']} states, {s['changed']} changed, "
-                f"{len(s['failed'])} failed")

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 import yaml
 
 from .host import Container, Host, PingResult
-from .saltmaster import describe_failures, summarize
 from .util import REPO, LabError, log
 
 EXAMPLES = REPO / "examples"
@@ -333,26 +332,17 @@ class Deployment:
         return self
 
     # -- salt --------------------------------------------------------------------------
-    def apply(self, check: bool = True, pillar: dict | None = None) -> dict:
-        """Write the pillar, `salt <minions> state.apply wireguard`; returns raw result."""
+    def apply(self, pillar: dict | None = None, minions=None, check: bool = True) -> dict:
+        """Make `pillar` (default: the deployment's) the master's, then `salt MINIONS
+        state.apply wireguard` (default: every minion of it); see Master.state_apply."""
         master = self.lab.master
         if pillar is not None:
             self.pillar = pillar
         master.write_pillar(self.pillar)
         t0 = time.monotonic()
-        ret = master.state_apply(sorted(self.pillar))
+        ret = master.state_apply(sorted(minions or self.pillar), check=check)
         self.timings.setdefault("apply", time.monotonic() - t0)
-        missing = sorted(set(self.pillar) - set(ret))
-        if check:
-            errors = describe_failures(ret)
-            if missing or errors:
-                raise LabError(f"{self.name}: state.apply wireguard failed"
-                               + (f"\nno answer from {missing}" if missing else "")
-                               + (f"\n{errors}" if errors else ""))
         return ret
-
-    def summary(self, ret: dict) -> dict:
-        return summarize(ret)
 
     # -- traffic -----------------------------------------------------------------------
     def ping(self, p: Ping, within: float = 20.0) -> PingResult:
@@ -399,16 +389,6 @@ class Deployment:
                             f"(tx {before} -> {after}), so the test proves nothing")
         return problems
 
-    def check_traffic(self) -> list[str]:
-        problems = []
-        for p in self.topo.passes:
-            problems += self.check_pass(p)
-        for p in self.topo.fails:
-            problems += self.check_fail(p)
-        for s in self.topo.spoofs:
-            problems += self.check_spoof(s)
-        return problems
-
 
 def tx_bytes(host: Host, interface: str) -> int:
     """Sum of the transfer-tx column of `wg show IF transfer`."""
@@ -431,9 +411,7 @@ class _SourceCounter:
         self._cmd(["-I", *self.rule])
 
     def _cmd(self, args, check=True):
-        if isinstance(self.host, Container):
-            return self.host.run([self.tool, "-w", *args], check=check)
-        return self.host.ns_exec([self.tool, "-w", *args], check=check)
+        return self.host.run([self.tool, "-w", *args], check=check)
 
     def read(self) -> int:
         out = self._cmd(["-nvxL", "INPUT"]).stdout

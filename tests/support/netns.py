@@ -1,16 +1,21 @@
-"""Real WireGuard interfaces (wireguard-go) in network namespaces the tests create.
+"""Network namespaces the tests create, for the functional tests, the benchmarks and the
+lab (whose hosts are namespaces too, see tests/lab/host.py).
 
-Nothing here touches the machine's root namespace: every link, address and
-WireGuard interface lives in a namespace named ``wgt-...`` that ``close()`` removes,
-killing whatever still runs inside.
+Nothing here touches the machine's root namespace: every link, address and WireGuard
+interface lives in a namespace that ``delete()`` removes, killing whatever still runs
+inside.
 """
+
+from __future__ import annotations
 
 import contextlib
 import ctypes
 import os
+import signal
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 CLONE_NEWNET = 0x40000000
 PREFIX = "wgt-"
@@ -24,25 +29,71 @@ def _setns(fd):
 
 
 class Netns:
-    """One network namespace; ``with ns.entered():`` runs this thread inside it."""
+    """One network namespace, ``/run/netns/<netns>``: ``create()`` makes it,
+    ``delete()`` removes it; commands run inside with ``ip netns exec``, and
+    ``with ns.entered():`` moves the calling thread in."""
 
-    def __init__(self, label="ns"):
-        self.name = f"{PREFIX}{label}-{uuid.uuid4().hex[:6]}"
-        subprocess.run(["ip", "netns", "add", self.name], check=True)
-        self.run(["ip", "link", "set", "lo", "up"])
+    # environment of the commands run here (None: this process's)
+    env: dict | None = None
 
-    def run(self, argv, check=True, **kwargs):
-        return subprocess.run(["ip", "netns", "exec", self.name, *argv], check=check,
-                              capture_output=True, text=True, **kwargs)
+    def __init__(self, label: str = "ns", netns: str | None = None):
+        self.netns = netns or f"{PREFIX}{label}-{uuid.uuid4().hex[:6]}"
 
-    def popen(self, argv, **kwargs):
-        return subprocess.Popen(["ip", "netns", "exec", self.name, *argv], **kwargs)
+    # -- life cycle ------------------------------------------------------------------
+    def create(self) -> Netns:
+        self._sh(["ip", "netns", "add", self.netns])
+        self.ip("link", "set", "lo", "up")
+        return self
+
+    def delete(self) -> None:
+        """Kill everything inside, then delete the namespace."""
+        if not Path(f"/run/netns/{self.netns}").exists():
+            return
+        for _ in range(50):
+            pids = self._sh(["ip", "netns", "pids", self.netns], check=False).stdout.split()
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.05)
+        self._sh(["ip", "netns", "del", self.netns], check=False)
+
+    # -- commands --------------------------------------------------------------------
+    def _sh(self, argv, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        """Run argv on the machine, capture text output (the lab raises its own error)."""
+        return subprocess.run([str(a) for a in argv], check=check, capture_output=True,
+                              text=True, env=self.env, **kwargs)
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        """How argv runs in here: a machine binary in this network namespace."""
+        return ["ip", "netns", "exec", self.netns, *argv]
+
+    @staticmethod
+    def _words(cmd) -> list[str]:
+        return ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
+
+    def run(self, cmd, check: bool = True, timeout: float | None = 120,
+            input: str | None = None) -> subprocess.CompletedProcess:
+        """Run argv (list) or a shell string in here."""
+        return self._sh(self._argv(self._words(cmd)), check=check, timeout=timeout,
+                        input=input)
+
+    def popen(self, cmd, **kwargs) -> subprocess.Popen:
+        """Start argv or a shell string in the background (by default its stdout and
+        stderr together on a text pipe)."""
+        options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
+                   "env": self.env, **kwargs}
+        return subprocess.Popen(self._argv(self._words(cmd)), **options)
+
+    def out(self, cmd, **kwargs) -> str:
+        return self.run(cmd, **kwargs).stdout
 
     @contextlib.contextmanager
     def entered(self):
         """Move the calling thread (and the processes it starts) into the namespace."""
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(f"/run/netns/{self.name}", os.O_RDONLY)
+        target = os.open(f"/run/netns/{self.netns}", os.O_RDONLY)
         try:
             _setns(target)
             try:
@@ -53,13 +104,44 @@ class Netns:
             os.close(target)
             os.close(own)
 
+    # -- network ---------------------------------------------------------------------
+    def ip(self, *args, check: bool = True) -> str:
+        """`ip -n <netns> ARGS` from the outside; returns stdout."""
+        return self._sh(["ip", "-n", self.netns, *args], check=check).stdout
+
+    def sysctl(self, values: dict) -> None:
+        """Set net.* sysctls of this namespace (from the outside: also before a
+        container in it boots)."""
+        self._sh(["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w",
+                  *(f"{k}={v}" for k, v in values.items())])
+
+    def add_addr(self, ifname: str, cidr: str) -> None:
+        self.ip("addr", "add", cidr, "dev", ifname, *(["nodad"] if ":" in cidr else []))
+
+    def veth(self, other: Netns, ifname: str, other_ifname: str, addrs=(),
+             other_addrs=()) -> None:
+        """A veth pair to another namespace, created directly in the two namespaces."""
+        self.ip("link", "add", ifname, "type", "veth", "peer", "name", other_ifname,
+                "netns", other.netns)
+        for ns, name, cidrs in ((self, ifname, addrs), (other, other_ifname, other_addrs)):
+            ns.ip("link", "set", name, "up")
+            for cidr in [cidrs] if isinstance(cidrs, str) else cidrs:
+                ns.add_addr(name, cidr)
+
+    def ifindex(self, ifname: str) -> int | None:
+        out = self.ip("-o", "link", "show", "dev", ifname, check=False)
+        number = out.split(":", 1)[0]
+        return int(number) if number.isdigit() else None
+
     def wireguard(self, ifname, private_key, address, listen_port=None):
-        """Bring up a userspace WireGuard interface with a key and an address."""
+        """Bring up a userspace WireGuard interface with a key and an address. Its
+        control socket, /var/run/wireguard/<ifname>.sock, is on the machine's file
+        system: give every interface a name no concurrent run uses."""
         # wireguard-go daemonises; its child must not inherit our pipes.
-        subprocess.run(["ip", "netns", "exec", self.name, "wireguard-go", ifname], check=True,
+        subprocess.run(self._argv(["wireguard-go", ifname]), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**os.environ, "LOG_LEVEL": "error"})
-        keyfile = f"/run/{self.name}-{ifname}.key"
+                       env={**(self.env or os.environ), "LOG_LEVEL": "error"})
+        keyfile = f"/run/{self.netns}-{ifname}.key"
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             os.write(fd, private_key.encode() + b"\n")
@@ -70,40 +152,5 @@ class Netns:
             self.run(args)
         finally:
             os.unlink(keyfile)
-        self.run(["ip", "address", "add", address, "dev", ifname])
-        self.run(["ip", "link", "set", ifname, "up"])
-
-    def ifindex(self, ifname):
-        out = self.run(["cat", f"/sys/class/net/{ifname}/ifindex"], check=False)
-        if out.returncode == 0:
-            return int(out.stdout)
-        return int(self.run(["ip", "-o", "link", "show", ifname]).stdout.split(":")[0])
-
-    def close(self):
-        """Kill everything inside, then delete the namespace."""
-        for _ in range(50):
-            pids = subprocess.run(["ip", "netns", "pids", self.name],
-                                  capture_output=True, text=True).stdout.split()
-            if not pids:
-                break
-            subprocess.run(["kill", "-9", *pids], check=False, capture_output=True)
-            time.sleep(0.05)
-        subprocess.run(["ip", "netns", "del", self.name], check=False, capture_output=True)
-
-
-def veth(a, b, addr_a, addr_b):
-    """Join two namespaces with a veth pair (eth-<peer> on each side)."""
-    left, right = f"v{uuid.uuid4().hex[:8]}", f"v{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "link", "add", left, "netns", a.name, "type", "veth",
-                    "peer", "name", right, "netns", b.name], check=True)
-    a.run(["ip", "address", "add", addr_a, "dev", left])
-    b.run(["ip", "address", "add", addr_b, "dev", right])
-    a.run(["ip", "link", "set", left, "up"])
-    b.run(["ip", "link", "set", right, "up"])
-    return left, right
-
-
-def leftovers():
-    """Namespaces a crashed run of these tests left behind."""
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in out.splitlines() if line.startswith(PREFIX)]
+        self.add_addr(ifname, address)
+        self.ip("link", "set", ifname, "up")

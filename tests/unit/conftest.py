@@ -1,24 +1,19 @@
-"""Unit tests load the formula's Salt modules as plain Python modules."""
+"""Unit tests import the formula's pure code (``_utils/wgf_*.py``) directly: plain
+Python, no Salt loader and no stubbed dunders."""
 
 import importlib.util
 import pathlib
-
-import pytest
+import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+UTILS = str(REPO / "_utils")
+if UTILS not in sys.path:
+    sys.path.insert(0, UTILS)
 
 
 def load(path, name):
+    """A loader module as a plain Python module, for its dunder-free functions only."""
     spec = importlib.util.spec_from_file_location(name, REPO / path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture
-def wgmod():
-    module = load("_modules/wireguard.py", "wireguard_module_under_test")
-    module.__salt__ = {"pillar.get": lambda key, default=None, **_: default}
-    module.__opts__ = {"id": "minion1"}
-    module.__context__ = {}
     return module

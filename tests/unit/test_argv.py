@@ -1,46 +1,45 @@
-"""Keys never reach a command line: wg reads them from 0600 files."""
+"""Keys never reach a command line: wg reads preshared keys from 0600 files.
+
+How ``wireguard.apply_peers`` batches its ``wg set`` calls is tested on a real
+interface in tests/functional/test_module_live.py, and that no key shows in any
+process's argv during a real apply in tests/e2e/test_hardening.py.
+"""
 
 import os
 import stat
+import tempfile
+
+import pytest
+
+import wgf_schema
+from tests.unit.conftest import load
 
 PEER = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 
 
-def test_preshared_key_goes_through_a_private_file(wgmod, monkeypatch):
-    calls = []
+@pytest.fixture(scope="module")
+def module():
+    """The execution module as a plain module, for its dunder-free ``_peer_args``."""
+    return load("_modules/wireguard.py", "wireguard_module_under_test")
 
-    def run_all(argv, **kwargs):
-        calls.append(argv)
-        path = argv[argv.index("preshared-key") + 1]
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        dir_mode = stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode)
-        with open(path) as handle:
-            calls.append((mode, dir_mode, handle.read().strip()))
-        assert kwargs["python_shell"] is False
-        return {"retcode": 0, "stdout": "", "stderr": ""}
 
-    monkeypatch.setattr(wgmod.salt.utils.path, "which", lambda _: "/usr/bin/wg")
-    wgmod.__salt__["cmd.run_all"] = run_all
-    wgmod.set_peer("wg0", PEER, allowed_ips=["10.0.0.2/32"], preshared_key=PSK)
-    argv = calls[0]
-    assert argv[:3] == ["wg", "set", "wg0"]
+def test_preshared_key_goes_through_a_private_file(module, tmp_path):
+    keydir = tempfile.mkdtemp(dir=tmp_path)
+    change = wgf_schema.normalise_peer_change("wg0", {
+        "public_key": PEER, "allowed_ips": ["10.0.0.2/32"], "preshared_key": PSK})
+    argv = module._peer_args(change, keydir)
+    assert argv[:4] == ["peer", PEER, "allowed-ips", "10.0.0.2/32"]
     assert PSK not in " ".join(argv)
-    assert calls[1] == (0o600, 0o700, PSK)
-    assert not os.path.exists(argv[argv.index("preshared-key") + 1])
+    path = argv[argv.index("preshared-key") + 1]
+    assert os.path.dirname(path) == keydir
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    with open(path) as handle:
+        assert handle.read().strip() == PSK
 
 
-def test_many_peers_are_batched(wgmod, monkeypatch):
-    calls = []
-
-    def run_all(argv, **_):
-        calls.append(argv)
-        return {"retcode": 0, "stdout": "wg0", "stderr": ""}
-
-    monkeypatch.setattr(wgmod.salt.utils.path, "which", lambda _: "/usr/bin/wg")
-    wgmod.__salt__["cmd.run_all"] = run_all
-    peers = [{"public_key": wgmod.pubkey(wgmod.genkey())} for _ in range(1200)]
-    wgmod.apply_peers("wg0", peers=peers)
-    sets = [c for c in calls if c[1] == "set"]
-    assert len(sets) == 3 == len(calls)
-    assert sum(c.count("peer") for c in sets) == 1200
+def test_an_empty_preshared_key_removes_it_without_a_file(module, tmp_path):
+    change = wgf_schema.normalise_peer_change("wg0", {"public_key": PEER, "preshared_key": ""})
+    assert module._peer_args(change, str(tmp_path)) == ["peer", PEER, "preshared-key",
+                                                        "/dev/null"]
+    assert list(tmp_path.iterdir()) == []

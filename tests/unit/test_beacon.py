@@ -1,4 +1,9 @@
-"""The ``wireguard`` beacon (stale and recovered events) and the reactor example."""
+"""The rule the ``wireguard`` beacon fires by (``wgf_health.link_states``), its
+dunder-free parts (``validate``, ``_transition``), and the reactor example.
+
+The beacon's glue (``__salt__``, ``__context__``, event fields) is tested for real in
+tests/functional/test_check.py and tests/e2e/test_audit.py.
+"""
 
 import pathlib
 
@@ -6,68 +11,55 @@ import pytest
 import salt.config
 import salt.utils.templates
 import yaml
-from salt.exceptions import CommandExecutionError
 
+import wgf_health
 from tests.unit.conftest import REPO, load
 
 PEER1 = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 PEER2 = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
 
 
+@pytest.fixture(scope="module")
+def beacon():
+    """The beacon as a plain module: no dunder is set, only pure functions are called."""
+    return load("_beacons/wireguard.py", "wireguard_beacon_under_test")
+
+
 def peer(age=10, tx=1000, rx=1000, keepalive=None, endpoint="198.51.100.2:51820"):
+    """One peer as ``wgf_dump.parse`` gives it."""
     return {"preshared_key": False, "endpoint": endpoint, "allowed_ips": ["10.1.0.2/32"],
             "latest_handshake": None if age is None else 1_000_000 - age,
             "latest_handshake_age": age, "rx_bytes": rx, "tx_bytes": tx,
             "persistent_keepalive": keepalive}
 
 
-class Minion:
-    """What the beacon sees: ``wireguard.show`` and the config file's peer names."""
-
-    def __init__(self):
-        self.interfaces = {"wg0": {"public_key": "x", "listen_port": 51820, "fwmark": None,
-                                   "peers": {PEER1: peer(), PEER2: peer()}}}
-        self.fail = False
-
-    def show(self, interface=None):
-        if self.fail:
-            raise CommandExecutionError("The 'wg' command is missing")
-        return {k: {**v, "peers": {p: dict(d) for p, d in v["peers"].items()}}
-                for k, v in self.interfaces.items()}
-
-    def config_peers(self, interface):
-        if interface != "wg0":
-            raise CommandExecutionError("no file")
-        return {PEER1: {"name": "hub"}}
-
-    def set(self, key, interface="wg0", **values):
-        entry = self.interfaces[interface]["peers"][key]
-        entry.update({{"age": "latest_handshake_age", "tx": "tx_bytes", "rx": "rx_bytes",
-                       "keepalive": "persistent_keepalive"}[k]: v for k, v in values.items()})
-        if "age" in values:
-            entry["latest_handshake"] = None if values["age"] is None else 1_000_000 - values["age"]
+def shown(**peers):
+    """``wireguard.show`` with these peers on wg0."""
+    return {"wg0": {"public_key": "x", "listen_port": 51820, "fwmark": None,
+                    "peers": peers}}
 
 
-@pytest.fixture
-def minion():
-    return Minion()
+class Looks:
+    """The beacon's successive looks: ``wireguard.link_states`` with the previous result
+    as ``since``, and ``_transition`` on each peer's record."""
 
+    def __init__(self, beacon, stale_after=180, renotify=0):
+        self.beacon, self.stale_after, self.renotify = beacon, stale_after, renotify
+        self.previous, self.records, self.now = None, {}, 5000.0
 
-@pytest.fixture
-def beacon(minion, monkeypatch):
-    module = load("_beacons/wireguard.py", "wireguard_beacon_under_test")
-    module.__salt__ = {"wireguard.show": minion.show,
-                       "wireguard.config_peers": minion.config_peers}
-    module.__context__ = {}
-    clock = {"now": 5000.0}
-    monkeypatch.setattr(module.time, "time", lambda: clock["now"])
-    module.clock = clock
-    return module
-
-
-def look(beacon, *config):
-    config = list(config) or [{"stale_after": 180}]
-    return beacon.beacon([*config, {"_beacon_name": "wireguard"}])
+    def look(self, later=10, **peers):
+        self.now += later
+        looked = wgf_health.link_states(shown(**peers), self.now, self.stale_after,
+                                        self.previous)
+        self.previous = looked
+        events = []
+        for key, state in sorted(looked["interfaces"]["wg0"].items()):
+            record, tag = self.beacon._transition(self.records.get(key), state["state"],
+                                                  self.now, self.renotify)
+            self.records[key] = record
+            if tag:
+                events.append((tag, key, state["state"]))
+        return events
 
 
 # ------------------------------------------------------------------ validate
@@ -91,131 +83,114 @@ def test_valid_configurations(beacon, config):
     ([{"renotify": -1}], "renotify must be"),
     ([{"interfaces": "wg0"}], "interfaces must be a list"),
     ([{"interfaces": [""]}], "interfaces must be a list"),
+    ([{1: 10}], "every option name is a string"),
+    ([{None: 10}, {"stale_after": 5}], "every option name is a string"),
+    ([{("stale_after",): 10}], "every option name is a string"),
 ])
 def test_invalid_configurations(beacon, config, words):
     valid, message = beacon.validate(config)
     assert not valid and words in message
 
 
-# ------------------------------------------------------------------ events
+# ------------------------------------------------------------------ the rule, look by look
 
-def test_stale_then_recovered(beacon, minion):
-    assert look(beacon) == []  # first look: healthy
-    minion.set(PEER1, age=200)
-    assert look(beacon) == []  # old handshake, but nothing sent: idle, not stale
-    minion.set(PEER1, age=210, tx=1148)
-    beacon.clock["now"] += 10
-    (event,) = look(beacon)
-    assert event == {"tag": "stale", "interface": "wg0", "peer": PEER1, "name": "hub",
-                     "endpoint": "198.51.100.2:51820", "age": 210,
-                     "latest_handshake": 1_000_000 - 210, "stale_after": 180}
-    minion.set(PEER1, age=220, tx=1296)
-    beacon.clock["now"] += 10
-    assert look(beacon) == []  # fired once, not at every look
-    minion.set(PEER1, age=1, rx=1100)
-    beacon.clock["now"] += 35
-    (event,) = look(beacon)
-    assert event["tag"] == "recovered" and event["peer"] == PEER1 and event["age"] == 1
-    assert event["stale_for"] == 45
-    assert look(beacon) == []
+def test_stale_then_recovered(beacon):
+    looks = Looks(beacon)
+    assert looks.look(**{PEER1: peer()}) == []  # first look: only the counters
+    assert looks.look(**{PEER1: peer(age=200)}) == []  # old handshake, nothing sent: idle
+    assert looks.previous["interfaces"]["wg0"][PEER1]["state"] == "idle"
+    assert looks.look(**{PEER1: peer(age=210, tx=1148)}) == [("stale", PEER1, "stale")]
+    assert looks.look(**{PEER1: peer(age=220, tx=1296)}) == []  # fired once
+    assert looks.records[PEER1]["since"] == 5030.0
+    assert looks.look(later=35, **{PEER1: peer(age=1, tx=1400, rx=1100)}) == [
+        ("recovered", PEER1, "up")]
+    assert looks.look(**{PEER1: peer(age=11, tx=1400, rx=1100)}) == []
 
 
-def test_a_stale_peer_that_answers_again_has_recovered(beacon, minion):
+def test_a_stale_peer_that_answers_again_has_recovered(beacon):
     """Found again at a new address, a peer keeps its session: no new handshake, but
     its answers arrive."""
-    look(beacon)
-    minion.set(PEER1, age=200, tx=2000)
-    assert [e["tag"] for e in look(beacon)] == ["stale"]
-    minion.set(PEER1, age=205, tx=2500, rx=1400)
-    beacon.clock["now"] += 5
-    (event,) = look(beacon)
-    assert (event["tag"], event["age"], event["stale_for"]) == ("recovered", 205, 5)
+    looks = Looks(beacon)
+    looks.look(**{PEER1: peer()})
+    assert looks.look(**{PEER1: peer(age=200, tx=2000)}) == [("stale", PEER1, "stale")]
+    assert looks.look(later=5, **{PEER1: peer(age=205, tx=2500, rx=1400)}) == [
+        ("recovered", PEER1, "up")]
 
 
-def test_counters_from_long_ago_say_nothing(beacon, minion):
-    """After a long pause (the beacon was off), the first look is a first look again."""
-    look(beacon)
-    minion.set(PEER1, age=400, tx=1032)  # a single keepalive sent meanwhile
-    beacon.clock["now"] += 3600
-    assert look(beacon) == []
+def test_counters_from_long_ago_say_nothing():
+    """A sample older than the rule's window is no sample: the counters may have grown
+    by a keepalive a minute for an hour."""
+    before = wgf_health.link_states(shown(**{PEER1: peer(age=400)}), 1000, 180)
+    later = shown(**{PEER1: peer(age=410, tx=1148)})
+    assert wgf_health.link_states(later, 1010, 180, before)["interfaces"]["wg0"][PEER1][
+        "state"] == "stale"
+    assert wgf_health.link_states(later, 1000 + 3600, 180, before)["interfaces"]["wg0"][
+        PEER1]["state"] == "idle"
+    assert wgf_health.link_states(later, 990, 180, before)["interfaces"]["wg0"][PEER1][
+        "state"] == "idle"  # a clock that went back
 
 
-def test_a_lone_keepalive_is_not_traffic(beacon, minion):
-    look(beacon)
-    minion.set(PEER1, age=200, tx=1032)  # the keepalive sent 10 s after an answer
-    assert look(beacon) == []
-    minion.set(PEER1, age=201, tx=1032 + 148)  # a handshake initiation: someone sends
-    assert [e["tag"] for e in look(beacon)] == ["stale"]
+def test_a_lone_keepalive_is_not_traffic(beacon):
+    looks = Looks(beacon)
+    looks.look(**{PEER1: peer()})
+    assert looks.look(**{PEER1: peer(age=200, tx=1032)}) == []  # the keepalive after an answer
+    assert looks.look(**{PEER1: peer(age=201, tx=1032 + 148)}) == [
+        ("stale", PEER1, "stale")]  # a handshake initiation: someone sends
 
 
-def test_a_peer_that_answers_is_not_stale(beacon, minion):
-    look(beacon)
-    minion.set(PEER1, age=200, tx=5000, rx=5000)  # traffic both ways, no rekey yet
-    assert look(beacon) == []
+def test_a_peer_that_answers_is_not_stale(beacon):
+    looks = Looks(beacon)
+    looks.look(**{PEER1: peer()})
+    assert looks.look(**{PEER1: peer(age=200, tx=5000, rx=5000)}) == []  # no rekey yet
+    assert looks.previous["interfaces"]["wg0"][PEER1]["state"] == "up"
 
 
-def test_a_keepalive_means_traffic_is_sent(beacon, minion):
-    minion.set(PEER2, age=400, keepalive=25)
-    (event,) = look(beacon)  # already at the first look
-    assert (event["tag"], event["peer"], event["name"]) == ("stale", PEER2, None)
+def test_a_keepalive_means_traffic_is_sent(beacon):
+    looks = Looks(beacon)
+    assert looks.look(**{PEER2: peer(age=400, keepalive=25)}) == []  # first look
+    assert looks.previous["interfaces"]["wg0"][PEER2]["state"] == "stale"
+    assert looks.look(**{PEER2: peer(age=410, keepalive=25)}) == [("stale", PEER2, "stale")]
 
 
-def test_never_handshaked_needs_a_second_look(beacon, minion):
-    minion.set(PEER2, age=None, tx=0, rx=0, keepalive=25)
-    assert look(beacon) == []  # just added: its first handshake may be on the way
-    minion.set(PEER2, tx=148)
-    (event,) = look(beacon)
-    assert event["tag"] == "stale" and event["age"] is None
+def test_never_handshaked_needs_a_second_look(beacon):
+    looks = Looks(beacon)
+    # just added: its first handshake may be on the way
+    assert looks.look(**{PEER2: peer(age=None, tx=0, rx=0, keepalive=25)}) == []
+    assert looks.previous["interfaces"]["wg0"][PEER2]["state"] == "new"
+    assert looks.look(**{PEER2: peer(age=None, tx=148, rx=0, keepalive=25)}) == [
+        ("stale", PEER2, "never")]
 
 
-def test_a_still_stale_peer_is_reported_again_after_renotify(beacon, minion):
-    config = [{"stale_after": 180}, {"renotify": 60}]
-    look(beacon, *config)
-    minion.set(PEER1, age=300, tx=2000)
-    assert [e["tag"] for e in look(beacon, *config)] == ["stale"]
-    beacon.clock["now"] += 30
-    assert look(beacon, *config) == []
-    beacon.clock["now"] += 30
-    (again,) = look(beacon, *config)
-    assert again["tag"] == "stale" and again["stale_for"] == 60
-    beacon.clock["now"] += 30
-    assert look(beacon, *[{"stale_after": 180}, {"renotify": 0}]) == []
+def test_a_still_stale_peer_is_reported_again_after_renotify(beacon):
+    looks = Looks(beacon, renotify=60)
+    looks.look(**{PEER1: peer()})
+    assert looks.look(**{PEER1: peer(age=300, tx=2000)}) == [("stale", PEER1, "stale")]
+    assert looks.look(later=30, **{PEER1: peer(age=330, tx=2200)}) == []
+    assert looks.look(later=30, **{PEER1: peer(age=360, tx=2400)}) == [
+        ("stale", PEER1, "stale")]
+    assert looks.records[PEER1]["since"] == 5020.0  # stale since the first event
+    looks.renotify = 0
+    assert looks.look(later=60, **{PEER1: peer(age=420, tx=2600)}) == []
 
 
-def test_only_the_configured_interfaces(beacon, minion):
-    minion.interfaces["wg1"] = {"public_key": "y", "listen_port": None, "fwmark": None,
-                                "peers": {PEER1: peer(age=900, keepalive=5)}}
-    events = look(beacon, {"stale_after": 180}, {"interfaces": ["wg1"]})
-    assert [(e["interface"], e["name"]) for e in events] == [("wg1", None)]
+def test_link_states_gives_what_the_events_carry():
+    result = wgf_health.link_states(shown(**{PEER1: peer(age=20, tx=7, rx=9)}), 1234.5, 90)
+    assert result == {"at": 1234.5, "stale_after": 90, "interfaces": {"wg0": {PEER1: {
+        "state": "up", "latest_handshake": 1_000_000 - 20, "age": 20,
+        "endpoint": "198.51.100.2:51820", "tx_bytes": 7, "rx_bytes": 9}}}}
 
 
-def test_state_of_removed_peers_is_forgotten(beacon, minion):
-    minion.set(PEER1, age=900, keepalive=5)
-    assert len(look(beacon)) == 1
-    del minion.interfaces["wg0"]["peers"][PEER1]
-    look(beacon)
-    assert set(beacon.__context__["wireguard.beacon"]) == {f"wg0 {PEER2}"}
-    minion.interfaces["wg0"]["peers"][PEER1] = peer(age=900, keepalive=5)
-    assert [e["tag"] for e in look(beacon)] == ["stale"]  # a new outage of a new peer
-
-
-def test_no_wg_means_no_event(beacon, minion, monkeypatch):
-    logged = []
-    monkeypatch.setattr(beacon.log, "warning", lambda *args: logged.append(args[0] % args[1:]))
-    minion.fail = True
-    assert look(beacon) == []
-    assert logged == ["wireguard beacon: cannot read the live interfaces: "
-                      "The 'wg' command is missing"]
-
-
-def test_judge_is_pure(beacon):
-    state, tag = beacon._judge(None, peer(age=5), 180, 0.0)
-    assert tag is None and state == {"stale": False, "tx": 1000, "rx": 1000, "since": None,
-                                     "notified": None, "at": 0.0}
-    state, tag = beacon._judge(state, peer(age=500, tx=1100), 180, 7.0)
-    assert tag == "stale" and state["since"] == 7.0
-    state, tag = beacon._judge(state, peer(age=2, tx=1200, rx=1100), 180, 9.0)
-    assert tag == "recovered" and not state["stale"]
+def test_transition_is_pure(beacon):
+    record, tag = beacon._transition(None, "stale", 0.0)
+    assert tag is None and record == {"stale": False, "since": None, "notified": None}
+    record, tag = beacon._transition(record, "idle", 5.0)
+    assert tag is None and not record["stale"]
+    record, tag = beacon._transition(record, "never", 7.0)
+    assert tag == "stale" and record == {"stale": True, "since": 7.0, "notified": 7.0}
+    same, tag = beacon._transition(record, "stale", 9.0, renotify=300)
+    assert tag is None and same == record
+    record, tag = beacon._transition(record, "up", 11.0)
+    assert tag == "recovered" and not record["stale"]
 
 
 # ------------------------------------------------------------------ reactor example

@@ -1,9 +1,15 @@
 """Every check of ``wireguard.check``, on plain data (no live interface)."""
 
 import copy
+import ipaddress
 import json
 
 import pytest
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+import wgf_conf
+import wgf_health
 
 PRIV = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 PUB = "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
@@ -44,9 +50,9 @@ def live_peer(**kwargs):
 
 
 @pytest.fixture
-def data(wgmod):
+def data():
     """A healthy interface: file, live state and surroundings agree."""
-    conf = wgmod._parse_conf(CONF)
+    conf = wgf_conf.parse(CONF)
     return {
         "name": "wg0", "config_path": "/etc/wireguard/wg0.conf", "conf": conf,
         "conf_error": None,
@@ -60,7 +66,7 @@ def data(wgmod):
                              persistent_keepalive=25),
             PEER2: live_peer(allowed_ips=["10.1.0.3/32"], endpoint="203.0.113.7:40000"),
         }},
-        "tx_later": None,
+        "samples": None, "service": "wg-quick@wg0", "init": "systemd",
         "link": {"mtu": 1420, "addresses": ["10.1.0.1/24", "fd01::1/64"]},
         "routes": ["10.1.0.0/24", "172.16.1.0/24", "fd01::/64"],
         "underlay": {"198.51.100.2": {"dev": "eth0", "mtu": None, "dev_mtu": 1500,
@@ -73,8 +79,8 @@ def data(wgmod):
     }
 
 
-def found(wgmod, data, stale_after=180):
-    return wgmod._check_interface(data, stale_after)
+def found(data, stale_after=180):
+    return wgf_health.check_interface(data, stale_after)
 
 
 def only(problems, *severities):
@@ -83,8 +89,8 @@ def only(problems, *severities):
 
 # ------------------------------------------------------------------ config parser
 
-def test_parse_conf_reads_every_key_and_keeps_no_secret(wgmod):
-    conf = wgmod._parse_conf(CONF)
+def test_parse_conf_reads_every_key_and_keeps_no_secret():
+    conf = wgf_conf.parse(CONF)
     assert conf["public_key"] == PUB and conf["has_private_key"]
     assert conf["address"] == ["10.1.0.1/24", "fd01::1/64"]
     assert (conf["listen_port"], conf["mtu"]) == (51820, 1420)
@@ -99,57 +105,57 @@ def test_parse_conf_reads_every_key_and_keeps_no_secret(wgmod):
     assert PRIV not in json.dumps(conf) and PSK not in json.dumps(conf)
 
 
-def test_parse_conf_reports_bad_lines_without_quoting_keys(wgmod):
-    conf = wgmod._parse_conf("[Interface]\nPrivateKey = not-a-key\nListenPort = x\n"
+def test_parse_conf_reports_bad_lines_without_quoting_keys():
+    conf = wgf_conf.parse("[Interface]\nPrivateKey = not-a-key\nListenPort = x\n"
                              "garbage\n[Peer]\nAllowedIPs = 10.0.0.300/32\n[Foo]\n")
     assert conf["errors"] == [
         "line 2: PrivateKey is not a valid key",
         "line 3: ListenPort 'x' is not a number",
         "line 4: not a 'Key = value' line of a section",
-        "line 6: AllowedIPs '10.0.0.300/32' is not a CIDR",
-        "line 7: unknown section [Foo]",
+        "line 6: AllowedIPs: '10.0.0.300/32' is not a valid CIDR",
+        "line 7: unknown section (not [Interface] or [Peer])",
     ]
 
 
-def test_a_healthy_interface_has_no_problem(wgmod, data):
-    assert found(wgmod, data) == []
+def test_a_healthy_interface_has_no_problem(data):
+    assert found(data) == []
 
 
 # ------------------------------------------------------------------ presence
 
-def test_up_without_a_file_and_down_with_one(wgmod, data):
+def test_up_without_a_file_and_down_with_one(data):
     up_only = dict(data, conf=None)
-    (problem,) = only(found(wgmod, up_only))
+    (problem,) = only(found(up_only))
     assert problem["check"] == "presence" and problem["severity"] == "warning"
     assert "does not come back after a restart" in problem["message"]
     down = dict(data, live=None, link=None, routes=None)
-    (problem,) = only(found(wgmod, down))
+    (problem,) = only(found(down))
     assert problem["severity"] == "error" and "is down although" in problem["message"]
     assert problem["fix"].startswith("Start it: systemctl start wg-quick@wg0")
 
 
-def test_pillar_absent_disabled_and_declared_but_missing(wgmod, data):
+def test_pillar_absent_disabled_and_declared_but_missing(data):
     pillar = {"absent": True, "enabled": True, "peers": {}, "routes": [], "forwarding": False,
               "masquerade": [], "ipv6": False}
-    (problem,) = only(found(wgmod, dict(data, pillar=pillar)))
+    (problem,) = only(found(dict(data, pillar=pillar)))
     assert "Pillar says wg0 is absent, but it is still up" in problem["message"]
     pillar.update(absent=False, enabled=False)
-    problems = only(found(wgmod, dict(data, pillar=pillar)))
+    problems = only(found(dict(data, pillar=pillar)))
     assert [p["message"] for p in problems if p["check"] == "presence"] == [
         "Pillar says wg0 is disabled, but it is up"]
     pillar.update(enabled=True)
     nothing = dict(data, conf=None, live=None, link=None, routes=None, pillar=pillar)
-    (problem,) = only(found(wgmod, nothing))
+    (problem,) = only(found(nothing))
     assert problem["severity"] == "error" and "has no /etc/wireguard/wg0.conf" in (
         problem["message"])
 
 
-def test_unreadable_and_broken_files(wgmod, data):
+def test_unreadable_and_broken_files(data):
     broken = dict(data, conf=None, conf_error="/etc/wireguard/wg0.conf cannot be read: denied")
-    assert [p["check"] for p in only(found(wgmod, broken))] == ["config"]
+    assert [p["check"] for p in only(found(broken))] == ["config"]
     conf = copy.deepcopy(data["conf"])
     conf["errors"] = ["line 3: ListenPort 'x' is not a number"]
-    (problem,) = only(found(wgmod, dict(data, conf=conf)))
+    (problem,) = only(found(dict(data, conf=conf)))
     assert problem["message"] == "/etc/wireguard/wg0.conf, line 3: ListenPort 'x' is not a number"
 
 
@@ -165,28 +171,28 @@ def test_unreadable_and_broken_files(wgmod, data):
     ("dir", 0o755, "warning", "others can look into it"),
     ("dir", 0o777, "error", "writable by everyone"),
 ])
-def test_file_modes(wgmod, data, which, mode, severity, words):
+def test_file_modes(data, which, mode, severity, words):
     data["modes"][which]["mode"] = mode
-    (problem,) = only(found(wgmod, data))
+    (problem,) = only(found(data))
     assert problem["check"] == "permissions" and problem["severity"] == severity
     assert words in problem["message"]
     assert problem["fix"].startswith(("chmod 600 ", "chmod 700 "))
 
 
-def test_files_not_owned_by_root(wgmod, data):
+def test_files_not_owned_by_root(data):
     data["modes"]["key"]["uid"] = 1000
-    (problem,) = only(found(wgmod, data))
+    (problem,) = only(found(data))
     assert problem["message"] == "/etc/wireguard/wg0.key is owned by uid 1000, not root"
 
 
 # ------------------------------------------------------------------ drift
 
-def test_interface_drift(wgmod, data):
+def test_interface_drift(data):
     data["live"].update(public_key=PEER2, listen_port=40000, fwmark=0x10)
     data["conf"]["fwmark"] = 0x20
     data["link"] = {"mtu": 1380, "addresses": ["10.1.0.1/24", "10.9.9.9/32"]}
     data["key_file_public"] = PEER1
-    messages = [p["message"] for p in only(found(wgmod, data)) if p["check"] == "drift"]
+    messages = [p["message"] for p in only(found(data)) if p["check"] == "drift"]
     assert messages == [
         f"wg0 runs the key of public key {PEER2[:8]}..., but /etc/wireguard/wg0.conf holds "
         f"the key of {PUB[:8]}...",
@@ -199,14 +205,14 @@ def test_interface_drift(wgmod, data):
     ]
 
 
-def test_peer_drift(wgmod, data):
+def test_peer_drift(data):
     hub = data["live"]["peers"][PEER1]
     hub.update(allowed_ips=["10.1.0.2/32"], persistent_keepalive=None, preshared_key=False,
                endpoint=None)
     stranger = "q5UPfJp/qGk3uXnUz9A0nAdrK3XF1O8wpx6Wm2JwVEM="
     data["live"]["peers"][stranger] = live_peer()
     del data["live"]["peers"][PEER2]
-    problems = {(p["severity"], p["peer"], p["message"]) for p in found(wgmod, data)
+    problems = {(p["severity"], p["peer"], p["message"]) for p in found(data)
                 if p["check"] == "drift"}
     label = f"peer 'hub' ({PEER1[:8]}...)"
     assert problems == {
@@ -224,118 +230,116 @@ def test_peer_drift(wgmod, data):
     }
 
 
-def test_a_roamed_endpoint_is_only_a_note(wgmod, data):
+def test_a_roamed_endpoint_is_only_a_note(data):
     data["live"]["peers"][PEER1]["endpoint"] = "198.51.100.99:51820"
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["severity"] == "info" and "it roamed" in problem["message"]
     assert "wireguard.reresolve wg0" in problem["fix"]
 
 
-def test_pillar_drift_shows_the_changed_lines_with_keys_masked(wgmod, data):
-    masked = wgmod._CONF_SECRET.sub(r"\1<hidden>", CONF)
+def test_pillar_drift_shows_the_changed_lines_with_keys_masked(data):
+    masked = wgf_conf.mask(CONF)
     data.update(conf_masked=masked, rendered=masked.replace("MTU = 1420", "MTU = 1380"))
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["check"] == "pillar" and problem["severity"] == "warning"
     assert "(2 line(s): -MTU = 1420; +MTU = 1380)" in problem["message"]
     assert PRIV not in masked and PSK not in masked
     data["rendered"] = masked
-    assert found(wgmod, data) == []
+    assert found(data) == []
 
 
 # ------------------------------------------------------------------ handshakes
 
-def test_never_handshaked_while_sending_is_an_error(wgmod, data):
+def test_never_handshaked_while_sending_is_an_error(data):
     data["live"]["peers"][PEER2].update(latest_handshake=None, latest_handshake_age=None,
                                         rx_bytes=0, tx_bytes=592)
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert (problem["severity"], problem["check"], problem["peer"]) == (
         "error", "handshake", PEER2)
     assert problem["message"] == (f"peer 'laptop' ({PEER2[:8]}...) never completed a "
                                   "handshake, although 592 bytes were sent to it")
 
 
-def test_never_handshaked_without_traffic_is_a_note(wgmod, data):
+def test_never_handshaked_without_traffic_is_a_note(data):
     peer = data["live"]["peers"][PEER2]
     peer.update(latest_handshake=None, latest_handshake_age=None, rx_bytes=0, tx_bytes=0)
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["severity"] == "info" and "nothing was sent to it" in problem["message"]
     peer["endpoint"] = None
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert "it must dial in" in problem["message"]
 
 
-def test_stale_needs_traffic_idle_is_a_note(wgmod, data):
+def test_stale_needs_traffic_idle_is_a_note(data):
     laptop = data["live"]["peers"][PEER2]
     laptop["latest_handshake_age"] = 400
-    (idle,) = found(wgmod, data)
+    (idle,) = found(data)
     assert idle["severity"] == "info" and "is idle" in idle["message"]
-    data["tx_later"] = {PEER2: laptop["tx_bytes"] + 148}
-    (stale,) = found(wgmod, data)
+    data["samples"] = {PEER2: {"tx": 148, "rx": 0}}  # a handshake initiation
+    (stale,) = found(data)
     assert stale["severity"] == "error" and "is stale: its last handshake was 400 s ago" in (
         stale["message"])
     # with a keepalive traffic is always sent: stale without a second sample
-    data["tx_later"] = None
+    data["samples"] = None
     data["live"]["peers"][PEER1]["latest_handshake_age"] = 200
-    stale = only(found(wgmod, data))
+    stale = only(found(data))
     assert [(p["peer"], "(persistent keepalive)" in p["message"]) for p in stale] == [
         (PEER1, True)]
     # the threshold is a parameter
-    assert found(wgmod, data, stale_after=500) == []
+    assert found(data, stale_after=500) == []
 
 
-def test_a_lone_keepalive_between_samples_is_not_traffic(wgmod, data):
+def test_a_lone_keepalive_between_samples_is_not_traffic(data):
     laptop = data["live"]["peers"][PEER2]
     laptop["latest_handshake_age"] = 400
-    data["tx_later"] = {PEER2: laptop["tx_bytes"] + 32}
-    (idle,) = found(wgmod, data)
+    data["samples"] = {PEER2: {"tx": 32, "rx": 0}}
+    (idle,) = found(data)
     assert idle["severity"] == "info" and "is idle" in idle["message"]
 
 
-def test_a_peer_that_answers_between_samples_is_not_stale(wgmod, data):
+def test_a_peer_that_answers_between_samples_is_not_stale(data):
     laptop = data["live"]["peers"][PEER2]
     laptop["latest_handshake_age"] = 150
-    data["tx_later"] = {PEER2: laptop["tx_bytes"] + 500}
-    data["rx_later"] = {PEER2: laptop["rx_bytes"] + 500}  # replies: the session works
-    assert only(found(wgmod, data, stale_after=120)) == []
-    data["rx_later"] = {PEER2: laptop["rx_bytes"]}
-    assert [p["check"] for p in only(found(wgmod, data, stale_after=120))] == ["handshake"]
+    data["samples"] = {PEER2: {"tx": 500, "rx": 500}}  # replies: the session works
+    assert only(found(data, stale_after=120)) == []
+    data["samples"] = {PEER2: {"tx": 500, "rx": 0}}
+    assert [p["check"] for p in only(found(data, stale_after=120))] == ["handshake"]
 
 
-def test_handshake_fix_mentions_reresolve_for_host_names(wgmod, data):
+def test_handshake_fix_mentions_reresolve_for_host_names(data):
     data["conf"]["peers"][0]["endpoint"] = "hub.example.net:51820"
     data["resolved"] = {"hub.example.net:51820": {"addresses": ["198.51.100.2:51820"],
                                                   "error": None}}
     data["live"]["peers"][PEER2]["latest_handshake_age"] = 400
-    data["tx_later"] = {PEER2: 10**6}
-    (stale,) = only(found(wgmod, data))
+    data["samples"] = {PEER2: {"tx": 10**6, "rx": 0}}
+    (stale,) = only(found(data))
     assert "salt-call wireguard.reresolve wg0 re-resolves host-name endpoints." in stale["fix"]
 
 
 # ------------------------------------------------------------------ AllowedIPs
 
-def test_the_same_prefix_in_two_peers_of_the_file(wgmod, data):
+def test_the_same_prefix_in_two_peers_of_the_file(data):
     data["conf"]["peers"][1]["allowed_ips"].append("172.16.1.0/24")
-    (problem,) = [p for p in found(wgmod, data) if p["check"] == "allowed_ips"]
+    (problem,) = [p for p in found(data) if p["check"] == "allowed_ips"]
     assert problem["severity"] == "error" and problem["peer"] == PEER2
     assert "172.16.1.0/24 is in the AllowedIPs of peer 'hub'" in problem["message"]
 
 
-def test_nested_prefixes_of_live_peers_are_notes(wgmod, data):
+def test_nested_prefixes_of_live_peers_are_notes(data):
     data["live"]["peers"][PEER2]["allowed_ips"] = ["172.16.1.128/25"]
     data["conf"]["peers"][1]["allowed_ips"] = ["172.16.1.128/25"]
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["severity"] == "info" and problem["peer"] == PEER2
     assert problem["message"].startswith(
         f"172.16.1.128/25 of peer 'laptop' ({PEER2[:8]}...) lies inside 172.16.1.0/24 of "
         f"peer 'hub'")
 
 
-def test_nested_prefix_sweep(wgmod):
-    import ipaddress
+def test_nested_prefix_sweep():
     nets = [(ipaddress.ip_network(n), k) for n, k in [
         ("0.0.0.0/0", "gw"), ("10.0.0.0/8", "a"), ("10.1.0.0/16", "a"), ("10.1.2.3/32", "b"),
         ("192.168.0.0/24", "c"), ("::/0", "gw"), ("fd00::1/128", "d")]]
-    pairs = {(str(o), str(i)) for o, _, i, _ in wgmod._nested_prefixes(nets)}
+    pairs = {(str(o), str(i)) for o, _, i, _ in wgf_health.nested_prefixes(nets)}
     assert pairs == {("0.0.0.0/0", "10.0.0.0/8"), ("0.0.0.0/0", "10.1.0.0/16"),
                      ("10.1.0.0/16", "10.1.2.3/32"), ("0.0.0.0/0", "192.168.0.0/24"),
                      ("::/0", "fd00::1/128")}
@@ -343,9 +347,9 @@ def test_nested_prefix_sweep(wgmod):
 
 # ------------------------------------------------------------------ MTU
 
-def test_mtu_above_the_path_minus_overhead(wgmod, data):
+def test_mtu_above_the_path_minus_overhead(data):
     data["underlay"]["198.51.100.2"].update(mtu=1400)  # a route with "mtu 1400"
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["check"] == "mtu" and problem["severity"] == "warning"
     assert problem["peer"] == PEER1
     assert "carries 1400 bytes, and WireGuard over IPv4 adds 60" in problem["message"]
@@ -353,29 +357,29 @@ def test_mtu_above_the_path_minus_overhead(wgmod, data):
                              "wireguard on this minion."
 
 
-def test_mtu_over_an_ipv6_underlay_needs_80_bytes(wgmod, data):
+def test_mtu_over_an_ipv6_underlay_needs_80_bytes(data):
     data["live"]["peers"][PEER2]["endpoint"] = "[2001:db8::7]:40000"
     data["underlay"]["2001:db8::7"] = {"dev": "eth0", "mtu": None, "dev_mtu": 1480,
                                        "error": None}
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert "WireGuard over IPv6 adds 80" in problem["message"]
     assert "Set mtu: 1400 for wg0" in problem["fix"]
     data["link"]["mtu"] = 1400
     data["conf"]["mtu"] = 1400
-    assert found(wgmod, data) == []
+    assert found(data) == []
 
 
-def test_endpoint_routed_into_the_tunnel_itself(wgmod, data):
+def test_endpoint_routed_into_the_tunnel_itself(data):
     data["underlay"]["203.0.113.7"]["dev"] = "wg0"
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["severity"] == "error" and "is routed into wg0 itself" in problem["message"]
 
 
 # ------------------------------------------------------------------ routes, forwarding
 
-def test_routes_missing_live_and_allowed_ips_without_a_route(wgmod, data):
+def test_routes_missing_live_and_allowed_ips_without_a_route(data):
     data["routes"] = ["10.1.0.0/24", "fd01::/64"]
-    problems = {(p["severity"], p["message"]) for p in found(wgmod, data)
+    problems = {(p["severity"], p["message"]) for p in found(data)
                 if p["check"] == "routes"}
     assert problems == {
         ("error", "The route 172.16.1.0/24 through wg0 is missing"),
@@ -384,18 +388,18 @@ def test_routes_missing_live_and_allowed_ips_without_a_route(wgmod, data):
     }
 
 
-def test_a_default_route_in_another_table_covers_everything(wgmod, data):
+def test_a_default_route_in_another_table_covers_everything(data):
     data["live"]["peers"][PEER1]["allowed_ips"] = ["0.0.0.0/0", "::/0"]
     data["conf"]["peers"][0]["allowed_ips"] = ["0.0.0.0/0", "::/0"]
     data["conf"]["routes"] = []
     data["routes"] = ["0.0.0.0/0", "::/0"]  # wg-quick's table 51820
-    assert only(found(wgmod, data)) == []
+    assert only(found(data)) == []
 
 
-def test_routes_come_from_pillar_when_pillar_has_the_interface(wgmod, data):
+def test_routes_come_from_pillar_when_pillar_has_the_interface(data):
     pillar = {"absent": False, "enabled": True, "peers": {}, "routes": ["192.168.7.0/24"],
               "forwarding": False, "masquerade": [], "ipv6": True}
-    messages = [p["message"] for p in found(wgmod, dict(data, pillar=pillar))
+    messages = [p["message"] for p in found(dict(data, pillar=pillar))
                 if p["check"] == "routes"]
     assert messages == ["The route 192.168.7.0/24 through wg0 is missing"]
 
@@ -411,9 +415,9 @@ def test_routes_come_from_pillar_when_pillar_has_the_interface(wgmod, data):
     ({"forwarding": False, "masquerade": [], "ipv6": False}, {"ipv4": False, "ipv6": False},
      []),
 ])
-def test_forwarding_wanted_but_off(wgmod, data, pillar, forwarding, expected):
+def test_forwarding_wanted_but_off(data, pillar, forwarding, expected):
     pillar = dict(pillar, absent=False, enabled=True, peers={}, routes=["172.16.1.0/24"])
-    problems = [p for p in found(wgmod, dict(data, pillar=pillar, forwarding=forwarding))
+    problems = [p for p in found(dict(data, pillar=pillar, forwarding=forwarding))
                 if p["check"] == "forwarding"]
     assert [p["message"].split("but ")[1].split(" is")[0] for p in problems] == expected
     assert all(p["severity"] == "error" for p in problems)
@@ -421,41 +425,37 @@ def test_forwarding_wanted_but_off(wgmod, data, pillar, forwarding, expected):
 
 # ------------------------------------------------------------------ endpoints
 
-def test_an_endpoint_that_does_not_resolve(wgmod, data):
+def test_an_endpoint_that_does_not_resolve(data):
     data["conf"]["peers"][0]["endpoint"] = "gone.example.net:51820"
     data["resolved"] = {"gone.example.net:51820": {
         "addresses": [], "error": "Endpoint 'gone.example.net:51820' does not resolve"}}
-    (problem,) = found(wgmod, data)
+    (problem,) = found(data)
     assert problem["check"] == "endpoint" and problem["severity"] == "error"
     assert problem["message"] == ("The endpoint gone.example.net:51820 of peer 'hub' "
                                   f"({PEER1[:8]}...) does not resolve")
 
 
-# ------------------------------------------------------------------ the whole function
+# ------------------------------------------------------------------ the whole report
 
-@pytest.fixture
-def gathered(wgmod, data, monkeypatch):
-    """``check`` with its gathering replaced by the plain data above."""
-    monkeypatch.setattr(wgmod, "_validated", lambda *a, **k: ({}, {}))
-    monkeypatch.setattr(wgmod, "show", lambda *a, **k: {"wg0": data["live"]})
-    monkeypatch.setattr(wgmod, "_config_files", lambda directory: ["wg0"])
-    monkeypatch.setattr(wgmod, "_forwarding", lambda: data["forwarding"])
-    monkeypatch.setattr(wgmod, "_gather", lambda name, *a: copy.deepcopy(data))
-    return data
+def report(data, problems=()):
+    """``wireguard.check``'s result for the gathered interface ``data``."""
+    return wgf_health.report({"wg0": copy.deepcopy(data)}, list(problems))
 
 
-def test_check_returns_the_documented_structure(wgmod, gathered):
-    result = wgmod.check(sample=0)
+def test_check_returns_the_documented_structure(data):
+    result = report(data)
     assert set(result) == {"interfaces", "problems", "ok", "summary"}
     assert result["ok"] and result["problems"] == []
     wg0 = result["interfaces"]["wg0"]
     assert wg0["ok"] and wg0["problems"] == []
     facts = wg0["facts"]
     assert facts["public_key"] == PUB and facts["listen_port"] == 51820
+    assert facts["service"] == "wg-quick@wg0"
     assert facts["peers"][PEER1] == {
         "name": "hub", "endpoint": "198.51.100.2:51820",
         "endpoint_resolved": ["198.51.100.2:51820"],
         "allowed_ips": ["10.1.0.2/32", "172.16.1.0/24"], "persistent_keepalive": 25}
+    assert facts["link_states"] == {PEER1: "up", PEER2: "up"}
     assert result["summary"] == (
         "wireguard check: OK (0 error(s), 0 warning(s), 0 note(s) on 1 interface(s))\n"
         "wg0 (up): ok")
@@ -463,9 +463,9 @@ def test_check_returns_the_documented_structure(wgmod, gathered):
     assert PRIV not in text and PSK not in text
 
 
-def test_summary_lists_problems_with_their_fix(wgmod, gathered):
-    gathered["modes"]["conf"]["mode"] = 0o644
-    result = wgmod.check(sample=0)
+def test_summary_lists_problems_with_their_fix(data):
+    data["modes"]["conf"]["mode"] = 0o644
+    result = report(data)
     assert not result["ok"] and not result["interfaces"]["wg0"]["ok"]
     assert result["summary"].splitlines() == [
         "wireguard check: PROBLEMS (1 error(s), 0 warning(s), 0 note(s) on 1 interface(s))",
@@ -476,25 +476,35 @@ def test_summary_lists_problems_with_their_fix(wgmod, gathered):
     ]
 
 
-def test_bad_pillar_and_missing_wg_are_problems_not_crashes(wgmod, gathered, monkeypatch):
-    from salt.exceptions import CommandExecutionError, SaltInvocationError
-
-    def bad_pillar(*a, **k):
-        raise SaltInvocationError("Invalid wireguard pillar (nothing was changed):\n- x")
-
-    def no_wg(*a, **k):
-        raise CommandExecutionError("The 'wg' command is missing")
-
-    monkeypatch.setattr(wgmod, "_validated", bad_pillar)
-    monkeypatch.setattr(wgmod, "show", no_wg)
-    result = wgmod.check(sample=0)
+def test_problems_of_the_minion_make_the_report_not_ok(data):
+    problems = [wgf_health.problem("error", "pillar", "Invalid wireguard pillar", "Fix it."),
+                wgf_health.problem("error", "live", "The live interfaces cannot be read",
+                                   "Install wg.")]
+    result = report(data, problems)
     assert [p["check"] for p in result["problems"]] == ["pillar", "live"]
-    assert not result["ok"]
+    assert not result["ok"] and result["interfaces"]["wg0"]["ok"]
+    assert "  [error] Invalid wireguard pillar. Fix: Fix it." in result["summary"]
 
 
-def test_check_validates_its_arguments(wgmod):
-    from salt.exceptions import SaltInvocationError
+def test_the_facts_judge_each_peer_with_the_one_rule(data):
+    laptop = data["live"]["peers"][PEER2]
+    laptop["latest_handshake_age"] = 400
+    assert report(data)["interfaces"]["wg0"]["facts"]["link_states"][PEER2] == "idle"
+    data["samples"] = {PEER2: {"tx": 148, "rx": 0}}
+    assert report(data)["interfaces"]["wg0"]["facts"]["link_states"][PEER2] == "stale"
+
+
+def test_messages_name_the_minions_real_service(data):
+    """Alpine runs wg-quick under OpenRC: the fix says so."""
+    down = dict(data, live=None, link=None, routes=None, service="wg-quick.wg0",
+                init="openrc")
+    (problem,) = only(found(down))
+    assert problem["fix"].startswith("Start it: rc-service wg-quick.wg0 start")
+
+
+def test_check_arguments_are_refused_by_the_shared_rules():
+    """``wireguard.check`` refuses its arguments with the rules of ``wgf_addr``."""
     with pytest.raises(SaltInvocationError, match="interface name"):
-        wgmod.check("bad name!")
+        wgf_addr.check_interface_name("bad name!")
     with pytest.raises(SaltInvocationError, match="stale_after"):
-        wgmod.check("wg0", stale_after=0)
+        wgf_addr.integer(0, "stale_after", 1, 2**31, "stale_after")

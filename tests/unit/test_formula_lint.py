@@ -3,9 +3,11 @@
 - yamllint over every YAML file of the repository (.yamllint says which);
 - salt-lint over the formula's SLS files and Jinja libraries (.salt-lint);
 - ruff over the repository's Python (pyproject.toml);
+- .pre-commit-config.yaml runs the same three, the same way, before a commit;
 - FORMULA has what SPM needs.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# each linter's command line, run by these tests and by the pre-commit hooks
+YAMLLINT = ("yamllint", "--strict", "--format", "parsable", ".")
+SALT_LINT = ("salt-lint", "-c", ".salt-lint")  # + the formula's files
+RUFF = ("ruff", "check", "--no-cache", ".")
 
 
 def run(*argv):
@@ -30,12 +36,13 @@ def formula_files():
 
 
 def test_yamllint_clean():
-    rc, out = run(str(BIN / "yamllint"), "--strict", "--format", "parsable", ".")
+    rc, out = run(str(BIN / YAMLLINT[0]), *YAMLLINT[1:])
     assert rc == 0, out
     # it really looked at the formula's YAML
     rc, out = run(str(BIN / "yamllint"), "--list-files", ".")
     listed = set(out.splitlines())
-    for must in ("FORMULA", ".yamllint", ".salt-lint", "wireguard/parameters/defaults.yaml",
+    for must in ("FORMULA", ".yamllint", ".salt-lint", ".pre-commit-config.yaml",
+                 "wireguard/parameters/defaults.yaml",
                  "wireguard/parameters/os_family/Alpine.yaml", "pillar.example",
                  "examples/two-sites-behind-nat/site-a.sls",
                  "examples/two-sites-behind-nat/top.sls"):
@@ -43,7 +50,7 @@ def test_yamllint_clean():
 
 
 def test_salt_lint_clean():
-    rc, out = run(str(BIN / "salt-lint"), "-c", ".salt-lint", *formula_files())
+    rc, out = run(str(BIN / SALT_LINT[0]), *SALT_LINT[1:], *formula_files())
     assert rc == 0 and not out, out
 
 
@@ -56,8 +63,36 @@ def test_salt_lint_finds_problems(tmp_path):
 
 
 def test_ruff_clean():
-    rc, out = run(str(BIN / "ruff"), "check", "--no-cache", ".")
+    rc, out = run(str(BIN / RUFF[0]), *RUFF[1:])
     assert rc == 0, out
+
+
+def pre_commit_hooks():
+    config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
+    return {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
+
+
+def test_pre_commit_runs_the_linters_as_these_tests_do():
+    hooks = pre_commit_hooks()
+    assert sorted(hooks) == ["ruff", "salt-lint", "yamllint"]
+    for command in (YAMLLINT, SALT_LINT, RUFF):
+        hook = hooks[command[0]]
+        assert hook["language"] == "system", hook
+        assert hook["entry"].split() == [f".venv/bin/{command[0]}", *command[1:]], hook
+    # ruff and yamllint choose their files from their own configuration, as here
+    assert hooks["ruff"]["pass_filenames"] is False and hooks["yamllint"]["pass_filenames"] is False
+    # salt-lint gets exactly the files its test lints
+    tracked = run("git", "ls-files", "*.sls", "*.jinja")[1].splitlines()
+    salt_lint_files = re.compile(hooks["salt-lint"]["files"])
+    assert sorted(f for f in tracked if salt_lint_files.search(f)) == formula_files()
+
+
+def test_pre_commit_hooks_run_clean():
+    """Each hook's command, run the way pre-commit runs it, passes on this tree."""
+    hooks = pre_commit_hooks()
+    for hook_id, files in (("ruff", []), ("yamllint", []), ("salt-lint", formula_files())):
+        rc, out = run(*hooks[hook_id]["entry"].split(), *files)
+        assert rc == 0, f"{hook_id}: {out}"
 
 
 def test_formula_file_is_valid_for_spm():

@@ -229,7 +229,6 @@ class Renderer:
                 "module_dirs": [str(REPO / "_modules")],
                 "utils_dirs": [str(REPO / "_utils")],
                 "states_dirs": [str(REPO / "_states")],
-                "utils_dirs": [str(REPO / "_utils")],
                 "grains": all_grains,
                 "log_level": "quiet",
                 "log_level_logfile": "quiet",
@@ -431,12 +430,15 @@ def test_states_per_interface(renderer):
     assert "wireguard-peers-live-wireguard-peer-wg3-c" in got
     assert not [i for i in got if i.startswith("wireguard-peers-live-") and "-wg1-" in i]
 
-    # network: routes live on running interfaces; forwarding v4 and v6 (wg0 has v6)
-    routes = got["wireguard-network-routes-wireguard-routes-wg0"]
-    assert arg(routes, "routes") == ["172.16.1.0/24"]
-    assert arg(got["wireguard-network-routes-wireguard-routes-wg3"], "routes") == [
-        "192.168.50.0/24"]
-    assert "wireguard-network-routes-wireguard-routes-wg1" not in got
+    # network: running interfaces reconciled live (routes, addresses, ...) after their
+    # peers; forwarding v4 and v6 (wg0 has v6)
+    ids = list(got)  # in the order Salt runs them (state_auto_order)
+    for name in ("wg0", "wg3"):
+        live = f"wireguard-network-routes-wireguard-interface-{name}"
+        assert fun(got[live]) == "wireguard.interface" and arg(got[live], "config_dir")
+        assert ids.index(live) > max(ids.index(i) for i in ids if i.startswith(
+            f"wireguard-peers-live-wireguard-peer-{name}-")), "after its peers"
+    assert "wireguard-network-routes-wireguard-interface-wg1" not in got
     sysctls = {arg(s, "name"): s for s in got.values() if fun(s) == "sysctl.present"}
     assert sorted(sysctls) == ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]
     for state in sysctls.values():
@@ -673,7 +675,7 @@ def test_example_renders(renderer, topology, minion_id, pillar):
             assert f"wireguard-service-running-service-dead-{name}" in got
             continue
         assert f"wireguard-service-running-service-running-{name}" in got
-        assert f"wireguard-network-routes-wireguard-routes-{name}" in got
+        assert f"wireguard-network-routes-wireguard-interface-{name}" in got
         for peer_name, peer in iface["peers"].items():
             if not peer["public_key"] or peer.get("client"):
                 continue

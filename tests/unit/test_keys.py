@@ -6,38 +6,38 @@ import subprocess
 import pytest
 from salt.exceptions import SaltInvocationError
 
+import wgf_keys
 
-def test_pubkey_matches_wg_pubkey_for_200_random_keys(wgmod):
-    keys = [wgmod.genkey() for _ in range(200)]
+
+def test_pubkey_matches_wg_pubkey_for_200_random_keys():
+    keys = [wgf_keys.genkey() for _ in range(200)]
     # One wg process per key, as a user would run it; batched through a shell loop.
     script = 'while read -r k; do printf "%s\\n" "$k" | wg pubkey; done'
     out = subprocess.run(["sh", "-c", script], input="\n".join(keys) + "\n",
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == [wgmod.pubkey(k) for k in keys]
+    assert out == [wgf_keys.pubkey(k) for k in keys]
 
 
-
-
-def test_genkey_is_clamped_base64_of_32_bytes(wgmod):
+def test_genkey_is_clamped_base64_of_32_bytes():
     for _ in range(50):
-        raw = base64.b64decode(wgmod.genkey())
+        raw = base64.b64decode(wgf_keys.genkey())
         assert len(raw) == 32
         assert raw[0] & 7 == 0
         assert raw[31] & 128 == 0 and raw[31] & 64 == 64
 
 
-def test_genpsk_is_32_random_bytes(wgmod):
-    keys = {wgmod.genpsk() for _ in range(20)}
+def test_genpsk_is_32_random_bytes():
+    keys = {wgf_keys.genpsk() for _ in range(20)}
     assert len(keys) == 20
     assert all(len(base64.b64decode(k)) == 32 and len(k) == 44 for k in keys)
 
 
-def test_unclamped_private_key_gives_the_same_public_key_as_wg(wgmod):
+def test_unclamped_private_key_gives_the_same_public_key_as_wg():
     raw = bytes(range(1, 33))  # not clamped: wg clamps before deriving
     key = base64.b64encode(raw).decode()
     wg = subprocess.run(["wg", "pubkey"], input=key + "\n", capture_output=True,
                         text=True, check=True).stdout.strip()
-    assert wgmod.pubkey(key) == wg
+    assert wgf_keys.pubkey(key) == wg
 
 
 @pytest.mark.parametrize(("key", "message"), [
@@ -49,6 +49,45 @@ def test_unclamped_private_key_gives_the_same_public_key_as_wg(wgmod):
     (" " + base64.b64encode(bytes(32)).decode(), "whitespace or a control character"),
     (12345, "must be a base64 string"),
 ])
-def test_bad_keys_raise_errors_that_say_why(wgmod, key, message):
+def test_bad_keys_raise_errors_that_say_why(key, message):
     with pytest.raises(SaltInvocationError, match=message):
-        wgmod.pubkey(key)
+        wgf_keys.pubkey(key)
+
+
+def test_bad_keys_never_quote_the_key():
+    secret = base64.b64encode(bytes(range(31))).decode()
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_keys.decode(secret + "\n", "private key")
+    assert secret not in str(error.value)
+
+
+# ------------------------------------------------------------- keys on the CLI
+
+# About one key in five is an identifier followed by "=": Salt's command line turns
+# such a positional argument into the keyword NAME with an empty value.
+CLI_KEY = "NAME" + "A" * 39 + "="
+
+
+def test_a_key_salt_took_for_a_keyword_is_put_back_together():
+    assert CLI_KEY[:-1].isidentifier()
+    assert wgf_keys.positional(None, {CLI_KEY[:-1]: ""}, "public_key") == CLI_KEY
+    assert wgf_keys.positional(None, {CLI_KEY[:-1]: None, "__pub_jid": "1"},
+                               "public_key") == CLI_KEY
+
+
+def test_a_key_given_normally_passes_and_salts_own_keywords_are_ignored():
+    key = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
+    assert wgf_keys.positional(key, {}, "public_key") == key
+    assert wgf_keys.positional(key, {"__pub_fun": "wireguard.pubkey"}, "public_key") == key
+
+
+@pytest.mark.parametrize(("value", "kwargs", "words"), [
+    (None, {}, "public_key is missing"),
+    (None, {"foo": "bar"}, "unexpected argument(s): foo"),
+    (None, {"a": "", "b": ""}, "unexpected argument(s): a, b"),
+    ("xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=", {"K": ""}, "unexpected argument(s): K"),
+])
+def test_a_missing_key_or_a_stray_keyword_is_refused(value, kwargs, words):
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_keys.positional(value, kwargs, "public_key")
+    assert words in str(error.value)

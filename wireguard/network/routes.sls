@@ -1,7 +1,9 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
-# Per running interface: the live routes through it are exactly `routes`,
-# applied without a restart. The conf's PostUp adds them again at every start.
+# Per running interface, after its peers: the live interface is changed in place
+# to what a restart would build from its conf (addresses, MTU, DNS, key, port,
+# fwmark, the routes wg-quick derives from AllowedIPs, and `routes`), without a
+# restart. The conf's lines build the same at every start.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_service_running = tplroot ~ '.service.running' %}
@@ -13,10 +15,10 @@ include:
 
 {%- for name, iface in interfaces | dictsort if iface.enabled and not iface.absent %}
 
-{{ ('wireguard-network-routes-wireguard-routes-' ~ name) | json }}:
-  wireguard.routes:
+{{ ('wireguard-network-routes-wireguard-interface-' ~ name) | json }}:
+  wireguard.interface:
     - name: {{ name | json }}
-    - routes: {{ iface.routes | json }}
+    - config_dir: {{ wireguard.config_dir | json }}
     - require:
       - service: {{ ('wireguard-service-running-service-running-' ~ name) | json }}
 {%- endfor %}

@@ -1,0 +1,309 @@
+"""The live interface: what ``wg-quick up`` builds from a config, what runs now, and
+the steps that turn one into the other without restarting it.
+
+``wanted`` says what a restart would build (keys, port, fwmark, addresses, MTU, DNS,
+and the routes wg-quick derives from AllowedIPs, plus the formula's ``routes``);
+``running`` reads the same from ``wg show``, ``ip -j`` and resolvconf; ``plan`` lists
+the commands, each with its undo. ``restart_reasons`` names what only a restart can
+change: hooks, the table mode, and wg-quick's default-route setup. Plain data in and
+out: the state runs the commands.
+"""
+
+import ipaddress
+
+import wgf_addr
+import wgf_conf
+import wgf_iproute
+
+#: Hook keys of wg-quick: commands cannot be undone in place.
+HOOKS = ("preup", "postup", "predown", "postdown")
+#: wg-quick's MTU when nothing tells it better: 1500 less its 80 bytes.
+OVERHEAD = 80
+DEFAULT_UNDERLAY_MTU = 1500
+
+
+def _net(cidr):
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+def default_route_mode(table, allowed_ips):
+    """Whether wg-quick sets up its default-route machinery (fwmark, policy rules):
+    ``table: auto`` and a /0 among the AllowedIPs."""
+    return table == "auto" and any(_net(c).prefixlen == 0 for c in allowed_ips)
+
+
+def derived_routes(table, allowed_ips, addresses, link_local=False):
+    """``{(dst, table): protocol}`` of the routes wg-quick adds for these AllowedIPs.
+
+    ``auto``: a route in main unless a connected route of an address covers it (/0 is
+    the default-route machinery, not a route here); a table: every AllowedIP there;
+    ``off``: none. ``link_local``: the device has fe80::/64 (IPv6 on, no explicit one).
+    """
+    if table == "off":
+        return {}
+    if table != "auto":
+        return {(str(_net(c)), table): "boot" for c in allowed_ips}
+    connected = [ipaddress.ip_interface(a).network for a in addresses
+                 if ipaddress.ip_interface(a).network.prefixlen
+                 < ipaddress.ip_interface(a).max_prefixlen]
+    if link_local:
+        connected.append(ipaddress.ip_network("fe80::/64"))
+    routes = {}
+    for cidr in allowed_ips:
+        net = _net(cidr)
+        if net.prefixlen == 0:
+            continue
+        if not any(net.version == c.version and net.subnet_of(c) for c in connected):
+            routes[(str(net), "main")] = "boot"
+    return routes
+
+
+def wanted(iface, public_key, allowed_ips, link_local, auto_mtu):
+    """What a restart builds from the rendered config of ``iface`` (``wgf_schema``).
+
+    ``allowed_ips``: every AllowedIP the peers hold (live, after the peer states);
+    ``auto_mtu``: the MTU wg-quick picks when the config names none (computed by the
+    caller from the endpoints' routes, see ``mtu_from_routes``).
+    """
+    routes = derived_routes(iface["table"], allowed_ips, iface["address"], link_local)
+    for cidr in iface["routes"]:
+        routes[(cidr, "main")] = "static"
+    dns = dns_record(iface["dns"])
+    return {
+        "public_key": public_key,
+        "listen_port": iface["listen_port"],
+        "fwmark": iface["fwmark"],
+        "addresses": sorted(iface["address"], key=wgf_addr.cidr_sort_key),
+        "mtu": iface["mtu"] or auto_mtu,
+        "dns": dns,
+        "routes": routes,
+        "default_route": default_route_mode(iface["table"], allowed_ips),
+    }
+
+
+def running(live, link, routes_v4, routes_v6, dns_text, default_route):
+    """What runs now: ``live`` from ``wgf_dump.parse``, ``link`` from
+    ``wgf_iproute.link``, the ``ip -j route show table all dev IF`` answers, and the
+    resolvconf record of the interface (or None)."""
+    routes = {}
+    for family, answer in (("-4", routes_v4), ("-6", routes_v6)):
+        for route in answer:
+            if route.get("type", "unicast") != "unicast" or route.get("table") == "local" \
+                    or route.get("protocol") == "kernel":
+                continue
+            dst = route.get("dst", "")
+            dst = wgf_iproute.DEFAULT_ROUTE[family] if dst == "default" else str(_net(dst))
+            table = str(route.get("table", "main"))
+            if default_route and table != "main" and _net(dst).prefixlen == 0:
+                continue  # wg-quick's default-route table: left to a restart
+            routes[(dst, table)] = route.get("protocol", "boot")
+    return {
+        "public_key": live["public_key"],
+        "listen_port": live["listen_port"],
+        "fwmark": live["fwmark"],
+        "addresses": sorted(link["addresses"], key=wgf_addr.cidr_sort_key),
+        "mtu": link["mtu"],
+        "dns": parse_dns_record(dns_text),
+        "routes": routes,
+    }
+
+
+def has_link_local(routes_v6):
+    return any(r.get("dst") == "fe80::/64" and r.get("protocol") == "kernel"
+               for r in routes_v6)
+
+
+def mtu_from_routes(endpoint_routes, link_mtus, default_route):
+    """wg-quick's automatic MTU: the largest MTU of the paths to the peers' endpoints
+    (a route's ``mtu`` or its device's), else the default route's device's, else
+    1500; less 80 bytes."""
+    mtu = 0
+    for route in endpoint_routes:
+        found = wgf_iproute.route_mtu(route) or link_mtus.get(route.get("dev"), 0)
+        mtu = max(mtu, found or 0)
+    if not mtu and default_route:
+        mtu = wgf_iproute.route_mtu(default_route) or link_mtus.get(default_route.get("dev"), 0)
+    return (mtu or DEFAULT_UNDERLAY_MTU) - OVERHEAD
+
+
+# ------------------------------------------------------------------------ DNS
+
+
+def dns_record(entries):
+    """The record wg-quick gives resolvconf: ``{"nameservers", "search"}``, or None."""
+    if not entries:
+        return None
+    return {"nameservers": [e for e in entries if wgf_addr.is_address(e)],
+            "search": [e for e in entries if not wgf_addr.is_address(e)]}
+
+
+def dns_text(record):
+    """What wg-quick pipes into ``resolvconf -a <if> -m 0 -x``."""
+    lines = [f"nameserver {server}" for server in record["nameservers"]]
+    if record["search"]:
+        lines.append(f"search {' '.join(record['search'])}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_dns_record(text):
+    if not text or not text.strip():
+        return None
+    record = {"nameservers": [], "search": []}
+    for line in text.split("\n"):
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            record["nameservers"].append(fields[1])
+        elif len(fields) >= 2 and fields[0] == "search":
+            record["search"] += fields[1:]
+    return record if record["nameservers"] or record["search"] else None
+
+
+def resolvconf_name(interface, interface_order):
+    """The name wg-quick registers DNS under: ``<prefix>.<if>`` when Debian's resolvconf
+    lists a ``prefix*`` line in /etc/resolvconf/interface-order, else the interface."""
+    for line in (interface_order or "").split("\n"):
+        line = line.strip()
+        if line.endswith("*") and line[:-1] and all(
+                c.isalnum() or c == "-" for c in line[:-1]):
+            return f"{line[:-1]}.{interface}"
+    return interface
+
+
+# ---------------------------------------------------------------------- plan
+
+
+def _family(cidr):
+    return "-6" if ":" in cidr else "-4"
+
+
+def _route_argv(verb, dst, table, protocol, interface):
+    argv = ["ip", _family(dst), "route", verb, dst, "dev", interface]
+    if table != "main":
+        argv += ["table", table]
+    if protocol != "boot":
+        argv += ["proto", protocol]
+    return argv
+
+
+def plan(want, have, interface):
+    """The live steps from ``have`` to ``want``, in the order they run, and the
+    ``changes`` they make. Each step is ``{"name", "do": [argv], "undo": [argv],
+    "wg": {option: value}}`` (``wg`` for ``wg set``: the state writes keys to files)."""
+    steps, changes = [], {}
+    add = [a for a in want["addresses"] if a not in have["addresses"]]
+    drop = [a for a in have["addresses"] if a not in want["addresses"]]
+    if add or drop:
+        changes["address"] = {"old": have["addresses"], "new": want["addresses"]}
+    for address in add:
+        steps.append({"name": f"add address {address}",
+                      "do": [["ip", _family(address), "address", "add", address, "dev",
+                              interface]],
+                      "undo": [["ip", _family(address), "address", "del", address, "dev",
+                                interface]]})
+    if want["mtu"] != have["mtu"]:
+        changes["mtu"] = {"old": have["mtu"], "new": want["mtu"]}
+        steps.append({"name": f"set mtu {want['mtu']}",
+                      "do": [["ip", "link", "set", "mtu", str(want["mtu"]), "dev", interface]],
+                      "undo": [["ip", "link", "set", "mtu", str(have["mtu"]), "dev",
+                                interface]]})
+    for address in drop:
+        steps.append({"name": f"remove address {address}",
+                      "do": [["ip", _family(address), "address", "del", address, "dev",
+                              interface]],
+                      "undo": [["ip", _family(address), "address", "add", address, "dev",
+                                interface]]})
+    steps += _route_steps(want["routes"], have["routes"], interface, changes)
+    if want["dns"] != have["dns"]:
+        changes["dns"] = {"old": have["dns"], "new": want["dns"]}
+        steps.append({"name": "set DNS" if want["dns"] else "remove DNS",
+                      "dns": want["dns"], "undo_dns": have["dns"]})
+    wg, undo = {}, {}
+    for key in ("public_key", "listen_port", "fwmark"):
+        if key in ("listen_port", "public_key") and want[key] is None:
+            continue  # no port configured: the kernel picks one; no key known: none to set
+        if key == "fwmark" and want["default_route"]:
+            continue  # wg-quick's default-route setup owns it
+        if want[key] != have[key]:
+            changes[key] = {"old": have[key], "new": want[key]}
+            wg[key], undo[key] = want[key], have[key]
+    if wg:
+        steps.append({"name": "wg set " + ", ".join(sorted(wg)), "wg": wg, "undo_wg": undo})
+    return steps, changes
+
+
+def _route_steps(want, have, interface, changes):
+    steps = []
+    for (dst, table), protocol in sorted(want.items()):
+        old = have.get((dst, table))
+        if old == protocol:
+            continue
+        verb = "add" if old is None else "replace"
+        undo = (_route_argv("del", dst, table, protocol, interface) if old is None
+                else _route_argv("replace", dst, table, old, interface))
+        steps.append({"name": f"{verb} route {dst}" + (f" table {table}" if table != "main"
+                                                       else ""),
+                      "do": [_route_argv(verb, dst, table, protocol, interface)],
+                      "undo": [undo]})
+    for (dst, table), protocol in sorted(have.items()):
+        if (dst, table) not in want:
+            steps.append({"name": f"remove route {dst}" + (f" table {table}"
+                                                           if table != "main" else ""),
+                          "do": [_route_argv("del", dst, table, protocol, interface)],
+                          "undo": [_route_argv("add", dst, table, protocol, interface)]})
+    if steps:
+        changes["routes"] = {"old": _route_list(have), "new": _route_list(want)}
+    return steps
+
+
+def _route_list(routes):
+    return [dst if table == "main" else f"{dst} table {table}"
+            for dst, table in sorted(routes, key=lambda r: (wgf_addr.cidr_sort_key(r[0]),
+                                                            r[1]))]
+
+
+# ------------------------------------------------------------------- restarts
+
+
+def _restart_facts(text):
+    """Hooks (less the formula's own route lines), table and default-route setup of
+    a config text, as a restart would apply them."""
+    hooks, table, fwmark, allowed = [], "auto", None, []
+    section = None
+    for raw in text.split("\n"):
+        line = raw.split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[]").strip().lower()
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep:
+            continue
+        if section == "interface" and key in HOOKS:
+            if not (key == "postup" and wgf_conf.ROUTE_COMMAND.fullmatch(value)):
+                hooks.append((key, " ".join(value.split())))
+        elif section == "interface" and key == "table":
+            table = value or "auto"
+        elif section == "interface" and key == "fwmark":
+            fwmark = value
+        elif section == "peer" and key == "allowedips":
+            allowed += [c for c in wgf_addr.as_list(value) if c.endswith("/0")]
+    default_route = sorted({_family(c) for c in allowed}) if table == "auto" else []
+    return {"hooks": hooks, "table": table, "default_route": default_route,
+            "fwmark": fwmark if default_route else None}
+
+
+def restart_reasons(old_text, new_text):
+    """What changed between two config texts that only a restart applies."""
+    if old_text is None:
+        return []
+    old, new = _restart_facts(old_text), _restart_facts(new_text)
+    reasons = []
+    if old["hooks"] != new["hooks"]:
+        reasons.append("its PreUp/PostUp/PreDown/PostDown hooks changed (hooks cannot be "
+                       "undone in place)")
+    if old["table"] != new["table"]:
+        reasons.append(f"its table changed from {old['table']} to {new['table']}")
+    elif old["default_route"] != new["default_route"] or old["fwmark"] != new["fwmark"]:
+        reasons.append("its default route (a /0 in AllowedIPs with table auto) changed: "
+                       "wg-quick sets up fwmark, policy rules and src_valid_mark for it")
+    return reasons

@@ -1,0 +1,28 @@
+"""The topologies of examples/ deployed for the e2e tests that change them (the `mesh`
+and `restore` fixtures of conftest.py, the hardening tests' `tunnel`)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+from tests.lab.topologies import Deployment, diagnostics
+
+MESH_IP = {"mesh1": "10.10.0.1", "mesh2": "10.10.0.2", "mesh3": "10.10.0.3"}
+
+
+def reachable(dep: Deployment, within: float = 30) -> None:
+    """Every ping the topology says must pass gets a reply: the tunnels handshake."""
+    for ping in dep.topo.passes:
+        assert dep.ping(ping, within=within).received, f"{ping}\n{diagnostics(dep)}"
+
+
+@contextlib.contextmanager
+def deployment(lab, topology: str):
+    """The topology built, applied and reachable; `dep.base` keeps the example's pillar."""
+    with lab.section():
+        dep = Deployment(lab, topology).build()
+        dep.base = copy.deepcopy(dep.pillar)
+        dep.apply()
+        reachable(dep)
+        yield dep
