@@ -7,13 +7,14 @@ import hashlib
 import json
 import stat
 import subprocess
+import uuid
 
 import pytest
 
 from tests.functional.test_cli import Minion, wgf_keys
 from tests.support.netns import Netns
 
-IF = "wgcl0"
+IF = f"wgcl{uuid.uuid4().hex[:6]}"  # wireguard-go's sockets are shared by all namespaces
 
 
 def states_ok(proc):
@@ -62,11 +63,12 @@ class Clients:
 def clients(tmp_path_factory):
     ns = Netns("clients")
     try:
+        ns.create()
         setup = Clients(Minion(tmp_path_factory.mktemp("clients"), ns))
         ns.wireguard(IF, setup.server_key, "10.70.0.1/24", 51870)
         yield setup
     finally:
-        ns.close()
+        ns.delete()
 
 
 def test_allocation_is_stable_revoked_addresses_come_last_and_a_full_pool_is_refused(clients):
@@ -109,7 +111,7 @@ def test_allocation_is_stable_revoked_addresses_come_last_and_a_full_pool_is_ref
     proc = clients.call("state.single", "wireguard.clients", IF, f"config_dir={clients.dir}",
                         check=False)
     assert proc.returncode != 0
-    assert "interface 'wgcl0', client 'g': the pool is full" in proc.stdout
+    assert f"interface '{IF}', client 'g': the pool is full" in proc.stdout
     assert (hashlib.sha256(record.read_bytes()).hexdigest(),
             sorted(clients.private_keys())) == before
     proc = clients.call("wireguard.pillar_interfaces", check=False)
