@@ -13,6 +13,7 @@ No function returns a private or preshared key, and none reaches a command line 
 a log line: ``wg`` reads preshared keys from 0600 files in a private directory.
 """
 
+import copy
 import importlib
 import logging
 import os
@@ -27,6 +28,7 @@ import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_clients
 import wgf_conf
 import wgf_dump
 import wgf_firewall
@@ -38,8 +40,8 @@ import wgf_schema
 
 # After ``saltutil.sync_all`` a running minion loads this module again: read its utils
 # again too, instead of the copies an earlier load left in ``sys.modules``.
-for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_schema, wgf_conf, wgf_dump, wgf_health,
-              wgf_iproute, wgf_firewall):
+for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_clients, wgf_firewall, wgf_schema,
+              wgf_conf, wgf_dump, wgf_health, wgf_iproute):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -54,11 +56,6 @@ PEERS_PER_CALL = 500
 MINE_FUNCTION = "wireguard.public_keys"
 #: The formula's map data (parameters/ and pillar ``wireguard:lookup``), rendered.
 MAP_DATA = "salt://wireguard/mapdata.jinja"
-#: Where iproute2 defines routing table names (older and newer layouts).
-RT_TABLES = ("/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables",
-             "/usr/lib/iproute2/rt_tables")
-
-
 def __virtual__():
     # Loads without ``wg``: the key functions need only PyNaCl. Functions that need
     # ``wg`` say so when it is missing.
@@ -404,25 +401,6 @@ def _published_keys(minions):
     return {minion: cache[minion] for minion in minions}
 
 
-def _known_tables():
-    """Routing table names this minion defines, or None when it has no rt_tables."""
-    names, found = set(), False
-    for base in RT_TABLES:
-        paths = [base]
-        if os.path.isdir(f"{base}.d"):
-            paths += sorted(os.path.join(f"{base}.d", f) for f in os.listdir(f"{base}.d")
-                            if f.endswith(".conf"))
-        for path in paths:
-            try:
-                with open(path, encoding="utf-8", errors="replace") as handle:
-                    text = handle.read()
-            except OSError:
-                continue
-            found = True
-            names |= wgf_iproute.table_names(text)
-    return names if found else None
-
-
 def _validated(pillar=None, config_dir=None):
     """This minion's interfaces from ``wgf_schema.validate``."""
     directory = _config_dir(config_dir)
@@ -431,9 +409,20 @@ def _validated(pillar=None, config_dir=None):
         return wgf_keys.pubkey_or_none(
             private_key or _read_key_file(os.path.join(directory, f"{ifname}.key")))
 
+    def client_record(ifname):
+        return _read_key_file(wgf_clients.record_path(directory, ifname))
+
+    pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
-    return wgf_schema.validate(_pillar_wireguard(pillar), __opts__["id"], own_public_key,
-                               _published_keys, _known_tables(), firewall)
+    stamp = (directory, firewall, salt.utils.json.dumps(pillar, sort_keys=True, default=str),
+             wgf_clients.stamp(directory))
+    cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
+    if stamp not in cache:
+        cache.clear()
+        cache[stamp] = wgf_schema.validate(
+            pillar, __opts__["id"], own_public_key, _published_keys,
+            wgf_iproute.known_tables(), firewall=firewall, client_records=client_record)
+    return copy.deepcopy(cache[stamp])
 
 
 def pillar_interfaces(pillar=None, config_dir=None):
@@ -474,6 +463,62 @@ def render_config(interface, config_dir=None, pillar=None):
         raise SaltInvocationError(f"interface {wgf_addr.shown(interface)} is not in pillar "
                                   "wireguard")
     return wgf_conf.render(declared[interface])
+
+
+def client_config(interface, client, qr=None, path=None, config_dir=None):
+    """
+    Return the wg-quick config of ``client`` of ``interface`` (pillar ``clients``) to
+    import on the device: its address, DNS and private key (a placeholder for a BYO
+    client), and this minion as its peer with ``endpoint``.
+
+    **Without path the return holds the client's private key, and Salt's job cache
+    keeps every return on the master.** Give ``path``, or run it with ``salt-call`` on
+    the minion, to keep the key off the master.
+
+    qr
+        ``ansi`` or ``utf8``: return the config as a QR code for a terminal instead;
+        ``png`` or ``svg``: an image, written with ``path``.
+    path
+        A directory on the minion (made 0700; refused when others may enter it):
+        ``<client>.conf`` and the QR code are written there 0600, and only their paths
+        are returned.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-call wireguard.client_config wg0 phone qr=utf8 --out=newline_values_only
+        salt vpn wireguard.client_config wg0 phone qr=png path=/root/wg-clients
+    """
+    kind = wgf_clients.qr_kind(qr, path)
+    directory = _config_dir(config_dir)
+    iface = _validated(None, directory).get(interface)
+    server_key = wgf_keys.pubkey_or_none(_read_key_file(_key_path(interface, directory)))
+    text = wgf_clients.device_config(iface, interface, client, directory, server_key)
+    if path:
+        return wgf_clients.export(wgf_clients.export_dir(path), client, text, kind)
+    return wgf_clients.qr_code(text, kind) if kind else text
+
+
+def clients(interface=None, config_dir=None):
+    """
+    List the clients of each interface (or of one), no secret: ``address``, ``public_key``,
+    ``byo``, ``preshared_key`` (bool), ``allowed_ips``, and from the live peer ``live``,
+    ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt vpn wireguard.clients wg0
+    """
+    declared = _validated(None, _config_dir(config_dir))
+    if interface is not None and interface not in declared:
+        raise SaltInvocationError(f"interface {wgf_addr.shown(interface)} is not in pillar")
+    live = show() if salt.utils.path.which("wg") else {}
+    return {name: wgf_clients.listing(iface, live.get(name))
+            for name, iface in declared.items()
+            if iface["clients_managed"] and interface in (None, name)}
 
 
 def route_command(cidr):
@@ -848,48 +893,9 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False):
             if interface is not None:
                 raise CommandExecutionError(error or f"{path} does not exist")
             continue
-        result[name] = _reresolve_interface(name, conf, live[name], peer, test)
+        result[name] = wgf_health.reresolve_interface(name, conf, live[name], peer, test,
+                                                      resolve_endpoint, _wg)
     if peer is not None and not any(result.values()):
         raise CommandExecutionError(
             f"no peer '{peer}' in the config of {interface or 'any live interface'}")
     return result
-
-
-def _reresolve_interface(name, conf, live, wanted_peer, test):
-    done = {}
-    for item in conf["peers"]:
-        key, endpoint = item["public_key"], item["endpoint"]
-        if not key or (wanted_peer is not None and wanted_peer not in (key, item["name"])):
-            continue
-        skip = wgf_health.reresolve_skip(name, key, endpoint, live)
-        if skip:
-            if wanted_peer is not None:  # asked for by name: say why nothing was done
-                done[item["name"] or key] = {
-                    "public_key": key, "endpoint": endpoint, "old": None, "new": None,
-                    "result": "skipped", "comment": f"Nothing to re-resolve: {skip}"}
-            continue
-        old = live["peers"][key]["endpoint"]
-        entry = {"public_key": key, "endpoint": endpoint, "old": old, "new": old}
-        done[item["name"] or key] = entry
-        try:
-            addresses = resolve_endpoint(endpoint)
-        except CommandExecutionError as exc:
-            entry.update(result="failed", comment=str(exc))
-            continue
-        if old in addresses:
-            entry.update(result="unchanged", comment=f"{endpoint} still resolves to {old}")
-            continue
-        if test:
-            entry.update(result="would change", new=addresses[0],
-                         comment=f"{endpoint} now resolves to {', '.join(addresses)}")
-            continue
-        try:
-            # the address just resolved: what was compared is what is set (wg itself
-            # would resolve the name with the same resolver and take the first answer)
-            _wg(["set", name, "peer", key, "endpoint", addresses[0]])
-            now = wgf_dump.parse(_wg(["show", name, "dump"]), name)
-            entry["new"] = now[name]["peers"].get(key, {}).get("endpoint")
-            entry.update(result="changed", comment=f"{endpoint} resolved to {entry['new']}")
-        except CommandExecutionError as exc:
-            entry.update(result="failed", comment=str(exc))
-    return done

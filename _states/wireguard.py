@@ -31,17 +31,18 @@ import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_clients
 import wgf_conf
 import wgf_dump
-import wgf_firewall
 import wgf_iproute
 import wgf_keys
 import wgf_live
 import wgf_schema
+import wgf_state
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_schema, wgf_conf, wgf_dump, wgf_iproute, wgf_live,
-              wgf_firewall):
+for _util in (wgf_addr, wgf_keys, wgf_clients, wgf_schema, wgf_conf, wgf_dump, wgf_iproute,
+              wgf_live, wgf_state):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,7 @@ def __virtual__():
     return __virtualname__
 
 
-def _ret(name):
-    return {"name": name, "result": True, "changes": {}, "comment": ""}
+_ret = wgf_state.ret
 
 
 def _guarded(ret, func, *args, **kwargs):
@@ -76,16 +76,11 @@ def _guarded(ret, func, *args, **kwargs):
             "when its service starts"))
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
-        ret.update(result=False, changes={}, comment=str(exc))
-        return ret
+        return wgf_state.failed(ret, exc)
 
 
 def _pending(ret, comment):
-    """Return ``ret`` for test mode when there are changes, or after applying them."""
-    ret["comment"] = comment
-    if __opts__["test"]:
-        ret["result"] = None
-    return ret
+    return wgf_state.pending(ret, comment, __opts__["test"])
 
 
 # --------------------------------------------------------------- live peers
@@ -263,7 +258,7 @@ def _peer_absent(ret, interface):
     return _pending(ret, f"Peer {name} removed from {interface}")
 
 
-def peers_purged(name, keep=None):
+def peers_purged(name, keep=None, keep_clients=False, config_dir="/etc/wireguard"):
     """
     The live interface holds no peer other than those in ``keep``.
 
@@ -272,12 +267,16 @@ def peers_purged(name, keep=None):
     keep
         Public keys of the peers to keep (the formula passes every peer its pillar
         declares, so a run that targets a few minions never drops the others' peers).
+    keep_clients
+        Keep the interface's clients too (their keys may be made in this very run).
     """
-    return _guarded(_ret(name), _peers_purged, keep or [])
+    return _guarded(_ret(name), _peers_purged, keep or [], keep_clients, config_dir)
 
 
-def _peers_purged(ret, keep):
+def _peers_purged(ret, keep, keep_clients=False, config_dir=None):
     interface = ret["name"]
+    if keep_clients:
+        keep = [*keep, *_client_peers_wanted(interface, config_dir)]
     live = _live(interface)
     extra = sorted(set(live["peers"]) - set(keep))
     if not extra:
@@ -377,12 +376,7 @@ def interface(name, config_dir="/etc/wireguard"):
 
 
 def _run(argv, stdin=None):
-    out = __salt__["cmd.run_all"](argv, python_shell=False, ignore_retcode=True,
-                                  stdin=stdin, output_loglevel="quiet")
-    if out["retcode"] != 0:
-        raise CommandExecutionError(
-            f"{' '.join(argv)}: {(out.get('stderr') or out.get('stdout') or '').strip()}")
-    return out["stdout"]
+    return wgf_state.command(__salt__["cmd.run_all"], argv, stdin)
 
 
 def _ip_json(args):
@@ -655,7 +649,8 @@ def _rendered(interface, config_dir):
     secrets = _pillar_secrets(iface)
     private_key = secrets["private_key"] or (
         _read(os.path.join(config_dir, f"{interface}.key")) or "").strip() or None
-    return wgf_conf.render(iface, private_key, secrets["preshared_keys"]), iface["warnings"]
+    psks = {**secrets["preshared_keys"], **_client_psks(iface, config_dir)}
+    return wgf_conf.render(iface, private_key, psks), iface["warnings"]
 
 
 def config(name, config_dir="/etc/wireguard", service=None):
@@ -759,136 +754,134 @@ def _service_error(service):
     return wgf_conf.mask(out).strip() or "(no log)"
 
 
-# ---------------------------------------------------------------- firewall
+# ------------------------------------------------------------------ clients
 
 
-def _nft_live():
-    """``nft list table inet wireguard``, or None when there is no such table."""
-    out = __salt__["cmd.run_all"](["nft", "list", "table", "inet", wgf_firewall.TABLE],
-                                  python_shell=False, ignore_retcode=True,
-                                  output_loglevel="quiet")
-    if out["retcode"] != 0:
-        if "No such file or directory" in out["stderr"]:
-            return None
-        raise CommandExecutionError(f"nft list table: {out['stderr'].strip()}")
-    return out["stdout"].strip() + "\n"
+def _client_psks(iface, config_dir):
+    """``{client: preshared key}`` from the minion's files (made by ``clients``)."""
+    found = {}
+    for name, peer in iface["peers"].items():
+        if peer.get("client") and peer["has_preshared_key"]:
+            path = wgf_clients.key_path(config_dir, iface["name"], name, "psk")
+            found[name] = (_read(path) or "").strip() or None
+    return found
 
 
-def _in_scratch_namespace(argv):
-    """Run ``argv`` in a new, empty network namespace that ends with it: what the
-    kernel makes of a rule set, without touching the minion's firewall."""
-    return _run(["unshare", "--net", "--", *argv])
-
-
-def _nft_canonical(table_text):
-    """``table_text`` as ``nft list table`` prints it back."""
-    if table_text is None:
-        return None
-    with tempfile.NamedTemporaryFile("w", suffix=".nft") as script:
-        script.write(table_text)
-        script.flush()
-        # a `list` in the same nft -f batch would show the table before its rules
-        return _in_scratch_namespace(
-            ["sh", "-c", 'nft -f "$1" && nft list table inet "$2"', "sh", script.name,
-             wgf_firewall.TABLE]).strip() + "\n"
-
-
-def _ipt_tools(version):
-    prefix = "iptables" if version == 4 else "ip6tables"
-    return f"{prefix}-save", f"{prefix}-restore"
-
-
-def _ipt_restore(version, text, scratch=False):
-    """Feed ``text`` to ``ip(6)tables-restore --noflush``; in a scratch namespace, return
-    what ``ip(6)tables-save`` then shows of the formula's chains."""
-    save, restore = _ipt_tools(version)
-    with tempfile.NamedTemporaryFile("w", suffix=".rules") as rules:
-        rules.write(text)
-        rules.flush()
-        if not scratch:
-            _run([restore, "--noflush", rules.name])
-            return None
-        shown = _in_scratch_namespace(
-            ["sh", "-c", '"$1" --noflush "$3" && "$2"', "sh", restore, save, rules.name])
-    return wgf_firewall.iptables_ours(shown)
-
-
-def _ipt_live(version):
-    save, _ = _ipt_tools(version)
-    if not __salt__["cmd.has_exec"](save):
-        return []
-    return wgf_firewall.iptables_ours(_run([save]))
-
-
-def _firewall_plan(interfaces, backend):
-    """``{part: (live, wanted, apply)}`` for each part (nftables, iptables, ip6tables)
-    whose live state differs from what ``backend`` wants; ``apply()`` makes it so."""
-    plan = {}
-    if __salt__["cmd.has_exec"]("nft"):
-        table = wgf_firewall.nft_table(interfaces) if backend == "nftables" else None
-        live, wanted = _nft_live(), _nft_canonical(table)
-        if live != wanted:
-            script = wgf_firewall.nft_replace(table)
-            plan["nftables"] = (live, wanted,
-                                lambda s=script: _run(["nft", "-f", "-"], stdin=s))
-    for version, part in ((4, "iptables"), (6, "ip6tables")):
-        live = _ipt_live(version)
-        if not live and backend != "iptables":
-            continue
-        rules = wgf_firewall.iptables_rules(interfaces, version) if backend == "iptables" else None
-        wanted = (_ipt_restore(version, wgf_firewall.iptables_restore(rules, set()), True)
-                  if rules else [])
-        if live == wanted:
-            continue
-        jumps = wgf_firewall.iptables_jumps(live)
-        if rules:
-            text = wgf_firewall.iptables_restore(rules, jumps)
-        else:
-            chains = {line.split()[1][1:] for line in live if line.split()[1].startswith(":")}
-            text = wgf_firewall.iptables_removal(chains, jumps)
-        plan[part] = (live, wanted, lambda v=version, t=text: _ipt_restore(v, t))
-    return plan
-
-
-def firewall(name, config_dir="/etc/wireguard"):
+def clients(name, config_dir="/etc/wireguard"):
     """
-    The formula's firewall is exactly what pillar asks for: ``table inet wireguard``
-    under ``wireguard:lookup:firewall: nftables``, the ``WIREGUARD-*`` chains under
-    ``iptables``, and nothing of the formula's in the other (or in either with
-    ``none``). Each is replaced in one transaction; no other table or chain is touched,
-    and no interface is restarted.
+    The interface's clients (pillar ``clients``) have their addresses, kept in
+    ``<config_dir>/<name>.clients.json``, and their keys: a private key (none for a BYO
+    client) and a preshared key where asked, made here once and kept in 0600 files
+    under ``<config_dir>/clients/<name>/``. A revoked client (``absent: true``, or no
+    longer in pillar) loses its files, its allocation and its live peer. Only names,
+    addresses and public keys are reported.
 
     name
-        Only a state ID (the rule set covers every interface of pillar).
+        The interface name.
     """
-    return _guarded(_ret(name), _firewall, config_dir)
+    return _guarded(_ret(name), _clients, config_dir)
 
 
-def _firewall(ret, config_dir):
-    interfaces = list(__salt__["wireguard.pillar_interfaces"](config_dir=config_dir).values())
-    backend = interfaces[0]["firewall"] if interfaces else "none"
-    return _firewall_converge(ret, _firewall_plan(interfaces, backend))
-
-
-def firewall_absent(name):
-    """
-    Nothing of the formula's firewall is left: no ``table inet wireguard``, no
-    ``WIREGUARD-*`` chain and no jump to one.
-
-    name
-        Only a state ID.
-    """
-    return _guarded(_ret(name), lambda ret: _firewall_converge(ret, _firewall_plan([], "none")))
-
-
-def _firewall_converge(ret, plan):
-    if not plan:
-        ret["comment"] = "The formula's firewall is as wanted"
+def _clients(ret, config_dir):
+    interface = ret["name"]
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    if declared is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    path = wgf_clients.record_path(config_dir, interface)
+    old = wgf_clients.parse_record(_read(path), path)
+    keydir = wgf_clients.key_dir(config_dir, interface)
+    wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
+    made, writes, removals = {}, {}, []
+    for name, client in sorted(wanted.items()):
+        key_file = wgf_clients.key_path(config_dir, interface, name, "key")
+        psk_file = wgf_clients.key_path(config_dir, interface, name, "psk")
+        if client["byo"]:
+            removals.append(key_file)
+        elif not client["public_key"] or wgf_keys.pubkey_or_none(
+                (_read(key_file) or "").strip()) != client["public_key"]:
+            key = wgf_keys.genkey()
+            writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
+        if not client["preshared_key"]:
+            removals.append(psk_file)
+        elif not wgf_keys.pubkey_or_none((_read(psk_file) or "").strip()):
+            writes[psk_file] = wgf_keys.genpsk() + "\n"
+    revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
+    for name in revoked:
+        removals += [wgf_clients.key_path(config_dir, interface, name, kind)
+                     for kind in ("key", "psk")]
+    removals = [p for p in removals if os.path.exists(p)]
+    new = wgf_clients.record_of(declared, made)
+    ret["changes"] = wgf_clients.changes(old, new, writes, made, __opts__["test"])
+    if not ret["changes"] and not removals and new == old:
+        ret["comment"] = f"The clients of {interface} are as pillar says"
         return ret
-    ret["changes"] = {part: {"old": live or None, "new": wanted or None}
-                      for part, (live, wanted, _) in plan.items()}
     if __opts__["test"]:
-        return _pending(ret, f"The formula's firewall would change ({', '.join(plan)})")
-    for _, _, apply in plan.values():
-        apply()
-    return _pending(ret, f"The formula's firewall changed ({', '.join(plan)})")
+        return _pending(ret, f"The clients of {interface} would be updated")
+    for directory in (os.path.dirname(keydir), keydir):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+    wgf_clients.write_many(keydir, writes)
+    for file in removals:
+        os.unlink(file)
+    _write_private(path, wgf_clients.dump_record(new))
+    _remove_revoked_peers(interface, [e["public_key"] for e in revoked.values()])
+    return _pending(ret, f"The clients of {interface} updated: {len(new['clients'])} "
+                    f"client(s), {len(revoked)} revoked")
+
+
+def _remove_revoked_peers(interface, keys):
+    keys = [k for k in keys if k]
+    if not keys or interface not in __salt__["wireguard.interfaces"]():
+        return
+    live = _live(interface)
+    gone = [k for k in keys if k in live["peers"]]
+    if gone:
+        __salt__["wireguard.apply_peers"](interface, remove=gone)
+        for key in gone:
+            live["peers"].pop(key)
+
+
+def _client_peers_wanted(interface, config_dir):
+    declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
+    return {p["public_key"]: p for p in (declared or {}).get("peers", {}).values()
+            if p.get("client")}
+
+
+def client_peers(name, config_dir="/etc/wireguard"):
+    """
+    The live interface holds each of its clients as a peer: its public key, its
+    addresses as AllowedIPs, its preshared key (read from the minion's file). Applied
+    through ``wg set`` in one go: no restart. Run after ``clients``.
+
+    name
+        The live WireGuard interface.
+    """
+    return _guarded(_ret(name), _client_peers, config_dir)
+
+
+def _client_peers(ret, config_dir):
+    interface = ret["name"]
+    wanted = _client_peers_wanted(interface, config_dir)
+    live = _live(interface)
+    todo = []
+    for key, peer in wanted.items():
+        psk = _client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
+        psk = psk.get(peer["name"])
+        now = live["peers"].get(key)
+        if now and sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"]) and \
+                not now["persistent_keepalive"] and now.get("preshared_key_sha256") == (
+                    wgf_keys.digest(psk) if psk else None):
+            continue  # as wanted: the common case, without parsing every address again
+        diff, change = _peer_diff(interface, key, now, peer["allowed_ips"], None, None, psk)
+        if diff:
+            ret["changes"][peer["name"]] = diff
+            todo.append((key, change))
+    if not todo:
+        ret["comment"] = f"The clients of {interface} are live as wanted"
+        return ret
+    if __opts__["test"]:
+        return _pending(ret, f"{len(todo)} client peer(s) of {interface} would be set")
+    __salt__["wireguard.apply_peers"](interface, peers=[change for _, change in todo])
+    for key, change in todo:
+        _remember(live, key, live["peers"].get(key), change)
+    return _pending(ret, f"{len(todo)} client peer(s) of {interface} set live")

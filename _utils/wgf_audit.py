@@ -79,7 +79,8 @@ def _facts_shape(ifname, entry):
             and isinstance(facts.get("forwarding") or {}, dict)
             and isinstance(facts.get("link_states") or {}, dict)
             and _optional(facts.get("service"), str)
-            and isinstance(facts.get("peers") or {}, dict)):
+            and isinstance(facts.get("peers") or {}, dict)
+            and isinstance(facts.get("clients") or {}, dict)):
         return f"wireguard.check: the facts of {ifname!r} are malformed"
     for key, peer in (facts.get("peers") or {}).items():
         if not isinstance(key, str) or not isinstance(peer, dict) or not (
@@ -196,6 +197,7 @@ def _interface(ifname, live, facts, key_file_public):
         "forwarding": facts.get("forwarding") or {},
         "service": facts.get("service") or f"wg-quick@{ifname}",
         "peers": peers,
+        "clients": {str(k): str(v) for k, v in (facts.get("clients") or {}).items()},
     }
 
 
@@ -305,6 +307,7 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
                 if b is None:
                     unknown.append({"minion": minion, "interface": ifname, "peer": key,
                                     "name": peer["name"],
+                                    "client": iface.get("clients", {}).get(key),
                                     "endpoint": peer["live_endpoint"] or peer["endpoint"]})
                     continue
                 real = fleet[b[0]]["interfaces"][b[1]]["public_key"]
@@ -597,7 +600,8 @@ def _nodes(fleet, unknown):
         nodes[minion] = {"label": parts, "external": False}
     for item in unknown:
         nodes[f"peer:{item['peer']}"] = {
-            "label": [f"{item['name'] or 'peer'} (no minion)", wgf_keys.short(item["peer"])],
+            "label": [f"client {item['client']}" if item.get("client")
+                      else f"{item['name'] or 'peer'} (no minion)", wgf_keys.short(item["peer"])],
             "external": True}
     return nodes
 
@@ -708,6 +712,7 @@ def text_report(result):
         lines.append("Peers that belong to no minion (fine, listed for the record):")
     for item in result["unknown_peers"]:
         name = f"'{item['name']}' " if item["name"] else ""
+        name = f"client '{item['client']}' " if item.get("client") else name
         lines.append(f"  {item['minion']} ({item['interface']}): {name}{item['peer']}"
                      + (f" at {item['endpoint']}" if item["endpoint"] else ""))
     if result.get("svg"):

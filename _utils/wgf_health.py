@@ -10,9 +10,10 @@ function takes the data ``check_interface`` documents and returns problems
 import difflib
 import ipaddress
 
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_dump
 import wgf_keys
 
 #: Seconds without a handshake, while traffic is sent, after which a peer is stale.
@@ -668,7 +669,50 @@ def facts(data, stale_after=STALE_AFTER):
         "forwarding": data["forwarding"],
         "service": data["service"],
         "peers": peers,
+        "clients": {p["public_key"]: n for n, p in (data["pillar"] or {}).get("peers", {}).items()
+                    if p.get("client")},
         "link_states": {key: link_state(peer, stale_after, samples.get(key))
                         for key, peer in (live or {}).get("peers", {}).items()},
     }
 
+
+def reresolve_interface(name, conf, live, wanted_peer, test, resolve, wg):
+    """``wireguard.reresolve`` for one interface: ``resolve(endpoint)`` gives the
+    addresses a name has now, ``wg(args)`` runs ``wg``."""
+    done = {}
+    for item in conf["peers"]:
+        key, endpoint = item["public_key"], item["endpoint"]
+        if not key or (wanted_peer is not None and wanted_peer not in (key, item["name"])):
+            continue
+        skip = reresolve_skip(name, key, endpoint, live)
+        if skip:
+            if wanted_peer is not None:  # asked for by name: say why nothing was done
+                done[item["name"] or key] = {
+                    "public_key": key, "endpoint": endpoint, "old": None, "new": None,
+                    "result": "skipped", "comment": f"Nothing to re-resolve: {skip}"}
+            continue
+        old = live["peers"][key]["endpoint"]
+        entry = {"public_key": key, "endpoint": endpoint, "old": old, "new": old}
+        done[item["name"] or key] = entry
+        try:
+            addresses = resolve(endpoint)
+        except CommandExecutionError as exc:
+            entry.update(result="failed", comment=str(exc))
+            continue
+        if old in addresses:
+            entry.update(result="unchanged", comment=f"{endpoint} still resolves to {old}")
+            continue
+        if test:
+            entry.update(result="would change", new=addresses[0],
+                         comment=f"{endpoint} now resolves to {', '.join(addresses)}")
+            continue
+        try:
+            # the address just resolved: what was compared is what is set (wg itself
+            # would resolve the name with the same resolver and take the first answer)
+            wg(["set", name, "peer", key, "endpoint", addresses[0]])
+            now = wgf_dump.parse(wg(["show", name, "dump"]), name)
+            entry["new"] = now[name]["peers"].get(key, {}).get("endpoint")
+            entry.update(result="changed", comment=f"{endpoint} resolved to {entry['new']}")
+        except CommandExecutionError as exc:
+            entry.update(result="failed", comment=str(exc))
+    return done

@@ -1,6 +1,8 @@
 """What iproute2 says, as plain data: ``ip -j addr``, ``ip -j route`` and the
 routing table names of ``rt_tables``. Parsing only; the loader modules run ``ip``."""
 
+import os
+
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
@@ -52,3 +54,28 @@ def table_names(text):
         if len(fields) >= 2:
             names.add(fields[1])
     return names
+
+
+#: Where iproute2 defines routing table names (older and newer layouts).
+RT_TABLES = ("/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables",
+             "/usr/lib/iproute2/rt_tables")
+
+
+def known_tables(bases=RT_TABLES):
+    """Routing table names the files under ``bases`` (and ``<base>.d/*.conf``) define,
+    or None when there is no such file."""
+    names, found = set(), False
+    for base in bases:
+        paths = [base]
+        if os.path.isdir(f"{base}.d"):
+            paths += sorted(os.path.join(f"{base}.d", f) for f in os.listdir(f"{base}.d")
+                            if f.endswith(".conf"))
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    text = handle.read()
+            except OSError:
+                continue
+            found = True
+            names |= table_names(text)
+    return names if found else None

@@ -12,6 +12,7 @@ import ipaddress
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_clients
 import wgf_firewall
 import wgf_keys
 import wgf_networks
@@ -38,6 +39,10 @@ INTERFACE_KEYS = {
     "peers": {},
     "open_port": False,
     "access": None,
+    "endpoint": None,
+    "pool": [],
+    "client_defaults": {},
+    "clients": {},
 }
 PEER_KEYS = {
     "public_key": None,
@@ -49,6 +54,17 @@ PEER_KEYS = {
     "preshared_key": None,
     "absent": False,
 }
+#: A client's keys; each but address, public_key and absent may come from client_defaults.
+CLIENT_KEYS = {
+    "address": [],
+    "allowed_ips": None,
+    "dns": [],
+    "persistent_keepalive": None,
+    "preshared_key": False,
+    "public_key": None,
+    "absent": False,
+}
+CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_key")
 TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}}
 REFUSED_KEYS = {
     "save_config": "wg-quick would overwrite the file Salt manages with the live state "
@@ -194,6 +210,7 @@ def normalise_peer(ifname, pname, peer, errors):
     out["preshared_key_pillar"] = (
         f"wireguard:interfaces:{ifname}:peers:{pname}:preshared_key"
         if out["has_preshared_key"] else None)
+    out["client"] = False  # True only for the peers clients become (wgf_clients)
     if not out["public_key"] and not out["minion"] and not out["absent"]:
         errors.append(f"{where}: key 'public_key' is missing (or name a 'minion')")
     return out
@@ -229,6 +246,11 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
         "peers": lambda v, w: mapping(v, w, "peers is a mapping of peer name to peer"),
         "open_port": wgf_firewall.open_port,
         "access": wgf_firewall.access,
+        "endpoint": lambda v, w: wgf_addr.text(v, w) if v is not None else None,
+        "pool": lambda v, w: [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)],
+        "client_defaults": lambda v, w: mapping(v, w, "client_defaults is a mapping"),
+        "clients": lambda v, w: mapping(v, w, "clients is a mapping of client name to "
+                                        "client"),
     }
     out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
@@ -251,7 +273,87 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
             peers[name] = normalised
     out["peers"] = peers
     out["warnings"] = []
+    normalise_clients(out, errors)
     return out
+
+
+# ------------------------------------------------------------------ clients
+
+
+def client_address(value, where):
+    """One host address of a client (``a.b.c.d``, ``a.b.c.d/32``, ``v6/128``)."""
+    address = ipaddress.ip_interface(wgf_addr.interface_address(value, where))
+    if address.network.num_addresses != 1:
+        raise SaltInvocationError(f"{where}: {shown(value)} is not one host; a client's "
+                                  "address is an address, /32 or /128")
+    return str(address.ip)
+
+
+def _client_checks(defaults_from):
+    return {
+        "address": lambda v, w: strings(v, w, client_address),
+        "allowed_ips": lambda v, w: (
+            [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)] if v is not None
+            else list(defaults_from)),
+        "dns": lambda v, w: strings(v, w, dns_entry),
+        "persistent_keepalive": keepalive,
+        "preshared_key": lambda v, w: boolean(bool(v) if v is None else v, w),
+        "public_key": lambda v, w: v if wgf_keys.is_key(v, w) else None,
+        "absent": boolean,
+    }
+
+
+def normalise_clients(out, errors):
+    """The interface's clients, endpoint and pool, normalised in place."""
+    where = f"interface {shown(out['name'])}"
+    networks = wgf_clients.networks_of(out["address"])
+    out["pool"] = out["pool"] or networks
+    if out["endpoint"] is not None:
+        try:
+            if out["listen_port"]:
+                out["endpoint"] = wgf_addr.endpoint_with_port(
+                    out["endpoint"], out["listen_port"], f"{where}, key 'endpoint'")
+            else:
+                out["endpoint"] = wgf_addr.endpoint(out["endpoint"], f"{where}, key 'endpoint'"
+                                                    " (no listen_port to default to)")
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            out["endpoint"] = None
+    raw_defaults = out["client_defaults"]
+    allowed = {k: CLIENT_KEYS[k] for k in CLIENT_DEFAULT_KEYS}
+    errors += unknown_keys(raw_defaults, allowed, f"{where}, client_defaults")
+    checks = _client_checks(networks)
+    defaults = _checked(raw_defaults, allowed, checks, f"{where}, client_defaults", errors)
+    base = _checked({}, CLIENT_KEYS, checks, where, errors)  # what a client gives no value for
+    clients = {}
+    for name, client in out["clients"].items():
+        here = f"{where}, client {shown(name)}"
+        if not wgf_clients.is_client_name(name):
+            errors.append(f"{here}: a client name is 1-64 characters of a-z A-Z 0-9 "
+                          "_ = + . - and does not start with '.' (it names the client's "
+                          "files)")
+            continue
+        if name in out["peers"]:
+            errors.append(f"{here}: a peer of this interface has the same name")
+            continue
+        client = {} if client is None else client
+        if not isinstance(client, dict):
+            errors.append(f"{here}: a client is a mapping of keys, got "
+                          f"{type(client).__name__}")
+            continue
+        errors += unknown_keys(client, CLIENT_KEYS, here)
+        given = {k: CLIENT_KEYS[k] for k in client if k in CLIENT_KEYS}
+        normalised = {"name": name, **base, **defaults,
+                      **_checked(client, given, checks, here, errors)}
+        normalised = {k: list(v) if isinstance(v, list) else v for k, v in normalised.items()}
+        normalised["byo"] = bool(normalised["public_key"])
+        if not normalised["allowed_ips"] and not normalised["absent"]:
+            errors.append(f"{here}, key 'allowed_ips': none given, and the interface has no "
+                          "address whose network it could default to")
+        clients[name] = normalised
+    out["clients"] = clients
+    out["client_retired"] = []
+    out["clients_managed"] = False
 
 
 def check_peer_conflicts(iface, own_public_key, errors):
@@ -284,7 +386,7 @@ def check_peer_conflicts(iface, own_public_key, errors):
 
 
 def validate(pillar, minion_id, own_public_key=None, published_keys=None,
-             known_tables=None, firewall="none"):
+             known_tables=None, firewall="none", client_records=None):
     """Validate the ``wireguard`` pillar for ``minion_id``.
 
     own_public_key
@@ -297,6 +399,9 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
     firewall
         The minion's firewall backend (``wgf_firewall.backend``): nftables, iptables
         or none; each interface gets it as ``firewall``.
+    client_records
+        ``interface name -> the JSON text of its clients record or None``: the
+        allocations kept on the minion (``wgf_clients``).
 
     Returns the interfaces, without any secret (``secrets_of`` finds those).
     """
@@ -331,11 +436,29 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
             wgf_networks.resolve_minion_peers(normalised, published_keys)
         own = own_public_key(ifname, private_key) if own_public_key else None
         check_peer_conflicts(normalised, own, errors)
+        _allocate_clients(normalised, own, client_records, errors)
         result[ifname] = normalised
     if errors:
         raise SaltInvocationError(
             "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors))
     return result
+
+
+def _allocate_clients(iface, own, client_records, errors):
+    """Addresses and known keys of the interface's clients, from the minion's record."""
+    if iface["absent"]:
+        return
+    try:
+        record = wgf_clients.parse_record(
+            client_records(iface["name"]) if client_records else None,
+            f"interface {shown(iface['name'])}: the clients record")
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
+        return
+    iface["clients_managed"] = bool(iface["clients"] or record["clients"])
+    iface["client_retired"] = record["retired"]
+    if iface["clients_managed"]:
+        wgf_clients.allocate(iface, record, own, errors)
 
 
 def secrets_of(pillar, iface):
@@ -348,7 +471,7 @@ def secrets_of(pillar, iface):
         "private_key": raw.get("private_key") if iface["has_private_key"] else None,
         "preshared_keys": {name: raw_peers[name]["preshared_key"]
                            for name, peer in iface["peers"].items()
-                           if peer["has_preshared_key"]},
+                           if peer["has_preshared_key"] and not peer.get("client")},
     }
 
 

@@ -86,12 +86,17 @@ def keys(minion):
                     "peers": {"laptop": {"public_key": peer, "allowed_ips": ["10.66.0.2/32"],
                                          "endpoint": "localhost:51802",
                                          "preshared_key": secrets["psk"]}}},
-        GENERATED_IF: {"address": "10.67.0.1/24", "listen_port": 51803}}}})
+        GENERATED_IF: {"address": "10.67.0.1/24", "listen_port": 51803,
+                       "endpoint": "198.18.67.1", "clients": {"phone": {"preshared_key": True}}}}}})
     for name in (PILLAR_IF, GENERATED_IF):
         minion.call("state.single", "wireguard.private_key", name,
                     f"config_dir={minion.config_dir}")
+        minion.call("state.single", "wireguard.clients", name, f"config_dir={minion.config_dir}")
         minion.call("state.single", "wireguard.config", name, f"config_dir={minion.config_dir}")
     secrets["generated"] = (minion.config_dir / f"{GENERATED_IF}.key").read_text().strip()
+    for kind in ("key", "psk"):
+        secrets[f"client {kind}"] = (minion.config_dir / "clients" / GENERATED_IF /
+                                     f"phone.{kind}").read_text().strip()
     minion.ns.wireguard(PILLAR_IF, secrets["pillar"], "10.66.0.1/24", 51801)
     minion.ns.wireguard(GENERATED_IF, secrets["generated"], "10.67.0.1/24", 51803)
     minion.ns.run(["wg", "set", PILLAR_IF, "peer", peer, "allowed-ips", "10.66.0.2/32",
@@ -113,7 +118,8 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
         "pillar_interfaces": [], "render_config": [PILLAR_IF],
         "route_command": ["172.16.1.0/24"], "public_keys": [],
         "config_peers": [PILLAR_IF], "check": ["sample=0"], "link_states": [],
-        "reresolve": [PILLAR_IF, "test=True"],
+        "reresolve": [PILLAR_IF, "test=True"], "clients": [],
+        "client_config": [GENERATED_IF, "phone", "qr=svg", f"path={minion.root / 'export'}"],
     }
     listed = json.loads(minion.call("sys.list_functions", "wireguard").stdout)["local"]
     assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), \

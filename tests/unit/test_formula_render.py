@@ -687,7 +687,7 @@ def test_example_renders(renderer, topology, minion_id, pillar):
         assert f"wireguard-service-running-service-running-{name}" in got
         assert f"wireguard-network-routes-wireguard-interface-{name}" in got
         for peer_name, peer in iface["peers"].items():
-            if not peer["public_key"]:
+            if not peer["public_key"] or peer.get("client"):
                 continue
             kind = "peer_absent" if peer["absent"] else "peer"
             state = got[f"wireguard-peers-live-wireguard-{kind}-{name}-{peer_name}"]

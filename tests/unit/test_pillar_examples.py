@@ -153,7 +153,12 @@ def test_pillar_example_shows_every_key():
     assert set(iface) == {"enabled", "absent", "address", "listen_port", "private_key",
                           "dns", "mtu", "table", "fwmark", "pre_up", "post_up", "pre_down",
                           "post_down", "routes", "forwarding", "masquerade", "purge_peers",
-                          "peers", "open_port", "access"}
+                          "peers", "open_port", "access", "endpoint", "pool",
+                          "client_defaults", "clients"}
+    assert set(iface["client_defaults"]) == {"allowed_ips", "dns", "persistent_keepalive",
+                                             "preshared_key"}
+    client_keys = set().union(*(set(client) for client in iface["clients"].values()))
+    assert client_keys == {"address", "allowed_ips", "preshared_key", "public_key", "absent"}
     peer_keys = set().union(*(set(peer) for peer in iface["peers"].values()))
     assert peer_keys == {"public_key", "minion", "minion_interface", "allowed_ips",
                          "endpoint", "persistent_keepalive", "preshared_key", "absent"}

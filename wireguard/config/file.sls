@@ -6,12 +6,14 @@
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_config_key = tplroot ~ '.config.key' %}
+{%- set sls_config_clients = tplroot ~ '.config.clients' %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
 {%- set config_dir = wireguard.config_dir %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=config_dir) %}
 
 include:
   - {{ sls_config_key }}
+  - {{ sls_config_clients }}
 
 {%- for name, iface in interfaces | dictsort %}
 {%-   if iface.absent %}
@@ -23,6 +25,12 @@ include:
   file.absent:
     - name: {{ (config_dir ~ '/' ~ name ~ '.' ~ suffix) | json }}
 {%-     endfor %}
+
+{{ ('wireguard-config-file-file-absent-' ~ name ~ '-clients') | json }}:
+  file.absent:
+    - names:
+      - {{ (config_dir ~ '/' ~ name ~ '.clients.json') | json }}
+      - {{ (config_dir ~ '/clients/' ~ name) | json }}
 {%-   else %}
 
 {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}:
@@ -35,5 +43,8 @@ include:
 {%-     endif %}
     - require:
       - wireguard: {{ ('wireguard-config-key-wireguard-private_key-' ~ name) | json }}
+{%-     if iface.clients_managed %}
+      - wireguard: {{ ('wireguard-config-clients-wireguard-clients-' ~ name) | json }}
+{%-     endif %}
 {%-   endif %}
 {%- endfor %}

@@ -26,7 +26,7 @@ include:
 {%-   if iface.enabled and not iface.absent %}
 {%-     set running_id = 'wireguard-service-running-service-running-' ~ name %}
 {%-     set keep = [] %}
-{%-     for peer_name, peer in iface.peers | dictsort if peer.public_key %}
+{%-     for peer_name, peer in iface.peers | dictsort if peer.public_key and not peer.client %}
 {%-       if peer.absent %}
 
 {{ ('wireguard-peers-live-wireguard-peer_absent-' ~ name ~ '-' ~ peer_name) | json }}:
@@ -53,12 +53,26 @@ include:
       - service: {{ running_id | json }}
 {%-       endif %}
 {%-     endfor %}
+{%-     if iface.clients_managed %}
+{#-     Clients' keys may be made in this run: the state reads them itself. #}
+
+{{ ('wireguard-peers-live-wireguard-client_peers-' ~ name) | json }}:
+  wireguard.client_peers:
+    - name: {{ name | json }}
+    - config_dir: {{ wireguard.config_dir | json }}
+    - require:
+      - service: {{ running_id | json }}
+{%-     endif %}
 {%-     if iface.purge_peers %}
 
 {{ ('wireguard-peers-live-wireguard-peers_purged-' ~ name) | json }}:
   wireguard.peers_purged:
     - name: {{ name | json }}
     - keep: {{ keep | json }}
+{%-       if iface.clients_managed %}
+    - keep_clients: true
+    - config_dir: {{ wireguard.config_dir | json }}
+{%-       endif %}
     - require:
       - service: {{ running_id | json }}
 {%-     endif %}

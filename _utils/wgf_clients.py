@@ -1,0 +1,441 @@
+"""Clients: devices without Salt (phones, laptops) that an interface serves.
+
+A client is a peer of the interface whose address comes from a pool and whose key is
+made on the minion (or brought by the device: BYO). This file holds what is decided
+about clients: names, the allocation of addresses (stable: kept in a record on the
+minion), the server-side peers they become, and the wg-quick config a device imports
+(as text or a QR code). The record holds no secret: names, addresses, public keys.
+"""
+
+import io
+import ipaddress
+import json
+import os
+import re
+import tempfile
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_keys
+from wgf_addr import shown
+
+try:
+    import segno
+
+    HAS_SEGNO = True
+except ImportError:
+    HAS_SEGNO = False
+
+#: A client name is also a file name (<client>.conf, .key, .psk): no path, no dot first.
+CLIENT_NAME = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_=+.-]{0,63}")
+#: What a BYO client's config holds in place of the key only the device has.
+PLACEHOLDER = "<this device's own private key>"
+QR_KINDS = ("ansi", "utf8", "png", "svg")
+QR_IMAGES = ("png", "svg")
+RECORD_VERSION = 1
+
+
+def is_client_name(name):
+    return isinstance(name, str) and CLIENT_NAME.fullmatch(name) is not None
+
+
+def record_path(config_dir, ifname):
+    """Where the interface's allocations are kept (no secret in it)."""
+    return os.path.join(config_dir, f"{ifname}.clients.json")
+
+
+def key_dir(config_dir, ifname):
+    """The 0700 directory of the interface's client keys."""
+    return os.path.join(config_dir, "clients", ifname)
+
+
+def key_path(config_dir, ifname, client, kind):
+    """``<config_dir>/clients/<if>/<client>.key`` (private key) or ``.psk``."""
+    return os.path.join(key_dir(config_dir, ifname), f"{client}.{kind}")
+
+
+# ------------------------------------------------------------------- record
+
+
+def empty_record():
+    return {"version": RECORD_VERSION, "clients": {}, "retired": []}
+
+
+def parse_record(text, where="the clients record"):
+    """The record from its JSON text (None: no record yet); raise when it is damaged."""
+    if text is None:
+        return empty_record()
+    try:
+        data = json.loads(text)
+        clients = data["clients"]
+        retired = [str(ipaddress.ip_address(a)) for a in data["retired"]]
+        for entry in clients.values():
+            entry["address"] = [str(ipaddress.ip_address(a)) for a in entry["address"]]
+            if entry.get("public_key") is not None:
+                wgf_keys.decode(entry["public_key"], "public_key")
+    except (ValueError, KeyError, TypeError, AttributeError, SaltInvocationError):
+        raise SaltInvocationError(
+            f"{where} cannot be read: it is not the JSON the formula writes; move it away "
+            "and apply again (clients then get new addresses)") from None
+    return {"version": RECORD_VERSION, "clients": clients, "retired": retired}
+
+
+def dump_record(record):
+    return json.dumps(record, indent=1, sort_keys=True) + "\n"
+
+
+# --------------------------------------------------------------- allocation
+
+
+def networks_of(addresses):
+    """The networks of interface addresses, each once, in order."""
+    return list(dict.fromkeys(str(ipaddress.ip_interface(a).network) for a in addresses))
+
+
+def _host_range(net):
+    """First and last usable address of a pool network, as integers."""
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if net.num_addresses > 2:
+        first += 1  # the network (IPv6: subnet-router anycast) address
+        if net.version == 4:
+            last -= 1  # the broadcast address
+    return first, last
+
+
+def _in_pool(ip, pools):
+    return any(ip in net for net in pools if net.version == ip.version)
+
+
+class _Free:
+    """The free addresses of one IP version's pools, lowest first; retired ones last."""
+
+    def __init__(self, pools, taken, retired):
+        self.ranges = [_host_range(net) for net in pools]
+        self.taken, self.retired = taken, retired
+        self.cursor = [first for first, _ in self.ranges]
+
+    def next(self, version):
+        for index, (_, last) in enumerate(self.ranges):
+            while self.cursor[index] <= last:
+                ip = ipaddress.ip_address(self.cursor[index]) if version == 4 \
+                    else ipaddress.IPv6Address(self.cursor[index])
+                self.cursor[index] += 1
+                if ip not in self.taken and str(ip) not in self.retired:
+                    return ip
+        for text in list(self.retired):
+            ip = ipaddress.ip_address(text)
+            if ip.version == version and ip not in self.taken:
+                self.retired.remove(text)
+                return ip
+        return None
+
+
+def allocate(iface, record, own_public_key, errors):
+    """Give each client of the normalised ``iface`` its addresses and public key.
+
+    Kept allocations stay; a new client gets the lowest free address of each IP
+    version of the pool; revoked clients' addresses are retired and handed out only
+    when nothing else is free. Sets ``address`` and ``public_key`` (None: to be made on
+    the minion) of every client, ``client_retired``, and adds each client that has a
+    key to ``peers`` as a client peer. Problems go to ``errors``.
+    """
+    where = f"interface {shown(iface['name'])}"
+    clients = iface["clients"]
+    pools = [ipaddress.ip_network(c) for c in iface["pool"]]
+    versions = sorted({net.version for net in pools})
+    taken = {ipaddress.ip_interface(a).ip: "the interface's own address"
+             for a in iface["address"]}
+    for pname, peer in iface["peers"].items():
+        if peer["absent"]:
+            continue
+        for cidr in peer["allowed_ips"]:
+            net = ipaddress.ip_network(cidr)
+            if _in_pool(net.network_address, pools) and net.num_addresses <= 65536:
+                for ip in (net if net.num_addresses > 1 else [net.network_address]):
+                    taken.setdefault(ip, f"peer {shown(pname)}")
+    active = {name: c for name, c in sorted(clients.items()) if not c["absent"]}
+    if active and not pools:
+        errors.append(f"{where}, key 'pool': no pool: give the interface an address or a "
+                      "pool to take its clients' addresses from")
+    retired = [a for a in record["retired"] if _in_pool(ipaddress.ip_address(a), pools)]
+    for name, entry in sorted(record["clients"].items()):
+        if name not in active:
+            retired += [a for a in entry["address"] if a not in retired]
+    chosen = {name: {} for name in active}
+    recorded = {ipaddress.ip_address(a): name for name in active
+                for a in (record["clients"].get(name) or {}).get("address", [])}
+    for name, client in active.items():  # addresses pillar gives
+        for text in client["address"]:
+            ip = ipaddress.ip_interface(text).ip
+            here = f"{where}, client {shown(name)}, key 'address'"
+            if not _in_pool(ip, pools):
+                errors.append(f"{here}: {ip} is outside the pool "
+                              f"({', '.join(iface['pool']) or 'none'})")
+            elif ip in taken:
+                errors.append(f"{here}: {ip} is in use by {taken[ip]}")
+            elif recorded.get(ip, name) != name:
+                errors.append(f"{here}: {ip} is in use by client {shown(recorded[ip])}")
+            elif ip.version in chosen[name]:
+                errors.append(f"{here}: two IPv{ip.version} addresses; a client has one "
+                              "address per IP version")
+            else:
+                taken[ip] = f"client {shown(name)}"
+                chosen[name][ip.version] = ip
+    for name in active:  # allocations kept from earlier runs
+        for text in (record["clients"].get(name) or {}).get("address", []):
+            ip = ipaddress.ip_address(text)
+            if ip.version not in chosen[name] and _in_pool(ip, pools) and ip not in taken:
+                taken[ip] = f"client {shown(name)}"
+                chosen[name][ip.version] = ip
+    free = {v: _Free([n for n in pools if n.version == v], taken, retired) for v in versions}
+    for name in active:  # new allocations
+        for version in versions:
+            if version in chosen[name]:
+                continue
+            ip = free[version].next(version)
+            if ip is None:
+                errors.append(
+                    f"{where}, client {shown(name)}: the pool is full: no IPv{version} "
+                    f"address of {', '.join(str(n) for n in pools if n.version == version)} "
+                    "is free; widen 'pool' or revoke a client")
+                continue
+            taken[ip] = f"client {shown(name)}"
+            chosen[name][version] = ip
+    iface["client_retired"] = [a for a in retired if ipaddress.ip_address(a) not in taken]
+    keys = {own_public_key: "the interface's own key"} if own_public_key else {}
+    keys.update({p["public_key"]: f"peer {shown(n)}" for n, p in iface["peers"].items()
+                 if p["public_key"] and not p["absent"]})
+    for name, client in active.items():
+        recorded = record["clients"].get(name) or {}
+        client["address"] = [str(chosen[name][v]) for v in sorted(chosen[name])]
+        if not client["public_key"] and not recorded.get("byo"):
+            client["public_key"] = recorded.get("public_key")
+        key = client["public_key"]
+        if key in keys:
+            errors.append(f"{where}, client {shown(name)}, key 'public_key': the same key "
+                          f"as {keys[key]}")
+        elif key:
+            keys[key] = f"client {shown(name)}"
+    for name, client in active.items():
+        if client["public_key"] and client["address"]:
+            iface["peers"][name] = server_peer(name, client)
+
+
+def server_peer(name, client):
+    """The peer a client is on the interface: its key, its addresses as /32 and /128."""
+    return {
+        "name": name, "public_key": client["public_key"], "minion": None,
+        "minion_interface": None,
+        "allowed_ips": [f"{a}/128" if ":" in a else f"{a}/32" for a in client["address"]],
+        "endpoint": None, "persistent_keepalive": None,
+        "has_preshared_key": client["preshared_key"], "preshared_key_pillar": None,
+        "absent": False, "client": True,
+    }
+
+
+def record_of(iface, public_keys):
+    """The record to keep for ``iface`` once ``public_keys`` {client: key} are made."""
+    record = empty_record()
+    record["retired"] = list(iface["client_retired"])
+    for name, client in sorted(iface["clients"].items()):
+        if client["absent"]:
+            continue
+        record["clients"][name] = {"address": client["address"], "byo": client["byo"],
+                                   "public_key": public_keys.get(name) or client["public_key"]}
+    return record
+
+
+# ------------------------------------------------------------ client config
+
+
+def client_config(iface, name, server_public_key, private_key=None, preshared_key=None):
+    """The wg-quick config of client ``name`` of the validated ``iface``: what the device
+    imports. A BYO client gets ``PLACEHOLDER`` in place of its private key."""
+    client = iface["clients"][name]
+    addresses = [str(ipaddress.ip_network(a)) for a in client["address"]]
+    lines = [f"# {name}: a client of {iface['name']} (Salt wireguard formula)",
+             "[Interface]", f"PrivateKey = {private_key or PLACEHOLDER}",
+             f"Address = {', '.join(addresses)}"]
+    if client["dns"]:
+        lines.append(f"DNS = {', '.join(client['dns'])}")
+    lines += ["", "[Peer]", f"PublicKey = {server_public_key}"]
+    if preshared_key:
+        lines.append(f"PresharedKey = {preshared_key}")
+    lines.append(f"AllowedIPs = {', '.join(client['allowed_ips'])}")
+    lines.append(f"Endpoint = {iface['endpoint']}")
+    if client["persistent_keepalive"]:
+        lines.append(f"PersistentKeepalive = {client['persistent_keepalive']}")
+    return "\n".join(lines) + "\n"
+
+
+def qr_kind(kind, path):
+    """``kind`` checked: one of QR_KINDS; the images only with a ``path`` to write to."""
+    if kind is None:
+        return None
+    if kind not in QR_KINDS:
+        raise SaltInvocationError(f"qr is one of {', '.join(QR_KINDS)}, not {shown(kind)}")
+    if kind in QR_IMAGES and not path:
+        raise SaltInvocationError(f"qr={kind} is an image: give path=DIR to write it to")
+    if not HAS_SEGNO:
+        raise SaltInvocationError("QR codes need segno on this minion (pip install segno)")
+    return kind
+
+
+def qr_code(text, kind):
+    """``text`` as a QR code: terminal text (``ansi``, ``utf8``) or image bytes."""
+    code = segno.make(text, error="l", micro=False)
+    if kind in QR_IMAGES:
+        out = io.BytesIO()
+        code.save(out, kind=kind, scale=6, border=4)
+        return out.getvalue()
+    out = io.StringIO()
+    code.terminal(out=out, compact=kind == "utf8", border=2)
+    return out.getvalue()
+
+
+def qr_suffix(kind):
+    return kind if kind in QR_IMAGES else f"{kind}.txt"
+
+
+def listing(iface, live):
+    """Each client of ``iface`` with its live peer (``wgf_dump`` shape, or None): no secret."""
+    peers = (live or {}).get("peers") or {}
+    result = {}
+    for name, client in sorted(iface["clients"].items()):
+        if client["absent"]:
+            continue
+        now = peers.get(client["public_key"]) or {}
+        result[name] = {
+            "address": client["address"], "public_key": client["public_key"],
+            "byo": client["byo"], "preshared_key": client["preshared_key"],
+            "allowed_ips": client["allowed_ips"], "live": bool(now),
+            "endpoint": now.get("endpoint"),
+            "latest_handshake": now.get("latest_handshake"),
+            "latest_handshake_age": now.get("latest_handshake_age"),
+            "rx_bytes": now.get("rx_bytes"), "tx_bytes": now.get("tx_bytes"),
+        }
+    return result
+
+
+def write_private(path, data):
+    """Write ``data`` (text or bytes) to ``path`` atomically, mode 0600."""
+    directory = os.path.dirname(path)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode("ascii") if isinstance(data, str) else data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def export_dir(path):
+    """``path`` as a directory only root can enter: made 0700, or refused when it
+    exists and group or others may enter it."""
+    path = os.path.abspath(path)
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700)
+        os.chmod(path, 0o700)
+    elif os.stat(path).st_mode & 0o077:
+        raise SaltInvocationError(
+            f"{path} can be entered by group or others; give a directory only its owner "
+            "can enter (or a new one, which is made 0700)")
+    return path
+
+
+def export(directory, name, text, kind):
+    """Write the config and the QR code of ``kind`` (or none) into ``directory``;
+    return their paths."""
+    written = {"config": os.path.join(directory, f"{name}.conf")}
+    write_private(written["config"], text)
+    if kind:
+        written["qr"] = os.path.join(directory, f"{name}.{qr_suffix(kind)}")
+        write_private(written["qr"], qr_code(text, kind))
+    return written
+
+
+def _read_secret(path):
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            return handle.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def device_config(iface, ifname, name, config_dir, server_public_key):
+    """``client_config`` of client ``name`` with its keys read from ``config_dir``;
+    raise naming interface and client when it is not declared or not made yet."""
+    client = (iface or {}).get("clients", {}).get(name)
+    if not client or client["absent"]:
+        raise SaltInvocationError(f"interface {shown(ifname)} has no client {shown(name)} "
+                                  "in pillar")
+    private = None if client["byo"] else _read_secret(key_path(config_dir, ifname, name, "key"))
+    psk = _read_secret(key_path(config_dir, ifname, name, "psk")) \
+        if client["preshared_key"] else None
+    missing = [what for what, there in (
+        ("the interface's 'endpoint' in pillar", iface["endpoint"]),
+        ("the interface's key", server_public_key),
+        ("the client's key", client["byo"] or (private and client["public_key"])),
+        ("the client's preshared key", psk or not client["preshared_key"])) if not there]
+    if missing:
+        raise SaltInvocationError(
+            f"interface {shown(ifname)}, client {shown(name)}: no config yet: "
+            f"{', '.join(missing)} missing (state.apply wireguard makes the keys)")
+    return client_config(iface, name, server_public_key, private, psk)
+
+
+def stamp(config_dir):
+    """What of ``config_dir`` validation reads (key files, records), as file identities:
+    a change to any of them changes the stamp."""
+    try:
+        entries = sorted(os.scandir(config_dir), key=lambda e: e.name)
+    except OSError:
+        return ()
+    return tuple((e.name, e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries
+                 if e.name.endswith((".key", ".clients.json")))
+
+
+def write_many(directory, files):
+    """Write ``{path: text}`` (all in ``directory``) atomically, 0600, with one sync for
+    all of them instead of one per file; first remove what a killed run left."""
+    for entry in os.listdir(directory):
+        if entry.startswith("."):
+            os.unlink(os.path.join(directory, entry))
+    temps = {}
+    try:
+        for path, text in files.items():
+            fd, temps[path] = tempfile.mkstemp(dir=directory,
+                                               prefix=f".{os.path.basename(path)}.")
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                handle.write(text)
+        os.sync()
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+
+
+def changes(old, new, writes, made, test):
+    """``{client: {"old", "new"}}`` with addresses and public keys; never a secret."""
+    result = {}
+    for name in sorted(set(old["clients"]) | set(new["clients"])):
+        before, after = old["clients"].get(name), new["clients"].get(name)
+        now = {k: (after or {}).get(k) for k in ("address", "public_key")}
+        if name in made:
+            now["public_key"] = made[name] if not test else "(new key)"
+        if before and after and {k: before.get(k) for k in now} == now \
+                and not {f"{name}.key", f"{name}.psk"} & {os.path.basename(f) for f in writes}:
+            continue
+        result[name] = {"old": {k: before.get(k) for k in ("address", "public_key")}
+                         if before else None, "new": now if after else None}
+    return result

@@ -1,0 +1,191 @@
+"""Devices without Salt (issue 13), through a real master: a minion serves clients from
+its pillar; their exported configs come up with plain `wg-quick up` in bare network
+namespaces (devices with no Salt at all); the QR code decodes to exactly the config;
+adding and revoking clients never disturbs another; the keys are nowhere else."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from tests.e2e.auditing import audit
+from tests.lab.host import parse_ping
+from tests.lab.saltmaster import describe_failures
+
+HUB = "198.18.13.1"
+EXPORT = "/root/wg-clients"
+PILLAR = {"wireguard": {"interfaces": {"wg0": {
+    "address": ["10.13.0.1/24"],
+    "listen_port": 51820,
+    "endpoint": HUB,
+    "forwarding": True,
+    "masquerade": ["eth1"],
+    "clients": {
+        "phone": {},
+        "laptop": {"allowed_ips": ["0.0.0.0/0"], "preshared_key": True},
+        "old": {},
+    },
+}}}}
+
+
+def apply(lab, pillar):
+    lab.master.write_pillar({"vpn": pillar})
+    ret = lab.master.state_apply("vpn")
+    assert not describe_failures(ret), describe_failures(ret)
+    return ret
+
+
+@pytest.fixture(scope="module")
+def site(lab, tmp_path_factory):
+    with lab.section():
+        inet = lab.bridge("cl-inet")
+        vpn = lab.container("vpn")
+        inet.attach(vpn, "eth0", [f"{HUB}/24"])
+        beyond = lab.namespace("cl-beyond")  # a host beyond the gateway, no route back
+        lab.link(vpn, beyond, "eth1", "eth0", "192.168.13.1/24", "192.168.13.2/24")
+        devices = {}
+        for n, name in enumerate(("phone", "laptop"), 10):
+            devices[name] = lab.namespace(f"cl-{name}")
+            inet.attach(devices[name], "eth0", [f"198.18.13.{n}/24"])
+        lab.wait_ready()
+        state = {"lab": lab, "vpn": vpn, "beyond": beyond, "devices": devices, "seen": [],
+                 "dir": tmp_path_factory.mktemp("devices"), "up": []}
+        state["seen"].append(repr(apply(lab, copy.deepcopy(PILLAR))))
+        try:
+            yield state
+        finally:
+            for device, conf in state["up"]:
+                device.run(["wg-quick", "down", str(conf)], check=False)
+
+
+def export(site, client, qr="png"):
+    """The client's config and QR code, written on the minion through the master; the
+    files are read from the container's disk, as an admin would copy them."""
+    paths = site["lab"].master.salt("vpn", "wireguard.client_config", "wg0", client,
+                                    f"qr={qr}", f"path={EXPORT}")["vpn"]
+    site["seen"].append(repr(paths))
+    assert paths == {"config": f"{EXPORT}/{client}.conf", "qr": f"{EXPORT}/{client}.{qr}"}
+    return site["vpn"].read(paths["config"]), site["vpn"].merged / paths["qr"].lstrip("/")
+
+
+def bring_up(site, client):
+    """`wg-quick up` of the exported config in the device's bare namespace. The file is
+    named for a unique interface: wireguard-go's sockets are shared by all namespaces."""
+    text, _ = export(site, client)
+    conf = site["dir"] / f"c{uuid.uuid4().hex[:6]}{client[:4]}.conf"
+    conf.write_text(text)
+    conf.chmod(0o600)
+    device = site["devices"][client]
+    device.run(["wg-quick", "up", str(conf)])
+    site["up"].append((device, conf))
+    return text
+
+
+def clients(site):
+    ret = site["lab"].master.salt("vpn", "wireguard.clients", "wg0")["vpn"]
+    site["seen"].append(repr(ret))
+    return ret["wg0"]
+
+
+def test_the_png_decodes_to_exactly_the_exported_config(site):
+    text, image = export(site, "phone")
+    assert text.startswith("# phone: a client of wg0") and f"Endpoint = {HUB}:51820" in text
+    decoded = subprocess.run(["zbarimg", "-q", "--raw", str(image)], capture_output=True,
+                             text=True, check=True).stdout
+    assert decoded == text + "\n"  # zbarimg ends each code with a newline
+
+
+def test_a_pool_client_comes_up_with_plain_wg_quick_and_pings_the_hub(site):
+    bring_up(site, "phone")
+    assert site["devices"]["phone"].ping_until("10.13.0.1", within=20).received
+    listed = clients(site)
+    # by name: laptop .2, old .3, phone .4 (.1 is the hub's)
+    assert listed["phone"]["address"] == ["10.13.0.4"]
+    assert listed["phone"]["latest_handshake"] is not None
+
+
+def test_a_full_tunnel_client_reaches_a_host_beyond_the_masquerading_gateway(site):
+    text = bring_up(site, "laptop")
+    assert "AllowedIPs = 0.0.0.0/0\n" in text and "PresharedKey = " in text
+    assert site["devices"]["laptop"].ping_until("192.168.13.2", within=20).received
+    shown = site["lab"].master.salt("vpn", "wireguard.show", "wg0")["vpn"]["wg0"]["peers"]
+    site["seen"].append(repr(shown))
+    with_psk = [key for key, peer in shown.items() if peer["preshared_key"]]
+    assert with_psk == [clients(site)["laptop"]["public_key"]]
+
+
+def test_adding_and_revoking_clients_leaves_a_working_client_alone(site):
+    before = clients(site)
+    vpn, phone = site["vpn"], site["devices"]["phone"]
+    ifindex = vpn.ifindex("wg0")
+    pillar = copy.deepcopy(PILLAR)
+    clients_ = pillar["wireguard"]["interfaces"]["wg0"]["clients"]
+    clients_["tablet"] = {}
+    clients_["old"] = {"absent": True}
+    deadline = 25
+    ping = phone.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", str(deadline),
+                        "10.13.0.1"])
+    time.sleep(1)
+    t0 = time.monotonic()
+    site["seen"].append(repr(apply(site["lab"], pillar)))
+    took = time.monotonic() - t0
+    out, _ = ping.communicate(timeout=deadline + 30)
+    res = parse_ping("phone", "10.13.0.1", out)
+    assert took < deadline - 2, f"the apply ({took:.1f}s) outlasted the ping"
+    assert res.sent >= 100 and res.lost == 0, f"{res}\n{out}"
+    after = clients(site)
+    for name in ("phone", "laptop"):
+        assert (after[name]["address"], after[name]["public_key"]) == (
+            before[name]["address"], before[name]["public_key"])
+    assert "old" not in after and after["tablet"]["address"] == ["10.13.0.5"]
+    live = vpn.out(["wg", "show", "wg0", "peers"]).split()
+    assert before["old"]["public_key"] not in live and after["tablet"]["public_key"] in live
+    assert not vpn.file_exists("/etc/wireguard/clients/wg0/old.key")
+    assert vpn.ifindex("wg0") == ifindex, "wg0 was restarted"
+    site["pillar"] = pillar
+
+
+def test_client_keys_are_only_in_the_export_and_under_config_dir(site):
+    vpn, master = site["vpn"], site["lab"].master
+    keydir = "/etc/wireguard/clients/wg0"
+    names = vpn.out(["ls", keydir]).split()
+    assert sorted(names) == ["laptop.key", "laptop.psk", "phone.key", "tablet.key"]
+    keys = [vpn.read(f"{keydir}/{name}").strip() for name in names]
+    site["seen"].append(repr(master.salt("vpn", "wireguard.check", "sample=0")))
+    site["seen"].append(repr(master.salt_run("wireguard.audit")))
+    site["seen"].append(repr(master.state_apply("vpn")))  # a no-op re-apply
+    jobs = master.salt_run("jobs.list_jobs")
+    for jid in list(jobs)[-5:]:
+        site["seen"].append(repr(master.salt_run("jobs.lookup_jid", jid)))
+    everything = "\n".join(site["seen"])
+    for key in keys:
+        assert key not in everything, "a client key is in an output"
+    patterns = [arg for key in keys for arg in ("-e", key)]
+    # every file the containers wrote (their overlays' upper layers) and their /run, /tmp
+    found = subprocess.run(["grep", "-rlaF", *patterns, str(vpn.upper), str(master.upper)],
+                           capture_output=True, text=True).stdout.split()
+    where = sorted(path.removeprefix(str(vpn.upper)) for path in found)
+    assert all(p.startswith(("/etc/wireguard/", f"{EXPORT}/")) for p in where), where
+    assert f"{EXPORT}/phone.conf" in where and "/etc/wireguard/clients/wg0/phone.key" in where
+    for host in (vpn, master):
+        hit = host.run(["grep", "-rlaF", *patterns, "/run", "/tmp"], check=False)
+        assert hit.stdout.strip() == "", f"{host.name}: {hit.stdout}"
+    modes = vpn.out(["stat", "-c", "%n %a", EXPORT, f"{EXPORT}/phone.conf",
+                     f"{EXPORT}/phone.png", "/etc/wireguard/clients", keydir,
+                     f"{keydir}/phone.key", "/etc/wireguard/wg0.clients.json"]).split("\n")
+    assert [line.split()[1] for line in modes if line] == [
+        "700", "600", "600", "700", "700", "600", "600"]
+
+
+def test_the_audit_and_the_graph_name_clients(site):
+    master = site["lab"].master
+    master.salt_run("saltutil.sync_all")  # the runner and its utils
+    data = audit(site["lab"], ["vpn"])
+    named = {item["client"] for item in data["unknown_peers"]}
+    assert {"phone", "laptop", "tablet"} <= named, data["unknown_peers"]
+    drawing = master.salt_run("wireguard.graph", tgt="vpn", tgt_type="list", timeout=60)
+    assert "client phone" in str(drawing), drawing

@@ -1,0 +1,161 @@
+"""Clients through the real ``salt-call``, on a real wireguard-go interface in a network
+namespace: addresses allocated from a small pool and kept, a revoked address handed out
+last, an exhausted pool refused before anything changes, keys only in 0600 files, live
+peers that follow, and exports written 0600 with nothing secret in any output."""
+
+import hashlib
+import json
+import stat
+import subprocess
+import uuid
+
+import pytest
+
+from tests.functional.test_cli import Minion, wgf_keys
+from tests.support.netns import Netns
+
+IF = f"wgcl{uuid.uuid4().hex[:6]}"  # wireguard-go's sockets are shared by all namespaces
+
+
+def states_ok(proc):
+    ret = json.loads(proc.stdout)["local"]
+    assert all(r["result"] is not False for r in ret.values()), proc.stdout
+    return ret
+
+
+class Clients:
+    def __init__(self, minion):
+        self.minion = minion
+        self.dir = minion.config_dir
+        self.server_key = wgf_keys.genkey()
+        self.outputs = []
+
+    def pillar(self, clients, **iface):
+        self.minion.pillar({"wireguard": {"lookup": {"config_dir": str(self.dir)},
+                                          "interfaces": {IF: {
+            "address": "10.70.0.1/24", "listen_port": 51870, "private_key": self.server_key,
+            "endpoint": "198.18.70.1", "pool": "10.70.0.0/29", "clients": clients,
+            **iface}}}})
+
+    def call(self, *args, check=True):
+        proc = self.minion.call(*args, check=check)
+        self.outputs.append(proc.stdout + proc.stderr)
+        return proc
+
+    def apply(self, check=True):
+        """What state.apply wireguard runs for clients, state by state."""
+        procs = [self.call("state.single", f"wireguard.{fun}", IF, f"config_dir={self.dir}",
+                           check=check)
+                 for fun in ("private_key", "clients", "config", "client_peers")]
+        return [states_ok(p) for p in procs] if check else procs
+
+    def listed(self):
+        return json.loads(self.call("wireguard.clients", IF).stdout)["local"][IF]
+
+    def live(self):
+        return json.loads(self.call("wireguard.show", IF).stdout)["local"][IF]["peers"]
+
+    def private_keys(self):
+        return {p.stem: p.read_text().strip() for p in (self.dir / "clients" / IF).glob("*")}
+
+
+@pytest.fixture(scope="module")
+def clients(tmp_path_factory):
+    ns = Netns("clients")
+    try:
+        ns.create()
+        setup = Clients(Minion(tmp_path_factory.mktemp("clients"), ns))
+        ns.wireguard(IF, setup.server_key, "10.70.0.1/24", 51870)
+        yield setup
+    finally:
+        ns.delete()
+
+
+def test_allocation_is_stable_revoked_addresses_come_last_and_a_full_pool_is_refused(clients):
+    # /29: .1 is the interface, .2-.6 are free
+    clients.pillar({"a": {}, "b": {"preshared_key": True}, "c": {}})
+    clients.apply()
+    first = clients.listed()
+    assert {n: c["address"] for n, c in first.items()} == {
+        "a": ["10.70.0.2"], "b": ["10.70.0.3"], "c": ["10.70.0.4"]}
+    live = clients.live()
+    assert {live[c["public_key"]]["allowed_ips"][0] for c in first.values()} == {
+        "10.70.0.2/32", "10.70.0.3/32", "10.70.0.4/32"}
+    assert live[first["b"]["public_key"]]["preshared_key"] is True
+
+    # a re-apply changes nothing
+    for ret in clients.apply():
+        assert all(not r["changes"] for r in ret.values()), ret
+
+    # b revoked, d added: a and c keep address and key, d does not get b's address
+    clients.pillar({"a": {}, "b": {"absent": True}, "c": {}, "d": {}})
+    clients.apply()
+    second = clients.listed()
+    assert second["a"] == first["a"] and second["c"] == first["c"]
+    assert second["d"]["address"] == ["10.70.0.5"]
+    assert first["b"]["public_key"] not in clients.live()
+    assert not (clients.dir / "clients" / IF / "b.key").exists()
+    assert not (clients.dir / "clients" / IF / "b.psk").exists()
+
+    # e gets the last never-used address, f the retired one
+    clients.pillar({"a": {}, "c": {}, "d": {}, "e": {}, "f": {}})
+    clients.apply()
+    third = clients.listed()
+    assert third["e"]["address"] == ["10.70.0.6"] and third["f"]["address"] == ["10.70.0.3"]
+    assert set(clients.live()) == {c["public_key"] for c in third.values()}
+
+    # the pool is exhausted: refused, naming interface and client, and nothing changes
+    record = clients.dir / f"{IF}.clients.json"
+    before = hashlib.sha256(record.read_bytes()).hexdigest(), sorted(clients.private_keys())
+    clients.pillar({"a": {}, "c": {}, "d": {}, "e": {}, "f": {}, "g": {}})
+    proc = clients.call("state.single", "wireguard.clients", IF, f"config_dir={clients.dir}",
+                        check=False)
+    assert proc.returncode != 0
+    assert f"interface '{IF}', client 'g': the pool is full" in proc.stdout
+    assert (hashlib.sha256(record.read_bytes()).hexdigest(),
+            sorted(clients.private_keys())) == before
+    proc = clients.call("wireguard.pillar_interfaces", check=False)
+    assert proc.returncode != 0 and "client 'g': the pool is full" in proc.stdout + proc.stderr
+
+
+def test_keys_live_only_in_0600_files_and_exports_leave_no_secret_in_any_output(
+        clients, tmp_path):
+    clients.pillar({"a": {}, "c": {}, "d": {}, "e": {}, "f": {"preshared_key": True}})
+    clients.apply()
+    keydir = clients.dir / "clients" / IF
+    assert stat.S_IMODE(keydir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((clients.dir / "clients").stat().st_mode) == 0o700
+    for path in [*keydir.iterdir(), clients.dir / f"{IF}.clients.json"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    export = tmp_path / "export"
+    proc = clients.call("wireguard.client_config", IF, "f", "qr=png", f"path={export}")
+    paths = json.loads(proc.stdout)["local"]
+    assert paths == {"config": str(export / "f.conf"), "qr": str(export / "f.png")}
+    assert stat.S_IMODE(export.stat().st_mode) == 0o700
+    text = (export / "f.conf").read_text()
+    for path in export.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    secrets = clients.private_keys()
+    assert f"PrivateKey = {secrets['f']}\n" in text and f"PresharedKey = {secrets['f']}" \
+        not in text
+    assert f"PresharedKey = {(keydir / 'f.psk').read_text().strip()}\n" in text
+    decoded = subprocess.run(["zbarimg", "-q", "--raw", str(export / "f.png")],
+                             capture_output=True, text=True, check=True).stdout
+    assert decoded == text + "\n"
+    clients.call("wireguard.check", "sample=0")
+    clients.call("wireguard.render_config", IF)
+    everything = "\n".join(clients.outputs) + (clients.minion.root / "minion.log").read_text()
+    assert clients.listed()["f"]["public_key"] in everything
+    for name, key in secrets.items():
+        assert key not in everything, f"{name} leaked"
+    # an export into a directory others may enter is refused
+    proc = clients.call("wireguard.client_config", IF, "f", "path=/tmp", check=False)
+    assert proc.returncode != 0
+    assert "can be entered by group or others" in proc.stdout + proc.stderr
+
+
+def test_check_names_clients(clients):
+    checked = json.loads(clients.call("wireguard.check", IF, "sample=0").stdout)["local"]
+    facts = checked["interfaces"][IF]["facts"]
+    assert sorted(facts["clients"].values()) == ["a", "c", "d", "e", "f"]
+    assert not [p for p in checked["interfaces"][IF]["problems"] if p["check"] == "pillar"]
