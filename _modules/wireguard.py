@@ -33,12 +33,13 @@ import wgf_health
 import wgf_iproute
 import wgf_keys
 import wgf_networks
+import wgf_psk
 import wgf_schema
 
 # After ``saltutil.sync_all`` a running minion loads this module again: read its utils
 # again too, instead of the copies an earlier load left in ``sys.modules``.
 for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_schema, wgf_conf, wgf_dump, wgf_health,
-              wgf_iproute):
+              wgf_iproute, wgf_psk):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -617,7 +618,8 @@ def _file_mode(path):
         stat = os.stat(path)
     except OSError:
         return None
-    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid}
+    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid,
+            "mtime": stat.st_mtime}
 
 
 def _resolve_all(endpoints):
@@ -647,7 +649,7 @@ def _gather(name, directory, pillar_iface, live, forwarding):
         "conf_masked": wgf_conf.mask(text) if text is not None else None,
         "live": live, "samples": None, "link": None, "routes": None,
         "underlay": {}, "resolved": {}, "forwarding": forwarding,
-        "service": service_name(name), "init": __grains__.get("init"),
+        "service": service_name(name), "init": __grains__.get("init"), "now": time.time(),
     }
     if pillar_iface and not pillar_iface["absent"]:
         data["rendered"] = wgf_conf.render(pillar_iface)

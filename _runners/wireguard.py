@@ -43,9 +43,12 @@ import wgf_addr
 import wgf_audit
 import wgf_health
 import wgf_keys
+import wgf_networks
+import wgf_psk
+import wgf_schema
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_health, wgf_audit):
+for _util in (wgf_addr, wgf_keys, wgf_health, wgf_audit, wgf_schema, wgf_networks, wgf_psk):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,9 @@ def _build(tgt, tgt_type, timeout, stale_after):
         "links": crossed["links"],
         "unknown_peers": crossed["unknown_peers"],
         "unreachable": unreachable,
-        "minions": {m: {"error": e["error"], "interfaces": sorted(e["interfaces"])}
+        "minions": {m: {"error": e["error"], "interfaces": sorted(e["interfaces"]),
+                        "key_age_days": {i: f["key_age_days"]
+                                         for i, f in sorted(e["interfaces"].items())}}
                     for m, e in fleet_wg.items()},
     }
     return fleet_wg, result
@@ -200,3 +205,89 @@ def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None,
     if __opts__.get("output"):
         return {k: result[k] for k in ("graph", "svg", "graph_error") if k in result}
     return {"outputter": "txt", "data": text}
+
+
+def _network_definition(network, tgt, tgt_type):
+    """The one definition of ``network`` the targeted minions' pillars hold."""
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        # unmask: Salt 3008 masks pillar.get's values; a network holds no secret
+        returned = client.cmd(tgt, "pillar.get", [f"wireguard:networks:{network}"],
+                              tgt_type=tgt_type, kwarg={"unmask": True},
+                              timeout=__opts__.get("timeout", 10)) or {}
+    finally:
+        client.destroy()
+    holders = {m: d for m, d in returned.items() if isinstance(d, dict) and d}
+    if not holders:
+        raise SaltInvocationError(f"no targeted minion has network {wgf_addr.shown(network)} "
+                                  "in its pillar wireguard:networks")
+    distinct = []
+    for definition in holders.values():
+        if definition not in distinct:
+            distinct.append(definition)
+    if len(distinct) > 1:
+        raise SaltInvocationError(
+            f"the minions' pillars define network {wgf_addr.shown(network)} differently "
+            f"({', '.join(sorted(holders))}); refresh their pillar "
+            "(saltutil.refresh_pillar) and run again")
+    return distinct[0]
+
+
+def _apply_on(minions, timeout):
+    """Refresh pillar and apply the formula on ``minions`` in one job; per minion a
+    summary without state output (no key can pass through it), and who did not answer."""
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        returned = client.cmd(minions, ["saltutil.refresh_pillar", "state.apply"],
+                              [[], ["wireguard"]], tgt_type="list",
+                              timeout=timeout or 300) or {}
+    finally:
+        client.destroy()
+    results = {}
+    for minion, ret in returned.items():
+        states = ret.get("state.apply") if isinstance(ret, dict) else None
+        if not isinstance(states, dict):
+            results[minion] = {"result": False, "error": str(states)[:500]}
+            continue
+        failed = sorted(sid for sid, r in states.items()
+                        if not (isinstance(r, dict) and r.get("result")))
+        results[minion] = {"result": not failed, "failed": failed,
+                           "changed": sorted(sid for sid, r in states.items()
+                                             if isinstance(r, dict) and r.get("changes"))}
+    return results, sorted(set(minions) - set(returned))
+
+
+def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
+    """
+    Give every pair of ``network`` (which sets ``preshared_keys: true``) a new preshared
+    key, and apply it on both ends of every pair in one job.
+
+    The keys are made here on the master from fresh randomness and kept in its store
+    (``<cachedir>/wireguard/psks.json``); the minions get them through the formula's
+    ext_pillar. A session already established stays valid until the next handshake, so
+    no packet is lost. The return names the pairs and minions, never a key.
+
+    tgt, tgt_type
+        The minions whose pillar defines the network (default: all).
+    timeout
+        Seconds to wait for the state runs (default 300).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run wireguard.rotate_psks network=corp
+    """
+    definition = _network_definition(network, tgt, tgt_type)
+    pairs = wgf_psk.network_pairs(network, definition)
+    if not pairs:
+        raise SaltInvocationError(f"network {wgf_addr.shown(network)} does not set "
+                                  "preshared_keys: true")
+    wgf_psk.replace_network(__opts__["cachedir"], network, pairs)
+    minions = sorted({m for p in pairs for m in p})
+    results, unreachable = _apply_on(minions, timeout)
+    ok = not unreachable and all(r["result"] for r in results.values())
+    if not ok:
+        __context__["retcode"] = 1
+    return {"ok": ok, "network": network, "pairs": [list(p) for p in pairs],
+            "minions": minions, "results": results, "unreachable": unreachable}

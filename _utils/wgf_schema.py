@@ -35,6 +35,7 @@ INTERFACE_KEYS = {
     "masquerade": [],
     "purge_peers": True,
     "peers": {},
+    "max_key_age": None,
 }
 PEER_KEYS = {
     "public_key": None,
@@ -46,7 +47,7 @@ PEER_KEYS = {
     "preshared_key": None,
     "absent": False,
 }
-TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}}
+TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}, "network_psks": {}}
 REFUSED_KEYS = {
     "save_config": "wg-quick would overwrite the file Salt manages with the live state "
     "at every stop; Salt already keeps the file and the live interface in step",
@@ -224,6 +225,8 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
         "masquerade": lambda v, w: strings(v, w, interface_name_item),
         "purge_peers": boolean,
         "peers": lambda v, w: mapping(v, w, "peers is a mapping of peer name to peer"),
+        "max_key_age": lambda v, w: (wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)")
+                                     if v is not None else None),
     }
     out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
@@ -302,7 +305,9 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
     except SaltInvocationError as exc:
         errors.append(str(exc))
         raw_interfaces = {}
-    from_networks = wgf_networks.interfaces_for(pillar.get("networks"), minion_id, errors)
+    psk_paths = {}
+    from_networks = wgf_networks.interfaces_for(pillar.get("networks"), minion_id, errors,
+                                                pillar.get("network_psks"), psk_paths)
     for ifname in set(from_networks) & set(raw_interfaces):
         errors.append(f"interface {shown(ifname)}: declared under both interfaces and "
                       "networks")
@@ -316,6 +321,9 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
         normalised = normalise_interface(ifname, iface, errors, known_tables)
         if normalised is None:
             continue
+        for pname, peer in normalised["peers"].items():
+            if (ifname, pname) in psk_paths:
+                peer["preshared_key_pillar"] = psk_paths[(ifname, pname)]
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
         if not errors and published_keys is not None:
             wgf_networks.resolve_minion_peers(normalised, published_keys)
@@ -336,10 +344,19 @@ def secrets_of(pillar, iface):
     raw_peers = {str(name): peer for name, peer in (raw.get("peers") or {}).items()}
     return {
         "private_key": raw.get("private_key") if iface["has_private_key"] else None,
-        "preshared_keys": {name: raw_peers[name]["preshared_key"]
+        "preshared_keys": {name: _preshared_key(pillar, raw_peers, name, peer)
                            for name, peer in iface["peers"].items()
                            if peer["has_preshared_key"]},
     }
+
+
+def _preshared_key(pillar, raw_peers, name, peer):
+    """A peer's preshared key: in its pillar peer, or (a network's) in network_psks."""
+    path = peer["preshared_key_pillar"] or ""
+    if path.startswith(wgf_networks.PSK_PILLAR + ":"):
+        netname, partner = path[len(wgf_networks.PSK_PILLAR) + 1:].rsplit(":", 1)
+        return pillar["network_psks"][netname][partner]
+    return raw_peers[name]["preshared_key"]
 
 
 # --------------------------------------------------------------- live peers
