@@ -27,6 +27,7 @@ import shutil
 import tempfile
 
 import salt.utils.json
+import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
@@ -48,7 +49,9 @@ __virtualname__ = "wireguard"
 LIVE = "wireguard.live"
 PREVIOUS_CONF = "wireguard.previous_conf"
 #: Where openresolv and Debian's resolvconf keep each interface's DNS record.
-RESOLVCONF_RECORDS = ("/run/resolvconf/interfaces", "/run/resolvconf/interface")
+RESOLVCONF_RECORDS = {"openresolv": "/run/resolvconf/interfaces",
+                      "resolvconf": "/run/resolvconf/interface"}
+INTERFACE_ORDER = "/etc/resolvconf/interface-order"
 
 
 def __virtual__():
@@ -385,12 +388,18 @@ def _ip_json(args):
 
 
 def _dns_records():
-    """The directory resolvconf keeps records in on this minion, or None."""
-    return next((d for d in RESOLVCONF_RECORDS if os.path.isdir(d)), None)
+    """Where this minion's resolvconf keeps each interface's record (which may not
+    exist yet), or None when its records cannot be read (systemd-resolved's)."""
+    binary = salt.utils.path.which("resolvconf")
+    if not binary or os.path.basename(os.path.realpath(binary)) == "resolvectl":
+        return None
+    if os.path.exists(INTERFACE_ORDER):  # Debian's resolvconf
+        return RESOLVCONF_RECORDS["resolvconf"]
+    return RESOLVCONF_RECORDS["openresolv"]
 
 
 def _resolvconf_name(interface):
-    return wgf_live.resolvconf_name(interface, _read("/etc/resolvconf/interface-order"))
+    return wgf_live.resolvconf_name(interface, _read(INTERFACE_ORDER))
 
 
 def _auto_mtu(iface, live, allowed):
@@ -613,6 +622,12 @@ def _private_key(ret, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
+    conf = os.path.join(config_dir, f"{interface}.conf")
+    if not wanted and not current_public:
+        # a hand-written config taken over: keep its key, so its peers keep working
+        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(_read(conf))) and \
+            wgf_conf.private_key(_read(conf))
+        source = f"taken from {conf}" if wanted else source
     new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:

@@ -105,6 +105,16 @@ def render(iface, private_key=MASK, psks=None):
     return "\n".join(lines) + "\n"
 
 
+def private_key(text):
+    """The PrivateKey of a config text, or None: for the key state to keep the key of
+    a hand-written config it takes over; never for showing."""
+    for line in (text or "").split("\n"):
+        key, sep, value = re.sub(f"[{SPACE}]", "", line.split("#", 1)[0]).partition("=")
+        if sep and key.lower() == "privatekey":
+            return value or None
+    return None
+
+
 # ------------------------------------------------------------------ parsing
 
 
@@ -134,7 +144,8 @@ def parse(text):
             header = line.strip("[]").strip().lower()
             section = header if header in ("interface", "peer") else None
             if section is None:
-                conf["errors"].append(f"line {number}: unknown section {line[:40]!r}")
+                conf["errors"].append(f"line {number}: unknown section (not [Interface] "
+                                      "or [Peer])")
             if section == "peer":
                 peer, named = {"name": None, "public_key": None, "allowed_ips": [],
                                "endpoint": None, "persistent_keepalive": None,

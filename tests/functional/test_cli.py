@@ -10,6 +10,7 @@ Salt's command line would otherwise read as ``NAME=`` keyword arguments.
 import json
 import pathlib
 import sys
+import uuid
 
 import pytest
 
@@ -20,7 +21,10 @@ SALT_CALL = str(pathlib.Path(sys.executable).parent / "salt-call")
 sys.path.insert(0, str(REPO / "_utils"))
 import wgf_keys  # noqa: E402  (the formula's utils, not an installed package)
 
-PILLAR_IF, GENERATED_IF = "wgcli0", "wgcli1"
+# names of their own: wireguard-go's control socket is /var/run/wireguard/<name>.sock on
+# the machine's file system, shared by every namespace and every concurrent test run
+RUN = uuid.uuid4().hex[:6]
+PILLAR_IF, GENERATED_IF = f"wgc{RUN}p", f"wgc{RUN}g"
 
 
 def identifier_key():

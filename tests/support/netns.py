@@ -134,7 +134,9 @@ class Netns:
         return int(number) if number.isdigit() else None
 
     def wireguard(self, ifname, private_key, address, listen_port=None):
-        """Bring up a userspace WireGuard interface with a key and an address."""
+        """Bring up a userspace WireGuard interface with a key and an address. Its
+        control socket, /var/run/wireguard/<ifname>.sock, is on the machine's file
+        system: give every interface a name no concurrent run uses."""
         # wireguard-go daemonises; its child must not inherit our pipes.
         subprocess.run(self._argv(["wireguard-go", ifname]), check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

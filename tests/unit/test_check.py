@@ -113,7 +113,7 @@ def test_parse_conf_reports_bad_lines_without_quoting_keys():
         "line 3: ListenPort 'x' is not a number",
         "line 4: not a 'Key = value' line of a section",
         "line 6: AllowedIPs: '10.0.0.300/32' is not a valid CIDR",
-        "line 7: unknown section '[Foo]'",
+        "line 7: unknown section (not [Interface] or [Peer])",
     ]
 
 

@@ -68,3 +68,10 @@ def test_parse_errors_never_quote_a_key(text):
     conf = wgf_conf.parse(text)
     assert conf["errors"]
     assert PRIV[:16] not in json.dumps(conf) and PSK[:16] not in json.dumps(conf)
+
+
+def test_private_key_of_a_hand_written_config_as_wg_reads_it():
+    text = f"[Interface]\n  private Key=  {PRIV}  # mine\nAddress = 10.0.0.1/24\n"
+    assert wgf_conf.private_key(text) == PRIV
+    assert wgf_conf.private_key("[Interface]\nAddress = 10.0.0.1/24\n") is None
+    assert wgf_conf.private_key(None) is None

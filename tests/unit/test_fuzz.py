@@ -171,7 +171,7 @@ def check_validated(pillar, result):
         assert len(conf["peers"]) == text.count("\n[Peer]\n")
 
 
-@fuzz(600)
+@fuzz(300)
 @given(pillar=pillars(), mine=mines(),
        known_tables=st.sampled_from([None, {"main", "vpn"}, set()]),
        minion=st.sampled_from(["minion1", "m2", "m3"]))
@@ -189,7 +189,7 @@ def test_mutated_pillars_are_refused_or_valid_and_never_leak_a_key(pillar, mine,
     check_validated(pillar, result)
 
 
-@fuzz(150)
+@fuzz(100)
 @given(value=YAMLISH)
 def test_a_live_peer_change_is_refused_or_normalised(value):
     for change in (value, {"public_key": KEY_A, "preshared_key": value},
@@ -264,7 +264,7 @@ def dumps(draw):
     return text, ("wg0" if single else None)
 
 
-@fuzz(300)
+@fuzz(150)
 @given(dump=dumps(), psk_digests=st.booleans())
 def test_the_dump_parser_refuses_or_reads_and_drops_every_secret(dump, psk_digests):
     text, interface = dump
@@ -317,7 +317,7 @@ OTHER_LINES = st.one_of(
     st.text(max_size=20).map(lambda t: t.replace("\n", " ")))
 
 
-@fuzz(400)
+@fuzz(200)
 @given(lines=st.lists(st.one_of(secret_lines(), OTHER_LINES), max_size=14))
 def test_the_conf_parser_and_masking_never_show_a_secret(lines):
     text = "\n".join(lines)
@@ -382,7 +382,7 @@ def test_the_healthy_answers_audit_clean():
     assert crossed["problems"] == [] and len(crossed["links"]) == 3
 
 
-@fuzz(500)
+@fuzz(250)
 @given(returned=fleets())
 def test_any_minion_answer_is_audited_or_named_unreadable(returned):
     fleet = wgf_audit.fleet_from(returned)
@@ -414,7 +414,7 @@ CONFIG_KEYS = st.one_of(st.sampled_from(["interval", "stale_after", "renotify", 
                                          "enabled", "_beacon_name"]), DICT_KEYS)
 
 
-@fuzz(300)
+@fuzz(150)
 @given(config=st.one_of(
     YAMLISH, st.lists(st.dictionaries(CONFIG_KEYS, YAMLISH, max_size=2), max_size=5)))
 def test_the_beacon_validates_any_configuration(beacon, config):
