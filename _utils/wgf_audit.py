@@ -318,8 +318,9 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
                     f"key of {_label(*b)} is {wgf_keys.short(real)}, so they cannot handshake",
                     f"Set the public key of peer '{peer['name'] or b[0]}' of {ifname} on "
                     f"{minion} to {real} (or give the peer minion: {b[0]} instead of a key)."))
+    memo = {}  # what every pair with the same B shares, worked out once: N^2, not N^3
     for (a, b), (key, peer) in sorted(pairs.items()):
-        problems += _check_pair(fleet, pairs, wrong, a, b, key, peer)
+        problems += _check_pair(fleet, pairs, wrong, a, b, key, peer, memo)
     links = _links(fleet, pairs, wrong, problems, stale_after)
     problems += _handshake_problems(fleet, links, problems, stale_after)
     problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), p["minion"],
@@ -327,7 +328,7 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
     return {"problems": problems, "links": links, "unknown_peers": unknown}
 
 
-def _check_pair(fleet, pairs, wrong, a, b, key, peer):
+def _check_pair(fleet, pairs, wrong, a, b, key, peer, memo):
     """A holds B with B's real key: the other checks of that direction."""
     problems = []
     mine = fleet[a[0]]["interfaces"][a[1]]
@@ -351,34 +352,36 @@ def _check_pair(fleet, pairs, wrong, a, b, key, peer):
             f"{', '.join(map(str, missing))} of {_label(*b)}, so {a[0]} drops its packets",
             f"Add {', '.join(f'{ip}/{ip.max_prefixlen}' for ip in missing)} to the "
             f"allowed_ips of peer '{name}' of {a[1]} on {a[0]}."))
-    problems += _check_endpoint(fleet, a, b, key, peer)
-    problems += _check_forwarding(fleet, pairs, a, b, key, peer)
+    problems += _check_endpoint(fleet, a, b, key, peer, memo)
+    problems += _check_forwarding(fleet, a, b, peer, memo)
     return problems
 
 
-def _address_of(fleet, b, hints):
+def _address_of(fleet, b, hints, memo):
     """The address of ``b`` others should dial: one of its own addresses that some
     peer already uses (``hints`` first, then the whole fleet), else its first."""
     underlay = fleet[b[0]]["underlay"]
-    key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
-    seen = list(hints)
-    for entry in fleet.values():
-        for iface in entry["interfaces"].values():
-            item = iface["peers"].get(key)
-            if item:
-                seen += (item["endpoint_resolved"] or []) + [item["live_endpoint"]]
-    for endpoint in seen:
+    for endpoint in hints:
         ip, _ = wgf_addr.endpoint_ip(endpoint)
         if ip is not None and str(ip) in underlay:
             return str(ip)
-    return underlay[0] if underlay else f"<address of {b[0]}>"
+    if ("address", b) not in memo:  # the fleet's answer is the same for every pair
+        key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
+        seen = [e for entry in fleet.values() for iface in entry["interfaces"].values()
+                for item in [iface["peers"].get(key)] if item
+                for e in (item["endpoint_resolved"] or []) + [item["live_endpoint"]]]
+        ips = [str(ip) for ip, _ in map(wgf_addr.endpoint_ip, seen) if ip is not None]
+        memo[("address", b)] = next((ip for ip in ips if ip in underlay), None) or (
+            underlay[0] if underlay else f"<address of {b[0]}>")
+    return memo[("address", b)]
 
 
-def _check_endpoint(fleet, a, b, key, peer):
+def _check_endpoint(fleet, a, b, key, peer, memo):
     theirs = fleet[b[0]]["interfaces"][b[1]]
     underlay, port = fleet[b[0]]["underlay"], theirs["listen_port"]
     name = peer["name"] or b[0]
-    address = _address_of(fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]])
+    address = _address_of(fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]],
+                          memo)
     where = f"{address}:{port}"
     fix = f"Set the endpoint of peer '{name}' of {a[1]} on {a[0]} to {address}:{port}."
     if peer["endpoint"]:
@@ -419,22 +422,42 @@ def _check_endpoint(fleet, a, b, key, peer):
     return []
 
 
-def _check_forwarding(fleet, pairs, a, b, key, peer):
+def _interface_nets(fleet, b, memo):
+    """Parsed once per interface: its own addresses, tunnel networks, peers' prefixes."""
+    if ("nets", b) not in memo:
+        theirs = fleet[b[0]]["interfaces"][b[1]]
+        memo[("nets", b)] = {
+            "own": {str(ip) for ip in _host_ips(theirs["addresses"])}
+            | set(fleet[b[0]]["underlay"]),
+            "tunnel": [ipaddress.ip_interface(c).network for c in theirs["addresses"]
+                       if _valid_interface(c)],
+            "peers": [(n, k) for k, p in theirs["peers"].items()
+                      for n in _nets(p["allowed_ips"])],
+        }
+    return memo[("nets", b)]
+
+
+def _overlapping_owners(fleet, b, net, memo):
+    """The keys of the peers of ``b`` with a prefix overlapping ``net``."""
+    if ("overlap", b, net) not in memo:
+        memo[("overlap", b, net)] = {k for n, k in _interface_nets(fleet, b, memo)["peers"]
+                                     if n.version == net.version and n.overlaps(net)}
+    return memo[("overlap", b, net)]
+
+
+def _check_forwarding(fleet, a, b, peer, memo):
     """A holds B; if A's AllowedIPs for B reach beyond B itself (a network behind B,
     or other peers of B), B forwards that traffic: it must have forwarding on."""
     theirs = fleet[b[0]]["interfaces"][b[1]]
     a_key = fleet[a[0]]["interfaces"][a[1]]["public_key"]
-    own = {str(ip) for ip in _host_ips(theirs["addresses"])} | set(fleet[b[0]]["underlay"])
-    tunnel = [ipaddress.ip_interface(c).network for c in theirs["addresses"]
-              if _valid_interface(c)]
-    others = [n for k, p in theirs["peers"].items() if k != a_key
-              for n in _nets(p["allowed_ips"])]
+    nets = _interface_nets(fleet, b, memo)
+    own, tunnel = nets["own"], nets["tunnel"]
     needed = {}
     for net in _nets(peer["allowed_ips"]):
         if net.prefixlen == net.max_prefixlen and str(net.network_address) in own:
             continue
         inside = any(net.version == t.version and net.subnet_of(t) for t in tunnel)
-        via_others = any(net.version == o.version and net.overlaps(o) for o in others)
+        via_others = bool(_overlapping_owners(fleet, b, net, memo) - {a_key})
         if not inside or via_others:
             needed.setdefault(net.version, []).append(str(net))
     problems = []
