@@ -1,6 +1,8 @@
-"""Per-pair preshared keys of a mine-driven network through a real master (issue 15):
-made by the master, given by the formula's ext_pillar to the two ends of each pair
-only, rotated by `salt-run wireguard.rotate_psks` without a lost packet.
+"""Per-pair preshared keys and private key rotation of a mine-driven network through a
+real master (issue 15): preshared keys made by the master, given by the formula's
+ext_pillar to the two ends of each pair only, rotated by `salt-run
+wireguard.rotate_psks` without a lost packet; private keys rotated by `salt-run
+wireguard.rotate_keys` with at most a second lost; key age in the audit.
 
 Keys are compared by SHA-256 digest inside the containers; a key the test must hold
 (to look for it in the job cache and the logs) is read from a container's file system,
@@ -218,3 +220,98 @@ def test_the_audit_reports_key_age_and_warns_past_max_key_age(psk_mesh):
     assert [p["severity"] for p in warned.get("psk1", [])] == ["warning"], ret["local"]
     assert not warned.get("psk2") and not warned.get("psk3"), ret["local"]
     assert ret["ok"] is False
+
+
+# ---------------------------------------------------------- private key rotation
+
+
+def ping_during(host, dst, action):
+    """Run `action()` under a 20 pps ping from `host` to `dst`; (its return, the ping)."""
+    unit = host.systemd_run(
+        ["sh", "-c", f"exec ping -n -q -i 0.05 -W 1 {dst} > /root/rotate-ping.out 2>&1"],
+        "rotate-ping")
+    time.sleep(1)
+    try:
+        ret = action()
+    finally:
+        time.sleep(1)
+        host.systemctl("kill", "--signal=INT", unit, check=False)
+        time.sleep(1)
+    out = host.read("/root/rotate-ping.out")
+    return ret, parse_ping(host.name, dst, out)
+
+
+def private_keys(hosts):
+    return {n: h.read("/etc/wireguard/wg1.key").strip() for n, h in hosts.items()}
+
+
+def test_rotate_keys_switches_a_node_with_at_most_a_second_lost(psk_mesh):
+    lab, hosts, _ = psk_mesh
+    old_public = public_keys(hosts)
+    old_private = private_keys(hosts)
+    ret, stats = ping_during(hosts["psk2"], "10.2.0.1", lambda: lab.master.salt_run(
+        "wireguard.rotate_keys", tgt="psk1", timeout=600))
+    text = json.dumps(ret)
+    new_private = private_keys(hosts)
+    assert not any(k in text for k in set(old_private.values()) | set(new_private.values())), \
+        "a private key in the runner's return"
+    assert isinstance(ret, dict) and ret.get("ok") is True, text[:3000]
+    assert ret["rotated"] == {"psk1": ["wg1"]} and ret["partners"] == ["psk2", "psk3"]
+    assert stats.sent > 40 and stats.lost <= 20, stats.output
+    print(f"rotate_keys psk1 under a 20 pps ping: {stats.lost} of {stats.sent} lost")
+    new_public = public_keys(hosts)
+    assert new_public["psk1"] != old_public["psk1"]
+    assert {n: new_public[n] for n in ("psk2", "psk3")} == \
+        {n: old_public[n] for n in ("psk2", "psk3")}
+    for name in ("psk2", "psk3"):
+        peers = hosts[name].out(["wg", "show", "wg1", "peers"]).split()
+        assert new_public["psk1"] in peers and old_public["psk1"] not in peers, name
+        assert not hosts[name].file_exists("/etc/wireguard/wg1.key.next")
+        assert old_public["psk1"] not in hosts[name].read("/etc/wireguard/wg1.conf")
+    mine = lab.master.salt("psk2", "mine.get", "psk1", "wireguard.public_keys")["psk2"]
+    assert mine == {"psk1": {"wg1": new_public["psk1"]}}
+    assert_pairs_hold_equal_distinct_keys(pair_digests(hosts))
+    again = lab.master.state_apply(sorted(NODES))
+    changed = {m: [sid for sid, r in states.items() if r.get("changes")]
+               for m, states in again.items()}
+    assert changed == {m: [] for m in NODES}, changed
+    audit = lab.master.salt_run("wireguard.audit", report="data", timeout=120)
+    assert audit["ok"] is True, json.dumps(audit)[:3000]
+    assert audit["minions"]["psk1"]["key_age_days"]["wg1"] < 1
+    keys = {new_private["psk1"], old_private["psk1"]}
+    assert leaked_into(lab.master, keys, ["/var/cache/salt/master/jobs", "/var/log/salt"]) == []
+    for name, host in hosts.items():
+        assert leaked_into(host, keys, ["/var/log/salt", "/var/cache/salt/minion"]) == [], name
+
+
+def test_rotate_keys_refuses_a_target_that_is_no_node(psk_mesh):
+    lab, hosts, _ = psk_mesh
+    before = public_keys(hosts)
+    ret = lab.master.salt_run("wireguard.rotate_keys", tgt="psk1", interface="wg9")
+    assert isinstance(ret, str) and "not a node of any network" in ret and "'psk1'" in ret, ret
+    assert public_keys(hosts) == before
+
+
+def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
+    lab, hosts, _ = psk_mesh
+    before = public_keys(hosts)
+    hosts["psk3"].systemctl("stop", "salt-minion")
+    try:
+        # timeout=10: each step waits that long for the silent minion
+        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3",
+                                  timeout=300)
+        assert isinstance(ret, dict) and ret["ok"] is False, ret
+        assert "psk3" in ret["failed"], ret
+        assert public_keys(hosts) == before
+        for name in ("psk1", "psk2"):
+            assert hosts[name].ping_until("10.2.0.3", within=20).received, name
+    finally:
+        hosts["psk3"].systemctl("start", "salt-minion")
+    lab.master.wait_minions(["psk3"], hosts=hosts)
+    ret = lab.master.salt_run("wireguard.rotate_keys", tgt="psk3", timeout=600)
+    assert isinstance(ret, dict) and ret.get("ok") is True, json.dumps(ret)[:3000]
+    after = public_keys(hosts)
+    assert after["psk3"] != before["psk3"]
+    for name in ("psk1", "psk2"):
+        assert hosts[name].ping_until("10.2.0.3", within=20).received, name
+        assert before["psk3"] not in hosts[name].out(["wg", "show", "wg1", "peers"])
