@@ -36,12 +36,13 @@ import wgf_health
 import wgf_iproute
 import wgf_keys
 import wgf_networks
+import wgf_psk
 import wgf_schema
 
 # After ``saltutil.sync_all`` a running minion loads this module again: read its utils
 # again too, instead of the copies an earlier load left in ``sys.modules``.
 for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_clients, wgf_firewall, wgf_schema,
-              wgf_conf, wgf_dump, wgf_health, wgf_iproute):
+              wgf_conf, wgf_dump, wgf_health, wgf_iproute, wgf_psk):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -344,8 +345,7 @@ def _config_dir(config_dir=None):
 
 def is_interface_name(name):
     """
-    Return whether ``name`` is a valid interface name: 1-15 characters of
-    ``a-z A-Z 0-9 _ = + . -``, not ``.`` or ``..`` (wg-quick's rule).
+    Whether ``name`` is a valid interface name (wg-quick's rule: 1-15 of a-zA-Z0-9_=+.-).
 
     CLI Example:
 
@@ -384,10 +384,8 @@ def _read_key_file(path):
 
 
 def _pillar_wireguard(pillar):
-    if pillar is None:
-        # unmask: Salt 3008 masks pillar.get outside renders; keys are needed here
-        pillar = __salt__["pillar.get"]("wireguard", {}, unmask=True)
-    return pillar
+    # unmask: Salt 3008 masks pillar.get outside renders; keys are needed here
+    return __salt__["pillar.get"]("wireguard", {}, unmask=True) if pillar is None else pillar
 
 
 def _published_keys(minions):
@@ -523,8 +521,7 @@ def clients(interface=None, config_dir=None):
 
 def route_command(cidr):
     """
-    The command that routes ``cidr`` into the interface (``%i``), as the formula
-    writes it into PostUp and runs it live.
+    The command that routes ``cidr`` into the interface (``%i``), as PostUp runs it.
 
     CLI Example:
 
@@ -664,7 +661,8 @@ def _file_mode(path):
         stat = os.stat(path)
     except OSError:
         return None
-    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid}
+    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid,
+            "mtime": stat.st_mtime}
 
 
 def _resolve_all(endpoints):
@@ -694,7 +692,7 @@ def _gather(name, directory, pillar_iface, live, forwarding):
         "conf_masked": wgf_conf.mask(text) if text is not None else None,
         "live": live, "samples": None, "link": None, "routes": None,
         "underlay": {}, "resolved": {}, "forwarding": forwarding,
-        "service": service_name(name), "init": __grains__.get("init"),
+        "service": service_name(name), "init": __grains__.get("init"), "now": time.time(),
     }
     if pillar_iface and not pillar_iface["absent"]:
         data["rendered"] = wgf_conf.render(pillar_iface)

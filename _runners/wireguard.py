@@ -43,9 +43,14 @@ import wgf_addr
 import wgf_audit
 import wgf_health
 import wgf_keys
+import wgf_networks
+import wgf_psk
+import wgf_rotate
+import wgf_schema
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_health, wgf_audit):
+for _util in (wgf_addr, wgf_keys, wgf_health, wgf_audit, wgf_schema, wgf_networks, wgf_psk,
+              wgf_rotate):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -109,7 +114,9 @@ def _build(tgt, tgt_type, timeout, stale_after):
         "links": crossed["links"],
         "unknown_peers": crossed["unknown_peers"],
         "unreachable": unreachable,
-        "minions": {m: {"error": e["error"], "interfaces": sorted(e["interfaces"])}
+        "minions": {m: {"error": e["error"], "interfaces": sorted(e["interfaces"]),
+                        "key_age_days": {i: f["key_age_days"]
+                                         for i, f in sorted(e["interfaces"].items())}}
                     for m, e in fleet_wg.items()},
     }
     return fleet_wg, result
@@ -200,3 +207,188 @@ def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None,
     if __opts__.get("output"):
         return {k: result[k] for k in ("graph", "svg", "graph_error") if k in result}
     return {"outputter": "txt", "data": text}
+
+
+def _network_definition(network, tgt, tgt_type):
+    """The one definition of ``network`` the targeted minions' pillars hold."""
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        # unmask: Salt 3008 masks pillar.get's values; a network holds no secret
+        returned = client.cmd(tgt, "pillar.get", [f"wireguard:networks:{network}"],
+                              tgt_type=tgt_type, kwarg={"unmask": True},
+                              timeout=__opts__.get("timeout", 10)) or {}
+    finally:
+        client.destroy()
+    holders = {m: d for m, d in returned.items() if isinstance(d, dict) and d}
+    if not holders:
+        raise SaltInvocationError(f"no targeted minion has network {wgf_addr.shown(network)} "
+                                  "in its pillar wireguard:networks")
+    distinct = []
+    for definition in holders.values():
+        if definition not in distinct:
+            distinct.append(definition)
+    if len(distinct) > 1:
+        raise SaltInvocationError(
+            f"the minions' pillars define network {wgf_addr.shown(network)} differently "
+            f"({', '.join(sorted(holders))}); refresh their pillar "
+            "(saltutil.refresh_pillar) and run again")
+    return distinct[0]
+
+
+def _apply_on(minions, timeout):
+    """Refresh pillar and apply the formula on ``minions`` in one job; per minion a
+    summary without state output (no key can pass through it), and who did not answer."""
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        returned = client.cmd(minions, ["saltutil.refresh_pillar", "state.apply"],
+                              [[], ["wireguard"]], tgt_type="list",
+                              timeout=timeout or 300) or {}
+    finally:
+        client.destroy()
+    results = {}
+    for minion, ret in returned.items():
+        states = ret.get("state.apply") if isinstance(ret, dict) else None
+        if not isinstance(states, dict):
+            results[minion] = {"result": False, "error": str(states)[:500]}
+            continue
+        failed = sorted(sid for sid, r in states.items()
+                        if not (isinstance(r, dict) and r.get("result")))
+        results[minion] = {"result": not failed, "failed": failed,
+                           "changed": sorted(sid for sid, r in states.items()
+                                             if isinstance(r, dict) and r.get("changes"))}
+    return results, sorted(set(minions) - set(returned))
+
+
+def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
+    """
+    Give every pair of ``network`` (which sets ``preshared_keys: true``) a new preshared
+    key, and apply it on both ends of every pair in one job.
+
+    The keys are made here on the master from fresh randomness and kept in its store
+    (``<cachedir>/wireguard/psks.json``); the minions get them through the formula's
+    ext_pillar. A session already established stays valid until the next handshake, so
+    no packet is lost. The return names the pairs and minions, never a key.
+
+    tgt, tgt_type
+        The minions whose pillar defines the network (default: all).
+    timeout
+        Seconds to wait for the state runs (default 300).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run wireguard.rotate_psks network=corp
+    """
+    definition = _network_definition(network, tgt, tgt_type)
+    pairs = wgf_psk.network_pairs(network, definition)
+    if not pairs:
+        raise SaltInvocationError(f"network {wgf_addr.shown(network)} does not set "
+                                  "preshared_keys: true")
+    wgf_psk.replace_network(__opts__["cachedir"], network, pairs)
+    minions = sorted({m for p in pairs for m in p})
+    results, unreachable = _apply_on(minions, timeout)
+    ok = not unreachable and all(r["result"] for r in results.values())
+    if not ok:
+        __context__["retcode"] = 1
+    return {"ok": ok, "network": network, "pairs": [list(p) for p in pairs],
+            "minions": minions, "results": results, "unreachable": unreachable}
+
+
+def _each(minions, fun, arg, timeout):
+    """``{minion: return}`` of one job on ``minions``, and who did not answer or failed."""
+    if not minions:
+        return {}, []
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        returned = client.cmd(sorted(minions), fun, arg, tgt_type="list",
+                              timeout=timeout or __opts__.get("timeout", 10),
+                              full_return=True) or {}
+    finally:
+        client.destroy()
+    answers = {m: r.get("ret") for m, r in returned.items()
+               if isinstance(r, dict) and r.get("retcode", 0) == 0}
+    return answers, sorted(set(minions) - set(answers))
+
+
+def _all_networks(timeout):
+    """Every network the minions' pillars define (each the same everywhere)."""
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        returned = client.cmd("*", "pillar.get", ["wireguard:networks"],
+                              kwarg={"unmask": True},
+                              timeout=timeout or __opts__.get("timeout", 10)) or {}
+    finally:
+        client.destroy()
+    networks = {}
+    for minion, defined in sorted(returned.items()):
+        for netname, net in (defined if isinstance(defined, dict) else {}).items():
+            if networks.setdefault(netname, net) != net:
+                raise SaltInvocationError(
+                    f"the minions' pillars define network {wgf_addr.shown(netname)} "
+                    f"differently ({minion}); refresh their pillar and run again")
+    return networks
+
+
+def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
+    """
+    Give each targeted node of the mine-driven networks a new private key, made on the
+    minion, and switch every peer in its networks to the new public key.
+
+    Staged so that traffic to a rotated node stops only between its key switch and its
+    partners' AllowedIPs move, which happen in one job (README: Key rotation): the node
+    makes ``<if>.key.next`` and the partners add its public half as an extra peer first;
+    then one job switches the node and moves each partner's AllowedIPs; then the mine
+    and the files are made consistent with ``mine.update`` and ``state.apply wireguard``.
+
+    A node or partner that does not answer is named and left with its old key, which
+    every other node still accepts; running the same command again finishes the job.
+
+    tgt, tgt_type
+        The nodes to give new keys.
+    interface
+        Only this interface of theirs.
+    timeout
+        Seconds to wait for a minion's answer in each step (default: the master's).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run wireguard.rotate_keys tgt=gw1
+        salt-run wireguard.rotate_keys tgt='G@role:vpn' tgt_type=compound interface=wg1
+    """
+    targeted = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"]
+    if not targeted:
+        raise SaltInvocationError(f"target {wgf_addr.shown(tgt)} matches no minion")
+    networks = _all_networks(timeout)
+    nodes, refused = wgf_rotate.plan(networks, targeted, interface)
+    if refused:
+        raise SaltInvocationError(wgf_rotate.refusal(refused, interface))
+    failed = {}
+    staged, silent = _each(nodes, "wireguard_rotate.stage",
+                           [{m: sorted(i) for m, i in nodes.items()}], timeout)
+    failed.update({m: "did not answer or failed while staging its next key" for m in silent})
+    nodes = {m: i for m, i in nodes.items() if m in staged}
+    announce = wgf_rotate.announce_orders(networks, nodes, staged)
+    announced, silent = _each(announce, "wireguard_rotate.announce", [announce], timeout)
+    failed.update({m: "did not answer or failed while adding the next keys" for m in silent})
+    for node in list(nodes):
+        partners = {p for ifname, netname in nodes[node].items()
+                    for p in wgf_rotate.partner_entries(networks, netname, node)}
+        if partners & set(silent):
+            del nodes[node]  # a partner that does not know the next key would lose it
+    orders = wgf_rotate.switch_orders(networks, nodes, staged)
+    switched, silent = _each(orders, "wireguard_rotate.switch", [orders], timeout)
+    failed.update({m: "did not answer or failed during the switch" for m in silent})
+    _each(nodes, "mine.update", [], timeout)
+    settled, silent = _each(orders, "state.apply", ["wireguard"], timeout or 300)
+    failed.update({m: "did not answer the state run, or a state failed" for m in silent})
+    failed.update({m: "state.apply wireguard failed" for m, states in settled.items()
+                   if not isinstance(states, dict) or not all(
+                       isinstance(r, dict) and r.get("result") for r in states.values())})
+    if failed:
+        __context__["retcode"] = 1
+    return {"ok": not failed, "rotated": {m: sorted(i) for m, i in nodes.items()},
+            "partners": sorted(set(orders) - set(nodes)), "failed": failed,
+            "announced": sorted(announced), "switched": sorted(switched)}

@@ -196,6 +196,7 @@ def _interface(ifname, live, facts, key_file_public):
         "addresses": facts.get("addresses") or [],
         "forwarding": facts.get("forwarding") or {},
         "service": facts.get("service") or f"wg-quick@{ifname}",
+        "key_age_days": facts.get("key_age_days"),
         "peers": peers,
         "clients": {str(k): str(v) for k, v in (facts.get("clients") or {}).items()},
     }
@@ -707,6 +708,12 @@ def text_report(result):
         age = f", last handshake {link['age']} s ago" if link["age"] is not None else ""
         lines.append(f"  {link['a']} ({link['a_interface']}) <-> {link['b']} "
                      f"({link['b_interface']}): {link['state']}{age}")
+    ages = [f"{minion} {ifname} {age:g}" for minion, info in sorted(result["minions"].items())
+            for ifname, age in sorted((info.get("key_age_days") or {}).items())
+            if age is not None]
+    if ages:
+        lines.append("")
+        lines.append("Key age (days): " + ", ".join(ages))
     if result["unknown_peers"]:
         lines.append("")
         lines.append("Peers that belong to no minion (fine, listed for the record):")

@@ -173,7 +173,28 @@ def check_interface(data, stale_after=STALE_AFTER):
                   _check_forwarding):
         problems += check(data)
     problems += _check_handshakes(data, stale_after)
+    problems += _check_key_age(data)
     return problems
+
+
+def key_age_days(data):
+    """Days since the private key file was last written (None without one)."""
+    info = (data.get("modes") or {}).get("key")
+    if not info or info.get("mtime") is None or data.get("now") is None:
+        return None
+    return round(max(0.0, data["now"] - info["mtime"]) / 86400, 1)
+
+
+def _check_key_age(data):
+    pillar, age = data["pillar"], key_age_days(data)
+    limit = (pillar or {}).get("max_key_age")
+    if not limit or age is None or age <= limit:
+        return []
+    return [problem(
+        "warning", "key_age",
+        f"The private key of {data['name']} ({data['modes']['key']['path']}) is {age:g} "
+        f"days old, older than max_key_age ({limit} days)",
+        "Give the interface a new private key and its peers the new public key.")]
 
 
 def _peer_names(data):
@@ -668,6 +689,7 @@ def facts(data, stale_after=STALE_AFTER):
         "mtu": link.get("mtu") if live else conf.get("mtu"),
         "forwarding": data["forwarding"],
         "service": data["service"],
+        "key_age_days": key_age_days(data),
         "peers": peers,
         "clients": {p["public_key"]: n for n, p in (data["pillar"] or {}).get("peers", {}).items()
                     if p.get("client")},

@@ -11,6 +11,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_keys
+import wgf_psk  # each uses the other at call time only
 import wgf_schema  # each uses the other at call time only
 from wgf_addr import shown
 
@@ -22,10 +23,14 @@ NETWORK_KEYS = {
     "nodes": {},
     "mtu": None,
     "purge_peers": True,
+    "preshared_keys": False,
+    "max_key_age": None,
 }
 NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [],
              "persistent_keepalive": None}
 TOPOLOGIES = ("mesh", "hub")
+#: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
+PSK_PILLAR = "wireguard:network_psks"
 #: Keepalive a roaming node (no endpoint) sends toward the nodes it dials.
 ROAMING_KEEPALIVE = 25
 
@@ -90,7 +95,9 @@ def _settings(netname, net):
             node["endpoint"] = wgf_addr.endpoint_with_port(
                 node["endpoint"], port, f"{where}, node {shown(node_id)}, key 'endpoint'")
     return {"interface": interface, "topology": topology, "hubs": hubs, "nodes": nodes,
-            "listen_port": port}
+            "listen_port": port,
+            "preshared_keys": wgf_schema.boolean(net.get("preshared_keys", False),
+                                                 f"{where}, key 'preshared_keys'")}
 
 
 def _peers(settings, minion):
@@ -130,8 +137,15 @@ def _host_network(cidr):
     return str(ipaddress.ip_network(ipaddress.ip_interface(cidr).ip))
 
 
-def interfaces_for(networks, minion, errors):
-    """The interfaces (as pillar would write them) that ``networks`` give ``minion``."""
+def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
+    """The interfaces (as pillar would write them) that ``networks`` give ``minion``.
+
+    psks
+        ``wireguard:network_psks``, ``{network: {partner: key}}`` (the ext_pillar's):
+        the peers of a network with ``preshared_keys: true`` take their keys from it.
+    psk_paths
+        A dict filled with ``{(interface, peer): pillar path of its preshared key}``.
+    """
     built = {}
     if networks is None:
         return built
@@ -156,17 +170,43 @@ def interfaces_for(networks, minion, errors):
             errors.append(str(exc))
             continue
         peers, is_hub = _peers(settings, minion)
+        if settings["preshared_keys"]:
+            _add_psks(str(netname), settings["interface"], peers, psks, errors, psk_paths)
         me = settings["nodes"][minion]
         iface = {"address": me["address"], "listen_port": settings["listen_port"],
                  "peers": peers, "forwarding": is_hub or bool(me["allowed_ips"]),
                  "purge_peers": net.get("purge_peers", True)}
         if net.get("mtu") is not None:
             iface["mtu"] = net["mtu"]
+        if net.get("max_key_age") is not None:
+            iface["max_key_age"] = net["max_key_age"]
         if settings["interface"] in built:
             errors.append(f"{where}: interface {shown(settings['interface'])} is used by "
                           "another network too")
         built[settings["interface"]] = iface
     return built
+
+
+def _add_psks(netname, interface, peers, psks, errors, psk_paths):
+    """Give each peer its pair's key from ``wireguard:network_psks``, checked."""
+    found = len(errors)
+    wgf_psk.check_network_psks(netname, sorted(peers), psks, errors)
+    if len(errors) > found:
+        return
+    for partner, peer in peers.items():
+        peer["preshared_key"] = psks[netname][partner]
+        if psk_paths is not None:
+            psk_paths[(interface, partner)] = f"{PSK_PILLAR}:{netname}:{partner}"
+
+
+def checked_network(netname, net):
+    """One network's settings, checked (raise naming the network and the key)."""
+    return _settings(netname, net)
+
+
+def node_peers(settings, minion):
+    """``({partner: peer}, is hub)``: whom ``minion`` peers with in a checked network."""
+    return _peers(settings, minion)
 
 
 def resolve_minion_peers(iface, published_keys):

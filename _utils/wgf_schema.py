@@ -43,6 +43,7 @@ INTERFACE_KEYS = {
     "pool": [],
     "client_defaults": {},
     "clients": {},
+    "max_key_age": None,
 }
 PEER_KEYS = {
     "public_key": None,
@@ -65,7 +66,7 @@ CLIENT_KEYS = {
     "absent": False,
 }
 CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_key")
-TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}}
+TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}, "network_psks": {}}
 REFUSED_KEYS = {
     "save_config": "wg-quick would overwrite the file Salt manages with the live state "
     "at every stop; Salt already keeps the file and the live interface in step",
@@ -251,6 +252,8 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
         "client_defaults": lambda v, w: mapping(v, w, "client_defaults is a mapping"),
         "clients": lambda v, w: mapping(v, w, "clients is a mapping of client name to "
                                         "client"),
+        "max_key_age": lambda v, w: (wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)")
+                                     if v is not None else None),
     }
     out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
@@ -415,7 +418,9 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
     except SaltInvocationError as exc:
         errors.append(str(exc))
         raw_interfaces = {}
-    from_networks = wgf_networks.interfaces_for(pillar.get("networks"), minion_id, errors)
+    psk_paths = {}
+    from_networks = wgf_networks.interfaces_for(pillar.get("networks"), minion_id, errors,
+                                                pillar.get("network_psks"), psk_paths)
     for ifname in set(from_networks) & set(raw_interfaces):
         errors.append(f"interface {shown(ifname)}: declared under both interfaces and "
                       "networks")
@@ -429,6 +434,9 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
         normalised = normalise_interface(ifname, iface, errors, known_tables)
         if normalised is None:
             continue
+        for pname, peer in normalised["peers"].items():
+            if (ifname, pname) in psk_paths:
+                peer["preshared_key_pillar"] = psk_paths[(ifname, pname)]
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
         # before the mine lookup, which leaves out peers without a published key yet
         wgf_firewall.check(normalised, firewall, errors)
@@ -469,10 +477,19 @@ def secrets_of(pillar, iface):
     raw_peers = {str(name): peer for name, peer in (raw.get("peers") or {}).items()}
     return {
         "private_key": raw.get("private_key") if iface["has_private_key"] else None,
-        "preshared_keys": {name: raw_peers[name]["preshared_key"]
+        "preshared_keys": {name: _preshared_key(pillar, raw_peers, name, peer)
                            for name, peer in iface["peers"].items()
                            if peer["has_preshared_key"] and not peer.get("client")},
     }
+
+
+def _preshared_key(pillar, raw_peers, name, peer):
+    """A peer's preshared key: in its pillar peer, or (a network's) in network_psks."""
+    path = peer["preshared_key_pillar"] or ""
+    if path.startswith(wgf_networks.PSK_PILLAR + ":"):
+        netname, partner = path[len(wgf_networks.PSK_PILLAR) + 1:].rsplit(":", 1)
+        return pillar["network_psks"][netname][partner]
+    return raw_peers[name]["preshared_key"]
 
 
 # --------------------------------------------------------------- live peers

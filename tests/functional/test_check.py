@@ -374,3 +374,31 @@ def test_beacon_fires_when_a_peer_goes_stale_and_when_it_recovers(loaders, pair,
     finally:
         pinger.kill()
         pinger.wait()
+
+
+def test_key_age_is_reported_and_past_max_key_age_warned(loaders, pair, config_dir, remote2,
+                                                         set_pillar):
+    key_path = config_dir / f"{pair.ifname}.key"
+    key_path.write_text(pair.local_key + "\n")
+    os.chmod(key_path, 0o600)
+    forty_days_ago = time.time() - 40 * 86400
+    os.utime(key_path, (forty_days_ago, forty_days_ago))
+
+    def key_age(max_key_age):
+        set_pillar({"wireguard": {"interfaces": {pair.ifname: {
+            "address": "10.77.0.1/24", "listen_port": 51820, "max_key_age": max_key_age,
+            "peers": {"r2": {"public_key": remote2, "allowed_ips": ["10.77.0.2/32"],
+                             "endpoint": "198.18.10.2:51822"}}}}}})
+        result = loaders.modules.wireguard.check(pair.ifname, config_dir=str(config_dir),
+                                                 sample=0)
+        assert pair.local_key not in json.dumps(result)
+        iface = result["interfaces"][pair.ifname]
+        return iface["facts"]["key_age_days"], [
+            p for p in iface["problems"] if p["check"] == "key_age"]
+
+    age, warned = key_age(30)
+    assert 39.9 <= age <= 40.1
+    (problem,) = warned
+    assert problem["severity"] == "warning"
+    assert "40 days old, older than max_key_age (30 days)" in problem["message"]
+    assert key_age(60)[1] == []

@@ -40,6 +40,9 @@ pillar_roots:
   base:
     - {PILLAR_DIR}
 log_level_logfile: info
+# the formula's ext_pillar: the preshared keys of networks (README: Preshared keys)
+ext_pillar:
+  - wireguard: {{}}
 """
 
 MINION_CONF = """\
@@ -140,13 +143,15 @@ class Master(Container):
             ) from None
 
     def sync_all(self) -> None:
-        """`salt-run saltutil.sync_all` once: the formula's runner (and the utils it
-        imports) into the master's extension modules."""
+        """`salt-run saltutil.sync_all` once: the formula's runner and ext_pillar (and
+        the utils they import) into the master's extension modules."""
         if self.synced:
             return
         ret = self.salt_run("saltutil.sync_all", timeout=120)
-        if not isinstance(ret, dict) or "runners.wireguard" not in ret.get("runners", []):
-            raise LabError(f"salt-run saltutil.sync_all did not sync the formula's runner: {ret}")
+        if not isinstance(ret, dict) or "runners.wireguard" not in ret.get("runners", []) \
+                or "pillar.wireguard" not in ret.get("pillar", []):
+            raise LabError("salt-run saltutil.sync_all did not sync the formula's runner "
+                           f"and ext_pillar: {ret}")
         self.synced = True
 
     def keys(self) -> dict:

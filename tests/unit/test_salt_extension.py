@@ -32,7 +32,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PACKAGE = "saltext/wireguard_formula"
 # repository directory -> directory inside the extension package
 LOADER_DIRS = {"_modules": "modules", "_states": "states", "_runners": "runners",
-               "_beacons": "beacons"}
+               "_beacons": "beacons", "_pillar": "pillar"}
 
 
 def run(argv, timeout=300, **kwargs):
@@ -79,7 +79,7 @@ def test_the_wheel_holds_the_repositorys_own_module_files(wheel):
     assert sorted(packed) == sorted(expected)
     for name, path in expected.items():
         assert packed[name] == (REPO / path).read_bytes(), name
-    for key in ("module_dirs", "states_dirs", "runner_dirs", "beacons_dirs"):
+    for key in ("module_dirs", "states_dirs", "runner_dirs", "beacons_dirs", "pillar_dirs"):
         assert re.search(rf"^{key} = saltext\.wireguard_formula\.loader:", entry_points,
                          re.M), entry_points
 

@@ -1,7 +1,8 @@
 """Entry points of the ``salt.loader`` group: where Salt finds this extension's modules.
 
 Salt calls each function while it builds the loader of that kind (execution modules,
-states, runners, beacons) and loads the ``wireguard`` module from the returned directory.
+states, runners, beacons, ext_pillars) and loads the ``wireguard`` module from the
+returned directory.
 
 The shared code of ``_utils/`` (``wgf_*.py``) is not in this list: Salt does not read
 extension utils directories (its utils loader runs with ``load_extensions=False``), so
@@ -36,3 +37,8 @@ def get_runner_dirs():
 def get_beacons_dirs():
     """Beacons (``wireguard``)."""
     return _dirs("beacons")
+
+
+def get_pillar_dirs():
+    """The ext_pillar ``wireguard`` (the preshared keys of networks)."""
+    return _dirs("pillar")

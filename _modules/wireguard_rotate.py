@@ -1,0 +1,151 @@
+"""
+The minion's steps of ``salt-run wireguard.rotate_keys`` (see ``_utils/wgf_rotate.py``).
+
+:depends: wireguard-tools (``wg``)
+
+Each function takes the orders of every minion of the job and carries out its own;
+no private or preshared key leaves the minion or appears in an argument: ``wg`` reads
+them from files.
+"""
+
+import importlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
+import salt.utils.path
+from salt.exceptions import CommandExecutionError
+
+import wgf_addr
+import wgf_keys
+
+for _util in (wgf_addr, wgf_keys):
+    importlib.reload(_util)
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "wireguard_rotate"
+DEFAULT_CONFIG_DIR = "/etc/wireguard"
+#: The discard port: what a partner does with the wake-up packet does not matter.
+WAKE_PORT = 9
+
+
+def __virtual__():
+    if not salt.utils.path.which("wg"):
+        return False, "wireguard_rotate: the 'wg' command (wireguard-tools) is missing"
+    return __virtualname__
+
+
+def _config_dir():
+    lookup = __salt__["pillar.get"]("wireguard:lookup", {})
+    return (lookup.get("config_dir") if isinstance(lookup, dict) else None) \
+        or DEFAULT_CONFIG_DIR
+
+
+def _wg(args):
+    proc = subprocess.run(["wg", *args], capture_output=True, text=True, check=False,
+                          env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")})
+    if proc.returncode != 0:
+        raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _next_path(interface):
+    return os.path.join(_config_dir(), f"{interface}.key.next")
+
+
+def stage(orders):
+    """Make ``<if>.key.next`` (0600) for each interface ``orders[<this minion>]`` names,
+    unless it is there; return ``{interface: {"old": live public key, "next": public
+    key of the next private key}}``."""
+    staged = {}
+    for interface in orders.get(__opts__["id"], []):
+        wgf_addr.check_interface_name(interface)
+        path = _next_path(interface)
+        if not os.path.exists(path):
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{interface}.")
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(wgf_keys.genkey() + "\n")
+            os.replace(tmp, path)
+        with open(path, encoding="ascii") as handle:
+            following = wgf_keys.pubkey(handle.read().strip())
+        staged[interface] = {"old": _wg(["show", interface, "public-key"]).strip(),
+                             "next": following}
+    return staged
+
+
+def _psks(interface):
+    """``{peer public key: preshared key or None}`` of the live interface."""
+    found = {}
+    for line in _wg(["show", interface, "preshared-keys"]).splitlines():
+        peer, psk = line.split()
+        found[peer] = None if psk == "(none)" else psk
+    return found
+
+
+def announce(orders):
+    """Add each next key ``orders[<this minion>]`` lists as a peer without AllowedIPs,
+    with the endpoint given and the preshared key of the peer it will replace."""
+    mine = orders.get(__opts__["id"], [])
+    keydir = tempfile.mkdtemp(prefix="wireguard-rotate-", dir="/run")
+    try:
+        for n, order in enumerate(mine):
+            interface = order["interface"]
+            wgf_addr.check_interface_name(interface)
+            args = ["set", interface, "peer", order["public_key"]]
+            wgf_keys.decode(order["public_key"], "public_key")
+            if order.get("endpoint"):
+                args += ["endpoint", wgf_addr.endpoint(order["endpoint"], "endpoint")]
+            if order.get("persistent_keepalive"):
+                args += ["persistent-keepalive", str(int(order["persistent_keepalive"]))]
+            psk = _psks(interface).get(order["replaces"])
+            if psk:
+                path = os.path.join(keydir, f"psk{n}")
+                with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w",
+                          encoding="ascii") as handle:
+                    handle.write(psk + "\n")
+                args += ["preshared-key", path]
+            _wg(args)
+    finally:
+        shutil.rmtree(keydir, ignore_errors=True)
+    return len(mine)
+
+
+def _wake(address):
+    """One UDP datagram to a partner's tunnel address: WireGuard handshakes for it."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(b"wireguard key rotation", (address, WAKE_PORT))
+        except OSError as exc:
+            log.debug("wireguard_rotate: no packet to %s: %s", address, exc)
+
+
+def switch(orders):
+    """This minion's part of the switch: move AllowedIPs from each old key to its new
+    one (one ``wg set`` per interface), then set each staged private key and keep it
+    as ``<if>.key``. Returns ``{"moved": count, "switched": [interfaces]}``."""
+    mine = orders.get(__opts__["id"], {"private_key": [], "peers": [], "wake": []})
+    by_interface = {}
+    for move in mine["peers"]:
+        by_interface.setdefault(move["interface"], []).append(move)
+    for interface, moves in by_interface.items():
+        wgf_addr.check_interface_name(interface)
+        args = ["set", interface]
+        for move in moves:
+            args += ["peer", move["new"], "allowed-ips", ",".join(move["allowed_ips"]),
+                     "peer", move["old"], "remove"]
+        _wg(args)
+    for interface in mine["private_key"]:
+        wgf_addr.check_interface_name(interface)
+        path = _next_path(interface)
+        _wg(["set", interface, "private-key", path])
+        os.replace(path, os.path.join(_config_dir(), f"{interface}.key"))
+    for address in mine.get("wake", []):
+        _wake(address)
+    log.info("wireguard_rotate: switched %s, moved %d peer(s)", mine["private_key"],
+             len(mine["peers"]))
+    return {"moved": len(mine["peers"]), "switched": list(mine["private_key"])}

@@ -1,0 +1,160 @@
+"""Per-pair preshared keys of networks: the pairs, the master's store, the minion's
+side (the peers take their pair's key from ``wireguard:network_psks``)."""
+
+import json
+import os
+import stat
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+import wgf_conf
+import wgf_health
+import wgf_keys
+import wgf_psk
+import wgf_schema
+
+
+def network(topology="mesh", nodes=("a", "b", "c"), hubs=(), **extra):
+    net = {"interface": "wg1", "topology": topology, "preshared_keys": True,
+           "nodes": {n: {"address": f"10.9.0.{i}/24"} for i, n in enumerate(nodes, 1)},
+           **extra}
+    if hubs:
+        net["hubs"] = list(hubs)
+    return net
+
+
+def test_mesh_pairs_are_every_pair():
+    assert wgf_psk.network_pairs("corp", network()) == [("a", "b"), ("a", "c"), ("b", "c")]
+
+
+def test_hub_pairs_are_spoke_hub_and_hub_hub():
+    net = network("hub", nodes=("h1", "h2", "s1", "s2"), hubs=("h1", "h2"))
+    assert wgf_psk.network_pairs("corp", net) == [
+        ("h1", "h2"), ("h1", "s1"), ("h1", "s2"), ("h2", "s1"), ("h2", "s2")]
+
+
+def test_without_preshared_keys_no_pair():
+    assert wgf_psk.network_pairs("corp", network(preshared_keys=False)) == []
+
+
+def test_preshared_keys_must_be_a_boolean():
+    with pytest.raises(SaltInvocationError, match=r"network 'corp', key 'preshared_keys'"):
+        wgf_psk.network_pairs("corp", network(preshared_keys="yes"))
+
+
+def test_new_keys_are_random_32_byte_keys():
+    keys = {wgf_psk.new_key() for _ in range(50)}
+    assert len(keys) == 50
+    assert all(len(wgf_keys.decode(k)) == 32 for k in keys)
+
+
+def test_each_minion_gets_only_its_own_pairs_and_both_ends_the_same(tmp_path):
+    nets = {"corp": network()}
+    got = {m: wgf_psk.keys_for(str(tmp_path), nets, m) for m in "abc"}
+    assert set(got["a"]["corp"]) == {"b", "c"}
+    assert set(got["c"]["corp"]) == {"a", "b"}
+    assert got["a"]["corp"]["b"] == got["b"]["corp"]["a"]
+    assert got["a"]["corp"]["c"] == got["c"]["corp"]["a"]
+    assert got["b"]["corp"]["c"] == got["c"]["corp"]["b"]
+    distinct = {got["a"]["corp"]["b"], got["a"]["corp"]["c"], got["b"]["corp"]["c"]}
+    assert len(distinct) == 3
+    assert wgf_psk.keys_for(str(tmp_path), nets, "stranger") == {}
+    assert wgf_psk.keys_for(str(tmp_path), {"corp": network(preshared_keys=False)}, "a") == {}
+
+
+def test_the_store_is_private_and_keeps_keys(tmp_path):
+    nets = {"corp": network()}
+    first = wgf_psk.keys_for(str(tmp_path), nets, "a")
+    path = wgf_psk.store_path(str(tmp_path))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    assert wgf_psk.keys_for(str(tmp_path), nets, "a") == first
+    assert [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".psks.")] == []
+
+
+def test_replacing_a_network_renews_every_pair_and_forgets_old_ones(tmp_path):
+    nets = {"corp": network(), "other": network(nodes=("a", "x"))}
+    before = {m: wgf_psk.keys_for(str(tmp_path), nets, m) for m in "abc"}
+    other = wgf_psk.keys_for(str(tmp_path), nets, "x")
+    made = wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b"), ("b", "c")])
+    assert made == 2
+    with open(wgf_psk.store_path(str(tmp_path)), encoding="ascii") as handle:
+        stored = json.load(handle)
+    assert set(stored["corp"]) == {"a", "b"} and "c" not in stored["corp"]["a"]
+    after_b = wgf_psk.keys_for(str(tmp_path), nets, "b")["corp"]
+    assert after_b["a"] != before["b"]["corp"]["a"]
+    assert after_b["c"] != before["b"]["corp"]["c"]
+    assert wgf_psk.keys_for(str(tmp_path), nets, "x") == other
+
+
+def test_an_unreadable_store_is_refused_without_its_content(tmp_path):
+    path = wgf_psk.store_path(str(tmp_path))
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write("{not json")
+    with pytest.raises(SaltInvocationError, match="unreadable") as exc:
+        wgf_psk.keys_for(str(tmp_path), {"corp": network()}, "a")
+    assert "not json" not in str(exc.value)
+
+
+def _validated(pillar, minion="a"):
+    keys = {m: wgf_keys.pubkey(wgf_keys.genkey()) for m in "abc"}
+    return wgf_schema.validate(pillar, minion,
+                               published_keys=lambda ms: {m: {"wg1": keys[m]} for m in ms})
+
+
+def test_network_peers_take_their_pairs_key_from_network_psks():
+    psks = {"corp": {"b": wgf_psk.new_key(), "c": wgf_psk.new_key()}}
+    pillar = {"networks": {"corp": network()}, "network_psks": psks}
+    iface = _validated(pillar)["wg1"]
+    for partner in ("b", "c"):
+        peer = iface["peers"][partner]
+        assert peer["has_preshared_key"]
+        assert peer["preshared_key_pillar"] == f"wireguard:network_psks:corp:{partner}"
+    secrets = wgf_schema.secrets_of(pillar, iface)
+    assert secrets["preshared_keys"] == psks["corp"]
+    conf = wgf_conf.render(iface, wgf_keys.genkey(), secrets["preshared_keys"])
+    assert conf.count("PresharedKey") == 2
+    assert all(key in conf for key in psks["corp"].values())
+    assert psks["corp"]["b"] not in repr(iface)
+
+
+def test_missing_psk_names_the_network_and_partner():
+    pillar = {"networks": {"corp": network()}, "network_psks": {"corp": {"b": wgf_psk.new_key()}}}
+    with pytest.raises(SaltInvocationError, match=r"network 'corp', node 'c': sets "
+                                                  r"preshared_keys.*ext_pillar"):
+        _validated(pillar)
+
+
+def test_bad_psk_is_refused_without_showing_it():
+    bad = "not-a-key-but-secret-looking-text"
+    pillar = {"networks": {"corp": network()},
+              "network_psks": {"corp": {"b": bad, "c": wgf_psk.new_key()}}}
+    with pytest.raises(SaltInvocationError, match=r"network 'corp', node 'b'") as exc:
+        _validated(pillar)
+    assert bad not in str(exc.value)
+
+
+def test_a_network_without_preshared_keys_ignores_network_psks():
+    pillar = {"networks": {"corp": network(preshared_keys=False)}}
+    iface = _validated(pillar)["wg1"]
+    assert not any(p["has_preshared_key"] for p in iface["peers"].values())
+
+
+def test_max_key_age_of_a_network_reaches_its_interface():
+    pillar = {"networks": {"corp": network(preshared_keys=False, max_key_age=90)}}
+    assert _validated(pillar)["wg1"]["max_key_age"] == 90
+
+
+def test_max_key_age_must_be_a_number_of_days():
+    pillar = {"interfaces": {"wg0": {"address": "10.0.0.1/24", "max_key_age": "soon"}}}
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'max_key_age'"):
+        wgf_schema.validate(pillar, "a")
+
+
+def test_key_age_comes_from_the_key_files_time():
+    data = {"modes": {"key": {"path": "/etc/wireguard/wg0.key", "mode": 0o600, "uid": 0,
+                              "mtime": 1000.0}}, "now": 1000.0 + 3 * 86400 + 8640}
+    assert wgf_health.key_age_days(data) == 3.1
+    assert wgf_health.key_age_days({"modes": {"key": None}, "now": 1.0}) is None
