@@ -412,8 +412,8 @@ def _validated(pillar=None, config_dir=None):
 
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
-    stamp = (directory, firewall, salt.utils.json.dumps(pillar, sort_keys=True, default=str),
-             wgf_clients.stamp(directory))
+    # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
+    stamp = (directory, firewall, repr(pillar), wgf_clients.stamp(directory))
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     if stamp not in cache:
         cache.clear()

@@ -62,8 +62,8 @@ def text(value, where):
     value = str(value)
     if LINE_BREAKING.search(value):
         raise SaltInvocationError(
-            f"{where}: {shown(value)} holds a newline or control character "
-            "(it could inject lines into the config file)")
+            f"{where}: {shown(value)}: newlines and control characters are refused "
+            "(they could inject lines into the config file)")
     return value
 
 

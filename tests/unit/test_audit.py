@@ -281,7 +281,7 @@ def test_peers_of_no_minion_are_listed():
     assert result["problems"] == []
     assert result["unknown_peers"] == [{"minion": "mesh1", "interface": "wg0",
                                         "peer": KEYS["stranger"], "name": "phone",
-                                        "endpoint": "203.0.113.5:3333"}]
+                                        "client": None, "endpoint": "203.0.113.5:3333"}]
 
 
 def test_a_copied_private_key():
