@@ -340,7 +340,8 @@ def _map():
 
 
 def _config_dir(config_dir=None):
-    return config_dir or _map()["config_dir"]
+    # not the map: a file server request from the beacon (minion's main process) stalls it
+    return config_dir or __salt__["pillar.get"]("wireguard:lookup:config_dir", DEFAULT_CONFIG_DIR)
 
 
 def is_interface_name(name):
