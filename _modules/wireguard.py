@@ -330,7 +330,7 @@ def _map():
         except Exception as exc:  # whatever the file server says: use the defaults
             log.debug("wireguard: no map data from %s: %s", MAP_DATA, exc)
         if not isinstance(data, dict) or not data.get("config_dir"):
-            lookup = __salt__["pillar.get"]("wireguard:lookup", {})
+            lookup = __salt__["pillar.get"]("wireguard:lookup", {}, unmask=True)
             lookup = lookup if isinstance(lookup, dict) else {}
             service = lookup.get("service") if isinstance(lookup.get("service"), dict) else {}
             data = {"config_dir": lookup.get("config_dir") or DEFAULT_CONFIG_DIR,
@@ -341,7 +341,8 @@ def _map():
 
 def _config_dir(config_dir=None):
     # not the map: a file server request from the beacon (minion's main process) stalls it
-    return config_dir or __salt__["pillar.get"]("wireguard:lookup:config_dir", DEFAULT_CONFIG_DIR)
+    return config_dir or __salt__["pillar.get"]("wireguard:lookup:config_dir",
+                                                DEFAULT_CONFIG_DIR, unmask=True)
 
 
 def is_interface_name(name):
@@ -384,8 +385,7 @@ def _read_key_file(path):
         return None
 
 
-def _pillar_wireguard(pillar):
-    # unmask: Salt 3008 masks pillar.get outside renders; keys are needed here
+def _pillar_wireguard(pillar):  # unmask: Salt 3008 masks pillar.get outside renders
     return __salt__["pillar.get"]("wireguard", {}, unmask=True) if pillar is None else pillar
 
 
