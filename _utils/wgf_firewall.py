@@ -126,9 +126,10 @@ def _port(value, where):
     return str(wgf_addr.integer(value, where, 1, 65535, "a port"))
 
 
-def check(iface, firewall, errors):
-    """Resolve ``from`` names to AllowedIPs and check what needs the peers or the
-    backend; problems go to ``errors``. Sets ``iface["firewall"]``."""
+def check(iface, firewall, errors, names=None):
+    """Resolve ``from`` names (``names``: peer or client name -> its CIDRs; by default
+    the peers' AllowedIPs) and check what needs the peers or the backend; problems go
+    to ``errors``. Sets ``iface["firewall"]``."""
     iface["firewall"] = firewall
     where = f"interface {shown(iface['name'])}"
     if firewall == "none":
@@ -142,8 +143,9 @@ def check(iface, firewall, errors):
     if not iface["access"]:
         return
     # an absent peer's name stands for no address: its AllowedIPs route to nobody
-    peers = {name: [] if peer["absent"] else peer["allowed_ips"]
-             for name, peer in iface["peers"].items()}
+    peers = names if names is not None else {
+        name: [] if peer["absent"] else peer["allowed_ips"]
+        for name, peer in iface["peers"].items()}
     for number, rule in enumerate(iface["access"]["rules"], 1):
         rule_where = f"{where}, key 'access', rule {number}"
         sources = []
@@ -154,8 +156,8 @@ def check(iface, firewall, errors):
             try:
                 sources.append(wgf_addr.network(item, f"{rule_where}, from"))
             except SaltInvocationError:
-                errors.append(f"{rule_where}, from: {shown(item)} names no peer of this "
-                              "interface and is no CIDR")
+                errors.append(f"{rule_where}, from: {shown(item)} names no peer or client "
+                              "of this interface and is no CIDR")
         rule["sources"] = sorted(dict.fromkeys(sources), key=wgf_addr.cidr_sort_key)
         if sources and not _families(rule):
             errors.append(f"{rule_where}: from and to share no address family, so the rule "

@@ -438,13 +438,20 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
             if (ifname, pname) in psk_paths:
                 peer["preshared_key_pillar"] = psk_paths[(ifname, pname)]
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
-        # before the mine lookup, which leaves out peers without a published key yet
-        wgf_firewall.check(normalised, firewall, errors)
+        # names for the firewall's rules from before the mine lookup, which leaves out
+        # peers without a published key yet
+        names = {name: [] if peer["absent"] else peer["allowed_ips"]
+                 for name, peer in normalised["peers"].items()}
         if not errors and published_keys is not None:
             wgf_networks.resolve_minion_peers(normalised, published_keys)
         own = own_public_key(ifname, private_key) if own_public_key else None
         check_peer_conflicts(normalised, own, errors)
         _allocate_clients(normalised, own, client_records, errors)
+        names.update({name: [wgf_addr.network(a.split("/")[0], "client address")
+                             for a in client["address"]]
+                      for name, client in normalised["clients"].items()
+                      if not client["absent"]})
+        wgf_firewall.check(normalised, firewall, errors, names)
         result[ifname] = normalised
     if errors:
         raise SaltInvocationError(

@@ -189,3 +189,15 @@ def test_a_peer_not_yet_in_the_mine_or_absent_is_still_a_name():
     got = wgf_schema.validate(pillar, "hub", published_keys=lambda minions: {}, firewall="nftables")
     assert "backup" not in got["wg0"]["peers"]
     assert [r["sources"] for r in got["wg0"]["access"]["rules"]] == [["10.0.0.3/32"], []]
+
+
+def test_access_rules_name_clients_by_their_addresses():
+    iface = {"address": "10.8.0.1/24", "listen_port": 51820, "endpoint": "vpn.example.com",
+             "clients": {"phone": {"address": "10.8.0.20/32"}},
+             "access": {"default": "drop",
+                        "rules": [{"from": ["phone"], "to": ["192.168.50.10/32"]}]}}
+    got = wgf_schema.validate({"interfaces": {"wg0": iface}}, "m", firewall="nftables")
+    assert got["wg0"]["access"]["rules"][0]["sources"] == ["10.8.0.20/32"]
+    iface["access"]["rules"][0]["from"] = ["tablet"]
+    with pytest.raises(SaltInvocationError, match="'tablet' names no peer or client"):
+        wgf_schema.validate({"interfaces": {"wg0": iface}}, "m", firewall="nftables")
