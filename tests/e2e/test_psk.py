@@ -295,7 +295,10 @@ def test_rotate_keys_refuses_a_target_that_is_no_node(psk_mesh):
 def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
     lab, hosts, _ = psk_mesh
     before = public_keys(hosts)
-    hosts["psk3"].systemctl("stop", "salt-minion")
+    # every process of the unit: salt-minion.service stops with KillMode=process, and
+    # its process manager's children could go on answering jobs
+    hosts["psk3"].systemctl("kill", "--signal=SIGKILL", "salt-minion")
+    hosts["psk3"].systemctl("stop", "salt-minion", check=False)
     try:
         # timeout=10: each step waits that long for the silent minion
         ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3",
