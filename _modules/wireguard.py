@@ -17,10 +17,8 @@ import copy
 import importlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
 import salt.utils.json
@@ -31,6 +29,7 @@ import wgf_addr
 import wgf_clients
 import wgf_conf
 import wgf_dump
+import wgf_files
 import wgf_firewall
 import wgf_health
 import wgf_iproute
@@ -41,7 +40,7 @@ import wgf_schema
 
 # After ``saltutil.sync_all`` a running minion loads this module again: read its utils
 # again too, instead of the copies an earlier load left in ``sys.modules``.
-for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_clients, wgf_firewall, wgf_schema,
+for _util in (wgf_addr, wgf_keys, wgf_files, wgf_networks, wgf_clients, wgf_firewall, wgf_schema,
               wgf_conf, wgf_dump, wgf_health, wgf_iproute, wgf_psk):
     importlib.reload(_util)
 
@@ -196,7 +195,7 @@ def _require_interface(interface):
 # ------------------------------------------------------------------ live peers
 
 
-def _peer_args(peer, keydir):
+def _peer_args(peer, put_key):
     """``wg set`` arguments for one peer change; a preshared key goes into a file."""
     args = ["peer", peer["public_key"]]
     if peer.get("remove"):
@@ -208,13 +207,9 @@ def _peer_args(peer, keydir):
     if peer.get("persistent_keepalive") is not None:
         args += ["persistent-keepalive", str(peer["persistent_keepalive"] or "off")]
     if peer.get("preshared_key") is not None:
-        if peer["preshared_key"]:
-            fd, path = tempfile.mkstemp(dir=keydir)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(peer["preshared_key"] + "\n")
-        else:
-            path = "/dev/null"  # wg: an all-zero key from /dev/null removes it
-        args += ["preshared-key", path]
+        # wg: an all-zero key from /dev/null removes it
+        args += ["preshared-key", put_key(peer["preshared_key"]) if peer["preshared_key"]
+                 else "/dev/null"]
     return args
 
 
@@ -243,16 +238,12 @@ def apply_peers(interface, peers=None, remove=None):
                 for key in remove or []]
     if not changes:
         return True
-    keydir = tempfile.mkdtemp(prefix="wireguard-",
-                              dir="/run" if os.access("/run", os.W_OK) else None)
-    try:
+    with wgf_files.key_files() as put_key:
         for start in range(0, len(changes), PEERS_PER_CALL):
             args = ["set", interface]
             for change in changes[start:start + PEERS_PER_CALL]:
-                args += _peer_args(change, keydir)
+                args += _peer_args(change, put_key)
             _wg(args)
-    finally:
-        shutil.rmtree(keydir, ignore_errors=True)
     return True
 
 
@@ -377,14 +368,6 @@ def _key_path(ifname, config_dir=None):
     return os.path.join(_config_dir(config_dir), f"{ifname}.key")
 
 
-def _read_key_file(path):
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read().strip()
-    except FileNotFoundError:
-        return None
-
-
 def _pillar_wireguard(pillar):  # unmask: Salt 3008 masks pillar.get outside renders
     return __salt__["pillar.get"]("wireguard", {}, unmask=True) if pillar is None else pillar
 
@@ -406,10 +389,10 @@ def _validated(pillar=None, config_dir=None):
 
     def own_public_key(ifname, private_key):
         return wgf_keys.pubkey_or_none(
-            private_key or _read_key_file(os.path.join(directory, f"{ifname}.key")))
+            private_key or wgf_files.read_key(os.path.join(directory, f"{ifname}.key")))
 
     def client_record(ifname):
-        return _read_key_file(wgf_clients.record_path(directory, ifname))
+        return wgf_files.read(wgf_clients.record_path(directory, ifname))
 
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
@@ -492,7 +475,7 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
     kind = wgf_clients.qr_kind(qr, path)
     directory = _config_dir(config_dir)
     iface = _validated(None, directory).get(interface)
-    server_key = wgf_keys.pubkey_or_none(_read_key_file(_key_path(interface, directory)))
+    server_key = wgf_keys.pubkey_or_none(wgf_files.read_key(_key_path(interface, directory)))
     text = wgf_clients.device_config(iface, interface, client, directory, server_key)
     if path:
         return wgf_clients.export(wgf_clients.export_dir(path), client, text, kind)
@@ -552,7 +535,7 @@ def public_keys(config_dir=None):
             name, ext = os.path.splitext(entry)
             if ext != ".key" or not wgf_addr.is_interface_name(name):
                 continue
-            key = wgf_keys.pubkey_or_none(_read_key_file(os.path.join(directory, entry)))
+            key = wgf_keys.pubkey_or_none(wgf_files.read_key(os.path.join(directory, entry)))
             if key:
                 keys[name] = key
             else:
@@ -683,7 +666,7 @@ def _gather(name, directory, pillar_iface, live, forwarding):
     """Everything the checks look at for one interface, as plain data."""
     path, conf, text, conf_error = _read_conf(name, directory)
     key_path = os.path.join(directory, f"{name}.key")
-    key = _read_key_file(key_path)
+    key = wgf_files.read_key(key_path)
     data = {
         "name": name, "config_path": path, "conf": conf, "conf_error": conf_error,
         "modes": {"conf": _file_mode(path), "key": _file_mode(key_path),

@@ -11,18 +11,17 @@ them from files.
 import importlib
 import logging
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
 import wgf_addr
+import wgf_files
 import wgf_keys
 
-for _util in (wgf_addr, wgf_keys):
+for _util in (wgf_addr, wgf_files, wgf_keys):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -66,10 +65,7 @@ def stage(orders):
         wgf_addr.check_interface_name(interface)
         path = _next_path(interface)
         if not os.path.exists(path):
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{interface}.")
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(wgf_keys.genkey() + "\n")
-            os.replace(tmp, path)
+            wgf_files.write_private(path, wgf_keys.genkey() + "\n")
         with open(path, encoding="ascii") as handle:
             following = wgf_keys.pubkey(handle.read().strip())
         staged[interface] = {"old": _wg(["show", interface, "public-key"]).strip(),
@@ -90,9 +86,8 @@ def announce(orders):
     """Add each next key ``orders[<this minion>]`` lists as a peer without AllowedIPs,
     with the endpoint given and the preshared key of the peer it will replace."""
     mine = orders.get(__opts__["id"], [])
-    keydir = tempfile.mkdtemp(prefix="wireguard-rotate-", dir="/run")
-    try:
-        for n, order in enumerate(mine):
+    with wgf_files.key_files() as put_key:
+        for order in mine:
             interface = order["interface"]
             wgf_addr.check_interface_name(interface)
             args = ["set", interface, "peer", order["public_key"]]
@@ -103,14 +98,8 @@ def announce(orders):
                 args += ["persistent-keepalive", str(int(order["persistent_keepalive"]))]
             psk = _psks(interface).get(order["replaces"])
             if psk:
-                path = os.path.join(keydir, f"psk{n}")
-                with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600), "w",
-                          encoding="ascii") as handle:
-                    handle.write(psk + "\n")
-                args += ["preshared-key", path]
+                args += ["preshared-key", put_key(psk)]
             _wg(args)
-    finally:
-        shutil.rmtree(keydir, ignore_errors=True)
     return len(mine)
 
 

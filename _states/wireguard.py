@@ -23,8 +23,6 @@ import importlib
 import ipaddress
 import logging
 import os
-import shutil
-import tempfile
 
 import salt.utils.json
 import salt.utils.path
@@ -34,6 +32,7 @@ import wgf_addr
 import wgf_clients
 import wgf_conf
 import wgf_dump
+import wgf_files
 import wgf_iproute
 import wgf_keys
 import wgf_live
@@ -41,8 +40,8 @@ import wgf_schema
 import wgf_state
 
 # Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_clients, wgf_schema, wgf_conf, wgf_dump, wgf_iproute,
-              wgf_live, wgf_state):
+for _util in (wgf_addr, wgf_keys, wgf_files, wgf_clients, wgf_schema, wgf_conf, wgf_dump,
+              wgf_iproute, wgf_live, wgf_state):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -309,18 +308,11 @@ def routes(name, routes=None):
 
 
 def _live_routes(interface):
-    found = []
+    """The destinations of the ``proto static`` routes through ``interface``."""
+    found = set()
     for family in ("-4", "-6"):
-        out = __salt__["cmd.run_all"](
-            ["ip", "-j", family, "route", "show", "dev", interface, "proto", "static"],
-            python_shell=False, ignore_retcode=True)
-        if out["retcode"] != 0:
-            raise CommandExecutionError(f"ip route show dev {interface}: {out['stderr']}")
-        for route in salt.utils.json.loads(out["stdout"] or "[]"):
-            dst = route["dst"]
-            if dst == "default":
-                dst = "0.0.0.0/0" if family == "-4" else "::/0"
-            found.append(str(ipaddress.ip_network(dst, strict=False)))
+        found |= wgf_iproute.unicast_destinations(
+            _ip_json([family, "route", "show", "dev", interface, "proto", "static"]), family)
     return sorted(found)
 
 
@@ -342,12 +334,7 @@ def _routes(ret, wanted):
         return _pending(ret, f"Routes through {interface} would change")
     for verb, cidrs in (("replace", add), ("del", drop)):
         for cidr in cidrs:
-            out = __salt__["cmd.run_all"](
-                ["ip", "route", verb, cidr, "dev", interface, "proto", "static"],
-                python_shell=False, ignore_retcode=True)
-            if out["retcode"] != 0:
-                raise CommandExecutionError(f"ip route {verb} {cidr} dev {interface}: "
-                                            f"{out['stderr'].strip()}")
+            _run(["ip", "route", verb, cidr, "dev", interface, "proto", "static"])
     return _pending(ret, f"Routes through {interface} updated")
 
 
@@ -395,7 +382,7 @@ def _dns_records():
 
 
 def _resolvconf_name(interface):
-    return wgf_live.resolvconf_name(interface, _read(INTERFACE_ORDER))
+    return wgf_live.resolvconf_name(interface, wgf_files.read(INTERFACE_ORDER))
 
 
 def _auto_mtu(iface, live, allowed):
@@ -443,7 +430,7 @@ def _interface(ret, config_dir):
     record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
     have = wgf_live.running(
         live, wgf_iproute.link(_ip_json(["addr", "show", "dev", interface])), routes_v4,
-        routes_v6, _read(record_path) if record_path else None, want["default_route"])
+        routes_v6, wgf_files.read(record_path) if record_path else None, want["default_route"])
     if records is None:
         have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
     steps, changes = wgf_live.plan(want, have, interface)
@@ -472,8 +459,9 @@ def _allowed_ips(iface, live):
 
 
 def _private_key_of(iface, config_dir):
-    return _pillar_secrets(iface)["private_key"] or (
-        _read(os.path.join(config_dir, f"{iface['name']}.key")) or "").strip() or None
+    """The interface's private key: pillar's, else its key file's."""
+    return _pillar_secrets(iface)["private_key"] or wgf_files.read_key(
+        os.path.join(config_dir, f"{iface['name']}.key"))
 
 
 def _apply_steps(interface, steps, private_key):
@@ -492,7 +480,7 @@ def _apply_steps(interface, steps, private_key):
                     failed.append(f"{earlier['name']} ({undo_exc})")
             path, previous = __context__.get(PREVIOUS_CONF, {}).get(interface, (None, None))
             if previous is not None:
-                _write_private(path, previous)
+                wgf_files.write_private(path, previous)
             raise CommandExecutionError(
                 f"{interface}: the live step '{step['name']}' failed: {exc}. "
                 + (f"Undoing failed for: {'; '.join(failed)}." if failed else
@@ -520,64 +508,19 @@ def _do(interface, step, private_key, undo):
 def _wg_set(interface, values, private_key):
     """``wg set`` of key, port and fwmark; the private key only through a 0600 file."""
     argv = ["wg", "set", interface]
-    keydir = tempfile.mkdtemp(prefix="wireguard-",
-                              dir="/run" if os.access("/run", os.W_OK) else None)
-    try:
+    with wgf_files.key_files() as put_key:
         if "public_key" in values:
             if not private_key:  # never: the key is the last step, so never undone
                 raise CommandExecutionError("the previous private key cannot be put back")
-            path = os.path.join(keydir, "key")
-            _write_private(path, private_key + "\n")
-            argv += ["private-key", path]
+            argv += ["private-key", put_key(private_key)]
         if values.get("listen_port") is not None:
             argv += ["listen-port", str(values["listen_port"])]
         if "fwmark" in values:
             argv += ["fwmark", str(values["fwmark"] or "off")]
         _run(argv)
-    finally:
-        shutil.rmtree(keydir, ignore_errors=True)
 
 
 # ----------------------------------------------------------- key and config
-
-
-def _temp_prefix(path):
-    return f".{os.path.basename(path)}."
-
-
-def _remove_stale_temps(path):
-    """Remove what a killed run left of an atomic write of ``path``."""
-    directory = os.path.dirname(path)
-    if os.path.isdir(directory):
-        for entry in os.listdir(directory):
-            if entry.startswith(_temp_prefix(path)):
-                os.unlink(os.path.join(directory, entry))
-
-
-def _write_private(path, text):
-    """Write ``text`` to ``path`` atomically, mode 0600: never a half-written file."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path))
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _read(path):
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
 
 
 def _mode_fix(ret, path):
@@ -606,10 +549,10 @@ def _private_key(ret, config_dir):
     interface = ret["name"]
     path = os.path.join(config_dir, f"{interface}.key")
     if not __opts__["test"]:
-        _remove_stale_temps(path)
+        wgf_files.remove_stale_temps(path)
     declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
     wanted = _pillar_secrets(declared)["private_key"] if declared else None
-    current = (_read(path) or "").strip() or None
+    current = wgf_files.read_key(path)
     current_public = wgf_keys.pubkey_or_none(current)  # an unreadable key is replaced
     if current_public and (wanted is None or wanted == current):
         _mode_fix(ret, path)
@@ -621,15 +564,15 @@ def _private_key(ret, config_dir):
     conf = os.path.join(config_dir, f"{interface}.conf")
     if not wanted and not current_public:
         # a hand-written config taken over: keep its key, so its peers keep working
-        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(_read(conf))) and \
-            wgf_conf.private_key(_read(conf))
+        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(wgf_files.read(conf))) and \
+            wgf_conf.private_key(wgf_files.read(conf))
         source = f"taken from {conf}" if wanted else source
     new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
     if __opts__["test"]:
         return _pending(ret, f"Private key of {interface} would be {source} ({path})")
     key = wanted or wgf_keys.genkey()
-    _write_private(path, key + "\n")
+    wgf_files.write_private(path, key + "\n")
     ret["changes"]["public_key"]["new"] = wgf_keys.pubkey(key)
     return _pending(ret, f"Private key of {interface} {source} ({path})")
 
@@ -646,11 +589,9 @@ def _rendered(interface, config_dir):
     if interface not in declared:
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
     iface = declared[interface]
-    secrets = _pillar_secrets(iface)
-    private_key = secrets["private_key"] or (
-        _read(os.path.join(config_dir, f"{interface}.key")) or "").strip() or None
-    psks = {**secrets["preshared_keys"], **_client_psks(iface, config_dir)}
-    return wgf_conf.render(iface, private_key, psks), iface["warnings"]
+    psks = {**_pillar_secrets(iface)["preshared_keys"], **_client_psks(iface, config_dir)}
+    return (wgf_conf.render(iface, _private_key_of(iface, config_dir), psks),
+            iface["warnings"])
 
 
 def config(name, config_dir="/etc/wireguard", service=None):
@@ -674,11 +615,11 @@ def _config(ret, config_dir, service):
     interface = ret["name"]
     path = os.path.join(config_dir, f"{interface}.conf")
     if not __opts__["test"]:
-        _remove_stale_temps(path)
+        wgf_files.remove_stale_temps(path)
     wanted, warnings = _rendered(interface, config_dir)
     if warnings:
         ret["warnings"] = warnings
-    current = _read(path)
+    current = wgf_files.read(path)
     reasons = wgf_live.restart_reasons(current, wanted)
     if current is not None and _dns_records() is None and \
             wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]:
@@ -708,7 +649,7 @@ def _config(ret, config_dir, service):
     if current != wanted:
         # the previous file, should a live change of this run fail (wireguard.interface)
         __context__.setdefault(PREVIOUS_CONF, {})[interface] = (path, current)
-        _write_private(path, wanted)
+        wgf_files.write_private(path, wanted)
     if restart:
         _restart(service, interface, path, current)
     return _pending(ret, f"{path} updated" + (f"; {service} restarted because {restart}"
@@ -735,7 +676,7 @@ def _restart(service, interface, path, previous):
     error = _service_error(service)
     if previous is None:
         raise CommandExecutionError(f"{service} failed to restart: {error}")
-    _write_private(path, previous)
+    wgf_files.write_private(path, previous)
     restored = _service_restarted(service)
     raise CommandExecutionError(
         f"{service} failed with the new {path}, so the previous file was put back"
@@ -763,7 +704,7 @@ def _client_psks(iface, config_dir):
     for name, peer in iface["peers"].items():
         if peer.get("client") and peer["has_preshared_key"]:
             path = wgf_clients.key_path(config_dir, iface["name"], name, "psk")
-            found[name] = (_read(path) or "").strip() or None
+            found[name] = wgf_files.read_key(path)
     return found
 
 
@@ -788,7 +729,7 @@ def _clients(ret, config_dir):
     if declared is None:
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
     path = wgf_clients.record_path(config_dir, interface)
-    old = wgf_clients.parse_record(_read(path), path)
+    old = wgf_clients.parse_record(wgf_files.read(path), path)
     keydir = wgf_clients.key_dir(config_dir, interface)
     wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
     made, writes, removals = {}, {}, []
@@ -798,12 +739,12 @@ def _clients(ret, config_dir):
         if client["byo"]:
             removals.append(key_file)
         elif not client["public_key"] or wgf_keys.pubkey_or_none(
-                (_read(key_file) or "").strip()) != client["public_key"]:
+                wgf_files.read_key(key_file)) != client["public_key"]:
             key = wgf_keys.genkey()
             writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
         if not client["preshared_key"]:
             removals.append(psk_file)
-        elif not wgf_keys.pubkey_or_none((_read(psk_file) or "").strip()):
+        elif not wgf_keys.pubkey_or_none(wgf_files.read_key(psk_file)):
             writes[psk_file] = wgf_keys.genpsk() + "\n"
     revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
     for name in revoked:
@@ -820,10 +761,11 @@ def _clients(ret, config_dir):
     for directory in (os.path.dirname(keydir), keydir):
         os.makedirs(directory, mode=0o700, exist_ok=True)
         os.chmod(directory, 0o700)
-    wgf_clients.write_many(keydir, writes)
+    wgf_files.remove_stale_temps(os.path.join(keydir, "key"), prefix=".")
+    wgf_files.write_many(writes, sync_each=False)
     for file in removals:
         os.unlink(file)
-    _write_private(path, wgf_clients.dump_record(new))
+    wgf_files.write_private(path, wgf_clients.dump_record(new))
     _remove_revoked_peers(interface, [e["public_key"] for e in revoked.values()])
     return _pending(ret, f"The clients of {interface} updated: {len(new['clients'])} "
                     f"client(s), {len(revoked)} revoked")

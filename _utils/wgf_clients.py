@@ -12,10 +12,10 @@ import ipaddress
 import json
 import os
 import re
-import tempfile
 
 from salt.exceptions import SaltInvocationError
 
+import wgf_files
 import wgf_keys
 from wgf_addr import shown
 
@@ -317,24 +317,6 @@ def listing(iface, live):
     return result
 
 
-def write_private(path, data):
-    """Write ``data`` (text or bytes) to ``path`` atomically, mode 0600."""
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("ascii") if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_dir(path):
     """``path`` as a directory only root can enter: made 0700, or refused when it
     exists and group or others may enter it."""
@@ -353,19 +335,11 @@ def export(directory, name, text, kind):
     """Write the config and the QR code of ``kind`` (or none) into ``directory``;
     return their paths."""
     written = {"config": os.path.join(directory, f"{name}.conf")}
-    write_private(written["config"], text)
+    wgf_files.write_private(written["config"], text)
     if kind:
         written["qr"] = os.path.join(directory, f"{name}.{qr_suffix(kind)}")
-        write_private(written["qr"], qr_code(text, kind))
+        wgf_files.write_private(written["qr"], qr_code(text, kind))
     return written
-
-
-def _read_secret(path):
-    try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read().strip() or None
-    except FileNotFoundError:
-        return None
 
 
 def device_config(iface, ifname, name, config_dir, server_public_key):
@@ -375,8 +349,9 @@ def device_config(iface, ifname, name, config_dir, server_public_key):
     if not client or client["absent"]:
         raise SaltInvocationError(f"interface {shown(ifname)} has no client {shown(name)} "
                                   "in pillar")
-    private = None if client["byo"] else _read_secret(key_path(config_dir, ifname, name, "key"))
-    psk = _read_secret(key_path(config_dir, ifname, name, "psk")) \
+    private = (None if client["byo"]
+               else wgf_files.read_key(key_path(config_dir, ifname, name, "key")))
+    psk = wgf_files.read_key(key_path(config_dir, ifname, name, "psk")) \
         if client["preshared_key"] else None
     missing = [what for what, there in (
         ("the interface's 'endpoint' in pillar", iface["endpoint"]),
@@ -399,30 +374,6 @@ def stamp(config_dir):
         return ()
     return tuple((e.name, e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries
                  if e.name.endswith((".key", ".clients.json")))
-
-
-def write_many(directory, files):
-    """Write ``{path: text}`` (all in ``directory``) atomically, 0600, with one sync for
-    all of them instead of one per file; first remove what a killed run left."""
-    for entry in os.listdir(directory):
-        if entry.startswith("."):
-            os.unlink(os.path.join(directory, entry))
-    temps = {}
-    try:
-        for path, text in files.items():
-            fd, temps[path] = tempfile.mkstemp(dir=directory,
-                                               prefix=f".{os.path.basename(path)}.")
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(text)
-        os.sync()
-        for path, tmp in temps.items():
-            os.replace(tmp, path)
-    except BaseException:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
 
 
 def changes(old, new, writes, made, test):

@@ -64,7 +64,7 @@ def _node(node_id, node, where):
     }
 
 
-def _settings(netname, net):
+def checked_network(netname, net):
     """The checked settings of one network, or raise naming the network and key."""
     where = f"network {shown(netname)}"
     interface = net.get("interface")
@@ -100,7 +100,7 @@ def _settings(netname, net):
                                                  f"{where}, key 'preshared_keys'")}
 
 
-def _peers(settings, minion):
+def node_peers(settings, minion):
     nodes, hubs, topology = settings["nodes"], settings["hubs"], settings["topology"]
     me = nodes[minion]
     is_hub = topology == "hub" and minion in hubs
@@ -165,11 +165,11 @@ def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
         if isinstance(nodes, dict) and minion not in {str(n) for n in nodes}:
             continue
         try:
-            settings = _settings(netname, net)
+            settings = checked_network(netname, net)
         except SaltInvocationError as exc:
             errors.append(str(exc))
             continue
-        peers, is_hub = _peers(settings, minion)
+        peers, is_hub = node_peers(settings, minion)
         if settings["preshared_keys"]:
             _add_psks(str(netname), settings["interface"], peers, psks, errors, psk_paths)
         me = settings["nodes"][minion]
@@ -199,14 +199,21 @@ def _add_psks(netname, interface, peers, psks, errors, psk_paths):
             psk_paths[(interface, partner)] = f"{PSK_PILLAR}:{netname}:{partner}"
 
 
-def checked_network(netname, net):
-    """One network's settings, checked (raise naming the network and the key)."""
-    return _settings(netname, net)
-
-
-def node_peers(settings, minion):
-    """``({partner: peer}, is hub)``: whom ``minion`` peers with in a checked network."""
-    return _peers(settings, minion)
+def member_networks(networks, minion):
+    """``(network name, checked settings)`` of each network ``minion`` is a node of.
+    Networks that do not validate are left out: the minion's own validation names
+    their problems."""
+    if not isinstance(networks, dict):
+        return
+    for netname, net in networks.items():
+        if not isinstance(net, dict) or not isinstance(net.get("nodes"), dict):
+            continue
+        if minion not in {str(n) for n in net["nodes"]}:
+            continue
+        try:
+            yield str(netname), checked_network(netname, net)
+        except SaltInvocationError:
+            continue
 
 
 def resolve_minion_peers(iface, published_keys):

@@ -17,10 +17,10 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 
 from salt.exceptions import SaltInvocationError
 
+import wgf_files
 import wgf_keys
 import wgf_networks  # uses this module at call time only
 from wgf_addr import shown
@@ -42,7 +42,10 @@ def pair(one, other):
 def network_pairs(netname, net):
     """The sorted pairs of nodes of one network that peer with each other, when the
     network sets ``preshared_keys: true``; else no pair. Raise on a bad network."""
-    settings = wgf_networks.checked_network(netname, net)
+    return _pairs(wgf_networks.checked_network(netname, net))
+
+
+def _pairs(settings):
     if not settings["preshared_keys"]:
         return []
     pairs = set()
@@ -54,23 +57,13 @@ def network_pairs(netname, net):
 
 def partners_of(networks, minion):
     """``{network: [partner minion ids]}`` of the networks with preshared keys that
-    ``minion`` is a node of. Networks that do not validate give nothing here (the
-    minion's own validation names their problems)."""
+    ``minion`` is a node of."""
     found = {}
-    if not isinstance(networks, dict):
-        return found
-    for netname, net in networks.items():
-        if not isinstance(net, dict) or not isinstance(net.get("nodes"), dict):
-            continue
-        if minion not in {str(n) for n in net["nodes"]}:
-            continue
-        try:
-            pairs = network_pairs(netname, net)
-        except SaltInvocationError:
-            continue
-        partners = sorted(b if a == minion else a for a, b in pairs if minion in (a, b))
+    for netname, settings in wgf_networks.member_networks(networks, minion):
+        partners = sorted(b if a == minion else a for a, b in _pairs(settings)
+                          if minion in (a, b))
         if partners:
-            found[str(netname)] = partners
+            found[netname] = partners
     return found
 
 
@@ -112,17 +105,7 @@ def _load(path):
 
 def _save(path, data):
     """Write the store atomically, 0600 from the first byte."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".psks.")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            json.dump(data, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    wgf_files.write_private(path, json.dumps(data, sort_keys=True))
 
 
 def keys_for(cachedir, networks, minion):

@@ -17,8 +17,6 @@ so that traffic to it stops only between its switch and its partners' (one job):
 
 import ipaddress
 
-from salt.exceptions import SaltInvocationError
-
 import wgf_networks
 from wgf_addr import shown
 
@@ -26,21 +24,9 @@ from wgf_addr import shown
 def members(networks, minion, interface=None):
     """``{interface: network}`` of the networks ``minion`` is a node of (one interface
     when given). Networks that do not validate are left out."""
-    found = {}
-    if not isinstance(networks, dict):
-        return found
-    for netname, net in networks.items():
-        if not isinstance(net, dict) or not isinstance(net.get("nodes"), dict):
-            continue
-        if minion not in {str(n) for n in net["nodes"]}:
-            continue
-        try:
-            settings = wgf_networks.checked_network(netname, net)
-        except SaltInvocationError:
-            continue
-        if interface in (None, settings["interface"]):
-            found[settings["interface"]] = str(netname)
-    return found
+    return {settings["interface"]: netname
+            for netname, settings in wgf_networks.member_networks(networks, minion)
+            if interface in (None, settings["interface"])}
 
 
 def partner_entries(networks, netname, node):

@@ -10,17 +10,15 @@ Goals:
       (the whole wireguard.client_config call, in a loaded minion)
 """
 
-import json
 import os
 import statistics
 import sys
 import tempfile
 import time
 
-import yaml
 from saltfactories.utils.functional import Loaders
 
-from benchmarks.common import minion_opts, netns_interface
+from benchmarks.common import apply_sls, netns_interface, salt_call_config
 
 CLIENTS = 1000
 
@@ -43,42 +41,17 @@ def sls(ifname, config_dir):
             "conf": state("config", "clients"), "live": state("client_peers", "conf")}
 
 
-def apply(ns, root):
-    proc = ns.run([os.path.join(os.path.dirname(sys.executable), "salt-call"), "-c", root,
-                   "--local", "--out=json", "state.apply", "bench"], check=False)
-    result = json.loads(proc.stdout)["local"]
-    assert all(r["result"] for r in result.values()), proc.stdout[:2000]
-    duration = sum(r["duration"] for r in result.values()) / 1000
-    changed = sum(1 for r in result.values() if r["changes"])
-    if os.environ.get("BENCH_DETAIL"):
-        print({sid.split("_|-")[1]: round(r["duration"]) for sid, r in result.items()})
-    return duration, changed
-
-
 def main():
     with tempfile.TemporaryDirectory() as root, netns_interface("bclients") as (ns, ifname):
         config_dir = f"{root}/wireguard"
-        opts = minion_opts(root)
-        opts["pillar_roots"] = {"base": [f"{root}/pillar"]}
-        for sub in ("srv", "pillar"):
-            os.makedirs(f"{root}/{sub}")
-        with open(f"{root}/minion", "w") as handle:
-            yaml.safe_dump({k: opts[k] for k in (
-                "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
-                "module_dirs", "states_dirs", "utils_dirs", "file_roots",
-                "pillar_roots")}, handle)
-        with open(f"{root}/pillar/top.sls", "w") as handle:
-            handle.write("base:\n  '*':\n    - data\n")
-        with open(f"{root}/pillar/data.sls", "w") as handle:
-            json.dump(pillar(ifname, config_dir), handle)
-        with open(f"{root}/srv/bench.sls", "w") as handle:
-            yaml.safe_dump(sls(ifname, config_dir), handle)
+        opts = salt_call_config(root, pillar(ifname, config_dir))
+        states = sls(ifname, config_dir)
         ok = True
         print(f"{CLIENTS} clients of one interface on a real wireguard-go interface "
               "(salt-call --local):")
         for label, goal in (("1,000 clients allocated, keyed, in the conf, live", 5.0),
                             ("applied again, nothing to change", 1.0)):
-            duration, changed = apply(ns, root)
+            duration, changed = apply_sls(ns, root, states)
             ok &= duration < goal
             print(f"  {label:52s} {duration:6.2f} s  ({changed} state(s) changed; "
                   f"goal < {goal:.0f} s)")

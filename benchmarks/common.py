@@ -2,10 +2,14 @@
 and Salt loaders (or salt-call) running the formula's modules inside it."""
 
 import contextlib
+import json
+import os
 import subprocess
+import sys
 import tempfile
 import uuid
 
+import yaml
 from saltfactories.utils.functional import Loaders
 
 from tests.support.minion import minion_opts
@@ -30,3 +34,39 @@ def netns_interface(label):
 def loaders_in(ns):
     with tempfile.TemporaryDirectory() as root, ns.entered():
         yield Loaders(minion_opts(root, "bench"))
+
+
+SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
+CONFIG_KEYS = ("id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
+               "module_dirs", "states_dirs", "utils_dirs", "file_roots", "pillar_roots")
+
+
+def salt_call_config(root, pillar=None):
+    """A masterless ``salt-call -c root`` configuration: the checkout's modules, state
+    files in ``root/srv``, and ``pillar`` (if any) as its whole pillar. Its opts."""
+    opts = minion_opts(root, "bench")
+    opts["pillar_roots"] = {"base": [f"{root}/pillar"]}
+    for sub in ("srv", "pillar"):
+        os.makedirs(f"{root}/{sub}", exist_ok=True)
+    with open(f"{root}/minion", "w") as handle:
+        yaml.safe_dump({k: opts[k] for k in CONFIG_KEYS}, handle)
+    with open(f"{root}/pillar/top.sls", "w") as handle:
+        handle.write("base:\n  '*':\n    - data\n")
+    with open(f"{root}/pillar/data.sls", "w") as handle:
+        json.dump(pillar or {}, handle)
+    return opts
+
+
+def apply_sls(ns, root, states):
+    """``salt-call --local state.apply`` of ``states`` inside ``ns``: (Salt's reported
+    duration summed, in seconds; how many states changed something)."""
+    with open(f"{root}/srv/bench.sls", "w") as handle:
+        yaml.safe_dump(states, handle)
+    proc = ns.run([SALT_CALL, "-c", root, "--local", "--out=json", "state.apply", "bench"],
+                  check=False)
+    result = json.loads(proc.stdout)["local"]
+    assert all(r["result"] for r in result.values()), proc.stdout[:2000]
+    if os.environ.get("BENCH_DETAIL"):
+        print({sid.split("_|-")[1]: round(r["duration"]) for sid, r in result.items()})
+    return (sum(r["duration"] for r in result.values()) / 1000,
+            sum(1 for r in result.values() if r["changes"]))

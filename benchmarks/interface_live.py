@@ -31,7 +31,7 @@ import uuid
 
 import yaml
 
-from tests.support.minion import minion_opts
+from benchmarks.common import SALT_CALL, salt_call_config
 from tests.support.netns import Netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -41,7 +41,6 @@ import wgf_keys  # the formula's utils, not an installed package  # noqa: E402
 SIZES = (100, 1000)
 GOAL_SECONDS = 1.0
 COUNTED = ("ip", "wg", "resolvconf")
-SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
 IP = shutil.which("ip")
 
 
@@ -54,15 +53,8 @@ class Minion:
         self.root = root
         self.config_dir = os.path.join(root, "wireguard")
         self.calls = os.path.join(root, "calls.log")
-        for sub in ("srv", "pillar", "shim"):
-            os.makedirs(os.path.join(root, sub))
-        opts = minion_opts(root, "bench")
-        with open(os.path.join(root, "minion"), "w") as handle:
-            yaml.safe_dump({k: opts[k] for k in (
-                "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
-                "module_dirs", "states_dirs", "utils_dirs", "file_roots", "pillar_roots")},
-                handle)
-        self._write("pillar/top.sls", "base:\n  '*':\n    - wireguard\n")
+        salt_call_config(root)
+        os.makedirs(os.path.join(root, "shim"))
         for tool in COUNTED:
             real = shutil.which(tool)
             if real is None:
@@ -83,7 +75,7 @@ class Minion:
 
     def set_interface(self, ifname, interface):
         """The pillar holds this one interface; the SLS reconciles it."""
-        self._write("pillar/wireguard.sls", yaml.safe_dump(
+        self._write("pillar/data.sls", yaml.safe_dump(
             {"wireguard": {"interfaces": {ifname: interface}}}))
         conf_dir = self.config_dir
         self._write("srv/bench.sls", yaml.safe_dump({

@@ -39,16 +39,22 @@ def orchestrate(master):
     return ret
 
 
+def containers_on_internet(lab, bridge, nodes, prefix=INET):
+    """A container per node on one internet switch, ``<prefix>.<n>``; (switch, hosts)."""
+    inet = lab.bridge(bridge)
+    hosts = {}
+    for name, i in nodes.items():
+        hosts[name] = lab.container(name)
+        inet.attach(hosts[name], "eth0", [f"{prefix}.{i}/24"])
+    lab.wait_ready()
+    return inet, hosts
+
+
 @pytest.fixture(scope="module")
 def mesh(lab):
     with lab.section():
         nodes = {"node1": 1, "node2": 2, "node3": 3, "node4": 4}
-        inet = lab.bridge("mesh-inet")
-        hosts = {}
-        for name, i in nodes.items():
-            hosts[name] = lab.container(name)
-            inet.attach(hosts[name], "eth0", [f"{INET}.{i}/24"])
-        lab.wait_ready()
+        inet, hosts = containers_on_internet(lab, "mesh-inet", nodes)
         yield lab, inet, hosts, nodes
 
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_networks import orchestrate
+from tests.e2e.test_networks import containers_on_internet, orchestrate
 from tests.lab.host import parse_ping
 from tests.lab.topologies import load_examples
 
@@ -44,12 +44,7 @@ def psk_pillar():
 @pytest.fixture(scope="module")
 def psk_mesh(lab):
     with lab.section():
-        inet = lab.bridge("psk-inet")
-        hosts = {}
-        for name, i in NODES.items():
-            hosts[name] = lab.container(name)
-            inet.attach(hosts[name], "eth0", [f"{INET}.{i}/24"])
-        lab.wait_ready()
+        _, hosts = containers_on_internet(lab, "psk-inet", NODES, INET)
         lab.master.write_pillar({m: psk_pillar() for m in NODES})
         ret = orchestrate(lab.master)
         yield lab, hosts, json.dumps(ret)

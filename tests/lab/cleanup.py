@@ -5,7 +5,8 @@ processes of machines with that name, network namespaces, overlay mounts and sta
 under /run/wireguard-formula-lab, cgroup directories under /sys/fs/cgroup/{systemd,
 unified}/wgflab-*, /run/systemd/nspawn entries, and interrupted root file system
 builds in the cache. A lab whose owning process still runs is left alone (--force
-removes it too).
+removes it too). Also the `wgt-` network namespaces of test runs and benchmarks whose
+process was killed (`tests.support.netns.reap_orphans`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import time
 from pathlib import Path
 
+from ..support.netns import reap_orphans
 from .host import Container
 from .lab import _tidy_nspawn_run_dir
 from .util import (
@@ -161,6 +163,8 @@ def clean(force: bool = False) -> None:
         clean_lab(lid)
         removed += 1
     clean_builds()
+    for name in reap_orphans():
+        log(f"removed {name}, a network namespace of a test run that was killed")
     # a lab killed between creating its state directory and renaming it into place
     for half in STATE_DIR.glob(f".{PREFIX}*.new") if STATE_DIR.is_dir() else []:
         if not owner_alive(half.name[1:-4]) and not _owner_pid_alive(half / "owner"):

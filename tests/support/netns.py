@@ -3,7 +3,9 @@ lab (whose hosts are namespaces too, see tests/lab/host.py).
 
 Nothing here touches the machine's root namespace: every link, address and WireGuard
 interface lives in a namespace that ``delete()`` removes, killing whatever still runs
-inside.
+inside. A namespace the tests name themselves carries its creator's PID
+(``wgt-<label>-<pid>-<hex>``): when that process was killed before its tear-down ran,
+the next ``create()`` (or ``./lab clean``) removes what it left, ``reap_orphans()``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +23,36 @@ from pathlib import Path
 CLONE_NEWNET = 0x40000000
 PREFIX = "wgt-"
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _owner(name: str) -> int | None:
+    """The PID in a ``wgt-<label>-<pid>-<hex>`` name, or None."""
+    parts = name[len(PREFIX):].split("-") if name.startswith(PREFIX) else []
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+def reap_orphans() -> list[str]:
+    """Delete the ``wgt-`` namespaces whose creator no longer runs; their names."""
+    reaped = []
+    for path in sorted(Path("/run/netns").glob(f"{PREFIX}*")):
+        owner = _owner(path.name)
+        if owner is not None and not Path(f"/proc/{owner}").exists():
+            Netns(netns=path.name).delete()
+            reaped.append(path.name)
+    return reaped
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _tear_down_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C (finally blocks, pytest's fixture tear-down), so a
+    process stopped with ``kill`` or ``timeout`` removes what it made; one that has a
+    handler of its own keeps it."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def _setns(fd):
@@ -37,12 +70,19 @@ class Netns:
     env: dict | None = None
 
     def __init__(self, label: str = "ns", netns: str | None = None):
-        self.netns = netns or f"{PREFIX}{label}-{uuid.uuid4().hex[:6]}"
+        self.netns = netns or f"{PREFIX}{label}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
     # -- life cycle ------------------------------------------------------------------
     def create(self) -> Netns:
+        _tear_down_on_sigterm()
+        if self.netns.startswith(PREFIX):
+            reap_orphans()
         self._sh(["ip", "netns", "add", self.netns])
-        self.ip("link", "set", "lo", "up")
+        try:
+            self.ip("link", "set", "lo", "up")
+        except BaseException:
+            self.delete()
+            raise
         return self
 
     def delete(self) -> None:

@@ -7,10 +7,10 @@ process's argv during a real apply in tests/e2e/test_hardening.py.
 
 import os
 import stat
-import tempfile
 
 import pytest
 
+import wgf_files
 import wgf_schema
 from tests.unit.conftest import load
 
@@ -24,22 +24,24 @@ def module():
     return load("_modules/wireguard.py", "wireguard_module_under_test")
 
 
-def test_preshared_key_goes_through_a_private_file(module, tmp_path):
-    keydir = tempfile.mkdtemp(dir=tmp_path)
+def test_preshared_key_goes_through_a_private_file(module):
     change = wgf_schema.normalise_peer_change("wg0", {
         "public_key": PEER, "allowed_ips": ["10.0.0.2/32"], "preshared_key": PSK})
-    argv = module._peer_args(change, keydir)
-    assert argv[:4] == ["peer", PEER, "allowed-ips", "10.0.0.2/32"]
-    assert PSK not in " ".join(argv)
-    path = argv[argv.index("preshared-key") + 1]
-    assert os.path.dirname(path) == keydir
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    with open(path) as handle:
-        assert handle.read().strip() == PSK
+    with wgf_files.key_files() as put_key:
+        argv = module._peer_args(change, put_key)
+        assert argv[:4] == ["peer", PEER, "allowed-ips", "10.0.0.2/32"]
+        assert PSK not in " ".join(argv)
+        path = argv[argv.index("preshared-key") + 1]
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+        with open(path) as handle:
+            assert handle.read().strip() == PSK
+    assert not os.path.exists(os.path.dirname(path)), "removed once wg has read it"
 
 
-def test_an_empty_preshared_key_removes_it_without_a_file(module, tmp_path):
+def test_an_empty_preshared_key_removes_it_without_a_file(module):
     change = wgf_schema.normalise_peer_change("wg0", {"public_key": PEER, "preshared_key": ""})
-    assert module._peer_args(change, str(tmp_path)) == ["peer", PEER, "preshared-key",
-                                                        "/dev/null"]
-    assert list(tmp_path.iterdir()) == []
+    written = []
+    assert module._peer_args(change, written.append) == ["peer", PEER, "preshared-key",
+                                                         "/dev/null"]
+    assert written == []
