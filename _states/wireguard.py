@@ -290,54 +290,6 @@ def _peers_purged(ret, keep, keep_clients=False, config_dir=None):
     return _pending(ret, f"{len(extra)} undeclared peer(s) removed from {interface}")
 
 
-# ------------------------------------------------------------------ routes
-
-
-def routes(name, routes=None):
-    """
-    The live routes through the interface (those added with ``proto static``) are
-    exactly ``routes``. Changed live, without restarting the interface; the config
-    file's PostUp lines add them again at every start.
-
-    name
-        The live WireGuard interface. When it is not up, there is nothing to do.
-    routes
-        List of CIDRs.
-    """
-    return _guarded(_ret(name), _routes, routes or [])
-
-
-def _live_routes(interface):
-    """The destinations of the ``proto static`` routes through ``interface``."""
-    found = set()
-    for family in ("-4", "-6"):
-        found |= wgf_iproute.unicast_destinations(
-            _ip_json([family, "route", "show", "dev", interface, "proto", "static"]), family)
-    return sorted(found)
-
-
-def _routes(ret, wanted):
-    interface = ret["name"]
-    wanted = _normalise_cidrs(wanted, f"interface '{interface}', routes")
-    if interface not in __salt__["wireguard.interfaces"]():
-        ret["comment"] = (f"Interface {interface} is not up; its routes are added when it "
-                          "starts")
-        return ret
-    live = _live_routes(interface)
-    add = [r for r in wanted if r not in live]
-    drop = [r for r in live if r not in wanted]
-    if not add and not drop:
-        ret["comment"] = f"Routes through {interface} are as wanted"
-        return ret
-    ret["changes"] = {"routes": {"old": live, "new": wanted}}
-    if __opts__["test"]:
-        return _pending(ret, f"Routes through {interface} would change")
-    for verb, cidrs in (("replace", add), ("del", drop)):
-        for cidr in cidrs:
-            _run(["ip", "route", verb, cidr, "dev", interface, "proto", "static"])
-    return _pending(ret, f"Routes through {interface} updated")
-
-
 # ------------------------------------------------------------ live interface
 
 
