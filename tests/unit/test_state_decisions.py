@@ -2,9 +2,13 @@
 test mode, restart or not and why, rollback when a step fails, adopting a
 hand-written config. A bug here fails without root, a namespace or a container."""
 
+import os
+
 import pytest
 from salt.exceptions import CommandExecutionError
 
+import wgf_clients
+import wgf_files
 import wgf_keys
 import wgf_schema
 from tests.unit.conftest import load
@@ -25,6 +29,8 @@ class FakeMinion:
         self.commands = []
         self.fail_commands = set()  # argv[:3] tuples that fail
         self.service = {"active": True, "restarts": [], "restart_ok": True}
+        self.executables = set()
+        self.nft_table = None  # the live `table inet wireguard`, as nft lists it
 
     def functions(self):
         return {
@@ -37,7 +43,7 @@ class FakeMinion:
             "pillar.get": lambda key, default=None, unmask=False: (
                 self.pillar if key == "wireguard" else default),
             "cmd.run_all": self.run_all,
-            "cmd.has_exec": lambda name: False,
+            "cmd.has_exec": lambda name: name in self.executables,
             "service.status": lambda name: self.service["active"],
             "service.restart": self.restart,
         }
@@ -52,13 +58,27 @@ class FakeMinion:
         return True
 
     def pillar_interfaces(self, pillar=None, config_dir=None):
-        return wgf_schema.validate(self.pillar, "minion", lambda *_: None, lambda m: {},
-                                   None, firewall="none")
+        return wgf_schema.validate(
+            self.pillar, "minion", lambda *_: None, lambda m: {}, None,
+            firewall="nftables" if "nft" in self.executables else "none",
+            client_records=lambda ifname: wgf_files.read(
+                wgf_clients.record_path(self.config_dir, ifname)))
 
-    def run_all(self, argv, **kwargs):
+    def run_all(self, argv, stdin=None, **kwargs):
         self.commands.append(argv)
         if tuple(argv[:3]) in self.fail_commands:
             return {"retcode": 1, "stdout": "", "stderr": "RTNETLINK answers: nope"}
+        if argv[:2] == ["nft", "list"]:
+            if self.nft_table is None:
+                return {"retcode": 1, "stdout": "", "stderr": "No such file or directory"}
+            return {"retcode": 0, "stdout": self.nft_table, "stderr": ""}
+        if argv[:2] == ["unshare", "--net"]:  # what the kernel makes of a table: itself
+            with open(argv[-2]) as script:
+                return {"retcode": 0, "stdout": script.read(), "stderr": ""}
+        if argv[:2] == ["nft", "-f"]:
+            table = stdin.split("\n", 2)[-1] if "table inet" in stdin.split("\n", 2)[-1] \
+                else None
+            self.nft_table = table.strip() + "\n" if table else None
         return {"retcode": 0, "stdout": "[]" if "-j" in argv else "", "stderr": ""}
 
     def restart(self, name):
@@ -230,3 +250,69 @@ def test_a_failed_live_step_undoes_the_earlier_ones_and_puts_the_file_back(
     assert minion.commands == [["ip", "address", "add"], ["ip", "link", "set"],
                                ["ip", "address", "del"]]
     assert path.read_text() == "old\n"
+
+
+# ------------------------------------------------------------------ clients
+
+
+def test_clients_get_keys_once_and_a_revoked_one_loses_files_and_peer(states, minion,
+                                                                       tmp_path):
+    minion.pillar["interfaces"][IF].update(
+        endpoint="198.18.0.1:51820", clients={"phone": {}, "tablet": {"preshared_key": True}})
+    ret = states.clients(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True, ret["comment"]
+    assert sorted(ret["changes"]) == ["phone", "tablet"]
+    keydir = wgf_clients.key_dir(str(tmp_path), IF)
+    secrets = {name: (tmp_path / keydir / name).read_text().strip()
+               for name in sorted(os.listdir(keydir))}
+    assert sorted(secrets) == ["phone.key", "tablet.key", "tablet.psk"]
+    assert all(os.stat(os.path.join(keydir, n)).st_mode & 0o777 == 0o600 for n in secrets)
+    assert not any(secret in repr(ret) for secret in secrets.values())
+    assert states.clients(IF, config_dir=str(tmp_path))["changes"] == {}  # made once
+    tablet = wgf_keys.pubkey(secrets["tablet.key"])
+    minion.live["peers"][tablet] = {"allowed_ips": [], "endpoint": None,
+                                    "persistent_keepalive": None,
+                                    "preshared_key_sha256": None}
+    del minion.pillar["interfaces"][IF]["clients"]["tablet"]
+    states.__opts__["test"] = True
+    assert states.clients(IF, config_dir=str(tmp_path))["result"] is None
+    assert sorted(os.listdir(keydir)) == sorted(secrets)  # test mode removed nothing
+    states.__opts__["test"] = False
+    ret = states.clients(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True and sorted(os.listdir(keydir)) == ["phone.key"]
+    assert minion.applied[-1] == (IF, [], [tablet])
+
+
+# ----------------------------------------------------------------- firewall
+
+
+@pytest.fixture
+def firewall_minion(minion):
+    minion.executables |= {"nft", "unshare"}
+    minion.pillar["interfaces"][IF].update(listen_port=51820, open_port=True)
+    return minion
+
+
+@pytest.fixture
+def firewall_states(firewall_minion):
+    """The firewall file of the state module (Salt loads it under the same name)."""
+    module = load("_states/wireguard_firewall.py", "wireguard_firewall_under_test")
+    module.__salt__ = firewall_minion.functions()
+    module.__opts__ = {"test": False}
+    return module
+
+
+def test_the_firewall_table_is_replaced_when_it_differs_and_left_alone_when_not(
+        firewall_states, firewall_minion):
+    states = firewall_states
+    states.__opts__["test"] = True
+    ret = states.firewall("fw")
+    assert ret["result"] is None and ret["changes"]["nftables"]["old"] is None
+    assert firewall_minion.nft_table is None
+    states.__opts__["test"] = False
+    ret = states.firewall("fw")
+    assert "51820" in ret["changes"]["nftables"]["new"]
+    assert "51820" in firewall_minion.nft_table
+    assert states.firewall("fw")["changes"] == {}
+    ret = states.firewall_absent("fw")
+    assert ret["changes"]["nftables"]["new"] is None and firewall_minion.nft_table is None
