@@ -142,7 +142,7 @@ def test_pillar_example_is_one_valid_pillar_file(rendered):
 
 
 def test_pillar_example_shows_every_key():
-    """Every key of README's pillar reference appears in pillar.example."""
+    """Every key of the pillar reference (docs/pillar.md) appears in pillar.example."""
     wireguard = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]
     lookup = wireguard["lookup"]
     assert set(lookup) == {"pkgs", "install_go", "install_recommends", "config_dir",
