@@ -148,31 +148,34 @@ def test_pillar_example_is_one_valid_pillar_file(rendered):
 
 
 def test_pillar_example_shows_every_key():
-    """Every key of the pillar reference (docs/pillar.md) appears in pillar.example."""
+    """Every key the schema accepts (and every lookup parameter of defaults.yaml)
+    appears in pillar.example, read from the code: `network_psks` is the ext_pillar's."""
+    import wgf_firewall  # the utils are on sys.path in the tests (conftest), not in _worker
+    import wgf_networks
+    import wgf_schema
+
+    def union(mappings):
+        return set().union(*(set(mapping) for mapping in mappings))
+
     wireguard = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]
+    assert set(wireguard) == set(wgf_schema.TOP_KEYS) - {"network_psks"}
+    defaults = yaml.safe_load(
+        (REPO / "wireguard" / "parameters" / "defaults.yaml").read_text())["values"]
     lookup = wireguard["lookup"]
-    assert set(lookup) == {"pkgs", "install_go", "install_recommends", "config_dir",
-                           "service", "sysctl_file", "firewall"}
-    assert set(lookup["pkgs"]) == {"tools", "resolvconf", "go", "firewall", "extra"}
-    assert set(lookup["service"]) == {"name", "link", "link_target"}
+    assert set(lookup) == set(defaults)
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            assert set(lookup[key]) == set(value), key
     (iface,) = wireguard["interfaces"].values()
-    assert set(iface) == {"enabled", "absent", "address", "listen_port", "private_key",
-                          "dns", "mtu", "table", "fwmark", "pre_up", "post_up", "pre_down",
-                          "post_down", "routes", "forwarding", "masquerade", "purge_peers",
-                          "peers", "open_port", "access", "endpoint", "pool",
-                          "client_defaults", "clients"}
-    assert set(iface["client_defaults"]) == {"allowed_ips", "dns", "persistent_keepalive",
-                                             "preshared_key"}
-    client_keys = set().union(*(set(client) for client in iface["clients"].values()))
-    assert client_keys == {"address", "allowed_ips", "preshared_key", "public_key", "absent"}
-    peer_keys = set().union(*(set(peer) for peer in iface["peers"].values()))
-    assert peer_keys == {"public_key", "minion", "minion_interface", "allowed_ips",
-                         "endpoint", "persistent_keepalive", "preshared_key", "absent"}
+    assert set(iface) == set(wgf_schema.INTERFACE_KEYS)
+    assert set(iface["client_defaults"]) == set(wgf_schema.CLIENT_DEFAULT_KEYS)
+    assert union(iface["clients"].values()) == set(wgf_schema.CLIENT_KEYS)
+    assert union(iface["peers"].values()) == set(wgf_schema.PEER_KEYS)
+    assert set(iface["access"]) == set(wgf_firewall.ACCESS_KEYS)
+    assert union(iface["access"]["rules"]) == set(wgf_firewall.RULE_KEYS)
     (network,) = wireguard["networks"].values()
-    assert set(network) == {"interface", "listen_port", "topology", "hubs", "nodes", "mtu",
-                            "purge_peers"}
-    node_keys = set().union(*(set(node) for node in network["nodes"].values()))
-    assert node_keys == {"address", "endpoint", "allowed_ips", "persistent_keepalive"}
+    assert set(network) == set(wgf_networks.NETWORK_KEYS)
+    assert union(network["nodes"].values()) == set(wgf_networks.NODE_KEYS)
 
 
 def test_examples_have_every_topology():
