@@ -87,3 +87,11 @@ def test_no_table_row_is_written_on_two_pages():
                 twice.append((row[:80], seen[row], page.name))
             seen.setdefault(row, page.name)
     assert not twice, twice
+
+
+def test_the_development_page_lists_every_util():
+    """docs/development.md says where each concept lives: every _utils/wgf_*.py is in
+    its table, and it names no util that does not exist."""
+    page = (REPO / "docs" / "development.md").read_text()
+    listed = set(re.findall(r"\| `_utils/(wgf_\w+\.py)` \|", page))
+    assert listed == {p.name for p in (REPO / "_utils").glob("wgf_*.py")}
