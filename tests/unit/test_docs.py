@@ -95,3 +95,15 @@ def test_the_development_page_lists_every_util():
     page = (REPO / "docs" / "development.md").read_text()
     listed = set(re.findall(r"\| `_utils/(wgf_\w+\.py)` \|", page))
     assert listed == {p.name for p in (REPO / "_utils").glob("wgf_*.py")}
+
+
+def test_every_benchmark_script_is_named_in_the_readme_with_its_results_page():
+    """The README names each benchmark script and links to the table of its results."""
+    scripts = {p.stem for p in (REPO / "benchmarks").glob("*.py")
+               if "__main__" in p.read_text()}
+    assert "show_dump" in scripts
+    section = README.read_text().split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    assert not [s for s in scripts if f"`{s}`" not in section], section
+    assert "(docs/benchmarks.md#results)" in section
+    results = (REPO / "docs" / "benchmarks.md").read_text().split("\n## Results\n", 1)[1]
+    assert not [s for s in scripts if f"-m benchmarks.{s}`" not in results]
