@@ -27,7 +27,7 @@ HEADER = """# Reference
 
 The public functions, states and runners of the formula, with their arguments, made
 from their docstrings by `docs/make_reference.py` (do not edit this page by hand; run
-that script). The pillar is described in the README's pillar reference.
+that script). The pillar is described in docs/pillar.md.
 """
 
 
