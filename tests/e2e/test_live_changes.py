@@ -598,9 +598,18 @@ def test_a_restart_at_systemds_start_limit_still_applies(live, refused):
     a = live[A]
     live.ensure(live.base())
     a.run(["rm", "-f", HOOK_MARK.replace("%i", "wg0")])
+    wanted = changed(live.base(), setting("post_up", [f"touch {HOOK_MARK}"]))
     with start_limit_held(a):
         restart_to_the_limit(a, refused)
-        ret = live.apply(changed(live.base(), setting("post_up", [f"touch {HOOK_MARK}"])))
+        if refused:  # test=True predicts the reset and does nothing
+            (predicted,) = state_returns(live.apply(wanted, test=True), "config")
+            assert predicted["result"] is None, predicted
+            assert "start_limit_reset" in predicted["changes"], predicted
+            assert "would be reset" in predicted["comment"], predicted["comment"]
+            assert a.out(["systemctl", "show", "-p", "Result", "--value", UNIT]).strip() \
+                == "start-limit-hit", "test=True reset the unit"
+            assert a.ifindex("wg0") is None, "test=True started wg0"
+        ret = live.apply(wanted)
         changes = config_changes(ret)
         if refused:
             assert changes.get("start_limit_reset", {}).get("service") == UNIT, changes
