@@ -687,8 +687,9 @@ def _systemd(service):
     ``wgf_state.restarted``, or Nones where systemd is not the init (OpenRC)."""
     if not salt.utils.systemd.booted(__context__):
         return {"result": None, "reset_failed": None}
-    return {"result": lambda: _run(["systemctl", "show", "-p", "Result", "--value",
-                                    service]).strip(),
+    # `Result=start-limit-hit` (no --value: systemd before 230 lacks it)
+    return {"result": lambda: _run(["systemctl", "show", "-p", "Result",
+                                    service]).strip().partition("=")[2],
             "reset_failed": lambda: _run(["systemctl", "reset-failed", service])}
 
 

@@ -87,7 +87,10 @@ def restarted(restart, result=None, reset_failed=None):
         limited = start_limit_hit(None, error)
     if not limited:
         return error, False
-    reset_failed()
+    try:
+        reset_failed()
+    except CommandExecutionError as exc:  # the caller still puts the old file back
+        return f"{error} ({exc})", False
     return _attempt(restart), True
 
 

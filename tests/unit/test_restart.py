@@ -141,6 +141,20 @@ def test_the_refusal_is_recognised_from_the_message_when_show_fails():
     assert unit.up == "old"
 
 
+def test_a_failing_reset_still_puts_the_old_file_back():
+    unit = rate_limited()
+
+    def refused_reset():
+        raise CommandExecutionError("systemctl reset-failed: Access denied")
+
+    unit.config = "new"
+    with pytest.raises(CommandExecutionError, match=r"put back \(which failed too\)"):
+        wgf_state.restart_with_fallback(UNIT, "/x", unit.restart, unit.write("old"),
+                                        lambda: "log", unit.show_result, refused_reset)
+    assert unit.config == "old", "the old file was not put back"
+    assert unit.calls == ["restart", "show", "restart", "show"]
+
+
 def test_a_failure_with_no_config_before_says_so():
     unit = FakeUnit(config="bad")
     with pytest.raises(CommandExecutionError, match=f"{UNIT} failed to restart"):
