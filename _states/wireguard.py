@@ -653,9 +653,7 @@ def _config(ret, config_dir, service):
         ret["comment"] = f"{path} is as pillar says"
         return ret
     if __opts__["test"]:
-        return _pending(ret, f"{path} would be updated"
-                        + (f" and {service} restarted" if restart else "")
-                        + wgf_state.start_limit_note(ret, service, True))
+        return _pending(ret, wgf_state.config_comment(path, service, restart, ret, True))
     if "start_limit_reset" in ret["changes"]:
         _systemd(service)["reset_failed"]()
     if current != wanted:
@@ -664,9 +662,7 @@ def _config(ret, config_dir, service):
         wgf_files.write_private(path, wanted)
     if restart and _restart(service, interface, path, current):
         ret["changes"]["restarted"]["start_limit_reset"] = True
-    return _pending(ret, f"{path} updated" + (f"; {service} restarted because {restart}"
-                                              if restart else "")
-                    + wgf_state.start_limit_note(ret, service))
+    return _pending(ret, wgf_state.config_comment(path, service, restart, ret))
 
 
 def _service_active(service):

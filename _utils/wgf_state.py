@@ -1,6 +1,7 @@
-"""What the formula's state modules share: the shape of a state's return and running
-a command that must succeed. Plain Python: the states hand in ``__opts__["test"]`` and
-``__salt__["cmd.run_all"]``."""
+"""What the formula's state modules share: the shape of a state's return, running a
+command that must succeed, and a restart that copes with systemd's start limit and puts
+the old config back. Plain Python: the states hand in ``__opts__["test"]``,
+``__salt__["cmd.run_all"]`` and the service's restart as callables."""
 
 from salt.exceptions import CommandExecutionError
 
@@ -48,14 +49,21 @@ def start_limit_hit(result, said=""):
     return result == START_LIMIT_HIT or START_LIMIT_SAID in (said or "")
 
 
-def start_limit_note(result, service, test=False):
-    """What a config state's comment adds when systemd's start limit of ``service`` was
-    (or in test mode would be) reset."""
+def config_comment(path, service, restart, result, test=False):
+    """The comment of a config state with changes: the file, the restart and why, and
+    whether systemd's start limit of ``service`` was (in test mode: would be) reset."""
     changes = result["changes"]
+    if set(changes) == {"start_limit_reset"}:
+        comment = f"{path} is as pillar says"
+    elif test:
+        comment = f"{path} would be updated" + (f" and {service} restarted" if restart else "")
+    else:
+        comment = f"{path} updated" + (f"; {service} restarted because {restart}"
+                                       if restart else "")
     if "start_limit_reset" in changes or changes.get("restarted", {}).get("start_limit_reset"):
-        return (f"; systemd's start limit of {service} {'would be' if test else 'was'} reset "
-                "(it had refused to start it again so soon)")
-    return ""
+        comment += (f"; systemd's start limit of {service} {'would be' if test else 'was'} "
+                    "reset (it had refused to start it again so soon)")
+    return comment
 
 
 def _attempt(restart):

@@ -179,13 +179,26 @@ def test_an_interface_up_before_is_up_after_whatever_restarts_came_before(starts
     assert unit.result == "success"
 
 
-def test_start_limit_hit_and_the_comment_note():
+def test_start_limit_hit():
     assert wgf_state.start_limit_hit("start-limit-hit")
     assert wgf_state.start_limit_hit(None, TOO_OFTEN)
     assert not wgf_state.start_limit_hit("exit-code", HOOK_FAILED)
     assert not wgf_state.start_limit_hit(None)
-    reset = {"changes": {"restarted": {"service": UNIT, "start_limit_reset": True}}}
-    assert "start limit of wg-quick@wg0 was reset" in wgf_state.start_limit_note(reset, UNIT)
+
+
+def test_the_config_comment_says_what_was_reset():
+    conf = "/etc/wireguard/wg0.conf"
+    restarted = {"changes": {"diff": "x", "restarted": {
+        "service": UNIT, "why": "its table mode changed", "start_limit_reset": True}}}
+    assert wgf_state.config_comment(conf, UNIT, "its table mode changed", restarted) == (
+        f"{conf} updated; {UNIT} restarted because its table mode changed; systemd's start "
+        f"limit of {UNIT} was reset (it had refused to start it again so soon)")
     down = {"changes": {"start_limit_reset": {"service": UNIT}}}
-    assert "would be reset" in wgf_state.start_limit_note(down, UNIT, test=True)
-    assert wgf_state.start_limit_note({"changes": {"restarted": {}}}, UNIT) == ""
+    assert wgf_state.config_comment(conf, UNIT, None, down, test=True) == (
+        f"{conf} is as pillar says; systemd's start limit of {UNIT} would be reset (it had "
+        "refused to start it again so soon)")
+    plain = {"changes": {"diff": "x", "restarted": {"service": UNIT, "why": "hooks"}}}
+    assert wgf_state.config_comment(conf, UNIT, "hooks", plain, test=True) == (
+        f"{conf} would be updated and {UNIT} restarted")
+    assert wgf_state.config_comment(conf, UNIT, None, {"changes": {"diff": "x"}}) == (
+        f"{conf} updated")
