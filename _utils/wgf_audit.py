@@ -36,6 +36,13 @@ def _optional(value, kind):
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
 
 
+def _days(value):
+    """Whether ``value`` is a key age: none, or a number of days (at most a million
+    years either way: the report formats it as a float)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and -3.7e8 <= value <= 3.7e8)
+
+
 def _problems_shape(problems):
     """Whether ``problems`` is a list of ``wgf_health.problem`` findings."""
     return isinstance(problems, list) and all(
@@ -80,7 +87,8 @@ def _facts_shape(ifname, entry):
             and isinstance(facts.get("link_states") or {}, dict)
             and _optional(facts.get("service"), str)
             and isinstance(facts.get("peers") or {}, dict)
-            and isinstance(facts.get("clients") or {}, dict)):
+            and isinstance(facts.get("clients") or {}, dict)
+            and _days(facts.get("key_age_days"))):
         return f"wireguard.check: the facts of {ifname!r} are malformed"
     for key, peer in (facts.get("peers") or {}).items():
         if not isinstance(key, str) or not isinstance(peer, dict) or not (
