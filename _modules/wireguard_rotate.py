@@ -116,6 +116,10 @@ def switch(orders):
     one (one ``wg set`` per interface), then set each staged private key and keep it
     as ``<if>.key``. Returns ``{"moved": count, "switched": [interfaces]}``."""
     mine = wgf_rotate.switch_order(orders, __opts__["id"])
+    unstaged = [i for i in mine["private_key"] if not os.path.isfile(_next_path(i))]
+    if unstaged:
+        raise CommandExecutionError(f"no staged next key for {', '.join(unstaged)} "
+                                    "(wireguard_rotate.stage first); nothing changed")
     by_interface = {}
     for move in mine["peers"]:
         by_interface.setdefault(move["interface"], []).append(move)

@@ -124,9 +124,11 @@ def checked_staged(nodes, staged, published):
     asked, ``{"old", "next"}`` public keys, ``old`` the key the mine holds for it (when
     it holds one: the key its partners have), ``next`` new and no other node's key.
     ``published`` is ``{minion: {interface: public key}}`` from the master's mine."""
+    published = {minion: {i: k for i, k in keys.items() if isinstance(k, str)}
+                 for minion, keys in published.items() if isinstance(keys, dict)}
     others = {}
     for minion, keys in published.items():
-        for key in (keys.values() if isinstance(keys, dict) else ()):
+        for key in keys.values():
             others.setdefault(key, set()).add(minion)
     good, refused, taken = {}, {}, {}
     for node, interfaces in sorted(nodes.items()):
@@ -136,8 +138,7 @@ def checked_staged(nodes, staged, published):
             entry = answer.get(ifname) if isinstance(answer, dict) else None
             old = _key_or_none(entry.get("old")) if isinstance(entry, dict) else None
             new = _key_or_none(entry.get("next")) if isinstance(entry, dict) else None
-            held = (published.get(node) or {}).get(ifname) \
-                if isinstance(published.get(node), dict) else None
+            held = published.get(node, {}).get(ifname)
             if old is None or new is None:
                 why = (f"its stage answer for {shown(ifname)} is not two public keys "
                        "(old, next)")
