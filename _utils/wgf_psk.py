@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 
 from salt.exceptions import SaltInvocationError
 
@@ -28,6 +29,8 @@ import wgf_keys
 import wgf_networks  # uses this module at call time only
 from wgf_addr import shown
 
+#: 32 bytes in base64 (what ``wgf_keys.decode`` accepts, in one cheap match).
+KEY_SHAPE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 STORE_DIR = "wireguard"
 STORE_FILE = "psks.json"
 
@@ -99,11 +102,14 @@ def checked_store(data, path):
                                           f"{shown(first)} does not hold a mapping of "
                                           "partner to key")
             for second, key in held.items():
+                if isinstance(second, str) and isinstance(key, str) \
+                        and KEY_SHAPE.fullmatch(key):
+                    continue
                 what = (f"{where}: network {shown(netname)}, pair {shown(first)} - "
                         f"{shown(second)}: the key")
                 if not isinstance(second, str):
                     raise SaltInvocationError(f"{what}'s partner is not a minion id")
-                wgf_keys.decode(key, what)
+                wgf_keys.decode(key, what)  # raises naming the fault, or a rare spelling
     return data
 
 
@@ -156,8 +162,8 @@ def _index(path):
     index = {}
     for netname, pairs in _load(path).items():
         for first, held in pairs.items():
+            index.setdefault(first, {}).setdefault(netname, {}).update(held)
             for second, key in held.items():
-                index.setdefault(first, {}).setdefault(netname, {})[second] = key
                 index.setdefault(second, {}).setdefault(netname, {})[first] = key
     _INDEX[:] = [path, identity, index]
     return index
