@@ -228,7 +228,9 @@ def check_network_psks(netname, partners, psks, errors):
             errors.append(
                 f"{where}, node {shown(partner)}: sets preshared_keys but pillar holds no "
                 "preshared key for this pair; enable the formula's ext_pillar on the master "
-                "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all")
+                "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all, then "
+                "make the pair's key: salt-run wireguard.ensure_psks (the orchestration "
+                "runs it)")
             continue
         try:
             wgf_keys.decode(value, f"{where}, node {shown(partner)}: the preshared key")
