@@ -100,6 +100,9 @@ def _write_svg(dot_text, path):
 
 
 def _build(tgt, tgt_type, timeout, stale_after):
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    timeout = wgf_rotate.checked_timeout(timeout)
+    stale_after = wgf_rotate.checked_stale_after(stale_after)
     returned, unreachable = _ask_minions(tgt, tgt_type, timeout, stale_after)
     fleet = wgf_audit.fleet_from(returned)
     # minions without any WireGuard interface take no part
@@ -265,7 +268,7 @@ def _network_definition(network, tgt, tgt_type):
     minions."""
     networks, _ = _master_networks(_targets(tgt, tgt_type), only={network})
     if network not in networks:
-        raise SaltInvocationError(f"no targeted minion has network {wgf_addr.shown(network)} "
+        raise SaltInvocationError(f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
                                   "in its pillar wireguard:networks")
     return networks[network]
 
@@ -315,10 +318,13 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
 
         salt-run wireguard.rotate_psks network=corp
     """
+    network = wgf_rotate.checked_name(network, "network")
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    timeout = wgf_rotate.checked_timeout(timeout)
     definition = _network_definition(network, tgt, tgt_type)
     pairs = wgf_psk.network_pairs(network, definition)
     if not pairs:
-        raise SaltInvocationError(f"network {wgf_addr.shown(network)} does not set "
+        raise SaltInvocationError(f"network {wgf_rotate.shown_arg(network)} does not set "
                                   "preshared_keys: true")
     wgf_psk.replace_network(__opts__["cachedir"], network, pairs)
     minions = sorted({m for p in pairs for m in p})
@@ -349,10 +355,11 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
         salt-run wireguard.ensure_psks
         salt-run wireguard.ensure_psks network=corp
     """
-    targeted = _targets(tgt, tgt_type)
+    network = wgf_rotate.checked_name(network, "network", optional=True)
+    targeted = _targets(*wgf_rotate.checked_target(tgt, tgt_type))
     networks, _ = _master_networks(targeted, only=None if network is None else {network})
     if network is not None and network not in networks:
-        raise SaltInvocationError(f"no targeted minion has network {wgf_addr.shown(network)} "
+        raise SaltInvocationError(f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
                                   "in its pillar wireguard:networks")
     done = {}
     for netname, definition in sorted(networks.items()):
@@ -444,9 +451,12 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
         salt-run wireguard.rotate_keys tgt=gw1
         salt-run wireguard.rotate_keys tgt='G@role:vpn' tgt_type=compound interface=wg1
     """
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    interface = wgf_rotate.checked_name(interface, "interface", optional=True)
+    timeout = wgf_rotate.checked_timeout(timeout)
     targeted = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"]
     if not targeted:
-        raise SaltInvocationError(f"target {wgf_addr.shown(tgt)} matches no minion")
+        raise SaltInvocationError(f"target {wgf_rotate.shown_arg(tgt)} matches no minion")
     networks = _rotation_networks(targeted)
     nodes, refused = wgf_rotate.plan(networks, targeted, interface)
     if refused:

@@ -16,6 +16,7 @@ so that traffic to it stops only between its switch and its partners' (one job):
 """
 
 import ipaddress
+import re
 
 from salt.exceptions import SaltInvocationError
 
@@ -67,7 +68,7 @@ def plan(networks, targeted, interface=None):
 
 def refusal(refused, interface):
     """The message for targeted minions that are no network's node."""
-    where = f" with interface {shown(interface)}" if interface else ""
+    where = f" with interface {shown_arg(interface)}" if interface else ""
     return (f"not a node of any network in wireguard:networks{where}: "
             + ", ".join(shown(m) for m in refused))
 
@@ -264,3 +265,69 @@ def switch_order(orders, minion):
         if wake[-1] is None:
             _refuse("switch", "wake", "not a list of IP addresses")
     return {"private_key": interfaces, "peers": peers, "wake": wake}
+
+
+# ------------------------------------------------------------ the runner's arguments
+
+#: Salt's target types (``salt.utils.minions.CkMinions``).
+TARGET_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre",
+                "pillar_exact", "compound", "compound_pillar_exact", "ipcidr", "nodegroup",
+                "range", "data")
+
+
+def checked_target(tgt, tgt_type):
+    """``(tgt, tgt_type)`` as the runner passes them to Salt, or raise naming them."""
+    if tgt_type not in TARGET_TYPES:
+        raise SaltInvocationError(f"tgt_type is one of {', '.join(TARGET_TYPES)}")
+    if tgt_type == "list" and isinstance(tgt, list) \
+            and all(isinstance(t, str) and t for t in tgt):
+        return tgt, tgt_type
+    if not isinstance(tgt, str) or not tgt or wgf_addr.LINE_BREAKING.search(tgt):
+        raise SaltInvocationError("tgt is a target: a non-empty string on one line"
+                                  + (" (or a list of minion ids)" if tgt_type == "list"
+                                     else ""))
+    return tgt, tgt_type
+
+
+def checked_timeout(timeout):
+    """None, or seconds (from 1 to a day) to wait for the minions."""
+    if timeout is None:
+        return None
+    try:
+        number = float(timeout) if isinstance(timeout, (int, float, str)) \
+            and not isinstance(timeout, bool) else -1.0
+    except (ValueError, OverflowError):
+        number = -1.0
+    if not 1 <= number <= 86400:  # NaN too
+        raise SaltInvocationError("timeout is a number of seconds from 1 to 86400")
+    return number
+
+
+def checked_name(value, what, optional=False):
+    """A network or interface name given to the runner: a string on one line."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or wgf_addr.LINE_BREAKING.search(value):
+        raise SaltInvocationError(f"{what} is a name: a non-empty string on one line")
+    return value
+
+
+def checked_stale_after(value):
+    """Seconds (1 to 2**31) without a handshake after which a link is stale."""
+    if isinstance(value, str) and value.strip().isdigit() and len(value) < 12:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**31:
+        raise SaltInvocationError("stale_after is a number of seconds from 1 to 2147483648")
+    return value
+
+
+#: Something shaped like a WireGuard key (32 bytes in base64).
+KEY_SHAPED = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+
+
+def shown_arg(value):
+    """A name a user gave the runner, as a message shows it; a key typed where a name
+    goes is not echoed."""
+    if isinstance(value, str) and KEY_SHAPED.search(value):
+        return "(a value shaped like a key)"
+    return shown(value)

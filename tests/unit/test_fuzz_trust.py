@@ -388,3 +388,38 @@ def test_malformed_orders_are_refused_naming_the_place(rotate, monkeypatch_modul
         getattr(module, step)(orders)
     assert_no_secret(str(exc.value))
     assert [c for c in wg.calls if c[:1] == ["set"]] == []
+
+
+# ------------------------------------------------------------ the runner's arguments
+
+RUNNER_CALLS = {
+    "audit": ("tgt", "tgt_type", "timeout", "stale_after", "graph", "svg", "report"),
+    "graph": ("tgt", "tgt_type", "format", "timeout", "stale_after"),
+    "rotate_keys": ("tgt", "interface", "tgt_type", "timeout"),
+    "rotate_psks": ("network", "tgt", "tgt_type", "timeout"),
+    "ensure_psks": ("network", "tgt", "tgt_type"),
+}
+
+
+@fuzz(200)
+@given(data=st.data(), function=st.sampled_from(sorted(RUNNER_CALLS)))
+def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, data, function):
+    """As the command line can deliver them (YAML: lists, mappings, numbers, None...)."""
+    args = {name: data.draw(st.one_of(YAMLISH, st.just(PRIV)), label=name)
+            for name in data.draw(st.sets(st.sampled_from(RUNNER_CALLS[function]),
+                                          min_size=1))}
+    if function == "rotate_psks":
+        args.setdefault("network", "corp")
+    if function == "rotate_keys":
+        args.setdefault("tgt", "a")
+    monkeypatch_module.setattr(runner, "_ask_minions", lambda *_: (audit_answers(), []))
+    monkeypatch_module.setattr(runner, "_master_networks", lambda *_, **__: ({}, {}))
+    monkeypatch_module.setattr(runner, "_targets", lambda t, _: ["a"])
+    monkeypatch_module.setattr(
+        runner.salt.utils.minions, "CkMinions",
+        lambda _: type("C", (), {"check_minions": lambda self, t, _: {"minions": []}})())
+    monkeypatch_module.setattr(runner, "_write_svg", lambda *_: (None, "no dot here"))
+    try:
+        getattr(runner, function)(**args)
+    except SALTS_OWN as exc:
+        assert_no_secret(str(exc))

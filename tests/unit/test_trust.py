@@ -282,3 +282,23 @@ def test_the_ext_pillar_ignores_a_pillar_override_and_answers_fast(runner, maste
     after = os.stat(path)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert took < 5, took
+
+
+@pytest.mark.parametrize(("function", "args", "where"), [
+    ("rotate_keys", {"tgt": ["b"]}, r"tgt is a target"),
+    ("rotate_keys", {"tgt": "b", "tgt_type": "regex"}, r"tgt_type is one of"),
+    ("rotate_keys", {"tgt": "b", "interface": ["wg1"]}, r"interface is a name"),
+    ("rotate_keys", {"tgt": "b", "timeout": "soon"}, r"timeout is a number of seconds"),
+    ("rotate_keys", {"tgt": "b", "timeout": 10**5000}, r"timeout is a number of seconds"),
+    ("rotate_psks", {"network": ["corp"]}, r"network is a name"),
+    ("rotate_psks", {"network": {"corp": 1}}, r"network is a name"),
+    ("ensure_psks", {"network": 5}, r"network is a name"),
+    ("audit", {"stale_after": 10**5000}, r"stale_after is a number of seconds"),
+    ("audit", {"stale_after": "x"}, r"stale_after is a number of seconds"),
+    ("graph", {"tgt": None}, r"tgt is a target"),
+])
+def test_bad_runner_arguments_are_refused_before_any_job(runner, function, args, where):
+    minions = runner.use(rotation_answers(key_table()))
+    with pytest.raises(SaltInvocationError, match=where):
+        getattr(runner, function)(**args)
+    assert minions.jobs == []
