@@ -239,13 +239,21 @@ def _master_pillar(minion):
     return pillar
 
 
-def _master_networks(minions, only=None):
+def _master_networks(minions, only=None, broken=None):
     """``({network: definition}, {network: [minions whose pillar has it]})`` from the
     master's own pillar of each of ``minions`` (only the networks in ``only``, when
-    given); a network two pillars define differently is refused."""
+    given); a network two pillars define differently is refused. With a list
+    ``broken``, a minion whose pillar does not compile is added to it and skipped."""
     networks, holders = {}, {}
     for minion in minions:
-        wireguard = _master_pillar(minion).get("wireguard")
+        try:
+            pillar = _master_pillar(minion)
+        except SaltInvocationError:
+            if broken is None:
+                raise
+            broken.append(minion)
+            continue
+        wireguard = pillar.get("wireguard")
         defined = wireguard.get("networks") if isinstance(wireguard, dict) else None
         for netname, net in (defined if isinstance(defined, dict) else {}).items():
             if only is not None and netname not in only:
@@ -268,8 +276,9 @@ def _network_definition(network, tgt, tgt_type):
     minions."""
     networks, _ = _master_networks(_targets(tgt, tgt_type), only={network})
     if network not in networks:
-        raise SaltInvocationError(f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
-                                  "in its pillar wireguard:networks")
+        raise SaltInvocationError(f"no targeted minion has network "
+                                  f"{wgf_rotate.shown_arg(network)} in its pillar "
+                                  "wireguard:networks")
     return networks[network]
 
 
@@ -343,7 +352,8 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     are kept, pairs no longer in a network are forgotten. The orchestration
     (``wireguard.orchestrate``) runs it before it applies the formula; the ext_pillar
     never makes a key. Returns per network the number of pairs and of keys made, never
-    a key.
+    a key, and the minions whose pillar the master cannot compile (``pillar_errors``:
+    skipped; their own runs fail on it).
 
     tgt, tgt_type
         The minions whose pillar (compiled on the master) is read (default: all).
@@ -357,7 +367,9 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     """
     network = wgf_rotate.checked_name(network, "network", optional=True)
     targeted = _targets(*wgf_rotate.checked_target(tgt, tgt_type))
-    networks, _ = _master_networks(targeted, only=None if network is None else {network})
+    broken = []
+    networks, _ = _master_networks(targeted, only=None if network is None else {network},
+                                   broken=broken)
     if network is not None and network not in networks:
         raise SaltInvocationError(f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
                                   "in its pillar wireguard:networks")
@@ -369,7 +381,10 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
         made = wgf_psk.ensure_network(__opts__["cachedir"], netname, pairs)
         if pairs:
             done[netname] = {"pairs": len(pairs), "made": made}
-    return {"ok": True, "networks": done}
+    if broken:
+        log.warning("wireguard.ensure_psks: the master cannot compile the pillar of %s",
+                    ", ".join(broken))
+    return {"ok": True, "networks": done, "pillar_errors": broken}
 
 
 def _each(minions, fun, arg, timeout):

@@ -246,7 +246,8 @@ def test_ensure_psks_reads_the_masters_pillar_and_keeps_keys(runner, master):
     runner.use({"pillar.get": {"evil": {"corp": {**CORP, "nodes": {"evil": {
         "address": "10.9.0.9/24"}, **CORP["nodes"]}}}}})
     ret = runner.ensure_psks()
-    assert ret == {"ok": True, "networks": {"corp": {"pairs": 3, "made": 3}}}
+    assert ret == {"ok": True, "networks": {"corp": {"pairs": 3, "made": 3}},
+                   "pillar_errors": []}
     first = wgf_psk.keys_of(master["cachedir"], "a")
     assert set(first["corp"]) == {"b", "c"} and wgf_psk.keys_of(master["cachedir"], "evil") \
         == {}
@@ -302,3 +303,14 @@ def test_bad_runner_arguments_are_refused_before_any_job(runner, function, args,
     with pytest.raises(SaltInvocationError, match=where):
         getattr(runner, function)(**args)
     assert minions.jobs == []
+
+
+def test_ensure_psks_skips_a_pillar_that_does_not_compile(runner, master, tmp_path):
+    (tmp_path / "pillar" / "top.sls").write_text(
+        "base:\n  '*':\n    - wg\n  'c':\n    - broken\n")
+    (tmp_path / "pillar" / "broken.sls").write_text("{{ nope(\n")
+    runner.use({})
+    ret = runner.ensure_psks()
+    assert ret["pillar_errors"] == ["c"] and ret["networks"]["corp"]["pairs"] == 3
+    with pytest.raises(SaltInvocationError, match=r"cannot compile the pillar of minion 'c'"):
+        runner.rotate_keys("c")
