@@ -64,10 +64,14 @@ def stage(orders):
     staged = {}
     for interface in wgf_rotate.stage_order(orders, __opts__["id"]):
         path = _next_path(interface)
-        if not os.path.exists(path):
-            wgf_files.write_private(path, wgf_keys.genkey() + "\n")
-        with open(path, encoding="ascii") as handle:
-            following = wgf_keys.pubkey(handle.read().strip())
+        try:
+            if not os.path.exists(path):
+                wgf_files.write_private(path, wgf_keys.genkey() + "\n")
+            with open(path, encoding="ascii") as handle:
+                following = wgf_keys.pubkey(handle.read().strip())
+        except (OSError, ValueError) as exc:
+            raise CommandExecutionError(f"{interface}: the next key {path} cannot be made "
+                                        f"or read: {type(exc).__name__}") from None
         staged[interface] = {"old": _wg(["show", interface, "public-key"]).strip(),
                              "next": following}
     return staged

@@ -423,3 +423,12 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
         getattr(runner, function)(**args)
     except SALTS_OWN as exc:
         assert_no_secret(str(exc))
+
+
+def test_a_next_key_path_that_is_a_directory_is_refused(rotate, monkeypatch_module):
+    module, config_dir = rotate
+    monkeypatch_module.setattr(module, "_wg", FakeWg())
+    os.makedirs(os.path.join(config_dir, "wg2.key.next"))
+    with pytest.raises(SALTS_OWN, match=r"wg2: the next key .*wg2.key.next cannot be made "
+                                        r"or read: IsADirectoryError"):
+        module.stage({"a": ["wg2"]})
