@@ -20,8 +20,9 @@ from salt.exceptions import CommandExecutionError
 import wgf_addr
 import wgf_files
 import wgf_keys
+import wgf_rotate
 
-for _util in (wgf_addr, wgf_files, wgf_keys):
+for _util in (wgf_addr, wgf_files, wgf_keys, wgf_rotate):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,16 @@ def stage(orders):
     unless it is there; return ``{interface: {"old": live public key, "next": public
     key of the next private key}}``."""
     staged = {}
-    for interface in orders.get(__opts__["id"], []):
-        wgf_addr.check_interface_name(interface)
+    for interface in wgf_rotate.stage_order(orders, __opts__["id"]):
         path = _next_path(interface)
-        if not os.path.exists(path):
-            wgf_files.write_private(path, wgf_keys.genkey() + "\n")
-        with open(path, encoding="ascii") as handle:
-            following = wgf_keys.pubkey(handle.read().strip())
+        try:
+            if not os.path.exists(path):
+                wgf_files.write_private(path, wgf_keys.genkey() + "\n")
+            with open(path, encoding="ascii") as handle:
+                following = wgf_keys.pubkey(handle.read().strip())
+        except (OSError, ValueError) as exc:
+            raise CommandExecutionError(f"{interface}: the next key {path} cannot be made "
+                                        f"or read: {type(exc).__name__}") from None
         staged[interface] = {"old": _wg(["show", interface, "public-key"]).strip(),
                              "next": following}
     return staged
@@ -85,17 +89,15 @@ def _psks(interface):
 def announce(orders):
     """Add each next key ``orders[<this minion>]`` lists as a peer without AllowedIPs,
     with the endpoint given and the preshared key of the peer it will replace."""
-    mine = orders.get(__opts__["id"], [])
+    mine = wgf_rotate.announce_order(orders, __opts__["id"])
     with wgf_files.key_files() as put_key:
         for order in mine:
             interface = order["interface"]
-            wgf_addr.check_interface_name(interface)
             args = ["set", interface, "peer", order["public_key"]]
-            wgf_keys.decode(order["public_key"], "public_key")
-            if order.get("endpoint"):
-                args += ["endpoint", wgf_addr.endpoint(order["endpoint"], "endpoint")]
-            if order.get("persistent_keepalive"):
-                args += ["persistent-keepalive", str(int(order["persistent_keepalive"]))]
+            if order["endpoint"]:
+                args += ["endpoint", order["endpoint"]]
+            if order["persistent_keepalive"]:
+                args += ["persistent-keepalive", str(order["persistent_keepalive"])]
             psk = _psks(interface).get(order["replaces"])
             if psk:
                 args += ["preshared-key", put_key(psk)]
@@ -117,23 +119,25 @@ def switch(orders):
     """This minion's part of the switch: move AllowedIPs from each old key to its new
     one (one ``wg set`` per interface), then set each staged private key and keep it
     as ``<if>.key``. Returns ``{"moved": count, "switched": [interfaces]}``."""
-    mine = orders.get(__opts__["id"], {"private_key": [], "peers": [], "wake": []})
+    mine = wgf_rotate.switch_order(orders, __opts__["id"])
+    unstaged = [i for i in mine["private_key"] if not os.path.isfile(_next_path(i))]
+    if unstaged:
+        raise CommandExecutionError(f"no staged next key for {', '.join(unstaged)} "
+                                    "(wireguard_rotate.stage first); nothing changed")
     by_interface = {}
     for move in mine["peers"]:
         by_interface.setdefault(move["interface"], []).append(move)
     for interface, moves in by_interface.items():
-        wgf_addr.check_interface_name(interface)
         args = ["set", interface]
         for move in moves:
             args += ["peer", move["new"], "allowed-ips", ",".join(move["allowed_ips"]),
                      "peer", move["old"], "remove"]
         _wg(args)
     for interface in mine["private_key"]:
-        wgf_addr.check_interface_name(interface)
         path = _next_path(interface)
         _wg(["set", interface, "private-key", path])
         os.replace(path, os.path.join(_config_dir(), f"{interface}.key"))
-    for address in mine.get("wake", []):
+    for address in mine["wake"]:
         _wake(address)
     log.info("wireguard_rotate: switched %s, moved %d peer(s)", mine["private_key"],
              len(mine["peers"]))

@@ -10,13 +10,17 @@ Enable it in the master config, and nothing else is needed:
     ext_pillar:
       - wireguard: {}
 
-For each network of ``wireguard:networks`` that sets ``preshared_keys: true`` and has
-the minion as a node, the answer holds one key per partner the minion peers with:
-``{"wireguard": {"network_psks": {network: {partner minion id: key}}}}``. The master
-makes each key the first time either end of the pair asks, from fresh randomness, and
-keeps it in ``<cachedir>/wireguard/psks.json`` (0600); ``salt-run
-wireguard.rotate_psks`` replaces them. The networks are read from the pillar the
-master compiled for this minion before the ext_pillar ran.
+For each minion, the answer holds the key of every pair of a network with
+``preshared_keys: true`` the minion is one end of:
+``{"wireguard": {"network_psks": {network: {partner minion id: key}}}}``.
+
+It only reads ``<cachedir>/wireguard/psks.json`` (0600), which the runner writes from
+the pillar the master compiles itself (``salt-run wireguard.ensure_psks``, run by the
+orchestration, makes missing keys; ``salt-run wireguard.rotate_psks`` replaces them).
+It never makes a key and never reads the pillar it is handed: Salt merges a minion's
+``pillar_override`` into that pillar before ext_pillars run, so a minion could put any
+network there. An answer costs the minion's own pairs (the store is parsed again only
+when it changed).
 """
 
 import importlib
@@ -43,10 +47,9 @@ def __virtual__():
 
 def ext_pillar(minion_id, pillar, *args, **kwargs):  # pylint: disable=unused-argument
     """``{"wireguard": {"network_psks": {network: {partner: key}}}}`` for ``minion_id``,
-    or nothing when it is in no network with preshared keys."""
-    wireguard = pillar.get("wireguard") if isinstance(pillar, dict) else None
-    networks = wireguard.get("networks") if isinstance(wireguard, dict) else None
-    keys = wgf_psk.keys_for(__opts__["cachedir"], networks, str(minion_id))
+    or nothing when no stored pair has it as an end. ``pillar`` is not read: the
+    minion can shape it (``pillar_override``)."""
+    keys = wgf_psk.keys_of(__opts__["cachedir"], str(minion_id))
     if not keys:
         return {}
     log.debug("wireguard ext_pillar: preshared keys of %d pair(s) for %s",

@@ -35,7 +35,9 @@ import os
 import shutil
 import subprocess
 
+import salt.cache
 import salt.client
+import salt.pillar
 import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
@@ -98,6 +100,9 @@ def _write_svg(dot_text, path):
 
 
 def _build(tgt, tgt_type, timeout, stale_after):
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    timeout = wgf_rotate.checked_timeout(timeout)
+    stale_after = wgf_rotate.checked_stale_after(stale_after)
     returned, unreachable = _ask_minions(tgt, tgt_type, timeout, stale_after)
     fleet = wgf_audit.fleet_from(returned)
     # minions without any WireGuard interface take no part
@@ -209,30 +214,72 @@ def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None,
     return {"outputter": "txt", "data": text}
 
 
-def _network_definition(network, tgt, tgt_type):
-    """The one definition of ``network`` the targeted minions' pillars hold."""
-    client = salt.client.get_local_client(mopts=__opts__)
+def _targets(tgt, tgt_type):
+    return sorted(salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)[
+        "minions"])
+
+
+def _master_pillar(minion):
+    """The pillar the master compiles itself for ``minion`` (its top file and pillar
+    sources, with the grains it cached), as ``salt-run pillar.show_pillar`` does: never
+    a minion's answer, never a minion's ``pillar_override``."""
+    _, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
+    compiler = salt.pillar.Pillar(__opts__, grains if isinstance(grains, dict) else {},
+                                  minion, __opts__.get("saltenv") or "base",
+                                  pillarenv=__opts__.get("pillarenv"))
     try:
-        # unmask: Salt 3008 masks pillar.get's values; a network holds no secret
-        returned = client.cmd(tgt, "pillar.get", [f"wireguard:networks:{network}"],
-                              tgt_type=tgt_type, kwarg={"unmask": True},
-                              timeout=__opts__.get("timeout", 10)) or {}
+        pillar = compiler.compile_pillar()
     finally:
-        client.destroy()
-    holders = {m: d for m, d in returned.items() if isinstance(d, dict) and d}
-    if not holders:
-        raise SaltInvocationError(f"no targeted minion has network {wgf_addr.shown(network)} "
-                                  "in its pillar wireguard:networks")
-    distinct = []
-    for definition in holders.values():
-        if definition not in distinct:
-            distinct.append(definition)
-    if len(distinct) > 1:
-        raise SaltInvocationError(
-            f"the minions' pillars define network {wgf_addr.shown(network)} differently "
-            f"({', '.join(sorted(holders))}); refresh their pillar "
-            "(saltutil.refresh_pillar) and run again")
-    return distinct[0]
+        if hasattr(compiler, "destroy"):
+            compiler.destroy()
+    if not isinstance(pillar, dict) or pillar.get("_errors"):
+        raise SaltInvocationError(f"the master cannot compile the pillar of minion "
+                                  f"{wgf_addr.shown(minion)}; see salt-run "
+                                  "pillar.show_pillar")
+    return pillar
+
+
+def _master_networks(minions, only=None, broken=None):
+    """``({network: definition}, {network: [minions whose pillar has it]})`` from the
+    master's own pillar of each of ``minions`` (only the networks in ``only``, when
+    given); a network two pillars define differently is refused. With a list
+    ``broken``, a minion whose pillar does not compile is added to it and skipped."""
+    networks, holders = {}, {}
+    for minion in minions:
+        try:
+            pillar = _master_pillar(minion)
+        except SaltInvocationError:
+            if broken is None:
+                raise
+            broken.append(minion)
+            continue
+        wireguard = pillar.get("wireguard")
+        defined = wireguard.get("networks") if isinstance(wireguard, dict) else None
+        for netname, net in (defined if isinstance(defined, dict) else {}).items():
+            if only is not None and netname not in only:
+                continue
+            if not isinstance(netname, str) or not isinstance(net, dict):
+                raise SaltInvocationError(
+                    f"minion {wgf_addr.shown(minion)}: wireguard:networks holds "
+                    f"{wgf_addr.shown(netname)}, which is not a network")
+            if networks.setdefault(netname, net) != net:
+                raise SaltInvocationError(
+                    f"the master's pillar defines network {wgf_addr.shown(netname)} "
+                    f"differently for {', '.join(sorted(holders[netname]))} and "
+                    f"{wgf_addr.shown(minion)}: fix the pillar and run again")
+            holders.setdefault(netname, []).append(minion)
+    return networks, holders
+
+
+def _network_definition(network, tgt, tgt_type):
+    """The one definition of ``network`` the master's pillar gives the targeted
+    minions."""
+    networks, _ = _master_networks(_targets(tgt, tgt_type), only={network})
+    if network not in networks:
+        raise SaltInvocationError(f"no targeted minion has network "
+                                  f"{wgf_rotate.shown_arg(network)} in its pillar "
+                                  "wireguard:networks")
+    return networks[network]
 
 
 def _apply_on(minions, timeout):
@@ -280,10 +327,13 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
 
         salt-run wireguard.rotate_psks network=corp
     """
+    network = wgf_rotate.checked_name(network, "network")
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    timeout = wgf_rotate.checked_timeout(timeout)
     definition = _network_definition(network, tgt, tgt_type)
     pairs = wgf_psk.network_pairs(network, definition)
     if not pairs:
-        raise SaltInvocationError(f"network {wgf_addr.shown(network)} does not set "
+        raise SaltInvocationError(f"network {wgf_rotate.shown_arg(network)} does not set "
                                   "preshared_keys: true")
     wgf_psk.replace_network(__opts__["cachedir"], network, pairs)
     minions = sorted({m for p in pairs for m in p})
@@ -293,6 +343,48 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
         __context__["retcode"] = 1
     return {"ok": ok, "network": network, "pairs": [list(p) for p in pairs],
             "minions": minions, "results": results, "unreachable": unreachable}
+
+
+def ensure_psks(network=None, tgt="*", tgt_type="glob"):
+    """
+    Make the missing preshared keys of every network with ``preshared_keys: true`` (or
+    only ``network``) that the master's pillar gives the targeted minions: stored keys
+    are kept, pairs no longer in a network are forgotten. The orchestration
+    (``wireguard.orchestrate``) runs it before it applies the formula; the ext_pillar
+    never makes a key. Returns per network the number of pairs and of keys made, never
+    a key, and the minions whose pillar the master cannot compile (``pillar_errors``:
+    skipped; their own runs fail on it).
+
+    tgt, tgt_type
+        The minions whose pillar (compiled on the master) is read (default: all).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run wireguard.ensure_psks
+        salt-run wireguard.ensure_psks network=corp
+    """
+    network = wgf_rotate.checked_name(network, "network", optional=True)
+    targeted = _targets(*wgf_rotate.checked_target(tgt, tgt_type))
+    broken = []
+    networks, _ = _master_networks(targeted, only=None if network is None else {network},
+                                   broken=broken)
+    if network is not None and network not in networks:
+        raise SaltInvocationError(f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
+                                  "in its pillar wireguard:networks")
+    done = {}
+    for netname, definition in sorted(networks.items()):
+        # a network without preshared keys is not checked here: its keys are forgotten
+        pairs = wgf_psk.network_pairs(netname, definition) \
+            if definition.get("preshared_keys") not in (None, False) else []
+        made = wgf_psk.ensure_network(__opts__["cachedir"], netname, pairs)
+        if pairs:
+            done[netname] = {"pairs": len(pairs), "made": made}
+    if broken:
+        log.warning("wireguard.ensure_psks: the master cannot compile the pillar of %s",
+                    ", ".join(broken))
+    return {"ok": True, "networks": done, "pillar_errors": broken}
 
 
 def _each(minions, fun, arg, timeout):
@@ -311,23 +403,39 @@ def _each(minions, fun, arg, timeout):
     return answers, sorted(set(minions) - set(answers))
 
 
-def _all_networks(timeout):
-    """Every network the minions' pillars define (each the same everywhere)."""
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = client.cmd("*", "pillar.get", ["wireguard:networks"],
-                              kwarg={"unmask": True},
-                              timeout=timeout or __opts__.get("timeout", 10)) or {}
-    finally:
-        client.destroy()
-    networks = {}
-    for minion, defined in sorted(returned.items()):
-        for netname, net in (defined if isinstance(defined, dict) else {}).items():
-            if networks.setdefault(netname, net) != net:
-                raise SaltInvocationError(
-                    f"the minions' pillars define network {wgf_addr.shown(netname)} "
-                    f"differently ({minion}); refresh their pillar and run again")
-    return networks
+def _rotation_networks(targeted):
+    """The networks (from the master's pillar) a targeted minion is a node of; every
+    other node's pillar that has one of them must define it the same."""
+    networks, _ = _master_networks(targeted)
+    involved = {name: net for name, net in networks.items()
+                if isinstance(net.get("nodes"), dict)
+                and {str(n) for n in net["nodes"]} & set(targeted)}
+    others = sorted({str(n) for net in involved.values() for n in net["nodes"]}
+                    & set(_targets("*", "glob")) - set(targeted))
+    more, holders = _master_networks(others, only=set(involved))
+    for name, net in more.items():
+        if net != involved[name]:
+            raise SaltInvocationError(
+                f"the master's pillar defines network {wgf_addr.shown(name)} differently "
+                f"for {', '.join(sorted(holders[name]))} than for the targets: fix the "
+                "pillar and run again")
+    return involved
+
+
+def _published(minions):
+    """``{minion: {interface: public key}}`` the master's mine holds (untrusted)."""
+    cache = salt.cache.factory(__opts__)
+    found = {}
+    for minion in minions:
+        try:
+            data = cache.fetch("mine", minion)
+        except Exception:  # the mine only adds checks; no mine, fewer checks
+            log.debug("wireguard.rotate_keys: no mine data of %s", minion, exc_info=True)
+            data = None
+        keys = data.get("wireguard.public_keys") if isinstance(data, dict) else None
+        found[minion] = {i: k for i, k in keys.items() if isinstance(i, str)} \
+            if isinstance(keys, dict) else {}
+    return found
 
 
 def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
@@ -358,17 +466,24 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
         salt-run wireguard.rotate_keys tgt=gw1
         salt-run wireguard.rotate_keys tgt='G@role:vpn' tgt_type=compound interface=wg1
     """
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    interface = wgf_rotate.checked_name(interface, "interface", optional=True)
+    timeout = wgf_rotate.checked_timeout(timeout)
     targeted = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"]
     if not targeted:
-        raise SaltInvocationError(f"target {wgf_addr.shown(tgt)} matches no minion")
-    networks = _all_networks(timeout)
+        raise SaltInvocationError(f"target {wgf_rotate.shown_arg(tgt)} matches no minion")
+    networks = _rotation_networks(targeted)
     nodes, refused = wgf_rotate.plan(networks, targeted, interface)
     if refused:
         raise SaltInvocationError(wgf_rotate.refusal(refused, interface))
     failed = {}
-    staged, silent = _each(nodes, "wireguard_rotate.stage",
-                           [{m: sorted(i) for m, i in nodes.items()}], timeout)
+    answers, silent = _each(nodes, "wireguard_rotate.stage",
+                            [{m: sorted(i) for m, i in nodes.items()}], timeout)
     failed.update({m: "did not answer or failed while staging its next key" for m in silent})
+    everyone = {str(n) for net in networks.values() for n in net["nodes"]}
+    staged, malformed = wgf_rotate.checked_staged(
+        {m: i for m, i in nodes.items() if m in answers}, answers, _published(everyone))
+    failed.update({m: f"was not rotated: {why}" for m, why in malformed.items()})
     nodes = {m: i for m, i in nodes.items() if m in staged}
     announce = wgf_rotate.announce_orders(networks, nodes, staged)
     announced, silent = _each(announce, "wireguard_rotate.announce", [announce], timeout)

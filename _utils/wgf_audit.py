@@ -9,6 +9,7 @@ and ``text_report`` writes the readable report. A link's handshake is judged by
 """
 
 import ipaddress
+import re
 
 import wgf_addr
 import wgf_health
@@ -28,12 +29,37 @@ COLORS = {"up": "forestgreen", "idle": "gray40", "never": "orange", "one-sided":
 # ------------------------------------------------------------ minions' answers
 
 
+#: A WireGuard key in a text (a minion's error message may quote one).
+KEY_SHAPED = re.compile(r"[A-Za-z0-9+/]{43}=")
+
+
+def _named(value, length=15):
+    """A name a minion gave, as a message shows it: at most 15 characters (an interface
+    name's length, too short for a key), or its type."""
+    return repr(value[:length]) if isinstance(value, str) else type(value).__name__
+
+
+def _quoted(value):
+    """A minion's raw answer as a message shows it: an error text (anything shaped like
+    a key hidden, the first 200 characters), else only its type."""
+    if isinstance(value, str):
+        return KEY_SHAPED.sub("(a key)", value)[:200]
+    return type(value).__name__
+
+
 def _is_list_of(value, kind):
     return isinstance(value, list) and all(isinstance(v, kind) for v in value)
 
 
 def _optional(value, kind):
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+def _days(value):
+    """Whether ``value`` is a key age: none, or a number of days (at most a million
+    years either way: the report formats it as a float)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and -3.7e8 <= value <= 3.7e8)
 
 
 def _problems_shape(problems):
@@ -51,10 +77,10 @@ def _live_shape(show):
     for ifname, iface in show.items():
         if not isinstance(ifname, str) or not isinstance(iface, dict) \
                 or not isinstance(iface.get("peers"), dict):
-            return f"wireguard.show: interface {ifname!r} is not a mapping with peers"
+            return f"wireguard.show: interface {_named(ifname)} is not a mapping with peers"
         if not _optional(iface.get("public_key"), str) \
                 or not _optional(iface.get("listen_port"), int):
-            return f"wireguard.show: interface {ifname!r} has a malformed key or port"
+            return f"wireguard.show: interface {_named(ifname)} has a malformed key or port"
         for key, peer in iface["peers"].items():
             if not isinstance(key, str) or not isinstance(peer, dict) or not (
                     _optional(peer.get("endpoint"), str)
@@ -63,14 +89,14 @@ def _live_shape(show):
                     and _optional(peer.get("persistent_keepalive"), int)
                     and isinstance(peer.get("tx_bytes"), int)
                     and isinstance(peer.get("rx_bytes"), int)):
-                return f"wireguard.show: peer {str(key)[:12]!r} of {ifname!r} is malformed"
+                return f"wireguard.show: peer {_named(key, 12)} of {_named(ifname)} is malformed"
     return None
 
 
 def _facts_shape(ifname, entry):
     if not isinstance(ifname, str) or not isinstance(entry, dict) \
             or not _problems_shape(entry.get("problems", [])):
-        return f"wireguard.check: interface {ifname!r} is malformed"
+        return f"wireguard.check: interface {_named(ifname)} is malformed"
     facts = entry.get("facts") or {}
     if not isinstance(facts, dict) or not (
             _optional(facts.get("public_key"), str)
@@ -80,15 +106,16 @@ def _facts_shape(ifname, entry):
             and isinstance(facts.get("link_states") or {}, dict)
             and _optional(facts.get("service"), str)
             and isinstance(facts.get("peers") or {}, dict)
-            and isinstance(facts.get("clients") or {}, dict)):
-        return f"wireguard.check: the facts of {ifname!r} are malformed"
+            and isinstance(facts.get("clients") or {}, dict)
+            and _days(facts.get("key_age_days"))):
+        return f"wireguard.check: the facts of {_named(ifname)} are malformed"
     for key, peer in (facts.get("peers") or {}).items():
         if not isinstance(key, str) or not isinstance(peer, dict) or not (
                 _optional(peer.get("name"), str) and _optional(peer.get("endpoint"), str)
                 and _is_list_of(peer.get("allowed_ips") or [], str)
                 and (peer.get("endpoint_resolved") is None
                      or _is_list_of(peer["endpoint_resolved"], str))):
-            return f"wireguard.check: a peer in the facts of {ifname!r} is malformed"
+            return f"wireguard.check: a peer in the facts of {_named(ifname)} is malformed"
     return None
 
 
@@ -148,12 +175,12 @@ def fleet_from(returned):
         fleet[minion] = entry
         if not isinstance(funs, dict):
             entry["error"] = (f"its answer cannot be read ({type(funs).__name__}: "
-                              f"{str(funs)[:200]})")
+                              f"{_quoted(funs)})")
             continue
         broken = _answer_problems(funs)
         if broken:
             entry["error"] = "; ".join(
-                f"{f}: {why} ({str(funs.get(f))[:200]})" for f, why in broken.items())
+                f"{f}: {why} ({_quoted(funs.get(f))})" for f, why in broken.items())
         show, keys, check, nics = (
             {} if f in broken else funs.get(f) for f in FUNCTIONS)
         checked = check.get("interfaces") or {}

@@ -5,10 +5,13 @@ other (``wgf_networks`` decides who does) a preshared key of its own. The master
 each key from fresh randomness (never from the WireGuard keys: a preshared key is
 there for the day Curve25519 falls) and keeps them in one JSON file of its own,
 ``<cachedir>/wireguard/psks.json`` (directory 0700, file 0600, replaced atomically,
-changed under a lock). The ext_pillar ``wireguard`` gives a minion only its own pairs'
-keys; ``salt-run wireguard.rotate_psks`` replaces a network's keys.
+changed under a lock). Only the runner makes keys (``salt-run wireguard.ensure_psks``,
+which the orchestration runs, and ``wireguard.rotate_psks``), from the network
+definitions of the pillar the master compiles itself. The ext_pillar ``wireguard`` only
+reads: it gives a minion the keys of the stored pairs it is one end of, and never
+reads the pillar a minion can influence (``pillar_override``).
 
-No function here returns a key except ``keys_for`` (the ext_pillar's answer), and no
+No function here returns a key except ``keys_of`` (the ext_pillar's answer), and no
 message quotes one.
 """
 
@@ -17,6 +20,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 
 from salt.exceptions import SaltInvocationError
 
@@ -25,6 +29,8 @@ import wgf_keys
 import wgf_networks  # uses this module at call time only
 from wgf_addr import shown
 
+#: 32 bytes in base64 (what ``wgf_keys.decode`` accepts, in one cheap match).
+KEY_SHAPE = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 STORE_DIR = "wireguard"
 STORE_FILE = "psks.json"
 
@@ -55,18 +61,6 @@ def _pairs(settings):
     return sorted(pairs)
 
 
-def partners_of(networks, minion):
-    """``{network: [partner minion ids]}`` of the networks with preshared keys that
-    ``minion`` is a node of."""
-    found = {}
-    for netname, settings in wgf_networks.member_networks(networks, minion):
-        partners = sorted(b if a == minion else a for a, b in _pairs(settings)
-                          if minion in (a, b))
-        if partners:
-            found[netname] = partners
-    return found
-
-
 # ------------------------------------------------------------------ the store
 
 
@@ -76,16 +70,47 @@ def store_path(cachedir):
 
 @contextlib.contextmanager
 def _locked(path):
-    """The store's lock held (the master compiles pillar in several processes)."""
+    """The store's lock held (runners may run side by side)."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
-    fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise SaltInvocationError(f"the preshared key store's lock {path}.lock cannot be "
+                                  f"opened: {type(exc).__name__}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
+
+
+def checked_store(data, path):
+    """``data`` if it is ``{network: {minion a: {minion b: key}}}`` (ids as strings, each
+    key a 32-byte base64 key), or raise naming the place (never a value)."""
+    where = f"the preshared key store {path}"
+    if not isinstance(data, dict):
+        raise SaltInvocationError(f"{where} is not a mapping")
+    for netname, pairs in data.items():
+        if not isinstance(netname, str) or not isinstance(pairs, dict):
+            raise SaltInvocationError(f"{where}: network {shown(netname)} does not hold a "
+                                      "mapping of minion to partners")
+        for first, held in pairs.items():
+            if not isinstance(first, str) or not isinstance(held, dict):
+                raise SaltInvocationError(f"{where}: network {shown(netname)}, minion "
+                                          f"{shown(first)} does not hold a mapping of "
+                                          "partner to key")
+            for second, key in held.items():
+                if isinstance(second, str) and isinstance(key, str) \
+                        and KEY_SHAPE.fullmatch(key):
+                    continue
+                what = (f"{where}: network {shown(netname)}, pair {shown(first)} - "
+                        f"{shown(second)}: the key")
+                if not isinstance(second, str):
+                    raise SaltInvocationError(f"{what}'s partner is not a minion id")
+                wgf_keys.decode(key, what)  # raises naming the fault, or a rare spelling
+    return data
 
 
 def _load(path):
@@ -98,39 +123,81 @@ def _load(path):
     except (OSError, ValueError) as exc:
         raise SaltInvocationError(f"the preshared key store {path} is unreadable: "
                                   f"{type(exc).__name__}") from None
-    if not isinstance(data, dict):
-        raise SaltInvocationError(f"the preshared key store {path} is not a mapping")
-    return data
+    return checked_store(data, path)
 
 
 def _save(path, data):
     """Write the store atomically, 0600 from the first byte."""
-    wgf_files.write_private(path, json.dumps(data, sort_keys=True))
+    try:
+        wgf_files.write_private(path, json.dumps(data, sort_keys=True))
+    except OSError as exc:
+        raise SaltInvocationError(f"the preshared key store {path} cannot be written: "
+                                  f"{type(exc).__name__}") from None
 
 
-def keys_for(cachedir, networks, minion):
-    """``{network: {partner: key}}``: the keys of ``minion``'s own pairs, each made
-    (and stored) the first time either end asks."""
-    wanted = partners_of(networks, minion)
-    if not wanted:
+#: The last store read for the ext_pillar: ``(path, file identity, {minion: {network:
+#: {partner: key}}})``; read again only when the file changed. It survives the
+#: ``importlib.reload`` each new loader of the ext_pillar does.
+_INDEX = globals().get("_INDEX") or [None, None, {}]
+
+
+def _identity(path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SaltInvocationError(f"the preshared key store {path} is unreadable: "
+                                  f"{type(exc).__name__}") from None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _index(path):
+    """``{minion: {network: {partner: key}}}`` of the store at ``path``, cached."""
+    identity = _identity(path)
+    if identity is None:
         return {}
+    if _INDEX[0] == path and _INDEX[1] == identity:
+        return _INDEX[2]
+    index = {}
+    for netname, pairs in _load(path).items():
+        for first, held in pairs.items():
+            index.setdefault(first, {}).setdefault(netname, {}).update(held)
+            for second, key in held.items():
+                index.setdefault(second, {}).setdefault(netname, {})[first] = key
+    _INDEX[:] = [path, identity, index]
+    return index
+
+
+def keys_of(cachedir, minion):
+    """``{network: {partner: key}}``: the stored keys of ``minion``'s own pairs. Reads
+    only: a key is made by the runner (``ensure_network``, ``replace_network``), never
+    here. The store is read again only when it changed, so an answer costs the
+    minion's own pairs."""
+    found = _index(store_path(cachedir)).get(str(minion), {})
+    return {netname: dict(partners) for netname, partners in found.items()}
+
+
+def ensure_network(cachedir, netname, pairs):
+    """A key for every pair of ``pairs`` of network ``netname``: stored keys are kept,
+    missing ones made, pairs no longer in the network forgotten. Returns the number of
+    keys made."""
     path = store_path(cachedir)
     with _locked(path):
         store = _load(path)
-        answer, made = {}, False
-        for netname, partners in wanted.items():
-            keys = store.setdefault(netname, {})
-            answer[netname] = {}
-            for partner in partners:
-                first, second = pair(minion, partner)
-                held = keys.setdefault(first, {})
-                if not isinstance(held.get(second), str):
-                    held[second] = new_key()
-                    made = True
-                answer[netname][partner] = held[second]
-        if made:
+        held = store.get(str(netname), {})
+        keys, made = {}, 0
+        for first, second in pairs:
+            key = held.get(first, {}).get(second)
+            if key is None:
+                key, made = new_key(), made + 1
+            keys.setdefault(first, {})[second] = key
+        if keys != held:
+            store[str(netname)] = keys
+            if not keys:
+                del store[str(netname)]
             _save(path, store)
-    return answer
+    return made
 
 
 def replace_network(cachedir, netname, pairs):
@@ -161,7 +228,9 @@ def check_network_psks(netname, partners, psks, errors):
             errors.append(
                 f"{where}, node {shown(partner)}: sets preshared_keys but pillar holds no "
                 "preshared key for this pair; enable the formula's ext_pillar on the master "
-                "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all")
+                "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all, then "
+                "make the pair's key: salt-run wireguard.ensure_psks (the orchestration "
+                "runs it)")
             continue
         try:
             wgf_keys.decode(value, f"{where}, node {shown(partner)}: the preshared key")

@@ -4,7 +4,10 @@
 #   salt-run state.orch wireguard.orchestrate
 #   salt-run state.orch wireguard.orchestrate \
 #     pillar='{"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}}'
-# 1. sync the formula's modules to the targeted minions;
+# 1. sync the formula's modules to the targeted minions, and make the missing
+#    preshared keys of networks with preshared_keys: true on the master
+#    (salt-run wireguard.ensure_psks: from the pillar the master compiles itself;
+#    the ext_pillar never makes a key);
 # 2. make every private key on its minion (wireguard.config.key);
 # 3. publish the public keys (mine.update; the minions' mine_functions must
 #    name wireguard.public_keys, see pillar.example);
@@ -22,6 +25,12 @@ wireguard-orchestrate-salt-function-saltutil.sync_all:
     - tgt: {{ target.tgt | json }}
     - tgt_type: {{ target.tgt_type | json }}
 
+wireguard-orchestrate-salt-runner-wireguard.ensure_psks:
+  salt.runner:
+    - name: wireguard.ensure_psks
+    - tgt: {{ target.tgt | json }}
+    - tgt_type: {{ target.tgt_type | json }}
+
 wireguard-orchestrate-salt-state-keys:
   salt.state:
     - tgt: {{ target.tgt | json }}
@@ -29,6 +38,7 @@ wireguard-orchestrate-salt-state-keys:
     - sls: {{ (tplroot ~ '.config.key') | json }}
     - require:
       - salt: wireguard-orchestrate-salt-function-saltutil.sync_all
+      - salt: wireguard-orchestrate-salt-runner-wireguard.ensure_psks
 
 wireguard-orchestrate-salt-function-mine.update:
   salt.function:

@@ -199,6 +199,29 @@ def test_the_third_node_holds_no_key_of_the_other_pair(psk_mesh):
     assert other not in values, "psk3's pillar holds the key of the pair psk1-psk2"
 
 
+STORE = "/var/cache/salt/master/wireguard/psks.json"
+
+
+def test_a_pillar_override_makes_no_key_and_costs_nothing(psk_mesh):
+    """Issue 19: a minion's pillar request with a 3,000-node fake network (Salt merges
+    a pillar_override before ext_pillars run) took the master about 3 minutes and
+    stored 600 keys. Now the ext_pillar answers psk3's stored pairs, only."""
+    lab, _, _ = psk_mesh
+    before = lab.master.out(["sh", "-c", f"stat -c %i {STORE}; sha256sum < {STORE}"])
+    fake = {"interface": "wg7", "preshared_keys": True, "nodes": {
+        f"fake{i}": {"address": f"10.{i // 250}.{i % 250}.1/8"} for i in range(3000)}}
+    fake["nodes"]["psk3"] = {"address": "10.250.0.1/8"}
+    started = time.monotonic()
+    got = lab.master.salt("psk3", "pillar.items", unmask=True, timeout=120,
+                          pillar={"wireguard": {"networks": {"fake": fake}}})["psk3"]
+    took = time.monotonic() - started
+    assert isinstance(got, dict), got
+    assert set(got["wireguard"]["network_psks"]) == {"corp"}
+    assert set(got["wireguard"]["network_psks"]["corp"]) == {"psk1", "psk2"}
+    assert lab.master.out(["sh", "-c", f"stat -c %i {STORE}; sha256sum < {STORE}"]) == before
+    assert took < 30, took
+
+
 def test_the_audit_reports_key_age_and_warns_past_max_key_age(psk_mesh):
     lab, hosts, _ = psk_mesh
     ret = lab.master.salt_run("wireguard.audit", report="data", timeout=120)

@@ -525,22 +525,27 @@ def test_config_key_alone_makes_only_keys(renderer):
 
 
 def test_orchestrate(renderer):
-    """sync, keys, mine.update, apply: in this order, on the target pillar gives."""
+    """sync and the missing preshared keys (master side), keys, mine.update, apply: in
+    this order, on the target pillar gives."""
     answer = renderer.render(
         "debian-12", {}, sls=("wireguard.orchestrate",), interfaces=False,
         extra_pillar={"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}})
     got = states(answer, "wireguard.orchestrate")
     steps = sorted(got.values(), key=lambda s: arg(s, "order"))
-    assert [fun(s) for s in steps] == ["salt.function", "salt.state", "salt.function",
-                                       "salt.state"]
-    assert [arg(s, "name") for s in steps[0::2]] == ["saltutil.sync_all", "mine.update"]
-    assert [arg(s, "sls") for s in steps[1::2]] == ["wireguard.config.key", "wireguard"]
+    assert [fun(s) for s in steps] == ["salt.function", "salt.runner", "salt.state",
+                                       "salt.function", "salt.state"]
+    assert [arg(s, "name") for s in steps[0:2] + steps[3:4]] == [
+        "saltutil.sync_all", "wireguard.ensure_psks", "mine.update"]
+    assert [arg(s, "sls") for s in steps[2::2]] == ["wireguard.config.key", "wireguard"]
     for step in steps:
         assert arg(step, "tgt") == "G@role:vpn"
         assert arg(step, "tgt_type") == "compound"
-    for before, after in itertools.pairwise(steps):
+    ids = {id(s): i for i, s in got.items()}
+    keys_needs = {r["salt"] for r in arg(steps[2], "require")}
+    assert keys_needs == {ids[id(steps[0])], ids[id(steps[1])]}
+    for before, after in itertools.pairwise(steps[2:]):
         (required,) = arg(after, "require")
-        assert required["salt"] in [i for i, s in got.items() if s is before]
+        assert required["salt"] == ids[id(before)]
     default = states(renderer.render("debian-12", {}, sls=("wireguard.orchestrate",),
                                      interfaces=False), "wireguard.orchestrate")
     assert {arg(s, "tgt") for s in default.values()} == {"*"}

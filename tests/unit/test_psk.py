@@ -49,9 +49,16 @@ def test_new_keys_are_random_32_byte_keys():
     assert all(len(wgf_keys.decode(k)) == 32 for k in keys)
 
 
+def ensured(tmp_path, nets):
+    """What the runner does for each network (salt-run wireguard.ensure_psks)."""
+    for netname, net in nets.items():
+        wgf_psk.ensure_network(str(tmp_path), netname, wgf_psk.network_pairs(netname, net))
+
+
 def test_each_minion_gets_only_its_own_pairs_and_both_ends_the_same(tmp_path):
     nets = {"corp": network()}
-    got = {m: wgf_psk.keys_for(str(tmp_path), nets, m) for m in "abc"}
+    ensured(tmp_path, nets)
+    got = {m: wgf_psk.keys_of(str(tmp_path), m) for m in "abc"}
     assert set(got["a"]["corp"]) == {"b", "c"}
     assert set(got["c"]["corp"]) == {"a", "b"}
     assert got["a"]["corp"]["b"] == got["b"]["corp"]["a"]
@@ -59,33 +66,60 @@ def test_each_minion_gets_only_its_own_pairs_and_both_ends_the_same(tmp_path):
     assert got["b"]["corp"]["c"] == got["c"]["corp"]["b"]
     distinct = {got["a"]["corp"]["b"], got["a"]["corp"]["c"], got["b"]["corp"]["c"]}
     assert len(distinct) == 3
-    assert wgf_psk.keys_for(str(tmp_path), nets, "stranger") == {}
-    assert wgf_psk.keys_for(str(tmp_path), {"corp": network(preshared_keys=False)}, "a") == {}
+    assert wgf_psk.keys_of(str(tmp_path), "stranger") == {}
+    ensured(tmp_path, {"corp": network(preshared_keys=False)})  # turned off: forgotten
+    assert wgf_psk.keys_of(str(tmp_path), "a") == {}
+
+
+def test_asking_never_makes_a_key(tmp_path):
+    """The ext_pillar's read: an empty store stays empty, no file appears."""
+    assert wgf_psk.keys_of(str(tmp_path), "a") == {}
+    assert not os.path.exists(os.path.dirname(wgf_psk.store_path(str(tmp_path))))
+    ensured(tmp_path, {"corp": network(nodes=("a", "b"))})
+    before = os.stat(wgf_psk.store_path(str(tmp_path)))
+    assert set(wgf_psk.keys_of(str(tmp_path), "c")) == set()
+    after = os.stat(wgf_psk.store_path(str(tmp_path)))
+    assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
 
 
 def test_the_store_is_private_and_keeps_keys(tmp_path):
     nets = {"corp": network()}
-    first = wgf_psk.keys_for(str(tmp_path), nets, "a")
+    ensured(tmp_path, nets)
+    first = wgf_psk.keys_of(str(tmp_path), "a")
     path = wgf_psk.store_path(str(tmp_path))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
-    assert wgf_psk.keys_for(str(tmp_path), nets, "a") == first
+    assert wgf_psk.ensure_network(str(tmp_path), "corp",
+                                  wgf_psk.network_pairs("corp", nets["corp"])) == 0
+    assert wgf_psk.keys_of(str(tmp_path), "a") == first
     assert [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".psks.")] == []
+
+
+def test_ensure_makes_the_missing_keys_and_forgets_old_pairs(tmp_path):
+    ensured(tmp_path, {"corp": network(nodes=("a", "b"))})
+    ab = wgf_psk.keys_of(str(tmp_path), "a")["corp"]["b"]
+    made = wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b"), ("a", "c")])
+    assert made == 1
+    assert wgf_psk.keys_of(str(tmp_path), "a")["corp"] == {
+        "b": ab, "c": wgf_psk.keys_of(str(tmp_path), "c")["corp"]["a"]}
+    wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "c")])
+    assert wgf_psk.keys_of(str(tmp_path), "b") == {}
 
 
 def test_replacing_a_network_renews_every_pair_and_forgets_old_ones(tmp_path):
     nets = {"corp": network(), "other": network(nodes=("a", "x"))}
-    before = {m: wgf_psk.keys_for(str(tmp_path), nets, m) for m in "abc"}
-    other = wgf_psk.keys_for(str(tmp_path), nets, "x")
+    ensured(tmp_path, nets)
+    before = {m: wgf_psk.keys_of(str(tmp_path), m) for m in "abc"}
+    other = wgf_psk.keys_of(str(tmp_path), "x")
     made = wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b"), ("b", "c")])
     assert made == 2
     with open(wgf_psk.store_path(str(tmp_path)), encoding="ascii") as handle:
         stored = json.load(handle)
     assert set(stored["corp"]) == {"a", "b"} and "c" not in stored["corp"]["a"]
-    after_b = wgf_psk.keys_for(str(tmp_path), nets, "b")["corp"]
+    after_b = wgf_psk.keys_of(str(tmp_path), "b")["corp"]
     assert after_b["a"] != before["b"]["corp"]["a"]
     assert after_b["c"] != before["b"]["corp"]["c"]
-    assert wgf_psk.keys_for(str(tmp_path), nets, "x") == other
+    assert wgf_psk.keys_of(str(tmp_path), "x") == other
 
 
 def test_an_unreadable_store_is_refused_without_its_content(tmp_path):
@@ -94,8 +128,43 @@ def test_an_unreadable_store_is_refused_without_its_content(tmp_path):
     with open(path, "w", encoding="ascii") as handle:
         handle.write("{not json")
     with pytest.raises(SaltInvocationError, match="unreadable") as exc:
-        wgf_psk.keys_for(str(tmp_path), {"corp": network()}, "a")
+        wgf_psk.keys_of(str(tmp_path), "a")
     assert "not json" not in str(exc.value)
+
+
+@pytest.mark.parametrize(("content", "where"), [
+    ({"corp": []}, r"network 'corp' does not hold a mapping"),
+    ({"corp": {"m": "x"}}, r"network 'corp', minion 'm' does not hold a mapping"),
+    ({"corp": {"a": {"b": "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeop"}}},
+     r"network 'corp', pair 'a' - 'b': the key is not valid base64"),
+    ({"corp": {"a": {"b": 5}}}, r"network 'corp', pair 'a' - 'b': the key must be"),
+    ([1, 2], r"is not a mapping"),
+])
+def test_a_damaged_store_is_refused_naming_the_place_and_never_written(tmp_path, content,
+                                                                       where):
+    path = wgf_psk.store_path(str(tmp_path))
+    os.makedirs(os.path.dirname(path))
+    text = json.dumps(content)
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)
+    for call in (lambda: wgf_psk.keys_of(str(tmp_path), "a"),
+                 lambda: wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b")]),
+                 lambda: wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b")])):
+        with pytest.raises(SaltInvocationError, match=where) as exc:
+            call()
+        assert "FpCyhws9cxwWoV4x" not in str(exc.value)
+    with open(path, encoding="ascii") as handle:
+        assert handle.read() == text
+
+
+def test_a_lock_path_that_is_a_directory_is_refused(tmp_path):
+    path = wgf_psk.store_path(str(tmp_path))
+    os.makedirs(path + ".lock")
+    for call in (lambda: wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b")]),
+                 lambda: wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b")])):
+        with pytest.raises(SaltInvocationError, match=r"psks.json.lock cannot be opened"):
+            call()
+    assert not os.path.exists(path)
 
 
 def _validated(pillar, minion="a"):
