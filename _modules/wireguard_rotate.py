@@ -20,8 +20,9 @@ from salt.exceptions import CommandExecutionError
 import wgf_addr
 import wgf_files
 import wgf_keys
+import wgf_layout
 
-for _util in (wgf_addr, wgf_files, wgf_keys):
+for _util in (wgf_addr, wgf_files, wgf_keys, wgf_layout):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -39,9 +40,8 @@ def __virtual__():
 
 
 def _config_dir():
-    lookup = __salt__["pillar.get"]("wireguard:lookup", {})
-    return (lookup.get("config_dir") if isinstance(lookup, dict) else None) \
-        or DEFAULT_CONFIG_DIR
+    # unmasked, as the wireguard module reads it: Salt 3008 masks pillar.get's values
+    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]))
 
 
 def _wg(args):

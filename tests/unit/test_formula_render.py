@@ -337,6 +337,7 @@ def test_os_map(renderer, os_name, firewall):
     removed = arg(clean["wireguard-package-clean-pkg-removed"], "pkgs")
     assert sorted(removed) == sorted([expect["tools"], *expect["extra"]])
     assert arg(clean["wireguard-service-clean-service-dead-wg0"], "name") == unit.format("wg0")
+    assert fun(clean["wireguard-config-clean-file-absent"]) == "wireguard.config_dir_absent"
     assert arg(clean["wireguard-config-clean-file-absent"], "name") == config_dir
 
 
@@ -483,8 +484,10 @@ def test_run_order(renderer):
 
 def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
+    # the marker: the formula makes the config dir (not there yet), so clean may remove it
     assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
-        "wireguard-config-key-file-directory", "wireguard-firewall-rules-wireguard-firewall",
+        "wireguard-config-key-file-directory", "wireguard-config-key-file-managed-marker",
+        "wireguard-firewall-rules-wireguard-firewall",
         "wireguard-package-install-pkg-installed"]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
@@ -520,8 +523,10 @@ def test_config_key_alone_makes_only_keys(renderer):
     got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)),
                  "wireguard.config.key")
     assert sorted(fun(s) for s in got.values()) == [
-        "file.directory", "pkg.installed", "wireguard.private_key", "wireguard.private_key",
-        "wireguard.private_key"]
+        "file.directory", "file.managed", "pkg.installed", "wireguard.private_key",
+        "wireguard.private_key", "wireguard.private_key"]
+    assert arg(got["wireguard-config-key-file-managed-marker"], "name").endswith(
+        "/.wireguard-formula")
 
 
 def test_orchestrate(renderer):

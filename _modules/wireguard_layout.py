@@ -1,0 +1,73 @@
+"""
+The formula's layout on a minion: its map checked, and the systemd drop-in that points
+``wg-quick@<if>`` at a config directory that is not ``/etc/wireguard``.
+
+A second file of the ``wireguard`` execution module, by concern: Salt loads the
+functions of both files under the one name. What is checked and written is
+``_utils/wgf_layout.py``.
+"""
+
+import importlib
+
+import wgf_addr
+import wgf_layout
+
+for _util in (wgf_addr, wgf_layout):
+    importlib.reload(_util)
+
+__virtualname__ = "wireguard"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def check_map(values):
+    """
+    Return the formula's map data (``parameters/`` merged with pillar
+    ``wireguard:lookup``) when every value is of its type and every path is one the
+    formula may own; else raise an error naming each bad ``wireguard:lookup:<key>``.
+    ``map.jinja`` calls this, so a bad lookup fails every SLS before anything changes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.check_map '{"config_dir": "/etc/wireguard", ...}'
+    """
+    return wgf_layout.check_map(values)
+
+
+def service_dropin(interface, config_dir, service=wgf_layout.DEFAULT_SERVICE):
+    """
+    On systemd, return ``{"path": ..., "text": ...}`` of the drop-in that makes the
+    stock ``wg-quick@<interface>`` unit run ``<config_dir>/<interface>.conf`` (its
+    ExecStart, ExecStop and ExecReload name the file); ``text`` is None where there
+    must be no drop-in: the default config dir, or a unit of your own
+    (``wireguard:lookup:service:name``). None on other init systems.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.service_dropin wg0 /etc/wireguard-rot
+    """
+    return wgf_layout.dropin(interface, config_dir, service, __grains__.get("init"))
+
+
+def service_link(interface, config_dir, link_target=None):
+    """
+    On OpenRC with Alpine's init script (``/etc/init.d/wg-quick``, which runs
+    ``wg-quick up <interface>`` and so reads ``/etc/wireguard/<interface>.conf``, and
+    which no ``/etc/conf.d`` file can point elsewhere), return ``{"path":
+    "/etc/wireguard/<interface>.conf", "target": "<config_dir>/<interface>.conf"}``:
+    the link that makes it run the formula's file; ``target`` is None where there must
+    be no link (the default config dir). None for any other init script.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.service_link wg0 /etc/wireguard-rot /etc/init.d/wg-quick
+    """
+    return wgf_layout.openrc_link(interface, config_dir, link_target)
