@@ -173,6 +173,8 @@ def _worker():
                         config_dir=case["config_dir"])
                 except Exception as exc:  # reported to the test
                     answer["interfaces"] = f"{type(exc).__name__}: {exc}"
+            for i, (fun_name, args, kwargs) in enumerate(case.get("calls", [])):
+                answer[f"call{i}"] = caller.cmd(fun_name, *args, **kwargs)
             for sls_file in case.get("templates", []):
                 answer[sls_file] = caller.cmd(
                     "slsutil.renderer", f"salt://{sls_file}", default_renderer="jinja",
@@ -210,7 +212,7 @@ class Renderer:
 
     def render(self, os_name="debian-12", pillar=None, sls=("wireguard",), minion_id=None,
                interfaces=True, templates=(), capture_log=False, grains=None,
-               extra_pillar=None):
+               extra_pillar=None, calls=()):
         with self.lock:
             self.count += 1
             case_dir = self.tmp / f"case{self.count}"
@@ -245,7 +247,7 @@ class Renderer:
             request = {"config": str(case_dir / "conf" / "minion"), "sls": list(sls),
                        "interfaces": wireguard if interfaces else None,
                        "config_dir": str(config_dir), "templates": list(templates),
-                       "capture_log": capture_log}
+                       "capture_log": capture_log, "calls": list(calls)}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             while True:
