@@ -66,8 +66,7 @@ def stage(orders):
         path = _next_path(interface)
         if not os.path.exists(path):
             wgf_files.write_private(path, wgf_keys.genkey() + "\n")
-        with open(path, encoding="ascii") as handle:
-            following = wgf_keys.pubkey(handle.read().strip())
+        following = wgf_keys.pubkey(wgf_files.read_key(path) or "", path)
         staged[interface] = {"old": _wg(["show", interface, "public-key"]).strip(),
                              "next": following}
     return staged
