@@ -71,3 +71,20 @@ def service_link(interface, config_dir, link_target=None):
         salt '*' wireguard.service_link wg0 /etc/wireguard-rot /etc/init.d/wg-quick
     """
     return wgf_layout.openrc_link(interface, config_dir, link_target)
+
+
+def config_dir(config_dir=None):  # pylint: disable=redefined-outer-name
+    """
+    Return the config directory the formula uses on this minion: ``config_dir`` when
+    given, else pillar ``wireguard:lookup:config_dir`` (read unmasked), else
+    ``/etc/wireguard``; checked either way (an absolute, normalised path that is not a
+    system directory), or an error naming ``wireguard:lookup:config_dir``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.config_dir
+    """
+    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
+                                 config_dir if config_dir != "" else None)

@@ -90,3 +90,19 @@ def test_config_dir_entries_that_are_directories_are_refused(minion, tmp_path):
         out = proc.stdout + proc.stderr
         assert "Traceback" not in out and "IsADirectoryError" not in out, (args, out)
         assert "is a directory" in out, (args, out)
+
+
+def test_states_called_alone_use_the_configured_dir(minion):
+    """`state.single wireguard.private_key wg0` without config_dir: pillar's lookup, not
+    /etc/wireguard (test=True: nothing is written, before the fix neither)."""
+    minion.pillar({"wireguard": {"lookup": {"config_dir": str(minion.config_dir)},
+                                 "interfaces": {"wgs0": {"address": "10.71.0.1/24"}}}})
+    proc = minion.call("state.single", "wireguard.private_key", "wgs0", "test=True")
+    (state,) = answer(proc).values()
+    assert f"({minion.config_dir}/wgs0.key)" in state["comment"], state["comment"]
+    minion.pillar({"wireguard": {"lookup": {"config_dir": "/etc"},
+                                 "interfaces": {"wgs0": {"address": "10.71.0.1/24"}}}})
+    proc = minion.call("state.single", "wireguard.private_key", "wgs0", "test=True",
+                       check=False)
+    (state,) = answer(proc).values()
+    assert state["result"] is False and "wireguard:lookup:config_dir" in state["comment"]
