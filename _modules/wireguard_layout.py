@@ -2,9 +2,8 @@
 The formula's layout on a minion: its map checked, and the systemd drop-in that points
 ``wg-quick@<if>`` at a config directory that is not ``/etc/wireguard``.
 
-A second file of the ``wireguard`` execution module, by concern: Salt loads the
-functions of both files under the one name. What is checked and written is
-``_utils/wgf_layout.py``.
+Its own name (``wireguard_layout``), as ``wireguard_rotate``: the SLS and the states
+call it; what is checked and written is ``_utils/wgf_layout.py``.
 """
 
 import importlib
@@ -15,7 +14,7 @@ import wgf_layout
 for _util in (wgf_addr, wgf_layout):
     importlib.reload(_util)
 
-__virtualname__ = "wireguard"
+__virtualname__ = "wireguard_layout"
 
 
 def __virtual__():
@@ -33,7 +32,7 @@ def check_map(values):
 
     .. code-block:: bash
 
-        salt '*' wireguard.check_map '{"config_dir": "/etc/wireguard", ...}'
+        salt '*' wireguard_layout.check_map '{"config_dir": "/etc/wireguard", ...}'
     """
     return wgf_layout.check_map(values)
 
@@ -50,7 +49,7 @@ def service_dropin(interface, config_dir, service=wgf_layout.DEFAULT_SERVICE):
 
     .. code-block:: bash
 
-        salt '*' wireguard.service_dropin wg0 /etc/wireguard-rot
+        salt '*' wireguard_layout.service_dropin wg0 /etc/wireguard-rot
     """
     return wgf_layout.dropin(interface, config_dir, service, __grains__.get("init"))
 
@@ -68,7 +67,7 @@ def service_link(interface, config_dir, link_target=None):
 
     .. code-block:: bash
 
-        salt '*' wireguard.service_link wg0 /etc/wireguard-rot /etc/init.d/wg-quick
+        salt '*' wireguard_layout.service_link wg0 /etc/wireguard-rot /etc/init.d/wg-quick
     """
     return wgf_layout.openrc_link(interface, config_dir, link_target)
 
@@ -84,7 +83,7 @@ def config_dir(config_dir=None):  # pylint: disable=redefined-outer-name
 
     .. code-block:: bash
 
-        salt '*' wireguard.config_dir
+        salt '*' wireguard_layout.config_dir
     """
     return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
                                  config_dir if config_dir != "" else None)

@@ -460,7 +460,7 @@ def _allowed_ips(iface, live):
 
 
 def _dir(config_dir):  # the argument, else pillar's lookup:config_dir; checked either way
-    return __salt__["wireguard.config_dir"](config_dir)
+    return __salt__["wireguard_layout.config_dir"](config_dir)
 
 
 def _private_key_of(iface, config_dir):

@@ -14,7 +14,7 @@
   service.dead:
     - name: {{ wireguard.service.name | replace('{interface}', name) | json }}
     - enable: false
-{%-   set dropin = salt['wireguard.service_dropin'](name, wireguard.config_dir,
+{%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
                                                    wireguard.service.name) %}
 {%-   if dropin and salt['file.file_exists'](dropin.path) %}
 
@@ -30,7 +30,7 @@
     - onchanges:
       - file: {{ ('wireguard-service-clean-file-absent-dropin-' ~ name) | json }}
 {%-   endif %}
-{%-   set conf_link = salt['wireguard.service_link'](name, wireguard.config_dir,
+{%-   set conf_link = salt['wireguard_layout.service_link'](name, wireguard.config_dir,
                                                     wireguard.service.link_target) %}
 {%-   if conf_link and conf_link.target and salt['file.is_link'](conf_link.path) %}
 

@@ -16,7 +16,7 @@ include:
 {%-   set link_id = 'wireguard-service-running-file-symlink-' ~ name %}
 {#-   systemd: a drop-in names <config_dir>/<if>.conf where it is not /etc/wireguard
       (the stock wg-quick@ reads /etc/wireguard/%i.conf only); gone when it is. #}
-{%-   set dropin = salt['wireguard.service_dropin'](name, wireguard.config_dir,
+{%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
                                                    wireguard.service.name) %}
 {%-   set dropin_id = 'wireguard-service-running-file-dropin-' ~ name %}
 {%-   set reload_id = 'wireguard-service-running-module-run-daemon-reload-' ~ name %}
@@ -56,7 +56,7 @@ include:
 {%-     endif %}
 {%-   endif %}
 {#-   OpenRC: Alpine's init script reads /etc/wireguard/<if>.conf only: a link there. #}
-{%-   set conf_link = salt['wireguard.service_link'](name, wireguard.config_dir,
+{%-   set conf_link = salt['wireguard_layout.service_link'](name, wireguard.config_dir,
                                                     wireguard.service.link_target) %}
 {%-   set conf_link_id = 'wireguard-service-running-file-conf-link-' ~ name %}
 {#-   (with the default dir the link's place is the conf's: nothing to do there) #}
