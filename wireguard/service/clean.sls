@@ -15,12 +15,14 @@
     - name: {{ wireguard.service.name | replace('{interface}', name) | json }}
     - enable: false
 {%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
-                                                   wireguard.service.name) %}
+                                                          wireguard.service.name) %}
 {%-   if dropin and salt['file.file_exists'](dropin.path) %}
 
 {{ ('wireguard-service-clean-file-absent-dropin-' ~ name) | json }}:
   file.absent:
-    - name: {{ dropin.path | json }}
+{#- the unit's .d directory too when the drop-in is all it holds (the formula made it) #}
+{%-   set dropin_dir = dropin.path.rsplit('/', 1)[0] %}
+    - name: {{ (dropin_dir if salt['file.readdir'](dropin_dir) | length == 3 else dropin.path) | json }}
     - require:
       - service: {{ ('wireguard-service-clean-service-dead-' ~ name) | json }}
 
@@ -31,7 +33,7 @@
       - file: {{ ('wireguard-service-clean-file-absent-dropin-' ~ name) | json }}
 {%-   endif %}
 {%-   set conf_link = salt['wireguard_layout.service_link'](name, wireguard.config_dir,
-                                                    wireguard.service.link_target) %}
+                                                           wireguard.service.link_target) %}
 {%-   if conf_link and conf_link.target and salt['file.is_link'](conf_link.path) %}
 
 {{ ('wireguard-service-clean-file-absent-conf-link-' ~ name) | json }}:

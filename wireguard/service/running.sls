@@ -17,7 +17,7 @@ include:
 {#-   systemd: a drop-in names <config_dir>/<if>.conf where it is not /etc/wireguard
       (the stock wg-quick@ reads /etc/wireguard/%i.conf only); gone when it is. #}
 {%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
-                                                   wireguard.service.name) %}
+                                                          wireguard.service.name) %}
 {%-   set dropin_id = 'wireguard-service-running-file-dropin-' ~ name %}
 {%-   set reload_id = 'wireguard-service-running-module-run-daemon-reload-' ~ name %}
 {%-   set has_dropin = dropin and (dropin.text and not iface.absent
@@ -36,7 +36,9 @@ include:
 
 {{ dropin_id | json }}:
   file.absent:
-    - name: {{ dropin.path | json }}
+{#- the unit's .d directory too when the drop-in is all it holds (the formula made it) #}
+{%-   set dropin_dir = dropin.path.rsplit('/', 1)[0] %}
+    - name: {{ (dropin_dir if salt['file.readdir'](dropin_dir) | length == 3 else dropin.path) | json }}
 {%-     if iface.absent %}
     - require:
       - service: {{ ('wireguard-service-running-service-dead-' ~ name) | json }}
@@ -57,7 +59,7 @@ include:
 {%-   endif %}
 {#-   OpenRC: Alpine's init script reads /etc/wireguard/<if>.conf only: a link there. #}
 {%-   set conf_link = salt['wireguard_layout.service_link'](name, wireguard.config_dir,
-                                                    wireguard.service.link_target) %}
+                                                           wireguard.service.link_target) %}
 {%-   set conf_link_id = 'wireguard-service-running-file-conf-link-' ~ name %}
 {#-   (with the default dir the link's place is the conf's: nothing to do there) #}
 {%-   set has_conf_link = conf_link and conf_link.target and (
