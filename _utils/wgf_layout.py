@@ -49,7 +49,7 @@ SYSTEM_FILES = frozenset({"/etc/sysctl.conf"})
 _PATH = re.compile(r"/[A-Za-z0-9._@+/-]*")
 _UNIT = re.compile(r"[A-Za-z0-9:_.@{}\\-]+")
 _FIREWALLS = ("auto", "nftables", "iptables", "none")
-_PKG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:~@/-]*")
+_PKG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:~@/=<>*-]*")
 
 
 class _Errors(list):
@@ -115,8 +115,13 @@ def _names(value, key, errors):
         errors.add(key, f"must be a list of package names, not {type(value).__name__} "
                         f"{shown(value)}")
         return []
-    return [v for i, v in enumerate(value)
-            if _text(v, f"{key}:{i}", errors, pattern=_PKG_NAME, what="a package name")]
+    for i, item in enumerate(value):
+        if isinstance(item, dict) and len(item) == 1:  # pkg.installed's {name: version}
+            (item, version), = item.items()
+            if not isinstance(version, (str, int, float)) or isinstance(version, bool):
+                errors.add(f"{key}:{i}", f"{shown(version)} is not a version")
+        _text(item, f"{key}:{i}", errors, pattern=_PKG_NAME, what="a package name")
+    return value
 
 
 def check_config_dir(value, key="config_dir"):

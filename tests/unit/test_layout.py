@@ -113,6 +113,12 @@ def test_every_lookup_value_is_type_checked(changes, key):
     assert f"wireguard:lookup:{key}: " in message, message
 
 
+def test_package_lists_take_names_and_pinned_versions():
+    values = with_lookup(pkgs={"extra": ["wireguard-tools-openrc", {"nftables": "1.0.6-2"}]})
+    assert wgf_layout.check_map(values) is values
+    assert "wireguard:lookup:pkgs:extra:0" in refusal(with_lookup(pkgs={"extra": [{"x": []}]}))
+
+
 def test_every_problem_is_named_at_once():
     message = refusal(with_lookup(config_dir="/etc", sysctl_file="/", install_go=1))
     for key in ("config_dir", "sysctl_file", "install_go"):
