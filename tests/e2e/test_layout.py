@@ -73,6 +73,13 @@ def test_the_unit_runs_the_file_in_the_config_dir(layout_mesh):
     changed = {m: [sid for sid, r in states.items() if r.get("changes")]
                for m, states in again.items()}
     assert changed == {m: [] for m in NODES}, changed
+    # back to the default dir: the drop-in (and its .d directory) would go
+    ret = lab.master.salt("lay1", "state.apply", "wireguard", test=True, timeout=120,
+                          pillar={"wireguard": {"lookup": {"config_dir": "/etc/wireguard"}}})
+    dropin = [r for sid, r in ret["lay1"].items() if "file-dropin-wg1" in sid]
+    assert len(dropin) == 1 and dropin[0]["result"] is None, json.dumps(ret)[:3000]
+    assert dropin[0]["name"] == DROPIN.rsplit("/", 1)[0]
+    assert host.file_exists(DROPIN)
 
 
 def test_rotate_keys_check_and_audit_use_the_config_dir(layout_mesh):
