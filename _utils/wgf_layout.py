@@ -52,6 +52,14 @@ _FIREWALLS = ("auto", "nftables", "iptables", "none")
 _PKG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+:~@/=<>*-]*")
 
 
+def _shown(value):
+    """A value as a refusal shows it: a string quoted (and cut short), anything else by
+    its type only (an integer past Python's digit limit has no ``str``)."""
+    if isinstance(value, str):
+        return shown(value if len(value) <= 100 else value[:100] + "...")
+    return "null" if value is None else f"a value of type {type(value).__name__}"
+
+
 class _Errors(list):
     def add(self, key, message):
         self.append(f"wireguard:lookup:{key}: {message}")
@@ -61,24 +69,23 @@ def _path(value, key, errors, what="directory"):
     """``value`` if it is an absolute, normalised path of safe characters, else None
     (with the reason in ``errors``)."""
     if not isinstance(value, str):
-        errors.add(key, f"must be an absolute path (a string), not {type(value).__name__} "
-                        f"{shown(value)}")
+        errors.add(key, f"must be an absolute path (a string), not {_shown(value)}")
         return None
     if not value.startswith("/"):
-        errors.add(key, f"{shown(value)} is not an absolute path")
+        errors.add(key, f"{_shown(value)} is not an absolute path")
         return None
     if not _PATH.fullmatch(value):
-        errors.add(key, f"{shown(value)}: only letters, digits and . _ @ + - / are allowed "
+        errors.add(key, f"{_shown(value)}: only letters, digits and . _ @ + - / are allowed "
                         "in a path")
         return None
     if ".." in value.split("/") or "." in value.split("/")[1:] \
             or os.path.normpath(value) != value:
-        errors.add(key, f"{shown(value)} is not a normalised path (no '.', '..', '//' or "
-                        f"trailing '/'): write {shown(os.path.normpath(value))}")
+        errors.add(key, f"{_shown(value)} is not a normalised path (no '.', '..', '//' or "
+                        f"trailing '/'): write {_shown(os.path.normpath(value))}")
         return None
     if value in SYSTEM_DIRS or any(value == d or value.startswith(d + "/") for d in _VIRTUAL) \
             or any(os.path.dirname(d) == value for d in SYSTEM_DIRS if d != "/"):
-        errors.add(key, f"{shown(value)} is a system directory: the formula would change "
+        errors.add(key, f"{_shown(value)} is a system directory: the formula would change "
                         f"its mode and clean would remove it; name a {what} of its own, "
                         f"such as {DEFAULT_CONFIG_DIR}")
         return None
@@ -89,7 +96,7 @@ def _text(value, key, errors, null=False, pattern=None, what="a name"):
     if value is None and null:
         return None
     if not isinstance(value, str) or not value or (pattern and not pattern.fullmatch(value)):
-        errors.add(key, f"{shown(value)} is not {what}" + (" or null" if null else ""))
+        errors.add(key, f"{_shown(value)} is not {what}" + (" or null" if null else ""))
         return None
     return value
 
@@ -97,14 +104,14 @@ def _text(value, key, errors, null=False, pattern=None, what="a name"):
 def _bool(value, key, errors, null=False):
     if isinstance(value, bool) or (value is None and null):
         return value
-    errors.add(key, f"{shown(value)} is not true or false" + (" or null" if null else ""))
+    errors.add(key, f"{_shown(value)} is not true or false" + (" or null" if null else ""))
     return None
 
 
 def _mapping(value, key, errors):
     if isinstance(value, dict):
         return value
-    errors.add(key, f"must be a mapping, not {type(value).__name__} {shown(value)}")
+    errors.add(key, f"must be a mapping, not {_shown(value)}")
     return {}
 
 
@@ -112,14 +119,13 @@ def _names(value, key, errors):
     if value is None:
         return []
     if not isinstance(value, list):
-        errors.add(key, f"must be a list of package names, not {type(value).__name__} "
-                        f"{shown(value)}")
+        errors.add(key, f"must be a list of package names, not {_shown(value)}")
         return []
     for i, item in enumerate(value):
         if isinstance(item, dict) and len(item) == 1:  # pkg.installed's {name: version}
             (item, version), = item.items()
             if not isinstance(version, (str, int, float)) or isinstance(version, bool):
-                errors.add(f"{key}:{i}", f"{shown(version)} is not a version")
+                errors.add(f"{key}:{i}", f"{_shown(version)} is not a version")
         _text(item, f"{key}:{i}", errors, pattern=_PKG_NAME, what="a package name")
     return value
 
@@ -139,8 +145,7 @@ def check_map(values):
     ``values`` itself, or a SaltInvocationError that lists every bad key."""
     errors = _Errors()
     if not isinstance(values, dict):
-        raise SaltInvocationError(f"wireguard:lookup: must be a mapping, not "
-                                  f"{type(values).__name__} {shown(values)}")
+        raise SaltInvocationError(f"wireguard:lookup: must be a mapping, not {_shown(values)}")
     pkgs = _mapping(values.get("pkgs"), "pkgs", errors)
     _text(pkgs.get("tools"), "pkgs:tools", errors, pattern=_PKG_NAME, what="a package name")
     for name in ("resolvconf", "go"):
@@ -150,7 +155,7 @@ def check_map(values):
         for backend, names in _mapping(pkgs["firewall"], "pkgs:firewall", errors).items():
             if backend not in _FIREWALLS[1:]:
                 errors.add(f"pkgs:firewall:{backend}",
-                           f"{shown(backend)} is not one of {', '.join(_FIREWALLS[1:])}")
+                           f"{_shown(backend)} is not one of {', '.join(_FIREWALLS[1:])}")
             _names(names, f"pkgs:firewall:{backend}", errors)
     _names(pkgs.get("extra"), "pkgs:extra", errors)
     _bool(values.get("install_go"), "install_go", errors)
@@ -160,12 +165,12 @@ def check_map(values):
     name = _text(service.get("name"), "service:name", errors, pattern=_UNIT,
                  what="a service name (letters, digits, : _ . @ - and {interface})")
     if name and "{interface}" not in name:
-        errors.add("service:name", f"{shown(name)} must contain {{interface}}: each "
+        errors.add("service:name", f"{_shown(name)} must contain {{interface}}: each "
                                    "interface runs as its own service")
     link = service.get("link")
     if link is not None and _text(link, "service:link", errors, what="a path") \
             and "{interface}" not in link:
-        errors.add("service:link", f"{shown(link)} must contain {{interface}}")
+        errors.add("service:link", f"{_shown(link)} must contain {{interface}}")
     elif link is not None and isinstance(link, str):
         _path(link.replace("{interface}", "wg0"), "service:link", errors, "file")
     target = service.get("link_target")
@@ -176,12 +181,12 @@ def check_map(values):
                                           "together: set both or neither")
     sysctl_file = _path(values.get("sysctl_file"), "sysctl_file", errors, "file")
     if sysctl_file and (sysctl_file in SYSTEM_FILES or not sysctl_file.endswith(".conf")):
-        errors.add("sysctl_file", f"{shown(sysctl_file)}: name a file of the formula's own "
+        errors.add("sysctl_file", f"{_shown(sysctl_file)}: name a file of the formula's own "
                                   "ending in .conf, such as /etc/sysctl.d/99-wireguard.conf "
                                   "(clean removes it)")
     firewall = values.get("firewall")
     if firewall is not None and firewall not in _FIREWALLS:
-        errors.add("firewall", f"{shown(firewall)} is not one of {', '.join(_FIREWALLS)}")
+        errors.add("firewall", f"{_shown(firewall)} is not one of {', '.join(_FIREWALLS)}")
     if errors:
         raise SaltInvocationError("; ".join(errors))
     return values
@@ -219,7 +224,7 @@ def dropin(interface, config_dir, service=DEFAULT_SERVICE, init="systemd"):
     if init != "systemd":
         return None
     if not is_interface_name(interface):
-        raise SaltInvocationError(f"interface {shown(interface)}: not a valid interface name")
+        raise SaltInvocationError(f"interface {_shown(interface)}: not a valid interface name")
     check_config_dir(config_dir)
     wanted = service == DEFAULT_SERVICE and config_dir != DEFAULT_CONFIG_DIR
     return {"path": dropin_path(interface, service),
@@ -259,7 +264,7 @@ def openrc_link(interface, config_dir, link_target):
     if link_target != STOCK_OPENRC_SCRIPT:
         return None
     if not is_interface_name(interface):
-        raise SaltInvocationError(f"interface {shown(interface)}: not a valid interface name")
+        raise SaltInvocationError(f"interface {_shown(interface)}: not a valid interface name")
     check_config_dir(config_dir)
     wanted = config_dir != DEFAULT_CONFIG_DIR
     return {"path": f"{DEFAULT_CONFIG_DIR}/{interface}.conf",

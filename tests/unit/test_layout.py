@@ -125,8 +125,15 @@ def test_every_problem_is_named_at_once():
         assert f"wireguard:lookup:{key}:" in message
 
 
+def test_refusals_show_no_huge_value():
+    """An integer past Python's 4,300-digit limit has no str: the refusal names its type."""
+    message = refusal(with_lookup(config_dir=10 ** 5000, install_go=10 ** 5000,
+                                  service={"name": "x" * 10_000}))
+    assert "a value of type int" in message and len(message) < 1000
+
+
 def test_a_lookup_that_is_no_mapping():
-    for value in ("x", ["config_dir"], 5, None):
+    for value in ("x", ["config_dir"], 5, None, 10 ** 5000):
         assert refusal(value).startswith("wireguard:lookup: must be a mapping")
 
 
