@@ -137,12 +137,11 @@ def test_a_lookup_that_is_no_mapping():
         assert refusal(value).startswith("wireguard:lookup: must be a mapping")
 
 
-VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=12)
-    | st.sampled_from(["/", "/etc", "/etc/wireguard", "..", "/a/../b", "{interface}"]),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-        st.sampled_from(["tools", "go", "name", "link", "link_target", "nftables", "x"]),
-        inner, max_size=3), max_leaves=8)
+SCALARS = (st.none() | st.booleans() | st.integers() | st.text(max_size=12)
+           | st.sampled_from(["/", "/etc", "/etc/wireguard", "..", "/a/../b", "{interface}"]))
+NAMES = st.sampled_from(["tools", "go", "name", "link", "link_target", "nftables", "x"])
+VALUES = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(
+    NAMES, SCALARS | st.lists(SCALARS, max_size=3), max_size=3)
 KEYS = st.sampled_from(["pkgs", "install_go", "install_recommends", "config_dir", "service",
                         "sysctl_file", "firewall"])
 
