@@ -34,6 +34,7 @@ import wgf_firewall
 import wgf_health
 import wgf_iproute
 import wgf_keys
+import wgf_layout
 import wgf_networks
 import wgf_psk
 import wgf_schema
@@ -41,7 +42,7 @@ import wgf_schema
 # After ``saltutil.sync_all`` a running minion loads this module again: read its utils
 # again too, instead of the copies an earlier load left in ``sys.modules``.
 for _util in (wgf_addr, wgf_keys, wgf_files, wgf_networks, wgf_clients, wgf_firewall, wgf_schema,
-              wgf_conf, wgf_dump, wgf_health, wgf_iproute, wgf_psk):
+              wgf_conf, wgf_dump, wgf_health, wgf_iproute, wgf_psk, wgf_layout):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -321,10 +322,9 @@ def _map():
         except Exception as exc:  # whatever the file server says: use the defaults
             log.debug("wireguard: no map data from %s: %s", MAP_DATA, exc)
         if not isinstance(data, dict) or not data.get("config_dir"):
-            lookup = __salt__["pillar.get"]("wireguard:lookup", {}, unmask=True)
-            lookup = lookup if isinstance(lookup, dict) else {}
+            lookup = wgf_layout.read_lookup(__salt__["pillar.get"])
             service = lookup.get("service") if isinstance(lookup.get("service"), dict) else {}
-            data = {"config_dir": lookup.get("config_dir") or DEFAULT_CONFIG_DIR,
+            data = {"config_dir": wgf_layout.config_dir(lookup),
                     "service": {"name": service.get("name") or DEFAULT_SERVICE}}
         __context__["wireguard.map"] = data
     return __context__["wireguard.map"]
@@ -332,8 +332,8 @@ def _map():
 
 def _config_dir(config_dir=None):
     # not the map: a file server request from the beacon (minion's main process) stalls it
-    return config_dir or __salt__["pillar.get"]("wireguard:lookup:config_dir",
-                                                DEFAULT_CONFIG_DIR, unmask=True)
+    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
+                                 config_dir if config_dir != "" else None)
 
 
 def is_interface_name(name):

@@ -20,9 +20,10 @@ from salt.exceptions import CommandExecutionError
 import wgf_addr
 import wgf_files
 import wgf_keys
+import wgf_layout
 import wgf_rotate
 
-for _util in (wgf_addr, wgf_files, wgf_keys, wgf_rotate):
+for _util in (wgf_addr, wgf_files, wgf_keys, wgf_layout, wgf_rotate):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,8 @@ def __virtual__():
 
 
 def _config_dir():
-    lookup = __salt__["pillar.get"]("wireguard:lookup", {})
-    return (lookup.get("config_dir") if isinstance(lookup, dict) else None) \
-        or DEFAULT_CONFIG_DIR
+    # unmasked, as the wireguard module reads it: Salt 3008 masks pillar.get's values
+    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]))
 
 
 def _wg(args):
@@ -67,8 +67,7 @@ def stage(orders):
         try:
             if not os.path.exists(path):
                 wgf_files.write_private(path, wgf_keys.genkey() + "\n")
-            with open(path, encoding="ascii") as handle:
-                following = wgf_keys.pubkey(handle.read().strip())
+            following = wgf_keys.pubkey(wgf_files.read_key(path) or "", path)
         except (OSError, ValueError) as exc:
             raise CommandExecutionError(f"{interface}: the next key {path} cannot be made "
                                         f"or read: {type(exc).__name__}") from None

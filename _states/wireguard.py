@@ -258,7 +258,7 @@ def _peer_absent(ret, interface):
     return _pending(ret, f"Peer {name} removed from {interface}")
 
 
-def peers_purged(name, keep=None, keep_clients=False, config_dir="/etc/wireguard"):
+def peers_purged(name, keep=None, keep_clients=False, config_dir=None):
     """
     The live interface holds no peer other than those in ``keep``.
 
@@ -294,7 +294,7 @@ def _peers_purged(ret, keep, keep_clients=False, config_dir=None):
 # ------------------------------------------------------------ live interface
 
 
-def interface(name, config_dir="/etc/wireguard"):
+def interface(name, config_dir=None):
     """
     The running interface is what a restart of its service would build from the
     config file the formula writes, changed in place: private key, listen port and
@@ -364,6 +364,7 @@ def _auto_mtu(iface, live, allowed):
 
 def _interface(ret, config_dir):
     interface = ret["name"]
+    config_dir = _dir(config_dir)
     if interface not in __salt__["wireguard.interfaces"]():
         ret["comment"] = f"Interface {interface} is not up; it is built from its file at start"
         return ret
@@ -409,6 +410,10 @@ def _allowed_ips(iface, live):
         allowed += [c for key, peer in live["peers"].items() if key not in declared
                     for c in peer["allowed_ips"]]
     return allowed
+
+
+def _dir(config_dir):  # the argument, else pillar's lookup:config_dir; checked either way
+    return __salt__["wireguard_layout.config_dir"](config_dir)
 
 
 def _private_key_of(iface, config_dir):
@@ -486,7 +491,7 @@ def _mode_fix(ret, path):
             os.chmod(path, 0o600)
 
 
-def private_key(name, config_dir="/etc/wireguard"):
+def private_key(name, config_dir=None):
     """
     The interface's private key is in ``<config_dir>/<name>.key`` (0600, root): the
     one pillar gives, or one generated once on the minion and then kept. Only the
@@ -500,6 +505,7 @@ def private_key(name, config_dir="/etc/wireguard"):
 
 def _private_key(ret, config_dir):
     interface = ret["name"]
+    config_dir = _dir(config_dir)
     path = os.path.join(config_dir, f"{interface}.key")
     if not __opts__["test"]:
         wgf_files.remove_stale_temps(path)
@@ -547,7 +553,7 @@ def _rendered(interface, config_dir):
             iface["warnings"])
 
 
-def config(name, config_dir="/etc/wireguard", service=None):
+def config(name, config_dir=None, service=None):
     """
     ``<config_dir>/<name>.conf`` is the wg-quick config rendered from pillar (0600,
     written atomically). Changes are reported as a diff with keys masked.
@@ -570,6 +576,7 @@ def config(name, config_dir="/etc/wireguard", service=None):
 
 def _config(ret, config_dir, service):
     interface = ret["name"]
+    config_dir = _dir(config_dir)
     path = os.path.join(config_dir, f"{interface}.conf")
     if not __opts__["test"]:
         wgf_files.remove_stale_temps(path)
@@ -677,7 +684,7 @@ def _client_psks(iface, config_dir):
     return found
 
 
-def clients(name, config_dir="/etc/wireguard"):
+def clients(name, config_dir=None):
     """
     The interface's clients (pillar ``clients``) have their addresses, kept in
     ``<config_dir>/<name>.clients.json``, and their keys: a private key (none for a BYO
@@ -694,6 +701,7 @@ def clients(name, config_dir="/etc/wireguard"):
 
 def _clients(ret, config_dir):
     interface = ret["name"]
+    config_dir = _dir(config_dir)
     declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
     if declared is None:
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
@@ -758,7 +766,7 @@ def _client_peers_wanted(interface, config_dir):
             if p.get("client")}
 
 
-def client_peers(name, config_dir="/etc/wireguard"):
+def client_peers(name, config_dir=None):
     """
     The live interface holds each of its clients as a peer: its public key, its
     addresses as AllowedIPs, its preshared key (read from the minion's file). Applied
@@ -772,6 +780,7 @@ def client_peers(name, config_dir="/etc/wireguard"):
 
 def _client_peers(ret, config_dir):
     interface = ret["name"]
+    config_dir = _dir(config_dir)
     wanted = _client_peers_wanted(interface, config_dir)
     live = _live(interface)
     todo = []

@@ -132,7 +132,7 @@ def _firewall_plan(interfaces, backend):
     return plan
 
 
-def firewall(name, config_dir="/etc/wireguard"):
+def firewall(name, config_dir=None):
     """
     The formula's firewall is exactly what pillar asks for: ``table inet wireguard``
     under ``wireguard:lookup:firewall: nftables``, the ``WIREGUARD-*`` chains under

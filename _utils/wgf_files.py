@@ -7,6 +7,8 @@ import os
 import shutil
 import tempfile
 
+from salt.exceptions import CommandExecutionError
+
 
 def _temp_prefix(path):
     return f".{os.path.basename(path)}."
@@ -22,9 +24,17 @@ def remove_stale_temps(path, prefix=None):
                 os.unlink(os.path.join(directory, entry))
 
 
+def _not_a_directory(path):
+    return CommandExecutionError(
+        f"{path} is a directory, where the formula keeps a file: move it out of the way")
+
+
 def write_many(files, sync_each=True):
     """Write ``{path: text or bytes}`` atomically, each 0600; ``sync_each=False`` syncs
     once for all of them (a thousand key files)."""
+    for path in files:
+        if os.path.isdir(path):  # os.replace would fail half-way through the files
+            raise _not_a_directory(path)
     temps = {}
     try:
         for path, data in files.items():
@@ -53,12 +63,15 @@ def write_private(path, data):
 
 
 def read(path):
-    """The text of ``path``, or None when there is no such file."""
+    """The text of ``path``, or None when there is no such file; a directory there is
+    refused (CommandExecutionError naming it)."""
     try:
         with open(path, encoding="ascii", errors="replace") as handle:
             return handle.read()
     except FileNotFoundError:
         return None
+    except IsADirectoryError:
+        raise _not_a_directory(path) from None
 
 
 def read_key(path):

@@ -15,14 +15,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUT = REPO / "docs" / "reference.md"
-#: (title, Salt's name for the kind, the loader files), in the page's order.
-SECTIONS = (
-    ("Execution module", "salt-call", ("_modules/wireguard.py", "_modules/wireguard_rotate.py")),
-    ("States", "state", ("_states/wireguard.py", "_states/wireguard_firewall.py")),
-    ("Runner", "salt-run", ("_runners/wireguard.py",)),
-    ("Beacon", "beacon", ("_beacons/wireguard.py",)),
-    ("External pillar", "ext_pillar", ("_pillar/wireguard.py",)),
+#: (title, Salt's name for the kind, the loader directory), in the page's order.
+KINDS = (
+    ("Execution module", "salt-call", "_modules"),
+    ("States", "state", "_states"),
+    ("Runner", "salt-run", "_runners"),
+    ("Beacon", "beacon", "_beacons"),
+    ("External pillar", "ext_pillar", "_pillar"),
 )
+
+
+def loader_files(directory):
+    """The loader files of one kind, ``wireguard.py`` first (it is the main one)."""
+    names = sorted(p.name for p in (REPO / directory).glob("*.py"))
+    return [f"{directory}/{n}" for n in sorted(names, key=lambda n: n != "wireguard.py")]
+
+
+SECTIONS = tuple((title, kind, loader_files(d)) for title, kind, d in KINDS)
 HEADER = """# Reference
 
 The public functions, states and runners of the formula, with their arguments, made

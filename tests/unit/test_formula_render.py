@@ -173,6 +173,8 @@ def _worker():
                         config_dir=case["config_dir"])
                 except Exception as exc:  # reported to the test
                     answer["interfaces"] = f"{type(exc).__name__}: {exc}"
+            for i, (fun_name, args, kwargs) in enumerate(case.get("calls", [])):
+                answer[f"call{i}"] = caller.cmd(fun_name, *args, **kwargs)
             for sls_file in case.get("templates", []):
                 answer[sls_file] = caller.cmd(
                     "slsutil.renderer", f"salt://{sls_file}", default_renderer="jinja",
@@ -210,7 +212,7 @@ class Renderer:
 
     def render(self, os_name="debian-12", pillar=None, sls=("wireguard",), minion_id=None,
                interfaces=True, templates=(), capture_log=False, grains=None,
-               extra_pillar=None):
+               extra_pillar=None, calls=()):
         with self.lock:
             self.count += 1
             case_dir = self.tmp / f"case{self.count}"
@@ -245,7 +247,7 @@ class Renderer:
             request = {"config": str(case_dir / "conf" / "minion"), "sls": list(sls),
                        "interfaces": wireguard if interfaces else None,
                        "config_dir": str(config_dir), "templates": list(templates),
-                       "capture_log": capture_log}
+                       "capture_log": capture_log, "calls": list(calls)}
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             while True:
@@ -337,6 +339,7 @@ def test_os_map(renderer, os_name, firewall):
     removed = arg(clean["wireguard-package-clean-pkg-removed"], "pkgs")
     assert sorted(removed) == sorted([expect["tools"], *expect["extra"]])
     assert arg(clean["wireguard-service-clean-service-dead-wg0"], "name") == unit.format("wg0")
+    assert fun(clean["wireguard-config-clean-file-absent"]) == "wireguard.config_dir_absent"
     assert arg(clean["wireguard-config-clean-file-absent"], "name") == config_dir
 
 
@@ -483,8 +486,10 @@ def test_run_order(renderer):
 
 def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
+    # the marker: the formula makes the config dir (not there yet), so clean may remove it
     assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
-        "wireguard-config-key-file-directory", "wireguard-firewall-rules-wireguard-firewall",
+        "wireguard-config-key-file-directory", "wireguard-config-key-file-managed-marker",
+        "wireguard-firewall-rules-wireguard-firewall",
         "wireguard-package-install-pkg-installed"]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
@@ -520,8 +525,10 @@ def test_config_key_alone_makes_only_keys(renderer):
     got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)),
                  "wireguard.config.key")
     assert sorted(fun(s) for s in got.values()) == [
-        "file.directory", "pkg.installed", "wireguard.private_key", "wireguard.private_key",
-        "wireguard.private_key"]
+        "file.directory", "file.managed", "pkg.installed", "wireguard.private_key",
+        "wireguard.private_key", "wireguard.private_key"]
+    assert arg(got["wireguard-config-key-file-managed-marker"], "name").endswith(
+        "/.wireguard-formula")
 
 
 def test_orchestrate(renderer):

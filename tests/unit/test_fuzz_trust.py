@@ -429,6 +429,6 @@ def test_a_next_key_path_that_is_a_directory_is_refused(rotate, monkeypatch_modu
     module, config_dir = rotate
     monkeypatch_module.setattr(module, "_wg", FakeWg())
     os.makedirs(os.path.join(config_dir, "wg2.key.next"))
-    with pytest.raises(SALTS_OWN, match=r"wg2: the next key .*wg2.key.next cannot be made "
-                                        r"or read: IsADirectoryError"):
+    with pytest.raises(SALTS_OWN, match=r"wg2.key.next is a directory, where the formula "
+                                        r"keeps a file"):
         module.stage({"a": ["wg2"]})

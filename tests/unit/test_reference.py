@@ -72,7 +72,7 @@ def test_no_page_names_a_function_the_code_does_not_have(page):
     unknown = set()
     # a pillar top file's "- wireguard.server" names a pillar file, not a function
     text = re.sub(r"(?m)^\s*- wireguard\.[\w.]+$", "", page.read_text())
-    for match in re.finditer(r"\bwireguard(?:_rotate)?\.([a-z_]+)(?:\.[a-z_]+)*", text):
+    for match in re.finditer(r"\bwireguard(?:_rotate|_layout)?\.([a-z_]+)(?:\.[a-z_]+)*", text):
         if match.group(1) in functions | FILE_SUFFIXES or match.group(0) in sls:
             continue
         unknown.add(match.group(0))

@@ -10,6 +10,7 @@ from salt.exceptions import CommandExecutionError
 import wgf_clients
 import wgf_files
 import wgf_keys
+import wgf_layout
 import wgf_schema
 from tests.unit.conftest import load
 
@@ -40,6 +41,8 @@ class FakeMinion:
             "wireguard.resolve_endpoint": lambda e: [e],
             "wireguard.service_name": lambda i: f"wg-quick@{i}",
             "wireguard.pillar_interfaces": self.pillar_interfaces,
+            "wireguard_layout.config_dir": lambda config_dir=None: wgf_layout.config_dir(
+                self.pillar.get("lookup") or {}, config_dir or self.config_dir),
             "pillar.get": lambda key, default=None, unmask=False: (
                 self.pillar if key == "wireguard" else default),
             "cmd.run_all": self.run_all,

@@ -24,6 +24,20 @@ wireguard-config-key-file-directory:
     - mode: '0700'
     - require:
       - sls: {{ sls_package_install }}
+{%- if not salt['file.directory_exists'](config_dir) %}
+
+{#- The formula makes the directory: say so, so that clean removes it (only then). #}
+wireguard-config-key-file-managed-marker:
+  file.managed:
+    - name: {{ (config_dir ~ '/.wireguard-formula') | json }}
+    - contents: "# The wireguard formula made this directory: wireguard.clean removes it when empty.\n"
+    - user: root
+    - group: root
+    - mode: '0600'
+    - replace: false
+    - require:
+      - file: wireguard-config-key-file-directory
+{%- endif %}
 
 {%- for name, iface in interfaces | dictsort if not iface.absent %}
 

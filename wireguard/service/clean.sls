@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # Stops and disables the service of every interface (wg-quick down removes
-# the interface, its routes and its NAT rules), and removes OpenRC links.
+# the interface, its routes and its NAT rules), and removes OpenRC links and the
+# formula's systemd drop-ins (OpenRC: its links in /etc/wireguard).
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
@@ -13,6 +14,34 @@
   service.dead:
     - name: {{ wireguard.service.name | replace('{interface}', name) | json }}
     - enable: false
+{%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
+                                                          wireguard.service.name) %}
+{%-   if dropin and salt['file.file_exists'](dropin.path) %}
+
+{{ ('wireguard-service-clean-file-absent-dropin-' ~ name) | json }}:
+  file.absent:
+{#- the unit's .d directory too when the drop-in is all it holds (the formula made it) #}
+{%-   set dropin_dir = dropin.path.rsplit('/', 1)[0] %}
+    - name: {{ (dropin_dir if salt['file.readdir'](dropin_dir) | length == 3 else dropin.path) | json }}
+    - require:
+      - service: {{ ('wireguard-service-clean-service-dead-' ~ name) | json }}
+
+{{ ('wireguard-service-clean-module-run-daemon-reload-' ~ name) | json }}:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: {{ ('wireguard-service-clean-file-absent-dropin-' ~ name) | json }}
+{%-   endif %}
+{%-   set conf_link = salt['wireguard_layout.service_link'](name, wireguard.config_dir,
+                                                           wireguard.service.link_target) %}
+{%-   if conf_link and conf_link.target and salt['file.is_link'](conf_link.path) %}
+
+{{ ('wireguard-service-clean-file-absent-conf-link-' ~ name) | json }}:
+  file.absent:
+    - name: {{ conf_link.path | json }}
+    - require:
+      - service: {{ ('wireguard-service-clean-service-dead-' ~ name) | json }}
+{%-   endif %}
 {%-   if wireguard.service.link %}
 
 {{ ('wireguard-service-clean-file-absent-' ~ name) | json }}:

@@ -14,6 +14,73 @@ include:
 {%- for name, iface in interfaces | dictsort %}
 {%-   set unit = wireguard.service.name | replace('{interface}', name) %}
 {%-   set link_id = 'wireguard-service-running-file-symlink-' ~ name %}
+{#-   systemd: a drop-in names <config_dir>/<if>.conf where it is not /etc/wireguard
+      (the stock wg-quick@ reads /etc/wireguard/%i.conf only); gone when it is. #}
+{%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
+                                                          wireguard.service.name) %}
+{%-   set dropin_id = 'wireguard-service-running-file-dropin-' ~ name %}
+{%-   set reload_id = 'wireguard-service-running-module-run-daemon-reload-' ~ name %}
+{%-   set has_dropin = dropin and (dropin.text and not iface.absent
+                                   or salt['file.file_exists'](dropin.path)) %}
+{%-   if has_dropin and dropin.text and not iface.absent %}
+
+{{ dropin_id | json }}:
+  file.managed:
+    - name: {{ dropin.path | json }}
+    - contents: {{ dropin.text | json }}
+    - user: root
+    - group: root
+    - mode: '0644'
+    - makedirs: true
+{%-   elif has_dropin %}
+
+{{ dropin_id | json }}:
+  file.absent:
+{#- the unit's .d directory too when the drop-in is all it holds (the formula made it) #}
+{%-   set dropin_dir = dropin.path.rsplit('/', 1)[0] %}
+    - name: {{ (dropin_dir if salt['file.readdir'](dropin_dir) | length == 3 else dropin.path) | json }}
+{%-     if iface.absent %}
+    - require:
+      - service: {{ ('wireguard-service-running-service-dead-' ~ name) | json }}
+{%-     endif %}
+{%-   endif %}
+{%-   if has_dropin %}
+
+{{ reload_id | json }}:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: {{ dropin_id | json }}
+{%-     if not iface.absent %}
+{#-     before the conf's state, which may restart the service: the unit names the file #}
+    - require_in:
+      - wireguard: {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}
+{%-     endif %}
+{%-   endif %}
+{#-   OpenRC: Alpine's init script reads /etc/wireguard/<if>.conf only: a link there. #}
+{%-   set conf_link = salt['wireguard_layout.service_link'](name, wireguard.config_dir,
+                                                           wireguard.service.link_target) %}
+{%-   set conf_link_id = 'wireguard-service-running-file-conf-link-' ~ name %}
+{#-   (with the default dir the link's place is the conf's: nothing to do there) #}
+{%-   set has_conf_link = conf_link and conf_link.target and (
+                            not iface.absent or salt['file.is_link'](conf_link.path)) %}
+{%-   if has_conf_link and not iface.absent %}
+
+{{ conf_link_id | json }}:
+  file.symlink:
+    - name: {{ conf_link.path | json }}
+    - target: {{ conf_link.target | json }}
+    - makedirs: true
+    - require:
+      - wireguard: {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}
+{%-   elif has_conf_link %}
+
+{{ conf_link_id | json }}:
+  file.absent:
+    - name: {{ conf_link.path | json }}
+    - require:
+      - service: {{ ('wireguard-service-running-service-dead-' ~ name) | json }}
+{%-   endif %}
 {%-   if wireguard.service.link and not iface.absent %}
 
 {{ link_id | json }}:
@@ -34,6 +101,12 @@ include:
 {%-     if wireguard.service.link %}
       - file: {{ link_id | json }}
 {%-     endif %}
+{%-     if has_dropin %}
+      - module: {{ reload_id | json }}
+{%-     endif %}
+{%-     if has_conf_link %}
+      - file: {{ conf_link_id | json }}
+{%-     endif %}
 {%-   elif not iface.absent %}
 
 {{ ('wireguard-service-running-service-dead-' ~ name) | json }}:
@@ -44,6 +117,12 @@ include:
       - wireguard: {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}
 {%-     if wireguard.service.link %}
       - file: {{ link_id | json }}
+{%-     endif %}
+{%-     if has_dropin %}
+      - module: {{ reload_id | json }}
+{%-     endif %}
+{%-     if has_conf_link %}
+      - file: {{ conf_link_id | json }}
 {%-     endif %}
 {%-   else %}
 

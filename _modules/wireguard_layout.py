@@ -1,0 +1,89 @@
+"""
+The formula's layout on a minion: its map checked, and the systemd drop-in that points
+``wg-quick@<if>`` at a config directory that is not ``/etc/wireguard``.
+
+Its own name (``wireguard_layout``), as ``wireguard_rotate``: the SLS and the states
+call it; what is checked and written is ``_utils/wgf_layout.py``.
+"""
+
+import importlib
+
+import wgf_addr
+import wgf_layout
+
+for _util in (wgf_addr, wgf_layout):
+    importlib.reload(_util)
+
+__virtualname__ = "wireguard_layout"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def check_map(values):
+    """
+    Return the formula's map data (``parameters/`` merged with pillar
+    ``wireguard:lookup``) when every value is of its type and every path is one the
+    formula may own; else raise an error naming each bad ``wireguard:lookup:<key>``.
+    ``map.jinja`` calls this, so a bad lookup fails every SLS before anything changes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard_layout.check_map '{"config_dir": "/etc/wireguard", ...}'
+    """
+    return wgf_layout.check_map(values)
+
+
+def service_dropin(interface, config_dir, service=wgf_layout.DEFAULT_SERVICE):
+    """
+    On systemd, return ``{"path": ..., "text": ...}`` of the drop-in that makes the
+    stock ``wg-quick@<interface>`` unit run ``<config_dir>/<interface>.conf`` (its
+    ExecStart, ExecStop and ExecReload name the file); ``text`` is None where there
+    must be no drop-in: the default config dir, or a unit of your own
+    (``wireguard:lookup:service:name``). None on other init systems.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard_layout.service_dropin wg0 /etc/wireguard-rot
+    """
+    return wgf_layout.dropin(interface, config_dir, service, __grains__.get("init"))
+
+
+def service_link(interface, config_dir, link_target=None):
+    """
+    On OpenRC with Alpine's init script (``/etc/init.d/wg-quick``, which runs
+    ``wg-quick up <interface>`` and so reads ``/etc/wireguard/<interface>.conf``, and
+    which no ``/etc/conf.d`` file can point elsewhere), return ``{"path":
+    "/etc/wireguard/<interface>.conf", "target": "<config_dir>/<interface>.conf"}``:
+    the link that makes it run the formula's file; ``target`` is None where there must
+    be no link (the default config dir). None for any other init script.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard_layout.service_link wg0 /etc/wireguard-rot /etc/init.d/wg-quick
+    """
+    return wgf_layout.openrc_link(interface, config_dir, link_target)
+
+
+def config_dir(config_dir=None):  # pylint: disable=redefined-outer-name
+    """
+    Return the config directory the formula uses on this minion: ``config_dir`` when
+    given, else pillar ``wireguard:lookup:config_dir`` (read unmasked), else
+    ``/etc/wireguard``; checked either way (an absolute, normalised path that is not a
+    system directory), or an error naming ``wireguard:lookup:config_dir``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard_layout.config_dir
+    """
+    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
+                                 config_dir if config_dir != "" else None)
