@@ -18,10 +18,11 @@ import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
 import wgf_addr
+import wgf_args
 import wgf_files
 import wgf_keys
 
-for _util in (wgf_addr, wgf_files, wgf_keys):
+for _util in (wgf_addr, wgf_args, wgf_files, wgf_keys):
     importlib.reload(_util)
 
 log = logging.getLogger(__name__)
@@ -138,3 +139,7 @@ def switch(orders):
     log.info("wireguard_rotate: switched %s, moved %d peer(s)", mine["private_key"],
              len(mine["peers"]))
     return {"moved": len(mine["peers"]), "switched": list(mine["private_key"])}
+
+
+# Last: every public function above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals())

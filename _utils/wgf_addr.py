@@ -23,10 +23,46 @@ LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: What an address or CIDR may be written with: no scope id (``%``), no list separator.
 ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 ASCII_DIGITS = re.compile(r"[0-9]+")
+#: Integers longer than this cannot be written, shown or compared as text: Python
+#: refuses to turn an int of more than 4300 digits into a string (about 14,300 bits).
+MOST_BITS = 4096
+
+
+def is_huge(value):
+    """An int (not a bool) too long for any value the formula takes."""
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and value.bit_length() > MOST_BITS
+
+
+def no_huge_numbers(value, where):
+    """``value`` itself, once no int in it (values and mapping keys, nested) is huge;
+    raise naming the place otherwise: ``str()`` or ``repr()`` of one raises ValueError."""
+    stack, seen = [(value, where)], set()
+    while stack:
+        item, place = stack.pop()
+        if isinstance(item, (dict, list)):  # YAML anchors can make a value hold itself
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+        if is_huge(item):
+            raise SaltInvocationError(f"{place}: a number of more than {MOST_BITS} bits is "
+                                      "refused")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if is_huge(key):
+                    raise SaltInvocationError(f"{place}: a key that is a number of more than "
+                                              f"{MOST_BITS} bits is refused")
+                named = isinstance(key, str) and len(key) < 64 and not LINE_BREAKING.search(key)
+                stack.append((sub, f"{place}:{key}" if named else place))
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((sub, place) for sub in item)
+    return value
 
 
 def shown(value):
     """A value as a message shows it: quoted, with line breaks and controls escaped."""
+    if is_huge(value):
+        return f"<a number of more than {MOST_BITS} bits>"
     return repr(str(value))
 
 
@@ -59,6 +95,8 @@ def text(value, where):
     """A string (or number) that may go into a config line: no line breaks."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise SaltInvocationError(f"{where}: expected a string, got {type(value).__name__}")
+    if is_huge(value):
+        raise SaltInvocationError(f"{where}: a number of more than {MOST_BITS} bits is refused")
     value = str(value)
     if LINE_BREAKING.search(value):
         raise SaltInvocationError(
@@ -129,7 +167,8 @@ def integer(value, where, low, high, what):
             raise SaltInvocationError(
                 f"{where}: {shown(digits)} is not a number; {what} is {low}-{high}") from None
     if not low <= value <= high:
-        raise SaltInvocationError(f"{where}: {value} is out of range; {what} is {low}-{high}")
+        raise SaltInvocationError(f"{where}: {value if not is_huge(value) else shown(value)} "
+                                  f"is out of range; {what} is {low}-{high}")
     return value
 
 
@@ -137,7 +176,7 @@ def seconds(value, what, most):
     """A number of seconds from 0 to ``most`` (fractions allowed)."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past a float
         number = -1.0
     if isinstance(value, bool) or not 0 <= number <= most:
         raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")
