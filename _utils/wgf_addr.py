@@ -23,6 +23,9 @@ LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: What an address or CIDR may be written with: no scope id (``%``), no list separator.
 ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 ASCII_DIGITS = re.compile(r"[0-9]+")
+#: What a WireGuard key (32 bytes) looks like in base64: the last character before the
+#: padding carries 4 bits of the key and 2 zero bits.
+KEY_SHAPED = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
 #: Integers longer than this cannot be written, shown or compared as text: Python
 #: refuses to turn an int of more than 4300 digits into a string (about 14,300 bits).
 MOST_BITS = 4096
@@ -60,10 +63,12 @@ def no_huge_numbers(value, where):
 
 
 def shown(value):
-    """A value as a message shows it: quoted, with line breaks and controls escaped."""
+    """A value as a message shows it: quoted, with line breaks and controls escaped,
+    and anything shaped like a key cut to its first 8 characters (a key typed where a
+    name or an address goes must not reach the output or the job cache)."""
     if is_huge(value):
         return f"<a number of more than {MOST_BITS} bits>"
-    return repr(str(value))
+    return repr(KEY_SHAPED.sub(lambda key: f"{key[0][:8]}...", str(value)))
 
 
 def is_interface_name(name):

@@ -40,6 +40,14 @@ def _path(value, name):
     return value
 
 
+def _config_dir(value, name):
+    """The minion's own directory: absolute (relative to what would it be?). An empty
+    one is the default."""
+    if _path(value, name) and not value.startswith("/"):
+        raise SaltInvocationError(f"{name}: expected an absolute path (starting with /)")
+    return value
+
+
 def _name(value, name):
     """A peer's or client's name: YAML reads ``1234`` as a number, pillar names are text."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -85,11 +93,11 @@ def _as_given(value, name):
     return value
 
 
-#: How each argument of a public function is checked, by its name. None always passes
-#: (the function's default then applies).
+#: How each argument of a public function is checked, by its name. None passes where
+#: it is the argument's default.
 RULES = {
     "interface": _interface,
-    "config_dir": _path,
+    "config_dir": _config_dir,
     "path": _path,
     "client": _name,
     "peer": _name,
@@ -116,10 +124,10 @@ RULES = {
 }
 
 
-def argument(name, value):
+def argument(name, value, default=None):
     """``value`` of the argument ``name``, checked; raise naming the argument."""
     wgf_addr.no_huge_numbers(value, name)
-    if value is None:
+    if value is None and default is None:
         return None
     return RULES.get(name, _as_given)(value, name)
 
@@ -141,7 +149,8 @@ def checked(func):
             elif kind is inspect.Parameter.VAR_POSITIONAL:
                 wgf_addr.no_huge_numbers(value, "an argument")
             else:
-                bound.arguments[name] = argument(name, value)
+                bound.arguments[name] = argument(name, value,
+                                                 signature.parameters[name].default)
         return func(*bound.args, **bound.kwargs)
 
     return wrapper

@@ -160,6 +160,9 @@ def cli(modules, function, *tokens):
     ("wireguard.pillar_interfaces", ["pillar={interfaces: {wg0: {mtu: 1%s}}}" % ("0" * 4000)],
      "pillar:interfaces:wg0:mtu: a number of more than 4096 bits is refused"),
     ("wireguard_rotate.switch", ["[minion1]"], "orders: expected a mapping, got list"),
+    ("wireguard_rotate.stage", ["null"], "orders: expected a mapping, got NoneType"),
+    ("wireguard.render_config", ["null"], "interface: got a NoneType: an interface name is"),
+    ("wireguard.config_peers", ["wg0", PSK], "config_dir: expected an absolute path"),
 ])
 def test_an_argument_of_the_wrong_kind_is_refused_naming_it(loaded, function, tokens, message):
     with pytest.raises(SaltInvocationError) as exc:
@@ -199,3 +202,23 @@ def test_the_guard_keeps_each_signature_for_salt(loaded):
     spec = salt.utils.args.get_function_argspec(loaded["wireguard.set_peer"])
     assert spec.args[:2] == ["interface", "public_key"] and spec.keywords == "kwargs"
     assert "Add a peer to a live interface" in loaded["wireguard.set_peer"].__doc__
+
+
+@pytest.mark.parametrize(("function", "message"), [
+    ("wireguard.route_command", "route: 'FpCyhws9...' is not a valid CIDR"),
+    ("wireguard.resolve_endpoint", "endpoint: 'FpCyhws9...' has no port"),
+    ("wireguard.is_interface_name", None),
+])
+def test_a_key_typed_where_a_name_or_address_goes_is_not_shown(loaded, function, message):
+    """Cut to 8 characters, as peers are named: the message reaches the job cache."""
+    if message is None:
+        assert cli(loaded, function, PSK) is False
+        return
+    with pytest.raises(SaltInvocationError) as exc:
+        cli(loaded, function, PSK)
+    assert str(exc.value).startswith(message) and PSK[:16] not in str(exc.value)
+
+
+def test_a_key_inside_a_longer_value_is_cut_too():
+    assert wgf_addr.shown(f"[{PSK}, wg0]") == "'[FpCyhws9..., wg0]'"
+    assert wgf_addr.shown("x" * 44) == "'" + "x" * 44 + "'"  # not a key's shape
