@@ -132,8 +132,9 @@ def argument(name, value, default=None):
     return RULES.get(name, _as_given)(value, name)
 
 
-def checked(func):
-    """``func`` that checks its arguments by ``RULES`` first."""
+def checked(func, refused=None):
+    """``func`` that checks its arguments by ``RULES`` first. A state module gives
+    ``refused(arguments, exc)``: a state returns its failure, it does not raise."""
     signature = inspect.signature(func)
 
     @functools.wraps(func)
@@ -142,15 +143,20 @@ def checked(func):
             bound = signature.bind(*args, **kwargs)
         except TypeError:  # Python's own message on a wrong call, as without the check
             return func(*args, **kwargs)
-        for name, value in bound.arguments.items():
-            kind = signature.parameters[name].kind
-            if kind is inspect.Parameter.VAR_KEYWORD:  # names could be keys: none shown
-                wgf_addr.no_huge_numbers(list(value.values()), "a keyword argument")
-            elif kind is inspect.Parameter.VAR_POSITIONAL:
-                wgf_addr.no_huge_numbers(value, "an argument")
-            else:
-                bound.arguments[name] = argument(name, value,
-                                                 signature.parameters[name].default)
+        try:
+            for name, value in bound.arguments.items():
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:  # names could be keys: none shown
+                    wgf_addr.no_huge_numbers(list(value.values()), "a keyword argument")
+                elif kind is inspect.Parameter.VAR_POSITIONAL:
+                    wgf_addr.no_huge_numbers(value, "an argument")
+                else:
+                    bound.arguments[name] = argument(name, value,
+                                                     signature.parameters[name].default)
+        except SaltInvocationError as exc:
+            if refused is None:
+                raise
+            return refused(bound.arguments, exc)
         return func(*bound.args, **bound.kwargs)
 
     return wrapper
@@ -163,8 +169,15 @@ def public_functions(namespace):
             and value.__module__ == namespace["__name__"]]
 
 
-def guard(namespace):
+def guard(namespace, refused=None):
     """Wrap every public function of a module (its ``globals()``) with ``checked``."""
     for name in public_functions(namespace):
         if not hasattr(namespace[name], "__wrapped__"):
-            namespace[name] = checked(namespace[name])
+            namespace[name] = checked(namespace[name], refused)
+
+
+def state_refused(arguments, exc):
+    """A state's failed return when its arguments are refused."""
+    name = arguments.get("name")
+    return {"name": name if isinstance(name, str) else wgf_addr.shown(name),
+            "result": False, "changes": {}, "comment": str(exc)}

@@ -198,6 +198,8 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
     (["wireguard.check", "sample=1" + "0" * 400], "sample is a number of seconds from 0"),
     (["wireguard.check", "stale_after=1" + "0" * 4000],
      "stale_after: a number of more than 4096 bits is refused"),
+    (["state.single", "wireguard.private_key", "wgx0", "config_dir=[x]"],
+     "config_dir: expected a directory path (a string), got list"),
 ])
 def test_a_wrong_argument_is_refused_by_name_not_a_traceback(minion, keys, args, message):
     proc = minion.call(*args, check=False)

@@ -119,8 +119,12 @@ def loaded(tmp_path_factory):
                 file_roots={"base": [str(root / "srv")]},
                 pillar_roots={"base": [str(root / "pillar")]},
                 pillar={"wireguard": {"lookup": {"config_dir": str(root / "wg")},
-                                      "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}})
-    return salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
+                                      "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}},
+                states_dirs=[str(REPO / "_states")])
+    utils = salt.loader.utils(opts)
+    modules = salt.loader.minion_mods(opts, utils=utils)
+    modules.states = salt.loader.states(opts, modules, utils, salt.loader.serializers(opts))
+    return modules
 
 
 def cli(modules, function, *tokens):
@@ -222,3 +226,21 @@ def test_a_key_typed_where_a_name_or_address_goes_is_not_shown(loaded, function,
 def test_a_key_inside_a_longer_value_is_cut_too():
     assert wgf_addr.shown(f"[{PSK}, wg0]") == "'[FpCyhws9..., wg0]'"
     assert wgf_addr.shown("x" * 44) == "'" + "x" * 44 + "'"  # not a key's shape
+
+
+@pytest.mark.parametrize(("state", "kwargs", "message"), [
+    ("wireguard.private_key", {"name": "wg0", "config_dir": ["x"]},
+     "config_dir: expected a directory path (a string), got list"),
+    ("wireguard.config", {"name": "wg0", "config_dir": "etc/wireguard"},
+     "config_dir: expected an absolute path"),
+    ("wireguard.firewall", {"name": "wg0", "config_dir": 5},
+     "config_dir: expected a directory path (a string), got int"),
+    ("wireguard.peer", {"name": PSK, "interface": {"wg0": 1}}, "interface: got a dict"),
+])
+def test_a_state_with_an_argument_of_the_wrong_kind_fails_naming_it(loaded, state, kwargs,
+                                                                    message):
+    """A failed state, not a traceback in its comment."""
+    ret = loaded.states[state](**kwargs)
+    assert ret["result"] is False and ret["changes"] == {}, ret
+    assert ret["comment"].startswith(message), ret
+    assert isinstance(ret["name"], str)
