@@ -66,7 +66,20 @@ PSK_NET = {"networks": {"corp": {
     "nodes": {"minion1": {"address": "10.3.0.1/24", "endpoint": "198.51.100.1"},
               "m2": {"address": "10.3.0.2/24"}, "m3": {"address": "10.3.0.3/24"}}}},
     "network_psks": {"corp": {"m2": PSK, "m3": PSK2}}}
-MORE_PILLARS = [*PILLARS, PSK_NET, {**PILLARS[0], **PSK_NET}]
+#: Clients and the formula's firewall (its keys need a firewall backend).
+SERVED = {"interfaces": {"wg5": {
+    "address": ["10.5.0.1/24", "fd05::1/64"], "listen_port": 51825, "private_key": PRIV,
+    "endpoint": "vpn.example.com", "masquerade": ["eth0"], "open_port": ["198.51.100.0/24"],
+    "access": {"default": "drop", "rules": [
+        {"from": ["branch"], "to": ["192.168.50.10/32"], "proto": "tcp", "ports": [22, 443]},
+        {"from": ["phone", "10.5.0.0/24"], "to": ["192.168.50.0/24"]}]},
+    "pool": ["10.5.0.128/25"],
+    "client_defaults": {"dns": ["10.5.0.1"], "persistent_keepalive": 25},
+    "clients": {"phone": {}, "laptop": {"address": "10.5.0.200/32", "preshared_key": True},
+                "byo": {"public_key": KEY_B}, "old": {"absent": True}},
+    "peers": {"branch": {"public_key": KEY_A, "allowed_ips": ["10.5.0.2/32"],
+                         "preshared_key": PSK}}}}}
+MORE_PILLARS = [*PILLARS, PSK_NET, {**PILLARS[0], **PSK_NET}, SERVED]
 
 
 def mutate(draw, value):
@@ -103,23 +116,24 @@ def pillars(draw):
     return pillar
 
 
-def test_the_base_pillars_with_preshared_keys_are_valid():
+def test_the_base_pillars_with_preshared_keys_clients_and_firewall_are_valid():
     for pillar in MORE_PILLARS:
         result = wgf_schema.validate(copy.deepcopy(pillar), "minion1", own_public_key,
                                      lambda minions: {m: MINE.get(m) for m in minions},
-                                     {"main"})
+                                     {"main"}, firewall="nftables")
         check_validated(pillar, result)
 
 
 @fuzz(250)
-@given(pillar=pillars(), minion=st.sampled_from(["minion1", "m2", "a:b"]))
-def test_any_pillar_is_refused_or_valid_and_its_secrets_are_found(pillar, minion):
+@given(pillar=pillars(), minion=st.sampled_from(["minion1", "m2", "a:b"]),
+       firewall=st.sampled_from(["nftables", "iptables", "none"]))
+def test_any_pillar_is_refused_or_valid_and_its_secrets_are_found(pillar, minion, firewall):
     """Validation refuses what it cannot use, or every interface it returns renders, its
     keys found by their pillar paths (the private_key and config states read them so)."""
     try:
         result = wgf_schema.validate(pillar, minion, own_public_key,
                                      lambda minions: {m: MINE.get(m) for m in minions},
-                                     {"main"})
+                                     {"main"}, firewall=firewall)
     except SALTS_OWN as exc:
         event("refused")
         assert_no_secret(str(exc))
