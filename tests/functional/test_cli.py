@@ -230,3 +230,11 @@ def test_a_node_with_a_colon_cannot_have_preshared_keys(minion, tmp_path):
         assert not (tmp_path / "wg").exists()
     finally:
         (minion.root / "pillar" / "data.sls").write_text(before)
+
+
+def test_a_key_typed_as_a_peer_name_is_not_echoed(minion, keys):
+    psk = keys[0]["psk"]
+    proc = minion.call("wireguard.reresolve", f"peer={psk}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"no peer '{psk[:8]}...' in the config of" in out, out
+    assert psk[8:] not in out
