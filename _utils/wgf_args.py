@@ -12,6 +12,7 @@ Plain Python, no Salt loader dunders.
 
 import functools
 import inspect
+import os
 
 from salt.exceptions import SaltInvocationError
 
@@ -31,6 +32,8 @@ def _interface(value, name):
 
 
 def _path(value, name):
+    if isinstance(value, os.PathLike):  # from Python: a pathlib.Path is a path too
+        value = os.fspath(value)
     if not isinstance(value, str):
         raise SaltInvocationError(f"{name}: expected a directory path (a string), got "
                                   f"{_type_name(value)}")
@@ -43,7 +46,8 @@ def _path(value, name):
 def _config_dir(value, name):
     """The minion's own directory: absolute (relative to what would it be?). An empty
     one is the default."""
-    if _path(value, name) and not value.startswith("/"):
+    value = _path(value, name)
+    if value and not value.startswith("/"):
         raise SaltInvocationError(f"{name}: expected an absolute path (starting with /)")
     return value
 
