@@ -398,7 +398,7 @@ def _validated(pillar=None, config_dir=None):
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
-    stamp = (directory, firewall, repr(wgf_addr.no_huge_numbers(pillar, "wireguard")),
+    stamp = (directory, firewall, wgf_addr.checked_repr(pillar, "wireguard"),
              wgf_clients.stamp(directory))
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     if stamp not in cache:

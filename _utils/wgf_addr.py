@@ -62,6 +62,16 @@ def no_huge_numbers(value, where):
     return value
 
 
+def checked_repr(value, where):
+    """``repr(value)``, or raise naming the place of a number too long to show (a
+    cache key: as fast as ``repr`` when there is none)."""
+    try:
+        return repr(value)
+    except ValueError:
+        no_huge_numbers(value, where)
+        raise
+
+
 def shown(value):
     """A value as a message shows it: quoted, with line breaks and controls escaped,
     and anything shaped like a key cut to its first 8 characters (a key typed where a

@@ -244,3 +244,21 @@ def test_a_state_with_an_argument_of_the_wrong_kind_fails_naming_it(loaded, stat
     assert ret["result"] is False and ret["changes"] == {}, ret
     assert ret["comment"].startswith(message), ret
     assert isinstance(ret["name"], str)
+
+
+def test_the_validation_cache_key_of_a_pillar_with_a_huge_number_names_its_place():
+    with pytest.raises(SaltInvocationError, match=r"^wireguard:interfaces:wg0:mtu: a number"):
+        wgf_addr.checked_repr({"interfaces": {"wg0": {"mtu": HUGE}}}, "wireguard")
+    assert wgf_addr.checked_repr({"a": [1, 2**5000]}, "wireguard") == repr({"a": [1, 2**5000]})
+
+
+def test_a_huge_number_in_the_minions_own_pillar_is_refused_naming_its_place(loaded):
+    iface = loaded.pack["__pillar__"]["wireguard"]["interfaces"]["wg0"]
+    iface["mtu"] = HUGE
+    try:
+        with pytest.raises(SaltInvocationError,
+                           match=r"^wireguard:interfaces:wg0:mtu: a number of more than"):
+            loaded["wireguard.pillar_interfaces"]()
+    finally:
+        del iface["mtu"]
+    assert loaded["wireguard.pillar_interfaces"]()["wg0"]["mtu"] is None
