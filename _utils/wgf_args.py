@@ -53,9 +53,11 @@ def _config_dir(value, name):
 
 
 def _name(value, name):
-    """A peer's or client's name: YAML reads ``1234`` as a number, pillar names are text."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+    """A peer's or client's name. The CLI reads ``1234``, ``0100`` and ``+5`` as numbers
+    (100 and 5): which name was typed is lost, so a number is refused, not guessed."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise SaltInvocationError(f"{name}: got a number; quote a name that looks like one "
+                                  f"({name}='\"1234\"')")
     if not isinstance(value, str):
         raise SaltInvocationError(f"{name}: expected a name (a string), got {_type_name(value)}")
     return value

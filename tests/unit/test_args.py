@@ -174,10 +174,13 @@ def test_an_argument_of_the_wrong_kind_is_refused_naming_it(loaded, function, to
     assert str(exc.value).startswith(message), str(exc.value)
 
 
-def test_a_name_yaml_reads_as_a_number_is_the_name(loaded):
-    """``salt-call wireguard.client_config wg0 1234``: pillar's client '1234'."""
-    with pytest.raises(SaltInvocationError, match=r"^interface 'wg0' has no client '1234' in"):
-        cli(loaded, "wireguard.client_config", "wg0", "1234")
+@pytest.mark.parametrize("typed", ["1234", "0100", "+5", "0x10", "1.5"])
+def test_a_name_the_cli_reads_as_a_number_is_refused_not_guessed(loaded, typed):
+    """``0100`` arrives as 100: the client '100' is another device."""
+    with pytest.raises(SaltInvocationError, match=r"^client: got a number; quote a name"):
+        cli(loaded, "wireguard.client_config", "wg0", typed)
+    with pytest.raises(SaltInvocationError, match=r"^interface 'wg0' has no client '0100' in"):
+        cli(loaded, "wireguard.client_config", "wg0", '"0100"')
 
 
 def test_good_arguments_still_work(loaded):
