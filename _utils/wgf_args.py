@@ -1,11 +1,12 @@
-"""The arguments of the execution modules' public functions, as Salt's command line
-delivers them: it reads each argument as YAML, so any of them may arrive as a string,
-a number, a list, a mapping, a bool or None.
+"""The arguments of the execution and state modules' public functions, as Salt's
+command line (or an SLS) delivers them: the CLI reads each argument as YAML, so any of
+them may arrive as a string, a number, a list, a mapping, a bool or None.
 
 ``guard(globals())`` at the end of a loader module wraps each of its public functions:
 before the function runs, every argument is checked by its name (``RULES``), so a wrong
-type is refused with a ``SaltInvocationError`` naming the argument, not a traceback
-deep inside. The checks never show a value that could be a key.
+type is refused with a ``SaltInvocationError`` naming the argument (a state returns it
+as its failure), not a traceback deep inside. The checks never show a value that could
+be a key.
 
 Plain Python, no Salt loader dunders.
 """
