@@ -26,6 +26,7 @@ import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_args
 import wgf_clients
 import wgf_conf
 import wgf_dump
@@ -35,15 +36,11 @@ import wgf_health
 import wgf_iproute
 import wgf_keys
 import wgf_layout
-import wgf_networks
-import wgf_psk
+import wgf_reload
 import wgf_schema
 
-# After ``saltutil.sync_all`` a running minion loads this module again: read its utils
-# again too, instead of the copies an earlier load left in ``sys.modules``.
-for _util in (wgf_addr, wgf_keys, wgf_files, wgf_networks, wgf_clients, wgf_firewall, wgf_schema,
-              wgf_conf, wgf_dump, wgf_health, wgf_iproute, wgf_psk, wgf_layout):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 log = logging.getLogger(__name__)
 
@@ -397,7 +394,8 @@ def _validated(pillar=None, config_dir=None):
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
-    stamp = (directory, firewall, repr(pillar), wgf_clients.stamp(directory))
+    stamp = (directory, firewall, wgf_addr.checked_repr(pillar, "wireguard"),
+             wgf_clients.stamp(directory))
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     if stamp not in cache:
         cache.clear()
@@ -879,5 +877,9 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False):
                                                       resolve_endpoint, _wg)
     if peer is not None and not any(result.values()):
         raise CommandExecutionError(
-            f"no peer '{peer}' in the config of {interface or 'any live interface'}")
+            f"no peer {wgf_addr.shown(peer)} in the config of {interface or 'any live interface'}")
     return result
+
+
+# Last: every public function above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals())

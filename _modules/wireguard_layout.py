@@ -8,11 +8,12 @@ call it; what is checked and written is ``_utils/wgf_layout.py``.
 
 import importlib
 
-import wgf_addr
+import wgf_args
 import wgf_layout
+import wgf_reload
 
-for _util in (wgf_addr, wgf_layout):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 __virtualname__ = "wireguard_layout"
 
@@ -87,3 +88,7 @@ def config_dir(config_dir=None):  # pylint: disable=redefined-outer-name
     """
     return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
                                  config_dir if config_dir != "" else None)
+
+
+# Last: every public function above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals())

@@ -17,14 +17,15 @@ import subprocess
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
-import wgf_addr
+import wgf_args
 import wgf_files
 import wgf_keys
 import wgf_layout
+import wgf_reload
 import wgf_rotate
 
-for _util in (wgf_addr, wgf_files, wgf_keys, wgf_layout, wgf_rotate):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 log = logging.getLogger(__name__)
 
@@ -141,3 +142,7 @@ def switch(orders):
     log.info("wireguard_rotate: switched %s, moved %d peer(s)", mine["private_key"],
              len(mine["peers"]))
     return {"moved": len(mine["peers"]), "switched": list(mine["private_key"])}
+
+
+# Last: every public function above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals())

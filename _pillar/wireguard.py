@@ -26,15 +26,11 @@ when it changed).
 import importlib
 import logging
 
-import wgf_addr
-import wgf_keys
-import wgf_networks
 import wgf_psk
-import wgf_schema
+import wgf_reload
 
-# Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_networks, wgf_schema, wgf_psk):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 log = logging.getLogger(__name__)
 

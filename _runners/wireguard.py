@@ -44,16 +44,12 @@ from salt.exceptions import SaltInvocationError
 import wgf_addr
 import wgf_audit
 import wgf_health
-import wgf_keys
-import wgf_networks
 import wgf_psk
+import wgf_reload
 import wgf_rotate
-import wgf_schema
 
-# Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_health, wgf_audit, wgf_schema, wgf_networks, wgf_psk,
-              wgf_rotate):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 log = logging.getLogger(__name__)
 

@@ -30,20 +30,19 @@ import salt.utils.systemd
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_args
 import wgf_clients
 import wgf_conf
-import wgf_dump
 import wgf_files
 import wgf_iproute
 import wgf_keys
 import wgf_live
+import wgf_reload
 import wgf_schema
 import wgf_state
 
-# Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_addr, wgf_keys, wgf_files, wgf_clients, wgf_schema, wgf_conf, wgf_dump,
-              wgf_iproute, wgf_live, wgf_state):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 log = logging.getLogger(__name__)
 
@@ -805,3 +804,7 @@ def _client_peers(ret, config_dir):
     for key, change in todo:
         _remember(live, key, live["peers"].get(key), change)
     return _pending(ret, f"{len(todo)} client peer(s) of {interface} set live")
+
+
+# Last: every state above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals(), wgf_args.state_refused)

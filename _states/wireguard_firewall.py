@@ -13,12 +13,13 @@ import tempfile
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
+import wgf_args
 import wgf_firewall
+import wgf_reload
 import wgf_state
 
-# Read the utils again when Salt loads this module again (after saltutil.sync_all).
-for _util in (wgf_firewall, wgf_state):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 __virtualname__ = "wireguard"
 
@@ -175,3 +176,7 @@ def _firewall_converge(ret, plan):
     for _, _, apply in plan.values():
         apply()
     return _pending(ret, f"The formula's firewall changed ({', '.join(plan)})")
+
+
+# Last: every state above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals(), wgf_args.state_refused)

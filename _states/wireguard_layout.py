@@ -10,12 +10,12 @@ import importlib
 
 from salt.exceptions import SaltInvocationError
 
-import wgf_addr
 import wgf_layout
+import wgf_reload
 import wgf_state
 
-for _util in (wgf_addr, wgf_layout, wgf_state):
-    importlib.reload(_util)
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
 
 __virtualname__ = "wireguard"
 

@@ -23,11 +23,62 @@ LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: What an address or CIDR may be written with: no scope id (``%``), no list separator.
 ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 ASCII_DIGITS = re.compile(r"[0-9]+")
+#: What a WireGuard key (32 bytes) looks like in base64: the last character before the
+#: padding carries 4 bits of the key and 2 zero bits.
+KEY_SHAPED = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+#: Integers longer than this cannot be written, shown or compared as text: Python
+#: refuses to turn an int of more than 4300 digits into a string (about 14,300 bits).
+MOST_BITS = 4096
+
+
+def is_huge(value):
+    """An int (not a bool) too long for any value the formula takes."""
+    return isinstance(value, int) and not isinstance(value, bool) \
+        and value.bit_length() > MOST_BITS
+
+
+def no_huge_numbers(value, where):
+    """``value`` itself, once no int in it (values and mapping keys, nested) is huge;
+    raise naming the place otherwise: ``str()`` or ``repr()`` of one raises ValueError."""
+    stack, seen = [(value, where)], set()
+    while stack:
+        item, place = stack.pop()
+        if isinstance(item, (dict, list)):  # YAML anchors can make a value hold itself
+            if id(item) in seen:
+                continue
+            seen.add(id(item))
+        if is_huge(item):
+            raise SaltInvocationError(f"{place}: a number of more than {MOST_BITS} bits is "
+                                      "refused")
+        if isinstance(item, dict):
+            for key, sub in item.items():
+                if is_huge(key):
+                    raise SaltInvocationError(f"{place}: a key that is a number of more than "
+                                              f"{MOST_BITS} bits is refused")
+                named = isinstance(key, str) and len(key) < 64 and not LINE_BREAKING.search(key)
+                stack.append((sub, f"{place}:{key}" if named else place))
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend((sub, place) for sub in item)
+    return value
+
+
+def checked_repr(value, where):
+    """``repr(value)``, or raise naming the place of a number too long to show (a
+    cache key: as fast as ``repr`` when there is none)."""
+    try:
+        return repr(value)
+    except ValueError:
+        no_huge_numbers(value, where)
+        raise
 
 
 def shown(value):
-    """A value as a message shows it: quoted, with line breaks and controls escaped."""
-    return repr(str(value))
+    """A value as a message shows it: quoted, with line breaks and controls escaped,
+    and anything shaped like a key cut to its first 8 characters (a key typed where a
+    name or an address goes must not reach the output or the job cache)."""
+    if is_huge(value):
+        return f"<a number of more than {MOST_BITS} bits>"
+    return repr(KEY_SHAPED.sub(lambda key: f"{key[0][:8]}...", str(value)))
 
 
 def is_interface_name(name):
@@ -59,6 +110,8 @@ def text(value, where):
     """A string (or number) that may go into a config line: no line breaks."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise SaltInvocationError(f"{where}: expected a string, got {type(value).__name__}")
+    if is_huge(value):
+        raise SaltInvocationError(f"{where}: a number of more than {MOST_BITS} bits is refused")
     value = str(value)
     if LINE_BREAKING.search(value):
         raise SaltInvocationError(
@@ -129,7 +182,8 @@ def integer(value, where, low, high, what):
             raise SaltInvocationError(
                 f"{where}: {shown(digits)} is not a number; {what} is {low}-{high}") from None
     if not low <= value <= high:
-        raise SaltInvocationError(f"{where}: {value} is out of range; {what} is {low}-{high}")
+        raise SaltInvocationError(f"{where}: {value if not is_huge(value) else shown(value)} "
+                                  f"is out of range; {what} is {low}-{high}")
     return value
 
 
@@ -137,7 +191,7 @@ def seconds(value, what, most):
     """A number of seconds from 0 to ``most`` (fractions allowed)."""
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int past a float
         number = -1.0
     if isinstance(value, bool) or not 0 <= number <= most:
         raise SaltInvocationError(f"{what} is a number of seconds from 0 to {most}")

@@ -90,14 +90,20 @@ def checked_network(netname, net):
         raise SaltInvocationError(f"{where}: topology hub needs at least one hub in 'hubs'")
     port = wgf_addr.port(net.get("listen_port", NETWORK_KEYS["listen_port"]),
                          f"{where}, key 'listen_port'")
+    psks = wgf_schema.boolean(net.get("preshared_keys", False), f"{where}, key 'preshared_keys'")
+    if psks:  # each pair's key is read by its pillar path, which ':' splits
+        for part, value in [("", str(netname)), *((f", node {shown(n)}", n) for n in nodes)]:
+            if ":" in value:
+                raise SaltInvocationError(
+                    f"{where}{part}, key 'preshared_keys': a network or node name with ':' "
+                    f"cannot have preshared keys ({PSK_PILLAR}:<network>:<node> is a pillar "
+                    "path, which ':' splits)")
     for node_id, node in nodes.items():
         if node["endpoint"] is not None:
             node["endpoint"] = wgf_addr.endpoint_with_port(
                 node["endpoint"], port, f"{where}, node {shown(node_id)}, key 'endpoint'")
     return {"interface": interface, "topology": topology, "hubs": hubs, "nodes": nodes,
-            "listen_port": port,
-            "preshared_keys": wgf_schema.boolean(net.get("preshared_keys", False),
-                                                 f"{where}, key 'preshared_keys'")}
+            "listen_port": port, "preshared_keys": psks}
 
 
 def node_peers(settings, minion):

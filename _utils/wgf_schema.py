@@ -411,6 +411,7 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
     if not isinstance(pillar, dict):
         raise SaltInvocationError(
             f"pillar 'wireguard' must be a mapping, got {type(pillar).__name__}")
+    wgf_addr.no_huge_numbers(pillar, "wireguard")  # before anything shows or compares one
     errors = unknown_keys(pillar, TOP_KEYS, "wireguard")
     try:
         raw_interfaces = mapping(pillar.get("interfaces"), "wireguard:interfaces",

@@ -180,3 +180,61 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
             "wgtab0"]["table"] == "main"
     finally:
         (minion.root / "pillar" / "data.sls").write_text(before)
+
+
+# ------------------------------------------------------------ crashes that are refusals
+# issue 19: each of these was a traceback (or "Passed invalid arguments: unhashable type")
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["wireguard.link_states", 'since={"interfaces": "x"}'],
+     "since: expected an earlier return of wireguard.link_states"),
+    (["wireguard.render_config", "[wg0]"], "interface: got a list"),
+    (["wireguard.clients", "{}"], "interface: got a dict"),
+    (["wireguard.client_config", "[x]", "phone"], "interface: got a list"),
+    (["wireguard.client_config", "wg" + "0" * 300, "phone"], "interface: got 302 characters"),
+    (["wireguard.apply_peers", "wg0", "peers=5"], "peers: expected a list, got int"),
+    (["wireguard.public_keys", "config_dir=5"], "config_dir: expected a directory path"),
+    (["wireguard.check", "config_dir=[x]"], "config_dir: expected a directory path"),
+    (["wireguard.check", "sample=1" + "0" * 400], "sample is a number of seconds from 0"),
+    (["wireguard.check", "stale_after=1" + "0" * 4000],
+     "stale_after: a number of more than 4096 bits is refused"),
+    (["state.single", "wireguard.private_key", "wgx0", "config_dir=[x]"],
+     "config_dir: expected a directory path (a string), got list"),
+])
+def test_a_wrong_argument_is_refused_by_name_not_a_traceback(minion, keys, args, message):
+    proc = minion.call(*args, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and message in out, out[-3000:]
+    assert "Traceback" not in out and "unhashable" not in out
+    for what, key in keys[0].items():
+        assert key not in out, f"the {what} key leaked"
+
+
+def test_a_node_with_a_colon_cannot_have_preshared_keys(minion, tmp_path):
+    """Its key's pillar path splits at ':': the states crashed with a KeyError."""
+    before = (minion.root / "pillar" / "data.sls").read_text()
+    psk = wgf_keys.genpsk()
+    minion.pillar({"wireguard": {
+        "networks": {"corp": {"interface": "wgcolon0", "preshared_keys": True, "nodes": {
+            "cli": {"address": "10.69.0.1/24"}, "a:b": {"address": "10.69.0.2/24"}}}},
+        "network_psks": {"corp": {"a:b": psk}}}})
+    try:
+        for state in ("wireguard.private_key", "wireguard.config"):
+            proc = minion.call("state.single", state, "wgcolon0",
+                               f"config_dir={tmp_path / 'wg'}", check=False)
+            out = proc.stdout + proc.stderr
+            assert proc.returncode != 0, out
+            assert ("network 'corp', node 'a:b', key 'preshared_keys': a network or node name "
+                    "with ':' cannot have preshared keys") in out, out[-3000:]
+            assert "Traceback" not in out and "KeyError" not in out and psk not in out
+        assert not (tmp_path / "wg").exists()
+    finally:
+        (minion.root / "pillar" / "data.sls").write_text(before)
+
+
+def test_a_key_typed_as_a_peer_name_is_not_echoed(minion, keys):
+    psk = keys[0]["psk"]
+    proc = minion.call("wireguard.reresolve", f"peer={psk}", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"no peer '{psk[:8]}...' in the config of" in out, out
+    assert psk[8:] not in out
