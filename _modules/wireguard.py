@@ -90,7 +90,8 @@ def pubkey(private_key=None, **kwargs):
 
         salt-call wireguard.pubkey "$(cat /etc/wireguard/wg0.key)"
     """
-    return wgf_keys.pubkey(wgf_keys.positional(private_key, kwargs, "private_key"))
+    return wgf_keys.pubkey(wgf_keys.arguments("pubkey", {"private_key": private_key}, kwargs,
+                                              ["private_key"], ["private_key"])["private_key"])
 
 
 def genpsk():
@@ -116,7 +117,8 @@ def key_digest(key=None, **kwargs):
 
         salt '*' wireguard.key_digest "$(wg genpsk)"
     """
-    return wgf_keys.digest(wgf_keys.positional(key, kwargs, "key"))
+    return wgf_keys.digest(wgf_keys.arguments("key_digest", {"key": key}, kwargs, ["key"],
+                                              ["key"])["key"])
 
 
 # ---------------------------------------------------------------- running ``wg``
@@ -213,7 +215,7 @@ def _peer_args(peer, put_key):
     return args
 
 
-def apply_peers(interface, peers=None, remove=None):
+def apply_peers(interface, peers=None, remove=None, **kwargs):
     """
     Apply many live peer changes to an interface with as few ``wg set`` calls as
     possible (one per 500 peers). Nothing is changed when any change is invalid.
@@ -232,6 +234,8 @@ def apply_peers(interface, peers=None, remove=None):
 
         salt '*' wireguard.apply_peers wg0 remove='["3cp0...="]'
     """
+    wgf_keys.arguments("apply_peers", {"interface": interface, "peers": peers, "remove": remove},
+                       kwargs, [])
     wgf_addr.check_interface_name(interface)
     changes = [wgf_schema.normalise_peer_change(interface, peer) for peer in peers or []]
     changes += [wgf_schema.normalise_peer_change(interface, {"public_key": key, "remove": True})
@@ -260,13 +264,11 @@ def set_peer(interface, public_key=None, allowed_ips=None, endpoint=None,
         salt '*' wireguard.set_peer wg0 "3cp0...=" allowed_ips='[10.0.0.2/32]' \\
             endpoint=vpn.example.com:51820 persistent_keepalive=25
     """
-    return apply_peers(interface, peers=[{
-        "public_key": wgf_keys.positional(public_key, kwargs, "public_key"),
-        "allowed_ips": allowed_ips,
-        "endpoint": endpoint,
-        "persistent_keepalive": persistent_keepalive,
-        "preshared_key": preshared_key,
-    }])
+    peer = wgf_keys.arguments("set_peer", {
+        "interface": interface, "public_key": public_key, "allowed_ips": allowed_ips,
+        "endpoint": endpoint, "persistent_keepalive": persistent_keepalive,
+        "preshared_key": preshared_key}, kwargs, ["public_key", "preshared_key"], ["public_key"])
+    return apply_peers(peer.pop("interface"), peers=[peer])
 
 
 def remove_peer(interface, public_key=None, **kwargs):
@@ -279,7 +281,9 @@ def remove_peer(interface, public_key=None, **kwargs):
 
         salt '*' wireguard.remove_peer wg0 "3cp0...="
     """
-    return apply_peers(interface, remove=[wgf_keys.positional(public_key, kwargs, "public_key")])
+    return apply_peers(interface, remove=[wgf_keys.arguments(
+        "remove_peer", {"interface": interface, "public_key": public_key}, kwargs,
+        ["public_key"], ["public_key"])["public_key"]])
 
 
 def resolve_endpoint(endpoint):
@@ -834,7 +838,7 @@ def link_states(interface=None, stale_after=wgf_health.STALE_AFTER, since=None):
 # ------------------------------------------------------------------ reresolve
 
 
-def reresolve(interface=None, peer=None, config_dir=None, test=False):
+def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
     """
     Set the endpoint of live peers again from the host name their config file gives
     (``Endpoint = host:port`` in ``<config_dir>/<if>.conf``): the name is resolved now
@@ -862,6 +866,9 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False):
         salt '*' wireguard.reresolve
         salt 'site-a' wireguard.reresolve wg0 peer=hub
     """
+    peer = wgf_keys.arguments("reresolve", {"interface": interface, "peer": peer,
+                                            "config_dir": config_dir, "test": test},
+                              kwargs, ["peer"])["peer"]
     if interface is not None:
         wgf_addr.check_interface_name(interface)
     live = show()

@@ -180,3 +180,46 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
             "wgtab0"]["table"] == "main"
     finally:
         (minion.root / "pillar" / "data.sls").write_text(before)
+
+
+def _never_shown(proc, *secrets):
+    out = proc.stdout + proc.stderr
+    for key in secrets:  # Salt's own refusal quoted 43 of the 44 characters
+        assert key[:12] not in out and key[-13:-1] not in out, out
+
+
+@pytest.mark.parametrize("function", ["pubkey", "key_digest"])
+def test_two_keys_typed_as_name_equals_are_refused_by_position_never_echoed(minion, function):
+    first, second = identifier_key(), identifier_key()
+    proc = minion.call(f"wireguard.{function}", first, second, check=False)
+    assert proc.returncode != 0
+    assert "argument(s) 2 of the command line hold a key" in proc.stdout + proc.stderr
+    _never_shown(proc, first, second)
+
+
+def test_a_psk_typed_as_name_equals_is_set_peers_sixth_argument(minion, keys):
+    public, psk = identifier_key(), identifier_key()
+    proc = minion.call("wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]",
+                       "198.18.66.6:51806", "25", psk)
+    _never_shown(proc, psk)
+    live = json.loads(minion.call("wireguard.show", PILLAR_IF, "psk_digests=True").stdout)
+    peer = live["local"][PILLAR_IF]["peers"][public]
+    assert peer["allowed_ips"] == ["10.66.0.6/32"] and peer["persistent_keepalive"] == 25
+    assert peer["preshared_key_sha256"] == wgf_keys.digest(psk)
+    extra = identifier_key()
+    proc = minion.call("wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]",
+                       "198.18.66.6:51806", "25", psk, extra, check=False)
+    assert proc.returncode != 0 and "argument(s) 7 of" in proc.stdout + proc.stderr
+    _never_shown(proc, psk, extra)
+    proc = minion.call("wireguard.remove_peer", PILLAR_IF, public, extra, check=False)
+    assert proc.returncode != 0 and "argument(s) 3 of" in proc.stdout + proc.stderr
+    _never_shown(proc, extra)
+    minion.call("wireguard.remove_peer", PILLAR_IF, public)
+
+
+@pytest.mark.parametrize("args", [["apply_peers", PILLAR_IF], ["reresolve", PILLAR_IF, "x", "/nonexistent", "True"]])
+def test_a_stray_key_never_reaches_salts_own_refusal(minion, keys, args):
+    key = identifier_key()
+    proc = minion.call(f"wireguard.{args[0]}", *args[1:], key, check=False)
+    assert proc.returncode != 0 and "keyword arguments are not valid" not in proc.stdout
+    _never_shown(proc, key)
