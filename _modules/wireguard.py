@@ -140,7 +140,7 @@ def _wg(args):
                           env={"LC_ALL": "C", "WG_HIDE_KEYS": "always",
                                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")})
     if proc.returncode != 0:
-        error = (proc.stderr or proc.stdout or "").strip()
+        error = wgf_conf.mask(proc.stderr or proc.stdout).strip()  # wg quotes a bad key
         raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {error}")
     return proc.stdout
 
@@ -677,13 +677,17 @@ def _gather(name, directory, pillar_iface, live, forwarding):
                   "dir": _file_mode(directory)},
         "key_file_public": (wgf_keys.pubkey_or_none(key) or "invalid") if key else None,
         "pillar": pillar_iface, "rendered": None,
-        "conf_masked": wgf_conf.mask(text) if text is not None else None,
+        "conf_masked": None,
         "live": live, "samples": None, "link": None, "routes": None,
         "underlay": {}, "resolved": {}, "forwarding": forwarding,
         "service": service_name(name), "init": __grains__.get("init"), "now": time.time(),
     }
+    public = wgf_conf.known_public([conf or {}], pillar=pillar_iface, live=live,
+                                   own=[data["key_file_public"]])
+    if text is not None:
+        data["conf_masked"] = wgf_conf.mask(text, public)
     if pillar_iface and not pillar_iface["absent"]:
-        data["rendered"] = wgf_conf.render(pillar_iface)
+        data["rendered"] = wgf_conf.mask(wgf_conf.render(pillar_iface), public)
     data["resolved"] = _resolve_all(wgf_health.endpoints(conf, pillar_iface))
     if live is not None:
         data["link"] = wgf_iproute.link(_ip_json(["addr", "show", "dev", name]))

@@ -165,7 +165,7 @@ def check_validated(pillar, result):
         assert_no_secret(masked)
         text = wgf_conf.render(iface, secrets["private_key"] or GENERATED,
                                secrets["preshared_keys"])
-        assert wgf_conf.mask(text) == masked
+        assert wgf_conf.mask(text, wgf_conf.known_public(pillar=iface)) == masked
         conf = wgf_conf.parse(text)
         assert conf["errors"] == [], (text, conf["errors"])
         assert len(conf["peers"]) == text.count("\n[Peer]\n")
@@ -291,7 +291,8 @@ WG_SPACE = st.text(" \t\v\f\r", max_size=2)
 @st.composite
 def secret_lines(draw):
     """A line that ``wg`` reads as PrivateKey or PresharedKey: any case, wg's spaces
-    anywhere in it, a comment after it."""
+    anywhere in it, a comment after it; or the same line commented out, or a key in a
+    comment of its own (issue 19: as secret)."""
     word, secret = draw(st.sampled_from([("PrivateKey", PRIV), ("PresharedKey", PSK),
                                          ("PresharedKey", PSK2)]))
     spelled = "".join(draw(WG_SPACE) + draw(st.sampled_from([c.lower(), c.upper()]))
@@ -301,7 +302,11 @@ def secret_lines(draw):
         cut = draw(st.integers(1, len(secret) - 1))
         value = secret[:cut] + draw(WG_SPACE) + secret[cut:]
     comment = draw(st.sampled_from(["", " # old", "#x"]))
-    return f"{spelled}{draw(WG_SPACE)}={draw(WG_SPACE)}{value}{draw(WG_SPACE)}{comment}"
+    commented = draw(st.sampled_from(["", "", "#", "# ", " ;", "# was: "]))
+    if commented.endswith(": "):
+        return f"{commented}{secret}"
+    return (f"{commented}{spelled}{draw(WG_SPACE)}={draw(WG_SPACE)}{value}{draw(WG_SPACE)}"
+            f"{comment}")
 
 
 OTHER_LINES = st.one_of(

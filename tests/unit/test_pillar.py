@@ -176,7 +176,7 @@ def test_render_config():
         "PersistentKeepalive = 25", ""]))
     masked = wgf_conf.render(iface)
     assert PRIV not in masked and PSK not in masked and "<hidden>" in masked
-    assert masked == wgf_conf.mask(text)
+    assert masked == wgf_conf.mask(text, wgf_conf.known_public(pillar=iface))
 
 
 def test_absent_peers_are_not_rendered():
