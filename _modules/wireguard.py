@@ -342,7 +342,8 @@ def _config_dir(config_dir=None):
 
 def is_interface_name(name):
     """
-    Whether ``name`` is a valid interface name (wg-quick's rule: 1-15 of a-zA-Z0-9_=+.-).
+    Whether ``name`` is a valid interface name (wg-quick's rule, 1-15 of a-zA-Z0-9_=+.-,
+    without ``+``: iptables reads it as a wildcard).
 
     CLI Example:
 
@@ -482,7 +483,7 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
     server_key = wgf_keys.pubkey_or_none(wgf_files.read_key(_key_path(interface, directory)))
     text = wgf_clients.device_config(iface, interface, client, directory, server_key)
     if path:
-        return wgf_clients.export(wgf_clients.export_dir(path), client, text, kind)
+        return wgf_clients.export(wgf_clients.export_dir(path, directory), client, text, kind)
     return wgf_clients.qr_code(text, kind) if kind else text
 
 

@@ -11,8 +11,14 @@ import re
 
 from salt.exceptions import SaltInvocationError
 
-#: wg-quick's rule for an interface name (``fullmatch``: a trailing newline is no match).
-INTERFACE_NAME = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
+#: wg-quick's rule for an interface name (``fullmatch``: a trailing newline is no match),
+#: without ``+``: iptables reads a name with ``+`` as a wildcard (``wg+`` is every wg*
+#: interface, ``+`` every interface), so a masquerade or firewall rule would match more.
+INTERFACE_NAME = re.compile(r"[a-zA-Z0-9_=.-]{1,15}")
+INTERFACE_RULE = ("an interface name is 1-15 characters of a-z A-Z 0-9 _ = . - (and not "
+                  "'.' or '..')")
+PLUS = ("'+' is refused although wg-quick allows it: iptables reads a name with '+' as a "
+        "wildcard ('wg+' is every wg* interface, '+' every interface)")
 HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?"
@@ -35,12 +41,18 @@ def is_interface_name(name):
             and name not in (".", ".."))
 
 
+def interface_name_problem(name):
+    """Why ``name`` is no interface name for the formula, or None."""
+    if is_interface_name(name):
+        return None
+    return PLUS if isinstance(name, str) and "+" in name else INTERFACE_RULE
+
+
 def check_interface_name(name, where="interface"):
-    """Return ``name`` or raise: 1-15 characters of ``a-z A-Z 0-9 _ = + . -``."""
-    if not is_interface_name(name):
-        raise SaltInvocationError(
-            f"{where} {shown(name)}: an interface name is 1-15 characters of "
-            "a-z A-Z 0-9 _ = + . - (and not '.' or '..')")
+    """Return ``name`` or raise: 1-15 characters of ``a-z A-Z 0-9 _ = . -``."""
+    problem = interface_name_problem(name)
+    if problem:
+        raise SaltInvocationError(f"{where} {shown(name)}: {problem}")
     return name
 
 

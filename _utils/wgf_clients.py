@@ -317,9 +317,14 @@ def listing(iface, live):
     return result
 
 
-def export_dir(path):
+def export_dir(path, config_dir):
     """``path`` as a directory only root can enter: made 0700, or refused when it
-    exists and group or others may enter it."""
+    exists and group or others may enter it, or when it is (or is inside) the config
+    directory, where a client's ``<client>.conf`` could replace an interface's."""
+    if not isinstance(path, str) or not path:
+        raise SaltInvocationError("path is a directory on the minion")
+    wgf_files.refuse_inside(path, config_dir, "path",
+                            "a client's config there could replace an interface's")
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         os.makedirs(path, mode=0o700)
