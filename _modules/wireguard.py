@@ -891,5 +891,5 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
                                                       resolve_endpoint, _wg)
     if peer is not None and not any(result.values()):
         raise CommandExecutionError(
-            f"no peer '{peer}' in the config of {interface or 'any live interface'}")
+            f"no peer {wgf_addr.shown(peer)} in the config of {interface or 'any live interface'}")
     return result

@@ -29,11 +29,22 @@ LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: What an address or CIDR may be written with: no scope id (``%``), no list separator.
 ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 ASCII_DIGITS = re.compile(r"[0-9]+")
+#: Anything shaped like a WireGuard key: 43 base64 characters and ``=`` (32 bytes).
+KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])")
+HIDDEN = "<hidden>"
+
+
+def hide_keys(text, public=()):
+    """``text`` with every key-shaped value but those in ``public`` hidden (the part of
+    ``wgf_conf.mask`` that needs no config syntax, here so ``shown`` can use it)."""
+    public = set(public or ())
+    return KEY_SHAPED.sub(lambda m: m.group(0) if m.group(0) in public else HIDDEN, text)
 
 
 def shown(value):
-    """A value as a message shows it: quoted, with line breaks and controls escaped."""
-    return repr(str(value))
+    """A value as a message shows it: quoted, with line breaks and controls escaped,
+    and anything shaped like a key hidden (a key pasted into the wrong place)."""
+    return repr(hide_keys(str(value)))
 
 
 def is_interface_name(name):

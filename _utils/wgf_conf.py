@@ -15,7 +15,7 @@ from salt.exceptions import SaltInvocationError
 import wgf_addr
 import wgf_keys
 
-MASK = "<hidden>"
+MASK = wgf_addr.HIDDEN
 HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
 #: What ``wg`` drops from a config line (its ``char_is_space``) besides the line break.
 SPACE = " \t\v\f\r"
@@ -31,8 +31,7 @@ def _spaced(word):
 SECRET_LINE = re.compile(
     rf"^([{SPACE}]*(?:[#;][#;{SPACE}]*)?(?:{_spaced('privatekey')}|{_spaced('presharedkey')})"
     rf"[{SPACE}]*=[{SPACE}]*)[^\n]*$", re.MULTILINE | re.IGNORECASE)
-#: Anything shaped like a WireGuard key: 43 base64 characters and ``=`` (32 bytes).
-KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{43}=(?![A-Za-z0-9+/=])")
+KEY_SHAPED = wgf_addr.KEY_SHAPED
 ROUTE_COMMAND = re.compile(r"ip route replace (\S+) dev %i proto static")
 
 
@@ -42,9 +41,7 @@ def mask(text, public=()):
     too, except the keys in ``public`` (those the formula knows to be public: see
     ``known_public``). The one masking rule of the formula: whatever it shows of a
     file or a command's output goes through here."""
-    public = set(public or ())
-    text = SECRET_LINE.sub(r"\g<1>" + MASK, str(text or ""))
-    return KEY_SHAPED.sub(lambda m: m.group(0) if m.group(0) in public else MASK, text)
+    return wgf_addr.hide_keys(SECRET_LINE.sub(r"\g<1>" + MASK, str(text or "")), public)
 
 
 def has_key_material(text):

@@ -523,8 +523,8 @@ def normalise_peer_change(interface, peer):
         raise SaltInvocationError(f"interface {shown(interface)}: a peer change is a "
                                   f"mapping, got {type(peer).__name__}")
     key = peer.get("public_key")
-    where = f"interface {shown(interface)}, peer {shown(key)}"
     wgf_keys.decode(key, f"interface {shown(interface)}: public_key")
+    where = f"interface {shown(interface)}, peer {wgf_keys.short(key)}"
     out = {"public_key": key}
     if peer.get("remove"):
         out["remove"] = True

@@ -147,3 +147,13 @@ def test_arguments_after_a_key_salt_moved_out_go_back_to_their_places():
     assert got == {"interface": "wg0", "public_key": public, "allowed_ips": ["10.0.0.2/32"],
                    "endpoint": "vpn:51820", "persistent_keepalive": 25,
                    "preshared_key": psk}
+
+
+def test_a_key_pasted_where_a_name_goes_is_hidden_in_the_refusal():
+    import wgf_addr
+
+    key = wgf_keys.genkey()
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_addr.check_interface_name(key)
+    assert key[:12] not in str(error.value) and "'<hidden>'" in str(error.value)
+    assert wgf_addr.shown(f"x {key} y") == "'x <hidden> y'"
