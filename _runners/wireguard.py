@@ -337,7 +337,7 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
     minion, and switch every peer in its networks to the new public key.
 
     Staged so that traffic to a rotated node stops only between its key switch and its
-    partners' AllowedIPs move, which happen in one job (README: Key rotation): the node
+    partners' AllowedIPs move, which happen in one job (docs/rotation.md: Key rotation): the node
     makes ``<if>.key.next`` and the partners add its public half as an extra peer first;
     then one job switches the node and moves each partner's AllowedIPs; then the mine
     and the files are made consistent with ``mine.update`` and ``state.apply wireguard``.

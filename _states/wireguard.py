@@ -26,6 +26,7 @@ import os
 
 import salt.utils.json
 import salt.utils.path
+import salt.utils.systemd
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
@@ -288,54 +289,6 @@ def _peers_purged(ret, keep, keep_clients=False, config_dir=None):
     for key in extra:
         live["peers"].pop(key)
     return _pending(ret, f"{len(extra)} undeclared peer(s) removed from {interface}")
-
-
-# ------------------------------------------------------------------ routes
-
-
-def routes(name, routes=None):
-    """
-    The live routes through the interface (those added with ``proto static``) are
-    exactly ``routes``. Changed live, without restarting the interface; the config
-    file's PostUp lines add them again at every start.
-
-    name
-        The live WireGuard interface. When it is not up, there is nothing to do.
-    routes
-        List of CIDRs.
-    """
-    return _guarded(_ret(name), _routes, routes or [])
-
-
-def _live_routes(interface):
-    """The destinations of the ``proto static`` routes through ``interface``."""
-    found = set()
-    for family in ("-4", "-6"):
-        found |= wgf_iproute.unicast_destinations(
-            _ip_json([family, "route", "show", "dev", interface, "proto", "static"]), family)
-    return sorted(found)
-
-
-def _routes(ret, wanted):
-    interface = ret["name"]
-    wanted = _normalise_cidrs(wanted, f"interface '{interface}', routes")
-    if interface not in __salt__["wireguard.interfaces"]():
-        ret["comment"] = (f"Interface {interface} is not up; its routes are added when it "
-                          "starts")
-        return ret
-    live = _live_routes(interface)
-    add = [r for r in wanted if r not in live]
-    drop = [r for r in live if r not in wanted]
-    if not add and not drop:
-        ret["comment"] = f"Routes through {interface} are as wanted"
-        return ret
-    ret["changes"] = {"routes": {"old": live, "new": wanted}}
-    if __opts__["test"]:
-        return _pending(ret, f"Routes through {interface} would change")
-    for verb, cidrs in (("replace", add), ("del", drop)):
-        for cidr in cidrs:
-            _run(["ip", "route", verb, cidr, "dev", interface, "proto", "static"])
-    return _pending(ret, f"Routes through {interface} updated")
 
 
 # ------------------------------------------------------------ live interface
@@ -606,7 +559,11 @@ def config(name, config_dir="/etc/wireguard", service=None):
         restarted if the ``[Interface]`` part changed (peers and routes change live,
         without a restart) or if its interface is gone; if the restart fails the
         previous file is put back and started again, and the state fails with the
-        service's error.
+        service's error. A start systemd refuses for the unit's start limit
+        (``start-limit-hit``: by default more than 5 starts in 10 s, e.g. a few applies
+        in a row that each restart) is tried once more after ``systemctl
+        reset-failed``; a service down for that reason gets its limit reset, so the
+        service state can start it. No drop-in relaxes the limit: it stays the admin's.
     """
     return _guarded(_ret(name), _config, config_dir, service)
 
@@ -631,6 +588,10 @@ def _config(ret, config_dir, service):
             restart = "its interface is not up"
         elif reasons:
             restart = "; ".join(reasons)
+    elif service and _start_refused(service):
+        # the service state after this one starts it: systemd would refuse that too
+        ret["changes"]["start_limit_reset"] = {"service": service, "why": (
+            "systemd refused to start it again so soon (start-limit-hit)")}
     if current == wanted:
         _mode_fix(ret, path)
     else:
@@ -646,16 +607,16 @@ def _config(ret, config_dir, service):
         ret["comment"] = f"{path} is as pillar says"
         return ret
     if __opts__["test"]:
-        return _pending(ret, f"{path} would be updated"
-                        + (f" and {service} restarted" if restart else ""))
+        return _pending(ret, wgf_state.config_comment(path, service, restart, ret, True))
+    if "start_limit_reset" in ret["changes"]:
+        _systemd(service)["reset_failed"]()
     if current != wanted:
         # the previous file, should a live change of this run fail (wireguard.interface)
         __context__.setdefault(PREVIOUS_CONF, {})[interface] = (path, current)
         wgf_files.write_private(path, wanted)
-    if restart:
-        _restart(service, interface, path, current)
-    return _pending(ret, f"{path} updated" + (f"; {service} restarted because {restart}"
-                                              if restart else ""))
+    if restart and _restart(service, interface, path, current):
+        ret["changes"]["restarted"]["start_limit_reset"] = True
+    return _pending(ret, wgf_state.config_comment(path, service, restart, ret))
 
 
 def _live_or_none(interface):
@@ -670,29 +631,37 @@ def _service_active(service):
     return bool(__salt__["service.status"](service))
 
 
-def _service_restarted(service):
-    """Restart ``service``; True when it runs again (service modules raise or say False)."""
+def _start_refused(service):
+    """Whether systemd refused to start ``service`` for its unit's start limit."""
+    result = _systemd(service)["result"]
     try:
-        return bool(__salt__["service.restart"](service))
+        return result is not None and wgf_state.start_limit_hit(result())
     except CommandExecutionError:
         return False
 
 
+def _systemd(service):
+    """``result`` and ``reset_failed`` of ``service``'s systemd unit for
+    ``wgf_state.restarted``, or Nones where systemd is not the init (OpenRC)."""
+    if not salt.utils.systemd.booted(__context__):
+        return {"result": None, "reset_failed": None}
+    # `Result=start-limit-hit` (no --value: systemd before 230 lacks it)
+    return {"result": lambda: _run(["systemctl", "show", "-p", "Result",
+                                    service]).strip().partition("=")[2],
+            "reset_failed": lambda: _run(["systemctl", "reset-failed", service])}
+
+
 def _restart(service, interface, path, previous):
-    """Restart ``service``; on failure put ``previous`` back, restart, and raise."""
+    """Restart ``service``; on failure put ``previous`` back, restart, and raise. A
+    restart systemd refuses for the unit's start limit (a few applies in a row that
+    each restart) is retried once after ``systemctl reset-failed``, here and for the
+    put-back: the formula does not raise the limit with a drop-in (``wgf_state``).
+    Returns whether the limit was reset."""
     _forget_live(interface)
-    if _service_restarted(service):
-        return
-    error = _service_error(service)
-    if previous is None:
-        raise CommandExecutionError(f"{service} failed to restart: {error}")
-    wgf_files.write_private(path, previous)
-    restored = _service_restarted(service)
-    raise CommandExecutionError(
-        f"{service} failed with the new {path}, so the previous file was put back"
-        f"{' and is running again' if restored else ' (which failed too)'}. "
-        f"The service said: {error}"
-    )
+    return wgf_state.restart_with_fallback(
+        service, path, lambda: __salt__["service.restart"](service),
+        None if previous is None else lambda: wgf_files.write_private(path, previous),
+        lambda: _service_error(service), **_systemd(service))
 
 
 def _service_error(service):

@@ -36,6 +36,7 @@ IPTABLES_CHAINS = {
 }
 PROTOCOLS = ("tcp", "udp", "icmp", "any")
 ACCESS_DEFAULTS = ("drop", "accept")
+ACCESS_KEYS = ("default", "rules")
 RULE_KEYS = ("from", "to", "proto", "ports")
 ICMP = {4: "icmp", 6: "ipv6-icmp"}
 NFT_FAMILY = {4: "ip", 6: "ip6"}
@@ -77,10 +78,10 @@ def access(value, where):
     if not isinstance(value, dict):
         raise SaltInvocationError(f"{where}: a mapping with 'default' and 'rules', got "
                                   f"{type(value).__name__}")
-    unknown = sorted(str(k) for k in value if k not in ("default", "rules"))
+    unknown = sorted(str(k) for k in value if k not in ACCESS_KEYS)
     if unknown:
         raise SaltInvocationError(f"{where}: unknown key {shown(unknown[0])}; known keys: "
-                                  "default, rules")
+                                  f"{', '.join(ACCESS_KEYS)}")
     default = value.get("default", "drop")
     if default not in ACCESS_DEFAULTS:
         raise SaltInvocationError(f"{where}, default: {shown(default)} is not drop or accept")

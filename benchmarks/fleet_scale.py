@@ -538,7 +538,7 @@ def now():
 
 
 def table(doc):
-    """The results as a Markdown table (for the README)."""
+    """The results as a Markdown table (for docs/scaling.md)."""
     lines = ["| topology | N | converge s (orchestrate) | join s | audit s | "
              "master MiB HWM / Pss | salt-run MiB HWM / Pss | minion MiB HWM / Pss |",
              "| --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -129,6 +129,9 @@ def routes_to(host, dst: str) -> list[tuple]:
 def assert_restart_builds_the_same(host) -> None:
     """The live interface equals what a restart of its service builds from the file."""
     live = fingerprint(host)
+    # this check's own restart must not meet systemd's start limit (5 starts in 10 s)
+    # that the formula's restarts before it approached: the formula copes on its own
+    host.run(["systemctl", "reset-failed", UNIT])
     host.run(["systemctl", "restart", UNIT])
     assert host.unit_state(UNIT)[0] == "active"
     restarted = fingerprint(host)
@@ -546,6 +549,96 @@ def test_what_linux_cannot_change_in_place_restarts_and_says_why(live, change, r
     if "post_up" in reason:
         assert a.file_exists("/run/wgtest-post-up-wg0"), "the new PostUp hook did not run"
     live.reachable()
+    assert_restart_builds_the_same(a)
+
+
+# ------------------------------------------------------------ systemd's start limit
+LIMIT_DROPIN_DIR = f"/run/systemd/system/{UNIT}.service.d"
+TOO_OFTEN = "attempted too often"
+HOOK_MARK = "/run/wgtest-start-limit-%i"
+
+
+@contextlib.contextmanager
+def start_limit_held(host):
+    """systemd's default start limit (5 starts) counted over 10 minutes instead of 10 s
+    (a runtime drop-in), so the apply meets the limit however slow the lab is; gone
+    afterwards."""
+    host.run(["sh", "-c", f"mkdir -p {LIMIT_DROPIN_DIR} && printf '[Unit]\\n"
+                          "StartLimitIntervalSec=600\\nStartLimitBurst=5\\n' > "
+                          f"{LIMIT_DROPIN_DIR}/test-start-limit.conf"])
+    host.run(["systemctl", "daemon-reload"])
+    try:
+        yield
+    finally:
+        host.run(["rm", "-rf", LIMIT_DROPIN_DIR])
+        host.run(["systemctl", "daemon-reload"])
+        host.run(["systemctl", "reset-failed", UNIT], check=False)
+        host.run(["systemctl", "start", UNIT], check=False)
+
+
+def restart_to_the_limit(host, refused: bool) -> None:
+    """Restart wg0's unit until systemd allows no further start; with `refused`, once
+    more: systemd refuses that start, the unit has failed and wg0 is gone."""
+    host.run(["systemctl", "reset-failed", UNIT])
+    for _ in range(5):
+        host.run(["systemctl", "restart", UNIT])
+    if refused:
+        res = host.run(["systemctl", "restart", UNIT], check=False)
+        assert res.returncode != 0 and TOO_OFTEN in res.stderr, res.stderr
+        assert host.ifindex("wg0") is None, "wg0 is up although systemd refused its start"
+        shown = host.out(["systemctl", "show", "-p", "Result", "--value", UNIT]).strip()
+        assert shown == "start-limit-hit", shown
+
+
+@pytest.mark.parametrize("refused", [False, True], ids=["at-the-limit", "refused-and-down"])
+def test_a_restart_at_systemds_start_limit_still_applies(live, refused):
+    """Restarts in a row bring wg-quick@wg0 to systemd's start limit (or past it: wg0 is
+    down); an apply that needs a restart then resets the limit, starts wg0 from the new
+    file and says so."""
+    a = live[A]
+    live.ensure(live.base())
+    a.run(["rm", "-f", HOOK_MARK.replace("%i", "wg0")])
+    wanted = changed(live.base(), setting("post_up", [f"touch {HOOK_MARK}"]))
+    with start_limit_held(a):
+        restart_to_the_limit(a, refused)
+        if refused:  # test=True predicts the reset and does nothing
+            (predicted,) = state_returns(live.apply(wanted, test=True), "config")
+            assert predicted["result"] is None, predicted
+            assert "start_limit_reset" in predicted["changes"], predicted
+            assert "would be reset" in predicted["comment"], predicted["comment"]
+            assert a.out(["systemctl", "show", "-p", "Result", "--value", UNIT]).strip() \
+                == "start-limit-hit", "test=True reset the unit"
+            assert a.ifindex("wg0") is None, "test=True started wg0"
+        ret = live.apply(wanted)
+        changes = config_changes(ret)
+        if refused:
+            assert changes.get("start_limit_reset", {}).get("service") == UNIT, changes
+        else:
+            assert changes["restarted"].get("start_limit_reset") is True, changes
+        assert "start limit" in state_returns(ret, "config")[0]["comment"]
+        assert a.unit_state(UNIT)[0] == "active"
+        assert a.file_exists(HOOK_MARK.replace("%i", "wg0")), "wg0 did not start from the new file"
+        live.reachable()
+
+
+def test_a_failing_restart_at_the_start_limit_puts_the_old_file_back_and_runs(live):
+    """At systemd's start limit, a new file whose hook fails: the formula's restart is
+    refused, then fails on its own; the previous file is put back and wg0 runs again."""
+    a = live[A]
+    live.ensure(live.base())
+    conf = a.read(CONF)
+    failing = changed(live.base(), setting("post_up", ["sh -c 'echo hook refused >&2; exit 1'"]))
+    with start_limit_held(a):
+        restart_to_the_limit(a, refused=False)
+        ret = live.apply(failing, check=False)
+        (state,) = state_returns(ret, "config")
+        assert state["result"] is False, state
+        assert "previous file was put back and is running again" in state["comment"], state
+        assert "hook refused" in state["comment"], state["comment"]
+        assert a.read(CONF) == conf, "the previous config file was not put back"
+        assert a.unit_state(UNIT)[0] == "active"
+        assert a.ifindex("wg0") is not None, "wg0 is down after the failed restart"
+        live.reachable()
     assert_restart_builds_the_same(a)
 
 

@@ -162,21 +162,6 @@ def test_bad_arguments_fail_clearly_and_change_nothing(loaders, pair, arguments,
     assert live_peers(loaders, pair) == before
 
 
-def test_routes_are_changed_live(loaders, pair):
-    routes = loaders.states.wireguard.routes
-    ret = routes(name=pair.ifname, routes=["172.30.1.0/24", "fd30::/64"])
-    assert ret.result is True
-    assert ret.changes["routes"]["new"] == ["172.30.1.0/24", "fd30::/64"]
-    shown = pair.local.run(["ip", "route", "show", "dev", pair.ifname, "proto", "static"]).stdout
-    assert "172.30.1.0/24" in shown
-    assert routes(name=pair.ifname, routes=["172.30.1.0/24", "fd30::/64"]).changes == {}
-    ret = routes(name=pair.ifname, routes=["172.30.2.0/24"])
-    assert ret.changes["routes"] == {"old": ["172.30.1.0/24", "fd30::/64"],
-                                     "new": ["172.30.2.0/24"]}
-    shown = pair.local.run(["ip", "route", "show", "dev", pair.ifname, "proto", "static"]).stdout
-    assert "172.30.1.0/24" not in shown and "172.30.2.0/24" in shown
-
-
 def test_peer_changes_lose_no_packet_to_an_unchanged_peer(loaders, pair):
     """20 pings a second to peer B while peer C is added, changed in every attribute
     and removed: no packet is lost and the interface is never recreated."""

@@ -40,7 +40,7 @@ pillar_roots:
   base:
     - {PILLAR_DIR}
 log_level_logfile: info
-# the formula's ext_pillar: the preshared keys of networks (README: Preshared keys)
+# the formula's ext_pillar: the preshared keys of networks (docs/rotation.md: Preshared keys of networks)
 ext_pillar:
   - wireguard: {{}}
 """

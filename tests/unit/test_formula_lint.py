@@ -3,6 +3,7 @@
 - yamllint over every YAML file of the repository (.yamllint says which);
 - salt-lint over the formula's SLS files and Jinja libraries (.salt-lint);
 - ruff over the repository's Python (pyproject.toml);
+- shellcheck over the shell scripts: ./lab and .ci/run;
 - .pre-commit-config.yaml runs the same three, the same way, before a commit;
 - FORMULA has what SPM needs.
 """
@@ -20,6 +21,7 @@ BIN = Path(sys.executable).parent
 YAMLLINT = ("yamllint", "--strict", "--format", "parsable", ".")
 SALT_LINT = ("salt-lint", "-c", ".salt-lint")  # + the formula's files
 RUFF = ("ruff", "check", "--no-cache", ".")
+SHELLCHECK = ("shellcheck", "lab", ".ci/run")  # /usr/bin: ./lab installs it
 
 
 def run(*argv):
@@ -67,6 +69,19 @@ def test_ruff_clean():
     assert rc == 0, out
 
 
+def test_shellcheck_clean():
+    rc, out = run(*SHELLCHECK)
+    assert rc == 0 and not out, out
+
+
+def test_shellcheck_finds_problems(tmp_path):
+    """Guard against a linter that passes everything: an unquoted expansion is reported."""
+    bad = tmp_path / "bad.sh"
+    bad.write_text('#!/usr/bin/env bash\nrm -rf $1/*\n')
+    rc, out = run("shellcheck", str(bad))
+    assert rc != 0 and "SC2086" in out, out
+
+
 def pre_commit_hooks():
     config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
     return {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
@@ -74,11 +89,13 @@ def pre_commit_hooks():
 
 def test_pre_commit_runs_the_linters_as_these_tests_do():
     hooks = pre_commit_hooks()
-    assert sorted(hooks) == ["ruff", "salt-lint", "yamllint"]
+    assert sorted(hooks) == ["ruff", "salt-lint", "shellcheck", "yamllint"]
     for command in (YAMLLINT, SALT_LINT, RUFF):
         hook = hooks[command[0]]
         assert hook["language"] == "system", hook
         assert hook["entry"].split() == [f".venv/bin/{command[0]}", *command[1:]], hook
+    assert hooks["shellcheck"]["entry"].split() == list(SHELLCHECK)
+    assert hooks["shellcheck"]["pass_filenames"] is False
     # ruff and yamllint choose their files from their own configuration, as here
     assert hooks["ruff"]["pass_filenames"] is False and hooks["yamllint"]["pass_filenames"] is False
     # salt-lint gets exactly the files its test lints
@@ -90,7 +107,8 @@ def test_pre_commit_runs_the_linters_as_these_tests_do():
 def test_pre_commit_hooks_run_clean():
     """Each hook's command, run the way pre-commit runs it, passes on this tree."""
     hooks = pre_commit_hooks()
-    for hook_id, files in (("ruff", []), ("yamllint", []), ("salt-lint", formula_files())):
+    for hook_id, files in (("ruff", []), ("yamllint", []), ("salt-lint", formula_files()),
+                           ("shellcheck", [])):
         rc, out = run(*hooks[hook_id]["entry"].split(), *files)
         assert rc == 0, f"{hook_id}: {out}"
 

@@ -91,6 +91,11 @@ def test_spm_build_packs_the_formula_and_its_modules(package):
     assert "examples/two-sites-behind-nat/site-a.sls" in examples
     for path in examples:
         assert f"wireguard/{path}" in names, f"{path} is not in the package"
+    # the documentation the README links to
+    pages = [str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")]
+    assert "docs/pillar.md" in pages
+    for path in pages:
+        assert f"wireguard/{path}" in names, f"{path} is not in the package"
     # only what the formula needs: no tests, venv or VCS data
     for name in names:
         assert not name.startswith(("wireguard/tests", "wireguard/.venv", "wireguard/.git")), name

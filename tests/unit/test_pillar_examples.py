@@ -1,5 +1,6 @@
-"""pillar.example and every examples/<topology>/*.sls are pillar files that Salt renders
-and the formula accepts.
+"""pillar.example, every examples/<topology>/*.sls and every `wireguard:` YAML block of
+README.md and docs/*.md are pillars that Salt renders and the formula accepts (a block
+marked `<!-- refused -->` on the line before it must be refused instead).
 
 The real Salt (the pinned one in .venv) with the real `wireguard` module does the work,
 as a minion does: one worker process (this file run as a script) takes, per case, a
@@ -10,8 +11,10 @@ Salt rendered (jinja|yaml) and `wireguard.pillar_interfaces` validates it, a net
 only on the minions that are its nodes. Nothing outside a temp dir is read or written.
 """
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +28,9 @@ from tests.lab.topologies import EXAMPLES, load_examples
 REPO = Path(__file__).resolve().parents[2]
 MARK = "@@pillar-examples@@ "
 PILLAR_EXAMPLE = REPO / "pillar.example"
+DOC_PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+#: The line before a YAML block that shows a pillar the formula refuses.
+REFUSED = "<!-- refused -->"
 
 
 def _worker():
@@ -142,31 +148,34 @@ def test_pillar_example_is_one_valid_pillar_file(rendered):
 
 
 def test_pillar_example_shows_every_key():
-    """Every key of README's pillar reference appears in pillar.example."""
+    """Every key the schema accepts (and every lookup parameter of defaults.yaml)
+    appears in pillar.example, read from the code: `network_psks` is the ext_pillar's."""
+    import wgf_firewall  # the utils are on sys.path in the tests (conftest), not in _worker
+    import wgf_networks
+    import wgf_schema
+
+    def union(mappings):
+        return set().union(*(set(mapping) for mapping in mappings))
+
     wireguard = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]
+    assert set(wireguard) == set(wgf_schema.TOP_KEYS) - {"network_psks"}
+    defaults = yaml.safe_load(
+        (REPO / "wireguard" / "parameters" / "defaults.yaml").read_text())["values"]
     lookup = wireguard["lookup"]
-    assert set(lookup) == {"pkgs", "install_go", "install_recommends", "config_dir",
-                           "service", "sysctl_file", "firewall"}
-    assert set(lookup["pkgs"]) == {"tools", "resolvconf", "go", "firewall", "extra"}
-    assert set(lookup["service"]) == {"name", "link", "link_target"}
+    assert set(lookup) == set(defaults)
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            assert set(lookup[key]) == set(value), key
     (iface,) = wireguard["interfaces"].values()
-    assert set(iface) == {"enabled", "absent", "address", "listen_port", "private_key",
-                          "dns", "mtu", "table", "fwmark", "pre_up", "post_up", "pre_down",
-                          "post_down", "routes", "forwarding", "masquerade", "purge_peers",
-                          "peers", "open_port", "access", "endpoint", "pool",
-                          "client_defaults", "clients"}
-    assert set(iface["client_defaults"]) == {"allowed_ips", "dns", "persistent_keepalive",
-                                             "preshared_key"}
-    client_keys = set().union(*(set(client) for client in iface["clients"].values()))
-    assert client_keys == {"address", "allowed_ips", "preshared_key", "public_key", "absent"}
-    peer_keys = set().union(*(set(peer) for peer in iface["peers"].values()))
-    assert peer_keys == {"public_key", "minion", "minion_interface", "allowed_ips",
-                         "endpoint", "persistent_keepalive", "preshared_key", "absent"}
+    assert set(iface) == set(wgf_schema.INTERFACE_KEYS)
+    assert set(iface["client_defaults"]) == set(wgf_schema.CLIENT_DEFAULT_KEYS)
+    assert union(iface["clients"].values()) == set(wgf_schema.CLIENT_KEYS)
+    assert union(iface["peers"].values()) == set(wgf_schema.PEER_KEYS)
+    assert set(iface["access"]) == set(wgf_firewall.ACCESS_KEYS)
+    assert union(iface["access"]["rules"]) == set(wgf_firewall.RULE_KEYS)
     (network,) = wireguard["networks"].values()
-    assert set(network) == {"interface", "listen_port", "topology", "hubs", "nodes", "mtu",
-                            "purge_peers"}
-    node_keys = set().union(*(set(node) for node in network["nodes"].values()))
-    assert node_keys == {"address", "endpoint", "allowed_ips", "persistent_keepalive"}
+    assert set(network) == set(wgf_networks.NETWORK_KEYS)
+    assert union(network["nodes"].values()) == set(wgf_networks.NODE_KEYS)
 
 
 def test_examples_have_every_topology():
@@ -207,6 +216,139 @@ def test_a_broken_example_fails(tmp_path):
     assert "could not render" in " ".join(found[0]), found[0]
     assert "allowd_ips" in " ".join(found[1]), found[1]
     assert "not what the file says" in " ".join(found[2]), found[2]
+
+
+
+# --- YAML examples in README.md and docs/*.md ---------------------------------------
+
+def yaml_blocks(text):
+    """``(line number, body, refused)`` of each fenced YAML block, dedented; refused when
+    the line before the fence is the REFUSED marker."""
+    blocks = []
+    lines = text.splitlines()
+    for match in re.finditer(r"(?ms)^( *)```ya?ml\n(.*?)^\1```", text):
+        number = text.count("\n", 0, match.start()) + 1
+        indent = len(match.group(1))
+        body = "\n".join(line[indent:] for line in match.group(2).splitlines()) + "\n"
+        before = lines[number - 2].strip() if number > 1 else ""
+        blocks.append((number, body, before == REFUSED))
+    return blocks
+
+
+def fill_placeholders(body):
+    """The text with `<laptop's public key>`-style placeholders replaced by real values,
+    the same placeholder by the same value; an unknown placeholder is an error."""
+    values = {}
+    for placeholder in dict.fromkeys(re.findall(r"<[^<>\n]+>", body)):
+        if placeholder.endswith("public key>") or placeholder == "<base64>":
+            values[placeholder] = base64.b64encode(bytes([len(values) + 1]) * 32).decode()
+        elif placeholder.endswith("address>"):
+            values[placeholder] = "192.0.2.1"
+        else:
+            raise AssertionError(f"no value for the placeholder {placeholder}")
+        body = body.replace(placeholder, values[placeholder])
+    return body
+
+
+def load_block(body):
+    """The block as YAML data; a block that is no YAML (shown output) is None, unless it
+    starts like a pillar (a broken pillar example must fail, not vanish)."""
+    try:
+        return yaml.safe_load(body)
+    except yaml.YAMLError:
+        return {"wireguard": None} if re.match(r"(#.*\n)*wireguard:", body) else None
+
+
+def pillar_blocks():
+    """``(id, pillar text, refused)`` of every YAML block of the pages that is a pillar of
+    the formula (a mapping with the `wireguard` key)."""
+    found = []
+    for page in DOC_PAGES:
+        for number, body, refused in yaml_blocks(page.read_text()):
+            data = load_block(body)
+            if isinstance(data, dict) and "wireguard" in data:
+                found.append((f"{page.relative_to(REPO)}:{number}", fill_placeholders(body),
+                              refused))
+    return found
+
+
+def minions_of(pillar):
+    """The minions to validate a pillar on: every node of its networks, else one."""
+    networks = (pillar.get("wireguard") or {}).get("networks") or {}
+    nodes = sorted({node for net in networks.values() for node in net.get("nodes") or {}})
+    return nodes or ["docs-minion"]
+
+
+DOC_BLOCKS = pillar_blocks()
+
+
+@pytest.fixture(scope="module")
+def rendered_docs(tmp_path_factory):
+    """{(block id, minion id): the worker's answer} for every pillar block of the pages."""
+    tmp = tmp_path_factory.mktemp("doc-examples")
+    keys, cases = [], []
+    for n, (block_id, body, _) in enumerate(DOC_BLOCKS):
+        root = pillar_root_of(tmp, f"block{n}", body)
+        for minion_id in minions_of(load_block(body)):
+            keys.append((block_id, minion_id))
+            cases.append((minion_id, root))
+    return dict(zip(keys, salt_render(tmp, cases), strict=True))
+
+
+def test_the_pages_have_pillar_examples_of_both_kinds():
+    """The collector finds the Quick start's pillars and the refused examples."""
+    ids = [block_id for block_id, _, _ in DOC_BLOCKS]
+    assert sum(block_id.startswith("README.md:") for block_id in ids) >= 4, ids
+    assert any(refused for _, _, refused in DOC_BLOCKS), ids
+
+
+@pytest.mark.parametrize(("block_id", "body", "refused"), DOC_BLOCKS,
+                         ids=[block_id for block_id, _, _ in DOC_BLOCKS])
+def test_doc_example_renders_and_validates(rendered_docs, block_id, body, refused):
+    """A pillar shown in the README or docs/ is one the formula accepts, on every node
+    it names; one marked refused is refused by the formula's validation."""
+    expected = load_block(body)
+    for minion_id in minions_of(expected):
+        answer = rendered_docs[(block_id, minion_id)]
+        found = problems(minion_id, answer, expected)
+        if refused:  # Salt renders it, the formula's validation refuses it
+            assert answer.get("pillar", {}).get("wireguard") == expected["wireguard"], answer
+            assert "Invalid wireguard pillar" in " ".join(found), (block_id, found)
+        else:
+            assert not found, (block_id, minion_id, found)
+
+
+def test_no_page_shows_a_fragment_of_a_pillar():
+    """A YAML block made only of the formula's pillar keys but without the `wireguard:`
+    root cannot be checked: make it a whole pillar."""
+    import wgf_networks  # the utils are on sys.path in the tests (conftest), not in _worker
+    import wgf_schema
+
+    pillar_keys = (set(wgf_schema.TOP_KEYS) | set(wgf_schema.INTERFACE_KEYS)
+                   | set(wgf_schema.PEER_KEYS) | set(wgf_schema.CLIENT_KEYS)
+                   | set(wgf_networks.NETWORK_KEYS))
+    fragments = []
+    for page in DOC_PAGES:
+        for number, body, _ in yaml_blocks(page.read_text()):
+            data = load_block(body)
+            if isinstance(data, dict) and "wireguard" not in data and set(data) <= pillar_keys:
+                fragments.append(f"{page.relative_to(REPO)}:{number}")
+    assert not fragments, fragments
+
+
+def test_the_doc_checks_catch_a_bad_example():
+    """The collector sees the marker, fills placeholders and refuses an unknown one; a
+    fragment has only pillar keys; the validation refuses a typo in a docs block."""
+    text = "x\n<!-- refused -->\n```yaml\nwireguard: {}\n```\n\n  ```yaml\n  a: 1\n  ```\n"
+    assert yaml_blocks(text) == [(3, "wireguard: {}\n", True), (7, "a: 1\n", False)]
+    filled = fill_placeholders("k: <laptop's public key>\nj: <laptop's public key>\n")
+    assert yaml.safe_load(filled)["k"] == yaml.safe_load(filled)["j"]
+    with pytest.raises(AssertionError, match="placeholder"):
+        fill_placeholders("k: <something else>\n")
+    assert load_block("wireguard:\n  a: b: c\n") == {"wireguard": None}
+    assert load_block("ok: a: b\n") is None
+    assert minions_of({"wireguard": {"networks": {"n": {"nodes": {"b": {}, "a": {}}}}}}) == [
+        "a", "b"]
 
 
 if __name__ == "__main__":

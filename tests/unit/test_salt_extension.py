@@ -141,7 +141,7 @@ def test_salt_call_lists_the_execution_functions(salt_env):
 def test_salt_call_lists_the_state_functions(salt_env):
     states = salt_env.call("--local", "sys.list_state_functions", "wireguard")
     for name in ("wireguard.config", "wireguard.peer", "wireguard.private_key",
-                 "wireguard.routes"):
+                 "wireguard.interface"):
         assert name in states, states
 
 
