@@ -88,7 +88,8 @@ def pubkey(private_key=None, **kwargs):
 
         salt-call wireguard.pubkey "$(cat /etc/wireguard/wg0.key)"
     """
-    return wgf_keys.pubkey(wgf_keys.positional(private_key, kwargs, "private_key"))
+    return wgf_keys.pubkey(wgf_keys.arguments("pubkey", {"private_key": private_key}, kwargs,
+                                              ["private_key"], ["private_key"])["private_key"])
 
 
 def genpsk():
@@ -114,7 +115,8 @@ def key_digest(key=None, **kwargs):
 
         salt '*' wireguard.key_digest "$(wg genpsk)"
     """
-    return wgf_keys.digest(wgf_keys.positional(key, kwargs, "key"))
+    return wgf_keys.digest(wgf_keys.arguments("key_digest", {"key": key}, kwargs, ["key"],
+                                              ["key"])["key"])
 
 
 # ---------------------------------------------------------------- running ``wg``
@@ -136,7 +138,7 @@ def _wg(args):
                           env={"LC_ALL": "C", "WG_HIDE_KEYS": "always",
                                "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")})
     if proc.returncode != 0:
-        error = (proc.stderr or proc.stdout or "").strip()
+        error = wgf_conf.mask(proc.stderr or proc.stdout).strip()  # wg quotes a bad key
         raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {error}")
     return proc.stdout
 
@@ -211,7 +213,7 @@ def _peer_args(peer, put_key):
     return args
 
 
-def apply_peers(interface, peers=None, remove=None):
+def apply_peers(interface, peers=None, remove=None, **kwargs):
     """
     Apply many live peer changes to an interface with as few ``wg set`` calls as
     possible (one per 500 peers). Nothing is changed when any change is invalid.
@@ -230,6 +232,8 @@ def apply_peers(interface, peers=None, remove=None):
 
         salt '*' wireguard.apply_peers wg0 remove='["3cp0...="]'
     """
+    wgf_keys.arguments("apply_peers", {"interface": interface, "peers": peers, "remove": remove},
+                       kwargs, [])
     wgf_addr.check_interface_name(interface)
     changes = [wgf_schema.normalise_peer_change(interface, peer) for peer in peers or []]
     changes += [wgf_schema.normalise_peer_change(interface, {"public_key": key, "remove": True})
@@ -258,13 +262,11 @@ def set_peer(interface, public_key=None, allowed_ips=None, endpoint=None,
         salt '*' wireguard.set_peer wg0 "3cp0...=" allowed_ips='[10.0.0.2/32]' \\
             endpoint=vpn.example.com:51820 persistent_keepalive=25
     """
-    return apply_peers(interface, peers=[{
-        "public_key": wgf_keys.positional(public_key, kwargs, "public_key"),
-        "allowed_ips": allowed_ips,
-        "endpoint": endpoint,
-        "persistent_keepalive": persistent_keepalive,
-        "preshared_key": preshared_key,
-    }])
+    peer = wgf_keys.arguments("set_peer", {
+        "interface": interface, "public_key": public_key, "allowed_ips": allowed_ips,
+        "endpoint": endpoint, "persistent_keepalive": persistent_keepalive,
+        "preshared_key": preshared_key}, kwargs, ["public_key", "preshared_key"], ["public_key"])
+    return apply_peers(peer.pop("interface"), peers=[peer])
 
 
 def remove_peer(interface, public_key=None, **kwargs):
@@ -277,7 +279,9 @@ def remove_peer(interface, public_key=None, **kwargs):
 
         salt '*' wireguard.remove_peer wg0 "3cp0...="
     """
-    return apply_peers(interface, remove=[wgf_keys.positional(public_key, kwargs, "public_key")])
+    return apply_peers(interface, remove=[wgf_keys.arguments(
+        "remove_peer", {"interface": interface, "public_key": public_key}, kwargs,
+        ["public_key"], ["public_key"])["public_key"]])
 
 
 def resolve_endpoint(endpoint):
@@ -335,7 +339,8 @@ def _config_dir(config_dir=None):
 
 def is_interface_name(name):
     """
-    Whether ``name`` is a valid interface name (wg-quick's rule: 1-15 of a-zA-Z0-9_=+.-).
+    Whether ``name`` is a valid interface name (wg-quick's rule, 1-15 of a-zA-Z0-9_=+.-,
+    without ``+``: iptables reads it as a wildcard).
 
     CLI Example:
 
@@ -476,7 +481,7 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
     server_key = wgf_keys.pubkey_or_none(wgf_files.read_key(_key_path(interface, directory)))
     text = wgf_clients.device_config(iface, interface, client, directory, server_key)
     if path:
-        return wgf_clients.export(wgf_clients.export_dir(path), client, text, kind)
+        return wgf_clients.export(wgf_clients.export_dir(path, directory), client, text, kind)
     return wgf_clients.qr_code(text, kind) if kind else text
 
 
@@ -671,13 +676,17 @@ def _gather(name, directory, pillar_iface, live, forwarding):
                   "dir": _file_mode(directory)},
         "key_file_public": (wgf_keys.pubkey_or_none(key) or "invalid") if key else None,
         "pillar": pillar_iface, "rendered": None,
-        "conf_masked": wgf_conf.mask(text) if text is not None else None,
+        "conf_masked": None,
         "live": live, "samples": None, "link": None, "routes": None,
         "underlay": {}, "resolved": {}, "forwarding": forwarding,
         "service": service_name(name), "init": __grains__.get("init"), "now": time.time(),
     }
+    public = wgf_conf.known_public([conf or {}], pillar=pillar_iface, live=live,
+                                   own=[data["key_file_public"]])
+    if text is not None:
+        data["conf_masked"] = wgf_conf.mask(text, public)
     if pillar_iface and not pillar_iface["absent"]:
-        data["rendered"] = wgf_conf.render(pillar_iface)
+        data["rendered"] = wgf_conf.mask(wgf_conf.render(pillar_iface), public)
     data["resolved"] = _resolve_all(wgf_health.endpoints(conf, pillar_iface))
     if live is not None:
         data["link"] = wgf_iproute.link(_ip_json(["addr", "show", "dev", name]))
@@ -832,7 +841,7 @@ def link_states(interface=None, stale_after=wgf_health.STALE_AFTER, since=None):
 # ------------------------------------------------------------------ reresolve
 
 
-def reresolve(interface=None, peer=None, config_dir=None, test=False):
+def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
     """
     Set the endpoint of live peers again from the host name their config file gives
     (``Endpoint = host:port`` in ``<config_dir>/<if>.conf``): the name is resolved now
@@ -860,6 +869,9 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False):
         salt '*' wireguard.reresolve
         salt 'site-a' wireguard.reresolve wg0 peer=hub
     """
+    peer = wgf_keys.arguments("reresolve", {"interface": interface, "peer": peer,
+                                            "config_dir": config_dir, "test": test},
+                              kwargs, ["peer"])["peer"]
     if interface is not None:
         wgf_addr.check_interface_name(interface)
     live = show()

@@ -131,6 +131,7 @@ def _graph_into(result, fleet, graph, svg):
         result["graph"] = dot_text if graph == "dot" else wgf_audit.mermaid(
             fleet, result["links"], result["unknown_peers"])
     if svg:
+        wgf_psk.refuse_in_store(os.path.expanduser(str(svg)), __opts__["cachedir"], "svg")
         result["svg"], result["graph_error"] = _write_svg(dot_text, svg)
 
 

@@ -601,9 +601,11 @@ def _config(ret, config_dir, service):
     if current == wanted:
         _mode_fix(ret, path)
     else:
+        public = wgf_conf.known_public([wgf_conf.parse(current or "")],
+                                       [wgf_conf.parse(wanted)], live=_live_or_none(interface))
         diff = "".join(difflib.unified_diff(
-            wgf_conf.mask(current).splitlines(True), wgf_conf.mask(wanted).splitlines(True),
-            fromfile=path, tofile=path))
+            wgf_conf.mask(current, public).splitlines(True),
+            wgf_conf.mask(wanted, public).splitlines(True), fromfile=path, tofile=path))
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
         ret["changes"]["restarted"] = {"service": service, "why": restart}
@@ -621,6 +623,14 @@ def _config(ret, config_dir, service):
     if restart and _restart(service, interface, path, current):
         ret["changes"]["restarted"]["start_limit_reset"] = True
     return _pending(ret, wgf_state.config_comment(path, service, restart, ret))
+
+
+def _live_or_none(interface):
+    """The live interface (``wireguard.show``), or None when it is not up."""
+    try:
+        return __salt__["wireguard.show"](interface)[interface]
+    except (CommandExecutionError, KeyError):
+        return None
 
 
 def _service_active(service):

@@ -11,8 +11,14 @@ import re
 
 from salt.exceptions import SaltInvocationError
 
-#: wg-quick's rule for an interface name (``fullmatch``: a trailing newline is no match).
-INTERFACE_NAME = re.compile(r"[a-zA-Z0-9_=+.-]{1,15}")
+#: wg-quick's rule for an interface name (``fullmatch``: a trailing newline is no match),
+#: without ``+``: iptables reads a name with ``+`` as a wildcard (``wg+`` is every wg*
+#: interface, ``+`` every interface), so a masquerade or firewall rule would match more.
+INTERFACE_NAME = re.compile(r"[a-zA-Z0-9_=.-]{1,15}")
+INTERFACE_RULE = ("an interface name is 1-15 characters of a-z A-Z 0-9 _ = . - (and not "
+                  "'.' or '..')")
+PLUS = ("'+' is refused although wg-quick allows it: iptables reads a name with '+' as a "
+        "wildcard ('wg+' is every wg* interface, '+' every interface)")
 HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?"
@@ -23,9 +29,10 @@ LINE_BREAKING = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: What an address or CIDR may be written with: no scope id (``%``), no list separator.
 ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:./]+")
 ASCII_DIGITS = re.compile(r"[0-9]+")
-#: What a WireGuard key (32 bytes) looks like in base64: the last character before the
-#: padding carries 4 bits of the key and 2 zero bits.
-KEY_SHAPED = re.compile(r"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=")
+#: Anything shaped like a WireGuard key (32 bytes) in base64: 43 characters and ``=``, the
+#: last one before the padding carrying 4 bits of the key and 2 zero bits.
+KEY_SHAPED = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=(?![A-Za-z0-9+/=])")
+HIDDEN = "<hidden>"
 #: Integers longer than this cannot be written, shown or compared as text: Python
 #: refuses to turn an int of more than 4300 digits into a string (about 14,300 bits).
 MOST_BITS = 4096
@@ -72,13 +79,20 @@ def checked_repr(value, where):
         raise
 
 
+def hide_keys(text, public=()):
+    """``text`` with every key-shaped value but those in ``public`` hidden (the part of
+    ``wgf_conf.mask`` that needs no config syntax, here so ``shown`` can use it)."""
+    public = set(public or ())
+    return KEY_SHAPED.sub(lambda m: m.group(0) if m.group(0) in public else HIDDEN, text)
+
+
 def shown(value):
     """A value as a message shows it: quoted, with line breaks and controls escaped,
-    and anything shaped like a key cut to its first 8 characters (a key typed where a
-    name or an address goes must not reach the output or the job cache)."""
+    and anything shaped like a key hidden (a key typed where a name or an address goes
+    must not reach the output or the job cache)."""
     if is_huge(value):
         return f"<a number of more than {MOST_BITS} bits>"
-    return repr(KEY_SHAPED.sub(lambda key: f"{key[0][:8]}...", str(value)))
+    return repr(hide_keys(str(value)))
 
 
 def is_interface_name(name):
@@ -86,12 +100,18 @@ def is_interface_name(name):
             and name not in (".", ".."))
 
 
+def interface_name_problem(name):
+    """Why ``name`` is no interface name for the formula, or None."""
+    if is_interface_name(name):
+        return None
+    return PLUS if isinstance(name, str) and "+" in name else INTERFACE_RULE
+
+
 def check_interface_name(name, where="interface"):
-    """Return ``name`` or raise: 1-15 characters of ``a-z A-Z 0-9 _ = + . -``."""
-    if not is_interface_name(name):
-        raise SaltInvocationError(
-            f"{where} {shown(name)}: an interface name is 1-15 characters of "
-            "a-z A-Z 0-9 _ = + . - (and not '.' or '..')")
+    """Return ``name`` or raise: 1-15 characters of ``a-z A-Z 0-9 _ = . -``."""
+    problem = interface_name_problem(name)
+    if problem:
+        raise SaltInvocationError(f"{where} {shown(name)}: {problem}")
     return name
 
 

@@ -317,9 +317,20 @@ def listing(iface, live):
     return result
 
 
-def export_dir(path):
+#: Where wg-quick looks for ``<interface>.conf``, whatever the formula's config_dir.
+WG_QUICK_DIR = "/etc/wireguard"
+
+
+def export_dir(path, config_dir):
     """``path`` as a directory only root can enter: made 0700, or refused when it
-    exists and group or others may enter it."""
+    exists and group or others may enter it, or when it is (or is inside) the config
+    directory or wg-quick's, where a client's ``<client>.conf`` could replace an
+    interface's."""
+    if not isinstance(path, str) or not path:
+        raise SaltInvocationError("path is a directory on the minion")
+    for directory in dict.fromkeys([config_dir, WG_QUICK_DIR]):
+        wgf_files.refuse_inside(path, directory, "path",
+                                "a client's config there could replace an interface's")
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         os.makedirs(path, mode=0o700)

@@ -15,7 +15,7 @@ from salt.exceptions import SaltInvocationError
 import wgf_addr
 import wgf_keys
 
-MASK = "<hidden>"
+MASK = wgf_addr.HIDDEN
 HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
 #: What ``wg`` drops from a config line (its ``char_is_space``) besides the line break.
 SPACE = " \t\v\f\r"
@@ -26,16 +26,47 @@ def _spaced(word):
     return f"[{SPACE}]*".join(word)
 
 
-#: A line that sets a secret, in any case and spacing wg-quick and ``wg`` accept.
+#: A line that sets a secret, in any case and spacing wg-quick and ``wg`` accept, and
+#: the same line commented out (``#PrivateKey = ...``): its key is as secret.
 SECRET_LINE = re.compile(
-    rf"^([{SPACE}]*(?:{_spaced('privatekey')}|{_spaced('presharedkey')})[{SPACE}]*=[{SPACE}]*)"
-    r"[^\n]*$", re.MULTILINE | re.IGNORECASE)
+    rf"^([{SPACE}]*(?:[#;][#;{SPACE}]*)?(?:{_spaced('privatekey')}|{_spaced('presharedkey')})"
+    rf"[{SPACE}]*=[{SPACE}]*)[^\n]*$", re.MULTILINE | re.IGNORECASE)
+KEY_SHAPED = wgf_addr.KEY_SHAPED
 ROUTE_COMMAND = re.compile(r"ip route replace (\S+) dev %i proto static")
 
 
-def mask(text):
-    """``text`` with the value of every PrivateKey and PresharedKey line hidden."""
-    return SECRET_LINE.sub(r"\g<1>" + MASK, text or "")
+def mask(text, public=()):
+    """``text`` (a config, a diff, a message) with the value of every PrivateKey and
+    PresharedKey line hidden, commented out or not, and every other key-shaped value
+    too, except the keys in ``public`` (those the formula knows to be public: see
+    ``known_public``). The one masking rule of the formula: whatever it shows of a
+    file or a command's output goes through here."""
+    return wgf_addr.hide_keys(SECRET_LINE.sub(r"\g<1>" + MASK, str(text or "")), public)
+
+
+def has_key_material(text):
+    """Whether ``mask`` would hide anything of ``text``."""
+    return mask(text) != str(text or "")
+
+
+def known_public(configs=(), rendered=(), pillar=None, live=None, own=()):
+    """The public keys the formula knows to be public, for ``mask``: the interface's
+    own (``own``, and from the PrivateKey of each parsed config in ``configs``), its
+    peers' in pillar (a normalised interface ``pillar``, or the parsed configs the
+    formula ``rendered`` from pillar) and its live peers' (a ``show`` entry ``live``).
+    Not the peers a hand-written file names: those may be anything."""
+    keys = set(own)
+    for conf in configs:
+        keys.add(conf.get("public_key"))
+    for conf in rendered:
+        keys.add(conf.get("public_key"))
+        keys.update(peer.get("public_key") for peer in conf.get("peers", []))
+    if pillar:
+        keys.update(peer.get("public_key") for peer in pillar.get("peers", {}).values())
+    if live:
+        keys.add(live.get("public_key"))
+        keys.update(live.get("peers") or {})
+    return {key for key in keys if isinstance(key, str) and key}
 
 
 def route_command(cidr):
@@ -125,7 +156,8 @@ def parse(text):
 
     The private key is replaced by its public key (``public_key``), a preshared key by
     ``has_preshared_key``. A peer's name is the first comment after its ``[Peer]`` line
-    (the formula writes ``# <name>`` there). The formula's route lines become
+    (the formula writes ``# <name>`` there), unless that comment holds anything shaped
+    like a key (a commented-out key line is no name to show). The formula's route lines become
     ``routes``. Values that cannot be read are described in ``errors``, never quoting
     a key.
     """
@@ -136,7 +168,7 @@ def parse(text):
     for number, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if line.startswith("#"):
-            if section == "peer" and not named:
+            if section == "peer" and not named and not has_key_material(line):
                 peer["name"], named = line.lstrip("#").strip() or None, True
             continue
         line = line.split("#", 1)[0].strip()  # wg-quick drops everything after '#'
@@ -166,7 +198,7 @@ def parse(text):
                 named = True
                 _peer_value(peer, key, value)
         except (ValueError, SaltInvocationError) as exc:
-            conf["errors"].append(f"line {number}: {exc}")
+            conf["errors"].append(mask(f"line {number}: {exc}"))
     return conf
 
 

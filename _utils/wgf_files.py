@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from salt.exceptions import CommandExecutionError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 
 def _temp_prefix(path):
@@ -97,3 +97,14 @@ def key_files():
         yield put
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def refuse_inside(path, directory, what, why):
+    """Raise when ``path`` is ``directory`` or inside it, once both are resolved as the
+    kernel would (symlinks, ``..``): a file written at a path a user gives must not land
+    among the formula's own files."""
+    real, base = os.path.realpath(path), os.path.realpath(directory)
+    if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
+        raise SaltInvocationError(
+            f"{what} {path!r} is {'' if real == base else 'inside '}the formula's directory "
+            f"{directory}: {why}")

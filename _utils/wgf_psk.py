@@ -68,6 +68,13 @@ def store_path(cachedir):
     return os.path.join(cachedir, STORE_DIR, STORE_FILE)
 
 
+def refuse_in_store(path, cachedir, what):
+    """Raise when a file the user asked for at ``path`` would land in the store's
+    directory (the runner's SVG, say, replacing the store)."""
+    wgf_files.refuse_inside(path, os.path.dirname(store_path(cachedir)), what,
+                            "the master's store of preshared keys is there")
+
+
 @contextlib.contextmanager
 def _locked(path):
     """The store's lock held (runners may run side by side)."""

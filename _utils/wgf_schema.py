@@ -139,8 +139,10 @@ def dns_entry(value, where):
 
 
 def interface_name_item(value, where):
-    if not wgf_addr.is_interface_name(value):
-        raise SaltInvocationError(f"{where}: {shown(value)} is not a valid interface name")
+    problem = wgf_addr.interface_name_problem(value)
+    if problem:
+        raise SaltInvocationError(f"{where}: {shown(value)} is not a valid interface name: "
+                                  f"{problem}")
     return value
 
 
@@ -454,10 +456,23 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
                       if not client["absent"]})
         wgf_firewall.check(normalised, firewall, errors, names)
         result[ifname] = normalised
+    _clients_named_like_interfaces(result, {**from_networks, **raw_interfaces}, errors)
     if errors:
         raise SaltInvocationError(
             "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors))
     return result
+
+
+def _clients_named_like_interfaces(result, interfaces, errors):
+    """A client's exported ``<client>.conf`` holds its private key: named like an
+    interface of this minion, it could replace that interface's config."""
+    for ifname, iface in result.items():
+        for name in iface["clients"]:
+            if name in interfaces:
+                errors.append(
+                    f"interface {shown(ifname)}, client {shown(name)}, key 'clients': a "
+                    f"client may not have the name of an interface of this minion ({name}."
+                    "conf is that interface's config)")
 
 
 def _allocate_clients(iface, own, client_records, errors):
@@ -509,8 +524,8 @@ def normalise_peer_change(interface, peer):
         raise SaltInvocationError(f"interface {shown(interface)}: a peer change is a "
                                   f"mapping, got {type(peer).__name__}")
     key = peer.get("public_key")
-    where = f"interface {shown(interface)}, peer {shown(key)}"
     wgf_keys.decode(key, f"interface {shown(interface)}: public_key")
+    where = f"interface {shown(interface)}, peer {wgf_keys.short(key)}"
     out = {"public_key": key}
     if peer.get("remove"):
         out["remove"] = True

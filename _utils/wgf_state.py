@@ -5,6 +5,8 @@ the old config back. Plain Python: the states hand in ``__opts__["test"]``,
 
 from salt.exceptions import CommandExecutionError
 
+import wgf_conf
+
 
 def ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
@@ -24,12 +26,13 @@ def failed(result, exc):
 
 
 def command(run_all, argv, stdin=None):
-    """Run ``argv`` (no shell, output never logged); its stdout, or raise naming it."""
+    """Run ``argv`` (no shell, output never logged); its stdout, or raise naming it
+    (``wg`` quotes a key it cannot read: the message is masked)."""
     out = run_all(argv, python_shell=False, ignore_retcode=True, stdin=stdin,
                   output_loglevel="quiet")
     if out["retcode"] != 0:
-        raise CommandExecutionError(
-            f"{' '.join(argv)}: {(out.get('stderr') or out.get('stdout') or '').strip()}")
+        error = wgf_conf.mask(out.get("stderr") or out.get("stdout")).strip()
+        raise CommandExecutionError(f"{' '.join(argv)}: {error}")
     return out["stdout"]
 
 

@@ -238,3 +238,84 @@ def test_a_key_typed_as_a_peer_name_is_not_echoed(minion, keys):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and f"no peer '{psk[:8]}...' in the config of" in out, out
     assert psk[8:] not in out
+
+
+def _never_shown(proc, *secrets):
+    out = proc.stdout + proc.stderr
+    for key in secrets:  # Salt's own refusal quoted 43 of the 44 characters
+        assert key[:12] not in out and key[-13:-1] not in out, out
+
+
+@pytest.mark.parametrize("function", ["pubkey", "key_digest"])
+def test_two_keys_typed_as_name_equals_are_refused_by_position_never_echoed(minion, function):
+    first, second = identifier_key(), identifier_key()
+    proc = minion.call(f"wireguard.{function}", first, second, check=False)
+    assert proc.returncode != 0
+    assert "argument(s) 2 of the command line hold a key" in proc.stdout + proc.stderr
+    _never_shown(proc, first, second)
+
+
+def test_a_psk_typed_as_name_equals_is_set_peers_sixth_argument(minion, keys):
+    public, psk = identifier_key(), identifier_key()
+    proc = minion.call("wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]",
+                       "198.18.66.6:51806", "25", psk)
+    _never_shown(proc, psk)
+    live = json.loads(minion.call("wireguard.show", PILLAR_IF, "psk_digests=True").stdout)
+    peer = live["local"][PILLAR_IF]["peers"][public]
+    assert peer["allowed_ips"] == ["10.66.0.6/32"] and peer["persistent_keepalive"] == 25
+    assert peer["preshared_key_sha256"] == wgf_keys.digest(psk)
+    extra = identifier_key()
+    proc = minion.call("wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]",
+                       "198.18.66.6:51806", "25", psk, extra, check=False)
+    assert proc.returncode != 0 and "argument(s) 7 of" in proc.stdout + proc.stderr
+    _never_shown(proc, psk, extra)
+    proc = minion.call("wireguard.remove_peer", PILLAR_IF, public, extra, check=False)
+    assert proc.returncode != 0 and "argument(s) 3 of" in proc.stdout + proc.stderr
+    _never_shown(proc, extra)
+    minion.call("wireguard.remove_peer", PILLAR_IF, public)
+
+
+@pytest.mark.parametrize("args", [["apply_peers", PILLAR_IF], ["reresolve", PILLAR_IF, "x", "/nonexistent", "True"]])
+def test_a_stray_key_never_reaches_salts_own_refusal(minion, keys, args):
+    key = identifier_key()
+    proc = minion.call(f"wireguard.{args[0]}", *args[1:], key, check=False)
+    assert proc.returncode != 0 and "keyword arguments are not valid" not in proc.stdout
+    _never_shown(proc, key)
+
+
+def test_key_material_in_comments_of_an_adopted_config_is_never_shown(minion, keys):
+    """A hand-written config keeps an old key commented out, a preshared key as the
+    peer's comment and another key in a note: none shows in the state's diff (also in
+    test mode), in check's drift message or as the peer's name."""
+    name, own = f"wgc{RUN}h", wgf_keys.genkey()
+    old, psk, note = wgf_keys.genkey(), wgf_keys.genpsk(), wgf_keys.genkey()
+    peer = wgf_keys.pubkey(wgf_keys.genkey())
+    (minion.config_dir / f"{name}.conf").write_text(
+        f"[Interface]\n#PrivateKey = {old}\nPrivateKey = {own}\nAddress = 10.69.0.1/24\n"
+        f"# rotated away from {note} in May\n\n[Peer]\n# {psk}\nPublicKey = {peer}\n"
+        f"#  presharedkey={psk}\nAllowedIPs = 10.69.0.2/32\n")
+    before = (minion.root / "pillar" / "data.sls").read_text()
+    minion.pillar({"wireguard": {"lookup": {"config_dir": str(minion.config_dir)},
+                                 "interfaces": {name: {
+        "address": "10.69.0.3/24", "private_key": own,
+        "peers": {"hub": {"public_key": peer, "allowed_ips": ["10.69.0.2/32"]}}}}}})
+    try:
+        seen = [minion.call("wireguard.check", name, "sample=0", check=False)]
+        found = json.loads(seen[0].stdout)["local"]["interfaces"][name]["problems"]
+        drift = [p["message"] for p in found if p["check"] == "pillar"]
+        assert drift and "-#PrivateKey = <hidden>" in drift[0]
+        assert "-# rotated away from <hidden> in May" in drift[0]
+        peers = minion.call("wireguard.config_peers", name)
+        assert psk[:12] not in peers.stdout and peer in peers.stdout
+        seen.append(peers)
+        for mode in ("test=True", "test=False"):
+            proc = minion.call("state.single", "wireguard.config", name,
+                               f"config_dir={minion.config_dir}", mode)
+            assert f"PublicKey = {peer}" in proc.stdout and "+Address = 10.69.0.3/24" in proc.stdout
+            assert "#PrivateKey = <hidden>" in proc.stdout
+            seen.append(proc)
+        everything = "\n".join(p.stdout + p.stderr for p in seen)
+        for what, key in {"old": old, "own": own, "psk": psk, "note": note}.items():
+            assert key[:12] not in everything, f"the {what} key was shown"
+    finally:
+        (minion.root / "pillar" / "data.sls").write_text(before)

@@ -159,3 +159,31 @@ def test_check_names_clients(clients):
     facts = checked["interfaces"][IF]["facts"]
     assert sorted(facts["clients"].values()) == ["a", "c", "d", "e", "f"]
     assert not [p for p in checked["interfaces"][IF]["problems"] if p["check"] == "pillar"]
+
+
+def test_an_export_into_the_config_dir_and_a_client_named_like_an_interface_are_refused(
+        clients, tmp_path):
+    """A client named wg1 exported into /etc/wireguard replaced wg1.conf with a config
+    holding the client's private key (issue 19): the path is refused however spelled,
+    and so is the name."""
+    clients.pillar({"a": {}, "c": {}, "d": {}, "e": {}, "f": {"preshared_key": True}})
+    clients.apply()
+    before = sorted(p.name for p in clients.dir.iterdir())
+    link = tmp_path / "link"
+    link.symlink_to(clients.dir)
+    for path in (clients.dir, clients.dir / "clients", link,
+                 clients.dir / "new" / "..", f"{clients.dir}/../{clients.dir.name}/x"):
+        proc = clients.call("wireguard.client_config", IF, "f", f"path={path}", check=False)
+        assert proc.returncode != 0, path
+        assert "the formula's directory" in proc.stdout + proc.stderr
+    assert sorted(p.name for p in clients.dir.iterdir()) == before
+    other = f"{IF[:-1]}x"
+    clients.minion.pillar({"wireguard": {"lookup": {"config_dir": str(clients.dir)},
+                                         "interfaces": {
+        IF: {"address": "10.70.0.1/24", "listen_port": 51870, "private_key": clients.server_key,
+             "endpoint": "198.18.70.1", "pool": "10.70.0.0/29", "clients": {other: {}}},
+        other: {"address": "10.71.0.1/24"}}}})
+    proc = clients.call("wireguard.pillar_interfaces", check=False)
+    assert proc.returncode != 0
+    assert (f"interface '{IF}', client '{other}', key 'clients': a client may not have the "
+            "name of an interface of this minion") in proc.stdout + proc.stderr

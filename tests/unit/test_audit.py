@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+from salt.exceptions import SaltInvocationError
 
 import wgf_audit
 from tests.unit.conftest import load
@@ -532,3 +533,18 @@ def test_without_graphviz_no_svg_and_a_reason(runner, monkeypatch, tmp_path):
     path, error = runner._write_svg("graph x {}", tmp_path / "x.svg")
     assert path is None and "Graphviz is not installed" in error
     assert not (tmp_path / "x.svg").exists()
+
+
+def test_an_svg_path_in_the_masters_store_is_refused(runner, tmp_path):
+    """The runner writes the SVG where it is told, as the master's user: never over the
+    store of preshared keys (``<cachedir>/wireguard/psks.json``), however spelled."""
+    store = tmp_path / "cache" / "wireguard"
+    store.mkdir(parents=True)
+    (store / "psks.json").write_text("{}")
+    (tmp_path / "link").symlink_to(store)
+    runner.__opts__ = {"cachedir": str(tmp_path / "cache")}
+    for path in (store / "psks.json", tmp_path / "cache" / "x" / ".." / "wireguard",
+                 tmp_path / "link" / "psks.json"):
+        with pytest.raises(SaltInvocationError, match="store of preshared keys"):
+            runner._graph_into({"links": [], "unknown_peers": []}, {}, None, str(path))
+    assert (store / "psks.json").read_text() == "{}"

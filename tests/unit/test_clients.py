@@ -231,3 +231,31 @@ def test_addresses_skip_network_and_broadcast():
     first, last = wgf_clients._host_range(ipaddress.ip_network("10.0.0.0/30"))
     assert (ipaddress.ip_address(first), ipaddress.ip_address(last)) == (
         ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("10.0.0.2"))
+
+
+@pytest.mark.parametrize("path", ["{cfg}", "{cfg}/sub", "{cfg}/a/../b", "{link}/x",
+                                  "/etc/wireguard", "/etc/wireguard/../wireguard/clients"])
+def test_an_export_path_in_the_config_dir_or_wg_quicks_is_refused(tmp_path, path):
+    """``<client>.conf`` there would replace an interface's config with the client's."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (tmp_path / "link").symlink_to(cfg)
+    path = path.format(cfg=cfg, link=tmp_path / "link")
+    with pytest.raises(SaltInvocationError, match="the formula's directory"):
+        wgf_clients.export_dir(path, str(cfg))
+    assert sorted(p.name for p in cfg.iterdir()) == []
+
+
+def test_an_export_path_elsewhere_is_made_0700(tmp_path):
+    path = wgf_clients.export_dir(str(tmp_path / "out"), str(tmp_path / "cfg"))
+    assert path == str(tmp_path / "out") and (tmp_path / "out").stat().st_mode & 0o777 == 0o700
+
+
+def test_a_client_named_like_an_interface_of_the_minion_is_refused():
+    pillar = {"interfaces": {"wg0": interface(clients={"wg1": {}, "phone": {}}),
+                             "wg1": {"address": "10.9.0.1/24"}}}
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_schema.validate(pillar, "vpn", lambda name, key: wgf_keys.pubkey(SERVER_PRIV))
+    assert ("interface 'wg0', client 'wg1', key 'clients': a client may not have the name "
+            "of an interface of this minion") in str(error.value)
+    assert "client 'phone'" not in str(error.value)

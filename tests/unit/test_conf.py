@@ -35,7 +35,7 @@ def test_every_secret_line_wg_reads_is_masked(line, masked):
 def test_other_lines_are_left_alone():
     text = (f"[Peer]\nPublicKey = {PEER}\n# PrivateKey is in /etc/wireguard/wg0.key\n"
             "PostUp = echo privatekey=\n")
-    assert wgf_conf.mask(text) == text
+    assert wgf_conf.mask(text, public=[PEER]) == text
     assert wgf_conf.mask(None) == ""
 
 
@@ -75,3 +75,58 @@ def test_private_key_of_a_hand_written_config_as_wg_reads_it():
     assert wgf_conf.private_key(text) == PRIV
     assert wgf_conf.private_key("[Interface]\nAddress = 10.0.0.1/24\n") is None
     assert wgf_conf.private_key(None) is None
+
+
+@pytest.mark.parametrize(("line", "masked"), [
+    (f"#PrivateKey = {PRIV}", "#PrivateKey = <hidden>"),
+    (f"  # presharedkey={PSK}", "  # presharedkey=<hidden>"),
+    (f";PrivateKey = {PRIV[:22]} {PRIV[22:]}", ";PrivateKey = <hidden>"),
+    (f"# old key: {PRIV}", "# old key: <hidden>"),
+    (f"PostUp = echo {PSK} > /tmp/x", "PostUp = echo <hidden> > /tmp/x"),
+    (f"PublicKey = {PEER}", "PublicKey = <hidden>"),
+])
+def test_commented_out_keys_and_any_key_shaped_value_are_masked(line, masked):
+    text = f"[Interface]\n{line}\nListenPort = 51820\n"
+    assert wgf_conf.mask(text) == f"[Interface]\n{masked}\nListenPort = 51820\n"
+
+
+def test_only_keys_known_to_be_public_stay_visible():
+    own = wgf_keys.pubkey(PRIV)
+    text = f"[Peer]\n# {own}\nPublicKey = {PEER}\n# not {PSK}\n"
+    public = wgf_conf.known_public([{"public_key": own}],
+                                   live={"public_key": None, "peers": {PEER: {}}})
+    assert public == {own, PEER}
+    assert wgf_conf.mask(text, public) == f"[Peer]\n# {own}\nPublicKey = {PEER}\n# not <hidden>\n"
+    pillar = {"peers": {"hub": {"public_key": PEER}}}
+    assert wgf_conf.known_public(pillar=pillar) == {PEER}
+    # a hand-written file's peers are not known public: only its own key (PrivateKey)
+    conf = wgf_conf.parse(f"[Interface]\nPrivateKey = {PRIV}\n[Peer]\nPublicKey = {PEER}\n")
+    assert wgf_conf.known_public([conf]) == {own}
+    assert wgf_conf.known_public(rendered=[conf]) == {own, PEER}
+
+
+def test_a_comment_holding_key_material_is_no_peer_name():
+    text = (f"[Peer]\n# {PSK}\nPublicKey = {PEER}\n\n[Peer]\n#PresharedKey = {PSK}\n"
+            f"# hub\nPublicKey = {PRIV}\n")
+    conf = wgf_conf.parse(text)
+    assert [peer["name"] for peer in conf["peers"]] == [None, "hub"]
+    assert PSK not in json.dumps(conf)
+
+
+def test_a_parse_error_about_a_line_holding_a_key_masks_it():
+    conf = wgf_conf.parse(f"[Interface]\nAddress = {PRIV}\n")
+    assert conf["errors"] and PRIV[:12] not in json.dumps(conf)
+
+
+def test_a_failed_commands_output_quoting_a_key_is_masked():
+    """``wg`` quotes a key it cannot use (``Key is not the correct length or format``)."""
+    from salt.exceptions import CommandExecutionError
+
+    import wgf_state
+
+    def run_all(argv, **kwargs):
+        return {"retcode": 1, "stdout": "", "stderr": f"Unable to use `{PRIV}'\n"}
+
+    with pytest.raises(CommandExecutionError) as error:
+        wgf_state.command(run_all, ["wg", "set", "wg0", "private-key", "/dev/stdin"], PRIV)
+    assert PRIV[:12] not in str(error.value) and "<hidden>" in str(error.value)

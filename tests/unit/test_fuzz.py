@@ -8,6 +8,7 @@ Derandomized: the same examples on every run, so CI is reproducible.
 
 import contextlib
 import copy
+import inspect
 import json
 
 import pytest
@@ -165,7 +166,7 @@ def check_validated(pillar, result):
         assert_no_secret(masked)
         text = wgf_conf.render(iface, secrets["private_key"] or GENERATED,
                                secrets["preshared_keys"])
-        assert wgf_conf.mask(text) == masked
+        assert wgf_conf.mask(text, wgf_conf.known_public(pillar=iface)) == masked
         conf = wgf_conf.parse(text)
         assert conf["errors"] == [], (text, conf["errors"])
         assert len(conf["peers"]) == text.count("\n[Peer]\n")
@@ -231,6 +232,46 @@ def test_mutated_pillars_through_the_real_salt_loader(wireguard_module, pillar):
     assert_no_secret(repr(result))
 
 
+# ------------------------------------------------------------------ keys on the command line
+
+#: Keys Salt's command line reads as ``NAME=`` keywords (no ``+`` or ``/``, a letter
+#: first), and keys it passes as they are.
+CLI_KEYS = ("oG2x2LezPQgoco9roDifFiXA0Qy1A0isPnOKrQFbOXU=",
+            "CJ13QhgiJdcEb8N0p8VLOI08gSZOvPv0sPDZ46aL200=")
+ARGV_ITEMS = st.sampled_from([*CLI_KEYS, PRIV, PSK, "wg0", "[10.0.0.2/32]", "25", "x",
+                              "allowed_ips=[10.0.0.3/32]", "endpoint=198.51.100.1:51820",
+                              "peer=hub", "test=True", "colour=red"])
+
+
+@fuzz(300)
+@given(function=st.sampled_from(["pubkey", "key_digest", "set_peer", "remove_peer",
+                                 "apply_peers", "reresolve"]),
+       argv=st.lists(ARGV_ITEMS, max_size=8))
+def test_keys_anywhere_on_the_command_line_are_never_echoed(wireguard_module, function, argv):
+    """Salt's own parsing of a ``salt-call`` command line (``parse_input``, then
+    ``load_args_and_kwargs``, which refuses unknown keywords quoting them), then the
+    function: a refusal never quotes a key, wherever the keys were typed."""
+    import salt.minion
+    import salt.utils.args
+
+    assert all(len(wgf_keys.decode(key)) == 32 for key in CLI_KEYS)
+    modules, _ = wireguard_module
+    func = modules[f"wireguard.{function}"]
+    module = inspect.unwrap(func.func).__globals__  # under wgf_args.guard
+    real_wg = module["_wg"]
+    module["_wg"] = lambda args: ""  # never the real wg: nothing here may touch the host
+    try:
+        args, kwargs = salt.minion.load_args_and_kwargs(
+            func, salt.utils.args.parse_input(argv), {"jid": "1"})
+        func(*args, **kwargs)
+    except (*SALTS_OWN, TypeError) as exc:  # salt-call prints a TypeError's text too
+        event(type(exc).__name__)
+        for key in (*CLI_KEYS, PRIV, PSK):
+            assert key[:12] not in str(exc) and key[-13:-1] not in str(exc), str(exc)
+    finally:
+        module["_wg"] = real_wg
+
+
 # ------------------------------------------------------------------ wg show dump
 
 FIELD = st.one_of(st.sampled_from(["(none)", "off", "0", "25", "0x10", "51820", "wg0",
@@ -291,7 +332,8 @@ WG_SPACE = st.text(" \t\v\f\r", max_size=2)
 @st.composite
 def secret_lines(draw):
     """A line that ``wg`` reads as PrivateKey or PresharedKey: any case, wg's spaces
-    anywhere in it, a comment after it."""
+    anywhere in it, a comment after it; or the same line commented out, or a key in a
+    comment of its own (issue 19: as secret)."""
     word, secret = draw(st.sampled_from([("PrivateKey", PRIV), ("PresharedKey", PSK),
                                          ("PresharedKey", PSK2)]))
     spelled = "".join(draw(WG_SPACE) + draw(st.sampled_from([c.lower(), c.upper()]))
@@ -301,7 +343,11 @@ def secret_lines(draw):
         cut = draw(st.integers(1, len(secret) - 1))
         value = secret[:cut] + draw(WG_SPACE) + secret[cut:]
     comment = draw(st.sampled_from(["", " # old", "#x"]))
-    return f"{spelled}{draw(WG_SPACE)}={draw(WG_SPACE)}{value}{draw(WG_SPACE)}{comment}"
+    commented = draw(st.sampled_from(["", "", "#", "# ", " ;", "# was: "]))
+    if commented.endswith(": "):
+        return f"{commented}{secret}"
+    return (f"{commented}{spelled}{draw(WG_SPACE)}={draw(WG_SPACE)}{value}{draw(WG_SPACE)}"
+            f"{comment}")
 
 
 OTHER_LINES = st.one_of(

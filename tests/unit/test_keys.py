@@ -91,3 +91,69 @@ def test_a_missing_key_or_a_stray_keyword_is_refused(value, kwargs, words):
     with pytest.raises(SaltInvocationError) as error:
         wgf_keys.positional(value, kwargs, "public_key")
     assert words in str(error.value)
+
+
+def cli_keys(count):
+    """Keys Salt's command line takes for ``NAME=`` keywords (no ``+``/``/``, a letter
+    first), as ``{NAME: ''}`` the way Salt passes them."""
+    found = []
+    while len(found) < count:
+        key = wgf_keys.genkey()
+        if "+" not in key and "/" not in key and key[0].isalpha():
+            found.append(key)
+    return found
+
+
+def test_two_keys_for_a_one_key_function_are_refused_by_position_never_quoted():
+    first, second = cli_keys(2)
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_keys.arguments("key_digest", {"key": None}, {first[:-1]: "", second[:-1]: ""},
+                           ["key"], ["key"])
+    assert "argument(s) 2 of the command line" in str(error.value)
+    for key in (first, second):
+        assert key[:8] not in str(error.value)
+
+
+def test_a_psk_typed_as_name_equals_goes_to_the_preshared_key_of_set_peer():
+    public, psk = cli_keys(2)
+    values = {"interface": "wg0", "public_key": public, "allowed_ips": None,
+              "endpoint": None, "persistent_keepalive": None, "preshared_key": None}
+    got = wgf_keys.arguments("set_peer", values, {psk[:-1]: "", "__pub_jid": "1"},
+                             ["public_key", "preshared_key"], ["public_key"])
+    assert got["preshared_key"] == psk and got["public_key"] == public
+
+
+@pytest.mark.parametrize("stray", ["x" * 33, "y" * 43, "z" * 100])
+def test_a_long_stray_keyword_is_not_quoted(stray):
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_keys.arguments("pubkey", {"private_key": None}, {stray: "v"}, ["private_key"])
+    assert stray[:20] not in str(error.value) and "not shown" in str(error.value)
+
+
+def test_a_missing_required_key_is_named():
+    with pytest.raises(SaltInvocationError, match="remove_peer: public_key is missing"):
+        wgf_keys.arguments("remove_peer", {"interface": "wg0", "public_key": None}, {},
+                           ["public_key"], ["public_key"])
+
+
+def test_arguments_after_a_key_salt_moved_out_go_back_to_their_places():
+    public, psk = cli_keys(2)
+    # set_peer wg0 PUB= [10.0.0.2/32] vpn:51820 25 PSK=: Salt passes wg0, the list, the
+    # endpoint and 25 positionally (one place early) and both keys as keywords
+    values = {"interface": "wg0", "public_key": ["10.0.0.2/32"], "allowed_ips": "vpn:51820",
+              "endpoint": 25, "persistent_keepalive": None, "preshared_key": None}
+    got = wgf_keys.arguments("set_peer", values, {public[:-1]: "", psk[:-1]: ""},
+                             ["public_key", "preshared_key"], ["public_key"])
+    assert got == {"interface": "wg0", "public_key": public, "allowed_ips": ["10.0.0.2/32"],
+                   "endpoint": "vpn:51820", "persistent_keepalive": 25,
+                   "preshared_key": psk}
+
+
+def test_a_key_pasted_where_a_name_goes_is_hidden_in_the_refusal():
+    import wgf_addr
+
+    key = wgf_keys.genkey()
+    with pytest.raises(SaltInvocationError) as error:
+        wgf_addr.check_interface_name(key)
+    assert key[:12] not in str(error.value) and "'<hidden>'" in str(error.value)
+    assert wgf_addr.shown(f"x {key} y") == "'x <hidden> y'"

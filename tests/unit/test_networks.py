@@ -160,6 +160,7 @@ def corp(**change):
     (corp(interface=["wg1"]), "network 'corp', key 'interface'"),
     (corp(interface={"wg1": None}), "network 'corp', key 'interface'"),
     (corp(interface="wg1\n"), "network 'corp', key 'interface'"),
+    (corp(interface="wg+"), "network 'corp', key 'interface': 'wg+': '+' is refused"),
     (corp(topology=["mesh"]), "network 'corp', key 'topology'"),
     (corp(listen_port="\uff15\uff11"), "network 'corp', key 'listen_port'"),
     ({"networks": {"corp": ["s1"]}}, "network 'corp': a network is a mapping of keys"),

@@ -92,6 +92,11 @@ BAD = [
     ({"fwmark": "0xZZ"}, {}, "wg0", ["'fwmark'"]),
     ({"enabled": "yes"}, {}, "wg0", ["'enabled'", "true or false"]),
     ({"masquerade": ["eth0; rm -rf /"]}, {}, "wg0", ["'masquerade'"]),
+    # iptables reads '+' as a wildcard: wg+ is every wg*, + every interface
+    ({}, {}, "wg+", ["interface 'wg+'", "'+' is refused", "wildcard"]),
+    ({}, {}, "w+g", ["interface 'w+g'", "'+' is refused"]),
+    ({"masquerade": ["eth+"]}, {}, "wg0", ["'masquerade'", "'eth+'", "wildcard"]),
+    ({"masquerade": "+"}, {}, "wg0", ["'masquerade'", "'+'", "every interface"]),
     ({}, {"allowed_ip": ["10.1.1.0/24"]}, "wg0", ["peer 'hub'", "did you mean 'allowed_ips'"]),
     ({}, {"AllowedIPs": ["10.1.1.0/24"]}, "wg0", ["did you mean 'allowed_ips'"]),
     ({"listenport": 1}, {}, "wg0", ["did you mean 'listen_port'"]),
@@ -176,7 +181,7 @@ def test_render_config():
         "PersistentKeepalive = 25", ""]))
     masked = wgf_conf.render(iface)
     assert PRIV not in masked and PSK not in masked and "<hidden>" in masked
-    assert masked == wgf_conf.mask(text)
+    assert masked == wgf_conf.mask(text, wgf_conf.known_public(pillar=iface))
 
 
 def test_absent_peers_are_not_rendered():
