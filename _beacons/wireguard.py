@@ -56,8 +56,14 @@ __virtualname__ = "wireguard"
 RENOTIFY = 300
 CONTEXT = "wireguard.beacon"
 #: Keys every beacon may carry; Salt itself handles them.
-GENERIC_KEYS = {"interval", "enabled", "disable_during_state_run", "run_once",
-                "beacon_module", "_beacon_name"}
+GENERIC_KEYS = {
+    "interval",
+    "enabled",
+    "disable_during_state_run",
+    "run_once",
+    "beacon_module",
+    "_beacon_name",
+}
 OWN_KEYS = {"stale_after", "renotify", "interfaces"}
 #: What ``wireguard.link_states`` calls a broken link.
 BROKEN = ("stale", "never")
@@ -78,8 +84,10 @@ def validate(config):
     conf = salt.utils.beacons.list_to_dict(config)
     unknown = sorted(set(conf) - GENERIC_KEYS - OWN_KEYS)
     if unknown:
-        return False, (f"wireguard beacon: unknown key(s) {', '.join(unknown)}; "
-                       f"known: {', '.join(sorted(OWN_KEYS))}")
+        return False, (
+            f"wireguard beacon: unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(OWN_KEYS))}"
+        )
     stale_after = conf.get("stale_after", 1)
     if isinstance(stale_after, bool) or not isinstance(stale_after, int) or stale_after < 1:
         return False, "wireguard beacon: stale_after must be a whole number of seconds >= 1"
@@ -88,8 +96,9 @@ def validate(config):
         return False, "wireguard beacon: renotify must be a whole number of seconds >= 0"
     interfaces = conf.get("interfaces")
     if interfaces is not None and (
-            not isinstance(interfaces, list)
-            or not all(isinstance(i, str) and 0 < len(i) <= 15 for i in interfaces)):
+        not isinstance(interfaces, list)
+        or not all(isinstance(i, str) and 0 < len(i) <= 15 for i in interfaces)
+    ):
         return False, "wireguard beacon: interfaces must be a list of interface names"
     return True, "Valid beacon configuration"
 
@@ -159,7 +168,8 @@ def beacon(config):
         return []
     stale_after = looked["stale_after"]
     first = memory["looked"] is None or looked["at"] - memory["looked"]["at"] > max(
-        stale_after, 60)  # the beacon did not look for long: counters say nothing now
+        stale_after, 60
+    )  # the beacon did not look for long: counters say nothing now
     memory["looked"] = looked
     now, events, seen = looked["at"], [], set()
     for interface, peers in sorted(looked["interfaces"].items()):
@@ -178,8 +188,13 @@ def beacon(config):
                 if previous and previous["since"] is not None:
                     event["stale_for"] = round(now - previous["since"])
                 events.append(event)
-                log.info("wireguard beacon: %s peer %s (%s) is %s", interface,
-                         event["name"] or key, key, tag)
+                log.info(
+                    "wireguard beacon: %s peer %s (%s) is %s",
+                    interface,
+                    event["name"] or key,
+                    key,
+                    tag,
+                )
             memory["peers"][ident] = record
     for ident in set(memory["peers"]) - seen:  # peers (or interfaces) that are gone
         del memory["peers"][ident]

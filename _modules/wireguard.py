@@ -54,6 +54,8 @@ PEERS_PER_CALL = 500
 MINE_FUNCTION = "wireguard.public_keys"
 #: The formula's map data (parameters/ and pillar ``wireguard:lookup``), rendered.
 MAP_DATA = "salt://wireguard/mapdata.jinja"
+
+
 def __virtual__():
     # Loads without ``wg``: the key functions need only PyNaCl. Functions that need
     # ``wg`` say so when it is missing.
@@ -88,8 +90,11 @@ def pubkey(private_key=None, **kwargs):
 
         salt-call wireguard.pubkey "$(cat /etc/wireguard/wg0.key)"
     """
-    return wgf_keys.pubkey(wgf_keys.arguments("pubkey", {"private_key": private_key}, kwargs,
-                                              ["private_key"], ["private_key"])["private_key"])
+    return wgf_keys.pubkey(
+        wgf_keys.arguments(
+            "pubkey", {"private_key": private_key}, kwargs, ["private_key"], ["private_key"]
+        )["private_key"]
+    )
 
 
 def genpsk():
@@ -115,8 +120,9 @@ def key_digest(key=None, **kwargs):
 
         salt '*' wireguard.key_digest "$(wg genpsk)"
     """
-    return wgf_keys.digest(wgf_keys.arguments("key_digest", {"key": key}, kwargs, ["key"],
-                                              ["key"])["key"])
+    return wgf_keys.digest(
+        wgf_keys.arguments("key_digest", {"key": key}, kwargs, ["key"], ["key"])["key"]
+    )
 
 
 # ---------------------------------------------------------------- running ``wg``
@@ -132,11 +138,20 @@ def _wg(args):
     wg = salt.utils.path.which("wg")
     if not wg:
         raise CommandExecutionError(
-            "The 'wg' command is missing: install wireguard-tools on this minion")
+            "The 'wg' command is missing: install wireguard-tools on this minion"
+        )
     log.debug("wireguard: running wg %s", " ".join(args[:2]))
-    proc = subprocess.run([wg, *args], capture_output=True, text=True, check=False,
-                          env={"LC_ALL": "C", "WG_HIDE_KEYS": "always",
-                               "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")})
+    proc = subprocess.run(
+        [wg, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            "LC_ALL": "C",
+            "WG_HIDE_KEYS": "always",
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin"),
+        },
+    )
     if proc.returncode != 0:
         error = wgf_conf.mask(proc.stderr or proc.stdout).strip()  # wg quotes a bad key
         raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {error}")
@@ -189,7 +204,8 @@ def _require_interface(interface):
     if interface not in interfaces():
         raise CommandExecutionError(
             f"WireGuard interface '{interface}' does not exist on this minion; bring it "
-            f"up first ({wgf_health.service_command('start', service_name(interface))})")
+            f"up first ({wgf_health.service_command('start', service_name(interface))})"
+        )
 
 
 # ------------------------------------------------------------------ live peers
@@ -208,8 +224,10 @@ def _peer_args(peer, put_key):
         args += ["persistent-keepalive", str(peer["persistent_keepalive"] or "off")]
     if peer.get("preshared_key") is not None:
         # wg: an all-zero key from /dev/null removes it
-        args += ["preshared-key", put_key(peer["preshared_key"]) if peer["preshared_key"]
-                 else "/dev/null"]
+        args += [
+            "preshared-key",
+            put_key(peer["preshared_key"]) if peer["preshared_key"] else "/dev/null",
+        ]
     return args
 
 
@@ -232,25 +250,35 @@ def apply_peers(interface, peers=None, remove=None, **kwargs):
 
         salt '*' wireguard.apply_peers wg0 remove='["3cp0...="]'
     """
-    wgf_keys.arguments("apply_peers", {"interface": interface, "peers": peers, "remove": remove},
-                       kwargs, [])
+    wgf_keys.arguments(
+        "apply_peers", {"interface": interface, "peers": peers, "remove": remove}, kwargs, []
+    )
     wgf_addr.check_interface_name(interface)
     changes = [wgf_schema.normalise_peer_change(interface, peer) for peer in peers or []]
-    changes += [wgf_schema.normalise_peer_change(interface, {"public_key": key, "remove": True})
-                for key in remove or []]
+    changes += [
+        wgf_schema.normalise_peer_change(interface, {"public_key": key, "remove": True})
+        for key in remove or []
+    ]
     if not changes:
         return True
     with wgf_files.key_files() as put_key:
         for start in range(0, len(changes), PEERS_PER_CALL):
             args = ["set", interface]
-            for change in changes[start:start + PEERS_PER_CALL]:
+            for change in changes[start : start + PEERS_PER_CALL]:
                 args += _peer_args(change, put_key)
             _wg(args)
     return True
 
 
-def set_peer(interface, public_key=None, allowed_ips=None, endpoint=None,
-             persistent_keepalive=None, preshared_key=None, **kwargs):
+def set_peer(
+    interface,
+    public_key=None,
+    allowed_ips=None,
+    endpoint=None,
+    persistent_keepalive=None,
+    preshared_key=None,
+    **kwargs,
+):
     """
     Add a peer to a live interface, or change it. Arguments left at None keep the
     peer's current value. The preshared key never appears on a command line.
@@ -262,10 +290,20 @@ def set_peer(interface, public_key=None, allowed_ips=None, endpoint=None,
         salt '*' wireguard.set_peer wg0 "3cp0...=" allowed_ips='[10.0.0.2/32]' \\
             endpoint=vpn.example.com:51820 persistent_keepalive=25
     """
-    peer = wgf_keys.arguments("set_peer", {
-        "interface": interface, "public_key": public_key, "allowed_ips": allowed_ips,
-        "endpoint": endpoint, "persistent_keepalive": persistent_keepalive,
-        "preshared_key": preshared_key}, kwargs, ["public_key", "preshared_key"], ["public_key"])
+    peer = wgf_keys.arguments(
+        "set_peer",
+        {
+            "interface": interface,
+            "public_key": public_key,
+            "allowed_ips": allowed_ips,
+            "endpoint": endpoint,
+            "persistent_keepalive": persistent_keepalive,
+            "preshared_key": preshared_key,
+        },
+        kwargs,
+        ["public_key", "preshared_key"],
+        ["public_key"],
+    )
     return apply_peers(peer.pop("interface"), peers=[peer])
 
 
@@ -279,9 +317,18 @@ def remove_peer(interface, public_key=None, **kwargs):
 
         salt '*' wireguard.remove_peer wg0 "3cp0...="
     """
-    return apply_peers(interface, remove=[wgf_keys.arguments(
-        "remove_peer", {"interface": interface, "public_key": public_key}, kwargs,
-        ["public_key"], ["public_key"])["public_key"]])
+    return apply_peers(
+        interface,
+        remove=[
+            wgf_keys.arguments(
+                "remove_peer",
+                {"interface": interface, "public_key": public_key},
+                kwargs,
+                ["public_key"],
+                ["public_key"],
+            )["public_key"]
+        ],
+    )
 
 
 def resolve_endpoint(endpoint):
@@ -318,23 +365,27 @@ def _map():
         data = None
         try:
             if __salt__["cp.hash_file"](MAP_DATA):  # the formula is on the file server
-                data = __salt__["slsutil.renderer"](MAP_DATA, default_renderer="jinja|json",
-                                                    tpldir=MAP_DATA.split("/")[2])
+                data = __salt__["slsutil.renderer"](
+                    MAP_DATA, default_renderer="jinja|json", tpldir=MAP_DATA.split("/")[2]
+                )
         except Exception as exc:  # whatever the file server says: use the defaults
             log.debug("wireguard: no map data from %s: %s", MAP_DATA, exc)
         if not isinstance(data, dict) or not data.get("config_dir"):
             lookup = wgf_layout.read_lookup(__salt__["pillar.get"])
             service = lookup.get("service") if isinstance(lookup.get("service"), dict) else {}
-            data = {"config_dir": wgf_layout.config_dir(lookup),
-                    "service": {"name": service.get("name") or DEFAULT_SERVICE}}
+            data = {
+                "config_dir": wgf_layout.config_dir(lookup),
+                "service": {"name": service.get("name") or DEFAULT_SERVICE},
+            }
         __context__["wireguard.map"] = data
     return __context__["wireguard.map"]
 
 
 def _config_dir(config_dir=None):
     # not the map: a file server request from the beacon (minion's main process) stalls it
-    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
-                                 config_dir if config_dir != "" else None)
+    return wgf_layout.config_dir(
+        wgf_layout.read_lookup(__salt__["pillar.get"]), config_dir if config_dir != "" else None
+    )
 
 
 def is_interface_name(name):
@@ -391,7 +442,8 @@ def _validated(pillar=None, config_dir=None):
 
     def own_public_key(ifname, private_key):
         return wgf_keys.pubkey_or_none(
-            private_key or wgf_files.read_key(os.path.join(directory, f"{ifname}.key")))
+            private_key or wgf_files.read_key(os.path.join(directory, f"{ifname}.key"))
+        )
 
     def client_record(ifname):
         return wgf_files.read(wgf_clients.record_path(directory, ifname))
@@ -399,14 +451,24 @@ def _validated(pillar=None, config_dir=None):
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
-    stamp = (directory, firewall, wgf_addr.checked_repr(pillar, "wireguard"),
-             wgf_clients.stamp(directory))
+    stamp = (
+        directory,
+        firewall,
+        wgf_addr.checked_repr(pillar, "wireguard"),
+        wgf_clients.stamp(directory),
+    )
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     if stamp not in cache:
         cache.clear()
         cache[stamp] = wgf_schema.validate(
-            pillar, __opts__["id"], own_public_key, _published_keys,
-            wgf_iproute.known_tables(), firewall=firewall, client_records=client_record)
+            pillar,
+            __opts__["id"],
+            own_public_key,
+            _published_keys,
+            wgf_iproute.known_tables(),
+            firewall=firewall,
+            client_records=client_record,
+        )
     return copy.deepcopy(cache[stamp])
 
 
@@ -445,8 +507,9 @@ def render_config(interface, config_dir=None, pillar=None):
     """
     declared = pillar_interfaces(pillar, config_dir)
     if interface not in declared:
-        raise SaltInvocationError(f"interface {wgf_addr.shown(interface)} is not in pillar "
-                                  "wireguard")
+        raise SaltInvocationError(
+            f"interface {wgf_addr.shown(interface)} is not in pillar wireguard"
+        )
     return wgf_conf.render(declared[interface])
 
 
@@ -501,9 +564,11 @@ def clients(interface=None, config_dir=None):
     if interface is not None and interface not in declared:
         raise SaltInvocationError(f"interface {wgf_addr.shown(interface)} is not in pillar")
     live = show() if salt.utils.path.which("wg") else {}
-    return {name: wgf_clients.listing(iface, live.get(name))
-            for name, iface in declared.items()
-            if iface["clients_managed"] and interface in (None, name)}
+    return {
+        name: wgf_clients.listing(iface, live.get(name))
+        for name, iface in declared.items()
+        if iface["clients_managed"] and interface in (None, name)
+    }
 
 
 def route_command(cidr):
@@ -582,8 +647,11 @@ def config_peers(interface, config_dir=None):
         raise CommandExecutionError(error)
     if conf is None:
         raise CommandExecutionError(f"{path} does not exist")
-    return {peer["public_key"]: {k: v for k, v in peer.items() if k != "public_key"}
-            for peer in conf["peers"] if peer["public_key"]}
+    return {
+        peer["public_key"]: {k: v for k, v in peer.items() if k != "public_key"}
+        for peer in conf["peers"]
+        if peer["public_key"]
+    }
 
 
 # --------------------------------------------------------------- diagnostics
@@ -591,11 +659,11 @@ def config_peers(interface, config_dir=None):
 
 def _ip_json(args):
     """``ip -j ARGS``, parsed; CommandExecutionError when ip fails."""
-    result = __salt__["cmd.run_all"](["ip", "-j", *args], python_shell=False,
-                                     ignore_retcode=True, output_loglevel="quiet")
+    result = __salt__["cmd.run_all"](
+        ["ip", "-j", *args], python_shell=False, ignore_retcode=True, output_loglevel="quiet"
+    )
     if result["retcode"] != 0:
-        raise CommandExecutionError(
-            f"ip {' '.join(args)}: {(result.get('stderr') or '').strip()}")
+        raise CommandExecutionError(f"ip {' '.join(args)}: {(result.get('stderr') or '').strip()}")
     try:
         return salt.utils.json.loads(result["stdout"] or "[]")
     except ValueError:
@@ -607,7 +675,8 @@ def _live_interface_routes(interface):
     found = set()
     for family in ("-4", "-6"):
         found |= wgf_iproute.unicast_destinations(
-            _ip_json([family, "route", "show", "table", "all", "dev", interface]), family)
+            _ip_json([family, "route", "show", "table", "all", "dev", interface]), family
+        )
     return sorted(found, key=wgf_addr.cidr_sort_key)
 
 
@@ -626,15 +695,21 @@ def _underlay(address, fwmark=None):
         link = _ip_json(["link", "show", "dev", dev]) if dev else []
     except CommandExecutionError as exc:
         return {"dev": None, "mtu": None, "dev_mtu": None, "error": str(exc)}
-    return {"dev": dev, "mtu": wgf_iproute.route_mtu(route),
-            "dev_mtu": link[0].get("mtu") if link else None, "error": None}
+    return {
+        "dev": dev,
+        "mtu": wgf_iproute.route_mtu(route),
+        "dev_mtu": link[0].get("mtu") if link else None,
+        "error": None,
+    }
 
 
 def _forwarding():
     """``{"ipv4": bool, "ipv6": bool}`` from /proc/sys (None where unreadable)."""
     values = {}
-    for family, path in (("ipv4", "/proc/sys/net/ipv4/ip_forward"),
-                         ("ipv6", "/proc/sys/net/ipv6/conf/all/forwarding")):
+    for family, path in (
+        ("ipv4", "/proc/sys/net/ipv4/ip_forward"),
+        ("ipv6", "/proc/sys/net/ipv6/conf/all/forwarding"),
+    ):
         try:
             with open(path, encoding="ascii") as handle:
                 values[family] = handle.read().strip() == "1"
@@ -648,8 +723,7 @@ def _file_mode(path):
         stat = os.stat(path)
     except OSError:
         return None
-    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid,
-            "mtime": stat.st_mtime}
+    return {"path": path, "mode": stat.st_mode & 0o7777, "uid": stat.st_uid, "mtime": stat.st_mtime}
 
 
 def _resolve_all(endpoints):
@@ -671,18 +745,33 @@ def _gather(name, directory, pillar_iface, live, forwarding):
     key_path = os.path.join(directory, f"{name}.key")
     key = wgf_files.read_key(key_path)
     data = {
-        "name": name, "config_path": path, "conf": conf, "conf_error": conf_error,
-        "modes": {"conf": _file_mode(path), "key": _file_mode(key_path),
-                  "dir": _file_mode(directory)},
+        "name": name,
+        "config_path": path,
+        "conf": conf,
+        "conf_error": conf_error,
+        "modes": {
+            "conf": _file_mode(path),
+            "key": _file_mode(key_path),
+            "dir": _file_mode(directory),
+        },
         "key_file_public": (wgf_keys.pubkey_or_none(key) or "invalid") if key else None,
-        "pillar": pillar_iface, "rendered": None,
+        "pillar": pillar_iface,
+        "rendered": None,
         "conf_masked": None,
-        "live": live, "samples": None, "link": None, "routes": None,
-        "underlay": {}, "resolved": {}, "forwarding": forwarding,
-        "service": service_name(name), "init": __grains__.get("init"), "now": time.time(),
+        "live": live,
+        "samples": None,
+        "link": None,
+        "routes": None,
+        "underlay": {},
+        "resolved": {},
+        "forwarding": forwarding,
+        "service": service_name(name),
+        "init": __grains__.get("init"),
+        "now": time.time(),
     }
-    public = wgf_conf.known_public([conf or {}], pillar=pillar_iface, live=live,
-                                   own=[data["key_file_public"]])
+    public = wgf_conf.known_public(
+        [conf or {}], pillar=pillar_iface, live=live, own=[data["key_file_public"]]
+    )
     if text is not None:
         data["conf_masked"] = wgf_conf.mask(text, public)
     if pillar_iface and not pillar_iface["absent"]:
@@ -696,7 +785,7 @@ def _gather(name, directory, pillar_iface, live, forwarding):
             address = wgf_addr.endpoint_ip(peer["endpoint"])[0]
             if address is not None and address not in addresses:
                 addresses.append(address)
-        for address in addresses[:wgf_health.MTU_PROBES]:
+        for address in addresses[: wgf_health.MTU_PROBES]:
             data["underlay"][str(address)] = _underlay(address, live["fwmark"])
     return data
 
@@ -706,12 +795,16 @@ def _config_files(directory):
         entries = os.listdir(directory)
     except OSError:
         return []
-    return [entry[:-5] for entry in entries
-            if entry.endswith(".conf") and wgf_addr.is_interface_name(entry[:-5])]
+    return [
+        entry[:-5]
+        for entry in entries
+        if entry.endswith(".conf") and wgf_addr.is_interface_name(entry[:-5])
+    ]
 
 
-def check(interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER,
-          sample=wgf_health.SAMPLE):
+def check(
+    interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER, sample=wgf_health.SAMPLE
+):
     """
     Diagnose this minion's WireGuard interfaces (all of them, or one) and say how to
     fix each problem found. It checks:
@@ -766,30 +859,48 @@ def check(interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER,
         declared = _validated(None, directory)
     except SaltInvocationError as exc:
         declared = {}
-        result["problems"].append(wgf_health.problem(
-            "error", "pillar", str(exc).replace("\n", " "),
-            "Correct pillar wireguard as the message says."))
+        result["problems"].append(
+            wgf_health.problem(
+                "error",
+                "pillar",
+                str(exc).replace("\n", " "),
+                "Correct pillar wireguard as the message says.",
+            )
+        )
     try:
         live = show()
     except CommandExecutionError as exc:
         live = {}
-        result["problems"].append(wgf_health.problem(
-            "error", "live", f"The live interfaces cannot be read: {exc}",
-            "Install wireguard-tools (wg) and run this as root."))
+        result["problems"].append(
+            wgf_health.problem(
+                "error",
+                "live",
+                f"The live interfaces cannot be read: {exc}",
+                "Install wireguard-tools (wg) and run this as root.",
+            )
+        )
     if interface is not None:
         names = [interface]
     else:
-        names = sorted(set(live) | set(_config_files(directory))
-                       | {n for n, i in declared.items() if not i["absent"]})
+        names = sorted(
+            set(live)
+            | set(_config_files(directory))
+            | {n for n, i in declared.items() if not i["absent"]}
+        )
     forwarding = _forwarding()
     gathered = {}
     for name in names:
         data = _gather(name, directory, declared.get(name), live.get(name), forwarding)
-        if interface is not None and data["conf"] is None and data["live"] is None \
-                and data["pillar"] is None and not data["conf_error"]:
+        if (
+            interface is not None
+            and data["conf"] is None
+            and data["live"] is None
+            and data["pillar"] is None
+            and not data["conf_error"]
+        ):
             raise CommandExecutionError(
-                f"interface '{name}' has no {data['config_path']}, is not in pillar and "
-                "is not up")
+                f"interface '{name}' has no {data['config_path']}, is not in pillar and is not up"
+            )
         gathered[name] = data
     _sample_transfer(gathered, stale_after, sample)
     return wgf_health.report(gathered, result["problems"], stale_after)
@@ -800,8 +911,11 @@ def _sample_transfer(gathered, stale_after, sample):
     handshake is missing or old."""
     if not sample:
         return
-    wanted = [name for name, data in gathered.items()
-              if wgf_health.worth_sampling(data["live"], stale_after)]
+    wanted = [
+        name
+        for name, data in gathered.items()
+        if wgf_health.worth_sampling(data["live"], stale_after)
+    ]
     if not wanted:
         return
     time.sleep(sample)
@@ -812,8 +926,11 @@ def _sample_transfer(gathered, stale_after, sample):
     for name in wanted:
         before = gathered[name]["live"]["peers"]
         after = (later.get(name) or {}).get("peers", {})
-        gathered[name]["samples"] = {key: wgf_health.sample(before[key], peer)
-                                     for key, peer in after.items() if key in before}
+        gathered[name]["samples"] = {
+            key: wgf_health.sample(before[key], peer)
+            for key, peer in after.items()
+            if key in before
+        }
 
 
 def link_states(interface=None, stale_after=wgf_health.STALE_AFTER, since=None):
@@ -869,9 +986,12 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
         salt '*' wireguard.reresolve
         salt 'site-a' wireguard.reresolve wg0 peer=hub
     """
-    peer = wgf_keys.arguments("reresolve", {"interface": interface, "peer": peer,
-                                            "config_dir": config_dir, "test": test},
-                              kwargs, ["peer"])["peer"]
+    peer = wgf_keys.arguments(
+        "reresolve",
+        {"interface": interface, "peer": peer, "config_dir": config_dir, "test": test},
+        kwargs,
+        ["peer"],
+    )["peer"]
     if interface is not None:
         wgf_addr.check_interface_name(interface)
     live = show()
@@ -885,11 +1005,13 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
             if interface is not None:
                 raise CommandExecutionError(error or f"{path} does not exist")
             continue
-        result[name] = wgf_health.reresolve_interface(name, conf, live[name], peer, test,
-                                                      resolve_endpoint, _wg)
+        result[name] = wgf_health.reresolve_interface(
+            name, conf, live[name], peer, test, resolve_endpoint, _wg
+        )
     if peer is not None and not any(result.values()):
         raise CommandExecutionError(
-            f"no peer {wgf_addr.shown(peer)} in the config of {interface or 'any live interface'}")
+            f"no peer {wgf_addr.shown(peer)} in the config of {interface or 'any live interface'}"
+        )
     return result
 
 

@@ -86,8 +86,9 @@ def config_dir(config_dir=None):  # pylint: disable=redefined-outer-name
 
         salt '*' wireguard_layout.config_dir
     """
-    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]),
-                                 config_dir if config_dir != "" else None)
+    return wgf_layout.config_dir(
+        wgf_layout.read_lookup(__salt__["pillar.get"]), config_dir if config_dir != "" else None
+    )
 
 
 # Last: every public function above checks its arguments by name first (wgf_args.RULES).

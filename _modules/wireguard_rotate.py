@@ -47,8 +47,13 @@ def _config_dir():
 
 
 def _wg(args):
-    proc = subprocess.run(["wg", *args], capture_output=True, text=True, check=False,
-                          env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")})
+    proc = subprocess.run(
+        ["wg", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")},
+    )
     if proc.returncode != 0:
         raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {proc.stderr.strip()}")
     return proc.stdout
@@ -70,10 +75,13 @@ def stage(orders):
                 wgf_files.write_private(path, wgf_keys.genkey() + "\n")
             following = wgf_keys.pubkey(wgf_files.read_key(path) or "", path)
         except (OSError, ValueError) as exc:
-            raise CommandExecutionError(f"{interface}: the next key {path} cannot be made "
-                                        f"or read: {type(exc).__name__}") from None
-        staged[interface] = {"old": _wg(["show", interface, "public-key"]).strip(),
-                             "next": following}
+            raise CommandExecutionError(
+                f"{interface}: the next key {path} cannot be made or read: {type(exc).__name__}"
+            ) from None
+        staged[interface] = {
+            "old": _wg(["show", interface, "public-key"]).strip(),
+            "next": following,
+        }
     return staged
 
 
@@ -122,16 +130,25 @@ def switch(orders):
     mine = wgf_rotate.switch_order(orders, __opts__["id"])
     unstaged = [i for i in mine["private_key"] if not os.path.isfile(_next_path(i))]
     if unstaged:
-        raise CommandExecutionError(f"no staged next key for {', '.join(unstaged)} "
-                                    "(wireguard_rotate.stage first); nothing changed")
+        raise CommandExecutionError(
+            f"no staged next key for {', '.join(unstaged)} "
+            "(wireguard_rotate.stage first); nothing changed"
+        )
     by_interface = {}
     for move in mine["peers"]:
         by_interface.setdefault(move["interface"], []).append(move)
     for interface, moves in by_interface.items():
         args = ["set", interface]
         for move in moves:
-            args += ["peer", move["new"], "allowed-ips", ",".join(move["allowed_ips"]),
-                     "peer", move["old"], "remove"]
+            args += [
+                "peer",
+                move["new"],
+                "allowed-ips",
+                ",".join(move["allowed_ips"]),
+                "peer",
+                move["old"],
+                "remove",
+            ]
         _wg(args)
     for interface in mine["private_key"]:
         path = _next_path(interface)
@@ -139,8 +156,9 @@ def switch(orders):
         os.replace(path, os.path.join(_config_dir(), f"{interface}.key"))
     for address in mine["wake"]:
         _wake(address)
-    log.info("wireguard_rotate: switched %s, moved %d peer(s)", mine["private_key"],
-             len(mine["peers"]))
+    log.info(
+        "wireguard_rotate: switched %s, moved %d peer(s)", mine["private_key"], len(mine["peers"])
+    )
     return {"moved": len(mine["peers"]), "switched": list(mine["private_key"])}
 
 

@@ -48,6 +48,9 @@ def ext_pillar(minion_id, pillar, *args, **kwargs):  # pylint: disable=unused-ar
     keys = wgf_psk.keys_of(__opts__["cachedir"], str(minion_id))
     if not keys:
         return {}
-    log.debug("wireguard ext_pillar: preshared keys of %d pair(s) for %s",
-              sum(len(k) for k in keys.values()), minion_id)
+    log.debug(
+        "wireguard ext_pillar: preshared keys of %d pair(s) for %s",
+        sum(len(k) for k in keys.values()),
+        minion_id,
+    )
     return {"wireguard": {"network_psks": keys}}

@@ -67,18 +67,24 @@ def _ask_minions(tgt, tgt_type, timeout, stale_after):
     client = salt.client.get_local_client(mopts=__opts__)
     args = [[], [], [{"stale_after": stale_after, "__kwarg__": True}], []]
     try:
-        returned = client.cmd(tgt, wgf_audit.FUNCTIONS, args, tgt_type=tgt_type,
-                              timeout=timeout or __opts__.get("timeout", 10)) or {}
+        returned = (
+            client.cmd(
+                tgt,
+                wgf_audit.FUNCTIONS,
+                args,
+                tgt_type=tgt_type,
+                timeout=timeout or __opts__.get("timeout", 10),
+            )
+            or {}
+        )
     finally:
         client.destroy()
     try:
-        targeted = salt.utils.minions.CkMinions(__opts__).check_minions(
-            tgt, tgt_type)["minions"]
+        targeted = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"]
     except Exception:  # only used to name minions that did not answer
         log.debug("wireguard.audit: could not list the targeted minions", exc_info=True)
         targeted = []
     return returned, sorted(set(targeted) - set(returned))
-
 
 
 def _write_svg(dot_text, path):
@@ -87,12 +93,17 @@ def _write_svg(dot_text, path):
     if not dot:
         return None, "Graphviz is not installed on the master (no 'dot'): no SVG written"
     path = os.path.abspath(os.path.expanduser(str(path)))
-    proc = subprocess.run([dot, "-Tsvg", "-o", path], input=dot_text, text=True,
-                          capture_output=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [dot, "-Tsvg", "-o", path],
+        input=dot_text,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
         return None, f"dot failed: {proc.stderr.strip()[:500]}"
     return path, None
-
 
 
 def _build(tgt, tgt_type, timeout, stale_after):
@@ -105,9 +116,14 @@ def _build(tgt, tgt_type, timeout, stale_after):
     fleet_wg = {m: e for m, e in fleet.items() if e["interfaces"] or e["error"]}
     crossed = wgf_audit.cross_check(fleet_wg, stale_after)
     local = {m: e["local"] for m, e in fleet_wg.items() if e["local"]}
-    ok = not any(p["severity"] in ("error", "warning") for p in crossed["problems"]) and not any(
-        p["severity"] in ("error", "warning") for items in local.values() for p in items) \
-        and not unreachable and not any(e["error"] for e in fleet_wg.values())
+    ok = (
+        not any(p["severity"] in ("error", "warning") for p in crossed["problems"])
+        and not any(
+            p["severity"] in ("error", "warning") for items in local.values() for p in items
+        )
+        and not unreachable
+        and not any(e["error"] for e in fleet_wg.values())
+    )
     result = {
         "ok": ok,
         "problems": crossed["problems"],
@@ -115,10 +131,14 @@ def _build(tgt, tgt_type, timeout, stale_after):
         "links": crossed["links"],
         "unknown_peers": crossed["unknown_peers"],
         "unreachable": unreachable,
-        "minions": {m: {"error": e["error"], "interfaces": sorted(e["interfaces"]),
-                        "key_age_days": {i: f["key_age_days"]
-                                         for i, f in sorted(e["interfaces"].items())}}
-                    for m, e in fleet_wg.items()},
+        "minions": {
+            m: {
+                "error": e["error"],
+                "interfaces": sorted(e["interfaces"]),
+                "key_age_days": {i: f["key_age_days"] for i, f in sorted(e["interfaces"].items())},
+            }
+            for m, e in fleet_wg.items()
+        },
     }
     return fleet_wg, result
 
@@ -128,8 +148,11 @@ def _graph_into(result, fleet, graph, svg):
         raise SaltInvocationError("graph is dot or mermaid")
     dot_text = wgf_audit.dot(fleet, result["links"], result["unknown_peers"])
     if graph:
-        result["graph"] = dot_text if graph == "dot" else wgf_audit.mermaid(
-            fleet, result["links"], result["unknown_peers"])
+        result["graph"] = (
+            dot_text
+            if graph == "dot"
+            else wgf_audit.mermaid(fleet, result["links"], result["unknown_peers"])
+        )
     if svg:
         wgf_psk.refuse_in_store(os.path.expanduser(str(svg)), __opts__["cachedir"], "svg")
         result["svg"], result["graph_error"] = _write_svg(dot_text, svg)
@@ -143,8 +166,15 @@ def _present(result, text, report):
     return {"outputter": "txt", "data": text}
 
 
-def audit(tgt="*", tgt_type="glob", timeout=None, stale_after=STALE_AFTER, graph=None,
-          svg=None, report="auto"):
+def audit(
+    tgt="*",
+    tgt_type="glob",
+    timeout=None,
+    stale_after=STALE_AFTER,
+    graph=None,
+    svg=None,
+    report="auto",
+):
     """
     Cross-check the WireGuard peers of every targeted minion, pair by pair.
 
@@ -182,8 +212,7 @@ def audit(tgt="*", tgt_type="glob", timeout=None, stale_after=STALE_AFTER, graph
     return _present(result, text, report)
 
 
-def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None,
-          stale_after=STALE_AFTER):
+def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None, stale_after=STALE_AFTER):
     """
     Draw who peers with whom, each link labelled with its handshake state (up, idle,
     never, one-sided, stale, broken, one-way, down), as Graphviz DOT or Mermaid text.
@@ -203,17 +232,18 @@ def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None,
     _graph_into(result, fleet, format, svg)
     text = result["graph"]
     if svg:
-        text += f"// {result['graph_error'] or 'SVG written to ' + result['svg']}\n" \
-            if format == "dot" else \
-            f"%% {result['graph_error'] or 'SVG written to ' + result['svg']}\n"
+        text += (
+            f"// {result['graph_error'] or 'SVG written to ' + result['svg']}\n"
+            if format == "dot"
+            else f"%% {result['graph_error'] or 'SVG written to ' + result['svg']}\n"
+        )
     if __opts__.get("output"):
         return {k: result[k] for k in ("graph", "svg", "graph_error") if k in result}
     return {"outputter": "txt", "data": text}
 
 
 def _targets(tgt, tgt_type):
-    return sorted(salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)[
-        "minions"])
+    return sorted(salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"])
 
 
 def _master_pillar(minion):
@@ -221,18 +251,24 @@ def _master_pillar(minion):
     sources, with the grains it cached), as ``salt-run pillar.show_pillar`` does: never
     a minion's answer, never a minion's ``pillar_override``."""
     _, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
-    compiler = salt.pillar.Pillar(__opts__, grains if isinstance(grains, dict) else {},
-                                  minion, __opts__.get("saltenv") or "base",
-                                  pillarenv=__opts__.get("pillarenv"))
+    compiler = salt.pillar.Pillar(
+        __opts__,
+        grains if isinstance(grains, dict) else {},
+        minion,
+        __opts__.get("saltenv") or "base",
+        pillarenv=__opts__.get("pillarenv"),
+    )
     try:
         pillar = compiler.compile_pillar()
     finally:
         if hasattr(compiler, "destroy"):
             compiler.destroy()
     if not isinstance(pillar, dict) or pillar.get("_errors"):
-        raise SaltInvocationError(f"the master cannot compile the pillar of minion "
-                                  f"{wgf_addr.shown(minion)}; see salt-run "
-                                  "pillar.show_pillar")
+        raise SaltInvocationError(
+            f"the master cannot compile the pillar of minion "
+            f"{wgf_addr.shown(minion)}; see salt-run "
+            "pillar.show_pillar"
+        )
     return pillar
 
 
@@ -258,12 +294,14 @@ def _master_networks(minions, only=None, broken=None):
             if not isinstance(netname, str) or not isinstance(net, dict):
                 raise SaltInvocationError(
                     f"minion {wgf_addr.shown(minion)}: wireguard:networks holds "
-                    f"{wgf_addr.shown(netname)}, which is not a network")
+                    f"{wgf_addr.shown(netname)}, which is not a network"
+                )
             if networks.setdefault(netname, net) != net:
                 raise SaltInvocationError(
                     f"the master's pillar defines network {wgf_addr.shown(netname)} "
                     f"differently for {', '.join(sorted(holders[netname]))} and "
-                    f"{wgf_addr.shown(minion)}: fix the pillar and run again")
+                    f"{wgf_addr.shown(minion)}: fix the pillar and run again"
+                )
             holders.setdefault(netname, []).append(minion)
     return networks, holders
 
@@ -273,9 +311,11 @@ def _network_definition(network, tgt, tgt_type):
     minions."""
     networks, _ = _master_networks(_targets(tgt, tgt_type), only={network})
     if network not in networks:
-        raise SaltInvocationError(f"no targeted minion has network "
-                                  f"{wgf_rotate.shown_arg(network)} in its pillar "
-                                  "wireguard:networks")
+        raise SaltInvocationError(
+            f"no targeted minion has network "
+            f"{wgf_rotate.shown_arg(network)} in its pillar "
+            "wireguard:networks"
+        )
     return networks[network]
 
 
@@ -284,9 +324,16 @@ def _apply_on(minions, timeout):
     summary without state output (no key can pass through it), and who did not answer."""
     client = salt.client.get_local_client(mopts=__opts__)
     try:
-        returned = client.cmd(minions, ["saltutil.refresh_pillar", "state.apply"],
-                              [[], ["wireguard"]], tgt_type="list",
-                              timeout=timeout or 300) or {}
+        returned = (
+            client.cmd(
+                minions,
+                ["saltutil.refresh_pillar", "state.apply"],
+                [[], ["wireguard"]],
+                tgt_type="list",
+                timeout=timeout or 300,
+            )
+            or {}
+        )
     finally:
         client.destroy()
     results = {}
@@ -295,11 +342,16 @@ def _apply_on(minions, timeout):
         if not isinstance(states, dict):
             results[minion] = {"result": False, "error": str(states)[:500]}
             continue
-        failed = sorted(sid for sid, r in states.items()
-                        if not (isinstance(r, dict) and r.get("result")))
-        results[minion] = {"result": not failed, "failed": failed,
-                           "changed": sorted(sid for sid, r in states.items()
-                                             if isinstance(r, dict) and r.get("changes"))}
+        failed = sorted(
+            sid for sid, r in states.items() if not (isinstance(r, dict) and r.get("result"))
+        )
+        results[minion] = {
+            "result": not failed,
+            "failed": failed,
+            "changed": sorted(
+                sid for sid, r in states.items() if isinstance(r, dict) and r.get("changes")
+            ),
+        }
     return results, sorted(set(minions) - set(returned))
 
 
@@ -330,16 +382,23 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
     definition = _network_definition(network, tgt, tgt_type)
     pairs = wgf_psk.network_pairs(network, definition)
     if not pairs:
-        raise SaltInvocationError(f"network {wgf_rotate.shown_arg(network)} does not set "
-                                  "preshared_keys: true")
+        raise SaltInvocationError(
+            f"network {wgf_rotate.shown_arg(network)} does not set preshared_keys: true"
+        )
     wgf_psk.replace_network(__opts__["cachedir"], network, pairs)
     minions = sorted({m for p in pairs for m in p})
     results, unreachable = _apply_on(minions, timeout)
     ok = not unreachable and all(r["result"] for r in results.values())
     if not ok:
         __context__["retcode"] = 1
-    return {"ok": ok, "network": network, "pairs": [list(p) for p in pairs],
-            "minions": minions, "results": results, "unreachable": unreachable}
+    return {
+        "ok": ok,
+        "network": network,
+        "pairs": [list(p) for p in pairs],
+        "minions": minions,
+        "results": results,
+        "unreachable": unreachable,
+    }
 
 
 def ensure_psks(network=None, tgt="*", tgt_type="glob"):
@@ -365,22 +424,29 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     network = wgf_rotate.checked_name(network, "network", optional=True)
     targeted = _targets(*wgf_rotate.checked_target(tgt, tgt_type))
     broken = []
-    networks, _ = _master_networks(targeted, only=None if network is None else {network},
-                                   broken=broken)
+    networks, _ = _master_networks(
+        targeted, only=None if network is None else {network}, broken=broken
+    )
     if network is not None and network not in networks:
-        raise SaltInvocationError(f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
-                                  "in its pillar wireguard:networks")
+        raise SaltInvocationError(
+            f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
+            "in its pillar wireguard:networks"
+        )
     done = {}
     for netname, definition in sorted(networks.items()):
         # a network without preshared keys is not checked here: its keys are forgotten
-        pairs = wgf_psk.network_pairs(netname, definition) \
-            if definition.get("preshared_keys") not in (None, False) else []
+        pairs = (
+            wgf_psk.network_pairs(netname, definition)
+            if definition.get("preshared_keys") not in (None, False)
+            else []
+        )
         made = wgf_psk.ensure_network(__opts__["cachedir"], netname, pairs)
         if pairs:
             done[netname] = {"pairs": len(pairs), "made": made}
     if broken:
-        log.warning("wireguard.ensure_psks: the master cannot compile the pillar of %s",
-                    ", ".join(broken))
+        log.warning(
+            "wireguard.ensure_psks: the master cannot compile the pillar of %s", ", ".join(broken)
+        )
     return {"ok": True, "networks": done, "pillar_errors": broken}
 
 
@@ -390,13 +456,24 @@ def _each(minions, fun, arg, timeout):
         return {}, []
     client = salt.client.get_local_client(mopts=__opts__)
     try:
-        returned = client.cmd(sorted(minions), fun, arg, tgt_type="list",
-                              timeout=timeout or __opts__.get("timeout", 10),
-                              full_return=True) or {}
+        returned = (
+            client.cmd(
+                sorted(minions),
+                fun,
+                arg,
+                tgt_type="list",
+                timeout=timeout or __opts__.get("timeout", 10),
+                full_return=True,
+            )
+            or {}
+        )
     finally:
         client.destroy()
-    answers = {m: r.get("ret") for m, r in returned.items()
-               if isinstance(r, dict) and r.get("retcode", 0) == 0}
+    answers = {
+        m: r.get("ret")
+        for m, r in returned.items()
+        if isinstance(r, dict) and r.get("retcode", 0) == 0
+    }
     return answers, sorted(set(minions) - set(answers))
 
 
@@ -404,18 +481,23 @@ def _rotation_networks(targeted):
     """The networks (from the master's pillar) a targeted minion is a node of; every
     other node's pillar that has one of them must define it the same."""
     networks, _ = _master_networks(targeted)
-    involved = {name: net for name, net in networks.items()
-                if isinstance(net.get("nodes"), dict)
-                and {str(n) for n in net["nodes"]} & set(targeted)}
-    others = sorted({str(n) for net in involved.values() for n in net["nodes"]}
-                    & set(_targets("*", "glob")) - set(targeted))
+    involved = {
+        name: net
+        for name, net in networks.items()
+        if isinstance(net.get("nodes"), dict) and {str(n) for n in net["nodes"]} & set(targeted)
+    }
+    others = sorted(
+        {str(n) for net in involved.values() for n in net["nodes"]}
+        & set(_targets("*", "glob")) - set(targeted)
+    )
     more, holders = _master_networks(others, only=set(involved))
     for name, net in more.items():
         if net != involved[name]:
             raise SaltInvocationError(
                 f"the master's pillar defines network {wgf_addr.shown(name)} differently "
                 f"for {', '.join(sorted(holders[name]))} than for the targets: fix the "
-                "pillar and run again")
+                "pillar and run again"
+            )
     return involved
 
 
@@ -430,8 +512,9 @@ def _published(minions):
             log.debug("wireguard.rotate_keys: no mine data of %s", minion, exc_info=True)
             data = None
         keys = data.get("wireguard.public_keys") if isinstance(data, dict) else None
-        found[minion] = {i: k for i, k in keys.items() if isinstance(i, str)} \
-            if isinstance(keys, dict) else {}
+        found[minion] = (
+            {i: k for i, k in keys.items() if isinstance(i, str)} if isinstance(keys, dict) else {}
+        )
     return found
 
 
@@ -474,20 +557,25 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
     if refused:
         raise SaltInvocationError(wgf_rotate.refusal(refused, interface))
     failed = {}
-    answers, silent = _each(nodes, "wireguard_rotate.stage",
-                            [{m: sorted(i) for m, i in nodes.items()}], timeout)
+    answers, silent = _each(
+        nodes, "wireguard_rotate.stage", [{m: sorted(i) for m, i in nodes.items()}], timeout
+    )
     failed.update({m: "did not answer or failed while staging its next key" for m in silent})
     everyone = {str(n) for net in networks.values() for n in net["nodes"]}
     staged, malformed = wgf_rotate.checked_staged(
-        {m: i for m, i in nodes.items() if m in answers}, answers, _published(everyone))
+        {m: i for m, i in nodes.items() if m in answers}, answers, _published(everyone)
+    )
     failed.update({m: f"was not rotated: {why}" for m, why in malformed.items()})
     nodes = {m: i for m, i in nodes.items() if m in staged}
     announce = wgf_rotate.announce_orders(networks, nodes, staged)
     announced, silent = _each(announce, "wireguard_rotate.announce", [announce], timeout)
     failed.update({m: "did not answer or failed while adding the next keys" for m in silent})
     for node in list(nodes):
-        partners = {p for ifname, netname in nodes[node].items()
-                    for p in wgf_rotate.partner_entries(networks, netname, node)}
+        partners = {
+            p
+            for ifname, netname in nodes[node].items()
+            for p in wgf_rotate.partner_entries(networks, netname, node)
+        }
         if partners & set(silent):
             del nodes[node]  # a partner that does not know the next key would lose it
     orders = wgf_rotate.switch_orders(networks, nodes, staged)
@@ -496,11 +584,21 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
     _each(nodes, "mine.update", [], timeout)
     settled, silent = _each(orders, "state.apply", ["wireguard"], timeout or 300)
     failed.update({m: "did not answer the state run, or a state failed" for m in silent})
-    failed.update({m: "state.apply wireguard failed" for m, states in settled.items()
-                   if not isinstance(states, dict) or not all(
-                       isinstance(r, dict) and r.get("result") for r in states.values())})
+    failed.update(
+        {
+            m: "state.apply wireguard failed"
+            for m, states in settled.items()
+            if not isinstance(states, dict)
+            or not all(isinstance(r, dict) and r.get("result") for r in states.values())
+        }
+    )
     if failed:
         __context__["retcode"] = 1
-    return {"ok": not failed, "rotated": {m: sorted(i) for m, i in nodes.items()},
-            "partners": sorted(set(orders) - set(nodes)), "failed": failed,
-            "announced": sorted(announced), "switched": sorted(switched)}
+    return {
+        "ok": not failed,
+        "rotated": {m: sorted(i) for m, i in nodes.items()},
+        "partners": sorted(set(orders) - set(nodes)),
+        "failed": failed,
+        "announced": sorted(announced),
+        "switched": sorted(switched),
+    }

@@ -51,8 +51,10 @@ __virtualname__ = "wireguard"
 LIVE = "wireguard.live"
 PREVIOUS_CONF = "wireguard.previous_conf"
 #: Where openresolv and Debian's resolvconf keep each interface's DNS record.
-RESOLVCONF_RECORDS = {"openresolv": "/run/resolvconf/interfaces",
-                      "resolvconf": "/run/resolvconf/interface"}
+RESOLVCONF_RECORDS = {
+    "openresolv": "/run/resolvconf/interfaces",
+    "resolvconf": "/run/resolvconf/interface",
+}
 INTERFACE_ORDER = "/etc/resolvconf/interface-order"
 
 
@@ -70,9 +72,14 @@ def _guarded(ret, func, *args, **kwargs):
     try:
         return func(ret, *args, **kwargs)
     except _NotUpYet as exc:
-        ret.update(result=None, changes={}, comment=(
-            f"Interface {exc} is not up yet: it gets its peers from its config file "
-            "when its service starts"))
+        ret.update(
+            result=None,
+            changes={},
+            comment=(
+                f"Interface {exc} is not up yet: it gets its peers from its config file "
+                "when its service starts"
+            ),
+        )
         return ret
     except (CommandExecutionError, SaltInvocationError) as exc:
         return wgf_state.failed(ret, exc)
@@ -103,7 +110,8 @@ def _live(interface):
             service = __salt__["wireguard.service_name"](interface)
             raise CommandExecutionError(
                 f"WireGuard interface '{interface}' is not up on this minion: start its "
-                f"service {service} first, or apply the wireguard formula") from None
+                f"service {service} first, or apply the wireguard formula"
+            ) from None
     return cache[interface]
 
 
@@ -138,8 +146,13 @@ def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
     where = f"interface '{interface}', peer '{name}'"
     change = wgf_schema.normalise_peer_change(
         interface,
-        {"public_key": name, "allowed_ips": allowed_ips or [], "endpoint": endpoint,
-         "persistent_keepalive": keepalive or 0, "preshared_key": psk or ""},
+        {
+            "public_key": name,
+            "allowed_ips": allowed_ips or [],
+            "endpoint": endpoint,
+            "persistent_keepalive": keepalive or 0,
+            "preshared_key": psk or "",
+        },
     )
     live = live or {}
     diff, todo = {}, {"public_key": name}
@@ -148,14 +161,18 @@ def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
     if not live or wanted_ips != live_ips:
         diff["allowed_ips"] = {"old": live_ips if live else None, "new": wanted_ips}
         todo["allowed_ips"] = wanted_ips
-    if endpoint and (not live or live.get("endpoint") not in
-                     __salt__["wireguard.resolve_endpoint"](change["endpoint"])):
+    if endpoint and (
+        not live
+        or live.get("endpoint") not in __salt__["wireguard.resolve_endpoint"](change["endpoint"])
+    ):
         diff["endpoint"] = {"old": live.get("endpoint"), "new": change["endpoint"]}
         todo["endpoint"] = change["endpoint"]
     wanted_keepalive = change["persistent_keepalive"] or None
     if not live or live.get("persistent_keepalive") != wanted_keepalive:
         diff["persistent_keepalive"] = {
-            "old": live.get("persistent_keepalive"), "new": wanted_keepalive}
+            "old": live.get("persistent_keepalive"),
+            "new": wanted_keepalive,
+        }
         todo["persistent_keepalive"] = wanted_keepalive or 0
     wanted_digest = wgf_keys.digest(psk) if psk else None
     live_digest = live.get("preshared_key_sha256")
@@ -168,8 +185,15 @@ def _peer_diff(interface, name, live, allowed_ips, endpoint, keepalive, psk):
     return diff, todo
 
 
-def peer(name, interface, allowed_ips=None, endpoint=None, persistent_keepalive=None,
-         preshared_key=None, preshared_key_pillar=None):
+def peer(
+    name,
+    interface,
+    allowed_ips=None,
+    endpoint=None,
+    persistent_keepalive=None,
+    preshared_key=None,
+    preshared_key_pillar=None,
+):
     """
     The live interface holds this peer with exactly these attributes.
 
@@ -190,8 +214,16 @@ def peer(name, interface, allowed_ips=None, endpoint=None, persistent_keepalive=
     preshared_key_pillar
         A pillar path holding the preshared key, so the key never appears in SLS.
     """
-    return _guarded(_ret(name), _peer, interface, allowed_ips, endpoint,
-                    persistent_keepalive, preshared_key, preshared_key_pillar)
+    return _guarded(
+        _ret(name),
+        _peer,
+        interface,
+        allowed_ips,
+        endpoint,
+        persistent_keepalive,
+        preshared_key,
+        preshared_key_pillar,
+    )
 
 
 def _peer(ret, interface, allowed_ips, endpoint, keepalive, psk, psk_pillar):
@@ -214,8 +246,15 @@ def _peer(ret, interface, allowed_ips, endpoint, keepalive, psk, psk_pillar):
 
 def _remember(live, name, current, todo):
     """Update the cached live state with a change we made, instead of reading it again."""
-    entry = dict(current or {"allowed_ips": [], "endpoint": None,
-                             "persistent_keepalive": None, "preshared_key_sha256": None})
+    entry = dict(
+        current
+        or {
+            "allowed_ips": [],
+            "endpoint": None,
+            "persistent_keepalive": None,
+            "preshared_key_sha256": None,
+        }
+    )
     if "allowed_ips" in todo:
         entry["allowed_ips"] = todo["allowed_ips"]
     if "endpoint" in todo:
@@ -224,7 +263,8 @@ def _remember(live, name, current, todo):
         entry["persistent_keepalive"] = todo["persistent_keepalive"] or None
     if "preshared_key" in todo:
         entry["preshared_key_sha256"] = (
-            wgf_keys.digest(todo["preshared_key"]) if todo["preshared_key"] else None)
+            wgf_keys.digest(todo["preshared_key"]) if todo["preshared_key"] else None
+        )
     live["peers"][name] = entry
 
 
@@ -341,18 +381,27 @@ def _auto_mtu(iface, live, allowed):
     """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
     they were before its default route existed (its packets carry the fwmark)."""
     with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
-    addresses = sorted({str(ip) for key, peer in live["peers"].items()
-                        if key in with_endpoint
-                        for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]] if ip})
+    addresses = sorted(
+        {
+            str(ip)
+            for key, peer in live["peers"].items()
+            if key in with_endpoint
+            for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]]
+            if ip
+        }
+    )
     routes = []
     mark = ""
     if wgf_live.default_route_mode(iface["table"], allowed) and live["fwmark"]:
         mark = f" mark {live['fwmark']}"
     if addresses:
-        out = __salt__["cmd.run_all"](["ip", "-j", "-force", "-batch", "-"], python_shell=False,
-                                      ignore_retcode=True, output_loglevel="quiet",
-                                      stdin="".join(f"route get {a}{mark}\n"
-                                                    for a in addresses))
+        out = __salt__["cmd.run_all"](
+            ["ip", "-j", "-force", "-batch", "-"],
+            python_shell=False,
+            ignore_retcode=True,
+            output_loglevel="quiet",
+            stdin="".join(f"route get {a}{mark}\n" for a in addresses),
+        )
         for line in (out["stdout"] or "").split("\n"):
             if line.strip():
                 routes += salt.utils.json.loads(line)
@@ -376,14 +425,22 @@ def _interface(ret, config_dir):
     routes_v6 = _ip_json(["-6", "route", "show", "table", "all", "dev", interface])
     allowed = _allowed_ips(iface, live)
     want = wgf_live.wanted(
-        iface, wgf_keys.pubkey_or_none(private_key), allowed,
+        iface,
+        wgf_keys.pubkey_or_none(private_key),
+        allowed,
         wgf_live.has_link_local(routes_v6),
-        None if iface["mtu"] else _auto_mtu(iface, live, allowed))
+        None if iface["mtu"] else _auto_mtu(iface, live, allowed),
+    )
     records = _dns_records()
     record_path = os.path.join(records, _resolvconf_name(interface)) if records else None
     have = wgf_live.running(
-        live, wgf_iproute.link(_ip_json(["addr", "show", "dev", interface])), routes_v4,
-        routes_v6, wgf_files.read(record_path) if record_path else None, want["default_route"])
+        live,
+        wgf_iproute.link(_ip_json(["addr", "show", "dev", interface])),
+        routes_v4,
+        routes_v6,
+        wgf_files.read(record_path) if record_path else None,
+        want["default_route"],
+    )
     if records is None:
         have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
     steps, changes = wgf_live.plan(want, have, interface)
@@ -392,12 +449,14 @@ def _interface(ret, config_dir):
         return ret
     ret["changes"] = changes
     if __opts__["test"]:
-        return _pending(ret, f"{interface} would be changed in place: "
-                             + ", ".join(s["name"] for s in steps))
+        return _pending(
+            ret, f"{interface} would be changed in place: " + ", ".join(s["name"] for s in steps)
+        )
     _apply_steps(interface, steps, private_key)
     _forget_live(interface)
-    return _pending(ret, f"{interface} changed in place, no restart: "
-                         + ", ".join(s["name"] for s in steps))
+    return _pending(
+        ret, f"{interface} changed in place, no restart: " + ", ".join(s["name"] for s in steps)
+    )
 
 
 def _allowed_ips(iface, live):
@@ -406,8 +465,12 @@ def _allowed_ips(iface, live):
     declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
     allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
     if not iface["purge_peers"]:
-        allowed += [c for key, peer in live["peers"].items() if key not in declared
-                    for c in peer["allowed_ips"]]
+        allowed += [
+            c
+            for key, peer in live["peers"].items()
+            if key not in declared
+            for c in peer["allowed_ips"]
+        ]
     return allowed
 
 
@@ -418,7 +481,8 @@ def _dir(config_dir):  # the argument, else pillar's lookup:config_dir; checked 
 def _private_key_of(iface, config_dir):
     """The interface's private key: pillar's, else its key file's."""
     return _pillar_secrets(iface)["private_key"] or wgf_files.read_key(
-        os.path.join(config_dir, f"{iface['name']}.key"))
+        os.path.join(config_dir, f"{iface['name']}.key")
+    )
 
 
 def _apply_steps(interface, steps, private_key):
@@ -440,10 +504,13 @@ def _apply_steps(interface, steps, private_key):
                 wgf_files.write_private(path, previous)
             raise CommandExecutionError(
                 f"{interface}: the live step '{step['name']}' failed: {exc}. "
-                + (f"Undoing failed for: {'; '.join(failed)}." if failed else
-                   "The steps before it were undone")
-                + (" and the previous config file put back." if previous is not None
-                   else ".")) from None
+                + (
+                    f"Undoing failed for: {'; '.join(failed)}."
+                    if failed
+                    else "The steps before it were undone"
+                )
+                + (" and the previous config file put back." if previous is not None else ".")
+            ) from None
         done.append(step)
 
 
@@ -522,8 +589,9 @@ def _private_key(ret, config_dir):
     conf = os.path.join(config_dir, f"{interface}.conf")
     if not wanted and not current_public:
         # a hand-written config taken over: keep its key, so its peers keep working
-        wanted = wgf_keys.pubkey_or_none(wgf_conf.private_key(wgf_files.read(conf))) and \
+        wanted = wgf_keys.pubkey_or_none(
             wgf_conf.private_key(wgf_files.read(conf))
+        ) and wgf_conf.private_key(wgf_files.read(conf))
         source = f"taken from {conf}" if wanted else source
     new_public = wgf_keys.pubkey(wanted) if wanted else None
     ret["changes"] = {"public_key": {"old": current_public, "new": new_public or "(new key)"}}
@@ -548,8 +616,7 @@ def _rendered(interface, config_dir):
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
     iface = declared[interface]
     psks = {**_pillar_secrets(iface)["preshared_keys"], **_client_psks(iface, config_dir)}
-    return (wgf_conf.render(iface, _private_key_of(iface, config_dir), psks),
-            iface["warnings"])
+    return (wgf_conf.render(iface, _private_key_of(iface, config_dir), psks), iface["warnings"])
 
 
 def config(name, config_dir=None, service=None):
@@ -584,10 +651,14 @@ def _config(ret, config_dir, service):
         ret["warnings"] = warnings
     current = wgf_files.read(path)
     reasons = wgf_live.restart_reasons(current, wanted)
-    if current is not None and _dns_records() is None and \
-            wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]:
-        reasons.append("its DNS changed and this minion's resolvconf keeps no record to "
-                       "change in place")
+    if (
+        current is not None
+        and _dns_records() is None
+        and wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]
+    ):
+        reasons.append(
+            "its DNS changed and this minion's resolvconf keeps no record to change in place"
+        )
     restart = None
     if service and _service_active(service):
         if interface not in __salt__["wireguard.interfaces"]():
@@ -596,16 +667,24 @@ def _config(ret, config_dir, service):
             restart = "; ".join(reasons)
     elif service and _start_refused(service):
         # the service state after this one starts it: systemd would refuse that too
-        ret["changes"]["start_limit_reset"] = {"service": service, "why": (
-            "systemd refused to start it again so soon (start-limit-hit)")}
+        ret["changes"]["start_limit_reset"] = {
+            "service": service,
+            "why": ("systemd refused to start it again so soon (start-limit-hit)"),
+        }
     if current == wanted:
         _mode_fix(ret, path)
     else:
-        public = wgf_conf.known_public([wgf_conf.parse(current or "")],
-                                       [wgf_conf.parse(wanted)], live=_live_or_none(interface))
-        diff = "".join(difflib.unified_diff(
-            wgf_conf.mask(current, public).splitlines(True),
-            wgf_conf.mask(wanted, public).splitlines(True), fromfile=path, tofile=path))
+        public = wgf_conf.known_public(
+            [wgf_conf.parse(current or "")], [wgf_conf.parse(wanted)], live=_live_or_none(interface)
+        )
+        diff = "".join(
+            difflib.unified_diff(
+                wgf_conf.mask(current, public).splitlines(True),
+                wgf_conf.mask(wanted, public).splitlines(True),
+                fromfile=path,
+                tofile=path,
+            )
+        )
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
         ret["changes"]["restarted"] = {"service": service, "why": restart}
@@ -652,9 +731,12 @@ def _systemd(service):
     if not salt.utils.systemd.booted(__context__):
         return {"result": None, "reset_failed": None}
     # `Result=start-limit-hit` (no --value: systemd before 230 lacks it)
-    return {"result": lambda: _run(["systemctl", "show", "-p", "Result",
-                                    service]).strip().partition("=")[2],
-            "reset_failed": lambda: _run(["systemctl", "reset-failed", service])}
+    return {
+        "result": lambda: (
+            _run(["systemctl", "show", "-p", "Result", service]).strip().partition("=")[2]
+        ),
+        "reset_failed": lambda: _run(["systemctl", "reset-failed", service]),
+    }
 
 
 def _restart(service, interface, path, previous):
@@ -665,9 +747,13 @@ def _restart(service, interface, path, previous):
     Returns whether the limit was reset."""
     _forget_live(interface)
     return wgf_state.restart_with_fallback(
-        service, path, lambda: __salt__["service.restart"](service),
+        service,
+        path,
+        lambda: __salt__["service.restart"](service),
         None if previous is None else lambda: wgf_files.write_private(path, previous),
-        lambda: _service_error(service), **_systemd(service))
+        lambda: _service_error(service),
+        **_systemd(service),
+    )
 
 
 def _service_error(service):
@@ -676,7 +762,10 @@ def _service_error(service):
         return "(see the service's log)"
     out = __salt__["cmd.run_stdout"](
         ["journalctl", "-u", service, "-n", "8", "--no-pager", "-o", "cat"],
-        python_shell=False, ignore_retcode=True, output_loglevel="quiet")
+        python_shell=False,
+        ignore_retcode=True,
+        output_loglevel="quiet",
+    )
     return wgf_conf.mask(out).strip() or "(no log)"
 
 
@@ -724,8 +813,10 @@ def _clients(ret, config_dir):
         psk_file = wgf_clients.key_path(config_dir, interface, name, "psk")
         if client["byo"]:
             removals.append(key_file)
-        elif not client["public_key"] or wgf_keys.pubkey_or_none(
-                wgf_files.read_key(key_file)) != client["public_key"]:
+        elif (
+            not client["public_key"]
+            or wgf_keys.pubkey_or_none(wgf_files.read_key(key_file)) != client["public_key"]
+        ):
             key = wgf_keys.genkey()
             writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
         if not client["preshared_key"]:
@@ -734,8 +825,9 @@ def _clients(ret, config_dir):
             writes[psk_file] = wgf_keys.genpsk() + "\n"
     revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
     for name in revoked:
-        removals += [wgf_clients.key_path(config_dir, interface, name, kind)
-                     for kind in ("key", "psk")]
+        removals += [
+            wgf_clients.key_path(config_dir, interface, name, kind) for kind in ("key", "psk")
+        ]
     removals = [p for p in removals if os.path.exists(p)]
     new = wgf_clients.record_of(declared, made)
     ret["changes"] = wgf_clients.changes(old, new, writes, made, __opts__["test"])
@@ -753,8 +845,11 @@ def _clients(ret, config_dir):
         os.unlink(file)
     wgf_files.write_private(path, wgf_clients.dump_record(new))
     _remove_revoked_peers(interface, [e["public_key"] for e in revoked.values()])
-    return _pending(ret, f"The clients of {interface} updated: {len(new['clients'])} "
-                    f"client(s), {len(revoked)} revoked")
+    return _pending(
+        ret,
+        f"The clients of {interface} updated: {len(new['clients'])} "
+        f"client(s), {len(revoked)} revoked",
+    )
 
 
 def _remove_revoked_peers(interface, keys):
@@ -771,8 +866,9 @@ def _remove_revoked_peers(interface, keys):
 
 def _client_peers_wanted(interface, config_dir):
     declared = __salt__["wireguard.pillar_interfaces"](config_dir=config_dir).get(interface)
-    return {p["public_key"]: p for p in (declared or {}).get("peers", {}).values()
-            if p.get("client")}
+    return {
+        p["public_key"]: p for p in (declared or {}).get("peers", {}).values() if p.get("client")
+    }
 
 
 def client_peers(name, config_dir=None):
@@ -797,9 +893,12 @@ def _client_peers(ret, config_dir):
         psk = _client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
         psk = psk.get(peer["name"])
         now = live["peers"].get(key)
-        if now and sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"]) and \
-                not now["persistent_keepalive"] and now.get("preshared_key_sha256") == (
-                    wgf_keys.digest(psk) if psk else None):
+        if (
+            now
+            and sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+            and not now["persistent_keepalive"]
+            and now.get("preshared_key_sha256") == (wgf_keys.digest(psk) if psk else None)
+        ):
             continue  # as wanted: the common case, without parsing every address again
         diff, change = _peer_diff(interface, key, now, peer["allowed_ips"], None, None, psk)
         if diff:

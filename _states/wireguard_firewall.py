@@ -47,9 +47,12 @@ def _run(argv, stdin=None):
 
 def _nft_live():
     """``nft list table inet wireguard``, or None when there is no such table."""
-    out = __salt__["cmd.run_all"](["nft", "list", "table", "inet", wgf_firewall.TABLE],
-                                  python_shell=False, ignore_retcode=True,
-                                  output_loglevel="quiet")
+    out = __salt__["cmd.run_all"](
+        ["nft", "list", "table", "inet", wgf_firewall.TABLE],
+        python_shell=False,
+        ignore_retcode=True,
+        output_loglevel="quiet",
+    )
     if out["retcode"] != 0:
         if "No such file or directory" in out["stderr"]:
             return None
@@ -71,9 +74,19 @@ def _nft_canonical(table_text):
         script.write(table_text)
         script.flush()
         # a `list` in the same nft -f batch would show the table before its rules
-        return _in_scratch_namespace(
-            ["sh", "-c", 'nft -f "$1" && nft list table inet "$2"', "sh", script.name,
-             wgf_firewall.TABLE]).strip() + "\n"
+        return (
+            _in_scratch_namespace(
+                [
+                    "sh",
+                    "-c",
+                    'nft -f "$1" && nft list table inet "$2"',
+                    "sh",
+                    script.name,
+                    wgf_firewall.TABLE,
+                ]
+            ).strip()
+            + "\n"
+        )
 
 
 def _ipt_tools(version):
@@ -92,7 +105,8 @@ def _ipt_restore(version, text, scratch=False):
             _run([restore, "--noflush", rules.name])
             return None
         shown = _in_scratch_namespace(
-            ["sh", "-c", '"$1" --noflush "$3" && "$2"', "sh", restore, save, rules.name])
+            ["sh", "-c", '"$1" --noflush "$3" && "$2"', "sh", restore, save, rules.name]
+        )
     return wgf_firewall.iptables_ours(shown)
 
 
@@ -112,15 +126,17 @@ def _firewall_plan(interfaces, backend):
         live, wanted = _nft_live(), _nft_canonical(table)
         if live != wanted:
             script = wgf_firewall.nft_replace(table)
-            plan["nftables"] = (live, wanted,
-                                lambda s=script: _run(["nft", "-f", "-"], stdin=s))
+            plan["nftables"] = (live, wanted, lambda s=script: _run(["nft", "-f", "-"], stdin=s))
     for version, part in ((4, "iptables"), (6, "ip6tables")):
         live = _ipt_live(version)
         if not live and backend != "iptables":
             continue
         rules = wgf_firewall.iptables_rules(interfaces, version) if backend == "iptables" else None
-        wanted = (_ipt_restore(version, wgf_firewall.iptables_restore(rules, set()), True)
-                  if rules else [])
+        wanted = (
+            _ipt_restore(version, wgf_firewall.iptables_restore(rules, set()), True)
+            if rules
+            else []
+        )
         if live == wanted:
             continue
         jumps = wgf_firewall.iptables_jumps(live)
@@ -161,16 +177,19 @@ def firewall_absent(name):
     name
         Only a state ID.
     """
-    return _guarded(wgf_state.ret(name),
-                    lambda ret: _firewall_converge(ret, _firewall_plan([], "none")))
+    return _guarded(
+        wgf_state.ret(name), lambda ret: _firewall_converge(ret, _firewall_plan([], "none"))
+    )
 
 
 def _firewall_converge(ret, plan):
     if not plan:
         ret["comment"] = "The formula's firewall is as wanted"
         return ret
-    ret["changes"] = {part: {"old": live or None, "new": wanted or None}
-                      for part, (live, wanted, _) in plan.items()}
+    ret["changes"] = {
+        part: {"old": live or None, "new": wanted or None}
+        for part, (live, wanted, _) in plan.items()
+    }
     if __opts__["test"]:
         return _pending(ret, f"The formula's firewall would change ({', '.join(plan)})")
     for _, _, apply in plan.values():

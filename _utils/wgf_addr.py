@@ -15,10 +15,11 @@ from salt.exceptions import SaltInvocationError
 #: without ``+``: iptables reads a name with ``+`` as a wildcard (``wg+`` is every wg*
 #: interface, ``+`` every interface), so a masquerade or firewall rule would match more.
 INTERFACE_NAME = re.compile(r"[a-zA-Z0-9_=.-]{1,15}")
-INTERFACE_RULE = ("an interface name is 1-15 characters of a-z A-Z 0-9 _ = . - (and not "
-                  "'.' or '..')")
-PLUS = ("'+' is refused although wg-quick allows it: iptables reads a name with '+' as a "
-        "wildcard ('wg+' is every wg* interface, '+' every interface)")
+INTERFACE_RULE = "an interface name is 1-15 characters of a-z A-Z 0-9 _ = . - (and not '.' or '..')"
+PLUS = (
+    "'+' is refused although wg-quick allows it: iptables reads a name with '+' as a "
+    "wildcard ('wg+' is every wg* interface, '+' every interface)"
+)
 HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?"
@@ -40,8 +41,7 @@ MOST_BITS = 4096
 
 def is_huge(value):
     """An int (not a bool) too long for any value the formula takes."""
-    return isinstance(value, int) and not isinstance(value, bool) \
-        and value.bit_length() > MOST_BITS
+    return isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MOST_BITS
 
 
 def no_huge_numbers(value, where):
@@ -55,13 +55,13 @@ def no_huge_numbers(value, where):
                 continue
             seen.add(id(item))
         if is_huge(item):
-            raise SaltInvocationError(f"{place}: a number of more than {MOST_BITS} bits is "
-                                      "refused")
+            raise SaltInvocationError(f"{place}: a number of more than {MOST_BITS} bits is refused")
         if isinstance(item, dict):
             for key, sub in item.items():
                 if is_huge(key):
-                    raise SaltInvocationError(f"{place}: a key that is a number of more than "
-                                              f"{MOST_BITS} bits is refused")
+                    raise SaltInvocationError(
+                        f"{place}: a key that is a number of more than {MOST_BITS} bits is refused"
+                    )
                 named = isinstance(key, str) and len(key) < 64 and not LINE_BREAKING.search(key)
                 stack.append((sub, f"{place}:{key}" if named else place))
         elif isinstance(item, (list, tuple, set, frozenset)):
@@ -96,8 +96,11 @@ def shown(value):
 
 
 def is_interface_name(name):
-    return (isinstance(name, str) and INTERFACE_NAME.fullmatch(name) is not None
-            and name not in (".", ".."))
+    return (
+        isinstance(name, str)
+        and INTERFACE_NAME.fullmatch(name) is not None
+        and name not in (".", "..")
+    )
 
 
 def interface_name_problem(name):
@@ -136,7 +139,8 @@ def text(value, where):
     if LINE_BREAKING.search(value):
         raise SaltInvocationError(
             f"{where}: {shown(value)}: newlines and control characters are refused "
-            "(they could inject lines into the config file)")
+            "(they could inject lines into the config file)"
+        )
     return value
 
 
@@ -163,7 +167,8 @@ def interface_address(value, where):
         return str(ipaddress.ip_interface(value))
     except ValueError:
         raise SaltInvocationError(
-            f"{where}: {shown(value)} is not a valid address/prefix") from None
+            f"{where}: {shown(value)} is not a valid address/prefix"
+        ) from None
 
 
 def ip_address(value, where):
@@ -194,16 +199,20 @@ def integer(value, where, low, high, what):
     if isinstance(value, str):
         digits = value.strip()
         if not digits.isascii():
-            raise SaltInvocationError(f"{where}: {shown(value)} is not a number; "
-                                      f"{what} is {low}-{high}")
+            raise SaltInvocationError(
+                f"{where}: {shown(value)} is not a number; {what} is {low}-{high}"
+            )
         try:
             value = int(digits, 0)
         except ValueError:
             raise SaltInvocationError(
-                f"{where}: {shown(digits)} is not a number; {what} is {low}-{high}") from None
+                f"{where}: {shown(digits)} is not a number; {what} is {low}-{high}"
+            ) from None
     if not low <= value <= high:
-        raise SaltInvocationError(f"{where}: {value if not is_huge(value) else shown(value)} "
-                                  f"is out of range; {what} is {low}-{high}")
+        raise SaltInvocationError(
+            f"{where}: {value if not is_huge(value) else shown(value)} "
+            f"is out of range; {what} is {low}-{high}"
+        )
     return value
 
 
@@ -234,17 +243,20 @@ def endpoint(value, where):
     host, sep, number = value.rpartition(":")
     if not sep or not host or not number:
         raise SaltInvocationError(
-            f"{where}: {shown(value)} has no port; write host:port, a.b.c.d:port or [v6]:port")
+            f"{where}: {shown(value)} has no port; write host:port, a.b.c.d:port or [v6]:port"
+        )
     if host.startswith("[") and host.endswith("]"):
         try:
             ipaddress.IPv6Address(_address_text(host[1:-1], where, "an IPv6 address"))
         except ValueError:
             raise SaltInvocationError(
-                f"{where}: {shown(host[1:-1])} is not an IPv6 address") from None
+                f"{where}: {shown(host[1:-1])} is not an IPv6 address"
+            ) from None
     elif ":" in host:
         raise SaltInvocationError(
             f"{where}: {shown(value)} looks like an IPv6 address without brackets; "
-            "write it as [address]:port")
+            "write it as [address]:port"
+        )
     elif not HOSTNAME.fullmatch(host):
         raise SaltInvocationError(f"{where}: {shown(host)} is not a valid host name or address")
     if not ASCII_DIGITS.fullmatch(number):
@@ -273,7 +285,9 @@ def endpoint_ip(value):
         return None, None
     host, _, number = value.rpartition(":")
     try:
-        return (ipaddress.ip_address(host.strip("[]").split("%")[0]),
-                int(number) if ASCII_DIGITS.fullmatch(number) else None)
+        return (
+            ipaddress.ip_address(host.strip("[]").split("%")[0]),
+            int(number) if ASCII_DIGITS.fullmatch(number) else None,
+        )
     except ValueError:
         return None, None

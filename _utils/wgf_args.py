@@ -36,11 +36,11 @@ def _path(value, name):
     if isinstance(value, os.PathLike):  # from Python: a pathlib.Path is a path too
         value = os.fspath(value)
     if not isinstance(value, str):
-        raise SaltInvocationError(f"{name}: expected a directory path (a string), got "
-                                  f"{_type_name(value)}")
+        raise SaltInvocationError(
+            f"{name}: expected a directory path (a string), got {_type_name(value)}"
+        )
     if wgf_addr.LINE_BREAKING.search(value):
-        raise SaltInvocationError(f"{name}: newlines and control characters are refused in a "
-                                  "path")
+        raise SaltInvocationError(f"{name}: newlines and control characters are refused in a path")
     return value
 
 
@@ -57,8 +57,9 @@ def _name(value, name):
     """A peer's or client's name. The CLI reads ``1234``, ``0100`` and ``+5`` as numbers
     (100 and 5): which name was typed is lost, so a number is refused, not guessed."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        raise SaltInvocationError(f"{name}: got a number; quote a name that looks like one "
-                                  f"({name}='\"1234\"')")
+        raise SaltInvocationError(
+            f"{name}: got a number; quote a name that looks like one ({name}='\"1234\"')"
+        )
     if not isinstance(value, str):
         raise SaltInvocationError(f"{name}: expected a name (a string), got {_type_name(value)}")
     return value
@@ -86,12 +87,16 @@ def _since(value, name):
     """An earlier return of ``wireguard.link_states``."""
     interfaces = value.get("interfaces") if isinstance(value, dict) else None
     at = value.get("at") if isinstance(value, dict) else None
-    if not isinstance(interfaces, dict) or isinstance(at, bool) \
-            or not isinstance(at, (int, float)) \
-            or not all(isinstance(peers, dict) for peers in interfaces.values()):
+    if (
+        not isinstance(interfaces, dict)
+        or isinstance(at, bool)
+        or not isinstance(at, (int, float))
+        or not all(isinstance(peers, dict) for peers in interfaces.values())
+    ):
         raise SaltInvocationError(
             f"{name}: expected an earlier return of wireguard.link_states: a mapping with "
-            "'at' (epoch seconds) and 'interfaces' (interface: {public key: link})")
+            "'at' (epoch seconds) and 'interfaces' (interface: {public key: link})"
+        )
     return value
 
 
@@ -162,8 +167,9 @@ def checked(func, refused=None):
                 elif kind is inspect.Parameter.VAR_POSITIONAL:
                     wgf_addr.no_huge_numbers(value, "an argument")
                 else:
-                    bound.arguments[name] = argument(name, value,
-                                                     signature.parameters[name].default)
+                    bound.arguments[name] = argument(
+                        name, value, signature.parameters[name].default
+                    )
         except SaltInvocationError as exc:
             if refused is None:
                 raise
@@ -175,9 +181,13 @@ def checked(func, refused=None):
 
 def public_functions(namespace):
     """The names of the public functions a module (its ``globals()``) defines."""
-    return [name for name, value in namespace.items()
-            if not name.startswith("_") and inspect.isfunction(value)
-            and value.__module__ == namespace["__name__"]]
+    return [
+        name
+        for name, value in namespace.items()
+        if not name.startswith("_")
+        and inspect.isfunction(value)
+        and value.__module__ == namespace["__name__"]
+    ]
 
 
 def guard(namespace, refused=None):
@@ -190,5 +200,9 @@ def guard(namespace, refused=None):
 def state_refused(arguments, exc):
     """A state's failed return when its arguments are refused."""
     name = arguments.get("name")
-    return {"name": name if isinstance(name, str) else wgf_addr.shown(name),
-            "result": False, "changes": {}, "comment": str(exc)}
+    return {
+        "name": name if isinstance(name, str) else wgf_addr.shown(name),
+        "result": False,
+        "changes": {},
+        "comment": str(exc),
+    }

@@ -16,14 +16,21 @@ import wgf_health
 import wgf_keys
 
 #: What the audit asks every minion, in one job.
-FUNCTIONS = ["wireguard.show", "wireguard.public_keys", "wireguard.check",
-             "network.interfaces"]
+FUNCTIONS = ["wireguard.show", "wireguard.public_keys", "wireguard.check", "network.interfaces"]
 SEVERITIES = wgf_health.SEVERITIES
 #: Checks that mean the pair is misconfigured; its handshake is then not judged apart.
 CONFIG_CHECKS = {"key", "asymmetric", "allowed_ips", "endpoint"}
-COLORS = {"up": "forestgreen", "idle": "gray40", "never": "orange", "one-sided": "orange",
-          "stale": "red", "broken": "red", "one-way": "red", "down": "gray60",
-          "external": "gray60"}
+COLORS = {
+    "up": "forestgreen",
+    "idle": "gray40",
+    "never": "orange",
+    "one-sided": "orange",
+    "stale": "red",
+    "broken": "red",
+    "one-way": "red",
+    "down": "gray60",
+    "external": "gray60",
+}
 
 
 # ------------------------------------------------------------ minions' answers
@@ -58,16 +65,20 @@ def _optional(value, kind):
 def _days(value):
     """Whether ``value`` is a key age: none, or a number of days (at most a million
     years either way: the report formats it as a float)."""
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
-                             and -3.7e8 <= value <= 3.7e8)
+    return value is None or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and -3.7e8 <= value <= 3.7e8
+    )
 
 
 def _problems_shape(problems):
     """Whether ``problems`` is a list of ``wgf_health.problem`` findings."""
     return isinstance(problems, list) and all(
-        isinstance(p, dict) and p.get("severity") in SEVERITIES
+        isinstance(p, dict)
+        and p.get("severity") in SEVERITIES
         and all(isinstance(p.get(k), str) for k in ("check", "message", "fix"))
-        and _optional(p.get("peer"), str) for p in problems)
+        and _optional(p.get("peer"), str)
+        for p in problems
+    )
 
 
 def _live_shape(show):
@@ -75,46 +86,67 @@ def _live_shape(show):
     if not isinstance(show, dict):
         return "wireguard.show did not return a mapping"
     for ifname, iface in show.items():
-        if not isinstance(ifname, str) or not isinstance(iface, dict) \
-                or not isinstance(iface.get("peers"), dict):
+        if (
+            not isinstance(ifname, str)
+            or not isinstance(iface, dict)
+            or not isinstance(iface.get("peers"), dict)
+        ):
             return f"wireguard.show: interface {_named(ifname)} is not a mapping with peers"
-        if not _optional(iface.get("public_key"), str) \
-                or not _optional(iface.get("listen_port"), int):
+        if not _optional(iface.get("public_key"), str) or not _optional(
+            iface.get("listen_port"), int
+        ):
             return f"wireguard.show: interface {_named(ifname)} has a malformed key or port"
         for key, peer in iface["peers"].items():
-            if not isinstance(key, str) or not isinstance(peer, dict) or not (
+            if (
+                not isinstance(key, str)
+                or not isinstance(peer, dict)
+                or not (
                     _optional(peer.get("endpoint"), str)
                     and _is_list_of(peer.get("allowed_ips"), str)
                     and _optional(peer.get("latest_handshake_age"), int)
                     and _optional(peer.get("persistent_keepalive"), int)
                     and isinstance(peer.get("tx_bytes"), int)
-                    and isinstance(peer.get("rx_bytes"), int)):
+                    and isinstance(peer.get("rx_bytes"), int)
+                )
+            ):
                 return f"wireguard.show: peer {_named(key, 12)} of {_named(ifname)} is malformed"
     return None
 
 
 def _facts_shape(ifname, entry):
-    if not isinstance(ifname, str) or not isinstance(entry, dict) \
-            or not _problems_shape(entry.get("problems", [])):
+    if (
+        not isinstance(ifname, str)
+        or not isinstance(entry, dict)
+        or not _problems_shape(entry.get("problems", []))
+    ):
         return f"wireguard.check: interface {_named(ifname)} is malformed"
     facts = entry.get("facts") or {}
     if not isinstance(facts, dict) or not (
-            _optional(facts.get("public_key"), str)
-            and _optional(facts.get("listen_port"), int)
-            and _is_list_of(facts.get("addresses") or [], str)
-            and isinstance(facts.get("forwarding") or {}, dict)
-            and isinstance(facts.get("link_states") or {}, dict)
-            and _optional(facts.get("service"), str)
-            and isinstance(facts.get("peers") or {}, dict)
-            and isinstance(facts.get("clients") or {}, dict)
-            and _days(facts.get("key_age_days"))):
+        _optional(facts.get("public_key"), str)
+        and _optional(facts.get("listen_port"), int)
+        and _is_list_of(facts.get("addresses") or [], str)
+        and isinstance(facts.get("forwarding") or {}, dict)
+        and isinstance(facts.get("link_states") or {}, dict)
+        and _optional(facts.get("service"), str)
+        and isinstance(facts.get("peers") or {}, dict)
+        and isinstance(facts.get("clients") or {}, dict)
+        and _days(facts.get("key_age_days"))
+    ):
         return f"wireguard.check: the facts of {_named(ifname)} are malformed"
     for key, peer in (facts.get("peers") or {}).items():
-        if not isinstance(key, str) or not isinstance(peer, dict) or not (
-                _optional(peer.get("name"), str) and _optional(peer.get("endpoint"), str)
+        if (
+            not isinstance(key, str)
+            or not isinstance(peer, dict)
+            or not (
+                _optional(peer.get("name"), str)
+                and _optional(peer.get("endpoint"), str)
                 and _is_list_of(peer.get("allowed_ips") or [], str)
-                and (peer.get("endpoint_resolved") is None
-                     or _is_list_of(peer["endpoint_resolved"], str))):
+                and (
+                    peer.get("endpoint_resolved") is None
+                    or _is_list_of(peer["endpoint_resolved"], str)
+                )
+            )
+        ):
             return f"wireguard.check: a peer in the facts of {_named(ifname)} is malformed"
     return None
 
@@ -124,15 +156,19 @@ def _answer_problems(funs):
     show, keys, check, _ = (funs.get(f) for f in FUNCTIONS)
     problems = {"wireguard.show": _live_shape(show)}
     if not isinstance(keys, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in keys.items()):
+        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
+    ):
         problems["wireguard.public_keys"] = "it did not return {interface: public key}"
-    if not isinstance(check, dict) or not isinstance(check.get("interfaces"), dict) \
-            or not _problems_shape(check.get("problems", [])):
+    if (
+        not isinstance(check, dict)
+        or not isinstance(check.get("interfaces"), dict)
+        or not _problems_shape(check.get("problems", []))
+    ):
         problems["wireguard.check"] = "it did not return its report"
     else:
         problems["wireguard.check"] = next(
-            (p for p in (_facts_shape(i, e) for i, e in check["interfaces"].items()) if p),
-            None)
+            (p for p in (_facts_shape(i, e) for i, e in check["interfaces"].items()) if p), None
+        )
     return {f: why for f, why in problems.items() if why}
 
 
@@ -174,23 +210,23 @@ def fleet_from(returned):
         entry = {"error": None, "underlay": [], "local": [], "interfaces": {}}
         fleet[minion] = entry
         if not isinstance(funs, dict):
-            entry["error"] = (f"its answer cannot be read ({type(funs).__name__}: "
-                              f"{_quoted(funs)})")
+            entry["error"] = f"its answer cannot be read ({type(funs).__name__}: {_quoted(funs)})"
             continue
         broken = _answer_problems(funs)
         if broken:
             entry["error"] = "; ".join(
-                f"{f}: {why} ({_quoted(funs.get(f))})" for f, why in broken.items())
-        show, keys, check, nics = (
-            {} if f in broken else funs.get(f) for f in FUNCTIONS)
+                f"{f}: {why} ({_quoted(funs.get(f))})" for f, why in broken.items()
+            )
+        show, keys, check, nics = ({} if f in broken else funs.get(f) for f in FUNCTIONS)
         checked = check.get("interfaces") or {}
         entry["underlay"] = local_addresses(nics, set(show) | set(checked) | set(keys))
         entry["local"] = [dict(p, interface=None) for p in check.get("problems") or []]
         for ifname in sorted(set(show) | set(checked) | set(keys)):
             live = show.get(ifname)
             facts = (checked.get(ifname) or {}).get("facts") or {}
-            entry["local"] += [dict(p, interface=ifname)
-                               for p in (checked.get(ifname) or {}).get("problems") or []]
+            entry["local"] += [
+                dict(p, interface=ifname) for p in (checked.get(ifname) or {}).get("problems") or []
+            ]
             entry["interfaces"][ifname] = _interface(ifname, live, facts, keys.get(ifname))
     return fleet
 
@@ -210,14 +246,14 @@ def _interface(ifname, live, facts, key_file_public):
             "allowed_ips": now.get("allowed_ips", conf.get("allowed_ips", [])),
             "latest_handshake_age": now.get("latest_handshake_age"),
             "tx_bytes": now.get("tx_bytes", 0),
-            "persistent_keepalive": now.get("persistent_keepalive",
-                                            conf.get("persistent_keepalive")),
+            "persistent_keepalive": now.get(
+                "persistent_keepalive", conf.get("persistent_keepalive")
+            ),
             "live": bool(now),
             "state": states.get(key),
         }
     return {
-        "public_key": (live or {}).get("public_key") or key_file_public
-        or facts.get("public_key"),
+        "public_key": (live or {}).get("public_key") or key_file_public or facts.get("public_key"),
         "live": live is not None,
         "listen_port": (live or {}).get("listen_port", facts.get("listen_port")),
         "addresses": facts.get("addresses") or [],
@@ -230,7 +266,6 @@ def _interface(ifname, live, facts, key_file_public):
 
 
 # ------------------------------------------------------------------ cross-checks
-
 
 
 def _label(minion, ifname):
@@ -272,9 +307,17 @@ def _index(fleet):
 
 
 def _problem(severity, check, a, b, key, message, fix):
-    return {"severity": severity, "check": check, "minion": a[0], "interface": a[1],
-            "peer_minion": b[0] if b else None, "peer_interface": b[1] if b else None,
-            "peer": key, "message": message, "fix": fix}
+    return {
+        "severity": severity,
+        "check": check,
+        "minion": a[0],
+        "interface": a[1],
+        "peer_minion": b[0] if b else None,
+        "peer_interface": b[1] if b else None,
+        "peer": key,
+        "message": message,
+        "fix": fix,
+    }
 
 
 def _intended(fleet, minion, ifname, peer):
@@ -288,16 +331,17 @@ def _intended(fleet, minion, ifname, peer):
                 return m, i
         if candidates:
             return candidates[0]
-    endpoints = [wgf_addr.endpoint_ip(e)
-                 for e in (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]]]
+    endpoints = [
+        wgf_addr.endpoint_ip(e) for e in (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]]
+    ]
     for m, i in others:
         iface = fleet[m]["interfaces"][i]
         for ip, port in endpoints:
-            if ip is not None and str(ip) in fleet[m]["underlay"] \
-                    and port == iface["listen_port"]:
+            if ip is not None and str(ip) in fleet[m]["underlay"] and port == iface["listen_port"]:
                 return m, i
-    hosts = [n.network_address for n in _nets(peer["allowed_ips"])
-             if n.prefixlen == n.max_prefixlen]
+    hosts = [
+        n.network_address for n in _nets(peer["allowed_ips"]) if n.prefixlen == n.max_prefixlen
+    ]
     for m, i in others:
         if any(ip in hosts for ip in _host_ips(fleet[m]["interfaces"][i]["addresses"])):
             return m, i
@@ -313,12 +357,19 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
     for key, owners in sorted(index.items()):
         if len({m for m, _ in owners}) > 1:
             (a, b) = owners[0], owners[1]
-            problems.append(_problem(
-                "error", "key", a, b, key,
-                f"{_label(*a)} and {_label(*b)} have the same public key {wgf_keys.short(key)}: "
-                "a copied private key",
-                f"Remove {b[1]}.key on {b[0]} and apply the formula there, so it gets a "
-                "key of its own."))
+            problems.append(
+                _problem(
+                    "error",
+                    "key",
+                    a,
+                    b,
+                    key,
+                    f"{_label(*a)} and {_label(*b)} have the same public key "
+                    f"{wgf_keys.short(key)}: a copied private key",
+                    f"Remove {b[1]}.key on {b[0]} and apply the formula there, so it gets a "
+                    "key of its own.",
+                )
+            )
     # who holds whom: (a, b) -> (key held by a, peer entry)
     wrong = set()
     for minion, entry in fleet.items():
@@ -333,28 +384,49 @@ def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
                     continue  # its own key: reported by the minion's own check
                 b = _intended(fleet, minion, ifname, peer)
                 if b is None:
-                    unknown.append({"minion": minion, "interface": ifname, "peer": key,
-                                    "name": peer["name"],
-                                    "client": iface.get("clients", {}).get(key),
-                                    "endpoint": peer["live_endpoint"] or peer["endpoint"]})
+                    unknown.append(
+                        {
+                            "minion": minion,
+                            "interface": ifname,
+                            "peer": key,
+                            "name": peer["name"],
+                            "client": iface.get("clients", {}).get(key),
+                            "endpoint": peer["live_endpoint"] or peer["endpoint"],
+                        }
+                    )
                     continue
                 real = fleet[b[0]]["interfaces"][b[1]]["public_key"]
                 wrong.add((a, b))
                 if len({m for m, _ in index.get(real, [])}) > 1:
                     continue  # b runs a copied key: reported above, this follows from it
-                problems.append(_problem(
-                    "error", "key", a, b, key,
-                    f"{_label(*a)} holds the key {wgf_keys.short(key)} for {b[0]}, but the public "
-                    f"key of {_label(*b)} is {wgf_keys.short(real)}, so they cannot handshake",
-                    f"Set the public key of peer '{peer['name'] or b[0]}' of {ifname} on "
-                    f"{minion} to {real} (or give the peer minion: {b[0]} instead of a key)."))
+                problems.append(
+                    _problem(
+                        "error",
+                        "key",
+                        a,
+                        b,
+                        key,
+                        f"{_label(*a)} holds the key {wgf_keys.short(key)} for {b[0]}, but the "
+                        f"public key of {_label(*b)} is {wgf_keys.short(real)}, so they cannot "
+                        "handshake",
+                        f"Set the public key of peer '{peer['name'] or b[0]}' of {ifname} on "
+                        f"{minion} to {real} (or give the peer minion: {b[0]} instead of a key).",
+                    )
+                )
     memo = {}  # what every pair with the same B shares, worked out once: N^2, not N^3
     for (a, b), (key, peer) in sorted(pairs.items()):
         problems += _check_pair(fleet, pairs, wrong, a, b, key, peer, memo)
     links = _links(fleet, pairs, wrong, problems, stale_after)
     problems += _handshake_problems(fleet, links, problems, stale_after)
-    problems.sort(key=lambda p: (SEVERITIES.index(p["severity"]), p["minion"],
-                                 p["interface"], p["peer_minion"] or "", p["check"]))
+    problems.sort(
+        key=lambda p: (
+            SEVERITIES.index(p["severity"]),
+            p["minion"],
+            p["interface"],
+            p["peer_minion"] or "",
+            p["check"],
+        )
+    )
     return {"problems": problems, "links": links, "unknown_peers": unknown}
 
 
@@ -365,23 +437,39 @@ def _check_pair(fleet, pairs, wrong, a, b, key, peer, memo):
     theirs = fleet[b[0]]["interfaces"][b[1]]
     name = peer["name"] or b[0]
     if (b, a) not in pairs and (b, a) not in wrong:
-        ips = ", ".join(f"{i}/{i.max_prefixlen}" for i in _host_ips(mine["addresses"])) \
+        ips = (
+            ", ".join(f"{i}/{i.max_prefixlen}" for i in _host_ips(mine["addresses"]))
             or "its address"
-        problems.append(_problem(
-            "error", "asymmetric", a, b, key,
-            f"{_label(*a)} holds {b[0]} as a peer, but {_label(*b)} does not hold {a[0]}",
-            f"Add {a[0]} to the peers of {b[1]} on {b[0]} (public key "
-            f"{mine['public_key']}, allowed_ips {ips}), or remove '{name}' from {a[0]}."))
+        )
+        problems.append(
+            _problem(
+                "error",
+                "asymmetric",
+                a,
+                b,
+                key,
+                f"{_label(*a)} holds {b[0]} as a peer, but {_label(*b)} does not hold {a[0]}",
+                f"Add {a[0]} to the peers of {b[1]} on {b[0]} (public key "
+                f"{mine['public_key']}, allowed_ips {ips}), or remove '{name}' from {a[0]}.",
+            )
+        )
     allowed = _nets(peer["allowed_ips"])
     missing = [ip for ip in _host_ips(theirs["addresses"]) if not _covers(allowed, ip)]
     if missing:
-        problems.append(_problem(
-            "error", "allowed_ips", a, b, key,
-            f"The AllowedIPs {a[0]} holds for {b[0]} on {a[1]} "
-            f"({', '.join(peer['allowed_ips']) or 'none'}) do not cover the address "
-            f"{', '.join(map(str, missing))} of {_label(*b)}, so {a[0]} drops its packets",
-            f"Add {', '.join(f'{ip}/{ip.max_prefixlen}' for ip in missing)} to the "
-            f"allowed_ips of peer '{name}' of {a[1]} on {a[0]}."))
+        problems.append(
+            _problem(
+                "error",
+                "allowed_ips",
+                a,
+                b,
+                key,
+                f"The AllowedIPs {a[0]} holds for {b[0]} on {a[1]} "
+                f"({', '.join(peer['allowed_ips']) or 'none'}) do not cover the address "
+                f"{', '.join(map(str, missing))} of {_label(*b)}, so {a[0]} drops its packets",
+                f"Add {', '.join(f'{ip}/{ip.max_prefixlen}' for ip in missing)} to the "
+                f"allowed_ips of peer '{name}' of {a[1]} on {a[0]}.",
+            )
+        )
     problems += _check_endpoint(fleet, a, b, key, peer, memo)
     problems += _check_forwarding(fleet, a, b, peer, memo)
     return problems
@@ -397,12 +485,18 @@ def _address_of(fleet, b, hints, memo):
             return str(ip)
     if ("address", b) not in memo:  # the fleet's answer is the same for every pair
         key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
-        seen = [e for entry in fleet.values() for iface in entry["interfaces"].values()
-                for item in [iface["peers"].get(key)] if item
-                for e in (item["endpoint_resolved"] or []) + [item["live_endpoint"]]]
+        seen = [
+            e
+            for entry in fleet.values()
+            for iface in entry["interfaces"].values()
+            for item in [iface["peers"].get(key)]
+            if item
+            for e in (item["endpoint_resolved"] or []) + [item["live_endpoint"]]
+        ]
         ips = [str(ip) for ip, _ in map(wgf_addr.endpoint_ip, seen) if ip is not None]
         memo[("address", b)] = next((ip for ip in ips if ip in underlay), None) or (
-            underlay[0] if underlay else f"<address of {b[0]}>")
+            underlay[0] if underlay else f"<address of {b[0]}>"
+        )
     return memo[("address", b)]
 
 
@@ -410,45 +504,84 @@ def _check_endpoint(fleet, a, b, key, peer, memo):
     theirs = fleet[b[0]]["interfaces"][b[1]]
     underlay, port = fleet[b[0]]["underlay"], theirs["listen_port"]
     name = peer["name"] or b[0]
-    address = _address_of(fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]],
-                          memo)
+    address = _address_of(
+        fleet, b, (peer["endpoint_resolved"] or []) + [peer["live_endpoint"]], memo
+    )
     where = f"{address}:{port}"
     fix = f"Set the endpoint of peer '{name}' of {a[1]} on {a[0]} to {address}:{port}."
     if peer["endpoint"]:
         if not port:
-            return [_problem(
-                "error", "endpoint", a, b, key,
-                f"{a[0]} dials {b[0]} at {peer['endpoint']}, but {_label(*b)} has no fixed "
-                "listen port, so the endpoint is wrong after each restart of it",
-                f"Give {b[1]} on {b[0]} a listen_port, or remove the endpoint from {a[0]}.")]
+            return [
+                _problem(
+                    "error",
+                    "endpoint",
+                    a,
+                    b,
+                    key,
+                    f"{a[0]} dials {b[0]} at {peer['endpoint']}, but {_label(*b)} has no fixed "
+                    "listen port, so the endpoint is wrong after each restart of it",
+                    f"Give {b[1]} on {b[0]} a listen_port, or remove the endpoint from {a[0]}.",
+                )
+            ]
         resolved = [wgf_addr.endpoint_ip(e) for e in peer["endpoint_resolved"] or []]
         if not resolved:
             return []  # it does not resolve: the minion's own check reports that
         if any(str(ip) in underlay and p == port for ip, p in resolved):
             return []
         if any(str(ip) in underlay for ip, _ in resolved):
-            return [_problem(
-                "error", "endpoint", a, b, key,
-                f"{a[0]} dials {b[0]} at {peer['endpoint']}, but {_label(*b)} listens on "
-                f"port {port}", fix)]
+            return [
+                _problem(
+                    "error",
+                    "endpoint",
+                    a,
+                    b,
+                    key,
+                    f"{a[0]} dials {b[0]} at {peer['endpoint']}, but {_label(*b)} listens on "
+                    f"port {port}",
+                    fix,
+                )
+            ]
         if any(p == port for _, p in resolved):
-            return [_problem(
-                "info", "endpoint", a, b, key,
-                f"{a[0]} dials {b[0]} at {peer['endpoint']}, which is not an address of "
-                f"{b[0]} ({where}): fine when it is a NAT router that forwards to it",
-                "Nothing to do if a NAT router forwards the port; otherwise " + fix[0].lower()
-                + fix[1:])]
-        return [_problem(
-            "warning", "endpoint", a, b, key,
-            f"{a[0]} dials {b[0]} at {peer['endpoint']}, but {b[0]} listens at {where}: "
-            "neither the address nor the port is its own",
-            "Unless a NAT router forwards that port to it: " + fix[0].lower() + fix[1:])]
+            return [
+                _problem(
+                    "info",
+                    "endpoint",
+                    a,
+                    b,
+                    key,
+                    f"{a[0]} dials {b[0]} at {peer['endpoint']}, which is not an address of "
+                    f"{b[0]} ({where}): fine when it is a NAT router that forwards to it",
+                    "Nothing to do if a NAT router forwards the port; otherwise "
+                    + fix[0].lower()
+                    + fix[1:],
+                )
+            ]
+        return [
+            _problem(
+                "warning",
+                "endpoint",
+                a,
+                b,
+                key,
+                f"{a[0]} dials {b[0]} at {peer['endpoint']}, but {b[0]} listens at {where}: "
+                "neither the address nor the port is its own",
+                "Unless a NAT router forwards that port to it: " + fix[0].lower() + fix[1:],
+            )
+        ]
     ip, live_port = wgf_addr.endpoint_ip(peer["live_endpoint"])
     if ip is not None and str(ip) in underlay and port and live_port != port:
-        return [_problem(
-            "error", "endpoint", a, b, key,
-            f"{a[0]} sends to {b[0]} at {peer['live_endpoint']}, but {_label(*b)} listens "
-            f"on port {port}", fix)]
+        return [
+            _problem(
+                "error",
+                "endpoint",
+                a,
+                b,
+                key,
+                f"{a[0]} sends to {b[0]} at {peer['live_endpoint']}, but {_label(*b)} listens "
+                f"on port {port}",
+                fix,
+            )
+        ]
     return []
 
 
@@ -459,10 +592,12 @@ def _interface_nets(fleet, b, memo):
         memo[("nets", b)] = {
             "own": {str(ip) for ip in _host_ips(theirs["addresses"])}
             | set(fleet[b[0]]["underlay"]),
-            "tunnel": [ipaddress.ip_interface(c).network for c in theirs["addresses"]
-                       if _valid_interface(c)],
-            "peers": [(n, k) for k, p in theirs["peers"].items()
-                      for n in _nets(p["allowed_ips"])],
+            "tunnel": [
+                ipaddress.ip_interface(c).network
+                for c in theirs["addresses"]
+                if _valid_interface(c)
+            ],
+            "peers": [(n, k) for k, p in theirs["peers"].items() for n in _nets(p["allowed_ips"])],
         }
     return memo[("nets", b)]
 
@@ -470,8 +605,11 @@ def _interface_nets(fleet, b, memo):
 def _overlapping_owners(fleet, b, net, memo):
     """The keys of the peers of ``b`` with a prefix overlapping ``net``."""
     if ("overlap", b, net) not in memo:
-        memo[("overlap", b, net)] = {k for n, k in _interface_nets(fleet, b, memo)["peers"]
-                                     if n.version == net.version and n.overlaps(net)}
+        memo[("overlap", b, net)] = {
+            k
+            for n, k in _interface_nets(fleet, b, memo)["peers"]
+            if n.version == net.version and n.overlaps(net)
+        }
     return memo[("overlap", b, net)]
 
 
@@ -495,12 +633,19 @@ def _check_forwarding(fleet, a, b, peer, memo):
         family = "ipv4" if version == 4 else "ipv6"
         sysctl = "net.ipv4.ip_forward" if version == 4 else "net.ipv6.conf.all.forwarding"
         if theirs["forwarding"].get(family) is False:
-            problems.append(_problem(
-                "warning", "forwarding", b, a, a_key,
-                f"{a[0]} sends {', '.join(nets)} to {_label(*b)}, which does not forward "
-                f"({sysctl} is 0), so that traffic ends at {b[0]}",
-                f"Set forwarding: true for {b[1]} on {b[0]}, or narrow the allowed_ips of "
-                f"peer '{peer['name'] or b[0]}' on {a[0]} to {b[0]}'s own address."))
+            problems.append(
+                _problem(
+                    "warning",
+                    "forwarding",
+                    b,
+                    a,
+                    a_key,
+                    f"{a[0]} sends {', '.join(nets)} to {_label(*b)}, which does not forward "
+                    f"({sysctl} is 0), so that traffic ends at {b[0]}",
+                    f"Set forwarding: true for {b[1]} on {b[0]}, or narrow the allowed_ips of "
+                    f"peer '{peer['name'] or b[0]}' on {a[0]} to {b[0]}'s own address.",
+                )
+            )
     return problems
 
 
@@ -517,8 +662,9 @@ def _links(fleet, pairs, wrong, problems, stale_after):
     bad = {}
     for p in problems:
         if p["peer_minion"] and p["check"] in CONFIG_CHECKS:
-            ends = frozenset({(p["minion"], p["interface"]),
-                              (p["peer_minion"], p["peer_interface"])})
+            ends = frozenset(
+                {(p["minion"], p["interface"]), (p["peer_minion"], p["peer_interface"])}
+            )
             bad.setdefault(ends, set()).add(p["check"])
     links = {}
     for a, b in list(pairs) + sorted(wrong):
@@ -526,8 +672,10 @@ def _links(fleet, pairs, wrong, problems, stale_after):
         if ends in links or a == b:
             continue
         first, second = sorted(ends)
-        view = {end: _view(fleet, pairs, end, other) for end, other in
-                ((first, second), (second, first))}
+        view = {
+            end: _view(fleet, pairs, end, other)
+            for end, other in ((first, second), (second, first))
+        }
         ages = [v["age"] for v in view.values() if v and v["age"] is not None]
         judged = [_end_state(v, stale_after) for v in view.values() if v]
         if ends in bad:
@@ -544,10 +692,16 @@ def _links(fleet, pairs, wrong, problems, stale_after):
             state = "stale"
         else:
             state = "up" if wgf_health.UP in judged else "idle"
-        links[ends] = {"a": first[0], "a_interface": first[1], "b": second[0],
-                       "b_interface": second[1], "state": state,
-                       "age": min(ages) if ages else None,
-                       "problems": sorted(bad.get(ends, ())), "_view": view}
+        links[ends] = {
+            "a": first[0],
+            "a_interface": first[1],
+            "b": second[0],
+            "b_interface": second[1],
+            "state": state,
+            "age": min(ages) if ages else None,
+            "problems": sorted(bad.get(ends, ())),
+            "_view": view,
+        }
     return [links[k] for k in sorted(links, key=lambda e: sorted(e))]
 
 
@@ -556,9 +710,14 @@ def _end_state(view, stale_after):
     rule on what it showed (a minion that sent no verdict)."""
     if view["state"]:
         return view["state"]
-    return wgf_health.link_state({"latest_handshake_age": view["age"],
-                                  "persistent_keepalive": view["keepalive"],
-                                  "tx_bytes": view["tx"]}, stale_after)
+    return wgf_health.link_state(
+        {
+            "latest_handshake_age": view["age"],
+            "persistent_keepalive": view["keepalive"],
+            "tx_bytes": view["tx"],
+        },
+        stale_after,
+    )
 
 
 def _view(fleet, pairs, end, other):
@@ -567,9 +726,14 @@ def _view(fleet, pairs, end, other):
     if not found:
         return None
     _, peer = found
-    return {"age": peer["latest_handshake_age"], "tx": peer["tx_bytes"],
-            "keepalive": peer["persistent_keepalive"], "endpoint": peer["endpoint"],
-            "live_endpoint": peer["live_endpoint"], "state": peer.get("state")}
+    return {
+        "age": peer["latest_handshake_age"],
+        "tx": peer["tx_bytes"],
+        "keepalive": peer["persistent_keepalive"],
+        "endpoint": peer["endpoint"],
+        "live_endpoint": peer["live_endpoint"],
+        "state": peer.get("state"),
+    }
 
 
 def _handshake_problems(fleet, links, problems, stale_after):
@@ -582,36 +746,71 @@ def _handshake_problems(fleet, links, problems, stale_after):
         if link["problems"] or link["state"] == "down" or not va or not vb:
             continue
         key = fleet[b[0]]["interfaces"][b[1]]["public_key"]
-        check = ("Check that both are up and that nothing between them drops UDP to "
-                 "their listen ports.")
-        if not va["endpoint"] and not vb["endpoint"] and not va["live_endpoint"] \
-                and not vb["live_endpoint"]:
-            found.append(_problem(
-                "error", "handshake", a, b, key,
-                f"Neither {_label(*a)} nor {_label(*b)} has an endpoint for the other, so "
-                "neither can start a handshake",
-                f"Give one side an endpoint: the address and listen port of {b[0]} in the "
-                f"peers of {a[0]}, or the other way round."))
+        check = (
+            "Check that both are up and that nothing between them drops UDP to their listen ports."
+        )
+        if (
+            not va["endpoint"]
+            and not vb["endpoint"]
+            and not va["live_endpoint"]
+            and not vb["live_endpoint"]
+        ):
+            found.append(
+                _problem(
+                    "error",
+                    "handshake",
+                    a,
+                    b,
+                    key,
+                    f"Neither {_label(*a)} nor {_label(*b)} has an endpoint for the other, so "
+                    "neither can start a handshake",
+                    f"Give one side an endpoint: the address and listen port of {b[0]} in the "
+                    f"peers of {a[0]}, or the other way round.",
+                )
+            )
         elif link["state"] == "never" and (va["tx"] or vb["tx"]):
-            found.append(_problem(
-                "error", "handshake", a, b, key,
-                f"{_label(*a)} and {_label(*b)} never completed a handshake, although "
-                "traffic was sent", check))
+            found.append(
+                _problem(
+                    "error",
+                    "handshake",
+                    a,
+                    b,
+                    key,
+                    f"{_label(*a)} and {_label(*b)} never completed a handshake, although "
+                    "traffic was sent",
+                    check,
+                )
+            )
         elif link["state"] == "one-sided":
             seen, blind = (a, b) if va["age"] is not None else (b, a)
             service = fleet[blind[0]]["interfaces"][blind[1]]["service"]
-            found.append(_problem(
-                "warning", "handshake", seen, blind, key,
-                f"{_label(*seen)} had a handshake with {blind[0]}, but {_label(*blind)} "
-                f"has none with {seen[0]}: it restarted since, or runs another key",
-                f"Send traffic from {blind[0]} to {seen[0]} and audit again; if it stays, "
-                f"restart its interface on {blind[0]} "
-                f"({wgf_health.service_command('restart', service)})."))
+            found.append(
+                _problem(
+                    "warning",
+                    "handshake",
+                    seen,
+                    blind,
+                    key,
+                    f"{_label(*seen)} had a handshake with {blind[0]}, but {_label(*blind)} "
+                    f"has none with {seen[0]}: it restarted since, or runs another key",
+                    f"Send traffic from {blind[0]} to {seen[0]} and audit again; if it stays, "
+                    f"restart its interface on {blind[0]} "
+                    f"({wgf_health.service_command('restart', service)}).",
+                )
+            )
         elif link["state"] == "stale":
-            found.append(_problem(
-                "error", "handshake", a, b, key,
-                f"{_label(*a)} and {_label(*b)} have had no handshake for {link['age']} s "
-                "although traffic is being sent", check))
+            found.append(
+                _problem(
+                    "error",
+                    "handshake",
+                    a,
+                    b,
+                    key,
+                    f"{_label(*a)} and {_label(*b)} have had no handshake for {link['age']} s "
+                    "although traffic is being sent",
+                    check,
+                )
+            )
     return found
 
 
@@ -628,9 +827,14 @@ def _nodes(fleet, unknown):
         nodes[minion] = {"label": parts, "external": False}
     for item in unknown:
         nodes[f"peer:{item['peer']}"] = {
-            "label": [f"client {item['client']}" if item.get("client")
-                      else f"{item['name'] or 'peer'} (no minion)", wgf_keys.short(item["peer"])],
-            "external": True}
+            "label": [
+                f"client {item['client']}"
+                if item.get("client")
+                else f"{item['name'] or 'peer'} (no minion)",
+                wgf_keys.short(item["peer"]),
+            ],
+            "external": True,
+        }
     return nodes
 
 
@@ -658,19 +862,26 @@ def _dot_quote(*lines):
 
 def dot(fleet, links, unknown, title="WireGuard"):
     """Graphviz DOT text: minions as boxes, links labelled with their handshake state."""
-    lines = ["graph wireguard {",
-             f"  graph [label={_dot_quote(title)}, labelloc=t, overlap=false];",
-             '  node [shape=box, style="rounded", fontname="Helvetica"];',
-             '  edge [fontname="Helvetica", fontsize=10];']
+    lines = [
+        "graph wireguard {",
+        f"  graph [label={_dot_quote(title)}, labelloc=t, overlap=false];",
+        '  node [shape=box, style="rounded", fontname="Helvetica"];',
+        '  edge [fontname="Helvetica", fontsize=10];',
+    ]
     for node, info in _nodes(fleet, unknown).items():
         style = ', style="rounded,dashed", color=gray60' if info["external"] else ""
         lines.append(f"  {_dot_quote(node)} [label={_dot_quote(*info['label'])}{style}];")
     for a, b, text, state in _edges(links, unknown):
-        style = {"one-way": ", style=dashed", "external": ", style=dotted",
-                 "broken": ", penwidth=2"}.get(state, "")
-        lines.append(f"  {_dot_quote(a)} -- {_dot_quote(b)} [label={_dot_quote(text)}, "
-                     f"color={COLORS.get(state, 'black')}, "
-                     f"fontcolor={COLORS.get(state, 'black')}{style}];")
+        style = {
+            "one-way": ", style=dashed",
+            "external": ", style=dotted",
+            "broken": ", penwidth=2",
+        }.get(state, "")
+        lines.append(
+            f"  {_dot_quote(a)} -- {_dot_quote(b)} [label={_dot_quote(text)}, "
+            f"color={COLORS.get(state, 'black')}, "
+            f"fontcolor={COLORS.get(state, 'black')}{style}];"
+        )
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -694,7 +905,6 @@ def mermaid(fleet, links, unknown):
     return "\n".join(lines + styles) + "\n"
 
 
-
 # ------------------------------------------------------------------ reports
 
 
@@ -702,13 +912,19 @@ def text_report(result):
     counts = {s: 0 for s in SEVERITIES}
     for p in result["problems"]:
         counts[p["severity"]] += 1
-    local = [(m, p) for m, items in sorted(result["local"].items()) for p in items
-             if p["severity"] in ("error", "warning")]
+    local = [
+        (m, p)
+        for m, items in sorted(result["local"].items())
+        for p in items
+        if p["severity"] in ("error", "warning")
+    ]
     status = "OK" if result["ok"] else "PROBLEMS"
-    lines = [f"WireGuard audit: {status}: {len(result['minions'])} minion(s), "
-             f"{len(result['links'])} link(s); {counts['error']} error(s), "
-             f"{counts['warning']} warning(s) between minions, {len(local)} on single "
-             "minions"]
+    lines = [
+        f"WireGuard audit: {status}: {len(result['minions'])} minion(s), "
+        f"{len(result['links'])} link(s); {counts['error']} error(s), "
+        f"{counts['warning']} warning(s) between minions, {len(local)} on single "
+        "minions"
+    ]
     if result["unreachable"]:
         lines.append(f"Did not answer: {', '.join(result['unreachable'])}")
     for minion, info in sorted(result["minions"].items()):
@@ -718,26 +934,34 @@ def text_report(result):
         lines.append("")
         lines.append("Between minions:")
     for p in result["problems"]:
-        lines.append(f"  [{p['severity']}] {p['check']}: {p['minion']} ({p['interface']})"
-                     f" <-> {p['peer_minion']} ({p['peer_interface']}): {p['message']}.")
+        lines.append(
+            f"  [{p['severity']}] {p['check']}: {p['minion']} ({p['interface']})"
+            f" <-> {p['peer_minion']} ({p['peer_interface']}): {p['message']}."
+        )
         lines.append(f"      fix: {p['fix']}")
     if local:
         lines.append("")
         lines.append("On single minions (salt <minion> wireguard.check for details):")
     for minion, p in local:
-        lines.append(f"  [{p['severity']}] {minion} ({p['interface'] or '-'}) {p['check']}: "
-                     f"{p['message']}.")
+        lines.append(
+            f"  [{p['severity']}] {minion} ({p['interface'] or '-'}) {p['check']}: {p['message']}."
+        )
         lines.append(f"      fix: {p['fix']}")
     if result["links"]:
         lines.append("")
         lines.append("Links:")
     for link in result["links"]:
         age = f", last handshake {link['age']} s ago" if link["age"] is not None else ""
-        lines.append(f"  {link['a']} ({link['a_interface']}) <-> {link['b']} "
-                     f"({link['b_interface']}): {link['state']}{age}")
-    ages = [f"{minion} {ifname} {age:g}" for minion, info in sorted(result["minions"].items())
-            for ifname, age in sorted((info.get("key_age_days") or {}).items())
-            if age is not None]
+        lines.append(
+            f"  {link['a']} ({link['a_interface']}) <-> {link['b']} "
+            f"({link['b_interface']}): {link['state']}{age}"
+        )
+    ages = [
+        f"{minion} {ifname} {age:g}"
+        for minion, info in sorted(result["minions"].items())
+        for ifname, age in sorted((info.get("key_age_days") or {}).items())
+        if age is not None
+    ]
     if ages:
         lines.append("")
         lines.append("Key age (days): " + ", ".join(ages))
@@ -747,11 +971,12 @@ def text_report(result):
     for item in result["unknown_peers"]:
         name = f"'{item['name']}' " if item["name"] else ""
         name = f"client '{item['client']}' " if item.get("client") else name
-        lines.append(f"  {item['minion']} ({item['interface']}): {name}{item['peer']}"
-                     + (f" at {item['endpoint']}" if item["endpoint"] else ""))
+        lines.append(
+            f"  {item['minion']} ({item['interface']}): {name}{item['peer']}"
+            + (f" at {item['endpoint']}" if item["endpoint"] else "")
+        )
     if result.get("svg"):
         lines.append(f"\nPicture: {result['svg']}")
     if result.get("graph_error"):
         lines.append(f"\n{result['graph_error']}")
     return "\n".join(lines)
-

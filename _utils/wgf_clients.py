@@ -76,7 +76,8 @@ def parse_record(text, where="the clients record"):
     except (ValueError, KeyError, TypeError, AttributeError, SaltInvocationError):
         raise SaltInvocationError(
             f"{where} cannot be read: it is not the JSON the formula writes; move it away "
-            "and apply again (clients then get new addresses)") from None
+            "and apply again (clients then get new addresses)"
+        ) from None
     return {"version": RECORD_VERSION, "clients": clients, "retired": retired}
 
 
@@ -117,8 +118,11 @@ class _Free:
     def next(self, version):
         for index, (_, last) in enumerate(self.ranges):
             while self.cursor[index] <= last:
-                ip = ipaddress.ip_address(self.cursor[index]) if version == 4 \
+                ip = (
+                    ipaddress.ip_address(self.cursor[index])
+                    if version == 4
                     else ipaddress.IPv6Address(self.cursor[index])
+                )
                 self.cursor[index] += 1
                 if ip not in self.taken and str(ip) not in self.retired:
                     return ip
@@ -143,41 +147,48 @@ def allocate(iface, record, own_public_key, errors):
     clients = iface["clients"]
     pools = [ipaddress.ip_network(c) for c in iface["pool"]]
     versions = sorted({net.version for net in pools})
-    taken = {ipaddress.ip_interface(a).ip: "the interface's own address"
-             for a in iface["address"]}
+    taken = {ipaddress.ip_interface(a).ip: "the interface's own address" for a in iface["address"]}
     for pname, peer in iface["peers"].items():
         if peer["absent"]:
             continue
         for cidr in peer["allowed_ips"]:
             net = ipaddress.ip_network(cidr)
             if _in_pool(net.network_address, pools) and net.num_addresses <= 65536:
-                for ip in (net if net.num_addresses > 1 else [net.network_address]):
+                for ip in net if net.num_addresses > 1 else [net.network_address]:
                     taken.setdefault(ip, f"peer {shown(pname)}")
     active = {name: c for name, c in sorted(clients.items()) if not c["absent"]}
     if active and not pools:
-        errors.append(f"{where}, key 'pool': no pool: give the interface an address or a "
-                      "pool to take its clients' addresses from")
+        errors.append(
+            f"{where}, key 'pool': no pool: give the interface an address or a "
+            "pool to take its clients' addresses from"
+        )
     retired = [a for a in record["retired"] if _in_pool(ipaddress.ip_address(a), pools)]
     for name, entry in sorted(record["clients"].items()):
         if name not in active:
             retired += [a for a in entry["address"] if a not in retired]
     chosen = {name: {} for name in active}
-    recorded = {ipaddress.ip_address(a): name for name in active
-                for a in (record["clients"].get(name) or {}).get("address", [])}
+    recorded = {
+        ipaddress.ip_address(a): name
+        for name in active
+        for a in (record["clients"].get(name) or {}).get("address", [])
+    }
     for name, client in active.items():  # addresses pillar gives
         for text in client["address"]:
             ip = ipaddress.ip_interface(text).ip
             here = f"{where}, client {shown(name)}, key 'address'"
             if not _in_pool(ip, pools):
-                errors.append(f"{here}: {ip} is outside the pool "
-                              f"({', '.join(iface['pool']) or 'none'})")
+                errors.append(
+                    f"{here}: {ip} is outside the pool ({', '.join(iface['pool']) or 'none'})"
+                )
             elif ip in taken:
                 errors.append(f"{here}: {ip} is in use by {taken[ip]}")
             elif recorded.get(ip, name) != name:
                 errors.append(f"{here}: {ip} is in use by client {shown(recorded[ip])}")
             elif ip.version in chosen[name]:
-                errors.append(f"{here}: two IPv{ip.version} addresses; a client has one "
-                              "address per IP version")
+                errors.append(
+                    f"{here}: two IPv{ip.version} addresses; a client has one "
+                    "address per IP version"
+                )
             else:
                 taken[ip] = f"client {shown(name)}"
                 chosen[name][ip.version] = ip
@@ -197,14 +208,20 @@ def allocate(iface, record, own_public_key, errors):
                 errors.append(
                     f"{where}, client {shown(name)}: the pool is full: no IPv{version} "
                     f"address of {', '.join(str(n) for n in pools if n.version == version)} "
-                    "is free; widen 'pool' or revoke a client")
+                    "is free; widen 'pool' or revoke a client"
+                )
                 continue
             taken[ip] = f"client {shown(name)}"
             chosen[name][version] = ip
     iface["client_retired"] = [a for a in retired if ipaddress.ip_address(a) not in taken]
     keys = {own_public_key: "the interface's own key"} if own_public_key else {}
-    keys.update({p["public_key"]: f"peer {shown(n)}" for n, p in iface["peers"].items()
-                 if p["public_key"] and not p["absent"]})
+    keys.update(
+        {
+            p["public_key"]: f"peer {shown(n)}"
+            for n, p in iface["peers"].items()
+            if p["public_key"] and not p["absent"]
+        }
+    )
     for name, client in active.items():
         recorded = record["clients"].get(name) or {}
         client["address"] = [str(chosen[name][v]) for v in sorted(chosen[name])]
@@ -212,8 +229,9 @@ def allocate(iface, record, own_public_key, errors):
             client["public_key"] = recorded.get("public_key")
         key = client["public_key"]
         if key in keys:
-            errors.append(f"{where}, client {shown(name)}, key 'public_key': the same key "
-                          f"as {keys[key]}")
+            errors.append(
+                f"{where}, client {shown(name)}, key 'public_key': the same key as {keys[key]}"
+            )
         elif key:
             keys[key] = f"client {shown(name)}"
     for name, client in active.items():
@@ -224,12 +242,17 @@ def allocate(iface, record, own_public_key, errors):
 def server_peer(name, client):
     """The peer a client is on the interface: its key, its addresses as /32 and /128."""
     return {
-        "name": name, "public_key": client["public_key"], "minion": None,
+        "name": name,
+        "public_key": client["public_key"],
+        "minion": None,
         "minion_interface": None,
         "allowed_ips": [f"{a}/128" if ":" in a else f"{a}/32" for a in client["address"]],
-        "endpoint": None, "persistent_keepalive": None,
-        "has_preshared_key": client["preshared_key"], "preshared_key_pillar": None,
-        "absent": False, "client": True,
+        "endpoint": None,
+        "persistent_keepalive": None,
+        "has_preshared_key": client["preshared_key"],
+        "preshared_key_pillar": None,
+        "absent": False,
+        "client": True,
     }
 
 
@@ -240,8 +263,11 @@ def record_of(iface, public_keys):
     for name, client in sorted(iface["clients"].items()):
         if client["absent"]:
             continue
-        record["clients"][name] = {"address": client["address"], "byo": client["byo"],
-                                   "public_key": public_keys.get(name) or client["public_key"]}
+        record["clients"][name] = {
+            "address": client["address"],
+            "byo": client["byo"],
+            "public_key": public_keys.get(name) or client["public_key"],
+        }
     return record
 
 
@@ -253,9 +279,12 @@ def client_config(iface, name, server_public_key, private_key=None, preshared_ke
     imports. A BYO client gets ``PLACEHOLDER`` in place of its private key."""
     client = iface["clients"][name]
     addresses = [str(ipaddress.ip_network(a)) for a in client["address"]]
-    lines = [f"# {name}: a client of {iface['name']} (Salt wireguard formula)",
-             "[Interface]", f"PrivateKey = {private_key or PLACEHOLDER}",
-             f"Address = {', '.join(addresses)}"]
+    lines = [
+        f"# {name}: a client of {iface['name']} (Salt wireguard formula)",
+        "[Interface]",
+        f"PrivateKey = {private_key or PLACEHOLDER}",
+        f"Address = {', '.join(addresses)}",
+    ]
     if client["dns"]:
         lines.append(f"DNS = {', '.join(client['dns'])}")
     lines += ["", "[Peer]", f"PublicKey = {server_public_key}"]
@@ -306,13 +335,17 @@ def listing(iface, live):
             continue
         now = peers.get(client["public_key"]) or {}
         result[name] = {
-            "address": client["address"], "public_key": client["public_key"],
-            "byo": client["byo"], "preshared_key": client["preshared_key"],
-            "allowed_ips": client["allowed_ips"], "live": bool(now),
+            "address": client["address"],
+            "public_key": client["public_key"],
+            "byo": client["byo"],
+            "preshared_key": client["preshared_key"],
+            "allowed_ips": client["allowed_ips"],
+            "live": bool(now),
             "endpoint": now.get("endpoint"),
             "latest_handshake": now.get("latest_handshake"),
             "latest_handshake_age": now.get("latest_handshake_age"),
-            "rx_bytes": now.get("rx_bytes"), "tx_bytes": now.get("tx_bytes"),
+            "rx_bytes": now.get("rx_bytes"),
+            "tx_bytes": now.get("tx_bytes"),
         }
     return result
 
@@ -329,8 +362,9 @@ def export_dir(path, config_dir):
     if not isinstance(path, str) or not path:
         raise SaltInvocationError("path is a directory on the minion")
     for directory in dict.fromkeys([config_dir, WG_QUICK_DIR]):
-        wgf_files.refuse_inside(path, directory, "path",
-                                "a client's config there could replace an interface's")
+        wgf_files.refuse_inside(
+            path, directory, "path", "a client's config there could replace an interface's"
+        )
     path = os.path.abspath(path)
     if not os.path.isdir(path):
         os.makedirs(path, mode=0o700)
@@ -338,7 +372,8 @@ def export_dir(path, config_dir):
     elif os.stat(path).st_mode & 0o077:
         raise SaltInvocationError(
             f"{path} can be entered by group or others; give a directory only its owner "
-            "can enter (or a new one, which is made 0700)")
+            "can enter (or a new one, which is made 0700)"
+        )
     return path
 
 
@@ -358,21 +393,32 @@ def device_config(iface, ifname, name, config_dir, server_public_key):
     raise naming interface and client when it is not declared or not made yet."""
     client = (iface or {}).get("clients", {}).get(name)
     if not client or client["absent"]:
-        raise SaltInvocationError(f"interface {shown(ifname)} has no client {shown(name)} "
-                                  "in pillar")
-    private = (None if client["byo"]
-               else wgf_files.read_key(key_path(config_dir, ifname, name, "key")))
-    psk = wgf_files.read_key(key_path(config_dir, ifname, name, "psk")) \
-        if client["preshared_key"] else None
-    missing = [what for what, there in (
-        ("the interface's 'endpoint' in pillar", iface["endpoint"]),
-        ("the interface's key", server_public_key),
-        ("the client's key", client["byo"] or (private and client["public_key"])),
-        ("the client's preshared key", psk or not client["preshared_key"])) if not there]
+        raise SaltInvocationError(
+            f"interface {shown(ifname)} has no client {shown(name)} in pillar"
+        )
+    private = (
+        None if client["byo"] else wgf_files.read_key(key_path(config_dir, ifname, name, "key"))
+    )
+    psk = (
+        wgf_files.read_key(key_path(config_dir, ifname, name, "psk"))
+        if client["preshared_key"]
+        else None
+    )
+    missing = [
+        what
+        for what, there in (
+            ("the interface's 'endpoint' in pillar", iface["endpoint"]),
+            ("the interface's key", server_public_key),
+            ("the client's key", client["byo"] or (private and client["public_key"])),
+            ("the client's preshared key", psk or not client["preshared_key"]),
+        )
+        if not there
+    ]
     if missing:
         raise SaltInvocationError(
             f"interface {shown(ifname)}, client {shown(name)}: no config yet: "
-            f"{', '.join(missing)} missing (state.apply wireguard makes the keys)")
+            f"{', '.join(missing)} missing (state.apply wireguard makes the keys)"
+        )
     return client_config(iface, name, server_public_key, private, psk)
 
 
@@ -383,8 +429,11 @@ def stamp(config_dir):
         entries = sorted(os.scandir(config_dir), key=lambda e: e.name)
     except OSError:
         return ()
-    return tuple((e.name, e.inode(), e.stat().st_mtime_ns, e.stat().st_size) for e in entries
-                 if e.name.endswith((".key", ".clients.json")))
+    return tuple(
+        (e.name, e.inode(), e.stat().st_mtime_ns, e.stat().st_size)
+        for e in entries
+        if e.name.endswith((".key", ".clients.json"))
+    )
 
 
 def changes(old, new, writes, made, test):
@@ -395,9 +444,15 @@ def changes(old, new, writes, made, test):
         now = {k: (after or {}).get(k) for k in ("address", "public_key")}
         if name in made:
             now["public_key"] = made[name] if not test else "(new key)"
-        if before and after and {k: before.get(k) for k in now} == now \
-                and not {f"{name}.key", f"{name}.psk"} & {os.path.basename(f) for f in writes}:
+        if (
+            before
+            and after
+            and {k: before.get(k) for k in now} == now
+            and not {f"{name}.key", f"{name}.psk"} & {os.path.basename(f) for f in writes}
+        ):
             continue
-        result[name] = {"old": {k: before.get(k) for k in ("address", "public_key")}
-                         if before else None, "new": now if after else None}
+        result[name] = {
+            "old": {k: before.get(k) for k in ("address", "public_key")} if before else None,
+            "new": now if after else None,
+        }
     return result

@@ -30,7 +30,9 @@ def _spaced(word):
 #: the same line commented out (``#PrivateKey = ...``): its key is as secret.
 SECRET_LINE = re.compile(
     rf"^([{SPACE}]*(?:[#;][#;{SPACE}]*)?(?:{_spaced('privatekey')}|{_spaced('presharedkey')})"
-    rf"[{SPACE}]*=[{SPACE}]*)[^\n]*$", re.MULTILINE | re.IGNORECASE)
+    rf"[{SPACE}]*=[{SPACE}]*)[^\n]*$",
+    re.MULTILINE | re.IGNORECASE,
+)
 KEY_SHAPED = wgf_addr.KEY_SHAPED
 ROUTE_COMMAND = re.compile(r"ip route replace (\S+) dev %i proto static")
 
@@ -78,17 +80,26 @@ def route_command(cidr):
 def masquerade_lines(iface):
     """PostUp/PostDown lines that forward and NAT traffic from the tunnel."""
     sources = [ipaddress.ip_interface(a).network for a in iface["address"]]
-    sources += [ipaddress.ip_network(c) for p in iface["peers"].values()
-                if not p["absent"] for c in p["allowed_ips"]]
+    sources += [
+        ipaddress.ip_network(c)
+        for p in iface["peers"].values()
+        if not p["absent"]
+        for c in p["allowed_ips"]
+    ]
     up, down = [], []
     for version, tool in ((4, "iptables"), (6, "ip6tables")):
         nets = list(ipaddress.collapse_addresses(n for n in sources if n.version == version))
         if not nets:
             continue
-        rules = [("", "FORWARD -i %i -j ACCEPT"),
-                 ("", "FORWARD -o %i -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")]
-        rules += [("-t nat ", f"POSTROUTING -s {net} -o {out} -j MASQUERADE")
-                  for out in iface["masquerade"] for net in nets]
+        rules = [
+            ("", "FORWARD -i %i -j ACCEPT"),
+            ("", "FORWARD -o %i -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"),
+        ]
+        rules += [
+            ("-t nat ", f"POSTROUTING -s {net} -o {out} -j MASQUERADE")
+            for out in iface["masquerade"]
+            for net in nets
+        ]
         for table, chain in rules:
             up.append(f"{tool} -w {table}-A {chain}")
             down.append(f"{tool} -w {table}-D {chain}")
@@ -112,8 +123,11 @@ def render(iface, private_key=MASK, psks=None):
     ]
     lines += [f"{key} = {value}" for key, value in settings if value not in (None, "")]
     # With a firewall backend the formula's own table NATs (wgf_firewall), live.
-    nat_up, nat_down = (masquerade_lines(iface) if iface["masquerade"]
-                        and iface.get("firewall", "none") == "none" else ([], []))
+    nat_up, nat_down = (
+        masquerade_lines(iface)
+        if iface["masquerade"] and iface.get("firewall", "none") == "none"
+        else ([], [])
+    )
     hooks = {
         "PreUp": iface["pre_up"],
         "PostUp": iface["post_up"] + nat_up,
@@ -161,9 +175,19 @@ def parse(text):
     ``routes``. Values that cannot be read are described in ``errors``, never quoting
     a key.
     """
-    conf = {"address": [], "listen_port": None, "mtu": None, "table": None, "dns": [],
-            "fwmark": None, "public_key": None, "has_private_key": False, "routes": [],
-            "peers": [], "errors": []}
+    conf = {
+        "address": [],
+        "listen_port": None,
+        "mtu": None,
+        "table": None,
+        "dns": [],
+        "fwmark": None,
+        "public_key": None,
+        "has_private_key": False,
+        "routes": [],
+        "peers": [],
+        "errors": [],
+    }
     section, peer, named = None, None, False
     for number, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
@@ -178,12 +202,19 @@ def parse(text):
             header = line.strip("[]").strip().lower()
             section = header if header in ("interface", "peer") else None
             if section is None:
-                conf["errors"].append(f"line {number}: unknown section (not [Interface] "
-                                      "or [Peer])")
+                conf["errors"].append(f"line {number}: unknown section (not [Interface] or [Peer])")
             if section == "peer":
-                peer, named = {"name": None, "public_key": None, "allowed_ips": [],
-                               "endpoint": None, "persistent_keepalive": None,
-                               "has_preshared_key": False}, False
+                peer, named = (
+                    {
+                        "name": None,
+                        "public_key": None,
+                        "allowed_ips": [],
+                        "endpoint": None,
+                        "persistent_keepalive": None,
+                        "has_preshared_key": False,
+                    },
+                    False,
+                )
                 conf["peers"].append(peer)
             continue
         key, sep, value = line.partition("=")
@@ -244,8 +275,9 @@ def _peer_value(peer, key, value):
     elif key == "presharedkey":
         peer["has_preshared_key"] = bool(value)
     elif key == "allowedips":
-        peer["allowed_ips"] += [wgf_addr.network(item, "AllowedIPs")
-                                for item in wgf_addr.as_list(value)]
+        peer["allowed_ips"] += [
+            wgf_addr.network(item, "AllowedIPs") for item in wgf_addr.as_list(value)
+        ]
     elif key == "endpoint":
         peer["endpoint"] = value
     elif key == "persistentkeepalive":

@@ -45,8 +45,9 @@ def parse(text, interface=None, psk_digests=False, now=None):
             continue
         if count != 9:
             raise CommandExecutionError(
-                f"Unexpected line in 'wg show dump' output with {count} fields")
-        key, psk, endpoint, allowed, handshake, rx, tx, keepalive = fields[1 - prefix:]
+                f"Unexpected line in 'wg show dump' output with {count} fields"
+            )
+        key, psk, endpoint, allowed, handshake, rx, tx, keepalive = fields[1 - prefix :]
         try:
             handshake = int(handshake)
             peer = {
@@ -61,12 +62,17 @@ def parse(text, interface=None, psk_digests=False, now=None):
             }
         except ValueError:
             raise CommandExecutionError(
-                "Unexpected number in a peer line of 'wg show dump' output") from None
+                "Unexpected number in a peer line of 'wg show dump' output"
+            ) from None
         if psk_digests:
             peer["preshared_key_sha256"] = wgf_keys.digest(psk) if psk != NONE else None
         entry = interfaces.get(name)
         if entry is None:
-            entry = interfaces[name] = {"public_key": None, "listen_port": None,
-                                        "fwmark": None, "peers": {}}
+            entry = interfaces[name] = {
+                "public_key": None,
+                "listen_port": None,
+                "fwmark": None,
+                "peers": {},
+            }
         entry["peers"][key] = peer
     return interfaces

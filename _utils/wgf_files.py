@@ -26,7 +26,8 @@ def remove_stale_temps(path, prefix=None):
 
 def _not_a_directory(path):
     return CommandExecutionError(
-        f"{path} is a directory, where the formula keeps a file: move it out of the way")
+        f"{path} is a directory, where the formula keeps a file: move it out of the way"
+    )
 
 
 def write_many(files, sync_each=True):
@@ -84,8 +85,9 @@ def key_files():
     """``put(key) -> path``: each key ``wg`` reads from a file, in a 0600 file of a 0700
     directory under /run (a tmpfs: never on a disk), removed with it afterwards. A key
     never reaches a command line, where ``ps`` would show it."""
-    directory = tempfile.mkdtemp(prefix="wireguard-",
-                                 dir="/run" if os.access("/run", os.W_OK) else None)
+    directory = tempfile.mkdtemp(
+        prefix="wireguard-", dir="/run" if os.access("/run", os.W_OK) else None
+    )
 
     def put(key):
         fd, path = tempfile.mkstemp(dir=directory)
@@ -107,4 +109,5 @@ def refuse_inside(path, directory, what, why):
     if real == base or real.startswith(base.rstrip(os.sep) + os.sep):
         raise SaltInvocationError(
             f"{what} {path!r} is {'' if real == base else 'inside '}the formula's directory "
-            f"{directory}: {why}")
+            f"{directory}: {why}"
+        )

@@ -53,7 +53,8 @@ def backend(value, has_nft):
     if value not in BACKENDS:
         raise SaltInvocationError(
             f"wireguard:lookup, key 'firewall': {shown(value)} is not one of auto, "
-            f"{', '.join(BACKENDS)}")
+            f"{', '.join(BACKENDS)}"
+        )
     return value
 
 
@@ -65,8 +66,9 @@ def open_port(value, where):
         return False
     cidrs = [wgf_addr.network(item, where) for item in wgf_addr.as_list(value)]
     if not cidrs:
-        raise SaltInvocationError(f"{where}: true, false or a list of CIDRs; an empty "
-                                  "list would drop every handshake")
+        raise SaltInvocationError(
+            f"{where}: true, false or a list of CIDRs; an empty list would drop every handshake"
+        )
     return sorted(dict.fromkeys(cidrs), key=wgf_addr.cidr_sort_key)
 
 
@@ -76,22 +78,24 @@ def access(value, where):
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise SaltInvocationError(f"{where}: a mapping with 'default' and 'rules', got "
-                                  f"{type(value).__name__}")
+        raise SaltInvocationError(
+            f"{where}: a mapping with 'default' and 'rules', got {type(value).__name__}"
+        )
     unknown = sorted(str(k) for k in value if k not in ACCESS_KEYS)
     if unknown:
-        raise SaltInvocationError(f"{where}: unknown key {shown(unknown[0])}; known keys: "
-                                  f"{', '.join(ACCESS_KEYS)}")
+        raise SaltInvocationError(
+            f"{where}: unknown key {shown(unknown[0])}; known keys: {', '.join(ACCESS_KEYS)}"
+        )
     default = value.get("default", "drop")
     if default not in ACCESS_DEFAULTS:
         raise SaltInvocationError(f"{where}, default: {shown(default)} is not drop or accept")
     rules = value.get("rules") or []
     if not isinstance(rules, list):
-        raise SaltInvocationError(f"{where}, rules: a list of rules, got "
-                                  f"{type(rules).__name__}")
-    return {"default": default,
-            "rules": [_rule(rule, f"{where}, rule {number}")
-                      for number, rule in enumerate(rules, 1)]}
+        raise SaltInvocationError(f"{where}, rules: a list of rules, got {type(rules).__name__}")
+    return {
+        "default": default,
+        "rules": [_rule(rule, f"{where}, rule {number}") for number, rule in enumerate(rules, 1)],
+    }
 
 
 def _rule(rule, where):
@@ -99,16 +103,18 @@ def _rule(rule, where):
         raise SaltInvocationError(f"{where}: a rule is a mapping, got {type(rule).__name__}")
     unknown = sorted(str(k) for k in rule if k not in RULE_KEYS)
     if unknown:
-        raise SaltInvocationError(f"{where}: unknown key {shown(unknown[0])}; known keys: "
-                                  f"{', '.join(RULE_KEYS)}")
+        raise SaltInvocationError(
+            f"{where}: unknown key {shown(unknown[0])}; known keys: {', '.join(RULE_KEYS)}"
+        )
     sources = [wgf_addr.text(item, f"{where}, from") for item in wgf_addr.as_list(rule.get("from"))]
     if not sources:
         raise SaltInvocationError(f"{where}, from: name the peers (or CIDRs) the rule is for")
     targets = [wgf_addr.network(item, f"{where}, to") for item in wgf_addr.as_list(rule.get("to"))]
     proto = rule.get("proto", "any")
     if proto not in PROTOCOLS:
-        raise SaltInvocationError(f"{where}, proto: {shown(proto)} is not one of "
-                                  f"{', '.join(PROTOCOLS)}")
+        raise SaltInvocationError(
+            f"{where}, proto: {shown(proto)} is not one of {', '.join(PROTOCOLS)}"
+        )
     ports = [_port(item, f"{where}, ports") for item in wgf_addr.as_list(rule.get("ports"))]
     if ports and proto not in ("tcp", "udp"):
         raise SaltInvocationError(f"{where}, ports: ports need proto tcp or udp, not {proto}")
@@ -136,17 +142,24 @@ def check(iface, firewall, errors, names=None):
     if firewall == "none":
         for key in ("open_port", "access"):
             if iface[key]:
-                errors.append(f"{where}, key '{key}': needs the formula's firewall "
-                              "(wireguard:lookup:firewall nftables or iptables), not none")
+                errors.append(
+                    f"{where}, key '{key}': needs the formula's firewall "
+                    "(wireguard:lookup:firewall nftables or iptables), not none"
+                )
         return
     if iface["open_port"] and iface["listen_port"] is None:
         errors.append(f"{where}, key 'open_port': needs a listen_port to open")
     if not iface["access"]:
         return
     # an absent peer's name stands for no address: its AllowedIPs route to nobody
-    peers = names if names is not None else {
-        name: [] if peer["absent"] else peer["allowed_ips"]
-        for name, peer in iface["peers"].items()}
+    peers = (
+        names
+        if names is not None
+        else {
+            name: [] if peer["absent"] else peer["allowed_ips"]
+            for name, peer in iface["peers"].items()
+        }
+    )
     for number, rule in enumerate(iface["access"]["rules"], 1):
         rule_where = f"{where}, key 'access', rule {number}"
         sources = []
@@ -157,18 +170,25 @@ def check(iface, firewall, errors, names=None):
             try:
                 sources.append(wgf_addr.network(item, f"{rule_where}, from"))
             except SaltInvocationError:
-                errors.append(f"{rule_where}, from: {shown(item)} names no peer or client "
-                              "of this interface and is no CIDR")
+                errors.append(
+                    f"{rule_where}, from: {shown(item)} names no peer or client "
+                    "of this interface and is no CIDR"
+                )
         rule["sources"] = sorted(dict.fromkeys(sources), key=wgf_addr.cidr_sort_key)
         if sources and not _families(rule):
-            errors.append(f"{rule_where}: from and to share no address family, so the rule "
-                          "could never match")
+            errors.append(
+                f"{rule_where}: from and to share no address family, so the rule could never match"
+            )
 
 
 def needs_table(iface):
     """Whether the interface needs the formula's firewall (and it has one)."""
-    return (iface["firewall"] != "none" and iface["enabled"] and not iface["absent"]
-            and bool(iface["masquerade"] or iface["open_port"] or iface["access"]))
+    return (
+        iface["firewall"] != "none"
+        and iface["enabled"]
+        and not iface["absent"]
+        and bool(iface["masquerade"] or iface["open_port"] or iface["access"])
+    )
 
 
 # ----------------------------------------------------------------- rendering
@@ -185,18 +205,28 @@ def _families(rule):
     """``{version: (sources, targets)}`` for each address family the rule can match;
     no ``to`` means anywhere."""
     sources, targets = _by_version(rule["sources"]), _by_version(rule["to"])
-    return {version: (sources[version], targets[version])
-            for version in (4, 6)
-            if sources[version] and (targets[version] or not rule["to"])}
+    return {
+        version: (sources[version], targets[version])
+        for version in (4, 6)
+        if sources[version] and (targets[version] or not rule["to"])
+    }
 
 
 def tunnel_networks(iface):
     """The tunnel's networks per IP version: its addresses' and its peers' AllowedIPs."""
     nets = [ipaddress.ip_interface(a).network for a in iface["address"]]
-    nets += [ipaddress.ip_network(c) for p in iface["peers"].values()
-             if not p["absent"] for c in p["allowed_ips"]]
-    return {version: [str(n) for n in ipaddress.collapse_addresses(
-        n for n in nets if n.version == version)] for version in (4, 6)}
+    nets += [
+        ipaddress.ip_network(c)
+        for p in iface["peers"].values()
+        if not p["absent"]
+        for c in p["allowed_ips"]
+    ]
+    return {
+        version: [
+            str(n) for n in ipaddress.collapse_addresses(n for n in nets if n.version == version)
+        ]
+        for version in (4, 6)
+    }
 
 
 def _nft_set(items):
@@ -232,8 +262,11 @@ def _nft_open_port(iface):
     if allowed is True:
         return [f"udp dport {port} accept {comment}"]
     by_version = _by_version(allowed)
-    rules = [f"udp dport {port} {NFT_FAMILY[v]} saddr {_nft_set(by_version[v])} accept {comment}"
-             for v in (4, 6) if by_version[v]]
+    rules = [
+        f"udp dport {port} {NFT_FAMILY[v]} saddr {_nft_set(by_version[v])} accept {comment}"
+        for v in (4, 6)
+        if by_version[v]
+    ]
     return [*rules, f"udp dport {port} drop {comment}"]
 
 
@@ -252,18 +285,24 @@ def nft_table(interfaces):
         if iface["masquerade"]:
             if not iface["access"]:
                 chains["forward"].append(f'iifname "{name}" accept comment "{name} masquerade"')
-            chains["forward"].append(f'oifname "{name}" ct state established,related accept '
-                                     f'comment "{name} masquerade"')
+            chains["forward"].append(
+                f'oifname "{name}" ct state established,related accept comment "{name} masquerade"'
+            )
             nets = tunnel_networks(iface)
             chains["postrouting"] += [
                 f'oifname "{out}" {NFT_FAMILY[v]} saddr {_nft_set(nets[v])} masquerade '
                 f'comment "{name} masquerade"'
-                for out in iface["masquerade"] for v in (4, 6) if nets[v]]
+                for out in iface["masquerade"]
+                for v in (4, 6)
+                if nets[v]
+            ]
     if not any(chains.values()):
         return None
-    hooks = {"input": "type filter hook input priority filter; policy accept;",
-             "forward": "type filter hook forward priority filter; policy accept;",
-             "postrouting": "type nat hook postrouting priority srcnat; policy accept;"}
+    hooks = {
+        "input": "type filter hook input priority filter; policy accept;",
+        "forward": "type filter hook forward priority filter; policy accept;",
+        "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
+    }
     lines = [f"table inet {TABLE} {{"]
     for chain, rules in chains.items():
         lines += [f"\tchain {chain} {{", f"\t\t{hooks[chain]}"]
@@ -303,8 +342,14 @@ def _ipt_access(iface, version):
         comment = f'-m comment --comment "{name} rule {number}"'
         for source in sources:
             for target in targets or [None]:
-                parts = [f"-s {source}", f"-d {target}" if target else "", head, match,
-                         comment, "-j ACCEPT"]
+                parts = [
+                    f"-s {source}",
+                    f"-d {target}" if target else "",
+                    head,
+                    match,
+                    comment,
+                    "-j ACCEPT",
+                ]
                 rules.append(" ".join(p for p in parts if p))
     default = iface["access"]["default"].upper()
     rules.append(f'{head} -m comment --comment "{name} default" -j {default}')
@@ -316,8 +361,9 @@ def _ipt_open_port(iface, version):
     match = f'-p udp -m udp --dport {port} -m comment --comment "{name} open_port"'
     if allowed is True:
         return [f"{match} -j ACCEPT"]
-    return ([f"-s {cidr} {match} -j ACCEPT" for cidr in _by_version(allowed)[version]]
-            + [f"{match} -j DROP"])
+    return [f"-s {cidr} {match} -j ACCEPT" for cidr in _by_version(allowed)[version]] + [
+        f"{match} -j DROP"
+    ]
 
 
 def iptables_rules(interfaces, version):
@@ -339,14 +385,19 @@ def iptables_rules(interfaces, version):
             if not iface["access"]:
                 rules["WIREGUARD-FORWARD"].append(f"-i {name} {comment} -j ACCEPT")
             rules["WIREGUARD-FORWARD"].append(
-                f"-o {name} -m conntrack --ctstate RELATED,ESTABLISHED {comment} -j ACCEPT")
+                f"-o {name} -m conntrack --ctstate RELATED,ESTABLISHED {comment} -j ACCEPT"
+            )
             rules["WIREGUARD-POSTROUTING"] += [
                 f"-s {net} -o {out} {comment} -j MASQUERADE"
-                for out in iface["masquerade"] for net in tunnel_networks(iface)[version]]
+                for out in iface["masquerade"]
+                for net in tunnel_networks(iface)[version]
+            ]
     if not needed:
         return None
-    return {table: {chain: rules[chain] for chain, _ in chains}
-            for table, chains in IPTABLES_CHAINS.items()}
+    return {
+        table: {chain: rules[chain] for chain, _ in chains}
+        for table, chains in IPTABLES_CHAINS.items()
+    }
 
 
 def iptables_restore(rules, jumps_present):
@@ -358,8 +409,11 @@ def iptables_restore(rules, jumps_present):
         lines += [f":{chain} - [0:0]" for chain, _ in chains]
         for chain, _ in chains:
             lines += [f"-A {chain} {rule}" for rule in rules[table][chain]]
-        lines += [f"-I {builtin} 1 -j {chain}" for chain, builtin in chains
-                  if (builtin, chain) not in jumps_present]
+        lines += [
+            f"-I {builtin} 1 -j {chain}"
+            for chain, builtin in chains
+            if (builtin, chain) not in jumps_present
+        ]
         lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
@@ -372,8 +426,11 @@ def iptables_removal(chains_present, jumps_present):
         if not ours:
             continue
         lines.append(f"*{table}")
-        lines += [f"-D {builtin} -j {chain}" for chain, builtin in ours
-                  if (builtin, chain) in jumps_present]
+        lines += [
+            f"-D {builtin} -j {chain}"
+            for chain, builtin in ours
+            if (builtin, chain) in jumps_present
+        ]
         lines += [f"-F {chain}" for chain, _ in ours]
         lines += [f"-X {chain}" for chain, _ in ours]
         lines.append("COMMIT")

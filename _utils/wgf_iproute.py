@@ -14,9 +14,11 @@ def link(links):
     """``{"mtu", "addresses"}`` of ``ip -j addr show dev IF`` (no link-local), or None."""
     if not links:
         return None
-    addresses = [wgf_addr.interface_address(f"{a['local']}/{a['prefixlen']}", "ip addr")
-                 for a in links[0].get("addr_info", [])
-                 if a.get("local") and a.get("scope") != "link"]
+    addresses = [
+        wgf_addr.interface_address(f"{a['local']}/{a['prefixlen']}", "ip addr")
+        for a in links[0].get("addr_info", [])
+        if a.get("local") and a.get("scope") != "link"
+    ]
     return {"mtu": links[0].get("mtu"), "addresses": addresses}
 
 
@@ -28,8 +30,7 @@ def unicast_destinations(routes, family):
             continue
         dst = route.get("dst", "")
         try:
-            found.add(wgf_addr.network(DEFAULT_ROUTE[family] if dst == "default" else dst,
-                                       "route"))
+            found.add(wgf_addr.network(DEFAULT_ROUTE[family] if dst == "default" else dst, "route"))
         except SaltInvocationError:
             continue
     return found
@@ -57,8 +58,11 @@ def table_names(text):
 
 
 #: Where iproute2 defines routing table names (older and newer layouts).
-RT_TABLES = ("/etc/iproute2/rt_tables", "/usr/share/iproute2/rt_tables",
-             "/usr/lib/iproute2/rt_tables")
+RT_TABLES = (
+    "/etc/iproute2/rt_tables",
+    "/usr/share/iproute2/rt_tables",
+    "/usr/lib/iproute2/rt_tables",
+)
 
 
 def known_tables(bases=RT_TABLES):
@@ -68,8 +72,9 @@ def known_tables(bases=RT_TABLES):
     for base in bases:
         paths = [base]
         if os.path.isdir(f"{base}.d"):
-            paths += sorted(os.path.join(f"{base}.d", f) for f in os.listdir(f"{base}.d")
-                            if f.endswith(".conf"))
+            paths += sorted(
+                os.path.join(f"{base}.d", f) for f in os.listdir(f"{base}.d") if f.endswith(".conf")
+            )
         for path in paths:
             try:
                 with open(path, encoding="utf-8", errors="replace") as handle:

@@ -34,7 +34,8 @@ def decode(key, what="key"):
     if len(raw) != 32:
         raise SaltInvocationError(
             f"{what} decodes to {len(raw)} bytes; a WireGuard key is 32 bytes "
-            "(44 base64 characters)")
+            "(44 base64 characters)"
+        )
     return raw
 
 
@@ -161,8 +162,10 @@ def arguments(function, values, kwargs, keys, required=()):
             continue
         (moved if _cli_key(name, value) else stray).append(f"{name}=")
     if stray:
-        raise SaltInvocationError(f"{function}: unexpected argument(s): "
-                                  f"{', '.join(_keyword_shown(name[:-1]) for name in stray)}")
+        raise SaltInvocationError(
+            f"{function}: unexpected argument(s): "
+            f"{', '.join(_keyword_shown(name[:-1]) for name in stray)}"
+        )
     left = _put_back(values, keys, moved)
     if left:
         given = sum(value is not None for value in values.values())
@@ -170,7 +173,8 @@ def arguments(function, values, kwargs, keys, required=()):
         raise SaltInvocationError(
             f"{function}: argument(s) {places} of the command line hold a key with no "
             f"place ({function} takes {len(values)} argument(s): {', '.join(values)}); "
-            "keys are not shown")
+            "keys are not shown"
+        )
     for name in required:
         if values.get(name) is None:
             raise SaltInvocationError(f"{function}: {name} is missing")
@@ -184,7 +188,7 @@ def positional(value, kwargs, what):
     ``arguments``; no message quotes a key)."""
     extra = {k: v for k, v in kwargs.items() if not str(k).startswith("__")}
     if value is None and len(extra) == 1:
-        (name, empty), = extra.items()
+        ((name, empty),) = extra.items()
         if empty in ("", None) and len(str(name)) <= 32:
             return f"{name}="
     value = arguments(what, {what: value}, kwargs, [what])[what]

@@ -30,16 +30,61 @@ DROPIN_NAME = "50-wireguard-formula-config-dir.conf"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 #: Directories no config dir may be (nor their direct parents); nothing under the
 #: kernel's and the device manager's file systems either.
-SYSTEM_DIRS = frozenset({
-    "/", "/etc", "/usr", "/var", "/root", "/home", "/boot", "/proc", "/sys", "/dev", "/run",
-    "/tmp", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt", "/srv", "/mnt",
-    "/media", "/usr/bin", "/usr/sbin", "/usr/lib", "/usr/lib64", "/usr/local",
-    "/usr/share", "/usr/include", "/usr/libexec", "/var/lib", "/var/log", "/var/tmp",
-    "/var/run", "/var/cache", "/var/spool", "/var/mail", "/etc/systemd",
-    "/etc/systemd/system", "/etc/init.d", "/etc/conf.d", "/etc/sysctl.d",
-    "/usr/lib/sysctl.d", "/run/sysctl.d", "/etc/default", "/etc/ssh", "/etc/ssl",
-    "/etc/network", "/etc/NetworkManager", "/etc/systemd/network", "/run/systemd",
-})
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/etc",
+        "/usr",
+        "/var",
+        "/root",
+        "/home",
+        "/boot",
+        "/proc",
+        "/sys",
+        "/dev",
+        "/run",
+        "/tmp",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/opt",
+        "/srv",
+        "/mnt",
+        "/media",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/local",
+        "/usr/share",
+        "/usr/include",
+        "/usr/libexec",
+        "/var/lib",
+        "/var/log",
+        "/var/tmp",
+        "/var/run",
+        "/var/cache",
+        "/var/spool",
+        "/var/mail",
+        "/etc/systemd",
+        "/etc/systemd/system",
+        "/etc/init.d",
+        "/etc/conf.d",
+        "/etc/sysctl.d",
+        "/usr/lib/sysctl.d",
+        "/run/sysctl.d",
+        "/etc/default",
+        "/etc/ssh",
+        "/etc/ssl",
+        "/etc/network",
+        "/etc/NetworkManager",
+        "/etc/systemd/network",
+        "/run/systemd",
+    }
+)
 _VIRTUAL = ("/proc", "/sys", "/dev")
 #: Files of the system a sysctl file of the formula must not be (clean removes it).
 SYSTEM_FILES = frozenset({"/etc/sysctl.conf"})
@@ -75,19 +120,28 @@ def _path(value, key, errors, what="directory"):
         errors.add(key, f"{_shown(value)} is not an absolute path")
         return None
     if not _PATH.fullmatch(value):
-        errors.add(key, f"{_shown(value)}: only letters, digits and . _ @ + - / are allowed "
-                        "in a path")
+        errors.add(
+            key, f"{_shown(value)}: only letters, digits and . _ @ + - / are allowed in a path"
+        )
         return None
-    if ".." in value.split("/") or "." in value.split("/")[1:] \
-            or os.path.normpath(value) != value:
-        errors.add(key, f"{_shown(value)} is not a normalised path (no '.', '..', '//' or "
-                        f"trailing '/'): write {_shown(os.path.normpath(value))}")
+    if ".." in value.split("/") or "." in value.split("/")[1:] or os.path.normpath(value) != value:
+        errors.add(
+            key,
+            f"{_shown(value)} is not a normalised path (no '.', '..', '//' or "
+            f"trailing '/'): write {_shown(os.path.normpath(value))}",
+        )
         return None
-    if value in SYSTEM_DIRS or any(value == d or value.startswith(d + "/") for d in _VIRTUAL) \
-            or any(os.path.dirname(d) == value for d in SYSTEM_DIRS if d != "/"):
-        errors.add(key, f"{_shown(value)} is a system directory: the formula would change "
-                        f"its mode and clean would remove it; name a {what} of its own, "
-                        f"such as {DEFAULT_CONFIG_DIR}")
+    if (
+        value in SYSTEM_DIRS
+        or any(value == d or value.startswith(d + "/") for d in _VIRTUAL)
+        or any(os.path.dirname(d) == value for d in SYSTEM_DIRS if d != "/")
+    ):
+        errors.add(
+            key,
+            f"{_shown(value)} is a system directory: the formula would change "
+            f"its mode and clean would remove it; name a {what} of its own, "
+            f"such as {DEFAULT_CONFIG_DIR}",
+        )
         return None
     return value
 
@@ -123,7 +177,7 @@ def _names(value, key, errors):
         return []
     for i, item in enumerate(value):
         if isinstance(item, dict) and len(item) == 1:  # pkg.installed's {name: version}
-            (item, version), = item.items()
+            ((item, version),) = item.items()
             if not isinstance(version, (str, int, float)) or isinstance(version, bool):
                 errors.add(f"{key}:{i}", f"{_shown(version)} is not a version")
         _text(item, f"{key}:{i}", errors, pattern=_PKG_NAME, what="a package name")
@@ -149,27 +203,45 @@ def check_map(values):
     pkgs = _mapping(values.get("pkgs"), "pkgs", errors)
     _text(pkgs.get("tools"), "pkgs:tools", errors, pattern=_PKG_NAME, what="a package name")
     for name in ("resolvconf", "go"):
-        _text(pkgs.get(name), f"pkgs:{name}", errors, null=True, pattern=_PKG_NAME,
-              what="a package name")
+        _text(
+            pkgs.get(name),
+            f"pkgs:{name}",
+            errors,
+            null=True,
+            pattern=_PKG_NAME,
+            what="a package name",
+        )
     if pkgs.get("firewall") is not None:
         for backend, names in _mapping(pkgs["firewall"], "pkgs:firewall", errors).items():
             if backend not in _FIREWALLS[1:]:
-                errors.add(f"pkgs:firewall:{backend}",
-                           f"{_shown(backend)} is not one of {', '.join(_FIREWALLS[1:])}")
+                errors.add(
+                    f"pkgs:firewall:{backend}",
+                    f"{_shown(backend)} is not one of {', '.join(_FIREWALLS[1:])}",
+                )
             _names(names, f"pkgs:firewall:{backend}", errors)
     _names(pkgs.get("extra"), "pkgs:extra", errors)
     _bool(values.get("install_go"), "install_go", errors)
     _bool(values.get("install_recommends"), "install_recommends", errors, null=True)
     _path(values.get("config_dir"), "config_dir", errors)
     service = _mapping(values.get("service"), "service", errors)
-    name = _text(service.get("name"), "service:name", errors, pattern=_UNIT,
-                 what="a service name (letters, digits, : _ . @ - and {interface})")
+    name = _text(
+        service.get("name"),
+        "service:name",
+        errors,
+        pattern=_UNIT,
+        what="a service name (letters, digits, : _ . @ - and {interface})",
+    )
     if name and "{interface}" not in name:
-        errors.add("service:name", f"{_shown(name)} must contain {{interface}}: each "
-                                   "interface runs as its own service")
+        errors.add(
+            "service:name",
+            f"{_shown(name)} must contain {{interface}}: each interface runs as its own service",
+        )
     link = service.get("link")
-    if link is not None and _text(link, "service:link", errors, what="a path") \
-            and "{interface}" not in link:
+    if (
+        link is not None
+        and _text(link, "service:link", errors, what="a path")
+        and "{interface}" not in link
+    ):
         errors.add("service:link", f"{_shown(link)} must contain {{interface}}")
     elif link is not None and isinstance(link, str):
         _path(link.replace("{interface}", "wg0"), "service:link", errors, "file")
@@ -177,13 +249,18 @@ def check_map(values):
     if target is not None:
         _path(target, "service:link_target", errors, "file")
     if (link is None) != (target is None):
-        errors.add("service:link_target", "service:link and service:link_target go "
-                                          "together: set both or neither")
+        errors.add(
+            "service:link_target",
+            "service:link and service:link_target go together: set both or neither",
+        )
     sysctl_file = _path(values.get("sysctl_file"), "sysctl_file", errors, "file")
     if sysctl_file and (sysctl_file in SYSTEM_FILES or not sysctl_file.endswith(".conf")):
-        errors.add("sysctl_file", f"{_shown(sysctl_file)}: name a file of the formula's own "
-                                  "ending in .conf, such as /etc/sysctl.d/99-wireguard.conf "
-                                  "(clean removes it)")
+        errors.add(
+            "sysctl_file",
+            f"{_shown(sysctl_file)}: name a file of the formula's own "
+            "ending in .conf, such as /etc/sysctl.d/99-wireguard.conf "
+            "(clean removes it)",
+        )
     firewall = values.get("firewall")
     if firewall is not None and firewall not in _FIREWALLS:
         errors.add("firewall", f"{_shown(firewall)} is not one of {', '.join(_FIREWALLS)}")
@@ -227,8 +304,10 @@ def dropin(interface, config_dir, service=DEFAULT_SERVICE, init="systemd"):
         raise SaltInvocationError(f"interface {_shown(interface)}: not a valid interface name")
     check_config_dir(config_dir)
     wanted = service == DEFAULT_SERVICE and config_dir != DEFAULT_CONFIG_DIR
-    return {"path": dropin_path(interface, service),
-            "text": dropin_text(interface, config_dir) if wanted else None}
+    return {
+        "path": dropin_path(interface, service),
+        "text": dropin_text(interface, config_dir) if wanted else None,
+    }
 
 
 def dropin_path(interface, service=DEFAULT_SERVICE):
@@ -267,8 +346,10 @@ def openrc_link(interface, config_dir, link_target):
         raise SaltInvocationError(f"interface {_shown(interface)}: not a valid interface name")
     check_config_dir(config_dir)
     wanted = config_dir != DEFAULT_CONFIG_DIR
-    return {"path": f"{DEFAULT_CONFIG_DIR}/{interface}.conf",
-            "target": f"{config_dir}/{interface}.conf" if wanted else None}
+    return {
+        "path": f"{DEFAULT_CONFIG_DIR}/{interface}.conf",
+        "target": f"{config_dir}/{interface}.conf" if wanted else None,
+    }
 
 
 # ------------------------------------------------------------------ clean
@@ -285,7 +366,7 @@ def _own_name(name):
         stem = name[1:].rsplit(".", 1)[0]
         return _own_name(stem) if stem and not stem.startswith(".") else False
     for suffix in _OWN_SUFFIXES:
-        if name.endswith(suffix) and is_interface_name(name[:-len(suffix)]):
+        if name.endswith(suffix) and is_interface_name(name[: -len(suffix)]):
             return True
     return False
 
@@ -296,9 +377,11 @@ def _own_client_dir(path):
         entries = list(os.scandir(path))
     except OSError:
         return False
-    return all(e.is_file(follow_symlinks=False)
-               and re.fullmatch(r"\.?[A-Za-z0-9_.=+-]+\.(key|psk)(\.[A-Za-z0-9_]+)?", e.name)
-               for e in entries)
+    return all(
+        e.is_file(follow_symlinks=False)
+        and re.fullmatch(r"\.?[A-Za-z0-9_.=+-]+\.(key|psk)(\.[A-Za-z0-9_]+)?", e.name)
+        for e in entries
+    )
 
 
 def formula_entries(directory):
@@ -315,8 +398,11 @@ def formula_entries(directory):
     clients = os.path.join(directory, "clients")
     if os.path.isdir(clients) and not os.path.islink(clients):
         for entry in sorted(os.scandir(clients), key=lambda e: e.name):
-            if entry.is_dir(follow_symlinks=False) and is_interface_name(entry.name) \
-                    and _own_client_dir(entry.path):
+            if (
+                entry.is_dir(follow_symlinks=False)
+                and is_interface_name(entry.name)
+                and _own_client_dir(entry.path)
+            ):
                 found.append(entry.path)
     return found
 
@@ -333,8 +419,11 @@ def clean_plan(directory):
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         if entry.path in gone or entry.name == MARKER:
             continue
-        if entry.name == "clients" and entry.is_dir(follow_symlinks=False) and all(
-                e.path in gone for e in os.scandir(entry.path)):
+        if (
+            entry.name == "clients"
+            and entry.is_dir(follow_symlinks=False)
+            and all(e.path in gone for e in os.scandir(entry.path))
+        ):
             continue
         kept.append(entry.path)
     made = os.path.isfile(os.path.join(directory, MARKER))

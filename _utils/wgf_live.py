@@ -43,9 +43,11 @@ def derived_routes(table, allowed_ips, addresses, link_local=False):
         return {}
     if table != "auto":
         return {(str(_net(c)), table): "boot" for c in allowed_ips}
-    connected = [ipaddress.ip_interface(a).network for a in addresses
-                 if ipaddress.ip_interface(a).network.prefixlen
-                 < ipaddress.ip_interface(a).max_prefixlen]
+    connected = [
+        ipaddress.ip_interface(a).network
+        for a in addresses
+        if ipaddress.ip_interface(a).network.prefixlen < ipaddress.ip_interface(a).max_prefixlen
+    ]
     if link_local:
         connected.append(ipaddress.ip_network("fe80::/64"))
     routes = {}
@@ -88,8 +90,11 @@ def running(live, link, routes_v4, routes_v6, dns_text, default_route):
     routes = {}
     for family, answer in (("-4", routes_v4), ("-6", routes_v6)):
         for route in answer:
-            if route.get("type", "unicast") != "unicast" or route.get("table") == "local" \
-                    or route.get("protocol") == "kernel":
+            if (
+                route.get("type", "unicast") != "unicast"
+                or route.get("table") == "local"
+                or route.get("protocol") == "kernel"
+            ):
                 continue
             dst = route.get("dst", "")
             dst = wgf_iproute.DEFAULT_ROUTE[family] if dst == "default" else str(_net(dst))
@@ -109,8 +114,7 @@ def running(live, link, routes_v4, routes_v6, dns_text, default_route):
 
 
 def has_link_local(routes_v6):
-    return any(r.get("dst") == "fe80::/64" and r.get("protocol") == "kernel"
-               for r in routes_v6)
+    return any(r.get("dst") == "fe80::/64" and r.get("protocol") == "kernel" for r in routes_v6)
 
 
 def mtu_from_routes(endpoint_routes, link_mtus, default_route):
@@ -133,8 +137,10 @@ def dns_record(entries):
     """The record wg-quick gives resolvconf: ``{"nameservers", "search"}``, or None."""
     if not entries:
         return None
-    return {"nameservers": [e for e in entries if wgf_addr.is_address(e)],
-            "search": [e for e in entries if not wgf_addr.is_address(e)]}
+    return {
+        "nameservers": [e for e in entries if wgf_addr.is_address(e)],
+        "search": [e for e in entries if not wgf_addr.is_address(e)],
+    }
 
 
 def dns_text(record):
@@ -163,8 +169,7 @@ def resolvconf_name(interface, interface_order):
     lists a ``prefix*`` line in /etc/resolvconf/interface-order, else the interface."""
     for line in (interface_order or "").split("\n"):
         line = line.strip()
-        if line.endswith("*") and line[:-1] and all(
-                c.isalnum() or c == "-" for c in line[:-1]):
+        if line.endswith("*") and line[:-1] and all(c.isalnum() or c == "-" for c in line[:-1]):
             return f"{line[:-1]}.{interface}"
     return interface
 
@@ -195,28 +200,40 @@ def plan(want, have, interface):
     if add or drop:
         changes["address"] = {"old": have["addresses"], "new": want["addresses"]}
     for address in add:
-        steps.append({"name": f"add address {address}",
-                      "do": [["ip", _family(address), "address", "add", address, "dev",
-                              interface]],
-                      "undo": [["ip", _family(address), "address", "del", address, "dev",
-                                interface]]})
+        steps.append(
+            {
+                "name": f"add address {address}",
+                "do": [["ip", _family(address), "address", "add", address, "dev", interface]],
+                "undo": [["ip", _family(address), "address", "del", address, "dev", interface]],
+            }
+        )
     if want["mtu"] != have["mtu"]:
         changes["mtu"] = {"old": have["mtu"], "new": want["mtu"]}
-        steps.append({"name": f"set mtu {want['mtu']}",
-                      "do": [["ip", "link", "set", "mtu", str(want["mtu"]), "dev", interface]],
-                      "undo": [["ip", "link", "set", "mtu", str(have["mtu"]), "dev",
-                                interface]]})
+        steps.append(
+            {
+                "name": f"set mtu {want['mtu']}",
+                "do": [["ip", "link", "set", "mtu", str(want["mtu"]), "dev", interface]],
+                "undo": [["ip", "link", "set", "mtu", str(have["mtu"]), "dev", interface]],
+            }
+        )
     for address in drop:
-        steps.append({"name": f"remove address {address}",
-                      "do": [["ip", _family(address), "address", "del", address, "dev",
-                              interface]],
-                      "undo": [["ip", _family(address), "address", "add", address, "dev",
-                                interface]]})
+        steps.append(
+            {
+                "name": f"remove address {address}",
+                "do": [["ip", _family(address), "address", "del", address, "dev", interface]],
+                "undo": [["ip", _family(address), "address", "add", address, "dev", interface]],
+            }
+        )
     steps += _route_steps(want["routes"], have["routes"], interface, changes)
     if want["dns"] != have["dns"]:
         changes["dns"] = {"old": have["dns"], "new": want["dns"]}
-        steps.append({"name": "set DNS" if want["dns"] else "remove DNS",
-                      "dns": want["dns"], "undo_dns": have["dns"]})
+        steps.append(
+            {
+                "name": "set DNS" if want["dns"] else "remove DNS",
+                "dns": want["dns"],
+                "undo_dns": have["dns"],
+            }
+        )
     wg, undo = {}, {}
     for key in ("public_key", "listen_port", "fwmark"):
         if key in ("listen_port", "public_key") and want[key] is None:
@@ -238,27 +255,37 @@ def _route_steps(want, have, interface, changes):
         if old == protocol:
             continue
         verb = "add" if old is None else "replace"
-        undo = (_route_argv("del", dst, table, protocol, interface) if old is None
-                else _route_argv("replace", dst, table, old, interface))
-        steps.append({"name": f"{verb} route {dst}" + (f" table {table}" if table != "main"
-                                                       else ""),
-                      "do": [_route_argv(verb, dst, table, protocol, interface)],
-                      "undo": [undo]})
+        undo = (
+            _route_argv("del", dst, table, protocol, interface)
+            if old is None
+            else _route_argv("replace", dst, table, old, interface)
+        )
+        steps.append(
+            {
+                "name": f"{verb} route {dst}" + (f" table {table}" if table != "main" else ""),
+                "do": [_route_argv(verb, dst, table, protocol, interface)],
+                "undo": [undo],
+            }
+        )
     for (dst, table), protocol in sorted(have.items()):
         if (dst, table) not in want:
-            steps.append({"name": f"remove route {dst}" + (f" table {table}"
-                                                           if table != "main" else ""),
-                          "do": [_route_argv("del", dst, table, protocol, interface)],
-                          "undo": [_route_argv("add", dst, table, protocol, interface)]})
+            steps.append(
+                {
+                    "name": f"remove route {dst}" + (f" table {table}" if table != "main" else ""),
+                    "do": [_route_argv("del", dst, table, protocol, interface)],
+                    "undo": [_route_argv("add", dst, table, protocol, interface)],
+                }
+            )
     if steps:
         changes["routes"] = {"old": _route_list(have), "new": _route_list(want)}
     return steps
 
 
 def _route_list(routes):
-    return [dst if table == "main" else f"{dst} table {table}"
-            for dst, table in sorted(routes, key=lambda r: (wgf_addr.cidr_sort_key(r[0]),
-                                                            r[1]))]
+    return [
+        dst if table == "main" else f"{dst} table {table}"
+        for dst, table in sorted(routes, key=lambda r: (wgf_addr.cidr_sort_key(r[0]), r[1]))
+    ]
 
 
 # ------------------------------------------------------------------- restarts
@@ -288,8 +315,12 @@ def _restart_facts(text):
         elif section == "peer" and key == "allowedips":
             allowed += [c for c in wgf_addr.as_list(value) if c.endswith("/0")]
     default_route = sorted({_family(c) for c in allowed}) if table == "auto" else []
-    return {"hooks": hooks, "table": table, "default_route": default_route,
-            "fwmark": fwmark if default_route else None}
+    return {
+        "hooks": hooks,
+        "table": table,
+        "default_route": default_route,
+        "fwmark": fwmark if default_route else None,
+    }
 
 
 def restart_reasons(old_text, new_text):
@@ -299,11 +330,14 @@ def restart_reasons(old_text, new_text):
     old, new = _restart_facts(old_text), _restart_facts(new_text)
     reasons = []
     if old["hooks"] != new["hooks"]:
-        reasons.append("its PreUp/PostUp/PreDown/PostDown hooks changed (hooks cannot be "
-                       "undone in place)")
+        reasons.append(
+            "its PreUp/PostUp/PreDown/PostDown hooks changed (hooks cannot be undone in place)"
+        )
     if old["table"] != new["table"]:
         reasons.append(f"its table changed from {old['table']} to {new['table']}")
     elif old["default_route"] != new["default_route"] or old["fwmark"] != new["fwmark"]:
-        reasons.append("its default route (a /0 in AllowedIPs with table auto) changed: "
-                       "wg-quick sets up fwmark, policy rules and src_valid_mark for it")
+        reasons.append(
+            "its default route (a /0 in AllowedIPs with table auto) changed: "
+            "wg-quick sets up fwmark, policy rules and src_valid_mark for it"
+        )
     return reasons

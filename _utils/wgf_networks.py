@@ -26,8 +26,7 @@ NETWORK_KEYS = {
     "preshared_keys": False,
     "max_key_age": None,
 }
-NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [],
-             "persistent_keepalive": None}
+NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [], "persistent_keepalive": None}
 TOPOLOGIES = ("mesh", "hub")
 #: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
 PSK_PILLAR = "wireguard:network_psks"
@@ -39,27 +38,33 @@ def _node(node_id, node, where):
     """One node's settings, checked; raise naming the node and the key."""
     where = f"{where}, node {shown(node_id)}"
     if not isinstance(node, dict):
-        raise SaltInvocationError(f"{where}: a node is a mapping of keys, got "
-                                  f"{type(node).__name__}")
+        raise SaltInvocationError(
+            f"{where}: a node is a mapping of keys, got {type(node).__name__}"
+        )
     errors = wgf_schema.unknown_keys(node, NODE_KEYS, where)
     if errors:
         raise SaltInvocationError("; ".join(errors))
     if node.get("address") is None:
         raise SaltInvocationError(f"{where}: key 'address' is missing")
     endpoint = node.get("endpoint")
-    if endpoint is not None and (isinstance(endpoint, bool)
-                                 or not isinstance(endpoint, (str, int))):
-        raise SaltInvocationError(f"{where}, key 'endpoint': a host or host:port, got "
-                                  f"{type(endpoint).__name__}")
+    if endpoint is not None and (
+        isinstance(endpoint, bool) or not isinstance(endpoint, (str, int))
+    ):
+        raise SaltInvocationError(
+            f"{where}, key 'endpoint': a host or host:port, got {type(endpoint).__name__}"
+        )
     keepalive = node.get("persistent_keepalive")
     if keepalive is not None and keepalive != "off":
-        keepalive = wgf_addr.integer(keepalive, f"{where}, key 'persistent_keepalive'",
-                                     0, 65535, "persistent_keepalive")
+        keepalive = wgf_addr.integer(
+            keepalive, f"{where}, key 'persistent_keepalive'", 0, 65535, "persistent_keepalive"
+        )
     return {
         "address": wgf_addr.interface_address(node["address"], f"{where}, key 'address'"),
         "endpoint": str(endpoint) if endpoint not in (None, "") else None,
-        "allowed_ips": [wgf_addr.network(c, f"{where}, key 'allowed_ips'")
-                        for c in wgf_addr.as_list(node.get("allowed_ips"))],
+        "allowed_ips": [
+            wgf_addr.network(c, f"{where}, key 'allowed_ips'")
+            for c in wgf_addr.as_list(node.get("allowed_ips"))
+        ],
         "persistent_keepalive": keepalive,
     }
 
@@ -73,8 +78,7 @@ def checked_network(netname, net):
     wgf_addr.check_interface_name(interface, f"{where}, key 'interface':")
     topology = net.get("topology", NETWORK_KEYS["topology"])
     if topology not in TOPOLOGIES:
-        raise SaltInvocationError(f"{where}, key 'topology': {shown(topology)} is not "
-                                  "mesh or hub")
+        raise SaltInvocationError(f"{where}, key 'topology': {shown(topology)} is not mesh or hub")
     raw_nodes = net.get("nodes")
     if not isinstance(raw_nodes, dict) or not raw_nodes:
         raise SaltInvocationError(f"{where}, key 'nodes': a mapping of minion id to node")
@@ -88,8 +92,9 @@ def checked_network(netname, net):
             raise SaltInvocationError(f"{where}, key 'hubs': {shown(hub)} is not a node")
     if topology == "hub" and not hubs:
         raise SaltInvocationError(f"{where}: topology hub needs at least one hub in 'hubs'")
-    port = wgf_addr.port(net.get("listen_port", NETWORK_KEYS["listen_port"]),
-                         f"{where}, key 'listen_port'")
+    port = wgf_addr.port(
+        net.get("listen_port", NETWORK_KEYS["listen_port"]), f"{where}, key 'listen_port'"
+    )
     psks = wgf_schema.boolean(net.get("preshared_keys", False), f"{where}, key 'preshared_keys'")
     if psks:  # each pair's key is read by its pillar path, which ':' splits
         for part, value in [("", str(netname)), *((f", node {shown(n)}", n) for n in nodes)]:
@@ -97,13 +102,21 @@ def checked_network(netname, net):
                 raise SaltInvocationError(
                     f"{where}{part}, key 'preshared_keys': a network or node name with ':' "
                     f"cannot have preshared keys ({PSK_PILLAR}:<network>:<node> is a pillar "
-                    "path, which ':' splits)")
+                    "path, which ':' splits)"
+                )
     for node_id, node in nodes.items():
         if node["endpoint"] is not None:
             node["endpoint"] = wgf_addr.endpoint_with_port(
-                node["endpoint"], port, f"{where}, node {shown(node_id)}, key 'endpoint'")
-    return {"interface": interface, "topology": topology, "hubs": hubs, "nodes": nodes,
-            "listen_port": port, "preshared_keys": psks}
+                node["endpoint"], port, f"{where}, node {shown(node_id)}, key 'endpoint'"
+            )
+    return {
+        "interface": interface,
+        "topology": topology,
+        "hubs": hubs,
+        "nodes": nodes,
+        "listen_port": port,
+        "preshared_keys": psks,
+    }
 
 
 def node_peers(settings, minion):
@@ -124,10 +137,14 @@ def node_peers(settings, minion):
             # A spoke reaches the whole network, and every other node's networks,
             # through its first hub; other hubs only at their own address.
             allowed = [str(ipaddress.ip_interface(node["address"]).network)]
-            allowed += [c for n, other in nodes.items() if n != minion
-                        for c in other["allowed_ips"]]
-        peer = {"minion": node_id, "minion_interface": settings["interface"],
-                "allowed_ips": allowed}
+            allowed += [
+                c for n, other in nodes.items() if n != minion for c in other["allowed_ips"]
+            ]
+        peer = {
+            "minion": node_id,
+            "minion_interface": settings["interface"],
+            "allowed_ips": allowed,
+        }
         if node["endpoint"]:
             peer["endpoint"] = node["endpoint"]
             keepalive = me["persistent_keepalive"]
@@ -179,16 +196,21 @@ def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
         if settings["preshared_keys"]:
             _add_psks(str(netname), settings["interface"], peers, psks, errors, psk_paths)
         me = settings["nodes"][minion]
-        iface = {"address": me["address"], "listen_port": settings["listen_port"],
-                 "peers": peers, "forwarding": is_hub or bool(me["allowed_ips"]),
-                 "purge_peers": net.get("purge_peers", True)}
+        iface = {
+            "address": me["address"],
+            "listen_port": settings["listen_port"],
+            "peers": peers,
+            "forwarding": is_hub or bool(me["allowed_ips"]),
+            "purge_peers": net.get("purge_peers", True),
+        }
         if net.get("mtu") is not None:
             iface["mtu"] = net["mtu"]
         if net.get("max_key_age") is not None:
             iface["max_key_age"] = net["max_key_age"]
         if settings["interface"] in built:
-            errors.append(f"{where}: interface {shown(settings['interface'])} is used by "
-                          "another network too")
+            errors.append(
+                f"{where}: interface {shown(settings['interface'])} is used by another network too"
+            )
         built[settings["interface"]] = iface
     return built
 
@@ -230,8 +252,11 @@ def resolve_minion_peers(iface, published_keys):
     the minion. A peer without a usable key is left out of this run with a warning; the
     rest of the interface converges, and the next run completes it.
     """
-    pending = {name: peer for name, peer in iface["peers"].items()
-               if peer["minion"] and not peer["public_key"] and not peer["absent"]}
+    pending = {
+        name: peer
+        for name, peer in iface["peers"].items()
+        if peer["minion"] and not peer["public_key"] and not peer["absent"]
+    }
     if not pending:
         return
     published = published_keys([peer["minion"] for peer in pending.values()])
@@ -245,7 +270,8 @@ def resolve_minion_peers(iface, published_keys):
         if key is None:
             iface["warnings"].append(
                 f"{where}: minion {shown(peer['minion'])} has not published the public key "
-                f"of {shown(wanted)} in the mine yet; the peer is added by a later run")
+                f"of {shown(wanted)} in the mine yet; the peer is added by a later run"
+            )
         else:
             try:
                 wgf_keys.decode(key, "it")
@@ -255,5 +281,6 @@ def resolve_minion_peers(iface, published_keys):
                 iface["warnings"].append(
                     f"{where}: refused the mine value minion {shown(peer['minion'])} "
                     f"published for {shown(wanted)} ({exc}); the peer is left out until it "
-                    "is a valid key")
+                    "is a valid key"
+                )
         del iface["peers"][name]

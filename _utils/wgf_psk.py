@@ -71,8 +71,12 @@ def store_path(cachedir):
 def refuse_in_store(path, cachedir, what):
     """Raise when a file the user asked for at ``path`` would land in the store's
     directory (the runner's SVG, say, replacing the store)."""
-    wgf_files.refuse_inside(path, os.path.dirname(store_path(cachedir)), what,
-                            "the master's store of preshared keys is there")
+    wgf_files.refuse_inside(
+        path,
+        os.path.dirname(store_path(cachedir)),
+        what,
+        "the master's store of preshared keys is there",
+    )
 
 
 @contextlib.contextmanager
@@ -84,8 +88,9 @@ def _locked(path):
         os.chmod(directory, 0o700)
         fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise SaltInvocationError(f"the preshared key store's lock {path}.lock cannot be "
-                                  f"opened: {type(exc).__name__}") from None
+        raise SaltInvocationError(
+            f"the preshared key store's lock {path}.lock cannot be opened: {type(exc).__name__}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -101,19 +106,23 @@ def checked_store(data, path):
         raise SaltInvocationError(f"{where} is not a mapping")
     for netname, pairs in data.items():
         if not isinstance(netname, str) or not isinstance(pairs, dict):
-            raise SaltInvocationError(f"{where}: network {shown(netname)} does not hold a "
-                                      "mapping of minion to partners")
+            raise SaltInvocationError(
+                f"{where}: network {shown(netname)} does not hold a mapping of minion to partners"
+            )
         for first, held in pairs.items():
             if not isinstance(first, str) or not isinstance(held, dict):
-                raise SaltInvocationError(f"{where}: network {shown(netname)}, minion "
-                                          f"{shown(first)} does not hold a mapping of "
-                                          "partner to key")
+                raise SaltInvocationError(
+                    f"{where}: network {shown(netname)}, minion "
+                    f"{shown(first)} does not hold a mapping of "
+                    "partner to key"
+                )
             for second, key in held.items():
-                if isinstance(second, str) and isinstance(key, str) \
-                        and KEY_SHAPE.fullmatch(key):
+                if isinstance(second, str) and isinstance(key, str) and KEY_SHAPE.fullmatch(key):
                     continue
-                what = (f"{where}: network {shown(netname)}, pair {shown(first)} - "
-                        f"{shown(second)}: the key")
+                what = (
+                    f"{where}: network {shown(netname)}, pair {shown(first)} - "
+                    f"{shown(second)}: the key"
+                )
                 if not isinstance(second, str):
                     raise SaltInvocationError(f"{what}'s partner is not a minion id")
                 wgf_keys.decode(key, what)  # raises naming the fault, or a rare spelling
@@ -128,8 +137,9 @@ def _load(path):
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise SaltInvocationError(f"the preshared key store {path} is unreadable: "
-                                  f"{type(exc).__name__}") from None
+        raise SaltInvocationError(
+            f"the preshared key store {path} is unreadable: {type(exc).__name__}"
+        ) from None
     return checked_store(data, path)
 
 
@@ -138,8 +148,9 @@ def _save(path, data):
     try:
         wgf_files.write_private(path, json.dumps(data, sort_keys=True))
     except OSError as exc:
-        raise SaltInvocationError(f"the preshared key store {path} cannot be written: "
-                                  f"{type(exc).__name__}") from None
+        raise SaltInvocationError(
+            f"the preshared key store {path} cannot be written: {type(exc).__name__}"
+        ) from None
 
 
 #: The last store read for the ext_pillar: ``(path, file identity, {minion: {network:
@@ -154,8 +165,9 @@ def _identity(path):
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise SaltInvocationError(f"the preshared key store {path} is unreadable: "
-                                  f"{type(exc).__name__}") from None
+        raise SaltInvocationError(
+            f"the preshared key store {path} is unreadable: {type(exc).__name__}"
+        ) from None
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
@@ -237,7 +249,8 @@ def check_network_psks(netname, partners, psks, errors):
                 "preshared key for this pair; enable the formula's ext_pillar on the master "
                 "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all, then "
                 "make the pair's key: salt-run wireguard.ensure_psks (the orchestration "
-                "runs it)")
+                "runs it)"
+            )
             continue
         try:
             wgf_keys.decode(value, f"{where}, node {shown(partner)}: the preshared key")

@@ -62,10 +62,14 @@ def _order(loaded, prefix):
 def refresh(prefix=PREFIX):
     """Reload the loaded utils named ``prefix*`` that changed on disk, and those that
     import them, in dependency order; return the names reloaded."""
-    loaded = {name: module for name, module in list(sys.modules.items())
-              if name.startswith(prefix) and name != __name__ and module is not None}
-    stale = {name for name, module in loaded.items()
-             if getattr(module, STAMP, None) != _stamp(module)}
+    loaded = {
+        name: module
+        for name, module in list(sys.modules.items())
+        if name.startswith(prefix) and name != __name__ and module is not None
+    }
+    stale = {
+        name for name, module in loaded.items() if getattr(module, STAMP, None) != _stamp(module)
+    }
     reloaded = []
     for name in _order(loaded, prefix):
         module = loaded[name]

@@ -29,9 +29,11 @@ from wgf_addr import shown
 def members(networks, minion, interface=None):
     """``{interface: network}`` of the networks ``minion`` is a node of (one interface
     when given). Networks that do not validate are left out."""
-    return {settings["interface"]: netname
-            for netname, settings in wgf_networks.member_networks(networks, minion)
-            if interface in (None, settings["interface"])}
+    return {
+        settings["interface"]: netname
+        for netname, settings in wgf_networks.member_networks(networks, minion)
+        if interface in (None, settings["interface"])
+    }
 
 
 def partner_entries(networks, netname, node):
@@ -44,11 +46,12 @@ def partner_entries(networks, netname, node):
     for partner in peers:
         theirs, _ = wgf_networks.node_peers(settings, partner)
         held = theirs[node]
-        entries[partner] = {"allowed_ips": held["allowed_ips"],
-                            "endpoint": held.get("endpoint"),
-                            "persistent_keepalive": held.get("persistent_keepalive"),
-                            "address": str(ipaddress.ip_interface(
-                                settings["nodes"][partner]["address"]).ip)}
+        entries[partner] = {
+            "allowed_ips": held["allowed_ips"],
+            "endpoint": held.get("endpoint"),
+            "persistent_keepalive": held.get("persistent_keepalive"),
+            "address": str(ipaddress.ip_interface(settings["nodes"][partner]["address"]).ip),
+        }
     return entries
 
 
@@ -69,8 +72,9 @@ def plan(networks, targeted, interface=None):
 def refusal(refused, interface):
     """The message for targeted minions that are no network's node."""
     where = f" with interface {shown_arg(interface)}" if interface else ""
-    return (f"not a node of any network in wireguard:networks{where}: "
-            + ", ".join(shown(m) for m in refused))
+    return f"not a node of any network in wireguard:networks{where}: " + ", ".join(
+        shown(m) for m in refused
+    )
 
 
 def announce_orders(networks, nodes, staged):
@@ -81,10 +85,15 @@ def announce_orders(networks, nodes, staged):
     for node, interfaces in nodes.items():
         for ifname, netname in interfaces.items():
             for partner, entry in partner_entries(networks, netname, node).items():
-                orders.setdefault(partner, []).append({
-                    "interface": ifname, "public_key": staged[node][ifname]["next"],
-                    "replaces": staged[node][ifname]["old"], "endpoint": entry["endpoint"],
-                    "persistent_keepalive": entry["persistent_keepalive"]})
+                orders.setdefault(partner, []).append(
+                    {
+                        "interface": ifname,
+                        "public_key": staged[node][ifname]["next"],
+                        "replaces": staged[node][ifname]["old"],
+                        "endpoint": entry["endpoint"],
+                        "persistent_keepalive": entry["persistent_keepalive"],
+                    }
+                )
     return orders
 
 
@@ -102,9 +111,15 @@ def switch_orders(networks, nodes, staged):
             for partner, entry in partner_entries(networks, netname, node).items():
                 mine["wake"].append(entry["address"])
                 orders.setdefault(partner, {"private_key": [], "peers": [], "wake": []})[
-                    "peers"].append({
-                    "interface": ifname, "old": staged[node][ifname]["old"],
-                    "new": staged[node][ifname]["next"], "allowed_ips": entry["allowed_ips"]})
+                    "peers"
+                ].append(
+                    {
+                        "interface": ifname,
+                        "old": staged[node][ifname]["old"],
+                        "new": staged[node][ifname]["next"],
+                        "allowed_ips": entry["allowed_ips"],
+                    }
+                )
     return orders
 
 
@@ -125,8 +140,11 @@ def checked_staged(nodes, staged, published):
     asked, ``{"old", "next"}`` public keys, ``old`` the key the mine holds for it (when
     it holds one: the key its partners have), ``next`` new and no other node's key.
     ``published`` is ``{minion: {interface: public key}}`` from the master's mine."""
-    published = {minion: {i: k for i, k in keys.items() if isinstance(k, str)}
-                 for minion, keys in published.items() if isinstance(keys, dict)}
+    published = {
+        minion: {i: k for i, k in keys.items() if isinstance(k, str)}
+        for minion, keys in published.items()
+        if isinstance(keys, dict)
+    }
     others = {}
     for minion, keys in published.items():
         for key in keys.values():
@@ -141,14 +159,15 @@ def checked_staged(nodes, staged, published):
             new = _key_or_none(entry.get("next")) if isinstance(entry, dict) else None
             held = published.get(node, {}).get(ifname)
             if old is None or new is None:
-                why = (f"its stage answer for {shown(ifname)} is not two public keys "
-                       "(old, next)")
+                why = f"its stage answer for {shown(ifname)} is not two public keys (old, next)"
             elif old == new:
                 why = f"its next key for {shown(ifname)} is its current key"
             elif held is not None and old != held:
-                why = (f"the key it says {shown(ifname)} has is not the one it published "
-                       "in the mine (its partners' key for it): run state.apply wireguard "
-                       "and mine.update on it first")
+                why = (
+                    f"the key it says {shown(ifname)} has is not the one it published "
+                    "in the mine (its partners' key for it): run state.apply wireguard "
+                    "and mine.update on it first"
+                )
             elif others.get(new, set()) - {node} or new in taken:
                 why = f"its next key for {shown(ifname)} is already another node's key"
             if why:
@@ -203,8 +222,7 @@ def stage_order(orders, minion):
 def announce_order(orders, minion):
     """The next keys ``minion`` adds as peers, each ``{"interface", "public_key",
     "replaces", "endpoint", "persistent_keepalive"}``, checked."""
-    mine = _list("announce", f"orders for {shown(minion)}",
-                 _own("announce", orders, minion, []))
+    mine = _list("announce", f"orders for {shown(minion)}", _own("announce", orders, minion, []))
     checked = []
     for number, order in enumerate(mine, 1):
         where = f"order #{number}"
@@ -218,16 +236,27 @@ def announce_order(orders, minion):
                 _refuse("announce", f"{where}, endpoint", "not host:port")
         if keepalive in (None, 0, "off"):
             keepalive = None
-        elif isinstance(keepalive, bool) or not isinstance(keepalive, int) \
-                or not 0 < keepalive <= 65535:
-            _refuse("announce", f"{where}, persistent_keepalive",
-                    "not off or a number of seconds from 1 to 65535")
-        checked.append({
-            "interface": _interface("announce", f"{where}, interface", order.get("interface")),
-            "public_key": _public_key("announce", f"{where}, public_key",
-                                      order.get("public_key")),
-            "replaces": _public_key("announce", f"{where}, replaces", order.get("replaces")),
-            "endpoint": endpoint or None, "persistent_keepalive": keepalive or None})
+        elif (
+            isinstance(keepalive, bool)
+            or not isinstance(keepalive, int)
+            or not 0 < keepalive <= 65535
+        ):
+            _refuse(
+                "announce",
+                f"{where}, persistent_keepalive",
+                "not off or a number of seconds from 1 to 65535",
+            )
+        checked.append(
+            {
+                "interface": _interface("announce", f"{where}, interface", order.get("interface")),
+                "public_key": _public_key(
+                    "announce", f"{where}, public_key", order.get("public_key")
+                ),
+                "replaces": _public_key("announce", f"{where}, replaces", order.get("replaces")),
+                "endpoint": endpoint or None,
+                "persistent_keepalive": keepalive or None,
+            }
+        )
     return checked
 
 
@@ -237,8 +266,10 @@ def switch_order(orders, minion):
     mine = _own("switch", orders, minion, {})
     if not isinstance(mine, dict):
         _refuse("switch", f"orders for {shown(minion)}", "not a mapping")
-    interfaces = [_interface("switch", f"private_key #{n}", i) for n, i in
-                  enumerate(_list("switch", "private_key", mine.get("private_key", [])), 1)]
+    interfaces = [
+        _interface("switch", f"private_key #{n}", i)
+        for n, i in enumerate(_list("switch", "private_key", mine.get("private_key", [])), 1)
+    ]
     peers = []
     for number, move in enumerate(_list("switch", "peers", mine.get("peers", [])), 1):
         where = f"peer move #{number}"
@@ -250,16 +281,18 @@ def switch_order(orders, minion):
                 cidrs.append(wgf_addr.network(cidr, "allowed_ips"))
             except SaltInvocationError:
                 _refuse("switch", f"{where}, allowed_ips", "not a list of CIDRs")
-        peers.append({"interface": _interface("switch", f"{where}, interface",
-                                              move.get("interface")),
-                      "old": _public_key("switch", f"{where}, old", move.get("old")),
-                      "new": _public_key("switch", f"{where}, new", move.get("new")),
-                      "allowed_ips": cidrs})
+        peers.append(
+            {
+                "interface": _interface("switch", f"{where}, interface", move.get("interface")),
+                "old": _public_key("switch", f"{where}, old", move.get("old")),
+                "new": _public_key("switch", f"{where}, new", move.get("new")),
+                "allowed_ips": cidrs,
+            }
+        )
     wake = []
     for address in _list("switch", "wake", mine.get("wake", [])):
         try:
-            wake.append(str(ipaddress.ip_address(address)) if isinstance(address, str)
-                        else None)
+            wake.append(str(ipaddress.ip_address(address)) if isinstance(address, str) else None)
         except ValueError:
             wake.append(None)
         if wake[-1] is None:
@@ -270,22 +303,35 @@ def switch_order(orders, minion):
 # ------------------------------------------------------------ the runner's arguments
 
 #: Salt's target types (``salt.utils.minions.CkMinions``).
-TARGET_TYPES = ("glob", "pcre", "list", "grain", "grain_pcre", "pillar", "pillar_pcre",
-                "pillar_exact", "compound", "compound_pillar_exact", "ipcidr", "nodegroup",
-                "range", "data")
+TARGET_TYPES = (
+    "glob",
+    "pcre",
+    "list",
+    "grain",
+    "grain_pcre",
+    "pillar",
+    "pillar_pcre",
+    "pillar_exact",
+    "compound",
+    "compound_pillar_exact",
+    "ipcidr",
+    "nodegroup",
+    "range",
+    "data",
+)
 
 
 def checked_target(tgt, tgt_type):
     """``(tgt, tgt_type)`` as the runner passes them to Salt, or raise naming them."""
     if tgt_type not in TARGET_TYPES:
         raise SaltInvocationError(f"tgt_type is one of {', '.join(TARGET_TYPES)}")
-    if tgt_type == "list" and isinstance(tgt, list) \
-            and all(isinstance(t, str) and t for t in tgt):
+    if tgt_type == "list" and isinstance(tgt, list) and all(isinstance(t, str) and t for t in tgt):
         return tgt, tgt_type
     if not isinstance(tgt, str) or not tgt or wgf_addr.LINE_BREAKING.search(tgt):
-        raise SaltInvocationError("tgt is a target: a non-empty string on one line"
-                                  + (" (or a list of minion ids)" if tgt_type == "list"
-                                     else ""))
+        raise SaltInvocationError(
+            "tgt is a target: a non-empty string on one line"
+            + (" (or a list of minion ids)" if tgt_type == "list" else "")
+        )
     return tgt, tgt_type
 
 
@@ -294,8 +340,11 @@ def checked_timeout(timeout):
     if timeout is None:
         return None
     try:
-        number = float(timeout) if isinstance(timeout, (int, float, str)) \
-            and not isinstance(timeout, bool) else -1.0
+        number = (
+            float(timeout)
+            if isinstance(timeout, (int, float, str)) and not isinstance(timeout, bool)
+            else -1.0
+        )
     except (ValueError, OverflowError):
         number = -1.0
     if not 1 <= number <= 86400:  # NaN too

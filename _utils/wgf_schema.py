@@ -123,8 +123,7 @@ def keepalive(value, where):
 
 def boolean(value, where):
     if not isinstance(value, bool):
-        raise SaltInvocationError(f"{where}: expected true or false, got "
-                                  f"{type(value).__name__}")
+        raise SaltInvocationError(f"{where}: expected true or false, got {type(value).__name__}")
     return value
 
 
@@ -134,15 +133,15 @@ def dns_entry(value, where):
     except SaltInvocationError:
         if "%" not in value and wgf_addr.HOSTNAME.fullmatch(value):
             return value  # wg-quick takes a non-address as a search domain
-    raise SaltInvocationError(
-        f"{where}: {shown(value)} is neither an address nor a search domain")
+    raise SaltInvocationError(f"{where}: {shown(value)} is neither an address nor a search domain")
 
 
 def interface_name_item(value, where):
     problem = wgf_addr.interface_name_problem(value)
     if problem:
-        raise SaltInvocationError(f"{where}: {shown(value)} is not a valid interface name: "
-                                  f"{problem}")
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} is not a valid interface name: {problem}"
+        )
     return value
 
 
@@ -167,7 +166,8 @@ def table(value, where, known_tables=None):
         raise SaltInvocationError(
             f"{where}: table {shown(value)} is not defined on this minion (not in "
             "/etc/iproute2/rt_tables or rt_tables.d); use auto, off, a number, or "
-            "define the name there first")
+            "define the name there first"
+        )
     if known_tables is None and not value.isascii():
         raise SaltInvocationError(f"{where}: {shown(value)} is not a table name")
     return value
@@ -198,11 +198,11 @@ def normalise_peer(ifname, pname, peer, errors):
     checks = {
         "public_key": lambda v, w: v if wgf_keys.is_key(v, w) else None,
         "minion": lambda v, w: wgf_addr.text(v, w) if v is not None else None,
-        "minion_interface": lambda v, w: (
-            interface_name_item(wgf_addr.text(v, w), w) if v else None),
+        "minion_interface": lambda v, w: interface_name_item(wgf_addr.text(v, w), w) if v else None,
         "allowed_ips": lambda v, w: sorted(
             dict.fromkeys(wgf_addr.network(i, w) for i in wgf_addr.as_list(v)),
-            key=wgf_addr.cidr_sort_key),
+            key=wgf_addr.cidr_sort_key,
+        ),
         "endpoint": lambda v, w: wgf_addr.endpoint(v, w) if v else None,
         "persistent_keepalive": keepalive,
         "preshared_key": wgf_keys.is_key,
@@ -212,7 +212,9 @@ def normalise_peer(ifname, pname, peer, errors):
     out["has_preshared_key"] = bool(out.pop("preshared_key"))
     out["preshared_key_pillar"] = (
         f"wireguard:interfaces:{ifname}:peers:{pname}:preshared_key"
-        if out["has_preshared_key"] else None)
+        if out["has_preshared_key"]
+        else None
+    )
     out["client"] = False  # True only for the peers clients become (wgf_clients)
     if not out["public_key"] and not out["minion"] and not out["absent"]:
         errors.append(f"{where}: key 'public_key' is missing (or name a 'minion')")
@@ -223,8 +225,7 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
     """One pillar interface, normalised (peers keyed by their name as a string)."""
     where = f"interface {shown(ifname)}"
     if not isinstance(iface, dict):
-        errors.append(f"{where}: an interface is a mapping of keys, got "
-                      f"{type(iface).__name__}")
+        errors.append(f"{where}: an interface is a mapping of keys, got {type(iface).__name__}")
         return None
     errors += unknown_keys(iface, INTERFACE_KEYS, where)
     checks = {
@@ -234,8 +235,7 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
         "listen_port": lambda v, w: wgf_addr.port(v, w) if v is not None else None,
         "private_key": wgf_keys.is_key,
         "dns": lambda v, w: strings(v, w, dns_entry),
-        "mtu": lambda v, w: (wgf_addr.integer(v, w, 576, 65535, "mtu")
-                             if v is not None else None),
+        "mtu": lambda v, w: wgf_addr.integer(v, w, 576, 65535, "mtu") if v is not None else None,
         "table": lambda v, w: table(v, w, known_tables),
         "fwmark": fwmark,
         "pre_up": strings,
@@ -252,17 +252,19 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
         "endpoint": lambda v, w: wgf_addr.text(v, w) if v is not None else None,
         "pool": lambda v, w: [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)],
         "client_defaults": lambda v, w: mapping(v, w, "client_defaults is a mapping"),
-        "clients": lambda v, w: mapping(v, w, "clients is a mapping of client name to "
-                                        "client"),
-        "max_key_age": lambda v, w: (wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)")
-                                     if v is not None else None),
+        "clients": lambda v, w: mapping(v, w, "clients is a mapping of client name to client"),
+        "max_key_age": lambda v, w: (
+            wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)") if v is not None else None
+        ),
     }
     out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
     out["ipv6"] = any(ipaddress.ip_interface(a).version == 6 for a in out["address"])
     if out["mtu"] is not None and out["ipv6"] and out["mtu"] < 1280:
-        errors.append(f"{where}, key 'mtu': {out['mtu']} is too small for IPv6; "
-                      "with an IPv6 address the mtu is 1280-65535")
+        errors.append(
+            f"{where}, key 'mtu': {out['mtu']} is too small for IPv6; "
+            "with an IPv6 address the mtu is 1280-65535"
+        )
     peers = {}
     for pname, peer in out["peers"].items():
         try:
@@ -289,8 +291,10 @@ def client_address(value, where):
     """One host address of a client (``a.b.c.d``, ``a.b.c.d/32``, ``v6/128``)."""
     address = ipaddress.ip_interface(wgf_addr.interface_address(value, where))
     if address.network.num_addresses != 1:
-        raise SaltInvocationError(f"{where}: {shown(value)} is not one host; a client's "
-                                  "address is an address, /32 or /128")
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} is not one host; a client's "
+            "address is an address, /32 or /128"
+        )
     return str(address.ip)
 
 
@@ -298,8 +302,10 @@ def _client_checks(defaults_from):
     return {
         "address": lambda v, w: strings(v, w, client_address),
         "allowed_ips": lambda v, w: (
-            [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)] if v is not None
-            else list(defaults_from)),
+            [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)]
+            if v is not None
+            else list(defaults_from)
+        ),
         "dns": lambda v, w: strings(v, w, dns_entry),
         "persistent_keepalive": keepalive,
         "preshared_key": lambda v, w: boolean(bool(v) if v is None else v, w),
@@ -317,10 +323,12 @@ def normalise_clients(out, errors):
         try:
             if out["listen_port"]:
                 out["endpoint"] = wgf_addr.endpoint_with_port(
-                    out["endpoint"], out["listen_port"], f"{where}, key 'endpoint'")
+                    out["endpoint"], out["listen_port"], f"{where}, key 'endpoint'"
+                )
             else:
-                out["endpoint"] = wgf_addr.endpoint(out["endpoint"], f"{where}, key 'endpoint'"
-                                                    " (no listen_port to default to)")
+                out["endpoint"] = wgf_addr.endpoint(
+                    out["endpoint"], f"{where}, key 'endpoint' (no listen_port to default to)"
+                )
         except SaltInvocationError as exc:
             errors.append(str(exc))
             out["endpoint"] = None
@@ -334,27 +342,34 @@ def normalise_clients(out, errors):
     for name, client in out["clients"].items():
         here = f"{where}, client {shown(name)}"
         if not wgf_clients.is_client_name(name):
-            errors.append(f"{here}: a client name is 1-64 characters of a-z A-Z 0-9 "
-                          "_ = + . - and does not start with '.' (it names the client's "
-                          "files)")
+            errors.append(
+                f"{here}: a client name is 1-64 characters of a-z A-Z 0-9 "
+                "_ = + . - and does not start with '.' (it names the client's "
+                "files)"
+            )
             continue
         if name in out["peers"]:
             errors.append(f"{here}: a peer of this interface has the same name")
             continue
         client = {} if client is None else client
         if not isinstance(client, dict):
-            errors.append(f"{here}: a client is a mapping of keys, got "
-                          f"{type(client).__name__}")
+            errors.append(f"{here}: a client is a mapping of keys, got {type(client).__name__}")
             continue
         errors += unknown_keys(client, CLIENT_KEYS, here)
         given = {k: CLIENT_KEYS[k] for k in client if k in CLIENT_KEYS}
-        normalised = {"name": name, **base, **defaults,
-                      **_checked(client, given, checks, here, errors)}
+        normalised = {
+            "name": name,
+            **base,
+            **defaults,
+            **_checked(client, given, checks, here, errors),
+        }
         normalised = {k: list(v) if isinstance(v, list) else v for k, v in normalised.items()}
         normalised["byo"] = bool(normalised["public_key"])
         if not normalised["allowed_ips"] and not normalised["absent"]:
-            errors.append(f"{here}, key 'allowed_ips': none given, and the interface has no "
-                          "address whose network it could default to")
+            errors.append(
+                f"{here}, key 'allowed_ips': none given, and the interface has no "
+                "address whose network it could default to"
+            )
         clients[name] = normalised
     out["clients"] = clients
     out["client_retired"] = []
@@ -372,17 +387,21 @@ def check_peer_conflicts(iface, own_public_key, errors):
         if own_public_key and key == own_public_key:
             errors.append(
                 f"{where}, peer {shown(pname)}, key 'public_key': this is the interface's "
-                "own public key; a peer is the other end of the tunnel")
+                "own public key; a peer is the other end of the tunnel"
+            )
         if key and key in keys:
-            errors.append(f"{where}, peer {shown(pname)}, key 'public_key': the same key as "
-                          f"peer {shown(keys[key])}")
+            errors.append(
+                f"{where}, peer {shown(pname)}, key 'public_key': the same key as "
+                f"peer {shown(keys[key])}"
+            )
         elif key:
             keys[key] = pname
         for cidr in peer["allowed_ips"]:
             if cidr in owner:
                 errors.append(
                     f"{where}, peer {shown(pname)}, key 'allowed_ips': {cidr} is also in "
-                    f"peer {shown(owner[cidr])}; WireGuard routes a prefix to one peer only")
+                    f"peer {shown(owner[cidr])}; WireGuard routes a prefix to one peer only"
+                )
             else:
                 owner[cidr] = pname
 
@@ -390,8 +409,15 @@ def check_peer_conflicts(iface, own_public_key, errors):
 # ------------------------------------------------------------------- pillar
 
 
-def validate(pillar, minion_id, own_public_key=None, published_keys=None,
-             known_tables=None, firewall="none", client_records=None):
+def validate(
+    pillar,
+    minion_id,
+    own_public_key=None,
+    published_keys=None,
+    known_tables=None,
+    firewall="none",
+    client_records=None,
+):
     """Validate the ``wireguard`` pillar for ``minion_id``.
 
     own_public_key
@@ -412,21 +438,25 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
     """
     if not isinstance(pillar, dict):
         raise SaltInvocationError(
-            f"pillar 'wireguard' must be a mapping, got {type(pillar).__name__}")
+            f"pillar 'wireguard' must be a mapping, got {type(pillar).__name__}"
+        )
     wgf_addr.no_huge_numbers(pillar, "wireguard")  # before anything shows or compares one
     errors = unknown_keys(pillar, TOP_KEYS, "wireguard")
     try:
-        raw_interfaces = mapping(pillar.get("interfaces"), "wireguard:interfaces",
-                                 "a mapping of interface name to interface")
+        raw_interfaces = mapping(
+            pillar.get("interfaces"),
+            "wireguard:interfaces",
+            "a mapping of interface name to interface",
+        )
     except SaltInvocationError as exc:
         errors.append(str(exc))
         raw_interfaces = {}
     psk_paths = {}
-    from_networks = wgf_networks.interfaces_for(pillar.get("networks"), minion_id, errors,
-                                                pillar.get("network_psks"), psk_paths)
+    from_networks = wgf_networks.interfaces_for(
+        pillar.get("networks"), minion_id, errors, pillar.get("network_psks"), psk_paths
+    )
     for ifname in set(from_networks) & set(raw_interfaces):
-        errors.append(f"interface {shown(ifname)}: declared under both interfaces and "
-                      "networks")
+        errors.append(f"interface {shown(ifname)}: declared under both interfaces and networks")
     result = {}
     for ifname, iface in {**from_networks, **raw_interfaces}.items():
         try:
@@ -443,23 +473,31 @@ def validate(pillar, minion_id, own_public_key=None, published_keys=None,
         private_key = iface.get("private_key") if normalised["has_private_key"] else None
         # names for the firewall's rules from before the mine lookup, which leaves out
         # peers without a published key yet
-        names = {name: [] if peer["absent"] else peer["allowed_ips"]
-                 for name, peer in normalised["peers"].items()}
+        names = {
+            name: [] if peer["absent"] else peer["allowed_ips"]
+            for name, peer in normalised["peers"].items()
+        }
         if not errors and published_keys is not None:
             wgf_networks.resolve_minion_peers(normalised, published_keys)
         own = own_public_key(ifname, private_key) if own_public_key else None
         check_peer_conflicts(normalised, own, errors)
         _allocate_clients(normalised, own, client_records, errors)
-        names.update({name: [wgf_addr.network(a.split("/")[0], "client address")
-                             for a in client["address"]]
-                      for name, client in normalised["clients"].items()
-                      if not client["absent"]})
+        names.update(
+            {
+                name: [
+                    wgf_addr.network(a.split("/")[0], "client address") for a in client["address"]
+                ]
+                for name, client in normalised["clients"].items()
+                if not client["absent"]
+            }
+        )
         wgf_firewall.check(normalised, firewall, errors, names)
         result[ifname] = normalised
     _clients_named_like_interfaces(result, {**from_networks, **raw_interfaces}, errors)
     if errors:
         raise SaltInvocationError(
-            "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors))
+            "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors)
+        )
     return result
 
 
@@ -472,7 +510,8 @@ def _clients_named_like_interfaces(result, interfaces, errors):
                 errors.append(
                     f"interface {shown(ifname)}, client {shown(name)}, key 'clients': a "
                     f"client may not have the name of an interface of this minion ({name}."
-                    "conf is that interface's config)")
+                    "conf is that interface's config)"
+                )
 
 
 def _allocate_clients(iface, own, client_records, errors):
@@ -482,7 +521,8 @@ def _allocate_clients(iface, own, client_records, errors):
     try:
         record = wgf_clients.parse_record(
             client_records(iface["name"]) if client_records else None,
-            f"interface {shown(iface['name'])}: the clients record")
+            f"interface {shown(iface['name'])}: the clients record",
+        )
     except SaltInvocationError as exc:
         errors.append(str(exc))
         return
@@ -495,14 +535,17 @@ def _allocate_clients(iface, own, client_records, errors):
 def secrets_of(pillar, iface):
     """``{"private_key", "preshared_keys": {peer name: key}}`` pillar gives one validated
     interface (``validate``'s), read from the ``wireguard`` pillar itself."""
-    raw = ((pillar.get("interfaces") or {}).get(iface["name"])
-           if isinstance(pillar, dict) else None) or {}
+    raw = (
+        (pillar.get("interfaces") or {}).get(iface["name"]) if isinstance(pillar, dict) else None
+    ) or {}
     raw_peers = {str(name): peer for name, peer in (raw.get("peers") or {}).items()}
     return {
         "private_key": raw.get("private_key") if iface["has_private_key"] else None,
-        "preshared_keys": {name: _preshared_key(pillar, raw_peers, name, peer)
-                           for name, peer in iface["peers"].items()
-                           if peer["has_preshared_key"] and not peer.get("client")},
+        "preshared_keys": {
+            name: _preshared_key(pillar, raw_peers, name, peer)
+            for name, peer in iface["peers"].items()
+            if peer["has_preshared_key"] and not peer.get("client")
+        },
     }
 
 
@@ -510,7 +553,7 @@ def _preshared_key(pillar, raw_peers, name, peer):
     """A peer's preshared key: in its pillar peer, or (a network's) in network_psks."""
     path = peer["preshared_key_pillar"] or ""
     if path.startswith(wgf_networks.PSK_PILLAR + ":"):
-        netname, partner = path[len(wgf_networks.PSK_PILLAR) + 1:].rsplit(":", 1)
+        netname, partner = path[len(wgf_networks.PSK_PILLAR) + 1 :].rsplit(":", 1)
         return pillar["network_psks"][netname][partner]
     return raw_peers[name]["preshared_key"]
 
@@ -521,8 +564,9 @@ def _preshared_key(pillar, raw_peers, name, peer):
 def normalise_peer_change(interface, peer):
     """One live peer change (as ``wireguard.apply_peers`` takes it), checked."""
     if not isinstance(peer, dict):
-        raise SaltInvocationError(f"interface {shown(interface)}: a peer change is a "
-                                  f"mapping, got {type(peer).__name__}")
+        raise SaltInvocationError(
+            f"interface {shown(interface)}: a peer change is a mapping, got {type(peer).__name__}"
+        )
     key = peer.get("public_key")
     wgf_keys.decode(key, f"interface {shown(interface)}: public_key")
     where = f"interface {shown(interface)}, peer {wgf_keys.short(key)}"
@@ -531,13 +575,16 @@ def normalise_peer_change(interface, peer):
         out["remove"] = True
         return out
     if peer.get("allowed_ips") is not None:
-        out["allowed_ips"] = [wgf_addr.network(item, f"{where}, allowed_ips")
-                              for item in wgf_addr.as_list(peer["allowed_ips"])]
+        out["allowed_ips"] = [
+            wgf_addr.network(item, f"{where}, allowed_ips")
+            for item in wgf_addr.as_list(peer["allowed_ips"])
+        ]
     if peer.get("endpoint"):
         out["endpoint"] = wgf_addr.endpoint(peer["endpoint"], f"{where}, endpoint")
     if peer.get("persistent_keepalive") is not None:
-        out["persistent_keepalive"] = keepalive(
-            peer["persistent_keepalive"], f"{where}, persistent_keepalive") or 0
+        out["persistent_keepalive"] = (
+            keepalive(peer["persistent_keepalive"], f"{where}, persistent_keepalive") or 0
+        )
     if peer.get("preshared_key") is not None:
         psk = peer["preshared_key"]
         if psk:

@@ -28,8 +28,9 @@ def failed(result, exc):
 def command(run_all, argv, stdin=None):
     """Run ``argv`` (no shell, output never logged); its stdout, or raise naming it
     (``wg`` quotes a key it cannot read: the message is masked)."""
-    out = run_all(argv, python_shell=False, ignore_retcode=True, stdin=stdin,
-                  output_loglevel="quiet")
+    out = run_all(
+        argv, python_shell=False, ignore_retcode=True, stdin=stdin, output_loglevel="quiet"
+    )
     if out["retcode"] != 0:
         error = wgf_conf.mask(out.get("stderr") or out.get("stdout")).strip()
         raise CommandExecutionError(f"{' '.join(argv)}: {error}")
@@ -61,11 +62,14 @@ def config_comment(path, service, restart, result, test=False):
     elif test:
         comment = f"{path} would be updated" + (f" and {service} restarted" if restart else "")
     else:
-        comment = f"{path} updated" + (f"; {service} restarted because {restart}"
-                                       if restart else "")
+        comment = f"{path} updated" + (
+            f"; {service} restarted because {restart}" if restart else ""
+        )
     if "start_limit_reset" in changes or changes.get("restarted", {}).get("start_limit_reset"):
-        comment += (f"; systemd's start limit of {service} {'would be' if test else 'was'} "
-                    "reset (it had refused to start it again so soon)")
+        comment += (
+            f"; systemd's start limit of {service} {'would be' if test else 'was'} "
+            "reset (it had refused to start it again so soon)"
+        )
     return comment
 
 
@@ -105,8 +109,7 @@ def restarted(restart, result=None, reset_failed=None):
     return _attempt(restart), True
 
 
-def restart_with_fallback(service, path, restart, put_back, said, result=None,
-                          reset_failed=None):
+def restart_with_fallback(service, path, restart, put_back, said, result=None, reset_failed=None):
     """Restart ``service`` after its config ``path`` changed; returns whether systemd's
     start limit had to be reset (see ``restarted``). When the restart fails,
     ``put_back()`` restores the previous file (None: there was none) and the service

@@ -24,21 +24,38 @@ CLIENTS = 1000
 
 
 def pillar(ifname, config_dir):
-    clients = {f"c{i:04d}": ({"preshared_key": True} if i % 10 == 0 else {})
-               for i in range(CLIENTS)}
-    return {"wireguard": {"lookup": {"config_dir": config_dir}, "interfaces": {ifname: {
-        "address": "10.99.0.1/16", "listen_port": 51820, "endpoint": "198.18.0.1",
-        "client_defaults": {"dns": ["10.99.0.1"], "persistent_keepalive": 25},
-        "clients": clients}}}}
+    clients = {
+        f"c{i:04d}": ({"preshared_key": True} if i % 10 == 0 else {}) for i in range(CLIENTS)
+    }
+    return {
+        "wireguard": {
+            "lookup": {"config_dir": config_dir},
+            "interfaces": {
+                ifname: {
+                    "address": "10.99.0.1/16",
+                    "listen_port": 51820,
+                    "endpoint": "198.18.0.1",
+                    "client_defaults": {"dns": ["10.99.0.1"], "persistent_keepalive": 25},
+                    "clients": clients,
+                }
+            },
+        }
+    }
 
 
 def sls(ifname, config_dir):
     def state(fun, require=None):
         args = [{"name": ifname}, {"config_dir": config_dir}]
-        return {f"wireguard.{fun}": args + ([{"require": [{"wireguard": require}]}]
-                                            if require else [])}
-    return {"key": state("private_key"), "clients": state("clients", "key"),
-            "conf": state("config", "clients"), "live": state("client_peers", "conf")}
+        return {
+            f"wireguard.{fun}": args + ([{"require": [{"wireguard": require}]}] if require else [])
+        }
+
+    return {
+        "key": state("private_key"),
+        "clients": state("clients", "key"),
+        "conf": state("config", "clients"),
+        "live": state("client_peers", "conf"),
+    }
 
 
 def main():
@@ -47,14 +64,20 @@ def main():
         opts = salt_call_config(root, pillar(ifname, config_dir))
         states = sls(ifname, config_dir)
         ok = True
-        print(f"{CLIENTS} clients of one interface on a real wireguard-go interface "
-              "(salt-call --local):")
-        for label, goal in (("1,000 clients allocated, keyed, in the conf, live", 5.0),
-                            ("applied again, nothing to change", 1.0)):
+        print(
+            f"{CLIENTS} clients of one interface on a real wireguard-go interface "
+            "(salt-call --local):"
+        )
+        for label, goal in (
+            ("1,000 clients allocated, keyed, in the conf, live", 5.0),
+            ("applied again, nothing to change", 1.0),
+        ):
             duration, changed = apply_sls(ns, root, states)
             ok &= duration < goal
-            print(f"  {label:52s} {duration:6.2f} s  ({changed} state(s) changed; "
-                  f"goal < {goal:.0f} s)")
+            print(
+                f"  {label:52s} {duration:6.2f} s  ({changed} state(s) changed; "
+                f"goal < {goal:.0f} s)"
+            )
         live = ns.run(["wg", "show", ifname, "peers"]).stdout.split()
         assert len(live) == CLIENTS, len(live)
         with ns.entered():
@@ -64,14 +87,20 @@ def main():
             for i in range(5):
                 t0 = time.perf_counter()
                 paths = loaders.modules.wireguard.client_config(
-                    ifname, f"c{i * 100:04d}", qr="png", path=f"{root}/export",
-                    config_dir=config_dir)
+                    ifname,
+                    f"c{i * 100:04d}",
+                    qr="png",
+                    path=f"{root}/export",
+                    config_dir=config_dir,
+                )
                 times.append(time.perf_counter() - t0)
             assert os.path.getsize(paths["qr"]) > 0
         export = statistics.median(times)
         ok &= export < 1.0
-        print(f"  {'one client exported (config + PNG QR code)':52s} {export:6.2f} s  "
-              f"(median of 5; goal < 1 s)")
+        print(
+            f"  {'one client exported (config + PNG QR code)':52s} {export:6.2f} s  "
+            f"(median of 5; goal < 1 s)"
+        )
     return 0 if ok else 1
 
 

@@ -22,8 +22,9 @@ def netns_interface(label):
     ns = Netns(label).create()
     ifname = f"wgb{uuid.uuid4().hex[:6]}"
     try:
-        key = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
-                             check=True).stdout.strip()
+        key = subprocess.run(
+            ["wg", "genkey"], capture_output=True, text=True, check=True
+        ).stdout.strip()
         ns.wireguard(ifname, key, "10.99.0.1/16", 51820)
         yield ns, ifname
     finally:
@@ -37,8 +38,19 @@ def loaders_in(ns):
 
 
 SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
-CONFIG_KEYS = ("id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
-               "module_dirs", "states_dirs", "utils_dirs", "file_roots", "pillar_roots")
+CONFIG_KEYS = (
+    "id",
+    "file_client",
+    "cachedir",
+    "pki_dir",
+    "sock_dir",
+    "log_file",
+    "module_dirs",
+    "states_dirs",
+    "utils_dirs",
+    "file_roots",
+    "pillar_roots",
+)
 
 
 def salt_call_config(root, pillar=None):
@@ -62,11 +74,14 @@ def apply_sls(ns, root, states):
     duration summed, in seconds; how many states changed something)."""
     with open(f"{root}/srv/bench.sls", "w") as handle:
         yaml.safe_dump(states, handle)
-    proc = ns.run([SALT_CALL, "-c", root, "--local", "--out=json", "state.apply", "bench"],
-                  check=False)
+    proc = ns.run(
+        [SALT_CALL, "-c", root, "--local", "--out=json", "state.apply", "bench"], check=False
+    )
     result = json.loads(proc.stdout)["local"]
     assert all(r["result"] for r in result.values()), proc.stdout[:2000]
     if os.environ.get("BENCH_DETAIL"):
         print({sid.split("_|-")[1]: round(r["duration"]) for sid, r in result.items()})
-    return (sum(r["duration"] for r in result.values()) / 1000,
-            sum(1 for r in result.values() if r["changes"]))
+    return (
+        sum(r["duration"] for r in result.values()) / 1000,
+        sum(1 for r in result.values() if r["changes"]),
+    )

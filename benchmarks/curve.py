@@ -53,7 +53,7 @@ def fit_cost(points):
         for used in itertools.combinations(range(len(TERMS)), size):
             if len(used) >= len(points) and len(points) > 1:
                 continue
-            columns = [[n ** power for n, _ in points] for power in used]
+            columns = [[n**power for n, _ in points] for power in used]
             normal = [[_dot(ci, cj) for cj in columns] for ci in columns]
             rhs = [_dot(ci, costs) for ci in columns]
             solution = _solve(normal, rhs)
@@ -64,15 +64,16 @@ def fit_cost(points):
                 coefs[power] = value
             fit = dict(zip(TERMS, coefs, strict=True))
             error = sum((predict(fit, n) - cost) ** 2 for n, cost in points)
-            score = (len(points) * math.log(max(error, floor) / len(points))
-                     + len(used) * math.log(len(points)))
+            score = len(points) * math.log(max(error, floor) / len(points)) + len(used) * math.log(
+                len(points)
+            )
             if score < best_score - 1e-9:
                 best, best_score = fit, score
     return best
 
 
 def predict(fit, nodes):
-    return fit["fixed"] + fit["per_node"] * nodes + fit["per_pair"] * nodes ** 2
+    return fit["fixed"] + fit["per_node"] * nodes + fit["per_pair"] * nodes**2
 
 
 # ---------------------------------------------------------------------------- picture
@@ -103,37 +104,43 @@ def _panel(title, unit, series, x_values, left, top):
     def xy(n, v):
         return x0 + width * n / x_max, y0 + height * (1 - v / y_max)
 
-    out = [f'<text x="{left + PANEL_W / 2}" y="{top + 18}" text-anchor="middle" '
-           f'font-weight="bold">{escape(title)}</text>',
-           f'<rect x="{x0}" y="{y0}" width="{width}" height="{height}" fill="none" '
-           f'stroke="#999"/>']
+    out = [
+        f'<text x="{left + PANEL_W / 2}" y="{top + 18}" text-anchor="middle" '
+        f'font-weight="bold">{escape(title)}</text>',
+        f'<rect x="{x0}" y="{y0}" width="{width}" height="{height}" fill="none" stroke="#999"/>',
+    ]
     for i in range(5):
         value = y_max * i / 4
         _, y = xy(0, value)
-        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + width}" y2="{y:.1f}" '
-                   f'stroke="#eee"/>')
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + width}" y2="{y:.1f}" stroke="#eee"/>')
         out.append(f'<text x="{x0 - 5}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>')
     for n in x_values:
         x, _ = xy(n, 0)
         out.append(f'<text x="{x:.1f}" y="{y0 + height + 15}" text-anchor="middle">{n}</text>')
-    out.append(f'<text x="{x0 + width / 2}" y="{y0 + height + 32}" text-anchor="middle">'
-               f'minions (N)</text>')
-    out.append(f'<text x="{left + 12}" y="{y0 + height / 2}" text-anchor="middle" '
-               f'transform="rotate(-90 {left + 12} {y0 + height / 2})">{escape(unit)}</text>')
+    out.append(
+        f'<text x="{x0 + width / 2}" y="{y0 + height + 32}" text-anchor="middle">minions (N)</text>'
+    )
+    out.append(
+        f'<text x="{left + 12}" y="{y0 + height / 2}" text-anchor="middle" '
+        f'transform="rotate(-90 {left + 12} {y0 + height / 2})">{escape(unit)}</text>'
+    )
     for row, (label, colour, dashed, pts) in enumerate(series):
         pts = sorted(pts)
         if not pts:
             continue
         path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(n, v) for n, v in pts))
         dash = ' stroke-dasharray="6 4"' if dashed else ""
-        out.append(f'<polyline points="{path}" fill="none" stroke="{colour}" '
-                   f'stroke-width="2"{dash}/>')
+        out.append(
+            f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         for n, v in pts:
             x, y = xy(n, v)
             out.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>')
         ly = y0 + 12 + 15 * row
-        out.append(f'<line x1="{x0 + 8}" y1="{ly - 4}" x2="{x0 + 30}" y2="{ly - 4}" '
-                   f'stroke="{colour}" stroke-width="2"{dash}/>')
+        out.append(
+            f'<line x1="{x0 + 8}" y1="{ly - 4}" x2="{x0 + 30}" y2="{ly - 4}" '
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
+        )
         out.append(f'<text x="{x0 + 35}" y="{ly}">{escape(label)}</text>')
     return out
 
@@ -145,30 +152,57 @@ def svg_curves(runs, title):
     x_values = sorted({r["nodes"] for r in runs})
 
     def series(key, label=""):
-        return [(f"{topo}{label}", COLOURS.get(topo, "#555"), False,
-                 [(r["nodes"], r[key]) for r in runs
-                  if r["topology"] == topo and r.get(key) is not None])
-                for topo in topologies]
+        return [
+            (
+                f"{topo}{label}",
+                COLOURS.get(topo, "#555"),
+                False,
+                [
+                    (r["nodes"], r[key])
+                    for r in runs
+                    if r["topology"] == topo and r.get(key) is not None
+                ],
+            )
+            for topo in topologies
+        ]
 
     memory = []
     for topo in topologies:
-        for key, who, dashed in (("master_peak_mib", "master", False),
-                                 ("minion_peak_mib", "minion", True)):
-            memory.append((f"{topo}: {who}", COLOURS.get(topo, "#555"), dashed,
-                           [(r["nodes"], r[key]) for r in runs
-                            if r["topology"] == topo and r.get(key) is not None]))
-    panels = [("Converge (orchestrate + every pair pings)", "seconds", series("converge_s")),
-              ("One more node joins (live)", "seconds", series("join_s")),
-              ("salt-run wireguard.audit", "seconds", series("audit_s")),
-              ("Peak memory (sum of VmHWM)", "MiB", memory)]
+        for key, who, dashed in (
+            ("master_peak_mib", "master", False),
+            ("minion_peak_mib", "minion", True),
+        ):
+            memory.append(
+                (
+                    f"{topo}: {who}",
+                    COLOURS.get(topo, "#555"),
+                    dashed,
+                    [
+                        (r["nodes"], r[key])
+                        for r in runs
+                        if r["topology"] == topo and r.get(key) is not None
+                    ],
+                )
+            )
+    panels = [
+        ("Converge (orchestrate + every pair pings)", "seconds", series("converge_s")),
+        ("One more node joins (live)", "seconds", series("join_s")),
+        ("salt-run wireguard.audit", "seconds", series("audit_s")),
+        ("Peak memory (sum of VmHWM)", "MiB", memory),
+    ]
     body = []
     for i, (name, unit, data) in enumerate(panels):
         body += _panel(name, unit, data, x_values, (i % 2) * PANEL_W, 30 + (i // 2) * PANEL_H)
     total_w, total_h = 2 * PANEL_W, 30 + 2 * PANEL_H
-    return "\n".join([
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{total_h}" '
-        f'viewBox="0 0 {total_w} {total_h}" font-family="sans-serif" font-size="11">',
-        f'<rect width="{total_w}" height="{total_h}" fill="white"/>',
-        f'<text x="{total_w / 2}" y="20" text-anchor="middle" font-size="14" '
-        f'font-weight="bold">{escape(title)}</text>',
-        *body, "</svg>", ""])
+    return "\n".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{total_w}" height="{total_h}" '
+            f'viewBox="0 0 {total_w} {total_h}" font-family="sans-serif" font-size="11">',
+            f'<rect width="{total_w}" height="{total_h}" fill="white"/>',
+            f'<text x="{total_w / 2}" y="20" text-anchor="middle" font-size="14" '
+            f'font-weight="bold">{escape(title)}</text>',
+            *body,
+            "</svg>",
+            "",
+        ]
+    )

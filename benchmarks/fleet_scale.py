@@ -62,9 +62,15 @@ from tests.lab.util import CGROUP_ROOTS, REPO, LabError, log
 RESULTS = Path(__file__).resolve().parent / "results"
 MEMORY = ("master_peak_mib", "runner_peak_mib", "minion_peak_mib")
 CPU = ("master_cpu_s", "runner_cpu_s", "minion_cpu_s", "minions_cpu_s")
-METRICS = ("converge_s", "orchestrate_s", "join_s", "audit_s", *MEMORY,
-           *(m.replace("_peak_", "_pss_peak_") for m in MEMORY),
-           *(f"{phase}_{c}" for phase in ("orchestrate", "join") for c in CPU))
+METRICS = (
+    "converge_s",
+    "orchestrate_s",
+    "join_s",
+    "audit_s",
+    *MEMORY,
+    *(m.replace("_peak_", "_pss_peak_") for m in MEMORY),
+    *(f"{phase}_{c}" for phase in ("orchestrate", "join") for c in CPU),
+)
 PREDICT_AT = (200, 1000)
 
 
@@ -88,17 +94,25 @@ class Mesh:
         return f"{self.underlay}.{self.index(name)}"
 
     def nodes(self, names):
-        return {n: {"address": f"{self.tunnel_ip(n)}/24", "endpoint": self.underlay_ip(n)}
-                for n in names}
+        return {
+            n: {"address": f"{self.tunnel_ip(n)}/24", "endpoint": self.underlay_ip(n)}
+            for n in names
+        }
 
     def network(self, names):
-        return {"interface": self.interface, "listen_port": self.port, "topology": "mesh",
-                "nodes": self.nodes(names)}
+        return {
+            "interface": self.interface,
+            "listen_port": self.port,
+            "topology": "mesh",
+            "nodes": self.nodes(names),
+        }
 
     def pillar(self, names):
         """The same pillar for every minion, as pillar.example's mine-mesh."""
-        return {"mine_functions": {"wireguard.public_keys": []},
-                "wireguard": {"networks": {"fleet": self.network(names)}}}
+        return {
+            "mine_functions": {"wireguard.public_keys": []},
+            "wireguard": {"networks": {"fleet": self.network(names)}},
+        }
 
     def converge_pings(self, names):
         return [(a, b) for a in names for b in names if a != b]
@@ -216,8 +230,10 @@ def _program(pid):
 def memory_mib(pids, program):
     """(sum of VmHWM, sum of Pss) of the live `program` processes among pids, MiB."""
     mine = [pid for pid in pids if _program(pid) == program]
-    return (sum(_status_kib(pid, "VmHWM") for pid in mine) / 1024,
-            sum(_pss_kib(pid) for pid in mine) / 1024)
+    return (
+        sum(_status_kib(pid, "VmHWM") for pid in mine) / 1024,
+        sum(_pss_kib(pid) for pid in mine) / 1024,
+    )
 
 
 class PeakSampler(threading.Thread):
@@ -282,10 +298,12 @@ class CpuMeter:
 
     def read(self):
         minions = self.lab.minions()
-        return {"master_cpu_s": cgroup_cpu_s(self.lab.master),
-                "runner_cpu_s": children_cpu_s(),
-                "minion_cpu_s": cgroup_cpu_s(self.minion),
-                "minions_cpu_s": sum(cgroup_cpu_s(m) for m in minions)}
+        return {
+            "master_cpu_s": cgroup_cpu_s(self.lab.master),
+            "runner_cpu_s": children_cpu_s(),
+            "minion_cpu_s": cgroup_cpu_s(self.minion),
+            "minions_cpu_s": sum(cgroup_cpu_s(m) for m in minions),
+        }
 
     def used(self, prefix):
         end = self.read()
@@ -298,7 +316,7 @@ def boot_in_batches(lab, inet, topo, names, batch):
     next starts. Returns {name: container}."""
     hosts = {}
     for start in range(0, len(names), batch):
-        for name in names[start:start + batch]:
+        for name in names[start : start + batch]:
             hosts[name] = lab.container(name)
             inet.attach(hosts[name], "eth0", [f"{topo.underlay_ip(name)}/24"])
         lab.wait_ready(timeout=600)
@@ -324,11 +342,17 @@ def orchestrate(lab, hosts):
     failures = failed_results(ret)
     if failures or not ret:
         first = next(iter(hosts.values()))
-        journal = first.out("journalctl -u 'wg-quick@*' --no-pager -n 20 -o cat; "
-                            "systemctl --failed --no-legend", check=False, timeout=60)
-        raise LabError("state.orch wireguard.orchestrate failed:\n" + "\n".join(failures[:10])
-                       + ("" if ret else "\n(no output)")
-                       + f"\n--- {first.name}: wg-quick journal\n{journal}")
+        journal = first.out(
+            "journalctl -u 'wg-quick@*' --no-pager -n 20 -o cat; systemctl --failed --no-legend",
+            check=False,
+            timeout=60,
+        )
+        raise LabError(
+            "state.orch wireguard.orchestrate failed:\n"
+            + "\n".join(failures[:10])
+            + ("" if ret else "\n(no output)")
+            + f"\n--- {first.name}: wg-quick journal\n{journal}"
+        )
 
 
 def reach(hosts, topo, pairs, within=180):
@@ -343,23 +367,27 @@ def reach(hosts, topo, pairs, within=180):
         procs = {}
         for src, ips in by_source.items():
             # -c 1 -w 3: done at the first reply, a new echo request every 0.2 s until then
-            script = ("for ip in " + " ".join(ips) + "; do (ping -n -q -c 1 -i 0.2 -w 3 $ip "
-                      ">/dev/null 2>&1 && echo ok $ip) & done; wait")
+            script = (
+                "for ip in " + " ".join(ips) + "; do (ping -n -q -c 1 -i 0.2 -w 3 $ip "
+                ">/dev/null 2>&1 && echo ok $ip) & done; wait"
+            )
             procs[src] = hosts[src].popen(script)
         for src, proc in procs.items():
             out, _ = proc.communicate(timeout=120)
             answered = {line.split()[1] for line in out.splitlines() if line.startswith("ok ")}
-            pending -= {(s, d) for s, d in list(pending)
-                        if s == src and topo.tunnel_ip(d) in answered}
+            pending -= {
+                (s, d) for s, d in list(pending) if s == src and topo.tunnel_ip(d) in answered
+            }
         if pending and time.monotonic() > deadline:
-            raise LabError(f"no ping through the tunnel after {within}s: "
-                           f"{sorted(pending)[:20]} ({len(pending)} pairs)")
+            raise LabError(
+                f"no ping through the tunnel after {within}s: "
+                f"{sorted(pending)[:20]} ({len(pending)} pairs)"
+            )
 
 
 def audit(lab, names):
     t0 = time.monotonic()
-    data = lab.master.salt_run("wireguard.audit", tgt=",".join(names), tgt_type="list",
-                               timeout=300)
+    data = lab.master.salt_run("wireguard.audit", tgt=",".join(names), tgt_type="list", timeout=300)
     seconds = time.monotonic() - t0
     if not isinstance(data, dict) or "problems" not in data:
         raise LabError(f"wireguard.audit returned no report: {str(data)[:2000]}")
@@ -379,10 +407,13 @@ def measure(topo, count, batch):
         run["ready_s"] = round(time.monotonic() - t0, 1)
         # once per master, as a user installs the formula's runner and its utils
         lab.master.salt_run("saltutil.sync_all")
-        sampler = PeakSampler({
-            "master_peak_mib": (lab.master, "salt-master"),
-            "runner_peak_mib": (None, "salt-run"),
-            "minion_peak_mib": (hosts[topo.measured_minion(names)], "salt-minion")})
+        sampler = PeakSampler(
+            {
+                "master_peak_mib": (lab.master, "salt-master"),
+                "runner_peak_mib": (None, "salt-run"),
+                "minion_peak_mib": (hosts[topo.measured_minion(names)], "salt-minion"),
+            }
+        )
         sampler.start()
         try:
             lab.master.write_pillar({n: topo.pillar(names) for n in names})
@@ -422,6 +453,7 @@ def measure(topo, count, batch):
 def _synthetic_mesh_fleet(count):
     """What `wireguard.audit` collects from a healthy mesh of `count` nodes (the data
     shape of _utils/wgf_audit.py's fleet_from)."""
+
     def key(i):
         return f"bench{i:06d}".ljust(43, "A") + "="
 
@@ -430,17 +462,36 @@ def _synthetic_mesh_fleet(count):
 
     fleet = {}
     for i in range(count):
-        peers = {key(j): {"name": f"n{j}", "endpoint": f"{ip(j, '198.18')}:51821",
-                          "endpoint_resolved": [f"{ip(j, '198.18')}:51821"],
-                          "live_endpoint": f"{ip(j, '198.18')}:51821",
-                          "allowed_ips": [f"{ip(j, '10.2')}/32"], "latest_handshake_age": 10,
-                          "tx_bytes": 1000, "persistent_keepalive": None, "live": True}
-                 for j in range(count) if j != i}
-        fleet[f"n{i}"] = {"error": None, "underlay": [ip(i, "198.18")], "local": [],
-                          "interfaces": {"wg1": {
-                              "public_key": key(i), "live": True, "listen_port": 51821,
-                              "addresses": [f"{ip(i, '10.2')}/16"],
-                              "forwarding": {"ipv4": False, "ipv6": False}, "peers": peers}}}
+        peers = {
+            key(j): {
+                "name": f"n{j}",
+                "endpoint": f"{ip(j, '198.18')}:51821",
+                "endpoint_resolved": [f"{ip(j, '198.18')}:51821"],
+                "live_endpoint": f"{ip(j, '198.18')}:51821",
+                "allowed_ips": [f"{ip(j, '10.2')}/32"],
+                "latest_handshake_age": 10,
+                "tx_bytes": 1000,
+                "persistent_keepalive": None,
+                "live": True,
+            }
+            for j in range(count)
+            if j != i
+        }
+        fleet[f"n{i}"] = {
+            "error": None,
+            "underlay": [ip(i, "198.18")],
+            "local": [],
+            "interfaces": {
+                "wg1": {
+                    "public_key": key(i),
+                    "live": True,
+                    "listen_port": 51821,
+                    "addresses": [f"{ip(i, '10.2')}/16"],
+                    "forwarding": {"ipv4": False, "ipv6": False},
+                    "peers": peers,
+                }
+            },
+        }
     return fleet
 
 
@@ -462,19 +513,24 @@ def model(sizes):
         if count in sizes:
             tracemalloc.start()
             fleet = _synthetic_mesh_fleet(count)
-            row["audit_input_mib"] = round(tracemalloc.get_traced_memory()[0] / 2 ** 20, 1)
+            row["audit_input_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
             tracemalloc.stop()
             t0 = time.process_time()
             crossed = wgf_audit.cross_check(fleet)
             row["audit_cross_check_cpu_s"] = round(time.process_time() - t0, 3)
             if crossed["problems"]:
-                raise LabError(f"the synthetic mesh of {count} has problems: "
-                               f"{crossed['problems'][:3]}")
+                raise LabError(
+                    f"the synthetic mesh of {count} has problems: {crossed['problems'][:3]}"
+                )
         names = [f"node{i:04d}" for i in range(1, count + 1)]
         pillar = Mesh().pillar(names)
         pillar["wireguard"]["networks"]["fleet"]["nodes"] = {
-            n: {"address": f"10.2.{i // 250}.{i % 250 + 1}/16",
-                "endpoint": f"198.18.{i // 250}.{i % 250 + 1}"} for i, n in enumerate(names)}
+            n: {
+                "address": f"10.2.{i // 250}.{i % 250 + 1}/16",
+                "endpoint": f"198.18.{i // 250}.{i % 250 + 1}",
+            }
+            for i, n in enumerate(names)
+        }
         text = yaml.safe_dump(pillar, default_flow_style=False)
         t0 = time.process_time()
         salt.utils.yaml.safe_load(text)
@@ -499,13 +555,18 @@ def fits(runs):
     for topo in sorted({r["topology"] for r in runs}):
         out[topo] = {}
         for metric in METRICS:
-            points = [(r["nodes"], r[metric]) for r in runs
-                      if r["topology"] == topo and r.get(metric) is not None]
+            points = [
+                (r["nodes"], r[metric])
+                for r in runs
+                if r["topology"] == topo and r.get(metric) is not None
+            ]
             if len({n for n, _ in points}) < 2:
                 continue
             fit = fit_cost(points)
-            out[topo][metric] = {**{k: round(v, 6) for k, v in fit.items()},
-                                 **{f"at_{n}": round(predict(fit, n), 1) for n in PREDICT_AT}}
+            out[topo][metric] = {
+                **{k: round(v, 6) for k, v in fit.items()},
+                **{f"at_{n}": round(predict(fit, n), 1) for n in PREDICT_AT},
+            }
     return out
 
 
@@ -515,10 +576,14 @@ def save(runs, modelled, json_path, svg_path):
     doc = {
         "benchmark": "benchmarks/fleet_scale.py",
         "date": dates[-1] if dates else now(),
-        "machine": {"cores": os.cpu_count(), "kernel": platform.release(),
-                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE")
-                                        * os.sysconf("SC_PHYS_PAGES") / 2 ** 30, 1),
-                    "shared": "other lab sessions ran on the same machine at the same time"},
+        "machine": {
+            "cores": os.cpu_count(),
+            "kernel": platform.release(),
+            "memory_gib": round(
+                os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1
+            ),
+            "shared": "other lab sessions ran on the same machine at the same time",
+        },
         "definitions": "\n\n".join(__doc__.split("\n\n")[2:4]),
         "runs": sorted(runs, key=lambda r: (r["topology"], r["nodes"])),
         "fit": fits(good),
@@ -527,9 +592,12 @@ def save(runs, modelled, json_path, svg_path):
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(doc, indent=1) + "\n")
     if good:
-        svg_path.write_text(svg_curves(
-            good, f"wireguard-formula fleet scale, lab on {os.cpu_count()} cores, "
-                  f"{doc['date'][:10]}"))
+        svg_path.write_text(
+            svg_curves(
+                good,
+                f"wireguard-formula fleet scale, lab on {os.cpu_count()} cores, {doc['date'][:10]}",
+            )
+        )
     return doc
 
 
@@ -539,69 +607,101 @@ def now():
 
 def table(doc):
     """The results as a Markdown table (for docs/scaling.md)."""
-    lines = ["| topology | N | converge s (orchestrate) | join s | audit s | "
-             "master MiB HWM / Pss | salt-run MiB HWM / Pss | minion MiB HWM / Pss |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| topology | N | converge s (orchestrate) | join s | audit s | "
+        "master MiB HWM / Pss | salt-run MiB HWM / Pss | minion MiB HWM / Pss |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in doc["runs"]:
         if "error" in r:
-            lines.append(f"| {r['topology']} | {r['nodes']} | failed: "
-                         f"{r['error'][:60]} | | | | | |")
+            lines.append(
+                f"| {r['topology']} | {r['nodes']} | failed: {r['error'][:60]} | | | | | |"
+            )
             continue
-        lines.append(f"| {r['topology']} | {r['nodes']} | {r.get('converge_s')} "
-                     f"({r.get('orchestrate_s')}) | {r.get('join_s')} | {r.get('audit_s')} | "
-                     + " | ".join(f"{r.get(m)} / {r.get(m.replace('_peak_', '_pss_peak_'))}"
-                                  for m in MEMORY) + " |")
+        lines.append(
+            f"| {r['topology']} | {r['nodes']} | {r.get('converge_s')} "
+            f"({r.get('orchestrate_s')}) | {r.get('join_s')} | {r.get('audit_s')} | "
+            + " | ".join(f"{r.get(m)} / {r.get(m.replace('_peak_', '_pss_peak_'))}" for m in MEMORY)
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def cpu_table(doc):
     """CPU seconds of one orchestration (converge) as a Markdown table."""
-    lines = ["| topology | N | master container | salt-run | one minion | all minions |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| topology | N | master container | salt-run | one minion | all minions |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in doc["runs"]:
         if "error" not in r:
-            lines.append(f"| {r['topology']} | {r['nodes']} | "
-                         + " | ".join(str(r.get(f"orchestrate_{c}")) for c in CPU) + " |")
+            lines.append(
+                f"| {r['topology']} | {r['nodes']} | "
+                + " | ".join(str(r.get(f"orchestrate_{c}")) for c in CPU)
+                + " |"
+            )
     return "\n".join(lines)
 
 
 def prediction_table(doc):
     """The fit evaluated at 200 and 1,000 minions, as a Markdown table."""
-    shown = ("converge_s", "join_s", "audit_s", "orchestrate_master_cpu_s",
-             "orchestrate_minion_cpu_s", "master_pss_peak_mib", "minion_pss_peak_mib")
-    lines = ["| topology | measure | a (fixed) | b (per node) | c (per N²) | at 200 | at 1,000 |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    shown = (
+        "converge_s",
+        "join_s",
+        "audit_s",
+        "orchestrate_master_cpu_s",
+        "orchestrate_minion_cpu_s",
+        "master_pss_peak_mib",
+        "minion_pss_peak_mib",
+    )
+    lines = [
+        "| topology | measure | a (fixed) | b (per node) | c (per N²) | at 200 | at 1,000 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for topo, metrics in doc["fit"].items():
         for metric in shown:
             fit = metrics.get(metric)
             if fit:
-                lines.append(f"| {topo} | {metric} | {fit['fixed']:g} | {fit['per_node']:g} | "
-                             f"{fit['per_pair']:g} | {fit['at_200']:g} | {fit['at_1000']:g} |")
+                lines.append(
+                    f"| {topo} | {metric} | {fit['fixed']:g} | {fit['per_node']:g} | "
+                    f"{fit['per_pair']:g} | {fit['at_200']:g} | {fit['at_1000']:g} |"
+                )
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--nodes", default="4,8,16,24",
-                        help="comma-separated N values (default 4,8,16,24)")
-    parser.add_argument("--topologies", default="mesh,hub",
-                        help=f"comma-separated, of: {', '.join(TOPOLOGIES)}")
+    parser.add_argument(
+        "--nodes", default="4,8,16,24", help="comma-separated N values (default 4,8,16,24)"
+    )
+    parser.add_argument(
+        "--topologies", default="mesh,hub", help=f"comma-separated, of: {', '.join(TOPOLOGIES)}"
+    )
     parser.add_argument("--batch", type=int, default=8, help="containers started at once")
     parser.add_argument("--json", type=Path, default=RESULTS / "fleet_scale.json")
     parser.add_argument("--svg", type=Path, default=RESULTS / "fleet_scale.svg")
-    parser.add_argument("--fresh", action="store_true",
-                        help="forget the runs already in the JSON file")
-    parser.add_argument("--plot-only", action="store_true",
-                        help="no lab: redraw the picture and the fit from the JSON file")
-    parser.add_argument("--model", default="24,48,96",
-                        help="sizes at which to time the audit's cross-check and the pillar "
-                             "parse in this process ('' to keep the JSON's)")
+    parser.add_argument(
+        "--fresh", action="store_true", help="forget the runs already in the JSON file"
+    )
+    parser.add_argument(
+        "--plot-only",
+        action="store_true",
+        help="no lab: redraw the picture and the fit from the JSON file",
+    )
+    parser.add_argument(
+        "--model",
+        default="24,48,96",
+        help="sizes at which to time the audit's cross-check and the pillar "
+        "parse in this process ('' to keep the JSON's)",
+    )
     args = parser.parse_args(argv)
     counts = [int(n) for n in args.nodes.split(",")]
     topologies = [TOPOLOGIES[t] for t in args.topologies.split(",")]
     if max(counts) + 1 > 200:
-        parser.error("at most 199 nodes: the lab's management network has 245 addresses "
-                     "and the tunnel networks are /24s")
+        parser.error(
+            "at most 199 nodes: the lab's management network has 245 addresses "
+            "and the tunnel networks are /24s"
+        )
     old = {} if args.fresh else load_doc(args.json)
     runs, modelled = old.get("runs", []), old.get("model", [])
     failed = False
@@ -609,15 +709,20 @@ def main(argv=None):
         if not args.plot_only:
             for count in counts:
                 for topo in topologies:
-                    runs = [r for r in runs
-                            if (r["topology"], r["nodes"]) != (topo.name, count)]
+                    runs = [r for r in runs if (r["topology"], r["nodes"]) != (topo.name, count)]
                     try:
                         runs.append(measure(topo, count, args.batch))
                     except (LabError, OSError, ValueError) as exc:
                         failed = True
                         traceback.print_exc()
-                        runs.append({"topology": topo.name, "nodes": count, "date": now(),
-                                     "error": " ".join(str(exc).split())[:300]})
+                        runs.append(
+                            {
+                                "topology": topo.name,
+                                "nodes": count,
+                                "date": now(),
+                                "error": " ".join(str(exc).split())[:300],
+                            }
+                        )
                     save(runs, modelled, args.json, args.svg)
     except KeyboardInterrupt:
         log("interrupted: the labs are torn down; results so far are saved")

@@ -59,13 +59,16 @@ class Minion:
             real = shutil.which(tool)
             if real is None:
                 continue
-            path = self._write(f"shim/{tool}",
-                               f'#!/bin/sh\necho "{tool} $1 $2" >> {self.calls}\n'
-                               f'exec {real} "$@"\n')
+            path = self._write(
+                f"shim/{tool}",
+                f'#!/bin/sh\necho "{tool} $1 $2" >> {self.calls}\nexec {real} "$@"\n',
+            )
             os.chmod(path, 0o755)
         self.salt_own = collections.Counter()
-        self.env = {**os.environ,
-                    "PATH": f"{root}/shim:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}"}
+        self.env = {
+            **os.environ,
+            "PATH": f"{root}/shim:{os.environ.get('PATH', '/usr/sbin:/usr/bin')}",
+        }
 
     def _write(self, relative, text):
         path = os.path.join(self.root, relative)
@@ -75,24 +78,45 @@ class Minion:
 
     def set_interface(self, ifname, interface):
         """The pillar holds this one interface; the SLS reconciles it."""
-        self._write("pillar/data.sls", yaml.safe_dump(
-            {"wireguard": {"interfaces": {ifname: interface}}}))
+        self._write(
+            "pillar/data.sls", yaml.safe_dump({"wireguard": {"interfaces": {ifname: interface}}})
+        )
         conf_dir = self.config_dir
-        self._write("srv/bench.sls", yaml.safe_dump({
-            "bench-config": {"wireguard.config": [
-                {"name": ifname}, {"config_dir": conf_dir}]},
-            "bench-interface": {"wireguard.interface": [
-                {"name": ifname}, {"config_dir": conf_dir},
-                {"require": [{"wireguard": "bench-config"}]}]},
-        }))
+        self._write(
+            "srv/bench.sls",
+            yaml.safe_dump(
+                {
+                    "bench-config": {
+                        "wireguard.config": [{"name": ifname}, {"config_dir": conf_dir}]
+                    },
+                    "bench-interface": {
+                        "wireguard.interface": [
+                            {"name": ifname},
+                            {"config_dir": conf_dir},
+                            {"require": [{"wireguard": "bench-config"}]},
+                        ]
+                    },
+                }
+            ),
+        )
 
     def _salt_call(self, ns, *args):
         """(wall time, process) of ``salt-call --local ARGS`` inside ``ns``, its calls
         of the counted commands logged afresh."""
         if os.path.exists(self.calls):
             os.unlink(self.calls)
-        argv = [IP, "netns", "exec", ns.netns, SALT_CALL, "-c", self.root, "--local",
-                "--out=json", *args]
+        argv = [
+            IP,
+            "netns",
+            "exec",
+            ns.netns,
+            SALT_CALL,
+            "-c",
+            self.root,
+            "--local",
+            "--out=json",
+            *args,
+        ]
         started = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=600)
         return time.monotonic() - started, proc
@@ -117,8 +141,10 @@ class Minion:
         try:
             result = json.loads(proc.stdout)["local"]
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise SystemExit(f"salt-call failed (exit {proc.returncode}):\n"
-                             f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}") from None
+            raise SystemExit(
+                f"salt-call failed (exit {proc.returncode}):\n"
+                f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            ) from None
         if not isinstance(result, dict):
             raise SystemExit(f"salt-call returned no states: {str(result)[:3000]}")
         failed = {k: r["comment"] for k, r in result.items() if r["result"] is False}
@@ -131,10 +157,15 @@ class Minion:
 
 def interface(private_key, peer_keys, mtu=None):
     """A hub: address 10.99.0.1/16, one /32 per peer outside it (10.100.0.0/14)."""
-    wanted = {"address": ["10.99.0.1/16"], "listen_port": 51820, "private_key": private_key,
-              "peers": {f"p{i}": {"public_key": key,
-                                  "allowed_ips": [f"10.{100 + i // 256}.{i % 256}.1/32"]}
-                        for i, key in enumerate(peer_keys)}}
+    wanted = {
+        "address": ["10.99.0.1/16"],
+        "listen_port": 51820,
+        "private_key": private_key,
+        "peers": {
+            f"p{i}": {"public_key": key, "allowed_ips": [f"10.{100 + i // 256}.{i % 256}.1/32"]}
+            for i, key in enumerate(peer_keys)
+        },
+    }
     if mtu:
         wanted["mtu"] = mtu
     return wanted
@@ -166,19 +197,46 @@ def measure(size):
             ifindex = ns.ifindex(ifname)
 
             duration, wall, changes, calls = minion.apply(ns)
-            rows.append(("no-op apply", size, duration, wall, calls, not changes,
-                         f"nothing changed{'' if not changes else f': {changes}'}"))
+            rows.append(
+                (
+                    "no-op apply",
+                    size,
+                    duration,
+                    wall,
+                    calls,
+                    not changes,
+                    f"nothing changed{'' if not changes else f': {changes}'}",
+                )
+            )
             if size == max(SIZES):
                 minion.set_interface(ifname, interface(private_key, peer_keys, mtu=1400))
                 duration, wall, changes, calls = minion.apply(ns)
                 mtu_live = "mtu 1400 " in ns.ip("link", "show", "dev", ifname)
                 same = ns.ifindex(ifname) == ifindex
-                rows.append(("MTU changed", size, duration, wall, calls, mtu_live and same,
-                             f"mtu 1400 live: {mtu_live}, same ifindex: {same}"))
+                rows.append(
+                    (
+                        "MTU changed",
+                        size,
+                        duration,
+                        wall,
+                        calls,
+                        mtu_live and same,
+                        f"mtu 1400 live: {mtu_live}, same ifindex: {same}",
+                    )
+                )
                 down = wg_quick(ns, "down", conf)
                 again = wg_quick(ns, "up", conf)
-                rows.append(("wg-quick down && up (restart)", size, None, down + again, None,
-                             True, f"first up took {up:.2f} s"))
+                rows.append(
+                    (
+                        "wg-quick down && up (restart)",
+                        size,
+                        None,
+                        down + again,
+                        None,
+                        True,
+                        f"first up took {up:.2f} s",
+                    )
+                )
     finally:
         ns.delete()
     return rows
@@ -189,29 +247,40 @@ def main():
     for size in SIZES:
         rows.extend(measure(size))
     ok = True
-    print("wireguard.config + wireguard.interface on a wireguard-go interface with one "
-          "AllowedIPs route per peer (salt-call --local; Salt s: the two states' reported "
-          "durations, config + interface; wall s: the whole salt-call):")
-    print(f"  {'what':30s} {'peers':>5s} {'Salt s':>7s} {'(config+interface)':>18s} "
-          f"{'wall s':>7s} {'commands':>8s}  check")
+    print(
+        "wireguard.config + wireguard.interface on a wireguard-go interface with one "
+        "AllowedIPs route per peer (salt-call --local; Salt s: the two states' reported "
+        "durations, config + interface; wall s: the whole salt-call):"
+    )
+    print(
+        f"  {'what':30s} {'peers':>5s} {'Salt s':>7s} {'(config+interface)':>18s} "
+        f"{'wall s':>7s} {'commands':>8s}  check"
+    )
     for what, size, durations, wall, calls, passed, note in rows:
         total = None if durations is None else sum(durations.values())
         within = total is None or total <= GOAL_SECONDS
         ok &= passed and within
         salt_s = "-" if total is None else f"{total:.2f}"
-        split = "" if durations is None else "+".join(
-            f"{durations[k]:.2f}" for k in ("bench-config", "bench-interface"))
+        split = (
+            ""
+            if durations is None
+            else "+".join(f"{durations[k]:.2f}" for k in ("bench-config", "bench-interface"))
+        )
         count = "-" if calls is None else str(sum(calls.values()))
         verdict = "ok" if passed and within else "MISSED"
         goal = "" if total is None else f"goal <= {GOAL_SECONDS:.0f} s; "
-        print(f"  {what:30s} {size:5d} {salt_s:>7s} {split:>18s} {wall:7.2f} {count:>8s}  "
-              f"{verdict}: {goal}{note}")
+        print(
+            f"  {what:30s} {size:5d} {salt_s:>7s} {split:>18s} {wall:7.2f} {count:>8s}  "
+            f"{verdict}: {goal}{note}"
+        )
     noop = {size: calls for what, size, _, _, calls, _, _ in rows if what == "no-op apply"}
     counts = {size: sum(calls.values()) for size, calls in noop.items()}
     same = len(set(counts.values())) == 1
     ok &= same
-    print(f"  commands the states run in a no-op apply, by peer count: {counts} "
-          f"({'fixed' if same else 'MISSED: they grow with the peers'})")
+    print(
+        f"  commands the states run in a no-op apply, by peer count: {counts} "
+        f"({'fixed' if same else 'MISSED: they grow with the peers'})"
+    )
     for size, calls in noop.items():
         print(f"    {size:5d} peers: " + ", ".join(f"{c} x{n}" for c, n in sorted(calls.items())))
     return 0 if ok else 1

@@ -25,10 +25,15 @@ def sls(keys, ifname, changed=None):
         ips = [f"10.{100 + i // 256}.{i % 256}.1/32"]
         if i == changed:
             ips.append("10.200.0.0/24")
-        states[f"peer-{i}"] = {"wireguard.peer": [
-            {"name": key}, {"interface": ifname}, {"allowed_ips": ips},
-            {"endpoint": f"198.18.{i // 250}.{i % 250 + 1}:51820"},
-            {"persistent_keepalive": 25}]}
+        states[f"peer-{i}"] = {
+            "wireguard.peer": [
+                {"name": key},
+                {"interface": ifname},
+                {"allowed_ips": ips},
+                {"endpoint": f"198.18.{i // 250}.{i % 250 + 1}:51820"},
+                {"persistent_keepalive": 25},
+            ]
+        }
     return states
 
 
@@ -42,8 +47,9 @@ def main():
             ("the same with one peer changed", sls(keys, ifname, changed=500), 1.0),
         ]
         ok = True
-        print(f"{PEERS} wireguard.peer states on a real wireguard-go interface "
-              "(salt-call --local):")
+        print(
+            f"{PEERS} wireguard.peer states on a real wireguard-go interface (salt-call --local):"
+        )
         for label, states, goal in rows:
             duration, changed = apply_sls(ns, root, states)
             ok &= duration < goal

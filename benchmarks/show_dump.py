@@ -31,11 +31,15 @@ ROUNDS = 20
 def main():
     with netns_interface("bshow") as (ns, ifname), loaders_in(ns) as loaders:
         wg = loaders.modules.wireguard
-        peers = [{"public_key": wg.pubkey(wg.genkey()),
-                  "endpoint": f"198.18.{i // 250}.{i % 250 + 1}:51820",
-                  "allowed_ips": [f"10.{i // 65536 + 100}.{i // 256 % 256}.{i % 256}/32"],
-                  "persistent_keepalive": 25}
-                 for i in range(PEERS)]
+        peers = [
+            {
+                "public_key": wg.pubkey(wg.genkey()),
+                "endpoint": f"198.18.{i // 250}.{i % 250 + 1}:51820",
+                "allowed_ips": [f"10.{i // 65536 + 100}.{i // 256 % 256}.{i % 256}/32"],
+                "persistent_keepalive": 25,
+            }
+            for i in range(PEERS)
+        ]
         wg.apply_peers(ifname, peers=peers)
         dump = ns.run(["wg", "show", ifname, "dump"]).stdout
         assert len(dump.splitlines()) == PEERS + 1
@@ -58,12 +62,18 @@ def main():
             finally:
                 os.environ["PATH"] = path
     print(f"wireguard.show, {PEERS} peers on a real wireguard-go interface:")
-    print(f"  {'parse the dump:':38s} median {statistics.median(parse) * 1000:6.1f} ms "
-          f"(min {min(parse) * 1000:.1f}, max {max(parse) * 1000:.1f}) over {ROUNDS} rounds")
-    for label, times in (("wireguard.show, wg = cat of the dump", full),
-                         ("wireguard.show on wireguard-go", real)):
-        print(f"  {label + ':':38s} median {statistics.median(times) * 1000:6.1f} ms "
-              f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}) over {ROUNDS} rounds")
+    print(
+        f"  {'parse the dump:':38s} median {statistics.median(parse) * 1000:6.1f} ms "
+        f"(min {min(parse) * 1000:.1f}, max {max(parse) * 1000:.1f}) over {ROUNDS} rounds"
+    )
+    for label, times in (
+        ("wireguard.show, wg = cat of the dump", full),
+        ("wireguard.show on wireguard-go", real),
+    ):
+        print(
+            f"  {label + ':':38s} median {statistics.median(times) * 1000:6.1f} ms "
+            f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}) over {ROUNDS} rounds"
+        )
     return 0 if statistics.median(full) < 0.05 else 1
 
 

@@ -43,7 +43,8 @@ that script). The pillar is described in docs/pillar.md.
 def virtual_name(tree, path):
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "__virtualname__" for t in node.targets):
+            isinstance(t, ast.Name) and t.id == "__virtualname__" for t in node.targets
+        ):
             return node.value.value
     return Path(path).stem
 
@@ -64,10 +65,14 @@ def signature(args):
     (``*args``/``**kwargs`` are the functions' own plumbing and left out)."""
     positional = args.posonlyargs + args.args
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    parts = [a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
-             for a, d in zip(positional, defaults, strict=True)]
-    parts += [a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
-              for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    parts = [
+        a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
+        for a, d in zip(positional, defaults, strict=True)
+    ]
+    parts += [
+        a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
+        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
     return ", ".join(parts)
 
 
@@ -89,8 +94,7 @@ def markdown(docstring):
             code = inspect.cleandoc("\n".join(block))
             out += [f"```{directive.group(1)}", *code.splitlines(), "```"]
             continue
-        if line.strip() and not line.startswith(" ") and indented_next \
-                and not line.endswith(":"):
+        if line.strip() and not line.startswith(" ") and indented_next and not line.endswith(":"):
             i += 1
             text = []
             while i < len(lines) and lines[i].startswith(" "):
@@ -102,8 +106,9 @@ def markdown(docstring):
         i += 1
     # RST's ``literal`` is Markdown's `literal`, outside the fenced code blocks
     chunks = re.split(r"(```.*?```)", "\n".join(out), flags=re.S)
-    return "".join(c if c.startswith("```") else re.sub(r"``([^`]+)``", r"`\1`", c)
-                   for c in chunks).strip()
+    return "".join(
+        c if c.startswith("```") else re.sub(r"``([^`]+)``", r"`\1`", c) for c in chunks
+    ).strip()
 
 
 def render():
@@ -112,8 +117,11 @@ def render():
         parts.append(f"## {title}\n")
         for path in paths:
             name, functions = public_functions(path)
-            parts.append(f"Defined in `{path}`"
-                         + (f", loaded as `{name}`" if kind != "ext_pillar" else "") + ".\n")
+            parts.append(
+                f"Defined in `{path}`"
+                + (f", loaded as `{name}`" if kind != "ext_pillar" else "")
+                + ".\n"
+            )
             for function, args, doc in functions:
                 called = function if kind == "ext_pillar" else f"{name}.{function}"
                 parts.append(f"### `{called}({args})`\n")

@@ -27,8 +27,11 @@ def pytest_collection_modifyitems(config, items):
 def _lab_unavailable() -> str | None:
     if os.geteuid() != 0:
         return "the lab needs root (network namespaces, overlay mounts, systemd-nspawn)"
-    missing = [t for t in ("systemd-nspawn", "debootstrap", "nsenter")
-               if shutil.which(t, path=CLEAN_ENV["PATH"]) is None]
+    missing = [
+        t
+        for t in ("systemd-nspawn", "debootstrap", "nsenter")
+        if shutil.which(t, path=CLEAN_ENV["PATH"]) is None
+    ]
     if missing:
         return f"missing {', '.join(missing)}: run ./lab setup"
     return None
@@ -76,8 +79,12 @@ def pytest_terminal_summary(terminalreporter):
         return
     tr = terminalreporter
     tr.section("lab timings (seconds)")
-    tr.write_line(f"{'topology':22s} {'containers':>10s} {'boot':>6s} {'ready':>6s} "
-                  f"{'build':>6s} {'apply':>6s}")
+    tr.write_line(
+        f"{'topology':22s} {'containers':>10s} {'boot':>6s} {'ready':>6s} "
+        f"{'build':>6s} {'apply':>6s}"
+    )
     for t in TIMINGS:
-        tr.write_line(f"{t['topology']:22s} {t['containers']:>10d} {t['boot']:6.1f} "
-                      f"{t['ready']:6.1f} {t['build']:6.1f} {t.get('apply', 0):6.1f}")
+        tr.write_line(
+            f"{t['topology']:22s} {t['containers']:>10d} {t['boot']:6.1f} "
+            f"{t['ready']:6.1f} {t['build']:6.1f} {t.get('apply', 0):6.1f}"
+        )

@@ -14,15 +14,16 @@ def answer(query: bytes, table: dict) -> bytes:
     pos, labels = 12, []
     while query[pos]:
         n = query[pos]
-        labels.append(query[pos + 1:pos + 1 + n].decode().lower())
+        labels.append(query[pos + 1 : pos + 1 + n].decode().lower())
         pos += n + 1
-    qtype, _qclass = struct.unpack("!HH", query[pos + 1:pos + 5])
-    question = query[12:pos + 5]
+    qtype, _qclass = struct.unpack("!HH", query[pos + 1 : pos + 5])
+    question = query[12 : pos + 5]
     name = ".".join(labels)
     addr = table.get(name)
     if qdcount != 1 or addr is None:
-        return struct.pack("!HHHHHH", ident, 0x8185 if addr is None else 0x8180,
-                           1, 0, 0, 0) + question
+        return (
+            struct.pack("!HHHHHH", ident, 0x8185 if addr is None else 0x8180, 1, 0, 0, 0) + question
+        )
     if qtype != 1:  # a name we know, no record of that type
         return struct.pack("!HHHHHH", ident, 0x8580, 1, 0, 0, 0) + question
     rr = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(addr)

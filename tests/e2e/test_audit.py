@@ -28,9 +28,11 @@ from tests.e2e.auditing import SERIOUS, audit, local_serious, report, serious
 from tests.e2e.deployments import MESH_IP
 from tests.lab.util import CLEAN_ENV, wait_for
 
-MESH_KEY = {"mesh1": "4MVu+Y/eM0PbZeZQw+e8nqrm9R3HeYsry+yQATUQrTE=",
-            "mesh2": "o1uteuVMiyuG1k2dMsi5fLR42ybYWCPaymrdmm2r/Vk=",
-            "mesh3": "bKA/tQpWYRFtIAZxR+gYhl0J2KB4RXFYQoKbR9b5XRo="}
+MESH_KEY = {
+    "mesh1": "4MVu+Y/eM0PbZeZQw+e8nqrm9R3HeYsry+yQATUQrTE=",
+    "mesh2": "o1uteuVMiyuG1k2dMsi5fLR42ybYWCPaymrdmm2r/Vk=",
+    "mesh3": "bKA/tQpWYRFtIAZxR+gYhl0J2KB4RXFYQoKbR9b5XRo=",
+}
 STALE_AFTER = 20  # seconds; the tests send traffic only while a node is unreachable
 
 
@@ -40,12 +42,16 @@ def fresh_public_key() -> str:
 
 # ---------------------------------------------------------------- the mesh, broken on purpose
 
+
 def test_a_healthy_mesh_audits_clean_and_is_drawn(mesh):
     lab = mesh.lab
     data = audit(lab, MESH_IP)
     assert data["ok"] and data["problems"] == [] and data["local"] == {}, report(lab, MESH_IP)
     assert [(link["a"], link["b"], link["state"]) for link in data["links"]] == [
-        ("mesh1", "mesh2", "up"), ("mesh1", "mesh3", "up"), ("mesh2", "mesh3", "up")]
+        ("mesh1", "mesh2", "up"),
+        ("mesh1", "mesh3", "up"),
+        ("mesh2", "mesh3", "up"),
+    ]
     out = lab.master.salt_run("wireguard.graph", tgt="mesh*", svg="/tmp/wireguard.svg")
     assert out["graph"].startswith("graph wireguard {")
     assert out["graph"].count(" -- ") == 3 and out["graph"].count("up ") == 3, out["graph"]
@@ -77,12 +83,12 @@ def remove_one_side(pillar):
 
 BREAKS = {
     "swapped key": (swap_key, {("key", "mesh1", "wg0", "mesh2", "wg0")}),
-    "narrowed AllowedIPs": (narrow_allowed_ips,
-                            {("allowed_ips", "mesh1", "wg0", "mesh2", "wg0")}),
-    "endpoint at the wrong port": (wrong_endpoint_port,
-                                   {("endpoint", "mesh1", "wg0", "mesh2", "wg0")}),
-    "one side's peer removed": (remove_one_side,
-                                {("asymmetric", "mesh2", "wg0", "mesh1", "wg0")}),
+    "narrowed AllowedIPs": (narrow_allowed_ips, {("allowed_ips", "mesh1", "wg0", "mesh2", "wg0")}),
+    "endpoint at the wrong port": (
+        wrong_endpoint_port,
+        {("endpoint", "mesh1", "wg0", "mesh2", "wg0")},
+    ),
+    "one side's peer removed": (remove_one_side, {("asymmetric", "mesh2", "wg0", "mesh1", "wg0")}),
 }
 
 
@@ -100,8 +106,9 @@ def test_the_audit_names_exactly_the_broken_pair(restore, broken):
     assert not data["ok"], text
     assert serious(data) == expected, text
     (problem,) = [p for p in data["problems"] if p["severity"] in SERIOUS]
-    assert problem["minion"] in problem["message"] and problem["peer_minion"] in (
-        problem["message"]), problem
+    assert (
+        problem["minion"] in problem["message"] and problem["peer_minion"] in (problem["message"])
+    ), problem
     assert problem["fix"].endswith("."), problem
     assert problem["fix"].count(". ") == 0, f"one sentence: {problem['fix']}"
     # whatever a single minion notices is about that pair, never about mesh3
@@ -113,22 +120,40 @@ def test_the_audit_names_exactly_the_broken_pair(restore, broken):
 
 # ---------------------------------------------------------------- beacon and reactor
 
+
 class MasterEvents:
     """`salt-run state.event` in the master container, read line by line."""
 
     def __init__(self, master):
         self.events: list[tuple[str, dict]] = []
         self.proc = subprocess.Popen(
-            ["nsenter", "-t", str(master.pid1), "-a", "salt-run", "state.event", "*",
-             "pretty=False"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=CLEAN_ENV,
-            start_new_session=True)
+            [
+                "nsenter",
+                "-t",
+                str(master.pid1),
+                "-a",
+                "salt-run",
+                "state.event",
+                "*",
+                "pretty=False",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=CLEAN_ENV,
+            start_new_session=True,
+        )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         # listening once an event fired after the start shows up
-        wait_for(lambda: master.run(["salt-run", "event.send", "wgaudit/listening"],
-                                    check=False) and self.seen("wgaudit/listening"),
-                 60, "the master's event bus listener")
+        wait_for(
+            lambda: (
+                master.run(["salt-run", "event.send", "wgaudit/listening"], check=False)
+                and self.seen("wgaudit/listening")
+            ),
+            60,
+            "the master's event bus listener",
+        )
 
     def _read(self):
         for line in self.proc.stdout:
@@ -200,11 +225,14 @@ class Pinger:
 def wait_beacon(events, minion, tag, timeout, detail=None, after=0, peer=MESH_KEY["mesh1"]):
     """The events ``tag`` about ``peer`` from ``minion``, once there is one (among those
     after the first ``after`` events of that minion)."""
-    return wait_for(lambda: [d for m, t, d in events.beacon(minion)[after:]
-                             if t == tag and d.get("peer") == peer],
-                    timeout,
-                    f"the wireguard beacon's '{tag}' event from {minion}",
-                    detail=detail or (lambda: json.dumps(events.beacon(), indent=1)))
+    return wait_for(
+        lambda: [
+            d for m, t, d in events.beacon(minion)[after:] if t == tag and d.get("peer") == peer
+        ],
+        timeout,
+        f"the wireguard beacon's '{tag}' event from {minion}",
+        detail=detail or (lambda: json.dumps(events.beacon(), indent=1)),
+    )
 
 
 def test_powering_a_node_off_and_on_fires_stale_then_recovered(mesh, events, beacons):
@@ -232,7 +260,9 @@ def test_powering_a_node_off_and_on_fires_stale_then_recovered(mesh, events, bea
         time.sleep(3)
         for minion in beacons:  # one event each way, and none about the other links
             assert [(t, d["name"]) for _, t, d in events.beacon(minion)] == [
-                ("stale", "mesh1"), ("recovered", "mesh1")], events.beacon()
+                ("stale", "mesh1"),
+                ("recovered", "mesh1"),
+            ], events.beacon()
         assert {m for m, _, _ in events.beacon()} == set(beacons)
     finally:
         for pinger in pingers.values():
@@ -275,13 +305,13 @@ def move_address(host, old, new):
     host.run(f"ip addr del {old}/24 dev eth0 && ip addr add {new}/24 dev eth0")
 
 
-def test_the_reactor_brings_back_a_peer_whose_dns_name_moved(restore, reactor, events,
-                                                            beacons):
+def test_the_reactor_brings_back_a_peer_whose_dns_name_moved(restore, reactor, events, beacons):
     dep = restore
     mesh1, mesh2 = dep["mesh1"], dep["mesh2"]
     pillar = copy.deepcopy(dep.base)
     pillar["mesh2"]["wireguard"]["interfaces"]["wg0"]["peers"]["mesh1"]["endpoint"] = (
-        "mesh1.example.net:51820")
+        "mesh1.example.net:51820"
+    )
     hosts = mesh2.read("/etc/hosts")
     mesh2.write("/etc/hosts", hosts + "198.18.0.1 mesh1.example.net\n")
     moved = False
@@ -299,15 +329,22 @@ def test_the_reactor_brings_back_a_peer_whose_dns_name_moved(restore, reactor, e
         (stale,) = wait_beacon(events, "mesh2", "stale", STALE_AFTER + 60, after=before)
         assert stale["endpoint"] == "198.18.0.1:51820", stale
         (recovered,) = wait_beacon(
-            events, "mesh2", "recovered", 90, after=before,
-            detail=lambda: mesh2.out(["wg", "show", "wg0"]) + json.dumps(events.beacon()))
+            events,
+            "mesh2",
+            "recovered",
+            90,
+            after=before,
+            detail=lambda: mesh2.out(["wg", "show", "wg0"]) + json.dumps(events.beacon()),
+        )
         # found at its new address; its session may be the same (no new handshake)
         assert recovered["endpoint"] == "198.18.0.21:51820", recovered
         jobs = reactor.salt_run("jobs.list_jobs")
         assert isinstance(jobs, dict), jobs
-        assert any(job.get("Function") == "wireguard.reresolve"
-                   and job.get("Target") in ("mesh2", ["mesh2"]) for job in jobs.values()), (
-            "the reactor called wireguard.reresolve on mesh2", jobs)
+        assert any(
+            job.get("Function") == "wireguard.reresolve"
+            and job.get("Target") in ("mesh2", ["mesh2"])
+            for job in jobs.values()
+        ), ("the reactor called wireguard.reresolve on mesh2", jobs)
     finally:
         if pinger:
             pinger.stop()

@@ -18,18 +18,24 @@ from tests.lab.saltmaster import describe_failures
 
 HUB = "198.18.13.1"
 EXPORT = "/root/wg-clients"
-PILLAR = {"wireguard": {"interfaces": {"wg0": {
-    "address": ["10.13.0.1/24"],
-    "listen_port": 51820,
-    "endpoint": HUB,
-    "forwarding": True,
-    "masquerade": ["eth1"],
-    "clients": {
-        "phone": {},
-        "laptop": {"allowed_ips": ["0.0.0.0/0"], "preshared_key": True},
-        "old": {},
-    },
-}}}}
+PILLAR = {
+    "wireguard": {
+        "interfaces": {
+            "wg0": {
+                "address": ["10.13.0.1/24"],
+                "listen_port": 51820,
+                "endpoint": HUB,
+                "forwarding": True,
+                "masquerade": ["eth1"],
+                "clients": {
+                    "phone": {},
+                    "laptop": {"allowed_ips": ["0.0.0.0/0"], "preshared_key": True},
+                    "old": {},
+                },
+            }
+        }
+    }
+}
 
 
 def apply(lab, pillar):
@@ -52,8 +58,15 @@ def site(lab, tmp_path_factory):
             devices[name] = lab.namespace(f"cl-{name}")
             inet.attach(devices[name], "eth0", [f"198.18.13.{n}/24"])
         lab.wait_ready()
-        state = {"lab": lab, "vpn": vpn, "beyond": beyond, "devices": devices, "seen": [],
-                 "dir": tmp_path_factory.mktemp("devices"), "up": []}
+        state = {
+            "lab": lab,
+            "vpn": vpn,
+            "beyond": beyond,
+            "devices": devices,
+            "seen": [],
+            "dir": tmp_path_factory.mktemp("devices"),
+            "up": [],
+        }
         state["seen"].append(repr(apply(lab, copy.deepcopy(PILLAR))))
         try:
             yield state
@@ -65,8 +78,9 @@ def site(lab, tmp_path_factory):
 def export(site, client, qr="png"):
     """The client's config and QR code, written on the minion through the master; the
     files are read from the container's disk, as an admin would copy them."""
-    paths = site["lab"].master.salt("vpn", "wireguard.client_config", "wg0", client,
-                                    f"qr={qr}", f"path={EXPORT}")["vpn"]
+    paths = site["lab"].master.salt(
+        "vpn", "wireguard.client_config", "wg0", client, f"qr={qr}", f"path={EXPORT}"
+    )["vpn"]
     site["seen"].append(repr(paths))
     assert paths == {"config": f"{EXPORT}/{client}.conf", "qr": f"{EXPORT}/{client}.{qr}"}
     return site["vpn"].read(paths["config"]), site["vpn"].merged / paths["qr"].lstrip("/")
@@ -94,8 +108,9 @@ def clients(site):
 def test_the_png_decodes_to_exactly_the_exported_config(site):
     text, image = export(site, "phone")
     assert text.startswith("# phone: a client of wg0") and f"Endpoint = {HUB}:51820" in text
-    decoded = subprocess.run(["zbarimg", "-q", "--raw", str(image)], capture_output=True,
-                             text=True, check=True).stdout
+    decoded = subprocess.run(
+        ["zbarimg", "-q", "--raw", str(image)], capture_output=True, text=True, check=True
+    ).stdout
     assert decoded == text + "\n"  # zbarimg ends each code with a newline
 
 
@@ -127,8 +142,9 @@ def test_adding_and_revoking_clients_leaves_a_working_client_alone(site):
     clients_["tablet"] = {}
     clients_["old"] = {"absent": True}
     deadline = 25
-    ping = phone.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", str(deadline),
-                        "10.13.0.1"])
+    ping = phone.popen(
+        ["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", str(deadline), "10.13.0.1"]
+    )
     time.sleep(1)
     t0 = time.monotonic()
     site["seen"].append(repr(apply(site["lab"], pillar)))
@@ -140,7 +156,9 @@ def test_adding_and_revoking_clients_leaves_a_working_client_alone(site):
     after = clients(site)
     for name in ("phone", "laptop"):
         assert (after[name]["address"], after[name]["public_key"]) == (
-            before[name]["address"], before[name]["public_key"])
+            before[name]["address"],
+            before[name]["public_key"],
+        )
     assert "old" not in after and after["tablet"]["address"] == ["10.13.0.5"]
     live = vpn.out(["wg", "show", "wg0", "peers"]).split()
     assert before["old"]["public_key"] not in live and after["tablet"]["public_key"] in live
@@ -166,19 +184,40 @@ def test_client_keys_are_only_in_the_export_and_under_config_dir(site):
         assert key not in everything, "a client key is in an output"
     patterns = [arg for key in keys for arg in ("-e", key)]
     # every file the containers wrote (their overlays' upper layers) and their /run, /tmp
-    found = subprocess.run(["grep", "-rlaF", *patterns, str(vpn.upper), str(master.upper)],
-                           capture_output=True, text=True).stdout.split()
+    found = subprocess.run(
+        ["grep", "-rlaF", *patterns, str(vpn.upper), str(master.upper)],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     where = sorted(path.removeprefix(str(vpn.upper)) for path in found)
     assert all(p.startswith(("/etc/wireguard/", f"{EXPORT}/")) for p in where), where
     assert f"{EXPORT}/phone.conf" in where and "/etc/wireguard/clients/wg0/phone.key" in where
     for host in (vpn, master):
         hit = host.run(["grep", "-rlaF", *patterns, "/run", "/tmp"], check=False)
         assert hit.stdout.strip() == "", f"{host.name}: {hit.stdout}"
-    modes = vpn.out(["stat", "-c", "%n %a", EXPORT, f"{EXPORT}/phone.conf",
-                     f"{EXPORT}/phone.png", "/etc/wireguard/clients", keydir,
-                     f"{keydir}/phone.key", "/etc/wireguard/wg0.clients.json"]).split("\n")
+    modes = vpn.out(
+        [
+            "stat",
+            "-c",
+            "%n %a",
+            EXPORT,
+            f"{EXPORT}/phone.conf",
+            f"{EXPORT}/phone.png",
+            "/etc/wireguard/clients",
+            keydir,
+            f"{keydir}/phone.key",
+            "/etc/wireguard/wg0.clients.json",
+        ]
+    ).split("\n")
     assert [line.split()[1] for line in modes if line] == [
-        "700", "600", "600", "700", "700", "600", "600"]
+        "700",
+        "600",
+        "600",
+        "700",
+        "700",
+        "600",
+        "600",
+    ]
 
 
 def test_the_audit_and_the_graph_name_clients(site):

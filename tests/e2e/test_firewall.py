@@ -22,34 +22,41 @@ NAS1, NAS2 = "172.16.50.10", "172.16.50.20"
 PEER_ADDR = {"laptop": ("198.18.0.10", "10.9.0.2"), "admin": ("198.18.0.11", "10.9.0.3")}
 ROGUE_ADDR = "198.18.0.12"
 TCP_PORTS = (8022, 8443)
-CONNECT = ("import socket, sys\n"
-           "socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n")
+CONNECT = (
+    "import socket, sys\n"
+    "socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n"
+)
 
-ACCESS = {"default": "drop", "rules": [
-    {"from": ["laptop"], "to": [f"{NAS1}/32"], "proto": "tcp", "ports": [8022]},
-    {"from": ["laptop"], "to": [f"{JUMP_IP}/32"], "proto": "icmp"},
-    {"from": ["admin"], "to": ["172.16.50.0/24"]},
-]}
+ACCESS = {
+    "default": "drop",
+    "rules": [
+        {"from": ["laptop"], "to": [f"{NAS1}/32"], "proto": "tcp", "ports": [8022]},
+        {"from": ["laptop"], "to": [f"{JUMP_IP}/32"], "proto": "icmp"},
+        {"from": ["admin"], "to": ["172.16.50.0/24"]},
+    ],
+}
 # (peer, destination, ICMP or TCP port, allowed): every allow and deny of ACCESS
 MATRIX = [
-    ("laptop", NAS1, 8022, True),        # rule 1
-    ("laptop", NAS1, 8443, False),       # rule 1 names port 8022 only
-    ("laptop", NAS1, "icmp", False),     # rule 1 is tcp only
-    ("laptop", NAS2, "icmp", False),     # no rule for the other host
-    ("laptop", JUMP_IP, "icmp", True),   # rule 2: the minion itself
-    ("admin", NAS1, "icmp", True),       # rule 3: the whole VLAN
+    ("laptop", NAS1, 8022, True),  # rule 1
+    ("laptop", NAS1, 8443, False),  # rule 1 names port 8022 only
+    ("laptop", NAS1, "icmp", False),  # rule 1 is tcp only
+    ("laptop", NAS2, "icmp", False),  # no rule for the other host
+    ("laptop", JUMP_IP, "icmp", True),  # rule 2: the minion itself
+    ("admin", NAS1, "icmp", True),  # rule 3: the whole VLAN
     ("admin", NAS1, 8022, True),
     ("admin", NAS1, 8443, True),
     ("admin", NAS2, "icmp", True),
-    ("admin", JUMP_IP, "icmp", False),   # no rule to the minion: default drop
+    ("admin", JUMP_IP, "icmp", False),  # no rule to the minion: default drop
 ]
 
 
 def _keypair() -> tuple[str, str]:
-    private = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    private = subprocess.run(
+        ["wg", "genkey"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    public = subprocess.run(
+        ["wg", "pubkey"], input=private, capture_output=True, text=True, check=True
+    ).stdout.strip()
     return private, public
 
 
@@ -61,8 +68,9 @@ class Site:
         self.keys = {name: _keypair() for name in PEER_ADDR}
         self.jumpbox = lab.container("jumpbox")
         self.peers = {name: lab.container(name, minion=False) for name in PEER_ADDR}
-        self.nas = {ip: lab.container(f"nas{n}", minion=False)
-                    for n, ip in enumerate((NAS1, NAS2), 1)}
+        self.nas = {
+            ip: lab.container(f"nas{n}", minion=False) for n, ip in enumerate((NAS1, NAS2), 1)
+        }
         inet, vlan = lab.bridge("inet"), lab.bridge("vlan50")
         inet.attach(self.jumpbox, "eth0", "198.18.0.1/24")
         vlan.attach(self.jumpbox, "vlan50", "172.16.50.1/24")
@@ -72,21 +80,25 @@ class Site:
             vlan.attach(host, "eth0", f"{ip}/24")
         lab.wait_ready()
         for port in TCP_PORTS:
-            self.nas[NAS1].systemd_run(["python3", "-m", "http.server", str(port), "--bind",
-                                        NAS1], "lab-tcp")
+            self.nas[NAS1].systemd_run(
+                ["python3", "-m", "http.server", str(port), "--bind", NAS1], "lab-tcp"
+            )
 
     def pillar(self, firewall="nftables", **changes) -> dict:
         jump0 = {
-            "address": f"{JUMP_IP}/24", "listen_port": 51821, "forwarding": True,
+            "address": f"{JUMP_IP}/24",
+            "listen_port": 51821,
+            "forwarding": True,
             "masquerade": ["vlan50"],
             "open_port": [f"{PEER_ADDR[n][0]}/32" for n in PEER_ADDR],
             "access": copy.deepcopy(ACCESS),
-            "peers": {name: {"public_key": self.keys[name][1], "allowed_ips": [f"{inner}/32"]}
-                      for name, (_, inner) in PEER_ADDR.items()},
+            "peers": {
+                name: {"public_key": self.keys[name][1], "allowed_ips": [f"{inner}/32"]}
+                for name, (_, inner) in PEER_ADDR.items()
+            },
         }
         jump0.update(changes)
-        return {"wireguard": {"lookup": {"firewall": firewall},
-                              "interfaces": {"jump0": jump0}}}
+        return {"wireguard": {"lookup": {"firewall": firewall}, "interfaces": {"jump0": jump0}}}
 
     def apply(self, pillar: dict, sls: str = "wireguard", ok: bool = True) -> dict:
         self.lab.master.write_pillar({"jumpbox": pillar})
@@ -99,13 +111,29 @@ class Site:
     def start_peers(self) -> None:
         jump_key = self.jumpbox.out(["wg", "show", "jump0", "public-key"]).strip()
         for name, (_, inner) in PEER_ADDR.items():
-            self.peers[name].write("/etc/wireguard/wg0.conf", "\n".join([
-                "[Interface]", f"PrivateKey = {self.keys[name][0]}", f"Address = {inner}/32",
-                "", "[Peer]", f"PublicKey = {jump_key}", "Endpoint = 198.18.0.1:51821",
-                f"AllowedIPs = {JUMP_IP}/32, 172.16.50.0/24", ""]), mode=0o600)
+            self.peers[name].write(
+                "/etc/wireguard/wg0.conf",
+                "\n".join(
+                    [
+                        "[Interface]",
+                        f"PrivateKey = {self.keys[name][0]}",
+                        f"Address = {inner}/32",
+                        "",
+                        "[Peer]",
+                        f"PublicKey = {jump_key}",
+                        "Endpoint = 198.18.0.1:51821",
+                        f"AllowedIPs = {JUMP_IP}/32, 172.16.50.0/24",
+                        "",
+                    ]
+                ),
+                mode=0o600,
+            )
             self.peers[name].systemctl("restart", "wg-quick@wg0")
-            assert self.peers[name].ping_until(JUMP_IP if name == "laptop" else NAS2,
-                                               within=20).received, f"{name} handshakes"
+            assert (
+                self.peers[name]
+                .ping_until(JUMP_IP if name == "laptop" else NAS2, within=20)
+                .received
+            ), f"{name} handshakes"
 
     def reaches(self, peer: str, dst: str, what) -> bool:
         host = self.peers[peer]
@@ -114,18 +142,23 @@ class Site:
         return host.run(["python3", "-c", CONNECT, dst, str(what)], check=False).returncode == 0
 
     def matrix_problems(self) -> list[str]:
-        return [f"{peer} -> {dst} {what}: {'allowed' if allowed else 'denied'} by the rules, "
-                f"but {'denied' if allowed else 'allowed'}"
-                for peer, dst, what, allowed in MATRIX
-                if self.reaches(peer, dst, what) != allowed]
+        return [
+            f"{peer} -> {dst} {what}: {'allowed' if allowed else 'denied'} by the rules, "
+            f"but {'denied' if allowed else 'allowed'}"
+            for peer, dst, what, allowed in MATRIX
+            if self.reaches(peer, dst, what) != allowed
+        ]
 
     def ruleset(self) -> str:
         return self.jumpbox.out(["nft", "list", "ruleset"])
 
     def iptables_ours(self) -> str:
         saved = self.jumpbox.out("iptables-save; ip6tables-save")
-        return "\n".join(line for line in saved.splitlines()
-                         if "WIREGUARD" in line or "jump0" in line or "vlan50" in line)
+        return "\n".join(
+            line
+            for line in saved.splitlines()
+            if "WIREGUARD" in line or "jump0" in line or "vlan50" in line
+        )
 
 
 def tables(ruleset: str) -> dict[str, str]:
@@ -154,8 +187,9 @@ def test_access_rules_allow_and_deny_real_traffic(site):
     problems = site.matrix_problems()
     assert not problems, "\n".join(problems) + "\n" + site.ruleset()
     # masquerade into the VLAN, from the formula's table
-    seen = site.nas[NAS2].popen(["timeout", "5", "tcpdump", "-n", "-c", "1", "-i", "eth0",
-                                 "icmp[icmptype] == icmp-echo"])
+    seen = site.nas[NAS2].popen(
+        ["timeout", "5", "tcpdump", "-n", "-c", "1", "-i", "eth0", "icmp[icmptype] == icmp-echo"]
+    )
     time.sleep(1)
     site.peers["admin"].ping(NAS2, count=2)
     out, _ = seen.communicate(timeout=10)
@@ -179,24 +213,31 @@ def test_the_formula_keeps_one_nft_table_and_nothing_elsewhere(site):
 def test_rule_change_under_ping_loses_nothing_and_keeps_the_interface(site):
     site.apply(site.pillar())
     ifindex = site.jumpbox.ifindex("jump0")
-    since = site.jumpbox.out(["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic",
-                              "wg-quick@jump0"])
+    since = site.jumpbox.out(
+        ["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", "wg-quick@jump0"]
+    )
     changed = copy.deepcopy(ACCESS)
-    changed["rules"][0]["ports"] = [8022, 8443]        # laptop may now use 8443 as well
+    changed["rules"][0]["ports"] = [8022, 8443]  # laptop may now use 8443 as well
     changed["rules"].append({"from": ["laptop"], "to": [f"{NAS2}/32"], "proto": "icmp"})
     # 20 packets a second from admin to NAS2, an established flow both rule sets allow
-    ping = site.peers["admin"].popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1",
-                                      "-w", "12", NAS2])
+    ping = site.peers["admin"].popen(
+        ["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "12", NAS2]
+    )
     time.sleep(1)
     ret = summarize(site.apply(site.pillar(access=changed)))["jumpbox"]
     out, _ = ping.communicate(timeout=40)
     res = parse_ping("admin", NAS2, out)
     assert [i.split("_|-")[1] for i in ret["changed_ids"]] == [
-        "wireguard-firewall-rules-wireguard-firewall"], ret
+        "wireguard-firewall-rules-wireguard-firewall"
+    ], ret
     assert res.sent >= 150 and res.lost == 0, f"{res}\n{out}"
     assert site.jumpbox.ifindex("jump0") == ifindex, "the interface was recreated"
-    assert site.jumpbox.out(["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic",
-                             "wg-quick@jump0"]) == since, "wg-quick@jump0 restarted"
+    assert (
+        site.jumpbox.out(
+            ["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", "wg-quick@jump0"]
+        )
+        == since
+    ), "wg-quick@jump0 restarted"
     assert site.reaches("laptop", NAS1, 8443) and site.reaches("laptop", NAS2, "icmp")
     site.apply(site.pillar())
     assert not site.reaches("laptop", NAS1, 8443), "the rule change back is live too"
@@ -209,8 +250,9 @@ def test_test_mode_predicts_the_change_and_touches_nothing(site):
     changed["default"] = "accept"
     site.lab.master.write_pillar({"jumpbox": site.pillar(access=changed)})
     ret = site.lab.master.salt("jumpbox", "state.apply", "wireguard", test=True, timeout=300)
-    state = ret["jumpbox"]["wireguard_|-wireguard-firewall-rules-wireguard-firewall_|-"
-                           "table inet wireguard_|-firewall"]
+    state = ret["jumpbox"][
+        "wireguard_|-wireguard-firewall-rules-wireguard-firewall_|-table inet wireguard_|-firewall"
+    ]
     assert state["result"] is None, state
     assert 'drop comment "jump0 default drop"' in state["changes"]["nftables"]["old"]
     assert 'accept comment "jump0 default accept"' in state["changes"]["nftables"]["new"]
@@ -218,13 +260,16 @@ def test_test_mode_predicts_the_change_and_touches_nothing(site):
     site.apply(site.pillar())
 
 
-@pytest.mark.parametrize(("rule", "words"), [
-    ({"from": ["nobody"], "to": [f"{NAS1}/32"]}, ["rule 4, from", "'nobody' names no peer"]),
-    ({"from": ["laptop"], "to": ["172.16.50.0/33"]}, ["rule 4, to", "not a valid CIDR"]),
-    ({"from": ["laptop"], "proto": "tcp", "ports": [0]}, ["rule 4, ports"]),
-    ({"from": ["laptop"], "proto": "sctp"}, ["rule 4, proto"]),
-    ({"from": ["laptop"], "proto": "icmp", "ports": [22]}, ["rule 4, ports", "tcp or udp"]),
-])
+@pytest.mark.parametrize(
+    ("rule", "words"),
+    [
+        ({"from": ["nobody"], "to": [f"{NAS1}/32"]}, ["rule 4, from", "'nobody' names no peer"]),
+        ({"from": ["laptop"], "to": ["172.16.50.0/33"]}, ["rule 4, to", "not a valid CIDR"]),
+        ({"from": ["laptop"], "proto": "tcp", "ports": [0]}, ["rule 4, ports"]),
+        ({"from": ["laptop"], "proto": "sctp"}, ["rule 4, proto"]),
+        ({"from": ["laptop"], "proto": "icmp", "ports": [22]}, ["rule 4, ports", "tcp or udp"]),
+    ],
+)
 def test_a_bad_rule_is_refused_and_changes_nothing(site, rule, words):
     site.apply(site.pillar())
     before = site.ruleset()

@@ -61,78 +61,151 @@ def live(host) -> dict:
         "config_dir": host.out(["ls", "-la", "/etc/wireguard"]),
         "peers": host.out(["wg", "show", "wg0", "allowed-ips"]),
         "endpoints": host.out(["wg", "show", "wg0", "endpoints"]),
-        "service_since": host.out(["systemctl", "show", "-P",
-                                   "ActiveEnterTimestampMonotonic", "wg-quick@wg0"]),
+        "service_since": host.out(
+            ["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", "wg-quick@wg0"]
+        ),
         "ifindex": host.ifindex("wg0"),
     }
 
 
-NEW_FILES = ("find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /run "
-             "-o -path /var/cache/salt -o -path /var/log -o -path /var/lib/systemd "
-             "-o -path /var/tmp/systemd-private-* \\) -prune -o -newer /run/hardening.mark "
-             "-print")
+NEW_FILES = (
+    "find / -xdev \\( -path /proc -o -path /sys -o -path /dev -o -path /run "
+    "-o -path /var/cache/salt -o -path /var/log -o -path /var/lib/systemd "
+    "-o -path /var/tmp/systemd-private-* \\) -prune -o -newer /run/hardening.mark "
+    "-print"
+)
 
 BAD = [
     # (why, pillar override, words the refusal must name)
-    ("name leaves the config dir", override(**{"../x": {"address": "10.9.0.1/24"}}),
-     ["interface '../x'"]),
-    ("name with a path", override(**{"wg0/../../etc/x": {"address": "10.9.0.1/24"}}),
-     ["interface 'wg0/../../etc/x'"]),
-    ("name over 15 characters", override(**{"wg0123456789abcd": {"address": "10.9.0.1/24"}}),
-     ["interface 'wg0123456789abcd'"]),
+    (
+        "name leaves the config dir",
+        override(**{"../x": {"address": "10.9.0.1/24"}}),
+        ["interface '../x'"],
+    ),
+    (
+        "name with a path",
+        override(**{"wg0/../../etc/x": {"address": "10.9.0.1/24"}}),
+        ["interface 'wg0/../../etc/x'"],
+    ),
+    (
+        "name over 15 characters",
+        override(**{"wg0123456789abcd": {"address": "10.9.0.1/24"}}),
+        ["interface 'wg0123456789abcd'"],
+    ),
     ("name ..", override(**{"..": {"address": "10.9.0.1/24"}}), ["interface '..'"]),
-    ("private key with a newline", override({"private_key": KEY + "\nPostUp = id"}),
-     ["interface 'wg0'", "'private_key'"]),
-    ("private key too short", override({"private_key": "QUFBQQ=="}),
-     ["interface 'wg0'", "'private_key'", "decodes to 4 bytes"]),
-    ("private key not base64", override({"private_key": "not*base64*at*all"}),
-     ["'private_key'", "not valid base64"]),
-    ("public key with a newline", override(peer={"public_key": KEY + "\n[Peer]"}),
-     ["peer 'laptop'", "'public_key'"]),
-    ("public key too short", override(peer={"public_key": "QUFB"}),
-     ["peer 'laptop'", "'public_key'", "decodes to 3 bytes"]),
-    ("public key not base64", override(peer={"public_key": "&" * 44}),
-     ["peer 'laptop'", "'public_key'", "not valid base64"]),
-    ("preshared key not base64", override(peer={"preshared_key": "x"}),
-     ["peer 'laptop'", "'preshared_key'"]),
-    ("peer name injects a line", override({"peers": {"evil\nPostUp = touch /pwned": {
-        "public_key": KEY}}}), ["peer name", "control characters"]),
-    ("endpoint injects a line", override(peer={"endpoint": "h.example:1\nPostUp = touch /pwned"}),
-     ["peer 'laptop'", "'endpoint'", "control characters"]),
-    ("DNS injects a line", override({"dns": ["1.1.1.1\nPostUp = touch /pwned"]}),
-     ["interface 'wg0'", "'dns'", "control characters"]),
-    ("AllowedIPs injects a line", override(peer={"allowed_ips": ["10.0.0.2/32\nPostUp = id"]}),
-     ["peer 'laptop'", "'allowed_ips'", "control characters"]),
-    ("address injects a line", override({"address": "10.0.0.1/24\nPostUp = id"}),
-     ["'address'", "control characters"]),
-    ("hook injects a line", override({"post_up": "true\nPostUp = touch /pwned"}),
-     ["'post_up'", "control characters"]),
+    (
+        "private key with a newline",
+        override({"private_key": KEY + "\nPostUp = id"}),
+        ["interface 'wg0'", "'private_key'"],
+    ),
+    (
+        "private key too short",
+        override({"private_key": "QUFBQQ=="}),
+        ["interface 'wg0'", "'private_key'", "decodes to 4 bytes"],
+    ),
+    (
+        "private key not base64",
+        override({"private_key": "not*base64*at*all"}),
+        ["'private_key'", "not valid base64"],
+    ),
+    (
+        "public key with a newline",
+        override(peer={"public_key": KEY + "\n[Peer]"}),
+        ["peer 'laptop'", "'public_key'"],
+    ),
+    (
+        "public key too short",
+        override(peer={"public_key": "QUFB"}),
+        ["peer 'laptop'", "'public_key'", "decodes to 3 bytes"],
+    ),
+    (
+        "public key not base64",
+        override(peer={"public_key": "&" * 44}),
+        ["peer 'laptop'", "'public_key'", "not valid base64"],
+    ),
+    (
+        "preshared key not base64",
+        override(peer={"preshared_key": "x"}),
+        ["peer 'laptop'", "'preshared_key'"],
+    ),
+    (
+        "peer name injects a line",
+        override({"peers": {"evil\nPostUp = touch /pwned": {"public_key": KEY}}}),
+        ["peer name", "control characters"],
+    ),
+    (
+        "endpoint injects a line",
+        override(peer={"endpoint": "h.example:1\nPostUp = touch /pwned"}),
+        ["peer 'laptop'", "'endpoint'", "control characters"],
+    ),
+    (
+        "DNS injects a line",
+        override({"dns": ["1.1.1.1\nPostUp = touch /pwned"]}),
+        ["interface 'wg0'", "'dns'", "control characters"],
+    ),
+    (
+        "AllowedIPs injects a line",
+        override(peer={"allowed_ips": ["10.0.0.2/32\nPostUp = id"]}),
+        ["peer 'laptop'", "'allowed_ips'", "control characters"],
+    ),
+    (
+        "address injects a line",
+        override({"address": "10.0.0.1/24\nPostUp = id"}),
+        ["'address'", "control characters"],
+    ),
+    (
+        "hook injects a line",
+        override({"post_up": "true\nPostUp = touch /pwned"}),
+        ["'post_up'", "control characters"],
+    ),
     ("port 0", override({"listen_port": 0}), ["'listen_port'", "1-65535"]),
     ("port 70000", override({"listen_port": 70000}), ["'listen_port'", "1-65535"]),
     ("MTU 100", override({"mtu": 100}), ["'mtu'", "576-65535"]),
-    ("keepalive -1", override(peer={"persistent_keepalive": -1}),
-     ["peer 'laptop'", "'persistent_keepalive'"]),
-    ("keepalive 70000", override(peer={"persistent_keepalive": 70000}),
-     ["'persistent_keepalive'", "0-65535"]),
-    ("endpoint without a port", override(peer={"endpoint": "198.18.0.10"}),
-     ["'endpoint'", "has no port"]),
-    ("unbracketed IPv6 endpoint", override(peer={"endpoint": "fd18::10:51820"}),
-     ["'endpoint'", "without brackets"]),
-    ("AllowedIPs in two peers", override({"peers": {"twin": {
-        "public_key": KEY, "allowed_ips": ["10.0.0.2/32"]}}}),
-     ["10.0.0.2/32 is also in peer"]),
-    ("typo allowed_ip", override(peer={"allowed_ip": ["10.0.0.2/32"]}),
-     ["peer 'laptop'", "did you mean 'allowed_ips'"]),
-    ("typo AllowedIPs", override(peer={"AllowedIPs": ["10.0.0.2/32"]}),
-     ["peer 'laptop'", "did you mean 'allowed_ips'"]),
+    (
+        "keepalive -1",
+        override(peer={"persistent_keepalive": -1}),
+        ["peer 'laptop'", "'persistent_keepalive'"],
+    ),
+    (
+        "keepalive 70000",
+        override(peer={"persistent_keepalive": 70000}),
+        ["'persistent_keepalive'", "0-65535"],
+    ),
+    (
+        "endpoint without a port",
+        override(peer={"endpoint": "198.18.0.10"}),
+        ["'endpoint'", "has no port"],
+    ),
+    (
+        "unbracketed IPv6 endpoint",
+        override(peer={"endpoint": "fd18::10:51820"}),
+        ["'endpoint'", "without brackets"],
+    ),
+    (
+        "AllowedIPs in two peers",
+        override({"peers": {"twin": {"public_key": KEY, "allowed_ips": ["10.0.0.2/32"]}}}),
+        ["10.0.0.2/32 is also in peer"],
+    ),
+    (
+        "typo allowed_ip",
+        override(peer={"allowed_ip": ["10.0.0.2/32"]}),
+        ["peer 'laptop'", "did you mean 'allowed_ips'"],
+    ),
+    (
+        "typo AllowedIPs",
+        override(peer={"AllowedIPs": ["10.0.0.2/32"]}),
+        ["peer 'laptop'", "did you mean 'allowed_ips'"],
+    ),
     ("typo listenport", override({"listenport": 51820}), ["did you mean 'listen_port'"]),
     ("save_config", override({"save_config": True}), ["'save_config'", "overwrite"]),
     ("table with a command", override({"table": "main; touch /pwned"}), ["'table'"]),
     ("fwmark not a number", override({"fwmark": "0xZZ"}), ["'fwmark'"]),
-    ("masquerade with rule text", override({"masquerade": ["eth0 -j ACCEPT"]}),
-     ["'masquerade'"]),
-    ("peer holds the interface's own key", override(peer={
-        "public_key": "bhH5QuUtQess7sc76O95YwprHLK9r/xMH0DmohV2txM="}), ["own public key"]),
+    ("masquerade with rule text", override({"masquerade": ["eth0 -j ACCEPT"]}), ["'masquerade'"]),
+    (
+        "peer holds the interface's own key",
+        override(peer={"public_key": "bhH5QuUtQess7sc76O95YwprHLK9r/xMH0DmohV2txM="}),
+        ["own public key"],
+    ),
     ("enabled is not a boolean", override({"enabled": "maybe"}), ["'enabled'"]),
     ("peer is not a mapping", override({"peers": {"laptop": "yes"}}), ["peer 'laptop'"]),
 ]
@@ -173,8 +246,14 @@ def test_no_key_appears_anywhere(tunnel, server):
     laptop = pillar["server"]["wireguard"]["interfaces"]["wg0"]["peers"]["laptop"]
     seen, keys = [], list(secrets(dep))
     sampler = server.systemd_run(
-        ["sh", "-c", "while :; do for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f "
-                     "2>/dev/null; echo; done; done > /run/argv.log"], "argv-sampler")
+        [
+            "sh",
+            "-c",
+            "while :; do for f in /proc/[0-9]*/cmdline; do tr '\\0' ' ' < $f "
+            "2>/dev/null; echo; done; done > /run/argv.log",
+        ],
+        "argv-sampler",
+    )
     try:
         for out in OUTPUTTERS:
             # a new preshared key each time, so every outputter shows a peer change;
@@ -189,8 +268,9 @@ def test_no_key_appears_anywhere(tunnel, server):
         laptop["preshared_key"] = server.out(["wg", "genpsk"]).strip()
         keys.append(laptop["preshared_key"])
         master.write_pillar(pillar)
-        local = server.run(["salt-call", "-l", "all", "state.apply", "wireguard"],
-                           check=False, timeout=300)
+        local = server.run(
+            ["salt-call", "-l", "all", "state.apply", "wireguard"], check=False, timeout=300
+        )
         seen.append(local.stdout + local.stderr)
         assert "Rendered data from file" in local.stderr, "-l all did log rendered SLS"
     finally:
@@ -205,8 +285,11 @@ def test_no_key_appears_anywhere(tunnel, server):
     assert public in seen[-1], "the mine publishes the generated key's public half"
     seen.append(json.dumps(master.salt("server", "wireguard.show")))
     patterns = [arg for key in keys for arg in ("-e", key)]
-    for host, where in ((master, "/var/cache/salt/master/jobs"), (server, "/var/log/salt"),
-                        (server, "/var/cache/salt/minion")):
+    for host, where in (
+        (master, "/var/cache/salt/master/jobs"),
+        (server, "/var/log/salt"),
+        (server, "/var/cache/salt/minion"),
+    ):
         found = host.run(["grep", "-rlaF", *patterns, where], check=False)
         assert found.returncode == 1, f"{host.name}: a key is written in {found.stdout}"
     jobs = master.salt_run("jobs.list_jobs")
@@ -215,12 +298,25 @@ def test_no_key_appears_anywhere(tunnel, server):
     everything = "\n".join(seen)
     for key in keys:
         assert key not in everything, "a private or preshared key leaked"
-    modes = server.out(["stat", "-c", "%n %a %U", "/etc/wireguard", "/etc/wireguard/wg0.conf",
-                        "/etc/wireguard/wg0.key", "/etc/wireguard/wg9.conf",
-                        "/etc/wireguard/wg9.key"]).splitlines()
-    assert modes == ["/etc/wireguard 700 root", "/etc/wireguard/wg0.conf 600 root",
-                     "/etc/wireguard/wg0.key 600 root", "/etc/wireguard/wg9.conf 600 root",
-                     "/etc/wireguard/wg9.key 600 root"]
+    modes = server.out(
+        [
+            "stat",
+            "-c",
+            "%n %a %U",
+            "/etc/wireguard",
+            "/etc/wireguard/wg0.conf",
+            "/etc/wireguard/wg0.key",
+            "/etc/wireguard/wg9.conf",
+            "/etc/wireguard/wg9.key",
+        ]
+    ).splitlines()
+    assert modes == [
+        "/etc/wireguard 700 root",
+        "/etc/wireguard/wg0.conf 600 root",
+        "/etc/wireguard/wg0.key 600 root",
+        "/etc/wireguard/wg9.conf 600 root",
+        "/etc/wireguard/wg9.key 600 root",
+    ]
     server.run(["systemctl", "disable", "--now", "wg-quick@wg9"], check=False)
     server.run(["rm", "-f", "/etc/wireguard/wg9.conf", "/etc/wireguard/wg9.key"])
 
@@ -254,9 +350,15 @@ def test_killed_or_deleted_interface_is_restored(tunnel, server, fault):
 
 def test_hand_edited_conf_is_restored_and_the_difference_reported(tunnel, server):
     original = server.out(["sha256sum", "/etc/wireguard/wg0.conf"])
-    server.run(["sh", "-c", "sed -i 's/^ListenPort = .*/ListenPort = 4444/' "
-                            "/etc/wireguard/wg0.conf && echo '# edited by hand' >> "
-                            "/etc/wireguard/wg0.conf"])
+    server.run(
+        [
+            "sh",
+            "-c",
+            "sed -i 's/^ListenPort = .*/ListenPort = 4444/' "
+            "/etc/wireguard/wg0.conf && echo '# edited by hand' >> "
+            "/etc/wireguard/wg0.conf",
+        ]
+    )
     ret = tunnel.lab.master.state_apply("server")["server"]
     state = ret["wireguard_|-wireguard-config-file-wireguard-config-wg0_|-wg0_|-config"]
     diff = state["changes"]["diff"]
@@ -279,8 +381,8 @@ def test_peer_added_by_hand_is_removed_and_reported(tunnel, server):
 def test_a_config_that_fails_to_start_is_rolled_back(tunnel, server):
     before = server.out(["sha256sum", "/etc/wireguard/wg0.conf"])
     ret = tunnel.lab.master.state_apply(
-        "server", check=False,
-        pillar=override({"post_up": "sh -c 'echo hook refused >&2; exit 1'"}))["server"]
+        "server", check=False, pillar=override({"post_up": "sh -c 'echo hook refused >&2; exit 1'"})
+    )["server"]
     state = ret["wireguard_|-wireguard-config-file-wireguard-config-wg0_|-wg0_|-config"]
     assert state["result"] is False
     assert "previous file was put back and is running again" in state["comment"]
@@ -294,8 +396,9 @@ def test_a_config_that_fails_to_start_is_rolled_back(tunnel, server):
 def test_salt_call_killed_mid_apply_converges_next_time(tunnel, server, delay):
     new_port = {"listen_port": 51000 + int(delay * 10)}
     pillar = json.dumps(override(new_port))
-    doomed = server.systemd_run(["salt-call", "state.apply", "wireguard", f"pillar={pillar}"],
-                                "doomed-apply")
+    doomed = server.systemd_run(
+        ["salt-call", "state.apply", "wireguard", f"pillar={pillar}"], "doomed-apply"
+    )
     time.sleep(delay)
     server.run(["systemctl", "kill", "-s", "KILL", doomed], check=False)
     server.run(["systemctl", "reset-failed", doomed], check=False)
@@ -313,10 +416,18 @@ def test_salt_call_killed_mid_apply_converges_next_time(tunnel, server, delay):
 def test_two_applies_at_once_end_consistent(tunnel, server):
     pillar = json.dumps(override({"listen_port": 51777}))
     results = [f"/run/{name}-{uuid.uuid4().hex[:8]}.json" for name in ("apply-one", "apply-two")]
-    units = [server.systemd_run(
-        ["sh", "-c", f"salt-call --out=json state.apply wireguard 'pillar={pillar}' "
-                     f"> {path} 2>&1"], "concurrent-apply", "RemainAfterExit=yes")
-        for path in results]
+    units = [
+        server.systemd_run(
+            [
+                "sh",
+                "-c",
+                f"salt-call --out=json state.apply wireguard 'pillar={pillar}' > {path} 2>&1",
+            ],
+            "concurrent-apply",
+            "RemainAfterExit=yes",
+        )
+        for path in results
+    ]
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         states = [server.out(["systemctl", "show", "-P", "SubState", u]) for u in units]

@@ -27,11 +27,15 @@ def test_master_minions_and_a_trivial_state(section):
     b = lab.container("smoke-b")
     lab.wait_ready()
     master = lab.master
-    assert master.salt(["smoke-a", "smoke-b"], "test.ping") == {"smoke-a": True,
-                                                                 "smoke-b": True}
+    assert master.salt(["smoke-a", "smoke-b"], "test.ping") == {"smoke-a": True, "smoke-b": True}
     assert master.salt("smoke-a", "grains.get", "init") == {"smoke-a": "systemd"}
-    ret = master.salt("smoke-b", "state.single", "file.managed", "/tmp/lab-smoke",
-                      contents="hello from the master")
+    ret = master.salt(
+        "smoke-b",
+        "state.single",
+        "file.managed",
+        "/tmp/lab-smoke",
+        contents="hello from the master",
+    )
     (state,) = ret["smoke-b"].values()
     assert state["result"] is True and state["changes"]
     assert b.read("/tmp/lab-smoke").strip() == "hello from the master"
@@ -58,13 +62,21 @@ def test_handmade_wg_quick_tunnel_survives_reboot(section):
     for host in (left, right):
         private = host.out(["wg", "genkey"]).strip()
         keys[host.name] = (private, host.out(["wg", "pubkey"], input=private).strip())
-    for host, peer, addr, peer_addr in ((left, right, "10.99.0.1", "198.18.1.2"),
-                                         (right, left, "10.99.0.2", "198.18.1.1")):
-        host.write("/etc/wireguard/wg0.conf", WG_CONF.format(
-            address=f"{addr}/24", private=keys[host.name][0],
-            peer_public=keys[peer.name][1],
-            allowed=peer_addr.replace("198.18.1", "10.99.0") + "/32",
-            endpoint=peer_addr), mode=0o600)
+    for host, peer, addr, peer_addr in (
+        (left, right, "10.99.0.1", "198.18.1.2"),
+        (right, left, "10.99.0.2", "198.18.1.1"),
+    ):
+        host.write(
+            "/etc/wireguard/wg0.conf",
+            WG_CONF.format(
+                address=f"{addr}/24",
+                private=keys[host.name][0],
+                peer_public=keys[peer.name][1],
+                allowed=peer_addr.replace("198.18.1", "10.99.0") + "/32",
+                endpoint=peer_addr,
+            ),
+            mode=0o600,
+        )
         host.systemctl("enable", "--now", "wg-quick@wg0")
     assert left.ping_until("10.99.0.2").received
     assert right.ping("10.99.0.1", count=5, interval=0.05).ok
@@ -110,8 +122,9 @@ def test_lab_clean_removes_what_a_killed_run_left(lab):
     from tests.lab.cleanup import clean, find_labs
     from tests.lab.util import REPO
 
-    proc = subprocess.Popen([sys.executable, "-c", CRASHING_LAB], cwd=REPO,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_LAB], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     try:
         crashed = proc.stdout.readline().strip()
     finally:
@@ -122,10 +135,14 @@ def test_lab_clean_removes_what_a_killed_run_left(lab):
     clean()
     assert crashed not in find_labs()
     assert lab.id in find_labs(), "clean removed a lab whose process still runs"
-    assert crashed not in subprocess.run(["ip", "netns", "list"], capture_output=True,
-                                         text=True).stdout
+    assert (
+        crashed
+        not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    )
     assert crashed not in Path("/proc/self/mountinfo").read_text()
-    assert not any((root / crashed).exists() for root in (
-        Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified")))
+    assert not any(
+        (root / crashed).exists()
+        for root in (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
+    )
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert crashed not in ps

@@ -25,8 +25,9 @@ def layout_pillar():
     """examples/mine-mesh with these two nodes and `lookup:config_dir` of its own."""
     pillar = copy.deepcopy(load_examples()["mine-mesh"]["node1"])
     corp = pillar["wireguard"]["networks"]["corp"]
-    corp["nodes"] = {n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"}
-                     for n, i in NODES.items()}
+    corp["nodes"] = {
+        n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"} for n, i in NODES.items()
+    }
     pillar["wireguard"]["lookup"] = {"config_dir": CONFIG_DIR}
     return pillar
 
@@ -41,8 +42,12 @@ def layout_mesh(lab):
 
 
 def pings_both_ways(hosts):
-    return [f"{a} -> {b}" for a in NODES for b, i in NODES.items()
-            if a != b and not hosts[a].ping_until(f"10.2.0.{i}", within=20).received]
+    return [
+        f"{a} -> {b}"
+        for a in NODES
+        for b, i in NODES.items()
+        if a != b and not hosts[a].ping_until(f"10.2.0.{i}", within=20).received
+    ]
 
 
 def public_key(host):
@@ -70,12 +75,19 @@ def test_the_unit_runs_the_file_in_the_config_dir(layout_mesh):
     assert pings_both_ways(hosts) == []
     # a second apply changes nothing: the drop-in is in place, no daemon-reload
     again = lab.master.state_apply(sorted(NODES))
-    changed = {m: [sid for sid, r in states.items() if r.get("changes")]
-               for m, states in again.items()}
+    changed = {
+        m: [sid for sid, r in states.items() if r.get("changes")] for m, states in again.items()
+    }
     assert changed == {m: [] for m in NODES}, changed
     # back to the default dir: the drop-in (and its .d directory) would go
-    ret = lab.master.salt("lay1", "state.apply", "wireguard", test=True, timeout=120,
-                          pillar={"wireguard": {"lookup": {"config_dir": "/etc/wireguard"}}})
+    ret = lab.master.salt(
+        "lay1",
+        "state.apply",
+        "wireguard",
+        test=True,
+        timeout=120,
+        pillar={"wireguard": {"lookup": {"config_dir": "/etc/wireguard"}}},
+    )
     dropin = [r for sid, r in ret["lay1"].items() if "file-dropin-wg1" in sid]
     assert len(dropin) == 1 and dropin[0]["result"] is None, json.dumps(ret)[:3000]
     assert dropin[0]["name"] == DROPIN.rsplit("/", 1)[0]
@@ -102,8 +114,9 @@ def test_rotate_keys_check_and_audit_use_the_config_dir(layout_mesh):
     assert pings_both_ways(hosts) == []
     checks = lab.master.salt(sorted(NODES), "wireguard.check", timeout=60)
     for name in NODES:
-        assert isinstance(checks[name], dict) and checks[name].get("ok") is True, \
-            json.dumps(checks[name])[:2000]
+        assert isinstance(checks[name], dict) and checks[name].get("ok") is True, json.dumps(
+            checks[name]
+        )[:2000]
     audit = lab.master.salt_run("wireguard.audit", report="data", timeout=120)
     assert audit["ok"] is True, json.dumps(audit)[:3000]
 
@@ -121,6 +134,8 @@ def test_clean_removes_the_formulas_files_and_keeps_a_foreign_one(layout_mesh):
         assert "wg1" not in host.out(["ip", "-o", "link"]), name
     # lay1: the foreign file and the directory stay, only it is left
     assert hosts["lay1"].out(["ls", "-A", CONFIG_DIR]).split() == [
-        ".wireguard-formula", "notes.txt"]
+        ".wireguard-formula",
+        "notes.txt",
+    ]
     # lay2: the formula made the directory and nothing else is in it: gone
     assert not hosts["lay2"].file_exists(CONFIG_DIR)

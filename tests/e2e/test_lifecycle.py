@@ -42,9 +42,11 @@ def test_reboot_brings_tunnel_back_with_all_peers(restore):
     for dst in ("mesh1", "mesh3"):
         res = m2.ping_until(MESH_IP[dst], within=30)
         assert res.received, f"mesh2 -> {dst} after a {took:.1f}s reboot\n" + diagnostics(
-            dep, ["mesh2", dst])
-    assert m2.out(["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "1", \
+            dep, ["mesh2", dst]
+        )
+    assert m2.out(["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "1", (
         "forwarding was not persisted"
+    )
     # the minion is back too
     dep.lab.master.wait_minions(["mesh2"], timeout=60)
 
@@ -60,8 +62,7 @@ def test_peer_change_during_ping_loses_nothing_and_keeps_ifindex(restore):
     peer["persistent_keepalive"] = 15
     # 20 packets a second to the unchanged peer mesh2 while mesh3 changes, from before
     # the apply until a second after it (however long a loaded machine makes it)
-    ping = m1.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600",
-                     MESH_IP["mesh2"]])
+    ping = m1.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600", MESH_IP["mesh2"]])
     time.sleep(1)
     s = summarize(dep.apply(pillar, ["mesh1"]))
     time.sleep(1)
@@ -140,7 +141,8 @@ def test_absent_removes_interface_config_and_key(restore):
     dep = restore
     m3 = dep["mesh3"]
     assert m3.file_exists("/etc/wireguard/wg0.key") or "PrivateKey" in m3.read(
-        "/etc/wireguard/wg0.conf")
+        "/etc/wireguard/wg0.conf"
+    )
     pillar = copy.deepcopy(dep.base)
     wg0(pillar, "mesh3")["absent"] = True
     dep.apply(pillar, ["mesh3"])

@@ -52,10 +52,12 @@ class Keypair:
 
 def keypair() -> Keypair:
     """A WireGuard key pair made on this machine with `wg` (no network involved)."""
-    private = subprocess.run(["wg", "genkey"], capture_output=True, text=True,
-                             check=True).stdout.strip()
-    public = subprocess.run(["wg", "pubkey"], input=private, capture_output=True, text=True,
-                            check=True).stdout.strip()
+    private = subprocess.run(
+        ["wg", "genkey"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    public = subprocess.run(
+        ["wg", "pubkey"], input=private, capture_output=True, text=True, check=True
+    ).stdout.strip()
     return Keypair(private, public)
 
 
@@ -69,8 +71,14 @@ def wg_pid(host) -> int:
 
 def _route(route: dict) -> tuple:
     """One route of `ip -j route show table all`, without what differs per boot."""
-    return (route.get("dst"), str(route.get("table", "main")), route.get("protocol", "boot"),
-            route.get("scope", "global"), route.get("type", "unicast"), route.get("prefsrc"))
+    return (
+        route.get("dst"),
+        str(route.get("table", "main")),
+        route.get("protocol", "boot"),
+        route.get("scope", "global"),
+        route.get("type", "unicast"),
+        route.get("prefsrc"),
+    )
 
 
 FINGERPRINT_PARTS = {
@@ -97,8 +105,10 @@ def fingerprint(host) -> dict:
     parts = dict(zip(FINGERPRINT_PARTS, host.out(script).split(f"{SEPARATOR}\n"), strict=True))
 
     def peer_lines(text):
-        return sorted(" ".join([key, *sorted(rest.split())])
-                      for key, _, rest in (line.partition("\t") for line in text.splitlines()))
+        return sorted(
+            " ".join([key, *sorted(rest.split())])
+            for key, _, rest in (line.partition("\t") for line in text.splitlines())
+        )
 
     link = json.loads(parts["link"] or "[]")
     link = link[0] if link else {}
@@ -110,13 +120,22 @@ def fingerprint(host) -> dict:
         "keepalive": peer_lines(parts["keepalive"]),
         "mtu": link.get("mtu"),
         "flags": sorted(link.get("flags", [])),
-        "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                            if a.get("scope") != "link"),
-        "routes": sorted(_route(r) for fam in ("routes4", "routes6")
-                         for r in json.loads(parts[fam] or "[]")
-                         if not str(r.get("dst", "")).startswith("fe80:")),
-        "rules": sorted(json.dumps(r, sort_keys=True) for fam in ("rules4", "rules6")
-                        for r in json.loads(parts[fam] or "[]")),
+        "addresses": sorted(
+            f"{a['local']}/{a['prefixlen']}"
+            for a in link.get("addr_info", [])
+            if a.get("scope") != "link"
+        ),
+        "routes": sorted(
+            _route(r)
+            for fam in ("routes4", "routes6")
+            for r in json.loads(parts[fam] or "[]")
+            if not str(r.get("dst", "")).startswith("fe80:")
+        ),
+        "rules": sorted(
+            json.dumps(r, sort_keys=True)
+            for fam in ("rules4", "rules6")
+            for r in json.loads(parts[fam] or "[]")
+        ),
         "resolv_conf": parts["resolv_conf"],
     }
 
@@ -135,10 +154,13 @@ def assert_restart_builds_the_same(host) -> None:
     host.run(["systemctl", "restart", UNIT])
     assert host.unit_state(UNIT)[0] == "active"
     restarted = fingerprint(host)
-    differs = {k: {"live": live[k], "after restart": restarted[k]}
-               for k in live if live[k] != restarted[k]}
-    assert not differs, ("the live interface differs from what `systemctl restart` builds:\n"
-                         + json.dumps(differs, indent=1, default=str))
+    differs = {
+        k: {"live": live[k], "after restart": restarted[k]} for k in live if live[k] != restarted[k]
+    }
+    assert not differs, (
+        "the live interface differs from what `systemctl restart` builds:\n"
+        + json.dumps(differs, indent=1, default=str)
+    )
 
 
 # --------------------------------------------------------------------- steady ping
@@ -157,12 +179,15 @@ class SteadyPing:
 
     def check(self, what: str) -> None:
         assert self.sent >= 20, f"{what}: only {self.sent} echo requests\n{self.output[-2000:]}"
-        assert not self.lost, (f"{what}: {len(self.lost)} of {self.sent} echo requests to "
-                               f"{C} got no reply (icmp_seq {self.lost[:20]})")
+        assert not self.lost, (
+            f"{what}: {len(self.lost)} of {self.sent} echo requests to "
+            f"{C} got no reply (icmp_seq {self.lost[:20]})"
+        )
         # the tunnel still answers at the end: only the requests in flight lack a reply
         assert self.sent - max(self.answered, default=0) <= 5, (
             f"{what}: the last reply was to icmp_seq {max(self.answered, default=0)} "
-            f"of {self.sent}\n{self.output[-2000:]}")
+            f"of {self.sent}\n{self.output[-2000:]}"
+        )
 
 
 @contextlib.contextmanager
@@ -206,14 +231,21 @@ class LiveDeployment:
     # -- pillar ---------------------------------------------------------------------
     def peer(self, name: str) -> dict:
         v4, v6 = TUNNEL[name]
-        return {"public_key": self.keys[name].public, "endpoint": f"{UNDERLAY[name]}:{PORT}",
-                "allowed_ips": [f"{v4}/32", f"{v6}/128"], "persistent_keepalive": 25}
+        return {
+            "public_key": self.keys[name].public,
+            "endpoint": f"{UNDERLAY[name]}:{PORT}",
+            "allowed_ips": [f"{v4}/32", f"{v6}/128"],
+            "persistent_keepalive": 25,
+        }
 
     def interface(self, name: str, peers) -> dict:
         v4, v6 = TUNNEL[name]
-        return {"address": [f"{v4}/24", f"{v6}/64"], "listen_port": PORT,
-                "private_key": self.keys[name].private,
-                "peers": {p: self.peer(p) for p in peers}}
+        return {
+            "address": [f"{v4}/24", f"{v6}/64"],
+            "listen_port": PORT,
+            "private_key": self.keys[name].private,
+            "peers": {p: self.peer(p) for p in peers},
+        }
 
     def base(self) -> dict:
         """A's wg0 as the module starts it: two peers, nothing else."""
@@ -246,18 +278,22 @@ class LiveDeployment:
         state.apply wireguard`; with `check`, a failed state fails the test (with
         `test`, the test looks at the predictions itself)."""
         kwargs = {"test": True} if test else {}
-        ret = self.lab.master.state_apply(list(minions), self.pillars(a_wg0), check=False,
-                                          **kwargs)
+        ret = self.lab.master.state_apply(list(minions), self.pillars(a_wg0), check=False, **kwargs)
         failures = describe_failures(ret)
         missing = sorted(set(minions) - set(ret))
         if check and not test and (failures or missing):
             journals = "".join(
-                f"\n--- {m}: journalctl -u {UNIT}\n" + self.hosts[m].out(
-                    ["journalctl", "-u", UNIT, "-n", "15", "--no-pager", "-o", "cat"],
-                    check=False) for m in minions)
-            raise LabError(f"state.apply wireguard on {', '.join(minions)} failed\n"
-                           f"{failures}{' no answer from ' if missing else ''}{missing or ''}"
-                           f"{journals}")
+                f"\n--- {m}: journalctl -u {UNIT}\n"
+                + self.hosts[m].out(
+                    ["journalctl", "-u", UNIT, "-n", "15", "--no-pager", "-o", "cat"], check=False
+                )
+                for m in minions
+            )
+            raise LabError(
+                f"state.apply wireguard on {', '.join(minions)} failed\n"
+                f"{failures}{' no answer from ' if missing else ''}{missing or ''}"
+                f"{journals}"
+            )
         if A in minions and not test:
             self.current = copy.deepcopy(a_wg0) if not (failures or missing) else None
         return ret
@@ -287,15 +323,15 @@ PrivateKey = {keys[A].private}
 
 [Peer]
 # C
-PublicKey = {c['public_key']}
-AllowedIPs = {c['allowed_ips'][0]},{c['allowed_ips'][1]}
+PublicKey = {c["public_key"]}
+AllowedIPs = {c["allowed_ips"][0]},{c["allowed_ips"][1]}
 PersistentKeepalive = 25
-Endpoint = {c['endpoint']}
+Endpoint = {c["endpoint"]}
 
 [Peer]
-AllowedIPs = {', '.join(b['allowed_ips'])}
-Endpoint = {b['endpoint']}
-PublicKey = {b['public_key']}
+AllowedIPs = {", ".join(b["allowed_ips"])}
+Endpoint = {b["endpoint"]}
+PublicKey = {b["public_key"]}
 PersistentKeepalive = 25
 """
 
@@ -464,28 +500,47 @@ def nothing(wg0):
 DNS1, DNS2 = "10.40.0.53", "10.40.0.54"
 LIVE_CHANGES = [
     Change("ipv4-address-added", with_address("10.41.0.1/24"), has_address("10.41.0.1/24")),
-    Change("ipv4-address-removed", nothing, has_address("10.41.0.1/24", False),
-           before=with_address("10.41.0.1/24")),
+    Change(
+        "ipv4-address-removed",
+        nothing,
+        has_address("10.41.0.1/24", False),
+        before=with_address("10.41.0.1/24"),
+    ),
     Change("ipv6-address-added", with_address("fd41::1/64"), has_address("fd41::1/64")),
-    Change("ipv6-address-removed", nothing, has_address("fd41::1/64", False),
-           before=with_address("fd41::1/64")),
+    Change(
+        "ipv6-address-removed",
+        nothing,
+        has_address("fd41::1/64", False),
+        before=with_address("fd41::1/64"),
+    ),
     Change("mtu-set", setting("mtu", 1380), has_mtu(1380)),
     Change("mtu-unset", nothing, has_mtu(1420), before=setting("mtu", 1380)),
     Change("listen-port", setting("listen_port", PORT + 1), wg_shows("listen-port", "51821")),
     Change("fwmark-set", setting("fwmark", 0x4D2), wg_shows("fwmark", "0x4d2")),
     Change("fwmark-removed", nothing, wg_shows("fwmark", "off"), before=setting("fwmark", 0x4D2)),
     Change("dns-added", setting("dns", [DNS1]), resolv_conf(f"nameserver {DNS1}")),
-    Change("dns-changed", setting("dns", [DNS2, "lab.test"]),
-           resolv_conf(f"nameserver {DNS2}", "search lab.test", absent=[f"nameserver {DNS1}"]),
-           before=setting("dns", [DNS1])),
-    Change("dns-removed", nothing, resolv_conf(absent=[f"nameserver {DNS2}"]),
-           before=setting("dns", [DNS2, "lab.test"])),
+    Change(
+        "dns-changed",
+        setting("dns", [DNS2, "lab.test"]),
+        resolv_conf(f"nameserver {DNS2}", "search lab.test", absent=[f"nameserver {DNS1}"]),
+        before=setting("dns", [DNS1]),
+    ),
+    Change(
+        "dns-removed",
+        nothing,
+        resolv_conf(absent=[f"nameserver {DNS2}"]),
+        before=setting("dns", [DNS2, "lab.test"]),
+    ),
     Change("routes", setting("routes", [STATIC_ROUTE]), static_route),
     Change("allowed-ips-widened", widened, beyond_b_reachable),
     Change("allowed-ips-narrowed", nothing, beyond_b_gone, before=widened),
     Change("peer-removed", without_b, b_gone, before=widened),
-    Change("allowed-ips-widened-table-number", both(setting("table", SPARE_TABLE), widened),
-           routed_into_spare_table, before=setting("table", SPARE_TABLE)),
+    Change(
+        "allowed-ips-widened-table-number",
+        both(setting("table", SPARE_TABLE), widened),
+        routed_into_spare_table,
+        before=setting("table", SPARE_TABLE),
+    ),
 ]
 
 
@@ -533,11 +588,15 @@ def test_private_key_change_is_live(live):
 
 
 # ----------------------------------------------------------------------- restarts
-@pytest.mark.parametrize(("change", "reason"), [
-    pytest.param(setting("post_up", ["touch /run/wgtest-post-up-%i"]), "hook|post_up",
-                 id="hook-added"),
-    pytest.param(setting("table", "off"), "table", id="table-auto-to-off"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        pytest.param(
+            setting("post_up", ["touch /run/wgtest-post-up-%i"]), "hook|post_up", id="hook-added"
+        ),
+        pytest.param(setting("table", "off"), "table", id="table-auto-to-off"),
+    ],
+)
 def test_what_linux_cannot_change_in_place_restarts_and_says_why(live, change, reason):
     a = live[A]
     live.ensure(live.base())
@@ -563,9 +622,15 @@ def start_limit_held(host):
     """systemd's default start limit (5 starts) counted over 10 minutes instead of 10 s
     (a runtime drop-in), so the apply meets the limit however slow the lab is; gone
     afterwards."""
-    host.run(["sh", "-c", f"mkdir -p {LIMIT_DROPIN_DIR} && printf '[Unit]\\n"
-                          "StartLimitIntervalSec=600\\nStartLimitBurst=5\\n' > "
-                          f"{LIMIT_DROPIN_DIR}/test-start-limit.conf"])
+    host.run(
+        [
+            "sh",
+            "-c",
+            f"mkdir -p {LIMIT_DROPIN_DIR} && printf '[Unit]\\n"
+            "StartLimitIntervalSec=600\\nStartLimitBurst=5\\n' > "
+            f"{LIMIT_DROPIN_DIR}/test-start-limit.conf",
+        ]
+    )
     host.run(["systemctl", "daemon-reload"])
     try:
         yield
@@ -606,8 +671,10 @@ def test_a_restart_at_systemds_start_limit_still_applies(live, refused):
             assert predicted["result"] is None, predicted
             assert "start_limit_reset" in predicted["changes"], predicted
             assert "would be reset" in predicted["comment"], predicted["comment"]
-            assert a.out(["systemctl", "show", "-p", "Result", "--value", UNIT]).strip() \
-                == "start-limit-hit", "test=True reset the unit"
+            assert (
+                a.out(["systemctl", "show", "-p", "Result", "--value", UNIT]).strip()
+                == "start-limit-hit"
+            ), "test=True reset the unit"
             assert a.ifindex("wg0") is None, "test=True started wg0"
         ret = live.apply(wanted)
         changes = config_changes(ret)
@@ -671,9 +738,16 @@ def test_test_mode_predicts_the_live_changes_and_touches_nothing(live):
     a = live[A]
     live.ensure(live.base())
     before, conf, ifindex = fingerprint(a), a.read(CONF), a.ifindex("wg0")
-    wanted = changed(live.base(), both(with_address("10.45.0.1/24"), setting("mtu", 1380),
-                                       setting("listen_port", PORT + 2),
-                                       setting("routes", [STATIC_ROUTE]), widened))
+    wanted = changed(
+        live.base(),
+        both(
+            with_address("10.45.0.1/24"),
+            setting("mtu", 1380),
+            setting("listen_port", PORT + 2),
+            setting("routes", [STATIC_ROUTE]),
+            widened,
+        ),
+    )
     ret = live.apply(wanted, test=True)
     predicted = live_changes(ret)
     for key in ("address", "mtu", "routes", "listen_port"):
@@ -684,7 +758,8 @@ def test_test_mode_predicts_the_live_changes_and_touches_nothing(live):
     assert "10.45.0.1/24" in json.dumps(predicted["address"]["new"])
     assert STATIC_ROUTE in json.dumps(predicted["routes"]["new"]), predicted["routes"]
     assert f"{BEYOND_B}/32" in json.dumps(predicted["routes"]["new"]), (
-        f"the route of the widened AllowedIPs is not predicted: {predicted['routes']}")
+        f"the route of the widened AllowedIPs is not predicted: {predicted['routes']}"
+    )
     for state in ret[A].values():
         assert state["result"] in (True, None), state
     assert fingerprint(a) == before, "test=True changed the live interface"
@@ -701,14 +776,17 @@ def test_a_half_failed_live_change_is_rolled_back(live):
     try:
         before, conf = fingerprint(a), a.read(CONF)
         ifindex, pid = a.ifindex("wg0"), wg_pid(a)
-        wanted = changed(live.base(), both(with_address("10.44.0.1/24"),
-                                           with_address("fd44::1/64"), setting("mtu", 1380)))
+        wanted = changed(
+            live.base(),
+            both(with_address("10.44.0.1/24"), with_address("fd44::1/64"), setting("mtu", 1380)),
+        )
         ret = live.apply(wanted, check=False)
         failed = [s for s in ret[A].values() if s["result"] is False]
         assert failed, "the apply did not fail although the kernel refused an address"
         comments = " | ".join(str(s.get("comment")) for s in failed)
         assert re.search(r"fd4[04]::1", comments) and re.search(r"addr", comments, re.I), (
-            f"the failure does not name the step: {comments}")
+            f"the failure does not name the step: {comments}"
+        )
         assert fingerprint(a) == before, "the half-done change was not rolled back"
         assert a.read(CONF) == conf, "the previous config file was not put back"
         assert (a.ifindex("wg0"), wg_pid(a)) == (ifindex, pid)
@@ -723,8 +801,17 @@ def test_a_half_failed_live_change_is_rolled_back(live):
 # -------------------------------------------------------------------------- reboot
 def test_reboot_brings_back_the_same_interface(live):
     a = live[A]
-    live.ensure(changed(live.base(), both(setting("dns", [DNS1]), setting("mtu", 1400),
-                                          setting("routes", [STATIC_ROUTE]), widened)))
+    live.ensure(
+        changed(
+            live.base(),
+            both(
+                setting("dns", [DNS1]),
+                setting("mtu", 1400),
+                setting("routes", [STATIC_ROUTE]),
+                widened,
+            ),
+        )
+    )
     before = fingerprint(a)
     a.reboot()
     assert a.unit_state(UNIT) == ("active", "enabled")

@@ -18,7 +18,8 @@ def mesh_pillar(nodes):
     """examples/mine-mesh, with exactly these nodes."""
     pillar = copy.deepcopy(load_examples()["mine-mesh"]["node1"])
     pillar["wireguard"]["networks"]["corp"]["nodes"] = {
-        n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"} for n, i in nodes.items()}
+        n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"} for n, i in nodes.items()
+    }
     return pillar
 
 
@@ -85,9 +86,11 @@ def test_a_fifth_node_joins_without_a_lost_packet(mesh):
     lab.wait_ready()
     bigger = {**nodes, "node5": 5}
     give_all(lab.master, bigger, mesh_pillar(bigger))
-    ping = subprocess.Popen(hosts["node1"]._argv(
-        ["ping", "-i", "0.05", "-c", "200", "-W", "1", "10.2.0.2"]),
-        stdout=subprocess.PIPE, text=True)
+    ping = subprocess.Popen(
+        hosts["node1"]._argv(["ping", "-i", "0.05", "-c", "200", "-W", "1", "10.2.0.2"]),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         # the newcomer makes its key and publishes it; a partial run on it alone
         # must leave every other node's peers in place
@@ -121,8 +124,9 @@ def test_poisoned_mine_value_is_refused_and_the_rest_keeps_working(mesh):
     real = hosts["node4"].out(["sh", "-c", "wg pubkey < /etc/wireguard/wg1.key"]).strip()
     poison = {"wg1": f"{real}\n[Peer]\nPublicKey = {real}\nPostUp = touch /pwned"}
     lab.master.salt("node4", "grains.setval", "wgpoison", poison)
-    lab.master.salt("node4", "mine.send", "wireguard.public_keys", "wgpoison",
-                    mine_function="grains.get")
+    lab.master.salt(
+        "node4", "mine.send", "wireguard.public_keys", "wgpoison", mine_function="grains.get"
+    )
     try:
         ret = lab.master.state_apply(["node1", "node2", "node3"])
         for name in ("node1", "node2", "node3"):

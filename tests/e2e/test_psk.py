@@ -25,9 +25,11 @@ INET = "198.18.7"
 NODES = {"psk1": 1, "psk2": 2, "psk3": 3}
 PAIRS = [("psk1", "psk2"), ("psk1", "psk3"), ("psk2", "psk3")]
 # prints "<peer public key> <sha256 of its preshared key>" per peer; the key stays inside
-DIGESTS = ("wg show wg1 preshared-keys | while read -r peer psk; do "
-           "printf '%s %s\\n' \"$peer\" \"$(printf '%s' \"$psk\" | sha256sum | cut -d' ' -f1)\"; "
-           "done")
+DIGESTS = (
+    "wg show wg1 preshared-keys | while read -r peer psk; do "
+    "printf '%s %s\\n' \"$peer\" \"$(printf '%s' \"$psk\" | sha256sum | cut -d' ' -f1)\"; "
+    "done"
+)
 NONE_DIGEST = hashlib.sha256(b"(none)").hexdigest()
 
 
@@ -35,8 +37,9 @@ def psk_pillar():
     """examples/mine-mesh with these three nodes and `preshared_keys: true`."""
     pillar = copy.deepcopy(load_examples()["mine-mesh"]["node1"])
     corp = pillar["wireguard"]["networks"]["corp"]
-    corp["nodes"] = {n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"}
-                     for n, i in NODES.items()}
+    corp["nodes"] = {
+        n: {"address": f"10.2.0.{i}/24", "endpoint": f"{INET}.{i}"} for n, i in NODES.items()
+    }
     corp["preshared_keys"] = True
     return pillar
 
@@ -51,8 +54,10 @@ def psk_mesh(lab):
 
 
 def public_keys(hosts):
-    return {n: h.out(["sh", "-c", "wg pubkey < /etc/wireguard/wg1.key"]).strip()
-            for n, h in hosts.items()}
+    return {
+        n: h.out(["sh", "-c", "wg pubkey < /etc/wireguard/wg1.key"]).strip()
+        for n, h in hosts.items()
+    }
 
 
 def pair_digests(hosts):
@@ -70,8 +75,9 @@ def assert_pairs_hold_equal_distinct_keys(digests):
     for pair, (one, other) in digests.items():
         assert one == other, f"{pair}: the two ends hold different preshared keys"
         assert one != NONE_DIGEST, f"{pair}: no preshared key"
-    assert len({one for one, _ in digests.values()}) == len(PAIRS), \
+    assert len({one for one, _ in digests.values()}) == len(PAIRS), (
         "two pairs share a preshared key"
+    )
 
 
 def live_psks(hosts):
@@ -87,8 +93,9 @@ def leaked_into(host, keys, paths):
     """Whether any of `keys` is in a file under `paths` of `host` (grep inside it)."""
     host.write("/root/.psk-patterns", "".join(f"{k}\n" for k in keys), mode=0o600)
     try:
-        proc = host.run(["sh", "-c", "grep -rlFf /root/.psk-patterns " + " ".join(paths)],
-                        check=False)
+        proc = host.run(
+            ["sh", "-c", "grep -rlFf /root/.psk-patterns " + " ".join(paths)], check=False
+        )
     finally:
         host.run(["rm", "-f", "/root/.psk-patterns"], check=False)
     assert proc.returncode in (0, 1), f"grep failed on {host.name}: {proc.stderr[-500:]}"
@@ -114,8 +121,9 @@ def test_each_pair_shares_a_key_of_its_own(psk_mesh):
             if src != dst:
                 assert hosts[src].ping_until(f"10.2.0.{j}", within=20).received, (src, dst)
     again = lab.master.state_apply(sorted(NODES))
-    changed = {m: [sid for sid, r in states.items() if r.get("changes")]
-               for m, states in again.items()}
+    changed = {
+        m: [sid for sid, r in states.items() if r.get("changes")] for m, states in again.items()
+    }
     assert changed == {m: [] for m in NODES}, changed
 
 
@@ -130,7 +138,8 @@ def test_rotate_psks_renews_every_pair_without_a_lost_packet(psk_mesh):
     old_keys = live_psks(hosts)
     unit = hosts["psk1"].systemd_run(
         ["sh", "-c", "exec ping -n -q -i 0.05 -W 1 10.2.0.2 > /run/rotate-ping.out 2>&1"],
-        "rotate-ping")
+        "rotate-ping",
+    )
     time.sleep(1)
     try:
         ret = lab.master.salt_run("wireguard.rotate_psks", network="corp", timeout=600)
@@ -176,8 +185,9 @@ def test_the_third_node_holds_no_key_of_the_other_pair(psk_mesh):
     # the ext_pillar function itself, called on the master for psk3
     lab.master.write("/root/ext_pillar_digests.py", EXT_PILLAR_DIGESTS)
     answer = json.loads(lab.master.out(["/opt/salt/bin/python", "/root/ext_pillar_digests.py"]))
-    assert answer == {"corp": {"psk1": digests[("psk1", "psk3")][0],
-                               "psk2": digests[("psk2", "psk3")][0]}}
+    assert answer == {
+        "corp": {"psk1": digests[("psk1", "psk3")][0], "psk2": digests[("psk2", "psk3")][0]}
+    }
     # psk3's whole pillar through the master (unmasked: Salt 3008 masks pillar.items,
     # which would hide every key): its own pairs' keys, not the other pair's. This puts
     # psk3's keys into the job cache, so it runs after the secrecy checks.
@@ -208,12 +218,20 @@ def test_a_pillar_override_makes_no_key_and_costs_nothing(psk_mesh):
     stored 600 keys. Now the ext_pillar answers psk3's stored pairs, only."""
     lab, _, _ = psk_mesh
     before = lab.master.out(["sh", "-c", f"stat -c %i {STORE}; sha256sum < {STORE}"])
-    fake = {"interface": "wg7", "preshared_keys": True, "nodes": {
-        f"fake{i}": {"address": f"10.{i // 250}.{i % 250}.1/8"} for i in range(3000)}}
+    fake = {
+        "interface": "wg7",
+        "preshared_keys": True,
+        "nodes": {f"fake{i}": {"address": f"10.{i // 250}.{i % 250}.1/8"} for i in range(3000)},
+    }
     fake["nodes"]["psk3"] = {"address": "10.250.0.1/8"}
     started = time.monotonic()
-    got = lab.master.salt("psk3", "pillar.items", unmask=True, timeout=120,
-                          pillar={"wireguard": {"networks": {"fake": fake}}})["psk3"]
+    got = lab.master.salt(
+        "psk3",
+        "pillar.items",
+        unmask=True,
+        timeout=120,
+        pillar={"wireguard": {"networks": {"fake": fake}}},
+    )["psk3"]
     took = time.monotonic() - started
     assert isinstance(got, dict), got
     assert set(got["wireguard"]["network_psks"]) == {"corp"}
@@ -233,8 +251,7 @@ def test_the_audit_reports_key_age_and_warns_past_max_key_age(psk_mesh):
     lab.master.write_pillar({m: copy.deepcopy(aged) for m in NODES})
     ret = lab.master.salt_run("wireguard.audit", report="data", timeout=120)
     assert 39.9 <= ret["minions"]["psk1"]["key_age_days"]["wg1"] <= 40.1
-    warned = {m: [p for p in items if p["check"] == "key_age"]
-              for m, items in ret["local"].items()}
+    warned = {m: [p for p in items if p["check"] == "key_age"] for m, items in ret["local"].items()}
     assert [p["severity"] for p in warned.get("psk1", [])] == ["warning"], ret["local"]
     assert not warned.get("psk2") and not warned.get("psk3"), ret["local"]
     assert ret["ok"] is False
@@ -247,7 +264,8 @@ def ping_during(host, dst, action):
     """Run `action()` under a 20 pps ping from `host` to `dst`; (its return, the ping)."""
     unit = host.systemd_run(
         ["sh", "-c", f"exec ping -n -q -i 0.05 -W 1 {dst} > /root/rotate-ping.out 2>&1"],
-        "rotate-ping")
+        "rotate-ping",
+    )
     time.sleep(1)
     try:
         ret = action()
@@ -267,20 +285,25 @@ def test_rotate_keys_switches_a_node_with_at_most_a_second_lost(psk_mesh):
     lab, hosts, _ = psk_mesh
     old_public = public_keys(hosts)
     old_private = private_keys(hosts)
-    ret, stats = ping_during(hosts["psk2"], "10.2.0.1", lambda: lab.master.salt_run(
-        "wireguard.rotate_keys", tgt="psk1", timeout=600))
+    ret, stats = ping_during(
+        hosts["psk2"],
+        "10.2.0.1",
+        lambda: lab.master.salt_run("wireguard.rotate_keys", tgt="psk1", timeout=600),
+    )
     text = json.dumps(ret)
     new_private = private_keys(hosts)
-    assert not any(k in text for k in set(old_private.values()) | set(new_private.values())), \
+    assert not any(k in text for k in set(old_private.values()) | set(new_private.values())), (
         "a private key in the runner's return"
+    )
     assert isinstance(ret, dict) and ret.get("ok") is True, text[:3000]
     assert ret["rotated"] == {"psk1": ["wg1"]} and ret["partners"] == ["psk2", "psk3"]
     assert stats.sent > 40 and stats.lost <= 20, stats.output
     print(f"rotate_keys psk1 under a 20 pps ping: {stats.lost} of {stats.sent} lost")
     new_public = public_keys(hosts)
     assert new_public["psk1"] != old_public["psk1"]
-    assert {n: new_public[n] for n in ("psk2", "psk3")} == \
-        {n: old_public[n] for n in ("psk2", "psk3")}
+    assert {n: new_public[n] for n in ("psk2", "psk3")} == {
+        n: old_public[n] for n in ("psk2", "psk3")
+    }
     for name in ("psk2", "psk3"):
         peers = hosts[name].out(["wg", "show", "wg1", "peers"]).split()
         assert new_public["psk1"] in peers and old_public["psk1"] not in peers, name
@@ -290,8 +313,9 @@ def test_rotate_keys_switches_a_node_with_at_most_a_second_lost(psk_mesh):
     assert mine == {"psk1": {"wg1": new_public["psk1"]}}
     assert_pairs_hold_equal_distinct_keys(pair_digests(hosts))
     again = lab.master.state_apply(sorted(NODES))
-    changed = {m: [sid for sid, r in states.items() if r.get("changes")]
-               for m, states in again.items()}
+    changed = {
+        m: [sid for sid, r in states.items() if r.get("changes")] for m, states in again.items()
+    }
     assert changed == {m: [] for m in NODES}, changed
     audit = lab.master.salt_run("wireguard.audit", report="data", timeout=120)
     assert audit["ok"] is True, json.dumps(audit)[:3000]
@@ -319,8 +343,7 @@ def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
     hosts["psk3"].systemctl("stop", "salt-minion", check=False)
     try:
         # timeout=10: each step waits that long for the silent minion
-        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3",
-                                  timeout=300)
+        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3", timeout=300)
         assert isinstance(ret, dict) and ret["ok"] is False, ret
         assert "psk3" in ret["failed"], ret
         assert public_keys(hosts) == before

@@ -28,7 +28,7 @@ def quick_start_steps(readme: str) -> list[tuple[str, str, str | None]]:
     parts = re.split(r"(?ms)^ *```(\w+)\n(.*?)^ *```\n", section)
     steps = []
     for i in range(0, len(parts) - 1, 3):
-        prose, kind, body = parts[i:i + 3]
+        prose, kind, body = parts[i : i + 3]
         paths = re.findall(r"`(/[^`]+\.sls)`", prose)
         steps.append((kind, _dedent(body), paths[-1] if kind == "yaml" and paths else None))
     return steps
@@ -46,8 +46,9 @@ def test_the_quick_start_steps_are_what_this_test_walks():
     assert [k for k, _, _ in steps].count("yaml") >= 4
     assert all(path for kind, _, path in steps if kind == "yaml"), steps
     commands = [line for kind, body, _ in steps if kind == "sh" for line in body.splitlines()]
-    assert commands and all(c.split()[0] in ("salt", "salt-run", "salt-call")
-                            for c in commands if c.strip()), commands
+    assert commands and all(
+        c.split()[0] in ("salt", "salt-run", "salt-call") for c in commands if c.strip()
+    ), commands
 
 
 @pytest.fixture
@@ -79,11 +80,12 @@ def test_a_newcomer_following_the_quick_start_gets_a_working_tunnel(server_and_l
         if kind == "yaml":
             for placeholder in re.findall(r"<[^>]+>", body):
                 if placeholder not in values:  # "<laptop's public key>": read it now
-                    values.update({f"<{m}'s public key>": k
-                                   for m, k in public_keys(master).items()})
+                    values.update(
+                        {f"<{m}'s public key>": k for m, k in public_keys(master).items()}
+                    )
                 body = body.replace(placeholder, values[placeholder])
             assert path.startswith(PILLAR_DIR + "/"), path
-            target = master.pillar_host_dir / path[len(PILLAR_DIR) + 1:]
+            target = master.pillar_host_dir / path[len(PILLAR_DIR) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(body)
             continue

@@ -31,8 +31,11 @@ def _public(private_b64: str) -> str:
 def test_examples_and_lab_wiring_name_the_same_topologies():
     """Static topologies are wired here; mine-driven networks (no keys in pillar,
     converged by wireguard.orchestrate) are tested in test_networks.py."""
-    static = {name for name, minions in load_examples().items()
-              if not any("networks" in pillar["wireguard"] for pillar in minions.values())}
+    static = {
+        name
+        for name, minions in load_examples().items()
+        if not any("networks" in pillar["wireguard"] for pillar in minions.values())
+    }
     assert sorted(static) == sorted(TOPOLOGIES)
     assert sorted(set(load_examples()) - static) == ["mine-hub", "mine-mesh"]
 
@@ -52,8 +55,9 @@ def test_example_keys_match(topology):
                 assert pname in publics, f"{mid}/{ifname}: peer {pname} is no minion here"
                 assert peer["public_key"] == publics[pname][1], f"{mid}/{ifname} -> {pname}"
                 back = minions[pname]["wireguard"]["interfaces"][publics[pname][0]]["peers"]
-                assert back[mid].get("preshared_key") == peer.get("preshared_key"), \
+                assert back[mid].get("preshared_key") == peer.get("preshared_key"), (
                     f"{mid} <-> {pname}: preshared keys differ"
+                )
 
 
 # ---------------------------------------------------------------- in the lab
@@ -92,10 +96,12 @@ def test_first_apply_brings_every_interface_up(deployed):
             want = set(pillar["wireguard"]["interfaces"][ifname].get("peers", {}))
             peers = host.out(["wg", "show", ifname, "peers"], check=False).split()
             if len(peers) != len(want):
-                problems.append(f"{mid}: wg show {ifname} peers lists {len(peers)}, "
-                                f"pillar has {len(want)}")
-            mode = host.out(["stat", "-c", "%a", f"/etc/wireguard/{ifname}.conf"],
-                            check=False).strip()
+                problems.append(
+                    f"{mid}: wg show {ifname} peers lists {len(peers)}, pillar has {len(want)}"
+                )
+            mode = host.out(
+                ["stat", "-c", "%a", f"/etc/wireguard/{ifname}.conf"], check=False
+            ).strip()
             if mode != "600":
                 problems.append(f"{mid}: /etc/wireguard/{ifname}.conf mode {mode}")
         dir_mode = host.out(["stat", "-c", "%a", "/etc/wireguard"], check=False).strip()
@@ -174,8 +180,7 @@ def _check_internet_gateway(dep):
     # full tunnel through wg-quick's own table; the encrypted packets leave via eth0
     assert "default dev wg0" in laptop.out(["ip", "route", "show", "table", "51820"])
     assert "default dev wg0" in laptop.out(["ip", "-6", "route", "show", "table", "51820"])
-    assert laptop.out(["ip", "route", "get", "198.18.0.1", "mark", "51820"]).find(
-        "dev eth0") > 0
+    assert laptop.out(["ip", "route", "get", "198.18.0.1", "mark", "51820"]).find("dev eth0") > 0
     # forwarding on (v4 and, with an IPv6 address, v6) and persisted
     assert gw.out(["sysctl", "-n", "net.ipv4.ip_forward"]).strip() == "1"
     assert gw.out(["sysctl", "-n", "net.ipv6.conf.all.forwarding"]).strip() == "1"
@@ -237,11 +242,17 @@ def _check_dns_two_gateways(dep):
     # a real lookup through the tunnel: a tiny DNS server on gateway 1
     gw1 = dep["gw1"]
     gw1.write("/usr/local/bin/lab-dns", DNS_RESPONDER.read_text(), mode=0o755)
-    dns = gw1.systemd_run(["/usr/bin/python3", "/usr/local/bin/lab-dns", "10.40.0.1",
-                           "intranet.corp.example=172.16.1.10"], "lab-dns")
+    dns = gw1.systemd_run(
+        [
+            "/usr/bin/python3",
+            "/usr/local/bin/lab-dns",
+            "10.40.0.1",
+            "intranet.corp.example=172.16.1.10",
+        ],
+        "lab-dns",
+    )
     try:
-        wait_for(lambda: "10.40.0.1:53" in gw1.out(["ss", "-uln"]), 10,
-                 "the DNS responder on gw1")
+        wait_for(lambda: "10.40.0.1:53" in gw1.out(["ss", "-uln"]), 10, "the DNS responder on gw1")
         # a short name: the search domain from the pillar completes it
         got = client.out(["getent", "ahostsv4", "intranet"], check=False)
         assert "172.16.1.10" in got, f"lookup of intranet via 10.40.0.1 gave {got!r}"

@@ -70,9 +70,21 @@ class Pair:
         name = f"{self.ifname[:11]}r{n}"
         self.remote.wireguard(name, key, f"10.77.0.{n}/32", 51820 + n)
         psk_args = ["preshared-key", "/dev/stdin"] if psk else []
-        self.remote.run(["wg", "set", name, "peer", modules.wireguard.pubkey(self.local_key),
-                         "allowed-ips", "10.77.0.1/32", "endpoint", "198.18.10.1:51820",
-                         *psk_args], input=psk)
+        self.remote.run(
+            [
+                "wg",
+                "set",
+                name,
+                "peer",
+                modules.wireguard.pubkey(self.local_key),
+                "allowed-ips",
+                "10.77.0.1/32",
+                "endpoint",
+                "198.18.10.1:51820",
+                *psk_args,
+            ],
+            input=psk,
+        )
         if route:
             self.remote.run(["ip", "route", "add", "10.77.0.1/32", "dev", name])
         self.keys[n] = key

@@ -20,11 +20,21 @@ FAKE_DOMAIN = ".wgtest.invalid"
 def conf_text(pair, peers, extra=""):
     """The config file that matches the local interface of ``pair`` and ``peers``
     (``{name: (public key, allowed ips, endpoint)}``)."""
-    lines = ["[Interface]", f"PrivateKey = {pair.local_key}", "Address = 10.77.0.1/24",
-             "ListenPort = 51820", extra]
+    lines = [
+        "[Interface]",
+        f"PrivateKey = {pair.local_key}",
+        "Address = 10.77.0.1/24",
+        "ListenPort = 51820",
+        extra,
+    ]
     for name, (key, allowed, endpoint) in peers.items():
-        lines += ["", "[Peer]", f"# {name}", f"PublicKey = {key}",
-                  f"AllowedIPs = {', '.join(allowed)}"]
+        lines += [
+            "",
+            "[Peer]",
+            f"# {name}",
+            f"PublicKey = {key}",
+            f"AllowedIPs = {', '.join(allowed)}",
+        ]
         if endpoint:
             lines.append(f"Endpoint = {endpoint}")
     return "\n".join(lines) + "\n"
@@ -95,8 +105,7 @@ def checks(problems):
     return sorted({p["check"] for p in problems})
 
 
-def test_a_healthy_interface_is_ok_and_no_secret_is_returned(loaders, pair, config_dir,
-                                                             remote2):
+def test_a_healthy_interface_is_ok_and_no_secret_is_returned(loaders, pair, config_dir, remote2):
     result = loaders.modules.wireguard.check(pair.ifname, config_dir=str(config_dir))
     assert result["ok"], result["summary"]
     iface = result["interfaces"][pair.ifname]
@@ -117,14 +126,21 @@ def test_drift_between_the_file_and_the_live_interface(loaders, pair, config_dir
     wg = loaders.modules.wireguard
     stranger = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, stranger, allowed_ips=["10.77.0.50/32"])
-    wg.set_peer(pair.ifname, remote2, allowed_ips=["10.77.0.2/32", "10.77.9.0/24"],
-                persistent_keepalive=15)
+    wg.set_peer(
+        pair.ifname, remote2, allowed_ips=["10.77.0.2/32", "10.77.9.0/24"], persistent_keepalive=15
+    )
     pair.local.run(["ip", "address", "add", "10.77.1.1/24", "dev", pair.ifname])
     pair.local.run(["wg", "set", pair.ifname, "listen-port", "51999"])
     missing = wg.pubkey(wg.genkey())
-    write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-                                  "gone": (missing, ["10.77.0.60/32"], None)},
-               extra="MTU = 1380")
+    write_conf(
+        config_dir,
+        pair,
+        {
+            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
+            "gone": (missing, ["10.77.0.60/32"], None),
+        },
+        extra="MTU = 1380",
+    )
 
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     drift = [p for p in problems_of(result, pair.ifname) if p["check"] == "drift"]
@@ -147,9 +163,11 @@ def test_group_or_world_readable_files_are_errors(loaders, pair, config_dir, rem
     conf = config_dir / f"{pair.ifname}.conf"
     key = config_dir / f"{pair.ifname}.key"
     key.write_text(pair.local_key + "\n")
-    for conf_mode, key_mode, expected in ((0o644, 0o600, {str(conf)}),
-                                          (0o600, 0o640, {str(key)}),
-                                          (0o600, 0o600, set())):
+    for conf_mode, key_mode, expected in (
+        (0o644, 0o600, {str(conf)}),
+        (0o600, 0o640, {str(key)}),
+        (0o600, 0o600, set()),
+    ):
         os.chmod(conf, conf_mode)
         os.chmod(key, key_mode)
         result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
@@ -160,15 +178,22 @@ def test_group_or_world_readable_files_are_errors(loaders, pair, config_dir, rem
     os.chmod(config_dir, 0o755)
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     assert [p["message"] for p in problems_of(result, pair.ifname)] == [
-        f"{config_dir} has mode 0755: others can look into it"]
+        f"{config_dir} has mode 0755: others can look into it"
+    ]
 
 
 def test_a_peer_that_never_answers_is_an_error(loaders, pair, config_dir, remote2):
     wg = loaders.modules.wireguard
     dead = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, dead, allowed_ips=["10.77.0.3/32"], endpoint="198.18.10.2:9")
-    write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-                                  "dead": (dead, ["10.77.0.3/32"], "198.18.10.2:9")})
+    write_conf(
+        config_dir,
+        pair,
+        {
+            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
+            "dead": (dead, ["10.77.0.3/32"], "198.18.10.2:9"),
+        },
+    )
     pair.local.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.77.0.3"], check=False)
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     (problem,) = problems_of(result, pair.ifname)
@@ -187,8 +212,9 @@ def test_stale_and_idle_peers(loaders, pair, config_dir, remote2):
     assert note["severity"] == "info" and "is idle" in note["message"]
 
     pair.remote.run(["ip", "link", "del", f"{pair.ifname[:11]}r2"])
-    pinger = pair.local.popen(["ping", "-i", "0.2", "10.77.0.2"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    pinger = pair.local.popen(
+        ["ping", "-i", "0.2", "10.77.0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         stale = wg.check(pair.ifname, config_dir=str(config_dir), stale_after=2, sample=1)
     finally:
@@ -205,12 +231,17 @@ def test_allowed_ips_in_two_peers_and_nested(loaders, pair, config_dir, remote2)
     wide = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, wide, allowed_ips=["10.77.0.0/28"])
     other = wg.pubkey(wg.genkey())
-    write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-                                  "wide": (wide, ["10.77.0.0/28"], None),
-                                  "other": (other, ["10.77.0.2/32"], None)})
+    write_conf(
+        config_dir,
+        pair,
+        {
+            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
+            "wide": (wide, ["10.77.0.0/28"], None),
+            "other": (other, ["10.77.0.2/32"], None),
+        },
+    )
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
-    mine = [p for p in result["interfaces"][pair.ifname]["problems"]
-            if p["check"] == "allowed_ips"]
+    mine = [p for p in result["interfaces"][pair.ifname]["problems"] if p["check"] == "allowed_ips"]
     severities = sorted((p["severity"], p["peer"]) for p in mine)
     assert severities == [("error", other), ("info", remote2)], mine
     nested = next(p for p in mine if p["severity"] == "info")
@@ -218,12 +249,10 @@ def test_allowed_ips_in_two_peers_and_nested(loaders, pair, config_dir, remote2)
     assert "inside 10.77.0.0/28 of peer 'wide'" in nested["message"]
 
 
-def test_mtu_above_what_the_path_to_the_endpoint_carries(loaders, pair, config_dir,
-                                                         remote2):
+def test_mtu_above_what_the_path_to_the_endpoint_carries(loaders, pair, config_dir, remote2):
     wg = loaders.modules.wireguard
     route = json.loads(pair.local.run(["ip", "-j", "route", "get", "198.18.10.2"]).stdout)[0]
-    pair.local.run(["ip", "route", "add", "198.18.10.2/32", "dev", route["dev"],
-                    "mtu", "1400"])
+    pair.local.run(["ip", "route", "add", "198.18.10.2/32", "dev", route["dev"], "mtu", "1400"])
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     (problem,) = problems_of(result, pair.ifname)
     assert problem["check"] == "mtu" and problem["severity"] == "warning"
@@ -234,40 +263,76 @@ def test_mtu_above_what_the_path_to_the_endpoint_carries(loaders, pair, config_d
     assert after["ok"], after["summary"]
 
 
-def test_routes_and_forwarding_that_pillar_wants(loaders, pair, config_dir, remote2,
-                                                 set_pillar):
+def test_routes_and_forwarding_that_pillar_wants(loaders, pair, config_dir, remote2, set_pillar):
     pair.local.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
-    set_pillar({"wireguard": {"interfaces": {pair.ifname: {
-        "address": "10.77.0.1/24", "listen_port": 51820, "private_key": pair.local_key,
-        "routes": ["172.31.0.0/24"], "forwarding": True,
-        "peers": {"r2": {"public_key": remote2, "allowed_ips": ["10.77.0.2/32"],
-                         "endpoint": "198.18.10.2:51822"}}}}}})
+    set_pillar(
+        {
+            "wireguard": {
+                "interfaces": {
+                    pair.ifname: {
+                        "address": "10.77.0.1/24",
+                        "listen_port": 51820,
+                        "private_key": pair.local_key,
+                        "routes": ["172.31.0.0/24"],
+                        "forwarding": True,
+                        "peers": {
+                            "r2": {
+                                "public_key": remote2,
+                                "allowed_ips": ["10.77.0.2/32"],
+                                "endpoint": "198.18.10.2:51822",
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    )
     wg = loaders.modules.wireguard
     assert loaders.states.wireguard.config(pair.ifname, config_dir=str(config_dir))["result"]
     wg.set_peer(pair.ifname, remote2, allowed_ips=["10.77.0.2/32", "172.30.0.0/24"])
 
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     found = {(p["check"], p["severity"]): p for p in problems_of(result, pair.ifname)}
-    assert set(found) == {("routes", "error"), ("routes", "warning"),
-                          ("forwarding", "error"), ("drift", "error")}, result["summary"]
+    assert set(found) == {
+        ("routes", "error"),
+        ("routes", "warning"),
+        ("forwarding", "error"),
+        ("drift", "error"),
+    }, result["summary"]
     assert found[("routes", "error")]["message"] == (
-        f"The route 172.31.0.0/24 through {pair.ifname} is missing")
+        f"The route 172.31.0.0/24 through {pair.ifname} is missing"
+    )
     assert found[("routes", "warning")]["message"].startswith("Nothing routes 172.30.0.0/24")
     assert "net.ipv4.ip_forward is 0" in found[("forwarding", "error")]["message"]
 
     wg.set_peer(pair.ifname, remote2, allowed_ips=["10.77.0.2/32"])
-    pair.local.run(["ip", "route", "add", "172.31.0.0/24", "dev", pair.ifname, "proto",
-                    "static"])
+    pair.local.run(["ip", "route", "add", "172.31.0.0/24", "dev", pair.ifname, "proto", "static"])
     pair.local.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
     fixed = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     assert fixed["ok"], fixed["summary"]
 
 
 def test_pillar_and_file_that_differ(loaders, pair, config_dir, remote2, set_pillar):
-    set_pillar({"wireguard": {"interfaces": {pair.ifname: {
-        "address": "10.77.0.1/24", "listen_port": 51820,
-        "peers": {"r2": {"public_key": remote2, "allowed_ips": ["10.77.0.2/32"],
-                         "endpoint": "198.18.10.2:51822", "persistent_keepalive": 25}}}}}})
+    set_pillar(
+        {
+            "wireguard": {
+                "interfaces": {
+                    pair.ifname: {
+                        "address": "10.77.0.1/24",
+                        "listen_port": 51820,
+                        "peers": {
+                            "r2": {
+                                "public_key": remote2,
+                                "allowed_ips": ["10.77.0.2/32"],
+                                "endpoint": "198.18.10.2:51822",
+                                "persistent_keepalive": 25,
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    )
     wg = loaders.modules.wireguard
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     (problem,) = problems_of(result, pair.ifname)
@@ -279,20 +344,26 @@ def test_an_endpoint_that_does_not_resolve(loaders, pair, config_dir, remote2, f
     wg = loaders.modules.wireguard
     lost = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, lost, allowed_ips=["10.77.0.4/32"])
-    write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-                                  "lost": (lost, ["10.77.0.4/32"], f"gone{FAKE_DOMAIN}:51820")})
+    write_conf(
+        config_dir,
+        pair,
+        {
+            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
+            "lost": (lost, ["10.77.0.4/32"], f"gone{FAKE_DOMAIN}:51820"),
+        },
+    )
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     found = {p["check"]: p for p in problems_of(result, pair.ifname)}
     assert found["endpoint"]["message"] == (
-        f"The endpoint gone{FAKE_DOMAIN}:51820 of peer 'lost' ({lost[:8]}...) does not resolve")
+        f"The endpoint gone{FAKE_DOMAIN}:51820 of peer 'lost' ({lost[:8]}...) does not resolve"
+    )
     assert found["endpoint"]["peer"] == lost
-    assert found["drift"]["message"].endswith("has no live endpoint, "
-                                              f"{config_dir / pair.ifname}.conf says "
-                                              f"gone{FAKE_DOMAIN}:51820")
+    assert found["drift"]["message"].endswith(
+        f"has no live endpoint, {config_dir / pair.ifname}.conf says gone{FAKE_DOMAIN}:51820"
+    )
 
 
-def test_reresolve_finds_a_peer_whose_name_moved(loaders, pair, config_dir, remote2,
-                                                 fake_dns):
+def test_reresolve_finds_a_peer_whose_name_moved(loaders, pair, config_dir, remote2, fake_dns):
     wg = loaders.modules.wireguard
     name = f"r2{FAKE_DOMAIN}"
     write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], f"{name}:51822")})
@@ -302,16 +373,22 @@ def test_reresolve_finds_a_peer_whose_name_moved(loaders, pair, config_dir, remo
 
     predicted = wg.reresolve(pair.ifname, config_dir=str(config_dir), test=True)
     assert predicted[pair.ifname]["r2"]["result"] == "would change"
-    assert wg.show(pair.ifname)[pair.ifname]["peers"][remote2]["endpoint"] == (
-        "198.18.10.77:51822")
+    assert wg.show(pair.ifname)[pair.ifname]["peers"][remote2]["endpoint"] == ("198.18.10.77:51822")
 
     done = wg.reresolve(pair.ifname, peer="r2", config_dir=str(config_dir))
-    assert done == {pair.ifname: {"r2": {
-        "public_key": remote2, "endpoint": f"{name}:51822", "old": "198.18.10.77:51822",
-        "new": "198.18.10.2:51822", "result": "changed",
-        "comment": f"{name}:51822 resolved to 198.18.10.2:51822"}}}
-    assert wg.show(pair.ifname)[pair.ifname]["peers"][remote2]["endpoint"] == (
-        "198.18.10.2:51822")
+    assert done == {
+        pair.ifname: {
+            "r2": {
+                "public_key": remote2,
+                "endpoint": f"{name}:51822",
+                "old": "198.18.10.77:51822",
+                "new": "198.18.10.2:51822",
+                "result": "changed",
+                "comment": f"{name}:51822 resolved to 198.18.10.2:51822",
+            }
+        }
+    }
+    assert wg.show(pair.ifname)[pair.ifname]["peers"][remote2]["endpoint"] == ("198.18.10.2:51822")
     again = wg.reresolve(config_dir=str(config_dir))
     assert again[pair.ifname]["r2"]["result"] == "unchanged"
     # an address endpoint is not a name: nothing to re-resolve for that peer
@@ -320,7 +397,8 @@ def test_reresolve_finds_a_peer_whose_name_moved(loaders, pair, config_dir, remo
     skipped = wg.reresolve(pair.ifname, peer=remote2, config_dir=str(config_dir))
     assert skipped[pair.ifname]["r2"]["result"] == "skipped"
     assert skipped[pair.ifname]["r2"]["comment"] == (
-        "Nothing to re-resolve: its endpoint 198.18.10.2:51822 is an address, not a name")
+        "Nothing to re-resolve: its endpoint 198.18.10.2:51822 is an address, not a name"
+    )
     with pytest.raises(Exception, match="no peer 'nobody' in the config of"):
         wg.reresolve(pair.ifname, peer="nobody", config_dir=str(config_dir))
 
@@ -337,13 +415,13 @@ def beacon(loaders, minion_opts, config_dir):
     return look
 
 
-def test_beacon_fires_when_a_peer_goes_stale_and_when_it_recovers(loaders, pair, remote2,
-                                                                   beacon):
+def test_beacon_fires_when_a_peer_goes_stale_and_when_it_recovers(loaders, pair, remote2, beacon):
     assert beacon() == []
     name = f"{pair.ifname[:11]}r2"
     pair.remote.run(["ip", "link", "del", name])
-    pinger = pair.local.popen(["ping", "-i", "0.2", "10.77.0.2"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    pinger = pair.local.popen(
+        ["ping", "-i", "0.2", "10.77.0.2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         events = []
         deadline = time.monotonic() + 20
@@ -358,9 +436,19 @@ def test_beacon_fires_when_a_peer_goes_stale_and_when_it_recovers(loaders, pair,
 
         # the peer comes back (same key and port) and dials in
         pair.remote.wireguard(name, pair.keys[2], "10.77.0.2/32", 51822)
-        pair.remote.run(["wg", "set", name, "peer",
-                         loaders.modules.wireguard.pubkey(pair.local_key),
-                         "allowed-ips", "10.77.0.1/32", "endpoint", "198.18.10.1:51820"])
+        pair.remote.run(
+            [
+                "wg",
+                "set",
+                name,
+                "peer",
+                loaders.modules.wireguard.pubkey(pair.local_key),
+                "allowed-ips",
+                "10.77.0.1/32",
+                "endpoint",
+                "198.18.10.1:51820",
+            ]
+        )
         pair.remote.run(["ip", "route", "add", "10.77.0.1/32", "dev", name])
         pair.remote.run(["ping", "-c", "1", "-W", "5", "10.77.0.1"], check=False)
         events = []
@@ -376,8 +464,9 @@ def test_beacon_fires_when_a_peer_goes_stale_and_when_it_recovers(loaders, pair,
         pinger.wait()
 
 
-def test_key_age_is_reported_and_past_max_key_age_warned(loaders, pair, config_dir, remote2,
-                                                         set_pillar):
+def test_key_age_is_reported_and_past_max_key_age_warned(
+    loaders, pair, config_dir, remote2, set_pillar
+):
     key_path = config_dir / f"{pair.ifname}.key"
     key_path.write_text(pair.local_key + "\n")
     os.chmod(key_path, 0o600)
@@ -385,16 +474,32 @@ def test_key_age_is_reported_and_past_max_key_age_warned(loaders, pair, config_d
     os.utime(key_path, (forty_days_ago, forty_days_ago))
 
     def key_age(max_key_age):
-        set_pillar({"wireguard": {"interfaces": {pair.ifname: {
-            "address": "10.77.0.1/24", "listen_port": 51820, "max_key_age": max_key_age,
-            "peers": {"r2": {"public_key": remote2, "allowed_ips": ["10.77.0.2/32"],
-                             "endpoint": "198.18.10.2:51822"}}}}}})
-        result = loaders.modules.wireguard.check(pair.ifname, config_dir=str(config_dir),
-                                                 sample=0)
+        set_pillar(
+            {
+                "wireguard": {
+                    "interfaces": {
+                        pair.ifname: {
+                            "address": "10.77.0.1/24",
+                            "listen_port": 51820,
+                            "max_key_age": max_key_age,
+                            "peers": {
+                                "r2": {
+                                    "public_key": remote2,
+                                    "allowed_ips": ["10.77.0.2/32"],
+                                    "endpoint": "198.18.10.2:51822",
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+        )
+        result = loaders.modules.wireguard.check(pair.ifname, config_dir=str(config_dir), sample=0)
         assert pair.local_key not in json.dumps(result)
         iface = result["interfaces"][pair.ifname]
         return iface["facts"]["key_age_days"], [
-            p for p in iface["problems"] if p["check"] == "key_age"]
+            p for p in iface["problems"] if p["check"] == "key_age"
+        ]
 
     age, warned = key_age(30)
     assert 39.9 <= age <= 40.1

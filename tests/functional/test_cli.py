@@ -45,9 +45,21 @@ class Minion:
         (root / "pillar").mkdir()
         (root / "conf").mkdir()
         opts = minion_opts(root, "cli")
-        config = {key: opts[key] for key in (
-            "id", "file_client", "cachedir", "pki_dir", "sock_dir", "log_file",
-            "module_dirs", "states_dirs", "utils_dirs", "pillar_roots")}
+        config = {
+            key: opts[key]
+            for key in (
+                "id",
+                "file_client",
+                "cachedir",
+                "pki_dir",
+                "sock_dir",
+                "log_file",
+                "module_dirs",
+                "states_dirs",
+                "utils_dirs",
+                "pillar_roots",
+            )
+        }
         config.update(log_level_logfile="debug", file_roots={"base": [str(REPO)]})
         (root / "conf" / "minion").write_text(json.dumps(config))
 
@@ -56,8 +68,9 @@ class Minion:
         (self.root / "pillar" / "data.sls").write_text(json.dumps(data))
 
     def call(self, *args, check=True):
-        proc = self.ns.run([SALT_CALL, "-c", str(self.root / "conf"), "--local",
-                            "--out=json", *args], check=False)
+        proc = self.ns.run(
+            [SALT_CALL, "-c", str(self.root / "conf"), "--local", "--out=json", *args], check=False
+        )
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
@@ -79,28 +92,61 @@ def keys(minion):
     a peer with a preshared key; their config files written by the formula's state."""
     secrets = {"pillar": wgf_keys.genkey(), "psk": wgf_keys.genpsk()}
     peer = identifier_key()
-    minion.pillar({"wireguard": {"lookup": {"config_dir": str(minion.config_dir)},
-                                 "interfaces": {
-        PILLAR_IF: {"address": "10.66.0.1/24", "listen_port": 51801,
-                    "private_key": secrets["pillar"],
-                    "peers": {"laptop": {"public_key": peer, "allowed_ips": ["10.66.0.2/32"],
-                                         "endpoint": "localhost:51802",
-                                         "preshared_key": secrets["psk"]}}},
-        GENERATED_IF: {"address": "10.67.0.1/24", "listen_port": 51803,
-                       "endpoint": "198.18.67.1", "clients": {"phone": {"preshared_key": True}}}}}})
+    minion.pillar(
+        {
+            "wireguard": {
+                "lookup": {"config_dir": str(minion.config_dir)},
+                "interfaces": {
+                    PILLAR_IF: {
+                        "address": "10.66.0.1/24",
+                        "listen_port": 51801,
+                        "private_key": secrets["pillar"],
+                        "peers": {
+                            "laptop": {
+                                "public_key": peer,
+                                "allowed_ips": ["10.66.0.2/32"],
+                                "endpoint": "localhost:51802",
+                                "preshared_key": secrets["psk"],
+                            }
+                        },
+                    },
+                    GENERATED_IF: {
+                        "address": "10.67.0.1/24",
+                        "listen_port": 51803,
+                        "endpoint": "198.18.67.1",
+                        "clients": {"phone": {"preshared_key": True}},
+                    },
+                },
+            }
+        }
+    )
     for name in (PILLAR_IF, GENERATED_IF):
-        minion.call("state.single", "wireguard.private_key", name,
-                    f"config_dir={minion.config_dir}")
+        minion.call(
+            "state.single", "wireguard.private_key", name, f"config_dir={minion.config_dir}"
+        )
         minion.call("state.single", "wireguard.clients", name, f"config_dir={minion.config_dir}")
         minion.call("state.single", "wireguard.config", name, f"config_dir={minion.config_dir}")
     secrets["generated"] = (minion.config_dir / f"{GENERATED_IF}.key").read_text().strip()
     for kind in ("key", "psk"):
-        secrets[f"client {kind}"] = (minion.config_dir / "clients" / GENERATED_IF /
-                                     f"phone.{kind}").read_text().strip()
+        secrets[f"client {kind}"] = (
+            (minion.config_dir / "clients" / GENERATED_IF / f"phone.{kind}").read_text().strip()
+        )
     minion.ns.wireguard(PILLAR_IF, secrets["pillar"], "10.66.0.1/24", 51801)
     minion.ns.wireguard(GENERATED_IF, secrets["generated"], "10.67.0.1/24", 51803)
-    minion.ns.run(["wg", "set", PILLAR_IF, "peer", peer, "allowed-ips", "10.66.0.2/32",
-                   "preshared-key", "/dev/stdin"], input=secrets["psk"] + "\n")
+    minion.ns.run(
+        [
+            "wg",
+            "set",
+            PILLAR_IF,
+            "peer",
+            peer,
+            "allowed-ips",
+            "10.66.0.2/32",
+            "preshared-key",
+            "/dev/stdin",
+        ],
+        input=secrets["psk"] + "\n",
+    )
     return secrets, peer
 
 
@@ -108,22 +154,36 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
     secrets, peer = keys
     other = identifier_key()
     calls = {
-        "genkey": [], "genpsk": [], "pubkey": [wgf_keys.genkey()],
-        "key_digest": [wgf_keys.genpsk()], "show": [], "interfaces": [],
-        "apply_peers": [PILLAR_IF, f'peers=[{{"public_key": "{other}", '
-                        '"allowed_ips": ["10.66.0.9/32"]}]'],
+        "genkey": [],
+        "genpsk": [],
+        "pubkey": [wgf_keys.genkey()],
+        "key_digest": [wgf_keys.genpsk()],
+        "show": [],
+        "interfaces": [],
+        "apply_peers": [
+            PILLAR_IF,
+            f'peers=[{{"public_key": "{other}", "allowed_ips": ["10.66.0.9/32"]}}]',
+        ],
         "set_peer": [PILLAR_IF, other, "allowed_ips=[10.66.0.8/32]"],
-        "remove_peer": [PILLAR_IF, other], "resolve_endpoint": ["localhost:51820"],
-        "is_interface_name": [PILLAR_IF], "service_name": [PILLAR_IF],
-        "pillar_interfaces": [], "render_config": [PILLAR_IF],
-        "route_command": ["172.16.1.0/24"], "public_keys": [],
-        "config_peers": [PILLAR_IF], "check": ["sample=0"], "link_states": [],
-        "reresolve": [PILLAR_IF, "test=True"], "clients": [],
+        "remove_peer": [PILLAR_IF, other],
+        "resolve_endpoint": ["localhost:51820"],
+        "is_interface_name": [PILLAR_IF],
+        "service_name": [PILLAR_IF],
+        "pillar_interfaces": [],
+        "render_config": [PILLAR_IF],
+        "route_command": ["172.16.1.0/24"],
+        "public_keys": [],
+        "config_peers": [PILLAR_IF],
+        "check": ["sample=0"],
+        "link_states": [],
+        "reresolve": [PILLAR_IF, "test=True"],
+        "clients": [],
         "client_config": [GENERATED_IF, "phone", "qr=svg", f"path={minion.root / 'export'}"],
     }
     listed = json.loads(minion.call("sys.list_functions", "wireguard").stdout)["local"]
-    assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), \
+    assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), (
         "every public function is called here"
+    )
     seen = []
     for name, args in calls.items():
         proc = minion.call(f"wireguard.{name}", *args)
@@ -160,24 +220,37 @@ def test_peers_set_and_removed_with_such_keys_at_the_command_line(minion, keys):
 
 
 def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_written(
-        minion, keys, tmp_path):
+    minion, keys, tmp_path
+):
     config_dir = tmp_path / "wg"
     before = (minion.root / "pillar" / "data.sls").read_text()
-    minion.pillar({"wireguard": {"interfaces": {"wgtab0": {
-        "address": "10.68.0.1/24", "table": "nosuchtable"}}}})
+    minion.pillar(
+        {
+            "wireguard": {
+                "interfaces": {"wgtab0": {"address": "10.68.0.1/24", "table": "nosuchtable"}}
+            }
+        }
+    )
     try:
         proc = minion.call("wireguard.pillar_interfaces", check=False)
         assert proc.returncode != 0
-        assert ("interface 'wgtab0', key 'table': table 'nosuchtable' is not defined on this"
-                " minion") in proc.stdout + proc.stderr
-        proc = minion.call("state.single", "wireguard.config", "wgtab0",
-                           f"config_dir={config_dir}", check=False)
+        assert (
+            "interface 'wgtab0', key 'table': table 'nosuchtable' is not defined on this minion"
+        ) in proc.stdout + proc.stderr
+        proc = minion.call(
+            "state.single", "wireguard.config", "wgtab0", f"config_dir={config_dir}", check=False
+        )
         assert proc.returncode != 0 and "nosuchtable" in proc.stdout
         assert not config_dir.exists()
-        minion.pillar({"wireguard": {"interfaces": {"wgtab0": {
-            "address": "10.68.0.1/24", "table": "main"}}}})
-        assert json.loads(minion.call("wireguard.pillar_interfaces").stdout)["local"][
-            "wgtab0"]["table"] == "main"
+        minion.pillar(
+            {"wireguard": {"interfaces": {"wgtab0": {"address": "10.68.0.1/24", "table": "main"}}}}
+        )
+        assert (
+            json.loads(minion.call("wireguard.pillar_interfaces").stdout)["local"]["wgtab0"][
+                "table"
+            ]
+            == "main"
+        )
     finally:
         (minion.root / "pillar" / "data.sls").write_text(before)
 
@@ -185,22 +258,32 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
 # ------------------------------------------------------------ crashes that are refusals
 # issue 19: each of these was a traceback (or "Passed invalid arguments: unhashable type")
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["wireguard.link_states", 'since={"interfaces": "x"}'],
-     "since: expected an earlier return of wireguard.link_states"),
-    (["wireguard.render_config", "[wg0]"], "interface: got a list"),
-    (["wireguard.clients", "{}"], "interface: got a dict"),
-    (["wireguard.client_config", "[x]", "phone"], "interface: got a list"),
-    (["wireguard.client_config", "wg" + "0" * 300, "phone"], "interface: got 302 characters"),
-    (["wireguard.apply_peers", "wg0", "peers=5"], "peers: expected a list, got int"),
-    (["wireguard.public_keys", "config_dir=5"], "config_dir: expected a directory path"),
-    (["wireguard.check", "config_dir=[x]"], "config_dir: expected a directory path"),
-    (["wireguard.check", "sample=1" + "0" * 400], "sample is a number of seconds from 0"),
-    (["wireguard.check", "stale_after=1" + "0" * 4000],
-     "stale_after: a number of more than 4096 bits is refused"),
-    (["state.single", "wireguard.private_key", "wgx0", "config_dir=[x]"],
-     "config_dir: expected a directory path (a string), got list"),
-])
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["wireguard.link_states", 'since={"interfaces": "x"}'],
+            "since: expected an earlier return of wireguard.link_states",
+        ),
+        (["wireguard.render_config", "[wg0]"], "interface: got a list"),
+        (["wireguard.clients", "{}"], "interface: got a dict"),
+        (["wireguard.client_config", "[x]", "phone"], "interface: got a list"),
+        (["wireguard.client_config", "wg" + "0" * 300, "phone"], "interface: got 302 characters"),
+        (["wireguard.apply_peers", "wg0", "peers=5"], "peers: expected a list, got int"),
+        (["wireguard.public_keys", "config_dir=5"], "config_dir: expected a directory path"),
+        (["wireguard.check", "config_dir=[x]"], "config_dir: expected a directory path"),
+        (["wireguard.check", "sample=1" + "0" * 400], "sample is a number of seconds from 0"),
+        (
+            ["wireguard.check", "stale_after=1" + "0" * 4000],
+            "stale_after: a number of more than 4096 bits is refused",
+        ),
+        (
+            ["state.single", "wireguard.private_key", "wgx0", "config_dir=[x]"],
+            "config_dir: expected a directory path (a string), got list",
+        ),
+    ],
+)
 def test_a_wrong_argument_is_refused_by_name_not_a_traceback(minion, keys, args, message):
     proc = minion.call(*args, check=False)
     out = proc.stdout + proc.stderr
@@ -214,18 +297,34 @@ def test_a_node_with_a_colon_cannot_have_preshared_keys(minion, tmp_path):
     """Its key's pillar path splits at ':': the states crashed with a KeyError."""
     before = (minion.root / "pillar" / "data.sls").read_text()
     psk = wgf_keys.genpsk()
-    minion.pillar({"wireguard": {
-        "networks": {"corp": {"interface": "wgcolon0", "preshared_keys": True, "nodes": {
-            "cli": {"address": "10.69.0.1/24"}, "a:b": {"address": "10.69.0.2/24"}}}},
-        "network_psks": {"corp": {"a:b": psk}}}})
+    minion.pillar(
+        {
+            "wireguard": {
+                "networks": {
+                    "corp": {
+                        "interface": "wgcolon0",
+                        "preshared_keys": True,
+                        "nodes": {
+                            "cli": {"address": "10.69.0.1/24"},
+                            "a:b": {"address": "10.69.0.2/24"},
+                        },
+                    }
+                },
+                "network_psks": {"corp": {"a:b": psk}},
+            }
+        }
+    )
     try:
         for state in ("wireguard.private_key", "wireguard.config"):
-            proc = minion.call("state.single", state, "wgcolon0",
-                               f"config_dir={tmp_path / 'wg'}", check=False)
+            proc = minion.call(
+                "state.single", state, "wgcolon0", f"config_dir={tmp_path / 'wg'}", check=False
+            )
             out = proc.stdout + proc.stderr
             assert proc.returncode != 0, out
-            assert ("network 'corp', node 'a:b', key 'preshared_keys': a network or node name "
-                    "with ':' cannot have preshared keys") in out, out[-3000:]
+            assert (
+                "network 'corp', node 'a:b', key 'preshared_keys': a network or node name "
+                "with ':' cannot have preshared keys"
+            ) in out, out[-3000:]
             assert "Traceback" not in out and "KeyError" not in out and psk not in out
         assert not (tmp_path / "wg").exists()
     finally:
@@ -257,16 +356,26 @@ def test_two_keys_typed_as_name_equals_are_refused_by_position_never_echoed(mini
 
 def test_a_psk_typed_as_name_equals_is_set_peers_sixth_argument(minion, keys):
     public, psk = identifier_key(), identifier_key()
-    proc = minion.call("wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]",
-                       "198.18.66.6:51806", "25", psk)
+    proc = minion.call(
+        "wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]", "198.18.66.6:51806", "25", psk
+    )
     _never_shown(proc, psk)
     live = json.loads(minion.call("wireguard.show", PILLAR_IF, "psk_digests=True").stdout)
     peer = live["local"][PILLAR_IF]["peers"][public]
     assert peer["allowed_ips"] == ["10.66.0.6/32"] and peer["persistent_keepalive"] == 25
     assert peer["preshared_key_sha256"] == wgf_keys.digest(psk)
     extra = identifier_key()
-    proc = minion.call("wireguard.set_peer", PILLAR_IF, public, "[10.66.0.6/32]",
-                       "198.18.66.6:51806", "25", psk, extra, check=False)
+    proc = minion.call(
+        "wireguard.set_peer",
+        PILLAR_IF,
+        public,
+        "[10.66.0.6/32]",
+        "198.18.66.6:51806",
+        "25",
+        psk,
+        extra,
+        check=False,
+    )
     assert proc.returncode != 0 and "argument(s) 7 of" in proc.stdout + proc.stderr
     _never_shown(proc, psk, extra)
     proc = minion.call("wireguard.remove_peer", PILLAR_IF, public, extra, check=False)
@@ -275,7 +384,9 @@ def test_a_psk_typed_as_name_equals_is_set_peers_sixth_argument(minion, keys):
     minion.call("wireguard.remove_peer", PILLAR_IF, public)
 
 
-@pytest.mark.parametrize("args", [["apply_peers", PILLAR_IF], ["reresolve", PILLAR_IF, "x", "/nonexistent", "True"]])
+@pytest.mark.parametrize(
+    "args", [["apply_peers", PILLAR_IF], ["reresolve", PILLAR_IF, "x", "/nonexistent", "True"]]
+)
 def test_a_stray_key_never_reaches_salts_own_refusal(minion, keys, args):
     key = identifier_key()
     proc = minion.call(f"wireguard.{args[0]}", *args[1:], key, check=False)
@@ -293,12 +404,23 @@ def test_key_material_in_comments_of_an_adopted_config_is_never_shown(minion, ke
     (minion.config_dir / f"{name}.conf").write_text(
         f"[Interface]\n#PrivateKey = {old}\nPrivateKey = {own}\nAddress = 10.69.0.1/24\n"
         f"# rotated away from {note} in May\n\n[Peer]\n# {psk}\nPublicKey = {peer}\n"
-        f"#  presharedkey={psk}\nAllowedIPs = 10.69.0.2/32\n")
+        f"#  presharedkey={psk}\nAllowedIPs = 10.69.0.2/32\n"
+    )
     before = (minion.root / "pillar" / "data.sls").read_text()
-    minion.pillar({"wireguard": {"lookup": {"config_dir": str(minion.config_dir)},
-                                 "interfaces": {name: {
-        "address": "10.69.0.3/24", "private_key": own,
-        "peers": {"hub": {"public_key": peer, "allowed_ips": ["10.69.0.2/32"]}}}}}})
+    minion.pillar(
+        {
+            "wireguard": {
+                "lookup": {"config_dir": str(minion.config_dir)},
+                "interfaces": {
+                    name: {
+                        "address": "10.69.0.3/24",
+                        "private_key": own,
+                        "peers": {"hub": {"public_key": peer, "allowed_ips": ["10.69.0.2/32"]}},
+                    }
+                },
+            }
+        }
+    )
     try:
         seen = [minion.call("wireguard.check", name, "sample=0", check=False)]
         found = json.loads(seen[0].stdout)["local"]["interfaces"][name]["problems"]
@@ -309,8 +431,9 @@ def test_key_material_in_comments_of_an_adopted_config_is_never_shown(minion, ke
         assert psk[:12] not in peers.stdout and peer in peers.stdout
         seen.append(peers)
         for mode in ("test=True", "test=False"):
-            proc = minion.call("state.single", "wireguard.config", name,
-                               f"config_dir={minion.config_dir}", mode)
+            proc = minion.call(
+                "state.single", "wireguard.config", name, f"config_dir={minion.config_dir}", mode
+            )
             assert f"PublicKey = {peer}" in proc.stdout and "+Address = 10.69.0.3/24" in proc.stdout
             assert "#PrivateKey = <hidden>" in proc.stdout
             seen.append(proc)

@@ -31,11 +31,24 @@ class Clients:
         self.outputs = []
 
     def pillar(self, clients, **iface):
-        self.minion.pillar({"wireguard": {"lookup": {"config_dir": str(self.dir)},
-                                          "interfaces": {IF: {
-            "address": "10.70.0.1/24", "listen_port": 51870, "private_key": self.server_key,
-            "endpoint": "198.18.70.1", "pool": "10.70.0.0/29", "clients": clients,
-            **iface}}}})
+        self.minion.pillar(
+            {
+                "wireguard": {
+                    "lookup": {"config_dir": str(self.dir)},
+                    "interfaces": {
+                        IF: {
+                            "address": "10.70.0.1/24",
+                            "listen_port": 51870,
+                            "private_key": self.server_key,
+                            "endpoint": "198.18.70.1",
+                            "pool": "10.70.0.0/29",
+                            "clients": clients,
+                            **iface,
+                        }
+                    },
+                }
+            }
+        )
 
     def call(self, *args, check=True):
         proc = self.minion.call(*args, check=check)
@@ -44,9 +57,10 @@ class Clients:
 
     def apply(self, check=True):
         """What state.apply wireguard runs for clients, state by state."""
-        procs = [self.call("state.single", f"wireguard.{fun}", IF, f"config_dir={self.dir}",
-                           check=check)
-                 for fun in ("private_key", "clients", "config", "client_peers")]
+        procs = [
+            self.call("state.single", f"wireguard.{fun}", IF, f"config_dir={self.dir}", check=check)
+            for fun in ("private_key", "clients", "config", "client_peers")
+        ]
         return [states_ok(p) for p in procs] if check else procs
 
     def listed(self):
@@ -77,10 +91,16 @@ def test_allocation_is_stable_revoked_addresses_come_last_and_a_full_pool_is_ref
     clients.apply()
     first = clients.listed()
     assert {n: c["address"] for n, c in first.items()} == {
-        "a": ["10.70.0.2"], "b": ["10.70.0.3"], "c": ["10.70.0.4"]}
+        "a": ["10.70.0.2"],
+        "b": ["10.70.0.3"],
+        "c": ["10.70.0.4"],
+    }
     live = clients.live()
     assert {live[c["public_key"]]["allowed_ips"][0] for c in first.values()} == {
-        "10.70.0.2/32", "10.70.0.3/32", "10.70.0.4/32"}
+        "10.70.0.2/32",
+        "10.70.0.3/32",
+        "10.70.0.4/32",
+    }
     assert live[first["b"]["public_key"]]["preshared_key"] is True
 
     # a re-apply changes nothing
@@ -108,18 +128,20 @@ def test_allocation_is_stable_revoked_addresses_come_last_and_a_full_pool_is_ref
     record = clients.dir / f"{IF}.clients.json"
     before = hashlib.sha256(record.read_bytes()).hexdigest(), sorted(clients.private_keys())
     clients.pillar({"a": {}, "c": {}, "d": {}, "e": {}, "f": {}, "g": {}})
-    proc = clients.call("state.single", "wireguard.clients", IF, f"config_dir={clients.dir}",
-                        check=False)
+    proc = clients.call(
+        "state.single", "wireguard.clients", IF, f"config_dir={clients.dir}", check=False
+    )
     assert proc.returncode != 0
     assert f"interface '{IF}', client 'g': the pool is full" in proc.stdout
-    assert (hashlib.sha256(record.read_bytes()).hexdigest(),
-            sorted(clients.private_keys())) == before
+    assert (
+        hashlib.sha256(record.read_bytes()).hexdigest(),
+        sorted(clients.private_keys()),
+    ) == before
     proc = clients.call("wireguard.pillar_interfaces", check=False)
     assert proc.returncode != 0 and "client 'g': the pool is full" in proc.stdout + proc.stderr
 
 
-def test_keys_live_only_in_0600_files_and_exports_leave_no_secret_in_any_output(
-        clients, tmp_path):
+def test_keys_live_only_in_0600_files_and_exports_leave_no_secret_in_any_output(clients, tmp_path):
     clients.pillar({"a": {}, "c": {}, "d": {}, "e": {}, "f": {"preshared_key": True}})
     clients.apply()
     keydir = clients.dir / "clients" / IF
@@ -136,11 +158,14 @@ def test_keys_live_only_in_0600_files_and_exports_leave_no_secret_in_any_output(
     for path in export.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     secrets = clients.private_keys()
-    assert f"PrivateKey = {secrets['f']}\n" in text and f"PresharedKey = {secrets['f']}" \
-        not in text
+    assert f"PrivateKey = {secrets['f']}\n" in text and f"PresharedKey = {secrets['f']}" not in text
     assert f"PresharedKey = {(keydir / 'f.psk').read_text().strip()}\n" in text
-    decoded = subprocess.run(["zbarimg", "-q", "--raw", str(export / "f.png")],
-                             capture_output=True, text=True, check=True).stdout
+    decoded = subprocess.run(
+        ["zbarimg", "-q", "--raw", str(export / "f.png")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert decoded == text + "\n"
     clients.call("wireguard.check", "sample=0")
     clients.call("wireguard.render_config", IF)
@@ -162,7 +187,8 @@ def test_check_names_clients(clients):
 
 
 def test_an_export_into_the_config_dir_and_a_client_named_like_an_interface_are_refused(
-        clients, tmp_path):
+    clients, tmp_path
+):
     """A client named wg1 exported into /etc/wireguard replaced wg1.conf with a config
     holding the client's private key (issue 19): the path is refused however spelled,
     and so is the name."""
@@ -171,19 +197,39 @@ def test_an_export_into_the_config_dir_and_a_client_named_like_an_interface_are_
     before = sorted(p.name for p in clients.dir.iterdir())
     link = tmp_path / "link"
     link.symlink_to(clients.dir)
-    for path in (clients.dir, clients.dir / "clients", link,
-                 clients.dir / "new" / "..", f"{clients.dir}/../{clients.dir.name}/x"):
+    for path in (
+        clients.dir,
+        clients.dir / "clients",
+        link,
+        clients.dir / "new" / "..",
+        f"{clients.dir}/../{clients.dir.name}/x",
+    ):
         proc = clients.call("wireguard.client_config", IF, "f", f"path={path}", check=False)
         assert proc.returncode != 0, path
         assert "the formula's directory" in proc.stdout + proc.stderr
     assert sorted(p.name for p in clients.dir.iterdir()) == before
     other = f"{IF[:-1]}x"
-    clients.minion.pillar({"wireguard": {"lookup": {"config_dir": str(clients.dir)},
-                                         "interfaces": {
-        IF: {"address": "10.70.0.1/24", "listen_port": 51870, "private_key": clients.server_key,
-             "endpoint": "198.18.70.1", "pool": "10.70.0.0/29", "clients": {other: {}}},
-        other: {"address": "10.71.0.1/24"}}}})
+    clients.minion.pillar(
+        {
+            "wireguard": {
+                "lookup": {"config_dir": str(clients.dir)},
+                "interfaces": {
+                    IF: {
+                        "address": "10.70.0.1/24",
+                        "listen_port": 51870,
+                        "private_key": clients.server_key,
+                        "endpoint": "198.18.70.1",
+                        "pool": "10.70.0.0/29",
+                        "clients": {other: {}},
+                    },
+                    other: {"address": "10.71.0.1/24"},
+                },
+            }
+        }
+    )
     proc = clients.call("wireguard.pillar_interfaces", check=False)
     assert proc.returncode != 0
-    assert (f"interface '{IF}', client '{other}', key 'clients': a client may not have the "
-            "name of an interface of this minion") in proc.stdout + proc.stderr
+    assert (
+        f"interface '{IF}', client '{other}', key 'clients': a client may not have the "
+        "name of an interface of this minion"
+    ) in proc.stdout + proc.stderr

@@ -79,13 +79,26 @@ def test_config_dir_entries_that_are_directories_are_refused(minion, tmp_path):
     directory.mkdir(mode=0o700)
     (directory / "wgd0.key").mkdir()
     (directory / "wgd1.clients.json").mkdir()
-    minion.pillar({"wireguard": {"lookup": {"config_dir": str(directory)}, "interfaces": {
-        "wgd1": {"address": "10.70.0.1/24", "endpoint": "198.18.70.1",
-                 "clients": {"phone": {}}}}}})
-    for args in (["wireguard.public_keys"], ["wireguard.pillar_interfaces"],
-                 ["wireguard.clients", "wgd1"],
-                 ["state.single", "wireguard.private_key", "wgd0",
-                  f"config_dir={directory}"]):
+    minion.pillar(
+        {
+            "wireguard": {
+                "lookup": {"config_dir": str(directory)},
+                "interfaces": {
+                    "wgd1": {
+                        "address": "10.70.0.1/24",
+                        "endpoint": "198.18.70.1",
+                        "clients": {"phone": {}},
+                    }
+                },
+            }
+        }
+    )
+    for args in (
+        ["wireguard.public_keys"],
+        ["wireguard.pillar_interfaces"],
+        ["wireguard.clients", "wgd1"],
+        ["state.single", "wireguard.private_key", "wgd0", f"config_dir={directory}"],
+    ):
         proc = minion.call(*args, check=False)
         out = proc.stdout + proc.stderr
         assert "Traceback" not in out and "IsADirectoryError" not in out, (args, out)
@@ -95,14 +108,25 @@ def test_config_dir_entries_that_are_directories_are_refused(minion, tmp_path):
 def test_states_called_alone_use_the_configured_dir(minion):
     """`state.single wireguard.private_key wg0` without config_dir: pillar's lookup, not
     /etc/wireguard (test=True: nothing is written, before the fix neither)."""
-    minion.pillar({"wireguard": {"lookup": {"config_dir": str(minion.config_dir)},
-                                 "interfaces": {"wgs0": {"address": "10.71.0.1/24"}}}})
+    minion.pillar(
+        {
+            "wireguard": {
+                "lookup": {"config_dir": str(minion.config_dir)},
+                "interfaces": {"wgs0": {"address": "10.71.0.1/24"}},
+            }
+        }
+    )
     proc = minion.call("state.single", "wireguard.private_key", "wgs0", "test=True")
     (state,) = answer(proc).values()
     assert f"({minion.config_dir}/wgs0.key)" in state["comment"], state["comment"]
-    minion.pillar({"wireguard": {"lookup": {"config_dir": "/etc"},
-                                 "interfaces": {"wgs0": {"address": "10.71.0.1/24"}}}})
-    proc = minion.call("state.single", "wireguard.private_key", "wgs0", "test=True",
-                       check=False)
+    minion.pillar(
+        {
+            "wireguard": {
+                "lookup": {"config_dir": "/etc"},
+                "interfaces": {"wgs0": {"address": "10.71.0.1/24"}},
+            }
+        }
+    )
+    proc = minion.call("state.single", "wireguard.private_key", "wgs0", "test=True", check=False)
     (state,) = answer(proc).values()
     assert state["result"] is False and "wireguard:lookup:config_dir" in state["comment"]

@@ -13,8 +13,14 @@ def test_show_returns_the_documented_structure_without_secrets(loaders, pair):
     psk = wg.genpsk()
     b = pair.add_remote(loaders.modules, 2, route=True, psk=psk)
     c = pair.add_remote(loaders.modules, 3)
-    wg.set_peer(pair.ifname, b, allowed_ips=["10.77.0.2/32"], endpoint="198.18.10.2:51822",
-                persistent_keepalive=25, preshared_key=psk)
+    wg.set_peer(
+        pair.ifname,
+        b,
+        allowed_ips=["10.77.0.2/32"],
+        endpoint="198.18.10.2:51822",
+        persistent_keepalive=25,
+        preshared_key=psk,
+    )
     wg.set_peer(pair.ifname, c, allowed_ips=["10.77.0.3", "fd00:77::3/128"])
     pair.local.run(["ping", "-c", "1", "-W", "2", "10.77.0.2"], check=False)
 
@@ -31,9 +37,14 @@ def test_show_returns_the_documented_structure_without_secrets(loaders, pair):
     assert peer_b["latest_handshake"] and peer_b["latest_handshake_age"] >= 0
     assert peer_b["tx_bytes"] > 0
     assert peer_c == {
-        "endpoint": None, "allowed_ips": ["10.77.0.3/32", "fd00:77::3/128"],
-        "latest_handshake": None, "latest_handshake_age": None, "rx_bytes": 0,
-        "tx_bytes": 0, "persistent_keepalive": None, "preshared_key": False,
+        "endpoint": None,
+        "allowed_ips": ["10.77.0.3/32", "fd00:77::3/128"],
+        "latest_handshake": None,
+        "latest_handshake_age": None,
+        "rx_bytes": 0,
+        "tx_bytes": 0,
+        "persistent_keepalive": None,
+        "preshared_key": False,
     }
     everything = json.dumps(wg.show())
     assert pair.ifname in json.loads(everything)
@@ -60,8 +71,10 @@ def test_set_and_remove_peer(loaders, pair):
 def test_apply_peers_batches_many_changes(loaders, pair):
     wg = loaders.modules.wireguard
     keys = [wg.pubkey(wg.genkey()) for _ in range(600)]
-    peers = [{"public_key": k, "allowed_ips": [f"10.78.{i // 250}.{i % 250 + 1}/32"]}
-             for i, k in enumerate(keys)]
+    peers = [
+        {"public_key": k, "allowed_ips": [f"10.78.{i // 250}.{i % 250 + 1}/32"]}
+        for i, k in enumerate(keys)
+    ]
     wg.apply_peers(pair.ifname, peers=peers)
     assert set(wg.show(pair.ifname)[pair.ifname]["peers"]) == set(keys)
     wg.apply_peers(pair.ifname, remove=keys[:300])
@@ -72,10 +85,13 @@ def test_a_bad_change_in_a_batch_changes_nothing(loaders, pair):
     wg = loaders.modules.wireguard
     good = wg.pubkey(wg.genkey())
     with pytest.raises(SaltInvocationError, match="allowed_ips"):
-        wg.apply_peers(pair.ifname, peers=[
-            {"public_key": good, "allowed_ips": ["10.1.0.0/24"]},
-            {"public_key": wg.pubkey(wg.genkey()), "allowed_ips": ["10.1.0.300/24"]},
-        ])
+        wg.apply_peers(
+            pair.ifname,
+            peers=[
+                {"public_key": good, "allowed_ips": ["10.1.0.0/24"]},
+                {"public_key": wg.pubkey(wg.genkey()), "allowed_ips": ["10.1.0.300/24"]},
+            ],
+        )
     assert wg.show(pair.ifname)[pair.ifname]["peers"] == {}
 
 

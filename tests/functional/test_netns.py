@@ -22,8 +22,9 @@ finally:
 
 
 def start_child():
-    child = subprocess.Popen([sys.executable, "-c", CHILD], cwd=REPO, text=True,
-                             stdout=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], cwd=REPO, text=True, stdout=subprocess.PIPE
+    )
     name = child.stdout.readline().strip()
     assert pathlib.Path(f"/run/netns/{name}").exists(), name
     return child, name

@@ -11,9 +11,18 @@ from tests.functional.test_check import config_dir, remote2, set_pillar  # noqa:
 
 
 def pillar_for(pair, key, remote, **settings):
-    iface = {"address": ["10.77.0.1/24"], "listen_port": 51820, "private_key": key,
-             "peers": {"r2": {"public_key": remote, "allowed_ips": ["10.77.0.2/32"],
-                              "endpoint": "198.18.10.2:51822"}}}
+    iface = {
+        "address": ["10.77.0.1/24"],
+        "listen_port": 51820,
+        "private_key": key,
+        "peers": {
+            "r2": {
+                "public_key": remote,
+                "allowed_ips": ["10.77.0.2/32"],
+                "endpoint": "198.18.10.2:51822",
+            }
+        },
+    }
     iface.update(settings)
     return {"wireguard": {"interfaces": {pair.ifname: iface}}}
 
@@ -21,15 +30,20 @@ def pillar_for(pair, key, remote, **settings):
 def live(pair):
     ns = pair.local
     link = json.loads(ns.run(["ip", "-j", "addr", "show", "dev", pair.ifname]).stdout)[0]
-    routes = json.loads(ns.run(["ip", "-j", "-4", "route", "show", "table", "all", "dev",
-                                pair.ifname]).stdout)
+    routes = json.loads(
+        ns.run(["ip", "-j", "-4", "route", "show", "table", "all", "dev", pair.ifname]).stdout
+    )
     return {
-        "ifindex": link["ifindex"], "mtu": link["mtu"],
-        "addresses": sorted(f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"]
-                            if a.get("scope") != "link"),
-        "routes": sorted((r["dst"], r.get("table", "main"), r.get("protocol", "boot"))
-                         for r in routes if r.get("table") != "local"
-                         and r.get("protocol") != "kernel"),
+        "ifindex": link["ifindex"],
+        "mtu": link["mtu"],
+        "addresses": sorted(
+            f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"] if a.get("scope") != "link"
+        ),
+        "routes": sorted(
+            (r["dst"], r.get("table", "main"), r.get("protocol", "boot"))
+            for r in routes
+            if r.get("table") != "local" and r.get("protocol") != "kernel"
+        ),
         "wg": ns.run(["wg", "show", pair.ifname, "dump"]).stdout.split("\n")[0].split("\t")[1:],
         "peers": ns.run(["wg", "show", pair.ifname, "peers"]).stdout.split(),
     }
@@ -39,21 +53,34 @@ def live(pair):
 def state(loaders, pair, config_dir, remote2, set_pillar):  # noqa: F811
     def run(test=False, **settings):
         set_pillar(pillar_for(pair, pair.local_key, remote2, **settings))
-        return loaders.states.wireguard.interface(pair.ifname, config_dir=str(config_dir),
-                                                  test=test)
+        return loaders.states.wireguard.interface(
+            pair.ifname, config_dir=str(config_dir), test=test
+        )
+
     return run
 
 
 def test_interface_settings_change_in_place(loaders, pair, state, remote2):  # noqa: F811
     before = live(pair)
     new_key = loaders.modules.wireguard.genkey()
-    settings = {"address": ["10.77.0.1/24", "10.78.0.1/16"], "mtu": 1380,
-                "listen_port": 51833, "fwmark": "0x1234", "private_key": new_key,
-                "routes": ["172.31.5.0/24"]}
+    settings = {
+        "address": ["10.77.0.1/24", "10.78.0.1/16"],
+        "mtu": 1380,
+        "listen_port": 51833,
+        "fwmark": "0x1234",
+        "private_key": new_key,
+        "routes": ["172.31.5.0/24"],
+    }
     predicted = state(test=True, **settings)
     assert predicted.result is None, predicted
-    assert set(predicted.changes) == {"address", "mtu", "listen_port", "fwmark",
-                                         "public_key", "routes"}, predicted
+    assert set(predicted.changes) == {
+        "address",
+        "mtu",
+        "listen_port",
+        "fwmark",
+        "public_key",
+        "routes",
+    }, predicted
     assert live(pair) == before, "test mode touched nothing"
 
     ret = state(**settings)
@@ -73,18 +100,23 @@ def test_interface_settings_change_in_place(loaders, pair, state, remote2):  # n
     assert again.result is True and again.changes == {}, again
 
 
-def test_routes_follow_allowed_ips_as_wg_quick_derives_them(loaders, pair, state,
-                                                            remote2):  # noqa: F811
+def test_routes_follow_allowed_ips_as_wg_quick_derives_them(loaders, pair, state, remote2):  # noqa: F811
     def peers(*allowed):
-        return {"r2": {"public_key": remote2, "allowed_ips": list(allowed),
-                       "endpoint": "198.18.10.2:51822"}}
+        return {
+            "r2": {
+                "public_key": remote2,
+                "allowed_ips": list(allowed),
+                "endpoint": "198.18.10.2:51822",
+            }
+        }
 
     predicted = state(test=True, peers=peers("10.77.0.2/32", "10.99.7.7/32"))
-    assert predicted.changes["routes"] == {"old": [], "new": ["10.99.7.7/32"]}, \
+    assert predicted.changes["routes"] == {"old": [], "new": ["10.99.7.7/32"]}, (
         "test mode predicts the routes of AllowedIPs the peer states have not set yet"
+    )
     assert loaders.states.wireguard.peer(
-        name=remote2, interface=pair.ifname,
-        allowed_ips=["10.77.0.2/32", "10.99.7.7/32"]).result
+        name=remote2, interface=pair.ifname, allowed_ips=["10.77.0.2/32", "10.99.7.7/32"]
+    ).result
     ret = state(peers=peers("10.77.0.2/32", "10.99.7.7/32"))
     assert ret.result is True, ret
     # 10.77.0.2 is covered by the address's connected route: no route; 10.99.7.7 is not

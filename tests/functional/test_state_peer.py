@@ -20,27 +20,48 @@ def new_key(loaders):
 def test_add_then_idempotent_regardless_of_order_and_host_bits(loaders, pair):
     key = new_key(loaders)
     peer = loaders.states.wireguard.peer
-    ret = peer(name=key, interface=pair.ifname, allowed_ips=["10.77.5.0/24", "10.77.0.4/32"],
-               endpoint="198.18.10.2:51900", persistent_keepalive=25)
+    ret = peer(
+        name=key,
+        interface=pair.ifname,
+        allowed_ips=["10.77.5.0/24", "10.77.0.4/32"],
+        endpoint="198.18.10.2:51900",
+        persistent_keepalive=25,
+    )
     assert ret.result is True
     assert ret.changes["allowed_ips"] == {"old": None, "new": ["10.77.0.4/32", "10.77.5.0/24"]}
     live = live_peers(loaders, pair)[key]
     assert sorted(live["allowed_ips"]) == ["10.77.0.4/32", "10.77.5.0/24"]
     assert live["endpoint"] == "198.18.10.2:51900" and live["persistent_keepalive"] == 25
 
-    again = peer(name=key, interface=pair.ifname, allowed_ips=["10.77.5.9/24", "10.77.0.4"],
-                 endpoint="198.18.10.2:51900", persistent_keepalive=25)
+    again = peer(
+        name=key,
+        interface=pair.ifname,
+        allowed_ips=["10.77.5.9/24", "10.77.0.4"],
+        endpoint="198.18.10.2:51900",
+        persistent_keepalive=25,
+    )
     assert again.result is True and again.changes == {}
 
 
-@pytest.mark.parametrize(("attribute", "before", "after", "expected"), [
-    ("allowed_ips", ["10.77.6.0/24"], ["10.77.6.0/24", "10.77.7.0/24"],
-     {"old": ["10.77.6.0/24"], "new": ["10.77.6.0/24", "10.77.7.0/24"]}),
-    ("endpoint", "198.18.10.2:1000", "198.18.10.2:2000",
-     {"old": "198.18.10.2:1000", "new": "198.18.10.2:2000"}),
-    ("persistent_keepalive", 25, 0, {"old": 25, "new": None}),
-    ("persistent_keepalive", None, 15, {"old": None, "new": 15}),
-])
+@pytest.mark.parametrize(
+    ("attribute", "before", "after", "expected"),
+    [
+        (
+            "allowed_ips",
+            ["10.77.6.0/24"],
+            ["10.77.6.0/24", "10.77.7.0/24"],
+            {"old": ["10.77.6.0/24"], "new": ["10.77.6.0/24", "10.77.7.0/24"]},
+        ),
+        (
+            "endpoint",
+            "198.18.10.2:1000",
+            "198.18.10.2:2000",
+            {"old": "198.18.10.2:1000", "new": "198.18.10.2:2000"},
+        ),
+        ("persistent_keepalive", 25, 0, {"old": 25, "new": None}),
+        ("persistent_keepalive", None, 15, {"old": None, "new": 15}),
+    ],
+)
 def test_each_attribute_change(loaders, pair, attribute, before, after, expected):
     key = new_key(loaders)
     base = {"name": key, "interface": pair.ifname, "allowed_ips": ["10.77.6.0/24"]}
@@ -94,22 +115,26 @@ def test_preshared_key_from_pillar(loaders, pair, write_pillar):
     key = new_key(loaders)
     write_pillar({"wireguard": {"interfaces": {"wg0": {"peers": {"hub": {"preshared_key": psk}}}}}})
     ret = loaders.states.wireguard.peer(
-        name=key, interface=pair.ifname,
-        preshared_key_pillar="wireguard:interfaces:wg0:peers:hub:preshared_key")
+        name=key,
+        interface=pair.ifname,
+        preshared_key_pillar="wireguard:interfaces:wg0:peers:hub:preshared_key",
+    )
     assert ret.result is True and ret.changes["preshared_key"]["new"] == "set"
     assert psk not in json.dumps(ret.full_return)
 
 
 def test_test_mode_predicts_and_touches_nothing(loaders, pair):
     key = new_key(loaders)
-    ret = loaders.states.wireguard.peer(name=key, interface=pair.ifname,
-                                        allowed_ips=["10.77.9.0/24"], test=True)
+    ret = loaders.states.wireguard.peer(
+        name=key, interface=pair.ifname, allowed_ips=["10.77.9.0/24"], test=True
+    )
     assert ret.result is None
     assert ret.changes["allowed_ips"] == {"old": None, "new": ["10.77.9.0/24"]}
     assert key not in live_peers(loaders, pair)
     loaders.states.wireguard.peer(name=key, interface=pair.ifname, allowed_ips=["10.77.9.0/24"])
-    unchanged = loaders.states.wireguard.peer(name=key, interface=pair.ifname,
-                                              allowed_ips=["10.77.9.0/24"], test=True)
+    unchanged = loaders.states.wireguard.peer(
+        name=key, interface=pair.ifname, allowed_ips=["10.77.9.0/24"], test=True
+    )
     assert unchanged.result is True and unchanged.changes == {}
 
 
@@ -127,8 +152,9 @@ def test_absent(loaders, pair):
 
 def test_purge_removes_only_undeclared_peers(loaders, pair):
     keep, extra = new_key(loaders), new_key(loaders)
-    loaders.modules.wireguard.apply_peers(pair.ifname, peers=[{"public_key": keep},
-                                                               {"public_key": extra}])
+    loaders.modules.wireguard.apply_peers(
+        pair.ifname, peers=[{"public_key": keep}, {"public_key": extra}]
+    )
     pending = loaders.states.wireguard.peers_purged(name=pair.ifname, keep=[keep], test=True)
     assert pending.result is None and extra in live_peers(loaders, pair)
     ret = loaders.states.wireguard.peers_purged(name=pair.ifname, keep=[keep])
@@ -143,17 +169,22 @@ def test_missing_interface_fails_and_names_it(loaders, pair):
     assert "'wgmissing9' is not up" in ret.comment
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    ({"name": "not-a-key"}, "not valid base64"),
-    ({"name": "AAAA"}, "decodes to 3 bytes"),
-    ({"allowed_ips": ["10.0.0.0/33"]}, "not a valid CIDR"),
-    ({"endpoint": "198.18.0.1"}, "has no port"),
-    ({"endpoint": "fd00::1:51820"}, "without brackets"),
-    ({"persistent_keepalive": 70000}, "out of range"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"name": "not-a-key"}, "not valid base64"),
+        ({"name": "AAAA"}, "decodes to 3 bytes"),
+        ({"allowed_ips": ["10.0.0.0/33"]}, "not a valid CIDR"),
+        ({"endpoint": "198.18.0.1"}, "has no port"),
+        ({"endpoint": "fd00::1:51820"}, "without brackets"),
+        ({"persistent_keepalive": 70000}, "out of range"),
+    ],
+)
 def test_bad_arguments_fail_clearly_and_change_nothing(loaders, pair, arguments, message):
     existing = new_key(loaders)
-    loaders.states.wireguard.peer(name=existing, interface=pair.ifname, allowed_ips=["10.77.8.0/24"])
+    loaders.states.wireguard.peer(
+        name=existing, interface=pair.ifname, allowed_ips=["10.77.8.0/24"]
+    )
     before = live_peers(loaders, pair)
     call = {"name": new_key(loaders), "interface": pair.ifname, **arguments}
     ret = loaders.states.wireguard.peer(**call)
@@ -167,12 +198,18 @@ def test_peer_changes_lose_no_packet_to_an_unchanged_peer(loaders, pair):
     and removed: no packet is lost and the interface is never recreated."""
     wg = loaders.modules.wireguard
     b = pair.add_remote(loaders.modules, 2, route=True)
-    loaders.states.wireguard.peer(name=b, interface=pair.ifname, allowed_ips=["10.77.0.2/32"],
-                                  endpoint="198.18.10.2:51822")
-    assert pair.local.run(["ping", "-c", "3", "-i", "0.2", "10.77.0.2"], check=False).returncode == 0
+    loaders.states.wireguard.peer(
+        name=b, interface=pair.ifname, allowed_ips=["10.77.0.2/32"], endpoint="198.18.10.2:51822"
+    )
+    assert (
+        pair.local.run(["ping", "-c", "3", "-i", "0.2", "10.77.0.2"], check=False).returncode == 0
+    )
     ifindex = pair.local.ifindex(pair.ifname)
-    ping = pair.local.popen(["ping", "-i", "0.05", "-c", "100", "-W", "1", "10.77.0.2"],
-                            stdout=subprocess.PIPE, text=True)
+    ping = pair.local.popen(
+        ["ping", "-i", "0.05", "-c", "100", "-W", "1", "10.77.0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         c = new_key(loaders)
         peer = loaders.states.wireguard.peer
@@ -180,10 +217,17 @@ def test_peer_changes_lose_no_packet_to_an_unchanged_peer(loaders, pair):
             {"allowed_ips": ["10.77.0.3/32"]},
             {"allowed_ips": ["10.77.0.3/32", "10.77.33.0/24"]},
             {"allowed_ips": ["10.77.0.3/32"], "endpoint": "198.18.10.2:51823"},
-            {"allowed_ips": ["10.77.0.3/32"], "endpoint": "198.18.10.2:51823",
-             "persistent_keepalive": 10},
-            {"allowed_ips": ["10.77.0.3/32"], "endpoint": "198.18.10.2:51823",
-             "persistent_keepalive": 10, "preshared_key": wg.genpsk()},
+            {
+                "allowed_ips": ["10.77.0.3/32"],
+                "endpoint": "198.18.10.2:51823",
+                "persistent_keepalive": 10,
+            },
+            {
+                "allowed_ips": ["10.77.0.3/32"],
+                "endpoint": "198.18.10.2:51823",
+                "persistent_keepalive": 10,
+                "preshared_key": wg.genpsk(),
+            },
         ]
         for step in steps:
             assert peer(name=c, interface=pair.ifname, **step).changes
@@ -211,8 +255,9 @@ def test_wg_calls_do_not_grow_with_unchanged_peers(loaders, pair, tmp_path, monk
     log = tmp_path / "wg.log"
     shim = tmp_path / "bin" / "wg"
     shim.parent.mkdir()
-    real = subprocess.run(["sh", "-c", "command -v wg"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    real = subprocess.run(
+        ["sh", "-c", "command -v wg"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     shim.write_text(f'#!/bin/sh\necho "$1 $2" >> {log}\nexec {real} "$@"\n')
     shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{shim.parent}:{__import__('os').environ['PATH']}")
@@ -221,7 +266,9 @@ def test_wg_calls_do_not_grow_with_unchanged_peers(loaders, pair, tmp_path, monk
         return "\n".join(
             f"peer{i}:\n  wireguard.peer:\n    - name: {keys[i]}\n"
             f"    - interface: {pair.ifname}\n    - allowed_ips: [10.79.{i}.0/24]\n"
-            f"    - persistent_keepalive: 25\n" for i in range(count))
+            f"    - persistent_keepalive: 25\n"
+            for i in range(count)
+        )
 
     def calls(count):
         log.write_text("")

@@ -115,7 +115,8 @@ def clean_lab(lid: str) -> None:
                 os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(
-            lab_id(m) == lid for m in _nspawn_processes().values()):
+        lab_id(m) == lid for m in _nspawn_processes().values()
+    ):
         time.sleep(0.1)
     # 2. processes left in its namespaces (a ping, a wireguard-go)
     namespaces = [ns for ns in _netns_names() if lab_id(ns) == lid]
@@ -158,8 +159,11 @@ def clean(force: bool = False) -> None:
             log(f"{lid}: its process still runs; leaving it (use --force to remove it)")
             running.add(lid)
             continue
-        log(f"{lid}: removing {len(what)} leftovers: " + "; ".join(what[:6])
-            + (" ..." if len(what) > 6 else ""))
+        log(
+            f"{lid}: removing {len(what)} leftovers: "
+            + "; ".join(what[:6])
+            + (" ..." if len(what) > 6 else "")
+        )
         clean_lab(lid)
         removed += 1
     clean_builds()
@@ -173,8 +177,7 @@ def clean(force: bool = False) -> None:
         STATE_DIR.rmdir()
     _tidy_nspawn_run_dir(PREFIX)
     left = set(find_labs()) - running
-    overlays = [m for m in mounts_under(STATE_DIR)
-                if not any(f"/{lid}/" in m for lid in running)]
+    overlays = [m for m in mounts_under(STATE_DIR) if not any(f"/{lid}/" in m for lid in running)]
     if removed == 0 and not left:
         log("nothing to clean: no leftovers of a finished lab on this machine")
     elif not left and not overlays:

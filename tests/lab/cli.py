@@ -86,8 +86,7 @@ def print_show(show: dict, pillar: dict) -> None:
             for pname, peer in (iface.get("peers") or {}).items():
                 if peer.get("public_key"):
                     names[peer["public_key"]] = pname
-    rows = [("minion", "iface", "port", "peer", "endpoint", "allowed ips", "handshake",
-             "rx/tx")]
+    rows = [("minion", "iface", "port", "peer", "endpoint", "allowed ips", "handshake", "rx/tx")]
     for mid in sorted(show):
         ifaces = show[mid]
         if not isinstance(ifaces, dict):
@@ -99,13 +98,18 @@ def print_show(show: dict, pillar: dict) -> None:
             if not peers:
                 rows.append((mid, ifname, port, "(no peers)", "", "", "", ""))
             for key, p in sorted(peers.items()):
-                rows.append((
-                    mid, ifname, port, names.get(key, key[:10] + "..."),
-                    str(p.get("endpoint") or "(none)"),
-                    ",".join(p.get("allowed_ips") or []),
-                    _age(p.get("latest_handshake")),
-                    f"{_size(p.get('rx_bytes'))}/{_size(p.get('tx_bytes'))}",
-                ))
+                rows.append(
+                    (
+                        mid,
+                        ifname,
+                        port,
+                        names.get(key, key[:10] + "..."),
+                        str(p.get("endpoint") or "(none)"),
+                        ",".join(p.get("allowed_ips") or []),
+                        _age(p.get("latest_handshake")),
+                        f"{_size(p.get('rx_bytes'))}/{_size(p.get('tx_bytes'))}",
+                    )
+                )
                 mid = ifname = port = ""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for n, r in enumerate(rows):
@@ -119,8 +123,12 @@ def ping_matrix(dep, targets: dict[str, str]) -> list[list[bool]]:
     srcs = list(targets)
     # first contact may need a handshake: one ping with patience per pair, in parallel
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        futs = {(s, d): pool.submit(dep[s].ping_until, targets[d], 10)
-                for s in srcs for d in srcs if s != d}
+        futs = {
+            (s, d): pool.submit(dep[s].ping_until, targets[d], 10)
+            for s in srcs
+            for d in srcs
+            if s != d
+        }
         ok = {k: f.result().received > 0 for k, f in futs.items()}
     width = max(len(s) for s in srcs)
     col = {d: max(len(d), len(targets[d])) for d in srcs}
@@ -131,8 +139,10 @@ def ping_matrix(dep, targets: dict[str, str]) -> list[list[bool]]:
         row = [True if s == d else ok[(s, d)] for d in srcs]
         cells = ["-" if s == d else ("yes" if ok[(s, d)] else "NO") for d in srcs]
         matrix.append(row)
-        print(f"  {s.ljust(width)}  " + " ".join(c.rjust(col[d]) for c, d in
-                                                  zip(cells, srcs, strict=True)))
+        print(
+            f"  {s.ljust(width)}  "
+            + " ".join(c.rjust(col[d]) for c, d in zip(cells, srcs, strict=True))
+        )
     return matrix
 
 
@@ -150,8 +160,10 @@ def cmd_demo(args) -> int:
     lab.start()
     keep = False
     try:
-        log(f"wiring up '{DEMO}' from examples/{DEMO}: a hub on the simulated internet, two "
-            "sites each behind its own NAT router, a LAN client behind each site")
+        log(
+            f"wiring up '{DEMO}' from examples/{DEMO}: a hub on the simulated internet, two "
+            "sites each behind its own NAT router, a LAN client behind each site"
+        )
         dep = Deployment(lab, DEMO).build()
         master = lab.master
         log(f"writing each minion's pillar from examples/{DEMO}/ into the master's pillar_roots")
@@ -163,8 +175,13 @@ def cmd_demo(args) -> int:
         log(f"state.apply took {time.monotonic() - t1:.1f}s")
 
         log("pinging across the tunnels")
-        targets = {"hub": "10.30.0.1", "site-a": "10.30.0.2", "site-b": "10.30.0.3",
-                   "client-a": "192.168.1.10", "client-b": "192.168.2.10"}
+        targets = {
+            "hub": "10.30.0.1",
+            "site-a": "10.30.0.2",
+            "site-b": "10.30.0.3",
+            "client-a": "192.168.1.10",
+            "client-b": "192.168.2.10",
+        }
         print("\nping matrix (row pings column's address; yes = replies came back):")
         matrix = ping_matrix(dep, targets)
 
@@ -174,9 +191,14 @@ def cmd_demo(args) -> int:
         print_show(show, dep.pillar)
         print()
         all_ok = all(all(r) for r in matrix)
-        log(("every host reaches every other over the tunnels" if all_ok
-             else "some pairs do NOT reach each other (see the matrix)")
-            + f"; demo took {time.monotonic() - t0:.0f}s")
+        log(
+            (
+                "every host reaches every other over the tunnels"
+                if all_ok
+                else "some pairs do NOT reach each other (see the matrix)"
+            )
+            + f"; demo took {time.monotonic() - t0:.0f}s"
+        )
         if args.keep:
             keep = True
             print_keep_instructions(lab)
@@ -223,8 +245,9 @@ def main(argv=None) -> int:
     p.add_argument("--keep", action="store_true", help="leave the lab running")
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("clean", help="remove what a crashed (or --keep) lab run left behind")
-    p.add_argument("--force", action="store_true",
-                   help="also remove labs whose process is still running")
+    p.add_argument(
+        "--force", action="store_true", help="also remove labs whose process is still running"
+    )
     p.set_defaults(func=cmd_clean)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["test"]:

@@ -84,21 +84,23 @@ class Host(Netns):
         super().create()
         # A new namespace may inherit settings from the machine's root namespace;
         # start every host from the same known state: no forwarding, no IPv6 DAD delay.
-        self.sysctl({
-            "net.ipv4.ip_forward": 0,
-            "net.ipv6.conf.all.forwarding": 0,
-            "net.ipv6.conf.all.accept_dad": 0,
-            "net.ipv6.conf.default.accept_dad": 0,
-        })
+        self.sysctl(
+            {
+                "net.ipv4.ip_forward": 0,
+                "net.ipv6.conf.all.forwarding": 0,
+                "net.ipv6.conf.all.accept_dad": 0,
+                "net.ipv6.conf.default.accept_dad": 0,
+            }
+        )
         return self
 
     def destroy(self) -> None:
         self.delete()
 
-    def _sh(self, argv, check: bool = True, timeout: float | None = 120,
-            input: str | None = None) -> subprocess.CompletedProcess:
-        return sh(argv, check=check, timeout=timeout, input=input,
-                  what=f"{self.kind} {self.name}")
+    def _sh(
+        self, argv, check: bool = True, timeout: float | None = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess:
+        return sh(argv, check=check, timeout=timeout, input=input, what=f"{self.kind} {self.name}")
 
     def route(self, spec: str) -> None:
         """Add a route, e.g. `default via 192.168.1.1` or `10.0.0.0/8 via 192.168.1.2`."""
@@ -110,8 +112,15 @@ class Host(Netns):
         out = self.ip("-o", "link", "show")
         return [m.group(1) for m in re.finditer(r"^\d+: ([^:@]+)[:@]", out, re.M)]
 
-    def ping(self, dst: str, count: int = 3, interval: float = 0.2, source: str | None = None,
-             wait: float = 1.0, timeout: float | None = None) -> PingResult:
+    def ping(
+        self,
+        dst: str,
+        count: int = 3,
+        interval: float = 0.2,
+        source: str | None = None,
+        wait: float = 1.0,
+        timeout: float | None = None,
+    ) -> PingResult:
         """Send `count` echo requests and count the replies (never raises on loss)."""
         argv = ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(wait)]
         if ":" in dst:
@@ -185,9 +194,18 @@ class Container(Host):
         super().create()
         for d in (self.upper, self.work, self.merged):
             d.mkdir(parents=True, exist_ok=True)
-        sh(["mount", "-t", "overlay", "overlay", "-o",
-            f"lowerdir={self.rootfs},upperdir={self.upper},workdir={self.work}",
-            self.merged], what=self.name)
+        sh(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={self.rootfs},upperdir={self.upper},workdir={self.work}",
+                self.merged,
+            ],
+            what=self.name,
+        )
         self.write("/etc/hostname", f"{self.name}\n")
         return self
 
@@ -211,11 +229,24 @@ class Container(Host):
             self._clean_cgroup(cg, keep_top=True)
             cg.mkdir(parents=True, exist_ok=True)
         argv = [
-            "nsenter", f"--net=/run/netns/{self.netns}",
-            "systemd-nspawn", "-q", "-b", "-D", str(self.merged), "-M", self.machine,
-            f"--hostname={self.name}", "--register=no", "--keep-unit",
-            "--bind=/dev/net/tun", "--capability=CAP_NET_ADMIN", "--console=pipe",
-            "--link-journal=no", "--resolv-conf=off", "--timezone=off",
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
+            "systemd-nspawn",
+            "-q",
+            "-b",
+            "-D",
+            str(self.merged),
+            "-M",
+            self.machine,
+            f"--hostname={self.name}",
+            "--register=no",
+            "--keep-unit",
+            "--bind=/dev/net/tun",
+            "--capability=CAP_NET_ADMIN",
+            "--console=pipe",
+            "--link-journal=no",
+            "--resolv-conf=off",
+            "--timezone=off",
         ]
         argv += [f"--bind={s}:{d}" for s, d in self.binds]
         argv += [f"--bind-ro={s}:{d}" for s, d in self.binds_ro]
@@ -231,8 +262,11 @@ class Container(Host):
         with open(self.console, "ab") as console:
             self.proc = subprocess.Popen(
                 ["/bin/sh", "-c", script, "nspawn", *argv],
-                stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT,
-                start_new_session=True, env=CLEAN_ENV,
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=CLEAN_ENV,
             )
 
     def console_tail(self, lines: int = 25) -> str:
@@ -241,14 +275,17 @@ class Container(Host):
         except OSError:
             return "(no console log)"
         return f"--- last console lines of {self.name} ({self.console}):\n" + "\n".join(
-            text[-lines:])
+            text[-lines:]
+        )
 
     def _find_pid1(self) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is not None:
-            raise LabError(f"container {self.name}: systemd-nspawn exited with "
-                           f"{self.proc.returncode} while booting\n{self.console_tail()}")
+            raise LabError(
+                f"container {self.name}: systemd-nspawn exited with "
+                f"{self.proc.returncode} while booting\n{self.console_tail()}"
+            )
         ppid = self.proc.pid
         try:
             children = Path(f"/proc/{ppid}/task/{ppid}/children").read_text().split()
@@ -270,11 +307,17 @@ class Container(Host):
             if self.pid1 is None:
                 return None
         if self.proc is not None and self.proc.poll() is not None:
-            raise LabError(f"container {self.name}: systemd-nspawn exited with "
-                           f"{self.proc.returncode}\n{self.console_tail()}")
+            raise LabError(
+                f"container {self.name}: systemd-nspawn exited with "
+                f"{self.proc.returncode}\n{self.console_tail()}"
+            )
         proc = subprocess.run(
             ["nsenter", "-t", str(self.pid1), "-a", "systemctl", "is-system-running"],
-            capture_output=True, text=True, env=CLEAN_ENV, timeout=30)
+            capture_output=True,
+            text=True,
+            env=CLEAN_ENV,
+            timeout=30,
+        )
         state = proc.stdout.strip()
         return state if state in ("running", "degraded") else None
 
@@ -283,8 +326,14 @@ class Container(Host):
             return
         if self.proc is None:
             raise LabError(f"container {self.name} was never started")
-        state = wait_for(self._state, timeout, f"container {self.name} to boot",
-                         interval=0.05, max_interval=0.3, detail=self.console_tail)
+        state = wait_for(
+            self._state,
+            timeout,
+            f"container {self.name} to boot",
+            interval=0.05,
+            max_interval=0.3,
+            detail=self.console_tail,
+        )
         self.booted = True
         self.boot_seconds = time.monotonic() - self._t_start
         if state == "degraded":
@@ -304,8 +353,7 @@ class Container(Host):
         Each call gets a name of its own: a finished unit of the same name may not be
         collected yet ("Unit ... was already loaded")."""
         unit = f"{name}-{secrets.token_hex(4)}"
-        self.run(["systemd-run", f"--unit={unit}",
-                  *(f"--property={p}" for p in properties), *cmd])
+        self.run(["systemd-run", f"--unit={unit}", *(f"--property={p}" for p in properties), *cmd])
         return unit
 
     def unit_state(self, unit: str) -> tuple[str, str]:
@@ -347,7 +395,8 @@ class Container(Host):
             return self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             (debug if quiet else log)(
-                f"{self.name}: did not power off within {timeout:.0f}s; killing it")
+                f"{self.name}: did not power off within {timeout:.0f}s; killing it"
+            )
             self._kill_cgroups()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -395,8 +444,9 @@ class Container(Host):
         """rmdir a cgroup directory tree, depth first."""
         if not cg.exists():
             return
-        dirs = sorted((p for p in cg.rglob("*") if p.is_dir()),
-                      key=lambda p: len(p.parts), reverse=True)
+        dirs = sorted(
+            (p for p in cg.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
+        )
         if not keep_top:
             dirs.append(cg)
         for d in dirs:

@@ -44,8 +44,14 @@ def _on_signal(signum, frame):
 
 
 class Lab:
-    def __init__(self, prefix: str = "lab", *, master: bool = True, rootfs: Path | None = None,
-                 formula: Path | None = None):
+    def __init__(
+        self,
+        prefix: str = "lab",
+        *,
+        master: bool = True,
+        rootfs: Path | None = None,
+        formula: Path | None = None,
+    ):
         if not prefix.isalnum():
             raise LabError(f"lab prefix {prefix!r}: letters and digits only")
         self.id = f"{PREFIX}{prefix}-{secrets.token_hex(2)}"
@@ -89,9 +95,13 @@ class Lab:
         try:
             if self.with_master:
                 self.mgmt = self.bridge("mgmt")
-                self.master = Master(self, "master", self.rootfs,
-                                     binds_ro=[(self.formula, FORMULA_DIR)],
-                                     tmpfs=self._hidden_in_formula())
+                self.master = Master(
+                    self,
+                    "master",
+                    self.rootfs,
+                    binds_ro=[(self.formula, FORMULA_DIR)],
+                    tmpfs=self._hidden_in_formula(),
+                )
                 self._add(self.master)
                 self.master.create()
                 self.mgmt.attach(self.master, "mgmt0", f"{MASTER_IP}/24")
@@ -104,8 +114,11 @@ class Lab:
     def _hidden_in_formula(self) -> list[str]:
         """Big trees of the checkout the master must not walk for every file list
         (.venv has ~15000 files): an empty tmpfs over them inside the master."""
-        return [f"{FORMULA_DIR}/{d}" for d in (".venv", ".git", ".ruff_cache")
-                if (self.formula / d).is_dir()]
+        return [
+            f"{FORMULA_DIR}/{d}"
+            for d in (".venv", ".git", ".ruff_cache")
+            if (self.formula / d).is_dir()
+        ]
 
     def _install_signal_handlers(self) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -142,8 +155,9 @@ class Lab:
         self._add(br)
         return br.create()
 
-    def container(self, name: str, minion: bool = True, hosts: dict | None = None,
-                  start: bool = True) -> Container:
+    def container(
+        self, name: str, minion: bool = True, hosts: dict | None = None, start: bool = True
+    ) -> Container:
         """A systemd container; with minion=True its salt-minion (id = name) talks to the
         lab's master over the mgmt switch. Returns as soon as nspawn is launched."""
         c = Container(self, name, self.rootfs)
@@ -170,23 +184,28 @@ class Lab:
             c.start()
         return c
 
-    def link(self, a: Host, b: Host, a_if: str = "eth0", b_if: str = "eth0",
-             a_addrs=(), b_addrs=()) -> None:
+    def link(
+        self, a: Host, b: Host, a_if: str = "eth0", b_if: str = "eth0", a_addrs=(), b_addrs=()
+    ) -> None:
         """A veth pair between two hosts, created directly in their namespaces."""
         a.veth(b, a_if, b_if, a_addrs, b_addrs)
 
     def nat(self, router: Host, out_iface: str) -> None:
         """Make `router` a NAT router: forward, masquerade everything leaving out_iface."""
         router.sysctl({"net.ipv4.ip_forward": 1})
-        router.run(["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface,
-                    "-j", "MASQUERADE"])
+        router.run(
+            ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", out_iface, "-j", "MASQUERADE"]
+        )
 
     def containers(self) -> list[Container]:
         return [h for h in self._order if isinstance(h, Container)]
 
     def minions(self) -> list[Container]:
-        return [c for c in self.containers()
-                if getattr(c, "minion", False) and not isinstance(c, Master)]
+        return [
+            c
+            for c in self.containers()
+            if getattr(c, "minion", False) and not isinstance(c, Master)
+        ]
 
     def wait_ready(self, timeout: float = 120) -> None:
         """All containers booted; the master answers; every minion answers test.ping.
@@ -213,8 +232,10 @@ class Lab:
             self.master.sync_all()
         self.timings["boot"] = boot
         self.timings["ready"] = time.monotonic() - t0
-        log(f"lab {self.id}: ready ({len(self.containers())} containers booted in "
-            f"{boot:.1f}s, minions answering after {time.monotonic() - t0:.1f}s)")
+        log(
+            f"lab {self.id}: ready ({len(self.containers())} containers booted in "
+            f"{boot:.1f}s, minions answering after {time.monotonic() - t0:.1f}s)"
+        )
 
     # -- tear-down -------------------------------------------------------------------------
     def remove(self, hosts) -> None:
@@ -269,7 +290,8 @@ class Lab:
         if threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError):
                 old_int = signal.signal(
-                    signal.SIGINT, lambda *_: log("tearing the lab down, please wait"))
+                    signal.SIGINT, lambda *_: log("tearing the lab down, please wait")
+                )
         try:
             log(f"lab {self.id}: tearing down {len(self._order)} hosts")
             errors = []

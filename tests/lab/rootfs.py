@@ -113,10 +113,17 @@ WantedBy=sysinit.target
 }
 
 # Units that only cost time or take the dpkg lock at random moments in a lab.
-MASKED = ["apt-daily.timer", "apt-daily-upgrade.timer", "apt-daily.service",
-          "apt-daily-upgrade.service", "e2scrub_all.timer", "fstrim.timer",
-          "systemd-networkd-wait-online.service", "getty@.service",
-          "console-getty.service"]
+MASKED = [
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "apt-daily.service",
+    "apt-daily-upgrade.service",
+    "e2scrub_all.timer",
+    "fstrim.timer",
+    "systemd-networkd-wait-online.service",
+    "getty@.service",
+    "console-getty.service",
+]
 
 
 def salt_pins() -> list[str]:
@@ -202,8 +209,12 @@ def wheel_dir(pins: list[str]) -> Path:
     tmp.mkdir(parents=True)
     log(f"building wheels for {' '.join(pins)} (host pip)")
     env = dict(os.environ)
-    sh([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", tmp, *pins],
-       timeout=900, env=env, what="pip wheel")
+    sh(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", tmp, *pins],
+        timeout=900,
+        env=env,
+        what="pip wheel",
+    )
     (tmp / ".complete").write_text("\n".join(pins) + "\n")
     remove_tree(target)
     tmp.rename(target)
@@ -225,9 +236,19 @@ def _build(dest: Path) -> None:
     try:
         wheels = wheel_dir(pins)
         log(f"debootstrap {SUITE} minbase from {mirror} into {tmp} (about a minute)")
-        sh(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-            f"--cache-dir={debs}", SUITE, tmp, mirror],
-           timeout=1200, what="debootstrap")
+        sh(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                f"--cache-dir={debs}",
+                SUITE,
+                tmp,
+                mirror,
+            ],
+            timeout=1200,
+            what="debootstrap",
+        )
         log(f"debootstrap done after {time.monotonic() - t0:.0f}s; installing Salt into /opt/salt")
         # each container gets its own machine id at boot
         (tmp / "etc/machine-id").write_text("")
@@ -236,7 +257,8 @@ def _build(dest: Path) -> None:
         # The containers have no route out: everything the formula installs is already
         # here, and `apt-get update` must succeed quickly instead of timing out.
         (tmp / "etc/apt/sources.list").write_text(
-            "# wireguard-formula lab: no network inside the lab, every package is preinstalled\n")
+            "# wireguard-formula lab: no network inside the lab, every package is preinstalled\n"
+        )
         (tmp / "etc/resolv.conf").unlink(missing_ok=True)
         (tmp / "etc/resolv.conf").write_text("# no DNS inside the lab\n")
         (tmp / "etc/hostname").write_text("lab\n")
@@ -251,11 +273,29 @@ def _build(dest: Path) -> None:
         sh(["mount", "--make-rslave", tmp / "dev"], what="mount dev")
         try:
             _chroot(tmp, ["/usr/bin/python3", "-m", "venv", "/opt/salt"])
-            _chroot(tmp, ["/opt/salt/bin/pip", "install", "-q", "--no-index",
-                          "--disable-pip-version-check", "--no-cache-dir",
-                          "--find-links", "/tmp/wheels", *pins], timeout=900)
-            _chroot(tmp, ["/opt/salt/bin/python", "-c", "import salt.version, timelib;"
-                          "print(salt.version.__version__)"])
+            _chroot(
+                tmp,
+                [
+                    "/opt/salt/bin/pip",
+                    "install",
+                    "-q",
+                    "--no-index",
+                    "--disable-pip-version-check",
+                    "--no-cache-dir",
+                    "--find-links",
+                    "/tmp/wheels",
+                    *pins,
+                ],
+                timeout=900,
+            )
+            _chroot(
+                tmp,
+                [
+                    "/opt/salt/bin/python",
+                    "-c",
+                    "import salt.version, timelib;print(salt.version.__version__)",
+                ],
+            )
         finally:
             umount_tree(tmp / "dev")
             umount_tree(tmp / "proc")
@@ -283,8 +323,13 @@ def _build(dest: Path) -> None:
         (jd / "lab.conf").write_text("[Journal]\nStorage=volatile\nRuntimeMaxUse=16M\n")
 
         (tmp / "etc/wireguard-formula-lab.json").write_text(
-            json.dumps({"recipe": recipe(), "mirror": mirror, "built": time.time()},
-                       indent=1, sort_keys=True) + "\n")
+            json.dumps(
+                {"recipe": recipe(), "mirror": mirror, "built": time.time()},
+                indent=1,
+                sort_keys=True,
+            )
+            + "\n"
+        )
         tmp.rename(dest)
     except BaseException:
         remove_tree(tmp)

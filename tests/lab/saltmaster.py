@@ -91,13 +91,23 @@ class Master(Container):
         self.wait_booted()
 
         def up():
-            return self.run(["salt-run", "--out=json", "manage.present"], check=False,
-                            timeout=60).returncode == 0
+            return (
+                self.run(
+                    ["salt-run", "--out=json", "manage.present"], check=False, timeout=60
+                ).returncode
+                == 0
+            )
 
-        wait_for(up, timeout, "salt-master to answer in container master",
-                 interval=0.5, detail=lambda: self.out(
-                     "journalctl -u salt-master --no-pager -n 30; "
-                     "tail -n 30 /var/log/salt/master", check=False))
+        wait_for(
+            up,
+            timeout,
+            "salt-master to answer in container master",
+            interval=0.5,
+            detail=lambda: self.out(
+                "journalctl -u salt-master --no-pager -n 30; tail -n 30 /var/log/salt/master",
+                check=False,
+            ),
+        )
         self.ready = True
 
     # -- running salt ---------------------------------------------------------------------
@@ -126,8 +136,15 @@ class Master(Container):
 
     def salt_run(self, fun: str, *args, timeout: float = 60, **kwargs):
         self.wait_ready()
-        argv = ["salt-run", "--out=json", "--no-color", "-t", str(int(timeout)), fun,
-                *self._cli_args(args, kwargs)]
+        argv = [
+            "salt-run",
+            "--out=json",
+            "--no-color",
+            "-t",
+            str(int(timeout)),
+            fun,
+            *self._cli_args(args, kwargs),
+        ]
         proc = self.run(argv, check=False, timeout=timeout + 60)
         return self._parse(proc, argv)
 
@@ -148,10 +165,15 @@ class Master(Container):
         if self.synced:
             return
         ret = self.salt_run("saltutil.sync_all", timeout=120)
-        if not isinstance(ret, dict) or "runners.wireguard" not in ret.get("runners", []) \
-                or "pillar.wireguard" not in ret.get("pillar", []):
-            raise LabError("salt-run saltutil.sync_all did not sync the formula's runner "
-                           f"and ext_pillar: {ret}")
+        if (
+            not isinstance(ret, dict)
+            or "runners.wireguard" not in ret.get("runners", [])
+            or "pillar.wireguard" not in ret.get("pillar", [])
+        ):
+            raise LabError(
+                "salt-run saltutil.sync_all did not sync the formula's runner "
+                f"and ext_pillar: {ret}"
+            )
         self.synced = True
 
     def keys(self) -> dict:
@@ -167,8 +189,11 @@ class Master(Container):
         pending = set(ids)
         # First, cheaply: read each minion's log from the outside until it says it is
         # ready (every `salt` call costs a second of CPU that the starting minions need).
-        logs = {mid: h.merged / "var/log/salt/minion" for mid, h in (hosts or {}).items()
-                if mid in pending and isinstance(h, Container)}
+        logs = {
+            mid: h.merged / "var/log/salt/minion"
+            for mid, h in (hosts or {}).items()
+            if mid in pending and isinstance(h, Container)
+        }
 
         def logged_ready():
             for mid, path in list(logs.items()):
@@ -180,8 +205,7 @@ class Master(Container):
             return not logs
 
         with contextlib.suppress(LabError):  # the test.ping loop below explains failures
-            wait_for(logged_ready, min(timeout, 60), "minion logs", interval=0.2,
-                     max_interval=0.3)
+            wait_for(logged_ready, min(timeout, 60), "minion logs", interval=0.2, max_interval=0.3)
 
         def answered():
             ret = self.salt(sorted(pending), "test.ping", timeout=5)
@@ -198,12 +222,22 @@ class Master(Container):
                 host = (hosts or {}).get(mid)
                 if host is not None:
                     lines.append(f"--- {mid}: salt-minion journal")
-                    lines.append(host.out("journalctl -u salt-minion --no-pager -n 15; "
-                                          "tail -n 15 /var/log/salt/minion", check=False))
+                    lines.append(
+                        host.out(
+                            "journalctl -u salt-minion --no-pager -n 15; "
+                            "tail -n 15 /var/log/salt/minion",
+                            check=False,
+                        )
+                    )
             return "\n".join(lines)
 
-        wait_for(answered, timeout, f"minions {', '.join(sorted(ids))} to answer the master",
-                 interval=0.5, detail=detail)
+        wait_for(
+            answered,
+            timeout,
+            f"minions {', '.join(sorted(ids))} to answer the master",
+            interval=0.5,
+            detail=detail,
+        )
         return time.monotonic() - t0
 
     # -- pillar and states ----------------------------------------------------------------
@@ -218,14 +252,21 @@ class Master(Container):
         for mid, data in pillars.items():
             sls = mid.replace(".", "_")
             (mdir / f"{sls}.sls").write_text(
-                "#!yaml\n" + yaml.safe_dump(data or {}, default_flow_style=False))
+                "#!yaml\n" + yaml.safe_dump(data or {}, default_flow_style=False)
+            )
             top["base"][mid] = [f"minions.{sls}"]
         (root / "top.sls").write_text("#!yaml\n" + yaml.safe_dump(top))
         if refresh and pillars:
             self.salt(sorted(pillars), "saltutil.refresh_pillar", wait=True)
 
-    def state_apply(self, minions, pillars: dict | None = None, check: bool = True,
-                    timeout: float = 300, **kwargs) -> dict:
+    def state_apply(
+        self,
+        minions,
+        pillars: dict | None = None,
+        check: bool = True,
+        timeout: float = 300,
+        **kwargs,
+    ) -> dict:
         """`salt MINIONS state.apply wireguard` -> {minion: {state id: result}} (raw), after
         making `pillars` ({minion id: pillar}) the master's pillar when given. kwargs go
         to state.apply (`test=True`, or `pillar={...}` for an override on the command
@@ -239,9 +280,11 @@ class Master(Container):
             missing = sorted(set(expected) - set(ret))
             failures = describe_failures(ret)
             if missing or failures:
-                raise LabError(f"state.apply wireguard on {', '.join(expected)} failed"
-                               + (f"\nno answer from {', '.join(missing)}" if missing else "")
-                               + (f"\n{failures}" if failures else ""))
+                raise LabError(
+                    f"state.apply wireguard on {', '.join(expected)} failed"
+                    + (f"\nno answer from {', '.join(missing)}" if missing else "")
+                    + (f"\n{failures}" if failures else "")
+                )
         return ret
 
 
@@ -254,8 +297,13 @@ def summarize(ret: dict) -> dict:
             continue
         failed = [sid for sid, r in states.items() if not r.get("result", False)]
         changed = [sid for sid, r in states.items() if r.get("changes")]
-        out[mid] = {"total": len(states), "changed": len(changed), "changed_ids": changed,
-                    "failed": failed, "error": None}
+        out[mid] = {
+            "total": len(states),
+            "changed": len(changed),
+            "changed_ids": changed,
+            "failed": failed,
+            "error": None,
+        }
     return out
 
 

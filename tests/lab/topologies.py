@@ -93,162 +93,256 @@ def _add(t: Topology) -> None:
     TOPOLOGIES[t.name] = t
 
 
-_add(Topology(
-    name="laptop-server",
-    containers=("server", "laptop"),
-    segments={"inet": (_inet("server", 1), _inet("laptop", 10))},
-    etc_hosts={"laptop": {"server.example.net": f"{INET}.1"}},
-    passes=(
-        Ping("laptop", "10.0.0.1", why="laptop dials the server by name"),
-        Ping("server", "10.0.0.2", why="server answers on the learned endpoint"),
-    ),
-    spoofs=(Spoof("laptop", "10.0.0.99", "10.0.0.1",
-                  why="server's AllowedIPs for laptop is 10.0.0.2/32"),),
-))
+_add(
+    Topology(
+        name="laptop-server",
+        containers=("server", "laptop"),
+        segments={"inet": (_inet("server", 1), _inet("laptop", 10))},
+        etc_hosts={"laptop": {"server.example.net": f"{INET}.1"}},
+        passes=(
+            Ping("laptop", "10.0.0.1", why="laptop dials the server by name"),
+            Ping("server", "10.0.0.2", why="server answers on the learned endpoint"),
+        ),
+        spoofs=(
+            Spoof(
+                "laptop",
+                "10.0.0.99",
+                "10.0.0.1",
+                why="server's AllowedIPs for laptop is 10.0.0.2/32",
+            ),
+        ),
+    )
+)
 
-_add(Topology(
-    name="internet-gateway",
-    containers=("gateway", "laptop"),
-    namespaces=("home-router", "internet"),
-    segments={
-        "inet": (_inet("gateway", 1, v6=True), _inet("home-router", 102, "wan"),
-                 _inet("internet", 200, v6=True)),
-        "home": (Port("home-router", "lan", ("192.168.50.1/24",)),
-                 Port("laptop", "eth0", ("192.168.50.2/24",))),
-    },
-    routes={"laptop": ("default via 192.168.50.1",)},
-    nat={"home-router": "wan"},
-    passes=(
-        Ping("laptop", "10.8.0.1", why="tunnel, IPv4"),
-        Ping("laptop", "fd08::1", why="tunnel, IPv6"),
-        Ping("laptop", f"{INET}.200", dst="internet", seen_as=f"{INET}.1",
-             why="0.0.0.0/0 through the gateway's NAT"),
-        Ping("laptop", "fd18::200", dst="internet", seen_as="fd18::1",
-             why="::/0 through the gateway's NAT"),
-    ),
-    fails=(Ping("internet", "10.8.0.2", why="the tunnel network is hidden behind NAT"),),
-    spoofs=(Spoof("laptop", "10.8.0.99", "10.8.0.1",
-                  why="gateway's AllowedIPs for laptop is 10.8.0.2/32"),),
-))
+_add(
+    Topology(
+        name="internet-gateway",
+        containers=("gateway", "laptop"),
+        namespaces=("home-router", "internet"),
+        segments={
+            "inet": (
+                _inet("gateway", 1, v6=True),
+                _inet("home-router", 102, "wan"),
+                _inet("internet", 200, v6=True),
+            ),
+            "home": (
+                Port("home-router", "lan", ("192.168.50.1/24",)),
+                Port("laptop", "eth0", ("192.168.50.2/24",)),
+            ),
+        },
+        routes={"laptop": ("default via 192.168.50.1",)},
+        nat={"home-router": "wan"},
+        passes=(
+            Ping("laptop", "10.8.0.1", why="tunnel, IPv4"),
+            Ping("laptop", "fd08::1", why="tunnel, IPv6"),
+            Ping(
+                "laptop",
+                f"{INET}.200",
+                dst="internet",
+                seen_as=f"{INET}.1",
+                why="0.0.0.0/0 through the gateway's NAT",
+            ),
+            Ping(
+                "laptop",
+                "fd18::200",
+                dst="internet",
+                seen_as="fd18::1",
+                why="::/0 through the gateway's NAT",
+            ),
+        ),
+        fails=(Ping("internet", "10.8.0.2", why="the tunnel network is hidden behind NAT"),),
+        spoofs=(
+            Spoof(
+                "laptop",
+                "10.8.0.99",
+                "10.8.0.1",
+                why="gateway's AllowedIPs for laptop is 10.8.0.2/32",
+            ),
+        ),
+    )
+)
 
-_add(Topology(
-    name="jumpbox-vlan",
-    containers=("jumpbox", "admin"),
-    namespaces=("nas",),
-    segments={
-        "inet": (_inet("jumpbox", 1), _inet("admin", 10)),
-        # VLAN 50 as an access port: this machine's kernel has no 802.1Q, so the VLAN
-        # is a switch of its own and the jumpbox's port into it is called vlan50
-        "vlan50": (Port("jumpbox", "vlan50", ("172.16.50.1/24",)),
-                   Port("nas", "eth0", ("172.16.50.10/24",))),
-    },
-    passes=(
-        Ping("admin", "10.9.0.1", why="tunnel"),
-        Ping("admin", "172.16.50.10", dst="nas", seen_as="172.16.50.1",
-             why="into the VLAN, masqueraded by the jumpbox"),
-    ),
-    fails=(Ping("nas", "10.9.0.2", why="the VLAN has no way back into the tunnel"),),
-    spoofs=(Spoof("admin", "10.9.0.99", "172.16.50.10", interface="jump0",
-                  why="jumpbox's AllowedIPs for admin is 10.9.0.2/32"),),
-))
+_add(
+    Topology(
+        name="jumpbox-vlan",
+        containers=("jumpbox", "admin"),
+        namespaces=("nas",),
+        segments={
+            "inet": (_inet("jumpbox", 1), _inet("admin", 10)),
+            # VLAN 50 as an access port: this machine's kernel has no 802.1Q, so the VLAN
+            # is a switch of its own and the jumpbox's port into it is called vlan50
+            "vlan50": (
+                Port("jumpbox", "vlan50", ("172.16.50.1/24",)),
+                Port("nas", "eth0", ("172.16.50.10/24",)),
+            ),
+        },
+        passes=(
+            Ping("admin", "10.9.0.1", why="tunnel"),
+            Ping(
+                "admin",
+                "172.16.50.10",
+                dst="nas",
+                seen_as="172.16.50.1",
+                why="into the VLAN, masqueraded by the jumpbox",
+            ),
+        ),
+        fails=(Ping("nas", "10.9.0.2", why="the VLAN has no way back into the tunnel"),),
+        spoofs=(
+            Spoof(
+                "admin",
+                "10.9.0.99",
+                "172.16.50.10",
+                interface="jump0",
+                why="jumpbox's AllowedIPs for admin is 10.9.0.2/32",
+            ),
+        ),
+    )
+)
 
-_add(Topology(
-    name="mesh",
-    containers=("mesh1", "mesh2", "mesh3"),
-    segments={"inet": tuple(_inet(f"mesh{i}", i) for i in (1, 2, 3))},
-    passes=tuple(Ping(f"mesh{a}", f"10.10.0.{b}") for a in (1, 2, 3) for b in (1, 2, 3)
-                 if a != b),
-    spoofs=(Spoof("mesh1", "10.10.0.99", "10.10.0.2",
-                  why="mesh2's AllowedIPs for mesh1 is 10.10.0.1/32"),),
-))
+_add(
+    Topology(
+        name="mesh",
+        containers=("mesh1", "mesh2", "mesh3"),
+        segments={"inet": tuple(_inet(f"mesh{i}", i) for i in (1, 2, 3))},
+        passes=tuple(
+            Ping(f"mesh{a}", f"10.10.0.{b}") for a in (1, 2, 3) for b in (1, 2, 3) if a != b
+        ),
+        spoofs=(
+            Spoof(
+                "mesh1",
+                "10.10.0.99",
+                "10.10.0.2",
+                why="mesh2's AllowedIPs for mesh1 is 10.10.0.1/32",
+            ),
+        ),
+    )
+)
 
-_add(Topology(
-    name="road-warriors",
-    containers=("server", "warrior1", "warrior2"),
-    namespaces=("nat1", "nat2"),
-    segments={
-        "inet": (_inet("server", 1), _inet("nat1", 101, "wan"), _inet("nat2", 102, "wan")),
-        # both NATed LANs use the same prefix: it does not matter to WireGuard
-        "lan1": (Port("nat1", "lan", ("192.168.1.1/24",)),
-                 Port("warrior1", "eth0", ("192.168.1.2/24",))),
-        "lan2": (Port("nat2", "lan", ("192.168.1.1/24",)),
-                 Port("warrior2", "eth0", ("192.168.1.2/24",))),
-    },
-    routes={"warrior1": ("default via 192.168.1.1",),
-            "warrior2": ("default via 192.168.1.1",)},
-    nat={"nat1": "wan", "nat2": "wan"},
-    passes=(
-        Ping("server", "10.20.0.11", why="keepalive told the server where warrior1 is"),
-        Ping("server", "10.20.0.12", why="keepalive told the server where warrior2 is"),
-        Ping("warrior1", "10.20.0.12", why="warrior to warrior through the server"),
-        Ping("warrior2", "10.20.0.11", why="warrior to warrior through the server"),
-    ),
-    fails=(Ping("server", "192.168.1.2", why="the warriors' LANs are behind NAT"),),
-    spoofs=(Spoof("warrior1", "10.20.0.12", "10.20.0.1",
-                  why="warrior1 pretends to be warrior2"),),
-))
+_add(
+    Topology(
+        name="road-warriors",
+        containers=("server", "warrior1", "warrior2"),
+        namespaces=("nat1", "nat2"),
+        segments={
+            "inet": (_inet("server", 1), _inet("nat1", 101, "wan"), _inet("nat2", 102, "wan")),
+            # both NATed LANs use the same prefix: it does not matter to WireGuard
+            "lan1": (
+                Port("nat1", "lan", ("192.168.1.1/24",)),
+                Port("warrior1", "eth0", ("192.168.1.2/24",)),
+            ),
+            "lan2": (
+                Port("nat2", "lan", ("192.168.1.1/24",)),
+                Port("warrior2", "eth0", ("192.168.1.2/24",)),
+            ),
+        },
+        routes={"warrior1": ("default via 192.168.1.1",), "warrior2": ("default via 192.168.1.1",)},
+        nat={"nat1": "wan", "nat2": "wan"},
+        passes=(
+            Ping("server", "10.20.0.11", why="keepalive told the server where warrior1 is"),
+            Ping("server", "10.20.0.12", why="keepalive told the server where warrior2 is"),
+            Ping("warrior1", "10.20.0.12", why="warrior to warrior through the server"),
+            Ping("warrior2", "10.20.0.11", why="warrior to warrior through the server"),
+        ),
+        fails=(Ping("server", "192.168.1.2", why="the warriors' LANs are behind NAT"),),
+        spoofs=(
+            Spoof("warrior1", "10.20.0.12", "10.20.0.1", why="warrior1 pretends to be warrior2"),
+        ),
+    )
+)
 
-_add(Topology(
-    name="two-sites-behind-nat",
-    containers=("hub", "site-a", "site-b"),
-    namespaces=("nat-a", "nat-b", "client-a", "client-b"),
-    segments={
-        "inet": (_inet("hub", 1), _inet("nat-a", 101, "wan"), _inet("nat-b", 102, "wan")),
-        "lan-a": (Port("nat-a", "lan", ("192.168.1.1/24",)),
-                  Port("site-a", "eth0", ("192.168.1.2/24",)),
-                  Port("client-a", "eth0", ("192.168.1.10/24",))),
-        "lan-b": (Port("nat-b", "lan", ("192.168.2.1/24",)),
-                  Port("site-b", "eth0", ("192.168.2.2/24",)),
-                  Port("client-b", "eth0", ("192.168.2.10/24",))),
-    },
-    routes={
-        "site-a": ("default via 192.168.1.1",),
-        "site-b": ("default via 192.168.2.1",),
-        # LAN hosts: internet through the NAT router, the other site via the gateway
-        "client-a": ("default via 192.168.1.1", "192.168.2.0/24 via 192.168.1.2",
-                     "10.30.0.0/24 via 192.168.1.2"),
-        "client-b": ("default via 192.168.2.1", "192.168.1.0/24 via 192.168.2.2",
-                     "10.30.0.0/24 via 192.168.2.2"),
-    },
-    nat={"nat-a": "wan", "nat-b": "wan"},
-    passes=(
-        Ping("site-a", "10.30.0.1", why="site A to the hub"),
-        Ping("site-b", "10.30.0.1", why="site B to the hub"),
-        Ping("client-a", "192.168.2.10", why="LAN A to LAN B through the hub"),
-        Ping("client-b", "192.168.1.10", why="LAN B to LAN A through the hub"),
-        Ping("hub", "192.168.1.10", why="hub into LAN A"),
-        Ping("hub", "192.168.2.10", why="hub into LAN B"),
-        Ping("client-a", "10.30.0.3", why="LAN A to site B's gateway"),
-    ),
-    fails=(Ping("nat-a", "192.168.2.10",
-                why="only the tunnel joins the sites, not the internet"),),
-    spoofs=(Spoof("site-a", "192.168.2.99", "10.30.0.1",
-                  why="site A claims an address of site B's LAN"),),
-))
+_add(
+    Topology(
+        name="two-sites-behind-nat",
+        containers=("hub", "site-a", "site-b"),
+        namespaces=("nat-a", "nat-b", "client-a", "client-b"),
+        segments={
+            "inet": (_inet("hub", 1), _inet("nat-a", 101, "wan"), _inet("nat-b", 102, "wan")),
+            "lan-a": (
+                Port("nat-a", "lan", ("192.168.1.1/24",)),
+                Port("site-a", "eth0", ("192.168.1.2/24",)),
+                Port("client-a", "eth0", ("192.168.1.10/24",)),
+            ),
+            "lan-b": (
+                Port("nat-b", "lan", ("192.168.2.1/24",)),
+                Port("site-b", "eth0", ("192.168.2.2/24",)),
+                Port("client-b", "eth0", ("192.168.2.10/24",)),
+            ),
+        },
+        routes={
+            "site-a": ("default via 192.168.1.1",),
+            "site-b": ("default via 192.168.2.1",),
+            # LAN hosts: internet through the NAT router, the other site via the gateway
+            "client-a": (
+                "default via 192.168.1.1",
+                "192.168.2.0/24 via 192.168.1.2",
+                "10.30.0.0/24 via 192.168.1.2",
+            ),
+            "client-b": (
+                "default via 192.168.2.1",
+                "192.168.1.0/24 via 192.168.2.2",
+                "10.30.0.0/24 via 192.168.2.2",
+            ),
+        },
+        nat={"nat-a": "wan", "nat-b": "wan"},
+        passes=(
+            Ping("site-a", "10.30.0.1", why="site A to the hub"),
+            Ping("site-b", "10.30.0.1", why="site B to the hub"),
+            Ping("client-a", "192.168.2.10", why="LAN A to LAN B through the hub"),
+            Ping("client-b", "192.168.1.10", why="LAN B to LAN A through the hub"),
+            Ping("hub", "192.168.1.10", why="hub into LAN A"),
+            Ping("hub", "192.168.2.10", why="hub into LAN B"),
+            Ping("client-a", "10.30.0.3", why="LAN A to site B's gateway"),
+        ),
+        fails=(
+            Ping("nat-a", "192.168.2.10", why="only the tunnel joins the sites, not the internet"),
+        ),
+        spoofs=(
+            Spoof(
+                "site-a",
+                "192.168.2.99",
+                "10.30.0.1",
+                why="site A claims an address of site B's LAN",
+            ),
+        ),
+    )
+)
 
-_add(Topology(
-    name="dns-two-gateways",
-    containers=("gw1", "gw2", "client"),
-    namespaces=("server1", "server2"),
-    segments={
-        "inet": (_inet("gw1", 1), _inet("gw2", 2), _inet("client", 10)),
-        "office1": (Port("gw1", "eth1", ("172.16.1.1/24",)),
-                    Port("server1", "eth0", ("172.16.1.10/24",))),
-        "office2": (Port("gw2", "eth1", ("172.16.2.1/24",)),
-                    Port("server2", "eth0", ("172.16.2.10/24",))),
-    },
-    routes={"server1": ("default via 172.16.1.1",), "server2": ("default via 172.16.2.1",)},
-    passes=(
-        Ping("client", "10.40.0.1", why="gateway 1"),
-        Ping("client", "10.40.0.2", why="gateway 2"),
-        Ping("client", "172.16.1.10", why="office 1 through gateway 1"),
-        Ping("client", "172.16.2.10", why="office 2 through gateway 2"),
-        Ping("server1", "10.40.0.10", why="office 1 back to the client"),
-    ),
-    fails=(Ping("gw1", "10.40.0.2", why="the gateways are not peers of each other"),),
-    spoofs=(Spoof("client", "10.40.0.99", "10.40.0.1", interface="corp0",
-                  why="gw1's AllowedIPs for client is 10.40.0.10/32"),),
-))
+_add(
+    Topology(
+        name="dns-two-gateways",
+        containers=("gw1", "gw2", "client"),
+        namespaces=("server1", "server2"),
+        segments={
+            "inet": (_inet("gw1", 1), _inet("gw2", 2), _inet("client", 10)),
+            "office1": (
+                Port("gw1", "eth1", ("172.16.1.1/24",)),
+                Port("server1", "eth0", ("172.16.1.10/24",)),
+            ),
+            "office2": (
+                Port("gw2", "eth1", ("172.16.2.1/24",)),
+                Port("server2", "eth0", ("172.16.2.10/24",)),
+            ),
+        },
+        routes={"server1": ("default via 172.16.1.1",), "server2": ("default via 172.16.2.1",)},
+        passes=(
+            Ping("client", "10.40.0.1", why="gateway 1"),
+            Ping("client", "10.40.0.2", why="gateway 2"),
+            Ping("client", "172.16.1.10", why="office 1 through gateway 1"),
+            Ping("client", "172.16.2.10", why="office 2 through gateway 2"),
+            Ping("server1", "10.40.0.10", why="office 1 back to the client"),
+        ),
+        fails=(Ping("gw1", "10.40.0.2", why="the gateways are not peers of each other"),),
+        spoofs=(
+            Spoof(
+                "client",
+                "10.40.0.99",
+                "10.40.0.1",
+                interface="corp0",
+                why="gw1's AllowedIPs for client is 10.40.0.10/32",
+            ),
+        ),
+    )
+)
 
 
 # --------------------------------------------------------------------------- pillar
@@ -293,8 +387,10 @@ class Deployment:
         self.pillar = pillar if pillar is not None else load_examples()[name]
         missing = set(self.pillar) - set(self.topo.containers)
         if missing:
-            raise LabError(f"{name}: examples/{name} has minions {sorted(missing)} that the "
-                           f"topology does not wire up")
+            raise LabError(
+                f"{name}: examples/{name} has minions {sorted(missing)} that the "
+                f"topology does not wire up"
+            )
         self.hosts: dict[str, Host] = {}
         self.timings: dict[str, float] = {}
 
@@ -308,8 +404,10 @@ class Deployment:
     def build(self) -> Deployment:
         t0 = time.monotonic()
         topo, lab = self.topo, self.lab
-        log(f"{self.name}: booting {', '.join(topo.containers)}"
-            + (f"; namespaces {', '.join(topo.namespaces)}" if topo.namespaces else ""))
+        log(
+            f"{self.name}: booting {', '.join(topo.containers)}"
+            + (f"; namespaces {', '.join(topo.namespaces)}" if topo.namespaces else "")
+        )
         for c in topo.containers:
             self.hosts[c] = lab.container(c, hosts=topo.etc_hosts.get(c))
         for n in topo.namespaces:
@@ -324,10 +422,13 @@ class Deployment:
         for router, out in topo.nat.items():
             lab.nat(self.hosts[router], out)
         lab.wait_ready()
-        self.timings.update(topology=self.name, containers=len(topo.containers),
-                            boot=lab.timings.get("boot", 0.0),
-                            ready=lab.timings.get("ready", 0.0),
-                            build=time.monotonic() - t0)
+        self.timings.update(
+            topology=self.name,
+            containers=len(topo.containers),
+            boot=lab.timings.get("boot", 0.0),
+            ready=lab.timings.get("ready", 0.0),
+            build=time.monotonic() - t0,
+        )
         TIMINGS.append(self.timings)
         return self
 
@@ -361,8 +462,10 @@ class Deployment:
         if counter is not None:
             seen = counter.read()
             if seen < 3:
-                problems.append(f"{p}: {p.dst} saw only {seen} echo requests from "
-                                f"{p.seen_as} (the NAT address expected)")
+                problems.append(
+                    f"{p}: {p.dst} saw only {seen} echo requests from "
+                    f"{p.seen_as} (the NAT address expected)"
+                )
         return problems
 
     def check_fail(self, p: Ping) -> list[str]:
@@ -378,15 +481,20 @@ class Deployment:
             res = host.ping(s.dst_ip, count=3, interval=0.3, source=s.addr)
             after = tx_bytes(host, s.interface)
         finally:
-            host.ip("addr", "del", f"{s.addr}/{128 if ':' in s.addr else 32}", "dev", "lo",
-                    check=False)
+            host.ip(
+                "addr", "del", f"{s.addr}/{128 if ':' in s.addr else 32}", "dev", "lo", check=False
+            )
         problems = []
         if res.received:
-            problems.append(f"cryptokey routing: {s.src} from {s.addr} -> {s.dst_ip} got "
-                            f"{res.received} replies ({s.why})")
+            problems.append(
+                f"cryptokey routing: {s.src} from {s.addr} -> {s.dst_ip} got "
+                f"{res.received} replies ({s.why})"
+            )
         if after <= before:
-            problems.append(f"{s.src}: the spoofed pings never entered {s.interface} "
-                            f"(tx {before} -> {after}), so the test proves nothing")
+            problems.append(
+                f"{s.src}: the spoofed pings never entered {s.interface} "
+                f"(tx {before} -> {after}), so the test proves nothing"
+            )
         return problems
 
 
@@ -405,8 +513,15 @@ class _SourceCounter:
         self.source = source
         v6 = ":" in source
         self.tool = "ip6tables" if v6 else "iptables"
-        self.rule = ["INPUT", "-s", source, "-p", "ipv6-icmp" if v6 else "icmp",
-                     "--icmpv6-type" if v6 else "--icmp-type", "echo-request"]
+        self.rule = [
+            "INPUT",
+            "-s",
+            source,
+            "-p",
+            "ipv6-icmp" if v6 else "icmp",
+            "--icmpv6-type" if v6 else "--icmp-type",
+            "echo-request",
+        ]
         # a new rule starts at 0 (and creates the filter table in a fresh namespace)
         self._cmd(["-I", *self.rule])
 
@@ -431,8 +546,10 @@ def diagnostics(dep: Deployment, hosts=None) -> str:
     for name in hosts or dep.hosts:
         h = dep.hosts[name]
         if isinstance(h, Container):
-            cmd = ("wg show; ip -br addr; ip route; ip rule; systemctl --failed --no-legend; "
-                   "journalctl -u 'wg-quick@*' --no-pager -n 15 -o cat")
+            cmd = (
+                "wg show; ip -br addr; ip route; ip rule; systemctl --failed --no-legend; "
+                "journalctl -u 'wg-quick@*' --no-pager -n 15 -o cat"
+            )
         else:
             cmd = "ip -br addr; ip route"
         try:

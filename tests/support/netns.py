@@ -27,7 +27,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _owner(name: str) -> int | None:
     """The PID in a ``wgt-<label>-<pid>-<hex>`` name, or None."""
-    parts = name[len(PREFIX):].split("-") if name.startswith(PREFIX) else []
+    parts = name[len(PREFIX) :].split("-") if name.startswith(PREFIX) else []
     return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
 
 
@@ -50,8 +50,10 @@ def _tear_down_on_sigterm() -> None:
     """Make SIGTERM unwind like Ctrl-C (finally blocks, pytest's fixture tear-down), so a
     process stopped with ``kill`` or ``timeout`` removes what it made; one that has a
     handler of its own keeps it."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    ):
         signal.signal(signal.SIGTERM, _interrupt)
 
 
@@ -102,8 +104,14 @@ class Netns:
     # -- commands --------------------------------------------------------------------
     def _sh(self, argv, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
         """Run argv on the machine, capture text output (the lab raises its own error)."""
-        return subprocess.run([str(a) for a in argv], check=check, capture_output=True,
-                              text=True, env=self.env, **kwargs)
+        return subprocess.run(
+            [str(a) for a in argv],
+            check=check,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            **kwargs,
+        )
 
     def _argv(self, argv: list[str]) -> list[str]:
         """How argv runs in here: a machine binary in this network namespace."""
@@ -113,17 +121,22 @@ class Netns:
     def _words(cmd) -> list[str]:
         return ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else [str(c) for c in cmd]
 
-    def run(self, cmd, check: bool = True, timeout: float | None = 120,
-            input: str | None = None) -> subprocess.CompletedProcess:
+    def run(
+        self, cmd, check: bool = True, timeout: float | None = 120, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """Run argv (list) or a shell string in here."""
-        return self._sh(self._argv(self._words(cmd)), check=check, timeout=timeout,
-                        input=input)
+        return self._sh(self._argv(self._words(cmd)), check=check, timeout=timeout, input=input)
 
     def popen(self, cmd, **kwargs) -> subprocess.Popen:
         """Start argv or a shell string in the background (by default its stdout and
         stderr together on a text pipe)."""
-        options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True,
-                   "env": self.env, **kwargs}
+        options = {
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.STDOUT,
+            "text": True,
+            "env": self.env,
+            **kwargs,
+        }
         return subprocess.Popen(self._argv(self._words(cmd)), **options)
 
     def out(self, cmd, **kwargs) -> str:
@@ -152,17 +165,36 @@ class Netns:
     def sysctl(self, values: dict) -> None:
         """Set net.* sysctls of this namespace (from the outside: also before a
         container in it boots)."""
-        self._sh(["ip", "netns", "exec", self.netns, "sysctl", "-q", "-w",
-                  *(f"{k}={v}" for k, v in values.items())])
+        self._sh(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.netns,
+                "sysctl",
+                "-q",
+                "-w",
+                *(f"{k}={v}" for k, v in values.items()),
+            ]
+        )
 
     def add_addr(self, ifname: str, cidr: str) -> None:
         self.ip("addr", "add", cidr, "dev", ifname, *(["nodad"] if ":" in cidr else []))
 
-    def veth(self, other: Netns, ifname: str, other_ifname: str, addrs=(),
-             other_addrs=()) -> None:
+    def veth(self, other: Netns, ifname: str, other_ifname: str, addrs=(), other_addrs=()) -> None:
         """A veth pair to another namespace, created directly in the two namespaces."""
-        self.ip("link", "add", ifname, "type", "veth", "peer", "name", other_ifname,
-                "netns", other.netns)
+        self.ip(
+            "link",
+            "add",
+            ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            other_ifname,
+            "netns",
+            other.netns,
+        )
         for ns, name, cidrs in ((self, ifname, addrs), (other, other_ifname, other_addrs)):
             ns.ip("link", "set", name, "up")
             for cidr in [cidrs] if isinstance(cidrs, str) else cidrs:
@@ -178,9 +210,13 @@ class Netns:
         control socket, /var/run/wireguard/<ifname>.sock, is on the machine's file
         system: give every interface a name no concurrent run uses."""
         # wireguard-go daemonises; its child must not inherit our pipes.
-        subprocess.run(self._argv(["wireguard-go", ifname]), check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                       env={**(self.env or os.environ), "LOG_LEVEL": "error"})
+        subprocess.run(
+            self._argv(["wireguard-go", ifname]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**(self.env or os.environ), "LOG_LEVEL": "error"},
+        )
         keyfile = f"/run/{self.netns}-{ifname}.key"
         fd = os.open(keyfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

@@ -32,8 +32,11 @@ def test_a_number_too_long_to_show_is_shown_as_what_it_is():
 def test_a_number_too_long_is_refused_as_text_and_as_a_number():
     with pytest.raises(SaltInvocationError, match=r"^route: a number of more than 4096 bits"):
         wgf_addr.text(HUGE, "route")
-    with pytest.raises(SaltInvocationError, match=r"^mtu: <a number of more than 4096 bits> "
-                                                  r"is out of range; mtu is 576-9000"):
+    with pytest.raises(
+        SaltInvocationError,
+        match=r"^mtu: <a number of more than 4096 bits> "
+        r"is out of range; mtu is 576-9000",
+    ):
         wgf_addr.integer(HUGE, "mtu", 576, 9000, "mtu")
     with pytest.raises(SaltInvocationError, match=r"^sample is a number of seconds from 0 to 60"):
         wgf_addr.seconds(10**400, "sample", 60)  # float() of it: OverflowError
@@ -50,8 +53,14 @@ def test_a_huge_number_anywhere_in_the_pillar_is_refused_naming_its_place(where)
         iface["peers"][HUGE] = {"public_key": PSK}
         place = "wireguard:interfaces:wg0:peers: a key"
     elif where == "node id":
-        pillar = {"networks": {"corp": {"interface": "wg1", "nodes": {
-            "m1": {"address": "10.0.0.1/24"}, -HUGE: {"address": "10.0.0.2/24"}}}}}
+        pillar = {
+            "networks": {
+                "corp": {
+                    "interface": "wg1",
+                    "nodes": {"m1": {"address": "10.0.0.1/24"}, -HUGE: {"address": "10.0.0.2/24"}},
+                }
+            }
+        }
         place = "wireguard:networks:corp:nodes: a key"
     elif where == "unknown key":
         iface["x"] = [{"y": HUGE}]
@@ -74,15 +83,25 @@ def test_a_pillar_that_holds_itself_is_walked_once():
 
 
 def psk_network(node, netname="corp"):
-    return {"networks": {netname: {"interface": "wg1", "preshared_keys": True, "nodes": {
-        "m1": {"address": "10.0.0.1/24"}, node: {"address": "10.0.0.2/24"}}}},
-        "network_psks": {netname: {node: PSK}}}
+    return {
+        "networks": {
+            netname: {
+                "interface": "wg1",
+                "preshared_keys": True,
+                "nodes": {"m1": {"address": "10.0.0.1/24"}, node: {"address": "10.0.0.2/24"}},
+            }
+        },
+        "network_psks": {netname: {node: PSK}},
+    }
 
 
-@pytest.mark.parametrize(("node", "netname", "where"), [
-    ("a:b", "corp", "network 'corp', node 'a:b'"),
-    ("m2", "co:rp", "network 'co:rp'"),
-])
+@pytest.mark.parametrize(
+    ("node", "netname", "where"),
+    [
+        ("a:b", "corp", "network 'corp', node 'a:b'"),
+        ("m2", "co:rp", "network 'co:rp'"),
+    ],
+)
 def test_a_name_with_a_colon_cannot_have_preshared_keys(node, netname, where):
     """Its pillar path ``wireguard:network_psks:<network>:<node>`` would split at the
     ':': the private_key and config states crashed with a KeyError reading the key."""
@@ -96,7 +115,8 @@ def test_a_node_with_a_colon_is_fine_without_preshared_keys():
     pillar = psk_network("a:b")
     pillar["networks"]["corp"]["preshared_keys"] = False
     assert wgf_schema.validate(pillar, "m1")["wg1"]["peers"]["a:b"]["allowed_ips"] == [
-        "10.0.0.2/32"]
+        "10.0.0.2/32"
+    ]
 
 
 def test_the_preshared_keys_of_other_nodes_are_read_by_their_path():
@@ -113,14 +133,24 @@ def loaded(tmp_path_factory):
     asked, and answers with no interface)."""
     root = tmp_path_factory.mktemp("args")
     opts = salt.config.minion_config(None)
-    opts.update(id="minion1", file_client="local", cachedir=str(root / "cache"),
-                pki_dir=str(root / "pki"), sock_dir=str(root / "sock"),
-                module_dirs=[str(REPO / "_modules")], utils_dirs=[str(REPO / "_utils")],
-                file_roots={"base": [str(root / "srv")]},
-                pillar_roots={"base": [str(root / "pillar")]},
-                pillar={"wireguard": {"lookup": {"config_dir": str(root / "wg")},
-                                      "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}},
-                states_dirs=[str(REPO / "_states")])
+    opts.update(
+        id="minion1",
+        file_client="local",
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        module_dirs=[str(REPO / "_modules")],
+        utils_dirs=[str(REPO / "_utils")],
+        file_roots={"base": [str(root / "srv")]},
+        pillar_roots={"base": [str(root / "pillar")]},
+        pillar={
+            "wireguard": {
+                "lookup": {"config_dir": str(root / "wg")},
+                "interfaces": {"wg0": {"address": "10.9.0.1/24"}},
+            }
+        },
+        states_dirs=[str(REPO / "_states")],
+    )
     utils = salt.loader.utils(opts)
     modules = salt.loader.minion_mods(opts, utils=utils)
     modules.states = salt.loader.states(opts, modules, utils, salt.loader.serializers(opts))
@@ -131,43 +161,65 @@ def cli(modules, function, *tokens):
     """``salt-call FUNCTION TOKENS...``: the arguments parsed as the CLI parses them."""
     func = modules[function]
     args, kwargs = salt.minion.load_args_and_kwargs(
-        func, salt.utils.args.parse_input(list(tokens)), data={"fun": function})
+        func, salt.utils.args.parse_input(list(tokens)), data={"fun": function}
+    )
     return func(*args, **kwargs)
 
 
-@pytest.mark.parametrize(("function", "tokens", "message"), [
-    ("wireguard.link_states", ['since={"interfaces": "x"}'],
-     "since: expected an earlier return of wireguard.link_states"),
-    ("wireguard.link_states", ['since={"at": 1, "interfaces": {"wg0": 5}}'],
-     "since: expected an earlier return of wireguard.link_states"),
-    ("wireguard.render_config", ["[wg0]"], "interface: got a list: an interface name is"),
-    ("wireguard.clients", ["{}"], "interface: got a dict: an interface name is"),
-    ("wireguard.client_config", ["[x]", "phone"], "interface: got a list"),
-    ("wireguard.client_config", ["wg0" + "a" * 300, "phone"],
-     "interface: got 303 characters: an interface name is 1-15 characters"),
-    ("wireguard.client_config", ["wg0", "[phone]"], "client: expected a name (a string)"),
-    ("wireguard.apply_peers", ["wg0", "peers=5"], "peers: expected a list, got int"),
-    ("wireguard.apply_peers", ["wg0", "remove=5"], "remove: expected a list, got int"),
-    ("wireguard.public_keys", ["config_dir=5"], "config_dir: expected a directory path"),
-    ("wireguard.pillar_interfaces", ["config_dir=[x]"], "config_dir: expected a directory"),
-    ("wireguard.check", ["config_dir={a: 1}"], "config_dir: expected a directory path"),
-    ("wireguard.config_peers", ["wg0", 'config_dir="a\\0b"'],
-     "config_dir: newlines and control characters are refused"),
-    ("wireguard.client_config", ["wg0", "phone", "path=[x]"], "path: expected a directory"),
-    ("wireguard.show", ["psk_digests=[x]"], "psk_digests: expected True or False, got list"),
-    ("wireguard.reresolve", ["test=yes please"], "test: expected True or False, got str"),
-    ("wireguard.reresolve", ["peer={}"], "peer: expected a name (a string), got dict"),
-    ("wireguard.check", ["sample=1" + "0" * 400], "sample is a number of seconds from 0 to 60"),
-    ("wireguard.check", ["stale_after=1" + "0" * 4000],
-     "stale_after: a number of more than 4096 bits is refused"),
-    ("wireguard.route_command", ["1" + "0" * 4000], "cidr: a number of more than 4096 bits"),
-    ("wireguard.pillar_interfaces", ["pillar={interfaces: {wg0: {mtu: 1%s}}}" % ("0" * 4000)],
-     "pillar:interfaces:wg0:mtu: a number of more than 4096 bits is refused"),
-    ("wireguard_rotate.switch", ["[minion1]"], "wireguard_rotate.switch: orders: a mapping"),
-    ("wireguard_rotate.stage", ["null"], "wireguard_rotate.stage: orders: a mapping"),
-    ("wireguard.render_config", ["null"], "interface: got a NoneType: an interface name is"),
-    ("wireguard.config_peers", ["wg0", PSK], "config_dir: expected an absolute path"),
-])
+@pytest.mark.parametrize(
+    ("function", "tokens", "message"),
+    [
+        (
+            "wireguard.link_states",
+            ['since={"interfaces": "x"}'],
+            "since: expected an earlier return of wireguard.link_states",
+        ),
+        (
+            "wireguard.link_states",
+            ['since={"at": 1, "interfaces": {"wg0": 5}}'],
+            "since: expected an earlier return of wireguard.link_states",
+        ),
+        ("wireguard.render_config", ["[wg0]"], "interface: got a list: an interface name is"),
+        ("wireguard.clients", ["{}"], "interface: got a dict: an interface name is"),
+        ("wireguard.client_config", ["[x]", "phone"], "interface: got a list"),
+        (
+            "wireguard.client_config",
+            ["wg0" + "a" * 300, "phone"],
+            "interface: got 303 characters: an interface name is 1-15 characters",
+        ),
+        ("wireguard.client_config", ["wg0", "[phone]"], "client: expected a name (a string)"),
+        ("wireguard.apply_peers", ["wg0", "peers=5"], "peers: expected a list, got int"),
+        ("wireguard.apply_peers", ["wg0", "remove=5"], "remove: expected a list, got int"),
+        ("wireguard.public_keys", ["config_dir=5"], "config_dir: expected a directory path"),
+        ("wireguard.pillar_interfaces", ["config_dir=[x]"], "config_dir: expected a directory"),
+        ("wireguard.check", ["config_dir={a: 1}"], "config_dir: expected a directory path"),
+        (
+            "wireguard.config_peers",
+            ["wg0", 'config_dir="a\\0b"'],
+            "config_dir: newlines and control characters are refused",
+        ),
+        ("wireguard.client_config", ["wg0", "phone", "path=[x]"], "path: expected a directory"),
+        ("wireguard.show", ["psk_digests=[x]"], "psk_digests: expected True or False, got list"),
+        ("wireguard.reresolve", ["test=yes please"], "test: expected True or False, got str"),
+        ("wireguard.reresolve", ["peer={}"], "peer: expected a name (a string), got dict"),
+        ("wireguard.check", ["sample=1" + "0" * 400], "sample is a number of seconds from 0 to 60"),
+        (
+            "wireguard.check",
+            ["stale_after=1" + "0" * 4000],
+            "stale_after: a number of more than 4096 bits is refused",
+        ),
+        ("wireguard.route_command", ["1" + "0" * 4000], "cidr: a number of more than 4096 bits"),
+        (
+            "wireguard.pillar_interfaces",
+            ["pillar={interfaces: {wg0: {mtu: 1%s}}}" % ("0" * 4000)],
+            "pillar:interfaces:wg0:mtu: a number of more than 4096 bits is refused",
+        ),
+        ("wireguard_rotate.switch", ["[minion1]"], "wireguard_rotate.switch: orders: a mapping"),
+        ("wireguard_rotate.stage", ["null"], "wireguard_rotate.stage: orders: a mapping"),
+        ("wireguard.render_config", ["null"], "interface: got a NoneType: an interface name is"),
+        ("wireguard.config_peers", ["wg0", PSK], "config_dir: expected an absolute path"),
+    ],
+)
 def test_an_argument_of_the_wrong_kind_is_refused_naming_it(loaded, function, tokens, message):
     with pytest.raises(SaltInvocationError) as exc:
         cli(loaded, function, *tokens)
@@ -195,8 +247,11 @@ def test_good_arguments_still_work(loaded):
 
 def test_every_argument_of_every_public_function_has_a_rule(loaded):
     """A new argument gets a rule (``wgf_args.RULES``), or it is not checked at all."""
-    functions = {name: func for name, func in loaded.items()
-                 if name.split(".")[0] in ("wireguard", "wireguard_rotate", "wireguard_layout")}
+    functions = {
+        name: func
+        for name, func in loaded.items()
+        if name.split(".")[0] in ("wireguard", "wireguard_rotate", "wireguard_layout")
+    }
     assert len(functions) > 20
     for name, func in functions.items():
         parameters = inspect.signature(func).parameters.values()
@@ -211,11 +266,14 @@ def test_the_guard_keeps_each_signature_for_salt(loaded):
     assert "Add a peer to a live interface" in loaded["wireguard.set_peer"].__doc__
 
 
-@pytest.mark.parametrize(("function", "message"), [
-    ("wireguard.route_command", "route: '<hidden>' is not a valid CIDR"),
-    ("wireguard.resolve_endpoint", "endpoint: '<hidden>' has no port"),
-    ("wireguard.is_interface_name", None),
-])
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("wireguard.route_command", "route: '<hidden>' is not a valid CIDR"),
+        ("wireguard.resolve_endpoint", "endpoint: '<hidden>' has no port"),
+        ("wireguard.is_interface_name", None),
+    ],
+)
 def test_a_key_typed_where_a_name_or_address_goes_is_not_shown(loaded, function, message):
     """Hidden, as the one masking rule hides keys: the message reaches the job cache."""
     if message is None:
@@ -231,17 +289,28 @@ def test_a_key_inside_a_longer_value_is_hidden_too():
     assert wgf_addr.shown("x" * 44) == "'" + "x" * 44 + "'"  # not a key's shape
 
 
-@pytest.mark.parametrize(("state", "kwargs", "message"), [
-    ("wireguard.private_key", {"name": "wg0", "config_dir": ["x"]},
-     "config_dir: expected a directory path (a string), got list"),
-    ("wireguard.config", {"name": "wg0", "config_dir": "etc/wireguard"},
-     "config_dir: expected an absolute path"),
-    ("wireguard.firewall", {"name": "wg0", "config_dir": 5},
-     "config_dir: expected a directory path (a string), got int"),
-    ("wireguard.peer", {"name": PSK, "interface": {"wg0": 1}}, "interface: got a dict"),
-])
-def test_a_state_with_an_argument_of_the_wrong_kind_fails_naming_it(loaded, state, kwargs,
-                                                                    message):
+@pytest.mark.parametrize(
+    ("state", "kwargs", "message"),
+    [
+        (
+            "wireguard.private_key",
+            {"name": "wg0", "config_dir": ["x"]},
+            "config_dir: expected a directory path (a string), got list",
+        ),
+        (
+            "wireguard.config",
+            {"name": "wg0", "config_dir": "etc/wireguard"},
+            "config_dir: expected an absolute path",
+        ),
+        (
+            "wireguard.firewall",
+            {"name": "wg0", "config_dir": 5},
+            "config_dir: expected a directory path (a string), got int",
+        ),
+        ("wireguard.peer", {"name": PSK, "interface": {"wg0": 1}}, "interface: got a dict"),
+    ],
+)
+def test_a_state_with_an_argument_of_the_wrong_kind_fails_naming_it(loaded, state, kwargs, message):
     """A failed state, not a traceback in its comment."""
     ret = loaded.states[state](**kwargs)
     assert ret["result"] is False and ret["changes"] == {}, ret
@@ -259,8 +328,9 @@ def test_a_huge_number_in_the_minions_own_pillar_is_refused_naming_its_place(loa
     iface = loaded.pack["__pillar__"]["wireguard"]["interfaces"]["wg0"]
     iface["mtu"] = HUGE
     try:
-        with pytest.raises(SaltInvocationError,
-                           match=r"^wireguard:interfaces:wg0:mtu: a number of more than"):
+        with pytest.raises(
+            SaltInvocationError, match=r"^wireguard:interfaces:wg0:mtu: a number of more than"
+        ):
             loaded["wireguard.pillar_interfaces"]()
     finally:
         del iface["mtu"]

@@ -25,8 +25,9 @@ def module():
 
 
 def test_preshared_key_goes_through_a_private_file(module):
-    change = wgf_schema.normalise_peer_change("wg0", {
-        "public_key": PEER, "allowed_ips": ["10.0.0.2/32"], "preshared_key": PSK})
+    change = wgf_schema.normalise_peer_change(
+        "wg0", {"public_key": PEER, "allowed_ips": ["10.0.0.2/32"], "preshared_key": PSK}
+    )
     with wgf_files.key_files() as put_key:
         argv = module._peer_args(change, put_key)
         assert argv[:4] == ["peer", PEER, "allowed-ips", "10.0.0.2/32"]
@@ -42,6 +43,5 @@ def test_preshared_key_goes_through_a_private_file(module):
 def test_an_empty_preshared_key_removes_it_without_a_file(module):
     change = wgf_schema.normalise_peer_change("wg0", {"public_key": PEER, "preshared_key": ""})
     written = []
-    assert module._peer_args(change, written.append) == ["peer", PEER, "preshared-key",
-                                                         "/dev/null"]
+    assert module._peer_args(change, written.append) == ["peer", PEER, "preshared-key", "/dev/null"]
     assert written == []

@@ -44,16 +44,27 @@ def test_fit_needs_points():
         fit_cost([])
 
 
-@pytest.mark.parametrize(("value", "ceiling"), [(0.3, 0.3), (7, 8), (26, 30), (201, 250),
-                                                (1000, 1000), (0, 1)])
+@pytest.mark.parametrize(
+    ("value", "ceiling"), [(0.3, 0.3), (7, 8), (26, 30), (201, 250), (1000, 1000), (0, 1)]
+)
 def test_axis_ends_on_a_round_number(value, ceiling):
     assert nice_ceiling(value) == pytest.approx(ceiling)
 
 
 def test_picture_is_svg_with_a_line_per_topology():
-    runs = [{"topology": t, "nodes": n, "converge_s": n * k, "join_s": n, "audit_s": 2.0,
-             "master_peak_mib": 700.0, "minion_peak_mib": 200.0}
-            for t, k in (("mesh", 2), ("hub", 1)) for n in (4, 8)]
+    runs = [
+        {
+            "topology": t,
+            "nodes": n,
+            "converge_s": n * k,
+            "join_s": n,
+            "audit_s": 2.0,
+            "master_peak_mib": 700.0,
+            "minion_peak_mib": 200.0,
+        }
+        for t, k in (("mesh", 2), ("hub", 1))
+        for n in (4, 8)
+    ]
     svg = svg_curves(runs, "fleet <scale>")
     doc = xml.dom.minidom.parseString(svg)
     assert doc.documentElement.tagName == "svg"

@@ -42,9 +42,16 @@ AllowedIPs = 10.1.0.3/32   # comment after a value
 
 
 def live_peer(**kwargs):
-    peer = {"preshared_key": False, "endpoint": None, "allowed_ips": [],
-            "latest_handshake": 1000, "latest_handshake_age": 10, "rx_bytes": 100,
-            "tx_bytes": 100, "persistent_keepalive": None}
+    peer = {
+        "preshared_key": False,
+        "endpoint": None,
+        "allowed_ips": [],
+        "latest_handshake": 1000,
+        "latest_handshake_age": 10,
+        "rx_bytes": 100,
+        "tx_bytes": 100,
+        "persistent_keepalive": None,
+    }
     peer.update(kwargs)
     return peer
 
@@ -54,27 +61,43 @@ def data():
     """A healthy interface: file, live state and surroundings agree."""
     conf = wgf_conf.parse(CONF)
     return {
-        "name": "wg0", "config_path": "/etc/wireguard/wg0.conf", "conf": conf,
+        "name": "wg0",
+        "config_path": "/etc/wireguard/wg0.conf",
+        "conf": conf,
         "conf_error": None,
-        "modes": {"conf": {"path": "/etc/wireguard/wg0.conf", "mode": 0o600, "uid": 0},
-                  "key": {"path": "/etc/wireguard/wg0.key", "mode": 0o600, "uid": 0},
-                  "dir": {"path": "/etc/wireguard", "mode": 0o700, "uid": 0}},
-        "key_file_public": PUB, "pillar": None, "rendered": None, "conf_masked": None,
-        "live": {"public_key": PUB, "listen_port": 51820, "fwmark": None, "peers": {
-            PEER1: live_peer(preshared_key=True, endpoint="198.51.100.2:51820",
-                             allowed_ips=["10.1.0.2/32", "172.16.1.0/24"],
-                             persistent_keepalive=25),
-            PEER2: live_peer(allowed_ips=["10.1.0.3/32"], endpoint="203.0.113.7:40000"),
-        }},
-        "samples": None, "service": "wg-quick@wg0", "init": "systemd",
+        "modes": {
+            "conf": {"path": "/etc/wireguard/wg0.conf", "mode": 0o600, "uid": 0},
+            "key": {"path": "/etc/wireguard/wg0.key", "mode": 0o600, "uid": 0},
+            "dir": {"path": "/etc/wireguard", "mode": 0o700, "uid": 0},
+        },
+        "key_file_public": PUB,
+        "pillar": None,
+        "rendered": None,
+        "conf_masked": None,
+        "live": {
+            "public_key": PUB,
+            "listen_port": 51820,
+            "fwmark": None,
+            "peers": {
+                PEER1: live_peer(
+                    preshared_key=True,
+                    endpoint="198.51.100.2:51820",
+                    allowed_ips=["10.1.0.2/32", "172.16.1.0/24"],
+                    persistent_keepalive=25,
+                ),
+                PEER2: live_peer(allowed_ips=["10.1.0.3/32"], endpoint="203.0.113.7:40000"),
+            },
+        },
+        "samples": None,
+        "service": "wg-quick@wg0",
+        "init": "systemd",
         "link": {"mtu": 1420, "addresses": ["10.1.0.1/24", "fd01::1/64"]},
         "routes": ["10.1.0.0/24", "172.16.1.0/24", "fd01::/64"],
-        "underlay": {"198.51.100.2": {"dev": "eth0", "mtu": None, "dev_mtu": 1500,
-                                      "error": None},
-                     "203.0.113.7": {"dev": "eth0", "mtu": None, "dev_mtu": 1500,
-                                     "error": None}},
-        "resolved": {"198.51.100.2:51820": {"addresses": ["198.51.100.2:51820"],
-                                            "error": None}},
+        "underlay": {
+            "198.51.100.2": {"dev": "eth0", "mtu": None, "dev_mtu": 1500, "error": None},
+            "203.0.113.7": {"dev": "eth0", "mtu": None, "dev_mtu": 1500, "error": None},
+        },
+        "resolved": {"198.51.100.2:51820": {"addresses": ["198.51.100.2:51820"], "error": None}},
         "forwarding": {"ipv4": False, "ipv6": False},
     }
 
@@ -89,6 +112,7 @@ def only(problems, *severities):
 
 # ------------------------------------------------------------------ config parser
 
+
 def test_parse_conf_reads_every_key_and_keeps_no_secret():
     conf = wgf_conf.parse(CONF)
     assert conf["public_key"] == PUB and conf["has_private_key"]
@@ -96,18 +120,24 @@ def test_parse_conf_reads_every_key_and_keeps_no_secret():
     assert (conf["listen_port"], conf["mtu"]) == (51820, 1420)
     assert conf["routes"] == ["172.16.1.0/24"]
     hub, laptop = conf["peers"]
-    assert hub == {"name": "hub", "public_key": PEER1,
-                   "allowed_ips": ["10.1.0.2/32", "172.16.1.0/24"],
-                   "endpoint": "198.51.100.2:51820", "persistent_keepalive": 25,
-                   "has_preshared_key": True}
+    assert hub == {
+        "name": "hub",
+        "public_key": PEER1,
+        "allowed_ips": ["10.1.0.2/32", "172.16.1.0/24"],
+        "endpoint": "198.51.100.2:51820",
+        "persistent_keepalive": 25,
+        "has_preshared_key": True,
+    }
     assert laptop["name"] == "laptop" and laptop["allowed_ips"] == ["10.1.0.3/32"]
     assert conf["errors"] == []
     assert PRIV not in json.dumps(conf) and PSK not in json.dumps(conf)
 
 
 def test_parse_conf_reports_bad_lines_without_quoting_keys():
-    conf = wgf_conf.parse("[Interface]\nPrivateKey = not-a-key\nListenPort = x\n"
-                             "garbage\n[Peer]\nAllowedIPs = 10.0.0.300/32\n[Foo]\n")
+    conf = wgf_conf.parse(
+        "[Interface]\nPrivateKey = not-a-key\nListenPort = x\n"
+        "garbage\n[Peer]\nAllowedIPs = 10.0.0.300/32\n[Foo]\n"
+    )
     assert conf["errors"] == [
         "line 2: PrivateKey is not a valid key",
         "line 3: ListenPort 'x' is not a number",
@@ -123,6 +153,7 @@ def test_a_healthy_interface_has_no_problem(data):
 
 # ------------------------------------------------------------------ presence
 
+
 def test_up_without_a_file_and_down_with_one(data):
     up_only = dict(data, conf=None)
     (problem,) = only(found(up_only))
@@ -135,19 +166,28 @@ def test_up_without_a_file_and_down_with_one(data):
 
 
 def test_pillar_absent_disabled_and_declared_but_missing(data):
-    pillar = {"absent": True, "enabled": True, "peers": {}, "routes": [], "forwarding": False,
-              "masquerade": [], "ipv6": False}
+    pillar = {
+        "absent": True,
+        "enabled": True,
+        "peers": {},
+        "routes": [],
+        "forwarding": False,
+        "masquerade": [],
+        "ipv6": False,
+    }
     (problem,) = only(found(dict(data, pillar=pillar)))
     assert "Pillar says wg0 is absent, but it is still up" in problem["message"]
     pillar.update(absent=False, enabled=False)
     problems = only(found(dict(data, pillar=pillar)))
     assert [p["message"] for p in problems if p["check"] == "presence"] == [
-        "Pillar says wg0 is disabled, but it is up"]
+        "Pillar says wg0 is disabled, but it is up"
+    ]
     pillar.update(enabled=True)
     nothing = dict(data, conf=None, live=None, link=None, routes=None, pillar=pillar)
     (problem,) = only(found(nothing))
-    assert problem["severity"] == "error" and "has no /etc/wireguard/wg0.conf" in (
-        problem["message"])
+    assert (
+        problem["severity"] == "error" and "has no /etc/wireguard/wg0.conf" in (problem["message"])
+    )
 
 
 def test_unreadable_and_broken_files(data):
@@ -161,16 +201,20 @@ def test_unreadable_and_broken_files(data):
 
 # ------------------------------------------------------------------ permissions
 
-@pytest.mark.parametrize("which, mode, severity, words", [
-    ("conf", 0o644, "error", "readable by everyone"),
-    ("conf", 0o640, "error", "readable by its group"),
-    ("key", 0o604, "error", "readable by everyone"),
-    ("key", 0o620, "error", "writable by others"),
-    ("conf", 0o602, "error", "the commands wg-quick runs as root"),
-    ("conf", 0o610, "warning", "has mode 0610, not 0600"),
-    ("dir", 0o755, "warning", "others can look into it"),
-    ("dir", 0o777, "error", "writable by everyone"),
-])
+
+@pytest.mark.parametrize(
+    "which, mode, severity, words",
+    [
+        ("conf", 0o644, "error", "readable by everyone"),
+        ("conf", 0o640, "error", "readable by its group"),
+        ("key", 0o604, "error", "readable by everyone"),
+        ("key", 0o620, "error", "writable by others"),
+        ("conf", 0o602, "error", "the commands wg-quick runs as root"),
+        ("conf", 0o610, "warning", "has mode 0610, not 0600"),
+        ("dir", 0o755, "warning", "others can look into it"),
+        ("dir", 0o777, "error", "writable by everyone"),
+    ],
+)
 def test_file_modes(data, which, mode, severity, words):
     data["modes"][which]["mode"] = mode
     (problem,) = only(found(data))
@@ -186,6 +230,7 @@ def test_files_not_owned_by_root(data):
 
 
 # ------------------------------------------------------------------ drift
+
 
 def test_interface_drift(data):
     data["live"].update(public_key=PEER2, listen_port=40000, fwmark=0x10)
@@ -207,26 +252,45 @@ def test_interface_drift(data):
 
 def test_peer_drift(data):
     hub = data["live"]["peers"][PEER1]
-    hub.update(allowed_ips=["10.1.0.2/32"], persistent_keepalive=None, preshared_key=False,
-               endpoint=None)
+    hub.update(
+        allowed_ips=["10.1.0.2/32"], persistent_keepalive=None, preshared_key=False, endpoint=None
+    )
     stranger = "q5UPfJp/qGk3uXnUz9A0nAdrK3XF1O8wpx6Wm2JwVEM="
     data["live"]["peers"][stranger] = live_peer()
     del data["live"]["peers"][PEER2]
-    problems = {(p["severity"], p["peer"], p["message"]) for p in found(data)
-                if p["check"] == "drift"}
+    problems = {
+        (p["severity"], p["peer"], p["message"]) for p in found(data) if p["check"] == "drift"
+    }
     label = f"peer 'hub' ({PEER1[:8]}...)"
     assert problems == {
-        ("error", PEER1, f"{label} has AllowedIPs 10.1.0.2/32 live, /etc/wireguard/wg0.conf "
-                         "says 10.1.0.2/32, 172.16.1.0/24"),
-        ("warning", PEER1, f"{label} has PersistentKeepalive off live, "
-                           "/etc/wireguard/wg0.conf says 25"),
+        (
+            "error",
+            PEER1,
+            f"{label} has AllowedIPs 10.1.0.2/32 live, /etc/wireguard/wg0.conf "
+            "says 10.1.0.2/32, 172.16.1.0/24",
+        ),
+        (
+            "warning",
+            PEER1,
+            f"{label} has PersistentKeepalive off live, /etc/wireguard/wg0.conf says 25",
+        ),
         ("error", PEER1, f"{label} has no preshared key live, /etc/wireguard/wg0.conf has one"),
-        ("warning", PEER1, f"{label} has no live endpoint, /etc/wireguard/wg0.conf says "
-                           "198.51.100.2:51820"),
-        ("error", PEER2, f"peer 'laptop' ({PEER2[:8]}...) is in /etc/wireguard/wg0.conf but "
-                         "not on the live wg0"),
-        ("warning", stranger, f"peer {stranger[:8]}... is on the live wg0 but not in "
-                              "/etc/wireguard/wg0.conf: it is gone after the next restart"),
+        (
+            "warning",
+            PEER1,
+            f"{label} has no live endpoint, /etc/wireguard/wg0.conf says 198.51.100.2:51820",
+        ),
+        (
+            "error",
+            PEER2,
+            f"peer 'laptop' ({PEER2[:8]}...) is in /etc/wireguard/wg0.conf but not on the live wg0",
+        ),
+        (
+            "warning",
+            stranger,
+            f"peer {stranger[:8]}... is on the live wg0 but not in "
+            "/etc/wireguard/wg0.conf: it is gone after the next restart",
+        ),
     }
 
 
@@ -250,14 +314,17 @@ def test_pillar_drift_shows_the_changed_lines_with_keys_masked(data):
 
 # ------------------------------------------------------------------ handshakes
 
+
 def test_never_handshaked_while_sending_is_an_error(data):
-    data["live"]["peers"][PEER2].update(latest_handshake=None, latest_handshake_age=None,
-                                        rx_bytes=0, tx_bytes=592)
+    data["live"]["peers"][PEER2].update(
+        latest_handshake=None, latest_handshake_age=None, rx_bytes=0, tx_bytes=592
+    )
     (problem,) = found(data)
-    assert (problem["severity"], problem["check"], problem["peer"]) == (
-        "error", "handshake", PEER2)
-    assert problem["message"] == (f"peer 'laptop' ({PEER2[:8]}...) never completed a "
-                                  "handshake, although 592 bytes were sent to it")
+    assert (problem["severity"], problem["check"], problem["peer"]) == ("error", "handshake", PEER2)
+    assert problem["message"] == (
+        f"peer 'laptop' ({PEER2[:8]}...) never completed a "
+        "handshake, although 592 bytes were sent to it"
+    )
 
 
 def test_never_handshaked_without_traffic_is_a_note(data):
@@ -277,14 +344,15 @@ def test_stale_needs_traffic_idle_is_a_note(data):
     assert idle["severity"] == "info" and "is idle" in idle["message"]
     data["samples"] = {PEER2: {"tx": 148, "rx": 0}}  # a handshake initiation
     (stale,) = found(data)
-    assert stale["severity"] == "error" and "is stale: its last handshake was 400 s ago" in (
-        stale["message"])
+    assert (
+        stale["severity"] == "error"
+        and "is stale: its last handshake was 400 s ago" in (stale["message"])
+    )
     # with a keepalive traffic is always sent: stale without a second sample
     data["samples"] = None
     data["live"]["peers"][PEER1]["latest_handshake_age"] = 200
     stale = only(found(data))
-    assert [(p["peer"], "(persistent keepalive)" in p["message"]) for p in stale] == [
-        (PEER1, True)]
+    assert [(p["peer"], "(persistent keepalive)" in p["message"]) for p in stale] == [(PEER1, True)]
     # the threshold is a parameter
     assert found(data, stale_after=500) == []
 
@@ -308,8 +376,9 @@ def test_a_peer_that_answers_between_samples_is_not_stale(data):
 
 def test_handshake_fix_mentions_reresolve_for_host_names(data):
     data["conf"]["peers"][0]["endpoint"] = "hub.example.net:51820"
-    data["resolved"] = {"hub.example.net:51820": {"addresses": ["198.51.100.2:51820"],
-                                                  "error": None}}
+    data["resolved"] = {
+        "hub.example.net:51820": {"addresses": ["198.51.100.2:51820"], "error": None}
+    }
     data["live"]["peers"][PEER2]["latest_handshake_age"] = 400
     data["samples"] = {PEER2: {"tx": 10**6, "rx": 0}}
     (stale,) = only(found(data))
@@ -317,6 +386,7 @@ def test_handshake_fix_mentions_reresolve_for_host_names(data):
 
 
 # ------------------------------------------------------------------ AllowedIPs
+
 
 def test_the_same_prefix_in_two_peers_of_the_file(data):
     data["conf"]["peers"][1]["allowed_ips"].append("172.16.1.0/24")
@@ -331,21 +401,35 @@ def test_nested_prefixes_of_live_peers_are_notes(data):
     (problem,) = found(data)
     assert problem["severity"] == "info" and problem["peer"] == PEER2
     assert problem["message"].startswith(
-        f"172.16.1.128/25 of peer 'laptop' ({PEER2[:8]}...) lies inside 172.16.1.0/24 of "
-        f"peer 'hub'")
+        f"172.16.1.128/25 of peer 'laptop' ({PEER2[:8]}...) lies inside 172.16.1.0/24 of peer 'hub'"
+    )
 
 
 def test_nested_prefix_sweep():
-    nets = [(ipaddress.ip_network(n), k) for n, k in [
-        ("0.0.0.0/0", "gw"), ("10.0.0.0/8", "a"), ("10.1.0.0/16", "a"), ("10.1.2.3/32", "b"),
-        ("192.168.0.0/24", "c"), ("::/0", "gw"), ("fd00::1/128", "d")]]
+    nets = [
+        (ipaddress.ip_network(n), k)
+        for n, k in [
+            ("0.0.0.0/0", "gw"),
+            ("10.0.0.0/8", "a"),
+            ("10.1.0.0/16", "a"),
+            ("10.1.2.3/32", "b"),
+            ("192.168.0.0/24", "c"),
+            ("::/0", "gw"),
+            ("fd00::1/128", "d"),
+        ]
+    ]
     pairs = {(str(o), str(i)) for o, _, i, _ in wgf_health.nested_prefixes(nets)}
-    assert pairs == {("0.0.0.0/0", "10.0.0.0/8"), ("0.0.0.0/0", "10.1.0.0/16"),
-                     ("10.1.0.0/16", "10.1.2.3/32"), ("0.0.0.0/0", "192.168.0.0/24"),
-                     ("::/0", "fd00::1/128")}
+    assert pairs == {
+        ("0.0.0.0/0", "10.0.0.0/8"),
+        ("0.0.0.0/0", "10.1.0.0/16"),
+        ("10.1.0.0/16", "10.1.2.3/32"),
+        ("0.0.0.0/0", "192.168.0.0/24"),
+        ("::/0", "fd00::1/128"),
+    }
 
 
 # ------------------------------------------------------------------ MTU
+
 
 def test_mtu_above_the_path_minus_overhead(data):
     data["underlay"]["198.51.100.2"].update(mtu=1400)  # a route with "mtu 1400"
@@ -353,14 +437,15 @@ def test_mtu_above_the_path_minus_overhead(data):
     assert problem["check"] == "mtu" and problem["severity"] == "warning"
     assert problem["peer"] == PEER1
     assert "carries 1400 bytes, and WireGuard over IPv4 adds 60" in problem["message"]
-    assert problem["fix"] == "Set mtu: 1340 for wg0 in pillar and run salt-call state.apply " \
-                             "wireguard on this minion."
+    assert (
+        problem["fix"] == "Set mtu: 1340 for wg0 in pillar and run salt-call state.apply "
+        "wireguard on this minion."
+    )
 
 
 def test_mtu_over_an_ipv6_underlay_needs_80_bytes(data):
     data["live"]["peers"][PEER2]["endpoint"] = "[2001:db8::7]:40000"
-    data["underlay"]["2001:db8::7"] = {"dev": "eth0", "mtu": None, "dev_mtu": 1480,
-                                       "error": None}
+    data["underlay"]["2001:db8::7"] = {"dev": "eth0", "mtu": None, "dev_mtu": 1480, "error": None}
     (problem,) = found(data)
     assert "WireGuard over IPv6 adds 80" in problem["message"]
     assert "Set mtu: 1400 for wg0" in problem["fix"]
@@ -377,14 +462,17 @@ def test_endpoint_routed_into_the_tunnel_itself(data):
 
 # ------------------------------------------------------------------ routes, forwarding
 
+
 def test_routes_missing_live_and_allowed_ips_without_a_route(data):
     data["routes"] = ["10.1.0.0/24", "fd01::/64"]
-    problems = {(p["severity"], p["message"]) for p in found(data)
-                if p["check"] == "routes"}
+    problems = {(p["severity"], p["message"]) for p in found(data) if p["check"] == "routes"}
     assert problems == {
         ("error", "The route 172.16.1.0/24 through wg0 is missing"),
-        ("warning", f"Nothing routes 172.16.1.0/24 (peer 'hub' ({PEER1[:8]}...)'s AllowedIPs)"
-                    " into wg0, so this host never sends traffic for it into the tunnel"),
+        (
+            "warning",
+            f"Nothing routes 172.16.1.0/24 (peer 'hub' ({PEER1[:8]}...)'s AllowedIPs)"
+            " into wg0, so this host never sends traffic for it into the tunnel",
+        ),
     }
 
 
@@ -397,45 +485,76 @@ def test_a_default_route_in_another_table_covers_everything(data):
 
 
 def test_routes_come_from_pillar_when_pillar_has_the_interface(data):
-    pillar = {"absent": False, "enabled": True, "peers": {}, "routes": ["192.168.7.0/24"],
-              "forwarding": False, "masquerade": [], "ipv6": True}
-    messages = [p["message"] for p in found(dict(data, pillar=pillar))
-                if p["check"] == "routes"]
+    pillar = {
+        "absent": False,
+        "enabled": True,
+        "peers": {},
+        "routes": ["192.168.7.0/24"],
+        "forwarding": False,
+        "masquerade": [],
+        "ipv6": True,
+    }
+    messages = [p["message"] for p in found(dict(data, pillar=pillar)) if p["check"] == "routes"]
     assert messages == ["The route 192.168.7.0/24 through wg0 is missing"]
 
 
-@pytest.mark.parametrize("pillar, forwarding, expected", [
-    ({"forwarding": True, "masquerade": [], "ipv6": False}, {"ipv4": False, "ipv6": False},
-     ["net.ipv4.ip_forward"]),
-    ({"forwarding": True, "masquerade": [], "ipv6": True}, {"ipv4": True, "ipv6": False},
-     ["net.ipv6.conf.all.forwarding"]),
-    ({"forwarding": False, "masquerade": ["eth0"], "ipv6": False},
-     {"ipv4": False, "ipv6": False}, ["net.ipv4.ip_forward"]),
-    ({"forwarding": True, "masquerade": [], "ipv6": True}, {"ipv4": True, "ipv6": True}, []),
-    ({"forwarding": False, "masquerade": [], "ipv6": False}, {"ipv4": False, "ipv6": False},
-     []),
-])
+@pytest.mark.parametrize(
+    "pillar, forwarding, expected",
+    [
+        (
+            {"forwarding": True, "masquerade": [], "ipv6": False},
+            {"ipv4": False, "ipv6": False},
+            ["net.ipv4.ip_forward"],
+        ),
+        (
+            {"forwarding": True, "masquerade": [], "ipv6": True},
+            {"ipv4": True, "ipv6": False},
+            ["net.ipv6.conf.all.forwarding"],
+        ),
+        (
+            {"forwarding": False, "masquerade": ["eth0"], "ipv6": False},
+            {"ipv4": False, "ipv6": False},
+            ["net.ipv4.ip_forward"],
+        ),
+        ({"forwarding": True, "masquerade": [], "ipv6": True}, {"ipv4": True, "ipv6": True}, []),
+        (
+            {"forwarding": False, "masquerade": [], "ipv6": False},
+            {"ipv4": False, "ipv6": False},
+            [],
+        ),
+    ],
+)
 def test_forwarding_wanted_but_off(data, pillar, forwarding, expected):
     pillar = dict(pillar, absent=False, enabled=True, peers={}, routes=["172.16.1.0/24"])
-    problems = [p for p in found(dict(data, pillar=pillar, forwarding=forwarding))
-                if p["check"] == "forwarding"]
+    problems = [
+        p
+        for p in found(dict(data, pillar=pillar, forwarding=forwarding))
+        if p["check"] == "forwarding"
+    ]
     assert [p["message"].split("but ")[1].split(" is")[0] for p in problems] == expected
     assert all(p["severity"] == "error" for p in problems)
 
 
 # ------------------------------------------------------------------ endpoints
 
+
 def test_an_endpoint_that_does_not_resolve(data):
     data["conf"]["peers"][0]["endpoint"] = "gone.example.net:51820"
-    data["resolved"] = {"gone.example.net:51820": {
-        "addresses": [], "error": "Endpoint 'gone.example.net:51820' does not resolve"}}
+    data["resolved"] = {
+        "gone.example.net:51820": {
+            "addresses": [],
+            "error": "Endpoint 'gone.example.net:51820' does not resolve",
+        }
+    }
     (problem,) = found(data)
     assert problem["check"] == "endpoint" and problem["severity"] == "error"
-    assert problem["message"] == ("The endpoint gone.example.net:51820 of peer 'hub' "
-                                  f"({PEER1[:8]}...) does not resolve")
+    assert problem["message"] == (
+        f"The endpoint gone.example.net:51820 of peer 'hub' ({PEER1[:8]}...) does not resolve"
+    )
 
 
 # ------------------------------------------------------------------ the whole report
+
 
 def report(data, problems=()):
     """``wireguard.check``'s result for the gathered interface ``data``."""
@@ -452,13 +571,16 @@ def test_check_returns_the_documented_structure(data):
     assert facts["public_key"] == PUB and facts["listen_port"] == 51820
     assert facts["service"] == "wg-quick@wg0"
     assert facts["peers"][PEER1] == {
-        "name": "hub", "endpoint": "198.51.100.2:51820",
+        "name": "hub",
+        "endpoint": "198.51.100.2:51820",
         "endpoint_resolved": ["198.51.100.2:51820"],
-        "allowed_ips": ["10.1.0.2/32", "172.16.1.0/24"], "persistent_keepalive": 25}
+        "allowed_ips": ["10.1.0.2/32", "172.16.1.0/24"],
+        "persistent_keepalive": 25,
+    }
     assert facts["link_states"] == {PEER1: "up", PEER2: "up"}
     assert result["summary"] == (
-        "wireguard check: OK (0 error(s), 0 warning(s), 0 note(s) on 1 interface(s))\n"
-        "wg0 (up): ok")
+        "wireguard check: OK (0 error(s), 0 warning(s), 0 note(s) on 1 interface(s))\nwg0 (up): ok"
+    )
     text = json.dumps(result)
     assert PRIV not in text and PSK not in text
 
@@ -477,9 +599,10 @@ def test_summary_lists_problems_with_their_fix(data):
 
 
 def test_problems_of_the_minion_make_the_report_not_ok(data):
-    problems = [wgf_health.problem("error", "pillar", "Invalid wireguard pillar", "Fix it."),
-                wgf_health.problem("error", "live", "The live interfaces cannot be read",
-                                   "Install wg.")]
+    problems = [
+        wgf_health.problem("error", "pillar", "Invalid wireguard pillar", "Fix it."),
+        wgf_health.problem("error", "live", "The live interfaces cannot be read", "Install wg."),
+    ]
     result = report(data, problems)
     assert [p["check"] for p in result["problems"]] == ["pillar", "live"]
     assert not result["ok"] and result["interfaces"]["wg0"]["ok"]
@@ -496,8 +619,7 @@ def test_the_facts_judge_each_peer_with_the_one_rule(data):
 
 def test_messages_name_the_minions_real_service(data):
     """Alpine runs wg-quick under OpenRC: the fix says so."""
-    down = dict(data, live=None, link=None, routes=None, service="wg-quick.wg0",
-                init="openrc")
+    down = dict(data, live=None, link=None, routes=None, service="wg-quick.wg0", init="openrc")
     (problem,) = only(found(down))
     assert problem["fix"].startswith("Start it: rc-service wg-quick.wg0 start")
 

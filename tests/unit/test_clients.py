@@ -22,29 +22,46 @@ BYO_KEY = wgf_keys.pubkey(wgf_keys.genkey())
 
 
 def interface(**extra):
-    return {"address": ["10.8.0.1/24", "fd08::1/64"], "listen_port": 51820,
-            "endpoint": "vpn.example.com", **extra}
+    return {
+        "address": ["10.8.0.1/24", "fd08::1/64"],
+        "listen_port": 51820,
+        "endpoint": "vpn.example.com",
+        **extra,
+    }
 
 
 def validate(iface, record=None):
     pillar = {"interfaces": {"wg0": iface}}
     text = json.dumps(record) if record is not None else None
-    return wgf_schema.validate(pillar, "vpn", lambda name, key: wgf_keys.pubkey(SERVER_PRIV),
-                               client_records=lambda name: text)["wg0"]
+    return wgf_schema.validate(
+        pillar,
+        "vpn",
+        lambda name, key: wgf_keys.pubkey(SERVER_PRIV),
+        client_records=lambda name: text,
+    )["wg0"]
 
 
 def record_of(wg0, keys=None):
     """The record the state would write, with made-up keys for new clients."""
-    made = {name: wgf_keys.pubkey(wgf_keys.genkey()) for name, c in wg0["clients"].items()
-            if not c["absent"] and not c["public_key"]}
+    made = {
+        name: wgf_keys.pubkey(wgf_keys.genkey())
+        for name, c in wg0["clients"].items()
+        if not c["absent"] and not c["public_key"]
+    }
     return wgf_clients.record_of(wg0, {**made, **(keys or {})})
 
 
 def test_pool_clients_get_the_lowest_free_v4_and_v6_addresses_and_become_peers():
-    wg0 = validate(interface(peers={"office": {"public_key": PEER_KEY,
-                                               "allowed_ips": ["10.8.0.2/32"]}},
-                             clients={"phone": {}, "laptop": {"address": "10.8.0.20/32"},
-                                      "byo": {"public_key": BYO_KEY}}))
+    wg0 = validate(
+        interface(
+            peers={"office": {"public_key": PEER_KEY, "allowed_ips": ["10.8.0.2/32"]}},
+            clients={
+                "phone": {},
+                "laptop": {"address": "10.8.0.20/32"},
+                "byo": {"public_key": BYO_KEY},
+            },
+        )
+    )
     clients = wg0["clients"]
     assert clients["byo"]["address"] == ["10.8.0.3", "fd08::2"]  # .1 is the hub, .2 a peer
     assert clients["laptop"]["address"] == ["10.8.0.20", "fd08::3"]
@@ -57,14 +74,18 @@ def test_pool_clients_get_the_lowest_free_v4_and_v6_addresses_and_become_peers()
 
 
 def test_allocations_are_stable_and_a_revoked_address_is_handed_out_last():
-    first = validate(interface(pool="10.8.0.0/29",
-                               clients={"a": {}, "b": {}, "c": {}}))
+    first = validate(interface(pool="10.8.0.0/29", clients={"a": {}, "b": {}, "c": {}}))
     record = record_of(first)
-    assert [first["clients"][n]["address"] for n in "abc"] == [["10.8.0.2"], ["10.8.0.3"],
-                                                              ["10.8.0.4"]]
+    assert [first["clients"][n]["address"] for n in "abc"] == [
+        ["10.8.0.2"],
+        ["10.8.0.3"],
+        ["10.8.0.4"],
+    ]
     # b revoked, d added: a and c keep theirs, d does not get b's address
-    second = validate(interface(pool="10.8.0.0/29", clients={
-        "a": {}, "b": {"absent": True}, "c": {}, "d": {}}), record)
+    second = validate(
+        interface(pool="10.8.0.0/29", clients={"a": {}, "b": {"absent": True}, "c": {}, "d": {}}),
+        record,
+    )
     assert second["clients"]["a"]["address"] == ["10.8.0.2"]
     assert second["clients"]["c"]["address"] == ["10.8.0.4"]
     assert second["clients"]["d"]["address"] == ["10.8.0.5"]
@@ -72,8 +93,9 @@ def test_allocations_are_stable_and_a_revoked_address_is_handed_out_last():
     record = record_of(second)
     assert record["retired"] == ["10.8.0.3"] and "b" not in record["clients"]
     # .6 is the last free one; then only the retired .3 is left
-    third = validate(interface(pool="10.8.0.0/29", clients={
-        "a": {}, "c": {}, "d": {}, "e": {}, "f": {}}), record)
+    third = validate(
+        interface(pool="10.8.0.0/29", clients={"a": {}, "c": {}, "d": {}, "e": {}, "f": {}}), record
+    )
     assert third["clients"]["e"]["address"] == ["10.8.0.6"]
     assert third["clients"]["f"]["address"] == ["10.8.0.3"]
     assert record_of(third)["retired"] == []
@@ -86,26 +108,36 @@ def test_a_full_pool_is_refused_naming_interface_and_client():
     assert "interface 'wg0', client 'b': the pool is full" in str(error.value)
 
 
-@pytest.mark.parametrize(("clients", "words"), [
-    ({"x": {"address": "10.9.0.5"}}, ["client 'x'", "'address'", "outside the pool"]),
-    ({"x": {"address": "10.8.0.1"}}, ["client 'x'", "in use by the interface"]),
-    ({"x": {"address": "10.8.0.7"}}, ["client 'x'", "in use by peer 'office'"]),
-    ({"x": {"address": "10.8.0.9"}, "y": {"address": "10.8.0.9/32"}},
-     ["client 'y'", "in use by client 'x'"]),
-    ({"x": {"address": "10.8.0.0/28"}}, ["client 'x'", "not one host"]),
-    ({"../etc": {}}, ["client '../etc'", "a client name is"]),
-    ({"office": {}}, ["client 'office'", "a peer of this interface has the same name"]),
-    ({"x": {"public_key": "bm90IGEga2V5"}}, ["client 'x'", "'public_key'", "32 bytes"]),
-    ({"x": {"public_key": PEER_KEY}}, ["client 'x'", "the same key as peer 'office'"]),
-    ({"x": {"public_key": BYO_KEY}, "y": {"public_key": BYO_KEY}},
-     ["client 'y'", "the same key as client 'x'"]),
-    ({"x": {"allowed_ips": ["0.0.0.0/0", "everything"]}}, ["client 'x'", "'allowed_ips'",
-                                                           "not a valid CIDR"]),
-    ({"x": {"colour": "red"}}, ["client 'x'", "unknown key 'colour'"]),
-])
+@pytest.mark.parametrize(
+    ("clients", "words"),
+    [
+        ({"x": {"address": "10.9.0.5"}}, ["client 'x'", "'address'", "outside the pool"]),
+        ({"x": {"address": "10.8.0.1"}}, ["client 'x'", "in use by the interface"]),
+        ({"x": {"address": "10.8.0.7"}}, ["client 'x'", "in use by peer 'office'"]),
+        (
+            {"x": {"address": "10.8.0.9"}, "y": {"address": "10.8.0.9/32"}},
+            ["client 'y'", "in use by client 'x'"],
+        ),
+        ({"x": {"address": "10.8.0.0/28"}}, ["client 'x'", "not one host"]),
+        ({"../etc": {}}, ["client '../etc'", "a client name is"]),
+        ({"office": {}}, ["client 'office'", "a peer of this interface has the same name"]),
+        ({"x": {"public_key": "bm90IGEga2V5"}}, ["client 'x'", "'public_key'", "32 bytes"]),
+        ({"x": {"public_key": PEER_KEY}}, ["client 'x'", "the same key as peer 'office'"]),
+        (
+            {"x": {"public_key": BYO_KEY}, "y": {"public_key": BYO_KEY}},
+            ["client 'y'", "the same key as client 'x'"],
+        ),
+        (
+            {"x": {"allowed_ips": ["0.0.0.0/0", "everything"]}},
+            ["client 'x'", "'allowed_ips'", "not a valid CIDR"],
+        ),
+        ({"x": {"colour": "red"}}, ["client 'x'", "unknown key 'colour'"]),
+    ],
+)
 def test_bad_clients_are_refused_naming_interface_and_client(clients, words):
-    iface = interface(peers={"office": {"public_key": PEER_KEY,
-                                        "allowed_ips": ["10.8.0.7/32"]}}, clients=clients)
+    iface = interface(
+        peers={"office": {"public_key": PEER_KEY, "allowed_ips": ["10.8.0.7/32"]}}, clients=clients
+    )
     with pytest.raises(SaltInvocationError) as error:
         validate(iface)
     message = str(error.value)
@@ -119,7 +151,8 @@ def test_the_server_public_key_is_no_client_key():
     with pytest.raises(SaltInvocationError) as error:
         validate(interface(clients={"x": {"public_key": wgf_keys.pubkey(SERVER_PRIV)}}))
     assert "client 'x', key 'public_key': the same key as the interface's own key" in str(
-        error.value)
+        error.value
+    )
 
 
 def test_an_explicit_address_taken_from_a_recorded_client_is_refused():
@@ -130,10 +163,18 @@ def test_an_explicit_address_taken_from_a_recorded_client_is_refused():
 
 
 def test_the_device_config_holds_what_the_device_needs():
-    wg0 = validate(interface(
-        client_defaults={"dns": ["10.8.0.1"], "persistent_keepalive": 25},
-        clients={"laptop": {"address": "10.8.0.20/32", "allowed_ips": ["0.0.0.0/0", "::/0"],
-                            "preshared_key": True}}))
+    wg0 = validate(
+        interface(
+            client_defaults={"dns": ["10.8.0.1"], "persistent_keepalive": 25},
+            clients={
+                "laptop": {
+                    "address": "10.8.0.20/32",
+                    "allowed_ips": ["0.0.0.0/0", "::/0"],
+                    "preshared_key": True,
+                }
+            },
+        )
+    )
     server = wgf_keys.pubkey(SERVER_PRIV)
     text = wgf_clients.client_config(wg0, "laptop", server, "PRIVATE=", "PSK=")
     assert text == (
@@ -148,12 +189,17 @@ def test_the_device_config_holds_what_the_device_needs():
         "PresharedKey = PSK=\n"
         "AllowedIPs = 0.0.0.0/0, ::/0\n"
         "Endpoint = vpn.example.com:51820\n"
-        "PersistentKeepalive = 25\n")
+        "PersistentKeepalive = 25\n"
+    )
 
 
 def test_a_byo_client_config_has_a_placeholder_and_no_dns_without_defaults():
-    wg0 = validate(interface(endpoint="[2001:db8::1]:4500", clients={
-        "byo": {"public_key": BYO_KEY, "allowed_ips": "10.8.0.0/24"}}))
+    wg0 = validate(
+        interface(
+            endpoint="[2001:db8::1]:4500",
+            clients={"byo": {"public_key": BYO_KEY, "allowed_ips": "10.8.0.0/24"}},
+        )
+    )
     text = wgf_clients.client_config(wg0, "byo", "SERVER=")
     assert f"PrivateKey = {wgf_clients.PLACEHOLDER}\n" in text
     assert "DNS" not in text and "PresharedKey" not in text and "Keepalive" not in text
@@ -163,24 +209,29 @@ def test_a_byo_client_config_has_a_placeholder_and_no_dns_without_defaults():
 
 def test_the_server_config_lists_clients_as_peers_with_their_preshared_keys():
     import wgf_conf
+
     wg0 = validate(interface(clients={"b": {"public_key": BYO_KEY, "preshared_key": True}}))
     text = wgf_conf.render(wg0, "PRIV=", {"b": "PSK="})
-    assert (f"[Peer]\n# b\nPublicKey = {BYO_KEY}\nPresharedKey = PSK=\n"
-            "AllowedIPs = 10.8.0.2/32, fd08::2/128\n") in text
+    assert (
+        f"[Peer]\n# b\nPublicKey = {BYO_KEY}\nPresharedKey = PSK=\n"
+        "AllowedIPs = 10.8.0.2/32, fd08::2/128\n"
+    ) in text
 
 
 def zbarimg(path):
     """The text of the one QR code in an image file, as zbarimg decodes it."""
-    out = subprocess.run(["zbarimg", "-q", "--raw", str(path)], capture_output=True,
-                         check=True).stdout.decode()
+    out = subprocess.run(
+        ["zbarimg", "-q", "--raw", str(path)], capture_output=True, check=True
+    ).stdout.decode()
     assert out.endswith("\n")
     return out[:-1]  # zbarimg ends each symbol with a newline
 
 
 def device_text():
     wg0 = validate(interface(client_defaults={"dns": ["10.8.0.1"]}, clients={"phone": {}}))
-    return wgf_clients.client_config(wg0, "phone", wgf_keys.pubkey(SERVER_PRIV),
-                                     wgf_keys.genkey(), wgf_keys.genpsk())
+    return wgf_clients.client_config(
+        wg0, "phone", wgf_keys.pubkey(SERVER_PRIV), wgf_keys.genkey(), wgf_keys.genpsk()
+    )
 
 
 def test_the_png_qr_code_decodes_to_exactly_the_config(tmp_path):
@@ -208,8 +259,11 @@ def test_the_terminal_qr_code_decodes_to_exactly_the_config(tmp_path):
     scale = 4
     pixels = [[bit for bit in row for _ in range(scale)] for row in rows for _ in range(scale)]
     image = tmp_path / "phone.pbm"
-    image.write_text(f"P1\n{len(pixels[0])} {len(pixels)}\n"
-                     + "\n".join(" ".join(map(str, row)) for row in pixels) + "\n")
+    image.write_text(
+        f"P1\n{len(pixels[0])} {len(pixels)}\n"
+        + "\n".join(" ".join(map(str, row)) for row in pixels)
+        + "\n"
+    )
     assert zbarimg(image) == text
 
 
@@ -230,11 +284,22 @@ def test_a_damaged_record_is_refused_naming_it():
 def test_addresses_skip_network_and_broadcast():
     first, last = wgf_clients._host_range(ipaddress.ip_network("10.0.0.0/30"))
     assert (ipaddress.ip_address(first), ipaddress.ip_address(last)) == (
-        ipaddress.ip_address("10.0.0.1"), ipaddress.ip_address("10.0.0.2"))
+        ipaddress.ip_address("10.0.0.1"),
+        ipaddress.ip_address("10.0.0.2"),
+    )
 
 
-@pytest.mark.parametrize("path", ["{cfg}", "{cfg}/sub", "{cfg}/a/../b", "{link}/x",
-                                  "/etc/wireguard", "/etc/wireguard/../wireguard/clients"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "{cfg}",
+        "{cfg}/sub",
+        "{cfg}/a/../b",
+        "{link}/x",
+        "/etc/wireguard",
+        "/etc/wireguard/../wireguard/clients",
+    ],
+)
 def test_an_export_path_in_the_config_dir_or_wg_quicks_is_refused(tmp_path, path):
     """``<client>.conf`` there would replace an interface's config with the client's."""
     cfg = tmp_path / "cfg"
@@ -252,10 +317,16 @@ def test_an_export_path_elsewhere_is_made_0700(tmp_path):
 
 
 def test_a_client_named_like_an_interface_of_the_minion_is_refused():
-    pillar = {"interfaces": {"wg0": interface(clients={"wg1": {}, "phone": {}}),
-                             "wg1": {"address": "10.9.0.1/24"}}}
+    pillar = {
+        "interfaces": {
+            "wg0": interface(clients={"wg1": {}, "phone": {}}),
+            "wg1": {"address": "10.9.0.1/24"},
+        }
+    }
     with pytest.raises(SaltInvocationError) as error:
         wgf_schema.validate(pillar, "vpn", lambda name, key: wgf_keys.pubkey(SERVER_PRIV))
-    assert ("interface 'wg0', client 'wg1', key 'clients': a client may not have the name "
-            "of an interface of this minion") in str(error.value)
+    assert (
+        "interface 'wg0', client 'wg1', key 'clients': a client may not have the name "
+        "of an interface of this minion"
+    ) in str(error.value)
     assert "client 'phone'" not in str(error.value)

@@ -17,24 +17,29 @@ PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 PEER = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 
 
-@pytest.mark.parametrize(("line", "masked"), [
-    (f"PrivateKey = {PRIV}", "PrivateKey = <hidden>"),
-    (f"privatekey = {PRIV}", "privatekey = <hidden>"),
-    (f"  PRESHAREDKEY={PSK}", "  PRESHAREDKEY=<hidden>"),
-    (f"\tPresharedKey\t=\t{PSK}  # the old one", "\tPresharedKey\t=\t<hidden>"),
-    (f"PrivateKey = {PRIV}\r", "PrivateKey = <hidden>"),
-    (f"Private Key = {PRIV}", "Private Key = <hidden>"),
-    (f"\vPrivateKey\f= {PRIV}", "\vPrivateKey\f= <hidden>"),
-    (f"PresharedKey = {PSK[:22]} {PSK[22:]}", "PresharedKey = <hidden>"),
-])
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        (f"PrivateKey = {PRIV}", "PrivateKey = <hidden>"),
+        (f"privatekey = {PRIV}", "privatekey = <hidden>"),
+        (f"  PRESHAREDKEY={PSK}", "  PRESHAREDKEY=<hidden>"),
+        (f"\tPresharedKey\t=\t{PSK}  # the old one", "\tPresharedKey\t=\t<hidden>"),
+        (f"PrivateKey = {PRIV}\r", "PrivateKey = <hidden>"),
+        (f"Private Key = {PRIV}", "Private Key = <hidden>"),
+        (f"\vPrivateKey\f= {PRIV}", "\vPrivateKey\f= <hidden>"),
+        (f"PresharedKey = {PSK[:22]} {PSK[22:]}", "PresharedKey = <hidden>"),
+    ],
+)
 def test_every_secret_line_wg_reads_is_masked(line, masked):
     text = f"[Interface]\n{line}\nListenPort = 51820\n"
     assert wgf_conf.mask(text) == f"[Interface]\n{masked}\nListenPort = 51820\n"
 
 
 def test_other_lines_are_left_alone():
-    text = (f"[Peer]\nPublicKey = {PEER}\n# PrivateKey is in /etc/wireguard/wg0.key\n"
-            "PostUp = echo privatekey=\n")
+    text = (
+        f"[Peer]\nPublicKey = {PEER}\n# PrivateKey is in /etc/wireguard/wg0.key\n"
+        "PostUp = echo privatekey=\n"
+    )
     assert wgf_conf.mask(text, public=[PEER]) == text
     assert wgf_conf.mask(None) == ""
 
@@ -42,28 +47,34 @@ def test_other_lines_are_left_alone():
 def test_rendered_text_masks_like_the_file():
     """``wireguard.check`` compares the masked file with the masked rendering."""
     text = f"[Interface]\nPrivateKey = {PRIV}\n\n[Peer]\nPresharedKey = {PSK}\n"
-    assert wgf_conf.mask(text) == ("[Interface]\nPrivateKey = <hidden>\n\n[Peer]\n"
-                                   "PresharedKey = <hidden>\n")
+    assert wgf_conf.mask(text) == (
+        "[Interface]\nPrivateKey = <hidden>\n\n[Peer]\nPresharedKey = <hidden>\n"
+    )
     assert wgf_conf.mask(wgf_conf.mask(text)) == wgf_conf.mask(text)
 
 
 @pytest.mark.parametrize("spelling", ["privatekey", "PRIVATEKEY", "Private Key", " PrivateKey"])
 def test_parse_reads_the_private_key_as_wg_does_and_keeps_only_its_public_key(spelling):
-    text = (f"[Interface]\n{spelling} = {PRIV}\n[Peer]\n# hub\nPublicKey = {PEER}\n"
-            f"presharedKEY = {PSK}\n")
+    text = (
+        f"[Interface]\n{spelling} = {PRIV}\n[Peer]\n# hub\nPublicKey = {PEER}\n"
+        f"presharedKEY = {PSK}\n"
+    )
     conf = wgf_conf.parse(text)
     assert conf["has_private_key"] and conf["public_key"] == wgf_keys.pubkey(PRIV)
     assert conf["peers"][0]["has_preshared_key"] is True
     assert PRIV not in json.dumps(conf) and PSK not in json.dumps(conf)
 
 
-@pytest.mark.parametrize("text", [
-    f"[Interface]\nPrivateKey = {PRIV}x\n",
-    f"[Interface]\nPrivateKey = {PRIV[:-2]}\n",
-    f"PrivateKey = {PRIV}\n",
-    f"[Foo]\nPrivateKey = {PRIV}\n",
-    f"[Peer]\nPresharedKey = {PSK}\nPublicKey = {PSK}x\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"[Interface]\nPrivateKey = {PRIV}x\n",
+        f"[Interface]\nPrivateKey = {PRIV[:-2]}\n",
+        f"PrivateKey = {PRIV}\n",
+        f"[Foo]\nPrivateKey = {PRIV}\n",
+        f"[Peer]\nPresharedKey = {PSK}\nPublicKey = {PSK}x\n",
+    ],
+)
 def test_parse_errors_never_quote_a_key(text):
     conf = wgf_conf.parse(text)
     assert conf["errors"]
@@ -77,14 +88,17 @@ def test_private_key_of_a_hand_written_config_as_wg_reads_it():
     assert wgf_conf.private_key(None) is None
 
 
-@pytest.mark.parametrize(("line", "masked"), [
-    (f"#PrivateKey = {PRIV}", "#PrivateKey = <hidden>"),
-    (f"  # presharedkey={PSK}", "  # presharedkey=<hidden>"),
-    (f";PrivateKey = {PRIV[:22]} {PRIV[22:]}", ";PrivateKey = <hidden>"),
-    (f"# old key: {PRIV}", "# old key: <hidden>"),
-    (f"PostUp = echo {PSK} > /tmp/x", "PostUp = echo <hidden> > /tmp/x"),
-    (f"PublicKey = {PEER}", "PublicKey = <hidden>"),
-])
+@pytest.mark.parametrize(
+    ("line", "masked"),
+    [
+        (f"#PrivateKey = {PRIV}", "#PrivateKey = <hidden>"),
+        (f"  # presharedkey={PSK}", "  # presharedkey=<hidden>"),
+        (f";PrivateKey = {PRIV[:22]} {PRIV[22:]}", ";PrivateKey = <hidden>"),
+        (f"# old key: {PRIV}", "# old key: <hidden>"),
+        (f"PostUp = echo {PSK} > /tmp/x", "PostUp = echo <hidden> > /tmp/x"),
+        (f"PublicKey = {PEER}", "PublicKey = <hidden>"),
+    ],
+)
 def test_commented_out_keys_and_any_key_shaped_value_are_masked(line, masked):
     text = f"[Interface]\n{line}\nListenPort = 51820\n"
     assert wgf_conf.mask(text) == f"[Interface]\n{masked}\nListenPort = 51820\n"
@@ -93,8 +107,9 @@ def test_commented_out_keys_and_any_key_shaped_value_are_masked(line, masked):
 def test_only_keys_known_to_be_public_stay_visible():
     own = wgf_keys.pubkey(PRIV)
     text = f"[Peer]\n# {own}\nPublicKey = {PEER}\n# not {PSK}\n"
-    public = wgf_conf.known_public([{"public_key": own}],
-                                   live={"public_key": None, "peers": {PEER: {}}})
+    public = wgf_conf.known_public(
+        [{"public_key": own}], live={"public_key": None, "peers": {PEER: {}}}
+    )
     assert public == {own, PEER}
     assert wgf_conf.mask(text, public) == f"[Peer]\n# {own}\nPublicKey = {PEER}\n# not <hidden>\n"
     pillar = {"peers": {"hub": {"public_key": PEER}}}
@@ -106,8 +121,10 @@ def test_only_keys_known_to_be_public_stay_visible():
 
 
 def test_a_comment_holding_key_material_is_no_peer_name():
-    text = (f"[Peer]\n# {PSK}\nPublicKey = {PEER}\n\n[Peer]\n#PresharedKey = {PSK}\n"
-            f"# hub\nPublicKey = {PRIV}\n")
+    text = (
+        f"[Peer]\n# {PSK}\nPublicKey = {PEER}\n\n[Peer]\n#PresharedKey = {PSK}\n"
+        f"# hub\nPublicKey = {PRIV}\n"
+    )
     conf = wgf_conf.parse(text)
     assert [peer["name"] for peer in conf["peers"]] == [None, "hub"]
     assert PSK not in json.dumps(conf)

@@ -43,8 +43,11 @@ def links(page):
     """Relative links ``[text](target)`` of a page, outside code blocks."""
     text = re.sub(r"(?ms)^ *```.*?^ *```", "", page.read_text())
     text = re.sub(r"`[^`\n]*`", "", text)
-    return [m.group(1) for m in re.finditer(r"\]\(([^)\s]+)\)", text)
-            if not re.match(r"[a-z]+:", m.group(1))]
+    return [
+        m.group(1)
+        for m in re.finditer(r"\]\(([^)\s]+)\)", text)
+        if not re.match(r"[a-z]+:", m.group(1))
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
@@ -53,8 +56,9 @@ def test_every_relative_link_leads_somewhere(page):
     for target in links(page):
         path, _, fragment = target.partition("#")
         dest = (page.parent / path).resolve() if path else page
-        missing_anchor = (dest.exists() and fragment and dest.suffix == ".md"
-                          and fragment not in anchors(dest))
+        missing_anchor = (
+            dest.exists() and fragment and dest.suffix == ".md" and fragment not in anchors(dest)
+        )
         if not dest.exists() or missing_anchor:
             broken.append(target)
     assert not broken, broken
@@ -62,8 +66,10 @@ def test_every_relative_link_leads_somewhere(page):
 
 def test_the_link_check_sees_a_broken_link(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("# Key `rotation` (PSKs)\n[a](#key-rotation-psks) [b](#gone) "
-                    "[c](missing.md) `[d](#in-code)`\n```\n[e](#in-block)\n```\n")
+    page.write_text(
+        "# Key `rotation` (PSKs)\n[a](#key-rotation-psks) [b](#gone) "
+        "[c](missing.md) `[d](#in-code)`\n```\n[e](#in-block)\n```\n"
+    )
     assert anchors(page) == {"key-rotation-psks"}
     assert links(page) == ["#key-rotation-psks", "#gone", "missing.md"]
 
@@ -99,8 +105,7 @@ def test_the_development_page_lists_every_util():
 
 def test_every_benchmark_script_is_named_in_the_readme_with_its_results_page():
     """The README names each benchmark script and links to the table of its results."""
-    scripts = {p.stem for p in (REPO / "benchmarks").glob("*.py")
-               if "__main__" in p.read_text()}
+    scripts = {p.stem for p in (REPO / "benchmarks").glob("*.py") if "__main__" in p.read_text()}
     assert "show_dump" in scripts
     section = README.read_text().split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
     assert not [s for s in scripts if f"`{s}`" not in section], section

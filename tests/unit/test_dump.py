@@ -8,7 +8,10 @@ from salt.exceptions import CommandExecutionError
 import wgf_dump
 import wgf_keys
 
-PRIV, PUB = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=", "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="
+PRIV, PUB = (
+    "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=",
+    "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+)
 PEER1 = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 PEER2 = "TrMvSoP4jYQlY6RIzBgbssQqY3vxI2Pi+y71lOWWXX0="
 PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
@@ -16,12 +19,17 @@ PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 
 def test_all_dump_with_every_special_value():
     now = int(time.time())
-    dump = "\n".join([
-        f"wg0\t{PRIV}\t{PUB}\t51820\toff",
-        f"wg0\t{PEER1}\t{PSK}\t[fd00::1]:51820\t10.0.0.2/32,fd00::2/128\t{now - 30}\t100\t200\t25",
-        f"wg0\t{PEER2}\t(none)\t(none)\t(none)\t0\t0\t0\toff",
-        f"wg1\t(none)\t{PUB}\t0\t0x1234",
-    ]) + "\n"
+    dump = (
+        "\n".join(
+            [
+                f"wg0\t{PRIV}\t{PUB}\t51820\toff",
+                f"wg0\t{PEER1}\t{PSK}\t[fd00::1]:51820\t10.0.0.2/32,fd00::2/128\t{now - 30}\t100\t200\t25",
+                f"wg0\t{PEER2}\t(none)\t(none)\t(none)\t0\t0\t0\toff",
+                f"wg1\t(none)\t{PUB}\t0\t0x1234",
+            ]
+        )
+        + "\n"
+    )
     parsed = wgf_dump.parse(dump)
     assert set(parsed) == {"wg0", "wg1"}
     wg0 = parsed["wg0"]
@@ -33,11 +41,17 @@ def test_all_dump_with_every_special_value():
     assert 30 <= peer1["latest_handshake_age"] < 40
     assert (peer1["rx_bytes"], peer1["tx_bytes"]) == (100, 200)
     assert peer1["persistent_keepalive"] == 25 and peer1["preshared_key"] is True
-    assert peer2 == {"endpoint": None, "allowed_ips": [], "latest_handshake": None,
-                     "latest_handshake_age": None, "rx_bytes": 0, "tx_bytes": 0,
-                     "persistent_keepalive": None, "preshared_key": False}
-    assert parsed["wg1"] == {"public_key": PUB, "listen_port": None, "fwmark": 0x1234,
-                             "peers": {}}
+    assert peer2 == {
+        "endpoint": None,
+        "allowed_ips": [],
+        "latest_handshake": None,
+        "latest_handshake_age": None,
+        "rx_bytes": 0,
+        "tx_bytes": 0,
+        "persistent_keepalive": None,
+        "preshared_key": False,
+    }
+    assert parsed["wg1"] == {"public_key": PUB, "listen_port": None, "fwmark": 0x1234, "peers": {}}
     assert PRIV not in repr(parsed) and PSK not in repr(parsed)
 
 
@@ -65,13 +79,16 @@ def test_the_clock_is_a_parameter():
     assert peer[PEER1]["latest_handshake_age"] == 100
 
 
-@pytest.mark.parametrize("dump", [
-    f"wg0\t{PRIV}\t{PUB}\n",  # 3 fields
-    f"wg0\t{PEER1}\t{PSK}\t(none)\t(none)\t0\t0\t0\n",  # 8 fields
-    f"wg0\t{PRIV}\t{PUB}\tport\toff\n",
-    f"wg0\t{PEER1}\t{PSK}\t(none)\t(none)\tyesterday\t0\t0\toff\n",
-    f"wg0\t{PEER1}\t{PSK}\t(none)\t(none)\t0\t0\t0\tsometimes\n",
-])
+@pytest.mark.parametrize(
+    "dump",
+    [
+        f"wg0\t{PRIV}\t{PUB}\n",  # 3 fields
+        f"wg0\t{PEER1}\t{PSK}\t(none)\t(none)\t0\t0\t0\n",  # 8 fields
+        f"wg0\t{PRIV}\t{PUB}\tport\toff\n",
+        f"wg0\t{PEER1}\t{PSK}\t(none)\t(none)\tyesterday\t0\t0\toff\n",
+        f"wg0\t{PEER1}\t{PSK}\t(none)\t(none)\t0\t0\t0\tsometimes\n",
+    ],
+)
 def test_unexpected_output_is_an_error_that_quotes_no_key(dump):
     with pytest.raises(CommandExecutionError) as error:
         wgf_dump.parse(dump)

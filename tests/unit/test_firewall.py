@@ -15,20 +15,32 @@ KEY_B = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 
 
 def jumpbox(firewall="nftables", **extra):
-    pillar = {"interfaces": {"jump0": {
-        "address": ["10.9.0.1/24", "fd09::1/64"], "listen_port": 51821, "forwarding": True,
-        "masquerade": ["vlan50"],
-        "peers": {"laptop": {"public_key": KEY_A, "allowed_ips": ["10.9.0.2/32", "fd09::2/128"]},
-                  "admin": {"public_key": KEY_B, "allowed_ips": ["10.9.0.3/32"]}},
-        **extra}}}
+    pillar = {
+        "interfaces": {
+            "jump0": {
+                "address": ["10.9.0.1/24", "fd09::1/64"],
+                "listen_port": 51821,
+                "forwarding": True,
+                "masquerade": ["vlan50"],
+                "peers": {
+                    "laptop": {"public_key": KEY_A, "allowed_ips": ["10.9.0.2/32", "fd09::2/128"]},
+                    "admin": {"public_key": KEY_B, "allowed_ips": ["10.9.0.3/32"]},
+                },
+                **extra,
+            }
+        }
+    }
     return wgf_schema.validate(pillar, "jumpbox", firewall=firewall)
 
 
-ACCESS = {"default": "drop", "rules": [
-    {"from": ["laptop"], "to": ["172.16.50.10/32"], "proto": "tcp", "ports": [22, "8000-8100"]},
-    {"from": ["admin", "192.0.2.0/24"], "to": ["172.16.50.0/24"]},
-    {"from": ["laptop"], "proto": "icmp"},
-]}
+ACCESS = {
+    "default": "drop",
+    "rules": [
+        {"from": ["laptop"], "to": ["172.16.50.10/32"], "proto": "tcp", "ports": [22, "8000-8100"]},
+        {"from": ["admin", "192.0.2.0/24"], "to": ["172.16.50.0/24"]},
+        {"from": ["laptop"], "proto": "icmp"},
+    ],
+}
 
 
 def test_peer_names_resolve_to_their_allowed_ips():
@@ -39,19 +51,37 @@ def test_peer_names_resolve_to_their_allowed_ips():
 
 
 BAD = [
-    ({"access": {"rules": [{"from": ["nobody"], "to": ["10.0.0.0/8"]}]}},
-     ["interface 'jump0'", "rule 1", "'nobody' names no peer"]),
-    ({"access": {"rules": [{"from": ["laptop"], "to": ["10.0.0.0/33"]}]}},
-     ["interface 'jump0'", "rule 1, to", "not a valid CIDR"]),
-    ({"access": {"rules": [{"from": ["laptop"]}, {"from": ["laptop"], "proto": "tcp",
-                                                   "ports": [70000]}]}},
-     ["interface 'jump0'", "rule 2, ports", "1-65535"]),
-    ({"access": {"rules": [{"from": ["laptop"], "proto": "gre"}]}},
-     ["interface 'jump0'", "rule 1, proto", "'gre'"]),
-    ({"access": {"rules": [{"from": ["laptop"], "proto": "icmp", "ports": [22]}]}},
-     ["interface 'jump0'", "rule 1, ports", "tcp or udp"]),
-    ({"access": {"rules": [{"from": ["admin"], "to": ["fd50::/64"]}]}},
-     ["interface 'jump0'", "rule 1", "no address family"]),
+    (
+        {"access": {"rules": [{"from": ["nobody"], "to": ["10.0.0.0/8"]}]}},
+        ["interface 'jump0'", "rule 1", "'nobody' names no peer"],
+    ),
+    (
+        {"access": {"rules": [{"from": ["laptop"], "to": ["10.0.0.0/33"]}]}},
+        ["interface 'jump0'", "rule 1, to", "not a valid CIDR"],
+    ),
+    (
+        {
+            "access": {
+                "rules": [
+                    {"from": ["laptop"]},
+                    {"from": ["laptop"], "proto": "tcp", "ports": [70000]},
+                ]
+            }
+        },
+        ["interface 'jump0'", "rule 2, ports", "1-65535"],
+    ),
+    (
+        {"access": {"rules": [{"from": ["laptop"], "proto": "gre"}]}},
+        ["interface 'jump0'", "rule 1, proto", "'gre'"],
+    ),
+    (
+        {"access": {"rules": [{"from": ["laptop"], "proto": "icmp", "ports": [22]}]}},
+        ["interface 'jump0'", "rule 1, ports", "tcp or udp"],
+    ),
+    (
+        {"access": {"rules": [{"from": ["admin"], "to": ["fd50::/64"]}]}},
+        ["interface 'jump0'", "rule 1", "no address family"],
+    ),
     ({"access": {"default": "reject"}}, ["interface 'jump0'", "'access', default"]),
     ({"access": {"rules": [{"to": ["10.0.0.0/8"]}]}}, ["interface 'jump0'", "rule 1, from"]),
     ({"open_port": ["198.18.0.0/15", "not-a-cidr"]}, ["interface 'jump0'", "'open_port'"]),
@@ -117,8 +147,10 @@ ACCESS_NFT = [
 
 def test_no_table_without_an_interface_that_needs_one():
     plain = {"interfaces": {"wg0": {"address": "10.0.0.1/24"}}}
-    assert wgf_firewall.nft_table(wgf_schema.validate(plain, "m", firewall="nftables")
-                                  .values()) is None
+    assert (
+        wgf_firewall.nft_table(wgf_schema.validate(plain, "m", firewall="nftables").values())
+        is None
+    )
     assert wgf_firewall.nft_table(jumpbox(enabled=False).values()) is None
     assert wgf_firewall.iptables_rules(jumpbox("iptables", absent=True).values(), 4) is None
 
@@ -133,8 +165,9 @@ def test_masquerade_leaves_the_conf_to_the_firewall_backend():
 
 
 def _scratch(script):
-    return subprocess.run(["unshare", "--net", "--", "sh", "-c", script],
-                          capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["unshare", "--net", "--", "sh", "-c", script], capture_output=True, text=True, check=True
+    ).stdout
 
 
 @pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft: ./lab setup installs it")
@@ -155,16 +188,20 @@ def test_nft_loads_the_table_and_replaces_it_whole(tmp_path):
 def test_iptables_chains_load_replace_and_go(tmp_path, version):
     prefix = "iptables" if version == 4 else "ip6tables"
     rules = wgf_firewall.iptables_rules(
-        jumpbox("iptables", access=ACCESS, open_port=["198.18.0.10", "fd18::10"]).values(),
-        version)
+        jumpbox("iptables", access=ACCESS, open_port=["198.18.0.10", "fd18::10"]).values(), version
+    )
     load = tmp_path / "load"
     load.write_text(wgf_firewall.iptables_restore(rules, set()))
     again = tmp_path / "again"
-    jumps = {("INPUT", "WIREGUARD-INPUT"), ("FORWARD", "WIREGUARD-FORWARD"),
-             ("POSTROUTING", "WIREGUARD-POSTROUTING")}
+    jumps = {
+        ("INPUT", "WIREGUARD-INPUT"),
+        ("FORWARD", "WIREGUARD-FORWARD"),
+        ("POSTROUTING", "WIREGUARD-POSTROUTING"),
+    }
     again.write_text(wgf_firewall.iptables_restore(rules, jumps))
-    saved = _scratch(f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush {again}"
-                     f" && {prefix}-save")
+    saved = _scratch(
+        f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush {again} && {prefix}-save"
+    )
     ours = wgf_firewall.iptables_ours(saved)
     assert wgf_firewall.iptables_jumps(ours) == jumps
     assert sum("rule 1" in line for line in ours) == (2 if version == 4 else 0)
@@ -173,29 +210,42 @@ def test_iptables_chains_load_replace_and_go(tmp_path, version):
     removal = tmp_path / "removal"
     chains = {"WIREGUARD-INPUT", "WIREGUARD-FORWARD", "WIREGUARD-POSTROUTING"}
     removal.write_text(wgf_firewall.iptables_removal(chains, jumps))
-    saved = _scratch(f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush "
-                     f"{removal} && {prefix}-save")
+    saved = _scratch(
+        f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush "
+        f"{removal} && {prefix}-save"
+    )
     assert "WIREGUARD" not in saved
 
 
 def test_a_peer_not_yet_in_the_mine_or_absent_is_still_a_name():
     """A rule may name a peer whose key the mine has not published yet (left out of this
     run) or an absent one (no address): neither is a bad name."""
-    pillar = {"interfaces": {"wg0": {
-        "address": "10.0.0.1/24", "listen_port": 51820,
-        "peers": {"backup": {"minion": "backup-gw", "allowed_ips": ["10.0.0.3/32"]},
-                  "old": {"public_key": KEY_A, "allowed_ips": ["10.0.0.4/32"], "absent": True}},
-        "access": {"rules": [{"from": ["backup"]}, {"from": ["old"]}]}}}}
+    pillar = {
+        "interfaces": {
+            "wg0": {
+                "address": "10.0.0.1/24",
+                "listen_port": 51820,
+                "peers": {
+                    "backup": {"minion": "backup-gw", "allowed_ips": ["10.0.0.3/32"]},
+                    "old": {"public_key": KEY_A, "allowed_ips": ["10.0.0.4/32"], "absent": True},
+                },
+                "access": {"rules": [{"from": ["backup"]}, {"from": ["old"]}]},
+            }
+        }
+    }
     got = wgf_schema.validate(pillar, "hub", published_keys=lambda minions: {}, firewall="nftables")
     assert "backup" not in got["wg0"]["peers"]
     assert [r["sources"] for r in got["wg0"]["access"]["rules"]] == [["10.0.0.3/32"], []]
 
 
 def test_access_rules_name_clients_by_their_addresses():
-    iface = {"address": "10.8.0.1/24", "listen_port": 51820, "endpoint": "vpn.example.com",
-             "clients": {"phone": {"address": "10.8.0.20/32"}},
-             "access": {"default": "drop",
-                        "rules": [{"from": ["phone"], "to": ["192.168.50.10/32"]}]}}
+    iface = {
+        "address": "10.8.0.1/24",
+        "listen_port": 51820,
+        "endpoint": "vpn.example.com",
+        "clients": {"phone": {"address": "10.8.0.20/32"}},
+        "access": {"default": "drop", "rules": [{"from": ["phone"], "to": ["192.168.50.10/32"]}]},
+    }
     got = wgf_schema.validate({"interfaces": {"wg0": iface}}, "m", firewall="nftables")
     assert got["wg0"]["access"]["rules"][0]["sources"] == ["10.8.0.20/32"]
     iface["access"]["rules"][0]["from"] = ["tablet"]

@@ -27,59 +27,119 @@ MARK = "@@formula-render@@ "
 # grains of each OS the formula supports, and what its map must give
 OSES = {
     "debian-12": {
-        "grains": {"os": "Debian", "os_family": "Debian", "osfinger": "Debian-12",
-                   "osmajorrelease": 12, "oscodename": "bookworm", "init": "systemd"},
-        "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "grains": {
+            "os": "Debian",
+            "os_family": "Debian",
+            "osfinger": "Debian-12",
+            "osmajorrelease": 12,
+            "oscodename": "bookworm",
+            "init": "systemd",
+        },
+        "tools": "wireguard-tools",
+        "resolvconf": "openresolv",
+        "go": "wireguard-go",
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
         "install_recommends": False,
-        "extra": [], "unit": "wg-quick@{}", "link": None,
+        "extra": [],
+        "unit": "wg-quick@{}",
+        "link": None,
     },
     "ubuntu-24.04": {
-        "grains": {"os": "Ubuntu", "os_family": "Debian", "osfinger": "Ubuntu-24.04",
-                   "osmajorrelease": 24, "oscodename": "noble", "init": "systemd"},
-        "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": "wireguard-go",
+        "grains": {
+            "os": "Ubuntu",
+            "os_family": "Debian",
+            "osfinger": "Ubuntu-24.04",
+            "osmajorrelease": 24,
+            "oscodename": "noble",
+            "init": "systemd",
+        },
+        "tools": "wireguard-tools",
+        "resolvconf": "systemd-resolved",
+        "go": "wireguard-go",
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
         "install_recommends": False,
-        "extra": [], "unit": "wg-quick@{}", "link": None,
+        "extra": [],
+        "unit": "wg-quick@{}",
+        "link": None,
     },
     "rocky-9": {
-        "grains": {"os": "Rocky", "os_family": "RedHat", "osfinger": "Rocky Linux-9",
-                   "osmajorrelease": 9, "init": "systemd"},
-        "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
+        "grains": {
+            "os": "Rocky",
+            "os_family": "RedHat",
+            "osfinger": "Rocky Linux-9",
+            "osmajorrelease": 9,
+            "init": "systemd",
+        },
+        "tools": "wireguard-tools",
+        "resolvconf": "systemd-resolved",
+        "go": None,
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables-nft"]},
         "install_recommends": None,
-        "extra": [], "unit": "wg-quick@{}", "link": None,
+        "extra": [],
+        "unit": "wg-quick@{}",
+        "link": None,
     },
     "fedora-41": {
-        "grains": {"os": "Fedora", "os_family": "RedHat", "osfinger": "Fedora-41",
-                   "osmajorrelease": 41, "init": "systemd"},
-        "tools": "wireguard-tools", "resolvconf": "systemd-resolved", "go": None,
+        "grains": {
+            "os": "Fedora",
+            "os_family": "RedHat",
+            "osfinger": "Fedora-41",
+            "osmajorrelease": 41,
+            "init": "systemd",
+        },
+        "tools": "wireguard-tools",
+        "resolvconf": "systemd-resolved",
+        "go": None,
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables-nft"]},
         "install_recommends": None,
-        "extra": [], "unit": "wg-quick@{}", "link": None,
+        "extra": [],
+        "unit": "wg-quick@{}",
+        "link": None,
     },
     "arch": {
         "grains": {"os": "Arch", "os_family": "Arch", "osfinger": "Arch", "init": "systemd"},
-        "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "tools": "wireguard-tools",
+        "resolvconf": "openresolv",
+        "go": "wireguard-go",
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
         "install_recommends": None,
-        "extra": [], "unit": "wg-quick@{}", "link": None,
+        "extra": [],
+        "unit": "wg-quick@{}",
+        "link": None,
     },
     "opensuse-15": {
-        "grains": {"os": "SUSE", "os_family": "Suse", "osfullname": "Leap",
-                   "osfinger": "Leap-15", "osmajorrelease": 15, "init": "systemd"},
-        "tools": "wireguard-tools", "resolvconf": None, "go": None,
+        "grains": {
+            "os": "SUSE",
+            "os_family": "Suse",
+            "osfullname": "Leap",
+            "osfinger": "Leap-15",
+            "osmajorrelease": 15,
+            "init": "systemd",
+        },
+        "tools": "wireguard-tools",
+        "resolvconf": None,
+        "go": None,
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
         "install_recommends": None,
-        "extra": [], "unit": "wg-quick@{}", "link": None,
+        "extra": [],
+        "unit": "wg-quick@{}",
+        "link": None,
     },
     "alpine-3.20": {
-        "grains": {"os": "Alpine", "os_family": "Alpine", "osfinger": "Alpine-3",
-                   "osmajorrelease": 3, "init": "openrc"},
-        "tools": "wireguard-tools", "resolvconf": "openresolv", "go": "wireguard-go",
+        "grains": {
+            "os": "Alpine",
+            "os_family": "Alpine",
+            "osfinger": "Alpine-3",
+            "osmajorrelease": 3,
+            "init": "openrc",
+        },
+        "tools": "wireguard-tools",
+        "resolvconf": "openresolv",
+        "go": "wireguard-go",
         "firewall": {"nftables": ["nftables"], "iptables": ["iptables", "ip6tables"]},
         "install_recommends": None,
-        "extra": ["wireguard-tools-openrc"], "unit": "wg-quick.{}",
+        "extra": ["wireguard-tools-openrc"],
+        "unit": "wg-quick.{}",
         "link": ("/etc/init.d/wg-quick.{}", "/etc/init.d/wg-quick"),
     },
 }
@@ -105,12 +165,15 @@ SAMPLE = {
             "forwarding": True,
             "masquerade": ["eth0"],
             "peers": {
-                "hub": {"public_key": key(1), "allowed_ips": ["10.1.1.0/24"],
-                        "endpoint": "vpn.example.com:51820", "persistent_keepalive": 25,
-                        "preshared_key": PRESHARED_KEY},
+                "hub": {
+                    "public_key": key(1),
+                    "allowed_ips": ["10.1.1.0/24"],
+                    "endpoint": "vpn.example.com:51820",
+                    "persistent_keepalive": 25,
+                    "preshared_key": PRESHARED_KEY,
+                },
                 "laptop": {"public_key": key(2), "allowed_ips": ["10.1.1.12/32"]},
-                "old": {"public_key": key(3), "allowed_ips": ["10.1.1.13/32"],
-                        "absent": True},
+                "old": {"public_key": key(3), "allowed_ips": ["10.1.1.13/32"], "absent": True},
             },
         },
         "wg1": {
@@ -169,16 +232,21 @@ def _worker():
                 try:
                     # pillar passed in: Salt masks pillar.get outside a render
                     answer["interfaces"] = caller.cmd(
-                        "wireguard.pillar_interfaces", pillar=case["interfaces"],
-                        config_dir=case["config_dir"])
+                        "wireguard.pillar_interfaces",
+                        pillar=case["interfaces"],
+                        config_dir=case["config_dir"],
+                    )
                 except Exception as exc:  # reported to the test
                     answer["interfaces"] = f"{type(exc).__name__}: {exc}"
             for i, (fun_name, args, kwargs) in enumerate(case.get("calls", [])):
                 answer[f"call{i}"] = caller.cmd(fun_name, *args, **kwargs)
             for sls_file in case.get("templates", []):
                 answer[sls_file] = caller.cmd(
-                    "slsutil.renderer", f"salt://{sls_file}", default_renderer="jinja",
-                    sls=sls_file[:-len(".sls")].replace("/", "."))
+                    "slsutil.renderer",
+                    f"salt://{sls_file}",
+                    default_renderer="jinja",
+                    sls=sls_file[: -len(".sls")].replace("/", "."),
+                )
         except Exception as exc:  # reported to the test
             answer["error"] = f"{type(exc).__name__}: {exc}"
         finally:
@@ -203,16 +271,32 @@ class Renderer:
         (self.file_root / "wireguard").symlink_to(REPO / "wireguard")
         env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
         self.proc = subprocess.Popen(
-            [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, cwd=tmp, env=env)
+            [sys.executable, __file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=tmp,
+            env=env,
+        )
 
     def close(self):
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
 
-    def render(self, os_name="debian-12", pillar=None, sls=("wireguard",), minion_id=None,
-               interfaces=True, templates=(), capture_log=False, grains=None,
-               extra_pillar=None, calls=()):
+    def render(
+        self,
+        os_name="debian-12",
+        pillar=None,
+        sls=("wireguard",),
+        minion_id=None,
+        interfaces=True,
+        templates=(),
+        capture_log=False,
+        grains=None,
+        extra_pillar=None,
+        calls=(),
+    ):
         with self.lock:
             self.count += 1
             case_dir = self.tmp / f"case{self.count}"
@@ -226,7 +310,8 @@ class Renderer:
             wireguard["lookup"] = lookup
             (case_dir / "pillar" / "top.sls").write_text("base:\n  '*':\n    - wireguard\n")
             (case_dir / "pillar" / "wireguard.sls").write_text(
-                yaml.safe_dump({"wireguard": wireguard, **(extra_pillar or {})}))
+                yaml.safe_dump({"wireguard": wireguard, **(extra_pillar or {})})
+            )
             all_grains = dict(OSES[os_name]["grains"])
             all_grains.update(grains or {})
             config = {
@@ -244,10 +329,15 @@ class Renderer:
                 "state_verbose": True,
             }
             (case_dir / "conf" / "minion").write_text(yaml.safe_dump(config))
-            request = {"config": str(case_dir / "conf" / "minion"), "sls": list(sls),
-                       "interfaces": wireguard if interfaces else None,
-                       "config_dir": str(config_dir), "templates": list(templates),
-                       "capture_log": capture_log, "calls": list(calls)}
+            request = {
+                "config": str(case_dir / "conf" / "minion"),
+                "sls": list(sls),
+                "interfaces": wireguard if interfaces else None,
+                "config_dir": str(config_dir),
+                "templates": list(templates),
+                "capture_log": capture_log,
+                "calls": list(calls),
+            }
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
             while True:
@@ -255,7 +345,7 @@ class Renderer:
                 if not line:
                     raise RuntimeError("the render worker died")
                 if line.startswith(MARK):
-                    answer = json.loads(line[len(MARK):])
+                    answer = json.loads(line[len(MARK) :])
                     answer["config_dir"] = str(config_dir)
                     answer["case_dir"] = str(case_dir)
                     return answer
@@ -301,8 +391,9 @@ def arg(state, name, default=None):
 def test_os_map(renderer, os_name, firewall):
     """Packages, service unit, OpenRC links and paths are right for each OS."""
     expect = OSES[os_name]
-    answer = renderer.render(os_name, {**SAMPLE, "lookup": {"firewall": firewall}},
-                             sls=("wireguard", "wireguard.clean"))
+    answer = renderer.render(
+        os_name, {**SAMPLE, "lookup": {"firewall": firewall}}, sls=("wireguard", "wireguard.clean")
+    )
     got = states(answer)
     config_dir = answer["config_dir"]
 
@@ -346,40 +437,51 @@ def test_os_map(renderer, os_name, firewall):
 @pytest.mark.parametrize("os_name", sorted(OSES))
 def test_go_fallback_and_no_resolvconf_without_dns(renderer, os_name):
     expect = OSES[os_name]
-    pillar = {"lookup": {"install_go": True},
-              "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}
+    pillar = {"lookup": {"install_go": True}, "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}
     got = states(renderer.render(os_name, pillar, sls=("wireguard.package",)), "wireguard.package")
     pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
     want = [expect["tools"], *expect["extra"]] + ([expect["go"]] if expect["go"] else [])
     assert sorted(pkgs) == sorted(want)
 
 
-@pytest.mark.parametrize(("table", "allowed_ips", "firewall"), [
-    ("auto", ["0.0.0.0/0"], True),
-    ("auto", ["::/0", "10.0.0.0/8"], True),
-    ("off", ["0.0.0.0/0", "::/0"], False),
-    ("auto", ["10.0.0.0/8"], False),
-])
+@pytest.mark.parametrize(
+    ("table", "allowed_ips", "firewall"),
+    [
+        ("auto", ["0.0.0.0/0"], True),
+        ("auto", ["::/0", "10.0.0.0/8"], True),
+        ("off", ["0.0.0.0/0", "::/0"], False),
+        ("auto", ["10.0.0.0/8"], False),
+    ],
+)
 def test_firewall_package_for_a_default_route(renderer, table, allowed_ips, firewall):
     """wg-quick sets nft/iptables rules for a default route with table auto."""
-    pillar = {"lookup": {"firewall": "iptables"}, "interfaces": {"wg0": {
-        "address": "10.9.0.2/32", "table": table,
-        "peers": {"gw": {"public_key": key(7), "allowed_ips": allowed_ips}}}}}
-    got = states(renderer.render("debian-12", pillar, sls=("wireguard.package",)),
-                 "wireguard.package")
+    pillar = {
+        "lookup": {"firewall": "iptables"},
+        "interfaces": {
+            "wg0": {
+                "address": "10.9.0.2/32",
+                "table": table,
+                "peers": {"gw": {"public_key": key(7), "allowed_ips": allowed_ips}},
+            }
+        },
+    }
+    got = states(
+        renderer.render("debian-12", pillar, sls=("wireguard.package",)), "wireguard.package"
+    )
     pkgs = arg(got["wireguard-package-install-pkg-installed"], "pkgs")
     assert ("iptables" in pkgs) is firewall
 
 
 def test_lookup_overrides_the_map(renderer):
     pillar = {
-        "lookup": {"pkgs": {"tools": "my-wg", "resolvconf": "my-resolvconf"},
-                   "service": {"name": "my-wg@{interface}"}},
+        "lookup": {
+            "pkgs": {"tools": "my-wg", "resolvconf": "my-resolvconf"},
+            "service": {"name": "my-wg@{interface}"},
+        },
         "interfaces": {"wg0": {"address": "10.9.0.1/24", "dns": ["10.9.0.53"]}},
     }
     got = states(renderer.render("debian-12", pillar))
-    assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == [
-        "my-wg", "my-resolvconf"]
+    assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["my-wg", "my-resolvconf"]
     assert arg(got["wireguard-service-running-service-running-wg0"], "name") == "my-wg@wg0"
 
 
@@ -399,7 +501,8 @@ def test_states_per_interface(renderer):
         assert fun(key_state) == "wireguard.private_key"
         assert fun(conf) == "wireguard.config"
         assert {"wireguard": f"wireguard-config-key-wireguard-private_key-{name}"} in arg(
-            conf, "require")
+            conf, "require"
+        )
     # only an enabled interface's conf restarts its service
     assert arg(got["wireguard-config-file-wireguard-config-wg1"], "service") is None
 
@@ -418,7 +521,8 @@ def test_states_per_interface(renderer):
         assert fun(gone) == "file.absent"
         assert arg(gone, "name").endswith(f"/wg2.{suffix}")
         assert {"file": f"wireguard-config-file-file-absent-wg2-{suffix}"} in arg(
-            got["wireguard-service-running-service-dead-wg2"], "require_in")
+            got["wireguard-service-running-service-dead-wg2"], "require_in"
+        )
 
     # peers: live on running interfaces only
     hub = got["wireguard-peers-live-wireguard-peer-wg0-hub"]
@@ -448,8 +552,11 @@ def test_states_per_interface(renderer):
     for name in ("wg0", "wg3"):
         live = f"wireguard-network-routes-wireguard-interface-{name}"
         assert fun(got[live]) == "wireguard.interface" and arg(got[live], "config_dir")
-        assert ids.index(live) > max(ids.index(i) for i in ids if i.startswith(
-            f"wireguard-peers-live-wireguard-peer-{name}-")), "after its peers"
+        assert ids.index(live) > max(
+            ids.index(i)
+            for i in ids
+            if i.startswith(f"wireguard-peers-live-wireguard-peer-{name}-")
+        ), "after its peers"
     assert "wireguard-network-routes-wireguard-interface-wg1" not in got
     sysctls = {arg(s, "name"): s for s in got.values() if fun(s) == "sysctl.present"}
     assert sorted(sysctls) == ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]
@@ -488,9 +595,11 @@ def test_empty_pillar(renderer):
     got = states(renderer.render("debian-12", {}))
     # the marker: the formula makes the config dir (not there yet), so clean may remove it
     assert sorted(i for i, s in got.items() if fun(s) != "test.nop") == [
-        "wireguard-config-key-file-directory", "wireguard-config-key-file-managed-marker",
+        "wireguard-config-key-file-directory",
+        "wireguard-config-key-file-managed-marker",
         "wireguard-firewall-rules-wireguard-firewall",
-        "wireguard-package-install-pkg-installed"]
+        "wireguard-package-install-pkg-installed",
+    ]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
 
 
@@ -501,9 +610,11 @@ def test_clean_takes_down_every_interface(renderer):
     assert dead == ["wg-quick@wg0", "wg-quick@wg1", "wg-quick@wg2", "wg-quick@wg3"]
     assert fun(got["wireguard-network-clean-file-absent"]) == "file.absent"
     assert {"sls": "wireguard.service.clean"} in arg(
-        got["wireguard-config-clean-file-absent"], "require")
+        got["wireguard-config-clean-file-absent"], "require"
+    )
     assert {"sls": "wireguard.config.clean"} in arg(
-        got["wireguard-package-clean-pkg-removed"], "require")
+        got["wireguard-package-clean-pkg-removed"], "require"
+    )
 
 
 def test_clean_finds_interfaces_by_their_conf(renderer):
@@ -522,27 +633,46 @@ def test_clean_finds_interfaces_by_their_conf(renderer):
 
 def test_config_key_alone_makes_only_keys(renderer):
     """wireguard.config.key (orchestrate's first step) writes no conf and starts nothing."""
-    got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)),
-                 "wireguard.config.key")
+    got = states(
+        renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)), "wireguard.config.key"
+    )
     assert sorted(fun(s) for s in got.values()) == [
-        "file.directory", "file.managed", "pkg.installed", "wireguard.private_key",
-        "wireguard.private_key", "wireguard.private_key"]
+        "file.directory",
+        "file.managed",
+        "pkg.installed",
+        "wireguard.private_key",
+        "wireguard.private_key",
+        "wireguard.private_key",
+    ]
     assert arg(got["wireguard-config-key-file-managed-marker"], "name").endswith(
-        "/.wireguard-formula")
+        "/.wireguard-formula"
+    )
 
 
 def test_orchestrate(renderer):
     """sync and the missing preshared keys (master side), keys, mine.update, apply: in
     this order, on the target pillar gives."""
     answer = renderer.render(
-        "debian-12", {}, sls=("wireguard.orchestrate",), interfaces=False,
-        extra_pillar={"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}})
+        "debian-12",
+        {},
+        sls=("wireguard.orchestrate",),
+        interfaces=False,
+        extra_pillar={"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}},
+    )
     got = states(answer, "wireguard.orchestrate")
     steps = sorted(got.values(), key=lambda s: arg(s, "order"))
-    assert [fun(s) for s in steps] == ["salt.function", "salt.runner", "salt.state",
-                                       "salt.function", "salt.state"]
+    assert [fun(s) for s in steps] == [
+        "salt.function",
+        "salt.runner",
+        "salt.state",
+        "salt.function",
+        "salt.state",
+    ]
     assert [arg(s, "name") for s in steps[0:2] + steps[3:4]] == [
-        "saltutil.sync_all", "wireguard.ensure_psks", "mine.update"]
+        "saltutil.sync_all",
+        "wireguard.ensure_psks",
+        "mine.update",
+    ]
     assert [arg(s, "sls") for s in steps[2::2]] == ["wireguard.config.key", "wireguard"]
     for step in steps:
         assert arg(step, "tgt") == "G@role:vpn"
@@ -553,19 +683,30 @@ def test_orchestrate(renderer):
     for before, after in itertools.pairwise(steps[2:]):
         (required,) = arg(after, "require")
         assert required["salt"] == ids[id(before)]
-    default = states(renderer.render("debian-12", {}, sls=("wireguard.orchestrate",),
-                                     interfaces=False), "wireguard.orchestrate")
+    default = states(
+        renderer.render("debian-12", {}, sls=("wireguard.orchestrate",), interfaces=False),
+        "wireguard.orchestrate",
+    )
     assert {arg(s, "tgt") for s in default.values()} == {"*"}
 
 
 def test_network_node_without_mine_keys_warns(renderer):
     """A mesh node whose peers' keys are not in the mine yet: its interface comes up,
     the missing peers are named in a warning, none is skipped silently."""
-    pillar = {"networks": {"corp": {
-        "interface": "wg1", "listen_port": 51821, "topology": "mesh",
-        "nodes": {"node1": {"address": "10.2.0.1/24", "endpoint": "198.18.0.1"},
-                  "node2": {"address": "10.2.0.2/24"},
-                  "node3": {"address": "10.2.0.3/24", "allowed_ips": ["192.168.3.0/24"]}}}}}
+    pillar = {
+        "networks": {
+            "corp": {
+                "interface": "wg1",
+                "listen_port": 51821,
+                "topology": "mesh",
+                "nodes": {
+                    "node1": {"address": "10.2.0.1/24", "endpoint": "198.18.0.1"},
+                    "node2": {"address": "10.2.0.2/24"},
+                    "node3": {"address": "10.2.0.3/24", "allowed_ips": ["192.168.3.0/24"]},
+                },
+            }
+        }
+    }
     answer = renderer.render("debian-12", pillar, minion_id="node1")
     got = states(answer)
     assert "wireguard-service-running-service-running-wg1" in got
@@ -585,27 +726,56 @@ def test_network_node_without_mine_keys_warns(renderer):
 
 
 BAD_PILLARS = [
-    ({"interfaces": {"wg0": {"address": "10.0.0.1/24", "listen_port": 70000}}},
-     ["wg0", "listen_port"]),
-    ({"interfaces": {"wg0": {"address": "10.0.0.1/24",
-                             "peers": {"hub": {"public_key": "not-a-key",
-                                               "allowed_ips": ["10.0.0.0/24"]}}}}},
-     ["wg0", "hub", "public_key"]),
-    ({"interfaces": {"wg0": {"address": "10.0.0.1/24",
-                             "peers": {"hub": {"public_key": key(9),
-                                               "allowed_ip": ["10.0.0.0/24"]}}}}},
-     ["wg0", "hub", "allowed_ip", "allowed_ips"]),
-    ({"interfaces": {"wg0": {"address": "10.0.0.1/24",
-                             "peers": {"hub": {"public_key": key(9),
-                                               "endpoint": "x.example\nPostUp = id",
-                                               "allowed_ips": ["10.0.0.0/24"]}}}}},
-     ["wg0", "hub", "endpoint"]),
+    (
+        {"interfaces": {"wg0": {"address": "10.0.0.1/24", "listen_port": 70000}}},
+        ["wg0", "listen_port"],
+    ),
+    (
+        {
+            "interfaces": {
+                "wg0": {
+                    "address": "10.0.0.1/24",
+                    "peers": {"hub": {"public_key": "not-a-key", "allowed_ips": ["10.0.0.0/24"]}},
+                }
+            }
+        },
+        ["wg0", "hub", "public_key"],
+    ),
+    (
+        {
+            "interfaces": {
+                "wg0": {
+                    "address": "10.0.0.1/24",
+                    "peers": {"hub": {"public_key": key(9), "allowed_ip": ["10.0.0.0/24"]}},
+                }
+            }
+        },
+        ["wg0", "hub", "allowed_ip", "allowed_ips"],
+    ),
+    (
+        {
+            "interfaces": {
+                "wg0": {
+                    "address": "10.0.0.1/24",
+                    "peers": {
+                        "hub": {
+                            "public_key": key(9),
+                            "endpoint": "x.example\nPostUp = id",
+                            "allowed_ips": ["10.0.0.0/24"],
+                        }
+                    },
+                }
+            }
+        },
+        ["wg0", "hub", "endpoint"],
+    ),
     ({"interfaces": {"../x": {"address": "10.0.0.1/24"}}}, ["../x"]),
 ]
 
 
-@pytest.mark.parametrize(("pillar", "named"), BAD_PILLARS,
-                         ids=["port", "key", "typo", "injection", "name"])
+@pytest.mark.parametrize(
+    ("pillar", "named"), BAD_PILLARS, ids=["port", "key", "typo", "injection", "name"]
+)
 def test_bad_pillar_fails_rendering(renderer, pillar, named):
     """The whole SLS fails to render (no state at all), naming interface, peer and key."""
     answer = renderer.render("debian-12", pillar, sls=("wireguard", "wireguard.peers"))
@@ -623,8 +793,13 @@ def test_bad_pillar_fails_rendering(renderer, pillar, named):
 def test_no_secret_in_rendered_sls_or_log(renderer):
     """Keys never pass through Jinja: not in states, rendered SLS text, or the log."""
     sls_files = sorted(str(p.relative_to(REPO)) for p in (REPO / "wireguard").rglob("*.sls"))
-    answer = renderer.render("debian-12", SAMPLE, sls=("wireguard", "wireguard.clean"),
-                             templates=sls_files, capture_log=True)
+    answer = renderer.render(
+        "debian-12",
+        SAMPLE,
+        sls=("wireguard", "wireguard.clean"),
+        templates=sls_files,
+        capture_log=True,
+    )
     states(answer)
     # salt-call --local renders the pillar files themselves too (a master does that
     # on a real deployment) and logs them: those lines are not the formula's.
@@ -651,13 +826,13 @@ def test_rendered_sls_is_yamllint_clean(renderer):
         "extends: default\n"
         "rules:\n  document-start: disable\n  line-length: {max: 120}\n"
         "  indentation: {spaces: 2, indent-sequences: whatever}\n"
-        "  comments: {min-spaces-from-content: 1}\n")
+        "  comments: {min-spaces-from-content: 1}\n"
+    )
     problems = []
     for sls_file in sls_files:
         text = answer[sls_file]
         assert isinstance(text, str), (sls_file, text)
-        problems += [f"{sls_file}:{p.line}: {p.desc} ({p.rule})"
-                     for p in linter.run(text, conf)]
+        problems += [f"{sls_file}:{p.line}: {p.desc} ({p.rule})" for p in linter.run(text, conf)]
     assert not problems, "\n".join(problems)
 
 
@@ -667,9 +842,11 @@ def test_rendered_sls_is_yamllint_clean(renderer):
 def example_minions():
     """Every minion of every examples/ topology, and pillar.example as a node of its
     network (test_pillar_examples.py checks that Salt renders them and they validate)."""
-    cases = [pytest.param(topology, minion_id, pillar, id=f"{topology}-{minion_id}")
-             for topology, minions in load_examples().items()
-             for minion_id, pillar in minions.items()]
+    cases = [
+        pytest.param(topology, minion_id, pillar, id=f"{topology}-{minion_id}")
+        for topology, minions in load_examples().items()
+        for minion_id, pillar in minions.items()
+    ]
     example = yaml.safe_load((REPO / "pillar.example").read_text())
     # its lookup names the real paths: the renderer's temp ones take their place
     lookup = example["wireguard"]["lookup"]
@@ -706,7 +883,8 @@ def test_example_renders(renderer, topology, minion_id, pillar):
             assert arg(state, "name") == peer["public_key"]
             assert arg(state, "interface") == name
         assert (f"wireguard-peers-live-wireguard-peers_purged-{name}" in got) == iface[
-            "purge_peers"]
+            "purge_peers"
+        ]
     assert "wireguard-package-install-pkg-installed" in got
 
 

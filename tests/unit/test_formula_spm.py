@@ -40,9 +40,15 @@ def spm(tmp_path_factory):
     (tmp / "conf" / "spm").write_text(yaml.safe_dump(conf))
 
     def run(*args):
-        proc = subprocess.run([str(SPM), "-y", "-c", str(tmp / "conf"), *args], cwd=REPO,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=300, check=False)
+        proc = subprocess.run(
+            [str(SPM), "-y", "-c", str(tmp / "conf"), *args],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
@@ -56,7 +62,8 @@ def package(spm):
     formula = yaml.safe_load((REPO / "FORMULA").read_text())
     out = spm("build", str(REPO))
     path = Path(spm.conf["spm_build_dir"]) / (
-        f"{formula['name']}-{formula['version']}-{formula['release']}.spm")
+        f"{formula['name']}-{formula['version']}-{formula['release']}.spm"
+    )
     assert "Built package" in out and path.exists(), out
     return path
 
@@ -64,8 +71,9 @@ def package(spm):
 def salt_modules():
     """The repository's Salt loader modules (_modules/, _states/, _beacons/, ...):
     the ones git tracks, so a stray local file does not count."""
-    proc = subprocess.run(["git", "ls-files", "-z", "_*/*.py"], cwd=REPO,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", "ls-files", "-z", "_*/*.py"], cwd=REPO, capture_output=True, text=True, check=False
+    )
     if proc.returncode == 0:
         return sorted(p for p in proc.stdout.split("\0") if p)
     return sorted(str(p.relative_to(REPO)) for p in REPO.glob("_*/*.py"))
@@ -78,16 +86,20 @@ def test_spm_build_packs_the_formula_and_its_modules(package):
     assert "_modules/wireguard.py" in modules
     for module in modules:
         assert f"wireguard/{module}" in names, f"{module} is not in FORMULA's files: list"
-    for must in ("wireguard/FORMULA", "wireguard/wireguard/init.sls",
-                 "wireguard/wireguard/map.jinja",
-                 "wireguard/wireguard/parameters/defaults.yaml",
-                 "wireguard/_modules/wireguard.py", "wireguard/_states/wireguard.py",
-                 "wireguard/pillar.example", "wireguard/README.md"):
+    for must in (
+        "wireguard/FORMULA",
+        "wireguard/wireguard/init.sls",
+        "wireguard/wireguard/map.jinja",
+        "wireguard/wireguard/parameters/defaults.yaml",
+        "wireguard/_modules/wireguard.py",
+        "wireguard/_states/wireguard.py",
+        "wireguard/pillar.example",
+        "wireguard/README.md",
+    ):
         assert must in names, must
     # the worked examples, one pillar file per minion (spm install leaves them in the
     # package: it unpacks only the top-level dir, _* modules, pillar.example, README)
-    examples = [str(p.relative_to(REPO)) for p in (REPO / "examples").rglob("*")
-                if p.is_file()]
+    examples = [str(p.relative_to(REPO)) for p in (REPO / "examples").rglob("*") if p.is_file()]
     assert "examples/two-sites-behind-nat/site-a.sls" in examples
     for path in examples:
         assert f"wireguard/{path}" in names, f"{path} is not in the package"
@@ -108,7 +120,8 @@ def test_spm_install_puts_modules_where_sync_all_finds_them(spm, package):
     assert (root / "wireguard" / "init.sls").is_file()
     assert (root / "wireguard" / "parameters" / "os_family" / "Alpine.yaml").is_file()
     assert (root / "_modules" / "wireguard.py").read_bytes() == (
-        REPO / "_modules" / "wireguard.py").read_bytes()
+        REPO / "_modules" / "wireguard.py"
+    ).read_bytes()
     for module in salt_modules():
         assert (root / module).read_bytes() == (REPO / module).read_bytes(), module
     assert "wireguard" in spm("list", "packages").split()

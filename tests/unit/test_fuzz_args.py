@@ -51,34 +51,72 @@ HUGE = [10**5000, -(10**1300), 2**4097]
 #: Built when drawn: hypothesis shows its strategies, and repr() of these raises.
 HUGE_INTS = st.builds(lambda index: HUGE[index], st.integers(0, len(HUGE) - 1))
 #: Values the pillar's renderers can give beyond the base fuzz's.
-MORE_SCALARS = st.one_of(SCALARS, HUGE_INTS,
-                         st.sampled_from(["a:b", ":", "m2:", "corp:x"]))
+MORE_SCALARS = st.one_of(SCALARS, HUGE_INTS, st.sampled_from(["a:b", ":", "m2:", "corp:x"]))
 MORE_KEYS = st.one_of(DICT_KEYS, HUGE_INTS, st.sampled_from(["a:b", "m2:x", ":"]))
 VALUES = st.recursive(
     MORE_SCALARS,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(MORE_KEYS, inner, max_size=4)),
-    max_leaves=8)
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(MORE_KEYS, inner, max_size=4)
+    ),
+    max_leaves=8,
+)
 
 #: A network with preshared keys, and their keys as the ext_pillar gives them.
-PSK_NET = {"networks": {"corp": {
-    "interface": "wg3", "preshared_keys": True, "topology": "mesh",
-    "nodes": {"minion1": {"address": "10.3.0.1/24", "endpoint": "198.51.100.1"},
-              "m2": {"address": "10.3.0.2/24"}, "m3": {"address": "10.3.0.3/24"}}}},
-    "network_psks": {"corp": {"m2": PSK, "m3": PSK2}}}
+PSK_NET = {
+    "networks": {
+        "corp": {
+            "interface": "wg3",
+            "preshared_keys": True,
+            "topology": "mesh",
+            "nodes": {
+                "minion1": {"address": "10.3.0.1/24", "endpoint": "198.51.100.1"},
+                "m2": {"address": "10.3.0.2/24"},
+                "m3": {"address": "10.3.0.3/24"},
+            },
+        }
+    },
+    "network_psks": {"corp": {"m2": PSK, "m3": PSK2}},
+}
 #: Clients and the formula's firewall (its keys need a firewall backend).
-SERVED = {"interfaces": {"wg5": {
-    "address": ["10.5.0.1/24", "fd05::1/64"], "listen_port": 51825, "private_key": PRIV,
-    "endpoint": "vpn.example.com", "masquerade": ["eth0"], "open_port": ["198.51.100.0/24"],
-    "access": {"default": "drop", "rules": [
-        {"from": ["branch"], "to": ["192.168.50.10/32"], "proto": "tcp", "ports": [22, 443]},
-        {"from": ["phone", "10.5.0.0/24"], "to": ["192.168.50.0/24"]}]},
-    "pool": ["10.5.0.128/25"],
-    "client_defaults": {"dns": ["10.5.0.1"], "persistent_keepalive": 25},
-    "clients": {"phone": {}, "laptop": {"address": "10.5.0.200/32", "preshared_key": True},
-                "byo": {"public_key": KEY_B}, "old": {"absent": True}},
-    "peers": {"branch": {"public_key": KEY_A, "allowed_ips": ["10.5.0.2/32"],
-                         "preshared_key": PSK}}}}}
+SERVED = {
+    "interfaces": {
+        "wg5": {
+            "address": ["10.5.0.1/24", "fd05::1/64"],
+            "listen_port": 51825,
+            "private_key": PRIV,
+            "endpoint": "vpn.example.com",
+            "masquerade": ["eth0"],
+            "open_port": ["198.51.100.0/24"],
+            "access": {
+                "default": "drop",
+                "rules": [
+                    {
+                        "from": ["branch"],
+                        "to": ["192.168.50.10/32"],
+                        "proto": "tcp",
+                        "ports": [22, 443],
+                    },
+                    {"from": ["phone", "10.5.0.0/24"], "to": ["192.168.50.0/24"]},
+                ],
+            },
+            "pool": ["10.5.0.128/25"],
+            "client_defaults": {"dns": ["10.5.0.1"], "persistent_keepalive": 25},
+            "clients": {
+                "phone": {},
+                "laptop": {"address": "10.5.0.200/32", "preshared_key": True},
+                "byo": {"public_key": KEY_B},
+                "old": {"absent": True},
+            },
+            "peers": {
+                "branch": {
+                    "public_key": KEY_A,
+                    "allowed_ips": ["10.5.0.2/32"],
+                    "preshared_key": PSK,
+                }
+            },
+        }
+    }
+}
 MORE_PILLARS = [*PILLARS, PSK_NET, {**PILLARS[0], **PSK_NET}, SERVED]
 
 
@@ -90,7 +128,7 @@ def mutate(draw, value):
         return {**value, key: mutate(draw, value[key])}
     if isinstance(value, list) and value and draw(st.integers(0, 3)):
         index = draw(st.integers(0, len(value) - 1))
-        return [*value[:index], mutate(draw, value[index]), *value[index + 1:]]
+        return [*value[:index], mutate(draw, value[index]), *value[index + 1 :]]
     how = draw(st.sampled_from(["random", "random", "wrap", "rename", "rename"]))
     if how == "wrap":
         return draw(st.sampled_from([[value], {"value": value}]))
@@ -108,8 +146,11 @@ def pillars(draw):
         pillar = mutate(draw, pillar)
     if isinstance(pillar, dict) and draw(st.booleans()):
         # the ext_pillar's keys follow the nodes, renamed ones too
-        net = (pillar.get("networks") or {}).get("corp") \
-            if isinstance(pillar.get("networks"), dict) else None
+        net = (
+            (pillar.get("networks") or {}).get("corp")
+            if isinstance(pillar.get("networks"), dict)
+            else None
+        )
         nodes = net.get("nodes") if isinstance(net, dict) else None
         if isinstance(nodes, dict):
             pillar["network_psks"] = {"corp": dict.fromkeys(nodes, PSK)}
@@ -118,22 +159,35 @@ def pillars(draw):
 
 def test_the_base_pillars_with_preshared_keys_clients_and_firewall_are_valid():
     for pillar in MORE_PILLARS:
-        result = wgf_schema.validate(copy.deepcopy(pillar), "minion1", own_public_key,
-                                     lambda minions: {m: MINE.get(m) for m in minions},
-                                     {"main"}, firewall="nftables")
+        result = wgf_schema.validate(
+            copy.deepcopy(pillar),
+            "minion1",
+            own_public_key,
+            lambda minions: {m: MINE.get(m) for m in minions},
+            {"main"},
+            firewall="nftables",
+        )
         check_validated(pillar, result)
 
 
 @fuzz(250)
-@given(pillar=pillars(), minion=st.sampled_from(["minion1", "m2", "a:b"]),
-       firewall=st.sampled_from(["nftables", "iptables", "none"]))
+@given(
+    pillar=pillars(),
+    minion=st.sampled_from(["minion1", "m2", "a:b"]),
+    firewall=st.sampled_from(["nftables", "iptables", "none"]),
+)
 def test_any_pillar_is_refused_or_valid_and_its_secrets_are_found(pillar, minion, firewall):
     """Validation refuses what it cannot use, or every interface it returns renders, its
     keys found by their pillar paths (the private_key and config states read them so)."""
     try:
-        result = wgf_schema.validate(pillar, minion, own_public_key,
-                                     lambda minions: {m: MINE.get(m) for m in minions},
-                                     {"main"}, firewall=firewall)
+        result = wgf_schema.validate(
+            pillar,
+            minion,
+            own_public_key,
+            lambda minions: {m: MINE.get(m) for m in minions},
+            {"main"},
+            firewall=firewall,
+        )
     except SALTS_OWN as exc:
         event("refused")
         assert_no_secret(str(exc))
@@ -149,23 +203,78 @@ def test_any_pillar_is_refused_or_valid_and_its_secrets_are_found(pillar, minion
 #: test_cli.py covers), numbers too long for Python to show, paths under the test's
 #: own directory (@TMP@).
 TOKENS = st.one_of(
-    st.sampled_from([
-        "wg0", "wg1", "eth0", "phone", "laptop", "hub", "[wg0]", "{}", "[]", "[x]", "{a: 1}",
-        '{"interfaces": "x"}', '{"at": 1, "interfaces": {"wg0": 5}}',
-        '{"at": 1e400, "interfaces": {}}', "5", "0", "-1", "1e400", ".inf", ".nan", "null",
-        "~", "true", "false", "yes", "''", '""', "9" * 5000, "1" + "0" * 400,
-        "1" + "0" * 4000, "[1" + "0" * 4000 + "]", "0x10", "10.0.0.1/24", "172.16.1.0/24",
-        "fd00::/64", "1.2.3.4:51820", "[fd00::1]:51820", "localhost:0", "a" * 300,
-        "wg0\nPostUp = touch /x", '"a\\0b"', '"\\u2028"', "ansi", "utf8", "png", "svg",
-        PRIV, PSK, PSK2, f"[{PSK}]", f"{{public_key: {KEY_A}, preshared_key: {PSK}}}",
-        f'[{{"public_key": "{KEY_B}", "allowed_ips": ["10.9.0.2/32"], '
-        f'"preshared_key": "{PSK2}"}}]', KEY_A, KEY_C, f"[{KEY_C}]",
-        "@TMP@/export", "@TMP@/wg", "@TMP@/missing", "{minion1: [wg0]}",
-        '{"minion1": {"private_key": [], "peers": []}}', "{other: 1}",
-    ]),
+    st.sampled_from(
+        [
+            "wg0",
+            "wg1",
+            "eth0",
+            "phone",
+            "laptop",
+            "hub",
+            "[wg0]",
+            "{}",
+            "[]",
+            "[x]",
+            "{a: 1}",
+            '{"interfaces": "x"}',
+            '{"at": 1, "interfaces": {"wg0": 5}}',
+            '{"at": 1e400, "interfaces": {}}',
+            "5",
+            "0",
+            "-1",
+            "1e400",
+            ".inf",
+            ".nan",
+            "null",
+            "~",
+            "true",
+            "false",
+            "yes",
+            "''",
+            '""',
+            "9" * 5000,
+            "1" + "0" * 400,
+            "1" + "0" * 4000,
+            "[1" + "0" * 4000 + "]",
+            "0x10",
+            "10.0.0.1/24",
+            "172.16.1.0/24",
+            "fd00::/64",
+            "1.2.3.4:51820",
+            "[fd00::1]:51820",
+            "localhost:0",
+            "a" * 300,
+            "wg0\nPostUp = touch /x",
+            '"a\\0b"',
+            '"\\u2028"',
+            "ansi",
+            "utf8",
+            "png",
+            "svg",
+            PRIV,
+            PSK,
+            PSK2,
+            f"[{PSK}]",
+            f"{{public_key: {KEY_A}, preshared_key: {PSK}}}",
+            f'[{{"public_key": "{KEY_B}", "allowed_ips": ["10.9.0.2/32"], '
+            f'"preshared_key": "{PSK2}"}}]',
+            KEY_A,
+            KEY_C,
+            f"[{KEY_C}]",
+            "@TMP@/export",
+            "@TMP@/wg",
+            "@TMP@/missing",
+            "{minion1: [wg0]}",
+            '{"minion1": {"private_key": [], "peers": []}}',
+            "{other: 1}",
+        ]
+    ),
     st.text(max_size=12),
-    VALUES.map(lambda value: json.dumps(value, default=str)
-               if not any(v in HUGE for v in _leaves(value)) else "[]"),
+    VALUES.map(
+        lambda value: (
+            json.dumps(value, default=str) if not any(v in HUGE for v in _leaves(value)) else "[]"
+        )
+    ),
 )
 
 
@@ -197,8 +306,11 @@ def command_lines(draw, function, parameters):
     count = draw(st.integers(len(required), len(names)))
     words = [draw(values) for _ in range(count)]
     # only its own names: Salt itself refuses another NAME=VALUE, showing the value
-    for name in draw(st.lists(st.sampled_from(names[count:]), max_size=2, unique=True)
-                     if names[count:] else st.just([])):
+    for name in draw(
+        st.lists(st.sampled_from(names[count:]), max_size=2, unique=True)
+        if names[count:]
+        else st.just([])
+    ):
         words.append(f"{name}={draw(values)}")
     return words
 
@@ -212,21 +324,32 @@ def loaded(tmp_path_factory):
     (root / "wg").mkdir(mode=0o700)
     (root / "export").mkdir(mode=0o700)
     pillar = copy.deepcopy(PILLARS[0])
-    pillar["interfaces"]["wg0"].update(endpoint="198.51.100.9", clients={"phone": {
-        "preshared_key": True}})
+    pillar["interfaces"]["wg0"].update(
+        endpoint="198.51.100.9", clients={"phone": {"preshared_key": True}}
+    )
     pillar["interfaces"]["wg0"]["peers"]["server"].pop("minion")  # no mine here
     pillar["interfaces"]["wg0"]["peers"]["server"]["public_key"] = KEY_C
     pillar["interfaces"]["wg0"]["peers"]["old"]["public_key"] = "Tr" + KEY_C[2:]
     pillar["lookup"] = {"config_dir": str(root / "wg")}
     opts = salt.config.minion_config(None)
-    opts.update(id="minion1", file_client="local", cachedir=str(root / "cache"),
-                pki_dir=str(root / "pki"), sock_dir=str(root / "sock"),
-                module_dirs=[str(REPO / "_modules")], utils_dirs=[str(REPO / "_utils")],
-                file_roots={"base": [str(root / "srv")]},
-                pillar_roots={"base": [str(root / "pillar")]}, pillar={"wireguard": pillar})
+    opts.update(
+        id="minion1",
+        file_client="local",
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        module_dirs=[str(REPO / "_modules")],
+        utils_dirs=[str(REPO / "_utils")],
+        file_roots={"base": [str(root / "srv")]},
+        pillar_roots={"base": [str(root / "pillar")]},
+        pillar={"wireguard": pillar},
+    )
     modules = salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
-    functions = {name: modules[name] for name in sorted(modules)
-                 if name.split(".")[0] in ("wireguard", "wireguard_rotate")}
+    functions = {
+        name: modules[name]
+        for name in sorted(modules)
+        if name.split(".")[0] in ("wireguard", "wireguard_rotate")
+    }
     return functions, str(root)
 
 
@@ -252,14 +375,31 @@ def test_every_public_function_is_fuzzed(loaded):
 
 
 FUNCTIONS = [
-    "wireguard.apply_peers", "wireguard.check", "wireguard.client_config",
-    "wireguard.clients", "wireguard.config_peers", "wireguard.genkey", "wireguard.genpsk",
-    "wireguard.interfaces", "wireguard.is_interface_name", "wireguard.key_digest",
-    "wireguard.link_states", "wireguard.pillar_interfaces", "wireguard.public_keys",
-    "wireguard.pubkey", "wireguard.remove_peer", "wireguard.render_config",
-    "wireguard.reresolve", "wireguard.resolve_endpoint", "wireguard.route_command",
-    "wireguard.service_name", "wireguard.set_peer", "wireguard.show",
-    "wireguard_rotate.announce", "wireguard_rotate.stage", "wireguard_rotate.switch",
+    "wireguard.apply_peers",
+    "wireguard.check",
+    "wireguard.client_config",
+    "wireguard.clients",
+    "wireguard.config_peers",
+    "wireguard.genkey",
+    "wireguard.genpsk",
+    "wireguard.interfaces",
+    "wireguard.is_interface_name",
+    "wireguard.key_digest",
+    "wireguard.link_states",
+    "wireguard.pillar_interfaces",
+    "wireguard.public_keys",
+    "wireguard.pubkey",
+    "wireguard.remove_peer",
+    "wireguard.render_config",
+    "wireguard.reresolve",
+    "wireguard.resolve_endpoint",
+    "wireguard.route_command",
+    "wireguard.service_name",
+    "wireguard.set_peer",
+    "wireguard.show",
+    "wireguard_rotate.announce",
+    "wireguard_rotate.stage",
+    "wireguard_rotate.switch",
 ]
 #: What a function returns by design: a new key, a key's public half or digest.
 MAKES_KEYS = ("wireguard.genkey", "wireguard.genpsk")
@@ -277,14 +417,18 @@ def test_any_command_line_is_refused_or_answered_without_a_key(loaded, function)
         words = [word.replace("@TMP@", root) for word in words]
         try:
             args, kwargs = salt.minion.load_args_and_kwargs(
-                func, salt.utils.args.parse_input(words), data={"fun": function})
+                func, salt.utils.args.parse_input(words), data={"fun": function}
+            )
         except SALTS_OWN as exc:  # Salt's own refusal of an unknown NAME=
             assert_no_secret(str(exc))
             return
         # a path outside the test's directory would be a real directory on this machine
         for value in [*args, *kwargs.values()]:
-            assume(not isinstance(value, str) or not value.startswith(("/", "~"))
-                   or value.startswith(root))
+            assume(
+                not isinstance(value, str)
+                or not value.startswith(("/", "~"))
+                or value.startswith(root)
+            )
         try:
             inspect.signature(func).bind(*args, **kwargs)
         except TypeError:  # the CLI says "Passed invalid arguments" and shows the usage

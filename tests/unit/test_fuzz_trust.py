@@ -35,9 +35,13 @@ from tests.unit.test_fuzz import (
 )
 
 NODES = ("a", "b", "c")
-CORP = {"interface": "wg1", "nodes": {
-    n: {"address": f"10.9.0.{i}/24", "endpoint": f"198.18.9.{i}"}
-    for i, n in enumerate(NODES, 1)}}
+CORP = {
+    "interface": "wg1",
+    "nodes": {
+        n: {"address": f"10.9.0.{i}/24", "endpoint": f"198.18.9.{i}"}
+        for i, n in enumerate(NODES, 1)
+    },
+}
 KEYS = {"a": KEY_A, "b": KEY_B, "c": KEY_C}
 NEXT = {m: wgf_keys.pubkey(wgf_keys.genkey()) for m in NODES}
 
@@ -81,8 +85,7 @@ class Minions:
     def destroy(self):
         pass
 
-    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False,
-            kwarg=None):
+    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None):
         got = self.answers.get(fun, {})
         if full_return:  # Salt's client always answers {minion: return}
             return {m: {"ret": r, "retcode": 0} for m, r in got.items()}
@@ -91,10 +94,13 @@ class Minions:
 
 def healthy_rotation():
     ok = {m: {"state": {"result": True}} for m in NODES}
-    return {"wireguard_rotate.stage": {m: {"wg1": {"old": KEYS[m], "next": NEXT[m]}}
-                                       for m in NODES},
-            "wireguard_rotate.announce": ok, "wireguard_rotate.switch": ok,
-            "mine.update": ok, "state.apply": ok}
+    return {
+        "wireguard_rotate.stage": {m: {"wg1": {"old": KEYS[m], "next": NEXT[m]}} for m in NODES},
+        "wireguard_rotate.announce": ok,
+        "wireguard_rotate.switch": ok,
+        "mine.update": ok,
+        "state.apply": ok,
+    }
 
 
 @st.composite
@@ -116,19 +122,23 @@ def rotation_answers(draw):
 
 @fuzz(150)
 @given(case=rotation_answers(), tgt=st.sampled_from(["a", "b", "a,b,c"]))
-def test_any_minion_answer_to_a_rotation_gives_a_return_or_a_refusal(runner, monkeypatch_module,
-                                                                      case, tgt):
+def test_any_minion_answer_to_a_rotation_gives_a_return_or_a_refusal(
+    runner, monkeypatch_module, case, tgt
+):
     got, published = case
-    monkeypatch_module.setattr(runner.salt.client, "get_local_client",
-                               Minions(got).get_local_client)
+    monkeypatch_module.setattr(
+        runner.salt.client, "get_local_client", Minions(got).get_local_client
+    )
     monkeypatch_module.setattr(runner, "_rotation_networks", lambda _: {"corp": CORP})
-    monkeypatch_module.setattr(runner, "_published",
-                               lambda minions: {m: published.get(m) for m in minions})
+    monkeypatch_module.setattr(
+        runner, "_published", lambda minions: {m: published.get(m) for m in minions}
+    )
     monkeypatch_module.setattr(runner, "_targets", lambda t, _: t.split(","))
     monkeypatch_module.setattr(
-        runner.salt.utils.minions, "CkMinions",
-        lambda _: type("C", (), {"check_minions": lambda self, t, _: {
-            "minions": t.split(",")}})())
+        runner.salt.utils.minions,
+        "CkMinions",
+        lambda _: type("C", (), {"check_minions": lambda self, t, _: {"minions": t.split(",")}})(),
+    )
     try:
         ret = runner.rotate_keys(tgt, tgt_type="list")
     except SALTS_OWN as exc:
@@ -171,12 +181,14 @@ def test_any_audit_answer_gives_a_report_and_a_graph(runner, monkeypatch_module,
     returned = audit_answers()
     minion = data.draw(st.sampled_from(sorted(returned)))
     if data.draw(st.booleans()):
-        returned[minion]["wireguard.check"]["interfaces"]["wg0"]["facts"][
-            "key_age_days"] = data.draw(YAMLISH)
+        returned[minion]["wireguard.check"]["interfaces"]["wg0"]["facts"]["key_age_days"] = (
+            data.draw(YAMLISH)
+        )
     if data.draw(st.booleans()):  # an answer that quotes a key, as an error text can
         fun = data.draw(st.sampled_from(sorted(returned[minion])))
-        returned[minion][fun] = data.draw(st.sampled_from([
-            f"error reading {PRIV}", {"wg0": PSK}, [PRIV], {PSK2: {"peers": {}}}]))
+        returned[minion][fun] = data.draw(
+            st.sampled_from([f"error reading {PRIV}", {"wg0": PSK}, [PRIV], {PSK2: {"peers": {}}}])
+        )
     returned = mutated(data.draw, returned, 2)
     if not isinstance(returned, dict):
         returned = {"mesh1": returned}
@@ -185,8 +197,11 @@ def test_any_audit_answer_gives_a_report_and_a_graph(runner, monkeypatch_module,
         minion = data.draw(st.sampled_from(sorted(returned)))
         returned[minion] = planted(data.draw, returned[minion])
     monkeypatch_module.setattr(runner, "_ask_minions", lambda *_: (returned, []))
-    for call in (lambda: runner.audit(report="text"), lambda: runner.audit(report="data"),
-                 lambda: runner.graph(format="mermaid")):
+    for call in (
+        lambda: runner.audit(report="text"),
+        lambda: runner.audit(report="data"),
+        lambda: runner.graph(format="mermaid"),
+    ):
         try:
             call()
         except SALTS_OWN as exc:
@@ -197,8 +212,7 @@ def test_a_key_age_that_is_no_number_names_the_minion(runner, monkeypatch_module
     """Found by the fuzz above: text_report formatted it as a number and crashed."""
     for age in ("x", [1], float("nan"), 10**5000, True):
         returned = audit_answers()
-        returned["mesh2"]["wireguard.check"]["interfaces"]["wg0"]["facts"][
-            "key_age_days"] = age
+        returned["mesh2"]["wireguard.check"]["interfaces"]["wg0"]["facts"]["key_age_days"] = age
         monkeypatch_module.setattr(runner, "_ask_minions", lambda *_, r=returned: (r, []))
         text = runner.audit(report="text")["data"]
         (line,) = [t for t in text.splitlines() if t.startswith("mesh2: could not be audited")]
@@ -220,13 +234,18 @@ def test_any_store_is_read_or_refused_and_never_shown(tmp_path_factory, data):
     content = mutated(data.draw, healthy_store())
     path = wgf_psk.store_path(cachedir)
     os.makedirs(os.path.dirname(path))
-    text = json.dumps(content) if data.draw(st.integers(0, 5)) else \
-        json.dumps(content)[:data.draw(st.integers(0, 40))]
+    text = (
+        json.dumps(content)
+        if data.draw(st.integers(0, 5))
+        else json.dumps(content)[: data.draw(st.integers(0, 40))]
+    )
     with open(path, "w", encoding="ascii") as handle:
         handle.write(text)
-    for call in (lambda: wgf_psk.keys_of(cachedir, data.draw(st.sampled_from(NODES))),
-                 lambda: wgf_psk.ensure_network(cachedir, "corp", [("a", "b")]),
-                 lambda: wgf_psk.replace_network(cachedir, "other", [("a", "b")])):
+    for call in (
+        lambda: wgf_psk.keys_of(cachedir, data.draw(st.sampled_from(NODES))),
+        lambda: wgf_psk.ensure_network(cachedir, "corp", [("a", "b")]),
+        lambda: wgf_psk.replace_network(cachedir, "other", [("a", "b")]),
+    ):
         try:
             call()
         except SALTS_OWN as exc:
@@ -241,23 +260,33 @@ def ext_pillar(tmp_path_factory):
     that holds the pairs of network corp."""
     root = tmp_path_factory.mktemp("master")
     opts = salt.config.master_config(None)
-    opts.update(cachedir=str(root / "cache"), pki_dir=str(root / "pki"),
-                sock_dir=str(root / "sock"), extension_modules=str(root / "ext"),
-                pillar_dirs=[str(REPO / "_pillar")], utils_dirs=[str(REPO / "_utils")])
+    opts.update(
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        extension_modules=str(root / "ext"),
+        pillar_dirs=[str(REPO / "_pillar")],
+        utils_dirs=[str(REPO / "_utils")],
+    )
     wgf_psk.ensure_network(opts["cachedir"], "corp", [("a", "b"), ("a", "c"), ("b", "c")])
     utils = salt.loader.utils(opts)
     pillars = salt.loader.pillars(opts, salt.loader.minion_mods(opts, utils=utils))
     return pillars["wireguard"], opts["cachedir"]
 
 
-PSK_PILLAR = {"wireguard": {"networks": {"corp": {**CORP, "preshared_keys": True}},
-                            "network_psks": {"corp": {"b": PSK, "c": PSK2}}}}
+PSK_PILLAR = {
+    "wireguard": {
+        "networks": {"corp": {**CORP, "preshared_keys": True}},
+        "network_psks": {"corp": {"b": PSK, "c": PSK2}},
+    }
+}
 
 
 @fuzz(150)
 @given(data=st.data(), minion=st.one_of(st.sampled_from([*NODES, "evil", ""]), YAMLISH))
-def test_the_ext_pillar_answers_only_the_stored_pairs_whatever_it_is_handed(ext_pillar,
-                                                                            data, minion):
+def test_the_ext_pillar_answers_only_the_stored_pairs_whatever_it_is_handed(
+    ext_pillar, data, minion
+):
     function, cachedir = ext_pillar
     pillar = mutated(data.draw, PSK_PILLAR, 4)
     path = wgf_psk.store_path(cachedir)
@@ -267,8 +296,11 @@ def test_the_ext_pillar_answers_only_the_stored_pairs_whatever_it_is_handed(ext_
     except SALTS_OWN as exc:
         assert_no_secret(str(exc))
         return
-    assert answer == ({"wireguard": {"network_psks": wgf_psk.keys_of(cachedir, str(minion))}}
-                      if str(minion) in NODES else {})
+    assert answer == (
+        {"wireguard": {"network_psks": wgf_psk.keys_of(cachedir, str(minion))}}
+        if str(minion) in NODES
+        else {}
+    )
     after = os.stat(path)
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
@@ -315,18 +347,34 @@ def rotate(tmp_path_factory):
 
 ORDERS = {
     "stage": {"a": ["wg1"], "b": ["wg1"]},
-    "announce": {"a": [{"interface": "wg1", "public_key": NEXT["b"], "replaces": KEY_B,
-                        "endpoint": "198.18.9.2:51820", "persistent_keepalive": 25}]},
-    "switch": {"a": {"private_key": ["wg1"], "wake": ["10.9.0.2"], "peers": [{
-        "interface": "wg1", "old": KEY_B, "new": NEXT["b"],
-        "allowed_ips": ["10.9.0.2/32"]}]}},
+    "announce": {
+        "a": [
+            {
+                "interface": "wg1",
+                "public_key": NEXT["b"],
+                "replaces": KEY_B,
+                "endpoint": "198.18.9.2:51820",
+                "persistent_keepalive": 25,
+            }
+        ]
+    },
+    "switch": {
+        "a": {
+            "private_key": ["wg1"],
+            "wake": ["10.9.0.2"],
+            "peers": [
+                {"interface": "wg1", "old": KEY_B, "new": NEXT["b"], "allowed_ips": ["10.9.0.2/32"]}
+            ],
+        }
+    },
 }
 
 
 @fuzz(200)
 @given(data=st.data(), step=st.sampled_from(sorted(ORDERS)))
-def test_any_order_is_carried_out_or_refused_and_no_key_is_shown(rotate, monkeypatch_module,
-                                                                  data, step):
+def test_any_order_is_carried_out_or_refused_and_no_key_is_shown(
+    rotate, monkeypatch_module, data, step
+):
     module, config_dir = rotate
     orders = mutated(data.draw, ORDERS[step], 3)
     if data.draw(st.booleans()):
@@ -358,29 +406,56 @@ def test_the_healthy_orders_are_carried_out(rotate, monkeypatch_module):
     assert staged["wg1"]["old"] == KEY_A
     assert module.announce(ORDERS["announce"]) == 1
     assert module.switch(ORDERS["switch"]) == {"moved": 1, "switched": ["wg1"]}
-    assert ["set", "wg1", "peer", NEXT["b"], "allowed-ips", "10.9.0.2/32", "peer", KEY_B,
-            "remove"] in wg.calls
+    assert [
+        "set",
+        "wg1",
+        "peer",
+        NEXT["b"],
+        "allowed-ips",
+        "10.9.0.2/32",
+        "peer",
+        KEY_B,
+        "remove",
+    ] in wg.calls
 
 
-@pytest.mark.parametrize(("step", "orders", "where"), [
-    ("stage", {"a": "wg1"}, r"stage: orders for 'a': not a list"),
-    ("stage", {"a": [["wg1"]]}, r"stage: interface #1: not an interface name"),
-    ("stage", [], r"stage: orders: a mapping"),
-    ("announce", {"a": [{"interface": "wg1"}]}, r"announce: order #1, public_key: not a"),
-    ("announce", {"a": [None]}, r"announce: order #1: not a mapping"),
-    ("announce", {"a": [{**ORDERS["announce"]["a"][0], "persistent_keepalive": "x"}]},
-     r"announce: order #1, persistent_keepalive"),
-    ("announce", {"a": [{**ORDERS["announce"]["a"][0], "endpoint": PRIV}]},
-     r"announce: order #1, endpoint: not host:port"),
-    ("switch", {"a": []}, r"switch: orders for 'a': not a mapping"),
-    ("switch", {"a": {"peers": [{"interface": "wg1", "old": KEY_B, "new": PSK,
-                                 "allowed_ips": "10.0.0.0/8"}]}},
-     r"switch: peer move #1, allowed_ips: not a list"),
-    ("switch", {"a": {"wake": [5]}}, r"switch: wake: not a list of IP addresses"),
-    ("switch", {"a": {"private_key": [PRIV]}}, r"switch: private_key #1: not an interface"),
-])
-def test_malformed_orders_are_refused_naming_the_place(rotate, monkeypatch_module, step,
-                                                       orders, where):
+@pytest.mark.parametrize(
+    ("step", "orders", "where"),
+    [
+        ("stage", {"a": "wg1"}, r"stage: orders for 'a': not a list"),
+        ("stage", {"a": [["wg1"]]}, r"stage: interface #1: not an interface name"),
+        ("stage", [], r"stage: orders: a mapping"),
+        ("announce", {"a": [{"interface": "wg1"}]}, r"announce: order #1, public_key: not a"),
+        ("announce", {"a": [None]}, r"announce: order #1: not a mapping"),
+        (
+            "announce",
+            {"a": [{**ORDERS["announce"]["a"][0], "persistent_keepalive": "x"}]},
+            r"announce: order #1, persistent_keepalive",
+        ),
+        (
+            "announce",
+            {"a": [{**ORDERS["announce"]["a"][0], "endpoint": PRIV}]},
+            r"announce: order #1, endpoint: not host:port",
+        ),
+        ("switch", {"a": []}, r"switch: orders for 'a': not a mapping"),
+        (
+            "switch",
+            {
+                "a": {
+                    "peers": [
+                        {"interface": "wg1", "old": KEY_B, "new": PSK, "allowed_ips": "10.0.0.0/8"}
+                    ]
+                }
+            },
+            r"switch: peer move #1, allowed_ips: not a list",
+        ),
+        ("switch", {"a": {"wake": [5]}}, r"switch: wake: not a list of IP addresses"),
+        ("switch", {"a": {"private_key": [PRIV]}}, r"switch: private_key #1: not an interface"),
+    ],
+)
+def test_malformed_orders_are_refused_naming_the_place(
+    rotate, monkeypatch_module, step, orders, where
+):
     module, _ = rotate
     wg = FakeWg()
     monkeypatch_module.setattr(module, "_wg", wg)
@@ -405,9 +480,10 @@ RUNNER_CALLS = {
 @given(data=st.data(), function=st.sampled_from(sorted(RUNNER_CALLS)))
 def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, data, function):
     """As the command line can deliver them (YAML: lists, mappings, numbers, None...)."""
-    args = {name: data.draw(st.one_of(YAMLISH, st.just(PRIV)), label=name)
-            for name in data.draw(st.sets(st.sampled_from(RUNNER_CALLS[function]),
-                                          min_size=1))}
+    args = {
+        name: data.draw(st.one_of(YAMLISH, st.just(PRIV)), label=name)
+        for name in data.draw(st.sets(st.sampled_from(RUNNER_CALLS[function]), min_size=1))
+    }
     if function == "rotate_psks":
         args.setdefault("network", "corp")
     if function == "rotate_keys":
@@ -416,8 +492,10 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
     monkeypatch_module.setattr(runner, "_master_networks", lambda *_, **__: ({}, {}))
     monkeypatch_module.setattr(runner, "_targets", lambda t, _: ["a"])
     monkeypatch_module.setattr(
-        runner.salt.utils.minions, "CkMinions",
-        lambda _: type("C", (), {"check_minions": lambda self, t, _: {"minions": []}})())
+        runner.salt.utils.minions,
+        "CkMinions",
+        lambda _: type("C", (), {"check_minions": lambda self, t, _: {"minions": []}})(),
+    )
     monkeypatch_module.setattr(runner, "_write_svg", lambda *_: (None, "no dot here"))
     try:
         getattr(runner, function)(**args)
@@ -429,6 +507,9 @@ def test_a_next_key_path_that_is_a_directory_is_refused(rotate, monkeypatch_modu
     module, config_dir = rotate
     monkeypatch_module.setattr(module, "_wg", FakeWg())
     os.makedirs(os.path.join(config_dir, "wg2.key.next"))
-    with pytest.raises(SALTS_OWN, match=r"wg2.key.next is a directory, where the formula "
-                                        r"keeps a file"):
+    with pytest.raises(
+        SALTS_OWN,
+        match=r"wg2.key.next is a directory, where the formula "
+        r"keeps a file",
+    ):
         module.stage({"a": ["wg2"]})

@@ -42,27 +42,53 @@ def test_the_defaults_and_every_os_layer_pass():
         assert wgf_layout.check_map(merged) is merged, layer
 
 
-@pytest.mark.parametrize("path", ["/etc/wireguard", "/etc/wireguard-rot", "/srv/wg/conf",
-                                  "/tmp/pytest-of-root/pytest-3/case1/etc-wireguard",
-                                  "/var/lib/wireguard", "/opt/wg"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/wireguard",
+        "/etc/wireguard-rot",
+        "/srv/wg/conf",
+        "/tmp/pytest-of-root/pytest-3/case1/etc-wireguard",
+        "/var/lib/wireguard",
+        "/opt/wg",
+    ],
+)
 def test_a_directory_of_its_own_is_a_config_dir(path):
     assert wgf_layout.check_config_dir(path) == path
     assert wgf_layout.check_map(with_lookup(config_dir=path))["config_dir"] == path
 
 
-@pytest.mark.parametrize(("path", "why"), [
-    ("/", "system directory"), ("/etc", "system directory"), ("/usr", "system directory"),
-    ("/var", "system directory"), ("/root", "system directory"), ("/home", "system directory"),
-    ("/boot", "system directory"), ("/proc", "system directory"), ("/sys", "system directory"),
-    ("/dev", "system directory"), ("/run", "system directory"), ("/tmp", "system directory"),
-    ("/var/lib", "system directory"), ("/etc/systemd/system", "system directory"),
-    ("/proc/sys/net", "system directory"), ("/dev/shm/wg", "system directory"),
-    ("/etc/wireguard/x/..", "not a normalised path"), ("/etc/./wireguard", "normalised"),
-    ("/etc//wireguard", "normalised"), ("/etc/wireguard/", "normalised"),
-    ("etc/wireguard", "not an absolute path"), ("", "not an absolute path"),
-    ("/etc/wire guard", "only letters"), ("/etc/wg%i", "only letters"),
-    ("/etc/wg\nExecStart=/bin/sh", "only letters"), ("/etc/$HOME", "only letters"),
-])
+@pytest.mark.parametrize(
+    ("path", "why"),
+    [
+        ("/", "system directory"),
+        ("/etc", "system directory"),
+        ("/usr", "system directory"),
+        ("/var", "system directory"),
+        ("/root", "system directory"),
+        ("/home", "system directory"),
+        ("/boot", "system directory"),
+        ("/proc", "system directory"),
+        ("/sys", "system directory"),
+        ("/dev", "system directory"),
+        ("/run", "system directory"),
+        ("/tmp", "system directory"),
+        ("/var/lib", "system directory"),
+        ("/etc/systemd/system", "system directory"),
+        ("/proc/sys/net", "system directory"),
+        ("/dev/shm/wg", "system directory"),
+        ("/etc/wireguard/x/..", "not a normalised path"),
+        ("/etc/./wireguard", "normalised"),
+        ("/etc//wireguard", "normalised"),
+        ("/etc/wireguard/", "normalised"),
+        ("etc/wireguard", "not an absolute path"),
+        ("", "not an absolute path"),
+        ("/etc/wire guard", "only letters"),
+        ("/etc/wg%i", "only letters"),
+        ("/etc/wg\nExecStart=/bin/sh", "only letters"),
+        ("/etc/$HOME", "only letters"),
+    ],
+)
 def test_config_dir_refusals_name_the_key(path, why):
     message = refusal(with_lookup(config_dir=path))
     assert message.startswith("wireguard:lookup:config_dir: "), message
@@ -71,43 +97,52 @@ def test_config_dir_refusals_name_the_key(path, why):
         wgf_layout.check_config_dir(path)
 
 
-@pytest.mark.parametrize(("changes", "key"), [
-    ({"config_dir": ["x"]}, "config_dir"),
-    ({"config_dir": None}, "config_dir"),
-    ({"config_dir": 7}, "config_dir"),
-    ({"service": "x"}, "service"),
-    ({"service": {"name": ["wg-quick@{interface}"]}}, "service:name"),
-    ({"service": {"name": "wg-quick@wg0"}}, "service:name"),
-    ({"service": {"name": "wg quick@{interface}"}}, "service:name"),
-    ({"service": {"link": "/etc/init.d/wg-quick.{interface}", "link_target": None}},
-     "service:link_target"),
-    ({"service": {"link": "/etc/init.d/wg-quick", "link_target": "/etc/init.d/wg-quick"}},
-     "service:link"),
-    ({"service": {"link": 5, "link_target": "/etc/init.d/wg-quick"}}, "service:link"),
-    ({"service": {"link": "/etc/init.d/wg-quick.{interface}", "link_target": "wg-quick"}},
-     "service:link_target"),
-    ({"pkgs": "wireguard-tools"}, "pkgs"),
-    ({"pkgs": {"tools": None}}, "pkgs:tools"),
-    ({"pkgs": {"tools": "wireguard-tools; rm -rf /"}}, "pkgs:tools"),
-    ({"pkgs": {"resolvconf": ["openresolv"]}}, "pkgs:resolvconf"),
-    ({"pkgs": {"go": 1}}, "pkgs:go"),
-    ({"pkgs": {"extra": "wireguard-tools-openrc"}}, "pkgs:extra"),
-    ({"pkgs": {"extra": [None]}}, "pkgs:extra:0"),
-    ({"pkgs": {"firewall": ["nftables"]}}, "pkgs:firewall"),
-    ({"pkgs": {"firewall": {"nftables": "nftables"}}}, "pkgs:firewall:nftables"),
-    ({"pkgs": {"firewall": {"pf": ["pf"]}}}, "pkgs:firewall:pf"),
-    ({"install_go": "yes"}, "install_go"),
-    ({"install_go": None}, "install_go"),
-    ({"install_recommends": "no"}, "install_recommends"),
-    ({"firewall": "ufw"}, "firewall"),
-    ({"firewall": ["nftables"]}, "firewall"),
-    ({"sysctl_file": "/etc"}, "sysctl_file"),
-    ({"sysctl_file": "/etc/sysctl.conf"}, "sysctl_file"),
-    ({"sysctl_file": "/etc/sysctl.d/99-wireguard"}, "sysctl_file"),
-    ({"sysctl_file": "/etc/sysctl.d/x/../99-wireguard.conf"}, "sysctl_file"),
-    ({"sysctl_file": {"path": "/etc/sysctl.d/99-wireguard.conf"}}, "sysctl_file"),
-    ({"sysctl_file": "sysctl.d/99-wireguard.conf"}, "sysctl_file"),
-])
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"config_dir": ["x"]}, "config_dir"),
+        ({"config_dir": None}, "config_dir"),
+        ({"config_dir": 7}, "config_dir"),
+        ({"service": "x"}, "service"),
+        ({"service": {"name": ["wg-quick@{interface}"]}}, "service:name"),
+        ({"service": {"name": "wg-quick@wg0"}}, "service:name"),
+        ({"service": {"name": "wg quick@{interface}"}}, "service:name"),
+        (
+            {"service": {"link": "/etc/init.d/wg-quick.{interface}", "link_target": None}},
+            "service:link_target",
+        ),
+        (
+            {"service": {"link": "/etc/init.d/wg-quick", "link_target": "/etc/init.d/wg-quick"}},
+            "service:link",
+        ),
+        ({"service": {"link": 5, "link_target": "/etc/init.d/wg-quick"}}, "service:link"),
+        (
+            {"service": {"link": "/etc/init.d/wg-quick.{interface}", "link_target": "wg-quick"}},
+            "service:link_target",
+        ),
+        ({"pkgs": "wireguard-tools"}, "pkgs"),
+        ({"pkgs": {"tools": None}}, "pkgs:tools"),
+        ({"pkgs": {"tools": "wireguard-tools; rm -rf /"}}, "pkgs:tools"),
+        ({"pkgs": {"resolvconf": ["openresolv"]}}, "pkgs:resolvconf"),
+        ({"pkgs": {"go": 1}}, "pkgs:go"),
+        ({"pkgs": {"extra": "wireguard-tools-openrc"}}, "pkgs:extra"),
+        ({"pkgs": {"extra": [None]}}, "pkgs:extra:0"),
+        ({"pkgs": {"firewall": ["nftables"]}}, "pkgs:firewall"),
+        ({"pkgs": {"firewall": {"nftables": "nftables"}}}, "pkgs:firewall:nftables"),
+        ({"pkgs": {"firewall": {"pf": ["pf"]}}}, "pkgs:firewall:pf"),
+        ({"install_go": "yes"}, "install_go"),
+        ({"install_go": None}, "install_go"),
+        ({"install_recommends": "no"}, "install_recommends"),
+        ({"firewall": "ufw"}, "firewall"),
+        ({"firewall": ["nftables"]}, "firewall"),
+        ({"sysctl_file": "/etc"}, "sysctl_file"),
+        ({"sysctl_file": "/etc/sysctl.conf"}, "sysctl_file"),
+        ({"sysctl_file": "/etc/sysctl.d/99-wireguard"}, "sysctl_file"),
+        ({"sysctl_file": "/etc/sysctl.d/x/../99-wireguard.conf"}, "sysctl_file"),
+        ({"sysctl_file": {"path": "/etc/sysctl.d/99-wireguard.conf"}}, "sysctl_file"),
+        ({"sysctl_file": "sysctl.d/99-wireguard.conf"}, "sysctl_file"),
+    ],
+)
 def test_every_lookup_value_is_type_checked(changes, key):
     message = refusal(with_lookup(**changes))
     assert f"wireguard:lookup:{key}: " in message, message
@@ -127,23 +162,33 @@ def test_every_problem_is_named_at_once():
 
 def test_refusals_show_no_huge_value():
     """An integer past Python's 4,300-digit limit has no str: the refusal names its type."""
-    message = refusal(with_lookup(config_dir=10 ** 5000, install_go=10 ** 5000,
-                                  service={"name": "x" * 10_000}))
+    message = refusal(
+        with_lookup(config_dir=10**5000, install_go=10**5000, service={"name": "x" * 10_000})
+    )
     assert "a value of type int" in message and len(message) < 1000
 
 
 def test_a_lookup_that_is_no_mapping():
-    for value in ("x", ["config_dir"], 5, None, 10 ** 5000):
+    for value in ("x", ["config_dir"], 5, None, 10**5000):
         assert refusal(value).startswith("wireguard:lookup: must be a mapping")
 
 
-SCALARS = (st.none() | st.booleans() | st.integers() | st.text(max_size=12)
-           | st.sampled_from(["/", "/etc", "/etc/wireguard", "..", "/a/../b", "{interface}"]))
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=12)
+    | st.sampled_from(["/", "/etc", "/etc/wireguard", "..", "/a/../b", "{interface}"])
+)
 NAMES = st.sampled_from(["tools", "go", "name", "link", "link_target", "nftables", "x"])
-VALUES = SCALARS | st.lists(SCALARS, max_size=3) | st.dictionaries(
-    NAMES, SCALARS | st.lists(SCALARS, max_size=3), max_size=3)
-KEYS = st.sampled_from(["pkgs", "install_go", "install_recommends", "config_dir", "service",
-                        "sysctl_file", "firewall"])
+VALUES = (
+    SCALARS
+    | st.lists(SCALARS, max_size=3)
+    | st.dictionaries(NAMES, SCALARS | st.lists(SCALARS, max_size=3), max_size=3)
+)
+KEYS = st.sampled_from(
+    ["pkgs", "install_go", "install_recommends", "config_dir", "service", "sysctl_file", "firewall"]
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -188,16 +233,20 @@ def test_the_lookup_is_read_unmasked():
 
 def test_the_drop_in_names_the_file_for_start_stop_and_reload():
     dropin = wgf_layout.dropin("wg8", "/etc/wireguard-rot")
-    assert dropin["path"] == ("/etc/systemd/system/wg-quick@wg8.service.d/"
-                              "50-wireguard-formula-config-dir.conf")
+    assert dropin["path"] == (
+        "/etc/systemd/system/wg-quick@wg8.service.d/50-wireguard-formula-config-dir.conf"
+    )
     lines = dropin["text"].splitlines()
-    assert lines[lines.index("[Service]") + 1:] == [
-        "ExecStart=", "ExecStart=wg-quick up /etc/wireguard-rot/wg8.conf",
-        "ExecStop=", "ExecStop=wg-quick down /etc/wireguard-rot/wg8.conf",
+    assert lines[lines.index("[Service]") + 1 :] == [
+        "ExecStart=",
+        "ExecStart=wg-quick up /etc/wireguard-rot/wg8.conf",
+        "ExecStop=",
+        "ExecStop=wg-quick down /etc/wireguard-rot/wg8.conf",
         "ExecReload=",
         "ExecReload=bash -c 'exec wg syncconf wg8 <(exec wg-quick strip "
-        "/etc/wireguard-rot/wg8.conf)'"]
-    assert "%" not in "\n".join(lines[lines.index("[Service]"):])
+        "/etc/wireguard-rot/wg8.conf)'",
+    ]
+    assert "%" not in "\n".join(lines[lines.index("[Service]") :])
 
 
 def test_no_drop_in_for_the_default_dir_a_unit_of_ones_own_or_openrc():
@@ -212,9 +261,10 @@ def test_no_drop_in_for_the_default_dir_a_unit_of_ones_own_or_openrc():
 
 def test_openrc_links_the_conf_where_alpines_init_script_reads_it():
     assert wgf_layout.openrc_link("wg0", "/etc/wg-rot", "/etc/init.d/wg-quick") == {
-        "path": "/etc/wireguard/wg0.conf", "target": "/etc/wg-rot/wg0.conf"}
-    assert wgf_layout.openrc_link("wg0", "/etc/wireguard", "/etc/init.d/wg-quick")[
-        "target"] is None
+        "path": "/etc/wireguard/wg0.conf",
+        "target": "/etc/wg-rot/wg0.conf",
+    }
+    assert wgf_layout.openrc_link("wg0", "/etc/wireguard", "/etc/init.d/wg-quick")["target"] is None
     assert wgf_layout.openrc_link("wg0", "/etc/wg-rot", "/etc/init.d/my-wg") is None
     assert wgf_layout.openrc_link("wg0", "/etc/wg-rot", None) is None
 
@@ -234,9 +284,21 @@ def make(directory, names):
 
 def test_clean_removes_the_formulas_files_and_keeps_the_rest(tmp_path):
     directory = tmp_path / "wg"
-    make(directory, ["wg0.conf", "wg0.key", "wg0.key.next", "wg0.clients.json",
-                     ".wg0.conf.k3j_x1", "clients/wg0/phone.key", "clients/wg0/phone.psk",
-                     "notes.txt", "backup/", wgf_layout.MARKER])
+    make(
+        directory,
+        [
+            "wg0.conf",
+            "wg0.key",
+            "wg0.key.next",
+            "wg0.clients.json",
+            ".wg0.conf.k3j_x1",
+            "clients/wg0/phone.key",
+            "clients/wg0/phone.psk",
+            "notes.txt",
+            "backup/",
+            wgf_layout.MARKER,
+        ],
+    )
     removed, kept = wgf_layout.clean(str(directory))
     assert sorted(os.listdir(directory)) == sorted(["notes.txt", "backup", wgf_layout.MARKER])
     assert kept == [str(directory / "backup"), str(directory / "notes.txt")]
@@ -252,15 +314,26 @@ def test_clean_keeps_a_directory_the_formula_did_not_make(tmp_path):
     directory = tmp_path / "wg"
     make(directory, ["wg0.conf", "wg0.key"])
     assert wgf_layout.clean_plan(str(directory)) == (
-        [str(directory / "wg0.conf"), str(directory / "wg0.key")], False, [])
+        [str(directory / "wg0.conf"), str(directory / "wg0.key")],
+        False,
+        [],
+    )
     wgf_layout.clean(str(directory))
     assert directory.is_dir() and not os.listdir(directory)
 
 
 def test_clean_leaves_a_clients_directory_with_foreign_files(tmp_path):
     directory = tmp_path / "wg"
-    make(directory, ["clients/wg0/phone.key", "clients/wg0/photo.jpg", "clients/x y/a.key",
-                     "wg0.conf/", wgf_layout.MARKER])
+    make(
+        directory,
+        [
+            "clients/wg0/phone.key",
+            "clients/wg0/photo.jpg",
+            "clients/x y/a.key",
+            "wg0.conf/",
+            wgf_layout.MARKER,
+        ],
+    )
     paths, remove_directory, kept = wgf_layout.clean_plan(str(directory))
     assert paths == [] and remove_directory is False
     assert kept == [str(directory / "clients"), str(directory / "wg0.conf")]

@@ -25,22 +25,28 @@ def refused(answer, sls):
     return "\n".join(map(str, result))
 
 
-@pytest.mark.parametrize(("lookup", "key_name"), [
-    ({"config_dir": "/etc"}, "config_dir"),
-    ({"config_dir": "/"}, "config_dir"),
-    ({"config_dir": "/usr"}, "config_dir"),
-    ({"config_dir": "/etc/wireguard/x/.."}, "config_dir"),
-    ({"config_dir": ["x"]}, "config_dir"),
-    ({"service": "x"}, "service"),
-    ({"sysctl_file": "/etc"}, "sysctl_file"),
-    ({"sysctl_file": "/etc/sysctl.conf"}, "sysctl_file"),
-    ({"install_go": "yes"}, "install_go"),
-])
+@pytest.mark.parametrize(
+    ("lookup", "key_name"),
+    [
+        ({"config_dir": "/etc"}, "config_dir"),
+        ({"config_dir": "/"}, "config_dir"),
+        ({"config_dir": "/usr"}, "config_dir"),
+        ({"config_dir": "/etc/wireguard/x/.."}, "config_dir"),
+        ({"config_dir": ["x"]}, "config_dir"),
+        ({"service": "x"}, "service"),
+        ({"sysctl_file": "/etc"}, "sysctl_file"),
+        ({"sysctl_file": "/etc/sysctl.conf"}, "sysctl_file"),
+        ({"install_go": "yes"}, "install_go"),
+    ],
+)
 def test_a_bad_lookup_fails_apply_and_clean_by_name(renderer, lookup, key_name):
     """`state.apply wireguard test=True` and `wireguard.clean` refuse: no state (no
     `file.directory /etc` 0700, no `file.absent /etc`) is even compiled."""
-    answer = renderer.render("debian-12", {**SAMPLE, "lookup": lookup},
-                             sls=("wireguard", "wireguard.clean", "wireguard.config.clean"))
+    answer = renderer.render(
+        "debian-12",
+        {**SAMPLE, "lookup": lookup},
+        sls=("wireguard", "wireguard.clean", "wireguard.config.clean"),
+    )
     for sls in ("wireguard", "wireguard.clean", "wireguard.config.clean"):
         message = refused(answer, sls)
         assert f"wireguard:lookup:{key_name}" in message, message
@@ -50,8 +56,10 @@ def test_a_bad_lookup_fails_apply_and_clean_by_name(renderer, lookup, key_name):
 def test_clean_refuses_with_a_bad_lookup_but_not_with_bad_interfaces(renderer):
     """Clean must work with an otherwise broken pillar: only the lookup is its business."""
     broken = {"interfaces": {"wg0": {"address": "not an address", "peers": 5}}}
-    got = states(renderer.render("debian-12", broken, sls=("wireguard.clean",),
-                                 interfaces=False), "wireguard.clean")
+    got = states(
+        renderer.render("debian-12", broken, sls=("wireguard.clean",), interfaces=False),
+        "wireguard.clean",
+    )
     assert fun(got["wireguard-config-clean-file-absent"]) == "wireguard.config_dir_absent"
     assert "wireguard-service-clean-service-dead-wg0" in got
 
@@ -69,8 +77,12 @@ def prepare_case(renderer, names):
 def run_clean(renderer, names):
     directory = prepare_case(renderer, names)
     single = ["state.single", ["wireguard.config_dir_absent"], {"name": str(directory)}]
-    answer = renderer.render("debian-12", {}, sls=("wireguard.clean",), calls=[
-        [single[0], single[1], {**single[2], "test": True}], single])
+    answer = renderer.render(
+        "debian-12",
+        {},
+        sls=("wireguard.clean",),
+        calls=[[single[0], single[1], {**single[2], "test": True}], single],
+    )
     return directory, answer
 
 
@@ -82,9 +94,18 @@ def only_state(answer, call):
 
 
 def test_clean_leaves_a_foreign_file_and_the_directory(renderer):
-    directory, answer = run_clean(renderer, [
-        "wg0.conf", "wg0.key", "wg0.key.next", "wg0.clients.json", "clients/wg0/phone.key",
-        "id_rsa", ".wireguard-formula"])
+    directory, answer = run_clean(
+        renderer,
+        [
+            "wg0.conf",
+            "wg0.key",
+            "wg0.key.next",
+            "wg0.clients.json",
+            "clients/wg0/phone.key",
+            "id_rsa",
+            ".wireguard-formula",
+        ],
+    )
     got = states(answer, "wireguard.clean")
     assert arg(got["wireguard-config-clean-file-absent"], "name") == str(directory)
     predicted = only_state(answer, "call0")
@@ -113,15 +134,17 @@ def test_clean_keeps_a_directory_the_formula_did_not_make(renderer):
 
 
 def test_the_formula_marks_a_config_dir_it_makes(renderer):
-    got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)),
-                 "wireguard.config.key")
+    got = states(
+        renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)), "wireguard.config.key"
+    )
     marker = got["wireguard-config-key-file-managed-marker"]
     assert arg(marker, "replace") is False
     assert {"file": "wireguard-config-key-file-directory"} in arg(marker, "require")
     # a directory that is there already (made by a package, or by hand) gets none
     directory = prepare_case(renderer, ["wg0.key"])
-    got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)),
-                 "wireguard.config.key")
+    got = states(
+        renderer.render("debian-12", SAMPLE, sls=("wireguard.config.key",)), "wireguard.config.key"
+    )
     assert directory.is_dir()
     assert "wireguard-config-key-file-managed-marker" not in got
 
@@ -139,30 +162,39 @@ def test_a_config_dir_of_its_own_gets_a_unit_drop_in(renderer):
         text = arg(dropin, "contents")
         assert f"ExecStart=wg-quick up {config_dir}/{name}.conf" in text
         assert f"ExecStop=wg-quick down {config_dir}/{name}.conf" in text
-        assert (f"ExecReload=bash -c 'exec wg syncconf {name} <(exec wg-quick strip "
-                f"{config_dir}/{name}.conf)'") in text
+        assert (
+            f"ExecReload=bash -c 'exec wg syncconf {name} <(exec wg-quick strip "
+            f"{config_dir}/{name}.conf)'"
+        ) in text
         reload_ = got[f"wireguard-service-running-module-run-daemon-reload-{name}"]
         assert fun(reload_) == "module.run"
         assert {"file": f"wireguard-service-running-file-dropin-{name}"} in arg(
-            reload_, "onchanges")
+            reload_, "onchanges"
+        )
         assert {"wireguard": f"wireguard-config-file-wireguard-config-{name}"} in arg(
-            reload_, "require_in")
+            reload_, "require_in"
+        )
     running = got["wireguard-service-running-service-running-wg0"]
     assert {"module": "wireguard-service-running-module-run-daemon-reload-wg0"} in arg(
-        running, "require")
+        running, "require"
+    )
     assert "wireguard-service-running-file-dropin-wg2" not in got  # absent: none made
 
 
 def test_the_default_config_dir_needs_no_drop_in(renderer):
-    pillar = {"lookup": {"config_dir": "/etc/wireguard"},
-              "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}
+    pillar = {
+        "lookup": {"config_dir": "/etc/wireguard"},
+        "interfaces": {"wg0": {"address": "10.9.0.1/24"}},
+    }
     got = states(renderer.render("debian-12", pillar, interfaces=False))
     assert not [i for i in got if "dropin" in i or "daemon-reload" in i]
 
 
 def test_a_unit_of_ones_own_gets_no_drop_in(renderer):
-    pillar = {"lookup": {"service": {"name": "my-wg@{interface}"}},
-              "interfaces": {"wg0": {"address": "10.9.0.1/24"}}}
+    pillar = {
+        "lookup": {"service": {"name": "my-wg@{interface}"}},
+        "interfaces": {"wg0": {"address": "10.9.0.1/24"}},
+    }
     got = states(renderer.render("debian-12", pillar))
     assert not [i for i in got if "dropin" in i]
 
@@ -175,6 +207,6 @@ def test_openrc_links_the_conf_where_its_init_script_reads_it(renderer):
     assert arg(link, "name") == "/etc/wireguard/wg0.conf"
     assert arg(link, "target") == f"{answer['config_dir']}/wg0.conf"
     assert {"file": "wireguard-service-running-file-conf-link-wg0"} in arg(
-        got["wireguard-service-running-service-running-wg0"], "require")
+        got["wireguard-service-running-service-running-wg0"], "require"
+    )
     assert not [i for i in got if "dropin" in i]
-

@@ -45,8 +45,12 @@ RULE = [
 
 @pytest.mark.parametrize(("age", "tx_bytes", "keepalive", "sample", "state"), RULE)
 def test_the_staleness_rule(age, tx_bytes, keepalive, sample, state):
-    peer = {"latest_handshake_age": age, "tx_bytes": tx_bytes, "rx_bytes": 0,
-            "persistent_keepalive": keepalive}
+    peer = {
+        "latest_handshake_age": age,
+        "tx_bytes": tx_bytes,
+        "rx_bytes": 0,
+        "persistent_keepalive": keepalive,
+    }
     assert wgf_health.link_state(peer, 180, sample) == state
 
 

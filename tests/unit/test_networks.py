@@ -10,8 +10,7 @@ import wgf_schema
 
 @pytest.fixture
 def keys():
-    return {m: wgf_keys.pubkey(wgf_keys.genkey())
-            for m in ("s1", "s2", "s3", "s4", "hub1", "hub2")}
+    return {m: wgf_keys.pubkey(wgf_keys.genkey()) for m in ("s1", "s2", "s3", "s4", "hub1", "hub2")}
 
 
 class Mine:
@@ -43,8 +42,11 @@ def as_minion(mine, minion, pillar):
 
 
 MESH = {
-    "s1": {"address": "10.2.0.1/24", "endpoint": "198.51.100.1",
-           "allowed_ips": ["192.168.10.0/24"]},
+    "s1": {
+        "address": "10.2.0.1/24",
+        "endpoint": "198.51.100.1",
+        "allowed_ips": ["192.168.10.0/24"],
+    },
     "s2": {"address": "10.2.0.2/24", "endpoint": "198.51.100.2:4000"},
     "s3": {"address": "10.2.0.3/24"},  # roaming
     "s4": {"address": "fd02::4/64", "endpoint": "fd00::4"},
@@ -78,8 +80,11 @@ def test_a_minion_that_is_no_node_gets_nothing(mine):
 
 
 HUB = {
-    "hub1": {"address": "10.3.0.1/24", "endpoint": "198.51.100.10",
-             "allowed_ips": ["172.16.0.0/24"]},
+    "hub1": {
+        "address": "10.3.0.1/24",
+        "endpoint": "198.51.100.10",
+        "allowed_ips": ["172.16.0.0/24"],
+    },
     "s1": {"address": "10.3.0.11/24", "allowed_ips": ["192.168.1.0/24"]},
     "s2": {"address": "10.3.0.12/24", "allowed_ips": ["192.168.2.0/24"]},
 }
@@ -104,13 +109,21 @@ def test_missing_mine_key_warns_naming_the_node_and_keeps_the_rest(mine):
     assert len(wg1["warnings"]) == 1 and "minion 's4'" in wg1["warnings"][0]
 
 
-@pytest.mark.parametrize("poison", [
-    "QUFB", "x" * 44, "{key}\n[Peer]\nPublicKey = {key}", "{key}\nPostUp = touch /tmp/pwned",
-    ["{key}"], 42,
-])
+@pytest.mark.parametrize(
+    "poison",
+    [
+        "QUFB",
+        "x" * 44,
+        "{key}\n[Peer]\nPublicKey = {key}",
+        "{key}\nPostUp = touch /tmp/pwned",
+        ["{key}"],
+        42,
+    ],
+)
 def test_poisoned_mine_value_is_refused_naming_the_minion(mine, keys, poison):
     mine.published["s2"] = {
-        "wg1": poison.format(key=keys["s2"]) if isinstance(poison, str) else poison}
+        "wg1": poison.format(key=keys["s2"]) if isinstance(poison, str) else poison
+    }
     wg1 = as_minion(mine, "s1", network(**MESH))["wg1"]
     assert set(wg1["peers"]) == {"s3", "s4"}
     assert "refused" in wg1["warnings"][0] and "minion 's2'" in wg1["warnings"][0]
@@ -119,18 +132,27 @@ def test_poisoned_mine_value_is_refused_naming_the_minion(mine, keys, poison):
 
 
 def test_static_peer_can_name_a_minion(keys, mine):
-    pillar = {"interfaces": {"wg1": {"address": "10.9.0.1/24", "peers": {
-        "server": {"minion": "s2", "allowed_ips": ["10.9.0.2/32"]}}}}}
+    pillar = {
+        "interfaces": {
+            "wg1": {
+                "address": "10.9.0.1/24",
+                "peers": {"server": {"minion": "s2", "allowed_ips": ["10.9.0.2/32"]}},
+            }
+        }
+    }
     assert as_minion(mine, "laptop", pillar)["wg1"]["peers"]["server"]["public_key"] == keys["s2"]
 
 
-@pytest.mark.parametrize(("change", "words"), [
-    ({"topology": "star"}, "'star' is not mesh or hub"),
-    ({"hubs": ["nobody"], "topology": "hub"}, "'nobody' is not a node"),
-    ({"interface": None}, "'interface' is missing"),
-    ({"listen_port": 0}, "'listen_port'"),
-    ({"topolgy": "mesh"}, "did you mean 'topology'"),
-])
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"topology": "star"}, "'star' is not mesh or hub"),
+        ({"hubs": ["nobody"], "topology": "hub"}, "'nobody' is not a node"),
+        ({"interface": None}, "'interface' is missing"),
+        ({"listen_port": 0}, "'listen_port'"),
+        ({"topolgy": "mesh"}, "did you mean 'topology'"),
+    ],
+)
 def test_bad_network_is_refused(mine, change, words):
     pillar = network(**MESH)
     pillar["networks"]["corp"].update(change)
@@ -151,38 +173,43 @@ def corp(**change):
     return pillar
 
 
-@pytest.mark.parametrize(("pillar", "words"), [
-    (corp(nodes=5), "network 'corp', key 'nodes': a mapping of minion id to node"),
-    (corp(nodes=["s1"]), "network 'corp', key 'nodes': a mapping of minion id to node"),
-    (corp(topology="hub", hubs={"hub": 1}), "network 'corp', key 'hubs': a list of minion ids"),
-    (corp(topology="hub", hubs=[["s1"]]), "network 'corp', key 'hubs': a list of minion ids"),
-    (corp(topology="hub", hubs=5), "network 'corp', key 'hubs': a list of minion ids"),
-    (corp(interface=["wg1"]), "network 'corp', key 'interface'"),
-    (corp(interface={"wg1": None}), "network 'corp', key 'interface'"),
-    (corp(interface="wg1\n"), "network 'corp', key 'interface'"),
-    (corp(interface="wg+"), "network 'corp', key 'interface': 'wg+': '+' is refused"),
-    (corp(topology=["mesh"]), "network 'corp', key 'topology'"),
-    (corp(listen_port="\uff15\uff11"), "network 'corp', key 'listen_port'"),
-    ({"networks": {"corp": ["s1"]}}, "network 'corp': a network is a mapping of keys"),
-    ({"networks": ["corp"]}, "wireguard:networks must be a mapping"),
-])
-def test_network_fields_of_the_wrong_type_are_refused_naming_network_and_key(
-        mine, pillar, words):
+@pytest.mark.parametrize(
+    ("pillar", "words"),
+    [
+        (corp(nodes=5), "network 'corp', key 'nodes': a mapping of minion id to node"),
+        (corp(nodes=["s1"]), "network 'corp', key 'nodes': a mapping of minion id to node"),
+        (corp(topology="hub", hubs={"hub": 1}), "network 'corp', key 'hubs': a list of minion ids"),
+        (corp(topology="hub", hubs=[["s1"]]), "network 'corp', key 'hubs': a list of minion ids"),
+        (corp(topology="hub", hubs=5), "network 'corp', key 'hubs': a list of minion ids"),
+        (corp(interface=["wg1"]), "network 'corp', key 'interface'"),
+        (corp(interface={"wg1": None}), "network 'corp', key 'interface'"),
+        (corp(interface="wg1\n"), "network 'corp', key 'interface'"),
+        (corp(interface="wg+"), "network 'corp', key 'interface': 'wg+': '+' is refused"),
+        (corp(topology=["mesh"]), "network 'corp', key 'topology'"),
+        (corp(listen_port="\uff15\uff11"), "network 'corp', key 'listen_port'"),
+        ({"networks": {"corp": ["s1"]}}, "network 'corp': a network is a mapping of keys"),
+        ({"networks": ["corp"]}, "wireguard:networks must be a mapping"),
+    ],
+)
+def test_network_fields_of_the_wrong_type_are_refused_naming_network_and_key(mine, pillar, words):
     with pytest.raises(SaltInvocationError) as error:
         as_minion(mine, "s1", pillar)
     assert words in str(error.value)
 
 
-@pytest.mark.parametrize(("node", "words"), [
-    ({"endpoint": True}, "node 's2', key 'endpoint': a host or host:port, got bool"),
-    ({"endpoint": ["198.51.100.2"]}, "node 's2', key 'endpoint': a host or host:port"),
-    ({"endpoint": "198.51.100.2\nPostUp = id"}, "node 's2', key 'endpoint'"),
-    ({"endpoint": "fe80::1%eth0"}, "node 's2', key 'endpoint'"),
-    ({"address": "fe80::1%x,10.2.0.2/24"}, "node 's2', key 'address'"),
-    ({"address": None}, "node 's2': key 'address' is missing"),
-    ({"allowed_ips": ["fe80::1%x/128"]}, "node 's2', key 'allowed_ips'"),
-    ({"adress": "10.2.0.2/24"}, "node 's2': unknown key 'adress'; did you mean 'address'?"),
-])
+@pytest.mark.parametrize(
+    ("node", "words"),
+    [
+        ({"endpoint": True}, "node 's2', key 'endpoint': a host or host:port, got bool"),
+        ({"endpoint": ["198.51.100.2"]}, "node 's2', key 'endpoint': a host or host:port"),
+        ({"endpoint": "198.51.100.2\nPostUp = id"}, "node 's2', key 'endpoint'"),
+        ({"endpoint": "fe80::1%eth0"}, "node 's2', key 'endpoint'"),
+        ({"address": "fe80::1%x,10.2.0.2/24"}, "node 's2', key 'address'"),
+        ({"address": None}, "node 's2': key 'address' is missing"),
+        ({"allowed_ips": ["fe80::1%x/128"]}, "node 's2', key 'allowed_ips'"),
+        ({"adress": "10.2.0.2/24"}, "node 's2': unknown key 'adress'; did you mean 'address'?"),
+    ],
+)
 def test_a_bad_node_is_refused_naming_it(mine, node, words):
     pillar = network(**MESH)
     pillar["networks"]["corp"]["nodes"]["s2"] = {"address": "10.2.0.2/24", **node}

@@ -15,8 +15,9 @@ PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 
 def pillar(iface=None, peer=None, name="wg0"):
     iface = {"address": "10.1.1.11/24", **(iface or {})}
-    iface.setdefault("peers", {"hub": {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"],
-                                       **(peer or {})}})
+    iface.setdefault(
+        "peers", {"hub": {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"], **(peer or {})}}
+    )
     return {"interfaces": {name: iface}}
 
 
@@ -37,8 +38,9 @@ def validate(wireguard, minion="minion1", **kwargs):
 
 
 def test_defaults_are_filled_in_and_secrets_left_out():
-    got = validate(pillar({"private_key": PRIV},
-                                         {"preshared_key": PSK, "persistent_keepalive": "off"}))
+    got = validate(
+        pillar({"private_key": PRIV}, {"preshared_key": PSK, "persistent_keepalive": "off"})
+    )
     wg0 = got["wg0"]
     assert wg0["address"] == ["10.1.1.11/24"] and wg0["enabled"] and not wg0["absent"]
     assert wg0["table"] == "auto" and wg0["purge_peers"] is True and wg0["ipv6"] is False
@@ -51,10 +53,19 @@ def test_defaults_are_filled_in_and_secrets_left_out():
 
 
 def test_values_are_normalised():
-    got = validate(pillar(
-        {"address": ["10.1.1.11/24", "fd00::11/64"], "routes": "172.16.1.9/24, 10.9.0.0/16",
-         "fwmark": "0x1234", "table": 1234, "dns": "1.1.1.1", "mtu": 1420},
-        {"allowed_ips": ["10.1.1.5/24", "192.168.1.0/24", "10.1.1.0/24"]}))["wg0"]
+    got = validate(
+        pillar(
+            {
+                "address": ["10.1.1.11/24", "fd00::11/64"],
+                "routes": "172.16.1.9/24, 10.9.0.0/16",
+                "fwmark": "0x1234",
+                "table": 1234,
+                "dns": "1.1.1.1",
+                "mtu": 1420,
+            },
+            {"allowed_ips": ["10.1.1.5/24", "192.168.1.0/24", "10.1.1.0/24"]},
+        )
+    )["wg0"]
     assert got["routes"] == ["172.16.1.0/24", "10.9.0.0/16"]
     assert got["fwmark"] == 0x1234 and got["table"] == "1234" and got["dns"] == ["1.1.1.1"]
     assert got["ipv6"] is True
@@ -71,10 +82,18 @@ BAD = [
     ({"private_key": PRIV + "\n"}, {}, "wg0", ["'private_key'", "control character"]),
     ({}, {"public_key": KEY_A[:-4] + "====" + "AAAA"}, "wg0", ["peer 'hub'", "'public_key'"]),
     ({}, {"public_key": "QUFB"}, "wg0", ["'public_key'", "decodes to 3 bytes"]),
-    ({}, {"allowed_ips": ["10.1.1.0/24\nPostUp = touch /tmp/x"]}, "wg0",
-     ["peer 'hub'", "'allowed_ips'", "control character"]),
-    ({}, {"endpoint": "vpn.example.com:51820\nPostUp = id"}, "wg0",
-     ["'endpoint'", "control character"]),
+    (
+        {},
+        {"allowed_ips": ["10.1.1.0/24\nPostUp = touch /tmp/x"]},
+        "wg0",
+        ["peer 'hub'", "'allowed_ips'", "control character"],
+    ),
+    (
+        {},
+        {"endpoint": "vpn.example.com:51820\nPostUp = id"},
+        "wg0",
+        ["'endpoint'", "control character"],
+    ),
     ({"dns": ["1.1.1.1\nPostUp = id"]}, {}, "wg0", ["'dns'", "control character"]),
     ({"post_up": "echo hi\nPostUp = id"}, {}, "wg0", ["'post_up'", "control character"]),
     ({"listen_port": 0}, {}, "wg0", ["'listen_port'", "1-65535"]),
@@ -101,12 +120,26 @@ BAD = [
     ({}, {"AllowedIPs": ["10.1.1.0/24"]}, "wg0", ["did you mean 'allowed_ips'"]),
     ({"listenport": 1}, {}, "wg0", ["did you mean 'listen_port'"]),
     ({"save_config": True}, {}, "wg0", ["'save_config'", "overwrite"]),
-    ({"peers": {"a": {"public_key": KEY_A, "allowed_ips": ["10.9.0.0/24"]},
-                "b": {"public_key": KEY_B, "allowed_ips": ["10.9.0.5/24"]}}}, {}, "wg0",
-     ["peer 'b'", "10.9.0.0/24 is also in peer 'a'"]),
-    ({"private_key": PRIV,
-      "peers": {"self": {"public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="}}}, {},
-     "wg0", ["peer 'self'", "own public key"]),
+    (
+        {
+            "peers": {
+                "a": {"public_key": KEY_A, "allowed_ips": ["10.9.0.0/24"]},
+                "b": {"public_key": KEY_B, "allowed_ips": ["10.9.0.5/24"]},
+            }
+        },
+        {},
+        "wg0",
+        ["peer 'b'", "10.9.0.0/24 is also in peer 'a'"],
+    ),
+    (
+        {
+            "private_key": PRIV,
+            "peers": {"self": {"public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw="}},
+        },
+        {},
+        "wg0",
+        ["peer 'self'", "own public key"],
+    ),
     ({}, {"public_key": None}, "wg0", ["peer 'hub'", "'public_key' is missing"]),
 ]
 
@@ -135,26 +168,41 @@ def test_own_key_check_asks_for_the_interfaces_own_public_key():
         return wgf_keys.pubkey(PRIV)
 
     with pytest.raises(SaltInvocationError, match="own public key"):
-        validate(pillar(peer={"public_key": wgf_keys.pubkey(PRIV)}),
-                 own_public_key=own_public_key)
+        validate(pillar(peer={"public_key": wgf_keys.pubkey(PRIV)}), own_public_key=own_public_key)
     assert asked == [("wg0", None)]
     validate(pillar({"private_key": PRIV}), own_public_key=own_public_key)
     assert asked[-1] == ("wg0", PRIV)
 
 
 def test_absent_peer_needs_no_key_and_does_not_conflict():
-    got = validate(pillar({"peers": {
-        "old": {"absent": True, "public_key": KEY_B, "allowed_ips": ["10.1.1.0/24"]},
-        "new": {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"]}}}))
+    got = validate(
+        pillar(
+            {
+                "peers": {
+                    "old": {"absent": True, "public_key": KEY_B, "allowed_ips": ["10.1.1.0/24"]},
+                    "new": {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"]},
+                }
+            }
+        )
+    )
     assert got["wg0"]["peers"]["old"]["absent"] is True
 
 
 def test_render_config():
-    data = pillar({"private_key": PRIV, "listen_port": 51820, "dns": ["1.1.1.1", "corp.lan"],
-                   "mtu": 1420, "table": "off", "fwmark": 0x1234, "post_up": "echo up %i",
-                   "routes": ["172.16.1.0/24"], "masquerade": ["eth0"]},
-                  {"preshared_key": PSK, "endpoint": "vpn.example.com:51820",
-                   "persistent_keepalive": 25})
+    data = pillar(
+        {
+            "private_key": PRIV,
+            "listen_port": 51820,
+            "dns": ["1.1.1.1", "corp.lan"],
+            "mtu": 1420,
+            "table": "off",
+            "fwmark": 0x1234,
+            "post_up": "echo up %i",
+            "routes": ["172.16.1.0/24"],
+            "masquerade": ["eth0"],
+        },
+        {"preshared_key": PSK, "endpoint": "vpn.example.com:51820", "persistent_keepalive": 25},
+    )
     iface = validate(data)["wg0"]
     secrets = wgf_schema.secrets_of(data, iface)
     assert secrets == {"private_key": PRIV, "preshared_keys": {"hub": PSK}}
@@ -173,12 +221,24 @@ def test_render_config():
         "PostUp = iptables -w -A FORWARD -o %i -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     ]
     assert "PostUp = iptables -w -t nat -A POSTROUTING -s 10.1.1.0/24 -o eth0 -j MASQUERADE" in text
-    assert "PostDown = iptables -w -t nat -D POSTROUTING -s 10.1.1.0/24 -o eth0 -j MASQUERADE" in text
+    assert (
+        "PostDown = iptables -w -t nat -D POSTROUTING -s 10.1.1.0/24 -o eth0 -j MASQUERADE" in text
+    )
     assert "PostUp = ip route replace 172.16.1.0/24 dev %i proto static" in text
-    assert text.endswith("\n".join([
-        "[Peer]", "# hub", f"PublicKey = {KEY_A}", f"PresharedKey = {PSK}",
-        "AllowedIPs = 10.1.1.0/24", "Endpoint = vpn.example.com:51820",
-        "PersistentKeepalive = 25", ""]))
+    assert text.endswith(
+        "\n".join(
+            [
+                "[Peer]",
+                "# hub",
+                f"PublicKey = {KEY_A}",
+                f"PresharedKey = {PSK}",
+                "AllowedIPs = 10.1.1.0/24",
+                "Endpoint = vpn.example.com:51820",
+                "PersistentKeepalive = 25",
+                "",
+            ]
+        )
+    )
     masked = wgf_conf.render(iface)
     assert PRIV not in masked and PSK not in masked and "<hidden>" in masked
     assert masked == wgf_conf.mask(text, wgf_conf.known_public(pillar=iface))
@@ -190,6 +250,7 @@ def test_absent_peers_are_not_rendered():
 
 
 # ------------------------------------------------------------------ refuse, never crash
+
 
 def refusal(wireguard, **kwargs):
     """The message ``validate`` refuses ``wireguard`` with (it must refuse it)."""
@@ -205,28 +266,34 @@ def test_an_interface_name_with_a_trailing_newline_is_refused():
     assert "interface 'wg0\\n': an interface name is 1-15 characters" in message
 
 
-@pytest.mark.parametrize(("iface", "peer", "words"), [
-    ({"address": "fe80::1%x,10.0.0.1/24"}, {}, "key 'address': 'fe80::1%x,10.0.0.1/24'"),
-    ({"address": ["fe80::1%eth0/64"]}, {}, "key 'address': 'fe80::1%eth0/64'"),
-    ({}, {"allowed_ips": "fe80::1%x,10.0.0.1/24"}, "key 'allowed_ips': 'fe80::1%x'"),
-    ({}, {"allowed_ips": ["fe80::1%x/128"]}, "key 'allowed_ips': 'fe80::1%x/128'"),
-    ({"dns": "fe80::1%x,10.0.0.1"}, {}, "key 'dns': 'fe80::1%x,10.0.0.1'"),
-    ({"dns": ["fe80::1%eth0"]}, {}, "key 'dns': 'fe80::1%eth0'"),
-])
+@pytest.mark.parametrize(
+    ("iface", "peer", "words"),
+    [
+        ({"address": "fe80::1%x,10.0.0.1/24"}, {}, "key 'address': 'fe80::1%x,10.0.0.1/24'"),
+        ({"address": ["fe80::1%eth0/64"]}, {}, "key 'address': 'fe80::1%eth0/64'"),
+        ({}, {"allowed_ips": "fe80::1%x,10.0.0.1/24"}, "key 'allowed_ips': 'fe80::1%x'"),
+        ({}, {"allowed_ips": ["fe80::1%x/128"]}, "key 'allowed_ips': 'fe80::1%x/128'"),
+        ({"dns": "fe80::1%x,10.0.0.1"}, {}, "key 'dns': 'fe80::1%x,10.0.0.1'"),
+        ({"dns": ["fe80::1%eth0"]}, {}, "key 'dns': 'fe80::1%eth0'"),
+    ],
+)
 def test_ipv6_scope_ids_are_refused(iface, peer, words):
     """wg-quick would split ``fe80::1%x,10.0.0.1`` into two items."""
     assert words in refusal(pillar(iface, peer))
 
 
-@pytest.mark.parametrize(("iface", "peer", "words"), [
-    ({"table": "\uff11\uff12"}, {}, "key 'table': table '\uff11\uff12' is not defined"),
-    ({"table": "12\u0663"}, {}, "key 'table': table '12\u0663' is not defined"),
-    ({"listen_port": "\uff15\uff11\uff18\uff12\uff10"}, {}, "key 'listen_port'"),
-    ({"mtu": "\u0661\u0664\u0662\u0660"}, {}, "key 'mtu'"),
-    ({}, {"endpoint": "198.51.100.1:\uff15\uff11\uff18\uff12\uff10"}, "key 'endpoint'"),
-    ({}, {"endpoint": "198.51.100.1:5182\u0660"}, "key 'endpoint'"),
-    ({}, {"persistent_keepalive": "\u0662\u0665"}, "key 'persistent_keepalive'"),
-])
+@pytest.mark.parametrize(
+    ("iface", "peer", "words"),
+    [
+        ({"table": "\uff11\uff12"}, {}, "key 'table': table '\uff11\uff12' is not defined"),
+        ({"table": "12\u0663"}, {}, "key 'table': table '12\u0663' is not defined"),
+        ({"listen_port": "\uff15\uff11\uff18\uff12\uff10"}, {}, "key 'listen_port'"),
+        ({"mtu": "\u0661\u0664\u0662\u0660"}, {}, "key 'mtu'"),
+        ({}, {"endpoint": "198.51.100.1:\uff15\uff11\uff18\uff12\uff10"}, "key 'endpoint'"),
+        ({}, {"endpoint": "198.51.100.1:5182\u0660"}, "key 'endpoint'"),
+        ({}, {"persistent_keepalive": "\u0662\u0665"}, "key 'persistent_keepalive'"),
+    ],
+)
 def test_non_ascii_digits_are_refused(iface, peer, words):
     assert words in refusal(pillar(iface, peer))
 
@@ -235,8 +302,9 @@ def test_non_ascii_digits_are_refused(iface, peer, words):
 def test_characters_that_split_lines_are_refused_in_names_and_values(char):
     peer = {"public_key": KEY_A, "allowed_ips": ["10.1.1.0/24"]}
     escaped = repr(char)[1:-1]
-    message = refusal({"interfaces": {"wg0": {"address": "10.1.1.11/24",
-                                              "peers": {f"hub{char}x": peer}}}})
+    message = refusal(
+        {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {f"hub{char}x": peer}}}}
+    )
     assert f"peer 'hub{escaped}x'" in message and "the peer name" in message
     message = refusal(pillar({"post_up": f"echo up{char}PostUp = id"}))
     assert f"key 'post_up': 'echo up{escaped}PostUp = id'" in message
@@ -246,8 +314,9 @@ def test_characters_that_split_lines_are_refused_in_names_and_values(char):
 def test_a_peer_name_with_a_newline_is_shown_escaped():
     """Among fifty peers, the user finds it by the name as Python writes it."""
     name = "b\nPostUp = touch /tmp/pwned"
-    message = refusal({"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {
-        name: {"public_key": KEY_A}}}}})
+    message = refusal(
+        {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {name: {"public_key": KEY_A}}}}}
+    )
     assert f"peer {name!r}" in message
     assert "peer 'b\\nPostUp = touch /tmp/pwned'" in message
     assert "\nPostUp" not in message
@@ -259,35 +328,63 @@ def test_a_table_the_minion_does_not_define_is_refused():
     got = validate(pillar({"table": "vpn"}), known_tables={"main", "vpn"})
     assert got["wg0"]["table"] == "vpn"
     for table in ("auto", "off", "1234", 1234):
-        assert validate(pillar({"table": table}), known_tables=set())["wg0"]["table"] == str(
-            table)
+        assert validate(pillar({"table": table}), known_tables=set())["wg0"]["table"] == str(table)
 
 
 def test_a_non_string_peer_name_with_a_preshared_key():
     """YAML reads a peer named ``5`` as a number: validated and found by its name."""
-    wireguard = {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV,
-                                        "peers": {5: {"public_key": KEY_A,
-                                                      "preshared_key": PSK}}}}}
+    wireguard = {
+        "interfaces": {
+            "wg0": {
+                "address": "10.1.1.11/24",
+                "private_key": PRIV,
+                "peers": {5: {"public_key": KEY_A, "preshared_key": PSK}},
+            }
+        }
+    }
     iface = validate(wireguard)["wg0"]
     assert iface["peers"]["5"]["has_preshared_key"] is True
-    assert wgf_schema.secrets_of(wireguard, iface) == {"private_key": PRIV,
-                                                       "preshared_keys": {"5": PSK}}
+    assert wgf_schema.secrets_of(wireguard, iface) == {
+        "private_key": PRIV,
+        "preshared_keys": {"5": PSK},
+    }
 
 
-@pytest.mark.parametrize("slip", [
-    # an indentation slip turns a mapping into a list of one-key mappings
-    lambda: {"interfaces": {"wg0": [{"address": "10.1.1.11/24"}, {"private_key": PRIV}]}},
-    lambda: {"interfaces": [{"wg0": {"private_key": PRIV}}]},
-    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {
-        "hub": [{"public_key": KEY_A}, {"preshared_key": PSK}]}}}},
-    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": [
-        {"hub": {"public_key": KEY_A, "preshared_key": PSK}}]}}},
-    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": [PRIV]}}},
-    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "peers": {
-        "hub": {"public_key": KEY_A, "preshared_key": {"key": PSK}}}}}},
-    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV + "\n"}}},
-    lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV[:-2]}}},
-])
+@pytest.mark.parametrize(
+    "slip",
+    [
+        # an indentation slip turns a mapping into a list of one-key mappings
+        lambda: {"interfaces": {"wg0": [{"address": "10.1.1.11/24"}, {"private_key": PRIV}]}},
+        lambda: {"interfaces": [{"wg0": {"private_key": PRIV}}]},
+        lambda: {
+            "interfaces": {
+                "wg0": {
+                    "address": "10.1.1.11/24",
+                    "peers": {"hub": [{"public_key": KEY_A}, {"preshared_key": PSK}]},
+                }
+            }
+        },
+        lambda: {
+            "interfaces": {
+                "wg0": {
+                    "address": "10.1.1.11/24",
+                    "peers": [{"hub": {"public_key": KEY_A, "preshared_key": PSK}}],
+                }
+            }
+        },
+        lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": [PRIV]}}},
+        lambda: {
+            "interfaces": {
+                "wg0": {
+                    "address": "10.1.1.11/24",
+                    "peers": {"hub": {"public_key": KEY_A, "preshared_key": {"key": PSK}}},
+                }
+            }
+        },
+        lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV + "\n"}}},
+        lambda: {"interfaces": {"wg0": {"address": "10.1.1.11/24", "private_key": PRIV[:-2]}}},
+    ],
+)
 def test_a_refusal_never_shows_a_secret(slip):
     message = refusal(slip())
     assert PRIV not in message and PSK not in message

@@ -44,8 +44,9 @@ def _worker():
         try:
             caller = salt.client.Caller(mopts=salt.config.minion_config(case["config"]))
             answer["pillar"] = caller.cmd("pillar.items", unmask=True)
-            answer["interfaces"] = caller.cmd("wireguard.pillar_interfaces",
-                                              config_dir=case["config_dir"])
+            answer["interfaces"] = caller.cmd(
+                "wireguard.pillar_interfaces", config_dir=case["config_dir"]
+            )
         except Exception as exc:  # reported to the test
             answer["error"] = f"{type(exc).__name__}: {exc}"
         answers.append(answer)
@@ -71,14 +72,23 @@ def salt_render(tmp, cases):
             "log_level_logfile": "quiet",
         }
         (case_dir / "minion").write_text(yaml.safe_dump(config))
-        requests.append({"config": str(case_dir / "minion"),
-                         "config_dir": str(case_dir / "etc-wireguard")})
+        requests.append(
+            {"config": str(case_dir / "minion"), "config_dir": str(case_dir / "etc-wireguard")}
+        )
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, __file__], input=json.dumps(requests), env=env,
-                          capture_output=True, text=True, cwd=tmp, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, __file__],
+        input=json.dumps(requests),
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+        timeout=600,
+        check=False,
+    )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
     assert proc.returncode == 0 and lines, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return json.loads(lines[-1][len(MARK):])
+    return json.loads(lines[-1][len(MARK) :])
 
 
 def expected_interfaces(minion_id, pillar):
@@ -104,8 +114,10 @@ def problems(minion_id, answer, expected_pillar):
     if not isinstance(interfaces, dict):
         return [*found, f"wireguard.pillar_interfaces refused it: {interfaces}"]
     if set(interfaces) != expected_interfaces(minion_id, expected_pillar):
-        found.append(f"interfaces {sorted(interfaces)}, expected "
-                     f"{sorted(expected_interfaces(minion_id, expected_pillar))}")
+        found.append(
+            f"interfaces {sorted(interfaces)}, expected "
+            f"{sorted(expected_interfaces(minion_id, expected_pillar))}"
+        )
     return found
 
 
@@ -124,8 +136,9 @@ def pillar_example_ids():
     return [*sorted({n for net in networks.values() for n in net["nodes"]}), "laptop"]
 
 
-EXAMPLE_CASES = [(topology, minion_id) for topology, minions in load_examples().items()
-                 for minion_id in minions]
+EXAMPLE_CASES = [
+    (topology, minion_id) for topology, minions in load_examples().items() for minion_id in minions
+]
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +147,10 @@ def rendered(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pillar-examples")
     example_root = pillar_root_of(tmp, "pillar-example", PILLAR_EXAMPLE.read_text())
     keys = EXAMPLE_CASES + [("pillar.example", m) for m in pillar_example_ids()]
-    cases = [(minion_id, example_root if example == "pillar.example" else EXAMPLES / example)
-             for example, minion_id in keys]
+    cases = [
+        (minion_id, example_root if example == "pillar.example" else EXAMPLES / example)
+        for example, minion_id in keys
+    ]
     return dict(zip(keys, salt_render(tmp, cases), strict=True))
 
 
@@ -159,8 +174,9 @@ def test_pillar_example_shows_every_key():
 
     wireguard = yaml.safe_load(PILLAR_EXAMPLE.read_text())["wireguard"]
     assert set(wireguard) == set(wgf_schema.TOP_KEYS) - {"network_psks"}
-    defaults = yaml.safe_load(
-        (REPO / "wireguard" / "parameters" / "defaults.yaml").read_text())["values"]
+    defaults = yaml.safe_load((REPO / "wireguard" / "parameters" / "defaults.yaml").read_text())[
+        "values"
+    ]
     lookup = wireguard["lookup"]
     assert set(lookup) == set(defaults)
     for key, value in defaults.items():
@@ -179,16 +195,27 @@ def test_pillar_example_shows_every_key():
 
 
 def test_examples_have_every_topology():
-    assert sorted(load_examples()) == sorted([
-        "laptop-server", "internet-gateway", "jumpbox-vlan", "mesh", "road-warriors",
-        "two-sites-behind-nat", "dns-two-gateways", "mine-mesh", "mine-hub"])
+    assert sorted(load_examples()) == sorted(
+        [
+            "laptop-server",
+            "internet-gateway",
+            "jumpbox-vlan",
+            "mesh",
+            "road-warriors",
+            "two-sites-behind-nat",
+            "dns-two-gateways",
+            "mine-mesh",
+            "mine-hub",
+        ]
+    )
     for directory in EXAMPLES.iterdir():
         if directory.is_dir():
             assert (directory / "top.sls").is_file(), directory
 
 
-@pytest.mark.parametrize(("topology", "minion_id"), EXAMPLE_CASES,
-                         ids=[f"{t}-{m}" for t, m in EXAMPLE_CASES])
+@pytest.mark.parametrize(
+    ("topology", "minion_id"), EXAMPLE_CASES, ids=[f"{t}-{m}" for t, m in EXAMPLE_CASES]
+)
 def test_example_renders_and_validates(rendered, topology, minion_id):
     """Salt gives the minion, through its directory's top.sls, exactly its file (what
     the lab applies), and the formula accepts it."""
@@ -218,8 +245,8 @@ def test_a_broken_example_fails(tmp_path):
     assert "not what the file says" in " ".join(found[2]), found[2]
 
 
-
 # --- YAML examples in README.md and docs/*.md ---------------------------------------
+
 
 def yaml_blocks(text):
     """``(line number, body, refused)`` of each fenced YAML block, dedented; refused when
@@ -267,8 +294,9 @@ def pillar_blocks():
         for number, body, refused in yaml_blocks(page.read_text()):
             data = load_block(body)
             if isinstance(data, dict) and "wireguard" in data:
-                found.append((f"{page.relative_to(REPO)}:{number}", fill_placeholders(body),
-                              refused))
+                found.append(
+                    (f"{page.relative_to(REPO)}:{number}", fill_placeholders(body), refused)
+                )
     return found
 
 
@@ -302,8 +330,9 @@ def test_the_pages_have_pillar_examples_of_both_kinds():
     assert any(refused for _, _, refused in DOC_BLOCKS), ids
 
 
-@pytest.mark.parametrize(("block_id", "body", "refused"), DOC_BLOCKS,
-                         ids=[block_id for block_id, _, _ in DOC_BLOCKS])
+@pytest.mark.parametrize(
+    ("block_id", "body", "refused"), DOC_BLOCKS, ids=[block_id for block_id, _, _ in DOC_BLOCKS]
+)
 def test_doc_example_renders_and_validates(rendered_docs, block_id, body, refused):
     """A pillar shown in the README or docs/ is one the formula accepts, on every node
     it names; one marked refused is refused by the formula's validation."""
@@ -324,9 +353,13 @@ def test_no_page_shows_a_fragment_of_a_pillar():
     import wgf_networks  # the utils are on sys.path in the tests (conftest), not in _worker
     import wgf_schema
 
-    pillar_keys = (set(wgf_schema.TOP_KEYS) | set(wgf_schema.INTERFACE_KEYS)
-                   | set(wgf_schema.PEER_KEYS) | set(wgf_schema.CLIENT_KEYS)
-                   | set(wgf_networks.NETWORK_KEYS))
+    pillar_keys = (
+        set(wgf_schema.TOP_KEYS)
+        | set(wgf_schema.INTERFACE_KEYS)
+        | set(wgf_schema.PEER_KEYS)
+        | set(wgf_schema.CLIENT_KEYS)
+        | set(wgf_networks.NETWORK_KEYS)
+    )
     fragments = []
     for page in DOC_PAGES:
         for number, body, _ in yaml_blocks(page.read_text()):
@@ -348,7 +381,9 @@ def test_the_doc_checks_catch_a_bad_example():
     assert load_block("wireguard:\n  a: b: c\n") == {"wireguard": None}
     assert load_block("ok: a: b\n") is None
     assert minions_of({"wireguard": {"networks": {"n": {"nodes": {"b": {}, "a": {}}}}}}) == [
-        "a", "b"]
+        "a",
+        "b",
+    ]
 
 
 if __name__ == "__main__":

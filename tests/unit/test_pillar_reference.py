@@ -40,16 +40,18 @@ def _lookup_keys():
 def accepted_paths():
     """Every pillar path the formula accepts; `*` stands for a name (or a list item)."""
     iface = "wireguard:interfaces:*"
-    return (_under("wireguard", wgf_schema.TOP_KEYS)
-            | _under("wireguard:lookup", _lookup_keys())
-            | _under(iface, wgf_schema.INTERFACE_KEYS)
-            | _under(f"{iface}:peers:*", wgf_schema.PEER_KEYS)
-            | _under(f"{iface}:client_defaults", wgf_schema.CLIENT_DEFAULT_KEYS)
-            | _under(f"{iface}:clients:*", wgf_schema.CLIENT_KEYS)
-            | _under(f"{iface}:access", wgf_firewall.ACCESS_KEYS)
-            | _under(f"{iface}:access:rules:*", wgf_firewall.RULE_KEYS)
-            | _under("wireguard:networks:*", wgf_networks.NETWORK_KEYS)
-            | _under("wireguard:networks:*:nodes:*", wgf_networks.NODE_KEYS))
+    return (
+        _under("wireguard", wgf_schema.TOP_KEYS)
+        | _under("wireguard:lookup", _lookup_keys())
+        | _under(iface, wgf_schema.INTERFACE_KEYS)
+        | _under(f"{iface}:peers:*", wgf_schema.PEER_KEYS)
+        | _under(f"{iface}:client_defaults", wgf_schema.CLIENT_DEFAULT_KEYS)
+        | _under(f"{iface}:clients:*", wgf_schema.CLIENT_KEYS)
+        | _under(f"{iface}:access", wgf_firewall.ACCESS_KEYS)
+        | _under(f"{iface}:access:rules:*", wgf_firewall.RULE_KEYS)
+        | _under("wireguard:networks:*", wgf_networks.NETWORK_KEYS)
+        | _under("wireguard:networks:*:nodes:*", wgf_networks.NODE_KEYS)
+    )
 
 
 def _normal(path):
@@ -92,15 +94,18 @@ def test_the_page_documents_exactly_the_keys_the_schema_accepts():
     assert not invented, f"docs/pillar.md names keys the formula does not accept: {invented}"
 
 
-@pytest.mark.parametrize(("change", "found"), [
-    # a key the schema accepts, taken off the page
-    (lambda t: t.replace("| `fwmark` |", "| fwmark |"), "missing"),
-    (lambda t: t.replace("| `nodes:<minion id>:endpoint` |", "| endpoint |"), "missing"),
-    (lambda t: t.replace("| `rules[]:proto` |", "| proto |"), "missing"),
-    # a key the schema does not accept, added to the page
-    (lambda t: t.replace("| `fwmark` |", "| `fwmark`, `save_config` |"), "invented"),
-    (lambda t: t.replace("| `pkgs:extra` |", "| `pkgs:extras` |"), "both"),
-])
+@pytest.mark.parametrize(
+    ("change", "found"),
+    [
+        # a key the schema accepts, taken off the page
+        (lambda t: t.replace("| `fwmark` |", "| fwmark |"), "missing"),
+        (lambda t: t.replace("| `nodes:<minion id>:endpoint` |", "| endpoint |"), "missing"),
+        (lambda t: t.replace("| `rules[]:proto` |", "| proto |"), "missing"),
+        # a key the schema does not accept, added to the page
+        (lambda t: t.replace("| `fwmark` |", "| `fwmark`, `save_config` |"), "invented"),
+        (lambda t: t.replace("| `pkgs:extra` |", "| `pkgs:extras` |"), "both"),
+    ],
+)
 def test_the_check_fails_on_a_page_that_drifted(change, found):
     """The comparison above is not vacuous: a row taken off or a key that does not
     exist makes the two sets differ in the expected direction."""

@@ -16,9 +16,13 @@ import wgf_schema
 
 
 def network(topology="mesh", nodes=("a", "b", "c"), hubs=(), **extra):
-    net = {"interface": "wg1", "topology": topology, "preshared_keys": True,
-           "nodes": {n: {"address": f"10.9.0.{i}/24"} for i, n in enumerate(nodes, 1)},
-           **extra}
+    net = {
+        "interface": "wg1",
+        "topology": topology,
+        "preshared_keys": True,
+        "nodes": {n: {"address": f"10.9.0.{i}/24"} for i, n in enumerate(nodes, 1)},
+        **extra,
+    }
     if hubs:
         net["hubs"] = list(hubs)
     return net
@@ -31,7 +35,12 @@ def test_mesh_pairs_are_every_pair():
 def test_hub_pairs_are_spoke_hub_and_hub_hub():
     net = network("hub", nodes=("h1", "h2", "s1", "s2"), hubs=("h1", "h2"))
     assert wgf_psk.network_pairs("corp", net) == [
-        ("h1", "h2"), ("h1", "s1"), ("h1", "s2"), ("h2", "s1"), ("h2", "s2")]
+        ("h1", "h2"),
+        ("h1", "s1"),
+        ("h1", "s2"),
+        ("h2", "s1"),
+        ("h2", "s2"),
+    ]
 
 
 def test_without_preshared_keys_no_pair():
@@ -89,8 +98,10 @@ def test_the_store_is_private_and_keeps_keys(tmp_path):
     path = wgf_psk.store_path(str(tmp_path))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
-    assert wgf_psk.ensure_network(str(tmp_path), "corp",
-                                  wgf_psk.network_pairs("corp", nets["corp"])) == 0
+    assert (
+        wgf_psk.ensure_network(str(tmp_path), "corp", wgf_psk.network_pairs("corp", nets["corp"]))
+        == 0
+    )
     assert wgf_psk.keys_of(str(tmp_path), "a") == first
     assert [n for n in os.listdir(os.path.dirname(path)) if n.startswith(".psks.")] == []
 
@@ -101,7 +112,9 @@ def test_ensure_makes_the_missing_keys_and_forgets_old_pairs(tmp_path):
     made = wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b"), ("a", "c")])
     assert made == 1
     assert wgf_psk.keys_of(str(tmp_path), "a")["corp"] == {
-        "b": ab, "c": wgf_psk.keys_of(str(tmp_path), "c")["corp"]["a"]}
+        "b": ab,
+        "c": wgf_psk.keys_of(str(tmp_path), "c")["corp"]["a"],
+    }
     wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "c")])
     assert wgf_psk.keys_of(str(tmp_path), "b") == {}
 
@@ -132,24 +145,30 @@ def test_an_unreadable_store_is_refused_without_its_content(tmp_path):
     assert "not json" not in str(exc.value)
 
 
-@pytest.mark.parametrize(("content", "where"), [
-    ({"corp": []}, r"network 'corp' does not hold a mapping"),
-    ({"corp": {"m": "x"}}, r"network 'corp', minion 'm' does not hold a mapping"),
-    ({"corp": {"a": {"b": "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeop"}}},
-     r"network 'corp', pair 'a' - 'b': the key is not valid base64"),
-    ({"corp": {"a": {"b": 5}}}, r"network 'corp', pair 'a' - 'b': the key must be"),
-    ([1, 2], r"is not a mapping"),
-])
-def test_a_damaged_store_is_refused_naming_the_place_and_never_written(tmp_path, content,
-                                                                       where):
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        ({"corp": []}, r"network 'corp' does not hold a mapping"),
+        ({"corp": {"m": "x"}}, r"network 'corp', minion 'm' does not hold a mapping"),
+        (
+            {"corp": {"a": {"b": "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeop"}}},
+            r"network 'corp', pair 'a' - 'b': the key is not valid base64",
+        ),
+        ({"corp": {"a": {"b": 5}}}, r"network 'corp', pair 'a' - 'b': the key must be"),
+        ([1, 2], r"is not a mapping"),
+    ],
+)
+def test_a_damaged_store_is_refused_naming_the_place_and_never_written(tmp_path, content, where):
     path = wgf_psk.store_path(str(tmp_path))
     os.makedirs(os.path.dirname(path))
     text = json.dumps(content)
     with open(path, "w", encoding="ascii") as handle:
         handle.write(text)
-    for call in (lambda: wgf_psk.keys_of(str(tmp_path), "a"),
-                 lambda: wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b")]),
-                 lambda: wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b")])):
+    for call in (
+        lambda: wgf_psk.keys_of(str(tmp_path), "a"),
+        lambda: wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b")]),
+        lambda: wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b")]),
+    ):
         with pytest.raises(SaltInvocationError, match=where) as exc:
             call()
         assert "FpCyhws9cxwWoV4x" not in str(exc.value)
@@ -160,8 +179,10 @@ def test_a_damaged_store_is_refused_naming_the_place_and_never_written(tmp_path,
 def test_a_lock_path_that_is_a_directory_is_refused(tmp_path):
     path = wgf_psk.store_path(str(tmp_path))
     os.makedirs(path + ".lock")
-    for call in (lambda: wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b")]),
-                 lambda: wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b")])):
+    for call in (
+        lambda: wgf_psk.ensure_network(str(tmp_path), "corp", [("a", "b")]),
+        lambda: wgf_psk.replace_network(str(tmp_path), "corp", [("a", "b")]),
+    ):
         with pytest.raises(SaltInvocationError, match=r"psks.json.lock cannot be opened"):
             call()
     assert not os.path.exists(path)
@@ -169,8 +190,9 @@ def test_a_lock_path_that_is_a_directory_is_refused(tmp_path):
 
 def _validated(pillar, minion="a"):
     keys = {m: wgf_keys.pubkey(wgf_keys.genkey()) for m in "abc"}
-    return wgf_schema.validate(pillar, minion,
-                               published_keys=lambda ms: {m: {"wg1": keys[m]} for m in ms})
+    return wgf_schema.validate(
+        pillar, minion, published_keys=lambda ms: {m: {"wg1": keys[m]} for m in ms}
+    )
 
 
 def test_network_peers_take_their_pairs_key_from_network_psks():
@@ -191,15 +213,20 @@ def test_network_peers_take_their_pairs_key_from_network_psks():
 
 def test_missing_psk_names_the_network_and_partner():
     pillar = {"networks": {"corp": network()}, "network_psks": {"corp": {"b": wgf_psk.new_key()}}}
-    with pytest.raises(SaltInvocationError, match=r"network 'corp', node 'c': sets "
-                                                  r"preshared_keys.*ext_pillar"):
+    with pytest.raises(
+        SaltInvocationError,
+        match=r"network 'corp', node 'c': sets "
+        r"preshared_keys.*ext_pillar",
+    ):
         _validated(pillar)
 
 
 def test_bad_psk_is_refused_without_showing_it():
     bad = "not-a-key-but-secret-looking-text"
-    pillar = {"networks": {"corp": network()},
-              "network_psks": {"corp": {"b": bad, "c": wgf_psk.new_key()}}}
+    pillar = {
+        "networks": {"corp": network()},
+        "network_psks": {"corp": {"b": bad, "c": wgf_psk.new_key()}},
+    }
     with pytest.raises(SaltInvocationError, match=r"network 'corp', node 'b'") as exc:
         _validated(pillar)
     assert bad not in str(exc.value)
@@ -223,7 +250,11 @@ def test_max_key_age_must_be_a_number_of_days():
 
 
 def test_key_age_comes_from_the_key_files_time():
-    data = {"modes": {"key": {"path": "/etc/wireguard/wg0.key", "mode": 0o600, "uid": 0,
-                              "mtime": 1000.0}}, "now": 1000.0 + 3 * 86400 + 8640}
+    data = {
+        "modes": {
+            "key": {"path": "/etc/wireguard/wg0.key", "mode": 0o600, "uid": 0, "mtime": 1000.0}
+        },
+        "now": 1000.0 + 3 * 86400 + 8640,
+    }
     assert wgf_health.key_age_days(data) == 3.1
     assert wgf_health.key_age_days({"modes": {"key": None}, "now": 1.0}) is None

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("make_reference",
-                                              REPO / "docs" / "make_reference.py")
+spec = importlib.util.spec_from_file_location("make_reference", REPO / "docs" / "make_reference.py")
 make_reference = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(make_reference)
 
-PAGES = sorted([REPO / "README.md", *(REPO / "docs").glob("*.md"),
-                *(REPO / "examples").rglob("*.md")])
+PAGES = sorted(
+    [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "examples").rglob("*.md")]
+)
 #: ``wireguard.<word>`` that are file names, not functions.
 FILE_SUFFIXES = {"conf", "py", "svg", "dot", "sls", "config_dir"}
 
@@ -30,7 +30,8 @@ def loader_functions():
 
 def test_the_reference_page_is_made_from_the_docstrings():
     assert (REPO / "docs" / "reference.md").read_text() == make_reference.render(), (
-        "docs/reference.md is out of date: run .venv/bin/python docs/make_reference.py")
+        "docs/reference.md is out of date: run .venv/bin/python docs/make_reference.py"
+    )
 
 
 @pytest.mark.parametrize("path", ["_modules/wireguard.py", "_runners/wireguard.py"])
@@ -49,8 +50,11 @@ def test_every_public_function_is_on_the_page_with_its_arguments():
             for node in tree.body:
                 if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                     for arg in node.args.args:
-                        assert re.search(rf"### `[\w.]*{node.name}\([^)]*\b{arg.arg}\b",
-                                         page), (path, node.name, arg.arg)
+                        assert re.search(rf"### `[\w.]*{node.name}\([^)]*\b{arg.arg}\b", page), (
+                            path,
+                            node.name,
+                            arg.arg,
+                        )
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
@@ -58,16 +62,21 @@ def test_no_page_writes_a_function_table_again(page):
     """A table row that starts with a call signature is the reference written twice."""
     if page.name == "reference.md":
         return
-    rows = [line for line in page.read_text().splitlines()
-            if re.match(r"\|\s*`(wireguard\.)?[a-z_]+\([^`]*\)`", line)]
+    rows = [
+        line
+        for line in page.read_text().splitlines()
+        if re.match(r"\|\s*`(wireguard\.)?[a-z_]+\([^`]*\)`", line)
+    ]
     assert not rows, rows
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
 def test_no_page_names_a_function_the_code_does_not_have(page):
     functions = loader_functions()
-    sls = {".".join(p.with_suffix("").relative_to(REPO).parts)
-           for p in (REPO / "wireguard").rglob("*.sls")}
+    sls = {
+        ".".join(p.with_suffix("").relative_to(REPO).parts)
+        for p in (REPO / "wireguard").rglob("*.sls")
+    }
     sls |= {name.removesuffix(".init") for name in sls}
     unknown = set()
     # a pillar top file's "- wireguard.server" names a pillar file, not a function

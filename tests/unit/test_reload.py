@@ -60,7 +60,8 @@ def test_nothing_changed_nothing_runs_again(utils):
 def test_a_util_never_seen_is_reloaded_once():
     """A util an older formula imported carries no stamp: it may be stale, read it again."""
     assert sorted(wgf_reload.refresh(PREFIX)) == sorted(
-        f"{PREFIX}{n}" for n in ("zbase", "user", "other"))
+        f"{PREFIX}{n}" for n in ("zbase", "user", "other")
+    )
     assert wgf_reload.refresh(PREFIX) == []
 
 
@@ -70,8 +71,7 @@ def test_every_util_of_the_formula_reloads_cleanly():
     for entry in sorted(os.listdir(utils_dir)):
         if entry.startswith("wgf_") and entry.endswith(".py"):
             __import__(entry[:-3])
-    loaded = {n: m for n, m in sys.modules.items() if n.startswith("wgf_")
-              and n != "wgf_reload"}
+    loaded = {n: m for n, m in sys.modules.items() if n.startswith("wgf_") and n != "wgf_reload"}
     order = wgf_reload._order(loaded, "wgf_")
     assert order.index("wgf_addr") < order.index("wgf_schema")
     assert order.index("wgf_keys") < order.index("wgf_clients") < order.index("wgf_schema")

@@ -15,10 +15,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "_utils"))
 import wgf_state  # the formula's utils
 
 UNIT = "wg-quick@wg0"
-TOO_OFTEN = (f"Job for {UNIT}.service failed because start of the service was attempted "
-             "too often.")
-HOOK_FAILED = (f"Job for {UNIT}.service failed because the control process exited with "
-               "error code.")
+TOO_OFTEN = f"Job for {UNIT}.service failed because start of the service was attempted too often."
+HOOK_FAILED = f"Job for {UNIT}.service failed because the control process exited with error code."
 
 
 class FakeUnit:
@@ -73,8 +71,13 @@ def apply(unit, new, systemd=True):
     old = unit.config
     unit.config = new
     return wgf_state.restart_with_fallback(
-        UNIT, "/etc/wireguard/wg0.conf", unit.restart, unit.write(old),
-        lambda: "the service's log", **(unit.systemd() if systemd else {}))
+        UNIT,
+        "/etc/wireguard/wg0.conf",
+        unit.restart,
+        unit.write(old),
+        lambda: "the service's log",
+        **(unit.systemd() if systemd else {}),
+    )
 
 
 def rate_limited():
@@ -149,8 +152,15 @@ def test_a_failing_reset_still_puts_the_old_file_back():
 
     unit.config = "new"
     with pytest.raises(CommandExecutionError, match=r"put back \(which failed too\)"):
-        wgf_state.restart_with_fallback(UNIT, "/x", unit.restart, unit.write("old"),
-                                        lambda: "log", unit.show_result, refused_reset)
+        wgf_state.restart_with_fallback(
+            UNIT,
+            "/x",
+            unit.restart,
+            unit.write("old"),
+            lambda: "log",
+            unit.show_result,
+            refused_reset,
+        )
     assert unit.config == "old", "the old file was not put back"
     assert unit.calls == ["restart", "show", "restart", "show"]
 
@@ -158,16 +168,18 @@ def test_a_failing_reset_still_puts_the_old_file_back():
 def test_a_failure_with_no_config_before_says_so():
     unit = FakeUnit(config="bad")
     with pytest.raises(CommandExecutionError, match=f"{UNIT} failed to restart"):
-        wgf_state.restart_with_fallback(UNIT, "/x", unit.restart, None, lambda: "log",
-                                        **unit.systemd())
+        wgf_state.restart_with_fallback(
+            UNIT, "/x", unit.restart, None, lambda: "log", **unit.systemd()
+        )
 
 
 @settings(max_examples=300, deadline=None)
-@given(starts=st.lists(st.floats(min_value=90.0, max_value=100.0), max_size=12),
-       burst=st.integers(min_value=1, max_value=6),
-       good=st.booleans())
-def test_an_interface_up_before_is_up_after_whatever_restarts_came_before(starts, burst,
-                                                                           good):
+@given(
+    starts=st.lists(st.floats(min_value=90.0, max_value=100.0), max_size=12),
+    burst=st.integers(min_value=1, max_value=6),
+    good=st.booleans(),
+)
+def test_an_interface_up_before_is_up_after_whatever_restarts_came_before(starts, burst, good):
     unit = FakeUnit(starts=sorted(starts), burst=burst)
     if good:
         apply(unit, "new")
@@ -188,17 +200,29 @@ def test_start_limit_hit():
 
 def test_the_config_comment_says_what_was_reset():
     conf = "/etc/wireguard/wg0.conf"
-    restarted = {"changes": {"diff": "x", "restarted": {
-        "service": UNIT, "why": "its table mode changed", "start_limit_reset": True}}}
+    restarted = {
+        "changes": {
+            "diff": "x",
+            "restarted": {
+                "service": UNIT,
+                "why": "its table mode changed",
+                "start_limit_reset": True,
+            },
+        }
+    }
     assert wgf_state.config_comment(conf, UNIT, "its table mode changed", restarted) == (
         f"{conf} updated; {UNIT} restarted because its table mode changed; systemd's start "
-        f"limit of {UNIT} was reset (it had refused to start it again so soon)")
+        f"limit of {UNIT} was reset (it had refused to start it again so soon)"
+    )
     down = {"changes": {"start_limit_reset": {"service": UNIT}}}
     assert wgf_state.config_comment(conf, UNIT, None, down, test=True) == (
         f"{conf} is as pillar says; systemd's start limit of {UNIT} would be reset (it had "
-        "refused to start it again so soon)")
+        "refused to start it again so soon)"
+    )
     plain = {"changes": {"diff": "x", "restarted": {"service": UNIT, "why": "hooks"}}}
     assert wgf_state.config_comment(conf, UNIT, "hooks", plain, test=True) == (
-        f"{conf} would be updated and {UNIT} restarted")
+        f"{conf} would be updated and {UNIT} restarted"
+    )
     assert wgf_state.config_comment(conf, UNIT, None, {"changes": {"diff": "x"}}) == (
-        f"{conf} updated")
+        f"{conf} updated"
+    )

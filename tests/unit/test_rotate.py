@@ -5,9 +5,14 @@ import wgf_rotate
 
 
 def mesh(*nodes, interface="wg1", **extra):
-    return {"interface": interface, "nodes": {
-        n: {"address": f"10.9.0.{i}/24", "endpoint": f"198.18.9.{i}"}
-        for i, n in enumerate(nodes, 1)}, **extra}
+    return {
+        "interface": interface,
+        "nodes": {
+            n: {"address": f"10.9.0.{i}/24", "endpoint": f"198.18.9.{i}"}
+            for i, n in enumerate(nodes, 1)
+        },
+        **extra,
+    }
 
 
 def test_plan_names_the_targets_that_are_no_node():
@@ -17,8 +22,9 @@ def test_plan_names_the_targets_that_are_no_node():
     assert refused == ["stranger"]
     nodes, refused = wgf_rotate.plan(networks, ["a", "b"], interface="wg2")
     assert nodes == {"a": {"wg2": "lab"}} and refused == ["b"]
-    assert "'b'" in wgf_rotate.refusal(refused, "wg2") and "'wg2'" in \
-        wgf_rotate.refusal(refused, "wg2")
+    assert "'b'" in wgf_rotate.refusal(refused, "wg2") and "'wg2'" in wgf_rotate.refusal(
+        refused, "wg2"
+    )
 
 
 def test_partners_learn_the_next_key_then_move_the_allowed_ips():
@@ -28,15 +34,29 @@ def test_partners_learn_the_next_key_then_move_the_allowed_ips():
     nodes = {"a": {"wg1": "corp"}}
     announce = wgf_rotate.announce_orders(networks, nodes, staged)
     assert sorted(announce) == ["b", "c"]
-    assert announce["b"] == [{"interface": "wg1", "public_key": keys["next"],
-                              "replaces": keys["old"], "endpoint": "198.18.9.1:51820",
-                              "persistent_keepalive": None}]
+    assert announce["b"] == [
+        {
+            "interface": "wg1",
+            "public_key": keys["next"],
+            "replaces": keys["old"],
+            "endpoint": "198.18.9.1:51820",
+            "persistent_keepalive": None,
+        }
+    ]
     orders = wgf_rotate.switch_orders(networks, nodes, staged)
-    assert orders["a"] == {"private_key": ["wg1"], "peers": [],
-                           "wake": ["10.9.0.2", "10.9.0.3"]}
-    assert orders["c"] == {"private_key": [], "wake": [], "peers": [{
-        "interface": "wg1", "old": keys["old"], "new": keys["next"],
-        "allowed_ips": ["10.9.0.1/32"]}]}
+    assert orders["a"] == {"private_key": ["wg1"], "peers": [], "wake": ["10.9.0.2", "10.9.0.3"]}
+    assert orders["c"] == {
+        "private_key": [],
+        "wake": [],
+        "peers": [
+            {
+                "interface": "wg1",
+                "old": keys["old"],
+                "new": keys["next"],
+                "allowed_ips": ["10.9.0.1/32"],
+            }
+        ],
+    }
 
 
 def test_a_spoke_moves_the_hubs_whole_network():

@@ -31,14 +31,25 @@ REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 PACKAGE = "saltext/wireguard_formula"
 # repository directory -> directory inside the extension package
-LOADER_DIRS = {"_modules": "modules", "_states": "states", "_runners": "runners",
-               "_beacons": "beacons", "_pillar": "pillar"}
+LOADER_DIRS = {
+    "_modules": "modules",
+    "_states": "states",
+    "_runners": "runners",
+    "_beacons": "beacons",
+    "_pillar": "pillar",
+}
 
 
 def run(argv, timeout=300, **kwargs):
-    proc = subprocess.run([str(a) for a in argv], stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout, check=False,
-                          **kwargs)
+    proc = subprocess.run(
+        [str(a) for a in argv],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
     assert proc.returncode == 0, f"{argv}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -54,18 +65,32 @@ def wheel(tmp_path_factory):
     """`pip wheel .` of the repository, its build backend from the lab's wheel cache."""
     backend = wheel_dir(PYPROJECT["build-system"]["requires"])
     out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-index",
-         "--find-links", backend, "--wheel-dir", out, REPO])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-index",
+            "--find-links",
+            backend,
+            "--wheel-dir",
+            out,
+            REPO,
+        ]
+    )
     (path,) = out.glob("*.whl")
     return path
 
 
 def test_the_wheel_holds_the_repositorys_own_module_files(wheel):
     with zipfile.ZipFile(wheel) as whl:
-        packed = {name: whl.read(name) for name in whl.namelist()
-                  if ".dist-info/" not in name}
-        entry_points = whl.read(next(n for n in whl.namelist()
-                                     if n.endswith(".dist-info/entry_points.txt"))).decode()
+        packed = {name: whl.read(name) for name in whl.namelist() if ".dist-info/" not in name}
+        entry_points = whl.read(
+            next(n for n in whl.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        ).decode()
     expected = {}
     for source_dir, package_dir in LOADER_DIRS.items():
         for path in tracked(f"{source_dir}/*.py"):
@@ -80,8 +105,9 @@ def test_the_wheel_holds_the_repositorys_own_module_files(wheel):
     for name, path in expected.items():
         assert packed[name] == (REPO / path).read_bytes(), name
     for key in ("module_dirs", "states_dirs", "runner_dirs", "beacons_dirs", "pillar_dirs"):
-        assert re.search(rf"^{key} = saltext\.wireguard_formula\.loader:", entry_points,
-                         re.M), entry_points
+        assert re.search(rf"^{key} = saltext\.wireguard_formula\.loader:", entry_points, re.M), (
+            entry_points
+        )
 
 
 def test_the_package_does_not_pin_salt_for_its_users():
@@ -98,28 +124,44 @@ def salt_env(tmp_path_factory, wheel):
     pins = salt_pins()
     salt = next(pin for pin in pins if pin.startswith("salt=="))
     # --no-compile: Salt is thousands of files; Python compiles the few it imports
-    run([sys.executable, "-m", "pip", "--python", venv / "bin/python", "install", "-q",
-         "--no-index", "--no-compile", "--find-links", wheel_dir(pins), salt, wheel],
-        timeout=600)
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            venv / "bin/python",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-compile",
+            "--find-links",
+            wheel_dir(pins),
+            salt,
+            wheel,
+        ],
+        timeout=600,
+    )
     root = tmp / "root"
     conf = tmp / "conf"
     conf.mkdir()
     (tmp / "srv").mkdir()
     (tmp / "pillar").mkdir()
-    common = (f"root_dir: {root}\nfile_roots: {{base: [{tmp / 'srv'}]}}\n"
-              f"pillar_roots: {{base: [{tmp / 'pillar'}]}}\n")
+    common = (
+        f"root_dir: {root}\nfile_roots: {{base: [{tmp / 'srv'}]}}\n"
+        f"pillar_roots: {{base: [{tmp / 'pillar'}]}}\n"
+    )
     (conf / "minion").write_text(
-        f"id: saltext-test\nfile_client: local\nmaster_type: disable\n{common}")
+        f"id: saltext-test\nfile_client: local\nmaster_type: disable\n{common}"
+    )
     (conf / "master").write_text(common)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "SALT_"))}
 
     def salt_cmd(tool, *args, timeout=120):
-        return run([venv / "bin" / tool, "-c", conf, *args], timeout=timeout, cwd=tmp,
-                   env=env)
+        return run([venv / "bin" / tool, "-c", conf, *args], timeout=timeout, cwd=tmp, env=env)
 
     def salt_call(*args, timeout=120):
-        return json.loads(salt_cmd("salt-call", "--out=json", *args,
-                                   timeout=timeout))["local"]
+        return json.loads(salt_cmd("salt-call", "--out=json", *args, timeout=timeout))["local"]
 
     salt_cmd.call = salt_call
     salt_cmd.root = root
@@ -131,8 +173,13 @@ def salt_env(tmp_path_factory, wheel):
 
 def test_salt_call_lists_the_execution_functions(salt_env):
     functions = salt_env.call("--local", "sys.list_functions", "wireguard")
-    for name in ("wireguard.genkey", "wireguard.pubkey", "wireguard.show",
-                 "wireguard.pillar_interfaces", "wireguard.check"):
+    for name in (
+        "wireguard.genkey",
+        "wireguard.pubkey",
+        "wireguard.show",
+        "wireguard.pillar_interfaces",
+        "wireguard.check",
+    ):
         assert name in functions, functions
     synced = list((salt_env.root / "var/cache/salt").rglob("extmods/*/*"))
     assert not synced, f"not from the package but synced into extension_modules: {synced}"
@@ -140,8 +187,12 @@ def test_salt_call_lists_the_execution_functions(salt_env):
 
 def test_salt_call_lists_the_state_functions(salt_env):
     states = salt_env.call("--local", "sys.list_state_functions", "wireguard")
-    for name in ("wireguard.config", "wireguard.peer", "wireguard.private_key",
-                 "wireguard.interface"):
+    for name in (
+        "wireguard.config",
+        "wireguard.peer",
+        "wireguard.private_key",
+        "wireguard.interface",
+    ):
         assert name in states, states
 
 
@@ -163,16 +214,20 @@ def test_a_masterless_minion_has_the_beacon(salt_env):
     log = (salt_env.root.parent / "minion.log").open("w")
     minion = subprocess.Popen(
         [salt_env.venv / "bin/salt-minion", "-c", salt_env.conf, "-l", "info"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        env=salt_env.env, cwd=salt_env.root.parent, start_new_session=True)
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=salt_env.env,
+        cwd=salt_env.root.parent,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 60
         available = {}
         while time.monotonic() < deadline and not isinstance(available, list):
             assert minion.poll() is None, (salt_env.root.parent / "minion.log").read_text()
             # {"beacons": {}} until the minion's event bus answers
-            available = salt_env.call("beacons.list_available", "return_yaml=False",
-                                      "timeout=5")
+            available = salt_env.call("beacons.list_available", "return_yaml=False", "timeout=5")
         assert isinstance(available, list), "the minion never answered"
         assert "wireguard" in available, available
     finally:

@@ -42,9 +42,11 @@ class FakeMinion:
             "wireguard.service_name": lambda i: f"wg-quick@{i}",
             "wireguard.pillar_interfaces": self.pillar_interfaces,
             "wireguard_layout.config_dir": lambda config_dir=None: wgf_layout.config_dir(
-                self.pillar.get("lookup") or {}, config_dir or self.config_dir),
+                self.pillar.get("lookup") or {}, config_dir or self.config_dir
+            ),
             "pillar.get": lambda key, default=None, unmask=False: (
-                self.pillar if key == "wireguard" else default),
+                self.pillar if key == "wireguard" else default
+            ),
             "cmd.run_all": self.run_all,
             "cmd.has_exec": lambda name: name in self.executables,
             "service.status": lambda name: self.service["active"],
@@ -62,10 +64,16 @@ class FakeMinion:
 
     def pillar_interfaces(self, pillar=None, config_dir=None):
         return wgf_schema.validate(
-            self.pillar, "minion", lambda *_: None, lambda m: {}, None,
+            self.pillar,
+            "minion",
+            lambda *_: None,
+            lambda m: {},
+            None,
             firewall="nftables" if "nft" in self.executables else "none",
             client_records=lambda ifname: wgf_files.read(
-                wgf_clients.record_path(self.config_dir, ifname)))
+                wgf_clients.record_path(self.config_dir, ifname)
+            ),
+        )
 
     def run_all(self, argv, stdin=None, **kwargs):
         self.commands.append(argv)
@@ -79,8 +87,7 @@ class FakeMinion:
             with open(argv[-2]) as script:
                 return {"retcode": 0, "stdout": script.read(), "stderr": ""}
         if argv[:2] == ["nft", "-f"]:
-            table = stdin.split("\n", 2)[-1] if "table inet" in stdin.split("\n", 2)[-1] \
-                else None
+            table = stdin.split("\n", 2)[-1] if "table inet" in stdin.split("\n", 2)[-1] else None
             self.nft_table = table.strip() + "\n" if table else None
         return {"retcode": 0, "stdout": "[]" if "-j" in argv else "", "stderr": ""}
 
@@ -117,8 +124,9 @@ def test_a_new_peer_is_added_with_every_attribute_in_changes(states, minion):
     assert ret["result"] is True
     assert ret["changes"]["allowed_ips"] == {"old": None, "new": ["10.7.0.2/32"]}
     assert ret["changes"]["persistent_keepalive"] == {"old": None, "new": 25}
-    assert minion.applied == [(IF, [{"public_key": peer, "allowed_ips": ["10.7.0.2/32"],
-                                     "persistent_keepalive": 25}], [])]
+    assert minion.applied == [
+        (IF, [{"public_key": peer, "allowed_ips": ["10.7.0.2/32"], "persistent_keepalive": 25}], [])
+    ]
 
 
 def test_test_mode_predicts_and_changes_nothing(states, minion):
@@ -130,9 +138,12 @@ def test_test_mode_predicts_and_changes_nothing(states, minion):
 
 def test_allowed_ips_compare_regardless_of_order_and_host_bits(states, minion):
     peer = key()
-    minion.live["peers"][peer] = {"allowed_ips": ["10.7.1.0/24", "10.7.0.2/32"],
-                                  "endpoint": None, "persistent_keepalive": None,
-                                  "preshared_key_sha256": None}
+    minion.live["peers"][peer] = {
+        "allowed_ips": ["10.7.1.0/24", "10.7.0.2/32"],
+        "endpoint": None,
+        "persistent_keepalive": None,
+        "preshared_key_sha256": None,
+    }
     ret = states.peer(peer, IF, allowed_ips=["10.7.0.2/32", "10.7.1.9/24"])
     assert ret["result"] is True and ret["changes"] == {}
     assert minion.applied == []
@@ -161,9 +172,12 @@ def test_a_peer_on_an_interface_that_is_not_up_fails_naming_its_service(states, 
 def test_peer_absent_and_purge_remove_only_what_they_should(states, minion):
     keep, extra = key(), key()
     for peer in (keep, extra):
-        minion.live["peers"][peer] = {"allowed_ips": [], "endpoint": None,
-                                      "persistent_keepalive": None,
-                                      "preshared_key_sha256": None}
+        minion.live["peers"][peer] = {
+            "allowed_ips": [],
+            "endpoint": None,
+            "persistent_keepalive": None,
+            "preshared_key_sha256": None,
+        }
     ret = states.peers_purged(IF, keep=[keep])
     assert ret["changes"] == {"removed": {"old": [extra], "new": []}}
     assert minion.applied == [(IF, [], [extra])]
@@ -179,19 +193,22 @@ def test_a_peer_only_change_rewrites_the_file_without_a_restart(states, minion, 
     path = tmp_path / f"{IF}.conf"
     states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
     minion.pillar["interfaces"][IF]["peers"] = {
-        "b": {"public_key": key(), "allowed_ips": ["10.7.0.2/32"]}}
+        "b": {"public_key": key(), "allowed_ips": ["10.7.0.2/32"]}
+    }
     ret = states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
     assert "[Peer]" in ret["changes"]["diff"] and "restarted" not in ret["changes"]
     assert minion.service["restarts"] == []
     assert "[Peer]" in path.read_text()
 
 
-@pytest.mark.parametrize("change, why", [
-    ({"post_up": ["true"]}, "hooks changed"),
-    ({"table": "off"}, "table changed from auto to off"),
-])
-def test_what_only_a_restart_applies_restarts_and_says_why(states, minion, tmp_path,
-                                                           change, why):
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"post_up": ["true"]}, "hooks changed"),
+        ({"table": "off"}, "table changed from auto to off"),
+    ],
+)
+def test_what_only_a_restart_applies_restarts_and_says_why(states, minion, tmp_path, change, why):
     states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
     minion.pillar["interfaces"][IF].update(change)
     ret = states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
@@ -224,7 +241,8 @@ def test_config_in_test_mode_writes_nothing(states, minion, tmp_path):
 def test_a_hand_written_config_keeps_its_private_key(states, minion, tmp_path):
     private = wgf_keys.genkey()
     (tmp_path / f"{IF}.conf").write_text(
-        f"[Interface]\nPrivateKey = {private}\nAddress = 10.7.0.1/24\n")
+        f"[Interface]\nPrivateKey = {private}\nAddress = 10.7.0.1/24\n"
+    )
     states.__opts__["test"] = True
     ret = states.private_key(IF, config_dir=str(tmp_path))
     assert ret["changes"]["public_key"]["new"] == wgf_keys.pubkey(private)
@@ -239,43 +257,56 @@ def test_a_hand_written_config_keeps_its_private_key(states, minion, tmp_path):
 
 
 def test_a_failed_live_step_undoes_the_earlier_ones_and_puts_the_file_back(
-        states, minion, tmp_path):
+    states, minion, tmp_path
+):
     path = tmp_path / f"{IF}.conf"
     path.write_text("old\n")
     states.__context__[states.PREVIOUS_CONF] = {IF: (str(path), "old\n")}
-    steps = [{"name": "address 10.7.9.1/24", "do": [["ip", "address", "add"]],
-              "undo": [["ip", "address", "del"]]},
-             {"name": "mtu 1300", "do": [["ip", "link", "set"]], "undo": [["ip", "link", "x"]]}]
+    steps = [
+        {
+            "name": "address 10.7.9.1/24",
+            "do": [["ip", "address", "add"]],
+            "undo": [["ip", "address", "del"]],
+        },
+        {"name": "mtu 1300", "do": [["ip", "link", "set"]], "undo": [["ip", "link", "x"]]},
+    ]
     minion.fail_commands.add(("ip", "link", "set"))
     with pytest.raises(CommandExecutionError, match="'mtu 1300' failed") as exc:
         states._apply_steps(IF, steps, None)
     assert "previous config file put back" in str(exc.value)
-    assert minion.commands == [["ip", "address", "add"], ["ip", "link", "set"],
-                               ["ip", "address", "del"]]
+    assert minion.commands == [
+        ["ip", "address", "add"],
+        ["ip", "link", "set"],
+        ["ip", "address", "del"],
+    ]
     assert path.read_text() == "old\n"
 
 
 # ------------------------------------------------------------------ clients
 
 
-def test_clients_get_keys_once_and_a_revoked_one_loses_files_and_peer(states, minion,
-                                                                       tmp_path):
+def test_clients_get_keys_once_and_a_revoked_one_loses_files_and_peer(states, minion, tmp_path):
     minion.pillar["interfaces"][IF].update(
-        endpoint="198.18.0.1:51820", clients={"phone": {}, "tablet": {"preshared_key": True}})
+        endpoint="198.18.0.1:51820", clients={"phone": {}, "tablet": {"preshared_key": True}}
+    )
     ret = states.clients(IF, config_dir=str(tmp_path))
     assert ret["result"] is True, ret["comment"]
     assert sorted(ret["changes"]) == ["phone", "tablet"]
     keydir = wgf_clients.key_dir(str(tmp_path), IF)
-    secrets = {name: (tmp_path / keydir / name).read_text().strip()
-               for name in sorted(os.listdir(keydir))}
+    secrets = {
+        name: (tmp_path / keydir / name).read_text().strip() for name in sorted(os.listdir(keydir))
+    }
     assert sorted(secrets) == ["phone.key", "tablet.key", "tablet.psk"]
     assert all(os.stat(os.path.join(keydir, n)).st_mode & 0o777 == 0o600 for n in secrets)
     assert not any(secret in repr(ret) for secret in secrets.values())
     assert states.clients(IF, config_dir=str(tmp_path))["changes"] == {}  # made once
     tablet = wgf_keys.pubkey(secrets["tablet.key"])
-    minion.live["peers"][tablet] = {"allowed_ips": [], "endpoint": None,
-                                    "persistent_keepalive": None,
-                                    "preshared_key_sha256": None}
+    minion.live["peers"][tablet] = {
+        "allowed_ips": [],
+        "endpoint": None,
+        "persistent_keepalive": None,
+        "preshared_key_sha256": None,
+    }
     del minion.pillar["interfaces"][IF]["clients"]["tablet"]
     states.__opts__["test"] = True
     assert states.clients(IF, config_dir=str(tmp_path))["result"] is None
@@ -306,7 +337,8 @@ def firewall_states(firewall_minion):
 
 
 def test_the_firewall_table_is_replaced_when_it_differs_and_left_alone_when_not(
-        firewall_states, firewall_minion):
+    firewall_states, firewall_minion
+):
     states = firewall_states
     states.__opts__["test"] = True
     ret = states.firewall("fw")

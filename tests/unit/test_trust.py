@@ -25,16 +25,28 @@ import wgf_psk
 from tests.unit.conftest import REPO, load
 
 NODES = ("a", "b", "c")
-CORP = {"interface": "wg1", "preshared_keys": True, "nodes": {
-    n: {"address": f"10.9.0.{i}/24", "endpoint": f"198.18.9.{i}"}
-    for i, n in enumerate(NODES, 1)}}
+CORP = {
+    "interface": "wg1",
+    "preshared_keys": True,
+    "nodes": {
+        n: {"address": f"10.9.0.{i}/24", "endpoint": f"198.18.9.{i}"}
+        for i, n in enumerate(NODES, 1)
+    },
+}
 #: What a hostile minion "evil" answers to pillar.get: a network that makes b rotate
 #: wg9 and orders c to send everything (0.0.0.0/0) to it.
-ROGUE = {"interface": "wg9", "nodes": {
-    "b": {"address": "10.66.0.2/24", "endpoint": "198.18.66.2"},
-    "c": {"address": "10.66.0.3/24"},
-    "evil": {"address": "10.66.0.1/24", "endpoint": "198.18.66.1",
-             "allowed_ips": ["0.0.0.0/0"]}}}
+ROGUE = {
+    "interface": "wg9",
+    "nodes": {
+        "b": {"address": "10.66.0.2/24", "endpoint": "198.18.66.2"},
+        "c": {"address": "10.66.0.3/24"},
+        "evil": {
+            "address": "10.66.0.1/24",
+            "endpoint": "198.18.66.1",
+            "allowed_ips": ["0.0.0.0/0"],
+        },
+    },
+}
 
 
 def public(seed):
@@ -47,12 +59,18 @@ def master(tmp_path):
     ext_pillar, and accepted keys for a, b, c and evil."""
     opts = salt.config.master_config(None)
     root = tmp_path
-    opts.update(cachedir=str(root / "cache"), pki_dir=str(root / "pki"),
-                sock_dir=str(root / "sock"), extension_modules=str(root / "extmods"),
-                file_roots={"base": [str(root / "srv")]},
-                pillar_roots={"base": [str(root / "pillar")]},
-                pillar_dirs=[str(REPO / "_pillar")], utils_dirs=[str(REPO / "_utils")],
-                ext_pillar=[{"wireguard": {}}], minion_data_cache=False)
+    opts.update(
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        extension_modules=str(root / "extmods"),
+        file_roots={"base": [str(root / "srv")]},
+        pillar_roots={"base": [str(root / "pillar")]},
+        pillar_dirs=[str(REPO / "_pillar")],
+        utils_dirs=[str(REPO / "_utils")],
+        ext_pillar=[{"wireguard": {}}],
+        minion_data_cache=False,
+    )
     (root / "pillar").mkdir()
     (root / "srv").mkdir()
     (root / "pillar" / "top.sls").write_text("base:\n  '*':\n    - wg\n")
@@ -81,8 +99,7 @@ class Minions:
     def destroy(self):
         pass
 
-    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False,
-            kwarg=None):
+    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None):
         self.jobs.append((fun, tgt, arg))
         name = fun if isinstance(fun, str) else tuple(fun)
         got = self.answers.get(name, {})
@@ -109,16 +126,24 @@ def runner(master, monkeypatch):
 
 def rotation_answers(keys, stage=None):
     """Healthy minions: a stage answer from the key table ``keys[(minion, if)]``."""
+
     def staged(tgt, arg):
-        return {m: {i: {"old": keys[(m, i)], "next": keys[(m, i, "next")]}
-                    for i in arg[0][m]} for m in tgt}
+        return {
+            m: {i: {"old": keys[(m, i)], "next": keys[(m, i, "next")]} for i in arg[0][m]}
+            for m in tgt
+        }
 
     def ok(tgt, _):
         return {m: {"state": {"result": True}} for m in tgt}
 
-    return {"pillar.get": {"evil": {"corp": CORP, "rogue": ROGUE}},
-            "wireguard_rotate.stage": stage or staged, "wireguard_rotate.announce": ok,
-            "wireguard_rotate.switch": ok, "mine.update": ok, "state.apply": ok}
+    return {
+        "pillar.get": {"evil": {"corp": CORP, "rogue": ROGUE}},
+        "wireguard_rotate.stage": stage or staged,
+        "wireguard_rotate.announce": ok,
+        "wireguard_rotate.switch": ok,
+        "mine.update": ok,
+        "state.apply": ok,
+    }
 
 
 def key_table():
@@ -154,9 +179,14 @@ def test_rotation_orders_come_from_the_masters_pillar_only(runner):
     ((tgt, arg),) = sent(minions, "wireguard_rotate.switch")
     assert sorted(tgt) == ["a", "b", "c"] and "evil" not in json.dumps(arg)
     assert "0.0.0.0/0" not in json.dumps(arg) and "wg9" not in json.dumps(arg)
-    assert arg[0]["c"]["peers"] == [{"interface": "wg1", "old": keys[("b", "wg1")],
-                                     "new": keys[("b", "wg1", "next")],
-                                     "allowed_ips": ["10.9.0.2/32"]}]
+    assert arg[0]["c"]["peers"] == [
+        {
+            "interface": "wg1",
+            "old": keys[("b", "wg1")],
+            "new": keys[("b", "wg1", "next")],
+            "allowed_ips": ["10.9.0.2/32"],
+        }
+    ]
     assert sent(minions, "pillar.get") == []
 
 
@@ -169,22 +199,31 @@ def test_a_pillar_override_cannot_add_a_network_to_the_runner(runner, master):
 
 
 def test_two_definitions_in_the_masters_pillar_are_refused(runner, master, tmp_path):
-    (tmp_path / "pillar" / "top.sls").write_text(
-        "base:\n  '*':\n    - wg\n  'c':\n    - other\n")
+    (tmp_path / "pillar" / "top.sls").write_text("base:\n  '*':\n    - wg\n  'c':\n    - other\n")
     other = {**CORP, "listen_port": 4000}
     (tmp_path / "pillar" / "other.sls").write_text(
-        yaml.safe_dump({"wireguard": {"networks": {"corp": other}}}))
+        yaml.safe_dump({"wireguard": {"networks": {"corp": other}}})
+    )
     minions = runner.use(rotation_answers(key_table()))
     with pytest.raises(SaltInvocationError, match=r"network 'corp' differently"):
         runner.rotate_keys("b")
     assert minions.jobs == []
 
 
-@pytest.mark.parametrize("answer", [
-    {}, {"wg1": {}}, {"wg1": {"old": "x"}}, {"wg1": None}, "wg1", ["wg1"],
-    {"wg1": {"old": None, "next": None}}, {"wg1": {"old": 5, "next": [1]}},
-    {"wg9": {"old": "K", "next": "N"}},
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"wg1": {}},
+        {"wg1": {"old": "x"}},
+        {"wg1": None},
+        "wg1",
+        ["wg1"],
+        {"wg1": {"old": None, "next": None}},
+        {"wg1": {"old": 5, "next": [1]}},
+        {"wg9": {"old": "K", "next": "N"}},
+    ],
+)
 def test_a_malformed_stage_answer_fails_that_node_only(runner, answer):
     keys = key_table()
     base = rotation_answers(keys)["wireguard_rotate.stage"]
@@ -210,11 +249,14 @@ def test_a_stage_answer_about_another_nodes_key_is_refused(runner, master):
     cache = salt.cache.factory(master)
     for minion in NODES:
         cache.store("mine", minion, {"wireguard.public_keys": {"wg1": keys[(minion, "wg1")]}})
-    for lie in ({"old": keys[("b", "wg1")], "next": keys[("a", "wg1")]},
-                {"old": keys[("c", "wg1")], "next": keys[("b", "wg1", "next")]},
-                {"old": keys[("b", "wg1")], "next": keys[("b", "wg1")]}):
-        minions = runner.use(rotation_answers(
-            keys, lambda tgt, arg, lie=lie: {m: {"wg1": lie} for m in tgt}))
+    for lie in (
+        {"old": keys[("b", "wg1")], "next": keys[("a", "wg1")]},
+        {"old": keys[("c", "wg1")], "next": keys[("b", "wg1", "next")]},
+        {"old": keys[("b", "wg1")], "next": keys[("b", "wg1")]},
+    ):
+        minions = runner.use(
+            rotation_answers(keys, lambda tgt, arg, lie=lie: {m: {"wg1": lie} for m in tgt})
+        )
         ret = runner.rotate_keys("b")
         assert ret["ok"] is False and set(ret["failed"]) == {"b"}, ret
         assert sent(minions, "wireguard_rotate.announce") == []
@@ -226,8 +268,10 @@ def test_answers_from_other_minion_ids_are_ignored(runner):
     base = rotation_answers(keys)["wireguard_rotate.stage"]
 
     def stage(tgt, arg):
-        return {**base(tgt, arg), "evil": {"wg1": {"old": keys[("a", "wg1")],
-                                                   "next": keys[("evil", "wg1")]}}}
+        return {
+            **base(tgt, arg),
+            "evil": {"wg1": {"old": keys[("a", "wg1")], "next": keys[("evil", "wg1")]}},
+        }
 
     minions = runner.use(rotation_answers(keys, stage))
     assert runner.rotate_keys("b")["ok"] is True
@@ -243,14 +287,19 @@ def compile_for(master, minion, override=None):
 
 
 def test_ensure_psks_reads_the_masters_pillar_and_keeps_keys(runner, master):
-    runner.use({"pillar.get": {"evil": {"corp": {**CORP, "nodes": {"evil": {
-        "address": "10.9.0.9/24"}, **CORP["nodes"]}}}}})
+    runner.use(
+        {
+            "pillar.get": {
+                "evil": {
+                    "corp": {**CORP, "nodes": {"evil": {"address": "10.9.0.9/24"}, **CORP["nodes"]}}
+                }
+            }
+        }
+    )
     ret = runner.ensure_psks()
-    assert ret == {"ok": True, "networks": {"corp": {"pairs": 3, "made": 3}},
-                   "pillar_errors": []}
+    assert ret == {"ok": True, "networks": {"corp": {"pairs": 3, "made": 3}}, "pillar_errors": []}
     first = wgf_psk.keys_of(master["cachedir"], "a")
-    assert set(first["corp"]) == {"b", "c"} and wgf_psk.keys_of(master["cachedir"], "evil") \
-        == {}
+    assert set(first["corp"]) == {"b", "c"} and wgf_psk.keys_of(master["cachedir"], "evil") == {}
     assert runner.ensure_psks()["networks"]["corp"]["made"] == 0
     assert wgf_psk.keys_of(master["cachedir"], "a") == first
     with pytest.raises(SaltInvocationError, match=r"no targeted minion has network 'x'"):
@@ -268,12 +317,20 @@ def test_the_ext_pillar_ignores_a_pillar_override_and_answers_fast(runner, maste
     runner.ensure_psks()
     path = wgf_psk.store_path(master["cachedir"])
     before = os.stat(path)
-    fake = {"interface": "wg7", "preshared_keys": True, "nodes": {
-        f"n{i}": {"address": f"10.{i // 250}.{i % 250}.1/8"} for i in range(400)}}
+    fake = {
+        "interface": "wg7",
+        "preshared_keys": True,
+        "nodes": {f"n{i}": {"address": f"10.{i // 250}.{i % 250}.1/8"} for i in range(400)},
+    }
     fake["nodes"]["a"] = {"address": "10.200.0.1/8"}
-    override = {"wireguard": {"networks": {
-        "fake": fake,
-        "corp": {**CORP, "nodes": {**CORP["nodes"], "x": {"address": "10.9.0.99/24"}}}}}}
+    override = {
+        "wireguard": {
+            "networks": {
+                "fake": fake,
+                "corp": {**CORP, "nodes": {**CORP["nodes"], "x": {"address": "10.9.0.99/24"}}},
+            }
+        }
+    }
     started = time.perf_counter()
     pillar = compile_for(master, "a", override)
     took = time.perf_counter() - started
@@ -285,19 +342,22 @@ def test_the_ext_pillar_ignores_a_pillar_override_and_answers_fast(runner, maste
     assert took < 5, took
 
 
-@pytest.mark.parametrize(("function", "args", "where"), [
-    ("rotate_keys", {"tgt": ["b"]}, r"tgt is a target"),
-    ("rotate_keys", {"tgt": "b", "tgt_type": "regex"}, r"tgt_type is one of"),
-    ("rotate_keys", {"tgt": "b", "interface": ["wg1"]}, r"interface is a name"),
-    ("rotate_keys", {"tgt": "b", "timeout": "soon"}, r"timeout is a number of seconds"),
-    ("rotate_keys", {"tgt": "b", "timeout": 10**5000}, r"timeout is a number of seconds"),
-    ("rotate_psks", {"network": ["corp"]}, r"network is a name"),
-    ("rotate_psks", {"network": {"corp": 1}}, r"network is a name"),
-    ("ensure_psks", {"network": 5}, r"network is a name"),
-    ("audit", {"stale_after": 10**5000}, r"stale_after is a number of seconds"),
-    ("audit", {"stale_after": "x"}, r"stale_after is a number of seconds"),
-    ("graph", {"tgt": None}, r"tgt is a target"),
-])
+@pytest.mark.parametrize(
+    ("function", "args", "where"),
+    [
+        ("rotate_keys", {"tgt": ["b"]}, r"tgt is a target"),
+        ("rotate_keys", {"tgt": "b", "tgt_type": "regex"}, r"tgt_type is one of"),
+        ("rotate_keys", {"tgt": "b", "interface": ["wg1"]}, r"interface is a name"),
+        ("rotate_keys", {"tgt": "b", "timeout": "soon"}, r"timeout is a number of seconds"),
+        ("rotate_keys", {"tgt": "b", "timeout": 10**5000}, r"timeout is a number of seconds"),
+        ("rotate_psks", {"network": ["corp"]}, r"network is a name"),
+        ("rotate_psks", {"network": {"corp": 1}}, r"network is a name"),
+        ("ensure_psks", {"network": 5}, r"network is a name"),
+        ("audit", {"stale_after": 10**5000}, r"stale_after is a number of seconds"),
+        ("audit", {"stale_after": "x"}, r"stale_after is a number of seconds"),
+        ("graph", {"tgt": None}, r"tgt is a target"),
+    ],
+)
 def test_bad_runner_arguments_are_refused_before_any_job(runner, function, args, where):
     minions = runner.use(rotation_answers(key_table()))
     with pytest.raises(SaltInvocationError, match=where):
@@ -306,8 +366,7 @@ def test_bad_runner_arguments_are_refused_before_any_job(runner, function, args,
 
 
 def test_ensure_psks_skips_a_pillar_that_does_not_compile(runner, master, tmp_path):
-    (tmp_path / "pillar" / "top.sls").write_text(
-        "base:\n  '*':\n    - wg\n  'c':\n    - broken\n")
+    (tmp_path / "pillar" / "top.sls").write_text("base:\n  '*':\n    - wg\n  'c':\n    - broken\n")
     (tmp_path / "pillar" / "broken.sls").write_text("{{ nope(\n")
     runner.use({})
     ret = runner.ensure_psks()
