@@ -36,6 +36,7 @@ import wgf_conf
 import wgf_files
 import wgf_iproute
 import wgf_keys
+import wgf_layout
 import wgf_live
 import wgf_reload
 import wgf_schema
@@ -660,11 +661,14 @@ def _config(ret, config_dir, service):
             "its DNS changed and this minion's resolvconf keeps no record to change in place"
         )
     restart = None
+    pending = wgf_layout.restart_pending(interface)
     if service and _service_active(service):
         if interface not in __salt__["wireguard.interfaces"]():
             restart = "its interface is not up"
         elif reasons:
             restart = "; ".join(reasons)
+        elif os.path.exists(pending):
+            restart = "an earlier run was stopped between writing its file and restarting it"
     elif service and _start_refused(service):
         # the service state after this one starts it: systemd would refuse that too
         ret["changes"]["start_limit_reset"] = {
@@ -691,17 +695,49 @@ def _config(ret, config_dir, service):
     if not ret["changes"]:
         ret["comment"] = f"{path} is as pillar says"
         return ret
+    if restart:
+        _refuse_unresolvable_endpoints(service, interface, wanted)
     if __opts__["test"]:
         return _pending(ret, wgf_state.config_comment(path, service, restart, ret, True))
     if "start_limit_reset" in ret["changes"]:
         _systemd(service)["reset_failed"]()
+    if restart:
+        wgf_files.write_private(pending, "")
     if current != wanted:
         # the previous file, should a live change of this run fail (wireguard.interface)
         __context__.setdefault(PREVIOUS_CONF, {})[interface] = (path, current)
         wgf_files.write_private(path, wanted)
-    if restart and _restart(service, interface, path, current):
-        ret["changes"]["restarted"]["start_limit_reset"] = True
+    if restart:
+        try:
+            if _restart(service, interface, path, current):
+                ret["changes"]["restarted"]["start_limit_reset"] = True
+        finally:
+            wgf_files.remove(pending)
     return _pending(ret, wgf_state.config_comment(path, service, restart, ret))
+
+
+def _refuse_unresolvable_endpoints(service, interface, text):
+    """Raise before anything changes when a host name endpoint of ``text`` does not
+    resolve: wg-quick would wait for it (``WG_ENDPOINT_RESOLUTION_RETRIES=infinity`` in
+    the stock unit) with the interface down, and the run would hang."""
+    unresolved = []
+    for peer in wgf_conf.parse(text)["peers"]:
+        endpoint = peer["endpoint"]
+        if not endpoint or wgf_addr.endpoint_ip(endpoint)[0] is not None:
+            continue
+        try:
+            if __salt__["wireguard.resolve_endpoint"](endpoint):
+                continue
+        except (CommandExecutionError, SaltInvocationError):
+            pass
+        unresolved.append(f"{peer['name'] or wgf_keys.short(peer['public_key'])} ({endpoint})")
+    if unresolved:
+        raise CommandExecutionError(
+            f"{interface}: {service} needs a restart, but the endpoint of "
+            f"{', '.join(unresolved)} does not resolve now: wg-quick would wait for it with "
+            f"{interface} down. Nothing was changed; make the name resolve (DNS or /etc/hosts) "
+            "and apply again"
+        )
 
 
 def _live_or_none(interface):

@@ -63,6 +63,12 @@ def write_private(path, data):
     write_many({path: data})
 
 
+def remove(path):
+    """Remove the file ``path`` if it is there."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def read(path):
     """The text of ``path``, or None when there is no such file; a directory there is
     refused (CommandExecutionError naming it)."""

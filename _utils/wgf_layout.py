@@ -28,6 +28,10 @@ MARKER = ".wireguard-formula"
 #: that is not the default.
 DROPIN_NAME = "50-wireguard-formula-config-dir.conf"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+#: A restart a run decided and has not finished yet: a run killed between writing the
+#: file and restarting leaves its mark here, and the next run restarts although the file
+#: is already as wanted. Under /run: after a reboot the interface is built from the file.
+RESTART_PENDING_DIR = "/run/wireguard-formula/restart-pending"
 #: Directories no config dir may be (nor their direct parents); nothing under the
 #: kernel's and the device manager's file systems either.
 SYSTEM_DIRS = frozenset(
@@ -287,6 +291,11 @@ def read_lookup(pillar_get):
 
 
 # ---------------------------------------------------------------- the service
+
+
+def restart_pending(interface):
+    """The mark of a restart of ``interface`` a run decided and has not finished."""
+    return os.path.join(RESTART_PENDING_DIR, interface)
 
 
 def unit_file(unit):

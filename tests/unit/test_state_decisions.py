@@ -38,7 +38,7 @@ class FakeMinion:
             "wireguard.show": self.show,
             "wireguard.interfaces": lambda: [IF] if self.up else [],
             "wireguard.apply_peers": self.apply_peers,
-            "wireguard.resolve_endpoint": lambda e: [e],
+            "wireguard.resolve_endpoint": self.resolve_endpoint,
             "wireguard.service_name": lambda i: f"wg-quick@{i}",
             "wireguard.pillar_interfaces": self.pillar_interfaces,
             "wireguard_layout.config_dir": lambda config_dir=None: wgf_layout.config_dir(
@@ -57,6 +57,12 @@ class FakeMinion:
         if not self.up:
             raise CommandExecutionError(f"Unable to access interface {interface}")
         return {interface: self.live}
+
+    @staticmethod
+    def resolve_endpoint(endpoint):
+        if ".invalid:" in endpoint:  # RFC 2606: never resolves
+            raise CommandExecutionError(f"Endpoint '{endpoint}' does not resolve")
+        return [endpoint]
 
     def apply_peers(self, interface, peers=None, remove=None):
         self.applied.append((interface, peers or [], remove or []))
@@ -102,8 +108,9 @@ def minion(tmp_path):
 
 
 @pytest.fixture
-def states(minion):
+def states(minion, tmp_path, monkeypatch):
     """The state module as Salt loads it, with the fake minion's dunders."""
+    monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     module = load("_states/wireguard.py", "wireguard_states_under_test")
     module.__salt__ = minion.functions()
     module.__opts__ = {"test": False}
@@ -226,6 +233,47 @@ def test_a_failed_restart_puts_the_previous_file_back(states, minion, tmp_path):
     assert ret["result"] is False and "previous file was put back" in ret["comment"]
     assert path.read_text() == before
     assert len(minion.service["restarts"]) == 2  # the new file, then the old one
+
+
+def test_a_restart_an_earlier_run_left_pending_is_made_now(states, minion, tmp_path):
+    """A run killed between writing the file and restarting: the next run restarts,
+    though the file is already as wanted."""
+    states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
+    minion.pillar["interfaces"][IF]["post_up"] = ["true"]
+    minion.restart = lambda name: (_ for _ in ()).throw(KeyboardInterrupt)  # killed there
+    states.__salt__ = minion.functions()
+    with pytest.raises(KeyboardInterrupt):
+        states._config(states._ret(IF), str(tmp_path), f"wg-quick@{IF}")
+    assert "PostUp = true" in (tmp_path / f"{IF}.conf").read_text()  # written, not restarted
+    minion.restart = FakeMinion.restart.__get__(minion)
+    states.__salt__ = minion.functions()
+    # the interrupted run took its mark away in `finally`; a SIGKILL would not have
+    wgf_files.write_private(wgf_layout.restart_pending(IF), "")
+    ret = states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
+    assert "diff" not in ret["changes"]
+    assert "stopped between writing" in ret["changes"]["restarted"]["why"]
+    assert minion.service["restarts"] == [f"wg-quick@{IF}"]
+    assert not os.path.exists(wgf_layout.restart_pending(IF))
+    assert states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")["changes"] == {}
+
+
+def test_a_restart_with_an_endpoint_that_does_not_resolve_changes_nothing(states, minion, tmp_path):
+    """wg-quick would wait for the name forever with the interface down."""
+    path = tmp_path / f"{IF}.conf"
+    minion.pillar["interfaces"][IF]["peers"] = {
+        "hub": {
+            "public_key": key(),
+            "allowed_ips": ["10.7.0.0/24"],
+            "endpoint": "hub.example.invalid:51820",
+        }
+    }
+    states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
+    before = path.read_text()
+    minion.pillar["interfaces"][IF]["table"] = "off"
+    ret = states.config(IF, config_dir=str(tmp_path), service=f"wg-quick@{IF}")
+    assert ret["result"] is False
+    assert "hub (hub.example.invalid:51820) does not resolve" in ret["comment"]
+    assert path.read_text() == before and minion.service["restarts"] == []
 
 
 def test_config_in_test_mode_writes_nothing(states, minion, tmp_path):
