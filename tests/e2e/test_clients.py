@@ -14,7 +14,6 @@ import pytest
 
 from tests.e2e.auditing import audit
 from tests.lab.host import parse_ping
-from tests.lab.saltmaster import describe_failures
 
 HUB = "198.18.13.1"
 EXPORT = "/root/wg-clients"
@@ -39,10 +38,7 @@ PILLAR = {
 
 
 def apply(lab, pillar):
-    lab.master.write_pillar({"vpn": pillar})
-    ret = lab.master.state_apply("vpn")
-    assert not describe_failures(ret), describe_failures(ret)
-    return ret
+    return lab.master.state_apply("vpn", {"vpn": pillar})
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ WireGuard the test configures itself.
 from __future__ import annotations
 
 import copy
-import subprocess
 import time
 
 import pytest
 
 from tests.lab.host import parse_ping
 from tests.lab.saltmaster import describe_failures, summarize
+from tests.support.keys import keypair
 
 JUMP_IP = "10.9.0.1"
 NAS1, NAS2 = "172.16.50.10", "172.16.50.20"
@@ -50,22 +50,12 @@ MATRIX = [
 ]
 
 
-def _keypair() -> tuple[str, str]:
-    private = subprocess.run(
-        ["wg", "genkey"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    public = subprocess.run(
-        ["wg", "pubkey"], input=private, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return private, public
-
-
 class Site:
     """The jumpbox, its peers and the VLAN; `pillar()` is the jumpbox's pillar."""
 
     def __init__(self, lab):
         self.lab = lab
-        self.keys = {name: _keypair() for name in PEER_ADDR}
+        self.keys = {name: keypair() for name in PEER_ADDR}
         self.jumpbox = lab.container("jumpbox")
         self.peers = {name: lab.container(name, minion=False) for name in PEER_ADDR}
         self.nas = {
@@ -101,12 +91,7 @@ class Site:
         return {"wireguard": {"lookup": {"firewall": firewall}, "interfaces": {"jump0": jump0}}}
 
     def apply(self, pillar: dict, sls: str = "wireguard", ok: bool = True) -> dict:
-        self.lab.master.write_pillar({"jumpbox": pillar})
-        ret = self.lab.master.salt("jumpbox", "state.apply", sls, timeout=300)
-        if ok:
-            failures = describe_failures(ret)
-            assert not failures, failures
-        return ret
+        return self.lab.master.state_apply("jumpbox", {"jumpbox": pillar}, check=ok, sls=sls)
 
     def start_peers(self) -> None:
         jump_key = self.jumpbox.out(["wg", "show", "jump0", "public-key"]).strip()

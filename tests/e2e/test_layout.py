@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.e2e.test_networks import containers_on_internet, orchestrate
+from tests.e2e.deployments import containers_on_internet, orchestrate
 from tests.lab.topologies import load_examples
 
 INET = "198.18.19"

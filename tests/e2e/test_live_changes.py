@@ -29,6 +29,7 @@ import pytest
 
 from tests.lab.saltmaster import describe_failures, summarize
 from tests.lab.util import LabError
+from tests.support.keys import keypair
 
 A, B, C = "live-a", "live-b", "live-c"
 UNDERLAY = {A: "198.18.0.1", B: "198.18.0.2", C: "198.18.0.3"}
@@ -41,24 +42,6 @@ STATIC_ROUTE = "172.31.9.0/24"
 SPARE_TABLE = 1234
 CONF = "/etc/wireguard/wg0.conf"
 HEADER = "# Managed by Salt"
-
-
-# ----------------------------------------------------------------------------- keys
-@dataclass
-class Keypair:
-    private: str
-    public: str
-
-
-def keypair() -> Keypair:
-    """A WireGuard key pair made on this machine with `wg` (no network involved)."""
-    private = subprocess.run(
-        ["wg", "genkey"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    public = subprocess.run(
-        ["wg", "pubkey"], input=private, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return Keypair(private, public)
 
 
 # -------------------------------------------------------------------- live readings

@@ -8,6 +8,7 @@ import subprocess
 
 import pytest
 
+from tests.e2e.deployments import containers_on_internet, orchestrate
 from tests.lab.host import parse_ping
 from tests.lab.topologies import load_examples
 
@@ -33,29 +34,11 @@ def give_all(master, minions, pillar):
     master.write_pillar({m: copy.deepcopy(pillar) for m in minions})
 
 
-def orchestrate(master):
-    ret = master.salt_run("state.orch", "wireguard.orchestrate", timeout=600)
-    text = str(ret)
-    assert "'result': False" not in text and '"result": false' not in text, text[:4000]
-    return ret
-
-
-def containers_on_internet(lab, bridge, nodes, prefix=INET):
-    """A container per node on one internet switch, ``<prefix>.<n>``; (switch, hosts)."""
-    inet = lab.bridge(bridge)
-    hosts = {}
-    for name, i in nodes.items():
-        hosts[name] = lab.container(name)
-        inet.attach(hosts[name], "eth0", [f"{prefix}.{i}/24"])
-    lab.wait_ready()
-    return inet, hosts
-
-
 @pytest.fixture(scope="module")
-def mesh(lab):
+def mine_mesh(lab):
     with lab.section():
         nodes = {"node1": 1, "node2": 2, "node3": 3, "node4": 4}
-        inet, hosts = containers_on_internet(lab, "mesh-inet", nodes)
+        inet, hosts = containers_on_internet(lab, "mesh-inet", nodes, INET)
         yield lab, inet, hosts, nodes
 
 
@@ -68,8 +51,8 @@ def pings_all(hosts, nodes):
     return failures
 
 
-def test_fresh_mesh_converges_with_one_command_and_every_pair_pings(mesh):
-    lab, _, hosts, nodes = mesh
+def test_fresh_mesh_converges_with_one_command_and_every_pair_pings(mine_mesh):
+    lab, _, hosts, nodes = mine_mesh
     give_all(lab.master, nodes, mesh_pillar(nodes))
     orchestrate(lab.master)
     for name in nodes:
@@ -79,8 +62,8 @@ def test_fresh_mesh_converges_with_one_command_and_every_pair_pings(mesh):
     assert pings_all(hosts, nodes) == []
 
 
-def test_a_fifth_node_joins_without_a_lost_packet(mesh):
-    lab, inet, hosts, nodes = mesh
+def test_a_fifth_node_joins_without_a_lost_packet(mine_mesh):
+    lab, inet, hosts, nodes = mine_mesh
     hosts["node5"] = lab.container("node5")
     inet.attach(hosts["node5"], "eth0", [f"{INET}.5/24"])
     lab.wait_ready()
@@ -108,8 +91,8 @@ def test_a_fifth_node_joins_without_a_lost_packet(mesh):
     assert pings_all(hosts, bigger) == []
 
 
-def test_missing_key_warns_naming_the_node(mesh):
-    lab, _, hosts, nodes = mesh
+def test_missing_key_warns_naming_the_node(mine_mesh):
+    lab, _, hosts, nodes = mine_mesh
     with_ghost = {**nodes, "ghost": 9}
     give_all(lab.master, nodes, mesh_pillar(with_ghost))
     ret = lab.master.state_apply("node1")["node1"]
@@ -118,8 +101,8 @@ def test_missing_key_warns_naming_the_node(mesh):
     assert len(hosts["node1"].out(["wg", "show", "wg1", "peers"]).split()) == 3
 
 
-def test_poisoned_mine_value_is_refused_and_the_rest_keeps_working(mesh):
-    lab, _, hosts, nodes = mesh
+def test_poisoned_mine_value_is_refused_and_the_rest_keeps_working(mine_mesh):
+    lab, _, hosts, nodes = mine_mesh
     give_all(lab.master, nodes, mesh_pillar(nodes))
     real = hosts["node4"].out(["sh", "-c", "wg pubkey < /etc/wireguard/wg1.key"]).strip()
     poison = {"wg1": f"{real}\n[Peer]\nPublicKey = {real}\nPostUp = touch /pwned"}

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_networks import containers_on_internet, orchestrate
+from tests.e2e.deployments import containers_on_internet, orchestrate
 from tests.lab.host import parse_ping
 from tests.lab.topologies import load_examples
 

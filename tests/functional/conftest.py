@@ -1,16 +1,23 @@
 """Salt loaders (pytest-salt-factories) running the formula's modules for real, inside
-a network namespace that holds real wireguard-go interfaces."""
+a network namespace that holds real wireguard-go interfaces. The tests import the
+formula's utils (``_utils/wgf_*.py``) by name, as the modules do."""
 
 import json
 import logging
 import pathlib
+import sys
 import uuid
 
 import pytest
 from saltfactories.utils.functional import Loaders
 
+from tests.support.confs import write_conf
+from tests.support.minion import REPO
 from tests.support.minion import minion_opts as make_minion_opts
 from tests.support.netns import Netns
+
+if str(REPO / "_utils") not in sys.path:
+    sys.path.insert(0, str(REPO / "_utils"))
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +116,36 @@ def pytest_sessionfinish(session):
     # Salt's deferred start-up log handler flushes at exit into the stream pytest has
     # closed by then; its records were captured per test already, so drop the noise.
     logging.raiseExceptions = False
+
+
+@pytest.fixture
+def config_dir(tmp_path):
+    directory = tmp_path / "wireguard"
+    directory.mkdir(mode=0o700)
+    return directory
+
+
+@pytest.fixture
+def remote2(loaders, pair, config_dir):
+    """A remote peer 10.77.0.2 that has handshaked with the local interface, and a
+    config file that matches the live state."""
+    wg = loaders.modules.wireguard
+    key = pair.add_remote(loaders.modules, 2, route=True)
+    wg.set_peer(pair.ifname, key, allowed_ips=["10.77.0.2/32"], endpoint="198.18.10.2:51822")
+    assert pair.local.run(["ping", "-c", "1", "-W", "3", "10.77.0.2"], check=False).returncode == 0
+    write_conf(config_dir, pair, {"r2": (key, ["10.77.0.2/32"], "198.18.10.2:51822")})
+    return key
+
+
+@pytest.fixture
+def set_pillar(loaders, write_pillar):
+    """Give the minion a pillar; the module loader is reloaded so its functions see it
+    (the loader keeps the pillar it was created with), and again at the end."""
+
+    def write(data):
+        write_pillar(data)
+        loaders.reload_all()
+
+    yield write
+    write_pillar({})
+    loaders.reload_all()

@@ -10,74 +10,12 @@ import time
 import pytest
 import salt.loader
 
+from tests.support.confs import write_conf
 from tests.support.minion import REPO
 
 pytestmark = pytest.mark.functional
 
 FAKE_DOMAIN = ".wgtest.invalid"
-
-
-def conf_text(pair, peers, extra=""):
-    """The config file that matches the local interface of ``pair`` and ``peers``
-    (``{name: (public key, allowed ips, endpoint)}``)."""
-    lines = [
-        "[Interface]",
-        f"PrivateKey = {pair.local_key}",
-        "Address = 10.77.0.1/24",
-        "ListenPort = 51820",
-        extra,
-    ]
-    for name, (key, allowed, endpoint) in peers.items():
-        lines += [
-            "",
-            "[Peer]",
-            f"# {name}",
-            f"PublicKey = {key}",
-            f"AllowedIPs = {', '.join(allowed)}",
-        ]
-        if endpoint:
-            lines.append(f"Endpoint = {endpoint}")
-    return "\n".join(lines) + "\n"
-
-
-def write_conf(config_dir, pair, peers, extra="", mode=0o600):
-    path = config_dir / f"{pair.ifname}.conf"
-    path.write_text(conf_text(pair, peers, extra))
-    os.chmod(path, mode)
-    return path
-
-
-@pytest.fixture
-def config_dir(tmp_path):
-    directory = tmp_path / "wireguard"
-    directory.mkdir(mode=0o700)
-    return directory
-
-
-@pytest.fixture
-def remote2(loaders, pair, config_dir):
-    """A remote peer 10.77.0.2 that has handshaked with the local interface, and a
-    config file that matches the live state."""
-    wg = loaders.modules.wireguard
-    key = pair.add_remote(loaders.modules, 2, route=True)
-    wg.set_peer(pair.ifname, key, allowed_ips=["10.77.0.2/32"], endpoint="198.18.10.2:51822")
-    assert pair.local.run(["ping", "-c", "1", "-W", "3", "10.77.0.2"], check=False).returncode == 0
-    write_conf(config_dir, pair, {"r2": (key, ["10.77.0.2/32"], "198.18.10.2:51822")})
-    return key
-
-
-@pytest.fixture
-def set_pillar(loaders, write_pillar):
-    """Give the minion a pillar; the module loader is reloaded so its functions see it
-    (the loader keeps the pillar it was created with), and again at the end."""
-
-    def write(data):
-        write_pillar(data)
-        loaders.reload_all()
-
-    yield write
-    write_pillar({})
-    loaders.reload_all()
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from tests.functional.test_cli import Minion, wgf_keys
+import wgf_keys
+from tests.support.minion import SaltCall
 from tests.support.netns import Netns
 
 IF = f"wgcl{uuid.uuid4().hex[:6]}"  # wireguard-go's sockets are shared by all namespaces
@@ -78,7 +79,7 @@ def clients(tmp_path_factory):
     ns = Netns("clients")
     try:
         ns.create()
-        setup = Clients(Minion(tmp_path_factory.mktemp("clients"), ns))
+        setup = Clients(SaltCall(tmp_path_factory.mktemp("clients"), ns))
         ns.wireguard(IF, setup.server_key, "10.70.0.1/24", 51870)
         yield setup
     finally:

@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from tests.functional.test_cli import Minion, wgf_keys
+import wgf_keys
+from tests.support.minion import SaltCall
 from tests.support.netns import Netns
 
 IF = f"wgl{uuid.uuid4().hex[:6]}"
@@ -19,7 +20,7 @@ def minion(tmp_path_factory):
     ns = Netns("layout")
     try:
         ns.create()
-        yield Minion(tmp_path_factory.mktemp("layout"), ns)
+        yield SaltCall(tmp_path_factory.mktemp("layout"), ns)
     finally:
         ns.delete()
 

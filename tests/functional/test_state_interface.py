@@ -7,8 +7,6 @@ import json
 
 import pytest
 
-from tests.functional.test_check import config_dir, remote2, set_pillar  # noqa: F401
-
 
 def pillar_for(pair, key, remote, **settings):
     iface = {
@@ -50,7 +48,7 @@ def live(pair):
 
 
 @pytest.fixture
-def state(loaders, pair, config_dir, remote2, set_pillar):  # noqa: F811
+def state(loaders, pair, config_dir, remote2, set_pillar):
     def run(test=False, **settings):
         set_pillar(pillar_for(pair, pair.local_key, remote2, **settings))
         return loaders.states.wireguard.interface(
@@ -60,7 +58,7 @@ def state(loaders, pair, config_dir, remote2, set_pillar):  # noqa: F811
     return run
 
 
-def test_interface_settings_change_in_place(loaders, pair, state, remote2):  # noqa: F811
+def test_interface_settings_change_in_place(loaders, pair, state, remote2):
     before = live(pair)
     new_key = loaders.modules.wireguard.genkey()
     settings = {
@@ -100,7 +98,7 @@ def test_interface_settings_change_in_place(loaders, pair, state, remote2):  # n
     assert again.result is True and again.changes == {}, again
 
 
-def test_routes_follow_allowed_ips_as_wg_quick_derives_them(loaders, pair, state, remote2):  # noqa: F811
+def test_routes_follow_allowed_ips_as_wg_quick_derives_them(loaders, pair, state, remote2):
     def peers(*allowed):
         return {
             "r2": {

@@ -265,23 +265,24 @@ class Master(Container):
         pillars: dict | None = None,
         check: bool = True,
         timeout: float = 300,
+        sls: str = "wireguard",
         **kwargs,
     ) -> dict:
-        """`salt MINIONS state.apply wireguard` -> {minion: {state id: result}} (raw), after
+        """`salt MINIONS state.apply SLS` -> {minion: {state id: result}} (raw), after
         making `pillars` ({minion id: pillar}) the master's pillar when given. kwargs go
         to state.apply (`test=True`, or `pillar={...}` for an override on the command
         line). With `check`, a LabError unless each of `minions` (one id or a list)
         answered and no state failed."""
         if pillars is not None:
             self.write_pillar(pillars)
-        ret = self.salt(minions, "state.apply", "wireguard", timeout=timeout, **kwargs)
+        ret = self.salt(minions, "state.apply", sls, timeout=timeout, **kwargs)
         if check:
             expected = [minions] if isinstance(minions, str) else list(minions)
             missing = sorted(set(expected) - set(ret))
             failures = describe_failures(ret)
             if missing or failures:
                 raise LabError(
-                    f"state.apply wireguard on {', '.join(expected)} failed"
+                    f"state.apply {sls} on {', '.join(expected)} failed"
                     + (f"\nno answer from {', '.join(missing)}" if missing else "")
                     + (f"\n{failures}" if failures else "")
                 )

@@ -3,11 +3,14 @@ formula's modules from this checkout."""
 
 from __future__ import annotations
 
+import json
 import pathlib
+import sys
 
 import salt.config
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+SALT_CALL = str(pathlib.Path(sys.executable).parent / "salt-call")
 
 
 def minion_opts(root, minion_id: str = "functional") -> dict:
@@ -31,3 +34,44 @@ def minion_opts(root, minion_id: str = "functional") -> dict:
         config_dir=str(root / "etc-wireguard"),
     )
     return opts
+
+
+class SaltCall:
+    """A ``salt-call --local`` minion whose modules are the formula's, in ``ns``."""
+
+    def __init__(self, root, ns):
+        self.root, self.ns = root, ns
+        self.config_dir = root / "etc-wireguard"
+        self.config_dir.mkdir(mode=0o700)
+        (root / "pillar").mkdir()
+        (root / "conf").mkdir()
+        opts = minion_opts(root, "cli")
+        config = {
+            key: opts[key]
+            for key in (
+                "id",
+                "file_client",
+                "cachedir",
+                "pki_dir",
+                "sock_dir",
+                "log_file",
+                "module_dirs",
+                "states_dirs",
+                "utils_dirs",
+                "pillar_roots",
+            )
+        }
+        config.update(log_level_logfile="debug", file_roots={"base": [str(REPO)]})
+        (root / "conf" / "minion").write_text(json.dumps(config))
+
+    def pillar(self, data):
+        (self.root / "pillar" / "top.sls").write_text("base:\n  '*':\n    - data\n")
+        (self.root / "pillar" / "data.sls").write_text(json.dumps(data))
+
+    def call(self, *args, check=True):
+        proc = self.ns.run(
+            [SALT_CALL, "-c", str(self.root / "conf"), "--local", "--out=json", *args], check=False
+        )
+        if check:
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
