@@ -18,7 +18,6 @@ import importlib
 import logging
 import os
 import socket
-import subprocess
 import time
 
 import salt.utils.json
@@ -33,6 +32,7 @@ import wgf_dump
 import wgf_files
 import wgf_firewall
 import wgf_health
+import wgf_host
 import wgf_iproute
 import wgf_keys
 import wgf_layout
@@ -128,34 +128,8 @@ def key_digest(key=None, **kwargs):
 # ---------------------------------------------------------------- running ``wg``
 
 
-def _wg(args):
-    """Run ``wg ARGS`` and return its stdout; raise CommandExecutionError on failure.
-
-    The output is never logged: ``wg show dump`` prints private keys. ``subprocess``
-    directly, not ``cmd.run_all``: on a 10,000-peer interface that alone costs as
-    much again as parsing the dump.
-    """
-    wg = salt.utils.path.which("wg")
-    if not wg:
-        raise CommandExecutionError(
-            "The 'wg' command is missing: install wireguard-tools on this minion"
-        )
-    log.debug("wireguard: running wg %s", " ".join(args[:2]))
-    proc = subprocess.run(
-        [wg, *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            "LC_ALL": "C",
-            "WG_HIDE_KEYS": "always",
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin"),
-        },
-    )
-    if proc.returncode != 0:
-        error = wgf_conf.mask(proc.stderr or proc.stdout).strip()  # wg quotes a bad key
-        raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {error}")
-    return proc.stdout
+#: ``wg`` runs through the one place that hides keys and masks its errors.
+_wg = wgf_host.wg
 
 
 def show(interface=None, psk_digests=False):

@@ -12,13 +12,13 @@ import importlib
 import logging
 import os
 import socket
-import subprocess
 
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
 import wgf_args
 import wgf_files
+import wgf_host
 import wgf_keys
 import wgf_layout
 import wgf_reload
@@ -46,17 +46,8 @@ def _config_dir():
     return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]))
 
 
-def _wg(args):
-    proc = subprocess.run(
-        ["wg", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin")},
-    )
-    if proc.returncode != 0:
-        raise CommandExecutionError(f"wg {' '.join(args[:2])} failed: {proc.stderr.strip()}")
-    return proc.stdout
+#: ``wg`` runs through the one place that hides keys and masks its errors.
+_wg = wgf_host.wg
 
 
 def _next_path(interface):

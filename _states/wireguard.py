@@ -34,6 +34,7 @@ import wgf_args
 import wgf_clients
 import wgf_conf
 import wgf_files
+import wgf_host
 import wgf_iproute
 import wgf_keys
 import wgf_layout
@@ -532,17 +533,17 @@ def _do(interface, step, private_key, undo):
 
 def _wg_set(interface, values, private_key):
     """``wg set`` of key, port and fwmark; the private key only through a 0600 file."""
-    argv = ["wg", "set", interface]
+    args = ["set", interface]
     with wgf_files.key_files() as put_key:
         if "public_key" in values:
             if not private_key:  # never: the key is the last step, so never undone
                 raise CommandExecutionError("the previous private key cannot be put back")
-            argv += ["private-key", put_key(private_key)]
+            args += ["private-key", put_key(private_key)]
         if values.get("listen_port") is not None:
-            argv += ["listen-port", str(values["listen_port"])]
+            args += ["listen-port", str(values["listen_port"])]
         if "fwmark" in values:
-            argv += ["fwmark", str(values["fwmark"] or "off")]
-        _run(argv)
+            args += ["fwmark", str(values["fwmark"] or "off")]
+        wgf_host.wg(args)
 
 
 # ----------------------------------------------------------- key and config
