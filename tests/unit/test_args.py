@@ -14,7 +14,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import wgf_addr
 import wgf_args
 import wgf_schema
-from tests.unit.conftest import REPO
+from tests.support.minion import minion_opts
 
 PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 HUGE = 10**5000  # past Python's 4300-digit limit: str() and repr() of it raise
@@ -132,25 +132,13 @@ def loaded(tmp_path_factory):
     """The execution modules as the minion loads them; no interface is live (``wg`` is
     asked, and answers with no interface)."""
     root = tmp_path_factory.mktemp("args")
-    opts = salt.config.minion_config(None)
-    opts.update(
-        id="minion1",
-        file_client="local",
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
-        module_dirs=[str(REPO / "_modules")],
-        utils_dirs=[str(REPO / "_utils")],
-        file_roots={"base": [str(root / "srv")]},
-        pillar_roots={"base": [str(root / "pillar")]},
-        pillar={
-            "wireguard": {
-                "lookup": {"config_dir": str(root / "wg")},
-                "interfaces": {"wg0": {"address": "10.9.0.1/24"}},
-            }
-        },
-        states_dirs=[str(REPO / "_states")],
-    )
+    opts = minion_opts(root, "minion1")
+    opts["pillar"] = {
+        "wireguard": {
+            "lookup": {"config_dir": str(root / "wg")},
+            "interfaces": {"wg0": {"address": "10.9.0.1/24"}},
+        }
+    }
     utils = salt.loader.utils(opts)
     modules = salt.loader.minion_mods(opts, utils=utils)
     modules.states = salt.loader.states(opts, modules, utils, salt.loader.serializers(opts))

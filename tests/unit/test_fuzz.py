@@ -24,7 +24,8 @@ import wgf_dump
 import wgf_keys
 import wgf_live
 import wgf_schema
-from tests.unit.conftest import REPO, load
+from tests.support.minion import minion_opts
+from tests.unit.conftest import load
 
 PRIV = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
@@ -332,19 +333,8 @@ def test_a_live_peer_change_is_refused_or_normalised(value):
 def wireguard_module(tmp_path_factory):
     """The execution module as Salt loads it (module_dirs and utils_dirs of this repo)."""
     root = tmp_path_factory.mktemp("loader")
-    opts = salt.config.minion_config(None)
-    opts.update(
-        id="minion1",
-        file_client="local",
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
-        module_dirs=[str(REPO / "_modules")],
-        utils_dirs=[str(REPO / "_utils")],
-        file_roots={"base": [str(root / "srv")]},
-        pillar_roots={"base": [str(root / "pillar")]},
-        pillar={},
-    )
+    opts = minion_opts(root, "minion1")
+    opts["pillar"] = {}
     modules = salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
     return modules, str(root / "etc-wireguard")
 

@@ -28,7 +28,7 @@ from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 import wgf_schema
-from tests.unit.conftest import REPO
+from tests.support.minion import minion_opts
 from tests.unit.test_fuzz import (
     DICT_KEYS,
     KEY_A,
@@ -331,19 +331,8 @@ def loaded(tmp_path_factory):
     pillar["interfaces"]["wg0"]["peers"]["server"]["public_key"] = KEY_C
     pillar["interfaces"]["wg0"]["peers"]["old"]["public_key"] = "Tr" + KEY_C[2:]
     pillar["lookup"] = {"config_dir": str(root / "wg")}
-    opts = salt.config.minion_config(None)
-    opts.update(
-        id="minion1",
-        file_client="local",
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
-        module_dirs=[str(REPO / "_modules")],
-        utils_dirs=[str(REPO / "_utils")],
-        file_roots={"base": [str(root / "srv")]},
-        pillar_roots={"base": [str(root / "pillar")]},
-        pillar={"wireguard": pillar},
-    )
+    opts = minion_opts(root, "minion1")
+    opts["pillar"] = {"wireguard": pillar}
     modules = salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
     functions = {
         name: modules[name]
