@@ -357,7 +357,7 @@ def interface(name, config_dir=None):
 
 
 def _run(argv, stdin=None):
-    return wgf_state.command(__salt__["cmd.run_all"], argv, stdin)
+    return wgf_host.Host(__salt__).run(argv, stdin)
 
 
 def _ip_json(args):

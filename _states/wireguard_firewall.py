@@ -15,6 +15,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_args
 import wgf_firewall
+import wgf_host
 import wgf_reload
 import wgf_state
 
@@ -42,7 +43,7 @@ def _pending(ret, comment):
 
 
 def _run(argv, stdin=None):
-    return wgf_state.command(__salt__["cmd.run_all"], argv, stdin)
+    return wgf_host.Host(__salt__).run(argv, stdin)
 
 
 def _nft_live():

@@ -1,13 +1,17 @@
-"""Commands the formula runs on the minion. ``wg`` runs here and nowhere else: with
-``WG_HIDE_KEYS=always`` (its output never holds a private or preshared key), in the C
-locale, its output never logged, its errors masked (``wg`` quotes a key it cannot
-read). Keys reach it only as files (``wgf_files.key_files``), never on its command
+"""The host adapter: every command the formula runs on a minion runs here, and nowhere
+else. The loader files hand ``__salt__`` to ``Host`` and call its methods; the unit tests
+hand the states a fake one.
+
+``wg`` runs with ``WG_HIDE_KEYS=always`` (its output never holds a private or preshared
+key), in the C locale, its output never logged, its errors masked (``wg`` quotes a key it
+cannot read). Keys reach it only as files (``wgf_files.key_files``), never on its command
 line."""
 
 import logging
 import os
 import subprocess
 
+import salt.utils.json
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
@@ -41,3 +45,39 @@ def wg(args):
         said = (proc.stderr or proc.stdout).strip()
         raise CommandExecutionError(wgf_conf.mask(f"wg {' '.join(args[:2])} failed: {said}"))
     return proc.stdout
+
+
+class Host:
+    """The minion, as the formula's loader code sees it: built from ``__salt__``."""
+
+    def __init__(self, salt):
+        self._salt = salt
+
+    def wg(self, args):
+        return wg(args)
+
+    def run_all(self, argv, stdin=None):
+        """``cmd.run_all`` of ``argv``: no shell, output never logged, a failure returned
+        (``retcode``, ``stdout``, ``stderr``), not raised."""
+        return self._salt["cmd.run_all"](
+            argv, python_shell=False, ignore_retcode=True, stdin=stdin, output_loglevel="quiet"
+        )
+
+    def run(self, argv, stdin=None):
+        """The stdout of ``argv``, or ``CommandExecutionError`` naming it (masked)."""
+        out = self.run_all(argv, stdin)
+        if out["retcode"] != 0:
+            error = wgf_conf.mask(out.get("stderr") or out.get("stdout") or "").strip()
+            raise CommandExecutionError(f"{' '.join(argv)}: {error}")
+        return out["stdout"]
+
+    def ip_json(self, args):
+        """``ip -j ARGS``, parsed."""
+        text = self.run(["ip", "-j", *args])
+        try:
+            return salt.utils.json.loads(text or "[]")
+        except ValueError:
+            raise CommandExecutionError(f"ip -j {' '.join(args)} printed no JSON") from None
+
+    def has_exec(self, name):
+        return bool(self._salt["cmd.has_exec"](name))

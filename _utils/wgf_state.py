@@ -1,11 +1,8 @@
-"""What the formula's state modules share: the shape of a state's return, running a
-command that must succeed, and a restart that copes with systemd's start limit and puts
-the old config back. Plain Python: the states hand in ``__opts__["test"]``,
-``__salt__["cmd.run_all"]`` and the service's restart as callables."""
+"""What the formula's state modules share: the shape of a state's return, and a restart
+that copes with systemd's start limit and puts the old config back. Plain Python: the
+states hand in ``__opts__["test"]`` and the service's restart as callables."""
 
 from salt.exceptions import CommandExecutionError
-
-import wgf_conf
 
 
 def ret(name):
@@ -23,18 +20,6 @@ def pending(result, comment, test):
 def failed(result, exc):
     result.update(result=False, changes={}, comment=str(exc))
     return result
-
-
-def command(run_all, argv, stdin=None):
-    """Run ``argv`` (no shell, output never logged); its stdout, or raise naming it
-    (``wg`` quotes a key it cannot read: the message is masked)."""
-    out = run_all(
-        argv, python_shell=False, ignore_retcode=True, stdin=stdin, output_loglevel="quiet"
-    )
-    if out["retcode"] != 0:
-        error = wgf_conf.mask(out.get("stderr") or out.get("stdout")).strip()
-        raise CommandExecutionError(f"{' '.join(argv)}: {error}")
-    return out["stdout"]
 
 
 # ------------------------------------------------------------------ restarts

@@ -139,11 +139,12 @@ def test_a_failed_commands_output_quoting_a_key_is_masked():
     """``wg`` quotes a key it cannot use (``Key is not the correct length or format``)."""
     from salt.exceptions import CommandExecutionError
 
-    import wgf_state
+    import wgf_host
 
     def run_all(argv, **kwargs):
         return {"retcode": 1, "stdout": "", "stderr": f"Unable to use `{PRIV}'\n"}
 
+    host = wgf_host.Host({"cmd.run_all": run_all})
     with pytest.raises(CommandExecutionError) as error:
-        wgf_state.command(run_all, ["wg", "set", "wg0", "private-key", "/dev/stdin"], PRIV)
+        host.run(["wg", "set", "wg0", "private-key", "/dev/stdin"], PRIV)
     assert PRIV[:12] not in str(error.value) and "<hidden>" in str(error.value)
