@@ -7,6 +7,7 @@ key), in the C locale, its output never logged, its errors masked (``wg`` quotes
 cannot read). Keys reach it only as files (``wgf_files.key_files``), never on its command
 line."""
 
+import ipaddress
 import logging
 import os
 import subprocess
@@ -81,3 +82,27 @@ class Host:
 
     def has_exec(self, name):
         return bool(self._salt["cmd.has_exec"](name))
+
+    def endpoint_routes(self, addresses, fwmark=None):
+        """``{address: route}`` of ``ip route get`` for each address that has a route.
+        With a fwmark the lookup carries it, as WireGuard's own packets do: a full tunnel
+        (wg-quick's fwmark rule) would otherwise send the lookup into the tunnel itself."""
+        mark = f" mark {fwmark}" if fwmark else ""
+        wanted = {str(ipaddress.ip_address(a)) for a in addresses}
+        if not wanted:
+            return {}
+        out = self.run_all(
+            ["ip", "-j", "-force", "-batch", "-"],
+            stdin="".join(f"route get {a}{mark}\n" for a in sorted(wanted)),
+        )
+        found = {}
+        for line in (out["stdout"] or "").splitlines():
+            for route in salt.utils.json.loads(line) if line.strip() else []:
+                dst = str(ipaddress.ip_address(route.get("dst", "").split("/")[0] or "::"))
+                if dst in wanted:
+                    found[dst] = route
+        return found
+
+    def link_mtus(self):
+        """``{link name: mtu}`` of every link."""
+        return {link.get("ifname"): link.get("mtu") for link in self.ip_json(["link", "show"])}
