@@ -425,6 +425,12 @@ def test_a_config_file_with_a_loose_mode_is_made_private(states, host, tmp_path)
     path = tmp_path / f"{IF}.conf"
     config(states, tmp_path)
     os.chmod(path, 0o644)
+    host.done.clear()
+    states.__opts__["test"] = True
+    ret = config(states, tmp_path)
+    assert ret["result"] is None and ret["changes"] == {"mode": {"old": "0o644", "new": "0o600"}}
+    assert host.done == []
+    states.__opts__["test"] = False
     ret = config(states, tmp_path)
     assert ret["changes"] == {"mode": {"old": "0o644", "new": "0o600"}}
     assert ("make_private", str(path)) in host.done
@@ -570,12 +576,23 @@ def test_an_interface_that_is_not_up_is_left_to_its_service(states, minion, host
     assert host.done == []
 
 
-def test_the_automatic_mtu_comes_from_the_route_to_the_endpoint(states, minion, host, tmp_path):
+@pytest.mark.parametrize(
+    "allowed, fwmark",
+    [
+        (["10.7.0.0/24"], None),
+        # a full tunnel: the lookup carries wg-quick's fwmark, as WireGuard's packets do
+        (["0.0.0.0/0"], 51820),
+    ],
+)
+def test_the_automatic_mtu_comes_from_the_route_to_the_endpoint(
+    states, minion, host, tmp_path, allowed, fwmark
+):
     hub = key()
     minion.pillar["interfaces"][IF]["peers"] = {
-        "hub": {"public_key": hub, "allowed_ips": ["10.7.0.0/24"], "endpoint": "198.18.0.2:51820"}
+        "hub": {"public_key": hub, "allowed_ips": allowed, "endpoint": "198.18.0.2:51820"}
     }
-    minion.live["peers"][hub] = dict(live_peer(["10.7.0.0/24"]), endpoint="198.18.0.2:51820")
+    minion.live["peers"][hub] = dict(live_peer(allowed), endpoint="198.18.0.2:51820")
+    minion.live["fwmark"] = 51820
     host.routes["198.18.0.2"] = {"dst": "198.18.0.2", "dev": "eth1"}
     host.links = {"eth1": 1400, "eth0": 9000}
     host.ip[("addr", "show", "dev", IF)] = [
@@ -583,7 +600,7 @@ def test_the_automatic_mtu_comes_from_the_route_to_the_endpoint(states, minion, 
     ]
     ret = states.interface(IF, config_dir=str(tmp_path))
     assert ret["changes"]["mtu"] == {"old": 1420, "new": 1320}, ret
-    assert ("endpoint_routes", ["198.18.0.2"], None) in host.asked
+    assert ("endpoint_routes", ["198.18.0.2"], fwmark) in host.asked
     assert ("run", ["ip", "link", "set", "mtu", "1320", "dev", IF]) in host.done
 
 
