@@ -11,12 +11,16 @@ import ipaddress
 import logging
 import os
 import subprocess
+import tempfile
 
 import salt.utils.json
 import salt.utils.path
+import salt.utils.systemd
 from salt.exceptions import CommandExecutionError
 
 import wgf_conf
+import wgf_files
+import wgf_live
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +110,158 @@ class Host:
     def link_mtus(self):
         """``{link name: mtu}`` of every link."""
         return {link.get("ifname"): link.get("mtu") for link in self.ip_json(["link", "show"])}
+
+    # -------------------------------------------------- the states' commands and writes
+
+    def wg_set(self, interface, private_key=None, listen_port=None, fwmark=None):
+        """``wg set`` of the private key (only through a 0600 file), the listen port and
+        the fwmark (0 or "off": none); None leaves one alone."""
+        args = ["set", interface]
+        with wgf_files.key_files() as put_key:
+            if private_key is not None:
+                args += ["private-key", put_key(private_key)]
+            if listen_port is not None:
+                args += ["listen-port", str(listen_port)]
+            if fwmark is not None:
+                args += ["fwmark", str(fwmark or "off")]
+            self.wg(args)
+
+    def resolvconf_records(self):
+        """Where this minion's resolvconf keeps each interface's DNS record (which may not
+        exist yet), or None when its records cannot be read (systemd-resolved's)."""
+        binary = salt.utils.path.which("resolvconf")
+        if not binary or os.path.basename(os.path.realpath(binary)) == "resolvectl":
+            return None
+        if os.path.exists(INTERFACE_ORDER):  # Debian's resolvconf
+            return RESOLVCONF_RECORDS["resolvconf"]
+        return RESOLVCONF_RECORDS["openresolv"]
+
+    def resolvconf_name(self, interface):
+        """The name resolvconf keeps ``interface``'s record under, as wg-quick names it."""
+        return wgf_live.resolvconf_name(interface, wgf_files.read(INTERFACE_ORDER))
+
+    def set_dns(self, name, text):
+        """Register the resolv.conf lines ``text`` as record ``name``, as wg-quick does."""
+        self.run(["resolvconf", "-a", name, "-m", "0", "-x"], stdin=text)
+
+    def remove_dns(self, name):
+        self.run(["resolvconf", "-d", name, "-f"])
+
+    def service_active(self, service):
+        return bool(self._salt["service.status"](service))
+
+    def restart(self, service):
+        """``service.restart``: what Salt's service module returns (False or an error when
+        the service did not start)."""
+        return self._salt["service.restart"](service)
+
+    def has_systemd(self):
+        return bool(salt.utils.systemd.booted())
+
+    def unit_result(self, service):
+        """The ``Result`` property of ``service``'s systemd unit (``start-limit-hit``...).
+        No ``--value``: systemd before 230 lacks it."""
+        return self.run(["systemctl", "show", "-p", "Result", service]).strip().partition("=")[2]
+
+    def reset_failed(self, service):
+        """``systemctl reset-failed``: clears the unit's failed state and start counter."""
+        self.run(["systemctl", "reset-failed", service])
+
+    def journal(self, unit):
+        """The unit's last log lines (masked), where systemd keeps them."""
+        if not self.has_exec("journalctl"):
+            return "(see the service's log)"
+        out = self.run_all(["journalctl", "-u", unit, "-n", "8", "--no-pager", "-o", "cat"])
+        return wgf_conf.mask(out["stdout"] or "").strip() or "(no log)"
+
+    def nft_table(self, table):
+        """``nft list table inet TABLE``, or None when there is no such table."""
+        out = self.run_all(["nft", "list", "table", "inet", table])
+        if out["retcode"] != 0:
+            if "No such file or directory" in out["stderr"]:
+                return None
+            raise CommandExecutionError(f"nft list table: {out['stderr'].strip()}")
+        return out["stdout"].strip() + "\n"
+
+    def nft_apply(self, script):
+        """``nft -f -``: one transaction."""
+        self.run(["nft", "-f", "-"], stdin=script)
+
+    def _in_scratch_namespace(self, script, text, suffix, *args):
+        """Run the shell ``script`` (``$1``: a file holding ``text``, then ``args``) in a
+        new, empty network namespace that ends with it: what the kernel makes of a rule
+        set, without touching the minion's firewall."""
+        with tempfile.NamedTemporaryFile("w", suffix=suffix) as handle:
+            handle.write(text)
+            handle.flush()
+            return self.run(
+                ["unshare", "--net", "--", "sh", "-c", script, "sh", handle.name, *args]
+            )
+
+    def nft_canonical(self, table, text):
+        """``text`` (a ``table inet TABLE``) as ``nft list table`` prints it back."""
+        # a `list` in the same nft -f batch would show the table before its rules
+        shown = self._in_scratch_namespace(
+            'nft -f "$1" && nft list table inet "$2"', text, ".nft", table
+        )
+        return shown.strip() + "\n"
+
+    def iptables_save(self, version):
+        """``ip(6)tables-save``, or None where the tool is missing."""
+        save, _ = _iptables_tools(version)
+        return self.run([save]) if self.has_exec(save) else None
+
+    def iptables_restore(self, version, text):
+        """Feed ``text`` to ``ip(6)tables-restore --noflush``."""
+        _, restore = _iptables_tools(version)
+        with tempfile.NamedTemporaryFile("w", suffix=".rules") as rules:
+            rules.write(text)
+            rules.flush()
+            self.run([restore, "--noflush", rules.name])
+
+    def iptables_canonical(self, version, text):
+        """What ``ip(6)tables-save`` shows after ``text`` is restored into an empty
+        namespace."""
+        save, restore = _iptables_tools(version)
+        return self._in_scratch_namespace(
+            '"$2" --noflush "$1" && "$3"', text, ".rules", restore, save
+        )
+
+    def write_secret(self, path, text):
+        """Write ``path`` atomically, 0600 from the first byte."""
+        wgf_files.write_private(path, text)
+
+    def write_secrets(self, files):
+        """Write ``{path: text}`` atomically, each 0600, synced once for all."""
+        wgf_files.write_many(files, sync_each=False)
+
+    def remove(self, path):
+        """Remove the file ``path`` if it is there."""
+        wgf_files.remove(path)
+
+    def remove_stale_temps(self, path, prefix=None):
+        """Remove what a killed run left of an atomic write (``wgf_files``)."""
+        wgf_files.remove_stale_temps(path, prefix)
+
+    def make_private_dir(self, path):
+        """``path`` is a directory only root enters (0700)."""
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+
+    def make_private(self, path):
+        """The file ``path`` is root's and 0600."""
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o600)
+
+
+#: Where openresolv and Debian's resolvconf keep each interface's DNS record.
+RESOLVCONF_RECORDS = {
+    "openresolv": "/run/resolvconf/interfaces",
+    "resolvconf": "/run/resolvconf/interface",
+}
+INTERFACE_ORDER = "/etc/resolvconf/interface-order"
+
+
+def _iptables_tools(version):
+    prefix = "iptables" if version == 4 else "ip6tables"
+    return f"{prefix}-save", f"{prefix}-restore"

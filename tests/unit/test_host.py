@@ -30,3 +30,88 @@ def test_a_key_wg_quotes_in_its_error_is_masked(fake_wg):
     with pytest.raises(CommandExecutionError) as exc:
         wgf_host.wg(["fail", key])
     assert str(exc.value) == "wg fail <hidden> failed: Key is not the correct length: <hidden>"
+
+
+# ------------------------------------------------ what the states ask of the host
+
+
+def test_wg_set_hands_the_private_key_over_in_a_file_never_on_the_command_line(
+    tmp_path, monkeypatch
+):
+    script = tmp_path / "wg"
+    script.write_text('#!/bin/sh\necho "$@"\ncat "$4"\n')
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    said, real = [], wgf_host.wg  # the real `wg` run, its output kept
+    monkeypatch.setattr(wgf_host, "wg", lambda args: said.append(real(args)))
+    key = wgf_keys.genkey()
+    wgf_host.Host({}).wg_set("wg7", private_key=key, listen_port=51820, fwmark="off")
+    argv, content = said[0].split("\n", 1)
+    assert key not in argv and content == key + "\n"
+    assert argv.split()[:3] == ["set", "wg7", "private-key"]
+    assert argv.split()[4:] == ["listen-port", "51820", "fwmark", "off"]
+
+
+class FakeSalt(dict):
+    """``cmd.run_all`` answering each argv from a table, recording what ran."""
+
+    def __init__(self, answers):
+        super().__init__({"cmd.run_all": self.run_all, "cmd.has_exec": self.has_exec})
+        self.answers, self.ran = answers, []
+
+    def run_all(self, argv, stdin=None, **kwargs):
+        self.ran.append(argv)
+        retcode, stdout, stderr = self.answers.get(tuple(argv), (0, "", ""))
+        return {"retcode": retcode, "stdout": stdout, "stderr": stderr}
+
+    def has_exec(self, name):
+        return any(argv[0] == name for argv in self.answers)
+
+
+def test_the_unit_result_and_the_journal_are_read_from_systemd():
+    journal = ("journalctl", "-u", "wg-quick@wg7", "-n", "8", "--no-pager", "-o", "cat")
+    key = wgf_keys.genkey()
+    salt = FakeSalt(
+        {
+            ("systemctl", "show", "-p", "Result", "wg-quick@wg7"): (
+                0,
+                "Result=start-limit-hit\n",
+                "",
+            ),
+            journal: (0, f"PrivateKey = {key}\nfailed\n", ""),
+        }
+    )
+    host = wgf_host.Host(salt)
+    assert host.unit_result("wg-quick@wg7") == "start-limit-hit"
+    said = host.journal("wg-quick@wg7")
+    assert key not in said and "failed" in said
+    host.reset_failed("wg-quick@wg7")
+    assert salt.ran[-1] == ["systemctl", "reset-failed", "wg-quick@wg7"]
+    assert wgf_host.Host(FakeSalt({})).journal("x") == "(see the service's log)"
+
+
+def test_a_missing_nft_table_is_none_and_another_nft_error_fails():
+    argv = ("nft", "list", "table", "inet", "wireguard")
+    host = wgf_host.Host(FakeSalt({argv: (1, "", "Error: No such file or directory")}))
+    assert host.nft_table("wireguard") is None
+    host = wgf_host.Host(FakeSalt({argv: (1, "", "Error: Operation not permitted")}))
+    with pytest.raises(CommandExecutionError, match="Operation not permitted"):
+        host.nft_table("wireguard")
+    host = wgf_host.Host(FakeSalt({argv: (0, "table inet wireguard {\n}", "")}))
+    assert host.nft_table("wireguard") == "table inet wireguard {\n}\n"
+
+
+def test_iptables_save_is_none_where_the_tool_is_missing():
+    salt = FakeSalt({("iptables-save",): (0, "*filter\nCOMMIT\n", "")})
+    host = wgf_host.Host(salt)
+    assert host.iptables_save(4) == "*filter\nCOMMIT\n" and host.iptables_save(6) is None
+
+
+def test_a_secret_is_written_0600_and_removed(tmp_path):
+    path = tmp_path / "wg7.key"
+    host = wgf_host.Host({})
+    host.write_secret(str(path), "secret\n")
+    assert path.read_text() == "secret\n" and path.stat().st_mode & 0o777 == 0o600
+    host.remove(str(path))
+    host.remove(str(path))  # gone already: nothing to do
+    assert not path.exists()

@@ -192,6 +192,10 @@ def test_salt_call_lists_the_state_functions(salt_env):
         "wireguard.peer",
         "wireguard.private_key",
         "wireguard.interface",
+        "wireguard.clients",  # each file of the state module is carried
+        "wireguard.client_peers",
+        "wireguard.firewall",
+        "wireguard.config_dir_absent",
     ):
         assert name in states, states
 

@@ -1,0 +1,166 @@
+"""
+The interface's clients (pillar ``clients``): their addresses and keys kept on the
+minion, and their live peers.
+
+A file of the ``wireguard`` state module, by concern (``wireguard.clients``,
+``wireguard.client_peers``): Salt loads it under the one name with the others. What a
+client is is ``_utils/wgf_clients.py``; the host adapter (``wgf_host.Host``) writes and
+removes the files.
+"""
+
+import importlib
+import os
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_args
+import wgf_clients
+import wgf_files
+import wgf_host
+import wgf_keys
+import wgf_reload
+import wgf_state
+
+# After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
+importlib.reload(wgf_reload).refresh()
+
+__virtualname__ = "wireguard"
+
+
+def __virtual__():
+    return wgf_state.loaded(__salt__, __virtualname__)
+
+
+def clients(name, config_dir=None):
+    """
+    The interface's clients (pillar ``clients``) have their addresses, kept in
+    ``<config_dir>/<name>.clients.json``, and their keys: a private key (none for a BYO
+    client) and a preshared key where asked, made here once and kept in 0600 files
+    under ``<config_dir>/clients/<name>/``. A revoked client (``absent: true``, or no
+    longer in pillar) loses its files, its allocation and its live peer. Only names,
+    addresses and public keys are reported.
+
+    name
+        The interface name.
+    """
+    return wgf_state.guarded(wgf_state.ret(name), _clients, config_dir)
+
+
+def _clients(ret, config_dir):
+    minion, interface = _minion(), ret["name"]
+    host, config_dir = minion.host, minion.config_dir(config_dir)
+    declared = minion.declared(interface, config_dir)
+    if declared is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    path = wgf_clients.record_path(config_dir, interface)
+    old = wgf_clients.parse_record(wgf_files.read(path), path)
+    keydir = wgf_clients.key_dir(config_dir, interface)
+    wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
+    made, writes, removals = {}, {}, []
+    for name, client in sorted(wanted.items()):
+        key_file = wgf_clients.key_path(config_dir, interface, name, "key")
+        psk_file = wgf_clients.key_path(config_dir, interface, name, "psk")
+        if client["byo"]:
+            removals.append(key_file)
+        elif (
+            not client["public_key"]
+            or wgf_keys.pubkey_or_none(wgf_files.read_key(key_file)) != client["public_key"]
+        ):
+            key = wgf_keys.genkey()
+            writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
+        if not client["preshared_key"]:
+            removals.append(psk_file)
+        elif not wgf_keys.pubkey_or_none(wgf_files.read_key(psk_file)):
+            writes[psk_file] = wgf_keys.genpsk() + "\n"
+    revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
+    for name in revoked:
+        removals += [
+            wgf_clients.key_path(config_dir, interface, name, kind) for kind in ("key", "psk")
+        ]
+    removals = [p for p in removals if os.path.exists(p)]
+    new = wgf_clients.record_of(declared, made)
+    ret["changes"] = wgf_clients.changes(old, new, writes, made, minion.test)
+    if not ret["changes"] and not removals and new == old:
+        ret["comment"] = f"The clients of {interface} are as pillar says"
+        return ret
+    if minion.test:
+        return minion.pending(ret, f"The clients of {interface} would be updated")
+    for directory in (os.path.dirname(keydir), keydir):
+        host.make_private_dir(directory)
+    host.remove_stale_temps(os.path.join(keydir, "key"), prefix=".")
+    host.write_secrets(writes)
+    for file in removals:
+        host.remove(file)
+    host.write_secret(path, wgf_clients.dump_record(new))
+    _remove_revoked_peers(minion, interface, [e["public_key"] for e in revoked.values()])
+    return minion.pending(
+        ret,
+        f"The clients of {interface} updated: {len(new['clients'])} "
+        f"client(s), {len(revoked)} revoked",
+    )
+
+
+def _minion():
+    """The minion for one state call; its host adapter is made here and nowhere else in
+    this file (the unit tests hand in a fake one)."""
+    return wgf_state.Minion(__salt__, __opts__, __context__, wgf_host.Host(__salt__))
+
+
+def _remove_revoked_peers(minion, interface, keys):
+    keys = [k for k in keys if k]
+    if not keys or not minion.is_up(interface):
+        return
+    live = minion.live(interface)
+    gone = [k for k in keys if k in live["peers"]]
+    if gone:
+        __salt__["wireguard.apply_peers"](interface, remove=gone)
+        for key in gone:
+            live["peers"].pop(key)
+
+
+def client_peers(name, config_dir=None):
+    """
+    The live interface holds each of its clients as a peer: its public key, its
+    addresses as AllowedIPs, its preshared key (read from the minion's file). Applied
+    through ``wg set`` in one go: no restart. Run after ``clients``.
+
+    name
+        The live WireGuard interface.
+    """
+    return wgf_state.guarded(wgf_state.ret(name), _client_peers, config_dir)
+
+
+def _client_peers(ret, config_dir):
+    interface, minion = ret["name"], _minion()
+    config_dir = minion.config_dir(config_dir)
+    wanted = minion.client_peers_wanted(interface, config_dir)
+    live = minion.live(interface)
+    todo = []
+    for key, peer in wanted.items():
+        psk = wgf_state.client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
+        psk = psk.get(peer["name"])
+        now = live["peers"].get(key)
+        if (
+            now
+            and sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+            and not now["persistent_keepalive"]
+            and now.get("preshared_key_sha256") == (wgf_keys.digest(psk) if psk else None)
+        ):
+            continue  # as wanted: the common case, without parsing every address again
+        diff, change = minion.peer_diff(interface, key, now, peer["allowed_ips"], None, None, psk)
+        if diff:
+            ret["changes"][peer["name"]] = diff
+            todo.append((key, change))
+    if not todo:
+        ret["comment"] = f"The clients of {interface} are live as wanted"
+        return ret
+    if minion.test:
+        return minion.pending(ret, f"{len(todo)} client peer(s) of {interface} would be set")
+    __salt__["wireguard.apply_peers"](interface, peers=[change for _, change in todo])
+    for key, change in todo:
+        wgf_state.remember(live, key, live["peers"].get(key), change)
+    return minion.pending(ret, f"{len(todo)} client peer(s) of {interface} set live")
+
+
+# Last: every state above checks its arguments by name first (wgf_args.RULES).
+wgf_args.guard(globals(), wgf_args.state_refused)

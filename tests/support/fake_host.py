@@ -1,0 +1,167 @@
+"""A fake host adapter (``wgf_host.Host``) for the state modules' unit tier.
+
+It answers from canned live state, records every call that would change the minion in
+``done`` (commands, restarts, file writes and removals, in order) and every question in
+``asked``, and fails the calls it is told to fail (``fail``). Files are really written
+and removed: the tests keep them under ``tmp_path``, and the states read them back."""
+
+import os
+
+from salt.exceptions import CommandExecutionError
+
+import wgf_files
+
+
+class FakeHost:
+    def __init__(self):
+        self.done = []  # (method, *arguments) of each change, in order
+        self.asked = []  # (method, *arguments) of each question
+        self.failing = []  # (method, prefix of its arguments): those calls fail
+        self.executables = {"journalctl"}
+        self.systemd = True
+        self.active = True  # service.status of every service
+        self.restart_ok = True  # whether a restart starts the service
+        self.refuse_starts = 0  # how many restarts systemd refuses (start-limit-hit)
+        self.results = {}  # {unit: its systemd Result}
+        self.ip = {}  # {tuple(args of ip -j): answer}
+        self.routes = {}  # {address: its route} for endpoint_routes
+        self.links = {}  # {link: mtu}
+        self.dns_dir = None  # resolvconf's records directory, None: systemd-resolved
+        self.nft = None  # the live `table inet wireguard`, None: there is none
+        self.iptables = {4: None, 6: None}  # ip(6)tables-save text, None: no such tool
+        self.log = "wg-quick: Line unrecognized: `PostUp'"
+
+    def fail(self, method, *prefix):
+        """Make each later call of ``method`` whose arguments start with ``prefix`` fail."""
+        self.failing.append((method, prefix))
+
+    def _do(self, method, *args):
+        self.done.append((method, *args))
+        self._maybe_fail(method, args)
+
+    def _ask(self, method, *args):
+        self.asked.append((method, *args))
+        self._maybe_fail(method, args)
+
+    def _maybe_fail(self, method, args):
+        flat = tuple(a for arg in args for a in (arg if isinstance(arg, list) else [arg]))
+        for name, prefix in self.failing:
+            if name == method and flat[: len(prefix)] == prefix:
+                raise CommandExecutionError(f"{method} {' '.join(map(str, flat))}: it failed")
+
+    # ------------------------------------------------------------- questions
+
+    def has_exec(self, name):
+        self._ask("has_exec", name)
+        return name in self.executables
+
+    def ip_json(self, args):
+        self._ask("ip_json", list(args))
+        return self.ip.get(tuple(args), [])
+
+    def endpoint_routes(self, addresses, fwmark=None):
+        self._ask("endpoint_routes", sorted(addresses), fwmark)
+        return {a: self.routes[a] for a in sorted(addresses) if a in self.routes}
+
+    def link_mtus(self):
+        self._ask("link_mtus")
+        return dict(self.links)
+
+    def resolvconf_records(self):
+        self._ask("resolvconf_records")
+        return self.dns_dir
+
+    def resolvconf_name(self, interface):
+        return interface
+
+    def service_active(self, service):
+        self._ask("service_active", service)
+        return self.active
+
+    def has_systemd(self):
+        return self.systemd
+
+    def unit_result(self, service):
+        self._ask("unit_result", service)
+        return self.results.get(service, "success")
+
+    def journal(self, unit):
+        self._ask("journal", unit)
+        return self.log
+
+    def nft_table(self, table):
+        self._ask("nft_table", table)
+        return self.nft
+
+    def nft_canonical(self, table, text):
+        self._ask("nft_canonical", table)
+        return text.strip() + "\n"  # the kernel prints it back as it was given
+
+    def iptables_save(self, version):
+        self._ask("iptables_save", version)
+        return self.iptables[version]
+
+    def iptables_canonical(self, version, text):
+        self._ask("iptables_canonical", version)
+        return text
+
+    # --------------------------------------------------------------- changes
+
+    def run(self, argv, stdin=None):
+        self._do("run", list(argv))
+        return ""
+
+    def wg_set(self, interface, private_key=None, listen_port=None, fwmark=None):
+        key = None if private_key is None else "(a private key)"
+        self._do("wg_set", interface, key, listen_port, fwmark)
+
+    def set_dns(self, name, text):
+        self._do("set_dns", name, text)
+
+    def remove_dns(self, name):
+        self._do("remove_dns", name)
+
+    def restart(self, service):
+        self._do("restart", service)
+        if self.refuse_starts:
+            self.refuse_starts -= 1
+            self.results[service] = "start-limit-hit"
+            raise CommandExecutionError(
+                f"Job for {service} failed: start of the service was attempted too often"
+            )
+        return self.restart_ok
+
+    def reset_failed(self, service):
+        self._do("reset_failed", service)
+        self.results[service] = "success"
+
+    def nft_apply(self, script):
+        self._do("nft_apply", script)
+        table = script.split("\n", 2)[-1]
+        self.nft = table.strip() + "\n" if "table inet" in table else None
+
+    def iptables_restore(self, version, text):
+        self._do("iptables_restore", version, text)
+        self.iptables[version] = text if ":WIREGUARD-" in text else ""
+
+    def write_secret(self, path, text):
+        self._do("write_secret", path)
+        wgf_files.write_private(path, text)
+
+    def write_secrets(self, files):
+        self._do("write_secrets", sorted(files))
+        wgf_files.write_many(files)
+
+    def remove(self, path):
+        self._do("remove", path)
+        wgf_files.remove(path)
+
+    def remove_stale_temps(self, path, prefix=None):
+        self._do("remove_stale_temps", path)
+
+    def make_private_dir(self, path):
+        self._do("make_private_dir", path)
+        os.makedirs(path, mode=0o700, exist_ok=True)
+
+    def make_private(self, path):
+        self._do("make_private", path)
