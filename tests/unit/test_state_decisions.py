@@ -11,7 +11,7 @@ import wgf_clients
 import wgf_files
 import wgf_keys
 import wgf_layout
-import wgf_schema
+from tests.support import pipeline
 from tests.unit.conftest import load
 
 IF = "wg7"
@@ -41,6 +41,7 @@ class FakeMinion:
             "wireguard.resolve_endpoint": self.resolve_endpoint,
             "wireguard.service_name": lambda i: f"wg-quick@{i}",
             "wireguard.pillar_interfaces": self.pillar_interfaces,
+            "wireguard.pillar_settings": self.pillar_settings,
             "wireguard_layout.config_dir": lambda config_dir=None: wgf_layout.config_dir(
                 self.pillar.get("lookup") or {}, config_dir or self.config_dir
             ),
@@ -69,16 +70,21 @@ class FakeMinion:
         return True
 
     def pillar_interfaces(self, pillar=None, config_dir=None):
-        return wgf_schema.validate(
+        return self.pipeline()["interfaces"]
+
+    def pillar_settings(self, pillar=None):
+        return self.pipeline()["settings"]
+
+    def pipeline(self):
+        return pipeline.run(
             self.pillar,
             "minion",
-            lambda *_: None,
             lambda m: {},
-            None,
             firewall="nftables" if "nft" in self.executables else "none",
-            client_records=lambda ifname: wgf_files.read(
-                wgf_clients.record_path(self.config_dir, ifname)
-            ),
+            client_records={
+                ifname: wgf_files.read(wgf_clients.record_path(self.config_dir, ifname))
+                for ifname in (self.pillar.get("interfaces") or {})
+            },
         )
 
     def run_all(self, argv, stdin=None, **kwargs):
