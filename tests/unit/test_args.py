@@ -313,6 +313,17 @@ def test_the_validation_cache_key_of_a_pillar_with_a_huge_number_names_its_place
     assert wgf_addr.checked_repr({"a": [1, 2**5000]}, "wireguard") == repr({"a": [1, 2**5000]})
 
 
+def test_pillar_settings_hold_the_minion_wide_values_once(loaded):
+    settings = loaded["wireguard.pillar_settings"]()
+    assert settings["firewall"] in ("nftables", "iptables")
+    assert settings["firewall"] == loaded["wireguard.pillar_interfaces"]()["wg0"]["firewall"]
+    assert settings["needs"] == {"resolvconf": False, "firewall_tools": False}
+    given = {"interfaces": {"wg0": {"address": "10.9.0.1/24", "dns": "10.9.0.53"}}}
+    assert loaded["wireguard.pillar_settings"](given)["needs"]["resolvconf"] is True
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'address'"):
+        loaded["wireguard.pillar_settings"]({"interfaces": {"wg0": {"address": "x"}}})
+
+
 def test_a_huge_number_in_the_minions_own_pillar_is_refused_naming_its_place(loaded):
     iface = loaded.pack["__pillar__"]["wireguard"]["interfaces"]["wg0"]
     iface["mtu"] = HUGE
