@@ -18,8 +18,10 @@ render
 live
     How the planner applies a change to a running interface: ``"link"`` (``ip link set
     <set_word> <value>``, read back from the ``<field>`` of ``ip -j addr show``),
-    ``"wg"`` (``wg set``, read back from ``wg show dump``), ``"restart"`` (only a
-    restart applies it), or None (the planner handles it by name: address, DNS, table).
+    ``"wg"`` (``wg set``, read back from ``wg show dump``; the state's ``wg set``
+    knows the words of listen_port and fwmark, the only such options WireGuard has),
+    ``"restart"`` (only a restart applies it), or None (the planner handles it by
+    name: address, DNS, table).
 set_word, field
     For ``"link"``: the word of ``ip link set`` and the field of ``ip -j``.
 none_keeps_live
