@@ -36,6 +36,7 @@ import wgf_host
 import wgf_iproute
 import wgf_keys
 import wgf_layout
+import wgf_pipeline
 import wgf_reload
 import wgf_schema
 
@@ -411,17 +412,13 @@ def _published_keys(minions):
 
 
 def _validated(pillar=None, config_dir=None):
-    """This minion's interfaces from ``wgf_schema.validate``."""
+    """This minion's interfaces from the pillar pipeline (``wgf_pipeline``)."""
+    return _pipeline(pillar, config_dir)["interfaces"]
+
+
+def _pipeline(pillar=None, config_dir=None):
+    """``{"settings", "interfaces"}`` of ``wgf_pipeline``, fed the minion's facts once."""
     directory = _config_dir(config_dir)
-
-    def own_public_key(ifname, private_key):
-        return wgf_keys.pubkey_or_none(
-            private_key or wgf_files.read_key(os.path.join(directory, f"{ifname}.key"))
-        )
-
-    def client_record(ifname):
-        return wgf_files.read(wgf_clients.record_path(directory, ifname))
-
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
@@ -434,15 +431,25 @@ def _validated(pillar=None, config_dir=None):
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     if stamp not in cache:
         cache.clear()
-        cache[stamp] = wgf_schema.validate(
-            pillar,
-            __opts__["id"],
-            own_public_key,
-            _published_keys,
-            wgf_iproute.known_tables(),
+        compiled = wgf_pipeline.compile_pillar(pillar, __opts__["id"])
+        wanted = wgf_pipeline.needs(compiled)
+        facts = wgf_pipeline.Facts(
+            minion_id=__opts__["id"],
+            published_keys=_published_keys(wanted["minions"]),
+            own_public_keys={
+                name: wgf_keys.pubkey_or_none(
+                    wgf_files.read_key(os.path.join(directory, f"{name}.key"))
+                )
+                for name in wanted["key_files"]
+            },
+            known_tables=wgf_iproute.known_tables(),
             firewall=firewall,
-            client_records=client_record,
+            client_records={
+                name: wgf_files.read(wgf_clients.record_path(directory, name))
+                for name in wanted["client_records"]
+            },
         )
+        cache[stamp] = wgf_pipeline.resolve(compiled, facts)
     return copy.deepcopy(cache[stamp])
 
 
@@ -466,6 +473,27 @@ def pillar_interfaces(pillar=None, config_dir=None):
         salt '*' wireguard.pillar_interfaces
     """
     return _validated(pillar, config_dir)
+
+
+def pillar_settings(pillar=None):
+    """
+    Return what pillar ``wireguard`` sets for the whole minion, once, validated with
+    the interfaces (a bad pillar raises as ``wireguard.pillar_interfaces`` does):
+    ``firewall``, the firewall backend (``nftables``, ``iptables`` or ``none``, from
+    ``wireguard:lookup:firewall``), and ``needs``: ``resolvconf`` (an interface sets
+    ``dns``) and ``firewall_tools`` (an interface NATs, opens its port, limits
+    access, or routes a default route with ``table: auto``).
+
+    pillar
+        The ``wireguard`` pillar to check instead of this minion's.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.pillar_settings
+    """
+    return _pipeline(pillar)["settings"]
 
 
 def render_config(interface, config_dir=None, pillar=None):

@@ -100,7 +100,7 @@ def firewall(name, config_dir=None):
 
 def _firewall(ret, config_dir):
     interfaces = list(__salt__["wireguard.pillar_interfaces"](config_dir=config_dir).values())
-    backend = interfaces[0]["firewall"] if interfaces else "none"
+    backend = __salt__["wireguard.pillar_settings"]()["firewall"] if interfaces else "none"
     return _firewall_converge(ret, _firewall_plan(_host(), interfaces, backend))
 
 

@@ -14,6 +14,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_keys
+import wgf_options
 
 MASK = wgf_addr.HIDDEN
 HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
@@ -113,15 +114,7 @@ def render(iface, private_key=MASK, psks=None):
     lines = [HEADER, "[Interface]"]
     if private_key:
         lines.append(f"PrivateKey = {private_key}")
-    settings = [
-        ("Address", ", ".join(iface["address"])),
-        ("ListenPort", iface["listen_port"]),
-        ("DNS", ", ".join(iface["dns"])),
-        ("MTU", iface["mtu"]),
-        ("Table", None if iface["table"] == "auto" else iface["table"]),
-        ("FwMark", None if iface["fwmark"] is None else hex(iface["fwmark"])),
-    ]
-    lines += [f"{key} = {value}" for key, value in settings if value not in (None, "")]
+    lines += wgf_options.conf_lines(iface)
     # With a firewall backend the formula's own table NATs (wgf_firewall), live.
     nat_up, nat_down = (
         masquerade_lines(iface)

@@ -169,7 +169,7 @@ def check_interface(data, stale_after=STALE_AFTER):
     ``data`` holds: ``name``; ``config_path``; ``conf`` (``wgf_conf.parse`` output or
     None) and ``conf_error``; ``modes`` (``conf``/``key``/``dir`` -> ``{"path",
     "mode", "uid"}`` or None); ``key_file_public``; ``pillar`` (one interface of
-    ``wgf_schema.validate`` or None); ``rendered`` and ``conf_masked`` (config texts
+    ``wgf_pipeline``, or None); ``rendered`` and ``conf_masked`` (config texts
     with keys masked); ``live`` (one interface of ``wgf_dump.parse``, or None when it is down);
     ``samples`` (``{public key: {"tx", "rx"}}``, how much the counters grew while
     watched, or None); ``service`` (the interface's service name) and ``init`` (the

@@ -6,12 +6,14 @@ import os
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_options
 
 DEFAULT_ROUTE = {"-4": "0.0.0.0/0", "-6": "::/0"}
 
 
 def link(links):
-    """``{"mtu", "addresses"}`` of ``ip -j addr show dev IF`` (no link-local), or None."""
+    """``{"addresses", "mtu"}`` of ``ip -j addr show dev IF`` (no link-local), or None;
+    ``mtu`` and each other option set by ``ip link set`` (``wgf_options``) under its key."""
     if not links:
         return None
     addresses = [
@@ -19,7 +21,8 @@ def link(links):
         for a in links[0].get("addr_info", [])
         if a.get("local") and a.get("scope") != "link"
     ]
-    return {"mtu": links[0].get("mtu"), "addresses": addresses}
+    found = {row.key: links[0].get(row.field) for row in wgf_options.rows("link")}
+    return {**found, "addresses": addresses}
 
 
 def unicast_destinations(routes, family):

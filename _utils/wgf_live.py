@@ -5,8 +5,10 @@ the steps that turn one into the other without restarting it.
 and the routes wg-quick derives from AllowedIPs, plus the formula's ``routes``);
 ``running`` reads the same from ``wg show``, ``ip -j`` and resolvconf; ``plan`` lists
 the commands, each with its undo. ``restart_reasons`` names what only a restart can
-change: hooks, the table mode, and wg-quick's default-route setup. Plain data in and
-out: the state runs the commands.
+change: hooks, the table mode, wg-quick's default-route setup, and the options
+``wgf_options`` marks so. The plain options are read from ``wgf_options.OPTIONS``: a
+row applied by ``ip link set`` or ``wg set`` is planned here without naming it. Plain
+data in and out: the state runs the commands.
 """
 
 import ipaddress
@@ -14,6 +16,7 @@ import ipaddress
 import wgf_addr
 import wgf_conf
 import wgf_iproute
+import wgf_options
 
 #: Hook keys of wg-quick: commands cannot be undone in place.
 HOOKS = ("preup", "postup", "predown", "postdown")
@@ -73,8 +76,7 @@ def wanted(iface, public_key, allowed_ips, link_local, auto_mtu):
     dns = dns_record(iface["dns"])
     return {
         "public_key": public_key,
-        "listen_port": iface["listen_port"],
-        "fwmark": iface["fwmark"],
+        **{row.key: iface[row.key] for row in wgf_options.rows() if row.live in ("wg", "link")},
         "addresses": sorted(iface["address"], key=wgf_addr.cidr_sort_key),
         "mtu": iface["mtu"] or auto_mtu,
         "dns": dns,
@@ -104,10 +106,9 @@ def running(live, link, routes_v4, routes_v6, dns_text, default_route):
             routes[(dst, table)] = route.get("protocol", "boot")
     return {
         "public_key": live["public_key"],
-        "listen_port": live["listen_port"],
-        "fwmark": live["fwmark"],
+        **{row.key: live[row.key] for row in wgf_options.rows("wg")},
+        **{row.key: link[row.key] for row in wgf_options.rows("link")},
         "addresses": sorted(link["addresses"], key=wgf_addr.cidr_sort_key),
-        "mtu": link["mtu"],
         "dns": parse_dns_record(dns_text),
         "routes": routes,
     }
@@ -207,15 +208,7 @@ def plan(want, have, interface):
                 "undo": [["ip", _family(address), "address", "del", address, "dev", interface]],
             }
         )
-    if want["mtu"] != have["mtu"]:
-        changes["mtu"] = {"old": have["mtu"], "new": want["mtu"]}
-        steps.append(
-            {
-                "name": f"set mtu {want['mtu']}",
-                "do": [["ip", "link", "set", "mtu", str(want["mtu"]), "dev", interface]],
-                "undo": [["ip", "link", "set", "mtu", str(have["mtu"]), "dev", interface]],
-            }
-        )
+    steps += _link_steps(want, have, interface, changes)
     for address in drop:
         steps.append(
             {
@@ -235,9 +228,10 @@ def plan(want, have, interface):
             }
         )
     wg, undo = {}, {}
-    for key in ("public_key", "listen_port", "fwmark"):
-        if key in ("listen_port", "public_key") and want[key] is None:
-            continue  # no port configured: the kernel picks one; no key known: none to set
+    keeps = {"public_key": True, **{row.key: row.none_keeps_live for row in wgf_options.rows("wg")}}
+    for key, none_keeps_live in keeps.items():
+        if none_keeps_live and want[key] is None:
+            continue  # e.g. no port configured: the kernel picks one; no key known: none to set
         if key == "fwmark" and want["default_route"]:
             continue  # wg-quick's default-route setup owns it
         if want[key] != have[key]:
@@ -246,6 +240,25 @@ def plan(want, have, interface):
     if wg:
         steps.append({"name": "wg set " + ", ".join(sorted(wg)), "wg": wg, "undo_wg": undo})
     return steps, changes
+
+
+def _link_steps(want, have, interface, changes):
+    """``ip link set`` of each option applied so (``wgf_options``: the MTU)."""
+    steps = []
+    for row in wgf_options.rows("link"):
+        new, old = want[row.key], have[row.key]
+        if new == old or (new is None and row.none_keeps_live):
+            continue
+        changes[row.key] = {"old": old, "new": new}
+        argv = ["ip", "link", "set", row.set_word]
+        steps.append(
+            {
+                "name": f"set {row.key} {new}",
+                "do": [[*argv, str(new), "dev", interface]],
+                "undo": [] if old is None else [[*argv, str(old), "dev", interface]],
+            }
+        )
+    return steps
 
 
 def _route_steps(want, have, interface, changes):
@@ -292,9 +305,12 @@ def _route_list(routes):
 
 
 def _restart_facts(text):
-    """Hooks (less the formula's own route lines), table and default-route setup of
-    a config text, as a restart would apply them."""
+    """Hooks (less the formula's own route lines), table, default-route setup and the
+    options only a restart applies (``wgf_options``) of a config text, as a restart
+    would apply them."""
     hooks, table, fwmark, allowed = [], "auto", None, []
+    at_start = {row.conf.lower(): row.key for row in wgf_options.rows("restart")}
+    options = {}
     section = None
     for raw in text.split("\n"):
         line = raw.split("#", 1)[0].strip()
@@ -312,6 +328,8 @@ def _restart_facts(text):
             table = value or "auto"
         elif section == "interface" and key == "fwmark":
             fwmark = value
+        elif section == "interface" and key in at_start:
+            options[at_start[key]] = value
         elif section == "peer" and key == "allowedips":
             allowed += [c for c in wgf_addr.as_list(value) if c.endswith("/0")]
     default_route = sorted({_family(c) for c in allowed}) if table == "auto" else []
@@ -320,6 +338,7 @@ def _restart_facts(text):
         "table": table,
         "default_route": default_route,
         "fwmark": fwmark if default_route else None,
+        "options": options,
     }
 
 
@@ -333,6 +352,9 @@ def restart_reasons(old_text, new_text):
         reasons.append(
             "its PreUp/PostUp/PreDown/PostDown hooks changed (hooks cannot be undone in place)"
         )
+    for row in wgf_options.rows("restart"):
+        if old["options"].get(row.key) != new["options"].get(row.key):
+            reasons.append(f"its {row.conf} changed (wg-quick applies it only at start)")
     if old["table"] != new["table"]:
         reasons.append(f"its table changed from {old['table']} to {new['table']}")
     elif old["default_route"] != new["default_route"] or old["fwmark"] != new["fwmark"]:

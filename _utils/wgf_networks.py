@@ -1,8 +1,10 @@
 """Mine-driven networks: the interface a ``wireguard:networks`` entry gives one node.
 
 ``interfaces_for`` compiles the networks a minion is a node of into interfaces as
-pillar would write them (peers named by ``minion``); ``resolve_minion_peers`` fills
-in those peers' public keys from the mine's answer, which is untrusted.
+pillar would write them (peers named by ``minion``, preshared keys checked from
+``wireguard:network_psks``); ``resolve_minion_peers`` fills in those peers' public keys
+from the mine's answer, which is untrusted. Above the schema (``wgf_schema``), below
+the pipeline (``wgf_pipeline``), which runs both and resolves.
 """
 
 import ipaddress
@@ -11,8 +13,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_keys
-import wgf_psk  # each uses the other at call time only
-import wgf_schema  # each uses the other at call time only
+import wgf_schema
 from wgf_addr import shown
 
 NETWORK_KEYS = {
@@ -29,7 +30,7 @@ NETWORK_KEYS = {
 NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [], "persistent_keepalive": None}
 TOPOLOGIES = ("mesh", "hub")
 #: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
-PSK_PILLAR = "wireguard:network_psks"
+PSK_PILLAR = wgf_schema.PSK_PILLAR
 #: Keepalive a roaming node (no endpoint) sends toward the nodes it dials.
 ROAMING_KEEPALIVE = 25
 
@@ -218,7 +219,7 @@ def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
 def _add_psks(netname, interface, peers, psks, errors, psk_paths):
     """Give each peer its pair's key from ``wireguard:network_psks``, checked."""
     found = len(errors)
-    wgf_psk.check_network_psks(netname, sorted(peers), psks, errors)
+    check_network_psks(netname, sorted(peers), psks, errors)
     if len(errors) > found:
         return
     for partner, peer in peers.items():
@@ -244,10 +245,10 @@ def member_networks(networks, minion):
             continue
 
 
-def resolve_minion_peers(iface, published_keys):
+def resolve_minion_peers(iface, published):
     """Fill in the public keys of peers named by ``minion`` from the mine.
 
-    ``published_keys([minion ids])`` returns ``{minion: {interface: key}}``. Mine data
+    ``published`` is the mine's answer, ``{minion: {interface: key}}``. Mine data
     is untrusted: a value that is not exactly a 32-byte base64 key is refused, naming
     the minion. A peer without a usable key is left out of this run with a warning; the
     rest of the interface converges, and the next run completes it.
@@ -257,9 +258,6 @@ def resolve_minion_peers(iface, published_keys):
         for name, peer in iface["peers"].items()
         if peer["minion"] and not peer["public_key"] and not peer["absent"]
     }
-    if not pending:
-        return
-    published = published_keys([peer["minion"] for peer in pending.values()])
     for name, peer in pending.items():
         keys = published.get(peer["minion"])
         wanted = peer["minion_interface"] or iface["name"]
@@ -284,3 +282,28 @@ def resolve_minion_peers(iface, published_keys):
                     "is a valid key"
                 )
         del iface["peers"][name]
+
+
+def check_network_psks(netname, partners, psks, errors):
+    """Check the keys pillar holds for one network's partners; problems (appended to
+    ``errors``) name the network and the partner, never the value."""
+    where = f"network {shown(netname)}"
+    held = psks.get(netname) if isinstance(psks, dict) else None
+    if held is not None and not isinstance(held, dict):
+        errors.append(f"{where}: wireguard:network_psks holds no mapping of partner to key")
+        held = None
+    for partner in partners:
+        value = (held or {}).get(partner)
+        if value is None:
+            errors.append(
+                f"{where}, node {shown(partner)}: sets preshared_keys but pillar holds no "
+                "preshared key for this pair; enable the formula's ext_pillar on the master "
+                "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all, then "
+                "make the pair's key: salt-run wireguard.ensure_psks (the orchestration "
+                "runs it)"
+            )
+            continue
+        try:
+            wgf_keys.decode(value, f"{where}, node {shown(partner)}: the preshared key")
+        except SaltInvocationError as exc:
+            errors.append(str(exc))

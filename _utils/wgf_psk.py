@@ -26,7 +26,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_files
 import wgf_keys
-import wgf_networks  # uses this module at call time only
+import wgf_networks
 from wgf_addr import shown
 
 #: 32 bytes in base64 (what ``wgf_keys.decode`` accepts, in one cheap match).
@@ -231,28 +231,3 @@ def replace_network(cachedir, netname, pairs):
         store[str(netname)] = keys
         _save(path, store)
     return len(pairs)
-
-
-def check_network_psks(netname, partners, psks, errors):
-    """Check the keys pillar holds for one network's partners; problems (appended to
-    ``errors``) name the network and the partner, never the value."""
-    where = f"network {shown(netname)}"
-    held = psks.get(netname) if isinstance(psks, dict) else None
-    if held is not None and not isinstance(held, dict):
-        errors.append(f"{where}: wireguard:network_psks holds no mapping of partner to key")
-        held = None
-    for partner in partners:
-        value = (held or {}).get(partner)
-        if value is None:
-            errors.append(
-                f"{where}, node {shown(partner)}: sets preshared_keys but pillar holds no "
-                "preshared key for this pair; enable the formula's ext_pillar on the master "
-                "(ext_pillar: [{wireguard: {}}]) and run salt-run saltutil.sync_all, then "
-                "make the pair's key: salt-run wireguard.ensure_psks (the orchestration "
-                "runs it)"
-            )
-            continue
-        try:
-            wgf_keys.decode(value, f"{where}, node {shown(partner)}: the preshared key")
-        except SaltInvocationError as exc:
-            errors.append(str(exc))

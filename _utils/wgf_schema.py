@@ -1,9 +1,11 @@
-"""The formula's pillar schema: validation and normalisation of ``wireguard``.
+"""The formula's pillar schema: the shape of ``wireguard`` and its normalisation.
 
-``validate`` takes the ``wireguard`` pillar and returns every interface with each
-default filled in, and the secrets apart; it raises one ``SaltInvocationError`` that
-lists every problem, each naming the interface, the peer (or network, node) and the
-key. A message never shows a value a key could be part of: it names its place.
+``normalise_interface`` takes one pillar interface and returns it with each default
+filled in and the secrets apart, appending every problem to ``errors``, each naming the
+interface, the peer (or client) and the key. A message never shows a value a key could
+be part of: it names its place. Nothing here knows the minion (its mine, files, routing
+tables or firewall): ``wgf_pipeline`` runs the schema, then the networks compiler
+(``wgf_networks``), then resolves the result against the minion's facts.
 """
 
 import difflib
@@ -15,19 +17,13 @@ import wgf_addr
 import wgf_clients
 import wgf_firewall
 import wgf_keys
-import wgf_networks
+import wgf_options
 from wgf_addr import shown
+from wgf_options import dns_entry, strings
 
-INTERFACE_KEYS = {
-    "enabled": True,
-    "absent": False,
-    "address": [],
-    "listen_port": None,
+#: The keys of an interface besides the plain options of ``wgf_options.OPTIONS``.
+OTHER_INTERFACE_KEYS = {
     "private_key": None,
-    "dns": [],
-    "mtu": None,
-    "table": "auto",
-    "fwmark": None,
     "pre_up": [],
     "post_up": [],
     "pre_down": [],
@@ -45,6 +41,20 @@ INTERFACE_KEYS = {
     "clients": {},
     "max_key_age": None,
 }
+
+
+def interface_keys():
+    """Every key of an interface and its default: ``enabled``, ``absent``, the plain
+    options' rows (read at call time), then the others."""
+    return {
+        "enabled": True,
+        "absent": False,
+        **{row.key: row.default for row in wgf_options.rows()},
+        **OTHER_INTERFACE_KEYS,
+    }
+
+
+INTERFACE_KEYS = interface_keys()
 PEER_KEYS = {
     "public_key": None,
     "minion": None,
@@ -67,12 +77,12 @@ CLIENT_KEYS = {
 }
 CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_key")
 TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}, "network_psks": {}}
+#: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
+PSK_PILLAR = "wireguard:network_psks"
 REFUSED_KEYS = {
     "save_config": "wg-quick would overwrite the file Salt manages with the live state "
     "at every stop; Salt already keeps the file and the live interface in step",
 }
-#: Table names wg-quick takes without /etc/iproute2/rt_tables.
-SPECIAL_TABLES = ("auto", "off")
 
 
 def unknown_keys(data, known, where):
@@ -107,14 +117,6 @@ def mapping(value, where, what):
 # ------------------------------------------------------------------ values
 
 
-def strings(value, where, check=None):
-    items = []
-    for item in [value] if isinstance(value, str) else wgf_addr.as_list(value):
-        item = wgf_addr.text(item, where)
-        items.append(check(item, where) if check else item)
-    return items
-
-
 def keepalive(value, where):
     if value is None or value == "off":
         return None
@@ -127,49 +129,12 @@ def boolean(value, where):
     return value
 
 
-def dns_entry(value, where):
-    try:
-        return wgf_addr.ip_address(value, where)
-    except SaltInvocationError:
-        if "%" not in value and wgf_addr.HOSTNAME.fullmatch(value):
-            return value  # wg-quick takes a non-address as a search domain
-    raise SaltInvocationError(f"{where}: {shown(value)} is neither an address nor a search domain")
-
-
 def interface_name_item(value, where):
     problem = wgf_addr.interface_name_problem(value)
     if problem:
         raise SaltInvocationError(
             f"{where}: {shown(value)} is not a valid interface name: {problem}"
         )
-    return value
-
-
-def fwmark(value, where):
-    if value is None or value in ("off", 0):
-        return None
-    return wgf_addr.integer(value, where, 0, 2**32 - 1, "fwmark") or None
-
-
-def table(value, where, known_tables=None):
-    """``auto``, ``off``, a number, or a name the minion's rt_tables define."""
-    if isinstance(value, bool):
-        raise SaltInvocationError(f"{where}: table is auto, off, a number or a table name")
-    if isinstance(value, int):
-        return str(wgf_addr.integer(value, where, 0, 2**32 - 1, "a table number"))
-    value = wgf_addr.text(value, where)
-    if value in SPECIAL_TABLES:
-        return value
-    if wgf_addr.ASCII_DIGITS.fullmatch(value):
-        return str(wgf_addr.integer(value, where, 0, 2**32 - 1, "a table number"))
-    if known_tables is not None and value not in known_tables:
-        raise SaltInvocationError(
-            f"{where}: table {shown(value)} is not defined on this minion (not in "
-            "/etc/iproute2/rt_tables or rt_tables.d); use auto, off, a number, or "
-            "define the name there first"
-        )
-    if known_tables is None and not value.isascii():
-        raise SaltInvocationError(f"{where}: {shown(value)} is not a table name")
     return value
 
 
@@ -221,23 +186,19 @@ def normalise_peer(ifname, pname, peer, errors):
     return out
 
 
-def normalise_interface(ifname, iface, errors, known_tables=None):
+def normalise_interface(ifname, iface, errors):
     """One pillar interface, normalised (peers keyed by their name as a string)."""
     where = f"interface {shown(ifname)}"
     if not isinstance(iface, dict):
         errors.append(f"{where}: an interface is a mapping of keys, got {type(iface).__name__}")
         return None
-    errors += unknown_keys(iface, INTERFACE_KEYS, where)
+    keys = interface_keys()
+    errors += unknown_keys(iface, keys, where)
     checks = {
         "enabled": boolean,
         "absent": boolean,
-        "address": lambda v, w: strings(v, w, wgf_addr.interface_address),
-        "listen_port": lambda v, w: wgf_addr.port(v, w) if v is not None else None,
+        **{row.key: row.check for row in wgf_options.rows()},
         "private_key": wgf_keys.is_key,
-        "dns": lambda v, w: strings(v, w, dns_entry),
-        "mtu": lambda v, w: wgf_addr.integer(v, w, 576, 65535, "mtu") if v is not None else None,
-        "table": lambda v, w: table(v, w, known_tables),
-        "fwmark": fwmark,
         "pre_up": strings,
         "post_up": strings,
         "pre_down": strings,
@@ -257,7 +218,7 @@ def normalise_interface(ifname, iface, errors, known_tables=None):
             wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)") if v is not None else None
         ),
     }
-    out = {"name": ifname, **_checked(iface, INTERFACE_KEYS, checks, where, errors)}
+    out = {"name": ifname, **_checked(iface, keys, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")
     out["ipv6"] = any(ipaddress.ip_interface(a).version == 6 for a in out["address"])
     if out["mtu"] is not None and out["ipv6"] and out["mtu"] < 1280:
@@ -406,135 +367,12 @@ def check_peer_conflicts(iface, own_public_key, errors):
                 owner[cidr] = pname
 
 
-# ------------------------------------------------------------------- pillar
-
-
-def validate(
-    pillar,
-    minion_id,
-    own_public_key=None,
-    published_keys=None,
-    known_tables=None,
-    firewall="none",
-    client_records=None,
-):
-    """Validate the ``wireguard`` pillar for ``minion_id``.
-
-    own_public_key
-        ``(interface name, pillar private key or None) -> public key or None``.
-    published_keys
-        ``[minion ids] -> {minion: {interface: public key}}``, the mine's answer; peers
-        named by ``minion`` get their keys from it (untrusted: checked as keys).
-    known_tables
-        Routing table names the minion defines, or None to skip that check.
-    firewall
-        The minion's firewall backend (``wgf_firewall.backend``): nftables, iptables
-        or none; each interface gets it as ``firewall``.
-    client_records
-        ``interface name -> the JSON text of its clients record or None``: the
-        allocations kept on the minion (``wgf_clients``).
-
-    Returns the interfaces, without any secret (``secrets_of`` finds those).
-    """
-    if not isinstance(pillar, dict):
-        raise SaltInvocationError(
-            f"pillar 'wireguard' must be a mapping, got {type(pillar).__name__}"
-        )
-    wgf_addr.no_huge_numbers(pillar, "wireguard")  # before anything shows or compares one
-    errors = unknown_keys(pillar, TOP_KEYS, "wireguard")
-    try:
-        raw_interfaces = mapping(
-            pillar.get("interfaces"),
-            "wireguard:interfaces",
-            "a mapping of interface name to interface",
-        )
-    except SaltInvocationError as exc:
-        errors.append(str(exc))
-        raw_interfaces = {}
-    psk_paths = {}
-    from_networks = wgf_networks.interfaces_for(
-        pillar.get("networks"), minion_id, errors, pillar.get("network_psks"), psk_paths
-    )
-    for ifname in set(from_networks) & set(raw_interfaces):
-        errors.append(f"interface {shown(ifname)}: declared under both interfaces and networks")
-    result = {}
-    for ifname, iface in {**from_networks, **raw_interfaces}.items():
-        try:
-            wgf_addr.check_interface_name(ifname)
-        except SaltInvocationError as exc:
-            errors.append(str(exc))
-            continue
-        normalised = normalise_interface(ifname, iface, errors, known_tables)
-        if normalised is None:
-            continue
-        for pname, peer in normalised["peers"].items():
-            if (ifname, pname) in psk_paths:
-                peer["preshared_key_pillar"] = psk_paths[(ifname, pname)]
-        private_key = iface.get("private_key") if normalised["has_private_key"] else None
-        # names for the firewall's rules from before the mine lookup, which leaves out
-        # peers without a published key yet
-        names = {
-            name: [] if peer["absent"] else peer["allowed_ips"]
-            for name, peer in normalised["peers"].items()
-        }
-        if not errors and published_keys is not None:
-            wgf_networks.resolve_minion_peers(normalised, published_keys)
-        own = own_public_key(ifname, private_key) if own_public_key else None
-        check_peer_conflicts(normalised, own, errors)
-        _allocate_clients(normalised, own, client_records, errors)
-        names.update(
-            {
-                name: [
-                    wgf_addr.network(a.split("/")[0], "client address") for a in client["address"]
-                ]
-                for name, client in normalised["clients"].items()
-                if not client["absent"]
-            }
-        )
-        wgf_firewall.check(normalised, firewall, errors, names)
-        result[ifname] = normalised
-    _clients_named_like_interfaces(result, {**from_networks, **raw_interfaces}, errors)
-    if errors:
-        raise SaltInvocationError(
-            "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors)
-        )
-    return result
-
-
-def _clients_named_like_interfaces(result, interfaces, errors):
-    """A client's exported ``<client>.conf`` holds its private key: named like an
-    interface of this minion, it could replace that interface's config."""
-    for ifname, iface in result.items():
-        for name in iface["clients"]:
-            if name in interfaces:
-                errors.append(
-                    f"interface {shown(ifname)}, client {shown(name)}, key 'clients': a "
-                    f"client may not have the name of an interface of this minion ({name}."
-                    "conf is that interface's config)"
-                )
-
-
-def _allocate_clients(iface, own, client_records, errors):
-    """Addresses and known keys of the interface's clients, from the minion's record."""
-    if iface["absent"]:
-        return
-    try:
-        record = wgf_clients.parse_record(
-            client_records(iface["name"]) if client_records else None,
-            f"interface {shown(iface['name'])}: the clients record",
-        )
-    except SaltInvocationError as exc:
-        errors.append(str(exc))
-        return
-    iface["clients_managed"] = bool(iface["clients"] or record["clients"])
-    iface["client_retired"] = record["retired"]
-    if iface["clients_managed"]:
-        wgf_clients.allocate(iface, record, own, errors)
+# ------------------------------------------------------------------ secrets
 
 
 def secrets_of(pillar, iface):
     """``{"private_key", "preshared_keys": {peer name: key}}`` pillar gives one validated
-    interface (``validate``'s), read from the ``wireguard`` pillar itself."""
+    interface (``wgf_pipeline``'s), read from the ``wireguard`` pillar itself."""
     raw = (
         (pillar.get("interfaces") or {}).get(iface["name"]) if isinstance(pillar, dict) else None
     ) or {}
@@ -552,8 +390,8 @@ def secrets_of(pillar, iface):
 def _preshared_key(pillar, raw_peers, name, peer):
     """A peer's preshared key: in its pillar peer, or (a network's) in network_psks."""
     path = peer["preshared_key_pillar"] or ""
-    if path.startswith(wgf_networks.PSK_PILLAR + ":"):
-        netname, partner = path[len(wgf_networks.PSK_PILLAR) + 1 :].rsplit(":", 1)
+    if path.startswith(PSK_PILLAR + ":"):
+        netname, partner = path[len(PSK_PILLAR) + 1 :].rsplit(":", 1)
         return pillar["network_psks"][netname][partner]
     return raw_peers[name]["preshared_key"]
 

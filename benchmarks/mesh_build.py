@@ -15,7 +15,7 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "_utils"))
 import wgf_conf  # the formula's utils, not an installed package
 import wgf_keys
-import wgf_schema
+import wgf_pipeline
 
 NODES = 200
 ROUNDS = 10
@@ -41,13 +41,14 @@ def main():
     timings = []
     for _ in range(ROUNDS):
         start = time.perf_counter()
-        interfaces = wgf_schema.validate(
-            pillar,
+        compiled = wgf_pipeline.compile_pillar(pillar, "node000")
+        facts = wgf_pipeline.Facts(
             "node000",
-            lambda *_: wgf_keys.pubkey(key),
-            lambda minions: {m: published[m] for m in minions},
-            {"main", "local"},
+            published_keys={m: published[m] for m in wgf_pipeline.needs(compiled)["minions"]},
+            own_public_keys={"wg1": wgf_keys.pubkey(key)},
+            known_tables={"main", "local"},
         )
+        interfaces = wgf_pipeline.resolve(compiled, facts)["interfaces"]
         text = wgf_conf.render(interfaces["wg1"], key)
         timings.append(time.perf_counter() - start)
     assert text.count("[Peer]") == NODES - 1

@@ -124,6 +124,7 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
         "is_interface_name": [PILLAR_IF],
         "service_name": [PILLAR_IF],
         "pillar_interfaces": [],
+        "pillar_settings": [],
         "render_config": [PILLAR_IF],
         "route_command": ["172.16.1.0/24"],
         "public_keys": [],

@@ -14,6 +14,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import wgf_addr
 import wgf_args
 import wgf_schema
+from tests.support import pipeline
 from tests.support.minion import minion_opts
 
 PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
@@ -69,7 +70,7 @@ def test_a_huge_number_anywhere_in_the_pillar_is_refused_naming_its_place(where)
         pillar["lookup"] = {"config_dir": HUGE}
         place = "wireguard:lookup:config_dir"
     with pytest.raises(SaltInvocationError) as exc:
-        wgf_schema.validate(pillar, "m1")
+        pipeline.interfaces(pillar, "m1")
     assert str(exc.value).startswith(place), str(exc.value)
 
 
@@ -106,7 +107,7 @@ def test_a_name_with_a_colon_cannot_have_preshared_keys(node, netname, where):
     """Its pillar path ``wireguard:network_psks:<network>:<node>`` would split at the
     ':': the private_key and config states crashed with a KeyError reading the key."""
     with pytest.raises(SaltInvocationError) as exc:
-        wgf_schema.validate(psk_network(node, netname), "m1")
+        pipeline.interfaces(psk_network(node, netname), "m1")
     assert f"- {where}, key 'preshared_keys': a network or node name with ':'" in str(exc.value)
     assert PSK not in str(exc.value)
 
@@ -114,13 +115,13 @@ def test_a_name_with_a_colon_cannot_have_preshared_keys(node, netname, where):
 def test_a_node_with_a_colon_is_fine_without_preshared_keys():
     pillar = psk_network("a:b")
     pillar["networks"]["corp"]["preshared_keys"] = False
-    assert wgf_schema.validate(pillar, "m1")["wg1"]["peers"]["a:b"]["allowed_ips"] == [
+    assert pipeline.interfaces(pillar, "m1")["wg1"]["peers"]["a:b"]["allowed_ips"] == [
         "10.0.0.2/32"
     ]
 
 
 def test_the_preshared_keys_of_other_nodes_are_read_by_their_path():
-    iface = wgf_schema.validate(psk_network("m2"), "m1")["wg1"]
+    iface = pipeline.interfaces(psk_network("m2"), "m1")["wg1"]
     assert wgf_schema.secrets_of(psk_network("m2"), iface)["preshared_keys"] == {"m2": PSK}
 
 
@@ -310,6 +311,17 @@ def test_the_validation_cache_key_of_a_pillar_with_a_huge_number_names_its_place
     with pytest.raises(SaltInvocationError, match=r"^wireguard:interfaces:wg0:mtu: a number"):
         wgf_addr.checked_repr({"interfaces": {"wg0": {"mtu": HUGE}}}, "wireguard")
     assert wgf_addr.checked_repr({"a": [1, 2**5000]}, "wireguard") == repr({"a": [1, 2**5000]})
+
+
+def test_pillar_settings_hold_the_minion_wide_values_once(loaded):
+    settings = loaded["wireguard.pillar_settings"]()
+    assert settings["firewall"] in ("nftables", "iptables")
+    assert settings["firewall"] == loaded["wireguard.pillar_interfaces"]()["wg0"]["firewall"]
+    assert settings["needs"] == {"resolvconf": False, "firewall_tools": False}
+    given = {"interfaces": {"wg0": {"address": "10.9.0.1/24", "dns": "10.9.0.53"}}}
+    assert loaded["wireguard.pillar_settings"](given)["needs"]["resolvconf"] is True
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'address'"):
+        loaded["wireguard.pillar_settings"]({"interfaces": {"wg0": {"address": "x"}}})
 
 
 def test_a_huge_number_in_the_minions_own_pillar_is_refused_naming_its_place(loaded):

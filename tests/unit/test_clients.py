@@ -14,7 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "_utils"))
 
 import wgf_clients
 import wgf_keys
-import wgf_schema
+from tests.support import pipeline
 
 SERVER_PRIV = wgf_keys.genkey()
 PEER_KEY = wgf_keys.pubkey(wgf_keys.genkey())
@@ -33,11 +33,11 @@ def interface(**extra):
 def validate(iface, record=None):
     pillar = {"interfaces": {"wg0": iface}}
     text = json.dumps(record) if record is not None else None
-    return wgf_schema.validate(
+    return pipeline.interfaces(
         pillar,
         "vpn",
-        lambda name, key: wgf_keys.pubkey(SERVER_PRIV),
-        client_records=lambda name: text,
+        own_public_keys={"wg0": wgf_keys.pubkey(SERVER_PRIV)},
+        client_records={"wg0": text},
     )["wg0"]
 
 
@@ -324,7 +324,7 @@ def test_a_client_named_like_an_interface_of_the_minion_is_refused():
         }
     }
     with pytest.raises(SaltInvocationError) as error:
-        wgf_schema.validate(pillar, "vpn", lambda name, key: wgf_keys.pubkey(SERVER_PRIV))
+        pipeline.interfaces(pillar, "vpn", own_public_keys={"wg0": wgf_keys.pubkey(SERVER_PRIV)})
     assert (
         "interface 'wg0', client 'wg1', key 'clients': a client may not have the name "
         "of an interface of this minion"

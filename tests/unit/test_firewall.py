@@ -8,7 +8,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 import wgf_firewall
-import wgf_schema
+from tests.support import pipeline
 
 KEY_A = "scGH95QfjmKl/rjJQD6gDRCe9/fYTWxq2K8a8imo2TE="
 KEY_B = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
@@ -30,7 +30,7 @@ def jumpbox(firewall="nftables", **extra):
             }
         }
     }
-    return wgf_schema.validate(pillar, "jumpbox", firewall=firewall)
+    return pipeline.interfaces(pillar, "jumpbox", firewall=firewall)
 
 
 ACCESS = {
@@ -148,7 +148,7 @@ ACCESS_NFT = [
 def test_no_table_without_an_interface_that_needs_one():
     plain = {"interfaces": {"wg0": {"address": "10.0.0.1/24"}}}
     assert (
-        wgf_firewall.nft_table(wgf_schema.validate(plain, "m", firewall="nftables").values())
+        wgf_firewall.nft_table(pipeline.interfaces(plain, "m", firewall="nftables").values())
         is None
     )
     assert wgf_firewall.nft_table(jumpbox(enabled=False).values()) is None
@@ -233,7 +233,7 @@ def test_a_peer_not_yet_in_the_mine_or_absent_is_still_a_name():
             }
         }
     }
-    got = wgf_schema.validate(pillar, "hub", published_keys=lambda minions: {}, firewall="nftables")
+    got = pipeline.interfaces(pillar, "hub", lambda minions: {}, firewall="nftables")
     assert "backup" not in got["wg0"]["peers"]
     assert [r["sources"] for r in got["wg0"]["access"]["rules"]] == [["10.0.0.3/32"], []]
 
@@ -246,8 +246,8 @@ def test_access_rules_name_clients_by_their_addresses():
         "clients": {"phone": {"address": "10.8.0.20/32"}},
         "access": {"default": "drop", "rules": [{"from": ["phone"], "to": ["192.168.50.10/32"]}]},
     }
-    got = wgf_schema.validate({"interfaces": {"wg0": iface}}, "m", firewall="nftables")
+    got = pipeline.interfaces({"interfaces": {"wg0": iface}}, "m", firewall="nftables")
     assert got["wg0"]["access"]["rules"][0]["sources"] == ["10.8.0.20/32"]
     iface["access"]["rules"][0]["from"] = ["tablet"]
     with pytest.raises(SaltInvocationError, match="'tablet' names no peer or client"):
-        wgf_schema.validate({"interfaces": {"wg0": iface}}, "m", firewall="nftables")
+        pipeline.interfaces({"interfaces": {"wg0": iface}}, "m", firewall="nftables")

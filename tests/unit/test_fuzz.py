@@ -24,6 +24,7 @@ import wgf_dump
 import wgf_keys
 import wgf_live
 import wgf_schema
+from tests.support import pipeline
 from tests.support.minion import minion_opts
 from tests.unit.conftest import load
 
@@ -249,19 +250,14 @@ def mines(draw):
     return mine if isinstance(mine, dict) else {}
 
 
-def own_public_key(ifname, private_key):
-    return wgf_keys.pubkey_or_none(private_key)
-
-
 def test_the_base_pillars_are_valid():
     """The fuzz starts from pillars that pass, so each mutation is what breaks one."""
     for pillar in PILLARS:
-        assert wgf_schema.validate(
+        assert pipeline.interfaces(
             copy.deepcopy(pillar),
             "minion1",
-            own_public_key,
             lambda minions: {m: MINE.get(m) for m in minions},
-            {"main"},
+            known_tables={"main"},
         )
 
 
@@ -292,12 +288,11 @@ def test_mutated_pillars_are_refused_or_valid_and_never_leak_a_key(
     pillar, mine, known_tables, minion
 ):
     try:
-        result = wgf_schema.validate(
+        result = pipeline.interfaces(
             pillar,
             minion,
-            own_public_key,
             lambda minions: {m: mine.get(m) for m in minions},
-            known_tables,
+            known_tables=known_tables,
         )
     except SALTS_OWN as exc:
         event("refused")

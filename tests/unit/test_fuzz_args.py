@@ -27,7 +27,7 @@ import salt.utils.path
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-import wgf_schema
+from tests.support import pipeline
 from tests.support.minion import minion_opts
 from tests.unit.test_fuzz import (
     DICT_KEYS,
@@ -44,7 +44,6 @@ from tests.unit.test_fuzz import (
     assert_no_secret,
     check_validated,
     fuzz,
-    own_public_key,
 )
 
 HUGE = [10**5000, -(10**1300), 2**4097]
@@ -159,12 +158,11 @@ def pillars(draw):
 
 def test_the_base_pillars_with_preshared_keys_clients_and_firewall_are_valid():
     for pillar in MORE_PILLARS:
-        result = wgf_schema.validate(
+        result = pipeline.interfaces(
             copy.deepcopy(pillar),
             "minion1",
-            own_public_key,
             lambda minions: {m: MINE.get(m) for m in minions},
-            {"main"},
+            known_tables={"main"},
             firewall="nftables",
         )
         check_validated(pillar, result)
@@ -180,12 +178,11 @@ def test_any_pillar_is_refused_or_valid_and_its_secrets_are_found(pillar, minion
     """Validation refuses what it cannot use, or every interface it returns renders, its
     keys found by their pillar paths (the private_key and config states read them so)."""
     try:
-        result = wgf_schema.validate(
+        result = pipeline.interfaces(
             pillar,
             minion,
-            own_public_key,
             lambda minions: {m: MINE.get(m) for m in minions},
-            {"main"},
+            known_tables={"main"},
             firewall=firewall,
         )
     except SALTS_OWN as exc:
@@ -376,6 +373,7 @@ FUNCTIONS = [
     "wireguard.key_digest",
     "wireguard.link_states",
     "wireguard.pillar_interfaces",
+    "wireguard.pillar_settings",
     "wireguard.public_keys",
     "wireguard.pubkey",
     "wireguard.remove_peer",

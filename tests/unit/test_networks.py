@@ -5,7 +5,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_conf
 import wgf_keys
-import wgf_schema
+from tests.support import pipeline
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def network(topology="mesh", **nodes):
 
 
 def as_minion(mine, minion, pillar):
-    return wgf_schema.validate(pillar, minion, published_keys=mine)
+    return pipeline.interfaces(pillar, minion, mine)
 
 
 MESH = {

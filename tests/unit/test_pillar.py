@@ -5,7 +5,9 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_conf
 import wgf_keys
+import wgf_pipeline
 import wgf_schema
+from tests.support import pipeline
 
 KEY_A = "scGH95QfjmKl/rjJQD6gDRCe9/fYTWxq2K8a8imo2TE="
 KEY_B = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
@@ -25,16 +27,10 @@ def pillar(iface=None, peer=None, name="wg0"):
 RT_TABLES = {"local", "main", "default"}
 
 
-def own_key_from_pillar(ifname, private_key):
-    """What the loader module answers when the interface has no key file yet."""
-    return wgf_keys.pubkey_or_none(private_key)
-
-
-def validate(wireguard, minion="minion1", **kwargs):
-    """``wgf_schema.validate`` as ``minion`` sees its pillar ``wireguard``."""
-    kwargs.setdefault("own_public_key", own_key_from_pillar)
-    kwargs.setdefault("known_tables", RT_TABLES)
-    return wgf_schema.validate(wireguard, minion, **kwargs)
+def validate(wireguard, minion="minion1", **facts):
+    """The pillar pipeline's interfaces as ``minion`` sees its pillar ``wireguard``."""
+    facts.setdefault("known_tables", RT_TABLES)
+    return pipeline.interfaces(wireguard, minion, **facts)
 
 
 def test_defaults_are_filled_in_and_secrets_left_out():
@@ -159,19 +155,18 @@ def test_every_problem_is_reported_at_once():
     assert str(error.value).count("\n- ") == 3
 
 
-def test_own_key_check_asks_for_the_interfaces_own_public_key():
-    """The loader module answers from pillar's key or the generated key file."""
-    asked = []
-
-    def own_public_key(ifname, private_key):
-        asked.append((ifname, private_key))
-        return wgf_keys.pubkey(PRIV)
-
+def test_own_key_check_uses_the_key_file_or_pillars_key():
+    """Without a pillar private_key the loader reads the key file (``needs`` says so)
+    and hands its public key over; pillar's key, when given, is the own key."""
+    mine_own = pillar(peer={"public_key": wgf_keys.pubkey(PRIV)})
+    assert wgf_pipeline.needs(wgf_pipeline.compile_pillar(mine_own, "m"))["key_files"] == ["wg0"]
     with pytest.raises(SaltInvocationError, match="own public key"):
-        validate(pillar(peer={"public_key": wgf_keys.pubkey(PRIV)}), own_public_key=own_public_key)
-    assert asked == [("wg0", None)]
-    validate(pillar({"private_key": PRIV}), own_public_key=own_public_key)
-    assert asked[-1] == ("wg0", PRIV)
+        validate(mine_own, own_public_keys={"wg0": wgf_keys.pubkey(PRIV)})
+    assert validate(mine_own, own_public_keys={"wg0": None})["wg0"]["peers"]
+    with_key = pillar({"private_key": PRIV}, peer={"public_key": wgf_keys.pubkey(PRIV)})
+    assert wgf_pipeline.needs(wgf_pipeline.compile_pillar(with_key, "m"))["key_files"] == []
+    with pytest.raises(SaltInvocationError, match="own public key"):
+        validate(with_key, own_public_keys={"wg0": None})
 
 
 def test_absent_peer_needs_no_key_and_does_not_conflict():

@@ -13,6 +13,7 @@ import wgf_health
 import wgf_keys
 import wgf_psk
 import wgf_schema
+from tests.support import pipeline
 
 
 def network(topology="mesh", nodes=("a", "b", "c"), hubs=(), **extra):
@@ -190,9 +191,7 @@ def test_a_lock_path_that_is_a_directory_is_refused(tmp_path):
 
 def _validated(pillar, minion="a"):
     keys = {m: wgf_keys.pubkey(wgf_keys.genkey()) for m in "abc"}
-    return wgf_schema.validate(
-        pillar, minion, published_keys=lambda ms: {m: {"wg1": keys[m]} for m in ms}
-    )
+    return pipeline.interfaces(pillar, minion, lambda ms: {m: {"wg1": keys[m]} for m in ms})
 
 
 def test_network_peers_take_their_pairs_key_from_network_psks():
@@ -246,7 +245,7 @@ def test_max_key_age_of_a_network_reaches_its_interface():
 def test_max_key_age_must_be_a_number_of_days():
     pillar = {"interfaces": {"wg0": {"address": "10.0.0.1/24", "max_key_age": "soon"}}}
     with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'max_key_age'"):
-        wgf_schema.validate(pillar, "a")
+        pipeline.interfaces(pillar, "a")
 
 
 def test_key_age_comes_from_the_key_files_time():

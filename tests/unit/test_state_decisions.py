@@ -17,8 +17,8 @@ import wgf_files
 import wgf_host
 import wgf_keys
 import wgf_layout
-import wgf_schema
 import wgf_state
+from tests.support import pipeline
 from tests.support.fake_host import FakeHost
 from tests.unit.conftest import load
 
@@ -46,6 +46,7 @@ class FakeMinion:
             "wireguard.resolve_endpoint": self.resolve_endpoint,
             "wireguard.service_name": lambda i: f"wg-quick@{i}",
             "wireguard.pillar_interfaces": self.pillar_interfaces,
+            "wireguard.pillar_settings": self.pillar_settings,
             "wireguard_layout.config_dir": lambda config_dir=None: wgf_layout.config_dir(
                 self.pillar.get("lookup") or {}, config_dir or self.config_dir
             ),
@@ -70,16 +71,21 @@ class FakeMinion:
         return True
 
     def pillar_interfaces(self, pillar=None, config_dir=None):
-        return wgf_schema.validate(
+        return self.pipeline()["interfaces"]
+
+    def pillar_settings(self, pillar=None):
+        return self.pipeline()["settings"]
+
+    def pipeline(self):
+        return pipeline.run(
             self.pillar,
             "minion",
-            lambda *_: None,
             lambda m: {},
-            None,
             firewall=self.firewall,
-            client_records=lambda ifname: wgf_files.read(
-                wgf_clients.record_path(self.config_dir, ifname)
-            ),
+            client_records={
+                ifname: wgf_files.read(wgf_clients.record_path(self.config_dir, ifname))
+                for ifname in (self.pillar.get("interfaces") or {})
+            },
         )
 
 

@@ -1,0 +1,250 @@
+"""The one-way pillar pipeline: the ``wireguard`` pillar to this minion's interfaces.
+
+Each stage imports only the ones before it::
+
+    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients)
+      -> wgf_schema   (shape and normalisation of one interface)
+      -> wgf_networks (networks compiled into interfaces, their preshared keys checked)
+      -> this module: ``compile_pillar`` runs both, ``resolve`` checks the result
+         against one ``Facts`` value (mine keys, own keys, routing tables, firewall
+         backend, client records)
+
+Nothing here reads the minion: the loader asks ``needs`` which mine entries, key files
+and client records the compiled pillar wants, gathers them once into ``Facts``, and
+passes them in. ``resolve`` returns ``{"settings": {...}, "interfaces": {...}}``: what
+is minion-wide once at the top, each interface under its name. Every problem, from any
+stage, ends in one ``SaltInvocationError`` that lists them all.
+"""
+
+import copy
+import dataclasses
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+import wgf_clients
+import wgf_firewall
+import wgf_keys
+import wgf_live
+import wgf_networks
+import wgf_options
+import wgf_schema
+from wgf_addr import shown
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """What the resolver knows of the minion, gathered once by the loader.
+
+    minion_id
+        The minion whose pillar this is (the networks it is a node of).
+    published_keys
+        The mine's answer for the minions ``needs`` names, ``{minion: {interface:
+        public key}}`` (untrusted: checked as keys); None leaves peers named by
+        ``minion`` unresolved.
+    own_public_keys
+        ``{interface: public key of its key file, or None}``; a pillar ``private_key``
+        takes precedence.
+    known_tables
+        Routing table names the minion defines, or None to skip that check.
+    firewall
+        The minion's firewall backend (``wgf_firewall.backend``): nftables, iptables
+        or none.
+    client_records
+        ``{interface: the JSON text of its clients record, or None}``: the allocations
+        kept on the minion (``wgf_clients``).
+    """
+
+    minion_id: str
+    published_keys: dict | None = None
+    own_public_keys: dict = dataclasses.field(default_factory=dict)
+    known_tables: frozenset | set | None = None
+    firewall: str = "none"
+    client_records: dict = dataclasses.field(default_factory=dict)
+
+
+def compile_pillar(pillar, minion_id):
+    """The schema and the networks compiler over the ``wireguard`` pillar, with no
+    minion facts: ``{"interfaces": {name: normalised}, "raw": {name: pillar
+    interface}, "errors": [...]}``. Raises only when the pillar is no mapping."""
+    if not isinstance(pillar, dict):
+        raise SaltInvocationError(
+            f"pillar 'wireguard' must be a mapping, got {type(pillar).__name__}"
+        )
+    wgf_addr.no_huge_numbers(pillar, "wireguard")  # before anything shows or compares one
+    errors = wgf_schema.unknown_keys(pillar, wgf_schema.TOP_KEYS, "wireguard")
+    try:
+        raw_interfaces = wgf_schema.mapping(
+            pillar.get("interfaces"),
+            "wireguard:interfaces",
+            "a mapping of interface name to interface",
+        )
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
+        raw_interfaces = {}
+    psk_paths = {}
+    from_networks = wgf_networks.interfaces_for(
+        pillar.get("networks"), minion_id, errors, pillar.get("network_psks"), psk_paths
+    )
+    for ifname in set(from_networks) & set(raw_interfaces):
+        errors.append(f"interface {shown(ifname)}: declared under both interfaces and networks")
+    raw = {**from_networks, **raw_interfaces}
+    interfaces = {}
+    for ifname, iface in raw.items():
+        try:
+            wgf_addr.check_interface_name(ifname)
+        except SaltInvocationError as exc:
+            errors.append(str(exc))
+            continue
+        normalised = wgf_schema.normalise_interface(ifname, iface, errors)
+        if normalised is None:
+            continue
+        for pname, peer in normalised["peers"].items():
+            if (ifname, pname) in psk_paths:
+                peer["preshared_key_pillar"] = psk_paths[(ifname, pname)]
+        interfaces[ifname] = normalised
+    return {"interfaces": interfaces, "raw": raw, "errors": errors}
+
+
+def needs(compiled):
+    """The facts the compiled pillar wants: ``{"minions"}`` whose mine keys name its
+    peers (none while the pillar has problems), the interfaces whose ``key_files`` hold
+    their private key (pillar gives none), and those whose ``client_records`` count."""
+    interfaces = compiled["interfaces"]
+    minions = set()
+    if not compiled["errors"]:
+        minions = {
+            peer["minion"]
+            for iface in interfaces.values()
+            for peer in iface["peers"].values()
+            if peer["minion"] and not peer["public_key"] and not peer["absent"]
+        }
+    return {
+        "minions": sorted(minions),
+        "key_files": [name for name, iface in interfaces.items() if not iface["has_private_key"]],
+        "client_records": [name for name, iface in interfaces.items() if not iface["absent"]],
+    }
+
+
+def resolve(compiled, facts):
+    """The compiled pillar checked against the minion's ``facts``: peers named by
+    ``minion`` get their mine keys, clients their addresses, the firewall its rules'
+    names. Returns ``{"settings", "interfaces"}`` without any secret
+    (``wgf_schema.secrets_of`` finds those), or raises listing every problem."""
+    errors = list(compiled["errors"])
+    resolve_mine = not errors and facts.published_keys is not None
+    interfaces = copy.deepcopy(compiled["interfaces"])
+    for ifname, iface in interfaces.items():
+        _check_table(iface, facts.known_tables, errors)
+        # names for the firewall's rules from before the mine lookup, which leaves out
+        # peers without a published key yet
+        names = {
+            name: [] if peer["absent"] else peer["allowed_ips"]
+            for name, peer in iface["peers"].items()
+        }
+        if resolve_mine:
+            wgf_networks.resolve_minion_peers(iface, facts.published_keys)
+        own = _own_public_key(compiled["raw"][ifname], iface, facts)
+        wgf_schema.check_peer_conflicts(iface, own, errors)
+        _allocate_clients(iface, own, facts.client_records.get(ifname), errors)
+        names.update(
+            {
+                name: [
+                    wgf_addr.network(a.split("/")[0], "client address") for a in client["address"]
+                ]
+                for name, client in iface["clients"].items()
+                if not client["absent"]
+            }
+        )
+        wgf_firewall.check(iface, facts.firewall, errors, names)
+    _clients_named_like_interfaces(interfaces, compiled["raw"], errors)
+    if errors:
+        raise SaltInvocationError(
+            "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors)
+        )
+    return {"settings": settings(interfaces, facts.firewall), "interfaces": interfaces}
+
+
+def run(pillar, facts):
+    """The whole pipeline: ``resolve(compile_pillar(pillar, facts.minion_id), facts)``."""
+    return resolve(compile_pillar(pillar, facts.minion_id), facts)
+
+
+def settings(interfaces, firewall):
+    """What is minion-wide, once: the firewall backend, and what the packages must
+    bring: ``resolvconf`` (an interface sets ``dns``) and ``firewall_tools`` (an
+    interface NATs, opens its port, limits access, or routes a default route with
+    ``table: auto``, for which wg-quick sets nft or iptables rules itself)."""
+    present = [iface for iface in interfaces.values() if not iface["absent"]]
+    return {
+        "firewall": firewall,
+        "needs": {
+            "resolvconf": any(iface["dns"] for iface in present),
+            "firewall_tools": any(
+                iface["masquerade"]
+                or iface["open_port"]
+                or iface["access"]
+                or _default_route(iface)
+                for iface in present
+            ),
+        },
+    }
+
+
+def _default_route(iface):
+    allowed = [
+        cidr
+        for peer in iface["peers"].values()
+        if not peer["absent"]
+        for cidr in peer["allowed_ips"]
+    ]
+    return wgf_live.default_route_mode(iface["table"], allowed)
+
+
+def _check_table(iface, known_tables, errors):
+    """A table name must be one the minion defines (numbers, auto and off always are);
+    with no rt_tables file, any ASCII name."""
+    try:
+        wgf_options.table(
+            iface["table"], f"interface {shown(iface['name'])}, key 'table'", known_tables
+        )
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
+
+
+def _own_public_key(raw, iface, facts):
+    """The interface's own public key: of pillar's private key, else of its key file."""
+    private_key = raw.get("private_key") if iface["has_private_key"] else None
+    if private_key:
+        return wgf_keys.pubkey_or_none(private_key)
+    return facts.own_public_keys.get(iface["name"])
+
+
+def _clients_named_like_interfaces(result, interfaces, errors):
+    """A client's exported ``<client>.conf`` holds its private key: named like an
+    interface of this minion, it could replace that interface's config."""
+    for ifname, iface in result.items():
+        for name in iface["clients"]:
+            if name in interfaces:
+                errors.append(
+                    f"interface {shown(ifname)}, client {shown(name)}, key 'clients': a "
+                    f"client may not have the name of an interface of this minion ({name}."
+                    "conf is that interface's config)"
+                )
+
+
+def _allocate_clients(iface, own, record_text, errors):
+    """Addresses and known keys of the interface's clients, from the minion's record."""
+    if iface["absent"]:
+        return
+    try:
+        record = wgf_clients.parse_record(
+            record_text, f"interface {shown(iface['name'])}: the clients record"
+        )
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
+        return
+    iface["clients_managed"] = bool(iface["clients"] or record["clients"])
+    iface["client_retired"] = record["retired"]
+    if iface["clients_managed"]:
+        wgf_clients.allocate(iface, record, own, errors)

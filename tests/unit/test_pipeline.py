@@ -1,0 +1,256 @@
+"""The one-way pillar pipeline (wgf_pipeline): what it asks of the minion, the one
+value of facts it is fed, the minion-wide settings at the top of its answer, and the
+interface options table (wgf_options) that the schema, the renderer and the live
+planner all read."""
+
+import dataclasses
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+import wgf_conf
+import wgf_iproute
+import wgf_keys
+import wgf_live
+import wgf_options
+import wgf_pipeline
+from tests.support import pipeline
+
+KEY_A = wgf_keys.pubkey(wgf_keys.genkey())
+KEY_B = wgf_keys.pubkey(wgf_keys.genkey())
+
+
+def wg0(**extra):
+    return {"interfaces": {"wg0": {"address": "10.0.0.1/24", "listen_port": 51820, **extra}}}
+
+
+def peer(allowed, **extra):
+    return {"public_key": KEY_A, "allowed_ips": allowed, **extra}
+
+
+# ------------------------------------------------------------------ settings
+
+
+def test_the_firewall_backend_is_one_setting_at_the_top():
+    got = pipeline.run(
+        {"interfaces": {"wg0": {"address": "10.0.0.1/24"}, "wg1": {"address": "10.1.0.1/24"}}},
+        firewall="iptables",
+    )
+    assert got["settings"]["firewall"] == "iptables"
+    assert set(got["interfaces"]) == {"wg0", "wg1"}
+    # kept on each interface too, for whoever read it there
+    assert {i["firewall"] for i in got["interfaces"].values()} == {"iptables"}
+    assert pipeline.run({}, firewall="nftables")["settings"] == {
+        "firewall": "nftables",
+        "needs": {"resolvconf": False, "firewall_tools": False},
+    }
+
+
+@pytest.mark.parametrize(
+    ("pillar", "resolvconf", "firewall_tools"),
+    [
+        (wg0(), False, False),
+        (wg0(dns=["10.0.0.53"]), True, False),
+        (wg0(dns=["10.0.0.53"], absent=True), False, False),
+        (wg0(masquerade=["eth0"]), False, True),
+        (wg0(open_port=True), False, True),
+        (wg0(access={"default": "drop", "rules": []}), False, True),
+        (wg0(peers={"hub": peer(["0.0.0.0/0"])}), False, True),
+        (wg0(peers={"hub": peer(["::/0"])}), False, True),
+        (wg0(peers={"hub": peer(["0.0.0.0/0"])}, table="off"), False, False),
+        (wg0(peers={"hub": peer(["0.0.0.0/0"], absent=True)}), False, False),
+        (wg0(peers={"hub": peer(["10.0.0.0/8"])}), False, False),
+    ],
+)
+def test_the_settings_say_what_the_packages_must_bring(pillar, resolvconf, firewall_tools):
+    """What package/install.sls maps to packages, decided once in Python."""
+    needs = pipeline.run(pillar, firewall="nftables")["settings"]["needs"]
+    assert needs == {"resolvconf": resolvconf, "firewall_tools": firewall_tools}
+
+
+def test_a_default_route_need_is_wg_quicks_own_rule():
+    for table, allowed in [("auto", ["0.0.0.0/0"]), ("auto", ["10.0.0.0/8"]), ("7", ["::/0"])]:
+        iface = pipeline.interfaces(wg0(table=table, peers={"hub": peer(allowed)}))["wg0"]
+        assert wgf_pipeline.settings({"wg0": iface}, "none")["needs"]["firewall_tools"] is (
+            wgf_live.default_route_mode(table, allowed)
+        )
+
+
+# --------------------------------------------------------------------- facts
+
+
+def network(**nodes):
+    return {"networks": {"corp": {"interface": "wg1", "nodes": nodes}}}
+
+
+MESH = network(
+    a={"address": "10.5.0.1/24", "endpoint": "a.example.com"},
+    b={"address": "10.5.0.2/24"},
+    c={"address": "10.5.0.3/24"},
+)
+
+
+def test_needs_names_the_mine_entries_key_files_and_records_the_pillar_wants():
+    pillar = {
+        **MESH,
+        "interfaces": {
+            "wg0": {"address": "10.0.0.1/24", "private_key": wgf_keys.genkey()},
+            "wg2": {"absent": True},
+        },
+    }
+    compiled = wgf_pipeline.compile_pillar(pillar, "a")
+    assert wgf_pipeline.needs(compiled) == {
+        "minions": ["b", "c"],
+        "key_files": ["wg1", "wg2"],
+        "client_records": ["wg1", "wg0"],
+    }
+    assert wgf_pipeline.compile_pillar(MESH, "elsewhere")["interfaces"] == {}
+
+
+def test_a_bad_pillar_asks_the_mine_nothing():
+    bad = {**MESH, "interfaces": {"wg0": {"address": "not an address"}}}
+    compiled = wgf_pipeline.compile_pillar(bad, "a")
+    assert compiled["errors"]
+    assert wgf_pipeline.needs(compiled)["minions"] == []
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'address'"):
+        wgf_pipeline.resolve(compiled, wgf_pipeline.Facts("a", published_keys={}))
+
+
+def test_one_value_of_facts_resolves_peers_tables_firewall_and_clients():
+    facts = wgf_pipeline.Facts(
+        "a",
+        published_keys={"b": {"wg1": KEY_A}, "c": {"wg1": "not-a-key"}},
+        known_tables={"main", "vpn"},
+        firewall="nftables",
+        client_records={"wg1": None},
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        facts.firewall = "none"
+    pillar = {**MESH, "interfaces": {"wg0": {"address": "10.0.0.1/24", "table": "vpn"}}}
+    got = wgf_pipeline.run(pillar, facts)
+    wg1 = got["interfaces"]["wg1"]
+    assert wg1["peers"]["b"]["public_key"] == KEY_A
+    assert "c" not in wg1["peers"]
+    assert any("refused the mine value minion 'c'" in w for w in wg1["warnings"])
+    assert got["interfaces"]["wg0"]["table"] == "vpn"
+    with pytest.raises(SaltInvocationError, match=r"table 'vpn' is not defined on this minion"):
+        wgf_pipeline.run(pillar, dataclasses.replace(facts, known_tables={"main"}))
+
+
+def test_compiling_is_pure_and_resolving_leaves_the_compiled_pillar_alone():
+    compiled = wgf_pipeline.compile_pillar(MESH, "a")
+    before = repr(compiled)
+    wgf_pipeline.resolve(compiled, wgf_pipeline.Facts("a", published_keys={"b": {"wg1": KEY_A}}))
+    assert repr(compiled) == before
+    assert compiled["interfaces"]["wg1"]["peers"]["b"]["public_key"] is None
+
+
+def test_the_own_key_is_pillars_else_the_key_files():
+    mine = wg0(peers={"me": {"public_key": KEY_B, "allowed_ips": ["10.0.0.2/32"]}})
+    assert pipeline.interfaces(mine, own_public_keys={"wg0": KEY_A})["wg0"]["peers"]
+    with pytest.raises(SaltInvocationError, match="own public key"):
+        pipeline.interfaces(mine, own_public_keys={"wg0": KEY_B})
+
+
+# ---------------------------------------------------------- interface options
+
+
+#: An option wg-quick does not have: what adding one takes (a row and this test).
+TXQUEUELEN = wgf_options.Option(
+    "txqueuelen",
+    None,
+    lambda v, w: None if v is None else wgf_addr.integer(v, w, 1, 2**32 - 1, "txqueuelen"),
+    "TxQueueLen",
+    live="link",
+    set_word="txqueuelen",
+    field="txqlen",
+)
+GSO = wgf_options.Option("gso", None, lambda v, w: v, "GSO", live="restart")
+
+
+@pytest.fixture
+def new_options(monkeypatch):
+    monkeypatch.setattr(wgf_options, "OPTIONS", (*wgf_options.OPTIONS, TXQUEUELEN, GSO))
+
+
+def link(txqlen):
+    return wgf_iproute.link(
+        [{"mtu": 1420, "txqlen": txqlen, "addr_info": [{"local": "10.0.0.1", "prefixlen": 24}]}]
+    )
+
+
+def live_state():
+    return {"public_key": None, "listen_port": 51820, "fwmark": None}
+
+
+def test_a_new_option_is_one_row_checked_rendered_and_planned(new_options):
+    iface = pipeline.interfaces(wg0(txqueuelen=500))["wg0"]
+    assert iface["txqueuelen"] == 500
+    text = wgf_conf.render(iface)
+    assert "\nMTU" not in text
+    assert "ListenPort = 51820\nTxQueueLen = 500\n" in text
+    want = wgf_live.wanted(iface, None, [], False, 1420)
+    have = wgf_live.running(live_state(), link(1000), [], [], None, False)
+    steps, changes = wgf_live.plan(want, have, "wg0")
+    assert steps == [
+        {
+            "name": "set txqueuelen 500",
+            "do": [["ip", "link", "set", "txqueuelen", "500", "dev", "wg0"]],
+            "undo": [["ip", "link", "set", "txqueuelen", "1000", "dev", "wg0"]],
+        }
+    ]
+    assert changes == {"txqueuelen": {"old": 1000, "new": 500}}
+    have = wgf_live.running(live_state(), link(500), [], [], None, False)
+    assert wgf_live.plan(want, have, "wg0") == ([], {})
+
+
+def test_a_new_option_left_out_changes_nothing(new_options):
+    iface = pipeline.interfaces(wg0())["wg0"]
+    assert iface["txqueuelen"] is None
+    assert "TxQueueLen" not in wgf_conf.render(iface)
+    want = wgf_live.wanted(iface, None, [], False, 1420)
+    have = wgf_live.running(live_state(), link(1000), [], [], None, False)
+    assert wgf_live.plan(want, have, "wg0") == ([], {})
+
+
+def test_a_new_options_bad_value_is_refused_naming_it(new_options):
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'txqueuelen'"):
+        pipeline.interfaces(wg0(txqueuelen="long"))
+
+
+def test_without_its_row_the_option_is_an_unknown_key():
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg0': unknown key 'txqueuelen'"):
+        pipeline.interfaces(wg0(txqueuelen=500))
+
+
+def test_an_option_only_a_restart_applies_is_a_restart_reason(new_options):
+    old = wgf_conf.render(pipeline.interfaces(wg0(gso="on"))["wg0"])
+    new = wgf_conf.render(pipeline.interfaces(wg0(gso="off"))["wg0"])
+    assert "GSO = off" in new
+    assert wgf_live.restart_reasons(old, new) == [
+        "its GSO changed (wg-quick applies it only at start)"
+    ]
+    assert wgf_live.restart_reasons(new, new) == []
+
+
+def test_the_rows_keep_the_rendered_order_and_the_interface_keys():
+    assert [row.conf for row in wgf_options.OPTIONS] == [
+        "Address",
+        "ListenPort",
+        "DNS",
+        "MTU",
+        "Table",
+        "FwMark",
+    ]
+    iface = pipeline.interfaces(
+        wg0(dns=["10.0.0.53", "corp"], mtu=1380, table="off", fwmark=51820)
+    )["wg0"]
+    assert wgf_options.conf_lines(iface) == [
+        "Address = 10.0.0.1/24",
+        "ListenPort = 51820",
+        "DNS = 10.0.0.53, corp",
+        "MTU = 1380",
+        "Table = off",
+        "FwMark = 0xca6c",
+    ]
