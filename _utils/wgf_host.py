@@ -10,6 +10,7 @@ line."""
 import ipaddress
 import logging
 import os
+import shutil
 import subprocess
 
 import salt.utils.json
@@ -106,3 +107,23 @@ class Host:
     def link_mtus(self):
         """``{link name: mtu}`` of every link."""
         return {link.get("ifname"): link.get("mtu") for link in self.ip_json(["link", "show"])}
+
+
+def render_svg(dot_text, path):
+    """Render DOT to an SVG file with Graphviz ``dot`` (on the master, for the runner);
+    ``(the path written, None)``, or ``(None, why not)``."""
+    dot = shutil.which("dot")
+    if not dot:
+        return None, "Graphviz is not installed on the master (no 'dot'): no SVG written"
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    proc = subprocess.run(
+        [dot, "-Tsvg", "-o", path],
+        input=dot_text,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None, f"dot failed: {proc.stderr.strip()[:500]}"
+    return path, None

@@ -6,6 +6,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 import wgf_audit
+import wgf_host
 from tests.unit.conftest import load
 
 KEYS = {
@@ -752,23 +753,23 @@ def test_dot_and_mermaid_show_every_link_with_its_state():
 
 @pytest.fixture
 def runner():
-    """The runner as a plain module, for its dunder-free ``_write_svg``."""
+    """The runner as a plain module, for its dunder-free helpers."""
     return load("_runners/wireguard.py", "wireguard_runner_under_test")
 
 
 @pytest.mark.skipif(not shutil.which("dot"), reason="Graphviz (dot) is not installed")
-def test_svg_is_written_where_graphviz_is_installed(runner, tmp_path):
+def test_svg_is_written_where_graphviz_is_installed(tmp_path):
     crossed = wgf_audit.cross_check(mesh())
     dot = wgf_audit.dot(mesh(), crossed["links"], crossed["unknown_peers"])
-    path, error = runner._write_svg(dot, tmp_path / "net.svg")
+    path, error = wgf_host.render_svg(dot, tmp_path / "net.svg")
     assert path == str(tmp_path / "net.svg") and error is None
     svg = (tmp_path / "net.svg").read_text()
     assert svg.lstrip().startswith(("<?xml", "<svg")) and "mesh1" in svg
 
 
-def test_without_graphviz_no_svg_and_a_reason(runner, monkeypatch, tmp_path):
-    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
-    path, error = runner._write_svg("graph x {}", tmp_path / "x.svg")
+def test_without_graphviz_no_svg_and_a_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(wgf_host.shutil, "which", lambda name: None)
+    path, error = wgf_host.render_svg("graph x {}", tmp_path / "x.svg")
     assert path is None and "Graphviz is not installed" in error
     assert not (tmp_path / "x.svg").exists()
 

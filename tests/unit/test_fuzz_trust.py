@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import wgf_keys
 import wgf_psk
 import wgf_rotate
-from tests.unit.conftest import REPO, load
+from tests.unit.conftest import REPO, Runner, load
 from tests.unit.test_fuzz import (
     KEY_A,
     KEY_B,
@@ -69,7 +69,7 @@ def planted(draw, value):
 
 @pytest.fixture(scope="module")
 def runner():
-    module = load("_runners/wireguard.py", "wireguard_runner_under_fuzz")
+    module = Runner("wireguard_runner_under_fuzz")
     module.__opts__ = {"cachedir": "/nonexistent", "timeout": 1}
     module.__context__ = {}
     return module
@@ -496,7 +496,7 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
         "CkMinions",
         lambda _: type("C", (), {"check_minions": lambda self, t, _: {"minions": []}})(),
     )
-    monkeypatch_module.setattr(runner, "_write_svg", lambda *_: (None, "no dot here"))
+    monkeypatch_module.setattr(runner.wgf_host, "render_svg", lambda *_: (None, "no dot here"))
     try:
         getattr(runner, function)(**args)
     except SALTS_OWN as exc:

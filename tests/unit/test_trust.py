@@ -16,13 +16,14 @@ import pytest
 import salt.cache
 import salt.client
 import salt.config
+import salt.loader
 import salt.pillar
 import yaml
 from salt.exceptions import SaltInvocationError
 
 import wgf_keys
 import wgf_psk
-from tests.unit.conftest import REPO, load
+from tests.unit.conftest import REPO, Runner
 
 NODES = ("a", "b", "c")
 CORP = {
@@ -111,7 +112,7 @@ class Minions:
 
 @pytest.fixture
 def runner(master, monkeypatch):
-    module = load("_runners/wireguard.py", "wireguard_runner_under_test")
+    module = Runner("wireguard_runner_under_test")
     module.__opts__ = master
     module.__context__ = {}
 
@@ -122,6 +123,23 @@ def runner(master, monkeypatch):
 
     module.use = use
     return module
+
+
+RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys")
+
+
+def test_salt_loads_the_runner_files_as_one_runner(master, runner):
+    """``_runners/wireguard.py`` and ``_runners/wireguard_keys.py`` share the virtual name
+    ``wireguard``: Salt's own runner loader merges them, so ``salt-run
+    wireguard.rotate_keys`` is found as ``salt-run wireguard.audit`` is (and the tests'
+    ``Runner`` sees the same functions)."""
+    loaded = salt.loader.runner({**master, "runner_dirs": [str(REPO / "_runners")]})
+    loaded._load_all()
+    names = {name for name in loaded if name.startswith("wireguard.")}
+    assert names == {f"wireguard.{function}" for function in RUNNER_FUNCTIONS}
+    for function in RUNNER_FUNCTIONS:
+        assert loaded[f"wireguard.{function}"].__doc__ == getattr(runner, function).__doc__
+    assert len(runner.modules) == 2
 
 
 def rotation_answers(keys, stage=None):
