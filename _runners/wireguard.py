@@ -38,6 +38,8 @@ import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
 import wgf_audit
+import wgf_audit_report
+import wgf_fleet
 import wgf_health
 import wgf_host
 import wgf_psk
@@ -66,7 +68,7 @@ def _ask_minions(tgt, tgt_type, timeout, stale_after):
         returned = (
             client.cmd(
                 tgt,
-                wgf_audit.FUNCTIONS,
+                wgf_fleet.FUNCTIONS,
                 args,
                 tgt_type=tgt_type,
                 timeout=timeout or __opts__.get("timeout", 10),
@@ -88,7 +90,7 @@ def _build(tgt, tgt_type, timeout, stale_after):
     timeout = wgf_rotate.checked_timeout(timeout)
     stale_after = wgf_rotate.checked_stale_after(stale_after)
     returned, unreachable = _ask_minions(tgt, tgt_type, timeout, stale_after)
-    fleet = wgf_audit.fleet_from(returned)
+    fleet = wgf_fleet.fleet_from(returned)
     # minions without any WireGuard interface take no part
     fleet_wg = {m: e for m, e in fleet.items() if e["interfaces"] or e["error"]}
     crossed = wgf_audit.cross_check(fleet_wg, stale_after)
@@ -123,12 +125,12 @@ def _build(tgt, tgt_type, timeout, stale_after):
 def _graph_into(result, fleet, graph, svg):
     if graph not in (None, "dot", "mermaid"):
         raise SaltInvocationError("graph is dot or mermaid")
-    dot_text = wgf_audit.dot(fleet, result["links"], result["unknown_peers"])
+    dot_text = wgf_audit_report.dot(fleet, result["links"], result["unknown_peers"])
     if graph:
         result["graph"] = (
             dot_text
             if graph == "dot"
-            else wgf_audit.mermaid(fleet, result["links"], result["unknown_peers"])
+            else wgf_audit_report.mermaid(fleet, result["links"], result["unknown_peers"])
         )
     if svg:
         wgf_psk.refuse_in_store(os.path.expanduser(str(svg)), __opts__["cachedir"], "svg")
@@ -183,7 +185,7 @@ def audit(
     fleet, result = _build(tgt, tgt_type, timeout, stale_after)
     if graph or svg:
         _graph_into(result, fleet, graph, svg)
-    text = wgf_audit.text_report(result)
+    text = wgf_audit_report.text_report(result)
     if result.get("graph"):
         text += "\n\n" + result["graph"]
     return _present(result, text, report)

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_audit
+import wgf_audit_report
 import wgf_conf
 import wgf_dump
+import wgf_fleet
 import wgf_keys
 import wgf_live
 import wgf_schema
@@ -646,19 +648,19 @@ def fleets(draw):
 
 
 def test_the_healthy_answers_audit_clean():
-    crossed = wgf_audit.cross_check(wgf_audit.fleet_from(answers()))
+    crossed = wgf_audit.cross_check(wgf_fleet.fleet_from(answers()))
     assert crossed["problems"] == [] and len(crossed["links"]) == 3
 
 
 @fuzz(250)
 @given(returned=fleets())
 def test_any_minion_answer_is_audited_or_named_unreadable(returned):
-    fleet = wgf_audit.fleet_from(returned)
+    fleet = wgf_fleet.fleet_from(returned)
     assert set(fleet) == set(returned)
     crossed = wgf_audit.cross_check(fleet)
-    wgf_audit.dot(fleet, crossed["links"], crossed["unknown_peers"])
-    wgf_audit.mermaid(fleet, crossed["links"], crossed["unknown_peers"])
-    wgf_audit.text_report(
+    wgf_audit_report.dot(fleet, crossed["links"], crossed["unknown_peers"])
+    wgf_audit_report.mermaid(fleet, crossed["links"], crossed["unknown_peers"])
+    wgf_audit_report.text_report(
         {
             "ok": False,
             "problems": crossed["problems"],
