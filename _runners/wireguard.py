@@ -26,7 +26,7 @@ The readable report is the default; ``--out=json`` (or ``yaml``, ``nested``, or
 The cross-checks are plain functions of plain data in ``_utils/wgf_audit.py``
 (``salt-run saltutil.sync_all`` ships it to the master), unit-tested without a
 master. Each end's handshake is judged by ``wireguard.check`` with the one rule
-(``wgf_health.link_state``) the beacon uses too.
+(``wgf_staleness.link_state``) the beacon uses too.
 """
 
 import importlib
@@ -40,11 +40,11 @@ from salt.exceptions import SaltInvocationError
 import wgf_audit
 import wgf_audit_report
 import wgf_fleet
-import wgf_health
 import wgf_host
 import wgf_psk
 import wgf_reload
 import wgf_rotate
+import wgf_staleness
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
 importlib.reload(wgf_reload).refresh()
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "wireguard"
 
-STALE_AFTER = wgf_health.STALE_AFTER
+STALE_AFTER = wgf_staleness.STALE_AFTER
 
 
 def __virtual__():

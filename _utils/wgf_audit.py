@@ -5,17 +5,18 @@ each link's state as both ends see it.
 Plain data in, plain data out: ``cross_check`` takes the fleet ``wgf_fleet.fleet_from``
 made of the minions' (untrusted) answers and returns the pair problems, the links and
 the peers no minion owns; ``wgf_audit_report`` draws them and writes the report. A
-link's handshake is judged by ``wgf_health.link_state`` on each end, as
+link's handshake is judged by ``wgf_staleness.link_state`` on each end, as
 ``wireguard.check`` and the beacon do.
 """
 
 import ipaddress
 
 import wgf_addr
-import wgf_health
+import wgf_findings
 import wgf_keys
+import wgf_staleness
 
-SEVERITIES = wgf_health.SEVERITIES
+SEVERITIES = wgf_findings.SEVERITIES
 #: Checks that mean the pair is misconfigured; its handshake is then not judged apart.
 CONFIG_CHECKS = {"key", "asymmetric", "allowed_ips", "endpoint"}
 
@@ -103,7 +104,7 @@ def _intended(fleet, minion, ifname, peer):
     return None
 
 
-def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
+def cross_check(fleet, stale_after=wgf_staleness.STALE_AFTER):
     """Every pair problem of the fleet, the links between interfaces, and the peers
     that belong to no minion. Plain data in (see ``_fleet``), plain data out:
     ``{"problems": [...], "links": [...], "unknown_peers": [...]}``."""
@@ -441,12 +442,12 @@ def _links(fleet, pairs, wrong, problems, stale_after):
             state = "never"
         elif len(ages) == 1:
             state = "one-sided"
-        elif all(s == wgf_health.UP for s in judged):
+        elif all(s == wgf_staleness.UP for s in judged):
             state = "up"
-        elif any(s in (wgf_health.STALE, wgf_health.NEVER) for s in judged):
+        elif any(s in (wgf_staleness.STALE, wgf_staleness.NEVER) for s in judged):
             state = "stale"
         else:
-            state = "up" if wgf_health.UP in judged else "idle"
+            state = "up" if wgf_staleness.UP in judged else "idle"
         links[ends] = {
             "a": first[0],
             "a_interface": first[1],
@@ -465,7 +466,7 @@ def _end_state(view, stale_after):
     rule on what it showed (a minion that sent no verdict)."""
     if view["state"]:
         return view["state"]
-    return wgf_health.link_state(
+    return wgf_staleness.link_state(
         {
             "latest_handshake_age": view["age"],
             "persistent_keepalive": view["keepalive"],
@@ -550,7 +551,7 @@ def _handshake_problems(fleet, links, problems, stale_after):
                     f"has none with {seen[0]}: it restarted since, or runs another key",
                     f"Send traffic from {blind[0]} to {seen[0]} and audit again; if it stays, "
                     f"restart its interface on {blind[0]} "
-                    f"({wgf_health.service_command('restart', service)}).",
+                    f"({wgf_findings.service_command('restart', service)}).",
                 )
             )
         elif link["state"] == "stale":

@@ -3,10 +3,10 @@ coloured by its state), and the readable report of ``salt-run wireguard.audit``.
 data in (``wgf_audit.cross_check``'s result and the fleet), text out.
 """
 
-import wgf_health
+import wgf_findings
 import wgf_keys
 
-SEVERITIES = wgf_health.SEVERITIES
+SEVERITIES = wgf_findings.SEVERITIES
 COLORS = {
     "up": "forestgreen",
     "idle": "gray40",

@@ -7,11 +7,11 @@ more of an answer than an error text with anything shaped like a key hidden.
 import ipaddress
 import re
 
-import wgf_health
+import wgf_findings
 
 #: What the audit asks every minion, in one job.
 FUNCTIONS = ["wireguard.show", "wireguard.public_keys", "wireguard.check", "network.interfaces"]
-SEVERITIES = wgf_health.SEVERITIES
+SEVERITIES = wgf_findings.SEVERITIES
 
 
 #: A WireGuard key in a text (a minion's error message may quote one).
@@ -49,7 +49,7 @@ def _days(value):
 
 
 def _problems_shape(problems):
-    """Whether ``problems`` is a list of ``wgf_health.problem`` findings."""
+    """Whether ``problems`` is a list of ``wgf_findings.problem`` findings."""
     return isinstance(problems, list) and all(
         isinstance(p, dict)
         and p.get("severity") in SEVERITIES
@@ -181,7 +181,7 @@ def fleet_from(returned):
     "forwarding", "peers": {key: {"name", "endpoint", "endpoint_resolved",
     "live_endpoint", "allowed_ips", "latest_handshake_age", "tx_bytes",
     "persistent_keepalive", "live", "state"}}, "service"}}}}``; ``state`` is how
-    this end judges the link (``wgf_health.link_state``).
+    this end judges the link (``wgf_staleness.link_state``).
     """
     fleet = {}
     for minion, funs in sorted(returned.items()):
