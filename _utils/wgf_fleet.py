@@ -59,6 +59,32 @@ def _problems_shape(problems):
     )
 
 
+def _entry_shape(key, value, fields_shape):
+    """Whether one entry of a mapping a minion sent (a peer, keyed by its public key) is
+    a string key and a mapping whose fields pass ``fields_shape``."""
+    return isinstance(key, str) and isinstance(value, dict) and bool(fields_shape(value))
+
+
+def _live_peer_shape(peer):
+    return (
+        _optional(peer.get("endpoint"), str)
+        and _is_list_of(peer.get("allowed_ips"), str)
+        and _optional(peer.get("latest_handshake_age"), int)
+        and _optional(peer.get("persistent_keepalive"), int)
+        and isinstance(peer.get("tx_bytes"), int)
+        and isinstance(peer.get("rx_bytes"), int)
+    )
+
+
+def _facts_peer_shape(peer):
+    return (
+        _optional(peer.get("name"), str)
+        and _optional(peer.get("endpoint"), str)
+        and _is_list_of(peer.get("allowed_ips") or [], str)
+        and (peer.get("endpoint_resolved") is None or _is_list_of(peer["endpoint_resolved"], str))
+    )
+
+
 def _live_shape(show):
     """Why ``wireguard.show``'s answer cannot be read, or None."""
     if not isinstance(show, dict):
@@ -75,18 +101,7 @@ def _live_shape(show):
         ):
             return f"wireguard.show: interface {_named(ifname)} has a malformed key or port"
         for key, peer in iface["peers"].items():
-            if (
-                not isinstance(key, str)
-                or not isinstance(peer, dict)
-                or not (
-                    _optional(peer.get("endpoint"), str)
-                    and _is_list_of(peer.get("allowed_ips"), str)
-                    and _optional(peer.get("latest_handshake_age"), int)
-                    and _optional(peer.get("persistent_keepalive"), int)
-                    and isinstance(peer.get("tx_bytes"), int)
-                    and isinstance(peer.get("rx_bytes"), int)
-                )
-            ):
+            if not _entry_shape(key, peer, _live_peer_shape):
                 return f"wireguard.show: peer {_named(key, 12)} of {_named(ifname)} is malformed"
     return None
 
@@ -112,19 +127,7 @@ def _facts_shape(ifname, entry):
     ):
         return f"wireguard.check: the facts of {_named(ifname)} are malformed"
     for key, peer in (facts.get("peers") or {}).items():
-        if (
-            not isinstance(key, str)
-            or not isinstance(peer, dict)
-            or not (
-                _optional(peer.get("name"), str)
-                and _optional(peer.get("endpoint"), str)
-                and _is_list_of(peer.get("allowed_ips") or [], str)
-                and (
-                    peer.get("endpoint_resolved") is None
-                    or _is_list_of(peer["endpoint_resolved"], str)
-                )
-            )
-        ):
+        if not _entry_shape(key, peer, _facts_peer_shape):
             return f"wireguard.check: a peer in the facts of {_named(ifname)} is malformed"
     return None
 

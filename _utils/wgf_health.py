@@ -11,37 +11,57 @@ steps (``wgf_reresolve``).
 
 import wgf_checks_files
 import wgf_checks_net
-import wgf_findings
-import wgf_reresolve
-import wgf_staleness
 
-# the one staleness rule and its constants (wgf_staleness)
-STALE_AFTER = wgf_staleness.STALE_AFTER
-KEEPALIVE_BYTES = wgf_staleness.KEEPALIVE_BYTES
-SAMPLE = wgf_staleness.SAMPLE
-UP, IDLE, STALE, NEVER, NEW = (
-    wgf_staleness.UP,
-    wgf_staleness.IDLE,
-    wgf_staleness.STALE,
-    wgf_staleness.NEVER,
-    wgf_staleness.NEW,
+# The names other code has found here, each now from its own home (re-exported).
+from wgf_checks_files import key_age_days
+from wgf_checks_net import WG_OVERHEAD, nested_prefixes
+from wgf_findings import APPLY_FIX, SEVERITIES, problem, service_command
+from wgf_reresolve import reresolve_interface, reresolve_skip
+from wgf_staleness import (
+    IDLE,
+    KEEPALIVE_BYTES,
+    NEVER,
+    NEW,
+    SAMPLE,
+    STALE,
+    STALE_AFTER,
+    UP,
+    link_state,
+    link_states,
+    sample,
+    worth_sampling,
 )
-link_state = wgf_staleness.link_state
-sample = wgf_staleness.sample
-worth_sampling = wgf_staleness.worth_sampling
-link_states = wgf_staleness.link_states
-# a finding, and the service commands a fix quotes (wgf_findings)
-SEVERITIES = wgf_findings.SEVERITIES
-APPLY_FIX = wgf_findings.APPLY_FIX
-problem = wgf_findings.problem
-service_command = wgf_findings.service_command
-# the checks' own helpers and constants
-WG_OVERHEAD = wgf_checks_net.WG_OVERHEAD
-nested_prefixes = wgf_checks_net.nested_prefixes
-key_age_days = wgf_checks_files.key_age_days
-# wireguard.reresolve (wgf_reresolve)
-reresolve_skip = wgf_reresolve.reresolve_skip
-reresolve_interface = wgf_reresolve.reresolve_interface
+
+__all__ = [
+    "APPLY_FIX",
+    "IDLE",
+    "KEEPALIVE_BYTES",
+    "MTU_PROBES",
+    "NEVER",
+    "NEW",
+    "SAMPLE",
+    "SEVERITIES",
+    "STALE",
+    "STALE_AFTER",
+    "SUMMARY_INFOS",
+    "UP",
+    "WG_OVERHEAD",
+    "check_interface",
+    "endpoints",
+    "facts",
+    "key_age_days",
+    "link_state",
+    "link_states",
+    "nested_prefixes",
+    "problem",
+    "report",
+    "reresolve_interface",
+    "reresolve_skip",
+    "sample",
+    "service_command",
+    "summary",
+    "worth_sampling",
+]
 
 #: At most this many distinct endpoint addresses get an ``ip route get`` for the MTU
 #: check, so a hub with thousands of peers is checked in bounded time.
@@ -112,9 +132,9 @@ def report(gathered, problems, stale_after=STALE_AFTER):
 def summary(result):
     counts = {s: 0 for s in SEVERITIES}
     lines = []
-    for problem in result["problems"]:
-        counts[problem["severity"]] += 1
-        lines.append(f"  [{problem['severity']}] {problem['message']}. Fix: {problem['fix']}")
+    for finding in result["problems"]:
+        counts[finding["severity"]] += 1
+        lines.append(f"  [{finding['severity']}] {finding['message']}. Fix: {finding['fix']}")
     for name, iface in result["interfaces"].items():
         mine = {s: [p for p in iface["problems"] if p["severity"] == s] for s in SEVERITIES}
         for severity in SEVERITIES:
@@ -130,10 +150,10 @@ def summary(result):
                 f"{len(mine['warning'])} warning(s)"
             )
         shown = mine["error"] + mine["warning"] + mine["info"][:SUMMARY_INFOS]
-        for problem in shown:
+        for finding in shown:
             lines.append(
-                f"  [{problem['severity']}] {problem['check']}: "
-                f"{problem['message']}. Fix: {problem['fix']}"
+                f"  [{finding['severity']}] {finding['check']}: "
+                f"{finding['message']}. Fix: {finding['fix']}"
             )
         if len(mine["info"]) > SUMMARY_INFOS:
             lines.append(f"  ... and {len(mine['info']) - SUMMARY_INFOS} more note(s)")

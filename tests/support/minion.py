@@ -36,6 +36,27 @@ def minion_opts(root, minion_id: str = "functional") -> dict:
     return opts
 
 
+#: The options a ``salt-call -c DIR`` configuration file takes from ``minion_opts``.
+CONFIG_KEYS = (
+    "id",
+    "file_client",
+    "cachedir",
+    "pki_dir",
+    "sock_dir",
+    "log_file",
+    "module_dirs",
+    "states_dirs",
+    "utils_dirs",
+    "file_roots",
+    "pillar_roots",
+)
+
+
+def config_file(opts) -> dict:
+    """What a ``salt-call -c DIR`` minion configuration file holds of ``opts``."""
+    return {key: opts[key] for key in CONFIG_KEYS}
+
+
 class SaltCall:
     """A ``salt-call --local`` minion whose modules are the formula's, in ``ns``."""
 
@@ -45,22 +66,7 @@ class SaltCall:
         self.config_dir.mkdir(mode=0o700)
         (root / "pillar").mkdir()
         (root / "conf").mkdir()
-        opts = minion_opts(root, "cli")
-        config = {
-            key: opts[key]
-            for key in (
-                "id",
-                "file_client",
-                "cachedir",
-                "pki_dir",
-                "sock_dir",
-                "log_file",
-                "module_dirs",
-                "states_dirs",
-                "utils_dirs",
-                "pillar_roots",
-            )
-        }
+        config = config_file(minion_opts(root, "cli"))
         config.update(log_level_logfile="debug", file_roots={"base": [str(REPO)]})
         (root / "conf" / "minion").write_text(json.dumps(config))
 
