@@ -3,11 +3,14 @@ formula's modules from this checkout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sys
 
 import salt.config
+
+from tests.support.netns import Netns
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_CALL = str(pathlib.Path(sys.executable).parent / "salt-call")
@@ -81,3 +84,15 @@ class SaltCall:
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
+
+
+@contextlib.contextmanager
+def salt_call_in_netns(label, root):
+    """A ``SaltCall`` minion in its own network namespace (``label``), which is removed
+    afterwards."""
+    ns = Netns(label)
+    try:
+        ns.create()
+        yield SaltCall(root, ns)
+    finally:
+        ns.delete()

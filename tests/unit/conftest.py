@@ -5,6 +5,10 @@ import importlib.util
 import pathlib
 import sys
 
+import pytest
+
+from tests.support.render import Renderer
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 UTILS = str(REPO / "_utils")
 if UTILS not in sys.path:
@@ -62,3 +66,12 @@ class Runner:
             setattr(self._owner(name), name, self.originals[name])
         else:
             object.__delattr__(self, name)
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory):
+    """The formula rendered by the real Salt (tests/support/render.py): one worker
+    process per test module."""
+    r = Renderer(tmp_path_factory.mktemp("render"))
+    yield r
+    r.close()

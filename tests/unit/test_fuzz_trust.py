@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 import wgf_keys
 import wgf_psk
 import wgf_rotate
-from tests.unit.conftest import REPO, Runner, load
-from tests.unit.test_fuzz import (
+from tests.support.fuzz import (
     KEY_A,
     KEY_B,
     KEY_C,
@@ -33,6 +32,7 @@ from tests.unit.test_fuzz import (
     fuzz,
     mutate,
 )
+from tests.unit.conftest import REPO, Runner, load
 
 NODES = ("a", "b", "c")
 CORP = {

@@ -173,27 +173,16 @@ def salt_env(tmp_path_factory, wheel):
 
 def test_salt_call_lists_the_execution_functions(salt_env):
     functions = salt_env.call("--local", "sys.list_functions", "wireguard")
-    for name in (
-        "wireguard.genkey",
-        "wireguard.pubkey",
-        "wireguard.show",
-        "wireguard.pillar_interfaces",
-        "wireguard.check",
-    ):
-        assert name in functions, functions
+    wanted = ("genkey", "pubkey", "show", "pillar_interfaces", "check")
+    assert {f"wireguard.{name}" for name in wanted} <= set(functions), functions
     synced = list((salt_env.root / "var/cache/salt").rglob("extmods/*/*"))
     assert not synced, f"not from the package but synced into extension_modules: {synced}"
 
 
 def test_salt_call_lists_the_state_functions(salt_env):
     states = salt_env.call("--local", "sys.list_state_functions", "wireguard")
-    for name in (
-        "wireguard.config",
-        "wireguard.peer",
-        "wireguard.private_key",
-        "wireguard.interface",
-    ):
-        assert name in states, states
+    wanted = ("config", "peer", "private_key", "interface")
+    assert {f"wireguard.{name}" for name in wanted} <= set(states), states
 
 
 def test_salt_call_genkey_returns_a_private_key(salt_env):
@@ -207,13 +196,8 @@ def test_salt_run_finds_the_runner(salt_env):
     out = salt_env("salt-run", "--doc", "wireguard")
     documented = re.findall(r"^(wireguard\.\w+):$", out, re.M)
     # both files of the runner (wireguard.py, wireguard_keys.py) are one runner
-    assert {
-        "wireguard.audit",
-        "wireguard.graph",
-        "wireguard.rotate_psks",
-        "wireguard.ensure_psks",
-        "wireguard.rotate_keys",
-    } <= set(documented), out
+    wanted = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys")
+    assert {f"wireguard.{name}" for name in wanted} <= set(documented), out
 
 
 def test_a_masterless_minion_has_the_beacon(salt_env):
