@@ -39,6 +39,22 @@ def minion_opts(root, minion_id: str = "functional") -> dict:
     return opts
 
 
+def master_opts(root, **more) -> dict:
+    """A master's options loading the checkout's ext_pillar and utils; every directory
+    it writes is under ``root``; ``more`` on top."""
+    root = pathlib.Path(root)
+    opts = salt.config.master_config(None)
+    opts.update(
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        pillar_dirs=[str(REPO / "_pillar")],
+        utils_dirs=[str(REPO / "_utils")],
+        **more,
+    )
+    return opts
+
+
 #: The options a ``salt-call -c DIR`` configuration file takes from ``minion_opts``.
 CONFIG_KEYS = (
     "id",

@@ -19,6 +19,16 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 MARK = "@@formula-render@@ "
 
+#: What the map must give on the Debian family (Debian and Ubuntu differ in resolvconf).
+DEBIAN = {
+    "tools": "wireguard-tools",
+    "go": "wireguard-go",
+    "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
+    "install_recommends": False,
+    "extra": [],
+    "unit": "wg-quick@{}",
+    "link": None,
+}
 #: What the map must give on the RedHat family (Rocky and Fedora alike).
 REDHAT = {
     "tools": "wireguard-tools",
@@ -41,14 +51,8 @@ OSES = {
             "oscodename": "bookworm",
             "init": "systemd",
         },
-        "tools": "wireguard-tools",
         "resolvconf": "openresolv",
-        "go": "wireguard-go",
-        "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
-        "install_recommends": False,
-        "extra": [],
-        "unit": "wg-quick@{}",
-        "link": None,
+        **DEBIAN,
     },
     "ubuntu-24.04": {
         "grains": {
@@ -59,14 +63,8 @@ OSES = {
             "oscodename": "noble",
             "init": "systemd",
         },
-        "tools": "wireguard-tools",
         "resolvconf": "systemd-resolved",
-        "go": "wireguard-go",
-        "firewall": {"nftables": ["nftables"], "iptables": ["iptables"]},
-        "install_recommends": False,
-        "extra": [],
-        "unit": "wg-quick@{}",
-        "link": None,
+        **DEBIAN,
     },
     "rocky-9": {
         "grains": {

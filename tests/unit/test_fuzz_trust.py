@@ -32,7 +32,8 @@ from tests.support.fuzz import (
     fuzz,
     mutate,
 )
-from tests.unit.conftest import REPO, Runner, load
+from tests.support.minion import master_opts
+from tests.unit.conftest import Runner, load
 
 NODES = ("a", "b", "c")
 CORP = {
@@ -259,15 +260,7 @@ def ext_pillar(tmp_path_factory):
     """The formula's ext_pillar as Salt's loader gives it to the master, with a store
     that holds the pairs of network corp."""
     root = tmp_path_factory.mktemp("master")
-    opts = salt.config.master_config(None)
-    opts.update(
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
-        extension_modules=str(root / "ext"),
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
-    )
+    opts = master_opts(root, extension_modules=str(root / "ext"))
     wgf_psk.ensure_network(opts["cachedir"], "corp", [("a", "b"), ("a", "c"), ("b", "c")])
     utils = salt.loader.utils(opts)
     pillars = salt.loader.pillars(opts, salt.loader.minion_mods(opts, utils=utils))

@@ -26,6 +26,7 @@ import pytest
 import tomllib
 
 from tests.lab.rootfs import salt_pins, wheel_dir
+from tests.support import commands
 
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -41,15 +42,7 @@ LOADER_DIRS = {
 
 
 def run(argv, timeout=300, **kwargs):
-    proc = subprocess.run(
-        [str(a) for a in argv],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        **kwargs,
-    )
+    proc = commands.run(argv, timeout, **kwargs)
     assert proc.returncode == 0, f"{argv}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 

@@ -23,6 +23,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_keys
 import wgf_psk
+from tests.support.minion import master_opts
 from tests.unit.conftest import REPO, Runner
 
 NODES = ("a", "b", "c")
@@ -58,17 +59,12 @@ def public(seed):
 def master(tmp_path):
     """Master opts with pillar_roots (every minion: network corp), the formula's
     ext_pillar, and accepted keys for a, b, c and evil."""
-    opts = salt.config.master_config(None)
     root = tmp_path
-    opts.update(
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
+    opts = master_opts(
+        root,
         extension_modules=str(root / "extmods"),
         file_roots={"base": [str(root / "srv")]},
         pillar_roots={"base": [str(root / "pillar")]},
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
         ext_pillar=[{"wireguard": {}}],
         minion_data_cache=False,
     )
