@@ -41,9 +41,9 @@ def __virtual__():
     return __virtualname__
 
 
-def _config_dir():
+def _layout():
     # unmasked, as the wireguard module reads it: Salt 3008 masks pillar.get's values
-    return wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"]))
+    return wgf_layout.Layout(wgf_layout.config_dir(wgf_layout.read_lookup(__salt__["pillar.get"])))
 
 
 #: ``wg`` runs through the one place that hides keys and masks its errors.
@@ -51,7 +51,7 @@ _wg = wgf_host.wg
 
 
 def _next_path(interface):
-    return os.path.join(_config_dir(), f"{interface}.key.next")
+    return _layout().key_next(interface)
 
 
 def stage(orders):
@@ -144,7 +144,7 @@ def switch(orders):
     for interface in mine["private_key"]:
         path = _next_path(interface)
         _wg(["set", interface, "private-key", path])
-        os.replace(path, os.path.join(_config_dir(), f"{interface}.key"))
+        os.replace(path, _layout().key(interface))
     for address in mine["wake"]:
         _wake(address)
     log.info(

@@ -17,6 +17,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_files
 import wgf_keys
+import wgf_layout
 from wgf_addr import shown
 
 try:
@@ -40,18 +41,15 @@ def is_client_name(name):
 
 
 def record_path(config_dir, ifname):
-    """Where the interface's allocations are kept (no secret in it)."""
-    return os.path.join(config_dir, f"{ifname}.clients.json")
+    return wgf_layout.Layout(config_dir).clients_record(ifname)
 
 
 def key_dir(config_dir, ifname):
-    """The 0700 directory of the interface's client keys."""
-    return os.path.join(config_dir, "clients", ifname)
+    return wgf_layout.Layout(config_dir).clients_dir(ifname)
 
 
 def key_path(config_dir, ifname, client, kind):
-    """``<config_dir>/clients/<if>/<client>.key`` (private key) or ``.psk``."""
-    return os.path.join(key_dir(config_dir, ifname), f"{client}.{kind}")
+    return wgf_layout.Layout(config_dir).client_key(ifname, client, kind)
 
 
 # ------------------------------------------------------------------- record

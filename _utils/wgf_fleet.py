@@ -8,6 +8,7 @@ import ipaddress
 import re
 
 import wgf_findings
+import wgf_layout
 
 #: What the audit asks every minion, in one job.
 FUNCTIONS = ["wireguard.show", "wireguard.public_keys", "wireguard.check", "network.interfaces"]
@@ -239,7 +240,7 @@ def _interface(ifname, live, facts, key_file_public):
         "listen_port": (live or {}).get("listen_port", facts.get("listen_port")),
         "addresses": facts.get("addresses") or [],
         "forwarding": facts.get("forwarding") or {},
-        "service": facts.get("service") or f"wg-quick@{ifname}",
+        "service": facts.get("service") or wgf_layout.Layout().unit(ifname),
         "key_age_days": facts.get("key_age_days"),
         "peers": peers,
         "clients": {str(k): str(v) for k, v in (facts.get("clients") or {}).items()},

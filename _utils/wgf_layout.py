@@ -8,6 +8,7 @@ Every SLS that imports ``map.jinja`` and every loader module that reads
 fails the render, naming ``wireguard:lookup:<key>``, before anything changes.
 """
 
+import dataclasses
 import os
 import re
 import shutil
@@ -18,6 +19,8 @@ from wgf_addr import is_interface_name, shown
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
 DEFAULT_SERVICE = "wg-quick@{interface}"
+#: The formula's map data on the file server (the modules read it to learn the service).
+MAP_DATA = "salt://wireguard/mapdata.jinja"
 #: The init script Alpine's wireguard-tools-openrc ships: it runs ``wg-quick up
 #: ${SVCNAME#*.}``, a name wg-quick looks up in /etc/wireguard only.
 STOCK_OPENRC_SCRIPT = "/etc/init.d/wg-quick"
@@ -290,6 +293,55 @@ def read_lookup(pillar_get):
     return lookup if isinstance(lookup, dict) else {}
 
 
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where one minion keeps the formula's files, and what runs an interface: every
+    path and unit name is built here (``Layout(config_dir, service)``)."""
+
+    config_dir: str = DEFAULT_CONFIG_DIR
+    service: str = DEFAULT_SERVICE
+
+    def conf(self, interface):
+        return os.path.join(self.config_dir, f"{interface}.conf")
+
+    def key(self, interface):
+        """The interface's private key (0600)."""
+        return os.path.join(self.config_dir, f"{interface}.key")
+
+    def key_next(self, interface):
+        """The private key a rotation staged and has not switched to yet."""
+        return os.path.join(self.config_dir, f"{interface}.key.next")
+
+    def clients_record(self, interface):
+        """Where the interface's client allocations are kept (no secret in it)."""
+        return os.path.join(self.config_dir, f"{interface}.clients.json")
+
+    def clients_dir(self, interface):
+        """The 0700 directory of the interface's client keys."""
+        return os.path.join(self.config_dir, "clients", interface)
+
+    def client_key(self, interface, client, kind):
+        """``<config_dir>/clients/<if>/<client>.key`` (private key) or ``.psk``."""
+        return os.path.join(self.clients_dir(interface), f"{client}.{kind}")
+
+    @property
+    def marker(self):
+        return os.path.join(self.config_dir, MARKER)
+
+    def unit(self, interface):
+        """The service that runs ``interface`` (``wg-quick@wg0``, ``wg-quick.wg0``)."""
+        return self.service.replace("{interface}", interface)
+
+    def files(self, interface):
+        """The interface's paths, for the SLS files (they build none themselves)."""
+        return {
+            "conf": self.conf(interface),
+            "key": self.key(interface),
+            "clients_record": self.clients_record(interface),
+            "clients_dir": self.clients_dir(interface),
+        }
+
+
 # ---------------------------------------------------------------- the service
 
 
@@ -327,7 +379,7 @@ def dropin_path(interface, service=DEFAULT_SERVICE):
 def dropin_text(interface, config_dir):
     """The stock unit's three commands, naming the file instead of the interface
     (wg-quick takes a path and names the interface after the file)."""
-    conf = f"{config_dir}/{interface}.conf"
+    conf = Layout(config_dir).conf(interface)
     return (
         "# Managed by the wireguard formula: wireguard:lookup:config_dir is not\n"
         f"# {DEFAULT_CONFIG_DIR}, and the stock unit reads {DEFAULT_CONFIG_DIR}/%i.conf only.\n"

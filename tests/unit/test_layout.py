@@ -343,3 +343,48 @@ def test_clean_of_what_is_not_there(tmp_path):
     assert wgf_layout.clean_plan(str(tmp_path / "none")) == ([], False, [])
     (tmp_path / "link").symlink_to("/etc")
     assert wgf_layout.clean_plan(str(tmp_path / "link")) == ([], False, [])
+
+
+# ------------------------------------------------------------------ the Layout object
+
+
+def test_layout_builds_every_path_under_its_config_dir():
+    layout = wgf_layout.Layout("/srv/wg-site")
+    assert layout.conf("wg7") == "/srv/wg-site/wg7.conf"
+    assert layout.key("wg7") == "/srv/wg-site/wg7.key"
+    assert layout.key_next("wg7") == "/srv/wg-site/wg7.key.next"
+    assert layout.clients_record("wg7") == "/srv/wg-site/wg7.clients.json"
+    assert layout.clients_dir("wg7") == "/srv/wg-site/clients/wg7"
+    assert layout.client_key("wg7", "phone", "psk") == "/srv/wg-site/clients/wg7/phone.psk"
+    assert layout.marker == "/srv/wg-site/" + wgf_layout.MARKER
+    assert layout.files("wg7") == {
+        "conf": layout.conf("wg7"),
+        "key": layout.key("wg7"),
+        "clients_record": layout.clients_record("wg7"),
+        "clients_dir": layout.clients_dir("wg7"),
+    }
+
+
+@pytest.mark.parametrize(
+    "service, unit",
+    [(wgf_layout.DEFAULT_SERVICE, "wg-quick@site9"), ("wg-quick.{interface}", "wg-quick.site9")],
+)
+def test_layout_names_the_unit_of_its_init_system(service, unit):
+    assert wgf_layout.Layout(service=service).unit("site9") == unit
+    assert wgf_layout.Layout().config_dir == wgf_layout.DEFAULT_CONFIG_DIR
+
+
+def test_every_formula_file_the_layout_names_is_one_clean_removes(tmp_path):
+    layout = wgf_layout.Layout(str(tmp_path))
+    for path in (layout.conf("wg3"), layout.key("wg3"), layout.key_next("wg3")):
+        pathlib.Path(path).write_text("x")
+    pathlib.Path(layout.clients_record("wg3")).write_text("{}")
+    os.makedirs(layout.clients_dir("wg3"))
+    pathlib.Path(layout.client_key("wg3", "laptop", "key")).write_text("x")
+    planned = {os.path.join(str(tmp_path), e) for e in wgf_layout.formula_entries(str(tmp_path))}
+    assert {
+        layout.conf("wg3"),
+        layout.key("wg3"),
+        layout.key_next("wg3"),
+        layout.clients_record("wg3"),
+    } <= planned
