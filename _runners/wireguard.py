@@ -26,27 +26,25 @@ The readable report is the default; ``--out=json`` (or ``yaml``, ``nested``, or
 The cross-checks are plain functions of plain data in ``_utils/wgf_audit.py``
 (``salt-run saltutil.sync_all`` ships it to the master), unit-tested without a
 master. Each end's handshake is judged by ``wireguard.check`` with the one rule
-(``wgf_health.link_state``) the beacon uses too.
+(``wgf_staleness.link_state``) the beacon uses too.
 """
 
 import importlib
 import logging
 import os
-import shutil
-import subprocess
 
-import salt.cache
 import salt.client
-import salt.pillar
 import salt.utils.minions
 from salt.exceptions import SaltInvocationError
 
-import wgf_addr
 import wgf_audit
-import wgf_health
+import wgf_audit_report
+import wgf_fleet
+import wgf_host
 import wgf_psk
 import wgf_reload
 import wgf_rotate
+import wgf_staleness
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
 importlib.reload(wgf_reload).refresh()
@@ -55,7 +53,7 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "wireguard"
 
-STALE_AFTER = wgf_health.STALE_AFTER
+STALE_AFTER = wgf_staleness.STALE_AFTER
 
 
 def __virtual__():
@@ -70,7 +68,7 @@ def _ask_minions(tgt, tgt_type, timeout, stale_after):
         returned = (
             client.cmd(
                 tgt,
-                wgf_audit.FUNCTIONS,
+                wgf_fleet.FUNCTIONS,
                 args,
                 tgt_type=tgt_type,
                 timeout=timeout or __opts__.get("timeout", 10),
@@ -87,31 +85,12 @@ def _ask_minions(tgt, tgt_type, timeout, stale_after):
     return returned, sorted(set(targeted) - set(returned))
 
 
-def _write_svg(dot_text, path):
-    """Render DOT to an SVG file with Graphviz; the path written, or why not."""
-    dot = shutil.which("dot")
-    if not dot:
-        return None, "Graphviz is not installed on the master (no 'dot'): no SVG written"
-    path = os.path.abspath(os.path.expanduser(str(path)))
-    proc = subprocess.run(
-        [dot, "-Tsvg", "-o", path],
-        input=dot_text,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return None, f"dot failed: {proc.stderr.strip()[:500]}"
-    return path, None
-
-
 def _build(tgt, tgt_type, timeout, stale_after):
     tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
     timeout = wgf_rotate.checked_timeout(timeout)
     stale_after = wgf_rotate.checked_stale_after(stale_after)
     returned, unreachable = _ask_minions(tgt, tgt_type, timeout, stale_after)
-    fleet = wgf_audit.fleet_from(returned)
+    fleet = wgf_fleet.fleet_from(returned)
     # minions without any WireGuard interface take no part
     fleet_wg = {m: e for m, e in fleet.items() if e["interfaces"] or e["error"]}
     crossed = wgf_audit.cross_check(fleet_wg, stale_after)
@@ -146,16 +125,16 @@ def _build(tgt, tgt_type, timeout, stale_after):
 def _graph_into(result, fleet, graph, svg):
     if graph not in (None, "dot", "mermaid"):
         raise SaltInvocationError("graph is dot or mermaid")
-    dot_text = wgf_audit.dot(fleet, result["links"], result["unknown_peers"])
+    dot_text = wgf_audit_report.dot(fleet, result["links"], result["unknown_peers"])
     if graph:
         result["graph"] = (
             dot_text
             if graph == "dot"
-            else wgf_audit.mermaid(fleet, result["links"], result["unknown_peers"])
+            else wgf_audit_report.mermaid(fleet, result["links"], result["unknown_peers"])
         )
     if svg:
         wgf_psk.refuse_in_store(os.path.expanduser(str(svg)), __opts__["cachedir"], "svg")
-        result["svg"], result["graph_error"] = _write_svg(dot_text, svg)
+        result["svg"], result["graph_error"] = wgf_host.render_svg(dot_text, svg)
 
 
 def _present(result, text, report):
@@ -206,7 +185,7 @@ def audit(
     fleet, result = _build(tgt, tgt_type, timeout, stale_after)
     if graph or svg:
         _graph_into(result, fleet, graph, svg)
-    text = wgf_audit.text_report(result)
+    text = wgf_audit_report.text_report(result)
     if result.get("graph"):
         text += "\n\n" + result["graph"]
     return _present(result, text, report)
@@ -240,365 +219,3 @@ def graph(tgt="*", tgt_type="glob", format="dot", svg=None, timeout=None, stale_
     if __opts__.get("output"):
         return {k: result[k] for k in ("graph", "svg", "graph_error") if k in result}
     return {"outputter": "txt", "data": text}
-
-
-def _targets(tgt, tgt_type):
-    return sorted(salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"])
-
-
-def _master_pillar(minion):
-    """The pillar the master compiles itself for ``minion`` (its top file and pillar
-    sources, with the grains it cached), as ``salt-run pillar.show_pillar`` does: never
-    a minion's answer, never a minion's ``pillar_override``."""
-    _, grains, _ = salt.utils.minions.get_minion_data(minion, __opts__)
-    compiler = salt.pillar.Pillar(
-        __opts__,
-        grains if isinstance(grains, dict) else {},
-        minion,
-        __opts__.get("saltenv") or "base",
-        pillarenv=__opts__.get("pillarenv"),
-    )
-    try:
-        pillar = compiler.compile_pillar()
-    finally:
-        if hasattr(compiler, "destroy"):
-            compiler.destroy()
-    if not isinstance(pillar, dict) or pillar.get("_errors"):
-        raise SaltInvocationError(
-            f"the master cannot compile the pillar of minion "
-            f"{wgf_addr.shown(minion)}; see salt-run "
-            "pillar.show_pillar"
-        )
-    return pillar
-
-
-def _master_networks(minions, only=None, broken=None):
-    """``({network: definition}, {network: [minions whose pillar has it]})`` from the
-    master's own pillar of each of ``minions`` (only the networks in ``only``, when
-    given); a network two pillars define differently is refused. With a list
-    ``broken``, a minion whose pillar does not compile is added to it and skipped."""
-    networks, holders = {}, {}
-    for minion in minions:
-        try:
-            pillar = _master_pillar(minion)
-        except SaltInvocationError:
-            if broken is None:
-                raise
-            broken.append(minion)
-            continue
-        wireguard = pillar.get("wireguard")
-        defined = wireguard.get("networks") if isinstance(wireguard, dict) else None
-        for netname, net in (defined if isinstance(defined, dict) else {}).items():
-            if only is not None and netname not in only:
-                continue
-            if not isinstance(netname, str) or not isinstance(net, dict):
-                raise SaltInvocationError(
-                    f"minion {wgf_addr.shown(minion)}: wireguard:networks holds "
-                    f"{wgf_addr.shown(netname)}, which is not a network"
-                )
-            if networks.setdefault(netname, net) != net:
-                raise SaltInvocationError(
-                    f"the master's pillar defines network {wgf_addr.shown(netname)} "
-                    f"differently for {', '.join(sorted(holders[netname]))} and "
-                    f"{wgf_addr.shown(minion)}: fix the pillar and run again"
-                )
-            holders.setdefault(netname, []).append(minion)
-    return networks, holders
-
-
-def _network_definition(network, tgt, tgt_type):
-    """The one definition of ``network`` the master's pillar gives the targeted
-    minions."""
-    networks, _ = _master_networks(_targets(tgt, tgt_type), only={network})
-    if network not in networks:
-        raise SaltInvocationError(
-            f"no targeted minion has network "
-            f"{wgf_rotate.shown_arg(network)} in its pillar "
-            "wireguard:networks"
-        )
-    return networks[network]
-
-
-def _apply_on(minions, timeout):
-    """Refresh pillar and apply the formula on ``minions`` in one job; per minion a
-    summary without state output (no key can pass through it), and who did not answer."""
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = (
-            client.cmd(
-                minions,
-                ["saltutil.refresh_pillar", "state.apply"],
-                [[], ["wireguard"]],
-                tgt_type="list",
-                timeout=timeout or 300,
-            )
-            or {}
-        )
-    finally:
-        client.destroy()
-    results = {}
-    for minion, ret in returned.items():
-        states = ret.get("state.apply") if isinstance(ret, dict) else None
-        if not isinstance(states, dict):
-            results[minion] = {"result": False, "error": str(states)[:500]}
-            continue
-        failed = sorted(
-            sid for sid, r in states.items() if not (isinstance(r, dict) and r.get("result"))
-        )
-        results[minion] = {
-            "result": not failed,
-            "failed": failed,
-            "changed": sorted(
-                sid for sid, r in states.items() if isinstance(r, dict) and r.get("changes")
-            ),
-        }
-    return results, sorted(set(minions) - set(returned))
-
-
-def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
-    """
-    Give every pair of ``network`` (which sets ``preshared_keys: true``) a new preshared
-    key, and apply it on both ends of every pair in one job.
-
-    The keys are made here on the master from fresh randomness and kept in its store
-    (``<cachedir>/wireguard/psks.json``); the minions get them through the formula's
-    ext_pillar. A session already established stays valid until the next handshake, so
-    no packet is lost. The return names the pairs and minions, never a key.
-
-    tgt, tgt_type
-        The minions whose pillar defines the network (default: all).
-    timeout
-        Seconds to wait for the state runs (default 300).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run wireguard.rotate_psks network=corp
-    """
-    network = wgf_rotate.checked_name(network, "network")
-    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
-    timeout = wgf_rotate.checked_timeout(timeout)
-    definition = _network_definition(network, tgt, tgt_type)
-    pairs = wgf_psk.network_pairs(network, definition)
-    if not pairs:
-        raise SaltInvocationError(
-            f"network {wgf_rotate.shown_arg(network)} does not set preshared_keys: true"
-        )
-    wgf_psk.replace_network(__opts__["cachedir"], network, pairs)
-    minions = sorted({m for p in pairs for m in p})
-    results, unreachable = _apply_on(minions, timeout)
-    ok = not unreachable and all(r["result"] for r in results.values())
-    if not ok:
-        __context__["retcode"] = 1
-    return {
-        "ok": ok,
-        "network": network,
-        "pairs": [list(p) for p in pairs],
-        "minions": minions,
-        "results": results,
-        "unreachable": unreachable,
-    }
-
-
-def ensure_psks(network=None, tgt="*", tgt_type="glob"):
-    """
-    Make the missing preshared keys of every network with ``preshared_keys: true`` (or
-    only ``network``) that the master's pillar gives the targeted minions: stored keys
-    are kept, pairs no longer in a network are forgotten. The orchestration
-    (``wireguard.orchestrate``) runs it before it applies the formula; the ext_pillar
-    never makes a key. Returns per network the number of pairs and of keys made, never
-    a key, and the minions whose pillar the master cannot compile (``pillar_errors``:
-    skipped; their own runs fail on it).
-
-    tgt, tgt_type
-        The minions whose pillar (compiled on the master) is read (default: all).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run wireguard.ensure_psks
-        salt-run wireguard.ensure_psks network=corp
-    """
-    network = wgf_rotate.checked_name(network, "network", optional=True)
-    targeted = _targets(*wgf_rotate.checked_target(tgt, tgt_type))
-    broken = []
-    networks, _ = _master_networks(
-        targeted, only=None if network is None else {network}, broken=broken
-    )
-    if network is not None and network not in networks:
-        raise SaltInvocationError(
-            f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
-            "in its pillar wireguard:networks"
-        )
-    done = {}
-    for netname, definition in sorted(networks.items()):
-        # a network without preshared keys is not checked here: its keys are forgotten
-        pairs = (
-            wgf_psk.network_pairs(netname, definition)
-            if definition.get("preshared_keys") not in (None, False)
-            else []
-        )
-        made = wgf_psk.ensure_network(__opts__["cachedir"], netname, pairs)
-        if pairs:
-            done[netname] = {"pairs": len(pairs), "made": made}
-    if broken:
-        log.warning(
-            "wireguard.ensure_psks: the master cannot compile the pillar of %s", ", ".join(broken)
-        )
-    return {"ok": True, "networks": done, "pillar_errors": broken}
-
-
-def _each(minions, fun, arg, timeout):
-    """``{minion: return}`` of one job on ``minions``, and who did not answer or failed."""
-    if not minions:
-        return {}, []
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = (
-            client.cmd(
-                sorted(minions),
-                fun,
-                arg,
-                tgt_type="list",
-                timeout=timeout or __opts__.get("timeout", 10),
-                full_return=True,
-            )
-            or {}
-        )
-    finally:
-        client.destroy()
-    answers = {
-        m: r.get("ret")
-        for m, r in returned.items()
-        if isinstance(r, dict) and r.get("retcode", 0) == 0
-    }
-    return answers, sorted(set(minions) - set(answers))
-
-
-def _rotation_networks(targeted):
-    """The networks (from the master's pillar) a targeted minion is a node of; every
-    other node's pillar that has one of them must define it the same."""
-    networks, _ = _master_networks(targeted)
-    involved = {
-        name: net
-        for name, net in networks.items()
-        if isinstance(net.get("nodes"), dict) and {str(n) for n in net["nodes"]} & set(targeted)
-    }
-    others = sorted(
-        {str(n) for net in involved.values() for n in net["nodes"]}
-        & set(_targets("*", "glob")) - set(targeted)
-    )
-    more, holders = _master_networks(others, only=set(involved))
-    for name, net in more.items():
-        if net != involved[name]:
-            raise SaltInvocationError(
-                f"the master's pillar defines network {wgf_addr.shown(name)} differently "
-                f"for {', '.join(sorted(holders[name]))} than for the targets: fix the "
-                "pillar and run again"
-            )
-    return involved
-
-
-def _published(minions):
-    """``{minion: {interface: public key}}`` the master's mine holds (untrusted)."""
-    cache = salt.cache.factory(__opts__)
-    found = {}
-    for minion in minions:
-        try:
-            data = cache.fetch("mine", minion)
-        except Exception:  # the mine only adds checks; no mine, fewer checks
-            log.debug("wireguard.rotate_keys: no mine data of %s", minion, exc_info=True)
-            data = None
-        keys = data.get("wireguard.public_keys") if isinstance(data, dict) else None
-        found[minion] = (
-            {i: k for i, k in keys.items() if isinstance(i, str)} if isinstance(keys, dict) else {}
-        )
-    return found
-
-
-def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
-    """
-    Give each targeted node of the mine-driven networks a new private key, made on the
-    minion, and switch every peer in its networks to the new public key.
-
-    Staged so that traffic to a rotated node stops only between its key switch and its
-    partners' AllowedIPs move, which happen in one job (docs/rotation.md: Key rotation): the node
-    makes ``<if>.key.next`` and the partners add its public half as an extra peer first;
-    then one job switches the node and moves each partner's AllowedIPs; then the mine
-    and the files are made consistent with ``mine.update`` and ``state.apply wireguard``.
-
-    A node or partner that does not answer is named and left with its old key, which
-    every other node still accepts; running the same command again finishes the job.
-
-    tgt, tgt_type
-        The nodes to give new keys.
-    interface
-        Only this interface of theirs.
-    timeout
-        Seconds to wait for a minion's answer in each step (default: the master's).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt-run wireguard.rotate_keys tgt=gw1
-        salt-run wireguard.rotate_keys tgt='G@role:vpn' tgt_type=compound interface=wg1
-    """
-    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
-    interface = wgf_rotate.checked_name(interface, "interface", optional=True)
-    timeout = wgf_rotate.checked_timeout(timeout)
-    targeted = salt.utils.minions.CkMinions(__opts__).check_minions(tgt, tgt_type)["minions"]
-    if not targeted:
-        raise SaltInvocationError(f"target {wgf_rotate.shown_arg(tgt)} matches no minion")
-    networks = _rotation_networks(targeted)
-    nodes, refused = wgf_rotate.plan(networks, targeted, interface)
-    if refused:
-        raise SaltInvocationError(wgf_rotate.refusal(refused, interface))
-    failed = {}
-    answers, silent = _each(
-        nodes, "wireguard_rotate.stage", [{m: sorted(i) for m, i in nodes.items()}], timeout
-    )
-    failed.update({m: "did not answer or failed while staging its next key" for m in silent})
-    everyone = {str(n) for net in networks.values() for n in net["nodes"]}
-    staged, malformed = wgf_rotate.checked_staged(
-        {m: i for m, i in nodes.items() if m in answers}, answers, _published(everyone)
-    )
-    failed.update({m: f"was not rotated: {why}" for m, why in malformed.items()})
-    nodes = {m: i for m, i in nodes.items() if m in staged}
-    announce = wgf_rotate.announce_orders(networks, nodes, staged)
-    announced, silent = _each(announce, "wireguard_rotate.announce", [announce], timeout)
-    failed.update({m: "did not answer or failed while adding the next keys" for m in silent})
-    for node in list(nodes):
-        partners = {
-            p
-            for ifname, netname in nodes[node].items()
-            for p in wgf_rotate.partner_entries(networks, netname, node)
-        }
-        if partners & set(silent):
-            del nodes[node]  # a partner that does not know the next key would lose it
-    orders = wgf_rotate.switch_orders(networks, nodes, staged)
-    switched, silent = _each(orders, "wireguard_rotate.switch", [orders], timeout)
-    failed.update({m: "did not answer or failed during the switch" for m in silent})
-    _each(nodes, "mine.update", [], timeout)
-    settled, silent = _each(orders, "state.apply", ["wireguard"], timeout or 300)
-    failed.update({m: "did not answer the state run, or a state failed" for m in silent})
-    failed.update(
-        {
-            m: "state.apply wireguard failed"
-            for m, states in settled.items()
-            if not isinstance(states, dict)
-            or not all(isinstance(r, dict) and r.get("result") for r in states.values())
-        }
-    )
-    if failed:
-        __context__["retcode"] = 1
-    return {
-        "ok": not failed,
-        "rotated": {m: sorted(i) for m, i in nodes.items()},
-        "partners": sorted(set(orders) - set(nodes)),
-        "failed": failed,
-        "announced": sorted(announced),
-        "switched": sorted(switched),
-    }

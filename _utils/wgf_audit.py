@@ -1,269 +1,24 @@
-"""The fleet audit: every pair of minions whose interfaces are peers, cross-checked,
-and the network drawn as Graphviz DOT or Mermaid.
+"""The fleet audit's cross-checks: every pair of minions whose interfaces are peers,
+checked both ways (keys, AllowedIPs, endpoints, forwarding, asymmetric pairs), and
+each link's state as both ends see it.
 
-Plain data in, plain data out: ``fleet_from`` turns the minions' answers (untrusted:
-a minion whose answer has the wrong shape is named as unreadable and left out),
-``cross_check`` finds the pair problems and the links, ``dot``/``mermaid`` draw them
-and ``text_report`` writes the readable report. A link's handshake is judged by
-``wgf_health.link_state`` on each end, as ``wireguard.check`` and the beacon do.
+Plain data in, plain data out: ``cross_check`` takes the fleet ``wgf_fleet.fleet_from``
+made of the minions' (untrusted) answers and returns the pair problems, the links and
+the peers no minion owns; ``wgf_audit_report`` draws them and writes the report. A
+link's handshake is judged by ``wgf_staleness.link_state`` on each end, as
+``wireguard.check`` and the beacon do.
 """
 
 import ipaddress
-import re
 
 import wgf_addr
-import wgf_health
+import wgf_findings
 import wgf_keys
-import wgf_layout
+import wgf_staleness
 
-#: What the audit asks every minion, in one job.
-FUNCTIONS = ["wireguard.show", "wireguard.public_keys", "wireguard.check", "network.interfaces"]
-SEVERITIES = wgf_health.SEVERITIES
+SEVERITIES = wgf_findings.SEVERITIES
 #: Checks that mean the pair is misconfigured; its handshake is then not judged apart.
 CONFIG_CHECKS = {"key", "asymmetric", "allowed_ips", "endpoint"}
-COLORS = {
-    "up": "forestgreen",
-    "idle": "gray40",
-    "never": "orange",
-    "one-sided": "orange",
-    "stale": "red",
-    "broken": "red",
-    "one-way": "red",
-    "down": "gray60",
-    "external": "gray60",
-}
-
-
-# ------------------------------------------------------------ minions' answers
-
-
-#: A WireGuard key in a text (a minion's error message may quote one).
-KEY_SHAPED = re.compile(r"[A-Za-z0-9+/]{43}=")
-
-
-def _named(value, length=15):
-    """A name a minion gave, as a message shows it: at most 15 characters (an interface
-    name's length, too short for a key), or its type."""
-    return repr(value[:length]) if isinstance(value, str) else type(value).__name__
-
-
-def _quoted(value):
-    """A minion's raw answer as a message shows it: an error text (anything shaped like
-    a key hidden, the first 200 characters), else only its type."""
-    if isinstance(value, str):
-        return KEY_SHAPED.sub("(a key)", value)[:200]
-    return type(value).__name__
-
-
-def _is_list_of(value, kind):
-    return isinstance(value, list) and all(isinstance(v, kind) for v in value)
-
-
-def _optional(value, kind):
-    return value is None or (isinstance(value, kind) and not isinstance(value, bool))
-
-
-def _days(value):
-    """Whether ``value`` is a key age: none, or a number of days (at most a million
-    years either way: the report formats it as a float)."""
-    return value is None or (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and -3.7e8 <= value <= 3.7e8
-    )
-
-
-def _problems_shape(problems):
-    """Whether ``problems`` is a list of ``wgf_health.problem`` findings."""
-    return isinstance(problems, list) and all(
-        isinstance(p, dict)
-        and p.get("severity") in SEVERITIES
-        and all(isinstance(p.get(k), str) for k in ("check", "message", "fix"))
-        and _optional(p.get("peer"), str)
-        for p in problems
-    )
-
-
-def _live_shape(show):
-    """Why ``wireguard.show``'s answer cannot be read, or None."""
-    if not isinstance(show, dict):
-        return "wireguard.show did not return a mapping"
-    for ifname, iface in show.items():
-        if (
-            not isinstance(ifname, str)
-            or not isinstance(iface, dict)
-            or not isinstance(iface.get("peers"), dict)
-        ):
-            return f"wireguard.show: interface {_named(ifname)} is not a mapping with peers"
-        if not _optional(iface.get("public_key"), str) or not _optional(
-            iface.get("listen_port"), int
-        ):
-            return f"wireguard.show: interface {_named(ifname)} has a malformed key or port"
-        for key, peer in iface["peers"].items():
-            if (
-                not isinstance(key, str)
-                or not isinstance(peer, dict)
-                or not (
-                    _optional(peer.get("endpoint"), str)
-                    and _is_list_of(peer.get("allowed_ips"), str)
-                    and _optional(peer.get("latest_handshake_age"), int)
-                    and _optional(peer.get("persistent_keepalive"), int)
-                    and isinstance(peer.get("tx_bytes"), int)
-                    and isinstance(peer.get("rx_bytes"), int)
-                )
-            ):
-                return f"wireguard.show: peer {_named(key, 12)} of {_named(ifname)} is malformed"
-    return None
-
-
-def _facts_shape(ifname, entry):
-    if (
-        not isinstance(ifname, str)
-        or not isinstance(entry, dict)
-        or not _problems_shape(entry.get("problems", []))
-    ):
-        return f"wireguard.check: interface {_named(ifname)} is malformed"
-    facts = entry.get("facts") or {}
-    if not isinstance(facts, dict) or not (
-        _optional(facts.get("public_key"), str)
-        and _optional(facts.get("listen_port"), int)
-        and _is_list_of(facts.get("addresses") or [], str)
-        and isinstance(facts.get("forwarding") or {}, dict)
-        and isinstance(facts.get("link_states") or {}, dict)
-        and _optional(facts.get("service"), str)
-        and isinstance(facts.get("peers") or {}, dict)
-        and isinstance(facts.get("clients") or {}, dict)
-        and _days(facts.get("key_age_days"))
-    ):
-        return f"wireguard.check: the facts of {_named(ifname)} are malformed"
-    for key, peer in (facts.get("peers") or {}).items():
-        if (
-            not isinstance(key, str)
-            or not isinstance(peer, dict)
-            or not (
-                _optional(peer.get("name"), str)
-                and _optional(peer.get("endpoint"), str)
-                and _is_list_of(peer.get("allowed_ips") or [], str)
-                and (
-                    peer.get("endpoint_resolved") is None
-                    or _is_list_of(peer["endpoint_resolved"], str)
-                )
-            )
-        ):
-            return f"wireguard.check: a peer in the facts of {_named(ifname)} is malformed"
-    return None
-
-
-def _answer_problems(funs):
-    """``{function: why its answer cannot be read}`` for a minion's answer."""
-    show, keys, check, _ = (funs.get(f) for f in FUNCTIONS)
-    problems = {"wireguard.show": _live_shape(show)}
-    if not isinstance(keys, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
-    ):
-        problems["wireguard.public_keys"] = "it did not return {interface: public key}"
-    if (
-        not isinstance(check, dict)
-        or not isinstance(check.get("interfaces"), dict)
-        or not _problems_shape(check.get("problems", []))
-    ):
-        problems["wireguard.check"] = "it did not return its report"
-    else:
-        problems["wireguard.check"] = next(
-            (p for p in (_facts_shape(i, e) for i, e in check["interfaces"].items()) if p), None
-        )
-    return {f: why for f, why in problems.items() if why}
-
-
-def local_addresses(interfaces, wireguard_names):
-    """The addresses of a minion's interfaces other than WireGuard and loopback."""
-    found = []
-    if not isinstance(interfaces, dict):
-        return found
-    for name, iface in interfaces.items():
-        if name in wireguard_names or name == "lo" or not isinstance(iface, dict):
-            continue
-        for family in ("inet", "inet6"):
-            addrs = iface.get(family)
-            for addr in addrs if isinstance(addrs, list) else []:
-                if not isinstance(addr, dict):
-                    continue
-                address = str(addr.get("address", "")).split("%")[0]
-                try:
-                    ip = ipaddress.ip_address(address)
-                except ValueError:
-                    continue
-                if not ip.is_loopback and not ip.is_link_local:
-                    found.append(str(ip))
-    return found
-
-
-def fleet_from(returned):
-    """Turn the raw returns into the plain data ``cross_check`` takes.
-
-    ``{minion: {"error": text or None, "underlay": [ip], "local": [problems],
-    "interfaces": {if: {"public_key", "live", "listen_port", "addresses",
-    "forwarding", "peers": {key: {"name", "endpoint", "endpoint_resolved",
-    "live_endpoint", "allowed_ips", "latest_handshake_age", "tx_bytes",
-    "persistent_keepalive", "live", "state"}}, "service"}}}}``; ``state`` is how
-    this end judges the link (``wgf_health.link_state``).
-    """
-    fleet = {}
-    for minion, funs in sorted(returned.items()):
-        entry = {"error": None, "underlay": [], "local": [], "interfaces": {}}
-        fleet[minion] = entry
-        if not isinstance(funs, dict):
-            entry["error"] = f"its answer cannot be read ({type(funs).__name__}: {_quoted(funs)})"
-            continue
-        broken = _answer_problems(funs)
-        if broken:
-            entry["error"] = "; ".join(
-                f"{f}: {why} ({_quoted(funs.get(f))})" for f, why in broken.items()
-            )
-        show, keys, check, nics = ({} if f in broken else funs.get(f) for f in FUNCTIONS)
-        checked = check.get("interfaces") or {}
-        entry["underlay"] = local_addresses(nics, set(show) | set(checked) | set(keys))
-        entry["local"] = [dict(p, interface=None) for p in check.get("problems") or []]
-        for ifname in sorted(set(show) | set(checked) | set(keys)):
-            live = show.get(ifname)
-            facts = (checked.get(ifname) or {}).get("facts") or {}
-            entry["local"] += [
-                dict(p, interface=ifname) for p in (checked.get(ifname) or {}).get("problems") or []
-            ]
-            entry["interfaces"][ifname] = _interface(ifname, live, facts, keys.get(ifname))
-    return fleet
-
-
-def _interface(ifname, live, facts, key_file_public):
-    configured = facts.get("peers") or {}
-    states = facts.get("link_states") or {}
-    peers = {}
-    for key in sorted(set(configured) | set((live or {}).get("peers") or {})):
-        conf = configured.get(key) or {}
-        now = ((live or {}).get("peers") or {}).get(key) or {}
-        peers[key] = {
-            "name": conf.get("name"),
-            "endpoint": conf.get("endpoint"),
-            "endpoint_resolved": conf.get("endpoint_resolved"),
-            "live_endpoint": now.get("endpoint"),
-            "allowed_ips": now.get("allowed_ips", conf.get("allowed_ips", [])),
-            "latest_handshake_age": now.get("latest_handshake_age"),
-            "tx_bytes": now.get("tx_bytes", 0),
-            "persistent_keepalive": now.get(
-                "persistent_keepalive", conf.get("persistent_keepalive")
-            ),
-            "live": bool(now),
-            "state": states.get(key),
-        }
-    return {
-        "public_key": (live or {}).get("public_key") or key_file_public or facts.get("public_key"),
-        "live": live is not None,
-        "listen_port": (live or {}).get("listen_port", facts.get("listen_port")),
-        "addresses": facts.get("addresses") or [],
-        "forwarding": facts.get("forwarding") or {},
-        "service": facts.get("service") or wgf_layout.Layout().unit(ifname),
-        "key_age_days": facts.get("key_age_days"),
-        "peers": peers,
-        "clients": {str(k): str(v) for k, v in (facts.get("clients") or {}).items()},
-    }
 
 
 # ------------------------------------------------------------------ cross-checks
@@ -349,7 +104,7 @@ def _intended(fleet, minion, ifname, peer):
     return None
 
 
-def cross_check(fleet, stale_after=wgf_health.STALE_AFTER):
+def cross_check(fleet, stale_after=wgf_staleness.STALE_AFTER):
     """Every pair problem of the fleet, the links between interfaces, and the peers
     that belong to no minion. Plain data in (see ``_fleet``), plain data out:
     ``{"problems": [...], "links": [...], "unknown_peers": [...]}``."""
@@ -687,12 +442,12 @@ def _links(fleet, pairs, wrong, problems, stale_after):
             state = "never"
         elif len(ages) == 1:
             state = "one-sided"
-        elif all(s == wgf_health.UP for s in judged):
+        elif all(s == wgf_staleness.UP for s in judged):
             state = "up"
-        elif any(s in (wgf_health.STALE, wgf_health.NEVER) for s in judged):
+        elif any(s in (wgf_staleness.STALE, wgf_staleness.NEVER) for s in judged):
             state = "stale"
         else:
-            state = "up" if wgf_health.UP in judged else "idle"
+            state = "up" if wgf_staleness.UP in judged else "idle"
         links[ends] = {
             "a": first[0],
             "a_interface": first[1],
@@ -711,7 +466,7 @@ def _end_state(view, stale_after):
     rule on what it showed (a minion that sent no verdict)."""
     if view["state"]:
         return view["state"]
-    return wgf_health.link_state(
+    return wgf_staleness.link_state(
         {
             "latest_handshake_age": view["age"],
             "persistent_keepalive": view["keepalive"],
@@ -796,7 +551,7 @@ def _handshake_problems(fleet, links, problems, stale_after):
                     f"has none with {seen[0]}: it restarted since, or runs another key",
                     f"Send traffic from {blind[0]} to {seen[0]} and audit again; if it stays, "
                     f"restart its interface on {blind[0]} "
-                    f"({wgf_health.service_command('restart', service)}).",
+                    f"({wgf_findings.service_command('restart', service)}).",
                 )
             )
         elif link["state"] == "stale":
@@ -813,171 +568,3 @@ def _handshake_problems(fleet, links, problems, stale_after):
                 )
             )
     return found
-
-
-# ------------------------------------------------------------------ pictures
-
-
-def _nodes(fleet, unknown):
-    nodes = {}
-    for minion, entry in sorted(fleet.items()):
-        parts = [minion]
-        for ifname, iface in sorted(entry["interfaces"].items()):
-            port = f" :{iface['listen_port']}" if iface["listen_port"] else ""
-            parts.append(f"{ifname} {' '.join(iface['addresses'])}{port}".strip())
-        nodes[minion] = {"label": parts, "external": False}
-    for item in unknown:
-        nodes[f"peer:{item['peer']}"] = {
-            "label": [
-                f"client {item['client']}"
-                if item.get("client")
-                else f"{item['name'] or 'peer'} (no minion)",
-                wgf_keys.short(item["peer"]),
-            ],
-            "external": True,
-        }
-    return nodes
-
-
-def _edges(links, unknown):
-    edges = []
-    for link in links:
-        age = f" {link['age']} s" if link["age"] is not None else ""
-        text = f"{link['a_interface']}-{link['b_interface']}: {link['state']}{age}"
-        if link["problems"]:
-            text += f" ({', '.join(link['problems'])})"
-        edges.append((link["a"], link["b"], text, link["state"]))
-    for item in unknown:
-        edges.append((item["minion"], f"peer:{item['peer']}", item["interface"], "external"))
-    return edges
-
-
-def _dot_escape(text):
-    return str(text).replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _dot_quote(*lines):
-    """A DOT string of one or more lines (DOT writes a line break as \\n)."""
-    return '"' + "\\n".join(_dot_escape(line) for line in lines) + '"'
-
-
-def dot(fleet, links, unknown, title="WireGuard"):
-    """Graphviz DOT text: minions as boxes, links labelled with their handshake state."""
-    lines = [
-        "graph wireguard {",
-        f"  graph [label={_dot_quote(title)}, labelloc=t, overlap=false];",
-        '  node [shape=box, style="rounded", fontname="Helvetica"];',
-        '  edge [fontname="Helvetica", fontsize=10];',
-    ]
-    for node, info in _nodes(fleet, unknown).items():
-        style = ', style="rounded,dashed", color=gray60' if info["external"] else ""
-        lines.append(f"  {_dot_quote(node)} [label={_dot_quote(*info['label'])}{style}];")
-    for a, b, text, state in _edges(links, unknown):
-        style = {
-            "one-way": ", style=dashed",
-            "external": ", style=dotted",
-            "broken": ", penwidth=2",
-        }.get(state, "")
-        lines.append(
-            f"  {_dot_quote(a)} -- {_dot_quote(b)} [label={_dot_quote(text)}, "
-            f"color={COLORS.get(state, 'black')}, "
-            f"fontcolor={COLORS.get(state, 'black')}{style}];"
-        )
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _mermaid_text(text):
-    return str(text).replace('"', "#quot;")
-
-
-def mermaid(fleet, links, unknown):
-    """Mermaid flowchart text, one edge per link, coloured by handshake state."""
-    nodes = _nodes(fleet, unknown)
-    ids = {node: f"n{number}" for number, node in enumerate(nodes)}
-    lines = ["graph LR"]
-    for node, info in nodes.items():
-        lines.append(f'  {ids[node]}["{"<br/>".join(map(_mermaid_text, info["label"]))}"]')
-    styles = []
-    for number, (a, b, text, state) in enumerate(_edges(links, unknown)):
-        arrow = "-.-" if state in ("one-way", "external") else "---"
-        lines.append(f'  {ids[a]} {arrow}|"{_mermaid_text(text)}"| {ids[b]}')
-        styles.append(f"  linkStyle {number} stroke:{COLORS.get(state, 'black')}")
-    return "\n".join(lines + styles) + "\n"
-
-
-# ------------------------------------------------------------------ reports
-
-
-def text_report(result):
-    counts = {s: 0 for s in SEVERITIES}
-    for p in result["problems"]:
-        counts[p["severity"]] += 1
-    local = [
-        (m, p)
-        for m, items in sorted(result["local"].items())
-        for p in items
-        if p["severity"] in ("error", "warning")
-    ]
-    status = "OK" if result["ok"] else "PROBLEMS"
-    lines = [
-        f"WireGuard audit: {status}: {len(result['minions'])} minion(s), "
-        f"{len(result['links'])} link(s); {counts['error']} error(s), "
-        f"{counts['warning']} warning(s) between minions, {len(local)} on single "
-        "minions"
-    ]
-    if result["unreachable"]:
-        lines.append(f"Did not answer: {', '.join(result['unreachable'])}")
-    for minion, info in sorted(result["minions"].items()):
-        if info["error"]:
-            lines.append(f"{minion}: could not be audited fully: {info['error']}")
-    if result["problems"]:
-        lines.append("")
-        lines.append("Between minions:")
-    for p in result["problems"]:
-        lines.append(
-            f"  [{p['severity']}] {p['check']}: {p['minion']} ({p['interface']})"
-            f" <-> {p['peer_minion']} ({p['peer_interface']}): {p['message']}."
-        )
-        lines.append(f"      fix: {p['fix']}")
-    if local:
-        lines.append("")
-        lines.append("On single minions (salt <minion> wireguard.check for details):")
-    for minion, p in local:
-        lines.append(
-            f"  [{p['severity']}] {minion} ({p['interface'] or '-'}) {p['check']}: {p['message']}."
-        )
-        lines.append(f"      fix: {p['fix']}")
-    if result["links"]:
-        lines.append("")
-        lines.append("Links:")
-    for link in result["links"]:
-        age = f", last handshake {link['age']} s ago" if link["age"] is not None else ""
-        lines.append(
-            f"  {link['a']} ({link['a_interface']}) <-> {link['b']} "
-            f"({link['b_interface']}): {link['state']}{age}"
-        )
-    ages = [
-        f"{minion} {ifname} {age:g}"
-        for minion, info in sorted(result["minions"].items())
-        for ifname, age in sorted((info.get("key_age_days") or {}).items())
-        if age is not None
-    ]
-    if ages:
-        lines.append("")
-        lines.append("Key age (days): " + ", ".join(ages))
-    if result["unknown_peers"]:
-        lines.append("")
-        lines.append("Peers that belong to no minion (fine, listed for the record):")
-    for item in result["unknown_peers"]:
-        name = f"'{item['name']}' " if item["name"] else ""
-        name = f"client '{item['client']}' " if item.get("client") else name
-        lines.append(
-            f"  {item['minion']} ({item['interface']}): {name}{item['peer']}"
-            + (f" at {item['endpoint']}" if item["endpoint"] else "")
-        )
-    if result.get("svg"):
-        lines.append(f"\nPicture: {result['svg']}")
-    if result.get("graph_error"):
-        lines.append(f"\n{result['graph_error']}")
-    return "\n".join(lines)

@@ -7,12 +7,12 @@ know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line
 do the parser and the masking here.
 """
 
-import ipaddress
 import re
 
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_firewall
 import wgf_keys
 import wgf_options
 
@@ -79,17 +79,12 @@ def route_command(cidr):
 
 
 def masquerade_lines(iface):
-    """PostUp/PostDown lines that forward and NAT traffic from the tunnel."""
-    sources = [ipaddress.ip_interface(a).network for a in iface["address"]]
-    sources += [
-        ipaddress.ip_network(c)
-        for p in iface["peers"].values()
-        if not p["absent"]
-        for c in p["allowed_ips"]
-    ]
+    """PostUp/PostDown lines that forward and NAT traffic from the tunnel (its networks
+    as the formula's firewall sees them)."""
+    networks = wgf_firewall.tunnel_networks(iface)
     up, down = [], []
     for version, tool in ((4, "iptables"), (6, "ip6tables")):
-        nets = list(ipaddress.collapse_addresses(n for n in sources if n.version == version))
+        nets = networks[version]
         if not nets:
             continue
         rules = [

@@ -10,6 +10,7 @@ line."""
 import ipaddress
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -265,3 +266,23 @@ INTERFACE_ORDER = "/etc/resolvconf/interface-order"
 def _iptables_tools(version):
     prefix = "iptables" if version == 4 else "ip6tables"
     return f"{prefix}-save", f"{prefix}-restore"
+
+
+def render_svg(dot_text, path):
+    """Render DOT to an SVG file with Graphviz ``dot`` (on the master, for the runner);
+    ``(the path written, None)``, or ``(None, why not)``."""
+    dot = shutil.which("dot")
+    if not dot:
+        return None, "Graphviz is not installed on the master (no 'dot'): no SVG written"
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    proc = subprocess.run(
+        [dot, "-Tsvg", "-o", path],
+        input=dot_text,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return None, f"dot failed: {proc.stderr.strip()[:500]}"
+    return path, None

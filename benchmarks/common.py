@@ -5,14 +5,13 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import uuid
 
 import yaml
 from saltfactories.utils.functional import Loaders
 
-from tests.support.minion import minion_opts
+from tests.support.minion import SALT_CALL, config_file, minion_opts
 from tests.support.netns import Netns
 
 
@@ -37,22 +36,6 @@ def loaders_in(ns):
         yield Loaders(minion_opts(root, "bench"))
 
 
-SALT_CALL = os.path.join(os.path.dirname(sys.executable), "salt-call")
-CONFIG_KEYS = (
-    "id",
-    "file_client",
-    "cachedir",
-    "pki_dir",
-    "sock_dir",
-    "log_file",
-    "module_dirs",
-    "states_dirs",
-    "utils_dirs",
-    "file_roots",
-    "pillar_roots",
-)
-
-
 def salt_call_config(root, pillar=None):
     """A masterless ``salt-call -c root`` configuration: the checkout's modules, state
     files in ``root/srv``, and ``pillar`` (if any) as its whole pillar. Its opts."""
@@ -61,7 +44,7 @@ def salt_call_config(root, pillar=None):
     for sub in ("srv", "pillar"):
         os.makedirs(f"{root}/{sub}", exist_ok=True)
     with open(f"{root}/minion", "w") as handle:
-        yaml.safe_dump({k: opts[k] for k in CONFIG_KEYS}, handle)
+        yaml.safe_dump(config_file(opts), handle)
     with open(f"{root}/pillar/top.sls", "w") as handle:
         handle.write("base:\n  '*':\n    - data\n")
     with open(f"{root}/pillar/data.sls", "w") as handle:

@@ -151,39 +151,25 @@ def svg_curves(runs, title):
     topologies = sorted({r["topology"] for r in runs})
     x_values = sorted({r["nodes"] for r in runs})
 
+    def points(topo, key):
+        return [
+            (r["nodes"], r[key]) for r in runs if r["topology"] == topo and r.get(key) is not None
+        ]
+
     def series(key, label=""):
         return [
-            (
-                f"{topo}{label}",
-                COLOURS.get(topo, "#555"),
-                False,
-                [
-                    (r["nodes"], r[key])
-                    for r in runs
-                    if r["topology"] == topo and r.get(key) is not None
-                ],
-            )
+            (f"{topo}{label}", COLOURS.get(topo, "#555"), False, points(topo, key))
             for topo in topologies
         ]
 
-    memory = []
-    for topo in topologies:
+    memory = [
+        (f"{topo}: {who}", COLOURS.get(topo, "#555"), dashed, points(topo, key))
+        for topo in topologies
         for key, who, dashed in (
             ("master_peak_mib", "master", False),
             ("minion_peak_mib", "minion", True),
-        ):
-            memory.append(
-                (
-                    f"{topo}: {who}",
-                    COLOURS.get(topo, "#555"),
-                    dashed,
-                    [
-                        (r["nodes"], r[key])
-                        for r in runs
-                        if r["topology"] == topo and r.get(key) is not None
-                    ],
-                )
-            )
+        )
+    ]
     panels = [
         ("Converge (orchestrate + every pair pings)", "seconds", series("converge_s")),
         ("One more node joins (live)", "seconds", series("join_s")),

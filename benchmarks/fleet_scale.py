@@ -452,7 +452,7 @@ def measure(topo, count, batch):
 # ------------------------------------------------------------------------- model
 def _synthetic_mesh_fleet(count):
     """What `wireguard.audit` collects from a healthy mesh of `count` nodes (the data
-    shape of _utils/wgf_audit.py's fleet_from)."""
+    shape of _utils/wgf_fleet.py's fleet_from)."""
 
     def key(i):
         return f"bench{i:06d}".ljust(43, "A") + "="

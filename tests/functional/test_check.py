@@ -35,6 +35,23 @@ def fake_dns(monkeypatch):
     return table
 
 
+def write_with_r2(config_dir, pair, remote2, peers=None, **kwargs):
+    """The conf of ``pair``'s interface: its healthy peer r2 first, then ``peers``
+    (``{name: (public key, allowed_ips, endpoint)}``), as ``write_conf`` writes them."""
+    r2 = {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822")}
+    write_conf(config_dir, pair, {**r2, **(peers or {})}, **kwargs)
+
+
+def pillar_with_r2(pair, remote2, persistent_keepalive=None, **options):
+    """Pillar of ``pair``'s interface with its peer r2 (and r2's keepalive, if any),
+    plus the interface ``options``."""
+    r2 = {"public_key": remote2, "allowed_ips": ["10.77.0.2/32"], "endpoint": "198.18.10.2:51822"}
+    if persistent_keepalive:
+        r2["persistent_keepalive"] = persistent_keepalive
+    iface = {"address": "10.77.0.1/24", "listen_port": 51820, "peers": {"r2": r2}, **options}
+    return {"wireguard": {"interfaces": {pair.ifname: iface}}}
+
+
 def problems_of(result, ifname, severities=("error", "warning")):
     return [p for p in result["interfaces"][ifname]["problems"] if p["severity"] in severities]
 
@@ -70,13 +87,11 @@ def test_drift_between_the_file_and_the_live_interface(loaders, pair, config_dir
     pair.local.run(["ip", "address", "add", "10.77.1.1/24", "dev", pair.ifname])
     pair.local.run(["wg", "set", pair.ifname, "listen-port", "51999"])
     missing = wg.pubkey(wg.genkey())
-    write_conf(
+    write_with_r2(
         config_dir,
         pair,
-        {
-            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-            "gone": (missing, ["10.77.0.60/32"], None),
-        },
+        remote2,
+        {"gone": (missing, ["10.77.0.60/32"], None)},
         extra="MTU = 1380",
     )
 
@@ -124,13 +139,11 @@ def test_a_peer_that_never_answers_is_an_error(loaders, pair, config_dir, remote
     wg = loaders.modules.wireguard
     dead = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, dead, allowed_ips=["10.77.0.3/32"], endpoint="198.18.10.2:9")
-    write_conf(
+    write_with_r2(
         config_dir,
         pair,
-        {
-            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-            "dead": (dead, ["10.77.0.3/32"], "198.18.10.2:9"),
-        },
+        remote2,
+        {"dead": (dead, ["10.77.0.3/32"], "198.18.10.2:9")},
     )
     pair.local.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", "10.77.0.3"], check=False)
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
@@ -169,14 +182,11 @@ def test_allowed_ips_in_two_peers_and_nested(loaders, pair, config_dir, remote2)
     wide = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, wide, allowed_ips=["10.77.0.0/28"])
     other = wg.pubkey(wg.genkey())
-    write_conf(
+    write_with_r2(
         config_dir,
         pair,
-        {
-            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-            "wide": (wide, ["10.77.0.0/28"], None),
-            "other": (other, ["10.77.0.2/32"], None),
-        },
+        remote2,
+        {"wide": (wide, ["10.77.0.0/28"], None), "other": (other, ["10.77.0.2/32"], None)},
     )
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     mine = [p for p in result["interfaces"][pair.ifname]["problems"] if p["check"] == "allowed_ips"]
@@ -204,26 +214,13 @@ def test_mtu_above_what_the_path_to_the_endpoint_carries(loaders, pair, config_d
 def test_routes_and_forwarding_that_pillar_wants(loaders, pair, config_dir, remote2, set_pillar):
     pair.local.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"])
     set_pillar(
-        {
-            "wireguard": {
-                "interfaces": {
-                    pair.ifname: {
-                        "address": "10.77.0.1/24",
-                        "listen_port": 51820,
-                        "private_key": pair.local_key,
-                        "routes": ["172.31.0.0/24"],
-                        "forwarding": True,
-                        "peers": {
-                            "r2": {
-                                "public_key": remote2,
-                                "allowed_ips": ["10.77.0.2/32"],
-                                "endpoint": "198.18.10.2:51822",
-                            }
-                        },
-                    }
-                }
-            }
-        }
+        pillar_with_r2(
+            pair,
+            remote2,
+            private_key=pair.local_key,
+            routes=["172.31.0.0/24"],
+            forwarding=True,
+        )
     )
     wg = loaders.modules.wireguard
     assert loaders.states.wireguard.config(pair.ifname, config_dir=str(config_dir))["result"]
@@ -251,26 +248,7 @@ def test_routes_and_forwarding_that_pillar_wants(loaders, pair, config_dir, remo
 
 
 def test_pillar_and_file_that_differ(loaders, pair, config_dir, remote2, set_pillar):
-    set_pillar(
-        {
-            "wireguard": {
-                "interfaces": {
-                    pair.ifname: {
-                        "address": "10.77.0.1/24",
-                        "listen_port": 51820,
-                        "peers": {
-                            "r2": {
-                                "public_key": remote2,
-                                "allowed_ips": ["10.77.0.2/32"],
-                                "endpoint": "198.18.10.2:51822",
-                                "persistent_keepalive": 25,
-                            }
-                        },
-                    }
-                }
-            }
-        }
-    )
+    set_pillar(pillar_with_r2(pair, remote2, persistent_keepalive=25))
     wg = loaders.modules.wireguard
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     (problem,) = problems_of(result, pair.ifname)
@@ -282,13 +260,11 @@ def test_an_endpoint_that_does_not_resolve(loaders, pair, config_dir, remote2, f
     wg = loaders.modules.wireguard
     lost = wg.pubkey(wg.genkey())
     wg.set_peer(pair.ifname, lost, allowed_ips=["10.77.0.4/32"])
-    write_conf(
+    write_with_r2(
         config_dir,
         pair,
-        {
-            "r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822"),
-            "lost": (lost, ["10.77.0.4/32"], f"gone{FAKE_DOMAIN}:51820"),
-        },
+        remote2,
+        {"lost": (lost, ["10.77.0.4/32"], f"gone{FAKE_DOMAIN}:51820")},
     )
     result = wg.check(pair.ifname, config_dir=str(config_dir), sample=0)
     found = {p["check"]: p for p in problems_of(result, pair.ifname)}
@@ -330,7 +306,7 @@ def test_reresolve_finds_a_peer_whose_name_moved(loaders, pair, config_dir, remo
     again = wg.reresolve(config_dir=str(config_dir))
     assert again[pair.ifname]["r2"]["result"] == "unchanged"
     # an address endpoint is not a name: nothing to re-resolve for that peer
-    write_conf(config_dir, pair, {"r2": (remote2, ["10.77.0.2/32"], "198.18.10.2:51822")})
+    write_with_r2(config_dir, pair, remote2)
     assert wg.reresolve(pair.ifname, config_dir=str(config_dir)) == {pair.ifname: {}}
     skipped = wg.reresolve(pair.ifname, peer=remote2, config_dir=str(config_dir))
     assert skipped[pair.ifname]["r2"]["result"] == "skipped"
@@ -412,26 +388,7 @@ def test_key_age_is_reported_and_past_max_key_age_warned(
     os.utime(key_path, (forty_days_ago, forty_days_ago))
 
     def key_age(max_key_age):
-        set_pillar(
-            {
-                "wireguard": {
-                    "interfaces": {
-                        pair.ifname: {
-                            "address": "10.77.0.1/24",
-                            "listen_port": 51820,
-                            "max_key_age": max_key_age,
-                            "peers": {
-                                "r2": {
-                                    "public_key": remote2,
-                                    "allowed_ips": ["10.77.0.2/32"],
-                                    "endpoint": "198.18.10.2:51822",
-                                }
-                            },
-                        }
-                    }
-                }
-            }
-        )
+        set_pillar(pillar_with_r2(pair, remote2, max_key_age=max_key_age))
         result = loaders.modules.wireguard.check(pair.ifname, config_dir=str(config_dir), sample=0)
         assert pair.local_key not in json.dumps(result)
         iface = result["interfaces"][pair.ifname]

@@ -13,8 +13,7 @@ import uuid
 import pytest
 
 import wgf_keys
-from tests.support.minion import SaltCall
-from tests.support.netns import Netns
+from tests.support.minion import salt_call_in_netns
 
 # names of their own: wireguard-go's control socket is /var/run/wireguard/<name>.sock on
 # the machine's file system, shared by every namespace and every concurrent test run
@@ -32,12 +31,8 @@ def identifier_key():
 
 @pytest.fixture(scope="module")
 def minion(tmp_path_factory):
-    ns = Netns("cli")
-    try:
-        ns.create()
-        yield SaltCall(tmp_path_factory.mktemp("cli"), ns)
-    finally:
-        ns.delete()
+    with salt_call_in_netns("cli", tmp_path_factory.mktemp("cli")) as salt_call:
+        yield salt_call
 
 
 @pytest.fixture(scope="module")

@@ -9,20 +9,15 @@ import uuid
 import pytest
 
 import wgf_keys
-from tests.support.minion import SaltCall
-from tests.support.netns import Netns
+from tests.support.minion import salt_call_in_netns
 
 IF = f"wgl{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
 def minion(tmp_path_factory):
-    ns = Netns("layout")
-    try:
-        ns.create()
-        yield SaltCall(tmp_path_factory.mktemp("layout"), ns)
-    finally:
-        ns.delete()
+    with salt_call_in_netns("layout", tmp_path_factory.mktemp("layout")) as salt_call:
+        yield salt_call
 
 
 def answer(proc):

@@ -20,26 +20,20 @@ def new_key(loaders):
 def test_add_then_idempotent_regardless_of_order_and_host_bits(loaders, pair):
     key = new_key(loaders)
     peer = loaders.states.wireguard.peer
-    ret = peer(
-        name=key,
-        interface=pair.ifname,
-        allowed_ips=["10.77.5.0/24", "10.77.0.4/32"],
-        endpoint="198.18.10.2:51900",
-        persistent_keepalive=25,
-    )
+    same = {
+        "name": key,
+        "interface": pair.ifname,
+        "endpoint": "198.18.10.2:51900",
+        "persistent_keepalive": 25,
+    }
+    ret = peer(allowed_ips=["10.77.5.0/24", "10.77.0.4/32"], **same)
     assert ret.result is True
     assert ret.changes["allowed_ips"] == {"old": None, "new": ["10.77.0.4/32", "10.77.5.0/24"]}
     live = live_peers(loaders, pair)[key]
     assert sorted(live["allowed_ips"]) == ["10.77.0.4/32", "10.77.5.0/24"]
     assert live["endpoint"] == "198.18.10.2:51900" and live["persistent_keepalive"] == 25
 
-    again = peer(
-        name=key,
-        interface=pair.ifname,
-        allowed_ips=["10.77.5.9/24", "10.77.0.4"],
-        endpoint="198.18.10.2:51900",
-        persistent_keepalive=25,
-    )
+    again = peer(allowed_ips=["10.77.5.9/24", "10.77.0.4"], **same)
     assert again.result is True and again.changes == {}
 
 

@@ -32,3 +32,18 @@ def write_conf(config_dir, pair, peers, extra="", mode=0o600):
     path.write_text(conf_text(pair, peers, extra))
     os.chmod(path, mode)
     return path
+
+
+def silent_peer(allowed_ips):
+    """A peer as ``wireguard.show`` (``wgf_dump.parse``) reads one that was added and
+    never heard from: no endpoint, no handshake, no traffic, no keepalive, no PSK."""
+    return {
+        "endpoint": None,
+        "allowed_ips": allowed_ips,
+        "latest_handshake": None,
+        "latest_handshake_age": None,
+        "rx_bytes": 0,
+        "tx_bytes": 0,
+        "persistent_keepalive": None,
+        "preshared_key": False,
+    }

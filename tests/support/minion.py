@@ -3,11 +3,14 @@ formula's modules from this checkout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pathlib
 import sys
 
 import salt.config
+
+from tests.support.netns import Netns
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SALT_CALL = str(pathlib.Path(sys.executable).parent / "salt-call")
@@ -36,6 +39,43 @@ def minion_opts(root, minion_id: str = "functional") -> dict:
     return opts
 
 
+def master_opts(root, **more) -> dict:
+    """A master's options loading the checkout's ext_pillar and utils; every directory
+    it writes is under ``root``; ``more`` on top."""
+    root = pathlib.Path(root)
+    opts = salt.config.master_config(None)
+    opts.update(
+        cachedir=str(root / "cache"),
+        pki_dir=str(root / "pki"),
+        sock_dir=str(root / "sock"),
+        pillar_dirs=[str(REPO / "_pillar")],
+        utils_dirs=[str(REPO / "_utils")],
+        **more,
+    )
+    return opts
+
+
+#: The options a ``salt-call -c DIR`` configuration file takes from ``minion_opts``.
+CONFIG_KEYS = (
+    "id",
+    "file_client",
+    "cachedir",
+    "pki_dir",
+    "sock_dir",
+    "log_file",
+    "module_dirs",
+    "states_dirs",
+    "utils_dirs",
+    "file_roots",
+    "pillar_roots",
+)
+
+
+def config_file(opts) -> dict:
+    """What a ``salt-call -c DIR`` minion configuration file holds of ``opts``."""
+    return {key: opts[key] for key in CONFIG_KEYS}
+
+
 class SaltCall:
     """A ``salt-call --local`` minion whose modules are the formula's, in ``ns``."""
 
@@ -45,22 +85,7 @@ class SaltCall:
         self.config_dir.mkdir(mode=0o700)
         (root / "pillar").mkdir()
         (root / "conf").mkdir()
-        opts = minion_opts(root, "cli")
-        config = {
-            key: opts[key]
-            for key in (
-                "id",
-                "file_client",
-                "cachedir",
-                "pki_dir",
-                "sock_dir",
-                "log_file",
-                "module_dirs",
-                "states_dirs",
-                "utils_dirs",
-                "pillar_roots",
-            )
-        }
+        config = config_file(minion_opts(root, "cli"))
         config.update(log_level_logfile="debug", file_roots={"base": [str(REPO)]})
         (root / "conf" / "minion").write_text(json.dumps(config))
 
@@ -75,3 +100,15 @@ class SaltCall:
         if check:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc
+
+
+@contextlib.contextmanager
+def salt_call_in_netns(label, root):
+    """A ``SaltCall`` minion in its own network namespace (``label``), which is removed
+    afterwards."""
+    ns = Netns(label)
+    try:
+        ns.create()
+        yield SaltCall(root, ns)
+    finally:
+        ns.delete()

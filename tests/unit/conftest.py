@@ -5,6 +5,10 @@ import importlib.util
 import pathlib
 import sys
 
+import pytest
+
+from tests.support.render import Renderer
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 UTILS = str(REPO / "_utils")
 if UTILS not in sys.path:
@@ -17,3 +21,57 @@ def load(path, name):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class Runner:
+    """The runner ``wireguard`` as Salt's loader makes it of the files in ``_runners/``
+    (each declares ``__virtualname__ = "wireguard"``): each file a plain module, all of
+    them seen as one. A dunder set here (``__opts__``, ``__context__``) reaches every
+    file; any other name is read from, and patched in, the file that defines it (and
+    deleting a patched name puts the file's own back, as ``monkeypatch`` undoes)."""
+
+    def __init__(self, name):
+        modules = [
+            load(f"_runners/{path.name}", f"{name}_{path.stem}")
+            for path in sorted((REPO / "_runners").glob("*.py"))
+        ]
+        object.__setattr__(self, "modules", modules)
+        object.__setattr__(self, "originals", {})
+
+    def _owner(self, name):
+        for module in self.modules:
+            if name in vars(module):
+                return module
+        return None
+
+    def __getattr__(self, name):
+        owner = self._owner(name)
+        if owner is None:
+            raise AttributeError(name)
+        return getattr(owner, name)
+
+    def __setattr__(self, name, value):
+        owner = self._owner(name)
+        if name.startswith("__") and name.endswith("__"):
+            for module in self.modules:
+                setattr(module, name, value)
+        elif owner is not None:
+            self.originals.setdefault(name, getattr(owner, name))
+            setattr(owner, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        if name in self.originals:
+            setattr(self._owner(name), name, self.originals[name])
+        else:
+            object.__delattr__(self, name)
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory):
+    """The formula rendered by the real Salt (tests/support/render.py): one worker
+    process per test module."""
+    r = Renderer(tmp_path_factory.mktemp("render"))
+    yield r
+    r.close()

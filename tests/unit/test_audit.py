@@ -6,6 +6,9 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 import wgf_audit
+import wgf_audit_report
+import wgf_fleet
+import wgf_host
 from tests.unit.conftest import load
 
 KEYS = {
@@ -484,7 +487,7 @@ def test_fleet_from_raw_returns():
     returned = raw_returns()
     facts = returned["mesh1"]["wireguard.check"]["interfaces"]["wg0"]["facts"]
     facts.update(service="wg-quick@wg0", link_states={KEYS["mesh2"]: "up"})
-    fleet = wgf_audit.fleet_from(returned)
+    fleet = wgf_fleet.fleet_from(returned)
     mesh1 = fleet["mesh1"]
     assert mesh1["error"] is None
     assert mesh1["underlay"] == ["198.18.0.1", "fd18::1"]
@@ -577,7 +580,7 @@ def returned_by(fleet):
 
 def audited(returned):
     """The audit's result (the runner's ``report=data``) for the minions' answers."""
-    fleet = wgf_audit.fleet_from(returned)
+    fleet = wgf_fleet.fleet_from(returned)
     crossed = wgf_audit.cross_check(fleet)
     local = {m: e["local"] for m, e in fleet.items() if e["local"]}
     serious = [p for p in crossed["problems"] if p["severity"] in ("error", "warning")]
@@ -598,7 +601,7 @@ def audited(returned):
 def test_a_healthy_fleets_answers_give_a_clean_readable_report():
     result = audited(returned_by(mesh()))
     assert result["ok"] and result["problems"] == []
-    lines = wgf_audit.text_report(result).splitlines()
+    lines = wgf_audit_report.text_report(result).splitlines()
     assert lines[0] == (
         "WireGuard audit: OK: 3 minion(s), 3 link(s); 0 error(s), "
         "0 warning(s) between minions, 0 on single minions"
@@ -610,7 +613,7 @@ def test_the_report_names_problems_and_fixes():
     returned = returned_by(mesh())
     del returned["mesh1"]["wireguard.show"]["wg0"]["peers"][KEYS["mesh2"]]
     del returned["mesh1"]["wireguard.check"]["interfaces"]["wg0"]["facts"]["peers"][KEYS["mesh2"]]
-    text = wgf_audit.text_report(audited(returned))
+    text = wgf_audit_report.text_report(audited(returned))
     assert "WireGuard audit: PROBLEMS" in text
     assert (
         "  [error] asymmetric: mesh2 (wg0) <-> mesh1 (wg0): mesh2 (wg0) holds mesh1 as a "
@@ -720,7 +723,7 @@ def test_an_answer_of_the_wrong_shape_names_that_minion_and_the_rest_is_audited(
     states = {(link["a"], link["b"]): link["state"] for link in result["links"]}
     assert states[("mesh1", "mesh2")] == "up"
     assert not result["ok"]
-    assert f"mesh3: could not be audited fully: {error}" in wgf_audit.text_report(result)
+    assert f"mesh3: could not be audited fully: {error}" in wgf_audit_report.text_report(result)
 
 
 # ------------------------------------------------------------------ pictures
@@ -733,7 +736,7 @@ def test_dot_and_mermaid_show_every_link_with_its_state():
         'the "phone"', ["10.10.0.50/32"]
     )
     crossed = wgf_audit.cross_check(fleet)
-    dot = wgf_audit.dot(fleet, crossed["links"], crossed["unknown_peers"])
+    dot = wgf_audit_report.dot(fleet, crossed["links"], crossed["unknown_peers"])
     assert dot.startswith("graph wireguard {") and dot.endswith("}\n")
     assert '"mesh1" [label="mesh1\\nwg0 10.10.0.1/24 :51820"];' in dot
     assert (
@@ -742,7 +745,7 @@ def test_dot_and_mermaid_show_every_link_with_its_state():
     ) in dot
     assert '"mesh2" -- "mesh3" [label="wg0-wg0: up 10 s", color=forestgreen' in dot
     assert 'label="the \\"phone\\" (no minion)\\nstranger...' in dot
-    mermaid = wgf_audit.mermaid(fleet, crossed["links"], crossed["unknown_peers"])
+    mermaid = wgf_audit_report.mermaid(fleet, crossed["links"], crossed["unknown_peers"])
     assert mermaid.startswith("graph LR\n")
     assert '  n0["mesh1<br/>wg0 10.10.0.1/24 :51820"]' in mermaid
     assert '  n0 -.-|"wg0-wg0: one-way 10 s (asymmetric)"| n1' in mermaid
@@ -752,23 +755,23 @@ def test_dot_and_mermaid_show_every_link_with_its_state():
 
 @pytest.fixture
 def runner():
-    """The runner as a plain module, for its dunder-free ``_write_svg``."""
+    """The runner as a plain module, for its dunder-free helpers."""
     return load("_runners/wireguard.py", "wireguard_runner_under_test")
 
 
 @pytest.mark.skipif(not shutil.which("dot"), reason="Graphviz (dot) is not installed")
-def test_svg_is_written_where_graphviz_is_installed(runner, tmp_path):
+def test_svg_is_written_where_graphviz_is_installed(tmp_path):
     crossed = wgf_audit.cross_check(mesh())
-    dot = wgf_audit.dot(mesh(), crossed["links"], crossed["unknown_peers"])
-    path, error = runner._write_svg(dot, tmp_path / "net.svg")
+    dot = wgf_audit_report.dot(mesh(), crossed["links"], crossed["unknown_peers"])
+    path, error = wgf_host.render_svg(dot, tmp_path / "net.svg")
     assert path == str(tmp_path / "net.svg") and error is None
     svg = (tmp_path / "net.svg").read_text()
     assert svg.lstrip().startswith(("<?xml", "<svg")) and "mesh1" in svg
 
 
-def test_without_graphviz_no_svg_and_a_reason(runner, monkeypatch, tmp_path):
-    monkeypatch.setattr(runner.shutil, "which", lambda name: None)
-    path, error = runner._write_svg("graph x {}", tmp_path / "x.svg")
+def test_without_graphviz_no_svg_and_a_reason(monkeypatch, tmp_path):
+    monkeypatch.setattr(wgf_host.shutil, "which", lambda name: None)
+    path, error = wgf_host.render_svg("graph x {}", tmp_path / "x.svg")
     assert path is None and "Graphviz is not installed" in error
     assert not (tmp_path / "x.svg").exists()
 

@@ -17,20 +17,30 @@ PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
 PEER = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
 
 
-@pytest.mark.parametrize(
-    ("line", "masked"),
-    [
-        (f"PrivateKey = {PRIV}", "PrivateKey = <hidden>"),
-        (f"privatekey = {PRIV}", "privatekey = <hidden>"),
-        (f"  PRESHAREDKEY={PSK}", "  PRESHAREDKEY=<hidden>"),
-        (f"\tPresharedKey\t=\t{PSK}  # the old one", "\tPresharedKey\t=\t<hidden>"),
-        (f"PrivateKey = {PRIV}\r", "PrivateKey = <hidden>"),
-        (f"Private Key = {PRIV}", "Private Key = <hidden>"),
-        (f"\vPrivateKey\f= {PRIV}", "\vPrivateKey\f= <hidden>"),
-        (f"PresharedKey = {PSK[:22]} {PSK[22:]}", "PresharedKey = <hidden>"),
-    ],
-)
-def test_every_secret_line_wg_reads_is_masked(line, masked):
+#: Every secret line wg reads, however spelled, and how the mask shows it.
+SECRET_LINES = [
+    (f"PrivateKey = {PRIV}", "PrivateKey = <hidden>"),
+    (f"privatekey = {PRIV}", "privatekey = <hidden>"),
+    (f"  PRESHAREDKEY={PSK}", "  PRESHAREDKEY=<hidden>"),
+    (f"\tPresharedKey\t=\t{PSK}  # the old one", "\tPresharedKey\t=\t<hidden>"),
+    (f"PrivateKey = {PRIV}\r", "PrivateKey = <hidden>"),
+    (f"Private Key = {PRIV}", "Private Key = <hidden>"),
+    (f"\vPrivateKey\f= {PRIV}", "\vPrivateKey\f= <hidden>"),
+    (f"PresharedKey = {PSK[:22]} {PSK[22:]}", "PresharedKey = <hidden>"),
+]
+#: Keys commented out, and any key-shaped value (the formula cannot tell it is public).
+KEY_SHAPED_LINES = [
+    (f"#PrivateKey = {PRIV}", "#PrivateKey = <hidden>"),
+    (f"  # presharedkey={PSK}", "  # presharedkey=<hidden>"),
+    (f";PrivateKey = {PRIV[:22]} {PRIV[22:]}", ";PrivateKey = <hidden>"),
+    (f"# old key: {PRIV}", "# old key: <hidden>"),
+    (f"PostUp = echo {PSK} > /tmp/x", "PostUp = echo <hidden> > /tmp/x"),
+    (f"PublicKey = {PEER}", "PublicKey = <hidden>"),
+]
+
+
+@pytest.mark.parametrize(("line", "masked"), SECRET_LINES + KEY_SHAPED_LINES)
+def test_every_secret_line_commented_out_or_not_and_any_key_shaped_value_is_masked(line, masked):
     text = f"[Interface]\n{line}\nListenPort = 51820\n"
     assert wgf_conf.mask(text) == f"[Interface]\n{masked}\nListenPort = 51820\n"
 
@@ -86,22 +96,6 @@ def test_private_key_of_a_hand_written_config_as_wg_reads_it():
     assert wgf_conf.private_key(text) == PRIV
     assert wgf_conf.private_key("[Interface]\nAddress = 10.0.0.1/24\n") is None
     assert wgf_conf.private_key(None) is None
-
-
-@pytest.mark.parametrize(
-    ("line", "masked"),
-    [
-        (f"#PrivateKey = {PRIV}", "#PrivateKey = <hidden>"),
-        (f"  # presharedkey={PSK}", "  # presharedkey=<hidden>"),
-        (f";PrivateKey = {PRIV[:22]} {PRIV[22:]}", ";PrivateKey = <hidden>"),
-        (f"# old key: {PRIV}", "# old key: <hidden>"),
-        (f"PostUp = echo {PSK} > /tmp/x", "PostUp = echo <hidden> > /tmp/x"),
-        (f"PublicKey = {PEER}", "PublicKey = <hidden>"),
-    ],
-)
-def test_commented_out_keys_and_any_key_shaped_value_are_masked(line, masked):
-    text = f"[Interface]\n{line}\nListenPort = 51820\n"
-    assert wgf_conf.mask(text) == f"[Interface]\n{masked}\nListenPort = 51820\n"
 
 
 def test_only_keys_known_to_be_public_stay_visible():

@@ -10,11 +10,12 @@
 """
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import yaml
+
+from tests.support import commands
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -27,15 +28,7 @@ SHELLCHECK = ("shellcheck", "lab", ".ci/run")  # /usr/bin: ./lab installs it
 
 
 def run(*argv):
-    proc = subprocess.run(
-        argv,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = commands.run(argv)
     return proc.returncode, (proc.stdout + proc.stderr).strip()
 
 

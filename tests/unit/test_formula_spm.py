@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support import commands
+
 REPO = Path(__file__).resolve().parents[2]
 SPM = Path(sys.executable).parent / "spm"
 
@@ -40,15 +42,7 @@ def spm(tmp_path_factory):
     (tmp / "conf" / "spm").write_text(yaml.safe_dump(conf))
 
     def run(*args):
-        proc = subprocess.run(
-            [str(SPM), "-y", "-c", str(tmp / "conf"), *args],
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        proc = commands.run([SPM, "-y", "-c", tmp / "conf", *args])
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 

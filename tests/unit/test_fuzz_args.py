@@ -28,8 +28,7 @@ from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 from tests.support import pipeline
-from tests.support.minion import minion_opts
-from tests.unit.test_fuzz import (
+from tests.support.fuzz import (
     DICT_KEYS,
     KEY_A,
     KEY_B,
@@ -45,6 +44,8 @@ from tests.unit.test_fuzz import (
     check_validated,
     fuzz,
 )
+from tests.support.fuzz import mutate as fuzz_mutate
+from tests.support.minion import minion_opts
 
 HUGE = [10**5000, -(10**1300), 2**4097]
 #: Built when drawn: hypothesis shows its strategies, and repr() of these raises.
@@ -120,22 +121,11 @@ MORE_PILLARS = [*PILLARS, PSK_NET, {**PILLARS[0], **PSK_NET}, SERVED]
 
 
 def mutate(draw, value):
-    """``value`` with one sub-value replaced (as test_fuzz.mutate, with these values),
-    or a mapping key renamed to one of them: a node id ``a:b``, a huge number."""
-    if isinstance(value, dict) and value and draw(st.integers(0, 3)):
-        key = draw(st.sampled_from(list(value)))
-        return {**value, key: mutate(draw, value[key])}
-    if isinstance(value, list) and value and draw(st.integers(0, 3)):
-        index = draw(st.integers(0, len(value) - 1))
-        return [*value[:index], mutate(draw, value[index]), *value[index + 1 :]]
-    how = draw(st.sampled_from(["random", "random", "wrap", "rename", "rename"]))
-    if how == "wrap":
-        return draw(st.sampled_from([[value], {"value": value}]))
-    if how == "rename" and isinstance(value, dict) and value:
-        key = draw(st.sampled_from(list(value)))
-        rest = {k: v for k, v in value.items() if k != key}
-        return {**rest, draw(MORE_KEYS): value[key]}
-    return draw(VALUES)
+    """``value`` with one sub-value replaced (as tests.support.fuzz.mutate, with these
+    values), or a mapping key renamed to one of them: a node id ``a:b``, a huge number."""
+    return fuzz_mutate(
+        draw, value, VALUES, MORE_KEYS, ("random", "random", "wrap", "rename", "rename"), 2
+    )
 
 
 @st.composite

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 import wgf_keys
 import wgf_psk
 import wgf_rotate
-from tests.unit.conftest import REPO, load
-from tests.unit.test_fuzz import (
+from tests.support.fuzz import (
     KEY_A,
     KEY_B,
     KEY_C,
@@ -33,6 +32,8 @@ from tests.unit.test_fuzz import (
     fuzz,
     mutate,
 )
+from tests.support.minion import master_opts
+from tests.unit.conftest import Runner, load
 
 NODES = ("a", "b", "c")
 CORP = {
@@ -69,7 +70,7 @@ def planted(draw, value):
 
 @pytest.fixture(scope="module")
 def runner():
-    module = load("_runners/wireguard.py", "wireguard_runner_under_fuzz")
+    module = Runner("wireguard_runner_under_fuzz")
     module.__opts__ = {"cachedir": "/nonexistent", "timeout": 1}
     module.__context__ = {}
     return module
@@ -259,15 +260,7 @@ def ext_pillar(tmp_path_factory):
     """The formula's ext_pillar as Salt's loader gives it to the master, with a store
     that holds the pairs of network corp."""
     root = tmp_path_factory.mktemp("master")
-    opts = salt.config.master_config(None)
-    opts.update(
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
-        extension_modules=str(root / "ext"),
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
-    )
+    opts = master_opts(root, extension_modules=str(root / "ext"))
     wgf_psk.ensure_network(opts["cachedir"], "corp", [("a", "b"), ("a", "c"), ("b", "c")])
     utils = salt.loader.utils(opts)
     pillars = salt.loader.pillars(opts, salt.loader.minion_mods(opts, utils=utils))
@@ -496,7 +489,7 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
         "CkMinions",
         lambda _: type("C", (), {"check_minions": lambda self, t, _: {"minions": []}})(),
     )
-    monkeypatch_module.setattr(runner, "_write_svg", lambda *_: (None, "no dot here"))
+    monkeypatch_module.setattr(runner.wgf_host, "render_svg", lambda *_: (None, "no dot here"))
     try:
         getattr(runner, function)(**args)
     except SALTS_OWN as exc:

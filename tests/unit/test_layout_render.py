@@ -1,20 +1,13 @@
 """The formula's layout as Salt renders it (the real loader, `state.show_sls`, see
-test_formula_render.py): a bad `wireguard:lookup` fails every SLS, clean included,
+tests/support/render.py): a bad `wireguard:lookup` fails every SLS, clean included,
 before anything changes; a config dir that is not /etc/wireguard gets the unit drop-in
 (systemd) or the link (OpenRC); clean removes only what the formula made."""
 
 import pytest
 
-from tests.unit.test_formula_render import SAMPLE, Renderer, arg, fun, states
+from tests.support.render import SAMPLE, arg, fun, states
 
 DROPIN = "/etc/systemd/system/wg-quick@{}.service.d/50-wireguard-formula-config-dir.conf"
-
-
-@pytest.fixture(scope="module")
-def renderer(tmp_path_factory):
-    r = Renderer(tmp_path_factory.mktemp("layout-render"))
-    yield r
-    r.close()
 
 
 def refused(answer, sls):

@@ -34,7 +34,9 @@ def test_the_reference_page_is_made_from_the_docstrings():
     )
 
 
-@pytest.mark.parametrize("path", ["_modules/wireguard.py", "_runners/wireguard.py"])
+@pytest.mark.parametrize(
+    "path", ["_modules/wireguard.py", "_runners/wireguard.py", "_runners/wireguard_keys.py"]
+)
 def test_every_public_function_has_a_cli_example(path):
     _, functions = make_reference.public_functions(path)
     assert functions

@@ -16,13 +16,15 @@ import pytest
 import salt.cache
 import salt.client
 import salt.config
+import salt.loader
 import salt.pillar
 import yaml
 from salt.exceptions import SaltInvocationError
 
 import wgf_keys
 import wgf_psk
-from tests.unit.conftest import REPO, load
+from tests.support.minion import master_opts
+from tests.unit.conftest import REPO, Runner
 
 NODES = ("a", "b", "c")
 CORP = {
@@ -57,17 +59,12 @@ def public(seed):
 def master(tmp_path):
     """Master opts with pillar_roots (every minion: network corp), the formula's
     ext_pillar, and accepted keys for a, b, c and evil."""
-    opts = salt.config.master_config(None)
     root = tmp_path
-    opts.update(
-        cachedir=str(root / "cache"),
-        pki_dir=str(root / "pki"),
-        sock_dir=str(root / "sock"),
+    opts = master_opts(
+        root,
         extension_modules=str(root / "extmods"),
         file_roots={"base": [str(root / "srv")]},
         pillar_roots={"base": [str(root / "pillar")]},
-        pillar_dirs=[str(REPO / "_pillar")],
-        utils_dirs=[str(REPO / "_utils")],
         ext_pillar=[{"wireguard": {}}],
         minion_data_cache=False,
     )
@@ -111,7 +108,7 @@ class Minions:
 
 @pytest.fixture
 def runner(master, monkeypatch):
-    module = load("_runners/wireguard.py", "wireguard_runner_under_test")
+    module = Runner("wireguard_runner_under_test")
     module.__opts__ = master
     module.__context__ = {}
 
@@ -122,6 +119,23 @@ def runner(master, monkeypatch):
 
     module.use = use
     return module
+
+
+RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys")
+
+
+def test_salt_loads_the_runner_files_as_one_runner(master, runner):
+    """``_runners/wireguard.py`` and ``_runners/wireguard_keys.py`` share the virtual name
+    ``wireguard``: Salt's own runner loader merges them, so ``salt-run
+    wireguard.rotate_keys`` is found as ``salt-run wireguard.audit`` is (and the tests'
+    ``Runner`` sees the same functions)."""
+    loaded = salt.loader.runner({**master, "runner_dirs": [str(REPO / "_runners")]})
+    loaded._load_all()
+    names = {name for name in loaded if name.startswith("wireguard.")}
+    assert names == {f"wireguard.{function}" for function in RUNNER_FUNCTIONS}
+    for function in RUNNER_FUNCTIONS:
+        assert loaded[f"wireguard.{function}"].__doc__ == getattr(runner, function).__doc__
+    assert len(runner.modules) == 2
 
 
 def rotation_answers(keys, stage=None):
