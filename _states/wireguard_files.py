@@ -63,7 +63,7 @@ def private_key(name, config_dir=None):
 
 def _private_key(ret, minion, config_dir):
     config_dir = minion.config_dir(config_dir)
-    path = os.path.join(config_dir, f"{ret['name']}.key")
+    path = wgf_layout.Layout(config_dir).key(ret["name"])
     interface = ret["name"]
     if not minion.test:
         minion.host.remove_stale_temps(path)
@@ -78,7 +78,7 @@ def _private_key(ret, minion, config_dir):
         ret["comment"] = f"Private key of {interface} is in place ({path})"
         return ret
     source = "from pillar" if wanted else "generated"
-    conf = os.path.join(config_dir, f"{interface}.conf")
+    conf = wgf_layout.Layout(config_dir).conf(interface)
     if not wanted and not current_public:
         # a hand-written config taken over: keep its key, so its peers keep working
         wanted = wgf_keys.pubkey_or_none(
@@ -132,7 +132,7 @@ def config(name, config_dir=None, service=None):
 def _config(ret, minion, config_dir, service):
     interface, host = ret["name"], minion.host
     config_dir = minion.config_dir(config_dir)
-    path = os.path.join(config_dir, f"{interface}.conf")
+    path = wgf_layout.Layout(config_dir).conf(interface)
     if not minion.test:
         host.remove_stale_temps(path)
     wanted, warnings = _rendered(minion, interface, config_dir)

@@ -5,13 +5,13 @@ run, the peer diff, pillar's keys). Plain Python: the states hand in their dunde
 the host adapter."""
 
 import ipaddress
-import os
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_clients
 import wgf_files
 import wgf_keys
+import wgf_layout
 import wgf_schema
 
 
@@ -278,7 +278,7 @@ class Minion:
     def private_key_of(self, iface, config_dir):
         """The interface's private key: pillar's, else its key file's."""
         return self.pillar_secrets(iface)["private_key"] or wgf_files.read_key(
-            os.path.join(config_dir, f"{iface['name']}.key")
+            wgf_layout.Layout(config_dir).key(iface["name"])
         )
 
     def client_peers_wanted(self, interface, config_dir):
