@@ -7,6 +7,7 @@ adapter for its routes."""
 import ast
 import inspect
 import ipaddress
+import re
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,13 @@ def test_the_allowlist_names_only_files_still_over_the_limit():
     assert not [p for p in OVER_THE_LIMIT if p.startswith("_modules/")]
     stale = [p for p in OVER_THE_LIMIT if not (REPO / p).exists() or lines(p) <= LIMIT]
     assert not stale, f"no longer over {LIMIT} lines: remove {stale} from OVER_THE_LIMIT"
+
+
+def test_the_development_page_names_every_loader_file():
+    """docs/development.md says what each loader file holds; FORMULA's list is checked
+    by tests/unit/test_formula_spm.py."""
+    page = (REPO / "docs" / "development.md").read_text()
+    assert not [p for p in loader_files() if not re.search(rf"^{re.escape(p)} ", page, re.M)]
 
 
 def test_the_execution_module_is_split_by_concern():
