@@ -7,6 +7,7 @@ know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line
 do the parser and the masking here.
 """
 
+import os
 import re
 
 from salt.exceptions import SaltInvocationError
@@ -270,3 +271,21 @@ def _peer_value(peer, key, value):
         peer["endpoint"] = value
     elif key == "persistentkeepalive":
         peer["persistent_keepalive"] = _number(value, "PersistentKeepalive") or None
+
+
+# ------------------------------------------------------------------ reading
+
+
+def read_file(directory, interface):
+    """``(path, parsed conf or None, raw text or None, error or None)`` of
+    ``<directory>/<interface>.conf``: no file is no error, a file that cannot be read
+    is (its text says why, never what it holds)."""
+    path = os.path.join(directory, f"{interface}.conf")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        return path, None, None, None
+    except OSError as exc:
+        return path, None, None, f"{path} cannot be read: {exc.strerror}"
+    return path, parse(text), text, None

@@ -195,3 +195,13 @@ def positional(value, kwargs, what):
     if value is None:
         raise SaltInvocationError(f"{what} is missing")
     return value
+
+
+def module_virtual(virtualname):
+    """The ``__virtual__`` of every file of the ``wireguard`` execution module, one rule
+    for all (Salt merges files of one virtual name; one file refused would hide every
+    function): they load without ``wg``, the key functions need only PyNaCl, and
+    functions that need ``wg`` say so when it is missing."""
+    if not HAS_NACL:
+        return (False, "The wireguard module needs PyNaCl (python3-nacl / pip install pynacl)")
+    return virtualname

@@ -34,8 +34,16 @@ def test_the_reference_page_is_made_from_the_docstrings():
     )
 
 
+#: The files of the execution module ``wireguard`` (one module, split by concern).
+WIREGUARD_MODULE = [
+    path
+    for path in make_reference.loader_files("_modules")
+    if make_reference.public_functions(path)[0] == "wireguard"
+]
+
+
 @pytest.mark.parametrize(
-    "path", ["_modules/wireguard.py", "_runners/wireguard.py", "_runners/wireguard_keys.py"]
+    "path", [*WIREGUARD_MODULE, "_runners/wireguard.py", "_runners/wireguard_keys.py"]
 )
 def test_every_public_function_has_a_cli_example(path):
     _, functions = make_reference.public_functions(path)
@@ -57,6 +65,16 @@ def test_every_public_function_is_on_the_page_with_its_arguments():
                             node.name,
                             arg.arg,
                         )
+
+
+def test_every_function_of_the_execution_module_is_documented_once_under_wireguard():
+    """Whichever of its files defines it, a function is ``wireguard.<name>``, once."""
+    assert len(WIREGUARD_MODULE) > 1 and WIREGUARD_MODULE[0] == "_modules/wireguard.py"
+    page = (REPO / "docs" / "reference.md").read_text()
+    section = page.split("\n## Execution module\n", 1)[1].split("\n## ", 1)[0]
+    for path in WIREGUARD_MODULE:
+        for name, _, _ in make_reference.public_functions(path)[1]:
+            assert len(re.findall(rf"^### `wireguard\.{name}\(", section, re.M)) == 1, name
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))

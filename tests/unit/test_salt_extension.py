@@ -10,6 +10,7 @@ wireguard.genkey, salt-run documents the runner without a master, and a masterle
 salt-minion reports the beacon as available.
 """
 
+import ast
 import base64
 import contextlib
 import json
@@ -39,6 +40,20 @@ LOADER_DIRS = {
     "_beacons": "beacons",
     "_pillar": "pillar",
 }
+
+
+#: The files of the execution module ``wireguard`` (split by concern, one virtual name).
+WIREGUARD_MODULE_FILES = (
+    "wireguard.py",
+    "wireguard_config.py",
+    "wireguard_clients.py",
+    "wireguard_check.py",
+)
+
+
+def public_functions(path):
+    tree = ast.parse(path.read_text())
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name[0] != "_"]
 
 
 def run(argv, timeout=300, **kwargs):
@@ -93,7 +108,9 @@ def test_the_wheel_holds_the_repositorys_own_module_files(wheel):
         expected[Path(path).name] = path
     for path in tracked("src/saltext/wireguard_formula/*.py"):
         expected[path.removeprefix("src/")] = path
-    assert f"{PACKAGE}/modules/wireguard.py" in expected
+    # the execution module is several files Salt loads as one: each of them is packed
+    for name in WIREGUARD_MODULE_FILES:
+        assert f"{PACKAGE}/modules/{name}" in expected, name
     assert sorted(packed) == sorted(expected)
     for name, path in expected.items():
         assert packed[name] == (REPO / path).read_bytes(), name
@@ -165,9 +182,15 @@ def salt_env(tmp_path_factory, wheel):
 
 
 def test_salt_call_lists_the_execution_functions(salt_env):
+    """Every public function of every file of the module, under ``wireguard.``."""
     functions = salt_env.call("--local", "sys.list_functions", "wireguard")
-    wanted = ("genkey", "pubkey", "show", "pillar_interfaces", "check")
-    assert {f"wireguard.{name}" for name in wanted} <= set(functions), functions
+    wanted = {
+        f"wireguard.{name}"
+        for path in WIREGUARD_MODULE_FILES
+        for name in public_functions(REPO / "_modules" / path)
+    }
+    assert {"wireguard.check", "wireguard.clients", "wireguard.render_config"} <= wanted
+    assert sorted(functions) == sorted(wanted)
     synced = list((salt_env.root / "var/cache/salt").rglob("extmods/*/*"))
     assert not synced, f"not from the package but synced into extension_modules: {synced}"
 
@@ -191,6 +214,35 @@ def test_salt_call_genkey_returns_a_private_key(salt_env):
     key = salt_env.call("--local", "wireguard.genkey")
     assert re.fullmatch(r"[A-Za-z0-9+/]{43}=", key), "not a base64 WireGuard key"
     assert len(base64.b64decode(key)) == 32
+
+
+def test_salt_call_runs_a_function_of_each_file_of_the_module(salt_env, tmp_path):
+    """From the package alone: the config file's, the clients' and the check's."""
+    assert salt_env.call("--local", "wireguard.route_command", "172.16.1.0/24").startswith(
+        "ip route"
+    )
+    assert salt_env.call("--local", "wireguard.clients") == {}
+    # a wg that shows no interface: the machine's wireguard-go sockets (/var/run/wireguard)
+    # are every namespace's, so the real one lists interfaces other test runs have elsewhere
+    (tmp_path / "wg").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "wg").chmod(0o755)
+    out = run(
+        [
+            salt_env.venv / "bin/salt-call",
+            "-c",
+            salt_env.conf,
+            "--out=json",
+            "--local",
+            "wireguard.check",
+            f"config_dir={tmp_path / 'wg.d'}",
+            "sample=0",
+        ],
+        cwd=tmp_path,
+        env={**salt_env.env, "PATH": f"{tmp_path}:{salt_env.env.get('PATH', '/usr/bin:/bin')}"},
+    )
+    result = json.loads(out)["local"]
+    assert result["problems"] == [] and result["ok"], result
+    assert result["interfaces"] == {} and result["summary"].startswith("wireguard check: OK")
 
 
 def test_salt_run_finds_the_runner(salt_env):
