@@ -110,7 +110,8 @@ def _pipeline(pillar=None, config_dir=None):
     """``{"settings", "interfaces"}`` of ``wgf_pipeline``, fed the minion's facts once;
     each interface also gets its ``files`` and ``service`` from the layout, so the SLS
     files build no path or unit name themselves."""
-    layout = wgf_layout.Layout(_config_dir(config_dir), _map()["service"]["name"])
+    service = _map()["service"]
+    layout = wgf_layout.Layout(_config_dir(config_dir), service["name"], service.get("link"))
     pillar = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
@@ -141,7 +142,10 @@ def _pipeline(pillar=None, config_dir=None):
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
-            iface.update(files=layout.files(name), service=layout.unit(name))
+            iface.update(
+                files=layout.files(name), service=layout.unit(name), service_link=layout.link(name)
+            )
+        result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
         cache[stamp] = result
     return copy.deepcopy(cache[stamp])
 
@@ -151,8 +155,8 @@ def pillar_interfaces(pillar=None, config_dir=None):
     Return the interfaces pillar ``wireguard`` declares, validated and normalised,
     with every default filled in and no secret: ``has_private_key`` and each peer's
     ``has_preshared_key`` say whether pillar holds one. Each interface also names its
-    ``files`` (``conf``, ``key``, ``clients_record``, ``clients_dir``) and its
-    ``service`` on this minion.
+    ``files`` (``conf``, ``key``, ``clients_record``, ``clients_dir``), its ``service``
+    and, on OpenRC, its ``service_link`` on this minion.
 
     Raises an error that lists every problem (naming interface, peer and key) when the
     pillar is bad; the formula calls this while rendering, so a bad pillar fails the
@@ -177,7 +181,8 @@ def pillar_settings(pillar=None):
     ``firewall``, the firewall backend (``nftables``, ``iptables`` or ``none``, from
     ``wireguard:lookup:firewall``), and ``needs``: ``resolvconf`` (an interface sets
     ``dns``) and ``firewall_tools`` (an interface NATs, opens its port, limits
-    access, or routes a default route with ``table: auto``).
+    access, or routes a default route with ``table: auto``); ``files``: the
+    ``config_dir`` and the ``marker`` that says the formula made it.
 
     pillar
         The ``wireguard`` pillar to check instead of this minion's.

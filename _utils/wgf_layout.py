@@ -300,6 +300,8 @@ class Layout:
 
     config_dir: str = DEFAULT_CONFIG_DIR
     service: str = DEFAULT_SERVICE
+    #: OpenRC's per-interface link to the shared init script (``{interface}`` in it).
+    service_link: str | None = None
 
     def conf(self, interface):
         return os.path.join(self.config_dir, f"{interface}.conf")
@@ -331,6 +333,10 @@ class Layout:
     def unit(self, interface):
         """The service that runs ``interface`` (``wg-quick@wg0``, ``wg-quick.wg0``)."""
         return self.service.replace("{interface}", interface)
+
+    def link(self, interface):
+        """OpenRC's init script link of ``interface``, or None (systemd)."""
+        return self.service_link.replace("{interface}", interface) if self.service_link else None
 
     def files(self, interface):
         """The interface's paths, for the SLS files (they build none themselves)."""

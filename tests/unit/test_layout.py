@@ -388,3 +388,11 @@ def test_every_formula_file_the_layout_names_is_one_clean_removes(tmp_path):
         layout.key_next("wg3"),
         layout.clients_record("wg3"),
     } <= planned
+
+
+def test_layout_names_openrc_s_link_and_none_on_systemd():
+    openrc = wgf_layout.Layout(
+        service="wg-quick.{interface}", service_link="/etc/init.d/wg-quick.{interface}"
+    )
+    assert openrc.link("wg5") == "/etc/init.d/wg-quick.wg5"
+    assert wgf_layout.Layout().link("wg5") is None

@@ -23,14 +23,14 @@ include:
 
 {{ ('wireguard-config-file-file-absent-' ~ name ~ '-' ~ suffix) | json }}:
   file.absent:
-    - name: {{ (config_dir ~ '/' ~ name ~ '.' ~ suffix) | json }}
+    - name: {{ iface.files[suffix] | json }}
 {%-     endfor %}
 
 {{ ('wireguard-config-file-file-absent-' ~ name ~ '-clients') | json }}:
   file.absent:
     - names:
-      - {{ (config_dir ~ '/' ~ name ~ '.clients.json') | json }}
-      - {{ (config_dir ~ '/clients/' ~ name) | json }}
+      - {{ iface.files.clients_record | json }}
+      - {{ iface.files.clients_dir | json }}
 {%-   else %}
 
 {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}:
@@ -39,7 +39,7 @@ include:
     - config_dir: {{ config_dir | json }}
 {%-     if iface.enabled %}
 {#-     Restarts the running service when the [Interface] part changes. #}
-    - service: {{ wireguard.service.name | replace('{interface}', name) | json }}
+    - service: {{ iface.service | json }}
 {%-     endif %}
     - require:
       - wireguard: {{ ('wireguard-config-key-wireguard-private_key-' ~ name) | json }}

@@ -29,7 +29,7 @@ wireguard-config-key-file-directory:
 {#- The formula makes the directory: say so, so that clean removes it (only then). #}
 wireguard-config-key-file-managed-marker:
   file.managed:
-    - name: {{ (config_dir ~ '/.wireguard-formula') | json }}
+    - name: {{ salt['wireguard.pillar_settings']().files.marker | json }}
     - contents: "# The wireguard formula made this directory: wireguard.clean removes it when empty.\n"
     - user: root
     - group: root

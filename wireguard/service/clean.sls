@@ -12,7 +12,7 @@
 
 {{ ('wireguard-service-clean-service-dead-' ~ name) | json }}:
   service.dead:
-    - name: {{ wireguard.service.name | replace('{interface}', name) | json }}
+    - name: {{ salt['wireguard.service_name'](name) | json }}
     - enable: false
 {%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
                                                           wireguard.service.name) %}

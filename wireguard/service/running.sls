@@ -12,7 +12,7 @@ include:
   - {{ sls_config_file }}
 
 {%- for name, iface in interfaces | dictsort %}
-{%-   set unit = wireguard.service.name | replace('{interface}', name) %}
+{%-   set unit = iface.service %}
 {%-   set link_id = 'wireguard-service-running-file-symlink-' ~ name %}
 {#-   systemd: a drop-in names <config_dir>/<if>.conf where it is not /etc/wireguard
       (the stock wg-quick@ reads /etc/wireguard/%i.conf only); gone when it is. #}
@@ -85,7 +85,7 @@ include:
 
 {{ link_id | json }}:
   file.symlink:
-    - name: {{ wireguard.service.link | replace('{interface}', name) | json }}
+    - name: {{ iface.service_link | json }}
     - target: {{ wireguard.service.link_target | json }}
     - require:
       - wireguard: {{ ('wireguard-config-file-wireguard-config-' ~ name) | json }}
@@ -137,7 +137,7 @@ include:
 
 {{ ('wireguard-service-running-file-absent-' ~ name) | json }}:
   file.absent:
-    - name: {{ wireguard.service.link | replace('{interface}', name) | json }}
+    - name: {{ iface.service_link | json }}
     - require:
       - service: {{ ('wireguard-service-running-service-dead-' ~ name) | json }}
 {%-     endif %}
