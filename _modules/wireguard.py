@@ -28,7 +28,7 @@ import wgf_addr
 import wgf_args
 import wgf_dump
 import wgf_files
-import wgf_health
+import wgf_findings
 import wgf_host
 import wgf_keys
 import wgf_reload
@@ -159,7 +159,7 @@ def interfaces():
 
 def _require_interface(interface):
     if interface not in interfaces():
-        start = wgf_health.service_command("start", __salt__["wireguard.service_name"](interface))
+        start = wgf_findings.service_command("start", __salt__["wireguard.service_name"](interface))
         raise CommandExecutionError(
             f"WireGuard interface '{interface}' does not exist on this minion; bring it "
             f"up first ({start})"

@@ -17,11 +17,14 @@ import wgf_addr
 import wgf_args
 import wgf_conf
 import wgf_files
+import wgf_findings
 import wgf_health
 import wgf_host
 import wgf_iproute
 import wgf_keys
 import wgf_reload
+import wgf_reresolve
+import wgf_staleness
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
 importlib.reload(wgf_reload).refresh()
@@ -184,7 +187,7 @@ def _or_problem(problems, check, refused, read):
         return read()
     except refused as exc:
         message, fix = _UNREADABLE[check]
-        problems.append(wgf_health.problem("error", check, message(exc), fix))
+        problems.append(wgf_findings.problem("error", check, message(exc), fix))
         return {}
 
 
@@ -201,7 +204,10 @@ def _config_files(directory):
 
 
 def check(
-    interface=None, config_dir=None, stale_after=wgf_health.STALE_AFTER, sample=wgf_health.SAMPLE
+    interface=None,
+    config_dir=None,
+    stale_after=wgf_staleness.STALE_AFTER,
+    sample=wgf_staleness.SAMPLE,
 ):
     """
     Diagnose this minion's WireGuard interfaces (all of them, or one) and say how to
@@ -296,7 +302,7 @@ def _sample_transfer(gathered, stale_after, sample):
     wanted = [
         name
         for name, data in gathered.items()
-        if wgf_health.worth_sampling(data["live"], stale_after)
+        if wgf_staleness.worth_sampling(data["live"], stale_after)
     ]
     if not wanted:
         return
@@ -309,13 +315,13 @@ def _sample_transfer(gathered, stale_after, sample):
         before = gathered[name]["live"]["peers"]
         after = (later.get(name) or {}).get("peers", {})
         gathered[name]["samples"] = {
-            key: wgf_health.sample(before[key], peer)
+            key: wgf_staleness.sample(before[key], peer)
             for key, peer in after.items()
             if key in before
         }
 
 
-def link_states(interface=None, stale_after=wgf_health.STALE_AFTER, since=None):
+def link_states(interface=None, stale_after=wgf_staleness.STALE_AFTER, since=None):
     """
     Judge the link to every live peer with the rule ``check`` and the audit use:
     ``up``, ``idle``, ``stale``, ``never`` (no handshake although traffic was sent) or
@@ -335,7 +341,7 @@ def link_states(interface=None, stale_after=wgf_health.STALE_AFTER, since=None):
     """
     stale_after = wgf_addr.integer(stale_after, "stale_after", 1, 2**31, "stale_after")
     live = __salt__["wireguard.show"](interface)
-    return wgf_health.link_states(live, time.time(), stale_after, since)
+    return wgf_staleness.link_states(live, time.time(), stale_after, since)
 
 
 # ------------------------------------------------------------------ reresolve
@@ -389,7 +395,7 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
             if interface is not None:
                 raise CommandExecutionError(error or f"{path} does not exist")
             continue
-        result[name] = wgf_health.reresolve_interface(
+        result[name] = wgf_reresolve.reresolve_interface(
             name,
             conf,
             live[name],

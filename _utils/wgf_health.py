@@ -3,65 +3,16 @@ data. ``check_interface`` runs every check (``wgf_checks_files``: presence,
 permissions, key age, drift; ``wgf_checks_net``: AllowedIPs, endpoints, MTU, routes,
 forwarding, handshakes) in a fixed order; ``report`` adds each interface's facts and the
 readable summary. Nothing here runs a command.
-
-The names other code has used from here stay here: the staleness rule
-(``wgf_staleness``), the finding helpers (``wgf_findings``) and ``wireguard.reresolve``'s
-steps (``wgf_reresolve``).
 """
 
 import wgf_checks_files
 import wgf_checks_net
-
-# The names other code has found here, each now from its own home (re-exported).
 from wgf_checks_files import key_age_days
-from wgf_checks_net import WG_OVERHEAD, nested_prefixes
-from wgf_findings import APPLY_FIX, SEVERITIES, problem, service_command
-from wgf_reresolve import reresolve_interface, reresolve_skip
+from wgf_findings import SEVERITIES
 from wgf_staleness import (
-    IDLE,
-    KEEPALIVE_BYTES,
-    NEVER,
-    NEW,
-    SAMPLE,
-    STALE,
     STALE_AFTER,
-    UP,
     link_state,
-    link_states,
-    sample,
-    worth_sampling,
 )
-
-__all__ = [
-    "APPLY_FIX",
-    "IDLE",
-    "KEEPALIVE_BYTES",
-    "MTU_PROBES",
-    "NEVER",
-    "NEW",
-    "SAMPLE",
-    "SEVERITIES",
-    "STALE",
-    "STALE_AFTER",
-    "SUMMARY_INFOS",
-    "UP",
-    "WG_OVERHEAD",
-    "check_interface",
-    "endpoints",
-    "facts",
-    "key_age_days",
-    "link_state",
-    "link_states",
-    "nested_prefixes",
-    "problem",
-    "report",
-    "reresolve_interface",
-    "reresolve_skip",
-    "sample",
-    "service_command",
-    "summary",
-    "worth_sampling",
-]
 
 #: At most this many distinct endpoint addresses get an ``ip route get`` for the MTU
 #: check, so a hub with thousands of peers is checked in bounded time.

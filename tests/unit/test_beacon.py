@@ -1,4 +1,4 @@
-"""The rule the ``wireguard`` beacon fires by (``wgf_health.link_states``), its
+"""The rule the ``wireguard`` beacon fires by (``wgf_staleness.link_states``), its
 dunder-free parts (``validate``, ``_transition``), and the reactor example.
 
 The beacon's glue (``__salt__``, ``__context__``, event fields) is tested for real in
@@ -12,7 +12,7 @@ import salt.config
 import salt.utils.templates
 import yaml
 
-import wgf_health
+import wgf_staleness
 from tests.unit.conftest import REPO, load
 
 PEER1 = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="
@@ -54,7 +54,9 @@ class Looks:
 
     def look(self, later=10, **peers):
         self.now += later
-        looked = wgf_health.link_states(shown(**peers), self.now, self.stale_after, self.previous)
+        looked = wgf_staleness.link_states(
+            shown(**peers), self.now, self.stale_after, self.previous
+        )
         self.previous = looked
         events = []
         for key, state in sorted(looked["interfaces"]["wg0"].items()):
@@ -135,18 +137,20 @@ def test_a_stale_peer_that_answers_again_has_recovered(beacon):
 def test_counters_from_long_ago_say_nothing():
     """A sample older than the rule's window is no sample: the counters may have grown
     by a keepalive a minute for an hour."""
-    before = wgf_health.link_states(shown(**{PEER1: peer(age=400)}), 1000, 180)
+    before = wgf_staleness.link_states(shown(**{PEER1: peer(age=400)}), 1000, 180)
     later = shown(**{PEER1: peer(age=410, tx=1148)})
     assert (
-        wgf_health.link_states(later, 1010, 180, before)["interfaces"]["wg0"][PEER1]["state"]
+        wgf_staleness.link_states(later, 1010, 180, before)["interfaces"]["wg0"][PEER1]["state"]
         == "stale"
     )
     assert (
-        wgf_health.link_states(later, 1000 + 3600, 180, before)["interfaces"]["wg0"][PEER1]["state"]
+        wgf_staleness.link_states(later, 1000 + 3600, 180, before)["interfaces"]["wg0"][PEER1][
+            "state"
+        ]
         == "idle"
     )
     assert (
-        wgf_health.link_states(later, 990, 180, before)["interfaces"]["wg0"][PEER1]["state"]
+        wgf_staleness.link_states(later, 990, 180, before)["interfaces"]["wg0"][PEER1]["state"]
         == "idle"
     )  # a clock that went back
 
@@ -196,7 +200,7 @@ def test_a_still_stale_peer_is_reported_again_after_renotify(beacon):
 
 
 def test_link_states_gives_what_the_events_carry():
-    result = wgf_health.link_states(shown(**{PEER1: peer(age=20, tx=7, rx=9)}), 1234.5, 90)
+    result = wgf_staleness.link_states(shown(**{PEER1: peer(age=20, tx=7, rx=9)}), 1234.5, 90)
     assert result == {
         "at": 1234.5,
         "stale_after": 90,

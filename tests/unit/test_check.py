@@ -8,7 +8,9 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_checks_net
 import wgf_conf
+import wgf_findings
 import wgf_health
 
 PRIV = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
@@ -418,7 +420,7 @@ def test_nested_prefix_sweep():
             ("fd00::1/128", "d"),
         ]
     ]
-    pairs = {(str(o), str(i)) for o, _, i, _ in wgf_health.nested_prefixes(nets)}
+    pairs = {(str(o), str(i)) for o, _, i, _ in wgf_checks_net.nested_prefixes(nets)}
     assert pairs == {
         ("0.0.0.0/0", "10.0.0.0/8"),
         ("0.0.0.0/0", "10.1.0.0/16"),
@@ -600,8 +602,8 @@ def test_summary_lists_problems_with_their_fix(data):
 
 def test_problems_of_the_minion_make_the_report_not_ok(data):
     problems = [
-        wgf_health.problem("error", "pillar", "Invalid wireguard pillar", "Fix it."),
-        wgf_health.problem("error", "live", "The live interfaces cannot be read", "Install wg."),
+        wgf_findings.problem("error", "pillar", "Invalid wireguard pillar", "Fix it."),
+        wgf_findings.problem("error", "live", "The live interfaces cannot be read", "Install wg."),
     ]
     result = report(data, problems)
     assert [p["check"] for p in result["problems"]] == ["pillar", "live"]

@@ -1,12 +1,12 @@
-"""The one staleness rule (``wgf_health.link_state``) that ``wireguard.check``, the
+"""The one staleness rule (``wgf_staleness.link_state``) that ``wireguard.check``, the
 fleet audit and the beacon all judge a peer by."""
 
 import pytest
 
-import wgf_health
+import wgf_staleness
 
 UP, IDLE, STALE, NEVER, NEW = "up", "idle", "stale", "never", "new"
-KEEPALIVE = wgf_health.KEEPALIVE_BYTES
+KEEPALIVE = wgf_staleness.KEEPALIVE_BYTES
 
 
 def sent(tx, rx=0):
@@ -51,28 +51,28 @@ def test_the_staleness_rule(age, tx_bytes, keepalive, sample, state):
         "rx_bytes": 0,
         "persistent_keepalive": keepalive,
     }
-    assert wgf_health.link_state(peer, 180, sample) == state
+    assert wgf_staleness.link_state(peer, 180, sample) == state
 
 
 def test_the_threshold_is_a_parameter_with_one_default():
     peer = {"latest_handshake_age": 400, "tx_bytes": 1000, "persistent_keepalive": 25}
-    assert wgf_health.link_state(peer) == STALE
-    assert wgf_health.link_state(peer, stale_after=400) == UP
-    assert wgf_health.STALE_AFTER == 180
+    assert wgf_staleness.link_state(peer) == STALE
+    assert wgf_staleness.link_state(peer, stale_after=400) == UP
+    assert wgf_staleness.STALE_AFTER == 180
 
 
 def test_a_sample_is_how_much_the_counters_grew():
     before = {"tx_bytes": 1000, "rx_bytes": 500}
-    assert wgf_health.sample(before, {"tx_bytes": 1148, "rx_bytes": 500}) == sent(148)
-    assert wgf_health.sample({}, {"tx_bytes": 1148, "rx_bytes": 9}) == sent(0)
+    assert wgf_staleness.sample(before, {"tx_bytes": 1148, "rx_bytes": 500}) == sent(148)
+    assert wgf_staleness.sample({}, {"tx_bytes": 1148, "rx_bytes": 9}) == sent(0)
 
 
 def test_only_peers_without_a_recent_handshake_are_worth_sampling():
     def live(*ages):
         return {"peers": {str(i): {"latest_handshake_age": a} for i, a in enumerate(ages)}}
 
-    assert not wgf_health.worth_sampling(None)
-    assert not wgf_health.worth_sampling(live(5, 180))
-    assert wgf_health.worth_sampling(live(5, 181))
-    assert wgf_health.worth_sampling(live(5, None))
-    assert not wgf_health.worth_sampling(live(300), stale_after=300)
+    assert not wgf_staleness.worth_sampling(None)
+    assert not wgf_staleness.worth_sampling(live(5, 180))
+    assert wgf_staleness.worth_sampling(live(5, 181))
+    assert wgf_staleness.worth_sampling(live(5, None))
+    assert not wgf_staleness.worth_sampling(live(300), stale_after=300)

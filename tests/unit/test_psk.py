@@ -8,8 +8,8 @@ import stat
 import pytest
 from salt.exceptions import SaltInvocationError
 
+import wgf_checks_files
 import wgf_conf
-import wgf_health
 import wgf_keys
 import wgf_psk
 import wgf_schema
@@ -255,5 +255,5 @@ def test_key_age_comes_from_the_key_files_time():
         },
         "now": 1000.0 + 3 * 86400 + 8640,
     }
-    assert wgf_health.key_age_days(data) == 3.1
-    assert wgf_health.key_age_days({"modes": {"key": None}, "now": 1.0}) is None
+    assert wgf_checks_files.key_age_days(data) == 3.1
+    assert wgf_checks_files.key_age_days({"modes": {"key": None}, "now": 1.0}) is None
