@@ -50,6 +50,10 @@ def _layout():
 _wg = wgf_host.wg
 
 
+def _host():
+    return wgf_host.Host(__salt__)
+
+
 def _next_path(interface):
     return _layout().key_next(interface)
 
@@ -63,7 +67,7 @@ def stage(orders):
         path = _next_path(interface)
         try:
             if not os.path.exists(path):
-                wgf_files.write_private(path, wgf_keys.genkey() + "\n")
+                _host().write_secret(path, wgf_keys.genkey() + "\n")
             following = wgf_keys.pubkey(wgf_files.read_key(path) or "", path)
         except (OSError, ValueError) as exc:
             raise CommandExecutionError(
@@ -144,7 +148,7 @@ def switch(orders):
     for interface in mine["private_key"]:
         path = _next_path(interface)
         _wg(["set", interface, "private-key", path])
-        os.replace(path, _layout().key(interface))
+        _host().replace(path, _layout().key(interface))
     for address in mine["wake"]:
         _wake(address)
     log.info(

@@ -240,6 +240,10 @@ class Host:
         """Remove the file ``path`` if it is there."""
         wgf_files.remove(path)
 
+    def replace(self, source, target):
+        """Put the file ``source`` in ``target``'s place in one step (same directory)."""
+        os.replace(source, target)
+
     def remove_stale_temps(self, path, prefix=None):
         """Remove what a killed run left of an atomic write (``wgf_files``)."""
         wgf_files.remove_stale_temps(path, prefix)

@@ -182,3 +182,28 @@ def test_an_underlay_the_host_cannot_tell_is_an_error_per_endpoint(check_file):
         }
     }
     assert host.asked == [("routes", ["198.51.100.2"], None)]
+
+
+#: A command run or a file written by hand: the host adapter's job (issue 20).
+DIRECT = re.compile(
+    r'__salt__\["cmd\.run|__salt__\["service\.|\bsubprocess\.|\bos\.(replace|rename|unlink|remove|chmod)\('
+    r"|wgf_files\.(write|remove)"
+)
+
+
+@pytest.mark.parametrize("path", loader_files())
+def test_no_loader_file_runs_a_command_or_writes_a_file_itself(path):
+    found = [
+        f"{path}:{number}: {line.strip()}"
+        for number, line in enumerate((REPO / path).read_text().splitlines(), 1)
+        if DIRECT.search(line)
+    ]
+    assert not found, found
+
+
+def test_commands_run_in_one_util_only():
+    runs = re.compile(r'\bsubprocess\.|\["cmd\.run')
+    found = sorted(
+        path.name for path in (REPO / "_utils").glob("wgf_*.py") if runs.search(path.read_text())
+    )
+    assert found == ["wgf_host.py"], found
