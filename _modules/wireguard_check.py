@@ -22,6 +22,7 @@ import wgf_health
 import wgf_host
 import wgf_iproute
 import wgf_keys
+import wgf_layout
 import wgf_reload
 import wgf_reresolve
 import wgf_staleness
@@ -119,8 +120,9 @@ def _resolve_all(endpoints):
 
 def _gather(host, name, directory, pillar_iface, live, forwarding):
     """Everything the checks look at for one interface, as plain data."""
-    path, conf, text, conf_error = wgf_conf.read_file(directory, name)
-    key_path = os.path.join(directory, f"{name}.key")
+    layout = wgf_layout.Layout(directory)
+    path, conf, text, conf_error = wgf_conf.read_file(layout.conf(name))
+    key_path = layout.key(name)
     key = wgf_files.read_key(key_path)
     data = {
         "name": name,
@@ -390,7 +392,7 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
         if name not in live:
             raise CommandExecutionError(f"WireGuard interface '{name}' is not up")
         directory = __salt__["wireguard_layout.config_dir"](config_dir)
-        path, conf, _, error = wgf_conf.read_file(directory, name)
+        path, conf, _, error = wgf_conf.read_file(wgf_layout.Layout(directory).conf(name))
         if error or conf is None:
             if interface is not None:
                 raise CommandExecutionError(error or f"{path} does not exist")

@@ -6,7 +6,6 @@ One of the files Salt loads as ``wireguard`` (see ``wireguard.py``).
 """
 
 import importlib
-import os
 
 import salt.utils.path
 from salt.exceptions import SaltInvocationError
@@ -16,6 +15,7 @@ import wgf_args
 import wgf_clients
 import wgf_files
 import wgf_keys
+import wgf_layout
 import wgf_reload
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
@@ -56,7 +56,7 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
     kind = wgf_clients.qr_kind(qr, path)
     directory = __salt__["wireguard_layout.config_dir"](config_dir)
     iface = __salt__["wireguard.pillar_interfaces"](config_dir=directory).get(interface)
-    key_path = os.path.join(directory, f"{interface}.key")
+    key_path = wgf_layout.Layout(directory).key(interface)
     server_key = wgf_keys.pubkey_or_none(wgf_files.read_key(key_path))
     text = wgf_clients.device_config(iface, interface, client, directory, server_key)
     if path:

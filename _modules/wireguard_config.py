@@ -273,7 +273,9 @@ def config_peers(interface, config_dir=None):
         salt '*' wireguard.config_peers wg0
     """
     wgf_addr.check_interface_name(interface)
-    path, conf, _, error = wgf_conf.read_file(_config_dir(config_dir), interface)
+    path, conf, _, error = wgf_conf.read_file(
+        wgf_layout.Layout(_config_dir(config_dir)).conf(interface)
+    )
     if error:
         raise CommandExecutionError(error)
     if conf is None:

@@ -7,7 +7,6 @@ know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line
 do the parser and the masking here.
 """
 
-import os
 import re
 
 from salt.exceptions import SaltInvocationError
@@ -276,11 +275,10 @@ def _peer_value(peer, key, value):
 # ------------------------------------------------------------------ reading
 
 
-def read_file(directory, interface):
-    """``(path, parsed conf or None, raw text or None, error or None)`` of
-    ``<directory>/<interface>.conf``: no file is no error, a file that cannot be read
-    is (its text says why, never what it holds)."""
-    path = os.path.join(directory, f"{interface}.conf")
+def read_file(path):
+    """``(path, parsed conf or None, raw text or None, error or None)`` of the conf at
+    ``path``: no file is no error, a file that cannot be read is (its text says why,
+    never what it holds)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as handle:
             text = handle.read()
