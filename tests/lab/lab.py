@@ -276,11 +276,16 @@ class Lab:
     def section(self):
         """Everything created inside the block is torn down when it ends (but what a
         shared() block made)."""
-        mark = len(self._order)
+        # by identity, not by position: a shared host made before may go meanwhile
+        # (`kept` holds those hosts, so no new one can take over an id of theirs)
+        kept = list(self._order)
+        before = {id(h) for h in kept}
         try:
             yield self
         finally:
-            created = [h for h in self._order[mark:] if not getattr(h, "shared", False)]
+            created = [
+                h for h in self._order if id(h) not in before and not getattr(h, "shared", False)
+            ]
             if created and not self._closed:
                 self.remove(created)
 
@@ -291,12 +296,13 @@ class Lab:
         those hosts (filled when the block ends); their owner removes them (`remove`),
         or the lab's end does. A host that wants the name of a shared one asks
         `release_shared` to let it go first."""
-        mark = len(self._order)
+        kept = list(self._order)
+        before = {id(h) for h in kept}
         created: list[Host] = []
         try:
             yield created
         finally:
-            created += self._order[mark:]
+            created += [h for h in self._order if id(h) not in before]
             for h in created:
                 h.shared = True
 
