@@ -6,6 +6,16 @@ import json
 
 SERIOUS = ("error", "warning")
 
+# The reactor example (docs/audit.md), in the e2e lab's master config from its start: it
+# reacts only to the wireguard beacon's stale events, which only tests that add the
+# beacon cause, and it only re-resolves host-name endpoints (harmless elsewhere).
+REACTOR_CONF_PATH = "/etc/salt/master.d/wgaudit-reactor.conf"
+REACTOR_CONF = """\
+reactor:
+  - 'salt/beacon/*/wireguard/stale':
+    - salt://reactor/wireguard-stale.sls
+"""
+
 
 def audit(lab, minions) -> dict:
     """`salt-run wireguard.audit` on these minions, as JSON (--out=json)."""

@@ -3,25 +3,55 @@ real salt-minions, real wireguard-go tunnels, real packets (see docs/lab.md).
 
 One lab (management switch + salt-master container) lives for the whole session; each
 test module or topology adds its containers and namespaces in a `lab.section()` that
-removes them again, also when a test fails or the run is interrupted.
+removes them again, also when a test fails or the run is interrupted. The topologies of
+examples/ that several modules use are built once (`shared_deployments`), and the
+modules that use them run one after the other (`E2E_ORDER`).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 
 import pytest
 
-from tests.e2e.deployments import deployment, reachable
+from tests.e2e.auditing import REACTOR_CONF, REACTOR_CONF_PATH
+from tests.e2e.deployments import SharedDeployments, ready
 from tests.lab.util import CLEAN_ENV
+
+# The order of the e2e modules: those sharing a deployment of examples/ run one after
+# the other (audit and lifecycle: mesh; hardening: laptop-server; then
+# test_topologies, which starts with those two), and the modules whose hosts carry
+# the same names as a shared deployment's (test_readme: server, laptop) run before
+# it is built. Modules not listed run after these, in name order.
+E2E_ORDER = (
+    "test_lab_smoke.py",
+    "test_readme.py",
+    "test_clients.py",
+    "test_firewall.py",
+    "test_layout.py",
+    "test_networks.py",
+    "test_psk.py",
+    "test_live_changes.py",
+    "test_audit.py",
+    "test_lifecycle.py",
+    "test_hardening.py",
+    "test_topologies.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "/tests/e2e/" in str(item.fspath):
-            item.add_marker(pytest.mark.e2e)
+    e2e = [i for i, item in enumerate(items) if "/tests/e2e/" in str(item.fspath)]
+    for i in e2e:
+        items[i].add_marker(pytest.mark.e2e)
+
+    def rank(item):
+        name = item.fspath.basename
+        return E2E_ORDER.index(name) if name in E2E_ORDER else len(E2E_ORDER)
+
+    ordered = sorted((items[i] for i in e2e), key=rank)  # stable: a module's own order
+    for i, item in zip(e2e, ordered, strict=True):
+        items[i] = item
 
 
 def _lab_unavailable() -> str | None:
@@ -46,7 +76,7 @@ def lab():
         pytest.skip(reason)
     from tests.lab.lab import Lab
 
-    with Lab("e2e") as the_lab:
+    with Lab("e2e", master_files={REACTOR_CONF_PATH: REACTOR_CONF}) as the_lab:
         yield the_lab
 
 
@@ -57,19 +87,25 @@ def section(lab):
         yield lab
 
 
+@pytest.fixture(scope="session")
+def shared_deployments(lab):
+    """The topologies of examples/, each built once for every module that uses it."""
+    pool = SharedDeployments(lab)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture(scope="module")
-def mesh(lab):
-    """examples/mesh, applied and handshaking, for the tests of one module."""
-    with deployment(lab, "mesh") as dep:
-        yield dep
+def mesh(shared_deployments):
+    """examples/mesh, applied and handshaking (shared with the other modules using it)."""
+    return ready(shared_deployments.get("mesh"))
 
 
 @pytest.fixture
 def restore(mesh):
-    """Put examples/mesh back on every minion after the test, and handshake."""
+    """Put examples/mesh back on the minions the test changed, and handshake."""
     yield mesh
-    mesh.apply(copy.deepcopy(mesh.base))
-    reachable(mesh)
+    ready(mesh)
 
 
 def pytest_terminal_summary(terminalreporter):

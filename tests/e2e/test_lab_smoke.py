@@ -103,6 +103,34 @@ def test_section_leaves_nothing_behind(lab):
     assert c.proc.poll() is not None
 
 
+def test_a_shared_host_outlives_sections_until_its_name_is_wanted(lab):
+    """What shared deployments rest on: a section leaves hosts of a shared() block
+    alone; a new host of the same name has their owner let them go first, and the
+    section around the new host still removes it."""
+    released, old_hook = [], lab.release_shared
+
+    def release(host):
+        released.append(host.name)
+        lab.remove(created)
+        return True
+
+    try:
+        with lab.section(), lab.shared() as created:
+            first = lab.namespace("shared-ns")
+        assert lab.hosts.get("shared-ns") is first, "a section removed a shared host"
+        lab.release_shared = release
+        with lab.section():
+            second = lab.namespace("shared-ns")
+            assert released == ["shared-ns"] and lab.hosts["shared-ns"] is second
+        assert "shared-ns" not in lab.hosts
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert first.netns not in names
+    finally:
+        lab.release_shared = old_hook
+        if lab.hosts.get("shared-ns") is not None:
+            lab.remove([lab.hosts["shared-ns"]])
+
+
 CRASHING_LAB = """
 import time
 from tests.lab.lab import Lab

@@ -342,8 +342,10 @@ def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
     hosts["psk3"].systemctl("kill", "--signal=SIGKILL", "salt-minion")
     hosts["psk3"].systemctl("stop", "salt-minion", check=False)
     try:
-        # timeout=10: each step waits that long for the silent minion
-        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3", timeout=300)
+        # timeout=10: each step waits that long for the silent minion. salt-run's own
+        # -t (30 here) bounds how long the runner's job waits for it: with -t 300 this
+        # call took 5 minutes
+        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3", timeout=30)
         assert isinstance(ret, dict) and ret["ok"] is False, ret
         assert "psk3" in ret["failed"], ret
         assert public_keys(hosts) == before

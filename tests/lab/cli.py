@@ -36,13 +36,20 @@ def cmd_rootfs(args) -> int:
 
 
 # --------------------------------------------------------------------------- test
+def pytest_paths(pytest_args) -> list[str]:
+    """`tests` unless the arguments name tests of their own (`./lab test
+    tests/e2e/test_audit.py` runs that file alone, not the whole suite besides)."""
+    named = [a for a in pytest_args if not a.startswith("-") and (REPO / a.split("::")[0]).exists()]
+    return [] if named else ["tests"]
+
+
 def cmd_test(args) -> int:
     require_root()
     check_tools()
     t0 = time.monotonic()
     rootfs.ensure_rootfs()
     log(f"root file system ready after {time.monotonic() - t0:.0f}s; running pytest")
-    argv = [sys.executable, "-m", "pytest", "tests", *args.pytest_args]
+    argv = [sys.executable, "-m", "pytest", *pytest_paths(args.pytest_args), *args.pytest_args]
     child = subprocess.Popen(argv, cwd=REPO)
 
     def forward(signum, _frame):

@@ -23,6 +23,7 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import rootfs as rootfs_mod
@@ -51,6 +52,7 @@ class Lab:
         master: bool = True,
         rootfs: Path | None = None,
         formula: Path | None = None,
+        master_files: dict[str, str] | None = None,
     ):
         if not prefix.isalnum():
             raise LabError(f"lab prefix {prefix!r}: letters and digits only")
@@ -61,6 +63,8 @@ class Lab:
         # what the master serves: the checkout (WGLAB_FORMULA points elsewhere, e.g. to
         # try a patched copy of the formula)
         self.formula = Path(formula or os.environ.get("WGLAB_FORMULA") or REPO).resolve()
+        # files written into the master before it starts ({path: text}): more config
+        self.master_files = dict(master_files or {})
         self.hosts: dict[str, Host] = {}
         self._order: list[Host] = []
         self.master: Master | None = None
@@ -69,6 +73,9 @@ class Lab:
         self._old_handlers: dict = {}
         self._closed = False
         self.timings: dict[str, float] = {}
+        # called with a shared host (see shared()) whose name a new host wants; returns
+        # whether its owner let it go
+        self.release_shared: Callable[[Host], bool] | None = None
 
     # -- context ---------------------------------------------------------------------------
     def __enter__(self) -> Lab:
@@ -104,6 +111,8 @@ class Lab:
                 )
                 self._add(self.master)
                 self.master.create()
+                for path, text in self.master_files.items():
+                    self.master.write(path, text)
                 self.mgmt.attach(self.master, "mgmt0", f"{MASTER_IP}/24")
                 self.master.start()
         except BaseException:
@@ -135,6 +144,9 @@ class Lab:
 
     # -- building blocks -------------------------------------------------------------------
     def _add(self, host: Host) -> Host:
+        taken = self.hosts.get(host.name)
+        if taken is not None and getattr(taken, "shared", False) and self.release_shared:
+            self.release_shared(taken)
         if host.name in self.hosts:
             raise LabError(f"lab {self.id}: a host named {host.name!r} exists already")
         self.hosts[host.name] = host
@@ -262,14 +274,37 @@ class Lab:
 
     @contextlib.contextmanager
     def section(self):
-        """Everything created inside the block is torn down when it ends."""
-        mark = len(self._order)
+        """Everything created inside the block is torn down when it ends (but what a
+        shared() block made)."""
+        # by identity, not by position: a shared host made before may go meanwhile
+        # (`kept` holds those hosts, so no new one can take over an id of theirs)
+        kept = list(self._order)
+        before = {id(h) for h in kept}
         try:
             yield self
         finally:
-            created = self._order[mark:]
+            created = [
+                h for h in self._order if id(h) not in before and not getattr(h, "shared", False)
+            ]
             if created and not self._closed:
                 self.remove(created)
+
+    @contextlib.contextmanager
+    def shared(self):
+        """Hosts created in the block outlive any section() around it: a deployment
+        several test modules share, first built inside one of them. Yields the list of
+        those hosts (filled when the block ends); their owner removes them (`remove`),
+        or the lab's end does. A host that wants the name of a shared one asks
+        `release_shared` to let it go first."""
+        kept = list(self._order)
+        before = {id(h) for h in kept}
+        created: list[Host] = []
+        try:
+            yield created
+        finally:
+            created += [h for h in self._order if id(h) not in before]
+            for h in created:
+                h.shared = True
 
     def detach(self) -> None:
         """Leave the lab running after this process ends (`./lab demo --keep`);

@@ -79,6 +79,9 @@ class Master(Container):
         self.enable_unit("salt-master.service")
         self.ready = False
         self.synced = False
+        # {minion id: the pillar file last written for it}: a minion whose file did not
+        # change needs no refresh of its in-memory pillar
+        self.pillar_files: dict[str, str] = {}
         return self
 
     @property
@@ -241,23 +244,38 @@ class Master(Container):
         return time.monotonic() - t0
 
     # -- pillar and states ----------------------------------------------------------------
-    def write_pillar(self, pillars: dict, refresh: bool = True) -> None:
-        """Make the master's pillar exactly {minion id: that minion's pillar dict}."""
+    def write_pillar(self, pillars: dict, refresh: bool = True) -> list[str]:
+        """Make the master's pillar exactly {minion id: that minion's pillar dict}; with
+        `refresh`, the minions whose pillar file changed refresh their in-memory pillar
+        (`saltutil.refresh_pillar wait=True`). Returns those minions."""
         root = self.pillar_host_dir
         mdir = root / "minions"
         if mdir.exists():
             shutil.rmtree(mdir)
         mdir.mkdir(parents=True)
         top = {"base": {}}
+        changed = []
         for mid, data in pillars.items():
             sls = mid.replace(".", "_")
-            (mdir / f"{sls}.sls").write_text(
-                "#!yaml\n" + yaml.safe_dump(data or {}, default_flow_style=False)
-            )
+            text = "#!yaml\n" + yaml.safe_dump(data or {}, default_flow_style=False)
+            (mdir / f"{sls}.sls").write_text(text)
             top["base"][mid] = [f"minions.{sls}"]
+            if self.pillar_files.get(mid) != text:
+                changed.append(mid)
+            self.pillar_files[mid] = text
         (root / "top.sls").write_text("#!yaml\n" + yaml.safe_dump(top))
-        if refresh and pillars:
-            self.salt(sorted(pillars), "saltutil.refresh_pillar", wait=True)
+        for mid in set(self.pillar_files) - set(pillars):
+            del self.pillar_files[mid]
+        changed.sort()
+        if refresh and changed:
+            self.salt(changed, "saltutil.refresh_pillar", wait=True)
+        return changed
+
+    def forget_pillar(self, minions) -> None:
+        """These minions' in-memory pillar is unknown (a new minion of the same id, a
+        pillar set behind write_pillar's back): the next write refreshes them."""
+        for mid in [minions] if isinstance(minions, str) else minions:
+            self.pillar_files.pop(mid, None)
 
     def state_apply(
         self,
@@ -272,12 +290,25 @@ class Master(Container):
         making `pillars` ({minion id: pillar}) the master's pillar when given. kwargs go
         to state.apply (`test=True`, or `pillar={...}` for an override on the command
         line). With `check`, a LabError unless each of `minions` (one id or a list)
-        answered and no state failed."""
+        answered and no state failed.
+
+        A targeted minion whose pillar changed refreshes it in the same job, before the
+        run (`salt MINIONS saltutil.refresh_pillar,state.apply wait=True , SLS`): one
+        round trip instead of two, and its in-memory pillar is still the new one for
+        whatever the test asks it next."""
+        expected = [minions] if isinstance(minions, str) else list(minions)
+        refresh = []
         if pillars is not None:
-            self.write_pillar(pillars)
-        ret = self.salt(minions, "state.apply", sls, timeout=timeout, **kwargs)
+            changed = self.write_pillar(pillars, refresh=False)
+            others = [m for m in changed if m not in expected]
+            if others:
+                self.salt(others, "saltutil.refresh_pillar", wait=True)
+            refresh = [m for m in changed if m in expected]
+        if refresh:
+            ret = self._refresh_and_apply(expected, sls, timeout, kwargs)
+        else:
+            ret = self.salt(minions, "state.apply", sls, timeout=timeout, **kwargs)
         if check:
-            expected = [minions] if isinstance(minions, str) else list(minions)
             missing = sorted(set(expected) - set(ret))
             failures = describe_failures(ret)
             if missing or failures:
@@ -287,6 +318,20 @@ class Master(Container):
                     + (f"\n{failures}" if failures else "")
                 )
         return ret
+
+    def _refresh_and_apply(self, minions: list, sls: str, timeout: float, kwargs) -> dict:
+        """The compound job `saltutil.refresh_pillar,state.apply`; each minion's return
+        is state.apply's (or what the CLI said instead of a return)."""
+        self.wait_ready()
+        argv = ["salt", "--out=json", "--static", "--no-color", "-t", str(int(timeout))]
+        argv += ["-L", ",".join(minions), "saltutil.refresh_pillar,state.apply"]
+        argv += ["wait=True", ",", *self._cli_args([sls], kwargs)]
+        proc = self.run(argv, check=False, timeout=timeout + 120)
+        ret = self._parse(proc, argv)
+        return {
+            mid: got.get("state.apply", got) if isinstance(got, dict) else got
+            for mid, got in ret.items()
+        }
 
 
 def summarize(ret: dict) -> dict:

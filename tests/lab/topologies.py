@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from .host import Container, Host, PingResult
+from .saltmaster import describe_failures
 from .util import REPO, LabError, log
 
 EXAMPLES = REPO / "examples"
@@ -93,6 +94,22 @@ def _add(t: Topology) -> None:
     TOPOLOGIES[t.name] = t
 
 
+def _segment(*ports: tuple[str, str, str]) -> tuple[Port, ...]:
+    """A switch's ports, each `(host, ifname, address)`."""
+    return tuple(Port(host, ifname, (addr,)) for host, ifname, addr in ports)
+
+
+def _outside(src: str, addr: str, dst_ip: str, peer: str, allowed: str, interface="wg0"):
+    """`src` sends from `addr`, outside the AllowedIPs (`allowed`) `peer` keeps for it."""
+    why = f"{peer}'s AllowedIPs for {src} is {allowed}"
+    return (Spoof(src, addr, dst_ip, interface, why=why),)
+
+
+def _nat(src: str, dst_ip: str, dst: str, seen_as: str, why: str) -> Ping:
+    """A ping that passes and reaches `dst` from `seen_as` (NAT on the way)."""
+    return Ping(src, dst_ip, dst=dst, seen_as=seen_as, why=why)
+
+
 _add(
     Topology(
         name="laptop-server",
@@ -103,14 +120,7 @@ _add(
             Ping("laptop", "10.0.0.1", why="laptop dials the server by name"),
             Ping("server", "10.0.0.2", why="server answers on the learned endpoint"),
         ),
-        spoofs=(
-            Spoof(
-                "laptop",
-                "10.0.0.99",
-                "10.0.0.1",
-                why="server's AllowedIPs for laptop is 10.0.0.2/32",
-            ),
-        ),
+        spoofs=_outside("laptop", "10.0.0.99", "10.0.0.1", "server", "10.0.0.2/32"),
     )
 )
 
@@ -125,9 +135,8 @@ _add(
                 _inet("home-router", 102, "wan"),
                 _inet("internet", 200, v6=True),
             ),
-            "home": (
-                Port("home-router", "lan", ("192.168.50.1/24",)),
-                Port("laptop", "eth0", ("192.168.50.2/24",)),
+            "home": _segment(
+                ("home-router", "lan", "192.168.50.1/24"), ("laptop", "eth0", "192.168.50.2/24")
             ),
         },
         routes={"laptop": ("default via 192.168.50.1",)},
@@ -135,30 +144,17 @@ _add(
         passes=(
             Ping("laptop", "10.8.0.1", why="tunnel, IPv4"),
             Ping("laptop", "fd08::1", why="tunnel, IPv6"),
-            Ping(
+            _nat(
                 "laptop",
                 f"{INET}.200",
-                dst="internet",
-                seen_as=f"{INET}.1",
-                why="0.0.0.0/0 through the gateway's NAT",
+                "internet",
+                f"{INET}.1",
+                "0.0.0.0/0 through the gateway's NAT",
             ),
-            Ping(
-                "laptop",
-                "fd18::200",
-                dst="internet",
-                seen_as="fd18::1",
-                why="::/0 through the gateway's NAT",
-            ),
+            _nat("laptop", "fd18::200", "internet", "fd18::1", "::/0 through the gateway's NAT"),
         ),
         fails=(Ping("internet", "10.8.0.2", why="the tunnel network is hidden behind NAT"),),
-        spoofs=(
-            Spoof(
-                "laptop",
-                "10.8.0.99",
-                "10.8.0.1",
-                why="gateway's AllowedIPs for laptop is 10.8.0.2/32",
-            ),
-        ),
+        spoofs=_outside("laptop", "10.8.0.99", "10.8.0.1", "gateway", "10.8.0.2/32"),
     )
 )
 
@@ -171,30 +167,23 @@ _add(
             "inet": (_inet("jumpbox", 1), _inet("admin", 10)),
             # VLAN 50 as an access port: this machine's kernel has no 802.1Q, so the VLAN
             # is a switch of its own and the jumpbox's port into it is called vlan50
-            "vlan50": (
-                Port("jumpbox", "vlan50", ("172.16.50.1/24",)),
-                Port("nas", "eth0", ("172.16.50.10/24",)),
+            "vlan50": _segment(
+                ("jumpbox", "vlan50", "172.16.50.1/24"), ("nas", "eth0", "172.16.50.10/24")
             ),
         },
         passes=(
             Ping("admin", "10.9.0.1", why="tunnel"),
-            Ping(
+            _nat(
                 "admin",
                 "172.16.50.10",
-                dst="nas",
-                seen_as="172.16.50.1",
-                why="into the VLAN, masqueraded by the jumpbox",
+                "nas",
+                "172.16.50.1",
+                "into the VLAN, masqueraded by the jumpbox",
             ),
         ),
         fails=(Ping("nas", "10.9.0.2", why="the VLAN has no way back into the tunnel"),),
-        spoofs=(
-            Spoof(
-                "admin",
-                "10.9.0.99",
-                "172.16.50.10",
-                interface="jump0",
-                why="jumpbox's AllowedIPs for admin is 10.9.0.2/32",
-            ),
+        spoofs=_outside(
+            "admin", "10.9.0.99", "172.16.50.10", "jumpbox", "10.9.0.2/32", interface="jump0"
         ),
     )
 )
@@ -207,14 +196,7 @@ _add(
         passes=tuple(
             Ping(f"mesh{a}", f"10.10.0.{b}") for a in (1, 2, 3) for b in (1, 2, 3) if a != b
         ),
-        spoofs=(
-            Spoof(
-                "mesh1",
-                "10.10.0.99",
-                "10.10.0.2",
-                why="mesh2's AllowedIPs for mesh1 is 10.10.0.1/32",
-            ),
-        ),
+        spoofs=_outside("mesh1", "10.10.0.99", "10.10.0.2", "mesh2", "10.10.0.1/32"),
     )
 )
 
@@ -226,13 +208,11 @@ _add(
         segments={
             "inet": (_inet("server", 1), _inet("nat1", 101, "wan"), _inet("nat2", 102, "wan")),
             # both NATed LANs use the same prefix: it does not matter to WireGuard
-            "lan1": (
-                Port("nat1", "lan", ("192.168.1.1/24",)),
-                Port("warrior1", "eth0", ("192.168.1.2/24",)),
+            "lan1": _segment(
+                ("nat1", "lan", "192.168.1.1/24"), ("warrior1", "eth0", "192.168.1.2/24")
             ),
-            "lan2": (
-                Port("nat2", "lan", ("192.168.1.1/24",)),
-                Port("warrior2", "eth0", ("192.168.1.2/24",)),
+            "lan2": _segment(
+                ("nat2", "lan", "192.168.1.1/24"), ("warrior2", "eth0", "192.168.1.2/24")
             ),
         },
         routes={"warrior1": ("default via 192.168.1.1",), "warrior2": ("default via 192.168.1.1",)},
@@ -257,15 +237,15 @@ _add(
         namespaces=("nat-a", "nat-b", "client-a", "client-b"),
         segments={
             "inet": (_inet("hub", 1), _inet("nat-a", 101, "wan"), _inet("nat-b", 102, "wan")),
-            "lan-a": (
-                Port("nat-a", "lan", ("192.168.1.1/24",)),
-                Port("site-a", "eth0", ("192.168.1.2/24",)),
-                Port("client-a", "eth0", ("192.168.1.10/24",)),
+            "lan-a": _segment(
+                ("nat-a", "lan", "192.168.1.1/24"),
+                ("site-a", "eth0", "192.168.1.2/24"),
+                ("client-a", "eth0", "192.168.1.10/24"),
             ),
-            "lan-b": (
-                Port("nat-b", "lan", ("192.168.2.1/24",)),
-                Port("site-b", "eth0", ("192.168.2.2/24",)),
-                Port("client-b", "eth0", ("192.168.2.10/24",)),
+            "lan-b": _segment(
+                ("nat-b", "lan", "192.168.2.1/24"),
+                ("site-b", "eth0", "192.168.2.2/24"),
+                ("client-b", "eth0", "192.168.2.10/24"),
             ),
         },
         routes={
@@ -314,13 +294,11 @@ _add(
         namespaces=("server1", "server2"),
         segments={
             "inet": (_inet("gw1", 1), _inet("gw2", 2), _inet("client", 10)),
-            "office1": (
-                Port("gw1", "eth1", ("172.16.1.1/24",)),
-                Port("server1", "eth0", ("172.16.1.10/24",)),
+            "office1": _segment(
+                ("gw1", "eth1", "172.16.1.1/24"), ("server1", "eth0", "172.16.1.10/24")
             ),
-            "office2": (
-                Port("gw2", "eth1", ("172.16.2.1/24",)),
-                Port("server2", "eth0", ("172.16.2.10/24",)),
+            "office2": _segment(
+                ("gw2", "eth1", "172.16.2.1/24"), ("server2", "eth0", "172.16.2.10/24")
             ),
         },
         routes={"server1": ("default via 172.16.1.1",), "server2": ("default via 172.16.2.1",)},
@@ -332,14 +310,8 @@ _add(
             Ping("server1", "10.40.0.10", why="office 1 back to the client"),
         ),
         fails=(Ping("gw1", "10.40.0.2", why="the gateways are not peers of each other"),),
-        spoofs=(
-            Spoof(
-                "client",
-                "10.40.0.99",
-                "10.40.0.1",
-                interface="corp0",
-                why="gw1's AllowedIPs for client is 10.40.0.10/32",
-            ),
+        spoofs=_outside(
+            "client", "10.40.0.99", "10.40.0.1", "gw1", "10.40.0.10/32", interface="corp0"
         ),
     )
 )
@@ -393,6 +365,10 @@ class Deployment:
             )
         self.hosts: dict[str, Host] = {}
         self.timings: dict[str, float] = {}
+        # {minion: the pillar its last successful apply ran}
+        self.applied: dict[str, dict] = {}
+        self.base: dict | None = None  # the example's pillar, kept by the tests
+        self.first: dict | Exception | None = None  # the first apply's return
 
     @property
     def minions(self) -> list[str]:
@@ -436,13 +412,17 @@ class Deployment:
     def apply(self, pillar: dict | None = None, minions=None, check: bool = True) -> dict:
         """Make `pillar` (default: the deployment's) the master's, then `salt MINIONS
         state.apply wireguard` (default: every minion of it); see Master.state_apply."""
-        master = self.lab.master
         if pillar is not None:
             self.pillar = pillar
-        master.write_pillar(self.pillar)
+        minions = sorted(minions or self.pillar)
+        for mid in minions:
+            self.applied.pop(mid, None)
         t0 = time.monotonic()
-        ret = master.state_apply(sorted(minions or self.pillar), check=check)
+        ret = self.lab.master.state_apply(minions, self.pillar, check=check)
         self.timings.setdefault("apply", time.monotonic() - t0)
+        for mid in minions:
+            if isinstance(ret.get(mid), dict) and not describe_failures({mid: ret[mid]}):
+                self.applied[mid] = copy.deepcopy(self.pillar.get(mid))
         return ret
 
     # -- traffic -----------------------------------------------------------------------
