@@ -335,3 +335,21 @@ def test_a_huge_number_in_the_minions_own_pillar_is_refused_naming_its_place(loa
     finally:
         del iface["mtu"]
     assert loaded["wireguard.pillar_interfaces"]()["wg0"]["mtu"] is None
+
+
+def test_each_interface_names_its_files_and_service_from_the_config_dir(loaded):
+    """The SLS files take these paths as they are: they build none themselves."""
+    directory = loaded["wireguard_layout.config_dir"]()
+    iface = loaded["wireguard.pillar_interfaces"]()["wg0"]
+    assert iface["files"] == {
+        "conf": f"{directory}/wg0.conf",
+        "key": f"{directory}/wg0.key",
+        "clients_record": f"{directory}/wg0.clients.json",
+        "clients_dir": f"{directory}/clients/wg0",
+    }
+    assert (iface["service"], iface["service_link"]) == ("wg-quick@wg0", None)
+    assert iface["service"] == loaded["wireguard.service_name"]("wg0")
+    files = loaded["wireguard.pillar_settings"]()["files"]
+    assert files == {"config_dir": directory, "marker": f"{directory}/.wireguard-formula"}
+    other = loaded["wireguard.pillar_interfaces"](config_dir="/srv/wg-elsewhere")["wg0"]
+    assert other["files"]["key"] == "/srv/wg-elsewhere/wg0.key"
