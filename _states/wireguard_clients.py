@@ -18,6 +18,7 @@ import wgf_clients
 import wgf_files
 import wgf_host
 import wgf_keys
+import wgf_layout
 import wgf_reload
 import wgf_state
 
@@ -52,14 +53,14 @@ def _clients(ret, config_dir):
     declared = minion.declared(interface, config_dir)
     if declared is None:
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
-    path = wgf_clients.record_path(config_dir, interface)
+    path = wgf_layout.Layout(config_dir).clients_record(interface)
     old = wgf_clients.parse_record(wgf_files.read(path), path)
-    keydir = wgf_clients.key_dir(config_dir, interface)
+    keydir = wgf_layout.Layout(config_dir).clients_dir(interface)
     wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
     made, writes, removals = {}, {}, []
     for name, client in sorted(wanted.items()):
-        key_file = wgf_clients.key_path(config_dir, interface, name, "key")
-        psk_file = wgf_clients.key_path(config_dir, interface, name, "psk")
+        key_file = wgf_layout.Layout(config_dir).client_key(interface, name, "key")
+        psk_file = wgf_layout.Layout(config_dir).client_key(interface, name, "psk")
         if client["byo"]:
             removals.append(key_file)
         elif (
@@ -75,7 +76,8 @@ def _clients(ret, config_dir):
     revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
     for name in revoked:
         removals += [
-            wgf_clients.key_path(config_dir, interface, name, kind) for kind in ("key", "psk")
+            wgf_layout.Layout(config_dir).client_key(interface, name, kind)
+            for kind in ("key", "psk")
         ]
     removals = [p for p in removals if os.path.exists(p)]
     new = wgf_clients.record_of(declared, made)

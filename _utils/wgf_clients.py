@@ -40,18 +40,6 @@ def is_client_name(name):
     return isinstance(name, str) and CLIENT_NAME.fullmatch(name) is not None
 
 
-def record_path(config_dir, ifname):
-    return wgf_layout.Layout(config_dir).clients_record(ifname)
-
-
-def key_dir(config_dir, ifname):
-    return wgf_layout.Layout(config_dir).clients_dir(ifname)
-
-
-def key_path(config_dir, ifname, client, kind):
-    return wgf_layout.Layout(config_dir).client_key(ifname, client, kind)
-
-
 # ------------------------------------------------------------------- record
 
 
@@ -395,10 +383,12 @@ def device_config(iface, ifname, name, config_dir, server_public_key):
             f"interface {shown(ifname)} has no client {shown(name)} in pillar"
         )
     private = (
-        None if client["byo"] else wgf_files.read_key(key_path(config_dir, ifname, name, "key"))
+        None
+        if client["byo"]
+        else wgf_files.read_key(wgf_layout.Layout(config_dir).client_key(ifname, name, "key"))
     )
     psk = (
-        wgf_files.read_key(key_path(config_dir, ifname, name, "psk"))
+        wgf_files.read_key(wgf_layout.Layout(config_dir).client_key(ifname, name, "psk"))
         if client["preshared_key"]
         else None
     )

@@ -8,7 +8,6 @@ import ipaddress
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-import wgf_clients
 import wgf_files
 import wgf_keys
 import wgf_layout
@@ -334,6 +333,6 @@ def client_psks(iface, config_dir):
     found = {}
     for name, peer in iface["peers"].items():
         if peer.get("client") and peer["has_preshared_key"]:
-            path = wgf_clients.key_path(config_dir, iface["name"], name, "psk")
+            path = wgf_layout.Layout(config_dir).client_key(iface["name"], name, "psk")
             found[name] = wgf_files.read_key(path)
     return found

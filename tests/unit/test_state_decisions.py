@@ -12,7 +12,6 @@ import re
 import pytest
 from salt.exceptions import CommandExecutionError
 
-import wgf_clients
 import wgf_files
 import wgf_host
 import wgf_keys
@@ -83,7 +82,7 @@ class FakeMinion:
             lambda m: {},
             firewall=self.firewall,
             client_records={
-                ifname: wgf_files.read(wgf_clients.record_path(self.config_dir, ifname))
+                ifname: wgf_files.read(wgf_layout.Layout(self.config_dir).clients_record(ifname))
                 for ifname in (self.pillar.get("interfaces") or {})
             },
         )
@@ -230,7 +229,7 @@ def test_a_purge_keeps_the_clients_when_asked(states, minion, tmp_path):
     minion.pillar["interfaces"][IF].update(endpoint="198.18.0.1:51820", clients={"phone": {}})
     states.clients(IF, config_dir=str(tmp_path))
     phone = wgf_keys.pubkey(
-        wgf_files.read_key(wgf_clients.key_path(str(tmp_path), IF, "phone", "key"))
+        wgf_files.read_key(wgf_layout.Layout(str(tmp_path)).client_key(IF, "phone", "key"))
     )
     minion.live["peers"][phone] = live_peer()
     assert states.peers_purged(IF, keep_clients=True, config_dir=str(tmp_path))["changes"] == {}
@@ -624,7 +623,7 @@ def test_clients_get_keys_once_and_a_revoked_one_loses_files_and_peer(
     ret = states.clients(IF, config_dir=str(tmp_path))
     assert ret["result"] is True, ret["comment"]
     assert sorted(ret["changes"]) == ["phone", "tablet"]
-    keydir = wgf_clients.key_dir(str(tmp_path), IF)
+    keydir = wgf_layout.Layout(str(tmp_path)).clients_dir(IF)
     secrets = {
         name: (tmp_path / keydir / name).read_text().strip() for name in sorted(os.listdir(keydir))
     }
@@ -667,7 +666,7 @@ def test_client_peers_are_set_live_in_one_go_with_their_preshared_keys(
     assert ret["result"] is True and "2 client peer(s)" in ret["comment"]
     ((interface, peers, remove),) = minion.applied
     assert interface == IF and remove == [] and len(peers) == 2
-    psk = wgf_files.read_key(wgf_clients.key_path(str(tmp_path), IF, "tablet", "psk"))
+    psk = wgf_files.read_key(wgf_layout.Layout(str(tmp_path)).client_key(IF, "tablet", "psk"))
     assert sorted(bool(p.get("preshared_key")) for p in peers) == [False, True]
     assert psk not in repr(ret)
     assert states.client_peers(IF, config_dir=str(tmp_path))["changes"] == {}
