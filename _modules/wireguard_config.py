@@ -36,7 +36,7 @@ __virtualname__ = "wireguard"
 #: The mine function that publishes each minion's public keys.
 MINE_FUNCTION = "wireguard.public_keys"
 #: The formula's map data (parameters/ and pillar ``wireguard:lookup``), rendered.
-MAP_DATA = "salt://wireguard/mapdata.jinja"
+MAP_DATA = wgf_layout.MAP_DATA
 
 
 def __virtual__():
