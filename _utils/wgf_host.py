@@ -1,6 +1,7 @@
-"""The host adapter: every command the formula runs on a minion runs here, and nowhere
-else. The loader files hand ``__salt__`` to ``Host`` and call its methods; the unit tests
-hand the states a fake one.
+"""The host adapter: every command the formula runs, and every file the states and the
+rotation write, go through here and nowhere else (on a minion ``Host``; on the master
+``render_svg`` for the runner's graph). The loader files hand ``__salt__`` to ``Host``
+and call its methods; the unit tests hand the states a fake one.
 
 ``wg`` runs with ``WG_HIDE_KEYS=always`` (its output never holds a private or preshared
 key), in the C locale, its output never logged, its errors masked (``wg`` quotes a key it
