@@ -16,6 +16,7 @@ so that traffic to it stops only between its switch and its partners' (one job):
 """
 
 import ipaddress
+import math
 import re
 
 from salt.exceptions import SaltInvocationError
@@ -336,7 +337,9 @@ def checked_target(tgt, tgt_type):
 
 
 def checked_timeout(timeout):
-    """None, or seconds (from 1 to a day) to wait for the minions."""
+    """None, or whole seconds (from 1 to a day, a fraction rounded up) to wait for the
+    minions. Whole: Salt's LocalClient takes any other number for "no timeout given" and
+    waits ``salt-run -t`` (or the master's ``timeout``) instead."""
     if timeout is None:
         return None
     try:
@@ -349,7 +352,7 @@ def checked_timeout(timeout):
         number = -1.0
     if not 1 <= number <= 86400:  # NaN too
         raise SaltInvocationError("timeout is a number of seconds from 1 to 86400")
-    return number
+    return math.ceil(number)
 
 
 def checked_name(value, what, optional=False):

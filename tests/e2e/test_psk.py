@@ -342,10 +342,11 @@ def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
     hosts["psk3"].systemctl("kill", "--signal=SIGKILL", "salt-minion")
     hosts["psk3"].systemctl("stop", "salt-minion", check=False)
     try:
-        # timeout=10: each step waits that long for the silent minion. salt-run's own
-        # -t (30 here) bounds how long the runner's job waits for it: with -t 300 this
-        # call took 5 minutes
-        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3", timeout=30)
+        # timeout=10: each step waits that long for the silent minion, not salt-run's -t
+        # (300 here; a timeout Salt took for none waited all of it: 5 minutes)
+        started = time.monotonic()
+        ret = lab.master.salt_run("wireguard.rotate_keys", "timeout=10", tgt="psk3", timeout=300)
+        assert time.monotonic() - started < 150, "the runner waited salt-run's -t"
         assert isinstance(ret, dict) and ret["ok"] is False, ret
         assert "psk3" in ret["failed"], ret
         assert public_keys(hosts) == before

@@ -1,5 +1,8 @@
 """Private key rotation: who takes part, and the orders of each step."""
 
+import pytest
+import salt.client
+
 import wgf_keys
 import wgf_rotate
 
@@ -64,3 +67,13 @@ def test_a_spoke_moves_the_hubs_whole_network():
     staged = {"hub": {"wg1": {"old": "o", "next": "n"}}}
     orders = wgf_rotate.switch_orders(networks, {"hub": {"wg1": "corp"}}, staged)
     assert orders["s1"]["peers"][0]["allowed_ips"] == ["10.9.0.0/24"]
+
+
+@pytest.mark.parametrize("given, seconds", [("10", 10), (10, 10), (2.5, 3), ("0.2e1", 2)])
+def test_a_timeout_reaches_salt_as_whole_seconds(given, seconds):
+    """Salt's LocalClient reads any other number as no timeout, and waits salt-run's -t."""
+    checked = wgf_rotate.checked_timeout(given)
+    assert checked == seconds and type(checked) is int
+    client = salt.client.LocalClient.__new__(salt.client.LocalClient)
+    client.opts = {"timeout": 300}
+    assert client._get_timeout(checked) == seconds
