@@ -74,6 +74,6 @@ def test_a_timeout_reaches_salt_as_whole_seconds(given, seconds):
     """Salt's LocalClient reads any other number as no timeout, and waits salt-run's -t."""
     checked = wgf_rotate.checked_timeout(given)
     assert checked == seconds and type(checked) is int
-    client = salt.client.LocalClient.__new__(salt.client.LocalClient)
-    client.opts = {"timeout": 300}
+    client = salt.client.LocalClient.__new__(salt.client.LocalClient)  # no master needed
+    client.opts, client.event = {"timeout": 300}, None
     assert client._get_timeout(checked) == seconds
