@@ -381,13 +381,13 @@ def test_every_formula_file_the_layout_names_is_one_clean_removes(tmp_path):
     pathlib.Path(layout.clients_record("wg3")).write_text("{}")
     os.makedirs(layout.clients_dir("wg3"))
     pathlib.Path(layout.client_key("wg3", "laptop", "key")).write_text("x")
-    planned = {os.path.join(str(tmp_path), e) for e in wgf_layout.formula_entries(str(tmp_path))}
-    assert {
+    assert set(wgf_layout.formula_entries(str(tmp_path))) == {
         layout.conf("wg3"),
         layout.key("wg3"),
         layout.key_next("wg3"),
         layout.clients_record("wg3"),
-    } <= planned
+        layout.clients_dir("wg3"),
+    }
 
 
 def test_layout_names_openrc_s_link_and_none_on_systemd():

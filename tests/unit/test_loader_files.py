@@ -191,12 +191,22 @@ DIRECT = re.compile(
 )
 
 
+#: The states only compare and plan, so the fake host of the unit tier sees everything
+#: they change: not even a file opened or a directory made by hand.
+DIRECT_IN_STATES = re.compile(
+    r'__salt__\["(cmd|service|file)\.|subprocess|wgf_files\.(write|remove)'
+    r"|os\.(unlink|remove|chmod|chown|makedirs|replace|rename)|tempfile|open\("
+)
+
+
 @pytest.mark.parametrize("path", loader_files())
 def test_no_loader_file_runs_a_command_or_writes_a_file_itself(path):
+    strict = path.startswith("_states/") and path != "_states/wireguard_layout.py"
+    rule = DIRECT_IN_STATES if strict else DIRECT  # config_dir_absent: wgf_layout.clean
     found = [
         f"{path}:{number}: {line.strip()}"
         for number, line in enumerate((REPO / path).read_text().splitlines(), 1)
-        if DIRECT.search(line)
+        if rule.search(line)
     ]
     assert not found, found
 

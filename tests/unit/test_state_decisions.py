@@ -6,8 +6,6 @@ namespace or a container: the fake records every command and write the states as
 """
 
 import os
-import pathlib
-import re
 
 import pytest
 from salt.exceptions import CommandExecutionError
@@ -738,24 +736,3 @@ def test_a_firewall_command_that_fails_fails_the_state(firewall_states, host):
     host.fail("nft_apply")
     ret = firewall_states.firewall("fw")
     assert ret["result"] is False and "it failed" in ret["comment"]
-
-
-# ------------------------------------------------------------------- the rule
-
-
-def test_the_state_files_run_no_command_and_write_no_file_themselves():
-    """Only the host adapter does (so the fake above sees everything they change)."""
-    forbidden = re.compile(
-        r'__salt__\["(cmd|service|file)\.|subprocess|wgf_files\.(write|remove)'
-        r"|os\.(unlink|remove|chmod|chown|makedirs|replace|rename)|tempfile|open\("
-    )
-    root = pathlib.Path(__file__).resolve().parents[2] / "_states"
-    found = [
-        f"{path.name}:{number}: {line.strip()}"
-        for path in sorted(root.glob("wireguard*.py"))
-        if path.name != "wireguard_layout.py"  # config_dir_absent: wgf_layout.clean
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if forbidden.search(line)
-    ]
-    assert found == []
-    assert all(len(p.read_text().splitlines()) <= 450 for p in root.glob("*.py"))
