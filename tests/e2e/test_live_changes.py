@@ -160,9 +160,9 @@ class SteadyPing:
         """Sequence numbers with no reply, up to the last one answered."""
         return sorted(set(range(1, max(self.answered, default=0) + 1)) - self.answered)
 
-    def check(self, what: str) -> None:
+    def check(self, what: str, may_lose: int = 0) -> None:
         assert self.sent >= 20, f"{what}: only {self.sent} echo requests\n{self.output[-2000:]}"
-        assert not self.lost, (
+        assert len(self.lost) <= may_lose, (
             f"{what}: {len(self.lost)} of {self.sent} echo requests to "
             f"{C} got no reply (icmp_seq {self.lost[:20]})"
         )
@@ -474,6 +474,10 @@ class Change:
     after: Callable[[dict], None]
     visible: Callable
     before: Callable[[dict], None] | None = None
+    # replies that may be lost: a new listen port closes the old socket, and a reply
+    # already on its way to it (one at most, at 20 a second and a sub-ms RTT) has no
+    # socket to land on; the next request from the new port moves the peer's endpoint
+    may_lose: int = 0
 
 
 def nothing(wg0):
@@ -498,7 +502,12 @@ LIVE_CHANGES = [
     ),
     Change("mtu-set", setting("mtu", 1380), has_mtu(1380)),
     Change("mtu-unset", nothing, has_mtu(1420), before=setting("mtu", 1380)),
-    Change("listen-port", setting("listen_port", PORT + 1), wg_shows("listen-port", "51821")),
+    Change(
+        "listen-port",
+        setting("listen_port", PORT + 1),
+        wg_shows("listen-port", "51821"),
+        may_lose=1,
+    ),
     Change("fwmark-set", setting("fwmark", 0x4D2), wg_shows("fwmark", "0x4d2")),
     Change("fwmark-removed", nothing, wg_shows("fwmark", "off"), before=setting("fwmark", 0x4D2)),
     Change("dns-added", setting("dns", [DNS1]), resolv_conf(f"nameserver {DNS1}")),
@@ -544,7 +553,7 @@ def test_change_is_applied_live_and_matches_a_restart(live, change):
     assert "restart" not in restart_reason(ret), restart_reason(ret)
     assert a.ifindex("wg0") == ifindex, f"{change.id}: wg0 was recreated"
     assert wg_pid(a) == pid, f"{change.id}: wireguard-go was restarted"
-    ping.check(change.id)
+    ping.check(change.id, change.may_lose)
     change.visible(a)
     assert_restart_builds_the_same(a)
 
