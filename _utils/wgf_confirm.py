@@ -133,6 +133,11 @@ def parse_probe(value, where):
         return MasterProbe() if word == "master" else PeersProbe()
     if wgf_addr.ADDRESS_CHARS.fullmatch(word) and wgf_addr.is_address(word):
         return IcmpProbe(str(ipaddress.ip_address(word)))
+    if word.startswith("[") and word.endswith("]"):
+        raise SaltInvocationError(
+            f"{where}: {wgf_addr.shown(value)} has no port; an address to ping is written "
+            "without brackets, a TCP probe as [address]:port"
+        )
     if ":" in word or word.startswith("["):
         wgf_addr.endpoint(word, where)
         host, port = wgf_addr.split_endpoint(word)
@@ -439,6 +444,11 @@ def master_targets(opts):
 
 def target_label(host, port):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def master_label(host, port):
+    """How a message names a master: ``master 10.0.0.1:4506``."""
+    return f"master {target_label(host, port)}"
 
 
 # -------------------------------------------------------------------- judging probes
