@@ -244,6 +244,22 @@ def effective_all(lookup_value, interfaces):
     }
 
 
+#: What can undo a change without salt-minion: a transient systemd timer, or on OpenRC
+#: a detached process (grains ``init``).
+INITS = ("systemd", "openrc")
+
+
+def check_init(init, interface=None):
+    """Refuse ``confirm`` on a minion whose init (grains ``init``) can run no undo of its
+    own, before anything changes."""
+    if init in INITS:
+        return init
+    raise SaltInvocationError(
+        f"{_place(interface)}: confirm needs systemd or OpenRC to undo a change without "
+        f"salt-minion; this minion's init is {wgf_addr.shown(init)}"
+    )
+
+
 # ------------------------------------------------------------------------ the decision
 
 

@@ -533,3 +533,16 @@ def test_every_combination_of_before_and_after_is_judged():
         assert outcome.status in (c.ANSWERED, c.FAILED, c.NOT_APPLICABLE)
         if before is None or not before.latest_handshake:
             assert outcome.status == c.NOT_APPLICABLE
+
+
+# -------------------------------------------------------------------------- init
+
+
+def test_confirm_needs_systemd_or_openrc():
+    assert c.check_init("systemd") == "systemd"
+    assert c.check_init("openrc", "wg0") == "openrc"
+    for init in ("sysvinit", "runit", "unknown", None, ""):
+        with pytest.raises(SaltInvocationError) as info:
+            c.check_init(init, "wg0")
+        assert str(info.value).startswith("wireguard:interfaces:wg0:confirm: confirm needs systemd")
+        assert repr(init) in str(info.value)
