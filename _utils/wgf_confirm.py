@@ -14,10 +14,13 @@ shows it (a key typed where a probe goes is hidden).
 import dataclasses
 import difflib
 import ipaddress
+import re
+import shlex
 
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_layout
 
 DEFAULT_TIMEOUT = 30
 TIMEOUT_MIN = 5
@@ -45,6 +48,7 @@ LOCK = "lock"
 UNIT_PREFIX = "wireguard-confirm-"
 RESTORE_PREFIX = "wireguard-confirm-restore-"
 SYSTEMD_RUN = "systemd-run"
+_UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]+")
 SHELL = "/bin/sh"
 #: The event a minion sends at its next start for each undo it did not report itself.
 EVENT_UNDONE = "wireguard/confirm/undone"
@@ -408,6 +412,113 @@ def restore_unit_text(interface, service, root=STATE_ROOT):
         "[Install]\n"
         f"WantedBy={service}.service multi-user.target\n"
     )
+
+
+#: What a path the undo script names may hold (it is also quoted): no spaces, quotes,
+#: ``$``, ``%`` or newlines.
+_SCRIPT_PATH = re.compile(r"/[A-Za-z0-9._@+/=-]*")
+_RECORD_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_RESERVED = frozenset({UNDO_SCRIPT, ARMED, UNDONE, LOCK, "firewall", "undone.tmp"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Restore:
+    """A file the undo puts back: ``target`` (absolute) from the record ``recorded`` in
+    the state directory, or removed when ``recorded`` is None (it did not exist before
+    the change)."""
+
+    target: str
+    recorded: str | None = None
+
+
+def _script_path(path):
+    if not isinstance(path, str) or not _SCRIPT_PATH.fullmatch(path) or "/../" in path + "/":
+        raise ValueError(f"undo script: {path!r} is no path the script may name")
+    return shlex.quote(path)
+
+
+def undo_script(
+    interface,
+    restores,
+    service,
+    firewall=None,
+    init="systemd",
+    root=STATE_ROOT,
+    restart_pending=None,
+):
+    """The undo of ``interface``, a POSIX shell script written into its state directory
+    (0700) when a change is armed, run as ``undo_argv`` by the timer (``timer``), the
+    boot-time unit (``boot``) or the run itself (``now``).
+
+    Under the directory's lock, and only while ``armed`` exists: put back each
+    :class:`Restore`; unless at boot (nothing runs yet; the firewall is not persisted
+    across a reboot), load the recorded firewall (``firewall``: ``nftables`` runs ``nft
+    -f <dir>/firewall``, a record that replaces ``table inet wireguard`` in one
+    transaction; ``iptables`` runs ``iptables-restore --noflush`` and, when recorded,
+    ``ip6tables-restore --noflush``; None: the run did not touch it) and restart
+    ``service`` from the restored file, so the live interface is what a fresh start
+    builds. Then ``undone`` (mode, time, whether a step failed) replaces ``armed``.
+    It names paths only: the recorded files, which hold the key, stay in the directory.
+    ``root`` and ``restart_pending`` (the mark ``wgf_layout.restart_pending`` names, which
+    the restart makes void) are there for tests."""
+    if init not in INITS:
+        raise ValueError(f"undo script: init {init!r}: one of {', '.join(INITS)}")
+    if firewall not in (None, "nftables", "iptables"):
+        raise ValueError(f"undo script: firewall {firewall!r}")
+    if not isinstance(service, str) or not _UNIT_NAME.fullmatch(service):
+        raise ValueError(f"undo script: service {service!r}")
+    directory = _script_path(state_dir(interface, root))
+    lines = [
+        "#!/bin/sh",
+        f"# wireguard-formula: undo the unconfirmed change of {interface} (issue 21).",
+        "# Written when the change was armed; it holds no key. $1: timer | boot | now",
+        "set -u",
+        'mode="${1:-timer}"',
+        f"dir={directory}",
+        "umask 077",
+        'exec 9>"$dir/lock"',
+        "flock 9",
+        '[ -e "$dir/armed" ] || exit 0',
+        "failed=0",
+    ]
+    for restore in restores:
+        target = _script_path(restore.target)
+        if restore.recorded is None:
+            lines.append(f"rm -f {target} || failed=1")
+            continue
+        name = restore.recorded
+        if not isinstance(name, str) or not _RECORD_NAME.fullmatch(name) or name in _RESERVED:
+            raise ValueError(f"undo script: record name {name!r}")
+        tmp = _script_path(restore.target + ".wgf-undo")
+        lines.append(
+            f'cp -p "$dir/{name}" {tmp} && mv -f {tmp} {target} || failed=1',
+        )
+    lines.append('if [ "$mode" != boot ]; then')
+    if firewall == "nftables":
+        lines.append('    nft -f "$dir/firewall" || failed=1')
+    elif firewall == "iptables":
+        lines.append('    iptables-restore --noflush "$dir/firewall" || failed=1')
+        lines.append('    if [ -e "$dir/firewall6" ]; then')
+        lines.append('        ip6tables-restore --noflush "$dir/firewall6" || failed=1')
+        lines.append("    fi")
+    # the undo restarts anyway: a restart the run decided and did not do is void
+    pending = restart_pending or wgf_layout.restart_pending(interface)
+    lines.append(f"    rm -f {_script_path(pending)}")
+    quoted = shlex.quote(service)
+    if init == "systemd":
+        lines.append(f"    systemctl reset-failed {quoted} 2>/dev/null")
+        lines.append(f"    systemctl restart {quoted} || failed=1")
+    else:
+        lines.append(f"    rc-service {quoted} restart || failed=1")
+    lines += [
+        "fi",
+        'printf "mode=%s\\ntime=%s\\nfailed=%s\\n" "$mode" "$(date +%s)" "$failed" '
+        '> "$dir/undone.tmp"',
+        'mv -f "$dir/undone.tmp" "$dir/undone"',
+        'rm -f "$dir/armed"',
+        'exit "$failed"',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------- master targets

@@ -546,3 +546,197 @@ def test_confirm_needs_systemd_or_openrc():
             c.check_init(init, "wg0")
         assert str(info.value).startswith("wireguard:interfaces:wg0:confirm: confirm needs systemd")
         assert repr(init) in str(info.value)
+
+
+# --------------------------------------------------------------------- undo script
+
+STUBS = ("nft", "systemctl", "iptables-restore", "ip6tables-restore", "rc-service")
+
+
+@pytest.fixture
+def undo_box(tmp_path):
+    """A state directory with a recorded conf and key, the live files changed since, an
+    armed mark, and the commands the script calls replaced by stubs that log their
+    argv (exit 1 for a name listed in $FAIL)."""
+    root, etc, bin_dir = tmp_path / "confirm", tmp_path / "etc", tmp_path / "bin"
+    state = root / "wg0"
+    state.mkdir(parents=True, mode=0o700)
+    etc.mkdir()
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for name in STUBS:
+        stub = bin_dir / name
+        stub.write_text(
+            f'#!/bin/sh\necho "{name} $*" >> {log}\n'
+            f'case " ${{FAIL:-}} " in *" {name} "*) exit 1;; esac\nexit 0\n'
+        )
+        stub.chmod(0o755)
+    (state / "conf").write_text("[Interface]\n# before\n")
+    (state / "key").write_text("old key\n")
+    (state / "conf").chmod(0o600)
+    (state / "key").chmod(0o640)  # as systemd-networkd reads it: the mode comes back too
+    (state / "firewall").write_text("table inet wireguard\n")
+    (state / "armed").write_text("")
+    (etc / "wg0.conf").write_text("[Interface]\n# after\n")
+    (etc / "wg0.key").write_text("new key\n")
+    (etc / "new.conf").write_text("made by the change\n")
+    pending = tmp_path / "restart-pending-wg0"
+    pending.write_text("")
+
+    def run(mode, firewall="nftables", init="systemd", fail="", service="wg-quick@wg0.service"):
+        text = c.undo_script(
+            "wg0",
+            [
+                c.Restore(str(etc / "wg0.conf"), "conf"),
+                c.Restore(str(etc / "wg0.key"), "key"),
+                c.Restore(str(etc / "new.conf")),
+            ],
+            service,
+            firewall,
+            init,
+            root=str(root),
+            restart_pending=str(pending),
+        )
+        script = state / "undo"
+        script.write_text(text)
+        env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAIL": fail}
+        done = subprocess.run(
+            c.undo_argv("wg0", mode, root=str(root)), env=env, capture_output=True, text=True
+        )
+        calls = log.read_text().splitlines() if log.exists() else []
+        return done, calls
+
+    run.state, run.etc, run.pending = state, etc, pending
+    return run
+
+
+needs_flock = pytest.mark.skipif(not shutil.which("flock"), reason="no flock")
+
+
+@needs_flock
+def test_the_timer_puts_files_and_firewall_back_then_restarts(undo_box):
+    done, calls = undo_box("timer")
+    assert done.returncode == 0, done.stderr
+    assert (undo_box.etc / "wg0.conf").read_text() == "[Interface]\n# before\n"
+    assert (undo_box.etc / "wg0.key").read_text() == "old key\n"
+    assert (undo_box.etc / "wg0.conf").stat().st_mode & 0o777 == 0o600
+    assert (undo_box.etc / "wg0.key").stat().st_mode & 0o777 == 0o640
+    assert not (undo_box.etc / "new.conf").exists()
+    assert not list(undo_box.etc.glob("*.wgf-undo"))
+    assert calls == [
+        f"nft -f {undo_box.state}/firewall",
+        "systemctl reset-failed wg-quick@wg0.service",
+        "systemctl restart wg-quick@wg0.service",
+    ]
+    assert not undo_box.pending.exists()
+    assert not (undo_box.state / "armed").exists()
+    undone = (undo_box.state / "undone").read_text().splitlines()
+    assert undone[0] == "mode=timer" and undone[2] == "failed=0"
+    assert re.fullmatch(r"time=[0-9]+", undone[1])
+
+
+@needs_flock
+def test_the_undo_runs_once(undo_box):
+    undo_box("now")
+    (undo_box.etc / "wg0.conf").write_text("changed again\n")
+    done, calls = undo_box("timer")
+    assert done.returncode == 0
+    assert (undo_box.etc / "wg0.conf").read_text() == "changed again\n"
+    assert len(calls) == 3  # the calls of the first run only
+    assert "mode=now" in (undo_box.state / "undone").read_text()
+
+
+@needs_flock
+def test_at_boot_only_the_files_go_back(undo_box):
+    done, calls = undo_box("boot")
+    assert done.returncode == 0
+    assert (undo_box.etc / "wg0.conf").read_text() == "[Interface]\n# before\n"
+    assert calls == []
+    assert "mode=boot" in (undo_box.state / "undone").read_text()
+
+
+@needs_flock
+def test_a_failed_step_does_not_stop_the_others_and_is_reported(undo_box):
+    done, calls = undo_box("now", fail="nft")
+    assert done.returncode == 1
+    assert calls[-1] == "systemctl restart wg-quick@wg0.service"
+    assert "failed=1" in (undo_box.state / "undone").read_text()
+    assert not (undo_box.state / "armed").exists()
+
+
+@needs_flock
+def test_iptables_and_openrc(undo_box):
+    (undo_box.state / "firewall6").write_text("*filter\nCOMMIT\n")
+    done, calls = undo_box("timer", firewall="iptables", init="openrc", service="wg-quick.wg0")
+    assert done.returncode == 0
+    assert calls == [
+        f"iptables-restore --noflush {undo_box.state}/firewall",
+        f"ip6tables-restore --noflush {undo_box.state}/firewall6",
+        "rc-service wg-quick.wg0 restart",
+    ]
+
+
+@needs_flock
+def test_iptables_without_an_ipv6_record(undo_box):
+    _, calls = undo_box("timer", firewall="iptables")
+    assert calls[0] == f"iptables-restore --noflush {undo_box.state}/firewall"
+    assert not any(call.startswith("ip6tables-restore") for call in calls)
+
+
+@needs_flock
+def test_a_run_that_left_the_firewall_alone_does_not_load_one(undo_box):
+    _, calls = undo_box("timer", firewall=None)
+    assert calls == [
+        "systemctl reset-failed wg-quick@wg0.service",
+        "systemctl restart wg-quick@wg0.service",
+    ]
+
+
+@given(interface_names, st.sampled_from([None, "nftables", "iptables"]), st.sampled_from(c.INITS))
+def test_the_script_is_valid_shell_and_names_no_key(interface, firewall, init):
+    text = c.undo_script(
+        interface,
+        [c.Restore(f"/etc/wireguard/{interface}.conf", "conf"), c.Restore("/etc/x/y.conf")],
+        "wg-quick@x.service",
+        firewall,
+        init,
+    )
+    assert not wgf_addr.KEY_SHAPED.search(text)
+    assert f"dir=/var/lib/wireguard-formula/confirm/{interface}\n" in text or (
+        f"dir='/var/lib/wireguard-formula/confirm/{interface}'\n" in text
+    )
+    done = subprocess.run(["sh", "-n"], input=text, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck"), reason="no shellcheck")
+def test_shellcheck_finds_nothing_in_the_script():
+    text = c.undo_script(
+        "wg0",
+        [c.Restore("/etc/wireguard/wg0.conf", "conf"), c.Restore("/etc/wireguard/x")],
+        "wg-quick@wg0.service",
+        "iptables",
+    )
+    done = subprocess.run(
+        ["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize(
+    "restores, service, firewall, init",
+    [
+        ([c.Restore("relative/path", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([c.Restore("/etc/a b", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([c.Restore("/etc/$(reboot)", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([c.Restore("/etc/../root/x", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([c.Restore("/etc/wireguard/wg0.conf", "../x")], "wg-quick@wg0", None, "systemd"),
+        ([c.Restore("/etc/wireguard/wg0.conf", "armed")], "wg-quick@wg0", None, "systemd"),
+        ([], "wg-quick@wg0; reboot", None, "systemd"),
+        ([], "wg-quick@wg0", "pf", "systemd"),
+        ([], "wg-quick@wg0", None, "sysvinit"),
+    ],
+)
+def test_what_the_script_would_not_name_safely_is_refused(restores, service, firewall, init):
+    with pytest.raises(ValueError):
+        c.undo_script("wg0", restores, service, firewall, init)
