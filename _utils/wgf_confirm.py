@@ -45,6 +45,9 @@ UNDO_SCRIPT = "undo"
 ARMED = "armed"
 UNDONE = "undone"
 LOCK = "lock"
+#: The kernel's id of the running boot: ``armed`` holds it, so the ``boot`` mode of the
+#: undo acts only after a reboot.
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
 UNIT_PREFIX = "wireguard-confirm-"
 RESTORE_PREFIX = "wireguard-confirm-restore-"
 SYSTEMD_RUN = "systemd-run"
@@ -391,8 +394,11 @@ def disarm_argv(interface):
 
 def restore_unit_text(interface, service, root=STATE_ROOT):
     """The boot-time unit of ``interface``: after a reboot before confirmation it puts
-    the recorded file and firewall back before ``service`` (``wg-quick@<if>``) brings
-    the interface up. It runs only while an undo is armed."""
+    the recorded files back before ``service`` (``wg-quick@<if>``) brings the interface
+    up. It runs only while an undo is armed, and only at boot: ordered before the
+    service but not wanted by it (a unit the service wants would run at every restart of
+    the service, and undo the very change the run is making: seen in the lab), and the
+    script's ``boot`` mode does nothing in the boot the change was armed in."""
     wgf_addr.check_interface_name(interface)
     directory = state_dir(interface, root)
     argv = " ".join(undo_argv(interface, "boot", root))
@@ -410,7 +416,7 @@ def restore_unit_text(interface, service, root=STATE_ROOT):
         f"ExecStart={argv}\n"
         "\n"
         "[Install]\n"
-        f"WantedBy={service}.service multi-user.target\n"
+        "WantedBy=multi-user.target\n"
     )
 
 
@@ -437,6 +443,13 @@ def _script_path(path):
     return shlex.quote(path)
 
 
+def armed_text(boot_id):
+    """What ``armed`` holds: the boot it was armed in (the kernel's ``boot_id``)."""
+    if not isinstance(boot_id, str) or not re.fullmatch(r"[0-9a-f-]{1,64}", boot_id.strip()):
+        raise ValueError(f"boot id {boot_id!r}")
+    return f"boot_id={boot_id.strip()}\n"
+
+
 def undo_script(
     interface,
     restores,
@@ -445,6 +458,7 @@ def undo_script(
     init="systemd",
     root=STATE_ROOT,
     restart_pending=None,
+    boot_id=BOOT_ID,
 ):
     """The undo of ``interface``, a POSIX shell script written into its state directory
     (0700) when a change is armed, run as ``undo_argv`` by the timer (``timer``), the
@@ -459,8 +473,9 @@ def undo_script(
     ``service`` from the restored file, so the live interface is what a fresh start
     builds. Then ``undone`` (mode, time, whether a step failed) replaces ``armed``.
     It names paths only: the recorded files, which hold the key, stay in the directory.
-    ``root`` and ``restart_pending`` (the mark ``wgf_layout.restart_pending`` names, which
-    the restart makes void) are there for tests."""
+    At ``boot`` it does nothing when ``armed`` (:func:`armed_text`) names the running
+    boot. ``root``, ``restart_pending`` (the mark ``wgf_layout.restart_pending`` names,
+    which the restart makes void) and ``boot_id`` are there for tests."""
     if init not in INITS:
         raise ValueError(f"undo script: init {init!r}: one of {', '.join(INITS)}")
     if firewall not in (None, "nftables", "iptables"):
@@ -479,6 +494,11 @@ def undo_script(
         'exec 9>"$dir/lock"',
         "flock 9",
         '[ -e "$dir/armed" ] || exit 0',
+        # at boot only after a reboot: armed in this very boot, the change is under way
+        'if [ "$mode" = boot ]; then',
+        f'    now="$(cat {_script_path(boot_id)} 2>/dev/null)"',
+        '    [ "boot_id=$now" != "$(head -n 1 "$dir/armed")" ] || exit 0',
+        "fi",
         "failed=0",
     ]
     for restore in restores:

@@ -339,7 +339,9 @@ def test_the_boot_unit_runs_before_the_interface_only_while_armed():
     assert "Before=wg-quick@wg0.service network-pre.target" in lines
     assert "ConditionPathExists=/var/lib/wireguard-formula/confirm/wg0/armed" in lines
     assert "ExecStart=/bin/sh /var/lib/wireguard-formula/confirm/wg0/undo boot" in lines
-    assert "WantedBy=wg-quick@wg0.service multi-user.target" in lines
+    # wanted at boot only: a unit the service wants runs at every restart of it
+    assert "WantedBy=multi-user.target" in lines
+    assert not any(line.startswith(("Wants=", "RequiredBy=", "PartOf=")) for line in lines)
     assert "DefaultDependencies=no" in lines
     assert "%" not in text and not wgf_addr.KEY_SHAPED.search(text)
 
@@ -576,7 +578,9 @@ def undo_box(tmp_path):
     (state / "conf").chmod(0o600)
     (state / "key").chmod(0o640)  # as systemd-networkd reads it: the mode comes back too
     (state / "firewall").write_text("table inet wireguard\n")
-    (state / "armed").write_text("")
+    (state / "armed").write_text(c.armed_text("1111-aaaa"))
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("2222-bbbb\n")  # a reboot since arming
     (etc / "wg0.conf").write_text("[Interface]\n# after\n")
     (etc / "wg0.key").write_text("new key\n")
     (etc / "new.conf").write_text("made by the change\n")
@@ -596,6 +600,7 @@ def undo_box(tmp_path):
             init,
             root=str(root),
             restart_pending=str(pending),
+            boot_id=str(boot_id),
         )
         script = state / "undo"
         script.write_text(text)
@@ -606,7 +611,7 @@ def undo_box(tmp_path):
         calls = log.read_text().splitlines() if log.exists() else []
         return done, calls
 
-    run.state, run.etc, run.pending = state, etc, pending
+    run.state, run.etc, run.pending, run.boot_id = state, etc, pending, boot_id
     return run
 
 
@@ -653,6 +658,27 @@ def test_at_boot_only_the_files_go_back(undo_box):
     assert (undo_box.etc / "wg0.conf").read_text() == "[Interface]\n# before\n"
     assert calls == []
     assert "mode=boot" in (undo_box.state / "undone").read_text()
+
+
+@needs_flock
+def test_at_boot_nothing_happens_in_the_boot_the_change_was_armed_in(undo_box):
+    undo_box.boot_id.write_text("1111-aaaa\n")  # a restart of the service, no reboot
+    done, calls = undo_box("boot")
+    assert done.returncode == 0 and calls == []
+    assert (undo_box.etc / "wg0.conf").read_text() == "[Interface]\n# after\n"
+    assert (undo_box.state / "armed").exists() and not (undo_box.state / "undone").exists()
+    done, _ = undo_box("timer")  # the timer acts in any boot
+    assert done.returncode == 0
+    assert (undo_box.etc / "wg0.conf").read_text() == "[Interface]\n# before\n"
+
+
+def test_the_armed_mark_holds_the_boot():
+    assert c.armed_text("0b3e9c54-5d6f-4c1e-9f1a-6e2f2c7d8a90\n") == (
+        "boot_id=0b3e9c54-5d6f-4c1e-9f1a-6e2f2c7d8a90\n"
+    )
+    for bad in ("", "x\ny", None, "a b"):
+        with pytest.raises(ValueError):
+            c.armed_text(bad)
 
 
 @needs_flock
