@@ -318,6 +318,22 @@ def decide(interface, changes, confirm):
     )
 
 
+def blind_spots(interface, changes, confirm):
+    """Warnings for a confirm whose probes cannot see what the run changes: WireGuard
+    counts received bytes and handshakes before the firewall sees a packet (measured: a
+    tunnel ping dropped by the input chain, ``rx_bytes`` still grew), so ``peers`` alone
+    does not notice a firewall change that drops the tunnel's traffic."""
+    if confirm is None or not changes.firewall:
+        return []
+    if any(not isinstance(probe, PeersProbe) for probe in confirm.probes):
+        return []
+    return [
+        f"{interface}: the firewall changes and only the peers probe checks it; WireGuard "
+        "counts a peer's packets before the firewall drops them, so add an address or "
+        "host:port probe behind the firewall (or master)"
+    ]
+
+
 def test_comment(interface, decision):
     """What ``test=True`` says about the confirm of ``interface``."""
     if decision.arm:

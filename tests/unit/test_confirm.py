@@ -766,3 +766,21 @@ def test_shellcheck_finds_nothing_in_the_script():
 def test_what_the_script_would_not_name_safely_is_refused(restores, service, firewall, init):
     with pytest.raises(ValueError):
         c.undo_script("wg0", restores, service, firewall, init)
+
+
+@given(
+    st.fixed_dictionaries({part: st.booleans() for part in PARTS}),
+    st.lists(
+        st.sampled_from([c.PeersProbe(), c.MasterProbe(), c.IcmpProbe("10.0.0.1")]),
+        min_size=1,
+        max_size=3,
+    ),
+)
+def test_a_firewall_change_checked_by_peers_alone_is_warned_about(parts, probe_list):
+    confirm = c.Confirm(30, tuple(probe_list))
+    warnings = c.blind_spots("wg0", c.Changes(running=True, **parts), confirm)
+    blind = parts["firewall"] and all(p == c.PeersProbe() for p in probe_list)
+    assert bool(warnings) == blind
+    if blind:
+        assert warnings[0].startswith("wg0: the firewall changes and only the peers probe")
+    assert c.blind_spots("wg0", c.Changes(running=True, firewall=True), None) == []
