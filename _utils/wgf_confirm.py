@@ -195,6 +195,8 @@ def check(value, interface=None):
     Returns None (absent: lookup's applies), False (off), or a dict holding the keys
     given, parsed (``timeout`` an int, ``probes`` a tuple of probe records); ``True``
     is ``{}`` (on, with lookup's values or the defaults)."""
+    if interface is not None:
+        wgf_addr.check_interface_name(interface)
     where = _place(interface)
     if value is None or value is False:
         return value

@@ -225,6 +225,9 @@ def test_every_value_is_checked_also_where_confirm_is_off():
 def test_a_bad_interface_name_is_refused():
     with pytest.raises(SaltInvocationError):
         c.effective(True, None, "wg+")
+    with pytest.raises(SaltInvocationError) as info:
+        c.check({"timeout": 1}, "wg0\nx")
+    assert "wg0\nx" not in str(info.value)
 
 
 # ---------------------------------------------------------------------- the decision
