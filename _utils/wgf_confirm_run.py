@@ -56,8 +56,14 @@ def probes_of(setting):
     )
 
 
+def state_dir(interface):
+    """``wgf_confirm.state_dir`` under the module's ``STATE_ROOT`` as it is now (tests
+    move it)."""
+    return wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
+
+
 def _path(interface, name):
-    return os.path.join(wgf_confirm.state_dir(interface), name)
+    return os.path.join(state_dir(interface), name)
 
 
 def _read_json(interface, name, default=None):
@@ -188,7 +194,7 @@ def arm(minion, iface, confirm, layout, firewall):
     before that run stay (they are the last confirmed one); only the timer is armed
     again. Returns what was done, for the state's comment."""
     host, interface = minion.host, iface["name"]
-    directory = wgf_confirm.state_dir(interface)
+    directory = state_dir(interface)
     now = host.now()
     meta = {
         "interface": interface,
@@ -198,7 +204,12 @@ def arm(minion, iface, confirm, layout, firewall):
         "deadline": now + confirm.timeout,
     }
     current = wgf_files.read(layout.conf(interface)) or ""
-    names = {p["public_key"]: p["name"] for p in wgf_conf.parse(current)["peers"] if p["name"]}
+    # a peer by its name in the running file (a key the change replaces keeps it), else
+    # in pillar
+    names = {p["public_key"]: n for n, p in iface["peers"].items() if p["public_key"]}
+    names.update(
+        {p["public_key"]: p["name"] for p in wgf_conf.parse(current)["peers"] if p["name"]}
+    )
     before = sample_before(host, interface, confirm, minion.opts, names)
     if is_armed(interface):
         host.disarm_undo(interface)
@@ -207,7 +218,7 @@ def arm(minion, iface, confirm, layout, firewall):
         return "re-armed (the records of the last confirmed state kept)"
     records, restores, kind = _records(host, interface, layout, firewall)
     records[wgf_confirm.UNDO_SCRIPT] = wgf_confirm_undo.undo_script(
-        interface, restores, layout.unit(interface), kind, "systemd"
+        interface, restores, layout.unit(interface), kind, "systemd", wgf_confirm.STATE_ROOT
     )
     records[META] = json.dumps(meta)
     records[BEFORE] = json.dumps(before)
@@ -269,7 +280,7 @@ def check(minion, iface, confirm, hold=None):
     if hold:
         host.disarm_undo(interface)
         meta["deadline"] = host.now() + hold
-        host.write_records(wgf_confirm.state_dir(interface), {META: json.dumps(meta)})
+        host.write_records(state_dir(interface), {META: json.dumps(meta)})
         host.arm_undo(interface, hold)
         return (
             "held",
@@ -283,7 +294,7 @@ def check(minion, iface, confirm, hold=None):
 
 def accept(host, interface):
     """Disarm what is armed and delete the records; whether something was armed."""
-    directory = wgf_confirm.state_dir(interface)
+    directory = state_dir(interface)
     if not os.path.isdir(directory):
         return False
     with host.locked(directory):
@@ -301,7 +312,7 @@ def undo(host, interface, labels=()):
         return True
     host.disarm_undo(interface)
     worked = host.run_undo(interface, "now")
-    directory = wgf_confirm.state_dir(interface)
+    directory = state_dir(interface)
     host.write_records(directory, {FAILED_PROBES: json.dumps(list(labels))})
     drop_records(host, interface)
     return worked
@@ -358,7 +369,7 @@ def report(host):
             continue
         data = {"interface": interface, **done}
         host.send_event(wgf_confirm.EVENT_UNDONE, data)
-        host.write_records(wgf_confirm.state_dir(interface), {REPORTED: f"{host.now():.0f}\n"})
+        host.write_records(state_dir(interface), {REPORTED: f"{host.now():.0f}\n"})
         if not is_armed(interface):
             drop_records(host, interface)
         sent.append(data)
