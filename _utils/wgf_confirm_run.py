@@ -18,6 +18,7 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
+import wgf_addr
 import wgf_conf
 import wgf_confirm
 import wgf_confirm_undo
@@ -322,11 +323,21 @@ def undo(host, interface, labels=()):
 
 
 def interfaces():
-    """The interfaces with a state directory."""
+    """The interfaces with a confirm state directory or a boot-time unit (what
+    ``wireguard.clean`` removes, whatever pillar says now)."""
+    found = set()
     root = wgf_confirm.STATE_ROOT
-    if not os.path.isdir(root):
-        return []
-    return sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
+    if os.path.isdir(root):
+        found |= {n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n))}
+    units = wgf_layout.SYSTEMD_UNIT_DIR
+    prefix, suffix = wgf_confirm.RESTORE_PREFIX, ".service"
+    if os.path.isdir(units):
+        found |= {
+            n[len(prefix) : -len(suffix)].replace("\\x3d", "=")
+            for n in os.listdir(units)
+            if n.startswith(prefix) and n.endswith(suffix)
+        }
+    return sorted(n for n in found if wgf_addr.is_interface_name(n))
 
 
 def undone(interface):

@@ -528,3 +528,38 @@ def test_example_renders(renderer, topology, minion_id, pillar):
             "purge_peers"
         ]
     assert "wireguard-package-install-pkg-installed" in got
+
+
+# ------------------------------------------------------------ confirm (issue 21)
+
+
+def test_confirm_arms_before_the_first_change_and_checks_last(renderer):
+    """Per interface with confirm on: its arm after the packages and before the
+    firewall and the config directory (everything else follows those), its check last
+    with no requisite; none for an interface with confirm off or absent."""
+    pillar = {
+        "lookup": {"confirm": {"timeout": 20}},
+        "interfaces": {
+            "wg0": {"address": "10.9.0.1/24"},
+            "wg1": {"address": "10.9.1.1/24", "confirm": False},
+            "wg2": {"absent": True},
+        },
+    }
+    got = states(renderer.render("debian-12", pillar, sls=("wireguard",)))
+    arm = got["wireguard-confirm-arm-wg0"]
+    assert fun(arm) == "wireguard.confirm_armed" and arg(arm, "name") == "wg0"
+    assert {"sls": "wireguard.package.install"} in arg(arm, "require")
+    assert arg(arm, "require_in") == [
+        {"wireguard": "wireguard-firewall-rules-wireguard-firewall"},
+        {"file": "wireguard-config-key-file-directory"},
+    ]
+    check = got["wireguard-confirm-check-wg0"]
+    assert fun(check) == "wireguard.confirm_checked" and arg(check, "name") == "wg0"
+    assert arg(check, "order") == "last" and arg(check, "require") is None
+    assert not [i for i in got if i.startswith("wireguard-confirm-") and "wg0" not in i]
+
+
+def test_confirm_is_refused_at_render_on_openrc(renderer):
+    pillar = {"interfaces": {"wg0": {"address": "10.9.0.1/24", "confirm": True}}}
+    answer = renderer.render("alpine-3.20", pillar, sls=("wireguard",))
+    assert "confirm is not supported on OpenRC" in json.dumps(answer)
