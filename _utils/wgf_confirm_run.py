@@ -216,6 +216,7 @@ def arm(minion, iface, confirm, layout, firewall):
         host.disarm_undo(interface)
         host.write_records(directory, {META: json.dumps(meta), BEFORE: json.dumps(before)})
         host.arm_undo(interface, confirm.timeout)
+        minion.context.setdefault(ARMED_NOW, []).append(interface)
         return "re-armed (the records of the last confirmed state kept)"
     records, restores, kind = _records(host, interface, layout, firewall)
     records[wgf_confirm.UNDO_SCRIPT] = wgf_confirm_undo.undo_script(
@@ -233,6 +234,7 @@ def arm(minion, iface, confirm, layout, firewall):
         host.remove(os.path.join(directory, wgf_confirm.ARMED))
         drop_records(host, interface)
         raise
+    minion.context.setdefault(ARMED_NOW, []).append(interface)
     return "armed"
 
 
@@ -245,6 +247,11 @@ def drop_records(host, interface):
 # -------------------------------------------------------------------------- checking
 
 
+#: ``__context__`` key: the interfaces this run armed (an undo marker of an earlier run
+#: is no failure of this one).
+ARMED_NOW = "wireguard.confirm_armed"
+
+
 def check(minion, iface, confirm, hold=None):
     """Probe until every probe answered or the deadline (less :data:`MARGIN`) came;
     then disarm (or, under the rollout's ``hold``, arm again for ``hold`` seconds), or
@@ -253,7 +260,8 @@ def check(minion, iface, confirm, hold=None):
     host, interface = minion.host, iface["name"]
     meta = _read_json(interface, META, {})
     if not is_armed(interface):
-        if os.path.exists(_path(interface, wgf_confirm.UNDONE)) and meta:
+        armed_now = interface in minion.context.get(ARMED_NOW, ())
+        if armed_now and os.path.exists(_path(interface, wgf_confirm.UNDONE)) and meta:
             return (
                 "undone-by-timer",
                 f"{interface}: change undone by the timer at the deadline ({meta['timeout']} s)",

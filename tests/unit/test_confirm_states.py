@@ -320,6 +320,12 @@ def test_an_undo_the_timer_made_fails_the_check(states, minion, host, steady):
     host.run_undo(IF, "timer")  # the deadline passed while the run hung
     ret = states.confirm_checked(IF, config_dir=minion.config_dir)
     assert ret["result"] is False and "undone by the timer" in ret["comment"]
+    # the next run changes nothing: the old marker is no failure of it
+    states.__context__.clear()
+    minion.pillar["interfaces"][IF].pop("post_up")
+    assert states.confirm_armed(IF, config_dir=minion.config_dir)["result"] is True
+    ret = states.confirm_checked(IF, config_dir=minion.config_dir)
+    assert ret["result"] is True and "nothing armed" in ret["comment"]
 
 
 def _peer_line(key, handshake, rx, allowed="10.7.0.2/32"):
