@@ -493,3 +493,56 @@ def test_the_pipeline_carries_the_effective_confirm_per_interface():
     assert got["wg1"]["confirm"] == {"timeout": 60, "probes": ["peers", "10.1.0.2:22"]}
     assert got["wg2"]["confirm"] is None
     assert pipeline.interfaces(pillar)["wg0"]["confirm"] is None  # off unless asked for
+
+
+# ------------------------------------------------------------ execution functions
+
+
+@pytest.fixture
+def module(states, host):
+    """``_modules/wireguard_confirm.py`` with the fake host (``states`` handed it in)."""
+    loaded = load("_modules/wireguard_confirm.py", "wireguard_confirm_module_under_test")
+    loaded.__salt__ = {}
+    return loaded
+
+
+def test_status_accept_undo_and_report_as_the_runner_sees_them(
+    states, module, minion, host, steady
+):
+    _file_change(minion, host)
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    assert module.confirm_status() == {
+        IF: {
+            "armed": True,
+            "deadline": host.clock + 10,
+            "probes": ["master", SPOKE],
+            "undone": None,
+        }
+    }
+    assert module.confirm_undo(IF) == {IF: "undone"}
+    assert ("run_undo", IF, "now") in host.done
+    undone = module.confirm_status(IF)[IF]["undone"]
+    assert undone["mode"] == "now" and undone["failed"] == ["undone on request"]
+    assert module.confirm_undo(IF) == {IF: "not armed"}
+    assert module.confirm_accept(IF) == {IF: "not armed"}
+    sent = module.confirm_report()
+    assert [d["interface"] for d in sent] == [IF] and host.events[0][0] == wgf_confirm.EVENT_UNDONE
+    assert module.confirm_report() == []
+
+
+def test_accept_disarms_and_deletes_the_records(states, module, minion, host, steady):
+    _file_change(minion, host)
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    assert module.confirm_accept() == {IF: "confirmed"}
+    assert ("disarm_undo", ["systemctl", "stop", "wireguard-confirm-wg7.timer"]) in host.done
+    assert module.confirm_status(IF)[IF]["armed"] is False
+    assert not os.path.exists(os.path.join(state_dir(), "key"))
+
+
+def test_status_lists_an_interface_by_its_boot_unit_too(states, module, minion, host, steady):
+    """The boot unit the steady run installed is found without a state directory (clean
+    removes it whatever pillar says)."""
+    assert not os.path.exists(state_dir())
+    assert module.confirm_status() == {
+        IF: {"armed": False, "deadline": None, "probes": [], "undone": None}
+    }
