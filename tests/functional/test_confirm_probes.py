@@ -199,3 +199,121 @@ def test_held_under_the_lock_the_undo_waits(undo_box):
     finally:
         holder.wait()
     assert path.read_text() != original and not log.exists()
+
+
+# ------------------------------------------------- the states through the real loader
+
+SYSTEMD_STUB = """#!/bin/sh
+# {name} as confirm uses it, logged; `systemctl restart` of the interface's service
+# sets it from its file again, as wg-quick@'s restart would (wg syncconf)
+echo "{name} $*" >> "{log}"
+if [ "{name} $1" = "systemctl restart" ]; then
+    wg-quick strip "{conf}" > "{conf}.stripped" && wg syncconf "{ifname}" "{conf}.stripped"
+fi
+"""
+
+
+@pytest.fixture
+def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypatch):
+    """The pair's interface as pillar says, with confirm on (6 s, a TCP probe to a
+    listener in the remote namespace); systemd-run and systemctl stubbed on PATH, the
+    state directory under tmp_path, grains saying systemd."""
+    import wgf_layout
+    from tests.functional.test_state_interface import pillar_for
+
+    stubs, log = tmp_path / "bin", tmp_path / "systemd.log"
+    stubs.mkdir()
+    conf_path = config_dir / f"{pair.ifname}.conf"
+    for name in ("systemd-run", "systemctl"):
+        (stubs / name).write_text(
+            SYSTEMD_STUB.format(name=name, log=log, conf=conf_path, ifname=pair.ifname)
+        )
+        os.chmod(stubs / name, 0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
+    monkeypatch.setattr(wgf_confirm, "STATE_ROOT", str(tmp_path / "confirm"))
+    monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
+    listener = pair.remote.popen(["python3", "-c", LISTENER.replace("21.2", "10.2")])
+    assert listener.stdout.readline().strip() == "listening"
+    confirm = {"timeout": 6, "probes": ["198.18.10.2:4506"]}
+
+    def apply(on=True, **settings):
+        pillar = pillar_for(pair, pair.local_key, remote2, confirm=confirm if on else False)
+        pillar["wireguard"]["interfaces"][pair.ifname].update(settings)
+        set_pillar(pillar)
+        # the loader's grains, read again by set_pillar: this machine's PID 1 is no systemd
+        loaders.grains["init"] = "systemd"
+        states = loaders.states.wireguard
+        arm = states.confirm_armed(pair.ifname, config_dir=str(config_dir))
+        changed = [
+            states.config(pair.ifname, config_dir=str(config_dir)),
+            states.interface(pair.ifname, config_dir=str(config_dir)),
+        ]
+        return arm, changed
+
+    try:
+        apply(on=False)  # the file written as pillar says, confirm off
+        arm, changed = apply()
+        assert arm["changes"] == {} and "nothing changes" in arm["comment"], arm
+        assert not [c for c in changed if c["changes"]], changed
+        assert states_dir_empty(tmp_path)
+        yield apply, listener, conf_path, log
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+def states_dir_empty(tmp_path):
+    root = tmp_path / "confirm"
+    return not root.exists() or not any(p.name == "armed" for p in root.rglob("*"))
+
+
+def listen_port(pair):
+    return pair.local.run(["wg", "show", pair.ifname, "listen-port"]).stdout.strip()
+
+
+def test_a_confirmed_change_is_disarmed_and_its_records_deleted(
+    loaders, pair, confirmed, config_dir, tmp_path
+):
+    apply, _, conf_path, log = confirmed
+    arm, changed = apply(listen_port=51830)
+    assert arm["result"] is True and "confirm" in arm["changes"], arm
+    assert all(c["result"] is True for c in changed), changed
+    assert listen_port(pair) == "51830"
+    check = loaders.states.wireguard.confirm_checked(pair.ifname, config_dir=str(config_dir))
+    assert check["result"] is True and check["comment"].startswith(f"{pair.ifname}: confirmed in")
+    # (Salt's own `systemctl --version` and the like left out)
+    calls = [c for c in log.read_text().splitlines() if "wireguard-confirm-" in c]
+    assert calls[0].startswith(f"systemd-run --unit=wireguard-confirm-{pair.ifname} ")
+    assert "--on-active=6" in calls[0]
+    assert calls[-1] == f"systemctl stop wireguard-confirm-{pair.ifname}.timer"
+    state = tmp_path / "confirm" / pair.ifname
+    assert sorted(p.name for p in state.iterdir() if p.name != "lock") == ["meta.json"]
+    assert pair.local_key not in log.read_text()
+    assert "51830" in conf_path.read_text() and listen_port(pair) == "51830"
+
+
+def test_a_change_the_probe_does_not_confirm_is_undone_by_the_recorded_script(
+    loaders, pair, confirmed, config_dir, tmp_path
+):
+    apply, listener, conf_path, log = confirmed
+    before = conf_path.read_text()
+    apply(listen_port=51830)
+    state = tmp_path / "confirm" / pair.ifname
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert (state / "conf").read_text() == before
+    assert oct((state / "conf").stat().st_mode & 0o777) == "0o600"
+    listener.kill()  # the change "broke" the path the probe checks
+    listener.wait()
+    check = loaders.states.wireguard.confirm_checked(pair.ifname, config_dir=str(config_dir))
+    assert check["result"] is False
+    assert check["comment"] == (
+        f"{pair.ifname}: change undone: 198.18.10.2:4506 did not answer within 6 s"
+    )
+    assert conf_path.read_text() == before
+    assert listen_port(pair) == "51820"
+    calls = log.read_text().splitlines()
+    assert f"systemctl restart wg-quick@{pair.ifname}" in calls
+    status = loaders.modules.wireguard.confirm_status(pair.ifname)[pair.ifname]
+    assert status["armed"] is False and status["undone"]["mode"] == "now"
+    assert status["undone"]["failed"] == ["198.18.10.2:4506"]
+    assert not (state / "conf").exists()  # the recorded key copy is gone
