@@ -225,9 +225,11 @@ def test_interfaces_are_independent(renderer):
 
 
 def test_run_order(renderer):
-    """package, firewall, config, service, peers, network: Salt runs states in this order."""
+    """package, firewall, config, service, peers, network, confirm's check: Salt runs
+    states in this order (confirm's arm runs first through its require_in, checked in
+    test_confirm_arms_before_the_first_change_and_checks_last)."""
     got = states(renderer.render("debian-12", SAMPLE))
-    concerns = ["package", "firewall", "config", "service", "peers", "network"]
+    concerns = ["package", "firewall", "config", "service", "peers", "network", "confirm"]
     ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
     ranks = [concerns.index(s["__sls__"].split(".")[1]) for _, s in ordered]
     assert ranks == sorted(ranks)
@@ -549,14 +551,30 @@ def test_confirm_arms_before_the_first_change_and_checks_last(renderer):
     arm = got["wireguard-confirm-arm-wg0"]
     assert fun(arm) == "wireguard.confirm_armed" and arg(arm, "name") == "wg0"
     assert {"sls": "wireguard.package.install"} in arg(arm, "require")
+    # the shared firewall and this interface's key, which its other states follow
     assert arg(arm, "require_in") == [
         {"wireguard": "wireguard-firewall-rules-wireguard-firewall"},
-        {"file": "wireguard-config-key-file-directory"},
+        {"wireguard": "wireguard-config-key-wireguard-private_key-wg0"},
     ]
+    assert {"wireguard": "wireguard-config-key-wireguard-private_key-wg0"} in arg(
+        got["wireguard-config-file-wireguard-config-wg0"], "require"
+    )
     check = got["wireguard-confirm-check-wg0"]
     assert fun(check) == "wireguard.confirm_checked" and arg(check, "name") == "wg0"
     assert arg(check, "order") == "last" and arg(check, "require") is None
-    assert not [i for i in got if i.startswith("wireguard-confirm-") and "wg0" not in i]
+    assert [i for i in got if i.startswith("wireguard-confirm-")] == [
+        "wireguard-confirm-arm-wg0",
+        "wireguard-confirm-check-wg0",
+    ]
+
+
+def test_each_confirm_sls_applied_alone_renders_states(renderer):
+    """Salt reports an empty run as failed: with no interface (or no confirm) each of
+    them still renders a state."""
+    sls = ("wireguard.confirm.check", "wireguard.confirm.clean")
+    answer = renderer.render("debian-12", {}, sls=sls)
+    for name in sls:
+        assert states(answer, name), name
 
 
 def test_confirm_is_refused_at_render_on_openrc(renderer):

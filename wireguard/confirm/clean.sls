@@ -9,4 +9,9 @@
 {{ ('wireguard-confirm-clean-' ~ name) | json }}:
   wireguard.confirm_absent:
     - name: {{ name | json }}
+{%- else %}
+
+wireguard-confirm-clean-test-nop:
+  test.nop:
+    - name: no confirm state directory or boot unit
 {%- endfor %}
