@@ -101,7 +101,7 @@ def confirm_undo(interface=None):
     for name in _interfaces(interface):
         if not wgf_confirm_run.is_armed(name):
             done[name] = "not armed"
-        elif wgf_confirm_run.undo(host, name, ["undone on request"]):
+        elif wgf_confirm_run.undo(host, name):
             done[name] = "undone"
         else:
             done[name] = "undone, a step failed"

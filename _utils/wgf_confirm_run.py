@@ -286,7 +286,13 @@ def check(minion, iface, confirm, hold=None):
             message += " (a step of the undo failed: see the journal of the service)"
         return "undone", message, labels
     message = wgf_confirm.confirmed_message(interface, host.now() - armed_at, found)
-    if hold:
+    timer_won = (
+        "undone-by-timer",
+        f"{interface}: change undone by the timer at the deadline ({confirm.timeout} s), "
+        "as the probes answered",
+        [],
+    )
+    if hold and is_armed(interface):
         host.disarm_undo(interface)
         meta["deadline"] = host.now() + hold
         host.write_records(state_dir(interface), {META: json.dumps(meta)})
@@ -297,7 +303,8 @@ def check(minion, iface, confirm, hold=None):
             "or wireguard.confirm_undo",
             [],
         )
-    accept(host, interface)
+    if not accept(host, interface):  # the timer took the lock first
+        return timer_won
     return "confirmed", message, []
 
 

@@ -120,11 +120,12 @@ class FakeHost:
         return self.dumps.get(args[1], "")
 
     def _answer(self, key):
-        """A list of answers is taken one per probe (its last one repeats)."""
+        """A list of answers is taken one per probe (its last one repeats); a callable
+        answer is called (what else happens while the probe runs)."""
         answer = self.answers.get(key, True)
         if isinstance(answer, list):
-            return answer.pop(0) if len(answer) > 1 else answer[0]
-        return answer
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        return answer() if callable(answer) else answer
 
     def tcp_answers(self, host, port, timeout=2.0):
         self._ask("tcp_answers", host, int(port))

@@ -328,6 +328,17 @@ def test_an_undo_the_timer_made_fails_the_check(states, minion, host, steady):
     assert ret["result"] is True and "nothing armed" in ret["comment"]
 
 
+def test_a_timer_that_fires_while_the_probes_answer_is_no_confirm(states, minion, host, steady):
+    """The deadline passes during the last probe: the timer's undo takes the lock
+    first, so the change is undone, and the state says so instead of "confirmed"."""
+    _file_change(minion, host)
+    host.answers[("tcp", MASTER, 4506)] = [True, lambda: host.run_undo(IF, "timer")]
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    ret = states.confirm_checked(IF, config_dir=minion.config_dir)
+    assert ret["result"] is False
+    assert ret["comment"].startswith(f"{IF}: change undone by the timer at the deadline (10 s)")
+
+
 def _peer_line(key, handshake, rx, allowed="10.7.0.2/32"):
     return f"{key}\t(none)\t198.18.0.2:51820\t{allowed}\t{handshake}\t{rx}\t100\toff\n"
 
@@ -522,7 +533,7 @@ def test_status_accept_undo_and_report_as_the_runner_sees_them(
     assert module.confirm_undo(IF) == {IF: "undone"}
     assert ("run_undo", IF, "now") in host.done
     undone = module.confirm_status(IF)[IF]["undone"]
-    assert undone["mode"] == "now" and undone["failed"] == ["undone on request"]
+    assert undone["mode"] == "now" and undone["failed"] == []  # no probe failed: asked
     assert module.confirm_undo(IF) == {IF: "not armed"}
     assert module.confirm_accept(IF) == {IF: "not armed"}
     sent = module.confirm_report()
