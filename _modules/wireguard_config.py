@@ -139,11 +139,16 @@ def _pipeline(pillar=None, config_dir=None):
                 name: wgf_files.read(layout.clients_record(name))
                 for name in wanted["client_records"]
             },
+            confirm=wgf_layout.read_lookup(__salt__["pillar.get"]).get("confirm"),
+            init=__grains__.get("init"),
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
             iface.update(
-                files=layout.files(name), service=layout.unit(name), service_link=layout.link(name)
+                files=layout.files(name),
+                service=layout.unit(name),
+                service_link=layout.link(name),
+                confirm_unit=wgf_layout.confirm_restore_path(name),
             )
         result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
         cache[stamp] = result

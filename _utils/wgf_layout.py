@@ -15,6 +15,7 @@ import shutil
 
 from salt.exceptions import SaltInvocationError
 
+import wgf_confirm
 from wgf_addr import is_interface_name, shown
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -271,6 +272,10 @@ def check_map(values):
     firewall = values.get("firewall")
     if firewall is not None and firewall not in _FIREWALLS:
         errors.add("firewall", f"{_shown(firewall)} is not one of {', '.join(_FIREWALLS)}")
+    try:
+        wgf_confirm.check(values.get("confirm"))
+    except SaltInvocationError as exc:  # names wireguard:lookup:confirm:<key> itself
+        errors.append(str(exc))
     if errors:
         raise SaltInvocationError("; ".join(errors))
     return values
@@ -375,6 +380,12 @@ def dropin(interface, config_dir, service=DEFAULT_SERVICE, init="systemd"):
         "path": dropin_path(interface, service),
         "text": dropin_text(interface, config_dir) if wanted else None,
     }
+
+
+def confirm_restore_path(interface):
+    """The boot-time unit that puts an unconfirmed change back (issue 21:
+    ``wgf_confirm.restore_unit``, under /etc/systemd/system)."""
+    return f"{SYSTEMD_UNIT_DIR}/{wgf_confirm.restore_unit(interface)}"
 
 
 def dropin_path(interface, service=DEFAULT_SERVICE):
