@@ -8,12 +8,14 @@ from what it makes. Run it after changing a public function:
 """
 
 import ast
+import importlib
 import inspect
 import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "_utils"))  # a default taken from a util shows its value
 OUTPUT = REPO / "docs" / "reference.md"
 #: (title, Salt's name for the kind, the loader directory), in the page's order.
 KINDS = (
@@ -65,15 +67,21 @@ def signature(args):
     (``*args``/``**kwargs`` are the functions' own plumbing and left out)."""
     positional = args.posonlyargs + args.args
     defaults = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
-    parts = [
-        a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
-        for a, d in zip(positional, defaults, strict=True)
-    ]
-    parts += [
-        a.arg if d is None else f"{a.arg}={ast.unparse(d)}"
-        for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True)
-    ]
-    return ", ".join(parts)
+    pairs = [*zip(positional, defaults, strict=True)]
+    pairs += zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    return ", ".join(a.arg if d is None else f"{a.arg}={default(d)}" for a, d in pairs)
+
+
+def default(node):
+    """A default as a caller sees it: a util's constant (``wgf_staleness.STALE_AFTER``)
+    by its value, anything else as written."""
+    if (
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id.startswith("wgf_")
+    ):
+        return repr(getattr(importlib.import_module(node.value.id), node.attr))
+    return ast.unparse(node)
 
 
 def markdown(docstring):
