@@ -121,11 +121,11 @@ def runner(master, monkeypatch):
     return module
 
 
-RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys")
+RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
 
 
 def test_salt_loads_the_runner_files_as_one_runner(master, runner):
-    """``_runners/wireguard.py`` and ``_runners/wireguard_keys.py`` share the virtual name
+    """``_runners/wireguard.py``, ``wireguard_keys.py`` and ``wireguard_rollout.py`` share the virtual name
     ``wireguard``: Salt's own runner loader merges them, so ``salt-run
     wireguard.rotate_keys`` is found as ``salt-run wireguard.audit`` is (and the tests'
     ``Runner`` sees the same functions)."""
@@ -135,7 +135,7 @@ def test_salt_loads_the_runner_files_as_one_runner(master, runner):
     assert names == {f"wireguard.{function}" for function in RUNNER_FUNCTIONS}
     for function in RUNNER_FUNCTIONS:
         assert loaded[f"wireguard.{function}"].__doc__ == getattr(runner, function).__doc__
-    assert len(runner.modules) == 2
+    assert len(runner.modules) == 3
 
 
 def rotation_answers(keys, stage=None):
