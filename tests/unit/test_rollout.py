@@ -32,7 +32,7 @@ def test_a_batch_is_a_count_or_a_share(batch, want):
 
 
 @pytest.mark.parametrize(
-    "batch", [0, -1, "0", "0%", "101%", "1.5", 1.5, True, None, "", "%", [1], "x%", "１"]
+    "batch", [0, -1, "0", "0%", "101%", "1.5", 1.5, True, None, "", "%", [1], "x%", "\uff11"]
 )
 def test_a_batch_that_is_neither_is_refused(batch):
     with pytest.raises(SaltInvocationError, match=r"^batch is a number of minions"):
