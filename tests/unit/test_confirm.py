@@ -16,6 +16,7 @@ from salt.utils.network import parse_host_port
 
 import wgf_addr
 import wgf_confirm as c
+import wgf_confirm_undo as u
 
 KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 #: What systemd accepts in a unit name (``unit_name_is_valid``): these characters and
@@ -304,7 +305,7 @@ def test_the_escape_is_the_one_systemd_writes():
 
 @given(interface_names, st.sampled_from(c.UNDO_MODES))
 def test_the_undo_command_names_the_root_only_script_and_nothing_secret(interface, mode):
-    argv = c.undo_argv(interface, mode)
+    argv = u.undo_argv(interface, mode)
     assert argv == [c.SHELL, f"/var/lib/wireguard-formula/confirm/{interface}/undo", mode]
     assert not any(wgf_addr.KEY_SHAPED.search(arg) for arg in argv)
 
@@ -315,29 +316,29 @@ def test_the_state_directory_and_its_modes():
     with pytest.raises(SaltInvocationError):
         c.state_dir("..")
     with pytest.raises(ValueError):
-        c.undo_argv("wg0", "later")
+        u.undo_argv("wg0", "later")
 
 
 def test_arming_is_a_transient_timer_with_a_deadline_of_one_second_accuracy():
-    argv = c.arm_argv("wg0", 30)
+    argv = u.arm_argv("wg0", 30)
     assert argv[0] == "systemd-run"
     assert "--unit=wireguard-confirm-wg0" in argv
     assert "--on-active=30" in argv
     assert "--timer-property=AccuracySec=1s" in argv
-    assert argv[-3:] == c.undo_argv("wg0", "timer")
+    assert argv[-3:] == u.undo_argv("wg0", "timer")
     assert not any(wgf_addr.KEY_SHAPED.search(arg) for arg in argv)
     with pytest.raises(SaltInvocationError):
-        c.arm_argv("wg0", 4)
+        u.arm_argv("wg0", 4)
     with pytest.raises(SaltInvocationError):
-        c.arm_argv("wg0", True)
+        u.arm_argv("wg0", True)
 
 
 def test_disarming_stops_the_timer_and_never_an_undo_under_way():
-    assert c.disarm_argv("wg0") == ["systemctl", "stop", "wireguard-confirm-wg0.timer"]
+    assert u.disarm_argv("wg0") == ["systemctl", "stop", "wireguard-confirm-wg0.timer"]
 
 
 def test_the_boot_unit_runs_before_the_interface_only_while_armed():
-    text = c.restore_unit_text("wg0", "wg-quick@wg0")
+    text = u.restore_unit_text("wg0", "wg-quick@wg0")
     lines = text.splitlines()
     assert "Before=wg-quick@wg0.service network-pre.target" in lines
     assert "ConditionPathExists=/var/lib/wireguard-formula/confirm/wg0/armed" in lines
@@ -352,7 +353,7 @@ def test_the_boot_unit_runs_before_the_interface_only_while_armed():
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="no systemd-analyze")
 def test_systemd_reads_the_boot_unit_without_complaint(tmp_path):
     unit = tmp_path / c.restore_unit("wg0")
-    unit.write_text(c.restore_unit_text("wg0", "wg-quick@wg0"))
+    unit.write_text(u.restore_unit_text("wg0", "wg-quick@wg0"))
     out = subprocess.run(
         ["systemd-analyze", "verify", "--man=no", str(unit)],
         capture_output=True,
@@ -581,7 +582,7 @@ def undo_box(tmp_path):
     (state / "conf").chmod(0o600)
     (state / "key").chmod(0o640)  # as systemd-networkd reads it: the mode comes back too
     (state / "firewall").write_text("table inet wireguard\n")
-    (state / "armed").write_text(c.armed_text("1111-aaaa"))
+    (state / "armed").write_text(u.armed_text("1111-aaaa"))
     boot_id = tmp_path / "boot_id"
     boot_id.write_text("2222-bbbb\n")  # a reboot since arming
     (etc / "wg0.conf").write_text("[Interface]\n# after\n")
@@ -591,12 +592,12 @@ def undo_box(tmp_path):
     pending.write_text("")
 
     def run(mode, firewall="nftables", init="systemd", fail="", service="wg-quick@wg0.service"):
-        text = c.undo_script(
+        text = u.undo_script(
             "wg0",
             [
-                c.Restore(str(etc / "wg0.conf"), "conf"),
-                c.Restore(str(etc / "wg0.key"), "key"),
-                c.Restore(str(etc / "new.conf")),
+                u.Restore(str(etc / "wg0.conf"), "conf"),
+                u.Restore(str(etc / "wg0.key"), "key"),
+                u.Restore(str(etc / "new.conf")),
             ],
             service,
             firewall,
@@ -609,7 +610,7 @@ def undo_box(tmp_path):
         script.write_text(text)
         env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "FAIL": fail}
         done = subprocess.run(
-            c.undo_argv("wg0", mode, root=str(root)), env=env, capture_output=True, text=True
+            u.undo_argv("wg0", mode, root=str(root)), env=env, capture_output=True, text=True
         )
         calls = log.read_text().splitlines() if log.exists() else []
         return done, calls
@@ -676,12 +677,12 @@ def test_at_boot_nothing_happens_in_the_boot_the_change_was_armed_in(undo_box):
 
 
 def test_the_armed_mark_holds_the_boot():
-    assert c.armed_text("0b3e9c54-5d6f-4c1e-9f1a-6e2f2c7d8a90\n") == (
+    assert u.armed_text("0b3e9c54-5d6f-4c1e-9f1a-6e2f2c7d8a90\n") == (
         "boot_id=0b3e9c54-5d6f-4c1e-9f1a-6e2f2c7d8a90\n"
     )
     for bad in ("", "x\ny", None, "a b"):
         with pytest.raises(ValueError):
-            c.armed_text(bad)
+            u.armed_text(bad)
 
 
 @needs_flock
@@ -723,9 +724,9 @@ def test_a_run_that_left_the_firewall_alone_does_not_load_one(undo_box):
 
 @given(interface_names, st.sampled_from([None, "nftables", "iptables"]), st.sampled_from(c.INITS))
 def test_the_script_is_valid_shell_and_names_no_key(interface, firewall, init):
-    text = c.undo_script(
+    text = u.undo_script(
         interface,
-        [c.Restore(f"/etc/wireguard/{interface}.conf", "conf"), c.Restore("/etc/x/y.conf")],
+        [u.Restore(f"/etc/wireguard/{interface}.conf", "conf"), u.Restore("/etc/x/y.conf")],
         "wg-quick@x.service",
         firewall,
         init,
@@ -740,9 +741,9 @@ def test_the_script_is_valid_shell_and_names_no_key(interface, firewall, init):
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="no shellcheck")
 def test_shellcheck_finds_nothing_in_the_script():
-    text = c.undo_script(
+    text = u.undo_script(
         "wg0",
-        [c.Restore("/etc/wireguard/wg0.conf", "conf"), c.Restore("/etc/wireguard/x")],
+        [u.Restore("/etc/wireguard/wg0.conf", "conf"), u.Restore("/etc/wireguard/x")],
         "wg-quick@wg0.service",
         "iptables",
     )
@@ -755,12 +756,12 @@ def test_shellcheck_finds_nothing_in_the_script():
 @pytest.mark.parametrize(
     "restores, service, firewall, init",
     [
-        ([c.Restore("relative/path", "conf")], "wg-quick@wg0", None, "systemd"),
-        ([c.Restore("/etc/a b", "conf")], "wg-quick@wg0", None, "systemd"),
-        ([c.Restore("/etc/$(reboot)", "conf")], "wg-quick@wg0", None, "systemd"),
-        ([c.Restore("/etc/../root/x", "conf")], "wg-quick@wg0", None, "systemd"),
-        ([c.Restore("/etc/wireguard/wg0.conf", "../x")], "wg-quick@wg0", None, "systemd"),
-        ([c.Restore("/etc/wireguard/wg0.conf", "armed")], "wg-quick@wg0", None, "systemd"),
+        ([u.Restore("relative/path", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([u.Restore("/etc/a b", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([u.Restore("/etc/$(reboot)", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([u.Restore("/etc/../root/x", "conf")], "wg-quick@wg0", None, "systemd"),
+        ([u.Restore("/etc/wireguard/wg0.conf", "../x")], "wg-quick@wg0", None, "systemd"),
+        ([u.Restore("/etc/wireguard/wg0.conf", "armed")], "wg-quick@wg0", None, "systemd"),
         ([], "wg-quick@wg0; reboot", None, "systemd"),
         ([], "wg-quick@wg0", "pf", "systemd"),
         ([], "wg-quick@wg0", None, "sysvinit"),
@@ -768,7 +769,7 @@ def test_shellcheck_finds_nothing_in_the_script():
 )
 def test_what_the_script_would_not_name_safely_is_refused(restores, service, firewall, init):
     with pytest.raises(ValueError):
-        c.undo_script("wg0", restores, service, firewall, init)
+        u.undo_script("wg0", restores, service, firewall, init)
 
 
 @given(

@@ -1,0 +1,211 @@
+"""
+The undo of a confirmed change (issue 21): its command lines (the script, the transient
+timer that runs it, the disarm), the boot-time unit, and the POSIX shell script that puts
+the recorded state back. Pure text: the names and paths are ``wgf_confirm``'s; what runs
+them is ``wgf_confirm_run`` through the host adapter.
+
+Every command line and unit names paths only: the recorded files, which hold the key,
+stay in the root-only state directory.
+"""
+
+import dataclasses
+import re
+import shlex
+
+import wgf_addr
+import wgf_confirm
+import wgf_layout
+
+
+def undo_argv(interface, mode="timer", root=wgf_confirm.STATE_ROOT):
+    """The undo command: the recorded script of the interface, run by a shell. It names
+    a path only: the keys stay in the root-only state directory."""
+    if mode not in wgf_confirm.UNDO_MODES:
+        raise ValueError(f"undo mode {mode!r}: one of {', '.join(wgf_confirm.UNDO_MODES)}")
+    return [
+        wgf_confirm.SHELL,
+        f"{wgf_confirm.state_dir(interface, root)}/{wgf_confirm.UNDO_SCRIPT}",
+        mode,
+    ]
+
+
+def arm_argv(interface, timeout, root=wgf_confirm.STATE_ROOT, systemd_run=wgf_confirm.SYSTEMD_RUN):
+    """``systemd-run``'s command line for the transient timer and service that undo the
+    change at ``timeout`` unless disarmed. PID 1 runs them outside salt-minion's cgroup,
+    so killing the minion does not stop them; ``AccuracySec=1s`` because the default
+    (1 min) would let the deadline slip by up to a minute."""
+    timeout = wgf_confirm.parse_timeout(timeout, "timeout")
+    return [
+        systemd_run,
+        f"--unit={wgf_confirm.unit_name(interface)}",
+        f"--description=wireguard-formula: undo the unconfirmed change of {interface}",
+        f"--on-active={timeout}",
+        "--timer-property=AccuracySec=1s",
+        "--collect",
+        "--property=Type=oneshot",
+        *undo_argv(interface, "timer", root),
+    ]
+
+
+def disarm_argv(interface):
+    """Stop the timer only: a service already running is an undo under way, which the
+    lock in the state directory lets finish (the run then reports it undone)."""
+    return ["systemctl", "stop", wgf_confirm.timer_unit(interface)]
+
+
+def restore_unit_text(interface, service, root=wgf_confirm.STATE_ROOT):
+    """The boot-time unit of ``interface``: after a reboot before confirmation it puts
+    the recorded files back before ``service`` (``wg-quick@<if>``) brings the interface
+    up. It runs only while an undo is armed, and only at boot: ordered before the
+    service but not wanted by it (a unit the service wants would run at every restart of
+    the service, and undo the very change the run is making: seen in the lab), and the
+    script's ``boot`` mode does nothing in the boot the change was armed in."""
+    wgf_addr.check_interface_name(interface)
+    directory = wgf_confirm.state_dir(interface, root)
+    argv = " ".join(undo_argv(interface, "boot", root))
+    return (
+        "# Written by wireguard-formula (issue 21): do not edit.\n"
+        "[Unit]\n"
+        f"Description=wireguard-formula: put back the unconfirmed change of {interface}\n"
+        "DefaultDependencies=no\n"
+        "After=local-fs.target\n"
+        f"Before={service}.service network-pre.target\n"
+        f"ConditionPathExists={directory}/{wgf_confirm.ARMED}\n"
+        "\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={argv}\n"
+        "\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+#: What a path the undo script names may hold (it is also quoted): no spaces, quotes,
+#: ``$``, ``%`` or newlines.
+_SCRIPT_PATH = re.compile(r"/[A-Za-z0-9._@+/=-]*")
+_RECORD_NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_RESERVED = frozenset(
+    {
+        wgf_confirm.UNDO_SCRIPT,
+        wgf_confirm.ARMED,
+        wgf_confirm.UNDONE,
+        wgf_confirm.LOCK,
+        "firewall",
+        "undone.tmp",
+    }
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Restore:
+    """A file the undo puts back: ``target`` (absolute) from the record ``recorded`` in
+    the state directory, or removed when ``recorded`` is None (it did not exist before
+    the change)."""
+
+    target: str
+    recorded: str | None = None
+
+
+def _script_path(path):
+    if not isinstance(path, str) or not _SCRIPT_PATH.fullmatch(path) or "/../" in path + "/":
+        raise ValueError(f"undo script: {path!r} is no path the script may name")
+    return shlex.quote(path)
+
+
+def armed_text(boot_id):
+    """What ``armed`` holds: the boot it was armed in (the kernel's ``boot_id``)."""
+    if not isinstance(boot_id, str) or not re.fullmatch(r"[0-9a-f-]{1,64}", boot_id.strip()):
+        raise ValueError(f"boot id {boot_id!r}")
+    return f"boot_id={boot_id.strip()}\n"
+
+
+def undo_script(
+    interface,
+    restores,
+    service,
+    firewall=None,
+    init="systemd",
+    root=wgf_confirm.STATE_ROOT,
+    restart_pending=None,
+    boot_id=wgf_confirm.BOOT_ID,
+):
+    """The undo of ``interface``, a POSIX shell script written into its state directory
+    (0700) when a change is armed, run as ``undo_argv`` by the timer (``timer``), the
+    boot-time unit (``boot``) or the run itself (``now``).
+
+    Under the directory's lock, and only while ``armed`` exists: put back each
+    :class:`Restore`; unless at boot (nothing runs yet; the firewall is not persisted
+    across a reboot), load the recorded firewall (``firewall``: ``nftables`` runs ``nft
+    -f <dir>/firewall``, a record that replaces ``table inet wireguard`` in one
+    transaction; ``iptables`` runs ``iptables-restore --noflush`` and, when recorded,
+    ``ip6tables-restore --noflush``; None: the run did not touch it) and restart
+    ``service`` from the restored file, so the live interface is what a fresh start
+    builds. Then ``undone`` (mode, time, whether a step failed) replaces ``armed``.
+    It names paths only: the recorded files, which hold the key, stay in the directory.
+    At ``boot`` it does nothing when ``armed`` (:func:`armed_text`) names the running
+    boot. ``root``, ``restart_pending`` (the mark ``wgf_layout.restart_pending`` names,
+    which the restart makes void) and ``boot_id`` are there for tests."""
+    if init not in wgf_confirm.INITS:
+        raise ValueError(f"undo script: init {init!r}: one of {', '.join(wgf_confirm.INITS)}")
+    if firewall not in (None, "nftables", "iptables"):
+        raise ValueError(f"undo script: firewall {firewall!r}")
+    if not isinstance(service, str) or not wgf_confirm._UNIT_NAME.fullmatch(service):
+        raise ValueError(f"undo script: service {service!r}")
+    directory = _script_path(wgf_confirm.state_dir(interface, root))
+    lines = [
+        "#!/bin/sh",
+        f"# wireguard-formula: undo the unconfirmed change of {interface} (issue 21).",
+        "# Written when the change was armed; it holds no key. $1: timer | boot | now",
+        "set -u",
+        'mode="${1:-timer}"',
+        f"dir={directory}",
+        "umask 077",
+        'exec 9>"$dir/lock"',
+        "flock 9",
+        '[ -e "$dir/armed" ] || exit 0',
+        # at boot only after a reboot: armed in this very boot, the change is under way
+        'if [ "$mode" = boot ]; then',
+        f'    now="$(cat {_script_path(boot_id)} 2>/dev/null)"',
+        '    [ "boot_id=$now" != "$(head -n 1 "$dir/armed")" ] || exit 0',
+        "fi",
+        "failed=0",
+    ]
+    for restore in restores:
+        target = _script_path(restore.target)
+        if restore.recorded is None:
+            lines.append(f"rm -f {target} || failed=1")
+            continue
+        name = restore.recorded
+        if not isinstance(name, str) or not _RECORD_NAME.fullmatch(name) or name in _RESERVED:
+            raise ValueError(f"undo script: record name {name!r}")
+        tmp = _script_path(restore.target + ".wgf-undo")
+        lines.append(
+            f'cp -p "$dir/{name}" {tmp} && mv -f {tmp} {target} || failed=1',
+        )
+    lines.append('if [ "$mode" != boot ]; then')
+    if firewall == "nftables":
+        lines.append('    nft -f "$dir/firewall" || failed=1')
+    elif firewall == "iptables":
+        lines.append('    iptables-restore --noflush "$dir/firewall" || failed=1')
+        lines.append('    if [ -e "$dir/firewall6" ]; then')
+        lines.append('        ip6tables-restore --noflush "$dir/firewall6" || failed=1')
+        lines.append("    fi")
+    # the undo restarts anyway: a restart the run decided and did not do is void
+    pending = restart_pending or wgf_layout.restart_pending(interface)
+    lines.append(f"    rm -f {_script_path(pending)}")
+    quoted = shlex.quote(service)
+    if init == "systemd":
+        lines.append(f"    systemctl reset-failed {quoted} 2>/dev/null")
+        lines.append(f"    systemctl restart {quoted} || failed=1")
+    else:
+        lines.append(f"    rc-service {quoted} restart || failed=1")
+    lines += [
+        "fi",
+        'printf "mode=%s\\ntime=%s\\nfailed=%s\\n" "$mode" "$(date +%s)" "$failed" '
+        '> "$dir/undone.tmp"',
+        'mv -f "$dir/undone.tmp" "$dir/undone"',
+        'rm -f "$dir/armed"',
+        'exit "$failed"',
+    ]
+    return "\n".join(lines) + "\n"
