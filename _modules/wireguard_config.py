@@ -139,6 +139,8 @@ def _pipeline(pillar=None, config_dir=None):
                 name: wgf_files.read(layout.clients_record(name))
                 for name in wanted["client_records"]
             },
+            confirm=wgf_layout.read_lookup(__salt__["pillar.get"]).get("confirm"),
+            init=__grains__.get("init"),
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():

@@ -21,6 +21,7 @@ import wgf_host
 import wgf_keys
 import wgf_layout
 import wgf_live
+import wgf_plan
 import wgf_reload
 import wgf_state
 
@@ -95,19 +96,6 @@ def _private_key(ret, minion, config_dir):
     return minion.pending(ret, f"Private key of {interface} {source} ({path})")
 
 
-def _rendered(minion, interface, config_dir):
-    """The conf text for ``interface`` with its real keys, and pillar's warnings."""
-    iface = minion.declared(interface, config_dir)
-    if iface is None:
-        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
-    psks = {
-        **minion.pillar_secrets(iface)["preshared_keys"],
-        **wgf_state.client_psks(iface, config_dir),
-    }
-    private_key = minion.private_key_of(iface, config_dir)
-    return (wgf_conf.render(iface, private_key, psks), iface["warnings"])
-
-
 def config(name, config_dir=None, service=None):
     """
     ``<config_dir>/<name>.conf`` is the wg-quick config rendered from pillar (0600,
@@ -135,7 +123,7 @@ def _config(ret, minion, config_dir, service):
     path = wgf_layout.Layout(config_dir).conf(interface)
     if not minion.test:
         host.remove_stale_temps(path)
-    wanted, warnings = _rendered(minion, interface, config_dir)
+    wanted, warnings = wgf_plan.rendered(minion, interface, config_dir)
     if warnings:
         ret["warnings"] = warnings
     current = wgf_files.read(path)

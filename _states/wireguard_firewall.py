@@ -12,8 +12,8 @@ set and applies them, through the host adapter (``wgf_host.Host``: ``nft`` and
 import importlib
 
 import wgf_args
-import wgf_firewall
 import wgf_host
+import wgf_plan
 import wgf_reload
 import wgf_state
 
@@ -39,51 +39,6 @@ def _host():
     return wgf_host.Host(__salt__)
 
 
-def _nft_canonical(host, table_text):
-    """``table_text`` as ``nft list table`` prints it back."""
-    if table_text is None:
-        return None
-    return host.nft_canonical(wgf_firewall.TABLE, table_text)
-
-
-def _ipt_live(host, version):
-    return wgf_firewall.iptables_ours(host.iptables_save(version) or "")
-
-
-def _firewall_plan(host, interfaces, backend):
-    """``{part: (live, wanted, apply)}`` for each part (nftables, iptables, ip6tables)
-    whose live state differs from what ``backend`` wants; ``apply()`` makes it so."""
-    plan = {}
-    if host.has_exec("nft"):
-        table = wgf_firewall.nft_table(interfaces) if backend == "nftables" else None
-        live, wanted = host.nft_table(wgf_firewall.TABLE), _nft_canonical(host, table)
-        if live != wanted:
-            script = wgf_firewall.nft_replace(table)
-            plan["nftables"] = (live, wanted, lambda s=script: host.nft_apply(s))
-    for version, part in ((4, "iptables"), (6, "ip6tables")):
-        live = _ipt_live(host, version)
-        if not live and backend != "iptables":
-            continue
-        rules = wgf_firewall.iptables_rules(interfaces, version) if backend == "iptables" else None
-        wanted = (
-            wgf_firewall.iptables_ours(
-                host.iptables_canonical(version, wgf_firewall.iptables_restore(rules, set()))
-            )
-            if rules
-            else []
-        )
-        if live == wanted:
-            continue
-        jumps = wgf_firewall.iptables_jumps(live)
-        if rules:
-            text = wgf_firewall.iptables_restore(rules, jumps)
-        else:
-            chains = {line.split()[1][1:] for line in live if line.split()[1].startswith(":")}
-            text = wgf_firewall.iptables_removal(chains, jumps)
-        plan[part] = (live, wanted, lambda v=version, t=text: host.iptables_restore(v, t))
-    return plan
-
-
 def firewall(name, config_dir=None):
     """
     The formula's firewall is exactly what pillar asks for: ``table inet wireguard``
@@ -101,7 +56,7 @@ def firewall(name, config_dir=None):
 def _firewall(ret, config_dir):
     interfaces = list(__salt__["wireguard.pillar_interfaces"](config_dir=config_dir).values())
     backend = __salt__["wireguard.pillar_settings"]()["firewall"] if interfaces else "none"
-    return _firewall_converge(ret, _firewall_plan(_host(), interfaces, backend))
+    return _firewall_converge(ret, wgf_plan.firewall(_host(), interfaces, backend))
 
 
 def firewall_absent(name):
@@ -114,7 +69,7 @@ def firewall_absent(name):
     """
     return wgf_state.guarded(
         wgf_state.ret(name),
-        lambda ret: _firewall_converge(ret, _firewall_plan(_host(), [], "none")),
+        lambda ret: _firewall_converge(ret, wgf_plan.firewall(_host(), [], "none")),
     )
 
 

@@ -8,17 +8,13 @@ loads it under the one name with the others. What the steps are is
 """
 
 import importlib
-import os
 
-from salt.exceptions import CommandExecutionError, SaltInvocationError
+from salt.exceptions import CommandExecutionError
 
-import wgf_addr
 import wgf_args
-import wgf_files
 import wgf_host
-import wgf_iproute
-import wgf_keys
 import wgf_live
+import wgf_plan
 import wgf_reload
 import wgf_state
 
@@ -59,61 +55,13 @@ def _minion():
     return wgf_state.Minion(__salt__, __opts__, __context__, wgf_host.Host(__salt__))
 
 
-def _auto_mtu(host, iface, live, allowed):
-    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
-    they were before its default route existed (its packets carry the fwmark)."""
-    with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
-    addresses = sorted(
-        {
-            str(ip)
-            for key, peer in live["peers"].items()
-            if key in with_endpoint
-            for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]]
-            if ip
-        }
-    )
-    fwmark = None
-    if wgf_live.default_route_mode(iface["table"], allowed):
-        fwmark = live["fwmark"]
-    routes = list(host.endpoint_routes(addresses, fwmark).values())
-    default = next(iter(host.ip_json(["route", "show", "default"])), None)
-    return wgf_live.mtu_from_routes(routes, host.link_mtus(), default)
-
-
 def _interface(ret, config_dir):
     interface, minion = ret["name"], _minion()
-    host, config_dir = minion.host, minion.config_dir(config_dir)
+    config_dir = minion.config_dir(config_dir)
     if not minion.is_up(interface):
         ret["comment"] = f"Interface {interface} is not up; it is built from its file at start"
         return ret
-    iface = minion.declared(interface, config_dir)
-    if iface is None:
-        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
-    live = __salt__["wireguard.show"](interface)[interface]
-    private_key = minion.private_key_of(iface, config_dir)
-    routes_v4 = host.ip_json(["-4", "route", "show", "table", "all", "dev", interface])
-    routes_v6 = host.ip_json(["-6", "route", "show", "table", "all", "dev", interface])
-    allowed = _allowed_ips(iface, live)
-    want = wgf_live.wanted(
-        iface,
-        wgf_keys.pubkey_or_none(private_key),
-        allowed,
-        wgf_live.has_link_local(routes_v6),
-        None if iface["mtu"] else _auto_mtu(host, iface, live, allowed),
-    )
-    records = host.resolvconf_records()
-    record_path = os.path.join(records, host.resolvconf_name(interface)) if records else None
-    have = wgf_live.running(
-        live,
-        wgf_iproute.link(host.ip_json(["addr", "show", "dev", interface])),
-        routes_v4,
-        routes_v6,
-        wgf_files.read(record_path) if record_path else None,
-        want["default_route"],
-    )
-    if records is None:
-        have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
-    steps, changes = wgf_live.plan(want, have, interface)
+    steps, changes, private_key = wgf_plan.live(minion, interface, config_dir)
     if not steps:
         ret["comment"] = f"{interface} runs as its config file says"
         return ret
@@ -127,21 +75,6 @@ def _interface(ret, config_dir):
     return minion.pending(
         ret, f"{interface} changed in place, no restart: " + ", ".join(s["name"] for s in steps)
     )
-
-
-def _allowed_ips(iface, live):
-    """The AllowedIPs the interface holds once its peer states ran (in test mode they
-    have not): pillar's peers, and live peers pillar does not name unless purged."""
-    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
-    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
-    if not iface["purge_peers"]:
-        allowed += [
-            c
-            for key, peer in live["peers"].items()
-            if key not in declared
-            for c in peer["allowed_ips"]
-        ]
-    return allowed
 
 
 def _apply_steps(minion, interface, steps, private_key):

@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 
@@ -21,6 +22,8 @@ import salt.utils.systemd
 from salt.exceptions import CommandExecutionError
 
 import wgf_conf
+import wgf_confirm
+import wgf_confirm_undo
 import wgf_files
 import wgf_live
 
@@ -258,6 +261,75 @@ class Host:
         """The file ``path`` is root's and 0600."""
         os.chown(path, 0, 0)
         os.chmod(path, 0o600)
+
+    # ------------------------------------------ confirmed changes (issue 21, wgf_confirm)
+
+    def tcp_answers(self, host, port, timeout=2.0):
+        """Whether a TCP connect to ``host:port`` succeeds within ``timeout`` seconds."""
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            return False
+
+    def icmp_answers(self, address, interface=None):
+        """Whether one ICMP echo to ``address`` is answered within a second (``ping
+        -c1 -W1``, through ``interface`` when given)."""
+        version = ipaddress.ip_address(address).version
+        argv = ["ping", f"-{version}", "-c1", "-W1"]
+        if interface:
+            argv += ["-I", interface]
+        return self.run_all([*argv, address])["retcode"] == 0
+
+    def boot_id(self):
+        """The kernel's id of the running boot."""
+        return (wgf_files.read(wgf_confirm.BOOT_ID) or "").strip()
+
+    def arm_undo(self, interface, timeout):
+        """The transient timer and service that run the undo of ``interface`` in
+        ``timeout`` seconds (``systemd-run``: PID 1 owns them, not salt-minion)."""
+        self.run(wgf_confirm_undo.arm_argv(interface, timeout))
+
+    def disarm_undo(self, interface):
+        """Stop the timer of ``interface``'s undo; a timer already gone is no error."""
+        self.run_all(wgf_confirm_undo.disarm_argv(interface))
+
+    def run_undo(self, interface, mode="now"):
+        """Run ``interface``'s recorded undo script now; whether every step worked."""
+        return self.run_all(wgf_confirm_undo.undo_argv(interface, mode))["retcode"] == 0
+
+    def write_records(self, directory, files):
+        """Write ``{name: text}`` into ``directory`` (made 0700, its parent too), each
+        0600, atomically."""
+        self.make_private_dir(os.path.dirname(directory))
+        self.make_private_dir(directory)
+        wgf_files.write_many({os.path.join(directory, n): t for n, t in files.items()})
+
+    def remove_records(self, directory):
+        """Remove ``directory`` and what it holds (the recorded files hold the key)."""
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def install_unit(self, path, text, unit):
+        """Write the unit file ``path`` (0644), reload systemd and enable ``unit``."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=os.path.dirname(path), prefix=".wgf-unit-", delete=False
+        ) as handle:
+            handle.write(text)
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, path)
+        self.run(["systemctl", "daemon-reload"])
+        self.run(["systemctl", "enable", unit])
+
+    def remove_unit(self, path, unit):
+        """Disable ``unit``, remove its file ``path`` and reload systemd."""
+        self.run_all(["systemctl", "disable", unit])
+        wgf_files.remove(path)
+        self.run(["systemctl", "daemon-reload"])
+
+    def send_event(self, tag, data):
+        """Send ``data`` as event ``tag`` to the master (``event.send``)."""
+        return bool(self._salt["event.send"](tag, data))
 
 
 #: Where openresolv and Debian's resolvconf keep each interface's DNS record.

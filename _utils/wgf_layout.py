@@ -15,6 +15,7 @@ import shutil
 
 from salt.exceptions import SaltInvocationError
 
+import wgf_confirm
 from wgf_addr import is_interface_name, shown
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -271,6 +272,10 @@ def check_map(values):
     firewall = values.get("firewall")
     if firewall is not None and firewall not in _FIREWALLS:
         errors.add("firewall", f"{_shown(firewall)} is not one of {', '.join(_FIREWALLS)}")
+    try:
+        wgf_confirm.check(values.get("confirm"))
+    except SaltInvocationError as exc:  # names wireguard:lookup:confirm:<key> itself
+        errors.append(str(exc))
     if errors:
         raise SaltInvocationError("; ".join(errors))
     return values

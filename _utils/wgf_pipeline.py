@@ -23,6 +23,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_clients
+import wgf_confirm
 import wgf_firewall
 import wgf_keys
 import wgf_live
@@ -53,6 +54,11 @@ class Facts:
     client_records
         ``{interface: the JSON text of its clients record, or None}``: the allocations
         kept on the minion (``wgf_clients``).
+    confirm
+        Pillar's ``wireguard:lookup:confirm`` (unchecked), every interface's default.
+    init
+        The minion's init (grains ``init``): ``confirm`` needs one that can undo without
+        salt-minion (``wgf_confirm.check_init``).
     """
 
     minion_id: str
@@ -61,6 +67,8 @@ class Facts:
     known_tables: frozenset | set | None = None
     firewall: str = "none"
     client_records: dict = dataclasses.field(default_factory=dict)
+    confirm: object = None
+    init: str | None = "systemd"
 
 
 def compile_pillar(pillar, minion_id):
@@ -157,6 +165,7 @@ def resolve(compiled, facts):
             }
         )
         wgf_firewall.check(iface, facts.firewall, errors, names)
+        iface["confirm"] = _confirm(compiled["raw"][ifname], iface, facts, errors)
     _clients_named_like_interfaces(interfaces, compiled["raw"], errors)
     if errors:
         raise SaltInvocationError(
@@ -199,6 +208,22 @@ def _default_route(iface):
         for cidr in peer["allowed_ips"]
     ]
     return wgf_live.default_route_mode(iface["table"], allowed)
+
+
+def _confirm(raw, iface, facts, errors):
+    """The interface's effective confirm as plain data, ``{"timeout": s, "probes":
+    [str]}`` (each probe as pillar writes it), or None when it is off (or the interface
+    is absent: a removal is not confirmed). Refused where the init cannot undo alone."""
+    try:
+        confirm = wgf_confirm.effective(facts.confirm, raw.get("confirm"), iface["name"])
+        if confirm is None or iface["absent"]:
+            return None
+        wgf_confirm.check_init(facts.init, iface["name"])
+    except SaltInvocationError as exc:
+        if str(exc) not in errors:  # lookup's is one problem, not one per interface
+            errors.append(str(exc))
+        return None
+    return {"timeout": confirm.timeout, "probes": [str(probe) for probe in confirm.probes]}
 
 
 def _check_table(iface, known_tables, errors):

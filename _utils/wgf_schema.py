@@ -15,6 +15,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_clients
+import wgf_confirm
 import wgf_firewall
 import wgf_keys
 import wgf_options
@@ -40,6 +41,7 @@ OTHER_INTERFACE_KEYS = {
     "client_defaults": {},
     "clients": {},
     "max_key_age": None,
+    "confirm": None,
 }
 
 
@@ -217,6 +219,8 @@ def normalise_interface(ifname, iface, errors):
         "max_key_age": lambda v, w: (
             wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)") if v is not None else None
         ),
+        # checked here, made effective with lookup's by the pipeline (wgf_pipeline)
+        "confirm": lambda v, w: wgf_confirm.check(v, ifname),
     }
     out = {"name": ifname, **_checked(iface, keys, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")

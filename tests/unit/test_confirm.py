@@ -544,14 +544,23 @@ def test_every_combination_of_before_and_after_is_judged():
 # -------------------------------------------------------------------------- init
 
 
-def test_confirm_needs_systemd_or_openrc():
+def test_confirm_needs_systemd():
     assert c.check_init("systemd") == "systemd"
-    assert c.check_init("openrc", "wg0") == "openrc"
     for init in ("sysvinit", "runit", "unknown", None, ""):
         with pytest.raises(SaltInvocationError) as info:
             c.check_init(init, "wg0")
         assert str(info.value).startswith("wireguard:interfaces:wg0:confirm: confirm needs systemd")
         assert repr(init) in str(info.value)
+
+
+def test_confirm_is_refused_on_openrc_with_the_reason():
+    with pytest.raises(SaltInvocationError) as info:
+        c.check_init("openrc", "wg0")
+    message = str(info.value)
+    assert message.startswith(
+        "wireguard:interfaces:wg0:confirm: confirm is not supported on OpenRC"
+    )
+    assert "confirm: false" in message
 
 
 # --------------------------------------------------------------------- undo script

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import wgf_confirm
 import wgf_firewall
 import wgf_networks
 import wgf_schema
@@ -43,6 +44,8 @@ def accepted_paths():
     return (
         _under("wireguard", wgf_schema.TOP_KEYS)
         | _under("wireguard:lookup", _lookup_keys())
+        | _under("wireguard:lookup:confirm", wgf_confirm.KEYS)
+        | _under(f"{iface}:confirm", wgf_confirm.KEYS)
         | _under(iface, wgf_schema.INTERFACE_KEYS)
         | _under(f"{iface}:peers:*", wgf_schema.PEER_KEYS)
         | _under(f"{iface}:client_defaults", wgf_schema.CLIENT_DEFAULT_KEYS)

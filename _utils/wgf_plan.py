@@ -1,0 +1,221 @@
+"""What a run would change, planned without changing anything: the config file's render
+against the disk, the live interface's steps (``wgf_live``), the live peers' diff and
+the formula's firewall against the kernel's. The states plan with these and then act
+(``wireguard.config``, ``wireguard.interface``, ``wireguard.firewall``); the confirm of
+issue 21 (``wireguard.confirm_armed``) asks the same questions before the first of them
+runs, so "what will change" has one answer. Plain Python over a ``wgf_state.Minion``
+or a host adapter: nothing here writes or runs a change."""
+
+import os
+
+from salt.exceptions import SaltInvocationError
+
+import wgf_addr
+import wgf_conf
+import wgf_confirm
+import wgf_files
+import wgf_firewall
+import wgf_iproute
+import wgf_keys
+import wgf_layout
+import wgf_live
+import wgf_state
+
+# --------------------------------------------------------------------- the file
+
+
+def rendered(minion, interface, config_dir):
+    """The conf text for ``interface`` with its real keys, and pillar's warnings."""
+    iface = minion.declared(interface, config_dir)
+    if iface is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    psks = {
+        **minion.pillar_secrets(iface)["preshared_keys"],
+        **wgf_state.client_psks(iface, config_dir),
+    }
+    private_key = minion.private_key_of(iface, config_dir)
+    return (wgf_conf.render(iface, private_key, psks), iface["warnings"])
+
+
+# -------------------------------------------------------------- the live interface
+
+
+def _auto_mtu(host, iface, live, allowed):
+    """The MTU wg-quick picks without ``MTU =``: from the routes to the endpoints, as
+    they were before its default route existed (its packets carry the fwmark)."""
+    with_endpoint = {p["public_key"] for p in iface["peers"].values() if p["endpoint"]}
+    addresses = sorted(
+        {
+            str(ip)
+            for key, peer in live["peers"].items()
+            if key in with_endpoint
+            for ip in [wgf_addr.endpoint_ip(peer["endpoint"])[0]]
+            if ip
+        }
+    )
+    fwmark = None
+    if wgf_live.default_route_mode(iface["table"], allowed):
+        fwmark = live["fwmark"]
+    routes = list(host.endpoint_routes(addresses, fwmark).values())
+    default = next(iter(host.ip_json(["route", "show", "default"])), None)
+    return wgf_live.mtu_from_routes(routes, host.link_mtus(), default)
+
+
+def allowed_ips(iface, live):
+    """The AllowedIPs the interface holds once its peer states ran (in test mode they
+    have not): pillar's peers, and live peers pillar does not name unless purged."""
+    declared = {p["public_key"]: p for p in iface["peers"].values() if p["public_key"]}
+    allowed = [c for p in declared.values() if not p["absent"] for c in p["allowed_ips"]]
+    if not iface["purge_peers"]:
+        allowed += [
+            c
+            for key, peer in live["peers"].items()
+            if key not in declared
+            for c in peer["allowed_ips"]
+        ]
+    return allowed
+
+
+def live(minion, interface, config_dir):
+    """``(steps, changes, private_key)`` that bring the running ``interface`` (it is up)
+    to what a restart would build from its config (``wgf_live.plan``)."""
+    host = minion.host
+    iface = minion.declared(interface, config_dir)
+    if iface is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    shown = minion.salt["wireguard.show"](interface)[interface]
+    private_key = minion.private_key_of(iface, config_dir)
+    routes_v4 = host.ip_json(["-4", "route", "show", "table", "all", "dev", interface])
+    routes_v6 = host.ip_json(["-6", "route", "show", "table", "all", "dev", interface])
+    allowed = allowed_ips(iface, shown)
+    want = wgf_live.wanted(
+        iface,
+        wgf_keys.pubkey_or_none(private_key),
+        allowed,
+        wgf_live.has_link_local(routes_v6),
+        None if iface["mtu"] else _auto_mtu(host, iface, shown, allowed),
+    )
+    records = host.resolvconf_records()
+    record_path = os.path.join(records, host.resolvconf_name(interface)) if records else None
+    have = wgf_live.running(
+        shown,
+        wgf_iproute.link(host.ip_json(["addr", "show", "dev", interface])),
+        routes_v4,
+        routes_v6,
+        wgf_files.read(record_path) if record_path else None,
+        want["default_route"],
+    )
+    if records is None:
+        have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
+    steps, changes = wgf_live.plan(want, have, interface)
+    return steps, changes, private_key
+
+
+# ----------------------------------------------------------------------- peers
+
+
+def peers(minion, iface):
+    """The names of ``iface``'s peers whose live state the peer states would change
+    (added, changed, removed, or purged as undeclared); the interface is up."""
+    interface = iface["name"]
+    shown = minion.live(interface)
+    secrets = minion.pillar_secrets(iface)["preshared_keys"]
+    changed, keep = [], set()
+    for name, peer in sorted(iface["peers"].items()):
+        key = peer["public_key"]
+        if not key or peer["client"]:
+            continue
+        current = shown["peers"].get(key)
+        if peer["absent"]:
+            if current is not None:
+                changed.append(name)
+            continue
+        keep.add(key)
+        diff, _ = minion.peer_diff(
+            interface,
+            key,
+            current,
+            peer["allowed_ips"],
+            peer["endpoint"],
+            peer["persistent_keepalive"],
+            secrets.get(name),
+        )
+        if diff:
+            changed.append(name)
+    if iface["purge_peers"]:
+        keep |= {p["public_key"] for p in iface["peers"].values() if p["client"]}
+        changed += sorted(set(shown["peers"]) - keep)
+    return changed
+
+
+# -------------------------------------------------------------------- firewall
+
+
+def _nft_canonical(host, table_text):
+    """``table_text`` as ``nft list table`` prints it back."""
+    if table_text is None:
+        return None
+    return host.nft_canonical(wgf_firewall.TABLE, table_text)
+
+
+def _ipt_live(host, version):
+    return wgf_firewall.iptables_ours(host.iptables_save(version) or "")
+
+
+def firewall(host, interfaces, backend):
+    """``{part: (live, wanted, apply)}`` for each part (nftables, iptables, ip6tables)
+    whose live state differs from what ``backend`` wants; ``apply()`` makes it so."""
+    plan = {}
+    if host.has_exec("nft"):
+        table = wgf_firewall.nft_table(interfaces) if backend == "nftables" else None
+        live_table, wanted = host.nft_table(wgf_firewall.TABLE), _nft_canonical(host, table)
+        if live_table != wanted:
+            script = wgf_firewall.nft_replace(table)
+            plan["nftables"] = (live_table, wanted, lambda s=script: host.nft_apply(s))
+    for version, part in ((4, "iptables"), (6, "ip6tables")):
+        live_rules = _ipt_live(host, version)
+        if not live_rules and backend != "iptables":
+            continue
+        rules = wgf_firewall.iptables_rules(interfaces, version) if backend == "iptables" else None
+        wanted = (
+            wgf_firewall.iptables_ours(
+                host.iptables_canonical(version, wgf_firewall.iptables_restore(rules, set()))
+            )
+            if rules
+            else []
+        )
+        if live_rules == wanted:
+            continue
+        jumps = wgf_firewall.iptables_jumps(live_rules)
+        if rules:
+            text = wgf_firewall.iptables_restore(rules, jumps)
+        else:
+            chains = {line.split()[1][1:] for line in live_rules if line.split()[1].startswith(":")}
+            text = wgf_firewall.iptables_removal(chains, jumps)
+        plan[part] = (live_rules, wanted, lambda v=version, t=text: host.iptables_restore(v, t))
+    return plan
+
+
+# ------------------------------------------------------ one interface, for confirm
+
+
+def changes(minion, interface, config_dir, firewall_changes):
+    """``wgf_confirm.Changes`` of ``interface`` in this run, planned before anything
+    changes. ``firewall_changes``: whether the formula's firewall table changes (one
+    table holds every interface's rules: a change to it counts for each)."""
+    iface = minion.declared(interface, config_dir)
+    running = minion.is_up(interface)
+    kept = bool(iface) and iface["enabled"] and not iface["absent"]
+    if not (running and kept):
+        return wgf_confirm.Changes(running=running, kept=kept)
+    path = wgf_layout.Layout(config_dir).conf(interface)
+    text, _ = rendered(minion, interface, config_dir)
+    steps, _, _ = live(minion, interface, config_dir)
+    return wgf_confirm.Changes(
+        running=True,
+        kept=True,
+        file=wgf_files.read(path) != text,
+        live=bool(steps),
+        peers=bool(peers(minion, iface)),
+        firewall=bool(firewall_changes),
+    )
