@@ -145,7 +145,10 @@ def _pipeline(pillar=None, config_dir=None):
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
             iface.update(
-                files=layout.files(name), service=layout.unit(name), service_link=layout.link(name)
+                files=layout.files(name),
+                service=layout.unit(name),
+                service_link=layout.link(name),
+                confirm_unit=wgf_layout.confirm_restore_path(name),
             )
         result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
         cache[stamp] = result

@@ -8,6 +8,8 @@ key), in the C locale, its output never logged, its errors masked (``wg`` quotes
 cannot read). Keys reach it only as files (``wgf_files.key_files``), never on its command
 line."""
 
+import contextlib
+import fcntl
 import ipaddress
 import logging
 import os
@@ -15,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 
 import salt.utils.json
 import salt.utils.path
@@ -326,6 +329,23 @@ class Host:
         self.run_all(["systemctl", "disable", unit])
         wgf_files.remove(path)
         self.run(["systemctl", "daemon-reload"])
+
+    def now(self):
+        return time.time()
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+
+    @contextlib.contextmanager
+    def locked(self, directory):
+        """Hold ``<directory>/lock`` (``flock``), the lock the undo script takes: a
+        disarm and an undo never run at once."""
+        with open(os.path.join(directory, wgf_confirm.LOCK), "a", encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def send_event(self, tag, data):
         """Send ``data`` as event ``tag`` to the master (``event.send``)."""

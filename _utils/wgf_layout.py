@@ -382,6 +382,12 @@ def dropin(interface, config_dir, service=DEFAULT_SERVICE, init="systemd"):
     }
 
 
+def confirm_restore_path(interface):
+    """The boot-time unit that puts an unconfirmed change back (issue 21:
+    ``wgf_confirm.restore_unit``, under /etc/systemd/system)."""
+    return f"{SYSTEMD_UNIT_DIR}/{wgf_confirm.restore_unit(interface)}"
+
+
 def dropin_path(interface, service=DEFAULT_SERVICE):
     unit = unit_file(service.replace("{interface}", interface))
     return f"{SYSTEMD_UNIT_DIR}/{unit}.d/{DROPIN_NAME}"

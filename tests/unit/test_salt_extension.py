@@ -48,6 +48,7 @@ WIREGUARD_MODULE_FILES = (
     "wireguard_config.py",
     "wireguard_clients.py",
     "wireguard_check.py",
+    "wireguard_confirm.py",
 )
 
 
@@ -206,6 +207,9 @@ def test_salt_call_lists_the_state_functions(salt_env):
         "wireguard.client_peers",
         "wireguard.firewall",
         "wireguard.config_dir_absent",
+        "wireguard.confirm_armed",  # issue 21
+        "wireguard.confirm_checked",
+        "wireguard.confirm_absent",
     ):
         assert name in states, states
 
