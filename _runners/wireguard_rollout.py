@@ -30,6 +30,8 @@ __virtualname__ = "wireguard"
 
 #: Seconds to wait for a wave's state runs when no timeout is given.
 APPLY_TIMEOUT = 300
+#: Seconds to wait for ``wireguard.check`` (a minion that does not answer is unhealthy).
+CHECK_TIMEOUT = 15
 
 
 def __virtual__():
@@ -107,7 +109,9 @@ def rollout(tgt, tgt_type="glob", batch=1, canary=None, hold=None, timeout=None)
     answered = _job(tgt, "test.ping", tgt_type=tgt_type)
     waves = wgf_rollout.plan([m for m, r in answered.items() if r is True], batch, canary)
     # before anything changes: every minion's check, to find partners and old errors
-    before = _job("*", "wireguard.check", tgt_type="glob", kwarg={"sample": 0})
+    before = _job(
+        "*", "wireguard.check", tgt_type="glob", kwarg={"sample": 0}, timeout=CHECK_TIMEOUT
+    )
     fleet = wgf_rollout.peering(before)
     done, stopped = [], None
     for index, wave in enumerate(waves):
@@ -120,7 +124,7 @@ def rollout(tgt, tgt_type="glob", batch=1, canary=None, hold=None, timeout=None)
         )
         changed = [m for m in wave if wgf_rollout.changed(applied.get(m))]
         partners = [m for m in wgf_rollout.partners(changed, fleet) if m not in wave]
-        after = _checks(wave + partners, timeout=None)
+        after = _checks(wave + partners, timeout=CHECK_TIMEOUT)
         health = {
             m: wgf_rollout.judge(after.get(m), before.get(m), applied.get(m), in_wave=m in wave)
             for m in wave + partners
