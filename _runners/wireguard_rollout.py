@@ -92,7 +92,8 @@ def rollout(tgt, tgt_type="glob", batch=1, canary=None, hold=None, timeout=None)
 
     Returns ``{"ok", "waves": [{"minions", "changed", "health": {minion: {"ok",
     "problems"}}, "undone"}], "stopped" (the index of the wave it stopped at, or
-    None), "untouched" (minions of the waves not run)}``.
+    None), "untouched" (minions of the waves not run), "retcode" (1 when it stopped:
+    salt-run exits with it)}``.
 
     CLI Example:
 
@@ -140,7 +141,15 @@ def rollout(tgt, tgt_type="glob", batch=1, canary=None, hold=None, timeout=None)
             stopped = index
             break
     untouched = sorted(m for wave in waves[len(done) :] for m in wave)
-    if stopped is not None:
-        __context__["retcode"] = 1
+    # salt-run exits with the return's "retcode"; orchestrate reads __context__'s
+    retcode = 0 if stopped is None else 1
+    if retcode:
+        __context__["retcode"] = retcode
     log.info("wireguard.rollout:\n%s", wgf_rollout.text_report(done, stopped, untouched))
-    return {"ok": stopped is None, "waves": done, "stopped": stopped, "untouched": untouched}
+    return {
+        "ok": stopped is None,
+        "waves": done,
+        "stopped": stopped,
+        "untouched": untouched,
+        "retcode": retcode,
+    }

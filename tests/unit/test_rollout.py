@@ -269,7 +269,8 @@ def test_a_breaking_canary_stops_the_rollout_undone_and_exits_non_zero(runner):
     assert jobs(minions, "state.apply") == [["hub"]]
     assert jobs(minions, "wireguard.confirm_undo") == [["hub"]]
     assert jobs(minions, "wireguard.confirm_accept") == []
-    assert runner.__context__["retcode"] == 1
+    # salt-run exits with the return's retcode, orchestrate reads the context's
+    assert ret["retcode"] == 1 and runner.__context__["retcode"] == 1
 
 
 def test_healthy_waves_are_accepted_with_the_hold_override(runner):
@@ -280,6 +281,7 @@ def test_healthy_waves_are_accepted_with_the_hold_override(runner):
         "waves": ret["waves"],
         "stopped": None,
         "untouched": [],
+        "retcode": 0,
     }
     assert [w["minions"] for w in ret["waves"]] == [["hub"], ["s1", "s2"], ["s3"]]
     assert all(w["undone"] is False for w in ret["waves"])
