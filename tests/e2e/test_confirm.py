@@ -438,6 +438,17 @@ def test_a_reboot_before_confirmation_brings_the_old_config_up(base):
     _wait_changed(spoke, before)
     events = Events(base.hub, EVENT)
     spoke.reboot()
+    wait_for(
+        lambda: "inet " in spoke.out(["ip", "-o", "-4", "addr", "show", "dev", "wg0"], check=False),
+        30,
+        "tunspoke3's wg0 with an address after the reboot",
+        0.2,
+        detail=lambda: spoke.out(
+            "systemctl --no-pager status wg-quick@wg0 wireguard-confirm-restore-wg0; "
+            "journalctl -b --no-pager -n 40 -o cat",
+            check=False,
+        ),
+    )
     assert snapshot(spoke) == before
     journal = spoke.out(["journalctl", "-b", "-o", "cat", "--no-pager"])
     restore = journal.find("wireguard-confirm-restore-wg0")
