@@ -37,10 +37,10 @@ def _interfaces(interface):
 
 def confirm_status(interface=None):
     """
-    Return, per interface with a confirm state directory (or only ``interface``),
-    whether an undo is armed, its deadline (Unix time, None when not armed), its
-    probes, and the last undo: None, or its ``mode`` (``timer``, ``boot``, ``now``),
-    ``time`` and the ``failed`` probes' labels.
+    Return, per interface with a confirm state directory or boot-time unit (or only
+    ``interface``), whether an undo is armed, its deadline (Unix time, None when not
+    armed), its probes, and the last undo: None, or its ``mode`` (``timer``, ``boot``,
+    ``now``), ``time`` and the ``failed`` probes' labels.
 
     interface
         Only this interface.
@@ -101,7 +101,7 @@ def confirm_undo(interface=None):
     for name in _interfaces(interface):
         if not wgf_confirm_run.is_armed(name):
             done[name] = "not armed"
-        elif wgf_confirm_run.undo(host, name, ["undone on request"]):
+        elif wgf_confirm_run.undo(host, name):
             done[name] = "undone"
         else:
             done[name] = "undone, a step failed"

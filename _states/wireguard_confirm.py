@@ -75,7 +75,7 @@ def _armed(ret, minion, config_dir):
         if sent:
             notes.append(f"reported {len(sent)} earlier undo(s) ({wgf_confirm.EVENT_UNDONE})")
     if confirm is not None:
-        _boot_unit(minion, ret, interface, iface["service"])
+        _boot_unit(minion, ret, interface, minion.salt["wireguard.service_name"](interface))
     changes = wgf_confirm.Changes(running=False)
     if confirm is not None:
         interfaces = list(
@@ -97,7 +97,7 @@ def _armed(ret, minion, config_dir):
     }
     if minion.test:
         return minion.pending(ret, wgf_confirm.test_comment(interface, decision))
-    layout = wgf_layout.Layout(config_dir, iface["service"])
+    layout = wgf_layout.Layout(config_dir, minion.salt["wireguard.service_name"](interface))
     done = wgf_confirm_run.arm(minion, iface, confirm, layout, backend)
     return minion.pending(ret, "; ".join([f"{decision.reason}: {done}", *notes]))
 
@@ -181,7 +181,7 @@ def confirm_absent(name):
 def _absent(ret, minion):
     interface, host = ret["name"], minion.host
     path = wgf_layout.confirm_restore_path(interface)
-    directory = wgf_confirm.state_dir(interface)
+    directory = wgf_confirm_run.state_dir(interface)
     if wgf_files.read(path) is not None:
         ret["changes"]["boot_unit"] = {"old": path, "new": None}
     if wgf_confirm_run.status(interface)["armed"]:

@@ -267,8 +267,9 @@ def check_init(init, interface=None):
         return init
     if init == "openrc":
         raise SaltInvocationError(
-            f"{_place(interface)}: confirm is not supported on OpenRC yet: nothing the "
-            "formula could arm is known to outlive salt-minion there (rc_cgroup_cleanup "
+            f"{_place(interface)}: confirm is not supported on OpenRC yet (it needs "
+            "systemd): nothing the formula could arm is known to outlive salt-minion there "
+            "(rc_cgroup_cleanup "
             "kills the processes its service leaves); set confirm: false for this minion"
         )
     raise SaltInvocationError(

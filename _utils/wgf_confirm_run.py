@@ -18,6 +18,7 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
+import wgf_addr
 import wgf_conf
 import wgf_confirm
 import wgf_confirm_undo
@@ -56,8 +57,14 @@ def probes_of(setting):
     )
 
 
+def state_dir(interface):
+    """``wgf_confirm.state_dir`` under the module's ``STATE_ROOT`` as it is now (tests
+    move it)."""
+    return wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
+
+
 def _path(interface, name):
-    return os.path.join(wgf_confirm.state_dir(interface), name)
+    return os.path.join(state_dir(interface), name)
 
 
 def _read_json(interface, name, default=None):
@@ -188,7 +195,7 @@ def arm(minion, iface, confirm, layout, firewall):
     before that run stay (they are the last confirmed one); only the timer is armed
     again. Returns what was done, for the state's comment."""
     host, interface = minion.host, iface["name"]
-    directory = wgf_confirm.state_dir(interface)
+    directory = state_dir(interface)
     now = host.now()
     meta = {
         "interface": interface,
@@ -198,16 +205,22 @@ def arm(minion, iface, confirm, layout, firewall):
         "deadline": now + confirm.timeout,
     }
     current = wgf_files.read(layout.conf(interface)) or ""
-    names = {p["public_key"]: p["name"] for p in wgf_conf.parse(current)["peers"] if p["name"]}
+    # a peer by its name in the running file (a key the change replaces keeps it), else
+    # in pillar
+    names = {p["public_key"]: n for n, p in iface["peers"].items() if p["public_key"]}
+    names.update(
+        {p["public_key"]: p["name"] for p in wgf_conf.parse(current)["peers"] if p["name"]}
+    )
     before = sample_before(host, interface, confirm, minion.opts, names)
     if is_armed(interface):
         host.disarm_undo(interface)
         host.write_records(directory, {META: json.dumps(meta), BEFORE: json.dumps(before)})
         host.arm_undo(interface, confirm.timeout)
+        minion.context.setdefault(ARMED_NOW, []).append(interface)
         return "re-armed (the records of the last confirmed state kept)"
     records, restores, kind = _records(host, interface, layout, firewall)
     records[wgf_confirm.UNDO_SCRIPT] = wgf_confirm_undo.undo_script(
-        interface, restores, layout.unit(interface), kind, "systemd"
+        interface, restores, layout.unit(interface), kind, "systemd", wgf_confirm.STATE_ROOT
     )
     records[META] = json.dumps(meta)
     records[BEFORE] = json.dumps(before)
@@ -221,6 +234,7 @@ def arm(minion, iface, confirm, layout, firewall):
         host.remove(os.path.join(directory, wgf_confirm.ARMED))
         drop_records(host, interface)
         raise
+    minion.context.setdefault(ARMED_NOW, []).append(interface)
     return "armed"
 
 
@@ -233,6 +247,11 @@ def drop_records(host, interface):
 # -------------------------------------------------------------------------- checking
 
 
+#: ``__context__`` key: the interfaces this run armed (an undo marker of an earlier run
+#: is no failure of this one).
+ARMED_NOW = "wireguard.confirm_armed"
+
+
 def check(minion, iface, confirm, hold=None):
     """Probe until every probe answered or the deadline (less :data:`MARGIN`) came;
     then disarm (or, under the rollout's ``hold``, arm again for ``hold`` seconds), or
@@ -241,7 +260,8 @@ def check(minion, iface, confirm, hold=None):
     host, interface = minion.host, iface["name"]
     meta = _read_json(interface, META, {})
     if not is_armed(interface):
-        if os.path.exists(_path(interface, wgf_confirm.UNDONE)) and meta:
+        armed_now = interface in minion.context.get(ARMED_NOW, ())
+        if armed_now and os.path.exists(_path(interface, wgf_confirm.UNDONE)) and meta:
             return (
                 "undone-by-timer",
                 f"{interface}: change undone by the timer at the deadline ({meta['timeout']} s)",
@@ -266,10 +286,16 @@ def check(minion, iface, confirm, hold=None):
             message += " (a step of the undo failed: see the journal of the service)"
         return "undone", message, labels
     message = wgf_confirm.confirmed_message(interface, host.now() - armed_at, found)
-    if hold:
+    timer_won = (
+        "undone-by-timer",
+        f"{interface}: change undone by the timer at the deadline ({confirm.timeout} s), "
+        "as the probes answered",
+        [],
+    )
+    if hold and is_armed(interface):
         host.disarm_undo(interface)
         meta["deadline"] = host.now() + hold
-        host.write_records(wgf_confirm.state_dir(interface), {META: json.dumps(meta)})
+        host.write_records(state_dir(interface), {META: json.dumps(meta)})
         host.arm_undo(interface, hold)
         return (
             "held",
@@ -277,13 +303,14 @@ def check(minion, iface, confirm, hold=None):
             "or wireguard.confirm_undo",
             [],
         )
-    accept(host, interface)
+    if not accept(host, interface):  # the timer took the lock first
+        return timer_won
     return "confirmed", message, []
 
 
 def accept(host, interface):
     """Disarm what is armed and delete the records; whether something was armed."""
-    directory = wgf_confirm.state_dir(interface)
+    directory = state_dir(interface)
     if not os.path.isdir(directory):
         return False
     with host.locked(directory):
@@ -301,7 +328,7 @@ def undo(host, interface, labels=()):
         return True
     host.disarm_undo(interface)
     worked = host.run_undo(interface, "now")
-    directory = wgf_confirm.state_dir(interface)
+    directory = state_dir(interface)
     host.write_records(directory, {FAILED_PROBES: json.dumps(list(labels))})
     drop_records(host, interface)
     return worked
@@ -311,11 +338,21 @@ def undo(host, interface, labels=()):
 
 
 def interfaces():
-    """The interfaces with a state directory."""
+    """The interfaces with a confirm state directory or a boot-time unit (what
+    ``wireguard.clean`` removes, whatever pillar says now)."""
+    found = set()
     root = wgf_confirm.STATE_ROOT
-    if not os.path.isdir(root):
-        return []
-    return sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
+    if os.path.isdir(root):
+        found |= {n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n))}
+    units = wgf_layout.SYSTEMD_UNIT_DIR
+    prefix, suffix = wgf_confirm.RESTORE_PREFIX, ".service"
+    if os.path.isdir(units):
+        found |= {
+            n[len(prefix) : -len(suffix)].replace("\\x3d", "=")
+            for n in os.listdir(units)
+            if n.startswith(prefix) and n.endswith(suffix)
+        }
+    return sorted(n for n in found if wgf_addr.is_interface_name(n))
 
 
 def undone(interface):
@@ -358,7 +395,7 @@ def report(host):
             continue
         data = {"interface": interface, **done}
         host.send_event(wgf_confirm.EVENT_UNDONE, data)
-        host.write_records(wgf_confirm.state_dir(interface), {REPORTED: f"{host.now():.0f}\n"})
+        host.write_records(state_dir(interface), {REPORTED: f"{host.now():.0f}\n"})
         if not is_armed(interface):
             drop_records(host, interface)
         sent.append(data)

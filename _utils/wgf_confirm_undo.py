@@ -195,11 +195,13 @@ def undo_script(
     pending = restart_pending or wgf_layout.restart_pending(interface)
     lines.append(f"    rm -f {_script_path(pending)}")
     quoted = shlex.quote(service)
+    # `9>&-`: what the restart leaves running (an init script's daemon, wireguard-go)
+    # must not inherit the lock, or every later undo and disarm waits for it forever
     if init == "systemd":
         lines.append(f"    systemctl reset-failed {quoted} 2>/dev/null")
-        lines.append(f"    systemctl restart {quoted} || failed=1")
+        lines.append(f"    systemctl restart {quoted} 9>&- || failed=1")
     else:
-        lines.append(f"    rc-service {quoted} restart || failed=1")
+        lines.append(f"    rc-service {quoted} restart 9>&- || failed=1")
     lines += [
         "fi",
         'printf "mode=%s\\ntime=%s\\nfailed=%s\\n" "$mode" "$(date +%s)" "$failed" '

@@ -291,7 +291,7 @@ class Host:
     def arm_undo(self, interface, timeout):
         """The transient timer and service that run the undo of ``interface`` in
         ``timeout`` seconds (``systemd-run``: PID 1 owns them, not salt-minion)."""
-        self.run(wgf_confirm_undo.arm_argv(interface, timeout))
+        self.run(wgf_confirm_undo.arm_argv(interface, timeout, wgf_confirm.STATE_ROOT))
 
     def disarm_undo(self, interface):
         """Stop the timer of ``interface``'s undo; a timer already gone is no error."""
@@ -299,7 +299,8 @@ class Host:
 
     def run_undo(self, interface, mode="now"):
         """Run ``interface``'s recorded undo script now; whether every step worked."""
-        return self.run_all(wgf_confirm_undo.undo_argv(interface, mode))["retcode"] == 0
+        argv = wgf_confirm_undo.undo_argv(interface, mode, wgf_confirm.STATE_ROOT)
+        return self.run_all(argv)["retcode"] == 0
 
     def write_records(self, directory, files):
         """Write ``{name: text}`` into ``directory`` (made 0700, its parent too), each

@@ -206,15 +206,15 @@ def changes(minion, interface, config_dir, firewall_changes):
     iface = minion.declared(interface, config_dir)
     running = minion.is_up(interface)
     kept = bool(iface) and iface["enabled"] and not iface["absent"]
-    if not (running and kept):
-        return wgf_confirm.Changes(running=running, kept=kept)
     path = wgf_layout.Layout(config_dir).conf(interface)
-    text, _ = rendered(minion, interface, config_dir)
+    file = bool(iface) and wgf_files.read(path) != rendered(minion, interface, config_dir)[0]
+    if not (running and kept):
+        return wgf_confirm.Changes(running=running, kept=kept, file=file)
     steps, _, _ = live(minion, interface, config_dir)
     return wgf_confirm.Changes(
         running=True,
         kept=True,
-        file=wgf_files.read(path) != text,
+        file=file,
         live=bool(steps),
         peers=bool(peers(minion, iface)),
         firewall=bool(firewall_changes),

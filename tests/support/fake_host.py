@@ -5,10 +5,14 @@ It answers from canned live state, records every call that would change the mini
 ``asked``, and fails the calls it is told to fail (``fail``). Files are really written
 and removed: the tests keep them under ``tmp_path``, and the states read them back."""
 
+import contextlib
 import os
+import shutil
 
 from salt.exceptions import CommandExecutionError
 
+import wgf_confirm
+import wgf_confirm_undo
 import wgf_files
 
 
@@ -30,6 +34,12 @@ class FakeHost:
         self.nft = None  # the live `table inet wireguard`, None: there is none
         self.iptables = {4: None, 6: None}  # ip(6)tables-save text, None: no such tool
         self.log = "wg-quick: Line unrecognized: `PostUp'"
+        # confirm (issue 21)
+        self.answers = {}  # {("tcp", host, port) | ("icmp", address): bool or [bool, ...]}
+        self.dumps = {}  # {interface: `wg show <if> dump` text}
+        self.clock = 1_000_000.0  # now(); sleep() moves it
+        self.events = []  # (tag, data) sent
+        self.undo_works = True  # what the undo script's run says
 
     def fail(self, method, *prefix):
         """Make each later call of ``method`` whose arguments start with ``prefix`` fail."""
@@ -105,6 +115,40 @@ class FakeHost:
         self._ask("iptables_canonical", version)
         return text
 
+    def wg(self, args):
+        self._ask("wg", list(args))
+        return self.dumps.get(args[1], "")
+
+    def _answer(self, key):
+        """A list of answers is taken one per probe (its last one repeats); a callable
+        answer is called (what else happens while the probe runs)."""
+        answer = self.answers.get(key, True)
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        return answer() if callable(answer) else answer
+
+    def tcp_answers(self, host, port, timeout=2.0):
+        self._ask("tcp_answers", host, int(port))
+        return self._answer(("tcp", host, int(port)))
+
+    def icmp_answers(self, address, interface=None):
+        self._ask("icmp_answers", address, interface)
+        return self._answer(("icmp", address))
+
+    def boot_id(self):
+        return "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+    def now(self):
+        return self.clock
+
+    def sleep(self, seconds):
+        self.asked.append(("sleep", seconds))
+        self.clock += seconds
+
+    @contextlib.contextmanager
+    def locked(self, directory):
+        yield
+
     # --------------------------------------------------------------- changes
 
     def run(self, argv, stdin=None):
@@ -165,3 +209,48 @@ class FakeHost:
 
     def make_private(self, path):
         self._do("make_private", path)
+
+    def arm_undo(self, interface, timeout):
+        # the command line the real adapter runs, as it would run it
+        self._do("arm_undo", wgf_confirm_undo.arm_argv(interface, timeout))
+
+    def disarm_undo(self, interface):
+        self._do("disarm_undo", wgf_confirm_undo.disarm_argv(interface))
+
+    def run_undo(self, interface, mode="now"):
+        """What the script does, told in short: ``undone`` replaces ``armed``."""
+        self._do("run_undo", interface, mode)
+        directory = wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
+        failed = 0 if self.undo_works else 1
+        wgf_files.write_private(
+            os.path.join(directory, wgf_confirm.UNDONE),
+            f"mode={mode}\ntime={int(self.clock)}\nfailed={failed}\n",
+        )
+        wgf_files.remove(os.path.join(directory, wgf_confirm.ARMED))
+        return self.undo_works
+
+    def write_records(self, directory, files):
+        self._do("write_records", directory, sorted(files))
+        for path in (os.path.dirname(directory), directory):
+            os.makedirs(path, exist_ok=True)
+            os.chmod(path, 0o700)
+        wgf_files.write_many({os.path.join(directory, n): t for n, t in files.items()})
+
+    def remove_records(self, directory):
+        self._do("remove_records", directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def install_unit(self, path, text, unit):
+        self._do("install_unit", path, unit)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def remove_unit(self, path, unit):
+        self._do("remove_unit", path, unit)
+        wgf_files.remove(path)
+
+    def send_event(self, tag, data):
+        self._do("send_event", tag, data)
+        self.events.append((tag, data))
+        return True

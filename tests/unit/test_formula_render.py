@@ -225,9 +225,11 @@ def test_interfaces_are_independent(renderer):
 
 
 def test_run_order(renderer):
-    """package, firewall, config, service, peers, network: Salt runs states in this order."""
+    """package, firewall, config, service, peers, network, confirm's check: Salt runs
+    states in this order (confirm's arm runs first through its require_in, checked in
+    test_confirm_arms_before_the_first_change_and_checks_last)."""
     got = states(renderer.render("debian-12", SAMPLE))
-    concerns = ["package", "firewall", "config", "service", "peers", "network"]
+    concerns = ["package", "firewall", "config", "service", "peers", "network", "confirm"]
     ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
     ranks = [concerns.index(s["__sls__"].split(".")[1]) for _, s in ordered]
     assert ranks == sorted(ranks)
@@ -528,3 +530,54 @@ def test_example_renders(renderer, topology, minion_id, pillar):
             "purge_peers"
         ]
     assert "wireguard-package-install-pkg-installed" in got
+
+
+# ------------------------------------------------------------ confirm (issue 21)
+
+
+def test_confirm_arms_before_the_first_change_and_checks_last(renderer):
+    """Per interface with confirm on: its arm after the packages and before the
+    firewall and the config directory (everything else follows those), its check last
+    with no requisite; none for an interface with confirm off or absent."""
+    pillar = {
+        "lookup": {"confirm": {"timeout": 20}},
+        "interfaces": {
+            "wg0": {"address": "10.9.0.1/24"},
+            "wg1": {"address": "10.9.1.1/24", "confirm": False},
+            "wg2": {"absent": True},
+        },
+    }
+    got = states(renderer.render("debian-12", pillar, sls=("wireguard",)))
+    arm = got["wireguard-confirm-arm-wg0"]
+    assert fun(arm) == "wireguard.confirm_armed" and arg(arm, "name") == "wg0"
+    assert {"sls": "wireguard.package.install"} in arg(arm, "require")
+    # the shared firewall and this interface's key, which its other states follow
+    assert arg(arm, "require_in") == [
+        {"wireguard": "wireguard-firewall-rules-wireguard-firewall"},
+        {"wireguard": "wireguard-config-key-wireguard-private_key-wg0"},
+    ]
+    assert {"wireguard": "wireguard-config-key-wireguard-private_key-wg0"} in arg(
+        got["wireguard-config-file-wireguard-config-wg0"], "require"
+    )
+    check = got["wireguard-confirm-check-wg0"]
+    assert fun(check) == "wireguard.confirm_checked" and arg(check, "name") == "wg0"
+    assert arg(check, "order") == "last" and arg(check, "require") is None
+    assert [i for i in got if i.startswith("wireguard-confirm-")] == [
+        "wireguard-confirm-arm-wg0",
+        "wireguard-confirm-check-wg0",
+    ]
+
+
+def test_each_confirm_sls_applied_alone_renders_states(renderer):
+    """Salt reports an empty run as failed: with no interface (or no confirm) each of
+    them still renders a state."""
+    sls = ("wireguard.confirm.check", "wireguard.confirm.clean")
+    answer = renderer.render("debian-12", {}, sls=sls)
+    for name in sls:
+        assert states(answer, name), name
+
+
+def test_confirm_is_refused_at_render_on_openrc(renderer):
+    pillar = {"interfaces": {"wg0": {"address": "10.9.0.1/24", "confirm": True}}}
+    answer = renderer.render("alpine-3.20", pillar, sls=("wireguard",))
+    assert "confirm is not supported on OpenRC" in json.dumps(answer)

@@ -9,6 +9,11 @@
 {%- set sls_package_install = tplroot ~ '.package.install' %}
 {%- set sls_firewall_rules = tplroot ~ '.firewall.rules' %}
 {%- set sls_config_key = tplroot ~ '.config.key' %}
+{#- Before the shared firewall and this interface's key (its conf, service, peers and
+    live states follow the key), through require_in: Salt runs the arm first whatever
+    the definition order of the included files. A failed arm of wg0 changes nothing of
+    wg0, and holds back only the firewall, which every interface shares. (Alone this
+    file never renders empty: its includes have states.) #}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
 
@@ -28,7 +33,7 @@ include:
       - sls: {{ sls_package_install }}
     - require_in:
       - wireguard: wireguard-firewall-rules-wireguard-firewall
-      - file: wireguard-config-key-file-directory
+      - wireguard: {{ ('wireguard-config-key-wireguard-private_key-' ~ name) | json }}
 {%-   elif salt['file.file_exists'](iface.confirm_unit) %}
 
 {{ ('wireguard-confirm-arm-' ~ name ~ '-off') | json }}:

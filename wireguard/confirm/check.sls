@@ -8,13 +8,17 @@
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
 
-{%- for name, iface in interfaces | dictsort %}
-{%-   if iface.confirm and iface.enabled and not iface.absent %}
+{%- for name, iface in interfaces | dictsort
+      if iface.confirm and iface.enabled and not iface.absent %}
 
 {{ ('wireguard-confirm-check-' ~ name) | json }}:
   wireguard.confirm_checked:
     - name: {{ name | json }}
     - config_dir: {{ wireguard.config_dir | json }}
     - order: last
-{%-   endif %}
+{%- else %}
+
+wireguard-confirm-check-test-nop:
+  test.nop:
+    - name: no interface with confirm on
 {%- endfor %}

@@ -1,0 +1,319 @@
+"""Confirm (issue 21) against real network stacks, in namespaces this file creates: the
+host adapter's TCP and ICMP probes against a listener in another namespace (and a probe
+that did not answer before the change is not applicable), and the undo script run for
+real against a wg-quick interface on wireguard-go, with ``systemctl`` replaced by a stub
+on PATH that restarts the interface the way ``wg-quick@`` does."""
+
+import os
+import subprocess
+import uuid
+
+import pytest
+
+import wgf_confirm
+import wgf_confirm_run
+import wgf_confirm_undo
+import wgf_firewall
+import wgf_host
+import wgf_keys
+from tests.support.netns import Netns
+
+LISTENER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.21.2", 4506))
+s.listen(8)
+print("listening", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+
+
+@pytest.fixture
+def two(loaders):
+    """``local`` and ``remote`` joined by a veth (198.18.21.1 and .2), a TCP listener on
+    198.18.21.2:4506 in ``remote``; the test runs inside ``local``."""
+    local, remote = Netns("cflocal"), Netns("cfremote")
+    listener = None
+    try:
+        local.create()
+        remote.create()
+        local.veth(remote, "eth0", "eth0", "198.18.21.1/24", "198.18.21.2/24")
+        listener = remote.popen(["python3", "-c", LISTENER])
+        assert listener.stdout.readline().strip() == "listening"
+        with local.entered():
+            yield wgf_host.Host(loaders.modules), listener
+    finally:
+        if listener is not None:
+            listener.kill()
+            listener.wait()
+        local.delete()
+        remote.delete()
+
+
+def test_tcp_and_icmp_probes_answer_what_the_network_answers(two):
+    host, _ = two
+    assert host.tcp_answers("198.18.21.2", 4506) is True
+    assert host.tcp_answers("198.18.21.2", 4507, timeout=1) is False  # refused
+    assert host.tcp_answers("198.18.21.9", 4506, timeout=1) is False  # nobody there
+    assert host.icmp_answers("198.18.21.2") is True
+    assert host.icmp_answers("198.18.21.9") is False
+
+
+def test_a_probe_that_did_not_answer_before_is_not_applicable_one_that_stopped_fails(two):
+    host, listener = two
+    confirm = wgf_confirm_run.probes_of(
+        {"timeout": 5, "probes": ["198.18.21.2:4506", "198.18.21.9", "198.18.21.2"]}
+    )
+    opts = {"master_type": "disable"}
+    before = wgf_confirm_run.sample_before(host, "lo", confirm, opts, {})
+    assert before["targets"] == {
+        "198.18.21.2:4506": True,
+        "198.18.21.9": False,
+        "198.18.21.2": True,
+    }
+    listener.kill()  # "the change" breaks the TCP path, not the ICMP one
+    listener.wait()
+    found = wgf_confirm_run.outcomes(host, "lo", confirm, opts, before, {}, 0, set())
+    assert [(o.label, o.status) for o in found] == [
+        ("198.18.21.2:4506", wgf_confirm.FAILED),
+        ("198.18.21.9", wgf_confirm.NOT_APPLICABLE),
+        ("198.18.21.2", wgf_confirm.ANSWERED),
+    ]
+    assert wgf_confirm.failure_message("wg0", found, 5) == (
+        "wg0: change undone: 198.18.21.2:4506 did not answer within 5 s"
+    )
+
+
+# ------------------------------------------------------------------ the undo script
+
+SYSTEMCTL = """#!/bin/sh
+# systemctl as the undo uses it, logged; restart brings the interface down and up
+# again from its file, as wg-quick@ does
+echo "systemctl $*" >> "{log}"
+case "$1" in
+restart) wg-quick down "{conf}" >/dev/null 2>&1; exec wg-quick up "{conf}" ;;
+esac
+"""
+
+
+def conf(key, address):
+    return f"[Interface]\nPrivateKey = {key}\nAddress = {address}\nListenPort = 51900\n"
+
+
+@pytest.fixture
+def undo_box(tmp_path):
+    """A namespace with a wg-quick interface on wireguard-go, its original file recorded
+    and armed, then "changed": a new file and address live, a new nftables table."""
+    ifname = f"wgq{uuid.uuid4().hex[:6]}"
+    ns = Netns("cfundo")
+    etc, root, stubs = tmp_path / "etc", tmp_path / "confirm", tmp_path / "bin"
+    for directory in (etc, root, stubs):
+        directory.mkdir(mode=0o700)
+    path = etc / f"{ifname}.conf"
+    key = wgf_keys.genkey()
+    original = conf(key, "10.78.0.1/24")
+    state = root / ifname
+    state.mkdir(mode=0o700)
+    (state / "conf").write_text(original)
+    os.chmod(state / "conf", 0o600)  # as the state records it
+    (state / "firewall").write_text(wgf_firewall.nft_replace(None))
+    log = tmp_path / "systemctl.log"
+    (stubs / "systemctl").write_text(SYSTEMCTL.format(log=log, conf=path))
+    os.chmod(stubs / "systemctl", 0o755)
+    (state / "undo").write_text(
+        wgf_confirm_undo.undo_script(
+            ifname,
+            [wgf_confirm_undo.Restore(str(path), "conf")],
+            f"wg-quick@{ifname}",
+            "nftables",
+            root=str(root),
+            restart_pending=str(tmp_path / "pending"),
+        )
+    )
+    (state / "armed").write_text(wgf_confirm_undo.armed_text("00000000-0000"))
+    ns.env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+    try:
+        ns.create()
+        path.write_text(original)
+        os.chmod(path, 0o600)
+        ns.run(["wg-quick", "up", str(path)])
+        # the change: another address in the file and live, and the formula's table
+        path.write_text(conf(key, "10.78.0.9/24"))
+        ns.run(["wg-quick", "down", str(path)])
+        ns.run(["wg-quick", "up", str(path)])
+        ns.run(["nft", "add table inet wireguard"])
+        yield ns, ifname, path, original, state, log
+    finally:
+        ns.run(["wg-quick", "down", str(path)], check=False)
+        ns.delete()
+
+
+def addresses(ns, ifname):
+    return ns.ip("-o", "-4", "addr", "show", "dev", ifname)
+
+
+def test_the_undo_puts_file_interface_and_firewall_back(undo_box):
+    ns, ifname, path, original, state, log = undo_box
+    assert "10.78.0.9/24" in addresses(ns, ifname)
+    done = ns.run(["/bin/sh", str(state / "undo"), "now"], check=False)
+    assert done.returncode == 0, done.stderr
+    assert path.read_text() == original
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    shown = addresses(ns, ifname)
+    assert "10.78.0.1/24" in shown and "10.78.0.9" not in shown
+    assert ns.run(["nft", "list", "tables"]).stdout.strip() == ""
+    assert log.read_text().splitlines() == [
+        f"systemctl reset-failed wg-quick@{ifname}",
+        f"systemctl restart wg-quick@{ifname}",
+    ]
+    undone = dict(line.split("=", 1) for line in (state / "undone").read_text().splitlines())
+    assert undone["mode"] == "now" and undone["failed"] == "0"
+    assert not (state / "armed").exists()
+    # a second run (the timer firing late) finds nothing armed and does nothing
+    assert ns.run(["/bin/sh", str(state / "undo"), "timer"]).returncode == 0
+    assert len(log.read_text().splitlines()) == 2
+
+
+def test_at_boot_in_the_same_boot_the_undo_does_nothing(undo_box):
+    ns, _, path, original, state, log = undo_box
+    with open(wgf_confirm.BOOT_ID) as handle:
+        boot_id = handle.read().strip()
+    (state / "armed").write_text(wgf_confirm_undo.armed_text(boot_id))
+    assert ns.run(["/bin/sh", str(state / "undo"), "boot"]).returncode == 0
+    assert path.read_text() != original and (state / "armed").exists()
+    assert not log.exists()
+
+
+def test_held_under_the_lock_the_undo_waits(undo_box):
+    """A disarm holds the directory's lock: the timer's undo waits for it, then finds
+    nothing armed."""
+    ns, _, path, original, state, log = undo_box
+    holder = subprocess.Popen(
+        ["flock", str(state / "lock"), "sh", "-c", f"sleep 1; rm -f {state / 'armed'}"]
+    )
+    try:
+        subprocess.run(["sleep", "0.2"], check=True)
+        assert ns.run(["/bin/sh", str(state / "undo"), "timer"]).returncode == 0
+    finally:
+        holder.wait()
+    assert path.read_text() != original and not log.exists()
+
+
+# ------------------------------------------------- the states through the real loader
+
+SYSTEMD_STUB = """#!/bin/sh
+# {name} as confirm uses it, logged; `systemctl restart` of the interface's service
+# sets it from its file again, as wg-quick@'s restart would (wg syncconf)
+echo "{name} $*" >> "{log}"
+if [ "{name} $1" = "systemctl restart" ]; then
+    wg-quick strip "{conf}" > "{conf}.stripped" && wg syncconf "{ifname}" "{conf}.stripped"
+fi
+"""
+
+
+@pytest.fixture
+def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypatch):
+    """The pair's interface as pillar says, with confirm on (6 s, a TCP probe to a
+    listener in the remote namespace); systemd-run and systemctl stubbed on PATH, the
+    state directory under tmp_path, grains saying systemd."""
+    import wgf_layout
+    from tests.functional.test_state_interface import pillar_for
+
+    stubs, log = tmp_path / "bin", tmp_path / "systemd.log"
+    stubs.mkdir()
+    conf_path = config_dir / f"{pair.ifname}.conf"
+    for name in ("systemd-run", "systemctl"):
+        (stubs / name).write_text(
+            SYSTEMD_STUB.format(name=name, log=log, conf=conf_path, ifname=pair.ifname)
+        )
+        os.chmod(stubs / name, 0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
+    monkeypatch.setattr(wgf_confirm, "STATE_ROOT", str(tmp_path / "confirm"))
+    monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
+    listener = pair.remote.popen(["python3", "-c", LISTENER.replace("21.2", "10.2")])
+    assert listener.stdout.readline().strip() == "listening"
+    confirm = {"timeout": 6, "probes": ["198.18.10.2:4506"]}
+
+    def apply(on=True, **settings):
+        pillar = pillar_for(pair, pair.local_key, remote2, confirm=confirm if on else False)
+        pillar["wireguard"]["interfaces"][pair.ifname].update(settings)
+        set_pillar(pillar)
+        # the loader's grains, read again by set_pillar: this machine's PID 1 is no systemd
+        loaders.grains["init"] = "systemd"
+        states = loaders.states.wireguard
+        arm = states.confirm_armed(pair.ifname, config_dir=str(config_dir))
+        changed = [
+            states.config(pair.ifname, config_dir=str(config_dir)),
+            states.interface(pair.ifname, config_dir=str(config_dir)),
+        ]
+        return arm, changed
+
+    try:
+        apply(on=False)  # the file written as pillar says, confirm off
+        arm, changed = apply()
+        assert arm["changes"] == {} and "nothing changes" in arm["comment"], arm
+        assert not [c for c in changed if c["changes"]], changed
+        assert states_dir_empty(tmp_path)
+        yield apply, listener, conf_path, log
+    finally:
+        listener.kill()
+        listener.wait()
+
+
+def states_dir_empty(tmp_path):
+    root = tmp_path / "confirm"
+    return not root.exists() or not any(p.name == "armed" for p in root.rglob("*"))
+
+
+def listen_port(pair):
+    return pair.local.run(["wg", "show", pair.ifname, "listen-port"]).stdout.strip()
+
+
+def test_a_confirmed_change_is_disarmed_and_its_records_deleted(
+    loaders, pair, confirmed, config_dir, tmp_path
+):
+    apply, _, conf_path, log = confirmed
+    arm, changed = apply(listen_port=51830)
+    assert arm["result"] is True and "confirm" in arm["changes"], arm
+    assert all(c["result"] is True for c in changed), changed
+    assert listen_port(pair) == "51830"
+    check = loaders.states.wireguard.confirm_checked(pair.ifname, config_dir=str(config_dir))
+    assert check["result"] is True and check["comment"].startswith(f"{pair.ifname}: confirmed in")
+    # (Salt's own `systemctl --version` and the like left out)
+    calls = [c for c in log.read_text().splitlines() if "wireguard-confirm-" in c]
+    assert calls[0].startswith(f"systemd-run --unit=wireguard-confirm-{pair.ifname} ")
+    assert "--on-active=6" in calls[0]
+    assert calls[-1] == f"systemctl stop wireguard-confirm-{pair.ifname}.timer"
+    state = tmp_path / "confirm" / pair.ifname
+    assert sorted(p.name for p in state.iterdir() if p.name != "lock") == ["meta.json"]
+    assert pair.local_key not in log.read_text()
+    assert "51830" in conf_path.read_text() and listen_port(pair) == "51830"
+
+
+def test_a_change_the_probe_does_not_confirm_is_undone_by_the_recorded_script(
+    loaders, pair, confirmed, config_dir, tmp_path
+):
+    apply, listener, conf_path, log = confirmed
+    before = conf_path.read_text()
+    apply(listen_port=51830)
+    state = tmp_path / "confirm" / pair.ifname
+    assert oct(state.stat().st_mode & 0o777) == "0o700"
+    assert (state / "conf").read_text() == before
+    assert oct((state / "conf").stat().st_mode & 0o777) == "0o600"
+    listener.kill()  # the change "broke" the path the probe checks
+    listener.wait()
+    check = loaders.states.wireguard.confirm_checked(pair.ifname, config_dir=str(config_dir))
+    assert check["result"] is False
+    assert check["comment"] == (
+        f"{pair.ifname}: change undone: 198.18.10.2:4506 did not answer within 6 s"
+    )
+    assert conf_path.read_text() == before
+    assert listen_port(pair) == "51820"
+    calls = log.read_text().splitlines()
+    assert f"systemctl restart wg-quick@{pair.ifname}" in calls
+    status = loaders.modules.wireguard.confirm_status(pair.ifname)[pair.ifname]
+    assert status["armed"] is False and status["undone"]["mode"] == "now"
+    assert status["undone"]["failed"] == ["198.18.10.2:4506"]
+    assert not (state / "conf").exists()  # the recorded key copy is gone
