@@ -218,7 +218,7 @@ def snapshot(host) -> dict:
     return {
         "conf": host.out(["sha256sum", CONF]).split()[0],
         "live": live,
-        "addr": host.out(["ip", "-o", "-4", "addr", "show", "dev", "wg0"]).split()[3],
+        "addr": re.findall(r" inet (\S+)", host.out(["ip", "-o", "-4", "addr", "show", "wg0"])),
     }
 
 
@@ -386,7 +386,12 @@ def _async_apply(tunnel, minion, pillars) -> None:
 
 
 def _wait_changed(host, before: dict, within: float = 60) -> float:
-    wait_for(lambda: snapshot(host)["conf"] != before["conf"], within, "the change", 0.1)
+    """Until the conf file changed (only the file: the live interface may be halfway)."""
+
+    def digest():
+        return host.out(["sha256sum", CONF]).split()[0]
+
+    wait_for(lambda: digest() != before["conf"], within, "the change", 0.1)
     return time.monotonic()
 
 
