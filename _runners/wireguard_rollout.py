@@ -30,15 +30,17 @@ __virtualname__ = "wireguard"
 
 #: Seconds to wait for a wave's state runs when no timeout is given.
 APPLY_TIMEOUT = 300
-#: Seconds to wait for ``wireguard.check`` (a minion that does not answer is unhealthy).
+#: Seconds to wait for ``wireguard.check`` (a minion that does not answer is unhealthy),
+#: and then for a silent minion to say it still runs it (Salt's ``gather_job_timeout``).
 CHECK_TIMEOUT = 15
+GATHER_TIMEOUT = 5
 
 
 def __virtual__():
     return __virtualname__
 
 
-def _job(tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None):
+def _job(tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None, **more):
     """``{minion: return}`` of one job; minions that did not answer are missing."""
     client = salt.client.get_local_client(mopts=__opts__)
     try:
@@ -51,6 +53,7 @@ def _job(tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None):
                 timeout=timeout or __opts__.get("timeout", 10),
                 kwarg=kwarg,
                 full_return=True,
+                **more,
             )
             or {}
         )
@@ -62,7 +65,13 @@ def _job(tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None):
 def _checks(minions, timeout):
     if not minions:
         return {}
-    return _job(sorted(minions), "wireguard.check", kwarg={"sample": 0}, timeout=timeout)
+    return _job(
+        sorted(minions),
+        "wireguard.check",
+        kwarg={"sample": 0},
+        timeout=timeout,
+        gather_job_timeout=GATHER_TIMEOUT,
+    )
 
 
 def rollout(tgt, tgt_type="glob", batch=1, canary=None, hold=None, timeout=None):

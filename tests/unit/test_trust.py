@@ -96,7 +96,9 @@ class Minions:
     def destroy(self):
         pass
 
-    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None):
+    def cmd(
+        self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None, **_
+    ):
         self.jobs.append((fun, tgt, arg))
         name = fun if isinstance(fun, str) else tuple(fun)
         got = self.answers.get(name, {})
