@@ -211,10 +211,13 @@ def by_id(ret: dict, sid: str) -> dict:
 
 
 def snapshot(host) -> dict:
-    """What a user compares: the conf file, and `wg show` without counters/handshakes."""
+    """What a user compares: the conf file (endpoints included), and `wg show`: keys,
+    port, fwmark, each peer's AllowedIPs, and the addresses of wg0."""
     dump = host.out(["wg", "show", "wg0", "dump"]).splitlines()
     rows = [line.split("\t") for line in dump]
-    live = [rows[0][1:4], *sorted([r[0], r[2], r[3]] for r in rows[1:])]
+    # peers by key and AllowedIPs: an endpoint the hub learned is not config, and a
+    # restarted hub knows it again only at the spoke's next keepalive
+    live = [rows[0][1:4], *sorted([r[0], r[3]] for r in rows[1:])]
     return {
         "conf": host.out(["sha256sum", CONF]).split()[0],
         "live": live,
