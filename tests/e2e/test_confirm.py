@@ -246,10 +246,11 @@ def answers_ping(tunnel, minion) -> bool:
     return tunnel.hub.salt(minion, "test.ping", timeout=15).get(minion) is True
 
 
-def answers_again(tunnel, minion, within: float = 60) -> bool:
+def answers_again(tunnel, minion, within: float = 180) -> bool:
     """`salt MINION test.ping` answers within `within` seconds. An undo on the hub
     restarts its wg0, which learns a spoke's endpoint again only at the spoke's next
-    keepalive (25 s): until then the master cannot publish to it."""
+    keepalive (25 s), and the TCP connections of Salt that were cut meanwhile resend
+    with exponential backoff (seen in the lab: over 60 s for one spoke)."""
     wait_for(lambda: answers_ping(tunnel, minion), within, f"{minion} to answer", 1)
     return True
 
