@@ -28,7 +28,7 @@ from pathlib import Path
 
 from . import rootfs as rootfs_mod
 from .host import Bridge, Container, Host
-from .saltmaster import FORMULA_DIR, MASTER_IP, Master, minion_conf
+from .saltmaster import FORMULA_DIR, MASTER_IP, MINION_CONF, Master, minion_conf
 from .util import NSPAWN_RUN_DIR, PREFIX, REPO, STATE_DIR, LabError, log, remove_tree, require_root
 
 MGMT_NET = "198.19.255"
@@ -168,11 +168,24 @@ class Lab:
         return br.create()
 
     def container(
-        self, name: str, minion: bool = True, hosts: dict | None = None, start: bool = True
+        self,
+        name: str,
+        minion: bool = True,
+        hosts: dict | None = None,
+        start: bool = True,
+        formula: bool = False,
     ) -> Container:
         """A systemd container; with minion=True its salt-minion (id = name) talks to the
-        lab's master over the mgmt switch. Returns as soon as nspawn is launched."""
-        c = Container(self, name, self.rootfs)
+        lab's master over the mgmt switch. With formula=True the formula is at
+        /srv/formula (read-only), for `salt-call --local` (tests/lab/tunnel.py). Returns
+        as soon as nspawn is launched."""
+        more = {}
+        if formula:
+            more = {
+                "binds_ro": [(self.formula, FORMULA_DIR)],
+                "tmpfs": self._hidden_in_formula(),
+            }
+        c = Container(self, name, self.rootfs, **more)
         c.minion = minion
         self._add(c)
         c.create()
@@ -195,6 +208,32 @@ class Lab:
         if start:
             c.start()
         return c
+
+    def tunnel_master(self, name: str, files: dict[str, str] | None = None) -> Master:
+        """Salt over the tunnel (issue 21): a salt-master that is also a WireGuard node,
+        the hub. It has no link to the mgmt switch: it listens on every address of its
+        own (its tunnel address too), its own salt-minion (id = name) talks to it over
+        loopback, and minions made with tests/lab/tunnel.py reach it only through the
+        tunnel. `files` ({path: text}) are written before it boots (more master
+        config). Returns as soon as nspawn is launched."""
+        m = Master(
+            self,
+            name,
+            self.rootfs,
+            binds_ro=[(self.formula, FORMULA_DIR)],
+            tmpfs=self._hidden_in_formula(),
+        )
+        self._add(m)
+        m.create()
+        # master.d files are read in name order: this one overrides lab.conf's interface
+        m.write("/etc/salt/master.d/tunnel.conf", "interface: 0.0.0.0\n")
+        m.write("/etc/salt/minion.d/lab.conf", MINION_CONF.format(master="127.0.0.1", id=name))
+        m.enable_unit("salt-minion.service")
+        m.write("/etc/hosts", f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost\n")
+        for path, text in (files or {}).items():
+            m.write(path, text)
+        m.start()
+        return m
 
     def link(
         self, a: Host, b: Host, a_if: str = "eth0", b_if: str = "eth0", a_addrs=(), b_addrs=()

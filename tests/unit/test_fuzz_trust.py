@@ -466,6 +466,7 @@ RUNNER_CALLS = {
     "rotate_keys": ("tgt", "interface", "tgt_type", "timeout"),
     "rotate_psks": ("network", "tgt", "tgt_type", "timeout"),
     "ensure_psks": ("network", "tgt", "tgt_type"),
+    "rollout": ("tgt", "tgt_type", "batch", "canary", "hold", "timeout"),
 }
 
 
@@ -479,11 +480,12 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
     }
     if function == "rotate_psks":
         args.setdefault("network", "corp")
-    if function == "rotate_keys":
+    if function in ("rotate_keys", "rollout"):
         args.setdefault("tgt", "a")
     monkeypatch_module.setattr(runner, "_ask_minions", lambda *_: (audit_answers(), []))
     monkeypatch_module.setattr(runner, "_master_networks", lambda *_, **__: ({}, {}))
     monkeypatch_module.setattr(runner, "_targets", lambda t, _: ["a"])
+    monkeypatch_module.setattr(runner, "_job", lambda *_, **__: {})
     monkeypatch_module.setattr(
         runner.salt.utils.minions,
         "CkMinions",

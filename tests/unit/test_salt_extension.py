@@ -253,8 +253,8 @@ def test_salt_run_finds_the_runner(salt_env):
     """`salt-run --doc` loads the runners in the salt-run process: no master needed."""
     out = salt_env("salt-run", "--doc", "wireguard")
     documented = re.findall(r"^(wireguard\.\w+):$", out, re.M)
-    # both files of the runner (wireguard.py, wireguard_keys.py) are one runner
-    wanted = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys")
+    # the files of the runner (wireguard.py, wireguard_keys.py, wireguard_rollout.py) are one
+    wanted = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
     assert {f"wireguard.{name}" for name in wanted} <= set(documented), out
 
 

@@ -96,7 +96,9 @@ class Minions:
     def destroy(self):
         pass
 
-    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None):
+    def cmd(
+        self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None, **_
+    ):
         self.jobs.append((fun, tgt, arg))
         name = fun if isinstance(fun, str) else tuple(fun)
         got = self.answers.get(name, {})
@@ -121,11 +123,11 @@ def runner(master, monkeypatch):
     return module
 
 
-RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys")
+RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
 
 
 def test_salt_loads_the_runner_files_as_one_runner(master, runner):
-    """``_runners/wireguard.py`` and ``_runners/wireguard_keys.py`` share the virtual name
+    """``_runners/wireguard.py``, ``wireguard_keys.py`` and ``wireguard_rollout.py`` share the virtual name
     ``wireguard``: Salt's own runner loader merges them, so ``salt-run
     wireguard.rotate_keys`` is found as ``salt-run wireguard.audit`` is (and the tests'
     ``Runner`` sees the same functions)."""
@@ -135,7 +137,7 @@ def test_salt_loads_the_runner_files_as_one_runner(master, runner):
     assert names == {f"wireguard.{function}" for function in RUNNER_FUNCTIONS}
     for function in RUNNER_FUNCTIONS:
         assert loaded[f"wireguard.{function}"].__doc__ == getattr(runner, function).__doc__
-    assert len(runner.modules) == 2
+    assert len(runner.modules) == 3
 
 
 def rotation_answers(keys, stage=None):
