@@ -340,8 +340,9 @@ def blind_spots(interface, changes, confirm):
         return []
     return [
         f"{interface}: the firewall changes and only the peers probe checks it; WireGuard "
-        "counts a peer's packets before the firewall drops them, so add an address or "
-        "host:port probe behind the firewall (or master)"
+        "counts a peer's packets before the firewall drops them: add the master probe, "
+        "and roll out a rule that may drop what others send here with wireguard.rollout, "
+        "which checks them"
     ]
 
 
