@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_live_changes import steady_ping
+from tests.e2e.traffic import steady_ping
 from tests.lab.tunnel import bootstrap, in_parallel, join
 from tests.lab.util import LabError, wait_for
 

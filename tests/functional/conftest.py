@@ -149,3 +149,22 @@ def set_pillar(loaders, write_pillar):
     yield write
     write_pillar({})
     loaders.reload_all()
+
+
+def pillar_for(pair, key, remote, **settings):
+    """The pillar of ``pair``'s local interface (key ``key``, one peer ``r2`` with the
+    public key ``remote``), with ``settings`` on top."""
+    iface = {
+        "address": ["10.77.0.1/24"],
+        "listen_port": 51820,
+        "private_key": key,
+        "peers": {
+            "r2": {
+                "public_key": remote,
+                "allowed_ips": ["10.77.0.2/32"],
+                "endpoint": "198.18.10.2:51822",
+            }
+        },
+    }
+    iface.update(settings)
+    return {"wireguard": {"interfaces": {pair.ifname: iface}}}

@@ -16,6 +16,7 @@ import wgf_confirm_undo
 import wgf_firewall
 import wgf_host
 import wgf_keys
+from tests.functional.conftest import pillar_for
 from tests.support.netns import Netns
 
 LISTENER = """
@@ -219,7 +220,6 @@ def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypa
     listener in the remote namespace); systemd-run and systemctl stubbed on PATH, the
     state directory under tmp_path, grains saying systemd."""
     import wgf_layout
-    from tests.functional.test_state_interface import pillar_for
 
     stubs, log = tmp_path / "bin", tmp_path / "systemd.log"
     stubs.mkdir()

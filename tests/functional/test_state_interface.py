@@ -7,22 +7,7 @@ import json
 
 import pytest
 
-
-def pillar_for(pair, key, remote, **settings):
-    iface = {
-        "address": ["10.77.0.1/24"],
-        "listen_port": 51820,
-        "private_key": key,
-        "peers": {
-            "r2": {
-                "public_key": remote,
-                "allowed_ips": ["10.77.0.2/32"],
-                "endpoint": "198.18.10.2:51822",
-            }
-        },
-    }
-    iface.update(settings)
-    return {"wireguard": {"interfaces": {pair.ifname: iface}}}
+from tests.functional.conftest import pillar_for
 
 
 def live(pair):

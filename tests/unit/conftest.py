@@ -68,6 +68,49 @@ class Runner:
             object.__delattr__(self, name)
 
 
+class Minions:
+    """Stand-in minions for a runner's ``LocalClient``: what each answers (``{function:
+    {minion: return}}``, or a callable of the target and arguments), and every job sent."""
+
+    def __init__(self, answers):
+        self.answers, self.jobs = answers, []
+
+    def get_local_client(self, **_):
+        return self
+
+    def destroy(self):
+        pass
+
+    def cmd(
+        self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None, **_
+    ):
+        self.jobs.append((fun, tgt, arg))
+        name = fun if isinstance(fun, str) else tuple(fun)
+        got = self.answers.get(name, {})
+        got = got(tgt, arg) if callable(got) else got
+        if full_return:  # Salt's client always answers {minion: return}
+            return {m: {"ret": r, "retcode": 0} for m, r in got.items()}
+        return got
+
+
+def runner_with_stand_ins(name, opts, monkeypatch):
+    """The runner (``Runner``) with ``opts``; ``runner.use(answers)`` puts stand-in
+    ``Minions`` behind Salt's LocalClient and returns them."""
+    import salt.client
+
+    module = Runner(name)
+    module.__opts__ = opts
+    module.__context__ = {}
+
+    def use(answers):
+        minions = Minions(answers)
+        monkeypatch.setattr(salt.client, "get_local_client", minions.get_local_client)
+        return minions
+
+    module.use = use
+    return module
+
+
 @pytest.fixture(scope="module")
 def renderer(tmp_path_factory):
     """The formula rendered by the real Salt (tests/support/render.py): one worker

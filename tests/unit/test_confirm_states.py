@@ -16,8 +16,8 @@ import wgf_confirm_run
 import wgf_keys
 import wgf_layout
 from tests.support import pipeline
+from tests.support.fake_minion import IF, FakeMinion, hand_in
 from tests.unit.conftest import load
-from tests.unit.test_state_decisions import IF, FakeMinion, hand_in
 
 FILES = ("wireguard", "wireguard_files", "wireguard_interface", "wireguard_confirm")
 MASTER = "10.7.0.254"

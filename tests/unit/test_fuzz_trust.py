@@ -33,7 +33,7 @@ from tests.support.fuzz import (
     mutate,
 )
 from tests.support.minion import master_opts
-from tests.unit.conftest import Runner, load
+from tests.unit.conftest import Minions, Runner, load
 
 NODES = ("a", "b", "c")
 CORP = {
@@ -74,23 +74,6 @@ def runner():
     module.__opts__ = {"cachedir": "/nonexistent", "timeout": 1}
     module.__context__ = {}
     return module
-
-
-class Minions:
-    def __init__(self, answers):
-        self.answers = answers
-
-    def get_local_client(self, **_):
-        return self
-
-    def destroy(self):
-        pass
-
-    def cmd(self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None):
-        got = self.answers.get(fun, {})
-        if full_return:  # Salt's client always answers {minion: return}
-            return {m: {"ret": r, "retcode": 0} for m, r in got.items()}
-        return got
 
 
 def healthy_rotation():

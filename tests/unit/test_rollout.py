@@ -14,8 +14,7 @@ from salt.exceptions import SaltInvocationError
 import wgf_keys
 import wgf_rollout as r
 from tests.support.minion import master_opts
-from tests.unit.conftest import Runner
-from tests.unit.test_trust import Minions
+from tests.unit.conftest import Minions, runner_with_stand_ins
 
 KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 HUB, S1, S2, S3 = (wgf_keys.pubkey(wgf_keys.genkey()) for _ in range(4))
@@ -221,19 +220,7 @@ def test_the_wave_report_and_its_text():
 
 @pytest.fixture
 def runner(tmp_path, monkeypatch):
-    import salt.client
-
-    module = Runner("wireguard_rollout_under_test")
-    module.__opts__ = master_opts(tmp_path)
-    module.__context__ = {}
-
-    def use(answers):
-        minions = Minions(answers)
-        monkeypatch.setattr(salt.client, "get_local_client", minions.get_local_client)
-        return minions
-
-    module.use = use
-    return module
+    return runner_with_stand_ins("wireguard_rollout_under_test", master_opts(tmp_path), monkeypatch)
 
 
 def fleet_answers(apply):

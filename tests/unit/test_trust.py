@@ -24,7 +24,7 @@ from salt.exceptions import SaltInvocationError
 import wgf_keys
 import wgf_psk
 from tests.support.minion import master_opts
-from tests.unit.conftest import REPO, Runner
+from tests.unit.conftest import REPO, runner_with_stand_ins
 
 NODES = ("a", "b", "c")
 CORP = {
@@ -84,43 +84,9 @@ def write_networks(opts, networks):
         yaml.safe_dump({"wireguard": {"networks": networks}}, handle)
 
 
-class Minions:
-    """Stand-in minions: what each answers, and every job sent."""
-
-    def __init__(self, answers):
-        self.answers, self.jobs = answers, []
-
-    def get_local_client(self, **_):
-        return self
-
-    def destroy(self):
-        pass
-
-    def cmd(
-        self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None, **_
-    ):
-        self.jobs.append((fun, tgt, arg))
-        name = fun if isinstance(fun, str) else tuple(fun)
-        got = self.answers.get(name, {})
-        got = got(tgt, arg) if callable(got) else got
-        if full_return:
-            return {m: {"ret": r, "retcode": 0} for m, r in got.items()}
-        return got
-
-
 @pytest.fixture
 def runner(master, monkeypatch):
-    module = Runner("wireguard_runner_under_test")
-    module.__opts__ = master
-    module.__context__ = {}
-
-    def use(answers):
-        minions = Minions(answers)
-        monkeypatch.setattr(salt.client, "get_local_client", minions.get_local_client)
-        return minions
-
-    module.use = use
-    return module
+    return runner_with_stand_ins("wireguard_runner_under_test", master, monkeypatch)
 
 
 RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
