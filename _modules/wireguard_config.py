@@ -148,7 +148,7 @@ def _pipeline(pillar=None, config_dir=None):
                 files=layout.files(name),
                 service=layout.unit(name),
                 service_link=layout.link(name),
-                confirm_unit=wgf_layout.confirm_restore_path(name),
+                confirm_unit=wgf_layout.confirm_restore_path(name, facts.init),
             )
         result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
         cache[stamp] = result

@@ -1,7 +1,8 @@
 """
 Confirmed changes (issue 21, docs/confirm.md): before the run's first change to a
 running interface, an undo is armed that does not need salt-minion (a transient
-systemd timer); after the changes, the probes must answer, or the change is undone.
+systemd timer, on OpenRC a detached process); after the changes, the probes must
+answer, or the change is undone.
 
 A file of the ``wireguard`` state module, by concern (``wireguard.confirm_armed``,
 ``wireguard.confirm_checked``, ``wireguard.confirm_absent``): Salt loads it under the
@@ -53,10 +54,12 @@ def confirm_armed(name, config_dir=None):
     ``confirm`` is on: the running state (config file, key file, systemd drop-in, the
     formula's nftables table) is recorded root-only under
     ``/var/lib/wireguard-formula/confirm/<name>/``, with the probes' answers before the
-    change, and a transient timer (``wireguard-confirm-<name>.timer``) puts it back at
-    the timeout unless ``wireguard.confirm_checked`` disarms it. A run that changes
-    nothing, a first bring-up and a removal arm nothing. With ``confirm`` on, the
-    boot-time unit ``wireguard-confirm-restore-<name>.service`` is installed; every
+    change, and a transient timer (``wireguard-confirm-<name>.timer``; on OpenRC a
+    detached process in a cgroup of its own) puts it back at the timeout unless
+    ``wireguard.confirm_checked`` disarms it. A run that changes nothing, a first
+    bring-up and a removal arm nothing. With ``confirm`` on, the boot-time unit
+    ``wireguard-confirm-restore-<name>.service`` is installed (OpenRC:
+    ``/etc/init.d/wireguard-confirm-restore.<name>`` in the ``boot`` runlevel); every
     run also sends the event ``wireguard/confirm/undone`` for an undo not reported yet.
 
     name
@@ -102,17 +105,30 @@ def _armed(ret, minion, config_dir):
     return minion.pending(ret, "; ".join([f"{decision.reason}: {done}", *notes]))
 
 
+def _init(minion):
+    """The init that runs the undo: the pillar check refused ``confirm`` on any other."""
+    return "systemd" if minion.host.has_systemd() else "openrc"
+
+
 def _boot_unit(minion, ret, interface, service):
-    """The boot-time unit of ``interface`` is installed and enabled (systemd)."""
-    if not minion.host.has_systemd():
-        return
-    path = wgf_layout.confirm_restore_path(interface)
-    text = wgf_confirm_undo.restore_unit_text(interface, service)
+    """The boot-time unit of ``interface`` is installed and enabled (systemd), or its
+    init script is in the ``boot`` runlevel (OpenRC)."""
+    init = _init(minion)
+    path = wgf_layout.confirm_restore_path(interface, init)
+    if init == "systemd":
+        text = wgf_confirm_undo.restore_unit_text(interface, service)
+    else:
+        text = wgf_confirm_undo.restore_script_text(interface, service)
     if wgf_files.read(path) == text:
         return
     ret["changes"]["boot_unit"] = {"old": None, "new": path}
-    if not minion.test:
-        minion.host.install_unit(path, text, wgf_confirm.restore_unit(interface))
+    if minion.test:
+        return
+    unit = wgf_confirm.restore_unit(interface, init)
+    if init == "systemd":
+        minion.host.install_unit(path, text, unit)
+    else:
+        minion.host.install_init_script(path, text, unit)
 
 
 def confirm_checked(name, config_dir=None):
@@ -180,7 +196,8 @@ def confirm_absent(name):
 
 def _absent(ret, minion):
     interface, host = ret["name"], minion.host
-    path = wgf_layout.confirm_restore_path(interface)
+    init = _init(minion)
+    path = wgf_layout.confirm_restore_path(interface, init)
     directory = wgf_confirm_run.state_dir(interface)
     if wgf_files.read(path) is not None:
         ret["changes"]["boot_unit"] = {"old": path, "new": None}
@@ -196,7 +213,11 @@ def _absent(ret, minion):
     if "confirm" in ret["changes"]:
         wgf_confirm_run.accept(host, interface)
     if "boot_unit" in ret["changes"]:
-        host.remove_unit(path, wgf_confirm.restore_unit(interface))
+        unit = wgf_confirm.restore_unit(interface, init)
+        if init == "systemd":
+            host.remove_unit(path, unit)
+        else:
+            host.remove_init_script(path, unit)
     host.remove_records(directory)
     return minion.pending(ret, f"{interface}: its confirm removed")
 

@@ -43,11 +43,16 @@ UNDO_SCRIPT = "undo"
 ARMED = "armed"
 UNDONE = "undone"
 LOCK = "lock"
+#: OpenRC: the process id of the detached process that waits for the deadline.
+WAITER = "waiter"
 #: The kernel's id of the running boot: ``armed`` holds it, so the ``boot`` mode of the
 #: undo acts only after a reboot.
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
 UNIT_PREFIX = "wireguard-confirm-"
 RESTORE_PREFIX = "wireguard-confirm-restore-"
+#: OpenRC's boot-time service of an interface: ``wireguard-confirm-restore.<if>``, as
+#: its ``wg-quick.<if>``.
+OPENRC_RESTORE_PREFIX = "wireguard-confirm-restore."
 SYSTEMD_RUN = "systemd-run"
 _UNIT_NAME = re.compile(r"[A-Za-z0-9:_.\\@-]+")
 SHELL = "/bin/sh"
@@ -251,29 +256,19 @@ def effective_all(lookup_value, interfaces):
     }
 
 
-#: What can undo a change without salt-minion: a transient systemd timer, or on OpenRC
-#: a detached process (grains ``init``). The undo script knows both.
+#: What can undo a change without salt-minion (grains ``init``): on systemd a transient
+#: timer, on OpenRC a detached process that leaves salt-minion's cgroup. The undo script
+#: knows both.
 INITS = ("systemd", "openrc")
-#: Where the formula arms an undo today: systemd only. On OpenRC a detached process
-#: would have to outlive salt-minion's own cgroup (``rc_cgroup_cleanup`` kills what the
-#: service leaves behind when it stops), which no test has shown yet.
-ARMABLE = ("systemd",)
 
 
 def check_init(init, interface=None):
     """Refuse ``confirm`` on a minion whose init (grains ``init``) can run no undo of its
     own, before anything changes."""
-    if init in ARMABLE:
+    if init in INITS:
         return init
-    if init == "openrc":
-        raise SaltInvocationError(
-            f"{_place(interface)}: confirm is not supported on OpenRC yet (it needs "
-            "systemd): nothing the formula could arm is known to outlive salt-minion there "
-            "(rc_cgroup_cleanup "
-            "kills the processes its service leaves); set confirm: false for this minion"
-        )
     raise SaltInvocationError(
-        f"{_place(interface)}: confirm needs systemd to undo a change without "
+        f"{_place(interface)}: confirm needs systemd or OpenRC to undo a change without "
         f"salt-minion; this minion's init is {wgf_addr.shown(init)}"
     )
 
@@ -378,8 +373,12 @@ def service_unit(interface):
     return unit_name(interface) + ".service"
 
 
-def restore_unit(interface):
-    """The boot-time unit that puts the recorded file back before the interface starts."""
+def restore_unit(interface, init="systemd"):
+    """The boot-time unit (systemd) or service (OpenRC) that puts the recorded file back
+    before the interface starts."""
+    if init == "openrc":
+        wgf_addr.check_interface_name(interface)
+        return OPENRC_RESTORE_PREFIX + interface
     return RESTORE_PREFIX + unit_part(interface) + ".service"
 
 

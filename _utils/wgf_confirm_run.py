@@ -219,8 +219,9 @@ def arm(minion, iface, confirm, layout, firewall):
         minion.context.setdefault(ARMED_NOW, []).append(interface)
         return "re-armed (the records of the last confirmed state kept)"
     records, restores, kind = _records(host, interface, layout, firewall)
+    init = "systemd" if host.has_systemd() else "openrc"
     records[wgf_confirm.UNDO_SCRIPT] = wgf_confirm_undo.undo_script(
-        interface, restores, layout.unit(interface), kind, "systemd", wgf_confirm.STATE_ROOT
+        interface, restores, layout.unit(interface), kind, init, wgf_confirm.STATE_ROOT
     )
     records[META] = json.dumps(meta)
     records[BEFORE] = json.dumps(before)
@@ -338,7 +339,7 @@ def undo(host, interface, labels=()):
 
 
 def interfaces():
-    """The interfaces with a confirm state directory or a boot-time unit (what
+    """The interfaces with a confirm state directory or a boot-time unit or script (what
     ``wireguard.clean`` removes, whatever pillar says now)."""
     found = set()
     root = wgf_confirm.STATE_ROOT
@@ -352,6 +353,9 @@ def interfaces():
             for n in os.listdir(units)
             if n.startswith(prefix) and n.endswith(suffix)
         }
+    scripts, prefix = wgf_layout.INIT_SCRIPT_DIR, wgf_confirm.OPENRC_RESTORE_PREFIX
+    if os.path.isdir(scripts):
+        found |= {n[len(prefix) :] for n in os.listdir(scripts) if n.startswith(prefix)}
     return sorted(n for n in found if wgf_addr.is_interface_name(n))
 
 

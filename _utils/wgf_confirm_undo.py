@@ -47,6 +47,54 @@ def arm_argv(interface, timeout, root=wgf_confirm.STATE_ROOT, systemd_run=wgf_co
     ]
 
 
+#: OpenRC's waiter: ``$0`` its name (``wireguard-confirm-<if>``), ``$1`` the timeout,
+#: ``$2`` the undo script. It leaves the cgroup of the service that started it first
+#: (OpenRC's ``rc_cgroup_cleanup`` kills what a stopped service leaves behind: cgroup v2
+#: at /sys/fs/cgroup or, hybrid, /sys/fs/cgroup/unified; v1's own hierarchy), then
+#: waits and runs the undo in its place.
+WAITER_SCRIPT = """\
+for root in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    if [ -e "$root/cgroup.controllers" ]; then
+        { mkdir -p "$root/$0" && echo $$ > "$root/$0/cgroup.procs"; } 2>/dev/null
+        break
+    fi
+done
+if [ -e /sys/fs/cgroup/openrc/cgroup.procs ]; then
+    echo $$ 2>/dev/null > /sys/fs/cgroup/openrc/cgroup.procs
+fi
+sleep "$1"
+exec /bin/sh "$2" timer
+"""
+
+
+def waiter_argv(interface, timeout, root=wgf_confirm.STATE_ROOT):
+    """OpenRC: the command line of the detached process that runs the undo of
+    ``interface`` at ``timeout`` unless killed by the disarm (:func:`is_waiter` tells it
+    by this command line). It names a path only."""
+    timeout = wgf_confirm.parse_timeout(timeout, "timeout")
+    script = undo_argv(interface, "timer", root)[1]
+    return [
+        wgf_confirm.SHELL,
+        "-c",
+        WAITER_SCRIPT,
+        wgf_confirm.unit_name(interface),
+        str(timeout),
+        script,
+    ]
+
+
+def is_waiter(cmdline, interface, root=wgf_confirm.STATE_ROOT):
+    """Whether ``cmdline`` (``/proc/<pid>/cmdline``: NUL-separated bytes) is the waiter
+    of ``interface`` still waiting: once it runs the undo its command line is the
+    script's, and the disarm lets that finish under the lock."""
+    args = cmdline.decode(errors="replace").split("\0")
+    return (
+        len(args) >= 6
+        and args[1:4] == ["-c", WAITER_SCRIPT, wgf_confirm.unit_name(interface)]
+        and args[5] == undo_argv(interface, "timer", root)[1]
+    )
+
+
 def disarm_argv(interface):
     """Stop the timer only: a service already running is an undo under way, which the
     lock in the state directory lets finish (the run then reports it undone)."""
@@ -81,6 +129,32 @@ def restore_unit_text(interface, service, root=wgf_confirm.STATE_ROOT):
     )
 
 
+def restore_script_text(interface, service, root=wgf_confirm.STATE_ROOT):
+    """OpenRC's boot-time service of ``interface`` (in the ``boot`` runlevel, before
+    ``service``, ``wg-quick.<if>``): after a reboot before confirmation it puts the
+    recorded files back, as :func:`restore_unit_text` does on systemd."""
+    wgf_addr.check_interface_name(interface)
+    if not isinstance(service, str) or not wgf_confirm._UNIT_NAME.fullmatch(service):
+        raise ValueError(f"restore script: service {service!r}")
+    directory = _script_path(wgf_confirm.state_dir(interface, root))
+    argv = " ".join(shlex.quote(a) for a in undo_argv(interface, "boot", root))
+    return (
+        "#!/sbin/openrc-run\n"
+        "# Written by wireguard-formula (issue 21): do not edit.\n"
+        f'description="wireguard-formula: put back the unconfirmed change of {interface}"\n'
+        "\n"
+        "depend() {\n"
+        "    need localmount\n"
+        f"    before {service} net\n"
+        "}\n"
+        "\n"
+        "start() {\n"
+        f"    [ -e {directory}/{wgf_confirm.ARMED} ] || return 0\n"
+        f"    {argv}\n"
+        "}\n"
+    )
+
+
 #: What a path the undo script names may hold (it is also quoted): no spaces, quotes,
 #: ``$``, ``%`` or newlines.
 _SCRIPT_PATH = re.compile(r"/[A-Za-z0-9._@+/=-]*")
@@ -91,6 +165,7 @@ _RESERVED = frozenset(
         wgf_confirm.ARMED,
         wgf_confirm.UNDONE,
         wgf_confirm.LOCK,
+        wgf_confirm.WAITER,
         "firewall",
         "undone.tmp",
     }

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -289,13 +290,52 @@ class Host:
         return (wgf_files.read(wgf_confirm.BOOT_ID) or "").strip()
 
     def arm_undo(self, interface, timeout):
-        """The transient timer and service that run the undo of ``interface`` in
-        ``timeout`` seconds (``systemd-run``: PID 1 owns them, not salt-minion)."""
-        self.run(wgf_confirm_undo.arm_argv(interface, timeout, wgf_confirm.STATE_ROOT))
+        """What runs the undo of ``interface`` in ``timeout`` seconds without salt-minion:
+        on systemd a transient timer and service (``systemd-run``: PID 1 owns them); on
+        OpenRC a detached process in a session and cgroup of its own, its id recorded
+        for the disarm (``wgf_confirm_undo.waiter_argv``)."""
+        if self.has_systemd():
+            self.run(wgf_confirm_undo.arm_argv(interface, timeout, wgf_confirm.STATE_ROOT))
+            return
+        argv = wgf_confirm_undo.waiter_argv(interface, timeout, wgf_confirm.STATE_ROOT)
+        try:
+            waiter = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+            )
+        except OSError as error:
+            raise CommandExecutionError(
+                f"{interface}: the undo could not be armed: {error}"
+            ) from error
+        directory = wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
+        wgf_files.write_many({os.path.join(directory, wgf_confirm.WAITER): f"{waiter.pid}\n"})
 
     def disarm_undo(self, interface):
-        """Stop the timer of ``interface``'s undo; a timer already gone is no error."""
-        self.run_all(wgf_confirm_undo.disarm_argv(interface))
+        """Stop what would run ``interface``'s undo; one already gone is no error. An undo
+        already running is left to finish (the caller holds or waits for the lock)."""
+        if self.has_systemd():
+            self.run_all(wgf_confirm_undo.disarm_argv(interface))
+            return
+        directory = wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
+        record = os.path.join(directory, wgf_confirm.WAITER)
+        text = (wgf_files.read(record) or "").strip()
+        wgf_files.remove(record)
+        if not text.isdigit():
+            return
+        pid = int(text)
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            return
+        if wgf_confirm_undo.is_waiter(cmdline, interface, wgf_confirm.STATE_ROOT):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)  # the waiter and its sleep
 
     def run_undo(self, interface, mode="now"):
         """Run ``interface``'s recorded undo script now; whether every step worked."""
@@ -330,6 +370,23 @@ class Host:
         self.run_all(["systemctl", "disable", unit])
         wgf_files.remove(path)
         self.run(["systemctl", "daemon-reload"])
+
+    def install_init_script(self, path, text, service, runlevel="boot"):
+        """OpenRC: write the init script ``path`` (0755) and add ``service`` to
+        ``runlevel``."""
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=os.path.dirname(path), prefix=".wgf-init-", delete=False
+        ) as handle:
+            handle.write(text)
+        os.chmod(handle.name, 0o755)
+        os.replace(handle.name, path)
+        self.run(["rc-update", "add", service, runlevel])
+
+    def remove_init_script(self, path, service, runlevel="boot"):
+        """OpenRC: take ``service`` out of ``runlevel`` and remove its script ``path``."""
+        self.run_all(["rc-update", "del", service, runlevel])
+        wgf_files.remove(path)
 
     def now(self):
         return time.time()

@@ -25,6 +25,7 @@ MAP_DATA = "salt://wireguard/mapdata.jinja"
 #: The init script Alpine's wireguard-tools-openrc ships: it runs ``wg-quick up
 #: ${SVCNAME#*.}``, a name wg-quick looks up in /etc/wireguard only.
 STOCK_OPENRC_SCRIPT = "/etc/init.d/wg-quick"
+INIT_SCRIPT_DIR = "/etc/init.d"
 #: Written by the formula into a config directory it creates; clean removes the
 #: directory only when this is there and nothing but the formula's files is.
 MARKER = ".wireguard-formula"
@@ -382,9 +383,12 @@ def dropin(interface, config_dir, service=DEFAULT_SERVICE, init="systemd"):
     }
 
 
-def confirm_restore_path(interface):
+def confirm_restore_path(interface, init="systemd"):
     """The boot-time unit that puts an unconfirmed change back (issue 21:
-    ``wgf_confirm.restore_unit``, under /etc/systemd/system)."""
+    ``wgf_confirm.restore_unit``): under /etc/systemd/system, or OpenRC's init script
+    under /etc/init.d."""
+    if init == "openrc":
+        return f"{INIT_SCRIPT_DIR}/{wgf_confirm.restore_unit(interface, init)}"
     return f"{SYSTEMD_UNIT_DIR}/{wgf_confirm.restore_unit(interface)}"
 
 

@@ -218,7 +218,8 @@ fi
 def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypatch):
     """The pair's interface as pillar says, with confirm on (6 s, a TCP probe to a
     listener in the remote namespace); systemd-run and systemctl stubbed on PATH, the
-    state directory under tmp_path, grains saying systemd."""
+    state directory and the boot-time unit under tmp_path, grains and the host adapter
+    saying systemd."""
     import wgf_layout
 
     stubs, log = tmp_path / "bin", tmp_path / "systemd.log"
@@ -232,6 +233,10 @@ def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypa
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
     monkeypatch.setattr(wgf_confirm, "STATE_ROOT", str(tmp_path / "confirm"))
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
+    # the systemd way (this machine's PID 1 is no systemd: test_confirm_waiter.py tests
+    # the other), its boot-time unit written under tmp_path
+    monkeypatch.setattr(wgf_host.Host, "has_systemd", lambda self: True)
+    monkeypatch.setattr(wgf_layout, "SYSTEMD_UNIT_DIR", str(tmp_path / "systemd"))
     listener = pair.remote.popen(["python3", "-c", LISTENER.replace("21.2", "10.2")])
     assert listener.stdout.readline().strip() == "listening"
     confirm = {"timeout": 6, "probes": ["198.18.10.2:4506"]}
@@ -253,7 +258,9 @@ def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypa
     try:
         apply(on=False)  # the file written as pillar says, confirm off
         arm, changed = apply()
-        assert arm["changes"] == {} and "nothing changes" in arm["comment"], arm
+        unit = tmp_path / "systemd" / f"wireguard-confirm-restore-{pair.ifname}.service"
+        assert arm["changes"] == {"boot_unit": {"old": None, "new": str(unit)}}, arm
+        assert "nothing changes" in arm["comment"] and unit.exists()
         assert not [c for c in changed if c["changes"]], changed
         assert states_dir_empty(tmp_path)
         yield apply, listener, conf_path, log
@@ -283,6 +290,8 @@ def test_a_confirmed_change_is_disarmed_and_its_records_deleted(
     assert check["result"] is True and check["comment"].startswith(f"{pair.ifname}: confirmed in")
     # (Salt's own `systemctl --version` and the like left out)
     calls = [c for c in log.read_text().splitlines() if "wireguard-confirm-" in c]
+    assert calls[0] == f"systemctl enable wireguard-confirm-restore-{pair.ifname}.service"
+    calls = calls[1:]  # the boot-time unit, enabled by the fixture's first apply
     assert calls[0].startswith(f"systemd-run --unit=wireguard-confirm-{pair.ifname} ")
     assert "--on-active=6" in calls[0]
     assert calls[-1] == f"systemctl stop wireguard-confirm-{pair.ifname}.timer"

@@ -211,11 +211,17 @@ class FakeHost:
         self._do("make_private", path)
 
     def arm_undo(self, interface, timeout):
-        # the command line the real adapter runs, as it would run it
-        self._do("arm_undo", wgf_confirm_undo.arm_argv(interface, timeout))
+        # the command line the real adapter runs (systemd) or starts detached (OpenRC)
+        if self.systemd:
+            self._do("arm_undo", wgf_confirm_undo.arm_argv(interface, timeout))
+        else:
+            self._do("arm_undo", wgf_confirm_undo.waiter_argv(interface, timeout))
 
     def disarm_undo(self, interface):
-        self._do("disarm_undo", wgf_confirm_undo.disarm_argv(interface))
+        if self.systemd:
+            self._do("disarm_undo", wgf_confirm_undo.disarm_argv(interface))
+        else:
+            self._do("disarm_undo", "kill the waiter", interface)
 
     def run_undo(self, interface, mode="now"):
         """What the script does, told in short: ``undone`` replaces ``armed``."""
@@ -248,6 +254,16 @@ class FakeHost:
 
     def remove_unit(self, path, unit):
         self._do("remove_unit", path, unit)
+        wgf_files.remove(path)
+
+    def install_init_script(self, path, text, service, runlevel="boot"):
+        self._do("install_init_script", path, service, runlevel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def remove_init_script(self, path, service, runlevel="boot"):
+        self._do("remove_init_script", path, service, runlevel)
         wgf_files.remove(path)
 
     def send_event(self, tag, data):

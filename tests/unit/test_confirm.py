@@ -337,6 +337,60 @@ def test_disarming_stops_the_timer_and_never_an_undo_under_way():
     assert u.disarm_argv("wg0") == ["systemctl", "stop", "wireguard-confirm-wg0.timer"]
 
 
+def test_the_openrc_waiter_waits_in_a_cgroup_of_its_own_then_runs_the_undo():
+    argv = u.waiter_argv("wg0", 30)
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3:] == [
+        "wireguard-confirm-wg0",
+        "30",
+        "/var/lib/wireguard-formula/confirm/wg0/undo",
+    ]
+    script = argv[2]
+    assert 'echo $$ > "$root/$0/cgroup.procs"' in script
+    assert script.rstrip().endswith('exec /bin/sh "$2" timer')
+    assert not wgf_addr.KEY_SHAPED.search(" ".join(argv))
+    with pytest.raises(SaltInvocationError):
+        u.waiter_argv("wg0", 4)
+    done = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_disarm_kills_only_the_waiter_of_its_interface_still_waiting():
+    waiting = "\0".join(u.waiter_argv("wg0", 30)).encode() + b"\0"
+    assert u.is_waiter(waiting, "wg0")
+    assert not u.is_waiter(waiting, "wg1")
+    # once it runs the undo, its command line is the script's: left to finish
+    running = b"/bin/sh\0/var/lib/wireguard-formula/confirm/wg0/undo\0timer\0"
+    assert not u.is_waiter(running, "wg0")
+    assert not u.is_waiter(b"sleep\x0030\0", "wg0")  # a process id used again
+    assert not u.is_waiter(b"", "wg0")
+
+
+def test_the_openrc_boot_script_runs_before_the_interface_only_while_armed(tmp_path):
+    text = u.restore_script_text("wg0", "wg-quick.wg0")
+    lines = text.splitlines()
+    assert lines[0] == "#!/sbin/openrc-run"
+    assert "    before wg-quick.wg0 net" in lines
+    assert "    [ -e /var/lib/wireguard-formula/confirm/wg0/armed ] || return 0" in lines
+    assert "    /bin/sh /var/lib/wireguard-formula/confirm/wg0/undo boot" in lines
+    assert not wgf_addr.KEY_SHAPED.search(text)
+    # what openrc-run would call: start() runs the undo at boot only while armed
+    root = tmp_path / "confirm"
+    (root / "wg0").mkdir(parents=True)
+    (root / "wg0" / "undo").write_text('echo "undo $1" >> "$(dirname "$0")/ran"\n')
+    script = tmp_path / "script"
+    script.write_text(u.restore_script_text("wg0", "wg-quick.wg0", root=str(root)))
+    for armed in (False, True):
+        if armed:
+            (root / "wg0" / "armed").write_text("boot_id=x\n")
+        done = subprocess.run(
+            ["sh", "-c", '. "$1" && start', "sh", str(script)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    assert (root / "wg0" / "ran").read_text() == "undo boot\n"
+    with pytest.raises(ValueError):
+        u.restore_script_text("wg0", "wg-quick.wg0; reboot")
+
+
 def test_the_boot_unit_runs_before_the_interface_only_while_armed():
     text = u.restore_unit_text("wg0", "wg-quick@wg0")
     lines = text.splitlines()
@@ -544,23 +598,16 @@ def test_every_combination_of_before_and_after_is_judged():
 # -------------------------------------------------------------------------- init
 
 
-def test_confirm_needs_systemd():
+def test_confirm_needs_systemd_or_openrc():
     assert c.check_init("systemd") == "systemd"
+    assert c.check_init("openrc") == "openrc"
     for init in ("sysvinit", "runit", "unknown", None, ""):
         with pytest.raises(SaltInvocationError) as info:
             c.check_init(init, "wg0")
-        assert str(info.value).startswith("wireguard:interfaces:wg0:confirm: confirm needs systemd")
+        assert str(info.value).startswith(
+            "wireguard:interfaces:wg0:confirm: confirm needs systemd or OpenRC"
+        )
         assert repr(init) in str(info.value)
-
-
-def test_confirm_is_refused_on_openrc_with_the_reason():
-    with pytest.raises(SaltInvocationError) as info:
-        c.check_init("openrc", "wg0")
-    message = str(info.value)
-    assert message.startswith(
-        "wireguard:interfaces:wg0:confirm: confirm is not supported on OpenRC"
-    )
-    assert "confirm: false" in message
 
 
 # --------------------------------------------------------------------- undo script

@@ -13,6 +13,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_confirm
 import wgf_confirm_run
+import wgf_confirm_undo
 import wgf_keys
 import wgf_layout
 from tests.support import pipeline
@@ -432,6 +433,32 @@ def test_an_undo_not_reported_is_sent_once_as_an_event(states, minion, host, ste
     assert len(host.events) == 1
 
 
+def test_on_openrc_a_detached_waiter_arms_and_an_init_script_restores_at_boot(
+    states, minion, host, steady, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(wgf_layout, "INIT_SCRIPT_DIR", str(tmp_path / "init.d"))
+    host.systemd = False
+    _file_change(minion, host)
+    ret = states.confirm_armed(IF, config_dir=minion.config_dir)
+    path = wgf_layout.confirm_restore_path(IF, "openrc")
+    assert path == str(tmp_path / "init.d" / f"wireguard-confirm-restore.{IF}")
+    assert ret["result"] is True and ret["changes"]["boot_unit"] == {"old": None, "new": path}
+    assert ("install_init_script", path, f"wireguard-confirm-restore.{IF}", "boot") in host.done
+    assert armed(host) == [("arm_undo", wgf_confirm_undo.waiter_argv(IF, 10))]
+    with open(os.path.join(state_dir(), "undo")) as handle:
+        script = handle.read()
+    assert "rc-service" in script and "systemctl" not in script
+    with open(path) as handle:
+        assert handle.read().startswith("#!/sbin/openrc-run\n")
+    check = states.confirm_checked(IF, config_dir=minion.config_dir)
+    assert check["result"] is True and check["comment"].startswith(f"{IF}: confirmed in")
+    assert ("disarm_undo", "kill the waiter", IF) in host.done
+    ret = states.confirm_absent(IF)
+    assert set(ret["changes"]) == {"boot_unit", "records"}
+    assert ("remove_init_script", path, f"wireguard-confirm-restore.{IF}", "boot") in host.done
+    assert not os.path.exists(path)
+
+
 def test_confirm_absent_disarms_and_removes_the_unit_and_records(states, minion, host, steady):
     _file_change(minion, host)
     states.confirm_armed(IF, config_dir=minion.config_dir)
@@ -483,12 +510,18 @@ def _defaults():
         return yaml.safe_load(f)["values"]
 
 
-@pytest.mark.parametrize("init", ["openrc", "sysvinit", None])
-def test_confirm_is_refused_where_no_systemd_timer_can_undo(init):
+@pytest.mark.parametrize("init", ["sysvinit", "runit", None])
+def test_confirm_is_refused_where_neither_systemd_nor_openrc_can_undo(init):
     pillar = {"interfaces": {"wg0": {"address": "10.0.0.1/24", "confirm": True}}}
     message = refused(pillar, init=init)
     assert "wireguard:interfaces:wg0:confirm: " in message
-    assert "systemd" in message
+    assert "systemd or OpenRC" in message and repr(init) in message
+
+
+def test_confirm_is_taken_on_openrc():
+    pillar = {"interfaces": {"wg0": {"address": "10.0.0.1/24", "confirm": True}}}
+    got = pipeline.run(pillar, init="openrc")
+    assert got["interfaces"]["wg0"]["confirm"] == {"timeout": 30, "probes": ["master"]}
 
 
 def test_the_pipeline_carries_the_effective_confirm_per_interface():

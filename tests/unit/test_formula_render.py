@@ -577,7 +577,8 @@ def test_each_confirm_sls_applied_alone_renders_states(renderer):
         assert states(answer, name), name
 
 
-def test_confirm_is_refused_at_render_on_openrc(renderer):
+def test_confirm_renders_its_states_on_openrc(renderer):
     pillar = {"interfaces": {"wg0": {"address": "10.9.0.1/24", "confirm": True}}}
     answer = renderer.render("alpine-3.20", pillar, sls=("wireguard",))
-    assert "confirm is not supported on OpenRC" in json.dumps(answer)
+    assert "wireguard-confirm-arm-wg0" in json.dumps(answer)
+    assert "wireguard-confirm-check-wg0" in json.dumps(answer)
