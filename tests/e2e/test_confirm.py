@@ -21,6 +21,7 @@ import time
 
 import pytest
 
+from tests.e2e.fingerprint import assert_restart_builds_the_same
 from tests.e2e.traffic import steady_ping
 from tests.lab.tunnel import bootstrap, in_parallel, join
 from tests.lab.util import LabError, wait_for
@@ -386,6 +387,9 @@ def test_a_breaking_change_is_undone_and_the_spoke_answers(base, case):
     # the spoke's other peer lost nothing: spoke to spoke, directly
     assert base.spokes[S1].ping(ADDR[S2], count=5, interval=0.1).ok
     assert [u for u in confirm_units(base.hosts[target]) if "restore" not in u] == []
+    # what the undo left running is what a fresh start from the restored file builds
+    assert_restart_builds_the_same(base.hosts[target])
+    assert answers_again(base, target)
 
 
 # --------------------------------------------------------------------------- faults
@@ -430,6 +434,7 @@ def test_a_killed_minion_is_undone_at_the_timeout_and_reported(base):
     assert TIMEOUT - 2 <= undone_after <= TIMEOUT + 10, undone_after
     assert snapshot(spoke) == before
     assert [u for u in confirm_units(spoke) if "restore" not in u] == []
+    assert_restart_builds_the_same(spoke)
     events = Events(base.hub, EVENT)
     spoke.run(["systemctl", "start", "salt-minion.service"])
     found = events.wait(EVENT, 60)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.e2e.fingerprint import assert_restart_builds_the_same, fingerprint
 from tests.e2e.traffic import steady_ping
 from tests.lab.saltmaster import describe_failures, summarize
 from tests.lab.util import LabError
@@ -50,98 +51,9 @@ def wg_pid(host) -> int:
     return int(pids[0])
 
 
-def _route(route: dict) -> tuple:
-    """One route of `ip -j route show table all`, without what differs per boot."""
-    return (
-        route.get("dst"),
-        str(route.get("table", "main")),
-        route.get("protocol", "boot"),
-        route.get("scope", "global"),
-        route.get("type", "unicast"),
-        route.get("prefsrc"),
-    )
-
-
-FINGERPRINT_PARTS = {
-    "public_key": "wg show wg0 public-key",
-    "listen_port": "wg show wg0 listen-port",
-    "fwmark": "wg show wg0 fwmark",
-    "allowed_ips": "wg show wg0 allowed-ips",
-    "keepalive": "wg show wg0 persistent-keepalive",
-    "link": "ip -j addr show dev wg0",
-    "routes4": "ip -j -4 route show table all dev wg0",
-    "routes6": "ip -j -6 route show table all dev wg0",
-    "rules4": "ip -j -4 rule",
-    "rules6": "ip -j -6 rule",
-    "resolv_conf": "cat /etc/resolv.conf",
-}
-SEPARATOR = "@@@@"
-
-
-def fingerprint(host) -> dict:
-    """What `systemctl restart wg-quick@wg0` rebuilds, as plain comparable data: wg
-    settings and peers (no counters, handshakes, endpoints, no secret), addresses and
-    MTU, the device's routes in every table, policy rules and /etc/resolv.conf."""
-    script = f"; echo {SEPARATOR}; ".join(f"{cmd} 2>&1" for cmd in FINGERPRINT_PARTS.values())
-    parts = dict(zip(FINGERPRINT_PARTS, host.out(script).split(f"{SEPARATOR}\n"), strict=True))
-
-    def peer_lines(text):
-        return sorted(
-            " ".join([key, *sorted(rest.split())])
-            for key, _, rest in (line.partition("\t") for line in text.splitlines())
-        )
-
-    link = json.loads(parts["link"] or "[]")
-    link = link[0] if link else {}
-    return {
-        "public_key": parts["public_key"].strip(),
-        "listen_port": parts["listen_port"].strip(),
-        "fwmark": parts["fwmark"].strip(),
-        "allowed_ips": peer_lines(parts["allowed_ips"]),
-        "keepalive": peer_lines(parts["keepalive"]),
-        "mtu": link.get("mtu"),
-        "flags": sorted(link.get("flags", [])),
-        "addresses": sorted(
-            f"{a['local']}/{a['prefixlen']}"
-            for a in link.get("addr_info", [])
-            if a.get("scope") != "link"
-        ),
-        "routes": sorted(
-            _route(r)
-            for fam in ("routes4", "routes6")
-            for r in json.loads(parts[fam] or "[]")
-            if not str(r.get("dst", "")).startswith("fe80:")
-        ),
-        "rules": sorted(
-            json.dumps(r, sort_keys=True)
-            for fam in ("rules4", "rules6")
-            for r in json.loads(parts[fam] or "[]")
-        ),
-        "resolv_conf": parts["resolv_conf"],
-    }
-
-
 def routes_to(host, dst: str) -> list[tuple]:
     """The device's routes (every table) whose destination is `dst`."""
     return [r for r in fingerprint(host)["routes"] if r[0] in (dst, dst.split("/")[0])]
-
-
-def assert_restart_builds_the_same(host) -> None:
-    """The live interface equals what a restart of its service builds from the file."""
-    live = fingerprint(host)
-    # this check's own restart must not meet systemd's start limit (5 starts in 10 s)
-    # that the formula's restarts before it approached: the formula copes on its own
-    host.run(["systemctl", "reset-failed", UNIT])
-    host.run(["systemctl", "restart", UNIT])
-    assert host.unit_state(UNIT)[0] == "active"
-    restarted = fingerprint(host)
-    differs = {
-        k: {"live": live[k], "after restart": restarted[k]} for k in live if live[k] != restarted[k]
-    }
-    assert not differs, (
-        "the live interface differs from what `systemctl restart` builds:\n"
-        + json.dumps(differs, indent=1, default=str)
-    )
 
 
 # ---------------------------------------------------------------------- deployment
