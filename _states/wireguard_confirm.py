@@ -52,7 +52,8 @@ def confirm_armed(name, config_dir=None):
     """
     Arm the undo of interface ``name`` when this run changes it while it runs and its
     ``confirm`` is on: the running state (config file, key file, systemd drop-in, the
-    formula's nftables table) is recorded root-only under
+    formula's firewall: its nftables table, or its iptables and ip6tables
+    ``WIREGUARD-*`` chains and jumps) is recorded root-only under
     ``/var/lib/wireguard-formula/confirm/<name>/``, with the probes' answers before the
     change, and a transient timer (``wireguard-confirm-<name>.timer``; on OpenRC a
     detached process in a cgroup of its own) puts it back at the timeout unless

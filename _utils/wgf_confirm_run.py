@@ -6,7 +6,8 @@ status, accept, undo, report. The states and the execution module hand in their
 
 What the state directory holds (``wgf_confirm.state_dir``, 0700; files 0600): the
 recorded ``conf``, ``key`` and ``dropin`` (the key: root only), the ``firewall`` (an
-``nft -f`` script), ``before.json`` (the probes' answers before the change: labels,
+``nft -f`` script, or the ``iptables-restore`` input of the formula's chains, with
+``firewall6`` for ip6tables), ``before.json`` (the probes' answers before the change: labels,
 addresses, public keys, counters), ``meta.json`` (timeout, probes, deadline), the
 ``undo`` script, ``armed`` while armed; after an undo, ``undone`` (written by the
 script), ``failed.json`` (the probes that failed) and ``reported`` once the event went
@@ -32,7 +33,7 @@ BEFORE = "before.json"
 FAILED_PROBES = "failed.json"
 REPORTED = "reported"
 #: What the undo puts back, and the rest of what a confirm records (the key among them).
-RECORDS = ("conf", "key", "dropin", "firewall", BEFORE, wgf_confirm.UNDO_SCRIPT)
+RECORDS = ("conf", "key", "dropin", "firewall", "firewall6", BEFORE, wgf_confirm.UNDO_SCRIPT)
 #: The rollout runner's pillar override: keep the undo armed this long after the probes
 #: passed, until the runner accepts or undoes (``wireguard_rollout: {hold: <s>}``).
 ROLLOUT = "wireguard_rollout"
@@ -171,22 +172,39 @@ def outcomes(host, interface, confirm, opts, before, names, changed_at, answered
 
 
 def _records(host, interface, layout, firewall):
-    """``({name: text}, [Restore], firewall kind)``: the running state's files and the
-    formula's nftables table, as the undo puts them back."""
+    """``({name: text}, [Restore], firewall kind, iptables)``: the running state's files
+    and the formula's firewall, as the undo puts them back: the nftables table, or the
+    ``WIREGUARD-*`` chains and their jumps of each IP version whose tool is there
+    (``iptables``: ``{4|6: wgf_firewall.iptables_ours lines}``; records ``firewall``
+    and ``firewall6``)."""
     records, restores = {}, []
     paths = [("conf", layout.conf(interface)), ("key", layout.key(interface))]
     if host.has_systemd():
-        paths.append(("dropin", wgf_layout.dropin_path(interface, layout.service)))
+        paths.append((wgf_confirm_undo.DROPIN, wgf_layout.dropin_path(interface, layout.service)))
     for name, path in paths:
         text = wgf_files.read(path)
         if text is not None:
             records[name] = text
-        restores.append(wgf_confirm_undo.Restore(path, None if text is None else name))
-    kind = None
+        restores.append(
+            wgf_confirm_undo.Restore(
+                path, None if text is None else name, unit=name == wgf_confirm_undo.DROPIN
+            )
+        )
+    kind, iptables = None, None
     if firewall == "nftables" and host.has_exec("nft"):
         records["firewall"] = wgf_firewall.nft_replace(host.nft_table(wgf_firewall.TABLE))
         kind = "nftables"
-    return records, restores, kind
+    elif firewall == "iptables":
+        iptables = {}
+        for version, name in wgf_confirm_undo.IPTABLES_RECORDS.items():
+            saved = host.iptables_save(version)
+            if saved is None:  # no such tool here
+                continue
+            iptables[version] = wgf_firewall.iptables_ours(saved)
+            records[name] = wgf_firewall.iptables_put_back(iptables[version])
+        kind = "iptables" if iptables else None
+        iptables = iptables or None
+    return records, restores, kind, iptables
 
 
 def arm(minion, iface, confirm, layout, firewall):
@@ -218,10 +236,16 @@ def arm(minion, iface, confirm, layout, firewall):
         host.arm_undo(interface, confirm.timeout)
         minion.context.setdefault(ARMED_NOW, []).append(interface)
         return "re-armed (the records of the last confirmed state kept)"
-    records, restores, kind = _records(host, interface, layout, firewall)
+    records, restores, kind, iptables = _records(host, interface, layout, firewall)
     init = "systemd" if host.has_systemd() else "openrc"
     records[wgf_confirm.UNDO_SCRIPT] = wgf_confirm_undo.undo_script(
-        interface, restores, layout.unit(interface), kind, init, wgf_confirm.STATE_ROOT
+        interface,
+        restores,
+        layout.unit(interface),
+        kind,
+        init,
+        wgf_confirm.STATE_ROOT,
+        iptables=iptables,
     )
     records[META] = json.dumps(meta)
     records[BEFORE] = json.dumps(before)

@@ -14,6 +14,7 @@ import shlex
 
 import wgf_addr
 import wgf_confirm
+import wgf_firewall
 import wgf_layout
 
 
@@ -167,19 +168,35 @@ _RESERVED = frozenset(
         wgf_confirm.LOCK,
         wgf_confirm.WAITER,
         "firewall",
+        "firewall6",
         "undone.tmp",
     }
 )
+
+
+#: The record of a systemd drop-in, and where systemd reads units: a restored file of
+#: either needs a ``systemctl daemon-reload`` before the restart.
+DROPIN = "dropin"
+SYSTEMD_DIR = "/etc/systemd/"
+#: The iptables records, per IP version (``wgf_firewall.iptables_put_back``).
+IPTABLES_RECORDS = {4: "firewall", 6: "firewall6"}
+_IPTABLES_TOOLS = {4: "iptables", 6: "ip6tables"}
 
 
 @dataclasses.dataclass(frozen=True)
 class Restore:
     """A file the undo puts back: ``target`` (absolute) from the record ``recorded`` in
     the state directory, or removed when ``recorded`` is None (it did not exist before
-    the change)."""
+    the change). ``unit``: a systemd unit or drop-in (also when recorded as ``dropin``
+    or kept under /etc/systemd/), which systemd reads again only at a daemon-reload."""
 
     target: str
     recorded: str | None = None
+    unit: bool = False
+
+    @property
+    def systemd(self):
+        return self.unit or self.recorded == DROPIN or self.target.startswith(SYSTEMD_DIR)
 
 
 def _script_path(path):
@@ -195,6 +212,36 @@ def armed_text(boot_id):
     return f"boot_id={boot_id.strip()}\n"
 
 
+def _iptables_lines(version, ours):
+    """The undo's iptables steps of IP ``version`` (4: iptables, 6: ip6tables) for the
+    state ``ours`` (``wgf_firewall.iptables_ours`` lines) recorded at arm time: load the
+    record (every formula chain declared, the recorded ones filled), then per chain of
+    ``wgf_firewall.IPTABLES_CHAINS``: a recorded jump exists exactly once, one not
+    recorded not at all, a chain not recorded is removed. Idempotent. The names come
+    from ``IPTABLES_CHAINS`` only, never from the record."""
+    tool = _IPTABLES_TOOLS[version]
+    chains, jumps = wgf_firewall.iptables_recorded(ours)
+    lines = [f'    {tool}-restore --noflush "$dir/{IPTABLES_RECORDS[version]}" || failed=1']
+    for table, known in wgf_firewall.IPTABLES_CHAINS.items():
+        for chain, builtin in known:
+            ipt = f"{tool} -w -t {table}"
+            jump = f"{builtin} -j {chain}"
+            if (table, builtin, chain) in jumps:
+                lines += [
+                    f"    {ipt} -C {jump} 2>/dev/null || {ipt} -I {builtin} 1 -j {chain} "
+                    "|| failed=1",
+                    # a copy the change added: one jump stays
+                    f"    while [ \"$({ipt} -S {builtin} | grep -cxF -- '-A {jump}')\" -gt 1 ]; do",
+                    f"        {ipt} -D {jump} || {{ failed=1; break; }}",
+                    "    done",
+                ]
+            else:
+                lines.append(f"    while {ipt} -D {jump} 2>/dev/null; do :; done")
+            if (table, chain) not in chains:
+                lines.append(f"    {ipt} -X {chain} || failed=1")
+    return lines
+
+
 def undo_script(
     interface,
     restores,
@@ -204,27 +251,36 @@ def undo_script(
     root=wgf_confirm.STATE_ROOT,
     restart_pending=None,
     boot_id=wgf_confirm.BOOT_ID,
+    iptables=None,
 ):
     """The undo of ``interface``, a POSIX shell script written into its state directory
     (0700) when a change is armed, run as ``undo_argv`` by the timer (``timer``), the
     boot-time unit (``boot``) or the run itself (``now``).
 
     Under the directory's lock, and only while ``armed`` exists: put back each
-    :class:`Restore`; unless at boot (nothing runs yet; the firewall is not persisted
-    across a reboot), load the recorded firewall (``firewall``: ``nftables`` runs ``nft
-    -f <dir>/firewall``, a record that replaces ``table inet wireguard`` in one
-    transaction; ``iptables`` runs ``iptables-restore --noflush`` and, when recorded,
-    ``ip6tables-restore --noflush``; None: the run did not touch it) and restart
-    ``service`` from the restored file, so the live interface is what a fresh start
-    builds. Then ``undone`` (mode, time, whether a step failed) replaces ``armed``.
-    It names paths only: the recorded files, which hold the key, stay in the directory.
-    At ``boot`` it does nothing when ``armed`` (:func:`armed_text`) names the running
-    boot. ``root``, ``restart_pending`` (the mark ``wgf_layout.restart_pending`` names,
-    which the restart makes void) and ``boot_id`` are there for tests."""
+    :class:`Restore`; when one of them is a systemd unit or drop-in that the change
+    altered (``cmp``), ``systemctl daemon-reload`` (systemd only, in every mode: else
+    systemd restarts the service with the drop-in it has cached); unless at boot
+    (nothing runs yet; the firewall is not persisted across a reboot), load the recorded
+    firewall (``firewall``: ``nftables`` runs ``nft -f <dir>/firewall``, a record that
+    replaces ``table inet wireguard`` in one transaction; ``iptables`` puts back the
+    formula's ``WIREGUARD-*`` chains of each IP version ``iptables`` (``{4|6: the
+    wgf_firewall.iptables_ours lines recorded}``) holds, from ``<dir>/firewall`` and
+    ``<dir>/firewall6`` (``wgf_firewall.iptables_put_back``), and their jumps
+    (:func:`_iptables_lines`); without ``iptables`` only the records are loaded; None:
+    the run did not touch it) and restart ``service`` from the restored file, so the live
+    interface is what a fresh start builds. Then ``undone`` (mode, time, whether a step
+    failed) replaces ``armed``. It names paths only: the recorded files, which hold the
+    key, stay in the directory. At ``boot`` it does nothing when ``armed``
+    (:func:`armed_text`) names the running boot. ``root``, ``restart_pending`` (the mark
+    ``wgf_layout.restart_pending`` names, which the restart makes void) and ``boot_id``
+    are there for tests."""
     if init not in wgf_confirm.INITS:
         raise ValueError(f"undo script: init {init!r}: one of {', '.join(wgf_confirm.INITS)}")
     if firewall not in (None, "nftables", "iptables"):
         raise ValueError(f"undo script: firewall {firewall!r}")
+    if iptables is not None and (firewall != "iptables" or not set(iptables) <= {4, 6}):
+        raise ValueError(f"undo script: iptables records of {sorted(iptables)!r}")
     if not isinstance(service, str) or not wgf_confirm._UNIT_NAME.fullmatch(service):
         raise ValueError(f"undo script: service {service!r}")
     directory = _script_path(wgf_confirm.state_dir(interface, root))
@@ -246,21 +302,34 @@ def undo_script(
         "fi",
         "failed=0",
     ]
+    # systemd reads a unit or drop-in again only at a daemon-reload
+    reload = init == "systemd" and any(r.systemd for r in restores)
+    if reload:
+        lines.append("reload=0")
     for restore in restores:
         target = _script_path(restore.target)
         if restore.recorded is None:
+            if reload and restore.systemd:
+                lines.append(f"[ ! -e {target} ] || reload=1")
             lines.append(f"rm -f {target} || failed=1")
             continue
         name = restore.recorded
         if not isinstance(name, str) or not _RECORD_NAME.fullmatch(name) or name in _RESERVED:
             raise ValueError(f"undo script: record name {name!r}")
+        if reload and restore.systemd:
+            lines.append(f'cmp -s "$dir/{name}" {target} || reload=1')
         tmp = _script_path(restore.target + ".wgf-undo")
         lines.append(
             f'cp -p "$dir/{name}" {tmp} && mv -f {tmp} {target} || failed=1',
         )
+    if reload:
+        lines.append('[ "$reload" = 0 ] || systemctl daemon-reload || failed=1')
     lines.append('if [ "$mode" != boot ]; then')
     if firewall == "nftables":
         lines.append('    nft -f "$dir/firewall" || failed=1')
+    elif firewall == "iptables" and iptables is not None:
+        for version in sorted(iptables):
+            lines += _iptables_lines(version, iptables[version])
     elif firewall == "iptables":
         lines.append('    iptables-restore --noflush "$dir/firewall" || failed=1')
         lines.append('    if [ -e "$dir/firewall6" ]; then')

@@ -460,3 +460,40 @@ def iptables_jumps(ours):
         if len(parts) == 5 and parts[1] == "-A" and parts[3] == "-j":
             found.add((parts[2], parts[4]))
     return found
+
+
+def iptables_recorded(ours):
+    """``(chains, jumps)`` of the formula's that ``iptables_ours`` lines hold, by the
+    names of ``IPTABLES_CHAINS`` only: ``{(table, chain)}`` that exist and ``{(table,
+    builtin, chain)}`` plain jumps (``-A <builtin> -j <chain>``, as the formula inserts
+    them)."""
+    chains, jumps = set(), set()
+    lines = {tuple(line.split()) for line in ours}
+    for table, known in IPTABLES_CHAINS.items():
+        for chain, builtin in known:
+            if (table, f":{chain}") in lines:
+                chains.add((table, chain))
+            if (table, "-A", builtin, "-j", chain) in lines:
+                jumps.add((table, builtin, chain))
+    return chains, jumps
+
+
+def iptables_put_back(ours):
+    """``iptables-restore --noflush`` input that puts the formula's chains back as
+    ``iptables_ours`` lines recorded them, whatever happened since: it declares every
+    chain of ``IPTABLES_CHAINS`` (which creates it, or flushes it) and fills the ones
+    recorded with their recorded rules. The jumps to the chains, and the removal of
+    chains not recorded, are left to the undo script (``wgf_confirm_undo``): a
+    ``-D`` of a missing jump would fail the whole table."""
+    chains, _ = iptables_recorded(ours)
+    lines = []
+    for table, known in IPTABLES_CHAINS.items():
+        lines.append(f"*{table}")
+        lines += [f":{chain} - [0:0]" for chain, _ in known]
+        for chain, _ in known:
+            if (table, chain) not in chains:
+                continue
+            head = f"{table} -A {chain} "
+            lines += [line[len(table) + 1 :] for line in ours if line.startswith(head)]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import copy
 import json
+import pathlib
 import re
 import select
 import subprocess
+import sys
 import time
 
 import pytest
@@ -479,6 +481,77 @@ def test_a_reboot_before_confirmation_brings_the_old_config_up(base):
     found = events.wait(EVENT, 90)
     assert found and found[0].get("interface") == "wg0" and found[0].get("mode") == "boot", found
     wait_for(lambda: answers_ping(base, S3), 60, "tunspoke3 after its reboot", 1)
+
+
+def _formula_utils():
+    """The formula's own utils (``_utils/``), for what a run writes into a container."""
+    utils = str(pathlib.Path(__file__).resolve().parents[2] / "_utils")
+    if utils not in sys.path:
+        sys.path.insert(0, utils)
+    import wgf_confirm
+    import wgf_confirm_undo
+    import wgf_layout
+
+    return wgf_confirm, wgf_confirm_undo, wgf_layout
+
+
+def test_a_drop_in_restored_at_boot_is_the_one_the_interface_comes_up_with(lab):
+    """A change moved the interface's file into another config dir (its drop-in names
+    the new file), then the host rebooted before confirmation: systemd loaded the changed
+    drop-in at boot, the boot-time unit puts the recorded one back and reloads, so
+    ``wg-quick@<if>``, which starts after it, runs the old file. Without the reload it
+    would run the new one."""
+    confirm, undo, layout = _formula_utils()
+    ifname, service = "wgx", "wg-quick@wgx"
+    old, new = "/etc/wga", "/etc/wgb"
+    directory = confirm.state_dir(ifname)
+    dropin = layout.dropin_path(ifname)
+    with lab.section():
+        host = lab.container("cfdropin", minion=False)
+        key = host.out(["wg", "genkey"]).strip()
+        for config_dir, address in ((old, "10.55.0.1/24"), (new, "10.55.0.9/24")):
+            text = f"[Interface]\nPrivateKey = {key}\nAddress = {address}\n"
+            host.write(f"{config_dir}/{ifname}.conf", text, 0o600)
+        # armed as a run does: the drop-in recorded as it was, the undo, the boot unit
+        host.run(["install", "-d", "-m", "0700", directory])
+        host.write(f"{directory}/dropin", layout.dropin_text(ifname, old), 0o600)
+        script = undo.undo_script(
+            ifname, [undo.Restore(dropin, "dropin")], layout.Layout(new).unit(ifname)
+        )
+        host.write(f"{directory}/undo", script, 0o600)
+        boot_id = host.out(["cat", confirm.BOOT_ID]).strip()
+        host.write(f"{directory}/armed", undo.armed_text(boot_id), 0o600)
+        host.write(layout.confirm_restore_path(ifname), undo.restore_unit_text(ifname, service))
+        # the change: the drop-in names the new file, and the service runs it
+        host.write(dropin, layout.dropin_text(ifname, new))
+        host.systemctl("daemon-reload")
+        host.systemctl("enable", confirm.restore_unit(ifname), f"{service}.service")
+        host.systemctl("start", f"{service}.service")
+
+        def addresses():
+            shown = host.out(["ip", "-o", "-4", "addr", "show", "dev", ifname], check=False)
+            return re.findall(r" inet (\S+)", shown)
+
+        assert addresses() == ["10.55.0.9/24"]
+        host.reboot()
+        wait_for(
+            addresses,
+            30,
+            f"{ifname} with an address after the reboot",
+            0.2,
+            detail=lambda: host.out(
+                f"systemctl --no-pager status {service} {confirm.restore_unit(ifname)}; "
+                "journalctl -b --no-pager -n 40 -o cat",
+                check=False,
+            ),
+        )
+        assert addresses() == ["10.55.0.1/24"]
+        assert host.read(dropin) == layout.dropin_text(ifname, old)
+        done = host.read(f"{directory}/undone")
+        assert "mode=boot" in done and "failed=0" in done, done
+        assert not host.file_exists(f"{directory}/armed")
+        journal = host.out(["journalctl", "-b", "-o", "cat", "--no-pager"])
+        assert "Reloading" in journal, journal[-3000:]
 
 
 # ----------------------------------------------------------------------- good change

@@ -16,6 +16,7 @@ import wgf_confirm_undo
 import wgf_firewall
 import wgf_host
 import wgf_keys
+import wgf_layout
 from tests.functional.conftest import pillar_for
 from tests.support.netns import Netns
 
@@ -99,6 +100,9 @@ esac
 """
 
 
+DROPIN = "[Service]\nEnvironment=WG_ENDPOINT_RESOLUTION_RETRIES=5\n"
+
+
 def conf(key, address):
     return f"[Interface]\nPrivateKey = {key}\nAddress = {address}\nListenPort = 51900\n"
 
@@ -120,13 +124,20 @@ def undo_box(tmp_path):
     (state / "conf").write_text(original)
     os.chmod(state / "conf", 0o600)  # as the state records it
     (state / "firewall").write_text(wgf_firewall.nft_replace(None))
+    # the service's drop-in as recorded; live as it was unless a test changes it
+    dropin = etc / "wireguard-formula.conf"
+    (state / "dropin").write_text(DROPIN)
+    dropin.write_text(DROPIN)
     log = tmp_path / "systemctl.log"
     (stubs / "systemctl").write_text(SYSTEMCTL.format(log=log, conf=path))
     os.chmod(stubs / "systemctl", 0o755)
     (state / "undo").write_text(
         wgf_confirm_undo.undo_script(
             ifname,
-            [wgf_confirm_undo.Restore(str(path), "conf")],
+            [
+                wgf_confirm_undo.Restore(str(path), "conf"),
+                wgf_confirm_undo.Restore(str(dropin), "dropin"),
+            ],
             f"wg-quick@{ifname}",
             "nftables",
             root=str(root),
@@ -187,6 +198,22 @@ def test_at_boot_in_the_same_boot_the_undo_does_nothing(undo_box):
     assert not log.exists()
 
 
+def test_a_changed_drop_in_is_put_back_and_reloaded_before_the_restart(undo_box):
+    """systemd restarts a service with the drop-in it has cached: the undo of a changed
+    drop-in reloads first (the other undo tests leave it alone: no reload there)."""
+    ns, ifname, path, original, state, log = undo_box
+    dropin = path.parent / "wireguard-formula.conf"
+    dropin.write_text("[Service]\nEnvironment=WG_ENDPOINT_RESOLUTION_RETRIES=1\n")
+    done = ns.run(["/bin/sh", str(state / "undo"), "now"], check=False)
+    assert done.returncode == 0, done.stderr
+    assert dropin.read_text() == DROPIN and path.read_text() == original
+    assert log.read_text().splitlines() == [
+        "systemctl daemon-reload",
+        f"systemctl reset-failed wg-quick@{ifname}",
+        f"systemctl restart wg-quick@{ifname}",
+    ]
+
+
 def test_held_under_the_lock_the_undo_waits(undo_box):
     """A disarm holds the directory's lock: the timer's undo waits for it, then finds
     nothing armed."""
@@ -200,6 +227,168 @@ def test_held_under_the_lock_the_undo_waits(undo_box):
     finally:
         holder.wait()
     assert path.read_text() != original and not log.exists()
+
+
+# ------------------------------------------- the undo of the formula's iptables chains
+
+TOOLS = {4: "iptables", 6: "ip6tables"}
+#: The admin's own rules: the undo leaves them as they are.
+ADMIN = """*filter
+:ADMIN-LOG - [0:0]
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A FORWARD -j ADMIN-LOG
+COMMIT
+*nat
+-A POSTROUTING -o eth9 -j MASQUERADE
+COMMIT
+"""
+
+
+def _formula(version, listen_port):
+    """What the formula's iptables backend loads for an interface with its listen port
+    open, an access rule and masquerade."""
+    peer = "10.79.0.2/32" if version == 4 else "fd79::2/128"
+    address = "10.79.0.1/24" if version == 4 else "fd79::1/64"
+    iface = {
+        "name": "wgi0",
+        "firewall": "iptables",
+        "enabled": True,
+        "absent": False,
+        "listen_port": listen_port,
+        "open_port": True,
+        "access": {
+            "default": "drop",
+            "rules": [{"sources": [peer], "to": [], "proto": "tcp", "ports": ["22"]}],
+        },
+        "masquerade": ["eth9"],
+        "address": [address],
+        "peers": {"p": {"absent": False, "allowed_ips": [peer]}},
+    }
+    return wgf_firewall.iptables_rules([iface], version)
+
+
+def _saved(ns, version):
+    """``ip(6)tables-save`` of the namespace, without its comment lines (a timestamp)."""
+    shown = ns.out([f"{TOOLS[version]}-save"])
+    return [line for line in shown.splitlines() if not line.startswith("#")]
+
+
+def _load(ns, version, text, tmp_path):
+    rules = tmp_path / f"load{version}-{uuid.uuid4().hex[:6]}"
+    rules.write_text(text)
+    ns.run([f"{TOOLS[version]}-restore", "--noflush", str(rules)])
+
+
+@pytest.fixture
+def ipt_box(loaders, tmp_path):
+    """A namespace with the admin's own rules (both IP versions), and ``arm()``: record
+    the formula's chains as confirm does (the host adapter's ip(6)tables-save, inside the
+    namespace), write the undo for backend iptables and arm it; ``undo()`` runs it
+    there, with ``systemctl`` a stub that logs."""
+    ifname = f"wgi{uuid.uuid4().hex[:6]}"
+    ns = Netns("cfipt")
+    root, stubs, etc = tmp_path / "confirm", tmp_path / "bin", tmp_path / "etc"
+    for directory in (root, stubs, etc):
+        directory.mkdir(mode=0o700)
+    state = root / ifname
+    state.mkdir(mode=0o700)
+    log = tmp_path / "systemctl.log"
+    (stubs / "systemctl").write_text(f'#!/bin/sh\necho "systemctl $*" >> "{log}"\n')
+    os.chmod(stubs / "systemctl", 0o755)
+    ns.env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}"}
+    host = wgf_host.Host(loaders.modules)
+    layout = wgf_layout.Layout(str(etc), f"wg-quick@{ifname}")
+
+    def arm():
+        with ns.entered():
+            records, restores, kind, iptables = wgf_confirm_run._records(
+                host, ifname, layout, "iptables"
+            )
+        assert kind == "iptables" and sorted(iptables) == [4, 6]
+        records["undo"] = wgf_confirm_undo.undo_script(
+            ifname,
+            restores,
+            f"wg-quick@{ifname}",
+            kind,
+            root=str(root),
+            restart_pending=str(tmp_path / "pending"),
+            iptables=iptables,
+        )
+        for name, text in records.items():
+            (state / name).write_text(text)
+        (state / "armed").write_text(wgf_confirm_undo.armed_text("00000000-0000"))
+
+    def undo():
+        done = ns.run(["/bin/sh", str(state / "undo"), "now"], check=False)
+        assert done.returncode == 0, done.stderr
+        assert "failed=0" in (state / "undone").read_text()
+
+    try:
+        ns.create()
+        for version in (4, 6):
+            _load(ns, version, ADMIN, tmp_path)
+        yield ns, arm, undo, state, log
+    finally:
+        ns.delete()
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_iptables_chains_that_existed_come_back_with_their_rules_and_one_jump(
+    ipt_box, tmp_path, version
+):
+    ns, arm, undo, state, log = ipt_box
+    other = 10 - version  # the other IP version: its chains must be left as they were
+    for v in (version, other):
+        _load(ns, v, wgf_firewall.iptables_restore(_formula(v, 51820), set()), tmp_path)
+    before = {v: _saved(ns, v) for v in (version, other)}
+    arm()
+    assert (state / "firewall").exists() and (state / "firewall6").exists()
+    # the change: other rules in the chains, a second jump, a jump gone
+    tool = TOOLS[version]
+    _load(ns, version, wgf_firewall.iptables_restore(_formula(version, 40000), set()), tmp_path)
+    ns.run([tool, "-t", "filter", "-D", "FORWARD", "-j", "WIREGUARD-FORWARD"])
+    assert _saved(ns, version) != before[version]
+    assert sum(" -j WIREGUARD-INPUT" in line for line in _saved(ns, version)) == 2
+    undo()
+    after = _saved(ns, version)
+    assert after == before[version]
+    ours = wgf_firewall.iptables_ours("\n".join(after))
+    for table, chains in wgf_firewall.IPTABLES_CHAINS.items():
+        for chain, builtin in chains:
+            assert ours.count(f"{table} -A {builtin} -j {chain}") == 1, chain
+    assert "51820" in "\n".join(ours) and "40000" not in "\n".join(ours)
+    assert _saved(ns, other) == before[other]
+    assert log.read_text().splitlines()[-1] == f"systemctl restart wg-quick@{state.name}"
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_iptables_chains_the_change_made_go_with_their_jumps(ipt_box, tmp_path, version):
+    ns, arm, undo, _, _ = ipt_box
+    before = {v: _saved(ns, v) for v in (4, 6)}
+    arm()
+    for v in (4, 6):
+        _load(ns, v, wgf_firewall.iptables_restore(_formula(v, 51820), set()), tmp_path)
+    ns.run([TOOLS[version], "-t", "nat", "-I", "POSTROUTING", "1", "-j", "WIREGUARD-POSTROUTING"])
+    assert any("WIREGUARD" in line for line in _saved(ns, version))
+    undo()
+    for v in (4, 6):
+        assert _saved(ns, v) == before[v]
+        assert not any("WIREGUARD" in line for line in _saved(ns, v))
+
+
+def test_an_iptables_undo_run_twice_is_harmless(ipt_box, tmp_path):
+    """The undo again (the timer after the run's own; armed once more): the same
+    rules, no second jump, nothing failed."""
+    ns, arm, undo, state, _ = ipt_box
+    _load(ns, 4, wgf_firewall.iptables_restore(_formula(4, 51820), set()), tmp_path)
+    before = {v: _saved(ns, v) for v in (4, 6)}
+    arm()
+    _load(ns, 4, wgf_firewall.iptables_restore(_formula(4, 40000), set()), tmp_path)
+    _load(ns, 6, wgf_firewall.iptables_restore(_formula(6, 40000), set()), tmp_path)
+    undo()
+    (state / "armed").write_text(wgf_confirm_undo.armed_text("00000000-0000"))
+    undo()
+    assert {v: _saved(ns, v) for v in (4, 6)} == before
 
 
 # ------------------------------------------------- the states through the real loader

@@ -613,6 +613,9 @@ def test_confirm_needs_systemd_or_openrc():
 # --------------------------------------------------------------------- undo script
 
 STUBS = ("nft", "systemctl", "iptables-restore", "ip6tables-restore", "rc-service")
+#: iptables and ip6tables as stubs of an empty ruleset: a -C (check) or -D (delete) of a
+#: jump finds none, -S lists nothing.
+IPTABLES_STUBS = ("iptables", "ip6tables")
 
 
 @pytest.fixture
@@ -633,6 +636,13 @@ def undo_box(tmp_path):
             f'case " ${{FAIL:-}} " in *" {name} "*) exit 1;; esac\nexit 0\n'
         )
         stub.chmod(0o755)
+    for name in IPTABLES_STUBS:
+        stub = bin_dir / name
+        stub.write_text(
+            f'#!/bin/sh\necho "{name} $*" >> {log}\n'
+            'case " $* " in *" -C "*|*" -D "*) exit 1;; esac\nexit 0\n'
+        )
+        stub.chmod(0o755)
     (state / "conf").write_text("[Interface]\n# before\n")
     (state / "key").write_text("old key\n")
     (state / "conf").chmod(0o600)
@@ -647,13 +657,22 @@ def undo_box(tmp_path):
     pending = tmp_path / "restart-pending-wg0"
     pending.write_text("")
 
-    def run(mode, firewall="nftables", init="systemd", fail="", service="wg-quick@wg0.service"):
+    def run(
+        mode,
+        firewall="nftables",
+        init="systemd",
+        fail="",
+        service="wg-quick@wg0.service",
+        iptables=None,
+        more=(),
+    ):
         text = u.undo_script(
             "wg0",
             [
                 u.Restore(str(etc / "wg0.conf"), "conf"),
                 u.Restore(str(etc / "wg0.key"), "key"),
                 u.Restore(str(etc / "new.conf")),
+                *more,
             ],
             service,
             firewall,
@@ -661,6 +680,7 @@ def undo_box(tmp_path):
             root=str(root),
             restart_pending=str(pending),
             boot_id=str(boot_id),
+            iptables=iptables,
         )
         script = state / "undo"
         script.write_text(text)
@@ -778,14 +798,185 @@ def test_a_run_that_left_the_firewall_alone_does_not_load_one(undo_box):
     ]
 
 
-@given(interface_names, st.sampled_from([None, "nftables", "iptables"]), st.sampled_from(c.INITS))
-def test_the_script_is_valid_shell_and_names_no_key(interface, firewall, init):
+#: What ip(6)tables-save showed at arm time, as ``wgf_firewall.iptables_ours`` keeps it:
+#: the input chain with a rule and its jump; no forward or postrouting chain.
+OURS_INPUT = [
+    "filter :WIREGUARD-INPUT",
+    "filter -A INPUT -j WIREGUARD-INPUT",
+    'filter -A WIREGUARD-INPUT -i wg0 -m comment --comment "wg0 default" -j DROP',
+]
+
+
+def _removed(tool):
+    """The calls that take a chain not recorded away: its jumps (until none), then it."""
+    return [
+        f"{tool} -w -t filter -D INPUT -j WIREGUARD-INPUT",
+        f"{tool} -w -t filter -X WIREGUARD-INPUT",
+        f"{tool} -w -t filter -D FORWARD -j WIREGUARD-FORWARD",
+        f"{tool} -w -t filter -X WIREGUARD-FORWARD",
+        f"{tool} -w -t nat -D POSTROUTING -j WIREGUARD-POSTROUTING",
+        f"{tool} -w -t nat -X WIREGUARD-POSTROUTING",
+    ]
+
+
+@needs_flock
+def test_the_undo_puts_the_recorded_iptables_chains_and_jumps_back(undo_box):
+    """iptables (issue 21): the record loads first (every chain declared, the recorded
+    ones filled); a recorded jump is checked and added when missing, and its copies
+    counted; a jump not recorded is deleted until none is left; a chain not recorded
+    goes. ip6tables the same, from ``firewall6``."""
+    (undo_box.state / "firewall6").write_text("*filter\nCOMMIT\n")
+    done, calls = undo_box("timer", firewall="iptables", iptables={4: OURS_INPUT, 6: []})
+    assert done.returncode == 0, done.stderr
+    assert calls == [
+        f"iptables-restore --noflush {undo_box.state}/firewall",
+        "iptables -w -t filter -C INPUT -j WIREGUARD-INPUT",
+        "iptables -w -t filter -I INPUT 1 -j WIREGUARD-INPUT",
+        "iptables -w -t filter -S INPUT",
+        *_removed("iptables")[2:],
+        f"ip6tables-restore --noflush {undo_box.state}/firewall6",
+        *_removed("ip6tables"),
+        "systemctl reset-failed wg-quick@wg0.service",
+        "systemctl restart wg-quick@wg0.service",
+    ]
+
+
+@needs_flock
+def test_only_the_ip_versions_recorded_are_put_back(undo_box):
+    (undo_box.state / "firewall6").write_text("*filter\nCOMMIT\n")
+    _, first = undo_box("now", firewall="iptables", iptables={6: OURS_INPUT})
+    assert not any(call.startswith("iptables") for call in first)
+    assert first[0] == f"ip6tables-restore --noflush {undo_box.state}/firewall6"
+    (undo_box.state / "armed").write_text(u.armed_text("1111-aaaa"))  # armed again
+    _, calls = undo_box("now", firewall="iptables", iptables={4: []})
+    calls = calls[len(first) :]
+    assert calls[:-2] == [
+        f"iptables-restore --noflush {undo_box.state}/firewall",
+        *_removed("iptables"),
+    ]
+    assert not any(call.startswith("ip6tables") for call in calls)
+
+
+@needs_flock
+def test_at_boot_the_iptables_chains_are_left_alone(undo_box):
+    done, calls = undo_box("boot", firewall="iptables", iptables={4: OURS_INPUT, 6: []})
+    assert done.returncode == 0 and calls == []
+
+
+def test_the_iptables_steps_name_the_formulas_chains_only():
+    """Chain and table names come from ``wgf_firewall.IPTABLES_CHAINS``: what the record
+    holds besides decides only which of them are kept."""
+    evil = [
+        "filter :WIREGUARD-X;reboot",
+        "filter -A INPUT -j WIREGUARD-X;reboot",
+        "raw :WIREGUARD-INPUT",
+        "filter -A $(reboot) -j WIREGUARD-INPUT",
+    ]
+    text = u.undo_script("wg0", [], "wg-quick@wg0", "iptables", iptables={4: evil})
+    assert "reboot" not in text and " raw " not in text
+    assert "iptables -w -t filter -X WIREGUARD-INPUT || failed=1" in text
+    kept = u.undo_script("wg0", [], "wg-quick@wg0", "iptables", iptables={4: OURS_INPUT})
+    assert "-X WIREGUARD-INPUT" not in kept and "-I INPUT 1 -j WIREGUARD-INPUT" in kept
+    assert "-D INPUT -j WIREGUARD-INPUT 2>/dev/null; do" not in kept
+    for firewall, records in (("nftables", {4: []}), ("iptables", {5: []})):
+        with pytest.raises(ValueError):
+            u.undo_script("wg0", [], "wg-quick@wg0", firewall, iptables=records)
+
+
+# ------------------------------------------------------- a restored drop-in: reload
+
+DROPIN_BEFORE = "[Service]\nExecStart=\nExecStart=/usr/bin/wg-quick up /srv/wg/wg0.conf\n"
+
+
+def _dropin(undo_box, live):
+    """The drop-in recorded as it was before the change, and ``live`` (None: none)."""
+    (undo_box.state / "dropin").write_text(DROPIN_BEFORE)
+    target = undo_box.etc / "wireguard-formula.conf"
+    if live is not None:
+        target.write_text(live)
+    return u.Restore(str(target), "dropin")
+
+
+@needs_flock
+@pytest.mark.parametrize("mode", ["timer", "now", "boot"])
+def test_a_restored_drop_in_that_changed_is_reloaded_before_the_restart(undo_box, mode):
+    """systemd restarts a service with the drop-in it has cached: when the undo puts a
+    changed drop-in back, ``daemon-reload`` runs once, before the restart; at boot too
+    (the boot unit runs before ``wg-quick@``)."""
+    restore = _dropin(undo_box, "[Service]\nExecStart=\nExecStart=/usr/bin/wg-quick up x\n")
+    unit = u.Restore(str(undo_box.etc / "other.service"), "conf", unit=True)
+    done, calls = undo_box(mode, firewall=None, more=(restore, unit))
+    assert done.returncode == 0, done.stderr
+    assert (undo_box.etc / "wireguard-formula.conf").read_text() == DROPIN_BEFORE
+    assert calls[0] == "systemctl daemon-reload"
+    assert calls.count("systemctl daemon-reload") == 1
+    assert calls[1:] == (
+        []
+        if mode == "boot"
+        else [
+            "systemctl reset-failed wg-quick@wg0.service",
+            "systemctl restart wg-quick@wg0.service",
+        ]
+    )
+
+
+@needs_flock
+def test_a_drop_in_the_change_left_alone_needs_no_reload(undo_box):
+    done, calls = undo_box("timer", firewall=None, more=(_dropin(undo_box, DROPIN_BEFORE),))
+    assert done.returncode == 0
+    assert "systemctl daemon-reload" not in calls and calls[-1].startswith("systemctl restart")
+
+
+@needs_flock
+def test_a_drop_in_the_change_made_is_removed_and_reloaded(undo_box):
+    made = undo_box.etc / "made.conf"
+    made.write_text("[Service]\n")
+    _, first = undo_box("timer", firewall=None, more=(u.Restore(str(made), unit=True),))
+    assert not made.exists()
+    assert first[0] == "systemctl daemon-reload"
+    (undo_box.state / "armed").write_text(u.armed_text("1111-aaaa"))  # armed again
+    _, calls = undo_box("timer", firewall=None, more=(u.Restore(str(made), unit=True),))
+    assert calls[len(first) :] == [  # nothing there to remove: no reload
+        "systemctl reset-failed wg-quick@wg0.service",
+        "systemctl restart wg-quick@wg0.service",
+    ]
+
+
+@needs_flock
+def test_on_openrc_a_restored_drop_in_is_not_reloaded(undo_box):
+    restore = _dropin(undo_box, "changed\n")
+    _, calls = undo_box(
+        "timer", firewall=None, init="openrc", service="wg-quick.wg0", more=(restore,)
+    )
+    assert calls == ["rc-service wg-quick.wg0 restart"]
+
+
+def test_what_counts_as_a_systemd_unit():
+    assert u.Restore("/etc/systemd/system/wg-quick@wg0.service.d/x.conf").systemd
+    assert u.Restore("/srv/x.conf", "dropin").systemd and u.Restore("/srv/x", unit=True).systemd
+    assert not u.Restore("/etc/wireguard/wg0.conf", "conf").systemd
+    text = u.undo_script("wg0", [u.Restore("/etc/wireguard/wg0.conf", "conf")], "wg-quick@wg0")
+    assert "daemon-reload" not in text and "reload=" not in text
+
+
+@given(
+    interface_names,
+    st.sampled_from([None, "nftables", "iptables"]),
+    st.sampled_from(c.INITS),
+    st.sampled_from([None, {4: []}, {4: OURS_INPUT, 6: OURS_INPUT[:1]}]),
+)
+def test_the_script_is_valid_shell_and_names_no_key(interface, firewall, init, iptables):
     text = u.undo_script(
         interface,
-        [u.Restore(f"/etc/wireguard/{interface}.conf", "conf"), u.Restore("/etc/x/y.conf")],
+        [
+            u.Restore(f"/etc/wireguard/{interface}.conf", "conf"),
+            u.Restore("/etc/x/y.conf"),
+            u.Restore("/etc/systemd/system/wg-quick@x.service.d/wireguard-formula.conf", "dropin"),
+        ],
         "wg-quick@x.service",
         firewall,
         init,
+        iptables=iptables if firewall == "iptables" else None,
     )
     assert not wgf_addr.KEY_SHAPED.search(text)
     assert f"dir=/var/lib/wireguard-formula/confirm/{interface}\n" in text or (
@@ -796,12 +987,18 @@ def test_the_script_is_valid_shell_and_names_no_key(interface, firewall, init):
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="no shellcheck")
-def test_shellcheck_finds_nothing_in_the_script():
+@pytest.mark.parametrize("iptables", [None, {4: OURS_INPUT, 6: []}])
+def test_shellcheck_finds_nothing_in_the_script(iptables):
     text = u.undo_script(
         "wg0",
-        [u.Restore("/etc/wireguard/wg0.conf", "conf"), u.Restore("/etc/wireguard/x")],
+        [
+            u.Restore("/etc/wireguard/wg0.conf", "conf"),
+            u.Restore("/etc/wireguard/x"),
+            u.Restore("/etc/systemd/system/wg-quick@wg0.service.d/wireguard-formula.conf"),
+        ],
         "wg-quick@wg0.service",
         "iptables",
+        iptables=iptables,
     )
     done = subprocess.run(
         ["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True

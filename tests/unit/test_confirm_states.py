@@ -191,6 +191,80 @@ def test_a_firewall_change_records_the_live_table_for_the_undo(states, minion, h
         assert 'nft -f "$dir/firewall"' in handle.read()
 
 
+#: ip(6)tables-save before the change: the formula's input chain, its jump, a rule of
+#: the admin's own.
+IPT_SAVED = """*filter
+:INPUT ACCEPT [0:0]
+:WIREGUARD-INPUT - [0:0]
+-A INPUT -j WIREGUARD-INPUT
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A WIREGUARD-INPUT -p udp -m udp --dport 51820 -m comment --comment "wg7 open_port" -j ACCEPT
+COMMIT
+"""
+
+
+def _iptables_change(minion, host, v6=True):
+    minion.firewall = "iptables"
+    host.executables.update({"iptables-save", "ip6tables-save"})
+    host.iptables = {4: IPT_SAVED, 6: IPT_SAVED if v6 else None}
+    minion.pillar["interfaces"][IF]["access"] = {"default": "drop"}
+
+
+def test_an_iptables_change_records_the_formulas_chains_for_the_undo(states, minion, host, steady):
+    """Backend iptables: the formula's chains of each IP version are recorded
+    (``firewall``, ``firewall6``: the iptables-restore input that puts them back), and
+    the undo loads them and keeps the recorded jump; the admin's rule is no part of it."""
+    _iptables_change(minion, host)
+    ret = states.confirm_armed(IF, config_dir=minion.config_dir)
+    assert ret["result"] is True and "firewall" in ret["comment"], ret["comment"]
+    expected = (
+        "*filter\n:WIREGUARD-INPUT - [0:0]\n:WIREGUARD-FORWARD - [0:0]\n"
+        '-A WIREGUARD-INPUT -p udp -m udp --dport 51820 -m comment --comment "wg7 open_port" '
+        "-j ACCEPT\nCOMMIT\n*nat\n:WIREGUARD-POSTROUTING - [0:0]\nCOMMIT\n"
+    )
+    for name in ("firewall", "firewall6"):
+        with open(os.path.join(state_dir(), name)) as handle:
+            assert handle.read() == expected, name
+        assert stat.S_IMODE(os.stat(os.path.join(state_dir(), name)).st_mode) == 0o600
+    with open(os.path.join(state_dir(), "undo")) as handle:
+        script = handle.read()
+    for tool, record in (("iptables", "firewall"), ("ip6tables", "firewall6")):
+        assert f'{tool}-restore --noflush "$dir/{record}" || failed=1' in script
+        assert (
+            f"{tool} -w -t filter -C INPUT -j WIREGUARD-INPUT 2>/dev/null || "
+            f"{tool} -w -t filter -I INPUT 1 -j WIREGUARD-INPUT || failed=1"
+        ) in script
+        assert f"{tool} -w -t filter -X WIREGUARD-FORWARD || failed=1" in script
+        assert f"{tool} -w -t filter -X WIREGUARD-INPUT" not in script
+    assert "dport 22" not in script
+    # confirmed: the records go with the rest
+    host.clock += 1
+    assert states.confirm_checked(IF, config_dir=minion.config_dir)["result"] is True
+    assert sorted(os.listdir(state_dir())) == ["meta.json"]
+
+
+def test_without_ip6tables_only_iptables_is_recorded(states, minion, host, steady):
+    _iptables_change(minion, host, v6=False)
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    assert os.path.exists(os.path.join(state_dir(), "firewall"))
+    assert not os.path.exists(os.path.join(state_dir(), "firewall6"))
+    with open(os.path.join(state_dir(), "undo")) as handle:
+        script = handle.read()
+    assert "iptables-restore" in script
+    assert "ip6tables-restore" not in script and "ip6tables -w" not in script
+
+
+def test_the_recorded_drop_in_is_reloaded_before_the_restart(states, minion, host, steady):
+    _file_change(minion, host)
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    with open(os.path.join(state_dir(), "undo")) as handle:
+        script = handle.read()
+    dropin = wgf_layout.dropin_path(IF, f"wg-quick@{IF}")
+    reload = '[ "$reload" = 0 ] || systemctl daemon-reload || failed=1'
+    assert dropin in script and reload in script
+    assert script.index(reload) < script.index("systemctl restart")
+
+
 def test_an_interface_not_running_or_taken_down_is_not_confirmed(states, minion, host, steady):
     minion.pillar["interfaces"][IF]["post_up"] = ["logger up"]
     minion.up = False

@@ -217,6 +217,85 @@ def test_iptables_chains_load_replace_and_go(tmp_path, version):
     assert "WIREGUARD" not in saved
 
 
+SAVED = """*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:WIREGUARD-INPUT - [0:0]
+:KEEP-MINE - [0:0]
+-A INPUT -j WIREGUARD-INPUT
+-A INPUT -i eth0 -j WIREGUARD-INPUT
+-A INPUT -p tcp -m comment --comment "WIREGUARD-ish" -j ACCEPT
+-A WIREGUARD-INPUT -p udp -m udp --dport 51820 -m comment --comment "wg0 open_port" -j ACCEPT
+-A WIREGUARD-INPUT -i wg0 -m comment --comment "wg0 default" -j DROP
+-A KEEP-MINE -j ACCEPT
+COMMIT
+*mangle
+:WIREGUARD-FORWARD - [0:0]
+-A FORWARD -j WIREGUARD-FORWARD
+COMMIT
+"""
+
+
+def test_the_recorded_chains_and_plain_jumps_are_the_formulas_only():
+    """What an undo keeps: the formula's chains and its own kind of jump (``-I <builtin>
+    1 -j <chain>``), in the tables IPTABLES_CHAINS names; a chain of that name in another
+    table, or a jump with a match, is not the formula's."""
+    chains, jumps = wgf_firewall.iptables_recorded(wgf_firewall.iptables_ours(SAVED))
+    assert chains == {("filter", "WIREGUARD-INPUT")}
+    assert jumps == {("filter", "INPUT", "WIREGUARD-INPUT")}
+    assert wgf_firewall.iptables_recorded([]) == (set(), set())
+
+
+def test_the_put_back_record_declares_every_chain_and_fills_the_recorded_ones():
+    text = wgf_firewall.iptables_put_back(wgf_firewall.iptables_ours(SAVED))
+    assert text == (
+        "*filter\n"
+        ":WIREGUARD-INPUT - [0:0]\n"
+        ":WIREGUARD-FORWARD - [0:0]\n"
+        '-A WIREGUARD-INPUT -p udp -m udp --dport 51820 -m comment --comment "wg0 open_port" '
+        "-j ACCEPT\n"
+        '-A WIREGUARD-INPUT -i wg0 -m comment --comment "wg0 default" -j DROP\n'
+        "COMMIT\n"
+        "*nat\n"
+        ":WIREGUARD-POSTROUTING - [0:0]\n"
+        "COMMIT\n"
+    )
+    # nothing recorded: every chain declared (to be flushed and removed), none filled
+    assert "-A " not in wgf_firewall.iptables_put_back([])
+
+
+@pytest.mark.parametrize("version", [4, 6])
+def test_the_put_back_record_loads_over_changed_chains(tmp_path, version):
+    """Loaded over chains a change refilled, the record leaves exactly the recorded rules
+    in them, however often it is loaded."""
+    prefix = "iptables" if version == 4 else "ip6tables"
+    box = jumpbox("iptables", access=ACCESS, open_port=["198.18.0.10", "fd18::10"]).values()
+    before = tmp_path / "before"
+    before.write_text(
+        wgf_firewall.iptables_restore(wgf_firewall.iptables_rules(box, version), set())
+    )
+    recorded = wgf_firewall.iptables_ours(
+        _scratch(f"{prefix}-restore --noflush {before} && {prefix}-save")
+    )
+    change = tmp_path / "change"
+    changed = wgf_firewall.iptables_rules(jumpbox("iptables", open_port=True).values(), version)
+    change.write_text(wgf_firewall.iptables_restore(changed, set()))
+    back = tmp_path / "back"
+    back.write_text(wgf_firewall.iptables_put_back(recorded))
+    saved = _scratch(
+        f"{prefix}-restore --noflush {before} && {prefix}-restore --noflush {change} && "
+        f"{prefix}-restore --noflush {back} && {prefix}-restore --noflush {back} && "
+        f"{prefix}-save"
+    )
+    chain_lines = [line for line in recorded if " -A WIREGUARD-" in line]
+    assert (
+        chain_lines
+        and [line for line in wgf_firewall.iptables_ours(saved) if " -A WIREGUARD-" in line]
+        == chain_lines
+    )
+
+
 def test_a_peer_not_yet_in_the_mine_or_absent_is_still_a_name():
     """A rule may name a peer whose key the mine has not published yet (left out of this
     run) or an absent one (no address): neither is a bad name."""
