@@ -426,6 +426,7 @@ def confirmed(loaders, pair, config_dir, remote2, set_pillar, tmp_path, monkeypa
     # the other), its boot-time unit written under tmp_path
     monkeypatch.setattr(wgf_host.Host, "has_systemd", lambda self: True)
     monkeypatch.setattr(wgf_layout, "SYSTEMD_UNIT_DIR", str(tmp_path / "systemd"))
+    monkeypatch.setattr(wgf_layout, "INIT_SCRIPT_DIR", str(tmp_path / "init.d"))
     listener = pair.remote.popen(["python3", "-c", LISTENER.replace("21.2", "10.2")])
     assert listener.stdout.readline().strip() == "listening"
     confirm = {"timeout": 6, "probes": ["198.18.10.2:4506"]}

@@ -70,6 +70,7 @@ def states(minion, host, hold, tmp_path, monkeypatch):
     # after loading: loading the files reads the utils again
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     monkeypatch.setattr(wgf_layout, "SYSTEMD_UNIT_DIR", str(tmp_path / "systemd"))
+    monkeypatch.setattr(wgf_layout, "INIT_SCRIPT_DIR", str(tmp_path / "init.d"))
     monkeypatch.setattr(wgf_confirm, "STATE_ROOT", str(tmp_path / "confirm"))
     hand_in(monkeypatch, host)
     return module
@@ -510,7 +511,6 @@ def test_an_undo_not_reported_is_sent_once_as_an_event(states, minion, host, ste
 def test_on_openrc_a_detached_waiter_arms_and_an_init_script_restores_at_boot(
     states, minion, host, steady, tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(wgf_layout, "INIT_SCRIPT_DIR", str(tmp_path / "init.d"))
     host.systemd = False
     _file_change(minion, host)
     ret = states.confirm_armed(IF, config_dir=minion.config_dir)
