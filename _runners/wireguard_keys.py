@@ -159,7 +159,8 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
     The keys are made here on the master from fresh randomness and kept in its store
     (``<cachedir>/wireguard/psks.json``); the minions get them through the formula's
     ext_pillar. A session already established stays valid until the next handshake, so
-    no packet is lost. The return names the pairs and minions, never a key.
+    no packet is lost. The return names the pairs and minions, never a key; its
+    ``retcode`` (1 when a minion failed or did not answer) is ``salt-run``'s exit code.
 
     tgt, tgt_type
         The minions whose pillar defines the network (default: all).
@@ -185,6 +186,7 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
     minions = sorted({m for p in pairs for m in p})
     results, unreachable = _apply_on(minions, timeout)
     ok = not unreachable and all(r["result"] for r in results.values())
+    # salt-run exits with the return's "retcode"; orchestrate reads __context__'s
     if not ok:
         __context__["retcode"] = 1
     return {
@@ -194,6 +196,7 @@ def rotate_psks(network, tgt="*", tgt_type="glob", timeout=None):
         "minions": minions,
         "results": results,
         "unreachable": unreachable,
+        "retcode": 0 if ok else 1,
     }
 
 
@@ -327,6 +330,7 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
 
     A node or partner that does not answer is named and left with its old key, which
     every other node still accepts; running the same command again finishes the job.
+    The return's ``retcode`` (1 when one failed) is ``salt-run``'s exit code.
 
     tgt, tgt_type
         The nodes to give new keys.
@@ -388,6 +392,7 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
             or not all(isinstance(r, dict) and r.get("result") for r in states.values())
         }
     )
+    # salt-run exits with the return's "retcode"; orchestrate reads __context__'s
     if failed:
         __context__["retcode"] = 1
     return {
@@ -397,4 +402,5 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
         "failed": failed,
         "announced": sorted(announced),
         "switched": sorted(switched),
+        "retcode": 1 if failed else 0,
     }

@@ -349,6 +349,7 @@ def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
         assert time.monotonic() - started < 150, "the runner waited salt-run's -t"
         assert isinstance(ret, dict) and ret["ok"] is False, ret
         assert "psk3" in ret["failed"], ret
+        assert lab.master.last_exit == 1, "salt-run exited 0 on a failed rotation"
         assert public_keys(hosts) == before
         for name in ("psk1", "psk2"):
             assert hosts[name].ping_until("10.2.0.3", within=20).received, name
@@ -357,6 +358,7 @@ def test_a_silent_minion_keeps_its_old_key_and_a_second_run_finishes(psk_mesh):
     lab.master.wait_minions(["psk3"], hosts=hosts)
     ret = lab.master.salt_run("wireguard.rotate_keys", tgt="psk3", timeout=600)
     assert isinstance(ret, dict) and ret.get("ok") is True, json.dumps(ret)[:3000]
+    assert lab.master.last_exit == 0
     after = public_keys(hosts)
     assert after["psk3"] != before["psk3"]
     for name in ("psk1", "psk2"):

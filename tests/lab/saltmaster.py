@@ -79,6 +79,7 @@ class Master(Container):
         self.enable_unit("salt-master.service")
         self.ready = False
         self.synced = False
+        self.last_exit: int | None = None  # of the last salt_run
         # {minion id: the pillar file last written for it}: a minion whose file did not
         # change needs no refresh of its in-memory pillar
         self.pillar_files: dict[str, str] = {}
@@ -149,6 +150,7 @@ class Master(Container):
             *self._cli_args(args, kwargs),
         ]
         proc = self.run(argv, check=False, timeout=timeout + 60)
+        self.last_exit = proc.returncode  # salt-run's exit code, as a user sees it
         return self._parse(proc, argv)
 
     def _parse(self, proc, argv):
