@@ -149,17 +149,36 @@ def parse_probe(value, where):
             "without brackets, a TCP probe as [address]:port"
         )
     if ":" in word or word.startswith("["):
-        wgf_addr.endpoint(word, where)
+        try:
+            wgf_addr.endpoint(word, where)
+        except SaltInvocationError as exc:
+            raise _naming_the_probe(exc, value, where) from None
         host, port = wgf_addr.split_endpoint(word)
         if wgf_addr.is_address(host):
             host = str(ipaddress.ip_address(host))
         return TcpProbe(host, port)
     close = difflib.get_close_matches(word.lower(), WORDS, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    if _DOTTED_QUAD.fullmatch(word):
+        hint = "; it is not an IPv4 address (four numbers 0-255)"
     raise SaltInvocationError(
         f"{where}: unknown probe {wgf_addr.shown(value)}: a probe is master, peers, "
         f"an IP address (ICMP) or host:port (TCP, IPv6 as [address]:port){hint}"
     )
+
+
+#: What was meant as an IPv4 address (``10.0.0.300``): said so when it is none.
+_DOTTED_QUAD = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+")
+
+
+def _naming_the_probe(exc, value, where):
+    """``exc`` (about a part of the probe ``value``, such as its port) naming the whole
+    probe too: a list of probes says which of them is bad."""
+    message = str(exc)
+    if wgf_addr.shown(value) in message:
+        return exc
+    detail = message[len(where) + 2 :] if message.startswith(f"{where}: ") else message
+    return SaltInvocationError(f"{where}: probe {wgf_addr.shown(value)}: {detail}")
 
 
 def parse_probes(value, where):
@@ -171,7 +190,7 @@ def parse_probes(value, where):
         )
     if not value:
         raise SaltInvocationError(
-            f"{where}: an empty list confirms nothing; name at least one probe "
+            f"{where}: [] (an empty list) confirms nothing; name at least one probe "
             "(master, peers, an IP address, host:port), or set confirm: false"
         )
     probes = []

@@ -6,8 +6,9 @@ bootstrapped masterless (`salt-call --local`), then their salt-minions were poin
 the hub's tunnel address. Every change below is applied from that master with `salt` /
 `salt-run`, like a user would: a change that cuts a spoke off must come back by itself
 (the job fails naming the reason and `undone`), a good one is confirmed, a killed
-minion or a reboot before confirmation leaves the old config, and the rollout stops at
-a breaking canary. One lab for the whole file; confirm timeouts are short (6 s).
+minion or a reboot before confirmation leaves the old config, the rollout stops at
+a breaking canary, and a bad `confirm` (or an init that cannot undo alone) is refused
+before anything changes. One lab for the whole file; confirm timeouts are short (6 s).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pytest
 
 from tests.e2e.fingerprint import assert_restart_builds_the_same
 from tests.e2e.traffic import steady_ping
+from tests.lab.saltmaster import refusal
 from tests.lab.tunnel import bootstrap, in_parallel, join
 from tests.lab.util import LabError, wait_for
 
@@ -163,10 +165,12 @@ class Tunnel:
     def restore(self) -> None:
         """Back to the base pillar on the minions a test changed (each answering the
         master first: a restarted or rebooted minion takes a moment), then each spoke
-        handshakes with the hub."""
+        handshakes with the hub. With none changed, only the master's pillar is the
+        base again (a refused run changed nothing else)."""
         dirty = sorted(self.dirty)
         self.dirty = set()
         if not dirty:
+            self.hub.write_pillar(self.base)
             return
         wait_for(
             lambda: all(answers_ping(self, m) for m in dirty),
@@ -342,6 +346,102 @@ def test_test_mode_says_a_confirm_would_be_armed_with_its_probes(base):
     assert snapshot(base.spokes[S3]) == before
     assert [u for u in confirm_units(base.spokes[S3]) if "restore" not in u] == []
     assert not is_armed(base.spokes[S3])
+
+
+# ------------------------------------------------------------------------ bad input
+
+#: Each bad `confirm` value (issue 21, "Bad input") and how the refusal shows it.
+BAD_CONFIRM = {
+    "timeout 4": ({"timeout": 4}, "timeout", "4"),
+    "timeout 3601": ({"timeout": 3601}, "timeout", "3601"),
+    "timeout '30s'": ({"timeout": "30s"}, "timeout", "30s"),
+    "timeout 12.5": ({"timeout": 12.5}, "timeout", "12.5"),
+    "unknown probe word": ({"probes": ["mastr"]}, "probes", "mastr"),
+    "bad probe address": ({"probes": ["10.0.0.300"]}, "probes", "10.0.0.300"),
+    "bad probe port": ({"probes": ["10.0.0.1:70000"]}, "probes", "10.0.0.1:70000"),
+    "probe without port": ({"probes": ["host:"]}, "probes", "host:"),
+    "no probe": ({"probes": []}, "probes", "[]"),
+}
+#: Where the bad value is put: the spoke's interface, or lookup (every interface's).
+BAD_PLACES = {
+    "interfaces:wg0:confirm": sorted(BAD_CONFIRM),
+    "lookup:confirm": ["unknown probe word"],
+}
+
+
+def mtu(host) -> str:
+    return re.search(r" mtu (\d+)", host.out(["ip", "-o", "link", "show", "wg0"])).group(1)
+
+
+def names(message: str, place: str, value: str) -> bool:
+    """Whether a line of `message` names the pillar `place` and the bad `value` (a
+    whole token: `4` is not found in `4506` or `10.0.0.4`)."""
+    token = re.compile(rf"(?<![\w.]){re.escape(value)}(?![\w.])")
+    return any(place in line and token.search(line) for line in message.splitlines())
+
+
+def refused_and_nothing_changed(tunnel, minion, pillars) -> str:
+    """`salt MINION state.apply wireguard` with `pillars` from the master: the run must
+    fail, and the minion's file, live interface (its MTU too), confirm state and units
+    are what they were; the minion still answers its master. Returns the refusal."""
+    host = tunnel.spokes[minion]
+
+    def state():
+        return snapshot(host), mtu(host), confirm_units(host), is_armed(host)
+
+    before = state()
+    assert not before[-1]
+    ret = tunnel.hub.state_apply(minion, pillars, check=False, timeout=120)
+    after = state()
+    if not isinstance(ret.get(minion), list) or after != before:
+        tunnel.dirty.add(minion)  # the `base` fixture applies the base again
+    message = refusal(ret, minion)
+    assert after == before, message
+    assert answers_ping(tunnel, minion)
+    return message
+
+
+@pytest.mark.parametrize(
+    ("place", "case"), [(place, case) for place, cases in BAD_PLACES.items() for case in cases]
+)
+def test_a_bad_confirm_is_refused_before_anything_changes(base, place, case):
+    """Each bad value of the issue's "Bad input", with a real change beside it (the MTU:
+    with a good confirm the run would arm an undo): the job fails naming the interface
+    (lookup's value: lookup), the key and the value, and nothing changed or was armed."""
+    bad, key, value = BAD_CONFIRM[case]
+
+    def edit(w):
+        w["interfaces"]["wg0"]["mtu"] = 1380
+        if place == "lookup:confirm":
+            w["lookup"]["confirm"].update(bad)
+        else:
+            w["interfaces"]["wg0"]["confirm"] = bad
+
+    message = refused_and_nothing_changed(base, S3, changed(base.base, S3, edit))
+    assert names(message, f"wireguard:{place}:{key}", value), message
+
+
+def test_confirm_on_an_init_without_systemd_or_openrc_is_refused(base):
+    """The spoke's `init` grain made `sysvinit` (/etc/salt/grains overrides the core
+    grain): a change with confirm on is refused naming the interface and that init;
+    the grain is removed afterwards and the core grain (`systemd`) is back."""
+    hub = base.hub
+
+    def init_grain():
+        return hub.salt(S2, "grains.get", "init", timeout=15).get(S2)
+
+    assert init_grain() == "systemd"
+    try:
+        hub.salt(S2, "grains.setval", "init", "sysvinit", timeout=15)
+        assert init_grain() == "sysvinit"
+        pillars = changed(base.base, S2, lambda w: w["interfaces"]["wg0"].update(mtu=1380))
+        message = refused_and_nothing_changed(base, S2, pillars)
+        line = [x for x in message.splitlines() if "wireguard:interfaces:wg0:confirm" in x]
+        assert line and "sysvinit" in line[0], message
+    finally:
+        hub.salt(S2, "grains.delkey", "init", timeout=15)
+        hub.salt(S2, "saltutil.refresh_grains", timeout=15)
+    assert init_grain() == "systemd"
 
 
 # ------------------------------------------------------------------ breaking changes

@@ -366,3 +366,18 @@ def describe_failures(ret: dict) -> str:
             if not r.get("result", False):
                 lines.append(f"{mid}: {sid}: {r.get('comment')}")
     return "\n".join(lines)
+
+
+def refusal(ret: dict, minion: str) -> str:
+    """What a refused `state.apply` said on `minion`: its render errors (Salt returns a
+    list of strings when an SLS does not render, and then runs no state at all) or its
+    failed states. An AssertionError when the apply did not fail, or the minion gave no
+    return (Salt's "Minion did not return" is no refusal)."""
+    got = ret.get(minion)
+    if isinstance(got, list) and got:
+        return "\n".join(str(line) for line in got)
+    if isinstance(got, dict):
+        failures = describe_failures({minion: got})
+        assert failures, f"the apply on {minion} did not fail: {got}"
+        return failures
+    raise AssertionError(f"no refusal from {minion}: {ret}")

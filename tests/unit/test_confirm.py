@@ -114,9 +114,12 @@ def test_an_address_and_port_is_a_tcp_probe_written_back_the_same(address, port)
         ("peer", "did you mean 'peers'"),
         ("ping", "unknown probe 'ping'"),
         ("salt.example.com", "unknown probe"),
-        ("10.0.0.256", "unknown probe"),
+        ("10.0.0.256", "not an IPv4 address"),
+        ("10.0.0.300", "not an IPv4 address"),
         ("10.0.0.1:0", "out of range"),
         ("10.0.0.1:65536", "out of range"),
+        ("10.0.0.1:70000", "70000 is out of range"),
+        ("host:", "has no port"),
         ("10.0.0.1:ssh", "is not a number"),
         ("10.0.0.1:", "has no port"),
         ("[fd00::1]", "has no port"),
@@ -130,6 +133,8 @@ def test_a_bad_probe_is_refused_naming_the_place_and_the_value(value, words):
     message = refusal({"probes": ["master", value]}, "wg0")
     assert message.startswith("wireguard:interfaces:wg0:confirm:probes: ")
     assert words in message
+    if value.isprintable():  # which of the probes: the whole value, not a part of it
+        assert repr(value) in message, message
 
 
 @pytest.mark.parametrize("value", [22, True, None, ["master"], {"master": 1}])
@@ -141,7 +146,7 @@ def test_a_probe_that_is_no_string_is_refused(value):
 
 def test_an_empty_list_of_probes_is_refused():
     message = refusal({"probes": []})
-    assert message.startswith("wireguard:lookup:confirm:probes: ")
+    assert message.startswith("wireguard:lookup:confirm:probes: [] ")
     assert "empty" in message
 
 
