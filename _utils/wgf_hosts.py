@@ -107,7 +107,9 @@ def _ip(address):
 def entries(iface, own_name, nodes, errors):
     """``[[address, name], ...]``: the names the ``hosts`` option of one normalised
     interface gives (the minion first, then the others by name), problems appended to
-    ``errors`` naming the interface, the key and the name.
+    ``errors`` naming the interface, the key and the name. A peer, node or client with
+    the minion's own name keeps it: the minion's line is left out, with a warning in
+    ``iface["warnings"]``.
 
     own_name
         The minion id: named for the interface's first address.
@@ -118,8 +120,6 @@ def entries(iface, own_name, nodes, errors):
     where = f"interface {shown(iface['name'])}, key 'hosts'"
     found = {}  # lower-cased name -> (kind, name, address)
     candidates = []
-    if iface["address"]:
-        candidates.append(("the minion id", own_name, _ip(iface["address"][0])))
     if nodes is not None:
         candidates += [("node", node, _ip(address)) for node, address in sorted(nodes.items())]
     else:
@@ -144,7 +144,22 @@ def entries(iface, own_name, nodes, errors):
             )
             continue
         found[label] = (kind, name, address)
-    return [[address, label] for label, (_, _, address) in found.items()]
+    names = [[address, label] for label, (_, _, address) in found.items()]
+    if not iface["address"]:
+        return names
+    try:
+        own = name_label("the minion id", own_name, where)
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
+        return names
+    if own in found:
+        kind, name, _ = found[own]
+        iface["warnings"].append(
+            f"{where}: {kind} {shown(name)} has the name of this minion; the hosts file "
+            f"names it, not this minion's own address"
+        )
+        return names
+    return [[_ip(iface["address"][0]), own], *names]
 
 
 def block(domain, names):

@@ -241,7 +241,7 @@ def _hosts(iface, nodes, facts, errors):
     or None (off, or the interface is absent: its block goes)."""
     if iface["hosts"] is None or iface["absent"]:
         return None
-    names = wgf_hosts.entries(iface, facts.minion_id, nodes, errors)
+    names = wgf_hosts.entries(iface, facts.minion_id, nodes, errors)  # warnings: in iface
     return {"domain": iface["hosts"]["domain"], "names": names}
 
 

@@ -368,3 +368,10 @@ def test_the_host_adapter_keeps_the_files_mode_owner_and_other_bytes(tmp_path):
     assert path.read_bytes() == raw
     assert [p.name for p in tmp_path.iterdir()] == ["hosts"]  # no temporary left
     assert real.read_text(str(tmp_path / "missing")) is None
+
+
+def test_a_peer_or_client_with_the_minions_name_keeps_it_and_the_minion_is_warned():
+    got = pipeline.interfaces(server(), "phone")["wg0"]
+    assert ["10.0.0.200", "phone"] in got["hosts"]["names"]
+    assert "10.0.0.1" not in [address for address, _ in got["hosts"]["names"]]
+    assert any("client 'phone' has the name of this minion" in w for w in got["warnings"])
