@@ -284,6 +284,28 @@ def test_clean_finds_interfaces_by_their_conf(renderer):
     assert dead == ["wg-quick@wg7"]
 
 
+def test_every_interface_gets_its_hosts_state_and_clean_removes_every_block(renderer):
+    """Peers by name (issue 22): one `wireguard.hosts` per interface of pillar (with the
+    option or without, so that its removal removes the block), one `hosts_absent` for
+    an interface whose conf is left in the config dir, and clean removes each block."""
+    case = renderer.count + 1
+    config_dir = renderer.tmp / f"case{case}" / "etc-wireguard"
+    config_dir.mkdir(parents=True)
+    (config_dir / "wg8.conf").write_text("[Interface]\n")
+    pillar = json.loads(json.dumps(SAMPLE))
+    pillar["interfaces"]["wg0"]["hosts"] = {"domain": "wg.example"}
+    got = states(renderer.render("debian-12", pillar))
+    managed = {i: s for i, s in got.items() if fun(s) == "wireguard.hosts"}
+    assert sorted(managed) == [f"wireguard-hosts-file-managed-wg{n}" for n in range(4)]
+    assert arg(managed["wireguard-hosts-file-managed-wg0"], "name") == "wg0"
+    assert arg(managed["wireguard-hosts-file-managed-wg0"], "config_dir")
+    assert fun(got["wireguard-hosts-file-absent-wg8"]) == "wireguard.hosts_absent"
+    got = states(renderer.render("debian-12", pillar, sls=("wireguard.clean",)), "wireguard.clean")
+    gone = sorted(arg(s, "name") for s in got.values() if fun(s) == "wireguard.hosts_absent")
+    assert gone == ["wg0", "wg1", "wg2", "wg3"]
+    assert "wireguard-hosts-clean-file-absent-wg0" in got
+
+
 def test_config_key_alone_makes_only_keys(renderer):
     """wireguard.config.key (orchestrate's first step) writes no conf and starts nothing."""
     got = states(

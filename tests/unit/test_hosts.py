@@ -375,3 +375,11 @@ def test_a_peer_or_client_with_the_minions_name_keeps_it_and_the_minion_is_warne
     assert ["10.0.0.200", "phone"] in got["hosts"]["names"]
     assert "10.0.0.1" not in [address for address, _ in got["hosts"]["names"]]
     assert any("client 'phone' has the name of this minion" in w for w in got["warnings"])
+
+
+def test_a_peer_whose_key_the_mine_has_not_published_yet_is_named_already():
+    pillar = server()
+    pillar["interfaces"]["wg0"]["peers"]["db1"] = {"minion": "db1", "allowed_ips": ["10.0.0.4/32"]}
+    got = pipeline.interfaces(pillar, "server", mine=lambda minions: {})["wg0"]
+    assert "db1" not in got["peers"]  # left out of this run, with a warning
+    assert ["10.0.0.4", "db1"] in got["hosts"]["names"]
