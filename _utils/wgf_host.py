@@ -260,10 +260,12 @@ class Host:
 
     def write_text(self, path, text):
         """Replace a file that is not the formula's (``/etc/hosts``) with ``text``
-        atomically, keeping its mode and owner (a new file: 0644 root). Where the file
+        atomically, keeping its mode and owner (a new file: 0644 root; a symbolic link:
+        its target). Where the file
         cannot be replaced (a container's bind-mounted ``/etc/hosts``: EBUSY), it is
         rewritten in place."""
         data = text.encode("utf-8", "surrogateescape")
+        path = os.path.realpath(path)  # a link stays a link: its target is replaced
         try:
             stat = os.stat(path)
             mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid

@@ -167,6 +167,12 @@ def block(domain, names):
     return [f"{address} {name}.{domain}" for address, name in names]
 
 
+def render(interface, domain, names):
+    """The whole block of an interface as it stands in the file, markers included."""
+    lines = [begin(interface), *block(domain, names), end(interface)]
+    return "".join(f"{line}\n" for line in lines)
+
+
 # ------------------------------------------------------------------ the file
 
 

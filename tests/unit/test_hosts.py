@@ -218,6 +218,16 @@ def test_a_block_is_replaced_in_its_place_byte_for_byte_around_it():
     assert wgf_hosts.remove(renamed, "wg0") == before + after
 
 
+def test_the_block_rendered_whole_is_what_splice_adds():
+    names = [["10.0.0.1", "server"], ["fd00::2", "laptop"]]
+    text = wgf_hosts.render("wg0", "wg.example", names)
+    assert text == (
+        "# BEGIN wireguard-formula wg0\n10.0.0.1 server.wg.example\n"
+        "fd00::2 laptop.wg.example\n# END wireguard-formula wg0\n"
+    )
+    assert wgf_hosts.splice(OTHERS, "wg0", wgf_hosts.block("wg.example", names)) == OTHERS + text
+
+
 def test_a_file_without_a_last_newline_gets_one_before_the_block():
     assert wgf_hosts.splice("127.0.0.1 localhost", "wg0", []) == (
         "127.0.0.1 localhost\n# BEGIN wireguard-formula wg0\n# END wireguard-formula wg0\n"
@@ -368,6 +378,10 @@ def test_the_host_adapter_keeps_the_files_mode_owner_and_other_bytes(tmp_path):
     assert path.read_bytes() == raw
     assert [p.name for p in tmp_path.iterdir()] == ["hosts"]  # no temporary left
     assert real.read_text(str(tmp_path / "missing")) is None
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    real.write_text(str(link), "1.2.3.4 a.b\n")
+    assert link.is_symlink() and path.read_text() == "1.2.3.4 a.b\n"
 
 
 def test_a_peer_or_client_with_the_minions_name_keeps_it_and_the_minion_is_warned():
