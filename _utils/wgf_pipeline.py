@@ -2,7 +2,7 @@
 
 Each stage imports only the ones before it::
 
-    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients)
+    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients, wgf_hosts)
       -> wgf_schema   (shape and normalisation of one interface)
       -> wgf_networks (networks compiled into interfaces, their preshared keys checked)
       -> this module: ``compile_pillar`` runs both, ``resolve`` checks the result
