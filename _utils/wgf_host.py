@@ -9,6 +9,7 @@ cannot read). Keys reach it only as files (``wgf_files.key_files``), never on it
 line."""
 
 import contextlib
+import errno
 import fcntl
 import ipaddress
 import logging
@@ -247,6 +248,49 @@ class Host:
     def remove(self, path):
         """Remove the file ``path`` if it is there."""
         wgf_files.remove(path)
+
+    def read_text(self, path):
+        """The text of a file that is not the formula's (``/etc/hosts``), or None when
+        there is none; bytes that are not UTF-8 come back as they were when written
+        (``surrogateescape``)."""
+        try:
+            with open(path, "rb") as handle:
+                return handle.read().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, path, text):
+        """Replace a file that is not the formula's (``/etc/hosts``) with ``text``
+        atomically, keeping its mode and owner (a new file: 0644 root; a symbolic link:
+        its target). Where the file
+        cannot be replaced (a container's bind-mounted ``/etc/hosts``: EBUSY), it is
+        rewritten in place."""
+        data = text.encode("utf-8", "surrogateescape")
+        path = os.path.realpath(path)  # a link stays a link: its target is replaced
+        try:
+            stat = os.stat(path)
+            mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
+        except FileNotFoundError:
+            mode, uid, gid = 0o644, 0, 0
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fchown(handle.fileno(), uid, gid)
+                os.fchmod(handle.fileno(), mode)
+                os.fsync(handle.fileno())
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                if exc.errno not in (errno.EBUSY, errno.EXDEV):
+                    raise
+                with open(path, "r+b") as handle:
+                    handle.write(data)
+                    handle.truncate()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def replace(self, source, target):
         """Put the file ``source`` in ``target``'s place in one step (same directory)."""

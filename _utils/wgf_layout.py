@@ -33,6 +33,8 @@ MARKER = ".wireguard-formula"
 #: that is not the default.
 DROPIN_NAME = "50-wireguard-formula-config-dir.conf"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+#: The file the ``hosts`` option keeps one block per interface in (``wgf_hosts``).
+HOSTS_FILE = "/etc/hosts"
 #: A restart a run decided and has not finished yet: a run killed between writing the
 #: file and restarting leaves its mark here, and the next run restarts although the file
 #: is already as wanted. Under /run: after a reboot the interface is built from the file.
@@ -335,6 +337,11 @@ class Layout:
     @property
     def marker(self):
         return os.path.join(self.config_dir, MARKER)
+
+    @property
+    def hosts(self):
+        """The hosts file where the ``hosts`` option names the peers (``wgf_hosts``)."""
+        return HOSTS_FILE
 
     def unit(self, interface):
         """The service that runs ``interface`` (``wg-quick@wg0``, ``wg-quick.wg0``)."""

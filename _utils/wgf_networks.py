@@ -12,6 +12,7 @@ import ipaddress
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_hosts
 import wgf_keys
 import wgf_schema
 from wgf_addr import shown
@@ -26,6 +27,7 @@ NETWORK_KEYS = {
     "purge_peers": True,
     "preshared_keys": False,
     "max_key_age": None,
+    "hosts": None,
 }
 NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [], "persistent_keepalive": None}
 TOPOLOGIES = ("mesh", "hub")
@@ -105,6 +107,7 @@ def checked_network(netname, net):
                     f"cannot have preshared keys ({PSK_PILLAR}:<network>:<node> is a pillar "
                     "path, which ':' splits)"
                 )
+    hosts = wgf_hosts.check(net.get("hosts"), f"{where}, key 'hosts'")
     for node_id, node in nodes.items():
         if node["endpoint"] is not None:
             node["endpoint"] = wgf_addr.endpoint_with_port(
@@ -117,6 +120,7 @@ def checked_network(netname, net):
         "nodes": nodes,
         "listen_port": port,
         "preshared_keys": psks,
+        "hosts": hosts,
     }
 
 
@@ -161,7 +165,7 @@ def _host_network(cidr):
     return str(ipaddress.ip_network(ipaddress.ip_interface(cidr).ip))
 
 
-def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
+def interfaces_for(networks, minion, errors, psks=None, psk_paths=None, hosts_nodes=None):
     """The interfaces (as pillar would write them) that ``networks`` give ``minion``.
 
     psks
@@ -169,6 +173,9 @@ def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
         the peers of a network with ``preshared_keys: true`` take their keys from it.
     psk_paths
         A dict filled with ``{(interface, peer): pillar path of its preshared key}``.
+    hosts_nodes
+        A dict filled with ``{interface: {node: address}}`` (every other node of the
+        network) for the networks with ``hosts``: the names ``wgf_hosts`` writes.
     """
     built = {}
     if networks is None:
@@ -208,6 +215,14 @@ def interfaces_for(networks, minion, errors, psks=None, psk_paths=None):
             iface["mtu"] = net["mtu"]
         if net.get("max_key_age") is not None:
             iface["max_key_age"] = net["max_key_age"]
+        if settings["hosts"] is not None:
+            iface["hosts"] = settings["hosts"]
+            if hosts_nodes is not None:
+                hosts_nodes[settings["interface"]] = {
+                    node: other["address"]
+                    for node, other in settings["nodes"].items()
+                    if node != minion
+                }
         if settings["interface"] in built:
             errors.append(
                 f"{where}: interface {shown(settings['interface'])} is used by another network too"

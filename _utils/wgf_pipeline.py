@@ -2,7 +2,7 @@
 
 Each stage imports only the ones before it::
 
-    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients)
+    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients, wgf_hosts)
       -> wgf_schema   (shape and normalisation of one interface)
       -> wgf_networks (networks compiled into interfaces, their preshared keys checked)
       -> this module: ``compile_pillar`` runs both, ``resolve`` checks the result
@@ -25,6 +25,7 @@ import wgf_addr
 import wgf_clients
 import wgf_confirm
 import wgf_firewall
+import wgf_hosts
 import wgf_keys
 import wgf_live
 import wgf_networks
@@ -90,9 +91,14 @@ def compile_pillar(pillar, minion_id):
     except SaltInvocationError as exc:
         errors.append(str(exc))
         raw_interfaces = {}
-    psk_paths = {}
+    psk_paths, hosts_nodes = {}, {}
     from_networks = wgf_networks.interfaces_for(
-        pillar.get("networks"), minion_id, errors, pillar.get("network_psks"), psk_paths
+        pillar.get("networks"),
+        minion_id,
+        errors,
+        pillar.get("network_psks"),
+        psk_paths,
+        hosts_nodes,
     )
     for ifname in set(from_networks) & set(raw_interfaces):
         errors.append(f"interface {shown(ifname)}: declared under both interfaces and networks")
@@ -111,7 +117,7 @@ def compile_pillar(pillar, minion_id):
             if (ifname, pname) in psk_paths:
                 peer["preshared_key_pillar"] = psk_paths[(ifname, pname)]
         interfaces[ifname] = normalised
-    return {"interfaces": interfaces, "raw": raw, "errors": errors}
+    return {"interfaces": interfaces, "raw": raw, "errors": errors, "hosts_nodes": hosts_nodes}
 
 
 def needs(compiled):
@@ -150,11 +156,15 @@ def resolve(compiled, facts):
             name: [] if peer["absent"] else peer["allowed_ips"]
             for name, peer in iface["peers"].items()
         }
+        named = dict(iface["peers"])  # the hosts file names a peer the mine has no key of yet
         if resolve_mine:
             wgf_networks.resolve_minion_peers(iface, facts.published_keys)
         own = _own_public_key(compiled["raw"][ifname], iface, facts)
         wgf_schema.check_peer_conflicts(iface, own, errors)
         _allocate_clients(iface, own, facts.client_records.get(ifname), errors)
+        iface["hosts"] = _hosts(
+            {**iface, "peers": named}, compiled.get("hosts_nodes", {}).get(ifname), facts, errors
+        )
         names.update(
             {
                 name: [
@@ -224,6 +234,15 @@ def _confirm(raw, iface, facts, errors):
             errors.append(str(exc))
         return None
     return {"timeout": confirm.timeout, "probes": [str(probe) for probe in confirm.probes]}
+
+
+def _hosts(iface, nodes, facts, errors):
+    """The ``hosts`` option with its names, ``{"domain", "names": [[address, name]]}``,
+    or None (off, or the interface is absent: its block goes)."""
+    if iface["hosts"] is None or iface["absent"]:
+        return None
+    names = wgf_hosts.entries(iface, facts.minion_id, nodes, errors)  # warnings: in iface
+    return {"domain": iface["hosts"]["domain"], "names": names}
 
 
 def _check_table(iface, known_tables, errors):

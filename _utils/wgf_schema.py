@@ -17,6 +17,7 @@ import wgf_addr
 import wgf_clients
 import wgf_confirm
 import wgf_firewall
+import wgf_hosts
 import wgf_keys
 import wgf_options
 from wgf_addr import shown
@@ -42,6 +43,7 @@ OTHER_INTERFACE_KEYS = {
     "clients": {},
     "max_key_age": None,
     "confirm": None,
+    "hosts": None,
 }
 
 
@@ -221,6 +223,8 @@ def normalise_interface(ifname, iface, errors):
         ),
         # checked here, made effective with lookup's by the pipeline (wgf_pipeline)
         "confirm": lambda v, w: wgf_confirm.check(v, ifname),
+        # {domain} checked here; the names it gives are the pipeline's (wgf_hosts)
+        "hosts": wgf_hosts.check,
     }
     out = {"name": ifname, **_checked(iface, keys, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")

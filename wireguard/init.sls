@@ -2,7 +2,8 @@
 # vim: ft=sls
 # Everything, in run order: package, confirm's arm (docs/confirm.md), firewall
 # (the formula's table), config (directory, keys, conf), service, live peers,
-# network (routes, forwarding), and last confirm's check.
+# network (routes, forwarding), the hosts file's names, and last confirm's
+# check.
 include:
   - .package
   - .confirm.arm
@@ -11,4 +12,5 @@ include:
   - .service
   - .peers
   - .network
+  - .hosts
   - .confirm.check

@@ -154,3 +154,45 @@ def test_absent_removes_interface_config_and_key(restore):
     assert not dep["mesh1"].ping(MESH_IP["mesh3"], count=2).received
     again = summarize(dep.apply(pillar, ["mesh3"]))
     assert again["mesh3"]["changed"] == 0, again
+
+
+def resolves(host, name: str) -> str | None:
+    """The address `getent hosts NAME` answers with on `host` (glibc's resolver, as any
+    program would use it), or None."""
+    proc = host.run(["getent", "hosts", name], check=False)
+    return proc.stdout.split()[0] if proc.returncode == 0 else None
+
+
+def test_peers_by_name_answer_on_every_node_and_a_rename_is_live(restore):
+    """Issue 22 part 3: `hosts: {domain}` names every node of the mesh on every node, a
+    renamed peer is renamed by the next apply, and the option's removal gives back the
+    file as it was, byte for byte."""
+    dep = restore
+    nodes = sorted(MESH_IP)
+    before = {m: dep[m].read("/etc/hosts") for m in nodes}
+    pillar = copy.deepcopy(dep.base)
+    for m in nodes:
+        wg0(pillar, m)["hosts"] = {"domain": "wg.example"}
+    dep.apply(pillar, nodes)
+    for m in nodes:
+        for other in nodes:
+            assert resolves(dep[m], f"{other}.wg.example") == MESH_IP[other], (m, other)
+        assert dep[m].read("/etc/hosts").startswith(before[m]), m
+    assert dep["mesh1"].ping_until("mesh2.wg.example").received  # a name works as an address
+
+    # mesh3 is "db" to the others from now on
+    for m in ("mesh1", "mesh2"):
+        peers = wg0(pillar, m)["peers"]
+        peers["db"] = peers.pop("mesh3")
+    ret = summarize(dep.apply(pillar, ["mesh1", "mesh2"]))
+    for m in ("mesh1", "mesh2"):
+        assert resolves(dep[m], "db.wg.example") == MESH_IP["mesh3"], m
+        assert resolves(dep[m], "mesh3.wg.example") is None, m
+    assert dep["mesh1"].ping_until("db.wg.example").received
+    assert ret["mesh1"]["failed"] == ret["mesh2"]["failed"] == [], ret
+
+    # the option removed: the file is as it was
+    dep.apply(copy.deepcopy(dep.base), nodes)
+    for m in nodes:
+        assert dep[m].read("/etc/hosts") == before[m], m
+        assert resolves(dep[m], "mesh1.wg.example") is None, m

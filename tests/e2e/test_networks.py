@@ -62,6 +62,21 @@ def test_fresh_mesh_converges_with_one_command_and_every_pair_pings(mine_mesh):
     assert pings_all(hosts, nodes) == []
 
 
+def test_a_network_with_hosts_names_every_node_on_every_node(mine_mesh):
+    """Issue 22 part 3, one declaration for the whole network: `hosts` on the network
+    names every node at its tunnel address in the /etc/hosts of every node."""
+    lab, _, hosts, nodes = mine_mesh
+    pillar = mesh_pillar(nodes)
+    pillar["wireguard"]["networks"]["corp"]["hosts"] = {"domain": "corp.example"}
+    give_all(lab.master, nodes, pillar)
+    lab.master.state_apply(sorted(nodes))
+    for name in nodes:
+        for other, i in nodes.items():
+            proc = hosts[name].run(["getent", "hosts", f"{other}.corp.example"], check=False)
+            assert proc.stdout.split()[:1] == [f"10.2.0.{i}"], (name, other, proc.stdout)
+    assert hosts["node1"].ping_until("node4.corp.example").received
+
+
 def test_a_fifth_node_joins_without_a_lost_packet(mine_mesh):
     lab, inet, hosts, nodes = mine_mesh
     hosts["node5"] = lab.container("node5")

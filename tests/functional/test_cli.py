@@ -237,6 +237,14 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
             ["state.single", "wireguard.private_key", "wgx0", "config_dir=[x]"],
             "config_dir: expected a directory path (a string), got list",
         ),
+        (
+            ["state.single", "wireguard.hosts", "wgx0", "path=[/etc/hosts]"],
+            "path: expected a directory path (a string), got list",
+        ),
+        (
+            ["state.single", "wireguard.hosts_absent", "wgx0", "path={a: b}"],
+            "path: expected a directory path (a string), got dict",
+        ),
     ],
 )
 def test_a_wrong_argument_is_refused_by_name_not_a_traceback(minion, keys, args, message):

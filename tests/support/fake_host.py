@@ -196,6 +196,19 @@ class FakeHost:
         self._do("write_secrets", sorted(files))
         wgf_files.write_many(files)
 
+    def read_text(self, path):
+        self._ask("read_text", path)
+        try:
+            with open(path, "rb") as handle:
+                return handle.read().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            return None
+
+    def write_text(self, path, text):
+        self._do("write_text", path)
+        with open(path, "wb") as handle:
+            handle.write(text.encode("utf-8", "surrogateescape"))
+
     def remove(self, path):
         self._do("remove", path)
         wgf_files.remove(path)

@@ -225,11 +225,20 @@ def test_interfaces_are_independent(renderer):
 
 
 def test_run_order(renderer):
-    """package, firewall, config, service, peers, network, confirm's check: Salt runs
+    """package, firewall, config, service, peers, network, hosts, confirm's check: Salt runs
     states in this order (confirm's arm runs first through its require_in, checked in
     test_confirm_arms_before_the_first_change_and_checks_last)."""
     got = states(renderer.render("debian-12", SAMPLE))
-    concerns = ["package", "firewall", "config", "service", "peers", "network", "confirm"]
+    concerns = [
+        "package",
+        "firewall",
+        "config",
+        "service",
+        "peers",
+        "network",
+        "hosts",
+        "confirm",
+    ]
     ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
     ranks = [concerns.index(s["__sls__"].split(".")[1]) for _, s in ordered]
     assert ranks == sorted(ranks)
@@ -273,6 +282,28 @@ def test_clean_finds_interfaces_by_their_conf(renderer):
     got = states(renderer.render("debian-12", {}, sls=("wireguard.clean",)), "wireguard.clean")
     dead = sorted(arg(s, "name") for s in got.values() if fun(s) == "service.dead")
     assert dead == ["wg-quick@wg7"]
+
+
+def test_every_interface_gets_its_hosts_state_and_clean_removes_every_block(renderer):
+    """Peers by name (issue 22): one `wireguard.hosts` per interface of pillar (with the
+    option or without, so that its removal removes the block), one `hosts_absent` for
+    an interface whose conf is left in the config dir, and clean removes each block."""
+    case = renderer.count + 1
+    config_dir = renderer.tmp / f"case{case}" / "etc-wireguard"
+    config_dir.mkdir(parents=True)
+    (config_dir / "wg8.conf").write_text("[Interface]\n")
+    pillar = json.loads(json.dumps(SAMPLE))
+    pillar["interfaces"]["wg0"]["hosts"] = {"domain": "wg.example"}
+    got = states(renderer.render("debian-12", pillar))
+    managed = {i: s for i, s in got.items() if fun(s) == "wireguard.hosts"}
+    assert sorted(managed) == [f"wireguard-hosts-file-managed-wg{n}" for n in range(4)]
+    assert arg(managed["wireguard-hosts-file-managed-wg0"], "name") == "wg0"
+    assert arg(managed["wireguard-hosts-file-managed-wg0"], "config_dir")
+    assert fun(got["wireguard-hosts-file-absent-wg8"]) == "wireguard.hosts_absent"
+    got = states(renderer.render("debian-12", pillar, sls=("wireguard.clean",)), "wireguard.clean")
+    gone = sorted(arg(s, "name") for s in got.values() if fun(s) == "wireguard.hosts_absent")
+    assert gone == ["wg0", "wg1", "wg2", "wg3"]
+    assert "wireguard-hosts-clean-file-absent-wg0" in got
 
 
 def test_config_key_alone_makes_only_keys(renderer):
