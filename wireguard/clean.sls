@@ -4,6 +4,7 @@
 # (confirm first: no armed undo may put a file back under the clean).
 include:
   - .confirm.clean
+  - .metrics.clean
   - .network.clean
   - .peers.clean
   - .service.clean

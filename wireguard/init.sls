@@ -2,7 +2,7 @@
 # vim: ft=sls
 # Everything, in run order: package, confirm's arm (docs/confirm.md), firewall
 # (the formula's table), config (directory, keys, conf), service, live peers,
-# network (routes, forwarding), and last confirm's check.
+# network (routes, forwarding), the metrics job, and last confirm's check.
 include:
   - .package
   - .confirm.arm
@@ -11,4 +11,5 @@ include:
   - .service
   - .peers
   - .network
+  - .metrics
   - .confirm.check

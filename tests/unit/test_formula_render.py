@@ -225,11 +225,20 @@ def test_interfaces_are_independent(renderer):
 
 
 def test_run_order(renderer):
-    """package, firewall, config, service, peers, network, confirm's check: Salt runs
+    """package, firewall, config, service, peers, network, metrics, confirm's check: Salt runs
     states in this order (confirm's arm runs first through its require_in, checked in
     test_confirm_arms_before_the_first_change_and_checks_last)."""
     got = states(renderer.render("debian-12", SAMPLE))
-    concerns = ["package", "firewall", "config", "service", "peers", "network", "confirm"]
+    concerns = [
+        "package",
+        "firewall",
+        "config",
+        "service",
+        "peers",
+        "network",
+        "metrics",
+        "confirm",
+    ]
     ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
     ranks = [concerns.index(s["__sls__"].split(".")[1]) for _, s in ordered]
     assert ranks == sorted(ranks)
