@@ -68,8 +68,8 @@ def metrics(interface=None, textfile=None, config_dir=None):
     ``wireguard_peer_receive_bytes_total``, ``wireguard_peer_transmit_bytes_total``,
     ``wireguard_interface_key_age_seconds`` (the private key file's age),
     ``wireguard_interface_max_key_age_seconds`` (pillar's ``max_key_age``), and
-    ``wireguard_verify_failures`` where ``salt-run wireguard.verify`` left a result on
-    this minion. No key material is in it.
+    ``wireguard_verify_failures`` where the reachability verify (issue 22, part 1)
+    left a result on this minion. No key material is in it.
 
     interface
         Only this interface.
@@ -81,8 +81,8 @@ def metrics(interface=None, textfile=None, config_dir=None):
 
     .. code-block:: bash
 
-        salt-call wireguard.metrics --out=newline_values_only
-        salt '*' wireguard.metrics wg0
+        salt '*' wireguard.metrics
+        salt-call wireguard.metrics wg0 --out=json
         salt-call wireguard.metrics textfile=/var/lib/prometheus/node-exporter/wireguard.prom
     """
     if interface is not None:

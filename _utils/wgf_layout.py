@@ -37,8 +37,8 @@ SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 #: file and restarting leaves its mark here, and the next run restarts although the file
 #: is already as wanted. Under /run: after a reboot the interface is built from the file.
 RESTART_PENDING_DIR = "/run/wireguard-formula/restart-pending"
-#: The latest ``salt-run wireguard.verify`` result on this minion, ``{"time", "passed",
-#: "failed"}`` (written by verify, read by ``wireguard.metrics``).
+#: The latest reachability verify result (issue 22, part 1) on this minion,
+#: ``{"time", "passed", "failed"}`` (written by verify, read by ``wireguard.metrics``).
 VERIFY_RESULT = "/var/lib/wireguard-formula/verify/last.json"
 #: Directories no config dir may be (nor their direct parents); nothing under the
 #: kernel's and the device manager's file systems either.

@@ -71,12 +71,12 @@ FAMILIES = {
     ),
     "wireguard_verify_failures": (
         GAUGE,
-        "Reachability assertions that failed in the latest salt-run wireguard.verify "
-        "on this minion",
+        "Reachability assertions that failed in the latest verify (salt-run, issue 22 "
+        "part 1) on this minion",
     ),
     "wireguard_verify_last_run_timestamp_seconds": (
         GAUGE,
-        "When the latest wireguard.verify result on this minion was written (epoch seconds)",
+        "When the latest reachability verify result on this minion was written (epoch seconds)",
     ),
 }
 #: Reserved for issue 23 (client expiry and quota): no series is exported under these

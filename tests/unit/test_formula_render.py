@@ -251,6 +251,7 @@ def test_empty_pillar(renderer):
         "wireguard-config-key-file-directory",
         "wireguard-config-key-file-managed-marker",
         "wireguard-firewall-rules-wireguard-firewall",
+        "wireguard-metrics-schedule-absent",
         "wireguard-package-install-pkg-installed",
     ]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]
