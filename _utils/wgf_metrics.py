@@ -268,7 +268,7 @@ def series(live, declared, networks, key_mtimes, verify, now, only=None):
         age = wgf_checks_files.key_age_seconds({"mtime": key_mtimes.get(name)}, now)
         if age is not None:
             rows["wireguard_interface_key_age_seconds"].append(((name,), age))
-        if iface and iface.get("max_key_age"):
+        if iface and not iface["absent"] and iface.get("max_key_age"):
             limit = iface["max_key_age"] * 86400
             rows["wireguard_interface_max_key_age_seconds"].append(((name,), limit))
         for family, labels, value in _client_series(name, iface):
