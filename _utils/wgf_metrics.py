@@ -169,7 +169,8 @@ def check(value, isdir=os.path.isdir):
 
 def verify_result(text):
     """``{"time", "passed", "failed"}`` of the verify result file's ``text`` (None: no
-    file), or None when it is not that shape (a half-written or foreign file)."""
+    file), or None when it is not that shape (a half-written or foreign file).
+    ``failed`` is a count (a list of the failed assertions counts as its length)."""
     if text is None:
         return None
     try:
@@ -179,6 +180,8 @@ def verify_result(text):
     if not isinstance(data, dict):
         return None
     failed = data.get("failed")
+    if isinstance(failed, list):  # the failed assertions themselves: count them
+        failed = len(failed)
     if isinstance(failed, bool) or not isinstance(failed, int) or failed < 0:
         return None
     when = data.get("time")

@@ -169,6 +169,7 @@ def test_key_age_max_key_age_and_verify_failures():
     [
         ('{"time": 5, "passed": 1, "failed": 0}', {"time": 5, "passed": 1, "failed": 0}),
         ('{"time": "x", "passed": 1, "failed": 3}', {"time": None, "passed": 1, "failed": 3}),
+        ('{"time": 5, "passed": 0, "failed": [{}, {}]}', {"time": 5, "passed": 0, "failed": 2}),
         ('{"failed": true}', None),
         ('{"failed": -1}', None),
         ("[1]", None),
