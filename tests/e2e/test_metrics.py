@@ -91,6 +91,13 @@ def test_the_minions_scheduler_writes_the_peers_by_name(fleet):
     assert jobs["wireguard-metrics"]["seconds"] == INTERVAL
 
 
+def test_a_second_apply_leaves_the_job_alone(fleet):
+    lab, _ = fleet
+    ret = lab.master.state_apply("met1")["met1"]
+    (job,) = [v for k, v in ret.items() if "wireguard-metrics-schedule-present" in k]
+    assert job["result"] is True and job["changes"] == {}, job
+
+
 def test_the_textfile_is_replaced_every_interval(fleet):
     _, hosts = fleet
     host = hosts["met2"]
