@@ -141,6 +141,7 @@ def _pipeline(pillar=None, config_dir=None):
             },
             confirm=wgf_layout.read_lookup(__salt__["pillar.get"]).get("confirm"),
             init=__grains__.get("init"),
+            metrics=wgf_layout.read_lookup(__salt__["pillar.get"]).get("metrics"),
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
@@ -187,7 +188,8 @@ def pillar_settings(pillar=None):
     ``wireguard:lookup:firewall``), and ``needs``: ``resolvconf`` (an interface sets
     ``dns``) and ``firewall_tools`` (an interface NATs, opens its port, limits
     access, or routes a default route with ``table: auto``); ``files``: the
-    ``config_dir`` and the ``marker`` that says the formula made it.
+    ``config_dir`` and the ``marker`` that says the formula made it; ``metrics``:
+    ``wireguard:lookup:metrics`` checked (``{"textfile", "interval"}``), or None.
 
     pillar
         The ``wireguard`` pillar to check instead of this minion's.

@@ -53,6 +53,21 @@ def _config_dir(value, name):
     return value
 
 
+def _file(value, name):
+    """A file's path, absolute; the function checks the rest (wgf_metrics.check_textfile)."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise SaltInvocationError(
+            f"{name}: expected a file's path (a string), got {_type_name(value)}"
+        )
+    if wgf_addr.LINE_BREAKING.search(value):
+        raise SaltInvocationError(f"{name}: newlines and control characters are refused in a path")
+    if not value.startswith("/"):
+        raise SaltInvocationError(f"{name}: expected an absolute path (starting with /)")
+    return value
+
+
 def _name(value, name):
     """A peer's or client's name. The CLI reads ``1234``, ``0100`` and ``+5`` as numbers
     (100 and 5): which name was typed is lost, so a number is refused, not guessed."""
@@ -111,6 +126,7 @@ RULES = {
     "interface": _interface,
     "config_dir": _config_dir,
     "path": _path,
+    "textfile": _file,
     "client": _name,
     "peer": _name,
     "qr": _as_given,

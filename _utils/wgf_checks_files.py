@@ -13,12 +13,19 @@ import wgf_keys
 from wgf_findings import APPLY_FIX, peer_label, peer_names, problem, service
 
 
+def key_age_seconds(info, now):
+    """Seconds since the private key file was last written (``info``: its stat as
+    ``modes:key`` holds it, with ``mtime``), at ``now``; None without one. The one key
+    age rule: ``wireguard.check``, the audit and ``wireguard.metrics``."""
+    if not info or info.get("mtime") is None or now is None:
+        return None
+    return max(0.0, now - info["mtime"])
+
+
 def key_age_days(data):
     """Days since the private key file was last written (None without one)."""
-    info = (data.get("modes") or {}).get("key")
-    if not info or info.get("mtime") is None or data.get("now") is None:
-        return None
-    return round(max(0.0, data["now"] - info["mtime"]) / 86400, 1)
+    age = key_age_seconds((data.get("modes") or {}).get("key"), data.get("now"))
+    return None if age is None else round(age / 86400, 1)
 
 
 def check_key_age(data):

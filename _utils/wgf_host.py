@@ -292,6 +292,23 @@ class Host:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
+    def write_textfile(self, path, registry):
+        """``prometheus_client.write_to_textfile``: the registry's exposition into a
+        temporary file beside ``path`` (``<path>.<pid>.<thread>``, which node_exporter
+        does not read), renamed over it in one step; 0644 from the first byte (the
+        umask is set for the write: node_exporter may read it as another user)."""
+        from prometheus_client import write_to_textfile
+
+        if os.path.isdir(path):
+            raise CommandExecutionError(f"{path} is a directory: name the file to write")
+        umask = os.umask(0o022)
+        try:
+            write_to_textfile(path, registry)
+        except OSError as exc:
+            raise CommandExecutionError(f"cannot write {path}: {exc.strerror}") from None
+        finally:
+            os.umask(umask)
+
     def replace(self, source, target):
         """Put the file ``source`` in ``target``'s place in one step (same directory)."""
         os.replace(source, target)

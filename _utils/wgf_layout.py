@@ -16,6 +16,7 @@ import shutil
 from salt.exceptions import SaltInvocationError
 
 import wgf_confirm
+import wgf_metrics
 from wgf_addr import is_interface_name, shown
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -39,6 +40,9 @@ HOSTS_FILE = "/etc/hosts"
 #: file and restarting leaves its mark here, and the next run restarts although the file
 #: is already as wanted. Under /run: after a reboot the interface is built from the file.
 RESTART_PENDING_DIR = "/run/wireguard-formula/restart-pending"
+#: The latest reachability verify result (issue 22, part 1) on this minion,
+#: ``{"time", "passed", "failed"}`` (written by verify, read by ``wireguard.metrics``).
+VERIFY_RESULT = "/var/lib/wireguard-formula/verify/last.json"
 #: Directories no config dir may be (nor their direct parents); nothing under the
 #: kernel's and the device manager's file systems either.
 SYSTEM_DIRS = frozenset(
@@ -278,6 +282,10 @@ def check_map(values):
     try:
         wgf_confirm.check(values.get("confirm"))
     except SaltInvocationError as exc:  # names wireguard:lookup:confirm:<key> itself
+        errors.append(str(exc))
+    try:
+        wgf_metrics.check(values.get("metrics"))
+    except SaltInvocationError as exc:  # names wireguard:lookup:metrics:<key> itself
         errors.append(str(exc))
     if errors:
         raise SaltInvocationError("; ".join(errors))

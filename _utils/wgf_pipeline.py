@@ -28,6 +28,7 @@ import wgf_firewall
 import wgf_hosts
 import wgf_keys
 import wgf_live
+import wgf_metrics
 import wgf_networks
 import wgf_options
 import wgf_schema
@@ -60,6 +61,8 @@ class Facts:
     init
         The minion's init (grains ``init``): ``confirm`` needs one that can undo without
         salt-minion (``wgf_confirm.check_init``).
+    metrics
+        Pillar's ``wireguard:lookup:metrics`` (unchecked): the textfile and its interval.
     """
 
     minion_id: str
@@ -70,6 +73,7 @@ class Facts:
     client_records: dict = dataclasses.field(default_factory=dict)
     confirm: object = None
     init: str | None = "systemd"
+    metrics: object = None
 
 
 def compile_pillar(pillar, minion_id):
@@ -177,11 +181,17 @@ def resolve(compiled, facts):
         wgf_firewall.check(iface, facts.firewall, errors, names)
         iface["confirm"] = _confirm(compiled["raw"][ifname], iface, facts, errors)
     _clients_named_like_interfaces(interfaces, compiled["raw"], errors)
+    try:
+        metrics = wgf_metrics.check(facts.metrics)
+    except SaltInvocationError as exc:
+        errors.append(str(exc))
     if errors:
         raise SaltInvocationError(
             "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors)
         )
-    return {"settings": settings(interfaces, facts.firewall), "interfaces": interfaces}
+    found = settings(interfaces, facts.firewall)
+    found["metrics"] = metrics
+    return {"settings": found, "interfaces": interfaces}
 
 
 def run(pillar, facts):

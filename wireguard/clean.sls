@@ -5,6 +5,7 @@
 include:
   - .confirm.clean
   - .hosts.clean
+  - .metrics.clean
   - .network.clean
   - .peers.clean
   - .service.clean

@@ -8,6 +8,7 @@ Salt's command line would otherwise read as ``NAME=`` keyword arguments.
 """
 
 import json
+import subprocess
 import uuid
 
 import pytest
@@ -134,6 +135,7 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
         "confirm_accept": [PILLAR_IF],
         "confirm_undo": [PILLAR_IF],
         "confirm_report": [],
+        "metrics": [f"textfile={minion.root / 'wireguard.prom'}"],
     }
     listed = json.loads(minion.call("sys.list_functions", "wireguard").stdout)["local"]
     assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), (
@@ -149,6 +151,28 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
     assert peer in everything and wgf_keys.pubkey(secrets["generated"]) in everything
     for what, key in secrets.items():
         assert key not in everything, f"the {what} key leaked"
+
+
+def test_metrics_prints_the_peers_by_their_pillar_names_for_promtool(minion, keys):
+    """``salt-call wireguard.metrics``: the exposition as text, peers by pillar's names
+    (the client too), the file it writes the same; promtool accepts it."""
+    textfile = minion.root / "cli-metrics.prom"
+    proc = minion.call("wireguard.metrics", f"textfile={textfile}")
+    text = json.loads(proc.stdout)["local"]
+    assert text.startswith("# HELP wireguard_")
+    assert (
+        f'wireguard_peer_expected{{interface="{PILLAR_IF}",kind="peer",network="",peer="laptop"}} 1.0'
+        in text
+    )
+    assert f'interface="{GENERATED_IF}",kind="client",network="",peer="phone"' in text
+    assert textfile.read_text().strip() == text.strip()
+    check = subprocess.run(
+        ["promtool", "check", "metrics"], input=textfile.read_text(), capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    secrets, peer = keys
+    for key in (*secrets.values(), peer):
+        assert key not in text
 
 
 def test_render_config_refuses_to_unmask(minion, keys):

@@ -16,8 +16,18 @@ from pathlib import Path
 from . import rootfs
 from .util import CLEAN_ENV, REPO, LabError, log, require_root
 
-# dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped
-NEEDED_TOOLS = ("systemd-nspawn", "debootstrap", "nsenter", "ip", "iptables", "wg", "dot")
+# dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped;
+# promtool (Debian's prometheus): the metrics' exposition and alert rules are checked
+NEEDED_TOOLS = (
+    "systemd-nspawn",
+    "debootstrap",
+    "nsenter",
+    "ip",
+    "iptables",
+    "wg",
+    "dot",
+    "promtool",
+)
 
 
 def check_tools() -> None:

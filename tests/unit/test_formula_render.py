@@ -225,7 +225,7 @@ def test_interfaces_are_independent(renderer):
 
 
 def test_run_order(renderer):
-    """package, firewall, config, service, peers, network, hosts, confirm's check: Salt runs
+    """package, firewall, config, service, peers, network, hosts, metrics, confirm's check: Salt runs
     states in this order (confirm's arm runs first through its require_in, checked in
     test_confirm_arms_before_the_first_change_and_checks_last)."""
     got = states(renderer.render("debian-12", SAMPLE))
@@ -237,6 +237,7 @@ def test_run_order(renderer):
         "peers",
         "network",
         "hosts",
+        "metrics",
         "confirm",
     ]
     ordered = sorted(got.items(), key=lambda item: item[1]["__sls__"] and arg(item[1], "order"))
@@ -251,6 +252,7 @@ def test_empty_pillar(renderer):
         "wireguard-config-key-file-directory",
         "wireguard-config-key-file-managed-marker",
         "wireguard-firewall-rules-wireguard-firewall",
+        "wireguard-metrics-schedule-absent",
         "wireguard-package-install-pkg-installed",
     ]
     assert arg(got["wireguard-package-install-pkg-installed"], "pkgs") == ["wireguard-tools"]

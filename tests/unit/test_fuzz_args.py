@@ -366,6 +366,7 @@ FUNCTIONS = [
     "wireguard.is_interface_name",
     "wireguard.key_digest",
     "wireguard.link_states",
+    "wireguard.metrics",
     "wireguard.pillar_interfaces",
     "wireguard.pillar_settings",
     "wireguard.public_keys",

@@ -16,6 +16,7 @@ import yaml
 
 import wgf_confirm
 import wgf_firewall
+import wgf_metrics
 import wgf_networks
 import wgf_schema
 
@@ -45,6 +46,7 @@ def accepted_paths():
         _under("wireguard", wgf_schema.TOP_KEYS)
         | _under("wireguard:lookup", _lookup_keys())
         | _under("wireguard:lookup:confirm", wgf_confirm.KEYS)
+        | _under("wireguard:lookup:metrics", wgf_metrics.KEYS)
         | _under(f"{iface}:confirm", wgf_confirm.KEYS)
         | _under(iface, wgf_schema.INTERFACE_KEYS)
         | _under(f"{iface}:peers:*", wgf_schema.PEER_KEYS)

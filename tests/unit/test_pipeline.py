@@ -44,6 +44,7 @@ def test_the_firewall_backend_is_one_setting_at_the_top():
     assert pipeline.run({}, firewall="nftables")["settings"] == {
         "firewall": "nftables",
         "needs": {"resolvconf": False, "firewall_tools": False},
+        "metrics": None,
     }
 
 

@@ -17,7 +17,7 @@ PAGES = sorted(
     [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "examples").rglob("*.md")]
 )
 #: ``wireguard.<word>`` that are file names, not functions.
-FILE_SUFFIXES = {"conf", "py", "svg", "dot", "sls", "config_dir"}
+FILE_SUFFIXES = {"conf", "py", "svg", "dot", "sls", "config_dir", "prom", "yml"}
 
 
 def loader_functions():

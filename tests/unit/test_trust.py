@@ -89,11 +89,20 @@ def runner(master, monkeypatch):
     return runner_with_stand_ins("wireguard_runner_under_test", master, monkeypatch)
 
 
-RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
+RUNNER_FUNCTIONS = (
+    "audit",
+    "graph",
+    "rotate_psks",
+    "ensure_psks",
+    "rotate_keys",
+    "rollout",
+    "alert_rules",
+)
 
 
 def test_salt_loads_the_runner_files_as_one_runner(master, runner):
-    """``_runners/wireguard.py``, ``wireguard_keys.py`` and ``wireguard_rollout.py`` share the virtual name
+    """``_runners/wireguard.py``, ``wireguard_keys.py``, ``wireguard_rollout.py`` and
+    ``wireguard_metrics.py`` share the virtual name
     ``wireguard``: Salt's own runner loader merges them, so ``salt-run
     wireguard.rotate_keys`` is found as ``salt-run wireguard.audit`` is (and the tests'
     ``Runner`` sees the same functions)."""
@@ -103,7 +112,7 @@ def test_salt_loads_the_runner_files_as_one_runner(master, runner):
     assert names == {f"wireguard.{function}" for function in RUNNER_FUNCTIONS}
     for function in RUNNER_FUNCTIONS:
         assert loaded[f"wireguard.{function}"].__doc__ == getattr(runner, function).__doc__
-    assert len(runner.modules) == 3
+    assert len(runner.modules) == 4
 
 
 def rotation_answers(keys, stage=None):

@@ -1,0 +1,40 @@
+# -*- coding: utf-8 -*-
+# vim: ft=sls
+# Metrics with names (docs/metrics.md): with `lookup:metrics` set, the minion's
+# own scheduler runs wireguard.metrics every `interval` seconds and it writes the
+# textfile node_exporter reads (no salt-call started per interval, as a timer
+# would). Without it, the job and the file it wrote are removed. A textfile
+# that moved is removed from its old place.
+{#- Get the `tplroot` from `tpldir` #}
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- set metrics = salt['wireguard.pillar_settings']().metrics %}
+{#- offline: the saved schedule, read without asking the running minion #}
+{%- set job = salt['schedule.list'](show_all=True, return_yaml=False, offline=True).get('wireguard-metrics') %}
+{%- set old = (job.get('kwargs') or {}).get('textfile') if job is mapping else None %}
+
+{%- if metrics %}
+
+wireguard-metrics-schedule-present:
+  schedule.present:
+    - name: wireguard-metrics
+    - function: wireguard.metrics
+    - job_kwargs:
+        textfile: {{ metrics.textfile | json }}
+    - seconds: {{ metrics.interval }}
+    - run_on_start: true
+    - return_job: false
+    - maxrunning: 1
+{%- else %}
+
+wireguard-metrics-schedule-absent:
+  schedule.absent:
+    - name: wireguard-metrics
+{%- endif %}
+{%- if old is string and old.startswith('/') and '..' not in old
+      and (not metrics or old != metrics.textfile) %}
+
+wireguard-metrics-file-absent:
+  file.absent:
+    - name: {{ old | json }}
+{%- endif %}
