@@ -53,7 +53,7 @@ def cmd_rootfs(args) -> int:
 # unit and functional tiers fill, with the e2e files whose labs are their own (no
 # topology shared with another file), so that both end at about the same time.
 # Measured on 2 cores: see docs/lab.md.
-BESIDE = ("tests/e2e/test_confirm.py", "tests/e2e/test_psk.py")
+BESIDE = ("tests/e2e/test_confirm.py", "tests/e2e/test_psk.py", "tests/e2e/test_metrics.py")
 TIERS = (
     ("e2e", ("tests/e2e", *(f"--ignore={path}" for path in BESIDE))),
     (
