@@ -18,6 +18,7 @@ stage, ends in one ``SaltInvocationError`` that lists them all.
 
 import copy
 import dataclasses
+import datetime
 
 from salt.exceptions import SaltInvocationError
 
@@ -59,6 +60,9 @@ class Facts:
     init
         The minion's init (grains ``init``): ``confirm`` needs one that can undo without
         salt-minion (``wgf_confirm.check_init``).
+    now
+        The time (aware datetime) at which clients' ``expires`` are judged: an expired
+        client is no live peer (``wgf_clients.status``). Default: when the facts are made.
     """
 
     minion_id: str
@@ -69,6 +73,7 @@ class Facts:
     client_records: dict = dataclasses.field(default_factory=dict)
     confirm: object = None
     init: str | None = "systemd"
+    now: datetime.datetime = dataclasses.field(default_factory=wgf_clients.utc_now)
 
 
 def compile_pillar(pillar, minion_id):
@@ -154,7 +159,7 @@ def resolve(compiled, facts):
             wgf_networks.resolve_minion_peers(iface, facts.published_keys)
         own = _own_public_key(compiled["raw"][ifname], iface, facts)
         wgf_schema.check_peer_conflicts(iface, own, errors)
-        _allocate_clients(iface, own, facts.client_records.get(ifname), errors)
+        _allocate_clients(iface, own, facts.client_records.get(ifname), errors, facts.now)
         names.update(
             {
                 name: [
@@ -172,6 +177,13 @@ def resolve(compiled, facts):
             "Invalid wireguard pillar (nothing was changed):\n- " + "\n- ".join(errors)
         )
     return {"settings": settings(interfaces, facts.firewall), "interfaces": interfaces}
+
+
+def next_expiry(interfaces, now):
+    """The earliest ``wgf_clients.next_expiry`` of the validated ``interfaces`` after
+    ``now``, or None: until then a validation at ``now`` holds."""
+    found = [wgf_clients.next_expiry(iface, now) for iface in interfaces.values()]
+    return min((when for when in found if when is not None), default=None)
 
 
 def run(pillar, facts):
@@ -258,7 +270,7 @@ def _clients_named_like_interfaces(result, interfaces, errors):
                 )
 
 
-def _allocate_clients(iface, own, record_text, errors):
+def _allocate_clients(iface, own, record_text, errors, now):
     """Addresses and known keys of the interface's clients, from the minion's record."""
     if iface["absent"]:
         return
@@ -271,5 +283,6 @@ def _allocate_clients(iface, own, record_text, errors):
         return
     iface["clients_managed"] = bool(iface["clients"] or record["clients"])
     iface["client_retired"] = record["retired"]
+    wgf_clients.set_status(iface, now)
     if iface["clients_managed"]:
         wgf_clients.allocate(iface, record, own, errors)
