@@ -4,6 +4,7 @@
 
 import datetime
 import json
+from unittest import mock
 
 import pytest
 from salt.exceptions import SaltInvocationError
@@ -400,3 +401,34 @@ def test_an_access_rule_may_name_a_group_for_its_clients_addresses():
     ]
     iface["access"]["rules"][0]["from"] = ["stuff"]
     refused(iface, "rule 1, from: 'stuff' names no peer or client (nor client group)")
+
+
+# ------------------------------------------------------------ the loader's cache
+
+
+def test_the_loaders_validation_is_judged_again_once_an_expiry_passed(tmp_path):
+    """The execution module keeps its validated pillar for the run (``__context__``);
+    a client whose ``expires`` passes meanwhile is expired in the next answer."""
+    import salt.loader
+
+    from tests.support.minion import minion_opts
+
+    (tmp_path / "wg").mkdir(mode=0o700)
+    opts = minion_opts(tmp_path, "minion1")
+    opts["pillar"] = {
+        "wireguard": {
+            "lookup": {"config_dir": str(tmp_path / "wg")},
+            "interfaces": {
+                "wg0": interface(clients={"c": {"expires": "2027-01-31T18:00:00Z"}, "d": {}})
+            },
+        }
+    }
+    modules = salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
+    ask = modules["wireguard.pillar_interfaces"]
+    times = iter(
+        [NOW, NOW + datetime.timedelta(hours=1), datetime.datetime(2027, 2, 1, tzinfo=UTC)]
+    )
+    with mock.patch.object(wgf_clients, "utc_now", lambda: next(times)):
+        assert ask()["wg0"]["clients"]["c"]["status"] == "active"
+        assert ask()["wg0"]["clients"]["c"]["status"] == "active"
+        assert ask()["wg0"]["clients"]["c"]["status"] == "expired"
