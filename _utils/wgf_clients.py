@@ -84,14 +84,19 @@ def expires(value, where):
                 int((micro or "0").ljust(6, "0")),
                 tzinfo=tz,
             )
-        except ValueError:
+        except (ValueError, OverflowError):
             raise SaltInvocationError(
                 f"{where}: {shown(value)} is no ISO 8601 date or datetime (e.g. 2027-01-31 "
                 "or 2027-01-31T18:00:00Z; UTC when no zone is given)"
             ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.timezone.utc)
-    when = when.astimezone(datetime.timezone.utc)
+    try:
+        when = when.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} is out of range of an ISO 8601 datetime in UTC"
+        ) from None
     return when.isoformat(timespec="microseconds" if when.microsecond else "seconds").replace(
         "+00:00", "Z"
     )

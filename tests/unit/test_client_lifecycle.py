@@ -261,6 +261,8 @@ def test_expires_is_iso_8601_and_utc_when_no_zone_is_given(value, normalised):
         1738000000,
         True,
         "2027-01-31T18:00:00+24:00",
+        "9999-12-31T23:00:00-05:00",
+        "0001-01-01T00:00:00+01:00",
     ],
 )
 def test_an_unparseable_expires_is_refused_naming_interface_client_and_key(value):
