@@ -66,9 +66,12 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
 
 def clients(interface=None, config_dir=None):
     """
-    List the clients of each interface (or of one), no secret: ``address``, ``public_key``,
-    ``byo``, ``preshared_key`` (bool), ``allowed_ips``, and from the live peer ``live``,
-    ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
+    List the clients of each interface (or of one), no secret: ``status`` (``active``,
+    ``disabled``, ``expired``; ``over quota`` once the use of ``limits`` is counted),
+    ``expires`` (UTC, or None), ``group``, ``limits`` (``rate`` in bit/s, ``quota`` in
+    bytes, ``period``; or None), ``use`` (None: not counted yet), ``address``,
+    ``public_key``, ``byo``, ``preshared_key`` (bool), ``allowed_ips``, and from the live
+    peer ``live``, ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
 
     CLI Example:
 
@@ -82,8 +85,9 @@ def clients(interface=None, config_dir=None):
     if interface is not None and interface not in declared:
         raise SaltInvocationError(f"interface {wgf_addr.shown(interface)} is not in pillar")
     live = __salt__["wireguard.show"]() if salt.utils.path.which("wg") else {}
+    now = wgf_clients.utc_now()
     return {
-        name: wgf_clients.listing(iface, live.get(name))
+        name: wgf_clients.listing(iface, live.get(name), now, use=None)
         for name, iface in declared.items()
         if iface["clients_managed"] and interface in (None, name)
     }

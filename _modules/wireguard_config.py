@@ -122,6 +122,9 @@ def _pipeline(pillar=None, config_dir=None):
         wgf_clients.stamp(layout.config_dir),
     )
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
+    now = wgf_clients.utc_now()
+    if stamp in cache and cache[stamp][1] is not None and now >= cache[stamp][1]:
+        del cache[stamp]  # a client expired since: judge the clients again
     if stamp not in cache:
         cache.clear()
         compiled = wgf_pipeline.compile_pillar(pillar, __opts__["id"])
@@ -142,6 +145,7 @@ def _pipeline(pillar=None, config_dir=None):
             confirm=wgf_layout.read_lookup(__salt__["pillar.get"]).get("confirm"),
             init=__grains__.get("init"),
             metrics=wgf_layout.read_lookup(__salt__["pillar.get"]).get("metrics"),
+            now=now,
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
@@ -152,8 +156,8 @@ def _pipeline(pillar=None, config_dir=None):
                 confirm_unit=wgf_layout.confirm_restore_path(name, facts.init),
             )
         result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
-        cache[stamp] = result
-    return copy.deepcopy(cache[stamp])
+        cache[stamp] = (result, wgf_pipeline.next_expiry(result["interfaces"], now))
+    return copy.deepcopy(cache[stamp][0])
 
 
 def pillar_interfaces(pillar=None, config_dir=None):

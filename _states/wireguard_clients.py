@@ -122,9 +122,11 @@ def _remove_revoked_peers(minion, interface, keys):
 
 def client_peers(name, config_dir=None):
     """
-    The live interface holds each of its clients as a peer: its public key, its
-    addresses as AllowedIPs, its preshared key (read from the minion's file). Applied
-    through ``wg set`` in one go: no restart. Run after ``clients``.
+    The live interface holds each of its active clients as a peer: its public key, its
+    addresses as AllowedIPs, its preshared key (read from the minion's file), and no
+    peer of a disabled (``enabled: false``) or expired client (their addresses and keys
+    stay on record). Applied through ``wg set`` in one go: no restart. Run after
+    ``clients``.
 
     name
         The live WireGuard interface.
@@ -137,6 +139,10 @@ def _client_peers(ret, config_dir):
     config_dir = minion.config_dir(config_dir)
     wanted = minion.client_peers_wanted(interface, config_dir)
     live = minion.live(interface)
+    held = wgf_clients.held_back(minion.declared(interface, config_dir) or {"clients": {}})
+    gone = [key for key in held if key in live["peers"] and key not in wanted]
+    for key in gone:
+        ret["changes"][held[key][0]] = {"old": "live", "new": held[key][1]}
     todo = []
     for key, peer in wanted.items():
         psk = wgf_state.client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
@@ -153,15 +159,21 @@ def _client_peers(ret, config_dir):
         if diff:
             ret["changes"][peer["name"]] = diff
             todo.append((key, change))
-    if not todo:
+    if not todo and not gone:
         ret["comment"] = f"The clients of {interface} are live as wanted"
         return ret
+    said = f"{len(todo)} client peer(s) of {interface} set live, {len(gone)} held back"
     if minion.test:
-        return minion.pending(ret, f"{len(todo)} client peer(s) of {interface} would be set")
-    __salt__["wireguard.apply_peers"](interface, peers=[change for _, change in todo])
+        return minion.pending(ret, f"Would be: {said}")
+    if gone:
+        __salt__["wireguard.apply_peers"](interface, remove=gone)
+        for key in gone:
+            live["peers"].pop(key)
+    if todo:
+        __salt__["wireguard.apply_peers"](interface, peers=[change for _, change in todo])
     for key, change in todo:
         wgf_state.remember(live, key, live["peers"].get(key), change)
-    return minion.pending(ret, f"{len(todo)} client peer(s) of {interface} set live")
+    return minion.pending(ret, said)
 
 
 # Last: every state above checks its arguments by name first (wgf_args.RULES).

@@ -7,6 +7,7 @@ minion), the server-side peers they become, and the wg-quick config a device imp
 (as text or a QR code). The record holds no secret: names, addresses, public keys.
 """
 
+import datetime
 import io
 import ipaddress
 import json
@@ -34,10 +35,117 @@ PLACEHOLDER = "<this device's own private key>"
 QR_KINDS = ("ansi", "utf8", "png", "svg")
 QR_IMAGES = ("png", "svg")
 RECORD_VERSION = 1
+#: A client's status in ``wireguard.clients`` (``over quota`` only where the counting
+#: of ``limits`` says so).
+STATUSES = ("active", "disabled", "expired", "over quota")
+_ISO = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,6})\d*)?)?"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?)?"
+)
 
 
 def is_client_name(name):
     return isinstance(name, str) and CLIENT_NAME.fullmatch(name) is not None
+
+
+# ------------------------------------------------------------------- expiry
+
+
+def expires(value, where):
+    """Pillar's ``expires`` as UTC ISO 8601 text (``2027-01-31T18:00:00Z``), or None.
+
+    An ISO 8601 date or datetime (``T`` or a space between); no zone is UTC, and a date
+    alone is 00:00:00Z of that day. YAML dates and datetimes are taken too."""
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        when = value
+    elif isinstance(value, datetime.date):
+        when = datetime.datetime(value.year, value.month, value.day)
+    else:
+        match = _ISO.fullmatch(value.strip()) if isinstance(value, str) else None
+        try:
+            if match is None:
+                raise ValueError
+            year, month, day, hour, minute, second, micro, zone = match.groups()
+            tz = datetime.timezone.utc
+            if zone and zone != "Z":
+                digits = zone[1:].replace(":", "")
+                offset = datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:] or 0))
+                tz = datetime.timezone(-offset if zone[0] == "-" else offset)
+            when = datetime.datetime(
+                int(year),
+                int(month),
+                int(day),
+                int(hour or 0),
+                int(minute or 0),
+                int(second or 0),
+                int((micro or "0").ljust(6, "0")),
+                tzinfo=tz,
+            )
+        except (ValueError, OverflowError):
+            raise SaltInvocationError(
+                f"{where}: {shown(value)} is no ISO 8601 date or datetime (e.g. 2027-01-31 "
+                "or 2027-01-31T18:00:00Z; UTC when no zone is given)"
+            ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    try:
+        when = when.astimezone(datetime.timezone.utc)
+    except OverflowError:
+        raise SaltInvocationError(
+            f"{where}: {shown(value)} is out of range of an ISO 8601 datetime in UTC"
+        ) from None
+    return when.isoformat(timespec="microseconds" if when.microsecond else "seconds").replace(
+        "+00:00", "Z"
+    )
+
+
+def expires_at(client):
+    """The client's ``expires`` as an aware datetime (UTC), or None."""
+    text = client.get("expires")
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def utc_now():
+    """The current time, as ``now`` is passed to the functions here."""
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def status(client, now, use=None):
+    """``active``, ``disabled`` (``enabled: false``), ``expired`` (``expires`` <= ``now``)
+    or ``over quota`` (``use``, the counting of ``limits``, says ``over_quota``)."""
+    if not client["enabled"]:
+        return "disabled"
+    when = expires_at(client)
+    if when is not None and when <= now:
+        return "expired"
+    if (use or {}).get("over_quota"):
+        return "over quota"
+    return "active"
+
+
+def set_status(iface, now):
+    """Each present client of ``iface`` gets its ``status`` at ``now`` (no quota use:
+    the apply knows none); only ``active`` ones become live peers (``allocate``)."""
+    for client in iface["clients"].values():
+        client["status"] = None if client["absent"] else status(client, now)
+
+
+def next_expiry(iface, now):
+    """The next instant (aware datetime, UTC) at which a client of the validated
+    ``iface`` that is live now expires: the earliest ``expires`` after ``now`` of its
+    enabled, present clients; None when there is none. A timer armed for it removes
+    that client's live peer on time (the apply then finds it expired)."""
+    future = [
+        when
+        for client in iface["clients"].values()
+        if not client["absent"] and client["enabled"]
+        for when in [expires_at(client)]
+        if when is not None and when > now
+    ]
+    return min(future, default=None)
 
 
 # ------------------------------------------------------------------- record
@@ -221,7 +329,8 @@ def allocate(iface, record, own_public_key, errors):
         elif key:
             keys[key] = f"client {shown(name)}"
     for name, client in active.items():
-        if client["public_key"] and client["address"]:
+        live = client.get("status", "active") == "active"
+        if client["public_key"] and client["address"] and live:
             iface["peers"][name] = server_peer(name, client)
 
 
@@ -239,6 +348,18 @@ def server_peer(name, client):
         "preshared_key_pillar": None,
         "absent": False,
         "client": True,
+    }
+
+
+def held_back(iface):
+    """``{public key: (client, status)}`` of the present clients that are no live peer
+    now (disabled or expired): their addresses and keys stay on record."""
+    return {
+        client["public_key"]: (name, client["status"])
+        for name, client in sorted(iface["clients"].items())
+        if not client["absent"]
+        and client["public_key"]
+        and client.get("status", "active") not in ("active", "over quota")
     }
 
 
@@ -312,26 +433,37 @@ def qr_suffix(kind):
     return kind if kind in QR_IMAGES else f"{kind}.txt"
 
 
-def listing(iface, live):
-    """Each client of ``iface`` with its live peer (``wgf_dump`` shape, or None): no secret."""
+def listing(iface, live, now, use=None):
+    """Each client of ``iface`` with its live peer (``wgf_dump`` shape, or None): no secret.
+
+    ``status`` at ``now`` (``status``), ``expires``, ``group``, ``limits`` and ``use``:
+    ``use`` is ``{client: {...}}`` from the counting of ``limits`` (its ``over_quota``
+    makes the status ``over quota``); None until that counting exists, and then each
+    client's ``use`` is None."""
     peers = (live or {}).get("peers") or {}
     result = {}
     for name, client in sorted(iface["clients"].items()):
         if client["absent"]:
             continue
-        now = peers.get(client["public_key"]) or {}
+        counted = (use or {}).get(name)
+        here = peers.get(client["public_key"]) or {}
         result[name] = {
+            "status": status(client, now, counted),
+            "expires": client["expires"],
+            "group": client["group"],
+            "limits": client["limits"],
+            "use": counted,
             "address": client["address"],
             "public_key": client["public_key"],
             "byo": client["byo"],
             "preshared_key": client["preshared_key"],
             "allowed_ips": client["allowed_ips"],
-            "live": bool(now),
-            "endpoint": now.get("endpoint"),
-            "latest_handshake": now.get("latest_handshake"),
-            "latest_handshake_age": now.get("latest_handshake_age"),
-            "rx_bytes": now.get("rx_bytes"),
-            "tx_bytes": now.get("tx_bytes"),
+            "live": bool(here),
+            "endpoint": here.get("endpoint"),
+            "latest_handshake": here.get("latest_handshake"),
+            "latest_handshake_age": here.get("latest_handshake_age"),
+            "rx_bytes": here.get("rx_bytes"),
+            "tx_bytes": here.get("tx_bytes"),
         }
     return result
 
@@ -381,6 +513,12 @@ def device_config(iface, ifname, name, config_dir, server_public_key):
     if not client or client["absent"]:
         raise SaltInvocationError(
             f"interface {shown(ifname)} has no client {shown(name)} in pillar"
+        )
+    if client.get("status") == "expired":
+        raise SaltInvocationError(
+            f"interface {shown(ifname)}, client {shown(name)}: expired at "
+            f"{client['expires']}: no config is exported for an expired client (move its "
+            "'expires' in pillar to give it access again)"
         )
     private = (
         None

@@ -135,8 +135,9 @@ def _port(value, where):
 
 def check(iface, firewall, errors, names=None):
     """Resolve ``from`` names (``names``: peer or client name -> its CIDRs; by default
-    the peers' AllowedIPs) and check what needs the peers or the backend; problems go
-    to ``errors``. Sets ``iface["firewall"]``."""
+    the peers' AllowedIPs; a client group's name stands for its clients' CIDRs) and
+    check what needs the peers or the backend; problems go to ``errors``. Sets
+    ``iface["firewall"]``."""
     iface["firewall"] = firewall
     where = f"interface {shown(iface['name'])}"
     if firewall == "none":
@@ -146,6 +147,7 @@ def check(iface, firewall, errors, names=None):
                     f"{where}, key '{key}': needs the formula's firewall "
                     "(wireguard:lookup:firewall nftables or iptables), not none"
                 )
+        _limits_need_a_firewall(iface, where, errors)
         return
     if iface["open_port"] and iface["listen_port"] is None:
         errors.append(f"{where}, key 'open_port': needs a listen_port to open")
@@ -160,6 +162,7 @@ def check(iface, firewall, errors, names=None):
             for name, peer in iface["peers"].items()
         }
     )
+    groups = {name: group["clients"] for name, group in iface.get("client_groups", {}).items()}
     for number, rule in enumerate(iface["access"]["rules"], 1):
         rule_where = f"{where}, key 'access', rule {number}"
         sources = []
@@ -167,18 +170,36 @@ def check(iface, firewall, errors, names=None):
             if item in peers:
                 sources += peers[item]
                 continue
+            if item in groups:
+                sources += [c for member in groups[item] for c in peers.get(member, [])]
+                continue
             try:
                 sources.append(wgf_addr.network(item, f"{rule_where}, from"))
             except SaltInvocationError:
                 errors.append(
                     f"{rule_where}, from: {shown(item)} names no peer or client "
-                    "of this interface and is no CIDR"
+                    "(nor client group) of this interface and is no CIDR"
                 )
         rule["sources"] = sorted(dict.fromkeys(sources), key=wgf_addr.cidr_sort_key)
         if sources and not _families(rule):
             errors.append(
                 f"{rule_where}: from and to share no address family, so the rule could never match"
             )
+
+
+def _limits_need_a_firewall(iface, where, errors):
+    """``limits`` are enforced in the formula's firewall: refused without one, named
+    where pillar sets them (a group, or the client itself)."""
+    need = "needs the formula's firewall (wireguard:lookup:firewall nftables or iptables), not none"
+    for name, group in iface.get("client_groups", {}).items():
+        if group.get("limits"):
+            errors.append(f"{where}, client group {shown(name)}, key 'limits': {need}")
+    grouped = {
+        n for g in iface.get("client_groups", {}).values() if g.get("limits") for n in g["clients"]
+    }
+    for name, client in iface.get("clients", {}).items():
+        if client["limits"] and not client["absent"] and name not in grouped:
+            errors.append(f"{where}, client {shown(name)}, key 'limits': {need}")
 
 
 def needs_table(iface):

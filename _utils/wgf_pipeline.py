@@ -18,6 +18,7 @@ stage, ends in one ``SaltInvocationError`` that lists them all.
 
 import copy
 import dataclasses
+import datetime
 
 from salt.exceptions import SaltInvocationError
 
@@ -63,6 +64,9 @@ class Facts:
         salt-minion (``wgf_confirm.check_init``).
     metrics
         Pillar's ``wireguard:lookup:metrics`` (unchecked): the textfile and its interval.
+    now
+        The time (aware datetime) at which clients' ``expires`` are judged: an expired
+        client is no live peer (``wgf_clients.status``). Default: when the facts are made.
     """
 
     minion_id: str
@@ -74,6 +78,7 @@ class Facts:
     confirm: object = None
     init: str | None = "systemd"
     metrics: object = None
+    now: datetime.datetime = dataclasses.field(default_factory=wgf_clients.utc_now)
 
 
 def compile_pillar(pillar, minion_id):
@@ -165,7 +170,7 @@ def resolve(compiled, facts):
             wgf_networks.resolve_minion_peers(iface, facts.published_keys)
         own = _own_public_key(compiled["raw"][ifname], iface, facts)
         wgf_schema.check_peer_conflicts(iface, own, errors)
-        _allocate_clients(iface, own, facts.client_records.get(ifname), errors)
+        _allocate_clients(iface, own, facts.client_records.get(ifname), errors, facts.now)
         iface["hosts"] = _hosts(
             {**iface, "peers": named}, compiled.get("hosts_nodes", {}).get(ifname), facts, errors
         )
@@ -192,6 +197,13 @@ def resolve(compiled, facts):
     found = settings(interfaces, facts.firewall)
     found["metrics"] = metrics
     return {"settings": found, "interfaces": interfaces}
+
+
+def next_expiry(interfaces, now):
+    """The earliest ``wgf_clients.next_expiry`` of the validated ``interfaces`` after
+    ``now``, or None: until then a validation at ``now`` holds."""
+    found = [wgf_clients.next_expiry(iface, now) for iface in interfaces.values()]
+    return min((when for when in found if when is not None), default=None)
 
 
 def run(pillar, facts):
@@ -287,7 +299,7 @@ def _clients_named_like_interfaces(result, interfaces, errors):
                 )
 
 
-def _allocate_clients(iface, own, record_text, errors):
+def _allocate_clients(iface, own, record_text, errors, now):
     """Addresses and known keys of the interface's clients, from the minion's record."""
     if iface["absent"]:
         return
@@ -300,5 +312,6 @@ def _allocate_clients(iface, own, record_text, errors):
         return
     iface["clients_managed"] = bool(iface["clients"] or record["clients"])
     iface["client_retired"] = record["retired"]
+    wgf_clients.set_status(iface, now)
     if iface["clients_managed"]:
         wgf_clients.allocate(iface, record, own, errors)

@@ -19,6 +19,7 @@ import wgf_confirm
 import wgf_firewall
 import wgf_hosts
 import wgf_keys
+import wgf_limits
 import wgf_options
 from wgf_addr import shown
 from wgf_options import dns_entry, strings
@@ -40,6 +41,7 @@ OTHER_INTERFACE_KEYS = {
     "endpoint": None,
     "pool": [],
     "client_defaults": {},
+    "client_groups": {},
     "clients": {},
     "max_key_age": None,
     "confirm": None,
@@ -77,9 +79,16 @@ CLIENT_KEYS = {
     "persistent_keepalive": None,
     "preshared_key": False,
     "public_key": None,
+    "group": None,
+    "expires": None,
+    "enabled": True,
+    "limits": None,
     "absent": False,
 }
-CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_key")
+CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_key", "limits")
+#: A client group's keys: what its clients take (their own keys override them), and
+#: ``group``, a parent group whose keys it takes in turn.
+GROUP_KEYS = (*CLIENT_DEFAULT_KEYS, "group")
 TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}, "network_psks": {}}
 #: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
 PSK_PILLAR = "wireguard:network_psks"
@@ -217,6 +226,9 @@ def normalise_interface(ifname, iface, errors):
         "endpoint": lambda v, w: wgf_addr.text(v, w) if v is not None else None,
         "pool": lambda v, w: [wgf_addr.network(i, w) for i in wgf_addr.as_list(v)],
         "client_defaults": lambda v, w: mapping(v, w, "client_defaults is a mapping"),
+        "client_groups": lambda v, w: mapping(
+            v, w, "client_groups is a mapping of group name to group"
+        ),
         "clients": lambda v, w: mapping(v, w, "clients is a mapping of client name to client"),
         "max_key_age": lambda v, w: (
             wgf_addr.integer(v, w, 1, 36500, "max_key_age (days)") if v is not None else None
@@ -279,6 +291,10 @@ def _client_checks(defaults_from):
         "persistent_keepalive": keepalive,
         "preshared_key": lambda v, w: boolean(bool(v) if v is None else v, w),
         "public_key": lambda v, w: v if wgf_keys.is_key(v, w) else None,
+        "group": lambda v, w: wgf_addr.text(v, w) if v is not None else None,
+        "expires": wgf_clients.expires,
+        "enabled": boolean,
+        "limits": wgf_limits.limits,
         "absent": boolean,
     }
 
@@ -307,6 +323,7 @@ def normalise_clients(out, errors):
     checks = _client_checks(networks)
     defaults = _checked(raw_defaults, allowed, checks, f"{where}, client_defaults", errors)
     base = _checked({}, CLIENT_KEYS, checks, where, errors)  # what a client gives no value for
+    groups = _groups(out, checks, errors)
     clients = {}
     for name, client in out["clients"].items():
         here = f"{where}, client {shown(name)}"
@@ -326,12 +343,17 @@ def normalise_clients(out, errors):
             continue
         errors += unknown_keys(client, CLIENT_KEYS, here)
         given = {k: CLIENT_KEYS[k] for k in client if k in CLIENT_KEYS}
-        normalised = {
-            "name": name,
-            **base,
-            **defaults,
-            **_checked(client, given, checks, here, errors),
-        }
+        own = _checked(client, given, checks, here, errors)
+        group = groups.get(own.get("group"), {})
+        if own.get("group") is not None and own["group"] not in groups:
+            errors.append(
+                f"{here}, key 'group': no client group {shown(own['group'])} "
+                f"(client_groups: {', '.join(map(shown, groups)) or 'none'})"
+            )
+        elif group and not own.get("absent"):
+            group["clients"].append(name)
+        taken = {k: v for k, v in group.items() if k not in ("group", "clients")}
+        normalised = {"name": name, **base, **defaults, **taken, **own}
         normalised = {k: list(v) if isinstance(v, list) else v for k, v in normalised.items()}
         normalised["byo"] = bool(normalised["public_key"])
         if not normalised["allowed_ips"] and not normalised["absent"]:
@@ -341,8 +363,59 @@ def normalise_clients(out, errors):
             )
         clients[name] = normalised
     out["clients"] = clients
+    out["client_groups"] = groups
     out["client_retired"] = []
     out["clients_managed"] = False
+
+
+def _groups(out, checks, errors):
+    """``{group: {its keys, with its parent groups' under them; "group": parent;
+    "clients": []}}`` from the interface's ``client_groups``; problems (an unknown key or
+    parent group, a cycle, a name a peer or client has) go to ``errors``."""
+    where = f"interface {shown(out['name'])}"
+    given = {}
+    for name, group in out["client_groups"].items():
+        here = f"{where}, client group {shown(name)}"
+        if not wgf_clients.is_client_name(name):
+            errors.append(f"{here}: a group name follows the rules of a client name")
+            continue
+        if name in out["peers"] or name in out["clients"]:
+            errors.append(
+                f"{here}: a peer or client of this interface has the same name (access "
+                "rules name all three in 'from')"
+            )
+            continue
+        group = {} if group is None else group
+        if not isinstance(group, dict):
+            errors.append(f"{here}: a group is a mapping of keys, got {type(group).__name__}")
+            continue
+        allowed = {k: CLIENT_KEYS[k] for k in GROUP_KEYS}
+        errors += unknown_keys(group, allowed, here)
+        keys = {k: allowed[k] for k in group if k in allowed}
+        given[name] = _checked(group, keys, checks, here, errors)
+    groups = {}
+    for name in given:
+        chain, parent = [name], given[name].get("group")
+        while parent is not None:
+            if parent not in given:
+                errors.append(
+                    f"{where}, client group {shown(chain[-1])}, key 'group': no client "
+                    f"group {shown(parent)}"
+                )
+                break
+            if parent in chain:
+                errors.append(
+                    f"{where}, client group {shown(name)}, key 'group': a group cycle: "
+                    + " -> ".join(map(shown, [*chain, parent]))
+                )
+                break
+            chain.append(parent)
+            parent = given[parent].get("group")
+        merged = {}
+        for member in reversed(chain):
+            merged.update(given[member])
+        groups[name] = {**merged, "group": given[name].get("group"), "clients": []}
+    return groups
 
 
 def check_peer_conflicts(iface, own_public_key, errors):

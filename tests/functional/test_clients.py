@@ -3,10 +3,12 @@ namespace: addresses allocated from a small pool and kept, a revoked address han
 last, an exhausted pool refused before anything changes, keys only in 0600 files, live
 peers that follow, and exports written 0600 with nothing secret in any output."""
 
+import datetime
 import hashlib
 import json
 import stat
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -234,3 +236,85 @@ def test_an_export_into_the_config_dir_and_a_client_named_like_an_interface_are_
         f"interface '{IF}', client '{other}', key 'clients': a client may not have the "
         "name of an interface of this minion"
     ) in proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------ lifecycle (issue 23)
+
+
+def exported(clients, name):
+    return json.loads(clients.call("wireguard.client_config", IF, name).stdout)["local"]
+
+
+def test_a_disabled_client_leaves_the_live_interface_and_comes_back_with_its_address_and_key(
+    clients,
+):
+    clients.pillar({"la": {}, "lb": {}})
+    clients.apply()
+    before, config = clients.listed(), exported(clients, "la")
+    assert before["la"]["status"] == "active" and before["la"]["public_key"] in clients.live()
+
+    clients.pillar({"la": {"enabled": False}, "lb": {}, "lc": {}})
+    clients.apply()
+    off = clients.listed()
+    assert off["la"]["status"] == "disabled"
+    assert (off["la"]["address"], off["la"]["public_key"]) == (
+        before["la"]["address"],
+        before["la"]["public_key"],
+    )
+    assert off["lc"]["address"] != before["la"]["address"]  # never handed to another
+    live = clients.live()
+    assert before["la"]["public_key"] not in live and before["lb"]["public_key"] in live
+    conf = (clients.dir / f"{IF}.conf").read_text()
+    assert before["la"]["public_key"] not in conf and before["lb"]["public_key"] in conf
+    assert (clients.dir / "clients" / IF / "la.key").exists()
+    for ret in clients.apply():  # a re-apply changes nothing
+        assert all(not r["changes"] for r in ret.values()), ret
+
+    clients.pillar({"la": {"enabled": True}, "lb": {}, "lc": {}})
+    clients.apply()
+    back = clients.listed()["la"]
+    assert back["status"] == "active" and back["public_key"] == before["la"]["public_key"]
+    assert back["address"] == before["la"]["address"]
+    peer = clients.live()[before["la"]["public_key"]]
+    assert peer["allowed_ips"] == [f"{before['la']['address'][0]}/32"]
+    assert exported(clients, "la") == config  # nothing to export again
+
+
+def test_an_expired_client_leaves_the_live_interface_and_its_export_is_refused(clients):
+    clients.pillar({"la": {}, "lb": {"expires": "2020-01-01"}})
+    clients.apply()
+    listed = clients.listed()
+    assert listed["lb"]["status"] == "expired"
+    assert listed["lb"]["expires"] == "2020-01-01T00:00:00Z"
+    assert listed["lb"]["public_key"] not in clients.live()
+    assert listed["la"]["public_key"] in clients.live()
+    proc = clients.call("wireguard.client_config", IF, "lb", check=False)
+    assert proc.returncode != 0
+    assert (
+        f"interface '{IF}', client 'lb': expired at 2020-01-01T00:00:00Z"
+        in proc.stdout + proc.stderr
+    )
+
+    # an expiry that passes between two applies, with the same pillar
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=12)
+    clients.pillar({"la": {"expires": soon.isoformat()}, "lb": {"expires": "2020-01-01"}})
+    clients.apply()
+    assert listed["la"]["public_key"] in clients.live()
+    time.sleep(max(0.0, (soon - datetime.datetime.now(datetime.timezone.utc)).total_seconds()))
+    clients.apply()
+    assert clients.listed()["la"]["status"] == "expired"
+    assert listed["la"]["public_key"] not in clients.live()
+
+
+def test_two_clients_of_a_group_export_its_allowed_ips_and_dns(clients):
+    clients.pillar(
+        {"ga": {"group": "staff"}, "gb": {"group": "staff"}, "gc": {}},
+        client_groups={"staff": {"allowed_ips": ["10.0.0.0/8"], "dns": ["10.0.0.53"]}},
+    )
+    clients.apply()
+    listed = clients.listed()
+    assert {n: c["group"] for n, c in listed.items()} == {"ga": "staff", "gb": "staff", "gc": None}
+    for name in ("ga", "gb"):
+        text = exported(clients, name)
+        assert "AllowedIPs = 10.0.0.0/8\n" in text and "DNS = 10.0.0.53\n" in text
+    assert "AllowedIPs = 10.70.0.0/24\n" in exported(clients, "gc")

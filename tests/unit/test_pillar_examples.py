@@ -169,6 +169,7 @@ def test_pillar_example_shows_every_key():
     """Every key the schema accepts (and every lookup parameter of defaults.yaml)
     appears in pillar.example, read from the code: `network_psks` is the ext_pillar's."""
     import wgf_firewall  # the utils are on sys.path in the tests (conftest), not in _worker
+    import wgf_limits
     import wgf_networks
     import wgf_schema
 
@@ -189,6 +190,9 @@ def test_pillar_example_shows_every_key():
     assert set(iface) == set(wgf_schema.INTERFACE_KEYS)
     assert set(iface["client_defaults"]) == set(wgf_schema.CLIENT_DEFAULT_KEYS)
     assert union(iface["clients"].values()) == set(wgf_schema.CLIENT_KEYS)
+    assert union(iface["client_groups"].values()) == set(wgf_schema.GROUP_KEYS)
+    limits = [c["limits"] for c in iface["clients"].values() if c.get("limits")]
+    assert union(limits) == set(wgf_limits.KEYS)
     assert union(iface["peers"].values()) == set(wgf_schema.PEER_KEYS)
     assert set(iface["access"]) == set(wgf_firewall.ACCESS_KEYS)
     assert union(iface["access"]["rules"]) == set(wgf_firewall.RULE_KEYS)

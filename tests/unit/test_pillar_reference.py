@@ -16,6 +16,7 @@ import yaml
 
 import wgf_confirm
 import wgf_firewall
+import wgf_limits
 import wgf_metrics
 import wgf_networks
 import wgf_schema
@@ -52,6 +53,8 @@ def accepted_paths():
         | _under(f"{iface}:peers:*", wgf_schema.PEER_KEYS)
         | _under(f"{iface}:client_defaults", wgf_schema.CLIENT_DEFAULT_KEYS)
         | _under(f"{iface}:clients:*", wgf_schema.CLIENT_KEYS)
+        | _under(f"{iface}:client_groups:*", wgf_schema.GROUP_KEYS)
+        | _under(f"{iface}:clients:*:limits", wgf_limits.KEYS)
         | _under(f"{iface}:access", wgf_firewall.ACCESS_KEYS)
         | _under(f"{iface}:access:rules:*", wgf_firewall.RULE_KEYS)
         | _under("wireguard:networks:*", wgf_networks.NETWORK_KEYS)

@@ -5,6 +5,7 @@ hand-written config, clients and the firewall. A bug here fails without root, a
 namespace or a container: the fake records every command and write the states ask for.
 """
 
+import json
 import os
 
 import pytest
@@ -595,6 +596,40 @@ def test_client_peers_are_set_live_in_one_go_with_their_preshared_keys(
     assert psk not in repr(ret)
     assert states.client_peers(IF, config_dir=str(tmp_path))["changes"] == {}
     assert len(minion.applied) == 1
+
+
+def test_a_disabled_or_expired_clients_live_peer_goes_in_test_mode_only_when_asked(
+    states, minion, host, tmp_path
+):
+    """Issue 23: ``enabled: false`` and an ``expires`` in the past take the client's
+    live peer away (also with purge_peers off), keep its key, and bring it back."""
+    clients = {"phone": {}, "old": {"expires": "2020-01-01"}}
+    minion.pillar["interfaces"][IF].update(
+        endpoint="198.18.0.1:51820", purge_peers=False, clients=clients
+    )
+    states.clients(IF, config_dir=str(tmp_path))
+    record = json.loads((tmp_path / f"{IF}.clients.json").read_text())
+    phone, old = (record["clients"][n]["public_key"] for n in ("phone", "old"))
+    minion.live["peers"][old] = live_peer()
+    states.__opts__["test"] = True
+    ret = states.client_peers(IF, config_dir=str(tmp_path))
+    assert ret["result"] is None and ret["changes"]["old"] == {"old": "live", "new": "expired"}
+    assert minion.applied == [] and old in minion.live["peers"]
+    states.__opts__["test"] = False
+    ret = states.client_peers(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True and "1 held back" in ret["comment"]
+    assert (IF, [], [old]) in minion.applied
+    assert sorted(p["public_key"] for _, peers, _ in minion.applied for p in peers) == [phone]
+    assert states.client_peers(IF, config_dir=str(tmp_path))["changes"] == {}
+    # disabled likewise; its key file stays, and enabling it brings back the same key
+    clients["phone"]["enabled"] = False
+    ret = states.client_peers(IF, config_dir=str(tmp_path))
+    assert ret["changes"] == {"phone": {"old": "live", "new": "disabled"}}
+    assert states.clients(IF, config_dir=str(tmp_path))["changes"] == {}
+    clients["phone"]["enabled"] = True
+    ret = states.client_peers(IF, config_dir=str(tmp_path))
+    assert sorted(ret["changes"]) == ["phone"]
+    assert minion.applied[-1][1][0]["public_key"] == phone
 
 
 # ----------------------------------------------------------------- firewall
