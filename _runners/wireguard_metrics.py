@@ -67,8 +67,7 @@ def alert_rules(tgt="*", tgt_type="glob"):
       that is not up (``wireguard_peer_up == 0``) for 5 minutes;
     - ``WireGuardKeyTooOld``: an interface's private key older than its
       ``max_key_age`` (the comment lists where pillar sets it);
-    - ``WireGuardClientExpiresSoon``: a client that expires within 7 days (its series
-      is reserved for client expiry, issue 23: until then it matches nothing);
+    - ``WireGuardClientExpiresSoon``: a client whose ``expires`` comes within 7 days;
     - ``WireGuardMetricsStale``: a textfile (``lookup:metrics:textfile``) that
       node_exporter's ``node_textfile_mtime_seconds`` shows older than 3 intervals for
       5 minutes: salt-minion, which writes it, is down.

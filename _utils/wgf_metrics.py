@@ -26,6 +26,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_checks_files
+import wgf_clients
 import wgf_staleness
 
 #: Pillar's place of the settings, and their keys.
@@ -79,11 +80,14 @@ FAMILIES = {
         "When the latest reachability verify result on this minion was written (epoch seconds)",
     ),
 }
-#: Reserved for issue 23 (client expiry and quota): no series is exported under these
-#: names until clients have them (see :func:`_client_series`); the alert rule on
-#: expiry already names the first.
+#: Per client where pillar sets them (issue 23, :func:`_client_series`).
 CLIENT_EXPIRY = "wireguard_client_expiry_timestamp_seconds"
 CLIENT_QUOTA = "wireguard_client_quota_bytes"
+FAMILIES[CLIENT_EXPIRY] = (
+    GAUGE,
+    "When the client's access expires (epoch seconds; pillar's expires, UTC)",
+)
+FAMILIES[CLIENT_QUOTA] = (GAUGE, "The client's data quota per period (pillar's limits:quota)")
 
 Series = collections.namedtuple("Series", "name type help labels samples")
 
@@ -228,11 +232,20 @@ def peers_of(name, declared, live, network):
 
 
 def _client_series(name, declared):
-    """Hook for issue 23: ``[(family, labels, value)]`` of client expiry
-    (:data:`CLIENT_EXPIRY`) and quota (:data:`CLIENT_QUOTA`) per client of interface
-    ``name``, where pillar sets them (their rows of :data:`FAMILIES` come with them).
-    Clients have neither yet, so there is no series: none is made up."""
-    return []
+    """``[(family, labels, value)]`` of client expiry (:data:`CLIENT_EXPIRY`) and quota
+    (:data:`CLIENT_QUOTA`) per client of interface ``name``, where pillar sets them."""
+    found = []
+    for cname, client in sorted(((declared or {}).get("clients") or {}).items()):
+        if client.get("absent"):
+            continue
+        labels = (name, cname, "", CLIENT)
+        when = wgf_clients.expires_at(client)
+        if when is not None:
+            found.append((CLIENT_EXPIRY, labels, when.timestamp()))
+        quota = (client.get("limits") or {}).get("quota")
+        if quota:
+            found.append((CLIENT_QUOTA, labels, quota))
+    return found
 
 
 def series(live, declared, networks, key_mtimes, verify, now, only=None):
@@ -287,7 +300,7 @@ def series(live, declared, networks, key_mtimes, verify, now, only=None):
         kind, text = FAMILIES[name]
         labels = (
             PEER_LABELS
-            if name.startswith("wireguard_peer_")
+            if name.startswith(("wireguard_peer_", "wireguard_client_"))
             else ("interface",)
             if name.startswith("wireguard_interface_")
             else ()
@@ -454,10 +467,7 @@ def alert_rules(minions, skipped=()):
     )
     rules.append(
         (
-            [
-                f"{CLIENT_EXPIRY} is reserved for client expiry (issue 23): no minion "
-                "exports it yet, so this rule matches nothing until clients can expire"
-            ],
+            [f"{CLIENT_EXPIRY}: each client whose pillar (or group) sets expires"],
             {
                 "alert": "WireGuardClientExpiresSoon",
                 "expr": f"{CLIENT_EXPIRY} - time() < {EXPIRY_DAYS} * 86400",

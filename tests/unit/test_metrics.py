@@ -187,7 +187,11 @@ def test_one_interface_only():
 
 
 def test_every_series_has_help_and_the_wireguard_prefix_and_no_key():
-    text = exposition(verify={"time": NOW, "passed": 1, "failed": 0})
+    pillar = declared()
+    pillar["wg0"]["clients"]["phone"].update(
+        expires="2027-01-31T18:00:00Z", limits={"rate": None, "quota": 2**30}
+    )
+    text = exposition(declared=pillar, verify={"time": NOW, "passed": 1, "failed": 0})
     families = list(text_string_to_metric_families(text))
     assert len(families) == len(wgf_metrics.FAMILIES)
     for family in families:
@@ -204,11 +208,25 @@ def test_promtool_accepts_the_exposition():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_client_expiry_and_quota_are_a_hook_without_series():
-    """Issue 23 fills the hook; until then no series is made up."""
-    assert wgf_metrics._client_series("wg0", declared()["wg0"]) == []
-    text = exposition()
-    assert wgf_metrics.CLIENT_EXPIRY not in text and wgf_metrics.CLIENT_QUOTA not in text
+def test_client_expiry_and_quota_where_pillar_sets_them():
+    pillar = declared()
+    pillar["wg0"]["clients"]["phone"].update(
+        expires="2027-01-31T18:00:00Z", limits={"rate": None, "quota": 10 * 2**30}
+    )
+    found = samples(exposition(declared=pillar))
+    phone = labels("wg0", "phone", kind="client")
+    assert found[(wgf_metrics.CLIENT_EXPIRY, phone)] == 1801418400.0
+    assert found[(wgf_metrics.CLIENT_QUOTA, phone)] == 10 * 2**30
+    # the tablet sets neither: no series is made up for it
+    assert not [k for k in found if k[0].startswith("wireguard_client_") and "tablet" in str(k)]
+    assert wgf_metrics.CLIENT_EXPIRY not in exposition()
+    proc = subprocess.run(
+        ["promtool", "check", "metrics"],
+        input=exposition(declared=pillar),
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # ----------------------------------------------------------------- settings
@@ -312,7 +330,7 @@ def test_promtool_accepts_the_alert_rules_made_from_pillar(tmp_path):
         "wireguard_interface_key_age_seconds > wireguard_interface_max_key_age_seconds"
     )
     assert "# max_key_age (days) in pillar: hub wg0: 90 days" in text
-    assert "reserved for client expiry (issue 23)" in text
+    assert "each client whose pillar (or group) sets expires" in text
     assert wgf_metrics.CLIENT_EXPIRY in rules["WireGuardClientExpiresSoon"]["expr"]
     # the longest interval of the minions that write that file, three times
     assert rules["WireGuardMetricsStale"]["expr"] == (
