@@ -78,7 +78,13 @@ CLIENT_KEYS = {
     "absent": False,
 }
 CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_key")
-TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}, "network_psks": {}}
+TOP_KEYS = {
+    "lookup": None,
+    "interfaces": {},
+    "networks": {},
+    "network_psks": {},
+    "expect": [],  # reachability assertions (wgf_verify), checked by the pipeline
+}
 #: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
 PSK_PILLAR = "wireguard:network_psks"
 REFUSED_KEYS = {

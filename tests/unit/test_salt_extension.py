@@ -49,6 +49,7 @@ WIREGUARD_MODULE_FILES = (
     "wireguard_clients.py",
     "wireguard_check.py",
     "wireguard_confirm.py",
+    "wireguard_verify.py",
 )
 
 
@@ -254,7 +255,7 @@ def test_salt_run_finds_the_runner(salt_env):
     out = salt_env("salt-run", "--doc", "wireguard")
     documented = re.findall(r"^(wireguard\.\w+):$", out, re.M)
     # the files of the runner (wireguard.py, wireguard_keys.py, wireguard_rollout.py) are one
-    wanted = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
+    wanted = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout", "verify")
     assert {f"wireguard.{name}" for name in wanted} <= set(documented), out
 
 

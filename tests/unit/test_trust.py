@@ -89,7 +89,15 @@ def runner(master, monkeypatch):
     return runner_with_stand_ins("wireguard_runner_under_test", master, monkeypatch)
 
 
-RUNNER_FUNCTIONS = ("audit", "graph", "rotate_psks", "ensure_psks", "rotate_keys", "rollout")
+RUNNER_FUNCTIONS = (
+    "audit",
+    "graph",
+    "rotate_psks",
+    "ensure_psks",
+    "rotate_keys",
+    "rollout",
+    "verify",
+)
 
 
 def test_salt_loads_the_runner_files_as_one_runner(master, runner):
@@ -103,7 +111,7 @@ def test_salt_loads_the_runner_files_as_one_runner(master, runner):
     assert names == {f"wireguard.{function}" for function in RUNNER_FUNCTIONS}
     for function in RUNNER_FUNCTIONS:
         assert loaded[f"wireguard.{function}"].__doc__ == getattr(runner, function).__doc__
-    assert len(runner.modules) == 3
+    assert len(runner.modules) == 4
 
 
 def rotation_answers(keys, stage=None):
