@@ -69,7 +69,7 @@ def facts(declared, live, own_keys, routes, links, forwarding, expect):
             for link in links
             if link.get("ifname") == name
             for a in link.get("addr_info") or []
-            if a.get("local")
+            if a.get("local") and not ipaddress.ip_address(a["local"]).is_link_local
         ]
         interfaces[name] = {
             "address": address if running else list(pillar.get("address") or []),

@@ -457,7 +457,15 @@ def test_the_facts_name_live_peers_by_pillar_and_keep_unknown_ones_by_key():
             },
         }
     }
-    links = [{"ifname": "wg0", "addr_info": [{"local": "10.1.0.2", "prefixlen": 24}]}]
+    links = [
+        {
+            "ifname": "wg0",
+            "addr_info": [
+                {"local": "fe80::1", "prefixlen": 64},  # wireguard-go's: never a source
+                {"local": "10.1.0.2", "prefixlen": 24},
+            ],
+        }
+    ]
     routes = [{"dst": "10.1.0.0/24", "dev": "wg0"}, {"dst": "10.1.0.0/24", "type": "broadcast"}]
     got = wgf_verify_report.facts(
         declared, live, {}, routes, links, {"ipv4": True, "ipv6": False}, []
@@ -469,6 +477,7 @@ def test_the_facts_name_live_peers_by_pillar_and_keep_unknown_ones_by_key():
     assert wg0["public_key"] == KEYS["a"] and wg0["up"] is True
     assert got["routes"] == [{"dst": "10.1.0.0/24", "dev": "wg0", "table": "main"}]
     assert wgf_verify_report.tunnel_addresses(got) == ["10.1.0.2"]
+    assert wg0["address"] == ["10.1.0.2/24"]
 
 
 def test_the_decision_does_not_change_the_facts():
