@@ -300,9 +300,18 @@ class Host:
         one ICMP echo (``ping -I source``), a TCP connect bound to ``source``, or a UDP
         datagram that a listener answers; ``timeout`` seconds at most."""
         if proto == "icmp":
+            # subprocess, not cmd.run_all: probe_many runs this in threads, where Salt's
+            # loader context (its dunders) is not set
+            ping = shutil.which("ping")
             version = ipaddress.ip_address(target).version
-            argv = ["ping", f"-{version}", "-c1", f"-W{max(1, round(timeout))}"]
-            return self.run_all([*argv, "-I", source, target])["retcode"] == 0
+            argv = [ping, f"-{version}", "-c1", f"-W{max(1, round(timeout))}", "-I", source]
+            try:
+                proc = subprocess.run(
+                    [*argv, target], capture_output=True, timeout=timeout + 2, check=False
+                )
+            except (OSError, TypeError, subprocess.TimeoutExpired):
+                return False
+            return proc.returncode == 0
         family = socket.AF_INET6 if ":" in target else socket.AF_INET
         kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
         try:

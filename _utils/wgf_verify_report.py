@@ -333,6 +333,8 @@ def live_of(answers, probes_by_minion):
                 live[probe["id"]] = got[probe["id"]]
             else:
                 why = "did not answer" if answer is None else "could not probe"
+                if isinstance(answer, str):  # the minion's error, with no key in it
+                    why += f": {wgf_addr.hide_keys(answer).strip()[-300:]}"
                 notes[probe["id"]] = f"live check: {minion} {why}"
     return live, notes
 

@@ -69,7 +69,15 @@ def test_the_probes_run_at_once(two):
         ("udp", "198.18.23.1", "198.18.23.9", 53)
     ] * 6
     started = time.monotonic()
-    answers = host.probe_many([*silent, ("tcp", "198.18.23.1", "198.18.23.2", 8080)], timeout=2)
+    answers = host.probe_many(
+        [
+            *silent,
+            ("tcp", "198.18.23.1", "198.18.23.2", 8080),
+            ("icmp", "198.18.23.1", "198.18.23.2", None),  # ping runs in a thread too
+            ("icmp", "198.18.23.1", "198.18.23.9", None),
+        ],
+        timeout=2,
+    )
     elapsed = time.monotonic() - started
-    assert answers == [False] * 12 + [True]
+    assert answers == [False] * 12 + [True, True, False]
     assert elapsed < 6, f"12 silent probes of 2 s took {elapsed:.1f} s: not in parallel"
