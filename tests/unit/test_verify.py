@@ -569,3 +569,24 @@ def test_salt_run_audit_includes_the_static_verdicts(runner):
     text = runner.audit(report="text")["data"]
     assert "Reachability, static (salt-run wireguard.verify probes live too):" in text
     assert re.search(r"a -> hub icmp \(must block\) +allow +- +FAIL", text)
+
+
+def test_the_access_matcher_reads_the_rules_as_the_renderer_writes_them():
+    rules = access(
+        "drop",
+        {"from": "laptop", "to": "172.16.0.0/16", "proto": "tcp", "ports": ["8000-8100", 22]},
+        {"from": "10.0.0.0/24", "to": "fd00::/64"},  # no common family: never matches
+        {"from": "laptop", "to": "172.17.0.1", "proto": "any"},
+    )
+    verdict = wgf_firewall.access_verdict
+    assert verdict(rules, "10.0.0.2", "172.16.1.1", "tcp", 8050) == ("accept", 1)
+    assert verdict(rules, "10.0.0.2", "172.16.1.1", "tcp", 22) == ("accept", 1)
+    assert verdict(rules, "10.0.0.2", "172.16.1.1", "tcp", 8101) == ("drop", None)
+    assert verdict(rules, "10.0.0.2", "172.16.1.1", "udp", 8050) == ("drop", None)
+    assert verdict(rules, "10.0.0.3", "172.16.1.1", "tcp", 22) == ("drop", None)
+    assert verdict(rules, "10.0.0.2", "172.17.0.1", "udp", 53) == ("accept", 3)
+    assert verdict(rules, "10.0.0.2", "172.17.0.1", "icmp") == ("accept", 3)
+    assert verdict({**rules, "default": "accept"}, "10.0.0.9", "1.1.1.1", "icmp") == (
+        "accept",
+        None,
+    )
