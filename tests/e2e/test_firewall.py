@@ -337,36 +337,6 @@ def test_iptables_backend_same_scenario(site):
     assert site.iptables_ours() == "", "back on nftables, the iptables chains are gone"
 
 
-def test_the_last_interface_that_needs_it_takes_the_table_away(site):
-    try:
-        site.apply(site.pillar(masquerade=[], open_port=False, access=None))
-        assert "inet wireguard" not in tables(site.ruleset())
-    finally:
-        site.apply(site.pillar())
-
-
-def test_the_firewall_clean_removes_the_nft_table(site):
-    """wireguard.firewall.clean is the part of wireguard.clean that removes the firewall
-    (wireguard.clean itself removes the packages, which this offline lab cannot put
-    back, so it runs once, last)."""
-    site.ensure(site.pillar())
-    try:
-        site.apply(site.pillar(), sls="wireguard.firewall.clean")
-        assert "inet wireguard" not in tables(site.ruleset())
-        assert site.iptables_ours() == ""
-    finally:
-        site.apply(site.pillar())
-
-
-def test_clean_leaves_no_rule(site):
-    """Last: wireguard.clean, from the iptables backend."""
-    site.apply(site.pillar("iptables"))
-    assert site.iptables_ours() != ""
-    site.apply(site.pillar("iptables"), sls="wireguard.clean")
-    assert "inet wireguard" not in tables(site.ruleset())
-    assert site.iptables_ours() == ""
-
-
 # (from, to, proto, port, allow): assertions of the jumpbox's pillar (issue 22)
 EXPECT = [
     {"from": "laptop", "to": NAS1, "proto": "tcp", "port": 8022},  # rule 1: holds
@@ -432,3 +402,33 @@ def test_reachability_assertions_hold_fail_and_find_a_firewall_outside_the_formu
         assert (last["passed"], last["failed"]) == (1, 1) and last["time"] > 0
     finally:
         laptop.run("nft delete table inet rogue", check=False)
+
+
+def test_the_last_interface_that_needs_it_takes_the_table_away(site):
+    try:
+        site.apply(site.pillar(masquerade=[], open_port=False, access=None))
+        assert "inet wireguard" not in tables(site.ruleset())
+    finally:
+        site.apply(site.pillar())
+
+
+def test_the_firewall_clean_removes_the_nft_table(site):
+    """wireguard.firewall.clean is the part of wireguard.clean that removes the firewall
+    (wireguard.clean itself removes the packages, which this offline lab cannot put
+    back, so it runs once, last)."""
+    site.ensure(site.pillar())
+    try:
+        site.apply(site.pillar(), sls="wireguard.firewall.clean")
+        assert "inet wireguard" not in tables(site.ruleset())
+        assert site.iptables_ours() == ""
+    finally:
+        site.apply(site.pillar())
+
+
+def test_clean_leaves_no_rule(site):
+    """Last: wireguard.clean, from the iptables backend."""
+    site.apply(site.pillar("iptables"))
+    assert site.iptables_ours() != ""
+    site.apply(site.pillar("iptables"), sls="wireguard.clean")
+    assert "inet wireguard" not in tables(site.ruleset())
+    assert site.iptables_ours() == ""
