@@ -45,6 +45,7 @@ import wgf_psk
 import wgf_reload
 import wgf_rotate
 import wgf_staleness
+import wgf_verify_report
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
 importlib.reload(wgf_reload).refresh()
@@ -63,12 +64,12 @@ def __virtual__():
 def _ask_minions(tgt, tgt_type, timeout, stale_after):
     """``{minion: {function: return}}`` from one compound job; and who did not answer."""
     client = salt.client.get_local_client(mopts=__opts__)
-    args = [[], [], [{"stale_after": stale_after, "__kwarg__": True}], []]
+    args = [[], [], [{"stale_after": stale_after, "__kwarg__": True}], [], []]
     try:
         returned = (
             client.cmd(
                 tgt,
-                wgf_fleet.FUNCTIONS,
+                [*wgf_fleet.FUNCTIONS, VERIFY_FACTS],
                 args,
                 tgt_type=tgt_type,
                 timeout=timeout or __opts__.get("timeout", 10),
@@ -85,12 +86,45 @@ def _ask_minions(tgt, tgt_type, timeout, stale_after):
     return returned, sorted(set(targeted) - set(returned))
 
 
+#: Asked in the audit's job too: the reachability assertions' facts (issue 22).
+VERIFY_FACTS = "wireguard.verify_facts"
+
+
+def _static_verdicts(returned):
+    """The static verdicts of the reachability assertions (``salt-run wireguard.verify
+    live=false``) from the audit job's answers, ``{"error"}`` when they cannot be
+    decided, or None when no minion has any. A minion without the function (not synced
+    yet) takes no part."""
+    answers = {m: (funs or {}).get(VERIFY_FACTS) for m, funs in returned.items()}
+    try:
+        facts = wgf_verify_report.facts_from(
+            {
+                m: a
+                for m, a in answers.items()
+                if isinstance(a, dict) or (isinstance(a, str) and "wireguard:expect" in a)
+            }
+        )
+        assertions, decisions = wgf_verify_report.static(facts)
+    except SaltInvocationError as exc:
+        return {"error": str(exc)}
+    if not assertions:
+        return None
+    return wgf_verify_report.result(assertions, decisions)
+
+
 def _build(tgt, tgt_type, timeout, stale_after):
     tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
     timeout = wgf_rotate.checked_timeout(timeout)
     stale_after = wgf_rotate.checked_stale_after(stale_after)
     returned, unreachable = _ask_minions(tgt, tgt_type, timeout, stale_after)
-    fleet = wgf_fleet.fleet_from(returned)
+    fleet = wgf_fleet.fleet_from(
+        {
+            m: {f: a for f, a in funs.items() if f != VERIFY_FACTS}
+            if isinstance(funs, dict)
+            else funs
+            for m, funs in returned.items()
+        }
+    )
     # minions without any WireGuard interface take no part
     fleet_wg = {m: e for m, e in fleet.items() if e["interfaces"] or e["error"]}
     crossed = wgf_audit.cross_check(fleet_wg, stale_after)
@@ -103,6 +137,8 @@ def _build(tgt, tgt_type, timeout, stale_after):
         and not unreachable
         and not any(e["error"] for e in fleet_wg.values())
     )
+    verified = _static_verdicts({m: f for m, f in returned.items() if isinstance(f, dict)})
+    ok = ok and not (verified and (verified.get("error") or verified["failed"]))
     result = {
         "ok": ok,
         "problems": crossed["problems"],
@@ -119,6 +155,8 @@ def _build(tgt, tgt_type, timeout, stale_after):
             for m, e in fleet_wg.items()
         },
     }
+    if verified is not None:
+        result["verify"] = verified
     return fleet_wg, result
 
 
@@ -170,7 +208,10 @@ def audit(
     report
         ``auto`` (default): a readable report, or the structure when ``--out`` is
         given; ``text``; ``data``: the structure ``{"ok", "problems", "local",
-        "links", "unknown_peers", "unreachable", "minions"}``. Each problem has
+        "links", "unknown_peers", "unreachable", "minions"}``, and ``verify`` where
+        the minions' pillar holds reachability assertions (``wireguard:expect``): their
+        static verdicts, as ``salt-run wireguard.verify live=false`` returns them (or
+        ``{"error"}``); a failed one makes the audit not ok. Each problem has
         ``severity``, ``check``, ``minion``, ``interface``, ``peer_minion``,
         ``peer_interface``, ``peer`` (public key), ``message`` and ``fix``.
 

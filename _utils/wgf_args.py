@@ -153,6 +153,8 @@ RULES = {
     "sample": _as_given,
     "cidr": _as_given,
     "name": _as_given,
+    # wireguard.verify_probe: a list, or a mapping of minion id to a list (wgf_verify_report)
+    "probes": _as_given,
 }
 
 

@@ -5,6 +5,7 @@ data in (``wgf_audit.cross_check``'s result and the fleet), text out.
 
 import wgf_findings
 import wgf_keys
+import wgf_verify_report
 
 SEVERITIES = wgf_findings.SEVERITIES
 COLORS = {
@@ -181,6 +182,14 @@ def text_report(result):
             f"  {item['minion']} ({item['interface']}): {name}{item['peer']}"
             + (f" at {item['endpoint']}" if item["endpoint"] else "")
         )
+    verified = result.get("verify")
+    if verified:
+        lines.append("")
+        lines.append("Reachability, static (salt-run wireguard.verify probes live too):")
+        if verified.get("error"):
+            lines.append(f"  {verified['error']}")
+        else:
+            lines += ["  " + line for line in wgf_verify_report.text_table(verified).splitlines()]
     if result.get("svg"):
         lines.append(f"\nPicture: {result['svg']}")
     if result.get("graph_error"):

@@ -233,6 +233,38 @@ def _families(rule):
     }
 
 
+def access_verdict(access, source, target, proto, port=None):
+    """What the formula's ``access`` (its rules' ``sources`` resolved by ``check``)
+    does with the first packet of a connection from ``source`` to ``target`` (``proto``
+    tcp, udp or icmp; ``port`` for tcp/udp): ``("accept", rule number)`` of the first
+    rule that matches, else ``(default, None)``. The same match as the rendered rules:
+    ``_families`` per address family, then the protocol and the ports."""
+    source, target = ipaddress.ip_address(source), ipaddress.ip_address(target)
+    for number, rule in enumerate(access["rules"], 1):
+        family = _families(rule).get(source.version)
+        if family is None or target.version != source.version:
+            continue
+        sources, targets = family
+        if not any(source in ipaddress.ip_network(c) for c in sources):
+            continue
+        if targets and not any(target in ipaddress.ip_network(c) for c in targets):
+            continue
+        if rule["proto"] not in ("any", proto):
+            continue
+        if rule["ports"] and not (
+            port is not None and any(_in_range(p, port) for p in rule["ports"])
+        ):
+            continue
+        return "accept", number
+    return access["default"], None
+
+
+def _in_range(ports, port):
+    """Whether ``port`` is the port (``"22"``) or inside the range (``"8000-8100"``)."""
+    low, _, high = ports.partition("-")
+    return int(low) <= int(port) <= int(high or low)
+
+
 def tunnel_networks(iface):
     """The tunnel's networks per IP version: its addresses' and its peers' AllowedIPs."""
     nets = [ipaddress.ip_interface(a).network for a in iface["address"]]

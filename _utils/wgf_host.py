@@ -8,6 +8,7 @@ key), in the C locale, its output never logged, its errors masked (``wg`` quotes
 cannot read). Keys reach it only as files (``wgf_files.key_files``), never on its command
 line."""
 
+import concurrent.futures
 import contextlib
 import errno
 import fcntl
@@ -346,6 +347,65 @@ class Host:
             argv += ["-I", interface]
         return self.run_all([*argv, address])["retcode"] == 0
 
+    # ------------------------------------- reachability probes (issue 22, wgf_verify)
+
+    def forwarding(self):
+        """``{"ipv4": bool, "ipv6": bool}`` from /proc/sys (None where unreadable)."""
+        values = {}
+        for family, path in FORWARDING.items():
+            text = wgf_files.read(path)
+            values[family] = None if text is None else text.strip() == "1"
+        return values
+
+    def probe(self, proto, source, target, port=None, timeout=2.0):
+        """Whether ``target`` answers from ``source`` (the minion's tunnel address):
+        one ICMP echo (``ping -I source``), a TCP connect bound to ``source``, or a UDP
+        datagram that a listener answers; ``timeout`` seconds at most."""
+        if proto == "icmp":
+            # subprocess, not cmd.run_all: probe_many runs this in threads, where Salt's
+            # loader context (its dunders) is not set
+            ping = shutil.which("ping")
+            version = ipaddress.ip_address(target).version
+            argv = [ping, f"-{version}", "-c1", f"-W{max(1, round(timeout))}", "-I", source]
+            try:
+                proc = subprocess.run(
+                    [*argv, target], capture_output=True, timeout=timeout + 2, check=False
+                )
+            except (OSError, TypeError, subprocess.TimeoutExpired):
+                return False
+            return proc.returncode == 0
+        family = socket.AF_INET6 if ":" in target else socket.AF_INET
+        kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+        try:
+            with socket.socket(family, kind) as sock:
+                sock.settimeout(timeout)
+                sock.bind((source, 0))
+                sock.connect((target, int(port)))
+                if proto == "udp":
+                    sock.send(b"wireguard-formula verify\n")
+                    return bool(sock.recv(512))
+                return True
+        except (OSError, ValueError):
+            return False
+
+    def probe_many(self, probes, timeout=2.0):
+        """``probe`` of each ``(proto, source, target, port)``, all at once (threads):
+        the list of answers, in order."""
+        if not probes:
+            return []
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(32, len(probes))) as pool:
+            return list(pool.map(lambda p: self.probe(*p, timeout=timeout), probes))
+
+    def write_result(self, path, text):
+        """Write ``text`` (no secret in it) to ``path`` atomically, its directory made."""
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        with tempfile.NamedTemporaryFile(
+            "w", dir=os.path.dirname(path), prefix=".wgf-", delete=False
+        ) as handle:
+            handle.write(text)
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, path)
+
     def boot_id(self):
         """The kernel's id of the running boot."""
         return (wgf_files.read(wgf_confirm.BOOT_ID) or "").strip()
@@ -477,6 +537,10 @@ RESOLVCONF_RECORDS = {
     "resolvconf": "/run/resolvconf/interface",
 }
 INTERFACE_ORDER = "/etc/resolvconf/interface-order"
+FORWARDING = {
+    "ipv4": "/proc/sys/net/ipv4/ip_forward",
+    "ipv6": "/proc/sys/net/ipv6/conf/all/forwarding",
+}
 
 
 def _iptables_tools(version):

@@ -40,8 +40,9 @@ HOSTS_FILE = "/etc/hosts"
 #: file and restarting leaves its mark here, and the next run restarts although the file
 #: is already as wanted. Under /run: after a reboot the interface is built from the file.
 RESTART_PENDING_DIR = "/run/wireguard-formula/restart-pending"
-#: The latest reachability verify result (issue 22, part 1) on this minion,
-#: ``{"time", "passed", "failed"}`` (written by verify, read by ``wireguard.metrics``).
+#: The latest reachability probe of the minion (issue 22: ``wireguard.verify_probe``):
+#: ``{"time", "passed", "failed"}`` of the assertions probed from it (no secret); read
+#: by ``wireguard.metrics``.
 VERIFY_RESULT = "/var/lib/wireguard-formula/verify/last.json"
 #: Directories no config dir may be (nor their direct parents); nothing under the
 #: kernel's and the device manager's file systems either.

@@ -2,7 +2,8 @@
 
 Each stage imports only the ones before it::
 
-    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients, wgf_hosts)
+    leaf checks (wgf_addr, wgf_keys, wgf_options, wgf_firewall, wgf_clients, wgf_hosts,
+    wgf_verify)
       -> wgf_schema   (shape and normalisation of one interface)
       -> wgf_networks (networks compiled into interfaces, their preshared keys checked)
       -> this module: ``compile_pillar`` runs both, ``resolve`` checks the result
@@ -33,6 +34,7 @@ import wgf_metrics
 import wgf_networks
 import wgf_options
 import wgf_schema
+import wgf_verify
 from wgf_addr import shown
 
 
@@ -91,6 +93,8 @@ def compile_pillar(pillar, minion_id):
         )
     wgf_addr.no_huge_numbers(pillar, "wireguard")  # before anything shows or compares one
     errors = wgf_schema.unknown_keys(pillar, wgf_schema.TOP_KEYS, "wireguard")
+    # the assertions' syntax; their names are the runner's (only it sees every minion)
+    wgf_verify.check_expect(pillar.get("expect"), errors)
     try:
         raw_interfaces = wgf_schema.mapping(
             pillar.get("interfaces"),

@@ -89,7 +89,13 @@ CLIENT_DEFAULT_KEYS = ("allowed_ips", "dns", "persistent_keepalive", "preshared_
 #: A client group's keys: what its clients take (their own keys override them), and
 #: ``group``, a parent group whose keys it takes in turn.
 GROUP_KEYS = (*CLIENT_DEFAULT_KEYS, "group")
-TOP_KEYS = {"lookup": None, "interfaces": {}, "networks": {}, "network_psks": {}}
+TOP_KEYS = {
+    "lookup": None,
+    "interfaces": {},
+    "networks": {},
+    "network_psks": {},
+    "expect": [],  # reachability assertions (wgf_verify), checked by the pipeline
+}
 #: Where the pillar holds the preshared keys of networks (the ext_pillar's answer).
 PSK_PILLAR = "wireguard:network_psks"
 REFUSED_KEYS = {

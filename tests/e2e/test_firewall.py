@@ -9,6 +9,7 @@ WireGuard the test configures itself.
 from __future__ import annotations
 
 import copy
+import json
 import time
 
 import pytest
@@ -334,6 +335,73 @@ def test_iptables_backend_same_scenario(site):
     finally:
         site.apply(site.pillar())
     assert site.iptables_ours() == "", "back on nftables, the iptables chains are gone"
+
+
+# (from, to, proto, port, allow): assertions of the jumpbox's pillar (issue 22)
+EXPECT = [
+    {"from": "laptop", "to": NAS1, "proto": "tcp", "port": 8022},  # rule 1: holds
+    {"from": "laptop", "to": NAS1, "proto": "tcp", "port": 8443, "allow": False},  # holds
+    {"from": "laptop", "to": NAS2},  # no rule lets laptop ping NAS2: fails
+    {"from": "jumpbox", "to": "admin"},  # the jumpbox pings admin's tunnel address: holds
+    {"from": "jumpbox", "to": "laptop"},  # holds, until laptop's own firewall drops it
+]
+
+
+def _verify(site) -> tuple[int, dict, str]:
+    """`salt-run wireguard.verify tgt=jumpbox` as JSON and as the table: exit codes,
+    the JSON's answer, the table."""
+    master = site.lab.master
+    master.sync_all()
+    argv = ["salt-run", "--no-color", "-t", "60", "wireguard.verify", "tgt=jumpbox"]
+    data = master.run([*argv[:1], "--out=json", *argv[1:]], check=False, timeout=120)
+    text = master.run(argv, check=False, timeout=120)
+    assert data.returncode == text.returncode, (data.stdout, text.stdout)
+    return data.returncode, json.loads(data.stdout), text.stdout
+
+
+def test_reachability_assertions_hold_fail_and_find_a_firewall_outside_the_formula(site):
+    """Static and live verdicts in the lab (issue 22): an access rule that blocks is named
+    at the jumpbox; a drop rule in a table the formula does not own (on the laptop) makes
+    static allow and live block, reported as something outside the formula's model."""
+    pillar = site.pillar()
+    pillar["wireguard"]["expect"] = copy.deepcopy(EXPECT)
+    site.ensure(pillar)
+    site.start_peers()
+    laptop = site.peers["laptop"]
+    try:
+        code, data, table = _verify(site)
+        rows = [(r["from"], r["to"], r["port"], r) for r in data["assertions"]]
+        got = {(f, t, p): r for f, t, p, r in rows}
+        assert code == 1 and (data["passed"], data["failed"]) == (4, 1), data
+        blocked = got[("laptop", NAS2, None)]
+        assert blocked["static"] == "block" and blocked["pass"] is False
+        assert blocked["reason"].startswith(
+            f"jumpbox: access default drop, no rule matches laptop->{NAS2} icmp"
+        ), blocked
+        assert got[("laptop", NAS1, 8022)]["path"] == ["laptop", "jumpbox", "172.16.50.0/24"]
+        assert "static check only" in got[("laptop", NAS1, 8022)]["reason"]
+        for target in ("admin", "laptop"):
+            row = got[("jumpbox", target, None)]
+            assert (row["static"], row["live"], row["pass"]) == ("allow", "allow", True), row[
+                "reason"
+            ]
+        assert table.startswith("WireGuard verify: 4 passed, 1 failed"), table
+        assert f"laptop -> {NAS2} icmp" in table
+        # a drop rule the formula does not own: on the laptop, in a table of its own
+        laptop.run(
+            "nft add table inet rogue && nft add chain inet rogue input "
+            "'{ type filter hook input priority 0; policy accept; }' && "
+            "nft add rule inet rogue input icmp type echo-request drop"
+        )
+        code, data, table = _verify(site)
+        row = {(r["from"], r["to"]): r for r in data["assertions"]}[("jumpbox", "laptop")]
+        assert (row["static"], row["live"], row["pass"]) == ("allow", "block", False), row
+        assert "outside the formula's model" in row["reason"]
+        assert code == 1 and data["failed"] == 2
+        last = json.loads(site.jumpbox.read("/var/lib/wireguard-formula/verify/last.json"))
+        assert (last["passed"], last["failed"]) == (1, 1) and last["time"] > 0
+    finally:
+        laptop.run("nft delete table inet rogue", check=False)
 
 
 def test_the_last_interface_that_needs_it_takes_the_table_away(site):

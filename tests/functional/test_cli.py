@@ -136,6 +136,9 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
         "confirm_undo": [PILLAR_IF],
         "confirm_report": [],
         "metrics": [f"textfile={minion.root / 'wireguard.prom'}"],
+        # reachability (issue 22): the facts, and no probe (none to run writes nothing)
+        "verify_facts": [],
+        "verify_probe": ["probes=[]"],
     }
     listed = json.loads(minion.call("sys.list_functions", "wireguard").stdout)["local"]
     assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), (
@@ -256,6 +259,14 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
         (
             ["wireguard.check", "stale_after=1" + "0" * 4000],
             "stale_after: a number of more than 4096 bits is refused",
+        ),
+        (["wireguard.verify_probe", "probes=5"], "probes: a list of probes, got int"),
+        (
+            [
+                "wireguard.verify_probe",
+                '[{"to": "10.66.0.9", "proto": "icmp", "source": "10.99.0.1"}]',
+            ],
+            "probes, probe 1: source '10.99.0.1' is no tunnel address of this minion",
         ),
         (
             ["state.single", "wireguard.private_key", "wgx0", "config_dir=[x]"],
@@ -429,3 +440,36 @@ def test_key_material_in_comments_of_an_adopted_config_is_never_shown(minion, ke
             assert key[:12] not in everything, f"the {what} key was shown"
     finally:
         (minion.root / "pillar" / "data.sls").write_text(before)
+
+
+def test_verify_facts_names_the_live_peers_and_shows_no_key(minion, keys):
+    """What salt-run wireguard.verify decides from, as the minion tells it."""
+    secrets, peer = keys
+    proc = minion.call("wireguard.verify_facts")
+    facts = json.loads(proc.stdout)["local"]
+    wg = facts["interfaces"][PILLAR_IF]
+    assert wg["up"] is True and wg["address"] == ["10.66.0.1/24"]
+    assert wg["peers"]["laptop"]["allowed_ips"] == ["10.66.0.2/32"]
+    assert wg["peers"]["laptop"]["public_key"] == peer
+    assert {"dst": "10.66.0.0/24", "dev": PILLAR_IF, "table": "main"} in facts["routes"]
+    assert "10.66.0.1/24" in facts["addresses"]
+    assert set(facts["forwarding"]) == {"ipv4", "ipv6"}
+    for what, key in secrets.items():
+        assert key not in proc.stdout + proc.stderr, f"the {what} key leaked"
+
+
+def test_a_bad_assertion_in_pillar_is_refused_naming_it(minion, keys):
+    pillar = json.loads(minion.call("pillar.items", "unmask=True", "--out=json").stdout)["local"]
+    bad = {**pillar["wireguard"], "expect": [{"from": "laptop", "to": "10.66.0.1", "port": 22}]}
+    minion.pillar({"wireguard": bad})
+    try:
+        for function in ("wireguard.verify_facts", "wireguard.pillar_interfaces"):
+            proc = minion.call(function, check=False)
+            out = proc.stdout + proc.stderr
+            assert proc.returncode != 0, out
+            assert (
+                "wireguard:expect, assertion 1 (laptop->10.66.0.1), key 'port': a port needs "
+                "proto tcp or udp, not icmp"
+            ) in out
+    finally:
+        minion.pillar({"wireguard": pillar["wireguard"]})

@@ -379,6 +379,8 @@ FUNCTIONS = [
     "wireguard.service_name",
     "wireguard.set_peer",
     "wireguard.show",
+    "wireguard.verify_facts",
+    "wireguard.verify_probe",
     "wireguard_rotate.announce",
     "wireguard_rotate.stage",
     "wireguard_rotate.switch",

@@ -20,6 +20,7 @@ import wgf_limits
 import wgf_metrics
 import wgf_networks
 import wgf_schema
+import wgf_verify
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "pillar.md"
@@ -59,6 +60,7 @@ def accepted_paths():
         | _under(f"{iface}:access:rules:*", wgf_firewall.RULE_KEYS)
         | _under("wireguard:networks:*", wgf_networks.NETWORK_KEYS)
         | _under("wireguard:networks:*:nodes:*", wgf_networks.NODE_KEYS)
+        | _under("wireguard:expect:*", wgf_verify.KEYS)
     )
 
 

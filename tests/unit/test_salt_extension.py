@@ -50,6 +50,7 @@ WIREGUARD_MODULE_FILES = (
     "wireguard_check.py",
     "wireguard_confirm.py",
     "wireguard_metrics.py",
+    "wireguard_verify.py",
 )
 
 
@@ -263,6 +264,7 @@ def test_salt_run_finds_the_runner(salt_env):
         "rotate_keys",
         "rollout",
         "alert_rules",
+        "verify",
     )
     assert {f"wireguard.{name}" for name in wanted} <= set(documented), out
 

@@ -97,6 +97,7 @@ RUNNER_FUNCTIONS = (
     "rotate_keys",
     "rollout",
     "alert_rules",
+    "verify",
 )
 
 
