@@ -17,6 +17,7 @@ names none), ``network`` (the network's name, else empty) and ``kind`` (``peer``
 """
 
 import collections
+import datetime
 import difflib
 import json
 import os
@@ -26,7 +27,6 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_checks_files
-import wgf_clients
 import wgf_staleness
 
 #: Pillar's place of the settings, and their keys.
@@ -239,8 +239,8 @@ def _client_series(name, declared):
         if client.get("absent"):
             continue
         labels = (name, cname, "", CLIENT)
-        when = wgf_clients.expires_at(client)
-        if when is not None:
+        if client.get("expires"):  # the pipeline's UTC text: 2027-01-31T18:00:00Z
+            when = datetime.datetime.fromisoformat(client["expires"].replace("Z", "+00:00"))
             found.append((CLIENT_EXPIRY, labels, when.timestamp()))
         quota = (client.get("limits") or {}).get("quota")
         if quota:
