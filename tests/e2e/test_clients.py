@@ -6,6 +6,7 @@ adding and revoking clients never disturbs another; the keys are nowhere else.""
 from __future__ import annotations
 
 import copy
+import re
 import signal
 import subprocess
 import time
@@ -151,7 +152,10 @@ def test_adding_and_revoking_clients_leaves_a_working_client_alone(site):
         ping.send_signal(signal.SIGINT)
     out, _ = ping.communicate(timeout=30)
     res = parse_ping("phone", "10.13.0.1", out)
-    assert res.sent >= 20 * (took + 1.5) and res.lost == 0, f"{res} over {took:.1f}s\n{out}"
+    # the echoes spanned the apply (ping's own "time"; a loaded machine sends fewer than
+    # 20 a second, which says nothing of the tunnel) and none was lost
+    span = int(re.search(r"time (\d+)ms", out).group(1)) / 1000
+    assert span >= took + 1.5 and res.lost == 0, f"{res} over {took:.1f}s\n{out}"
     after = clients(site)
     for name in ("phone", "laptop"):
         assert (after[name]["address"], after[name]["public_key"]) == (
