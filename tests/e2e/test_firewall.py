@@ -404,6 +404,33 @@ def test_reachability_assertions_hold_fail_and_find_a_firewall_outside_the_formu
         laptop.run("nft delete table inet rogue", check=False)
 
 
+def test_verify_names_the_hop_without_masquerade_or_forwarding(site):
+    """The jumpbox without its masquerade, then with forwarding off (live: the facts
+    are what runs): laptop's path to the NAS is blocked at the jumpbox, and the reason
+    says which it is."""
+    expect = [copy.deepcopy(EXPECT[0])]
+    pillar = site.pillar(masquerade=[])
+    pillar["wireguard"]["expect"] = expect
+    site.ensure(pillar)
+    code, data, _ = _verify(site)
+    row = data["assertions"][0]
+    assert code == 1 and row["static"] == "block", row
+    assert row["reason"].startswith("jumpbox: no masquerade of jump0 on vlan50"), row
+    assert "(masquerade missing)" in row["reason"], row
+    pillar = site.pillar()
+    pillar["wireguard"]["expect"] = expect
+    site.ensure(pillar)
+    assert _verify(site)[1]["assertions"][0]["static"] == "allow"
+    site.jumpbox.run(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+    try:
+        code, data, _ = _verify(site)
+        row = data["assertions"][0]
+        assert code == 1 and row["static"] == "block", row
+        assert row["reason"].startswith("jumpbox: IPv4 forwarding off"), row
+    finally:
+        site.jumpbox.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+
 def test_the_last_interface_that_needs_it_takes_the_table_away(site):
     try:
         site.apply(site.pillar(masquerade=[], open_port=False, access=None))
