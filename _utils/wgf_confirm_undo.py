@@ -216,14 +216,14 @@ def _iptables_lines(version, ours):
     """The undo's iptables steps of IP ``version`` (4: iptables, 6: ip6tables) for the
     state ``ours`` (``wgf_firewall.iptables_ours`` lines) recorded at arm time: load the
     record (every formula chain declared, the recorded ones filled), then per chain of
-    ``wgf_firewall.IPTABLES_CHAINS``: a recorded jump exists exactly once, one not
-    recorded not at all, a chain not recorded is removed. Idempotent. The names come
-    from ``IPTABLES_CHAINS`` only, never from the record."""
+    ``wgf_firewall.iptables_chains`` (the output chain of client rates too): a recorded
+    jump exists exactly once, one not recorded not at all, a chain not recorded is
+    removed. Idempotent. The names come from there only, never from the record."""
     tool = _IPTABLES_TOOLS[version]
     chains, jumps = wgf_firewall.iptables_recorded(ours)
     lines = [f'    {tool}-restore --noflush "$dir/{IPTABLES_RECORDS[version]}" || failed=1']
-    for table, known in wgf_firewall.IPTABLES_CHAINS.items():
-        for chain, builtin in known:
+    for table in wgf_firewall.IPTABLES_CHAINS:
+        for chain, builtin in wgf_firewall.iptables_chains(table):
             ipt = f"{tool} -w -t {table}"
             jump = f"{builtin} -j {chain}"
             if (table, builtin, chain) in jumps:

@@ -13,7 +13,11 @@ The chains (the same in both backends):
 - forward (``chain forward`` / ``WIREGUARD-FORWARD``, hook forward): ``access`` for
   traffic from the tunnel routed on (into other networks, or back into the tunnel
   to another peer), and the accepts ``masquerade`` needs;
-- postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``.
+- postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``;
+- output (``chain output`` / ``WIREGUARD-OUTPUT``, hook output), only while a client's
+  ``limits`` set a ``rate``: what the minion itself sends to that client.
+
+Clients' rates (``wgf_shaping``) come first in input, forward and output.
 
 ``access`` is checked on every packet of the direction that opened a connection, so a
 rule change takes effect at once on flows it now denies, and flows it still allows
@@ -25,6 +29,7 @@ import ipaddress
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_shaping
 from wgf_addr import shown
 
 BACKENDS = ("nftables", "iptables", "none")
@@ -208,7 +213,12 @@ def needs_table(iface):
         iface["firewall"] != "none"
         and iface["enabled"]
         and not iface["absent"]
-        and bool(iface["masquerade"] or iface["open_port"] or iface["access"])
+        and bool(
+            iface["masquerade"]
+            or iface["open_port"]
+            or iface["access"]
+            or wgf_shaping.needs_table(iface)
+        )
     )
 
 
@@ -325,11 +335,16 @@ def _nft_open_port(iface):
 
 def nft_table(interfaces):
     """The whole ``table inet wireguard`` for the interfaces that need it, or None."""
-    chains = {"input": [], "forward": [], "postrouting": []}
+    chains = {"input": [], "forward": [], "output": [], "postrouting": []}
+    objects = []
     for iface in sorted(interfaces, key=lambda i: i["name"]):
         if not needs_table(iface):
             continue
         name = iface["name"]
+        # client rates first: no accept below lets a packet over its rate past
+        objects += wgf_shaping.nft_objects(iface)
+        for chain, rules in wgf_shaping.nft_rules(iface).items():
+            chains[chain] += rules
         if iface["open_port"]:
             chains["input"] += _nft_open_port(iface)
         if iface["access"]:
@@ -354,10 +369,13 @@ def nft_table(interfaces):
     hooks = {
         "input": "type filter hook input priority filter; policy accept;",
         "forward": "type filter hook forward priority filter; policy accept;",
+        "output": "type filter hook output priority filter; policy accept;",
         "postrouting": "type nat hook postrouting priority srcnat; policy accept;",
     }
-    lines = [f"table inet {TABLE} {{"]
+    lines = [f"table inet {TABLE} {{", *[f"\t{line}" for line in objects]]
     for chain, rules in chains.items():
+        if chain == "output" and not rules:  # only client rates use it
+            continue
         lines += [f"\tchain {chain} {{", f"\t\t{hooks[chain]}"]
         lines += [f"\t\t{rule}" for rule in rules]
         lines.append("\t}")
@@ -422,12 +440,21 @@ def _ipt_open_port(iface, version):
 def iptables_rules(interfaces, version):
     """``{table: {chain: [rule arguments]}}`` of the formula's chains for IP ``version``
     (4: iptables, 6: ip6tables), or None when no interface needs them."""
-    rules = {"WIREGUARD-INPUT": [], "WIREGUARD-FORWARD": [], "WIREGUARD-POSTROUTING": []}
+    output = wgf_shaping.IPT_OUTPUT[0]
+    rules = {
+        "WIREGUARD-INPUT": [],
+        "WIREGUARD-FORWARD": [],
+        output: [],
+        "WIREGUARD-POSTROUTING": [],
+    }
     needed = False
     for iface in sorted(interfaces, key=lambda i: i["name"]):
         if not needs_table(iface):
             continue
         needed, name = True, iface["name"]
+        # client rates first: no accept below lets a packet over its rate past
+        for chain, limited in wgf_shaping.ipt_rules(iface, version).items():
+            rules[chain] += limited
         if iface["open_port"]:
             rules["WIREGUARD-INPUT"] += _ipt_open_port(iface, version)
         if iface["access"]:
@@ -447,17 +474,30 @@ def iptables_rules(interfaces, version):
             ]
     if not needed:
         return None
-    return {
+    wanted = {
         table: {chain: rules[chain] for chain, _ in chains}
         for table, chains in IPTABLES_CHAINS.items()
     }
+    if rules[output]:  # the output chain is there only while a client's rate needs it
+        wanted["filter"][output] = rules[output]
+    return wanted
+
+
+def iptables_chains(table, rules=None):
+    """``IPTABLES_CHAINS[table]``, and the optional output chain where ``rules`` (None:
+    any) hold it: ``((chain, builtin), ...)``."""
+    extra = [wgf_shaping.IPT_OUTPUT] if table == "filter" else []
+    if rules is not None:
+        extra = [item for item in extra if item[0] in rules.get(table, {})]
+    return (*IPTABLES_CHAINS[table], *extra)
 
 
 def iptables_restore(rules, jumps_present):
     """``iptables-restore --noflush`` input that replaces the formula's chains (declaring
     a chain flushes it) and adds the jumps to them that ``jumps_present`` lacks."""
     lines = []
-    for table, chains in IPTABLES_CHAINS.items():
+    for table in IPTABLES_CHAINS:
+        chains = iptables_chains(table, rules)
         lines.append(f"*{table}")
         lines += [f":{chain} - [0:0]" for chain, _ in chains]
         for chain, _ in chains:
@@ -467,6 +507,10 @@ def iptables_restore(rules, jumps_present):
             for chain, builtin in chains
             if (builtin, chain) not in jumps_present
         ]
+        # the optional output chain no longer needed: its jump and itself go
+        for chain, builtin in iptables_chains(table):
+            if (chain, builtin) not in chains and (builtin, chain) in jumps_present:
+                lines += [f"-D {builtin} -j {chain}", f"-F {chain}", f"-X {chain}"]
         lines.append("COMMIT")
     return "\n".join(lines) + "\n"
 
@@ -474,8 +518,10 @@ def iptables_restore(rules, jumps_present):
 def iptables_removal(chains_present, jumps_present):
     """``iptables-restore --noflush`` input that removes the formula's jumps and chains."""
     lines = []
-    for table, chains in IPTABLES_CHAINS.items():
-        ours = [(chain, builtin) for chain, builtin in chains if chain in chains_present]
+    for table in IPTABLES_CHAINS:
+        ours = [
+            (chain, builtin) for chain, builtin in iptables_chains(table) if chain in chains_present
+        ]
         if not ours:
             continue
         lines.append(f"*{table}")
@@ -517,13 +563,13 @@ def iptables_jumps(ours):
 
 def iptables_recorded(ours):
     """``(chains, jumps)`` of the formula's that ``iptables_ours`` lines hold, by the
-    names of ``IPTABLES_CHAINS`` only: ``{(table, chain)}`` that exist and ``{(table,
+    names of ``iptables_chains`` only: ``{(table, chain)}`` that exist and ``{(table,
     builtin, chain)}`` plain jumps (``-A <builtin> -j <chain>``, as the formula inserts
     them)."""
     chains, jumps = set(), set()
     lines = {tuple(line.split()) for line in ours}
-    for table, known in IPTABLES_CHAINS.items():
-        for chain, builtin in known:
+    for table in IPTABLES_CHAINS:
+        for chain, builtin in iptables_chains(table):
             if (table, f":{chain}") in lines:
                 chains.add((table, chain))
             if (table, "-A", builtin, "-j", chain) in lines:
@@ -534,13 +580,14 @@ def iptables_recorded(ours):
 def iptables_put_back(ours):
     """``iptables-restore --noflush`` input that puts the formula's chains back as
     ``iptables_ours`` lines recorded them, whatever happened since: it declares every
-    chain of ``IPTABLES_CHAINS`` (which creates it, or flushes it) and fills the ones
+    chain of ``iptables_chains`` (which creates it, or flushes it) and fills the ones
     recorded with their recorded rules. The jumps to the chains, and the removal of
     chains not recorded, are left to the undo script (``wgf_confirm_undo``): a
     ``-D`` of a missing jump would fail the whole table."""
     chains, _ = iptables_recorded(ours)
     lines = []
-    for table, known in IPTABLES_CHAINS.items():
+    for table in IPTABLES_CHAINS:
+        known = iptables_chains(table)
         lines.append(f"*{table}")
         lines += [f":{chain} - [0:0]" for chain, _ in known]
         for chain, _ in known:

@@ -34,6 +34,7 @@ import wgf_metrics
 import wgf_networks
 import wgf_options
 import wgf_schema
+import wgf_shaping
 import wgf_verify
 from wgf_addr import shown
 
@@ -218,7 +219,7 @@ def run(pillar, facts):
 def settings(interfaces, firewall):
     """What is minion-wide, once: the firewall backend, and what the packages must
     bring: ``resolvconf`` (an interface sets ``dns``) and ``firewall_tools`` (an
-    interface NATs, opens its port, limits access, or routes a default route with
+    interface NATs, opens its port, limits access or a client's rate, or routes a default route with
     ``table: auto``, for which wg-quick sets nft or iptables rules itself)."""
     present = [iface for iface in interfaces.values() if not iface["absent"]]
     return {
@@ -229,6 +230,7 @@ def settings(interfaces, firewall):
                 iface["masquerade"]
                 or iface["open_port"]
                 or iface["access"]
+                or wgf_shaping.needs_table(iface)
                 or _default_route(iface)
                 for iface in present
             ),

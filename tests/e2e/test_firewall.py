@@ -431,6 +431,64 @@ def test_verify_names_the_hop_without_masquerade_or_forwarding(site):
         site.jumpbox.run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
 
 
+DOWNLOAD = (
+    "import sys, time, urllib.request\n"
+    "start = time.monotonic()\n"
+    "body = urllib.request.urlopen(sys.argv[1], timeout=60).read()\n"
+    "print(len(body), time.monotonic() - start)\n"
+)
+MEGABYTE = 1_000_000
+
+
+def _download(site) -> float:
+    """Seconds laptop takes to fetch 1 MB from the VLAN host, through the jumpbox, once
+    it connects there (after a change of backend the first SYNs may be lost)."""
+    deadline = time.monotonic() + 30
+    while not site.reaches("laptop", NAS1, TCP_PORTS[0]):
+        assert time.monotonic() < deadline, "laptop reaches the VLAN host"
+        time.sleep(0.5)
+    out = site.peers["laptop"].out(
+        ["python3", "-c", DOWNLOAD, f"http://{NAS1}:{TCP_PORTS[0]}/megabyte.bin"]
+    )
+    size, seconds = out.split()
+    assert int(size) == MEGABYTE
+    return float(seconds)
+
+
+def _laptop_as_client(site, firewall, limits=None) -> dict:
+    """The pillar with laptop a client (its own key and address) instead of a peer."""
+    client = {"public_key": site.keys["laptop"][1], "address": [PEER_ADDR["laptop"][1]]}
+    if limits:
+        client["limits"] = limits
+    peers = dict(site.pillar()["wireguard"]["interfaces"]["jump0"]["peers"])
+    peers.pop("laptop")
+    return site.pillar(firewall, peers=peers, clients={"laptop": client}, endpoint="198.18.0.1")
+
+
+@pytest.mark.parametrize("firewall", ["nftables", "iptables"])
+def test_a_client_rate_holds_its_download_through_the_jumpbox(site, firewall):
+    """Issue 23: laptop, a client limited to 2 mbit/s, downloads 1 MB from the VLAN host
+    (forwarded to it through jump0) at that rate; unlimited, the same download over the
+    same path, measured in the same run, is several times faster."""
+    site.nas[NAS1].write("/megabyte.bin", "x" * MEGABYTE)
+    try:
+        site.apply(_laptop_as_client(site, firewall))
+        free = _download(site)
+        site.apply(_laptop_as_client(site, firewall, {"rate": "2mbit"}))
+        limited = _download(site)
+        shown = site.ruleset() if firewall == "nftables" else site.iptables_ours()
+        assert "laptop rate" in shown, shown
+        # one second of the rate passes at once (the bucket), the rest at 250,000 B/s
+        assert limited >= 0.95 * (MEGABYTE - 250_000) / 250_000, (limited, free)
+        assert limited >= 5 * free, (limited, free)
+        again = summarize(site.apply(_laptop_as_client(site, firewall, {"rate": "2mbit"})))[
+            "jumpbox"
+        ]
+        assert again["changed"] == 0, again
+    finally:
+        site.apply(site.pillar())
+
+
 def test_the_last_interface_that_needs_it_takes_the_table_away(site):
     try:
         site.apply(site.pillar(masquerade=[], open_port=False, access=None))

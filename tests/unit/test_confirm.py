@@ -819,6 +819,9 @@ def _removed(tool):
         f"{tool} -w -t filter -X WIREGUARD-INPUT",
         f"{tool} -w -t filter -D FORWARD -j WIREGUARD-FORWARD",
         f"{tool} -w -t filter -X WIREGUARD-FORWARD",
+        # the output chain of client rates (issue 23), which this record did not hold
+        f"{tool} -w -t filter -D OUTPUT -j WIREGUARD-OUTPUT",
+        f"{tool} -w -t filter -X WIREGUARD-OUTPUT",
         f"{tool} -w -t nat -D POSTROUTING -j WIREGUARD-POSTROUTING",
         f"{tool} -w -t nat -X WIREGUARD-POSTROUTING",
     ]

@@ -220,6 +220,7 @@ def test_an_iptables_change_records_the_formulas_chains_for_the_undo(states, min
     assert ret["result"] is True and "firewall" in ret["comment"], ret["comment"]
     expected = (
         "*filter\n:WIREGUARD-INPUT - [0:0]\n:WIREGUARD-FORWARD - [0:0]\n"
+        ":WIREGUARD-OUTPUT - [0:0]\n"
         '-A WIREGUARD-INPUT -p udp -m udp --dport 51820 -m comment --comment "wg7 open_port" '
         "-j ACCEPT\nCOMMIT\n*nat\n:WIREGUARD-POSTROUTING - [0:0]\nCOMMIT\n"
     )

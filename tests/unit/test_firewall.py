@@ -253,6 +253,7 @@ def test_the_put_back_record_declares_every_chain_and_fills_the_recorded_ones():
         "*filter\n"
         ":WIREGUARD-INPUT - [0:0]\n"
         ":WIREGUARD-FORWARD - [0:0]\n"
+        ":WIREGUARD-OUTPUT - [0:0]\n"
         '-A WIREGUARD-INPUT -p udp -m udp --dport 51820 -m comment --comment "wg0 open_port" '
         "-j ACCEPT\n"
         '-A WIREGUARD-INPUT -i wg0 -m comment --comment "wg0 default" -j DROP\n'
