@@ -19,8 +19,8 @@ bucket holds at least ``MIN_BUCKET`` bytes (two full-size packets), so a packet 
 never too big to ever pass even at the lowest rates. Replacing the table refills it.
 
 Quotas (``limits.quota``/``period``) are not enforced here yet: their counters and
-rules belong beside these (``quota_rules`` is the place), and the clients whose quota
-is used up are what they will drop.
+rules belong beside these; until then each client with a quota gets a warning
+(``quota_warnings``).
 """
 
 import ipaddress
@@ -59,10 +59,16 @@ def needs_table(iface):
     return bool(rated_clients(iface))
 
 
-def quota_rules(iface):
-    """The place for a later part of issue 23: the rules that stop the clients whose
-    ``quota`` is used up. Nothing is enforced for quotas yet."""
-    return []
+def quota_warnings(iface):
+    """A warning per present client whose ``limits`` set a ``quota``: quotas are parsed
+    and shown, not enforced yet (their counters and rules belong here, beside the
+    rates)."""
+    return [
+        f"interface {iface['name']!r}, client {name!r}: limits:quota is not enforced yet "
+        "(only rate is): its traffic is not stopped when the quota is used up"
+        for name, client in sorted(iface.get("clients", {}).items())
+        if not client.get("absent") and (client.get("limits") or {}).get("quota")
+    ]
 
 
 def _ident(text):
