@@ -134,7 +134,8 @@ def show(interface=None, psk_digests=False):
         salt '*' wireguard.show wg0 --out=json
     """
     if interface is None:
-        return wgf_dump.parse(_wg(["show", "all", "dump"]), psk_digests=psk_digests)
+        shown = wgf_dump.parse(_wg(["show", "all", "dump"]), psk_digests=psk_digests)
+        return {name: shown[name] for name in wgf_host.in_this_namespace(shown)}
     wgf_addr.check_interface_name(interface)
     try:
         text = _wg(["show", interface, "dump"])
@@ -154,7 +155,7 @@ def interfaces():
 
         salt '*' wireguard.interfaces
     """
-    return _wg(["show", "interfaces"]).split()
+    return wgf_host.in_this_namespace(_wg(["show", "interfaces"]).split())
 
 
 def _require_interface(interface):

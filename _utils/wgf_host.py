@@ -63,6 +63,17 @@ def wg(args):
     return proc.stdout
 
 
+def in_this_namespace(names):
+    """Those of ``names`` that are network devices of this network namespace. ``wg show``
+    also lists wireguard-go's control sockets, which /var/run/wireguard shares between
+    namespaces (another namespace's interface, or one going away as it is listed)."""
+    try:
+        present = set(os.listdir("/sys/class/net"))
+    except OSError:
+        return list(names)
+    return [name for name in names if name in present]
+
+
 class Host:
     """The minion, as the formula's loader code sees it: built from ``__salt__``."""
 
