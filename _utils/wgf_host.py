@@ -67,8 +67,9 @@ def in_this_namespace(names):
     """Those of ``names`` that are network devices of this network namespace. ``wg show``
     also lists wireguard-go's control sockets, which /var/run/wireguard shares between
     namespaces (another namespace's interface, or one going away as it is listed)."""
-    try:
-        present = set(os.listdir("/sys/class/net"))
+    try:  # the calling thread's namespace (a test may have entered one: setns)
+        with open("/proc/thread-self/net/dev", encoding="utf-8") as handle:
+            present = {line.split(":")[0].strip() for line in handle.readlines()[2:]}
     except OSError:
         return list(names)
     return [name for name in names if name in present]
