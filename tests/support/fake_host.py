@@ -255,9 +255,10 @@ class FakeHost:
     def arm_expiry(self, interface, epochs):
         # the command line the real adapter runs (systemd) or starts detached (OpenRC)
         if self.systemd:
-            self._do("arm_expiry", wgf_expiry.arm_argv(interface, epochs))
+            argv = wgf_expiry.arm_argv(interface, epochs, wgf_expiry.STATE_ROOT)
         else:
-            self._do("arm_expiry", wgf_expiry.waiter_argv(interface, epochs))
+            argv = wgf_expiry.waiter_argv(interface, epochs, wgf_expiry.STATE_ROOT)
+        self._do("arm_expiry", argv)
         self.expiry_timers[interface] = list(epochs)
 
     def disarm_expiry(self, interface):
