@@ -239,7 +239,7 @@ def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_he
     laptop = site["devices"]["laptop"]
     pillar = copy.deepcopy(site.get("pillar") or PILLAR)
     start = time.time()
-    expires = int(start) + 40  # the apply through the master takes well under 20 s
+    expires = int(start) + 25  # 20 s after the apply: it takes about 5 s through the master
     when = datetime.datetime.fromtimestamp(expires, datetime.timezone.utc)
     pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"] = when.strftime(
         "%Y-%m-%dT%H:%M:%SZ"
@@ -247,7 +247,7 @@ def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_he
     phone_key = clients(site)["phone"]["public_key"]
     site["seen"].append(repr(apply(lab, pillar)))
     applied = time.time()
-    assert expires - applied >= 20, f"the apply took {applied - start:.1f}s"
+    assert expires - applied >= 15, f"the apply took {applied - start:.1f}s"
     assert (
         vpn.run(
             ["systemctl", "is-active", "wireguard-client-expiry-wg0.timer"], check=False
