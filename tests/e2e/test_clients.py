@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from tests.e2e.auditing import audit
-from tests.e2e.test_confirm import Events
+from tests.e2e.events import Events
 from tests.lab.host import parse_ping
 
 HUB = "198.18.13.1"

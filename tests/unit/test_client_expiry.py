@@ -2,8 +2,6 @@
 line, and when ``wireguard.client_expiry`` arms, re-arms, disarms or leaves the timer,
 through the fake host (``tests/support/fake_host.py``)."""
 
-# ruff: noqa: F811 (the state tier's fixtures, imported, are the tests' arguments)
-
 import datetime
 import json
 import os
@@ -14,10 +12,42 @@ import pytest
 
 import wgf_expiry
 import wgf_files
-from tests.support.fake_minion import IF
-from tests.unit.test_state_decisions import host, minion, states  # noqa: F401
+import wgf_layout
+from tests.support.fake_host import FakeHost
+from tests.support.fake_minion import IF, FakeMinion, hand_in
+from tests.unit.conftest import load
 
 UTC = datetime.timezone.utc
+
+
+class States:
+    """The clients' state file as Salt loads it, with the fake minion's dunders."""
+
+    def __init__(self, salt, opts):
+        self.__opts__ = opts
+        self.module = load("_states/wireguard_clients.py", "wireguard_clients_expiry_under_test")
+        self.module.__salt__, self.module.__opts__, self.module.__context__ = salt, opts, {}
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+@pytest.fixture
+def minion(tmp_path):
+    return FakeMinion(tmp_path)
+
+
+@pytest.fixture
+def host():
+    return FakeHost()
+
+
+@pytest.fixture
+def states(minion, host, tmp_path, monkeypatch):
+    module = States(minion.functions(), {"test": False})
+    monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
+    hand_in(monkeypatch, host)
+    return module
 
 
 def iso(epoch):
