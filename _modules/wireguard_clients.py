@@ -13,7 +13,9 @@ from salt.exceptions import SaltInvocationError
 import wgf_addr
 import wgf_args
 import wgf_clients
+import wgf_expiry
 import wgf_files
+import wgf_host
 import wgf_keys
 import wgf_layout
 import wgf_reload
@@ -91,6 +93,23 @@ def clients(interface=None, config_dir=None):
         for name, iface in declared.items()
         if iface["clients_managed"] and interface in (None, name)
     }
+
+
+def client_expiry_report():
+    """
+    Send the event ``wireguard/client/expired`` (data: ``interface``, ``client``,
+    ``expires``) for each client whose live peer the expiry timer removed while no
+    master answered its ``salt-call``, log it as sent, and return the list of the
+    events' data. The formula's reactor (``reactor/wireguard-confirm.sls``) calls it at
+    each minion start; ``wireguard.client_expiry`` at each run.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.client_expiry_report
+    """
+    return wgf_expiry.report(wgf_host.Host(__salt__))
 
 
 # Last: every public function above checks its arguments by name first (wgf_args.RULES).

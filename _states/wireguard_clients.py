@@ -3,11 +3,13 @@ The interface's clients (pillar ``clients``): their addresses and keys kept on t
 minion, and their live peers.
 
 A file of the ``wireguard`` state module, by concern (``wireguard.clients``,
-``wireguard.client_peers``): Salt loads it under the one name with the others. What a
-client is is ``_utils/wgf_clients.py``; the host adapter (``wgf_host.Host``) writes and
-removes the files.
+``wireguard.client_peers``, ``wireguard.client_expiry``): Salt loads it under the one
+name with the others. What a client is is ``_utils/wgf_clients.py``, its expiry on time
+``_utils/wgf_expiry.py``; the host adapter (``wgf_host.Host``) writes and removes the
+files and arms the timer.
 """
 
+import datetime
 import importlib
 import os
 
@@ -15,6 +17,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_args
 import wgf_clients
+import wgf_expiry
 import wgf_files
 import wgf_host
 import wgf_keys
@@ -139,7 +142,8 @@ def _client_peers(ret, config_dir):
     config_dir = minion.config_dir(config_dir)
     wanted = minion.client_peers_wanted(interface, config_dir)
     live = minion.live(interface)
-    held = wgf_clients.held_back(minion.declared(interface, config_dir) or {"clients": {}})
+    declared = minion.declared(interface, config_dir) or {"clients": {}}
+    held = wgf_clients.held_back(declared)
     gone = [key for key in held if key in live["peers"] and key not in wanted]
     for key in gone:
         ret["changes"][held[key][0]] = {"old": "live", "new": held[key][1]}
@@ -169,11 +173,87 @@ def _client_peers(ret, config_dir):
         __salt__["wireguard.apply_peers"](interface, remove=gone)
         for key in gone:
             live["peers"].pop(key)
+        _expired_events(minion, interface, declared, [held[key][0] for key in gone])
     if todo:
         __salt__["wireguard.apply_peers"](interface, peers=[change for _, change in todo])
     for key, change in todo:
         wgf_state.remember(live, key, live["peers"].get(key), change)
     return minion.pending(ret, said)
+
+
+def _expired_events(minion, interface, declared, names):
+    """``wireguard/client/expired`` for each expired client whose peer the apply took
+    away (its expiry passed with no timer armed, e.g. while the minion was off): the
+    timer's script sends it for those it removes, which the apply then no longer finds."""
+    for name in names:
+        client = declared["clients"][name]
+        if client.get("status") == "expired":
+            data = {"interface": interface, "client": name, "expires": client["expires"]}
+            minion.host.send_event(wgf_expiry.EVENT_TAG, data)
+
+
+def client_expiry(name, config_dir=None):
+    """
+    Each client of the interface that expires later (pillar ``expires``) loses its live
+    peer at that instant, without Salt: this state writes the interface's expiry script
+    and schedule (root-only, under ``/var/lib/wireguard-formula/expiry/<name>/``: client
+    names, public keys and instants, no key) and arms a transient systemd timer
+    ``wireguard-client-expiry-<name>`` (OpenRC: a detached waiter) with one instant per
+    future expiry. The script removes each expired client's peer alone (``wg set``) and
+    sends ``wireguard/client/expired``. No future expiry: the timer is disarmed. Already
+    armed as wanted: nothing is touched. It also sends the events a script could not.
+    Run after ``client_peers``.
+
+    name
+        The live WireGuard interface.
+    """
+    return wgf_state.guarded(wgf_state.ret(name), _client_expiry, config_dir)
+
+
+def _client_expiry(ret, config_dir):
+    interface, minion = ret["name"], _minion()
+    host, config_dir = minion.host, minion.config_dir(config_dir)
+    declared = minion.declared(interface, config_dir)
+    if declared is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    now = datetime.datetime.fromtimestamp(host.now(), datetime.timezone.utc)
+    entries = wgf_expiry.schedule(declared, minion.client_peers_wanted(interface, config_dir), now)
+    root = wgf_expiry.STATE_ROOT
+    directory = wgf_expiry.state_dir(interface, root)
+    sent = [] if minion.test else wgf_expiry.report(host, root)
+    said = f"; sent {len(sent)} earlier {wgf_expiry.EVENT_TAG} event(s)" if sent else ""
+    wanted = wgf_expiry.schedule_text(entries)
+    armed = host.read_text(os.path.join(directory, wgf_expiry.ARMED))
+    old = [line.split()[1] for line in (armed or "").splitlines() if line.strip()]
+    new = [entry[1] for entry in entries]
+    files = {}
+    if entries:
+        files = {
+            wgf_expiry.SCRIPT: wgf_expiry.script_text(interface, root, host.salt_call()),
+            wgf_expiry.SCHEDULE: wanted,
+        }
+        stale = any(host.read_text(os.path.join(directory, n)) != t for n, t in files.items())
+        if armed == wanted and not stale and host.expiry_armed(interface):
+            ret["comment"] = f"{interface}: the expiry timer is armed as wanted{said}"
+            return ret
+    elif armed is None:
+        ret["comment"] = f"{interface}: no client expires later, no expiry timer{said}"
+        return ret
+    ret["changes"]["expiry timer"] = {"old": old or None, "new": new or None}
+    if minion.test:
+        word = f"armed for {', '.join(new)}" if new else "disarmed"
+        return minion.pending(ret, f"{interface}: the expiry timer would be {word}")
+    if not entries:
+        host.disarm_expiry(interface)
+        for file in (wgf_expiry.ARMED, wgf_expiry.SCHEDULE, wgf_expiry.SCRIPT):
+            host.remove(os.path.join(directory, file))
+        ret["comment"] = f"{interface}: no client expires later, expiry timer disarmed{said}"
+        return ret
+    host.write_records(directory, files)
+    host.arm_expiry(interface, wgf_expiry.instants(entries))
+    host.write_records(directory, {wgf_expiry.ARMED: wanted})
+    ret["comment"] = f"{interface}: expiry timer armed for {', '.join(new)}{said}"
+    return ret
 
 
 # Last: every state above checks its arguments by name first (wgf_args.RULES).

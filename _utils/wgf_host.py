@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -30,6 +31,7 @@ from salt.exceptions import CommandExecutionError
 import wgf_conf
 import wgf_confirm
 import wgf_confirm_undo
+import wgf_expiry
 import wgf_files
 import wgf_live
 
@@ -469,6 +471,67 @@ class Host:
         if wgf_confirm_undo.is_waiter(cmdline, interface, wgf_confirm.STATE_ROOT):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)  # the waiter and its sleep
+
+    def arm_expiry(self, interface, epochs):
+        """Arm what runs ``interface``'s expiry script at each of ``epochs`` without
+        salt-minion, replacing what was armed: a transient systemd timer
+        (``wgf_expiry.arm_argv``), on OpenRC a detached waiter."""
+        self.disarm_expiry(interface)
+        if self.has_systemd():
+            self.run(wgf_expiry.arm_argv(interface, epochs, wgf_expiry.STATE_ROOT))
+            return
+        argv = wgf_expiry.waiter_argv(interface, epochs, wgf_expiry.STATE_ROOT)
+        try:
+            waiter = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+                cwd="/",
+            )
+        except OSError as error:
+            raise CommandExecutionError(
+                f"{interface}: the client expiry could not be armed: {error}"
+            ) from error
+        directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
+        wgf_files.write_many({os.path.join(directory, wgf_expiry.WAITER): f"{waiter.pid}\n"})
+
+    def _expiry_waiter(self, interface):
+        directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
+        text = (wgf_files.read(os.path.join(directory, wgf_expiry.WAITER)) or "").strip()
+        if not text.isdigit():
+            return None
+        try:
+            with open(f"/proc/{text}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            return None
+        ours = wgf_expiry.is_waiter(cmdline, interface, wgf_expiry.STATE_ROOT)
+        return int(text) if ours else None
+
+    def expiry_armed(self, interface):
+        """Whether ``interface``'s expiry timer (or OpenRC waiter) is there."""
+        if self.has_systemd():
+            return self.run_all(wgf_expiry.is_armed_argv(interface))["retcode"] == 0
+        return self._expiry_waiter(interface) is not None
+
+    def disarm_expiry(self, interface):
+        """Stop ``interface``'s expiry timer or waiter; one already gone is no error."""
+        if self.has_systemd():
+            self.run_all(wgf_expiry.disarm_argv(interface))
+            return
+        pid = self._expiry_waiter(interface)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+
+    def salt_call(self):
+        """The minion's ``salt-call`` (PATH, else beside this Python), or None."""
+        found = shutil.which("salt-call")
+        beside = os.path.join(os.path.dirname(sys.executable), "salt-call")
+        return found or (beside if os.access(beside, os.X_OK) else None)
 
     def run_undo(self, interface, mode="now"):
         """Run ``interface``'s recorded undo script now; whether every step worked."""

@@ -6,6 +6,7 @@ adding and revoking clients never disturbs another; the keys are nowhere else.""
 from __future__ import annotations
 
 import copy
+import datetime
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import uuid
 import pytest
 
 from tests.e2e.auditing import audit
+from tests.e2e.events import Events
 from tests.lab.host import parse_ping
 
 HUB = "198.18.13.1"
@@ -231,3 +233,59 @@ def test_the_audit_and_the_graph_name_clients(site):
     assert {"phone", "laptop", "tablet"} <= named, data["unknown_peers"]
     drawing = master.salt_run("wireguard.graph", tgt="vpn", tgt_type="list", timeout=60)
     assert "client phone" in str(drawing), drawing
+
+
+def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_hears(site):
+    """Issue 23: the apply arms the minion's expiry timer; at the instant, with no apply
+    in between, the phone's peer goes (its ping stops), the laptop's 20 pps ping loses
+    nothing, and `wireguard/client/expired` naming the phone reaches the master."""
+    lab, vpn, phone = site["lab"], site["vpn"], site["devices"]["phone"]
+    laptop = site["devices"]["laptop"]
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    phone_key = clients(site)["phone"]["public_key"]
+
+    def expiring(at):
+        when = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+        pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"] = when.strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        return apply(lab, pillar)
+
+    # armed for an hour later first: the apply below moves it (stop, arm again)
+    site["seen"].append(repr(expiring(int(time.time()) + 3600)))
+    start = time.time()
+    expires = int(start) + 25  # 20 s after the apply: it takes about 5 s through the master
+    site["seen"].append(repr(expiring(expires)))
+    applied = time.time()
+    assert expires - applied >= 15, f"the apply took {applied - start:.1f}s"
+    assert (
+        vpn.run(
+            ["systemctl", "is-active", "wireguard-client-expiry-wg0.timer"], check=False
+        ).stdout.strip()
+        == "active"
+    )
+    assert phone.ping_until("10.13.0.1", within=10).received
+    events = Events(lab.master, "wireguard/client/expired")
+    ping = laptop.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600", "10.13.0.1"])
+    try:
+        while phone_key in vpn.out(["wg", "show", "wg0", "peers"]).split():
+            assert time.time() < expires + 10, "the phone's peer is still there"
+            time.sleep(0.2)
+        gone = time.time()
+        time.sleep(1)
+    finally:
+        ping.send_signal(signal.SIGINT)
+    out, _ = ping.communicate(timeout=30)
+    res = parse_ping("laptop", "10.13.0.1", out)
+    assert expires - 0.5 <= gone <= expires + 10 and gone - applied <= 30, (gone, expires)
+    assert res.sent >= 20 * (gone - expires + 1) and res.lost == 0, f"{res}\n{out}"
+    assert phone.ping("10.13.0.1", count=2, wait=1).received == 0
+    found = events.wait("wireguard/client/expired", 60)
+    assert {
+        "interface": "wg0",
+        "client": "phone",
+        "expires": pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"],
+    } in found, found
+    # kept on record: the next apply changes nothing more and the phone stays out
+    listed = clients(site)
+    assert listed["phone"]["status"] == "expired" and listed["phone"]["public_key"] == phone_key

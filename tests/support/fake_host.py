@@ -13,6 +13,7 @@ from salt.exceptions import CommandExecutionError
 
 import wgf_confirm
 import wgf_confirm_undo
+import wgf_expiry
 import wgf_files
 
 
@@ -40,6 +41,9 @@ class FakeHost:
         self.clock = 1_000_000.0  # now(); sleep() moves it
         self.events = []  # (tag, data) sent
         self.undo_works = True  # what the undo script's run says
+        # client expiry (issue 23)
+        self.expiry_timers = {}  # {interface: the epochs its timer or waiter is armed for}
+        self.salt_call_path = "/opt/salt/bin/salt-call"
 
     def fail(self, method, *prefix):
         """Make each later call of ``method`` whose arguments start with ``prefix`` fail."""
@@ -247,6 +251,26 @@ class FakeHost:
         )
         wgf_files.remove(os.path.join(directory, wgf_confirm.ARMED))
         return self.undo_works
+
+    def arm_expiry(self, interface, epochs):
+        # the command line the real adapter runs (systemd) or starts detached (OpenRC)
+        if self.systemd:
+            argv = wgf_expiry.arm_argv(interface, epochs, wgf_expiry.STATE_ROOT)
+        else:
+            argv = wgf_expiry.waiter_argv(interface, epochs, wgf_expiry.STATE_ROOT)
+        self._do("arm_expiry", argv)
+        self.expiry_timers[interface] = list(epochs)
+
+    def disarm_expiry(self, interface):
+        self._do("disarm_expiry", interface)
+        self.expiry_timers.pop(interface, None)
+
+    def expiry_armed(self, interface):
+        self._ask("expiry_armed", interface)
+        return interface in self.expiry_timers
+
+    def salt_call(self):
+        return self.salt_call_path
 
     def write_records(self, directory, files):
         self._do("write_records", directory, sorted(files))

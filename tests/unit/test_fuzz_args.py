@@ -354,6 +354,7 @@ FUNCTIONS = [
     "wireguard.apply_peers",
     "wireguard.check",
     "wireguard.client_config",
+    "wireguard.client_expiry_report",
     "wireguard.clients",
     "wireguard.config_peers",
     "wireguard.confirm_accept",

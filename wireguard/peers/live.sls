@@ -62,6 +62,14 @@ include:
     - config_dir: {{ wireguard.config_dir | json }}
     - require:
       - service: {{ running_id | json }}
+{#-     Arms the timer that removes a client's live peer when it expires (issue 23). #}
+
+{{ ('wireguard-peers-live-wireguard-client_expiry-' ~ name) | json }}:
+  wireguard.client_expiry:
+    - name: {{ name | json }}
+    - config_dir: {{ wireguard.config_dir | json }}
+    - require:
+      - wireguard: {{ ('wireguard-peers-live-wireguard-client_peers-' ~ name) | json }}
 {%-     endif %}
 {%-     if iface.purge_peers %}
 

@@ -1,0 +1,276 @@
+"""
+Client expiry on time (issue 23): what removes the live peer of a client at the instant
+its ``expires`` passes, without Salt. Pure text: the schedule, the POSIX shell script
+that removes the expired peers and sends ``wireguard/client/expired``, the timer that runs
+it (systemd: one transient timer per interface, one ``OnCalendar`` per future instant;
+OpenRC: a detached waiter). What runs them is the host adapter (``wgf_host.Host``).
+
+Nothing here holds a key: the schedule names clients, their public keys and instants.
+"""
+
+import datetime
+import json
+import math
+import os
+import re
+import shlex
+
+import wgf_addr
+import wgf_clients
+import wgf_files
+
+#: Root-only (0700) state, one directory per interface.
+STATE_ROOT = "/var/lib/wireguard-formula/expiry"
+SCRIPT = "expire"
+SCHEDULE = "schedule"
+#: What was armed (the schedule's text): the apply compares it with what it wants.
+ARMED = "armed"
+#: Events the script could not send yet, one JSON file each; ``SENT`` logs those it sent.
+EVENTS = "events"
+SENT = "sent"
+WAITER = "waiter"
+EVENT_TAG = "wireguard/client/expired"
+SHELL = "/bin/sh"
+SYSTEMD_RUN = "systemd-run"
+#: How long the script waits for ``salt-call`` (a master that does not answer).
+SALT_CALL_TIMEOUT = 60
+
+#: The event's data, as the script prints it (client and interface names need no escape).
+_EVENT_FORMAT = '{"interface": "%s", "client": "%s", "expires": "%s"}'
+
+_PATH = re.compile(r"/[A-Za-z0-9._@+/=-]*")
+
+
+def unit_name(interface):
+    """``wireguard-client-expiry-<if>``: the transient timer's and service's name."""
+    wgf_addr.check_interface_name(interface)
+    return f"wireguard-client-expiry-{interface}"
+
+
+def timer_unit(interface):
+    return unit_name(interface) + ".timer"
+
+
+def state_dir(interface, root=STATE_ROOT):
+    wgf_addr.check_interface_name(interface)
+    return f"{root}/{interface}"
+
+
+def _path(path):
+    if not isinstance(path, str) or not _PATH.fullmatch(path) or "/../" in path + "/":
+        raise ValueError(f"expiry script: {path!r} is no path the script may name")
+    return shlex.quote(path)
+
+
+def schedule(iface, peers, now):
+    """``[(epoch, iso, client, public key)]``, sorted: each live client of the validated
+    ``iface`` (``peers``: ``{public key: peer}`` of its client peers) whose ``expires``
+    is after ``now`` (aware datetime). ``epoch`` is the first whole second at or after
+    the instant, when the timer fires."""
+    found = []
+    for key, peer in peers.items():
+        client = iface["clients"].get(peer["name"])
+        when = wgf_clients.expires_at(client) if client else None
+        if when is None or when <= now or not key:
+            continue
+        epoch = math.ceil(when.timestamp())
+        found.append((epoch, _iso(epoch), peer["name"], key))
+    return sorted(found)
+
+
+def _iso(epoch):
+    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def schedule_text(entries):
+    """The schedule file: one ``<epoch> <iso> <client> <public key>`` line per entry."""
+    lines = []
+    for epoch, iso, name, key in entries:
+        if not wgf_clients.is_client_name(name) or not re.fullmatch(r"[A-Za-z0-9+/]{43}=", key):
+            raise ValueError(f"expiry schedule: client {name!r}")
+        lines.append(f"{int(epoch)} {iso} {name} {key}\n")
+    return "".join(lines)
+
+
+def instants(entries):
+    """The distinct epochs of ``entries``, in order: when the timer fires."""
+    return sorted({int(e[0]) for e in entries})
+
+
+def calendar(epoch):
+    """systemd's calendar form of ``epoch``, in UTC (``2027-01-31 18:00:00 UTC``)."""
+    when = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def script_argv(interface, root=STATE_ROOT):
+    return [SHELL, f"{state_dir(interface, root)}/{SCRIPT}"]
+
+
+def arm_argv(interface, epochs, root=STATE_ROOT, systemd_run=SYSTEMD_RUN):
+    """``systemd-run``'s command line for the transient timer and service of
+    ``interface``: one ``OnCalendar`` per instant of ``epochs`` (so clients expiring at
+    different instants between two applies are each removed on time, with no re-arming),
+    ``AccuracySec=1s`` (the default minute would miss the 10 s). PID 1 runs them,
+    outside salt-minion."""
+    if not epochs:
+        raise ValueError(f"{interface}: no expiry to arm")
+    return [
+        systemd_run,
+        f"--unit={unit_name(interface)}",
+        f"--description=wireguard-formula: remove the expired clients of {interface}",
+        *(f"--on-calendar={calendar(e)}" for e in epochs),
+        "--timer-property=AccuracySec=1s",
+        "--collect",
+        "--property=Type=oneshot",
+        *script_argv(interface, root),
+    ]
+
+
+def disarm_argv(interface):
+    return ["systemctl", "stop", timer_unit(interface)]
+
+
+def is_armed_argv(interface):
+    return ["systemctl", "is-active", "--quiet", timer_unit(interface)]
+
+
+#: OpenRC's waiter: ``$0`` its name, ``$1`` the script, then the instants (epochs). It
+#: leaves salt-minion's cgroup as the confirm waiter does (``wgf_confirm_undo``), then
+#: sleeps until each instant and runs the script.
+WAITER_SCRIPT = """\
+for root in /sys/fs/cgroup/unified /sys/fs/cgroup; do
+    if [ -e "$root/cgroup.controllers" ]; then
+        { mkdir -p "$root/$0" && echo $$ > "$root/$0/cgroup.procs"; } 2>/dev/null
+        break
+    fi
+done
+if [ -e /sys/fs/cgroup/openrc/cgroup.procs ]; then
+    echo $$ 2>/dev/null > /sys/fs/cgroup/openrc/cgroup.procs
+fi
+script="$1"
+shift
+for when in "$@"; do
+    now="$(date +%s)"
+    [ "$when" -le "$now" ] || sleep "$((when - now))"
+    /bin/sh "$script"
+done
+"""
+
+
+def waiter_argv(interface, epochs, root=STATE_ROOT):
+    """OpenRC: the detached process that runs the script at each instant of ``epochs``."""
+    if not epochs:
+        raise ValueError(f"{interface}: no expiry to arm")
+    return [
+        SHELL,
+        "-c",
+        WAITER_SCRIPT,
+        unit_name(interface),
+        script_argv(interface, root)[1],
+        *(str(int(e)) for e in epochs),
+    ]
+
+
+def is_waiter(cmdline, interface, root=STATE_ROOT):
+    """Whether ``cmdline`` (``/proc/<pid>/cmdline``) is ``interface``'s waiter."""
+    args = cmdline.decode(errors="replace").split("\0")
+    return (
+        len(args) >= 5
+        and args[1:4] == ["-c", WAITER_SCRIPT, unit_name(interface)]
+        and args[4] == script_argv(interface, root)[1]
+    )
+
+
+def script_text(interface, root=STATE_ROOT, salt_call=None):
+    """The script the timer runs (``sh <dir>/expire``), written at apply time into the
+    interface's 0700 state directory. Under the directory's lock it removes (``wg set
+    <if> peer <key> remove``) every live peer of the schedule whose instant has passed,
+    one ``wg set`` each: no other peer is touched. For each it writes the event's data
+    into ``events/``, then sends every pending event with ``salt-call event.fire_master
+    <data> wireguard/client/expired`` (``salt-call`` on PATH, else ``salt_call``, the
+    minion's own) and moves what it sent into the ``sent`` log; what it could not send
+    waits for the next apply or minion start (``wireguard.client_expiry_report``)."""
+    directory = _path(state_dir(interface, root))
+    fallback = _path(salt_call) if salt_call else "''"
+    return (
+        "\n".join(
+            [
+                "#!/bin/sh",
+                f"# wireguard-formula: remove the live peers of the expired clients of {interface}",
+                "# (issue 23). Written at apply time; no key: client names, public keys, instants.",
+                "set -u",
+                f"interface={shlex.quote(interface)}",
+                f"dir={directory}",
+                "umask 077",
+                'exec 9>"$dir/lock"',
+                "flock 9",
+                "failed=0",
+                'now="$(date +%s)"',
+                'live=""',
+                '[ ! -e "$dir/schedule" ] || live="$(wg show "$interface" peers 2>/dev/null)"',
+                'if [ -n "$live" ]; then',
+                "    while read -r when iso name key; do",
+                '        [ -n "${key:-}" ] || continue',
+                '        [ "$when" -le "$now" ] || continue',
+                '        printf \'%s\\n\' "$live" | grep -qxF -- "$key" || continue',
+                '        if wg set "$interface" peer "$key" remove; then',
+                '            mkdir -p "$dir/events"',
+                f'            printf \'{_EVENT_FORMAT}\\n\' "$interface" "$name" "$iso"'
+                ' > "$dir/events/$when-$name.tmp"',
+                '            mv -f "$dir/events/$when-$name.tmp" "$dir/events/$when-$name"',
+                "        else",
+                "            failed=1",
+                "        fi",
+                '    done < "$dir/schedule"',
+                "fi",
+                f'salt_call="$(command -v salt-call || echo {fallback})"',
+                '[ -n "$salt_call" ] && [ -x "$salt_call" ] || exit "$failed"',
+                'for event in "$dir"/events/*; do',
+                '    [ -f "$event" ] || continue',
+                f'    if timeout {SALT_CALL_TIMEOUT} "$salt_call" --out=json event.fire_master'
+                f' "$(cat "$event")" {EVENT_TAG} 2>/dev/null | grep -q \'"local": true\'; then',
+                '        printf \'%s %s\\n\' "$(date +%s)" "$(cat "$event")" >> "$dir/sent"',
+                '        rm -f "$event"',
+                "    fi",
+                "done",
+                'exit "$failed"',
+            ]
+        )
+        + "\n"
+    )
+
+
+def pending_events(root=STATE_ROOT):
+    """``[(path, data)]`` of the events the scripts could not send yet, oldest first."""
+    found = []
+    for interface in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+        directory = os.path.join(root, interface, EVENTS)
+        for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
+            path = os.path.join(directory, name)
+            if name.endswith(".tmp") or not os.path.isfile(path):
+                continue
+            try:
+                data = json.loads(wgf_files.read(path) or "")
+            except ValueError:
+                continue
+            if isinstance(data, dict) and data.get("interface") == interface:
+                found.append((path, data))
+    return found
+
+
+def report(host, root=STATE_ROOT):
+    """Send ``wireguard/client/expired`` for each event not sent yet (the script's, when
+    no master answered it), log it as sent and remove it; the list of the events' data."""
+    sent = []
+    for path, data in pending_events(root):
+        if not host.send_event(EVENT_TAG, data):
+            continue
+        directory = os.path.dirname(os.path.dirname(path))
+        log = wgf_files.read(os.path.join(directory, SENT)) or ""
+        line = f"{host.now():.0f} {json.dumps(data, sort_keys=True)}\n"
+        host.write_records(directory, {SENT: log + line})
+        host.remove(path)
+        sent.append(data)
+    return sent

@@ -1,0 +1,189 @@
+"""Client expiry on time (issue 23), for real: the expiry script the apply writes
+(``wgf_expiry.script_text``), run without Salt against a wireguard-go interface with two
+client peers in namespaces of this test's own. The expired client's peer goes, the other
+stays while a ping over its tunnel at 20 pps loses nothing. This machine's PID 1 is no
+systemd, so the real host adapter arms OpenRC's detached waiter, which runs the script at
+the instant; ``salt-call``, ``systemd-run`` and ``systemctl`` are stubs on PATH that log their
+arguments."""
+
+import contextlib
+import datetime
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import wgf_expiry
+import wgf_host
+
+CGROUP2 = next(
+    root
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+    if os.path.exists(f"{root}/cgroup.controllers")
+)
+
+
+def iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def run_all(argv, python_shell=False, ignore_retcode=True, stdin=None, output_loglevel=None):
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+@pytest.fixture
+def box(loaders, pair, tmp_path, monkeypatch):
+    """``pair``'s local interface (the server) with two clients in the remote
+    namespace: ``guest`` (10.77.0.2) and ``staff`` (10.77.0.3, which answers pings);
+    the expiry state directory, and stubs on PATH."""
+    guest = pair.add_remote(loaders.modules, 2)
+    staff = pair.add_remote(loaders.modules, 3, route=True)
+    for key, n in ((guest, 2), (staff, 3)):
+        pair.local.run(
+            [
+                *("wg", "set", pair.ifname, "peer", key, "allowed-ips", f"10.77.0.{n}/32"),
+                *("endpoint", f"198.18.10.2:{51820 + n}"),
+            ]
+        )
+    ping = pair.local.run(["ping", "-c", "1", "-W", "3", "10.77.0.3"], check=False)
+    assert ping.returncode == 0, ping.stdout
+    root, stubs = tmp_path / "expiry", tmp_path / "bin"
+    stubs.mkdir()
+    log = tmp_path / "calls.log"
+    for name, answer in (("salt-call", '{"local": true}'), ("systemd-run", ""), ("systemctl", "")):
+        (stubs / name).write_text(
+            f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{log}"\necho \'{answer}\'\n'
+        )
+        os.chmod(stubs / name, 0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
+    monkeypatch.setattr(wgf_expiry, "STATE_ROOT", str(root))
+    state = root / pair.ifname
+    try:
+        yield pair, {"guest": guest, "staff": staff}, root, state, log
+    finally:
+        waiter = state / wgf_expiry.WAITER
+        if waiter.exists() and waiter.read_text().strip().isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(waiter.read_text()), signal.SIGKILL)
+        own = f"{CGROUP2}/{wgf_expiry.unit_name(pair.ifname)}"
+        for _ in range(50):
+            try:
+                os.rmdir(own)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def write(pair, root, state, entries, salt_call=None):
+    state.mkdir(parents=True, mode=0o700, exist_ok=True)
+    (state / wgf_expiry.SCHEDULE).write_text(wgf_expiry.schedule_text(entries))
+    (state / wgf_expiry.SCRIPT).write_text(
+        wgf_expiry.script_text(pair.ifname, str(root), salt_call)
+    )
+
+
+def peers(pair):
+    return pair.local.out(["wg", "show", pair.ifname, "peers"]).split()
+
+
+def test_the_waiter_removes_each_client_at_its_instant_and_no_other_peer_loses_a_packet(box):
+    pair, keys, root, state, log = box
+    now = int(time.time())
+    guest_at, staff_at = now + 2, now + 5
+    entries = [
+        (guest_at, iso(guest_at), "guest", keys["guest"]),
+        (staff_at, iso(staff_at), "staff", keys["staff"]),
+    ]
+    write(pair, root, state, entries)
+    host = wgf_host.Host({"cmd.run_all": run_all})
+    # 20 pps over staff's tunnel from before the guest's instant until after it
+    ping = pair.local.popen(["ping", "-n", "-i", "0.05", "-c", "50", "-W", "1", "10.77.0.3"])
+    host.arm_expiry(pair.ifname, [guest_at, staff_at])
+    waiter = int((state / wgf_expiry.WAITER).read_text())
+    assert host.expiry_armed(pair.ifname)
+    while keys["guest"] in peers(pair) and time.time() < guest_at + 10:
+        time.sleep(0.1)
+    gone_after = time.time() - guest_at
+    assert keys["guest"] not in peers(pair) and keys["staff"] in peers(pair)
+    assert -0.1 <= gone_after < 10, gone_after
+    out, _ = ping.communicate(timeout=30)
+    assert "50 packets transmitted, 50 received, 0% packet loss" in out, out
+    # the event, through salt-call, names the client; what was sent is logged
+    data = {"interface": pair.ifname, "client": "guest", "expires": iso(guest_at)}
+    assert log.read_text().splitlines()[0] == (
+        f"salt-call --out=json event.fire_master {json.dumps(data)} wireguard/client/expired"
+    )
+    assert json.loads((state / wgf_expiry.SENT).read_text().split(" ", 1)[1]) == data
+    assert wgf_expiry.pending_events(str(root)) == []
+    # the second instant, with no apply in between: the staff client goes too
+    while keys["staff"] in peers(pair) and time.time() < staff_at + 10:
+        time.sleep(0.1)
+    assert peers(pair) == []
+    for _ in range(50):
+        if not host.expiry_armed(pair.ifname):
+            break
+        time.sleep(0.1)
+    assert not host.expiry_armed(pair.ifname)
+    assert len(log.read_text().splitlines()) == 2 and "systemd-run" not in log.read_text()
+    assert not alive(waiter)  # done after the last instant
+
+
+def test_an_event_no_master_took_waits_for_the_next_apply(box, monkeypatch, tmp_path):
+    pair, keys, root, state, log = box
+    now = int(time.time())
+    (tmp_path / "bin" / "salt-call").write_text(f'#!/bin/sh\necho "salt-call $*" >> "{log}"\n')
+    write(pair, root, state, [(now - 1, iso(now - 1), "guest", keys["guest"])])
+    run = subprocess.run(["sh", str(state / wgf_expiry.SCRIPT)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert peers(pair) == [keys["staff"]]
+    data = {"interface": pair.ifname, "client": "guest", "expires": iso(now - 1)}
+    assert [d for _, d in wgf_expiry.pending_events(str(root))] == [data]
+    # run again (the next instant): the peer is gone, nothing removed twice, the event
+    # still tried
+    subprocess.run(["sh", str(state / wgf_expiry.SCRIPT)], check=True)
+    assert len(log.read_text().splitlines()) == 2
+    assert len(wgf_expiry.pending_events(str(root))) == 1
+
+    class Salt(dict):
+        sent = []
+
+    host = wgf_host.Host({"event.send": lambda tag, data: Salt.sent.append((tag, data)) or True})
+    assert wgf_expiry.report(host, str(root)) == [data]
+    assert Salt.sent == [("wireguard/client/expired", data)]
+    assert wgf_expiry.pending_events(str(root)) == []
+
+
+def test_systemd_gets_one_transient_timer_with_every_instant(box, monkeypatch):
+    pair, _, root, _, log = box
+    monkeypatch.setattr(wgf_host.Host, "has_systemd", lambda self: True)
+    (root / pair.ifname).mkdir(parents=True)
+    host = wgf_host.Host({"cmd.run_all": run_all})
+    epochs = [
+        int(datetime.datetime(2027, 2, 1, 6, tzinfo=datetime.timezone.utc).timestamp()),
+        int(datetime.datetime(2027, 2, 2, 6, tzinfo=datetime.timezone.utc).timestamp()),
+    ]
+    host.arm_expiry(pair.ifname, epochs)
+    assert log.read_text().splitlines() == [
+        f"systemctl stop wireguard-client-expiry-{pair.ifname}.timer",
+        f"systemd-run --unit=wireguard-client-expiry-{pair.ifname} "
+        f"--description=wireguard-formula: remove the expired clients of {pair.ifname} "
+        "--on-calendar=2027-02-01 06:00:00 UTC --on-calendar=2027-02-02 06:00:00 UTC "
+        "--timer-property=AccuracySec=1s --collect --property=Type=oneshot "
+        f"/bin/sh {root}/{pair.ifname}/expire",
+    ]

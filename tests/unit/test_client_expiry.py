@@ -1,0 +1,312 @@
+"""Client expiry on time (issue 23): the schedule, the script's text, the timer's command
+line, and when ``wireguard.client_expiry`` arms, re-arms, disarms or leaves the timer,
+through the fake host (``tests/support/fake_host.py``)."""
+
+import datetime
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import wgf_expiry
+import wgf_files
+import wgf_layout
+from tests.support.fake_host import FakeHost
+from tests.support.fake_minion import IF, FakeMinion, hand_in
+from tests.unit.conftest import load
+
+UTC = datetime.timezone.utc
+
+
+class States:
+    """The clients' state file as Salt loads it, with the fake minion's dunders."""
+
+    def __init__(self, salt, opts):
+        self.__opts__ = opts
+        self.module = load("_states/wireguard_clients.py", "wireguard_clients_expiry_under_test")
+        self.module.__salt__, self.module.__opts__, self.module.__context__ = salt, opts, {}
+
+    def __getattr__(self, name):
+        return getattr(self.module, name)
+
+
+@pytest.fixture
+def minion(tmp_path):
+    return FakeMinion(tmp_path)
+
+
+@pytest.fixture
+def host():
+    return FakeHost()
+
+
+@pytest.fixture
+def states(minion, host, tmp_path, monkeypatch):
+    module = States(minion.functions(), {"test": False})
+    monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
+    hand_in(monkeypatch, host)
+    return module
+
+
+def iso(epoch):
+    return datetime.datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    path = tmp_path / "expiry"
+    monkeypatch.setattr(wgf_expiry, "STATE_ROOT", str(path))
+    return path
+
+
+@pytest.fixture
+def now(host):
+    host.clock = float(int(time.time()))
+    return int(host.clock)
+
+
+def with_clients(states, minion, tmp_path, clients):
+    minion.pillar["interfaces"][IF].update(endpoint="198.18.0.1:51820", clients=clients)
+    states.clients(IF, config_dir=str(tmp_path))
+    record = json.loads((tmp_path / f"{IF}.clients.json").read_text())
+    return {n: c["public_key"] for n, c in record["clients"].items()}
+
+
+def arms(host):
+    return [d for d in host.done if d[0] in ("arm_expiry", "disarm_expiry")]
+
+
+# ------------------------------------------------------------------ pure text
+
+
+def test_the_timer_is_one_transient_unit_with_one_calendar_per_instant_to_the_second():
+    epochs = [
+        int(datetime.datetime(2027, 2, 1, 6, tzinfo=UTC).timestamp()),
+        int(datetime.datetime(2027, 2, 2, 6, tzinfo=UTC).timestamp()),
+    ]
+    assert wgf_expiry.arm_argv("wg0", epochs, root="/r") == [
+        "systemd-run",
+        "--unit=wireguard-client-expiry-wg0",
+        "--description=wireguard-formula: remove the expired clients of wg0",
+        "--on-calendar=2027-02-01 06:00:00 UTC",
+        "--on-calendar=2027-02-02 06:00:00 UTC",
+        "--timer-property=AccuracySec=1s",
+        "--collect",
+        "--property=Type=oneshot",
+        "/bin/sh",
+        "/r/wg0/expire",
+    ]
+    assert wgf_expiry.disarm_argv("wg0") == [
+        "systemctl",
+        "stop",
+        "wireguard-client-expiry-wg0.timer",
+    ]
+    with pytest.raises(ValueError):
+        wgf_expiry.arm_argv("wg0", [])
+
+
+def test_the_openrc_waiter_runs_the_script_at_each_instant_and_is_told_by_its_argv():
+    argv = wgf_expiry.waiter_argv("wg0", [20, 10], root="/r")
+    assert argv[:2] == ["/bin/sh", "-c"] and argv[3:] == [
+        "wireguard-client-expiry-wg0",
+        "/r/wg0/expire",
+        "20",
+        "10",
+    ]
+    assert wgf_expiry.is_waiter("\0".join(argv).encode(), "wg0", root="/r")
+    assert not wgf_expiry.is_waiter("\0".join(argv).encode(), "wg1", root="/r")
+    assert not wgf_expiry.is_waiter(b"/bin/sh\0/r/wg0/expire", "wg0", root="/r")
+
+
+def test_the_schedule_holds_only_future_expiries_of_live_clients_rounded_up(tmp_path):
+    key_a, key_b, key_c = ("A" * 42 + "a=", "B" * 42 + "b=", "C" * 42 + "c=")
+    now = datetime.datetime(2027, 1, 31, 12, 0, tzinfo=UTC)
+    iface = {
+        "clients": {
+            "late": {"expires": "2027-02-01T00:00:00.250000Z"},
+            "soon": {"expires": "2027-01-31T12:00:20Z"},
+            "never": {"expires": None},
+        }
+    }
+    peers = {key_a: {"name": "late"}, key_b: {"name": "soon"}, key_c: {"name": "never"}}
+    entries = wgf_expiry.schedule(iface, peers, now)
+    soon = int(datetime.datetime(2027, 1, 31, 12, 0, 20, tzinfo=UTC).timestamp())
+    late = int(datetime.datetime(2027, 2, 1, 0, 0, 1, tzinfo=UTC).timestamp())
+    assert entries == [
+        (soon, "2027-01-31T12:00:20Z", "soon", key_b),
+        (late, "2027-02-01T00:00:01Z", "late", key_a),
+    ]
+    assert wgf_expiry.schedule_text(entries) == (
+        f"{soon} 2027-01-31T12:00:20Z soon {key_b}\n{late} 2027-02-01T00:00:01Z late {key_a}\n"
+    )
+    # passed: the apply itself took it away (client_peers), nothing left to time
+    assert wgf_expiry.schedule(iface, peers, datetime.datetime(2028, 1, 1, tzinfo=UTC)) == []
+
+
+def test_the_script_removes_only_due_peers_one_by_one_and_names_no_key_file():
+    text = wgf_expiry.script_text("wg0", root="/r", salt_call="/opt/salt/bin/salt-call")
+    assert text.startswith("#!/bin/sh\n")
+    assert "dir=/r/wg0\n" in text and "interface=wg0\n" in text
+    assert 'wg set "$interface" peer "$key" remove' in text
+    assert '[ "$when" -le "$now" ] || continue' in text
+    assert "flock 9" in text
+    assert "event.fire_master" in text and "wireguard/client/expired" in text
+    assert "command -v salt-call || echo /opt/salt/bin/salt-call" in text
+    for word in ("private", "preshared", ".key", "psk", "syncconf", "restart"):
+        assert word not in text
+    check = subprocess.run(["sh", "-n"], input=text, text=True, capture_output=True)
+    assert check.returncode == 0, check.stderr
+    with pytest.raises(ValueError):
+        wgf_expiry.script_text("wg0", root="/r", salt_call="/opt/salt call")
+
+
+# ------------------------------------------------------------------ the state
+
+
+def test_an_apply_arms_one_timer_for_every_future_expiry_and_writes_no_key(
+    states, minion, host, tmp_path, root, now
+):
+    keys = with_clients(
+        states,
+        minion,
+        tmp_path,
+        {
+            "phone": {},
+            "guest": {"expires": iso(now + 20)},
+            "contractor": {"expires": iso(now + 3600)},
+        },
+    )
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True, ret
+    assert ret["changes"] == {
+        "expiry timer": {"old": None, "new": [iso(now + 20), iso(now + 3600)]}
+    }
+    assert arms(host) == [
+        ("arm_expiry", wgf_expiry.arm_argv(IF, [now + 20, now + 3600], str(root)))
+    ]
+    directory = root / IF
+    assert oct(os.stat(directory).st_mode & 0o777) == "0o700"
+    schedule = (directory / "schedule").read_text()
+    assert schedule == (
+        f"{now + 20} {iso(now + 20)} guest {keys['guest']}\n"
+        f"{now + 3600} {iso(now + 3600)} contractor {keys['contractor']}\n"
+    )
+    assert (directory / "armed").read_text() == schedule
+    script = (directory / "expire").read_text()
+    assert script == wgf_expiry.script_text(IF, str(root), host.salt_call_path)
+    for kind in ("key", "psk"):
+        for name in ("guest", "contractor", "phone"):
+            secret = tmp_path / "clients" / IF / f"{name}.{kind}"
+            if secret.exists():
+                assert secret.read_text().strip() not in script + schedule
+
+
+def test_a_second_apply_leaves_the_timer_and_test_mode_changes_nothing(
+    states, minion, host, tmp_path, root, now
+):
+    with_clients(states, minion, tmp_path, {"guest": {"expires": iso(now + 60)}})
+    states.client_expiry(IF, config_dir=str(tmp_path))
+    done = len(host.done)
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True and ret["changes"] == {}
+    assert "armed as wanted" in ret["comment"]
+    assert host.done[done:] == []
+    # the expiry moves: test mode says so and touches nothing
+    minion.pillar["interfaces"][IF]["clients"]["guest"]["expires"] = iso(now + 120)
+    states.__opts__["test"] = True
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["result"] is None
+    assert ret["changes"] == {"expiry timer": {"old": [iso(now + 60)], "new": [iso(now + 120)]}}
+    assert host.done[done:] == [] and host.expiry_timers[IF] == [now + 60]
+    states.__opts__["test"] = False
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True and host.expiry_timers[IF] == [now + 120]
+    assert arms(host)[-1][0] == "arm_expiry"
+
+
+def test_a_timer_gone_behind_the_formulas_back_is_armed_again(
+    states, minion, host, tmp_path, root, now
+):
+    """A reboot drops transient timers: the next apply finds none and arms it."""
+    with_clients(states, minion, tmp_path, {"guest": {"expires": iso(now + 60)}})
+    states.client_expiry(IF, config_dir=str(tmp_path))
+    host.expiry_timers.clear()
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["changes"] == {"expiry timer": {"old": [iso(now + 60)], "new": [iso(now + 60)]}}
+    assert host.expiry_timers[IF] == [now + 60]
+
+
+def test_no_future_expiry_disarms_once_and_then_leaves_it(
+    states, minion, host, tmp_path, root, now
+):
+    with_clients(states, minion, tmp_path, {"guest": {"expires": iso(now + 60)}})
+    states.client_expiry(IF, config_dir=str(tmp_path))
+    del minion.pillar["interfaces"][IF]["clients"]["guest"]["expires"]
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True
+    assert ret["changes"] == {"expiry timer": {"old": [iso(now + 60)], "new": None}}
+    assert arms(host)[-1] == ("disarm_expiry", IF) and IF not in host.expiry_timers
+    assert not (root / IF / "armed").exists() and not (root / IF / "expire").exists()
+    done = len(host.done)
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["changes"] == {} and host.done[done:] == []
+    # an interface whose clients never expire arms nothing at all
+    assert [d for d in host.done if d[0] == "arm_expiry"] == [arms(host)[0]]
+
+
+def test_openrc_arms_the_detached_waiter(states, minion, host, tmp_path, root, now):
+    host.systemd = False
+    with_clients(states, minion, tmp_path, {"guest": {"expires": iso(now + 60)}})
+    states.client_expiry(IF, config_dir=str(tmp_path))
+    assert arms(host) == [("arm_expiry", wgf_expiry.waiter_argv(IF, [now + 60], str(root)))]
+
+
+def test_events_the_script_could_not_send_go_out_at_the_next_apply_once(
+    states, minion, host, tmp_path, root, now
+):
+    with_clients(states, minion, tmp_path, {"phone": {}})
+    events = root / IF / "events"
+    events.mkdir(parents=True)
+    data = {"interface": IF, "client": "guest", "expires": iso(now - 5)}
+    (events / f"{now - 5}-guest").write_text(json.dumps(data) + "\n")
+    (events / f"{now - 4}-other.tmp").write_text("{")  # half written: not yet
+    ret = states.client_expiry(IF, config_dir=str(tmp_path))
+    assert ret["result"] is True and "sent 1 earlier wireguard/client/expired" in ret["comment"]
+    assert host.events == [("wireguard/client/expired", data)]
+    assert not (events / f"{now - 5}-guest").exists()
+    assert json.loads((root / IF / "sent").read_text().split(" ", 1)[1]) == data
+    assert wgf_expiry.report(host, str(root)) == [] and len(host.events) == 1
+
+
+def test_the_apply_that_takes_an_expired_peer_away_itself_sends_the_event(
+    states, minion, host, tmp_path
+):
+    """Expired while no timer ran (the minion was off): client_peers removes the live
+    peer and says so with the event; a peer already gone sends nothing again."""
+    keys = with_clients(states, minion, tmp_path, {"old": {"expires": "2020-01-01"}})
+    minion.live["peers"][keys["old"]] = {
+        "allowed_ips": [],
+        "endpoint": None,
+        "persistent_keepalive": None,
+        "preshared_key_sha256": None,
+    }
+    states.client_peers(IF, config_dir=str(tmp_path))
+    assert host.events == [
+        (
+            "wireguard/client/expired",
+            {"interface": IF, "client": "old", "expires": "2020-01-01T00:00:00Z"},
+        )
+    ]
+    states.client_peers(IF, config_dir=str(tmp_path))
+    assert len(host.events) == 1
+
+
+def test_pending_events_of_another_interface_or_damaged_are_not_sent(tmp_path):
+    events = tmp_path / "wg0" / "events"
+    events.mkdir(parents=True)
+    (events / "1-a").write_text(json.dumps({"interface": "wg1", "client": "a"}))
+    (events / "2-b").write_text("not json")
+    assert wgf_expiry.pending_events(str(tmp_path)) == []
+    assert wgf_files.read(str(events / "2-b")) == "not json"
