@@ -10,7 +10,6 @@ line."""
 
 import concurrent.futures
 import contextlib
-import errno
 import fcntl
 import ipaddress
 import logging
@@ -33,6 +32,7 @@ import wgf_confirm
 import wgf_confirm_undo
 import wgf_expiry
 import wgf_files
+import wgf_host_files
 import wgf_live
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,47 @@ def in_this_namespace(names):
     return [name for name in names if name in present]
 
 
-class Host:
+def _spawn_waiter(argv, record, what):
+    """Start ``argv`` detached (a session of its own, no tie to salt-minion's files or
+    terminal) and write its process id into ``record`` (0600)."""
+    try:
+        waiter = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            cwd="/",
+        )
+    except OSError as error:
+        raise CommandExecutionError(f"{what} could not be armed: {error}") from error
+    wgf_files.write_many({record: f"{waiter.pid}\n"})
+
+
+def _waiter_pid(record, is_ours):
+    """The process id ``record`` names, while that process's command line is still the
+    waiter's (``is_ours(cmdline)``: not an id used again, not a waiter that already runs
+    its script); else None."""
+    text = (wgf_files.read(record) or "").strip()
+    if not text.isdigit():
+        return None
+    try:
+        with open(f"/proc/{text}/cmdline", "rb") as handle:
+            cmdline = handle.read()
+    except OSError:
+        return None
+    return int(text) if is_ours(cmdline) else None
+
+
+def _kill_waiter(pid):
+    """The waiter and its ``sleep`` (its process group)."""
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+class Host(wgf_host_files.Files):
     """The minion, as the formula's loader code sees it: built from ``__salt__``."""
 
     def __init__(self, salt):
@@ -252,96 +292,6 @@ class Host:
             '"$2" --noflush "$1" && "$3"', text, ".rules", restore, save
         )
 
-    def write_secret(self, path, text):
-        """Write ``path`` atomically, 0600 from the first byte."""
-        wgf_files.write_private(path, text)
-
-    def write_secrets(self, files):
-        """Write ``{path: text}`` atomically, each 0600, synced once for all."""
-        wgf_files.write_many(files, sync_each=False)
-
-    def remove(self, path):
-        """Remove the file ``path`` if it is there."""
-        wgf_files.remove(path)
-
-    def read_text(self, path):
-        """The text of a file that is not the formula's (``/etc/hosts``), or None when
-        there is none; bytes that are not UTF-8 come back as they were when written
-        (``surrogateescape``)."""
-        try:
-            with open(path, "rb") as handle:
-                return handle.read().decode("utf-8", "surrogateescape")
-        except FileNotFoundError:
-            return None
-
-    def write_text(self, path, text):
-        """Replace a file that is not the formula's (``/etc/hosts``) with ``text``
-        atomically, keeping its mode and owner (a new file: 0644 root; a symbolic link:
-        its target). Where the file
-        cannot be replaced (a container's bind-mounted ``/etc/hosts``: EBUSY), it is
-        rewritten in place."""
-        data = text.encode("utf-8", "surrogateescape")
-        path = os.path.realpath(path)  # a link stays a link: its target is replaced
-        try:
-            stat = os.stat(path)
-            mode, uid, gid = stat.st_mode & 0o7777, stat.st_uid, stat.st_gid
-        except FileNotFoundError:
-            mode, uid, gid = 0o644, 0, 0
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fchown(handle.fileno(), uid, gid)
-                os.fchmod(handle.fileno(), mode)
-                os.fsync(handle.fileno())
-            try:
-                os.replace(tmp, path)
-            except OSError as exc:
-                if exc.errno not in (errno.EBUSY, errno.EXDEV):
-                    raise
-                with open(path, "r+b") as handle:
-                    handle.write(data)
-                    handle.truncate()
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-    def write_textfile(self, path, registry):
-        """``prometheus_client.write_to_textfile``: the registry's exposition into a
-        temporary file beside ``path`` (``<path>.<pid>.<thread>``, which node_exporter
-        does not read), renamed over it in one step; 0644 from the first byte (the
-        umask is set for the write: node_exporter may read it as another user)."""
-        from prometheus_client import write_to_textfile
-
-        if os.path.isdir(path):
-            raise CommandExecutionError(f"{path} is a directory: name the file to write")
-        umask = os.umask(0o022)
-        try:
-            write_to_textfile(path, registry)
-        except OSError as exc:
-            raise CommandExecutionError(f"cannot write {path}: {exc.strerror}") from None
-        finally:
-            os.umask(umask)
-
-    def replace(self, source, target):
-        """Put the file ``source`` in ``target``'s place in one step (same directory)."""
-        os.replace(source, target)
-
-    def remove_stale_temps(self, path, prefix=None):
-        """Remove what a killed run left of an atomic write (``wgf_files``)."""
-        wgf_files.remove_stale_temps(path, prefix)
-
-    def make_private_dir(self, path):
-        """``path`` is a directory only root enters (0700)."""
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        os.chmod(path, 0o700)
-
-    def make_private(self, path):
-        """The file ``path`` is root's and 0600."""
-        os.chown(path, 0, 0)
-        os.chmod(path, 0o600)
-
     # ------------------------------------------ confirmed changes (issue 21, wgf_confirm)
 
     def tcp_answers(self, host, port, timeout=2.0):
@@ -424,6 +374,12 @@ class Host:
         """The kernel's id of the running boot."""
         return (wgf_files.read(wgf_confirm.BOOT_ID) or "").strip()
 
+    # ------------------------------------------------------------ confirm's undo
+
+    def _undo_waiter_record(self, interface):
+        directory = wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
+        return os.path.join(directory, wgf_confirm.WAITER)
+
     def arm_undo(self, interface, timeout):
         """What runs the undo of ``interface`` in ``timeout`` seconds without salt-minion:
         on systemd a transient timer and service (``systemd-run``: PID 1 owns them); on
@@ -432,23 +388,11 @@ class Host:
         if self.has_systemd():
             self.run(wgf_confirm_undo.arm_argv(interface, timeout, wgf_confirm.STATE_ROOT))
             return
-        argv = wgf_confirm_undo.waiter_argv(interface, timeout, wgf_confirm.STATE_ROOT)
-        try:
-            waiter = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-                cwd="/",
-            )
-        except OSError as error:
-            raise CommandExecutionError(
-                f"{interface}: the undo could not be armed: {error}"
-            ) from error
-        directory = wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
-        wgf_files.write_many({os.path.join(directory, wgf_confirm.WAITER): f"{waiter.pid}\n"})
+        _spawn_waiter(
+            wgf_confirm_undo.waiter_argv(interface, timeout, wgf_confirm.STATE_ROOT),
+            self._undo_waiter_record(interface),
+            f"{interface}: the undo",
+        )
 
     def disarm_undo(self, interface):
         """Stop what would run ``interface``'s undo; one already gone is no error. An undo
@@ -456,21 +400,27 @@ class Host:
         if self.has_systemd():
             self.run_all(wgf_confirm_undo.disarm_argv(interface))
             return
-        directory = wgf_confirm.state_dir(interface, wgf_confirm.STATE_ROOT)
-        record = os.path.join(directory, wgf_confirm.WAITER)
-        text = (wgf_files.read(record) or "").strip()
+        record = self._undo_waiter_record(interface)
+        pid = _waiter_pid(
+            record,
+            lambda cmdline: wgf_confirm_undo.is_waiter(cmdline, interface, wgf_confirm.STATE_ROOT),
+        )
         wgf_files.remove(record)
-        if not text.isdigit():
-            return
-        pid = int(text)
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                cmdline = handle.read()
-        except OSError:
-            return
-        if wgf_confirm_undo.is_waiter(cmdline, interface, wgf_confirm.STATE_ROOT):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)  # the waiter and its sleep
+        _kill_waiter(pid)
+
+    def run_undo(self, interface, mode="now"):
+        """Run ``interface``'s recorded undo script now; whether every step worked."""
+        argv = wgf_confirm_undo.undo_argv(interface, mode, wgf_confirm.STATE_ROOT)
+        return self.run_all(argv)["retcode"] == 0
+
+    # ------------------------------------------------------------ clients' expiry
+
+    def _expiry_waiter(self, interface):
+        directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
+        return _waiter_pid(
+            os.path.join(directory, wgf_expiry.WAITER),
+            lambda cmdline: wgf_expiry.is_waiter(cmdline, interface, wgf_expiry.STATE_ROOT),
+        )
 
     def arm_expiry(self, interface, epochs):
         """Arm what runs ``interface``'s expiry script at each of ``epochs`` without
@@ -480,36 +430,12 @@ class Host:
         if self.has_systemd():
             self.run(wgf_expiry.arm_argv(interface, epochs, wgf_expiry.STATE_ROOT))
             return
-        argv = wgf_expiry.waiter_argv(interface, epochs, wgf_expiry.STATE_ROOT)
-        try:
-            waiter = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-                cwd="/",
-            )
-        except OSError as error:
-            raise CommandExecutionError(
-                f"{interface}: the client expiry could not be armed: {error}"
-            ) from error
         directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
-        wgf_files.write_many({os.path.join(directory, wgf_expiry.WAITER): f"{waiter.pid}\n"})
-
-    def _expiry_waiter(self, interface):
-        directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
-        text = (wgf_files.read(os.path.join(directory, wgf_expiry.WAITER)) or "").strip()
-        if not text.isdigit():
-            return None
-        try:
-            with open(f"/proc/{text}/cmdline", "rb") as handle:
-                cmdline = handle.read()
-        except OSError:
-            return None
-        ours = wgf_expiry.is_waiter(cmdline, interface, wgf_expiry.STATE_ROOT)
-        return int(text) if ours else None
+        _spawn_waiter(
+            wgf_expiry.waiter_argv(interface, epochs, wgf_expiry.STATE_ROOT),
+            os.path.join(directory, wgf_expiry.WAITER),
+            f"{interface}: the client expiry",
+        )
 
     def expiry_armed(self, interface):
         """Whether ``interface``'s expiry timer (or OpenRC waiter) is there."""
@@ -522,10 +448,7 @@ class Host:
         if self.has_systemd():
             self.run_all(wgf_expiry.disarm_argv(interface))
             return
-        pid = self._expiry_waiter(interface)
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
+        _kill_waiter(self._expiry_waiter(interface))
 
     def salt_call(self):
         """The minion's ``salt-call`` (PATH, else beside this Python), or None."""
@@ -533,31 +456,11 @@ class Host:
         beside = os.path.join(os.path.dirname(sys.executable), "salt-call")
         return found or (beside if os.access(beside, os.X_OK) else None)
 
-    def run_undo(self, interface, mode="now"):
-        """Run ``interface``'s recorded undo script now; whether every step worked."""
-        argv = wgf_confirm_undo.undo_argv(interface, mode, wgf_confirm.STATE_ROOT)
-        return self.run_all(argv)["retcode"] == 0
-
-    def write_records(self, directory, files):
-        """Write ``{name: text}`` into ``directory`` (made 0700, its parent too), each
-        0600, atomically."""
-        self.make_private_dir(os.path.dirname(directory))
-        self.make_private_dir(directory)
-        wgf_files.write_many({os.path.join(directory, n): t for n, t in files.items()})
-
-    def remove_records(self, directory):
-        """Remove ``directory`` and what it holds (the recorded files hold the key)."""
-        shutil.rmtree(directory, ignore_errors=True)
+    # ------------------------------------------------------- boot units and scripts
 
     def install_unit(self, path, text, unit):
         """Write the unit file ``path`` (0644), reload systemd and enable ``unit``."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=os.path.dirname(path), prefix=".wgf-unit-", delete=False
-        ) as handle:
-            handle.write(text)
-        os.chmod(handle.name, 0o644)
-        os.replace(handle.name, path)
+        self._write_system_file(path, text, 0o644, ".wgf-unit-")
         self.run(["systemctl", "daemon-reload"])
         self.run(["systemctl", "enable", unit])
 
@@ -570,13 +473,7 @@ class Host:
     def install_init_script(self, path, text, service, runlevel="boot"):
         """OpenRC: write the init script ``path`` (0755) and add ``service`` to
         ``runlevel``."""
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            "w", dir=os.path.dirname(path), prefix=".wgf-init-", delete=False
-        ) as handle:
-            handle.write(text)
-        os.chmod(handle.name, 0o755)
-        os.replace(handle.name, path)
+        self._write_system_file(path, text, 0o755, ".wgf-init-")
         self.run(["rc-update", "add", service, runlevel])
 
     def remove_init_script(self, path, service, runlevel="boot"):
