@@ -117,6 +117,10 @@ def _kill_waiter(pid):
             os.killpg(pid, signal.SIGKILL)
 
 
+#: How often ``systemd-run`` is tried when it refuses a unit name still in use.
+ARM_TRIES = 4
+
+
 class Host(wgf_host_files.Files):
     """The minion, as the formula's loader code sees it: built from ``__salt__``."""
 
@@ -386,7 +390,16 @@ class Host(wgf_host_files.Files):
         OpenRC a detached process in a session and cgroup of its own, its id recorded
         for the disarm (``wgf_confirm_undo.waiter_argv``)."""
         if self.has_systemd():
-            self.run(wgf_confirm_undo.arm_argv(interface, timeout, wgf_confirm.STATE_ROOT))
+            argv = wgf_confirm_undo.arm_argv(interface, timeout, wgf_confirm.STATE_ROOT)
+            for _ in range(ARM_TRIES - 1):
+                if self.run_all(argv)["retcode"] == 0:
+                    return
+                # re-armed (a rollout's hold) right after the disarm: systemd may not have
+                # collected the stopped transient units yet, and refuses the name
+                units = [wgf_confirm.timer_unit(interface), wgf_confirm.service_unit(interface)]
+                self.run_all(["systemctl", "reset-failed", *units])
+                time.sleep(0.5)
+            self.run(argv)
             return
         _spawn_waiter(
             wgf_confirm_undo.waiter_argv(interface, timeout, wgf_confirm.STATE_ROOT),

@@ -123,3 +123,20 @@ def test_only_the_devices_of_this_namespace_are_live_interfaces():
     with open("/proc/net/dev") as handle:
         present = sorted(line.split(":")[0].strip() for line in handle.readlines()[2:])
     assert wgf_host.in_this_namespace([*present, "wgf-elsewhere0"]) == present
+
+
+def test_a_transient_unit_name_still_in_use_is_tried_again(monkeypatch):
+    """A rollout's hold re-arms right after the disarm: systemd may refuse the name
+    until it has collected the stopped units; the arm resets them and tries again."""
+    calls, answers = [], [1, 0, 0]
+
+    def run_all(argv, **_):
+        calls.append(argv[0] if argv[0] != "systemctl" else " ".join(argv[:2]))
+        code = answers.pop(0) if argv[0] == "systemd-run" else 0
+        return {"retcode": code, "stdout": "", "stderr": "Unit already exists"}
+
+    host = wgf_host.Host({"cmd.run_all": run_all})
+    monkeypatch.setattr(wgf_host.Host, "has_systemd", lambda self: True)
+    monkeypatch.setattr(wgf_host.time, "sleep", lambda seconds: None)
+    host.arm_undo("wg0", 30)
+    assert calls == ["systemd-run", "systemctl reset-failed", "systemd-run"]
