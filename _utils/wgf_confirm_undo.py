@@ -53,7 +53,9 @@ def arm_argv(interface, timeout, root=wgf_confirm.STATE_ROOT, systemd_run=wgf_co
 #: (OpenRC's ``rc_cgroup_cleanup`` kills what a stopped service leaves behind: cgroup v2
 #: at /sys/fs/cgroup or, hybrid, /sys/fs/cgroup/unified; v1's own hierarchy), then
 #: waits and runs the undo in its place.
-WAITER_SCRIPT = """\
+#: A waiter's first lines (its ``$0`` names the cgroup it moves into): out of the cgroup
+#: of the service that started it. Client expiry's waiter (``wgf_expiry``) starts so too.
+LEAVE_CGROUP = """\
 for root in /sys/fs/cgroup/unified /sys/fs/cgroup; do
     if [ -e "$root/cgroup.controllers" ]; then
         { mkdir -p "$root/$0" && echo $$ > "$root/$0/cgroup.procs"; } 2>/dev/null
@@ -63,9 +65,8 @@ done
 if [ -e /sys/fs/cgroup/openrc/cgroup.procs ]; then
     echo $$ 2>/dev/null > /sys/fs/cgroup/openrc/cgroup.procs
 fi
-sleep "$1"
-exec /bin/sh "$2" timer
 """
+WAITER_SCRIPT = LEAVE_CGROUP + 'sleep "$1"\nexec /bin/sh "$2" timer\n'
 
 
 def waiter_argv(interface, timeout, root=wgf_confirm.STATE_ROOT):

@@ -17,6 +17,7 @@ import shlex
 
 import wgf_addr
 import wgf_clients
+import wgf_confirm_undo
 import wgf_files
 
 #: Root-only (0700) state, one directory per interface.
@@ -139,16 +140,9 @@ def is_armed_argv(interface):
 #: OpenRC's waiter: ``$0`` its name, ``$1`` the script, then the instants (epochs). It
 #: leaves salt-minion's cgroup as the confirm waiter does (``wgf_confirm_undo``), then
 #: sleeps until each instant and runs the script.
-WAITER_SCRIPT = """\
-for root in /sys/fs/cgroup/unified /sys/fs/cgroup; do
-    if [ -e "$root/cgroup.controllers" ]; then
-        { mkdir -p "$root/$0" && echo $$ > "$root/$0/cgroup.procs"; } 2>/dev/null
-        break
-    fi
-done
-if [ -e /sys/fs/cgroup/openrc/cgroup.procs ]; then
-    echo $$ 2>/dev/null > /sys/fs/cgroup/openrc/cgroup.procs
-fi
+WAITER_SCRIPT = (
+    wgf_confirm_undo.LEAVE_CGROUP
+    + """\
 script="$1"
 shift
 for when in "$@"; do
@@ -157,6 +151,7 @@ for when in "$@"; do
     /bin/sh "$script"
 done
 """
+)
 
 
 def waiter_argv(interface, epochs, root=STATE_ROOT):
