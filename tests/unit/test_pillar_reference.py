@@ -9,59 +9,12 @@ path, such as ``## `wireguard:interfaces:<name>:peers:<peer>` ``.
 """
 
 import re
-from pathlib import Path
 
 import pytest
-import yaml
 
-import wgf_confirm
-import wgf_firewall
-import wgf_limits
-import wgf_metrics
-import wgf_networks
-import wgf_schema
-import wgf_verify
+from tests.support.docs import REPO, accepted_paths
 
-REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "pillar.md"
-
-
-def _under(prefix, keys):
-    return {f"{prefix}:{key}" for key in keys}
-
-
-def _lookup_keys():
-    """`lookup` keys: every parameter of defaults.yaml, one level into a mapping
-    (`pkgs:tools`; `pkgs:firewall` is one key whose value maps backends to packages)."""
-    values = yaml.safe_load((REPO / "wireguard/parameters/defaults.yaml").read_text())["values"]
-    keys = set(values)
-    for key, value in values.items():
-        if isinstance(value, dict):
-            keys |= {f"{key}:{sub}" for sub in value}
-    return keys
-
-
-def accepted_paths():
-    """Every pillar path the formula accepts; `*` stands for a name (or a list item)."""
-    iface = "wireguard:interfaces:*"
-    return (
-        _under("wireguard", wgf_schema.TOP_KEYS)
-        | _under("wireguard:lookup", _lookup_keys())
-        | _under("wireguard:lookup:confirm", wgf_confirm.KEYS)
-        | _under("wireguard:lookup:metrics", wgf_metrics.KEYS)
-        | _under(f"{iface}:confirm", wgf_confirm.KEYS)
-        | _under(iface, wgf_schema.INTERFACE_KEYS)
-        | _under(f"{iface}:peers:*", wgf_schema.PEER_KEYS)
-        | _under(f"{iface}:client_defaults", wgf_schema.CLIENT_DEFAULT_KEYS)
-        | _under(f"{iface}:clients:*", wgf_schema.CLIENT_KEYS)
-        | _under(f"{iface}:client_groups:*", wgf_schema.GROUP_KEYS)
-        | _under(f"{iface}:clients:*:limits", wgf_limits.KEYS)
-        | _under(f"{iface}:access", wgf_firewall.ACCESS_KEYS)
-        | _under(f"{iface}:access:rules:*", wgf_firewall.RULE_KEYS)
-        | _under("wireguard:networks:*", wgf_networks.NETWORK_KEYS)
-        | _under("wireguard:networks:*:nodes:*", wgf_networks.NODE_KEYS)
-        | _under("wireguard:expect:*", wgf_verify.KEYS)
-    )
 
 
 def _normal(path):

@@ -2,20 +2,12 @@
 docs/reference.md is made from them, and no other page repeats or invents a function."""
 
 import ast
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-spec = importlib.util.spec_from_file_location("make_reference", REPO / "docs" / "make_reference.py")
-make_reference = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(make_reference)
+from tests.support.docs import PAGES, REPO, make_reference
 
-PAGES = sorted(
-    [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "examples").rglob("*.md")]
-)
 #: ``wireguard.<word>`` that are file names, not functions.
 FILE_SUFFIXES = {"conf", "py", "svg", "dot", "sls", "config_dir", "prom", "yml"}
 
