@@ -23,6 +23,8 @@ import wgf_firewall
 import wgf_iproute
 import wgf_keys
 import wgf_layout
+import wgf_modules
+import wgf_networks
 import wgf_pipeline
 import wgf_reload
 
@@ -268,6 +270,32 @@ def public_keys(config_dir=None):
             if iface["public_key"]:
                 keys.setdefault(name, iface["public_key"])
     return keys
+
+
+def orchestration_facts(hash_type=wgf_modules.HASH_TYPE):
+    """
+    Return what ``salt-run wireguard.prepare`` decides from: ``modules``, the digest of
+    the formula's modules this minion runs (its synced ``wireguard*``/``wgf_*`` files,
+    hashed with ``hash_type``, as the master's file server hashes them);
+    ``interfaces``, the interfaces its pillar (compiled now) gives it; ``public_keys``,
+    as ``wireguard.public_keys``. No private key is returned.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard.orchestration_facts
+    """
+    try:
+        hashes = wgf_modules.local_hashes(__opts__["extension_modules"], hash_type)
+    except ValueError as exc:
+        raise SaltInvocationError(f"hash_type: {exc}") from exc
+    pillar = __salt__["pillar.items"]()
+    return {
+        "modules": wgf_modules.digest(hashes),
+        "interfaces": wgf_modules.interfaces(pillar, __opts__["id"], wgf_networks.member_networks),
+        "public_keys": public_keys(),
+    }
 
 
 def config_peers(interface, config_dir=None):

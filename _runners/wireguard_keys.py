@@ -17,11 +17,13 @@ import logging
 
 import salt.cache
 import salt.client
+import salt.fileserver
 import salt.pillar
 import salt.utils.minions
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_modules
 import wgf_psk
 import wgf_reload
 import wgf_rotate
@@ -404,3 +406,88 @@ def rotate_keys(tgt, interface=None, tgt_type="glob", timeout=None):
         "switched": sorted(switched),
         "retcode": 1 if failed else 0,
     }
+
+
+def _master_digest(saltenv):
+    """The digest of the formula's modules the master serves (``salt://_modules/...``),
+    and the hash type its file server uses."""
+    fileserver = salt.fileserver.Fileserver(__opts__)
+    hashes, hash_type = {}, wgf_modules.HASH_TYPE
+    for path in fileserver.file_list({"saltenv": saltenv}):
+        name = wgf_modules.formula_file(path)
+        if name is not None:
+            found = fileserver.file_hash({"path": path, "saltenv": saltenv}) or {}
+            hashes[name] = found.get("hsum")
+            hash_type = found.get("hash_type") or hash_type
+    return wgf_modules.digest(hashes), hash_type
+
+
+def _facts(minions, hash_type, timeout):
+    answers, _ = _each(minions, "wireguard.orchestration_facts", [hash_type], timeout)
+    return {minion: answers.get(minion) for minion in minions}
+
+
+def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base", timeout=None):
+    """
+    Bring the targeted minions to where the formula can be applied, doing only what is
+    missing (the orchestration ``wireguard.orchestrate`` runs it): sync the modules of a
+    minion whose copy of the formula's modules differs from what the master serves;
+    make the keys (``state.sls <sls>``) of a minion whose pillar has an interface
+    without one; ``mine.update`` a minion whose public keys the mine does not hold as
+    they are. A minion where all of it holds gets one small job, no sync and no state
+    run. Fails (non-zero exit) naming each minion where a step failed.
+
+    tgt, tgt_type
+        The minions (default: all).
+    sls
+        The keys' SLS (default ``wireguard.config.key``).
+    saltenv
+        Where the master serves the formula's modules from (default ``base``).
+    timeout
+        Seconds to wait for the minions' answers (default: the master's ``timeout``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run wireguard.prepare
+        salt-run wireguard.prepare tgt='G@role:vpn' tgt_type=compound
+    """
+    tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
+    sls = wgf_rotate.checked_name(sls, "sls")
+    saltenv = wgf_rotate.checked_name(saltenv, "saltenv")
+    timeout = wgf_rotate.checked_timeout(timeout)
+    targeted = _targets(tgt, tgt_type)
+    digest, hash_type = _master_digest(saltenv)
+    todo = wgf_modules.plan(digest, _facts(targeted, hash_type, timeout), _published(targeted))
+    done, failed = {"synced": [], "keyed": [], "published": []}, {}
+    if todo["sync"]:
+        synced, failed_sync = _each(todo["sync"], "saltutil.sync_all", [], timeout)
+        failed.update(dict.fromkeys(failed_sync, "saltutil.sync_all"))
+        done["synced"] = sorted(synced)
+        # a minion synced from another saltenv may still differ: it is not synced again
+        again = wgf_modules.plan(
+            digest,
+            _facts(done["synced"], hash_type, timeout),
+            _published(done["synced"]),
+            synced=True,
+        )
+        failed.update(dict.fromkeys(again["sync"], "wireguard.orchestration_facts"))
+        todo["keys"] += again["keys"]
+        todo["publish"] += again["publish"]
+    if todo["keys"]:
+        keyed, failed_keys = _each(todo["keys"], "state.sls", [sls], timeout)
+        failed.update(dict.fromkeys(failed_keys, f"state.sls {sls}"))
+        done["keyed"] = sorted(keyed)
+        todo["publish"] += done["keyed"]
+    if todo["publish"]:
+        published, failed_mine = _each(todo["publish"], "mine.update", [], timeout)
+        failed.update(dict.fromkeys(failed_mine, "mine.update"))
+        done["published"] = sorted(published)
+    if failed:
+        raise CommandExecutionError(
+            "wireguard.prepare failed on "
+            + ", ".join(f"{minion} ({step})" for minion, step in sorted(failed.items()))
+        )
+    done["current"] = sorted(set(targeted) - {m for step in done.values() for m in step})
+    return done

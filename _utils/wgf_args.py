@@ -155,6 +155,7 @@ RULES = {
     "name": _as_given,
     # wireguard.verify_probe: a list, or a mapping of minion id to a list (wgf_verify_report)
     "probes": _as_given,
+    "hash_type": _as_given,  # wgf_modules.local_hashes checks it
 }
 
 

@@ -4,14 +4,15 @@
 #   salt-run state.orch wireguard.orchestrate
 #   salt-run state.orch wireguard.orchestrate \
 #     pillar='{"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}}'
-# 1. sync the formula's modules to the targeted minions, and make the missing
-#    preshared keys of networks with preshared_keys: true on the master
-#    (salt-run wireguard.ensure_psks: from the pillar the master compiles itself;
-#    the ext_pillar never makes a key);
-# 2. make every private key on its minion (wireguard.config.key);
-# 3. publish the public keys (mine.update; the minions' mine_functions must
-#    name wireguard.public_keys, see pillar.example);
-# 4. apply the whole formula, every peer's key now in the mine.
+# 1. make the missing preshared keys of networks with preshared_keys: true on
+#    the master (salt-run wireguard.ensure_psks: from the pillar the master
+#    compiles itself; the ext_pillar never makes a key);
+# 2. prepare each minion, doing only what is missing (salt-run wireguard.prepare):
+#    sync the formula's modules where they differ from the master's, make every
+#    private key on its minion (wireguard.config.key) where one is missing, and
+#    publish the public keys (mine.update; the minions' mine_functions must name
+#    wireguard.public_keys, see pillar.example) where the mine lacks them;
+# 3. apply the whole formula, every peer's key now in the mine.
 # Private keys never leave their minion: only public keys travel, in the mine.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -19,34 +20,18 @@
 {%- set target = {'tgt': orchestrate.get('tgt', '*'),
                   'tgt_type': orchestrate.get('tgt_type', 'glob')} %}
 
-wireguard-orchestrate-salt-function-saltutil.sync_all:
-  salt.function:
-    - name: saltutil.sync_all
-    - tgt: {{ target.tgt | json }}
-    - tgt_type: {{ target.tgt_type | json }}
-
 wireguard-orchestrate-salt-runner-wireguard.ensure_psks:
   salt.runner:
     - name: wireguard.ensure_psks
     - tgt: {{ target.tgt | json }}
     - tgt_type: {{ target.tgt_type | json }}
 
-wireguard-orchestrate-salt-state-keys:
-  salt.state:
+wireguard-orchestrate-salt-runner-wireguard.prepare:
+  salt.runner:
+    - name: wireguard.prepare
     - tgt: {{ target.tgt | json }}
     - tgt_type: {{ target.tgt_type | json }}
     - sls: {{ (tplroot ~ '.config.key') | json }}
-    - require:
-      - salt: wireguard-orchestrate-salt-function-saltutil.sync_all
-      - salt: wireguard-orchestrate-salt-runner-wireguard.ensure_psks
-
-wireguard-orchestrate-salt-function-mine.update:
-  salt.function:
-    - name: mine.update
-    - tgt: {{ target.tgt | json }}
-    - tgt_type: {{ target.tgt_type | json }}
-    - require:
-      - salt: wireguard-orchestrate-salt-state-keys
 
 wireguard-orchestrate-salt-state-apply:
   salt.state:
@@ -54,4 +39,5 @@ wireguard-orchestrate-salt-state-apply:
     - tgt_type: {{ target.tgt_type | json }}
     - sls: {{ tplroot | json }}
     - require:
-      - salt: wireguard-orchestrate-salt-function-mine.update
+      - salt: wireguard-orchestrate-salt-runner-wireguard.ensure_psks
+      - salt: wireguard-orchestrate-salt-runner-wireguard.prepare

@@ -141,6 +141,8 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
         # reachability (issue 22): the facts, and no probe (none to run writes nothing)
         "verify_facts": [],
         "verify_probe": ["probes=[]"],
+        # what salt-run wireguard.prepare decides from (issue 24)
+        "orchestration_facts": [],
     }
     listed = json.loads(minion.call("sys.list_functions", "wireguard").stdout)["local"]
     assert sorted(f"wireguard.{name}" for name in calls) == sorted(listed), (
@@ -256,6 +258,10 @@ def test_a_table_the_minion_does_not_define_is_refused_before_anything_is_writte
         (["wireguard.client_config", "wg" + "0" * 300, "phone"], "interface: got 302 characters"),
         (["wireguard.apply_peers", "wg0", "peers=5"], "peers: expected a list, got int"),
         (["wireguard.public_keys", "config_dir=5"], "config_dir: expected a directory path"),
+        (
+            ["wireguard.orchestration_facts", "hash_type=crc"],
+            "hash_type: expected the name of a hash",
+        ),
         (["wireguard.check", "config_dir=[x]"], "config_dir: expected a directory path"),
         (["wireguard.check", "sample=1" + "0" * 400], "sample is a number of seconds from 0"),
         (

@@ -6,7 +6,6 @@ fixture of tests/unit/conftest.py). Nothing is applied: `state.show_sls` only co
 """
 
 import base64
-import itertools
 import json
 
 import pytest
@@ -327,8 +326,8 @@ def test_config_key_alone_makes_only_keys(renderer):
 
 
 def test_orchestrate(renderer):
-    """sync and the missing preshared keys (master side), keys, mine.update, apply: in
-    this order, on the target pillar gives."""
+    """the missing preshared keys (master side), then each minion prepared (sync, keys
+    and mine only where missing), then the apply after both, on the target pillar gives."""
     answer = renderer.render(
         "debian-12",
         {},
@@ -338,28 +337,15 @@ def test_orchestrate(renderer):
     )
     got = states(answer, "wireguard.orchestrate")
     steps = sorted(got.values(), key=lambda s: arg(s, "order"))
-    assert [fun(s) for s in steps] == [
-        "salt.function",
-        "salt.runner",
-        "salt.state",
-        "salt.function",
-        "salt.state",
-    ]
-    assert [arg(s, "name") for s in steps[0:2] + steps[3:4]] == [
-        "saltutil.sync_all",
-        "wireguard.ensure_psks",
-        "mine.update",
-    ]
-    assert [arg(s, "sls") for s in steps[2::2]] == ["wireguard.config.key", "wireguard"]
+    assert [fun(s) for s in steps] == ["salt.runner", "salt.runner", "salt.state"]
+    assert [arg(s, "name") for s in steps[0:2]] == ["wireguard.ensure_psks", "wireguard.prepare"]
+    assert arg(steps[1], "sls") == "wireguard.config.key"
+    assert arg(steps[2], "sls") == "wireguard"
     for step in steps:
         assert arg(step, "tgt") == "G@role:vpn"
         assert arg(step, "tgt_type") == "compound"
     ids = {id(s): i for i, s in got.items()}
-    keys_needs = {r["salt"] for r in arg(steps[2], "require")}
-    assert keys_needs == {ids[id(steps[0])], ids[id(steps[1])]}
-    for before, after in itertools.pairwise(steps[2:]):
-        (required,) = arg(after, "require")
-        assert required["salt"] == ids[id(before)]
+    assert {r["salt"] for r in arg(steps[2], "require")} == {ids[id(s)] for s in steps[0:2]}
     default = states(
         renderer.render("debian-12", {}, sls=("wireguard.orchestrate",), interfaces=False),
         "wireguard.orchestrate",

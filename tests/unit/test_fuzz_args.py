@@ -368,6 +368,7 @@ FUNCTIONS = [
     "wireguard.key_digest",
     "wireguard.link_states",
     "wireguard.metrics",
+    "wireguard.orchestration_facts",
     "wireguard.pillar_interfaces",
     "wireguard.pillar_settings",
     "wireguard.public_keys",

@@ -449,6 +449,7 @@ RUNNER_CALLS = {
     "rotate_keys": ("tgt", "interface", "tgt_type", "timeout"),
     "rotate_psks": ("network", "tgt", "tgt_type", "timeout"),
     "ensure_psks": ("network", "tgt", "tgt_type"),
+    "prepare": ("tgt", "tgt_type", "sls", "saltenv", "timeout"),
     "rollout": ("tgt", "tgt_type", "batch", "canary", "hold", "timeout"),
 }
 
@@ -469,6 +470,8 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
     monkeypatch_module.setattr(runner, "_master_networks", lambda *_, **__: ({}, {}))
     monkeypatch_module.setattr(runner, "_targets", lambda t, _: ["a"])
     monkeypatch_module.setattr(runner, "_job", lambda *_, **__: {})
+    monkeypatch_module.setattr(runner, "_master_digest", lambda _: (None, "sha256"))
+    monkeypatch_module.setattr(runner, "_each", lambda *_: ({}, []))
     monkeypatch_module.setattr(
         runner.salt.utils.minions,
         "CkMinions",

@@ -261,6 +261,7 @@ def test_salt_run_finds_the_runner(salt_env):
         "graph",
         "rotate_psks",
         "ensure_psks",
+        "prepare",
         "rotate_keys",
         "rollout",
         "alert_rules",

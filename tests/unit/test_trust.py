@@ -94,6 +94,7 @@ RUNNER_FUNCTIONS = (
     "graph",
     "rotate_psks",
     "ensure_psks",
+    "prepare",
     "rotate_keys",
     "rollout",
     "alert_rules",
