@@ -290,7 +290,7 @@ def orchestration_facts(hash_type=wgf_modules.HASH_TYPE):
         hashes = wgf_modules.local_hashes(__opts__["extension_modules"], hash_type)
     except ValueError as exc:
         raise SaltInvocationError(f"hash_type: {exc}") from exc
-    pillar = __salt__["pillar.items"]()
+    pillar = __salt__["pillar.items"](unmask=True)  # fresh; 3008 masks values otherwise
     return {
         "modules": wgf_modules.digest(hashes),
         "interfaces": wgf_modules.interfaces(pillar, __opts__["id"], wgf_networks.member_networks),

@@ -62,6 +62,21 @@ def test_fresh_mesh_converges_with_one_command_and_every_pair_pings(mine_mesh):
     assert pings_all(hosts, nodes) == []
 
 
+def test_a_converged_mesh_is_prepared_with_nothing_to_do_but_a_stale_copy_is_synced(mine_mesh):
+    """Issue 24: after the orchestration, `salt-run wireguard.prepare` finds every node
+    current (no sync, no key state, no mine update); a node whose synced copy of the
+    formula's modules lost a file is synced again, alone."""
+    lab, _, hosts, nodes = mine_mesh
+    ret = lab.master.salt_run("wireguard.prepare", timeout=120)
+    assert ret == {"synced": [], "keyed": [], "published": [], "current": sorted(nodes)}, ret
+    synced = "/var/cache/salt/minion/extmods/utils/wgf_modules.py"
+    hosts["node2"].run(["rm", synced])
+    ret = lab.master.salt_run("wireguard.prepare", timeout=120)
+    assert ret["synced"] == ["node2"], ret
+    assert ret["current"] == sorted(set(nodes) - {"node2"}), ret
+    assert hosts["node2"].file_exists(synced)
+
+
 def test_a_network_with_hosts_names_every_node_on_every_node(mine_mesh):
     """Issue 22 part 3, one declaration for the whole network: `hosts` on the network
     names every node at its tunnel address in the /etc/hosts of every node."""

@@ -160,6 +160,19 @@ def test_every_public_function_keeps_every_key_out_of_its_output(minion, keys):
         assert key not in everything, f"the {what} key leaked"
 
 
+def test_orchestration_facts_name_the_interfaces_of_the_pillar_and_their_keys(minion, keys):
+    """``salt-call wireguard.orchestration_facts``: the interfaces the pillar gives (read
+    unmasked: Salt 3008 masks pillar.items' values), their public keys, no private
+    one; no synced copy of the modules here (they load from the checkout)."""
+    secrets, _ = keys
+    proc = minion.call("wireguard.orchestration_facts")
+    facts = json.loads(proc.stdout)["local"]
+    assert facts["interfaces"] == sorted([PILLAR_IF, GENERATED_IF]), proc.stdout
+    assert facts["public_keys"][PILLAR_IF] == wgf_keys.pubkey(secrets["pillar"])
+    assert facts["modules"] is None
+    assert secrets["pillar"] not in proc.stdout + proc.stderr
+
+
 def test_metrics_prints_the_peers_by_their_pillar_names_for_promtool(minion, keys):
     """``salt-call wireguard.metrics``: the exposition as text, peers by pillar's names
     (the client too), the file it writes the same; promtool accepts it."""
