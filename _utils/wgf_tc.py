@@ -87,11 +87,11 @@ def ifb_name(interface):
     return "ifb-" + hashlib.sha256(interface.encode()).hexdigest()[: _IFNAMSIZ - 4]
 
 
-def script_path(interface, root=STATE_ROOT):
-    return f"{root}/{interface}.sh"
+def script_path(interface, root=None):
+    return f"{root or STATE_ROOT}/{interface}.sh"
 
 
-def hook_lines(interface, root=STATE_ROOT):
+def hook_lines(interface, root=None):
     """``{hook: command}`` the interface's config carries while it has rated clients:
     the script applies the rates at up and removes the IFB at down; a missing script
     (not written yet, or removed) is skipped."""
@@ -102,12 +102,11 @@ def hook_lines(interface, root=STATE_ROOT):
     }
 
 
-def is_hook(command, root=STATE_ROOT):
+def is_hook(command, root=None):
     """Whether ``command`` (a hook line's value) is one of ``hook_lines``: these are
     applied live, and their coming or going needs no restart."""
-    return bool(
-        re.fullmatch(rf"test ! -f {re.escape(root)}/\S+\.sh \|\| sh \S+ (up|down)", command)
-    )
+    path = re.escape(root or STATE_ROOT) + r"/[^/\s]+\.sh"
+    return bool(re.fullmatch(rf"test ! -f ({path}) \|\| sh \1 (up|down)", command))
 
 
 def _rate(bits):
