@@ -17,8 +17,8 @@ import pytest
 
 from tests.e2e.auditing import audit
 from tests.e2e.events import Events
-from tests.functional.test_rates import RECEIVER, SENDER
 from tests.lab.host import parse_ping
+from tests.support.transfer import RECEIVER, SENDER
 
 HUB = "198.18.13.1"
 EXPORT = "/root/wg-clients"

@@ -16,40 +16,13 @@ import wgf_keys
 import wgf_tc
 from tests.support.minion import SaltCall
 from tests.support.netns import Netns
+from tests.support.transfer import RECEIVER, SENDER
 
 IF = f"wgrt{uuid.uuid4().hex[:6]}"  # wireguard-go's sockets are shared by all namespaces
 PEER_IF = f"{IF}c"
 SERVER, CLIENT = "10.71.0.1", "10.71.0.2"
 SIZE = 1_000_000  # 1 MB
 RATE = 2_000_000  # 2 mbit/s: 250,000 bytes/s
-
-RECEIVER = """
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((sys.argv[1], int(sys.argv[2])))
-server.listen(1)
-print("ready", flush=True)
-conn, _ = server.accept()
-got = 0
-while True:
-    data = conn.recv(65536)
-    if not data:
-        break
-    got += len(data)
-conn.sendall(str(got).encode())
-conn.close()
-"""
-
-SENDER = """
-import socket, sys, time
-start = time.monotonic()
-conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-conn.sendall(b"x" * int(sys.argv[3]))
-conn.shutdown(socket.SHUT_WR)
-got = int(conn.recv(64).decode())
-print(got, time.monotonic() - start)
-"""
 
 
 class Tunnel:
