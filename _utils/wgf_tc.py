@@ -224,7 +224,8 @@ def live_matches(live, wanted):
 def script(interface, wanted):
     """The interface's rates script (``sh SCRIPT up|down``): at up, a fresh IFB and the
     whole shaping of ``wanted``; at down, the IFB goes (the device's own qdiscs go with
-    it). Its comment lines name each class (``rates_of`` reads them back)."""
+    it). Its comment lines name each class (``rates_of`` reads them back). A failure is
+    printed, never returned: wg-quick would take the interface down."""
     ifb = ifb_name(interface)
     argv, lines, _ = batch(interface, wanted)
     head = [
@@ -236,16 +237,22 @@ def script(interface, wanted):
         f"# client {c['client']} rate {c['rate']} burst {c['burst']} class 1:{c['minor']:x}"
         for c in wanted
     ]
+    # a failure must not stop wg-quick (the tunnel would not come up): it says so, and
+    # the next apply finds the shaping missing and puts it back
     body = [
         f'if [ "$1" = down ]; then ip link del {ifb} 2>/dev/null; exit 0; fi',
-        "set -e",
-        f"ip link del {ifb} 2>/dev/null || true",
-        f"tc qdisc del dev {interface} root 2>/dev/null || true",
-        f"tc qdisc del dev {interface} ingress 2>/dev/null || true",
-        *[" ".join(a) for a in argv],
+        f"ip link del {ifb} 2>/dev/null",
+        f"tc qdisc del dev {interface} root 2>/dev/null",
+        f"tc qdisc del dev {interface} ingress 2>/dev/null",
+        "if ! {",
+        *[" ".join(a) + " &&" for a in argv],
         "tc -batch - <<'EOF'",
         *lines,
         "EOF",
+        "}; then",
+        f'    echo "wireguard formula: the client rates of {interface} are not applied" >&2',
+        "fi",
+        "exit 0",
     ]
     return "\n".join(head + body) + "\n"
 

@@ -203,7 +203,7 @@ def test_the_script_rebuilds_everything_at_up_and_removes_the_ifb_at_down():
     assert script.startswith("#!/bin/sh\n")
     assert "# client guest rate 2000000 burst 15000 class 1:11\n" in script
     assert 'if [ "$1" = down ]; then ip link del wg0-ifb 2>/dev/null; exit 0; fi\n' in script
-    assert "tc qdisc del dev wg0 root 2>/dev/null || true\n" in script
+    assert "tc qdisc del dev wg0 root 2>/dev/null\n" in script and script.endswith("exit 0\n")
     _, lines, _ = wgf_tc.batch("wg0", wgf_tc.classes(iface))
     assert "tc -batch - <<'EOF'\n" + "\n".join(lines) + "\nEOF\n" in script
     assert wgf_tc.rates_of(script) == {
@@ -392,3 +392,28 @@ def test_tc_takes_the_script_and_the_live_changes(scratch, tmp_path):
     ns.run(["sh", str(script), "up"])
     ns.run(["sh", str(script), "down"])
     assert ns.ifindex(ifb) is None
+
+
+def test_a_failing_script_says_so_and_lets_wg_quick_go_on(scratch, tmp_path):
+    ns, _, _ = scratch
+    wanted = wgf_tc.classes(server(client_groups={}, clients={"a": {"limits": {"rate": "1mbit"}}}))
+    script = tmp_path / "rates.sh"
+    script.write_text(wgf_tc.script("nosuchdev", wanted))  # no such device to shape
+    done = ns.run(["sh", str(script), "up"], check=False)
+    assert done.returncode == 0
+    assert "wireguard formula: the client rates of nosuchdev are not applied" in done.stderr
+
+
+def test_clean_takes_the_rates_script_of_each_interface_it_cleans(tmp_path, monkeypatch):
+    monkeypatch.setattr(wgf_tc, "STATE_ROOT", str(tmp_path / "rates"))
+    config = tmp_path / "etc"
+    config.mkdir()
+    (config / "wg0.conf").write_text("[Interface]\n")
+    (config / "wg1.conf").write_text("[Interface]\n")
+    (tmp_path / "rates").mkdir()
+    for name in ("wg0", "other"):
+        (tmp_path / "rates" / f"{name}.sh").write_text("#!/bin/sh\n")
+    removed, _ = wgf_layout.clean(str(config))
+    assert str(tmp_path / "rates" / "wg0.sh") in removed
+    assert not (tmp_path / "rates" / "wg0.sh").exists()
+    assert (tmp_path / "rates" / "other.sh").exists()  # not an interface cleaned here
