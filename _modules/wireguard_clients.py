@@ -70,10 +70,11 @@ def clients(interface=None, config_dir=None):
     """
     List the clients of each interface (or of one), no secret: ``status`` (``active``,
     ``disabled``, ``expired``; ``over quota`` once the use of ``limits`` is counted),
-    ``expires`` (UTC, or None), ``group``, ``limits`` (``rate`` in bit/s, ``quota`` in
-    bytes, ``period``; or None), ``use`` (None: not counted yet), ``address``,
-    ``public_key``, ``byo``, ``preshared_key`` (bool), ``allowed_ips``, and from the live
-    peer ``live``, ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
+    ``expires`` (UTC, or None), ``group``, ``limits`` (``rate`` in bit/s, its ``burst``
+    in bytes (what tc lets through at once), ``quota`` in bytes, ``period``; or None),
+    ``use`` (None: not counted yet), ``address``, ``public_key``, ``byo``,
+    ``preshared_key`` (bool), ``allowed_ips``, and from the live peer ``live``,
+    ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
 
     CLI Example:
 

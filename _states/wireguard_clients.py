@@ -3,10 +3,11 @@ The interface's clients (pillar ``clients``): their addresses and keys kept on t
 minion, and their live peers.
 
 A file of the ``wireguard`` state module, by concern (``wireguard.clients``,
-``wireguard.client_peers``, ``wireguard.client_expiry``): Salt loads it under the one
-name with the others. What a client is is ``_utils/wgf_clients.py``, its expiry on time
-``_utils/wgf_expiry.py``; the host adapter (``wgf_host.Host``) writes and removes the
-files and arms the timer.
+``wireguard.client_peers``, ``wireguard.client_expiry``, ``wireguard.client_rates``):
+Salt loads it under the one name with the others. What a client is is
+``_utils/wgf_clients.py``, its expiry on time ``_utils/wgf_expiry.py``, its rate
+``_utils/wgf_tc.py``; the host adapter (``wgf_host.Host``) writes and removes the files,
+arms the timer and runs tc.
 """
 
 import datetime
@@ -24,6 +25,7 @@ import wgf_keys
 import wgf_layout
 import wgf_reload
 import wgf_state
+import wgf_tc
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
 importlib.reload(wgf_reload).refresh()
@@ -253,6 +255,51 @@ def _client_expiry(ret, config_dir):
     host.arm_expiry(interface, wgf_expiry.instants(entries))
     host.write_records(directory, {wgf_expiry.ARMED: wanted})
     ret["comment"] = f"{interface}: expiry timer armed for {', '.join(new)}{said}"
+    return ret
+
+
+def client_rates(name, config_dir=None):
+    """
+    Each active client of the interface whose ``limits`` set a ``rate`` is held to it in
+    both directions by tc on the interface (to the client: HTB classes on the interface;
+    from it: its ingress redirected to the IFB device ``<name>-ifb``, HTB classes there),
+    whatever the firewall backend; everything else is not shaped. Applied live in one
+    ``tc -batch``: no restart, other clients' classes and queues are kept; a client that
+    loses its rate is no longer shaped, and with no rated client left the IFB and the
+    qdiscs go. The interface's rates script
+    (``/var/lib/wireguard-formula/rates/<name>.sh``), which the config's ``PostUp`` runs
+    at every start, is rewritten to match. Run after ``client_peers``.
+
+    name
+        The WireGuard interface.
+    """
+    return wgf_state.guarded(wgf_state.ret(name), _client_rates, config_dir)
+
+
+def _client_rates(ret, config_dir):
+    interface, minion = ret["name"], _minion()
+    host, config_dir = minion.host, minion.config_dir(config_dir)
+    declared = minion.declared(interface, config_dir)
+    wanted = wgf_tc.classes(declared) if declared and not declared["absent"] else []
+    path = wgf_tc.script_path(interface)
+    old = host.read_text(path)
+    text = wgf_tc.script(interface, wanted) if wanted else None
+    up = minion.is_up(interface)
+    live = wgf_tc.parse_live(host.tc_live(interface, wgf_tc.ifb_name(interface))) if up else None
+    if old == text and (live is None or wgf_tc.live_matches(live, wanted)):
+        ret["comment"] = f"The client rates of {interface} are as pillar says"
+        return ret
+    ret["changes"] = wgf_tc.changes(old, wanted) or {"tc": {"old": "drifted", "new": "restored"}}
+    said = f"{len(wanted)} client(s) of {interface} rated" + ("" if up else " (not up)")
+    if minion.test:
+        return minion.pending(ret, f"Would be: {said}")
+    if up:
+        host.tc_apply(*wgf_tc.batch(interface, wanted, live))
+    if text:
+        host.write_records(wgf_tc.STATE_ROOT, {os.path.basename(path): text})
+    elif old is not None:
+        host.remove(path)
+    ret["comment"] = said
     return ret
 
 

@@ -28,8 +28,10 @@ def config_dir_absent(name):
     """
     The config directory ``name`` holds none of the formula's files: ``<if>.conf``,
     ``<if>.key``, ``<if>.key.next``, ``<if>.clients.json`` and ``clients/<if>/`` are
-    removed, anything else stays. The directory goes too when the formula made it
-    (its marker file ``.wireguard-formula`` is there) and it is empty afterwards.
+    removed (with each such interface's client rates script,
+    ``/var/lib/wireguard-formula/rates/<if>.sh``), anything else stays. The directory
+    goes too when the formula made it (its marker file ``.wireguard-formula`` is there)
+    and it is empty afterwards.
     """
     ret = wgf_state.ret(name)
     try:

@@ -19,6 +19,7 @@ from salt.exceptions import SaltInvocationError
 import wgf_files
 import wgf_keys
 import wgf_layout
+import wgf_tc
 from wgf_addr import shown
 
 try:
@@ -433,6 +434,11 @@ def qr_suffix(kind):
     return kind if kind in QR_IMAGES else f"{kind}.txt"
 
 
+def _burst(client):
+    """The burst in bytes tc allows the client's rate (``wgf_tc``), or None: no rate."""
+    return wgf_tc.burst(client["limits"]["rate"]) if client["limits"].get("rate") else None
+
+
 def listing(iface, live, now, use=None):
     """Each client of ``iface`` with its live peer (``wgf_dump`` shape, or None): no secret.
 
@@ -451,7 +457,7 @@ def listing(iface, live, now, use=None):
             "status": status(client, now, counted),
             "expires": client["expires"],
             "group": client["group"],
-            "limits": client["limits"],
+            "limits": client["limits"] and {**client["limits"], "burst": _burst(client)},
             "use": counted,
             "address": client["address"],
             "public_key": client["public_key"],

@@ -15,6 +15,7 @@ import wgf_addr
 import wgf_firewall
 import wgf_keys
 import wgf_options
+import wgf_tc
 
 MASK = wgf_addr.HIDDEN
 HEADER = "# Managed by Salt (wireguard formula): local changes are overwritten."
@@ -116,10 +117,13 @@ def render(iface, private_key=MASK, psks=None):
         if iface["masquerade"] and iface.get("firewall", "none") == "none"
         else ([], [])
     )
+    # Client rates (wgf_tc): one fixed line each way while a client is rated; the
+    # script it runs is rewritten live, so a change of rates leaves this file alone.
+    rates = wgf_tc.hook_lines(iface["name"]) if wgf_tc.rated_clients(iface) else {}
     hooks = {
         "PreUp": iface["pre_up"],
-        "PostUp": iface["post_up"] + nat_up,
-        "PreDown": iface["pre_down"],
+        "PostUp": iface["post_up"] + nat_up + [rates[k] for k in ("PostUp",) if rates],
+        "PreDown": [rates[k] for k in ("PreDown",) if rates] + iface["pre_down"],
         "PostDown": iface["post_down"] + nat_down,
     }
     for key, commands in hooks.items():

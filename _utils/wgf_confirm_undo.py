@@ -217,7 +217,7 @@ def _iptables_lines(version, ours):
     """The undo's iptables steps of IP ``version`` (4: iptables, 6: ip6tables) for the
     state ``ours`` (``wgf_firewall.iptables_ours`` lines) recorded at arm time: load the
     record (every formula chain declared, the recorded ones filled), then per chain of
-    ``wgf_firewall.iptables_chains`` (the output chain of client rates too): a recorded
+    ``wgf_firewall.iptables_chains`` (the output chain of clients' limits too): a recorded
     jump exists exactly once, one not recorded not at all, a chain not recorded is
     removed. Idempotent. The names come from there only, never from the record."""
     tool = _IPTABLES_TOOLS[version]

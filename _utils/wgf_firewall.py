@@ -15,9 +15,9 @@ The chains (the same in both backends):
   to another peer), and the accepts ``masquerade`` needs;
 - postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``;
 - output (``chain output`` / ``WIREGUARD-OUTPUT``, hook output), only while a client's
-  ``limits`` set a ``rate``: what the minion itself sends to that client.
+  ``limits`` rule (``wgf_shaping``) needs it: what the minion itself sends to a client.
 
-Clients' rates (``wgf_shaping``) come first in input, forward and output.
+Clients' rates are not here: tc shapes them on the interface (``wgf_tc``).
 
 ``access`` is checked on every packet of the direction that opened a connection, so a
 rule change takes effect at once on flows it now denies, and flows it still allows
@@ -213,12 +213,7 @@ def needs_table(iface):
         iface["firewall"] != "none"
         and iface["enabled"]
         and not iface["absent"]
-        and bool(
-            iface["masquerade"]
-            or iface["open_port"]
-            or iface["access"]
-            or wgf_shaping.needs_table(iface)
-        )
+        and bool(iface["masquerade"] or iface["open_port"] or iface["access"])
     )
 
 
@@ -341,10 +336,6 @@ def nft_table(interfaces):
         if not needs_table(iface):
             continue
         name = iface["name"]
-        # client rates first: no accept below lets a packet over its rate past
-        objects += wgf_shaping.nft_objects(iface)
-        for chain, rules in wgf_shaping.nft_rules(iface).items():
-            chains[chain] += rules
         if iface["open_port"]:
             chains["input"] += _nft_open_port(iface)
         if iface["access"]:
@@ -374,7 +365,7 @@ def nft_table(interfaces):
     }
     lines = [f"table inet {TABLE} {{", *[f"\t{line}" for line in objects]]
     for chain, rules in chains.items():
-        if chain == "output" and not rules:  # only client rates use it
+        if chain == "output" and not rules:  # only clients' limits rules use it
             continue
         lines += [f"\tchain {chain} {{", f"\t\t{hooks[chain]}"]
         lines += [f"\t\t{rule}" for rule in rules]
@@ -452,9 +443,6 @@ def iptables_rules(interfaces, version):
         if not needs_table(iface):
             continue
         needed, name = True, iface["name"]
-        # client rates first: no accept below lets a packet over its rate past
-        for chain, limited in wgf_shaping.ipt_rules(iface, version).items():
-            rules[chain] += limited
         if iface["open_port"]:
             rules["WIREGUARD-INPUT"] += _ipt_open_port(iface, version)
         if iface["access"]:
@@ -478,7 +466,7 @@ def iptables_rules(interfaces, version):
         table: {chain: rules[chain] for chain, _ in chains}
         for table, chains in IPTABLES_CHAINS.items()
     }
-    if rules[output]:  # the output chain is there only while a client's rate needs it
+    if rules[output]:  # the output chain is there only while a client's limits need it
         wanted["filter"][output] = rules[output]
     return wanted
 

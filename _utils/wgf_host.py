@@ -256,6 +256,25 @@ class Host(wgf_host_files.Files):
         """``nft -f -``: one transaction."""
         self.run(["nft", "-f", "-"], stdin=script)
 
+    def tc_live(self, interface, ifb):
+        """What tc shows of ``interface`` and of its IFB device (``ifb_*`` only when
+        that exists), for ``wgf_tc.parse_live``."""
+        shown = {k: self.run(["tc", k, "show", "dev", interface]) for k in ("qdisc", "class")}
+        if self.run_all(["ip", "link", "show", "dev", ifb])["retcode"] == 0:
+            for kind in ("qdisc", "class"):
+                shown[f"ifb_{kind}"] = self.run(["tc", kind, "show", "dev", ifb])
+        return shown
+
+    def tc_apply(self, before, lines, after):
+        """The ``ip`` commands ``before``, one ``tc -batch`` of ``lines``, then ``after``
+        (``wgf_tc.batch``)."""
+        for argv in before:
+            self.run(argv)
+        if lines:
+            self.run(["tc", "-batch", "-"], stdin="\n".join(lines) + "\n")
+        for argv in after:
+            self.run(argv)
+
     def _in_scratch_namespace(self, script, text, suffix, *args):
         """Run the shell ``script`` (``$1``: a file holding ``text``, then ``args``) in a
         new, empty network namespace that ends with it: what the kernel makes of a rule

@@ -17,6 +17,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_confirm
 import wgf_metrics
+import wgf_tc
 from wgf_addr import is_interface_name, shown
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
@@ -507,12 +508,18 @@ def formula_entries(directory):
 
 def clean_plan(directory):
     """What clean removes in ``directory``: ``(paths, remove_directory, kept)``, the
-    formula's entries, whether the directory goes too (the formula made it and
-    nothing else is left), and the foreign entries that stay."""
+    formula's entries (and the client rates script of each interface config there),
+    whether the directory goes too (the formula made it and nothing else is left), and
+    the foreign entries that stay."""
     if not os.path.isdir(directory) or os.path.islink(directory):
         return [], False, []
     paths = formula_entries(directory)
     gone = set(paths)
+    # the client rates script (wgf_tc) of each interface whose config goes
+    for path in list(paths):
+        name = os.path.basename(path)
+        if name.endswith(".conf") and os.path.isfile(wgf_tc.script_path(name[:-5])):
+            paths.append(wgf_tc.script_path(name[:-5]))
     kept = []
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         if entry.path in gone or entry.name == MARKER:

@@ -17,6 +17,7 @@ import wgf_addr
 import wgf_conf
 import wgf_iproute
 import wgf_options
+import wgf_tc
 
 #: Hook keys of wg-quick: commands cannot be undone in place.
 HOOKS = ("preup", "postup", "predown", "postdown")
@@ -305,9 +306,9 @@ def _route_list(routes):
 
 
 def _restart_facts(text):
-    """Hooks (less the formula's own route lines), table, default-route setup and the
-    options only a restart applies (``wgf_options``) of a config text, as a restart
-    would apply them."""
+    """Hooks (less the formula's own route and client rate lines), table, default-route
+    setup and the options only a restart applies (``wgf_options``) of a config text, as
+    a restart would apply them."""
     hooks, table, fwmark, allowed = [], "auto", None, []
     at_start = {row.conf.lower(): row.key for row in wgf_options.rows("restart")}
     options = {}
@@ -322,7 +323,9 @@ def _restart_facts(text):
         if not sep:
             continue
         if section == "interface" and key in HOOKS:
-            if not (key == "postup" and wgf_conf.ROUTE_COMMAND.fullmatch(value)):
+            if not (key == "postup" and wgf_conf.ROUTE_COMMAND.fullmatch(value)) and not (
+                wgf_tc.is_hook(value)  # client rates: applied live (wireguard.client_rates)
+            ):
                 hooks.append((key, " ".join(value.split())))
         elif section == "interface" and key == "table":
             table = value or "auto"

@@ -231,7 +231,6 @@ def settings(interfaces, firewall):
                 iface["masquerade"]
                 or iface["open_port"]
                 or iface["access"]
-                or wgf_shaping.needs_table(iface)
                 or _default_route(iface)
                 for iface in present
             ),

@@ -18,9 +18,11 @@ import pytest
 from tests.e2e.auditing import audit
 from tests.e2e.events import Events
 from tests.lab.host import parse_ping
+from tests.support.transfer import RECEIVER, SENDER
 
 HUB = "198.18.13.1"
 EXPORT = "/root/wg-clients"
+MEGABYTE = 1_000_000
 PILLAR = {
     "wireguard": {
         "interfaces": {
@@ -289,3 +291,67 @@ def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_he
     # kept on record: the next apply changes nothing more and the phone stays out
     listed = clients(site)
     assert listed["phone"]["status"] == "expired" and listed["phone"]["public_key"] == phone_key
+
+
+def _move(sender, receiver, address, port):
+    """Seconds to move 1 MB over TCP from ``sender`` to ``address`` on ``receiver``,
+    until the receiver has counted all of it (the same programs as the functional test)."""
+    listening = receiver.popen(["python3", "-c", RECEIVER, address, str(port)])
+    try:
+        assert listening.stdout.readline().strip() == "ready"
+        out = sender.run(
+            ["python3", "-c", SENDER, address, str(port), str(MEGABYTE)], timeout=120
+        ).stdout.split()
+        assert int(out[0]) == MEGABYTE
+        return float(out[1])
+    finally:
+        listening.kill()
+        listening.wait()
+
+
+def test_a_client_limited_to_2mbit_takes_3_5_s_a_megabyte_and_unlimited_is_faster(site):
+    """Issue 23's rate test through the real master: the laptop moves 1 MB to the hub and
+    back unlimited, then limited to 2 mbit/s by the apply (tc on wg0, live: no
+    restart), then again after a restart of wg-quick@wg0; the limit gone, the IFB goes
+    and the megabyte is fast again. All measured in this one run, over the same path."""
+    lab, vpn, laptop = site["lab"], site["vpn"], site["devices"]["laptop"]
+    if not any(device is laptop for device, _ in site["up"]):
+        bring_up(site, "laptop")
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    pillar["wireguard"]["lookup"] = {"firewall": "nftables"}  # limits need a backend
+    site["seen"].append(repr(apply(lab, pillar)))
+    assert laptop.ping_until("10.13.0.1", within=30).received
+    address = clients(site)["laptop"]["address"][0]
+    port = iter(range(5301, 5400))
+
+    def both_ways():
+        return (
+            _move(laptop, vpn, "10.13.0.1", next(port)),
+            _move(vpn, laptop, address, next(port)),
+        )
+
+    free = both_ways()
+    ifindex = vpn.ifindex("wg0")
+    pillar["wireguard"]["interfaces"]["wg0"]["clients"]["laptop"]["limits"] = {"rate": "2mbit"}
+    site["seen"].append(repr(apply(lab, pillar)))
+    assert vpn.ifindex("wg0") == ifindex, "wg0 was restarted"
+    limits = clients(site)["laptop"]["limits"]
+    assert (limits["rate"], limits["burst"]) == (2_000_000, 15_000)
+    limited = both_ways()
+    for slow, fast in zip(limited, free, strict=True):
+        assert slow >= 3.5 and slow >= 5 * fast, (limited, free)
+
+    # a restart: wg-quick makes a new device, its PostUp puts the shaping back
+    vpn.systemctl("restart", "wg-quick@wg0")
+    assert vpn.ifindex("wg0") != ifindex
+    assert laptop.ping_until("10.13.0.1", within=30).received
+    restarted = both_ways()
+    assert min(restarted) >= 3.5, restarted
+
+    del pillar["wireguard"]["interfaces"]["wg0"]["clients"]["laptop"]["limits"]
+    site["seen"].append(repr(apply(lab, pillar)))
+    assert "wg0-ifb" not in vpn.out(["ip", "-o", "link", "show"])
+    again = both_ways()
+    for fast, slow in zip(again, limited, strict=True):
+        assert 5 * fast <= slow, (again, limited)
+    print(f"1 MB up/down: free {free}, 2 mbit/s {limited}, restarted {restarted}, {again}")

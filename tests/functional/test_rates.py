@@ -1,52 +1,28 @@
-"""A client's ``rate`` (issue 23) with real traffic: through the real ``salt-call``, the
-formula's firewall table is loaded in the server's network namespace and holds a
-client, connected over real WireGuard (wireguard-go) from a second namespace, to 2
-mbit/s in both directions; without the limit the same megabyte over the same tunnel
-moves many times faster, measured in the same run; and the table goes with the limit."""
+"""A client's ``rate`` (issue 23) with real traffic: through the real ``salt-call``, tc
+on the server's WireGuard interface (HTB to the client, its ingress redirected to an IFB
+device from it) holds a client, connected over real WireGuard (wireguard-go) from a
+second namespace, to 2 mbit/s in both directions: 1 MB takes at least 3.5 s; without
+the limit the same megabyte over the same tunnel moves many times faster, measured in
+the same run. A change of rate applies live, the shaping goes with the limit, and a
+restart of the interface through wg-quick (its PostUp) brings it back."""
 
 import json
+import pathlib
 import uuid
 
 import pytest
 
 import wgf_keys
-import wgf_shaping
+import wgf_tc
 from tests.support.minion import SaltCall
 from tests.support.netns import Netns
+from tests.support.transfer import RECEIVER, SENDER
 
 IF = f"wgrt{uuid.uuid4().hex[:6]}"  # wireguard-go's sockets are shared by all namespaces
 PEER_IF = f"{IF}c"
 SERVER, CLIENT = "10.71.0.1", "10.71.0.2"
 SIZE = 1_000_000  # 1 MB
 RATE = 2_000_000  # 2 mbit/s: 250,000 bytes/s
-
-RECEIVER = """
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((sys.argv[1], int(sys.argv[2])))
-server.listen(1)
-print("ready", flush=True)
-conn, _ = server.accept()
-got = 0
-while True:
-    data = conn.recv(65536)
-    if not data:
-        break
-    got += len(data)
-conn.sendall(str(got).encode())
-conn.close()
-"""
-
-SENDER = """
-import socket, sys, time
-start = time.monotonic()
-conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-conn.sendall(b"x" * int(sys.argv[3]))
-conn.shutdown(socket.SHUT_WR)
-got = int(conn.recv(64).decode())
-print(got, time.monotonic() - start)
-"""
 
 
 class Tunnel:
@@ -115,6 +91,7 @@ class Tunnel:
             ("clients", IF),
             ("config", IF),
             ("client_peers", IF),
+            ("client_rates", IF),
             ("firewall", "firewall"),
         ):
             proc = self.minion.call(
@@ -125,6 +102,19 @@ class Tunnel:
 
     def table(self):
         return self.server_ns.run(["nft", "list", "ruleset"]).stdout
+
+    def tc(self, *args):
+        return self.server_ns.run(["tc", *args]).stdout
+
+    def has_ifb(self):
+        return self.server_ns.ifindex(wgf_tc.ifb_name(IF)) is not None
+
+    def up_down(self):
+        """Seconds to move the MB from the client and to it."""
+        return (
+            self.move(self.client_ns, self.server_ns, SERVER),
+            self.move(self.server_ns, self.client_ns, CLIENT),
+        )
 
     def move(self, sender_ns, receiver_ns, address):
         """Seconds to move SIZE bytes over TCP from ``sender_ns`` to ``address`` in
@@ -150,31 +140,65 @@ def tunnel(tmp_path):
         yield tunnel
     finally:
         tunnel.close()
+        pathlib.Path(wgf_tc.script_path(IF)).unlink(missing_ok=True)
 
 
-def test_a_client_limited_to_2mbit_moves_a_megabyte_at_that_rate_both_ways(tunnel):
+def test_a_client_limited_to_2mbit_takes_3_5_s_a_megabyte_both_ways_and_unlimited_is_faster(
+    tunnel,
+):
     tunnel.apply(None)
-    assert "table inet wireguard" not in tunnel.table()  # nothing needs it yet
-    up_free = tunnel.move(tunnel.client_ns, tunnel.server_ns, SERVER)
-    down_free = tunnel.move(tunnel.server_ns, tunnel.client_ns, CLIENT)
+    assert not tunnel.has_ifb() and "htb" not in tunnel.tc("qdisc", "show", "dev", IF)
+    up_free, down_free = tunnel.up_down()
 
+    ifindex = tunnel.server_ns.ifindex(IF)
     tunnel.apply({"rate": "2mbit"})
-    table = tunnel.table()
-    assert "rate over 250000 bytes/second" in table and f"ip saddr {CLIENT} limit name" in table
-    up = tunnel.move(tunnel.client_ns, tunnel.server_ns, SERVER)  # input path
-    down = tunnel.move(tunnel.server_ns, tunnel.client_ns, CLIENT)  # output path
-
-    # the bucket (one second of the rate) passes at once, the rest at the rate
-    bytes_per_second = RATE / 8
-    floor = (SIZE - max(bytes_per_second, wgf_shaping.MIN_BUCKET)) / bytes_per_second
+    assert "table inet wireguard" not in tunnel.table()  # not the firewall's job any more
+    assert "rate 2Mbit ceil 2Mbit burst 15000b" in tunnel.tc("class", "show", "dev", IF)
+    assert tunnel.has_ifb()
+    up, down = tunnel.up_down()
     for limited, free in ((up, up_free), (down, down_free)):
-        assert limited >= 0.95 * floor, (limited, floor)
-        assert limited <= 3 * floor, (limited, floor)  # held to the rate, not cut off
+        assert limited >= 3.5, (limited, free)  # the issue's test
+        assert limited <= 3 * SIZE / (RATE / 8), (limited, free)  # held, not cut off
         assert limited >= 5 * free, (limited, free)
 
-    # the limit gone, the table goes and the same megabyte moves freely again
+    # a faster rate, live: the same device, twice as fast
+    tunnel.apply({"rate": "4mbit"})
+    assert tunnel.server_ns.ifindex(IF) == ifindex, "the interface was restarted"
+    assert "rate 4Mbit ceil 4Mbit" in tunnel.tc("class", "show", "dev", wgf_tc.ifb_name(IF))
+    up4, down4 = tunnel.up_down()
+    floor = (SIZE - wgf_tc.burst(2 * RATE)) / (2 * RATE / 8)
+    for faster, slower in ((up4, up), (down4, down)):
+        assert 0.95 * floor <= faster < slower, (faster, slower, floor)
+
+    # the limit gone: no shaping left, no IFB, no script; the MB moves freely again
     tunnel.apply(None)
-    assert "table inet wireguard" not in tunnel.table()
-    again = tunnel.move(tunnel.client_ns, tunnel.server_ns, SERVER)
-    assert again * 5 <= up, (again, up)
+    assert tunnel.server_ns.ifindex(IF) == ifindex
+    assert not tunnel.has_ifb() and "htb" not in tunnel.tc("qdisc", "show", "dev", IF)
+    assert "ingress" not in tunnel.tc("qdisc", "show", "dev", IF)
+    assert not pathlib.Path(wgf_tc.script_path(IF)).exists()
+    again_up, again_down = tunnel.up_down()
+    assert again_up * 5 <= up and again_down * 5 <= down, (again_up, again_down)
     print(f"free {up_free:.3f}/{down_free:.3f} s, 2 mbit/s {up:.3f}/{down:.3f} s")
+
+
+def test_a_restart_through_wg_quick_keeps_the_rate_and_down_removes_the_ifb(tunnel):
+    tunnel.apply({"rate": "2mbit"})
+    conf = tunnel.minion.config_dir / f"{IF}.conf"
+    text = conf.read_text()
+    assert f"PostUp = {wgf_tc.hook_lines(IF)['PostUp']}" in text
+    assert f"PreDown = {wgf_tc.hook_lines(IF)['PreDown']}" in text
+    # a restart: the device and its qdiscs go, wg-quick makes it again from the config
+    tunnel.server_ns.ip("link", "del", IF)
+    assert tunnel.has_ifb()  # left from before: the script's up replaces it
+    tunnel.server_ns.run(["wg-quick", "up", str(conf)])
+    assert "rate 2Mbit ceil 2Mbit" in tunnel.tc("class", "show", "dev", IF)
+    up, down = tunnel.up_down()
+    assert up >= 3.5 and down >= 3.5, (up, down)
+    # nothing to do for the state: the script made it as wanted
+    proc = tunnel.minion.call(
+        "state.single", "wireguard.client_rates", IF, f"config_dir={tunnel.minion.config_dir}"
+    )
+    (ret,) = json.loads(proc.stdout)["local"].values()
+    assert ret["result"] is True and ret["changes"] == {}, ret
+    tunnel.server_ns.run(["wg-quick", "down", str(conf)])
+    assert not tunnel.has_ifb()

@@ -44,6 +44,10 @@ class FakeHost:
         # client expiry (issue 23)
         self.expiry_timers = {}  # {interface: the epochs its timer or waiter is armed for}
         self.salt_call_path = "/opt/salt/bin/salt-call"
+        # client rates (issue 23): {device: {"root": bool, "classes": {minor: line}}},
+        # the interface's ingress qdisc, as tc_apply left them
+        self.tc = {}
+        self.tc_ingress = set()
 
     def fail(self, method, *prefix):
         """Make each later call of ``method`` whose arguments start with ``prefix`` fail."""
@@ -268,6 +272,54 @@ class FakeHost:
     def expiry_armed(self, interface):
         self._ask("expiry_armed", interface)
         return interface in self.expiry_timers
+
+    def tc_live(self, interface, ifb):
+        """What tc would show: the qdisc and class lines ``wgf_tc.parse_live`` reads."""
+        self._ask("tc_live", interface, ifb)
+
+        def shown(dev):
+            state = self.tc.get(dev, {"root": False, "classes": {}})
+            qdisc = "qdisc htb 1: root r2q 10\n" if state["root"] else "qdisc noqueue 0: root\n"
+            if dev in self.tc_ingress:
+                qdisc += "qdisc ingress ffff: parent ffff:fff1 ----------------\n"
+            classes = "".join(
+                f"class htb 1:{m:x} root {line}\n" for m, line in state["classes"].items()
+            )
+            return qdisc, classes
+
+        out = dict(zip(("qdisc", "class"), shown(interface), strict=True))
+        if ifb in self.tc:
+            out["ifb_qdisc"], out["ifb_class"] = shown(ifb)
+        return out
+
+    def tc_apply(self, before, lines, after):
+        """Keeps what the batch makes of roots, classes, ingress and IFB devices."""
+        self._do("tc_apply", before, lines, after)
+        for argv in before:
+            if argv[:3] == ["ip", "link", "add"]:
+                self.tc[argv[3]] = {"root": False, "classes": {}}
+        for line in lines:
+            words = line.split()
+            dev = words[3]
+            state = self.tc.setdefault(dev, {"root": False, "classes": {}})
+            if words[:2] == ["qdisc", "replace"] and "root" in words:
+                state["root"] = True
+            elif words[:2] == ["qdisc", "add"] and "ingress" in words:
+                self.tc_ingress.add(dev)
+            elif words[:2] == ["qdisc", "del"]:
+                if words[-1] == "ingress":
+                    self.tc_ingress.discard(dev)
+                else:
+                    state.update(root=False, classes={})
+            elif words[:2] in (["class", "replace"], ["class", "del"]):
+                minor = int(words[words.index("classid") + 1].split(":")[1], 16)
+                if words[1] == "del":
+                    state["classes"].pop(minor)
+                else:
+                    state["classes"][minor] = " ".join(words[words.index("htb") + 1 :])
+        for argv in after:
+            if argv[:3] == ["ip", "link", "del"]:
+                self.tc.pop(argv[3], None)
 
     def salt_call(self):
         return self.salt_call_path

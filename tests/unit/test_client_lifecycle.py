@@ -368,7 +368,14 @@ def test_the_listing_shows_status_expiry_group_limits_and_use():
     }
     assert listed["contractor"]["expires"] == "2027-01-01T00:00:00Z"
     assert listed["alice"]["group"] == "staff" and listed["heavy"]["group"] is None
-    assert listed["alice"]["limits"] == {"rate": 50_000_000, "quota": None, "period": None}
+    # the rate and the burst tc lets through at once (50 ms of it)
+    assert listed["alice"]["limits"] == {
+        "rate": 50_000_000,
+        "burst": 312_500,
+        "quota": None,
+        "period": None,
+    }
+    assert listed["heavy"]["limits"]["burst"] is None  # a quota, no rate
     assert all(c["use"] is None for c in listed.values())
     assert listed["alice"]["live"] and not listed["heavy"]["live"]
     # the hook the counting of limits fills: over quota is a status of its own

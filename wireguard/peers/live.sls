@@ -70,6 +70,14 @@ include:
     - config_dir: {{ wireguard.config_dir | json }}
     - require:
       - wireguard: {{ ('wireguard-peers-live-wireguard-client_peers-' ~ name) | json }}
+{#-     Holds rated clients to their rates with tc, live (issue 23, docs/clients.md). #}
+
+{{ ('wireguard-peers-live-wireguard-client_rates-' ~ name) | json }}:
+  wireguard.client_rates:
+    - name: {{ name | json }}
+    - config_dir: {{ wireguard.config_dir | json }}
+    - require:
+      - wireguard: {{ ('wireguard-peers-live-wireguard-client_peers-' ~ name) | json }}
 {%-     endif %}
 {%-     if iface.purge_peers %}
 
