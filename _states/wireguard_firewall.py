@@ -56,7 +56,9 @@ def firewall(name, config_dir=None):
 def _firewall(ret, config_dir):
     interfaces = list(__salt__["wireguard.pillar_interfaces"](config_dir=config_dir).values())
     backend = __salt__["wireguard.pillar_settings"]()["firewall"] if interfaces else "none"
-    return _firewall_converge(ret, wgf_plan.firewall(_host(), interfaces, backend))
+    host = _host()
+    plan = wgf_plan.firewall(host, interfaces, backend)
+    return _firewall_converge(ret, {**plan, **wgf_plan.quota_saver(host, interfaces, backend)})
 
 
 def firewall_absent(name):
@@ -69,8 +71,13 @@ def firewall_absent(name):
     """
     return wgf_state.guarded(
         wgf_state.ret(name),
-        lambda ret: _firewall_converge(ret, wgf_plan.firewall(_host(), [], "none")),
+        lambda ret: _firewall_absent(ret, _host()),
     )
+
+
+def _firewall_absent(ret, host):
+    plan = wgf_plan.firewall(host, [], "none")
+    return _firewall_converge(ret, {**plan, **wgf_plan.quota_saver(host, [], "none")})
 
 
 def _firewall_converge(ret, plan):

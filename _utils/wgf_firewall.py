@@ -2,26 +2,23 @@
 checked, and rendered as one nftables table (``table inet wireguard``) or as the
 iptables-restore input of the formula's own chains (``WIREGUARD-*``).
 
-Whose traffic a rule means: a packet that arrives on the interface with a source
-inside a peer's AllowedIPs came from that peer (cryptokey routing drops anything
-else), so a peer name in ``from`` stands for its AllowedIPs.
+A peer name in ``from`` stands for its AllowedIPs: cryptokey routing drops anything
+else arriving on the interface from that peer.
 
 The chains (the same in both backends):
 
 - input (``chain input`` / ``WIREGUARD-INPUT``, hook input): ``open_port`` for the
   listen port, then ``access`` for traffic from the tunnel to the minion itself;
 - forward (``chain forward`` / ``WIREGUARD-FORWARD``, hook forward): ``access`` for
-  traffic from the tunnel routed on (into other networks, or back into the tunnel
-  to another peer), and the accepts ``masquerade`` needs;
+  traffic from the tunnel routed on (anywhere), and the accepts ``masquerade`` needs;
 - postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``;
 - output (``chain output`` / ``WIREGUARD-OUTPUT``, hook output), only while a client's
-  ``limits`` set a ``rate``: what the minion itself sends to that client.
+  ``limits`` set a ``rate`` (or, nftables, a ``quota``): what the minion sends to it.
 
-Clients' rates (``wgf_shaping``) come first in input, forward and output.
+Clients' rates (``wgf_shaping``), then quotas (``wgf_quota``, nftables), come first.
 
-``access`` is checked on every packet of the direction that opened a connection, so a
-rule change takes effect at once on flows it now denies, and flows it still allows
-keep going; replies (conntrack's reply direction) and related ICMP errors pass.
+``access`` is checked on every packet of the direction that opened a connection (a rule
+change takes effect at once); replies and related ICMP errors pass.
 """
 
 import ipaddress
@@ -29,6 +26,7 @@ import ipaddress
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_quota
 import wgf_shaping
 from wgf_addr import shown
 
@@ -218,6 +216,7 @@ def needs_table(iface):
             or iface["open_port"]
             or iface["access"]
             or wgf_shaping.needs_table(iface)
+            or wgf_quota.needs_table(iface)
         )
     )
 
@@ -333,8 +332,9 @@ def _nft_open_port(iface):
     return [*rules, f"udp dport {port} drop {comment}"]
 
 
-def nft_table(interfaces):
-    """The whole ``table inet wireguard`` for the interfaces that need it, or None."""
+def nft_table(interfaces, used=None):
+    """The whole ``table inet wireguard`` for the interfaces that need it, or None;
+    ``used``: ``{quota object: bytes}`` to start the clients' quotas from."""
     chains = {"input": [], "forward": [], "output": [], "postrouting": []}
     objects = []
     for iface in sorted(interfaces, key=lambda i: i["name"]):
@@ -342,9 +342,10 @@ def nft_table(interfaces):
             continue
         name = iface["name"]
         # client rates first: no accept below lets a packet over its rate past
-        objects += wgf_shaping.nft_objects(iface)
-        for chain, rules in wgf_shaping.nft_rules(iface).items():
-            chains[chain] += rules
+        objects += wgf_shaping.nft_objects(iface) + wgf_quota.nft_objects(iface, used)
+        for part in (wgf_shaping.nft_rules(iface), wgf_quota.nft_rules(iface)):
+            for chain, rules in part.items():
+                chains[chain] += rules
         if iface["open_port"]:
             chains["input"] += _nft_open_port(iface)
         if iface["access"]:
@@ -374,7 +375,7 @@ def nft_table(interfaces):
     }
     lines = [f"table inet {TABLE} {{", *[f"\t{line}" for line in objects]]
     for chain, rules in chains.items():
-        if chain == "output" and not rules:  # only client rates use it
+        if chain == "output" and not rules:  # only client rates and quotas use it
             continue
         lines += [f"\tchain {chain} {{", f"\t\t{hooks[chain]}"]
         lines += [f"\t\t{rule}" for rule in rules]
