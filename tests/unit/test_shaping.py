@@ -62,9 +62,6 @@ def test_a_client_rate_alone_makes_the_interface_need_the_table():
     assert not (iface["masquerade"] or iface["open_port"] or iface["access"])
     assert wgf_firewall.needs_table(iface)
     assert not wgf_firewall.needs_table(server(client_groups={}, clients={"plain": {}}))
-    assert not wgf_firewall.needs_table(
-        server(client_groups={}, clients={"q": {"limits": {"quota": "1GiB"}}})
-    )
     settings = wgf_pipeline.settings({"wg0": iface}, "nftables")
     assert settings["needs"]["firewall_tools"] is True
 
@@ -198,13 +195,3 @@ def test_iptables_restore_takes_the_rates(host, version):
     # guest: in (input, forward) and out (forward, output); alice the same
     assert len(limited) == 8
     assert any("--hashlimit-name wgf_wg0_guest_in_250000" in line for line in limited)
-
-
-def test_a_quota_is_not_enforced_yet_and_says_so():
-    iface = server()
-    assert iface["warnings"] == [
-        "interface 'wg0', client 'guest': limits:quota is not enforced yet (only rate is): "
-        "its traffic is not stopped when the quota is used up"
-    ]
-    # and nothing of it is in the table
-    assert "quota" not in (wgf_firewall.nft_table([iface]) or "")
