@@ -221,8 +221,8 @@ def run(pillar, facts):
 def settings(interfaces, firewall):
     """What is minion-wide, once: the firewall backend, and what the packages must
     bring: ``resolvconf`` (an interface sets ``dns``) and ``firewall_tools`` (an
-    interface NATs, opens its port, limits access or a client's rate or quota, or routes a default route with
-    ``table: auto``, for which wg-quick sets nft or iptables rules itself)."""
+    interface NATs, opens its port, limits access or a client's rate or quota, or routes
+    a default route with ``table: auto``, for which wg-quick sets nft or iptables rules itself)."""
     present = [iface for iface in interfaces.values() if not iface["absent"]]
     return {
         "firewall": firewall,

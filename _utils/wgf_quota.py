@@ -216,6 +216,18 @@ def use(iface, live, saved, now):
     return found
 
 
+def use_of(host, declared, now):
+    """``{interface: {client: use}}`` (``use``) of the declared interfaces, from the
+    live table's counts (``host.nft_quotas``) and the saver's counters file."""
+    live = parse_live(host.nft_quotas(TABLE)) if host.has_exec("nft") else {}
+    saved = parse_counters(host.read_text(f"{STATE_DIR}/{COUNTERS}"))
+    return {
+        name: use(iface, live, saved, now)
+        for name, iface in declared.items()
+        if not iface.get("absent")
+    }
+
+
 # -------------------------------------------------------------------- nftables text
 
 
