@@ -473,7 +473,8 @@ class Host(wgf_host_files.Files):
 
     def _quota_waiter(self):
         record = os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER)
-        return _waiter_pid(record, wgf_quota.is_waiter)
+        leave = wgf_confirm_undo.LEAVE_CGROUP
+        return _waiter_pid(record, lambda cmdline: wgf_quota.is_waiter(cmdline, leave))
 
     def quota_saver_armed(self):
         """Whether the quota saver's timer (OpenRC: its loop) runs."""
@@ -493,7 +494,8 @@ class Host(wgf_host_files.Files):
             return
         if self._quota_waiter() is None:
             record = os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER)
-            _spawn_waiter(wgf_quota.waiter_argv(), record, "the quota saver")
+            argv = wgf_quota.waiter_argv(wgf_confirm_undo.LEAVE_CGROUP)
+            _spawn_waiter(argv, record, "the quota saver")
 
     def disarm_quota_saver(self):
         """Save the counts once more, then stop and remove the quota saver."""

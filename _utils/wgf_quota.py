@@ -34,8 +34,6 @@ import json
 import re
 import shlex
 
-import wgf_confirm_undo
-
 STATE_DIR = "/var/lib/wireguard-formula/quota"
 SCRIPT = "save"
 CLIENTS = "clients"
@@ -406,15 +404,16 @@ def enabled_units():
     return [f"{UNIT}.timer", SHUTDOWN_UNIT]
 
 
-#: OpenRC: a detached loop (it leaves salt-minion's cgroup as the expiry waiter does).
-WAITER_LOOP = wgf_confirm_undo.LEAVE_CGROUP + f'while :; do /bin/sh "$1"; sleep {INTERVAL}; done\n'
+#: OpenRC: a detached loop; the host adapter puts the lines that leave salt-minion's
+#: cgroup (``wgf_confirm_undo.LEAVE_CGROUP``, as the expiry waiter does) before it.
+WAITER_LOOP = f'while :; do /bin/sh "$1"; sleep {INTERVAL}; done\n'
 
 
-def waiter_argv(root=None):
-    return [SHELL, "-c", WAITER_LOOP, UNIT, f"{root or STATE_DIR}/{SCRIPT}"]
+def waiter_argv(leave_cgroup="", root=None):
+    return [SHELL, "-c", leave_cgroup + WAITER_LOOP, UNIT, f"{root or STATE_DIR}/{SCRIPT}"]
 
 
-def is_waiter(cmdline, root=None):
+def is_waiter(cmdline, leave_cgroup="", root=None):
     """Whether ``cmdline`` (``/proc/<pid>/cmdline``) is the saver's OpenRC loop."""
     args = cmdline.decode(errors="replace").split("\0")
-    return len(args) >= 5 and args[1:5] == waiter_argv(root)[1:]
+    return len(args) >= 5 and args[1:5] == waiter_argv(leave_cgroup, root)[1:]
