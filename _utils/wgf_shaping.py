@@ -18,9 +18,7 @@ uses: after an idle second a client may send one second's worth at once; nftable
 bucket holds at least ``MIN_BUCKET`` bytes (two full-size packets), so a packet is
 never too big to ever pass even at the lowest rates. Replacing the table refills it.
 
-Quotas (``limits.quota``/``period``) are not enforced here yet: their counters and
-rules belong beside these; until then each client with a quota gets a warning
-(``quota_warnings``).
+Quotas (``limits.quota``/``period``) are ``wgf_quota``'s.
 """
 
 import ipaddress
@@ -57,18 +55,6 @@ def rated_clients(iface):
 def needs_table(iface):
     """Whether a client's ``rate`` needs the formula's firewall on this interface."""
     return bool(rated_clients(iface))
-
-
-def quota_warnings(iface):
-    """A warning per present client whose ``limits`` set a ``quota``: quotas are parsed
-    and shown, not enforced yet (their counters and rules belong here, beside the
-    rates)."""
-    return [
-        f"interface {iface['name']!r}, client {name!r}: limits:quota is not enforced yet "
-        "(only rate is): its traffic is not stopped when the quota is used up"
-        for name, client in sorted(iface.get("clients", {}).items())
-        if not client.get("absent") and (client.get("limits") or {}).get("quota")
-    ]
 
 
 def _ident(text):
