@@ -165,6 +165,8 @@ def _nft_wanted(host, interfaces, backend, live_table):
     table's (read just now), else the saver's counters file (the table is gone)."""
     if backend != "nftables":
         return None
+    if not any(wgf_quota.needs_table(i) for i in interfaces):
+        return wgf_firewall.nft_table(interfaces)
     live = wgf_quota.parse_live(host.nft_quotas(wgf_firewall.TABLE)) if live_table else {}
     saved = wgf_quota.parse_counters(
         host.read_text(os.path.join(wgf_quota.STATE_DIR, wgf_quota.COUNTERS))
@@ -177,13 +179,16 @@ def quota_saver(host, interfaces, backend):
     """``{"quota saver": (live, wanted, apply)}`` when what keeps the clients' quota
     counts (``wgf_quota``: the clients file, the saver script, its timer or OpenRC
     loop) is not as ``backend`` wants; ``{}`` when it is. No counted client: the saver
-    is stopped and its clients file removed (the counters file stays)."""
+    is stopped and its clients file and script removed (the counters file stays)."""
     counted = [i for i in interfaces if wgf_firewall.needs_table(i)]
     wanted = wgf_quota.clients_text(counted) if backend == "nftables" else ""
     path = os.path.join(wgf_quota.STATE_DIR, wgf_quota.CLIENTS)
-    live, armed = host.read_text(path) or "", host.quota_saver_armed()
+    script_path = os.path.join(wgf_quota.STATE_DIR, wgf_quota.SCRIPT)
+    live, script = host.read_text(path) or "", host.read_text(script_path)
+    if not wanted and not live and script is None:
+        return {}  # never armed, or taken away: not even systemd is asked
+    armed = host.quota_saver_armed()
     files = {wgf_quota.CLIENTS: wanted, wgf_quota.SCRIPT: wgf_quota.script_text(host.salt_call())}
-    script = host.read_text(os.path.join(wgf_quota.STATE_DIR, wgf_quota.SCRIPT))
     if wanted and (live, script, armed) == (wanted, files[wgf_quota.SCRIPT], True):
         return {}
     if not wanted and not live and not armed:
@@ -196,6 +201,7 @@ def quota_saver(host, interfaces, backend):
         else:
             host.disarm_quota_saver()
             host.remove(path)
+            host.remove(script_path)
 
     return {"quota saver": (live or None, wanted or None, apply)}
 

@@ -278,6 +278,10 @@ def test_the_saver_is_armed_with_the_counted_clients_and_removed_without_them():
     plan["quota saver"][2]()
     assert not host.quota_armed
     assert not os.path.exists(os.path.join(wgf_quota.STATE_DIR, wgf_quota.CLIENTS))
+    assert not os.path.exists(os.path.join(wgf_quota.STATE_DIR, wgf_quota.SCRIPT))
+    host.asked.clear()
+    assert wgf_plan.quota_saver(host, [iface], "iptables") == {}
+    assert ("quota_saver_armed",) not in host.asked  # nothing there: systemd is not asked
     assert wgf_plan.quota_saver(host, [server(clients={})], "nftables") == {}
 
 
