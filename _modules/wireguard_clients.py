@@ -18,6 +18,7 @@ import wgf_files
 import wgf_host
 import wgf_keys
 import wgf_layout
+import wgf_quota
 import wgf_reload
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
@@ -69,12 +70,14 @@ def client_config(interface, client, qr=None, path=None, config_dir=None):
 def clients(interface=None, config_dir=None):
     """
     List the clients of each interface (or of one), no secret: ``status`` (``active``,
-    ``disabled``, ``expired``; ``over quota`` once the use of ``limits`` is counted),
-    ``expires`` (UTC, or None), ``group``, ``limits`` (``rate`` in bit/s, its ``burst``
-    in bytes (what tc lets through at once), ``quota`` in bytes, ``period``; or None),
-    ``use`` (None: not counted yet), ``address``, ``public_key``, ``byo``,
-    ``preshared_key`` (bool), ``allowed_ips``, and from the live peer ``live``,
-    ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
+    ``disabled``, ``expired``, ``over quota``: its quota is used up in this period),
+    ``expires`` (UTC, or None), ``group``, ``limits`` (``rate`` in bit/s, its
+    ``burst`` in bytes (what tc lets through at once), ``quota`` in bytes, ``period``; or
+    None), ``use`` (a client with a quota: ``used`` and
+    ``remaining`` bytes of this period, ``quota``, ``period``, ``period_end`` (UTC),
+    ``over_quota``; else None), ``address``,
+    ``public_key``, ``byo``, ``preshared_key`` (bool), ``allowed_ips``, and from the live
+    peer ``live``, ``endpoint``, ``latest_handshake(_age)``, ``rx_bytes``, ``tx_bytes``.
 
     CLI Example:
 
@@ -89,8 +92,9 @@ def clients(interface=None, config_dir=None):
         raise SaltInvocationError(f"interface {wgf_addr.shown(interface)} is not in pillar")
     live = __salt__["wireguard.show"]() if salt.utils.path.which("wg") else {}
     now = wgf_clients.utc_now()
+    use = wgf_quota.use_of(wgf_host.Host(__salt__), declared, now)
     return {
-        name: wgf_clients.listing(iface, live.get(name), now, use=None)
+        name: wgf_clients.listing(iface, live.get(name), now, use=use.get(name))
         for name, iface in declared.items()
         if iface["clients_managed"] and interface in (None, name)
     }

@@ -10,6 +10,7 @@ through the host adapter (``wgf_host.Host.write_textfile``).
     brings it)
 """
 
+import datetime
 import importlib
 import os
 import time
@@ -24,6 +25,7 @@ import wgf_keys
 import wgf_layout
 import wgf_metrics
 import wgf_networks
+import wgf_quota
 import wgf_reload
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
@@ -69,7 +71,10 @@ def metrics(interface=None, textfile=None, config_dir=None):
     ``wireguard_interface_key_age_seconds`` (the private key file's age),
     ``wireguard_interface_max_key_age_seconds`` (pillar's ``max_key_age``), and
     ``wireguard_verify_failures`` where the reachability verify (issue 22, part 1)
-    left a result on this minion. No key material is in it.
+    left a result on this minion; per client where pillar sets them
+    ``wireguard_client_expiry_timestamp_seconds``, ``wireguard_client_quota_bytes`` and
+    ``wireguard_client_quota_used_bytes`` (this period's use, both directions). No key
+    material is in it.
 
     interface
         Only this interface.
@@ -104,6 +109,9 @@ def metrics(interface=None, textfile=None, config_dir=None):
         wgf_metrics.verify_result(wgf_files.read(wgf_layout.VERIFY_RESULT)),
         time.time(),
         interface,
+        use=wgf_quota.use_of(
+            wgf_host.Host(__salt__), declared, datetime.datetime.now(datetime.timezone.utc)
+        ),
     )
     if textfile is not None:
         wgf_host.Host(__salt__).write_textfile(textfile, wgf_metrics.registry(records))

@@ -45,7 +45,10 @@ def firewall(name, config_dir=None):
     under ``wireguard:lookup:firewall: nftables``, the ``WIREGUARD-*`` chains under
     ``iptables``, and nothing of the formula's in the other (or in either with
     ``none``). Each is replaced in one transaction; no other table or chain is touched,
-    and no interface is restarted.
+    and no interface is restarted. Clients' quota counts (nftables) are carried into a
+    new table (from the live one, else from the saver's file after a reboot), and the
+    quota saver (``wireguard-quota.timer``; OpenRC: a loop) is installed while a client
+    has a quota and removed when none has; a changing count alone is no change.
 
     name
         Only a state ID (the rule set covers every interface of pillar).
@@ -56,7 +59,9 @@ def firewall(name, config_dir=None):
 def _firewall(ret, config_dir):
     interfaces = list(__salt__["wireguard.pillar_interfaces"](config_dir=config_dir).values())
     backend = __salt__["wireguard.pillar_settings"]()["firewall"] if interfaces else "none"
-    return _firewall_converge(ret, wgf_plan.firewall(_host(), interfaces, backend))
+    host = _host()
+    plan = wgf_plan.firewall(host, interfaces, backend)
+    return _firewall_converge(ret, {**plan, **wgf_plan.quota_saver(host, interfaces, backend)})
 
 
 def firewall_absent(name):
@@ -69,8 +74,13 @@ def firewall_absent(name):
     """
     return wgf_state.guarded(
         wgf_state.ret(name),
-        lambda ret: _firewall_converge(ret, wgf_plan.firewall(_host(), [], "none")),
+        lambda ret: _firewall_absent(ret, _host()),
     )
+
+
+def _firewall_absent(ret, host):
+    plan = wgf_plan.firewall(host, [], "none")
+    return _firewall_converge(ret, {**plan, **wgf_plan.quota_saver(host, [], "none")})
 
 
 def _firewall_converge(ret, plan):

@@ -443,9 +443,9 @@ def listing(iface, live, now, use=None):
     """Each client of ``iface`` with its live peer (``wgf_dump`` shape, or None): no secret.
 
     ``status`` at ``now`` (``status``), ``expires``, ``group``, ``limits`` and ``use``:
-    ``use`` is ``{client: {...}}`` from the counting of ``limits`` (its ``over_quota``
-    makes the status ``over quota``); None until that counting exists, and then each
-    client's ``use`` is None."""
+    ``use`` is ``{client: {...}}`` from the counting of quotas (``wgf_quota.use``: its
+    ``over_quota`` makes the status ``over quota``); a client without one has ``use``
+    None."""
     peers = (live or {}).get("peers") or {}
     result = {}
     for name, client in sorted(iface["clients"].items()):

@@ -2,26 +2,24 @@
 checked, and rendered as one nftables table (``table inet wireguard``) or as the
 iptables-restore input of the formula's own chains (``WIREGUARD-*``).
 
-Whose traffic a rule means: a packet that arrives on the interface with a source
-inside a peer's AllowedIPs came from that peer (cryptokey routing drops anything
-else), so a peer name in ``from`` stands for its AllowedIPs.
+A peer name in ``from`` stands for its AllowedIPs: cryptokey routing drops anything
+else arriving on the interface from that peer.
 
 The chains (the same in both backends):
 
 - input (``chain input`` / ``WIREGUARD-INPUT``, hook input): ``open_port`` for the
   listen port, then ``access`` for traffic from the tunnel to the minion itself;
 - forward (``chain forward`` / ``WIREGUARD-FORWARD``, hook forward): ``access`` for
-  traffic from the tunnel routed on (into other networks, or back into the tunnel
-  to another peer), and the accepts ``masquerade`` needs;
+  traffic from the tunnel routed on (anywhere), and the accepts ``masquerade`` needs;
 - postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``;
 - output (``chain output`` / ``WIREGUARD-OUTPUT``, hook output), only while a client's
-  ``limits`` rule (``wgf_shaping``) needs it: what the minion itself sends to a client.
+  ``limits`` set a quota (nftables): what the minion itself sends to a client.
 
-Clients' rates are not here: tc shapes them on the interface (``wgf_tc``).
+Clients' rates are not here: tc shapes them on the interface (``wgf_tc``). Quotas
+(``wgf_quota``, nftables) come first in each chain.
 
-``access`` is checked on every packet of the direction that opened a connection, so a
-rule change takes effect at once on flows it now denies, and flows it still allows
-keep going; replies (conntrack's reply direction) and related ICMP errors pass.
+``access`` is checked on every packet of the direction that opened a connection (a rule
+change takes effect at once); replies and related ICMP errors pass.
 """
 
 import ipaddress
@@ -29,6 +27,7 @@ import ipaddress
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_quota
 import wgf_shaping
 from wgf_addr import shown
 
@@ -213,7 +212,12 @@ def needs_table(iface):
         iface["firewall"] != "none"
         and iface["enabled"]
         and not iface["absent"]
-        and bool(iface["masquerade"] or iface["open_port"] or iface["access"])
+        and bool(
+            iface["masquerade"]
+            or iface["open_port"]
+            or iface["access"]
+            or wgf_quota.needs_table(iface)
+        )
     )
 
 
@@ -328,14 +332,19 @@ def _nft_open_port(iface):
     return [*rules, f"udp dport {port} drop {comment}"]
 
 
-def nft_table(interfaces):
-    """The whole ``table inet wireguard`` for the interfaces that need it, or None."""
+def nft_table(interfaces, used=None):
+    """The whole ``table inet wireguard`` for the interfaces that need it, or None;
+    ``used``: ``{quota object: bytes}`` to start the clients' quotas from."""
     chains = {"input": [], "forward": [], "output": [], "postrouting": []}
     objects = []
     for iface in sorted(interfaces, key=lambda i: i["name"]):
         if not needs_table(iface):
             continue
         name = iface["name"]
+        # quotas first: no accept below lets a packet over its quota past
+        objects += wgf_quota.nft_objects(iface, used)
+        for chain, rules in wgf_quota.nft_rules(iface).items():
+            chains[chain] += rules
         if iface["open_port"]:
             chains["input"] += _nft_open_port(iface)
         if iface["access"]:
@@ -365,7 +374,7 @@ def nft_table(interfaces):
     }
     lines = [f"table inet {TABLE} {{", *[f"\t{line}" for line in objects]]
     for chain, rules in chains.items():
-        if chain == "output" and not rules:  # only clients' limits rules use it
+        if chain == "output" and not rules:  # only client quotas use it
             continue
         lines += [f"\tchain {chain} {{", f"\t\t{hooks[chain]}"]
         lines += [f"\t\t{rule}" for rule in rules]

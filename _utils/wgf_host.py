@@ -34,6 +34,7 @@ import wgf_expiry
 import wgf_files
 import wgf_host_files
 import wgf_live
+import wgf_quota
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,11 @@ class Host(wgf_host_files.Files):
                 return None
             raise CommandExecutionError(f"nft list table: {out['stderr'].strip()}")
         return out["stdout"].strip() + "\n"
+
+    def nft_quotas(self, table):
+        """``nft -j list quotas table inet TABLE`` (the clients' quota counts), or None."""
+        out = self.run_all(["nft", "-j", "list", "quotas", "table", "inet", table])
+        return out["stdout"] if out["retcode"] == 0 else None
 
     def nft_apply(self, script):
         """``nft -f -``: one transaction."""
@@ -481,6 +487,45 @@ class Host(wgf_host_files.Files):
             self.run_all(wgf_expiry.disarm_argv(interface))
             return
         _kill_waiter(self._expiry_waiter(interface))
+
+    # ------------------------------------------------------- clients' quota counts
+
+    def _quota_waiter(self):
+        record = os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER)
+        leave = wgf_confirm_undo.LEAVE_CGROUP
+        return _waiter_pid(record, lambda cmdline: wgf_quota.is_waiter(cmdline, leave))
+
+    def quota_saver_armed(self):
+        """Whether the quota saver's timer (OpenRC: its loop) runs."""
+        if self.has_systemd():
+            timer = f"{wgf_quota.UNIT}.timer"
+            return self.run_all(["systemctl", "is-active", "--quiet", timer])["retcode"] == 0
+        return self._quota_waiter() is not None
+
+    def arm_quota_saver(self):
+        """Install, enable and start the quota saver's units (``wgf_quota.units``);
+        OpenRC: start its detached loop."""
+        if self.has_systemd():
+            for name, text in wgf_quota.units().items():
+                self._write_system_file(f"{wgf_quota.UNIT_DIR}/{name}", text, 0o644, ".wgf-")
+            self.run(["systemctl", "daemon-reload"])
+            self.run(["systemctl", "enable", "--now", *wgf_quota.enabled_units()])
+            return
+        if self._quota_waiter() is None:
+            record = os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER)
+            argv = wgf_quota.waiter_argv(wgf_confirm_undo.LEAVE_CGROUP)
+            _spawn_waiter(argv, record, "the quota saver")
+
+    def disarm_quota_saver(self):
+        """Save the counts once more, then stop and remove the quota saver."""
+        self.run_all([wgf_quota.SHELL, f"{wgf_quota.STATE_DIR}/{wgf_quota.SCRIPT}"])
+        if not self.has_systemd():
+            _kill_waiter(self._quota_waiter())
+            return
+        self.run_all(["systemctl", "disable", "--now", *wgf_quota.enabled_units()])
+        for name in wgf_quota.units():
+            wgf_files.remove(f"{wgf_quota.UNIT_DIR}/{name}")
+        self.run(["systemctl", "daemon-reload"])
 
     def salt_call(self):
         """The minion's ``salt-call`` (PATH, else beside this Python), or None."""

@@ -88,6 +88,11 @@ FAMILIES[CLIENT_EXPIRY] = (
     "When the client's access expires (epoch seconds; pillar's expires, UTC)",
 )
 FAMILIES[CLIENT_QUOTA] = (GAUGE, "The client's data quota per period (pillar's limits:quota)")
+CLIENT_QUOTA_USED = "wireguard_client_quota_used_bytes"
+FAMILIES[CLIENT_QUOTA_USED] = (
+    GAUGE,
+    "Bytes the client used of its quota in the current period (both directions)",
+)
 
 Series = collections.namedtuple("Series", "name type help labels samples")
 
@@ -231,9 +236,11 @@ def peers_of(name, declared, live, network):
     return found
 
 
-def _client_series(name, declared):
-    """``[(family, labels, value)]`` of client expiry (:data:`CLIENT_EXPIRY`) and quota
-    (:data:`CLIENT_QUOTA`) per client of interface ``name``, where pillar sets them."""
+def _client_series(name, declared, use=None):
+    """``[(family, labels, value)]`` of client expiry (:data:`CLIENT_EXPIRY`), quota
+    (:data:`CLIENT_QUOTA`) and its use (:data:`CLIENT_QUOTA_USED`, from ``use``:
+    ``{client: wgf_quota.use}``) per client of interface ``name``, where pillar sets
+    them."""
     found = []
     for cname, client in sorted(((declared or {}).get("clients") or {}).items()):
         if client.get("absent"):
@@ -245,10 +252,12 @@ def _client_series(name, declared):
         quota = (client.get("limits") or {}).get("quota")
         if quota:
             found.append((CLIENT_QUOTA, labels, quota))
+        if (use or {}).get(cname):
+            found.append((CLIENT_QUOTA_USED, labels, use[cname]["used"]))
     return found
 
 
-def series(live, declared, networks, key_mtimes, verify, now, only=None):
+def series(live, declared, networks, key_mtimes, verify, now, only=None, use=None):
     """The families of ``wireguard.metrics`` as :class:`Series` records, empty ones
     left out.
 
@@ -266,6 +275,8 @@ def series(live, declared, networks, key_mtimes, verify, now, only=None):
         Epoch seconds: the handshake ages and the key ages are taken then.
     only
         One interface's series (and no verify result).
+    use
+        ``{interface: {client: wgf_quota.use}}``: the clients' quota use.
     """
     rows = {name: [] for name in FAMILIES}
     names = set(live) | {n for n, i in declared.items() if not i["absent"]}
@@ -287,7 +298,7 @@ def series(live, declared, networks, key_mtimes, verify, now, only=None):
         if iface and not iface["absent"] and iface.get("max_key_age"):
             limit = iface["max_key_age"] * 86400
             rows["wireguard_interface_max_key_age_seconds"].append(((name,), limit))
-        for family, labels, value in _client_series(name, iface):
+        for family, labels, value in _client_series(name, iface, (use or {}).get(name)):
             rows[family].append((labels, value))
     if verify is not None and only is None:
         rows["wireguard_verify_failures"].append(((), verify["failed"]))

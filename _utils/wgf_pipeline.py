@@ -33,6 +33,7 @@ import wgf_live
 import wgf_metrics
 import wgf_networks
 import wgf_options
+import wgf_quota
 import wgf_schema
 import wgf_shaping
 import wgf_verify
@@ -176,7 +177,7 @@ def resolve(compiled, facts):
         own = _own_public_key(compiled["raw"][ifname], iface, facts)
         wgf_schema.check_peer_conflicts(iface, own, errors)
         _allocate_clients(iface, own, facts.client_records.get(ifname), errors, facts.now)
-        iface["warnings"] += wgf_shaping.quota_warnings(iface)
+        iface["warnings"] += wgf_quota.warnings(iface, facts.firewall)
         iface["hosts"] = _hosts(
             {**iface, "peers": named}, compiled.get("hosts_nodes", {}).get(ifname), facts, errors
         )
@@ -220,8 +221,8 @@ def run(pillar, facts):
 def settings(interfaces, firewall):
     """What is minion-wide, once: the firewall backend, and what the packages must
     bring: ``resolvconf`` (an interface sets ``dns``) and ``firewall_tools`` (an
-    interface NATs, opens its port, limits access or a client's rate, or routes a default route with
-    ``table: auto``, for which wg-quick sets nft or iptables rules itself)."""
+    interface NATs, opens its port, limits access or a client's rate or quota, or routes
+    a default route with ``table: auto``, for which wg-quick sets nft or iptables rules itself)."""
     present = [iface for iface in interfaces.values() if not iface["absent"]]
     return {
         "firewall": firewall,
@@ -231,6 +232,7 @@ def settings(interfaces, firewall):
                 iface["masquerade"]
                 or iface["open_port"]
                 or iface["access"]
+                or wgf_quota.needs_table(iface)
                 or _default_route(iface)
                 for iface in present
             ),

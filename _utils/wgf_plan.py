@@ -6,6 +6,7 @@ issue 21 (``wireguard.confirm_armed``) asks the same questions before the first 
 runs, so "what will change" has one answer. Plain Python over a ``wgf_state.Minion``
 or a host adapter: nothing here writes or runs a change."""
 
+import datetime
 import os
 
 from salt.exceptions import SaltInvocationError
@@ -19,6 +20,7 @@ import wgf_iproute
 import wgf_keys
 import wgf_layout
 import wgf_live
+import wgf_quota
 import wgf_state
 
 # --------------------------------------------------------------------- the file
@@ -158,6 +160,52 @@ def _nft_canonical(host, table_text):
     return host.nft_canonical(wgf_firewall.TABLE, table_text)
 
 
+def _nft_wanted(host, interfaces, backend, live_table):
+    """The table ``backend`` wants, its clients' quotas carrying their counts: the live
+    table's (read just now), else the saver's counters file (the table is gone)."""
+    if backend != "nftables":
+        return None
+    if not any(wgf_quota.needs_table(i) for i in interfaces):
+        return wgf_firewall.nft_table(interfaces)
+    live = wgf_quota.parse_live(host.nft_quotas(wgf_firewall.TABLE)) if live_table else {}
+    saved = wgf_quota.parse_counters(
+        host.read_text(os.path.join(wgf_quota.STATE_DIR, wgf_quota.COUNTERS))
+    )
+    now = datetime.datetime.fromtimestamp(host.now(), datetime.timezone.utc)
+    return wgf_firewall.nft_table(interfaces, wgf_quota.carried(interfaces, live, saved, now))
+
+
+def quota_saver(host, interfaces, backend):
+    """``{"quota saver": (live, wanted, apply)}`` when what keeps the clients' quota
+    counts (``wgf_quota``: the clients file, the saver script, its timer or OpenRC
+    loop) is not as ``backend`` wants; ``{}`` when it is. No counted client: the saver
+    is stopped and its clients file and script removed (the counters file stays)."""
+    counted = [i for i in interfaces if wgf_firewall.needs_table(i)]
+    wanted = wgf_quota.clients_text(counted) if backend == "nftables" else ""
+    path = os.path.join(wgf_quota.STATE_DIR, wgf_quota.CLIENTS)
+    script_path = os.path.join(wgf_quota.STATE_DIR, wgf_quota.SCRIPT)
+    live, script = host.read_text(path) or "", host.read_text(script_path)
+    if not wanted and not live and script is None:
+        return {}  # never armed, or taken away: not even systemd is asked
+    armed = host.quota_saver_armed()
+    files = {wgf_quota.CLIENTS: wanted, wgf_quota.SCRIPT: wgf_quota.script_text(host.salt_call())}
+    if wanted and (live, script, armed) == (wanted, files[wgf_quota.SCRIPT], True):
+        return {}
+    if not wanted and not live and not armed:
+        return {}
+
+    def apply():
+        if wanted:
+            host.write_records(wgf_quota.STATE_DIR, files)
+            host.arm_quota_saver()
+        else:
+            host.disarm_quota_saver()
+            host.remove(path)
+            host.remove(script_path)
+
+    return {"quota saver": (live or None, wanted or None, apply)}
+
+
 def _ipt_live(host, version):
     return wgf_firewall.iptables_ours(host.iptables_save(version) or "")
 
@@ -167,11 +215,20 @@ def firewall(host, interfaces, backend):
     whose live state differs from what ``backend`` wants; ``apply()`` makes it so."""
     plan = {}
     if host.has_exec("nft"):
-        table = wgf_firewall.nft_table(interfaces) if backend == "nftables" else None
-        live_table, wanted = host.nft_table(wgf_firewall.TABLE), _nft_canonical(host, table)
-        if live_table != wanted:
-            script = wgf_firewall.nft_replace(table)
-            plan["nftables"] = (live_table, wanted, lambda s=script: host.nft_apply(s))
+        live_table = host.nft_table(wgf_firewall.TABLE)
+        table = _nft_wanted(host, interfaces, backend, live_table)
+        wanted = _nft_canonical(host, table)
+        # the clients' quota counts change all the time: not a change of the table
+        if wgf_quota.strip_used(live_table) != wgf_quota.strip_used(wanted):
+            plan["nftables"] = (
+                live_table,
+                wanted,
+                lambda: host.nft_apply(
+                    wgf_firewall.nft_replace(
+                        _nft_wanted(host, interfaces, backend, host.nft_table(wgf_firewall.TABLE))
+                    )
+                ),
+            )
     for version, part in ((4, "iptables"), (6, "ip6tables")):
         live_rules = _ipt_live(host, version)
         if not live_rules and backend != "iptables":

@@ -48,6 +48,9 @@ class FakeHost:
         # the interface's ingress qdisc, as tc_apply left them
         self.tc = {}
         self.tc_ingress = set()
+        # client quotas (issue 23)
+        self.quotas_json = None  # `nft -j list quotas table inet wireguard`
+        self.quota_armed = False  # the quota saver's timer or loop runs
 
     def fail(self, method, *prefix):
         """Make each later call of ``method`` whose arguments start with ``prefix`` fail."""
@@ -323,6 +326,23 @@ class FakeHost:
 
     def salt_call(self):
         return self.salt_call_path
+
+    # clients' quotas (issue 23)
+    def nft_quotas(self, table):
+        self._ask("nft_quotas", table)
+        return self.quotas_json
+
+    def quota_saver_armed(self):
+        self._ask("quota_saver_armed")
+        return self.quota_armed
+
+    def arm_quota_saver(self):
+        self._do("arm_quota_saver")
+        self.quota_armed = True
+
+    def disarm_quota_saver(self):
+        self._do("disarm_quota_saver")
+        self.quota_armed = False
 
     def write_records(self, directory, files):
         self._do("write_records", directory, sorted(files))

@@ -118,3 +118,12 @@ def renderer(tmp_path_factory):
     r = Renderer(tmp_path_factory.mktemp("render"))
     yield r
     r.close()
+
+
+@pytest.fixture(autouse=True)
+def _quota_state_dir(tmp_path, monkeypatch):
+    """The quota saver's files (``wgf_quota.STATE_DIR``) of a test go to its own
+    directory, never to the machine's /var/lib."""
+    import wgf_quota
+
+    monkeypatch.setattr(wgf_quota, "STATE_DIR", str(tmp_path / "quota"))

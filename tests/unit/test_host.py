@@ -140,3 +140,42 @@ def test_a_transient_unit_name_still_in_use_is_tried_again(monkeypatch):
     monkeypatch.setattr(wgf_host.time, "sleep", lambda seconds: None)
     host.arm_undo("wg0", 30)
     assert calls == ["systemd-run", "systemctl reset-failed", "systemd-run"]
+
+
+def test_the_quota_saver_is_installed_enabled_and_started_and_removed_after_a_last_save(
+    tmp_path, monkeypatch
+):
+    """Issue 23, under systemd: its three unit files (0644), one daemon-reload, the timer
+    and the shutdown unit enabled and started; the disarm saves once more first."""
+    import wgf_quota
+
+    monkeypatch.setattr(wgf_quota, "UNIT_DIR", str(tmp_path / "units"))
+    monkeypatch.setattr(wgf_host.salt.utils.systemd, "booted", lambda: True)
+    timer = ("systemctl", "is-active", "--quiet", "wireguard-quota.timer")
+    salt = FakeSalt({timer: (3, "", "")})
+    host = wgf_host.Host(salt)
+    assert not host.quota_saver_armed()
+    host.arm_quota_saver()
+    units = sorted(p.name for p in (tmp_path / "units").iterdir())
+    assert units == [
+        "wireguard-quota-shutdown.service",
+        "wireguard-quota.service",
+        "wireguard-quota.timer",
+    ]
+    assert all((tmp_path / "units" / u).stat().st_mode & 0o777 == 0o644 for u in units)
+    enable = ["systemctl", "enable", "--now", "wireguard-quota.timer"]
+    assert salt.ran[-2:] == [
+        ["systemctl", "daemon-reload"],
+        [*enable, "wireguard-quota-shutdown.service"],
+    ]
+    salt.ran.clear()
+    host.disarm_quota_saver()
+    assert salt.ran[0] == ["/bin/sh", f"{wgf_quota.STATE_DIR}/save"]
+    assert salt.ran[1] == [
+        "systemctl",
+        "disable",
+        "--now",
+        "wireguard-quota.timer",
+        "wireguard-quota-shutdown.service",
+    ]
+    assert not (tmp_path / "units").exists() or not list((tmp_path / "units").iterdir())

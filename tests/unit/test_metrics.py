@@ -191,7 +191,8 @@ def test_every_series_has_help_and_the_wireguard_prefix_and_no_key():
     pillar["wg0"]["clients"]["phone"].update(
         expires="2027-01-31T18:00:00Z", limits={"rate": None, "quota": 2**30}
     )
-    text = exposition(declared=pillar, verify={"time": NOW, "passed": 1, "failed": 0})
+    use = {"wg0": {"phone": {"used": 5000, "quota": 2**30}}}
+    text = exposition(declared=pillar, verify={"time": NOW, "passed": 1, "failed": 0}, use=use)
     families = list(text_string_to_metric_families(text))
     assert len(families) == len(wgf_metrics.FAMILIES)
     for family in families:
@@ -428,3 +429,14 @@ def test_a_bad_textfile_fails_the_render_naming_the_key(renderer):
     for sls in ("wireguard", "wireguard.clean"):
         assert isinstance(answer[sls], list), answer[sls]
         assert "wireguard:lookup:metrics:textfile" in "\n".join(map(str, answer[sls]))
+
+
+def test_a_clients_quota_use_is_a_series_beside_its_quota():
+    pillar = declared()
+    pillar["wg0"]["clients"]["phone"].update(limits={"rate": None, "quota": 2**20})
+    use = {"wg0": {"phone": {"used": 4096, "quota": 2**20, "over_quota": False}}}
+    got = samples(exposition(declared=pillar, use=use))
+    phone = labels("wg0", "phone", kind="client")
+    assert got[("wireguard_client_quota_bytes", phone)] == 2**20
+    assert got[("wireguard_client_quota_used_bytes", phone)] == 4096
+    assert not [n for n, _ in samples(exposition(declared=pillar)) if n.endswith("_used_bytes")]

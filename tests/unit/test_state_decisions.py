@@ -682,6 +682,33 @@ def test_a_client_rate_alone_needs_no_firewall_table(firewall_states, firewall_m
     assert host.nft is None and host.done == []
 
 
+def test_a_client_quota_brings_its_counter_and_saver_and_a_count_alone_changes_nothing(
+    firewall_states, firewall_minion, host
+):
+    """Issue 23: a client's ``limits.quota`` needs the table (a quota object) and the
+    saver; test mode predicts both and changes nothing; the live count moving is no
+    change; no quota left takes both away."""
+    iface = firewall_minion.pillar["interfaces"][IF]
+    iface.update(open_port=False, endpoint="198.18.0.1:51820")
+    iface["clients"] = {"phone": {"limits": {"quota": "1MiB", "period": "day"}}}
+    states = firewall_states
+    states.__opts__["test"] = True
+    ret = states.firewall("fw")
+    assert ret["result"] is None and sorted(ret["changes"]) == ["nftables", "quota saver"]
+    assert f"quota quota_{IF}_phone {{" in ret["changes"]["nftables"]["new"]
+    assert ret["changes"]["quota saver"]["new"] == f"quota_{IF}_phone {IF} phone 1048576 day\n"
+    assert host.nft is None and host.done == [] and not host.quota_armed
+    states.__opts__["test"] = False
+    states.firewall("fw")
+    assert f'quota name "quota_{IF}_phone" drop' in host.nft and host.quota_armed
+    host.nft = host.nft.replace("over 1048576 bytes", "over 1048576 bytes used 5000 bytes")
+    assert states.firewall("fw")["changes"] == {}
+    del iface["clients"]["phone"]["limits"]
+    ret = states.firewall("fw")
+    assert sorted(ret["changes"]) == ["nftables", "quota saver"]
+    assert host.nft is None and not host.quota_armed
+
+
 def test_the_iptables_chains_are_made_and_the_nft_table_removed(
     firewall_states, firewall_minion, host
 ):

@@ -1,0 +1,263 @@
+"""A client's ``quota`` (issue 23) with real traffic and the real ``nft``: the formula's
+table, planned and applied by the real host adapter in the server's namespace, stops a
+client (real WireGuard, wireguard-go, from a second namespace) after its 1 MiB; the count
+survives a change of the table and a table lost as a reboot loses it (the saver's file
+brings it back); the saver sends ``wireguard/client/over_quota`` once and restarts the
+count in a new period. This machine's PID 1 is no systemd: the adapter arms OpenRC's
+detached saver loop, killed at the end; ``salt-call`` is a stub on PATH that logs."""
+
+import contextlib
+import datetime
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+import wgf_firewall
+import wgf_host
+import wgf_keys
+import wgf_plan
+import wgf_quota
+from tests.support import pipeline
+
+MiB = 2**20
+CGROUP2 = next(
+    root
+    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+    if os.path.exists(f"{root}/cgroup.controllers")
+)
+SERVER, CLIENT = "10.77.0.1", "10.77.0.2"
+
+RECEIVER = """
+import socket, sys
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind((sys.argv[1], int(sys.argv[2])))
+server.listen(1)
+print("ready", flush=True)
+conn, _ = server.accept()
+conn.settimeout(3)
+got = 0
+try:
+    while True:
+        data = conn.recv(65536)
+        if not data:
+            break
+        got += len(data)
+except OSError:
+    pass
+print(got, flush=True)
+"""
+
+SENDER = """
+import socket, sys
+conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+conn.settimeout(5)
+try:
+    conn.sendall(b"x" * int(sys.argv[3]))
+except OSError:
+    pass
+"""
+
+
+def run_all(argv, python_shell=False, ignore_retcode=True, stdin=None, output_loglevel=None):
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    return {"retcode": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+@pytest.fixture
+def box(loaders, pair, tmp_path, monkeypatch):
+    """``pair``'s local interface (the server) with the client ``phone`` (10.77.0.2) in
+    the remote namespace, the quota state directory of this test, a ``salt-call`` stub."""
+    key = pair.add_remote(loaders.modules, 2, route=True)
+    pair.local.run(
+        [
+            *("wg", "set", pair.ifname, "peer", key, "allowed-ips", f"{CLIENT}/32"),
+            *("endpoint", "198.18.10.2:51822"),
+        ]
+    )
+    stubs, log = tmp_path / "bin", tmp_path / "fired.log"
+    stubs.mkdir()
+    (stubs / "salt-call").write_text(
+        f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\necho \'{{"local": true}}\'\n'
+    )
+    os.chmod(stubs / "salt-call", 0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
+    monkeypatch.setattr(wgf_quota, "STATE_DIR", str(tmp_path / "quota"))
+    host = wgf_host.Host({"cmd.run_all": run_all, "cmd.has_exec": shutil.which})
+    try:
+        yield pair, key, host, log
+    finally:
+        record = tmp_path / "quota" / wgf_quota.WAITER
+        if record.exists() and record.read_text().strip().isdigit():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(int(record.read_text()), signal.SIGKILL)
+        # the loop's own cgroup directory (it leaves salt-minion's, as the expiry's does)
+        own = f"{CGROUP2}/{wgf_quota.UNIT}"
+        for _ in range(50):
+            try:
+                os.rmdir(own)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def iface(pair, key, **extra):
+    return pipeline.interfaces(
+        {
+            "interfaces": {
+                pair.ifname: {
+                    "address": f"{SERVER}/24",
+                    "listen_port": 51820,
+                    "endpoint": "198.18.10.1",
+                    "clients": {
+                        "phone": {
+                            "public_key": key,
+                            "address": CLIENT,
+                            "limits": {"quota": "1MiB", "period": "day"},
+                        }
+                    },
+                    **extra,
+                }
+            }
+        },
+        "vpn",
+        own_public_keys={pair.ifname: wgf_keys.pubkey(pair.local_key)},
+        client_records={pair.ifname: None},
+        firewall="nftables",
+    )[pair.ifname]
+
+
+def apply(host, interfaces):
+    """What ``wireguard.firewall`` does: the plan's table and saver, applied."""
+    plan = {
+        **wgf_plan.firewall(host, interfaces, "nftables"),
+        **wgf_plan.quota_saver(host, interfaces, "nftables"),
+    }
+    for _, _, act in plan.values():
+        act()
+    return plan
+
+
+def used(pair):
+    return wgf_quota.parse_live(
+        pair.local.out(["nft", "-j", "list", "quotas", "table", "inet", "wireguard"])
+    )["quota_" + pair.ifname + "_phone"]
+
+
+def moved(pair, size, port):
+    """Bytes of ``size`` the client sends over TCP that reach the server."""
+    receiver = pair.local.popen(["python3", "-c", RECEIVER, SERVER, str(port)])
+    try:
+        assert receiver.stdout.readline().strip() == "ready"
+        pair.remote.run(["python3", "-c", SENDER, SERVER, str(port), str(size)], timeout=60)
+        return int(receiver.stdout.readline().strip())
+    finally:
+        receiver.kill()
+        receiver.wait()
+
+
+PROBE = """table inet probe {
+    chain input {
+        type filter hook input priority filter + 10; policy accept;
+        iifname "%(i)s" ip saddr %(c)s counter
+    }
+    chain output {
+        type filter hook output priority filter + 10; policy accept;
+        oifname "%(i)s" ip daddr %(c)s counter
+    }
+}
+"""
+
+
+def probe(pair):
+    """A table of the test's own, after the formula's (a later priority): it counts the
+    client's packets the formula's table let pass."""
+    pair.local.run(["nft", "-f", "-"], input=PROBE % {"i": pair.ifname, "c": CLIENT})
+
+
+def passed_bytes(pair):
+    shown = json.loads(pair.local.out(["nft", "-j", "list", "table", "inet", "probe"]))
+    return sum(
+        expr["counter"]["bytes"]
+        for item in shown["nftables"]
+        if "rule" in item
+        for expr in item["rule"]["expr"]
+        if "counter" in expr
+    )
+
+
+def pings(pair):
+    return pair.remote.run(["ping", "-c", "2", "-W", "1", SERVER], check=False).returncode == 0
+
+
+def save(host):
+    out = host.run_all([wgf_quota.SHELL, f"{wgf_quota.STATE_DIR}/{wgf_quota.SCRIPT}"])
+    assert out["retcode"] == 0, out
+    with open(f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}", encoding="utf-8") as handle:
+        return wgf_quota.parse_counters(handle.read())
+
+
+def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period(box):
+    pair, key, host, log = box
+    name = f"quota_{pair.ifname}_phone"
+    interfaces = [iface(pair, key)]
+    assert pings(pair)  # the handshake, before any table
+    plan = apply(host, interfaces)
+    assert set(plan) == {"nftables", "quota saver"}
+    assert host.quota_saver_armed()  # the OpenRC loop (no systemd here)
+    assert apply(host, interfaces) == {}  # a second apply changes nothing
+
+    probe(pair)
+    got = moved(pair, 3 * MiB, 5001)
+    # what passed the formula's table, both directions (the data, its ACKs, any
+    # retransmission, with their headers): the quota, within 10%
+    passed = passed_bytes(pair)
+    assert 0.9 * MiB <= passed <= 1.1 * MiB, (passed, got, used(pair))
+    assert 0 < got < passed and used(pair) >= MiB
+    assert not pings(pair)
+
+    today = wgf_quota.period_id("day", datetime.datetime.now(datetime.timezone.utc))
+    counters = save(host)
+    assert counters[name][:2] == (today, used(pair)) and counters[name][2] == today
+    fired = log.read_text().splitlines()
+    assert len(fired) == 1 and fired[0].endswith(" wireguard/client/over_quota"), fired
+    event = json.loads(fired[0].split(" ", 2)[2].rsplit(" ", 1)[0])
+    assert (event["interface"], event["client"], event["quota"]) == (pair.ifname, "phone", MiB)
+    assert os.stat(f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}").st_mode & 0o777 == 0o600
+
+    # a change of the table carries the count: still over
+    before = used(pair)
+    assert "nftables" in apply(host, [iface(pair, key, open_port=True)])
+    assert "udp dport 51820 accept" in pair.local.out(["nft", "list", "ruleset"])
+    assert used(pair) >= before and not pings(pair)
+
+    # a reboot loses the table: the next apply starts it from the saver's file
+    save(host)
+    pair.local.run(["nft", "delete", "table", "inet", "wireguard"])
+    assert save(host)[name][1] >= before  # no table: the file keeps the count
+    assert "nftables" in apply(host, [iface(pair, key, open_port=True)])
+    assert used(pair) >= before and not pings(pair)
+    save(host)
+    assert len(log.read_text().splitlines()) == 1  # once per period
+
+    # a new period: the saver resets the live count and the client passes again
+    path = f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}"
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read().replace(today, "2020-01-01")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    assert save(host)[name] == (today, 0, None)
+    assert used(pair) < 2000 and pings(pair)
+
+    # no quota left: the table and the saver go
+    plan = apply(host, [iface(pair, key, clients={})])
+    assert set(plan) == {"nftables", "quota saver"} and not host.quota_saver_armed()
+    assert wgf_firewall.TABLE not in pair.local.out(["nft", "list", "tables"])
+    time.sleep(0.1)
