@@ -15,6 +15,13 @@ converge   `salt-run state.orch wireguard.orchestrate`, from its start until eve
            spoke pings the hub, the hub every spoke, and the first spoke the last one
            (through the hub). A ping only passes after the pair's handshake.
 audit      `salt-run wireguard.audit` on the N minions (wall time of the command).
+verify     every node's pillar gets `wireguard:expect` (it reaches every other node, ICMP:
+           N(N-1) assertions, 552 at N=24), then: `verify_decide_s`, the runner's static
+           decision alone (the minions' `wireguard.verify_facts`, gathered once, decided
+           in this process by the runner's own code, CPU time); `verify_static_s`, the
+           wall time of `salt-run wireguard.verify live=false` (the runner starting,
+           one facts job, the decision); `verify_live_s`, the same with `live=true`
+           (one more job: every node probes its N-1 assertions, all at once).
 join       one more container boots and its minion is accepted (not timed: that is the
            lab, reported as `join_ready_s`); then, timed: the pillar naming N+1 nodes is
            written and refreshed, `state.orch wireguard.orchestrate` runs again, and the
@@ -67,6 +74,8 @@ METRICS = (
     "orchestrate_s",
     "join_s",
     "audit_s",
+    "verify_static_s",
+    "verify_live_s",
     *MEMORY,
     *(m.replace("_peak_", "_pss_peak_") for m in MEMORY),
     *(f"{phase}_{c}" for phase in ("orchestrate", "join") for c in CPU),
@@ -395,6 +404,50 @@ def audit(lab, names):
     return seconds, serious
 
 
+def expectations(topo, names):
+    """Each node's pillar with `wireguard:expect`: it reaches every other node (ICMP)."""
+    pillars = {n: topo.pillar(names) for n in names}
+    for node in names:
+        pillars[node]["wireguard"]["expect"] = [{"from": node, "to": o} for o in names if o != node]
+    return pillars
+
+
+def verify(lab, topo, names):
+    """The verify step (see the docstring): {"verify_*": ...}; a LabError when the runner
+    answers no report or misses assertions (failed ones are recorded, not raised)."""
+    sys.path.insert(0, str(REPO / "_utils"))  # the runner's pure part, as the tests load it
+    import wgf_verify_report
+
+    lab.master.write_pillar(expectations(topo, names))
+    want = len(names) * (len(names) - 1)
+    out = {"verify_assertions": want}
+    facts = lab.master.salt(names, "wireguard.verify_facts", timeout=300)
+    t0 = time.process_time()
+    assertions, _ = wgf_verify_report.static(wgf_verify_report.facts_from(facts))
+    out["verify_decide_s"] = round(time.process_time() - t0, 3)
+    if len(assertions) != want:
+        raise LabError(f"verify_facts: {len(assertions)} assertions of {want}")
+    for label, live in (("verify_static_s", False), ("verify_live_s", True)):
+        t0 = time.monotonic()
+        data = lab.master.salt_run(
+            "wireguard.verify",
+            "timeout=120",  # the runner's own (facts and probes), not salt-run's -t
+            tgt=",".join(names),
+            tgt_type="list",
+            live=live,
+            timeout=300,
+        )
+        out[label] = round(time.monotonic() - t0, 1)
+        if not isinstance(data, dict) or len(data.get("assertions", [])) != want:
+            raise LabError(f"wireguard.verify live={live} answered: {str(data)[:2000]}")
+        kind = "live" if live else "static"
+        out[f"verify_{kind}_failed"] = data["failed"]
+        out[f"verify_{kind}_failures"] = [
+            f"{r['from']}->{r['to']}: {r['reason']}" for r in data["assertions"] if not r["pass"]
+        ][:5]
+    return out
+
+
 def measure(topo, count, batch):
     """One lab: N minions of one topology, converged, audited, one more joined."""
     run = {"topology": topo.name, "nodes": count}
@@ -430,6 +483,8 @@ def measure(topo, count, batch):
             seconds, serious = audit(lab, names)
             run["audit_s"] = round(seconds, 1)
             run["audit_problems"] = [f"{p['check']}: {p['message']}" for p in serious][:10]
+            log(f"{topo.name} N={count}: verify")
+            run.update(verify(lab, topo, names))
             log(f"{topo.name} N={count}: {newcomer} joins")
             t0 = time.monotonic()
             hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
