@@ -448,6 +448,21 @@ def verify(lab, topo, names):
     return out
 
 
+def join(lab, inet, topo, hosts, names, newcomer, batch, run):
+    """One more node boots (not timed: join_ready_s), then the join, timed (join_s)."""
+    t0 = time.monotonic()
+    hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
+    run["join_ready_s"] = round(time.monotonic() - t0, 1)
+    bigger = [*names, newcomer]
+    cpu = CpuMeter(lab, hosts[topo.measured_minion(names)])
+    t0 = time.monotonic()
+    lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
+    orchestrate(lab, hosts)
+    reach(hosts, topo, topo.join_pings(names, newcomer))
+    run["join_s"] = round(time.monotonic() - t0, 1)
+    run.update(cpu.used("join"))
+
+
 def measure(topo, count, batch):
     """One lab: N minions of one topology, converged, audited, one more joined."""
     run = {"topology": topo.name, "nodes": count}
@@ -486,17 +501,11 @@ def measure(topo, count, batch):
             log(f"{topo.name} N={count}: verify")
             run.update(verify(lab, topo, names))
             log(f"{topo.name} N={count}: {newcomer} joins")
-            t0 = time.monotonic()
-            hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
-            run["join_ready_s"] = round(time.monotonic() - t0, 1)
-            bigger = [*names, newcomer]
-            cpu = CpuMeter(lab, measured)
-            t0 = time.monotonic()
-            lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
-            orchestrate(lab, hosts)
-            reach(hosts, topo, topo.join_pings(names, newcomer))
-            run["join_s"] = round(time.monotonic() - t0, 1)
-            run.update(cpu.used("join"))
+            try:  # a failed join keeps what was measured before it
+                join(lab, inet, topo, hosts, names, newcomer, batch, run)
+            except LabError as exc:
+                traceback.print_exc()
+                run["join_error"] = " ".join(str(exc).split())[:300]
         finally:
             run.update(sampler.stop())
     run["date"] = now()
@@ -675,7 +684,7 @@ def table(doc):
             continue
         lines.append(
             f"| {r['topology']} | {r['nodes']} | {r.get('converge_s')} "
-            f"({r.get('orchestrate_s')}) | {r.get('join_s')} | {r.get('audit_s')} | "
+            f"({r.get('orchestrate_s')}) | {r.get('join_s', 'failed')} | {r.get('audit_s')} | "
             + " | ".join(f"{r.get(m)} / {r.get(m.replace('_peak_', '_pss_peak_'))}" for m in MEMORY)
             + " |"
         )
@@ -694,6 +703,23 @@ def cpu_table(doc):
                 f"| {r['topology']} | {r['nodes']} | "
                 + " | ".join(str(r.get(f"orchestrate_{c}")) for c in CPU)
                 + " |"
+            )
+    return "\n".join(lines)
+
+
+def verify_table(doc):
+    """The verify step of the runs that had it, as a Markdown table."""
+    lines = [
+        "| topology | N | assertions | decision CPU s | static s (live=false) | "
+        "live s (live=true) | failed static / live |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["runs"]:
+        if "verify_assertions" in r:
+            lines.append(
+                f"| {r['topology']} | {r['nodes']} | {r['verify_assertions']} | "
+                f"{r['verify_decide_s']} | {r['verify_static_s']} | {r['verify_live_s']} | "
+                f"{r['verify_static_failed']} / {r['verify_live_failed']} |"
             )
     return "\n".join(lines)
 
@@ -786,7 +812,7 @@ def main(argv=None):
     if args.model:
         modelled = model([int(n) for n in args.model.split(",")])
     doc = save(runs, modelled, args.json, args.svg)
-    print(table(doc), cpu_table(doc), prediction_table(doc), sep="\n\n")
+    print(table(doc), cpu_table(doc), verify_table(doc), prediction_table(doc), sep="\n\n")
     print(json.dumps({"fit": doc["fit"], "model": doc["model"]}, indent=1))
     return 1 if failed else 0
 
