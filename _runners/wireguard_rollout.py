@@ -15,8 +15,7 @@ what the state returns say and the health verdicts are the plain functions of
 import importlib
 import logging
 
-import salt.client
-
+import wgf_jobs
 import wgf_reload
 import wgf_rollout
 import wgf_rotate
@@ -41,25 +40,8 @@ def __virtual__():
 
 
 def _job(tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None, **more):
-    """``{minion: return}`` of one job; minions that did not answer are missing."""
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = (
-            client.cmd(
-                tgt,
-                fun,
-                list(arg),
-                tgt_type=tgt_type,
-                timeout=timeout or __opts__.get("timeout", 10),
-                kwarg=kwarg,
-                full_return=True,
-                **more,
-            )
-            or {}
-        )
-    finally:
-        client.destroy()
-    return {m: r.get("ret") if isinstance(r, dict) else None for m, r in returned.items()}
+    """``{minion: return}`` of one job (``wgf_jobs.ask``)."""
+    return wgf_jobs.ask(__opts__, tgt, fun, arg, tgt_type, timeout, kwarg, **more)
 
 
 def _checks(minions, timeout):

@@ -14,10 +14,10 @@ job (``_utils/wgf_verify_report.py`` plans and reads it).
 import importlib
 import logging
 
-import salt.client
 import salt.output
 from salt.exceptions import SaltInvocationError
 
+import wgf_jobs
 import wgf_reload
 import wgf_rotate
 import wgf_verify_report
@@ -39,33 +39,12 @@ def __virtual__():
     return __virtualname__
 
 
-def _ask(tgt, fun, tgt_type="list", timeout=None, kwarg=None):
-    """``{minion: return}`` of one job; minions that did not answer are missing."""
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = (
-            client.cmd(
-                tgt,
-                fun,
-                [],
-                tgt_type=tgt_type,
-                timeout=timeout,
-                kwarg=kwarg,
-                full_return=True,
-            )
-            or {}
-        )
-    finally:
-        client.destroy()
-    return {m: r.get("ret") if isinstance(r, dict) else None for m, r in returned.items()}
-
-
 def _static_verdicts(tgt="*", tgt_type="glob", timeout=None):
     """``(assertions, decisions, facts)`` of the targeted minions: the static part."""
     tgt, tgt_type = wgf_rotate.checked_target(tgt, tgt_type)
     timeout = wgf_rotate.checked_timeout(timeout) or FACTS_TIMEOUT
     facts = wgf_verify_report.facts_from(
-        _ask(tgt, "wireguard.verify_facts", tgt_type=tgt_type, timeout=timeout)
+        wgf_jobs.ask(__opts__, tgt, "wireguard.verify_facts", tgt_type=tgt_type, timeout=timeout)
     )
     assertions, decisions = wgf_verify_report.static(facts)
     return assertions, decisions, facts
@@ -92,7 +71,8 @@ def verify(tgt="*", tgt_type="glob", live=True, timeout=None, report="auto"):
     live
         Probe too (default true).
     timeout
-        Seconds to wait for the minions' facts.
+        Seconds to wait for the minions' facts (default 15), and for their probes
+        when longer than the default 20.
     report
         ``auto`` (default): the table, or the structure when ``--out`` is given;
         ``text``; ``data``.
@@ -114,14 +94,17 @@ def verify(tgt="*", tgt_type="glob", live=True, timeout=None, report="auto"):
     if report not in ("auto", "text", "data"):
         raise SaltInvocationError("report is auto, text or data")
     assertions, decisions, _ = _static_verdicts(tgt, tgt_type, timeout)
+    # a large fleet on busy minions may need longer than PROBE_TIMEOUT for the probe job
+    probe_timeout = max(PROBE_TIMEOUT, wgf_rotate.checked_timeout(timeout) or 0)
     found, notes = {}, {}
     if live:
         planned = wgf_verify_report.probes(assertions, decisions)
         if planned:
-            answers = _ask(
+            answers = wgf_jobs.ask(
+                __opts__,
                 sorted(planned),
                 "wireguard.verify_probe",
-                timeout=PROBE_TIMEOUT,
+                timeout=probe_timeout,
                 kwarg={"probes": planned},
             )
             found, notes = wgf_verify_report.live_of(answers, planned)

@@ -15,6 +15,13 @@ converge   `salt-run state.orch wireguard.orchestrate`, from its start until eve
            spoke pings the hub, the hub every spoke, and the first spoke the last one
            (through the hub). A ping only passes after the pair's handshake.
 audit      `salt-run wireguard.audit` on the N minions (wall time of the command).
+verify     every node's pillar gets `wireguard:expect` (it reaches every other node, ICMP:
+           N(N-1) assertions, 552 at N=24), then: `verify_decide_s`, the runner's static
+           decision alone (the minions' `wireguard.verify_facts`, gathered once, decided
+           in this process by the runner's own code, CPU time); `verify_static_s`, the
+           wall time of `salt-run wireguard.verify live=false` (the runner starting,
+           one facts job, the decision); `verify_live_s`, the same with `live=true`
+           (one more job: every node probes its N-1 assertions, all at once).
 join       one more container boots and its minion is accepted (not timed: that is the
            lab, reported as `join_ready_s`); then, timed: the pillar naming N+1 nodes is
            written and refreshed, `state.orch wireguard.orchestrate` runs again, and the
@@ -67,6 +74,8 @@ METRICS = (
     "orchestrate_s",
     "join_s",
     "audit_s",
+    "verify_static_s",
+    "verify_live_s",
     *MEMORY,
     *(m.replace("_peak_", "_pss_peak_") for m in MEMORY),
     *(f"{phase}_{c}" for phase in ("orchestrate", "join") for c in CPU),
@@ -395,6 +404,65 @@ def audit(lab, names):
     return seconds, serious
 
 
+def expectations(topo, names):
+    """Each node's pillar with `wireguard:expect`: it reaches every other node (ICMP)."""
+    pillars = {n: topo.pillar(names) for n in names}
+    for node in names:
+        pillars[node]["wireguard"]["expect"] = [{"from": node, "to": o} for o in names if o != node]
+    return pillars
+
+
+def verify(lab, topo, names):
+    """The verify step (see the docstring): {"verify_*": ...}; a LabError when the runner
+    answers no report or misses assertions (failed ones are recorded, not raised)."""
+    sys.path.insert(0, str(REPO / "_utils"))  # the runner's pure part, as the tests load it
+    import wgf_verify_report
+
+    lab.master.write_pillar(expectations(topo, names))
+    want = len(names) * (len(names) - 1)
+    out = {"verify_assertions": want}
+    facts = lab.master.salt(names, "wireguard.verify_facts", timeout=300)
+    t0 = time.process_time()
+    assertions, _ = wgf_verify_report.static(wgf_verify_report.facts_from(facts))
+    out["verify_decide_s"] = round(time.process_time() - t0, 3)
+    if len(assertions) != want:
+        raise LabError(f"verify_facts: {len(assertions)} assertions of {want}")
+    for label, live in (("verify_static_s", False), ("verify_live_s", True)):
+        t0 = time.monotonic()
+        data = lab.master.salt_run(
+            "wireguard.verify",
+            "timeout=120",  # the runner's own (facts and probes), not salt-run's -t
+            tgt=",".join(names),
+            tgt_type="list",
+            live=live,
+            timeout=300,
+        )
+        out[label] = round(time.monotonic() - t0, 1)
+        if not isinstance(data, dict) or len(data.get("assertions", [])) != want:
+            raise LabError(f"wireguard.verify live={live} answered: {str(data)[:2000]}")
+        kind = "live" if live else "static"
+        out[f"verify_{kind}_failed"] = data["failed"]
+        out[f"verify_{kind}_failures"] = [
+            f"{r['from']}->{r['to']}: {r['reason']}" for r in data["assertions"] if not r["pass"]
+        ][:5]
+    return out
+
+
+def join(lab, inet, topo, hosts, names, newcomer, batch, run):
+    """One more node boots (not timed: join_ready_s), then the join, timed (join_s)."""
+    t0 = time.monotonic()
+    hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
+    run["join_ready_s"] = round(time.monotonic() - t0, 1)
+    bigger = [*names, newcomer]
+    cpu = CpuMeter(lab, hosts[topo.measured_minion(names)])
+    t0 = time.monotonic()
+    lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
+    orchestrate(lab, hosts)
+    reach(hosts, topo, topo.join_pings(names, newcomer))
+    run["join_s"] = round(time.monotonic() - t0, 1)
+    run.update(cpu.used("join"))
+
+
 def measure(topo, count, batch):
     """One lab: N minions of one topology, converged, audited, one more joined."""
     run = {"topology": topo.name, "nodes": count}
@@ -430,18 +498,14 @@ def measure(topo, count, batch):
             seconds, serious = audit(lab, names)
             run["audit_s"] = round(seconds, 1)
             run["audit_problems"] = [f"{p['check']}: {p['message']}" for p in serious][:10]
+            log(f"{topo.name} N={count}: verify")
+            run.update(verify(lab, topo, names))
             log(f"{topo.name} N={count}: {newcomer} joins")
-            t0 = time.monotonic()
-            hosts.update(boot_in_batches(lab, inet, topo, [newcomer], batch))
-            run["join_ready_s"] = round(time.monotonic() - t0, 1)
-            bigger = [*names, newcomer]
-            cpu = CpuMeter(lab, measured)
-            t0 = time.monotonic()
-            lab.master.write_pillar({n: topo.pillar(bigger) for n in bigger})
-            orchestrate(lab, hosts)
-            reach(hosts, topo, topo.join_pings(names, newcomer))
-            run["join_s"] = round(time.monotonic() - t0, 1)
-            run.update(cpu.used("join"))
+            try:  # a failed join keeps what was measured before it
+                join(lab, inet, topo, hosts, names, newcomer, batch, run)
+            except LabError as exc:
+                traceback.print_exc()
+                run["join_error"] = " ".join(str(exc).split())[:300]
         finally:
             run.update(sampler.stop())
     run["date"] = now()
@@ -620,7 +684,7 @@ def table(doc):
             continue
         lines.append(
             f"| {r['topology']} | {r['nodes']} | {r.get('converge_s')} "
-            f"({r.get('orchestrate_s')}) | {r.get('join_s')} | {r.get('audit_s')} | "
+            f"({r.get('orchestrate_s')}) | {r.get('join_s', 'failed')} | {r.get('audit_s')} | "
             + " | ".join(f"{r.get(m)} / {r.get(m.replace('_peak_', '_pss_peak_'))}" for m in MEMORY)
             + " |"
         )
@@ -639,6 +703,23 @@ def cpu_table(doc):
                 f"| {r['topology']} | {r['nodes']} | "
                 + " | ".join(str(r.get(f"orchestrate_{c}")) for c in CPU)
                 + " |"
+            )
+    return "\n".join(lines)
+
+
+def verify_table(doc):
+    """The verify step of the runs that had it, as a Markdown table."""
+    lines = [
+        "| topology | N | assertions | decision CPU s | static s (live=false) | "
+        "live s (live=true) | failed static / live |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["runs"]:
+        if "verify_assertions" in r:
+            lines.append(
+                f"| {r['topology']} | {r['nodes']} | {r['verify_assertions']} | "
+                f"{r['verify_decide_s']} | {r['verify_static_s']} | {r['verify_live_s']} | "
+                f"{r['verify_static_failed']} / {r['verify_live_failed']} |"
             )
     return "\n".join(lines)
 
@@ -731,7 +812,7 @@ def main(argv=None):
     if args.model:
         modelled = model([int(n) for n in args.model.split(",")])
     doc = save(runs, modelled, args.json, args.svg)
-    print(table(doc), cpu_table(doc), prediction_table(doc), sep="\n\n")
+    print(table(doc), cpu_table(doc), verify_table(doc), prediction_table(doc), sep="\n\n")
     print(json.dumps({"fit": doc["fit"], "model": doc["model"]}, indent=1))
     return 1 if failed else 0
 

@@ -20,7 +20,7 @@ from tests.e2e.deployments import SharedDeployments, ready
 from tests.lab.util import CLEAN_ENV
 
 # The order of the e2e modules: those sharing a deployment of examples/ run one after
-# the other (audit and lifecycle: mesh; hardening: laptop-server; then
+# the other (audit, lifecycle and verify: mesh; hardening: laptop-server; then
 # test_topologies, which starts with those two), and the modules whose hosts carry
 # the same names as a shared deployment's (test_readme: server, laptop) run before
 # it is built. Modules not listed run after these, in name order.
@@ -35,6 +35,7 @@ E2E_ORDER = (
     "test_live_changes.py",
     "test_audit.py",
     "test_lifecycle.py",
+    "test_verify.py",
     "test_hardening.py",
     "test_topologies.py",
 )

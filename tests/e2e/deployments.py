@@ -20,8 +20,24 @@ def orchestrate(master):
     """`salt-run state.orch wireguard.orchestrate`, every step of it successful."""
     ret = master.salt_run("state.orch", "wireguard.orchestrate", timeout=600)
     text = str(ret)
-    assert "'result': False" not in text and '"result": false' not in text, text[:4000]
+    assert "'result': False" not in text and '"result": false' not in text, (
+        "\n".join(_failed(ret))[:6000] or text[:4000]
+    )
     return ret
+
+
+def _failed(data, where="") -> list[str]:
+    """Each state result False in an orchestration's return, with where it is."""
+    found = []
+    if isinstance(data, dict):
+        if data.get("result") is False:
+            found.append(f"{where}: {str(data.get('comment', data))[:1500]}")
+        for key, value in data.items():
+            found += _failed(value, f"{where}/{str(key)[:80]}")
+    elif isinstance(data, list):
+        for value in data:
+            found += _failed(value, where)
+    return found
 
 
 def containers_on_internet(lab, bridge, nodes, prefix):

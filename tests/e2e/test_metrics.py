@@ -1,13 +1,17 @@
 """Metrics with names (issue 22, part 2) through a real master and real salt-minions: a
 two-node mine-driven mesh with `lookup:metrics`; each minion's own scheduler writes the
 textfile (names from pillar, 0644, renamed into place, updated every interval),
-promtool accepts it and the master's `salt-run wireguard.alert_rules`, and
-`wireguard.clean` removes the job and the file."""
+promtool accepts it and the master's `salt-run wireguard.alert_rules`, Debian's
+node_exporter scrapes it with its textfile collector (the series keep the pillar's names,
+and the verify failures of the minion's latest probe are one of them), and
+`wireguard.clean` removes the job, the file and the verify result."""
 
 from __future__ import annotations
 
 import copy
+import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -21,6 +25,14 @@ INET = "198.18.22"
 NODES = {"met1": 1, "met2": 2}
 TEXTFILE = "/var/lib/prometheus/node-exporter/wireguard.prom"
 INTERVAL = 5
+VERIFY_RESULT = "/var/lib/wireguard-formula/verify/last.json"
+#: Debian's prometheus-node-exporter (`./lab setup` installs it on the host; the binary
+#: needs only libc, so it runs in a lab container as it would on the minion)
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+SCRAPE = (
+    "import sys, urllib.request\n"
+    "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())\n"
+)
 
 
 def metrics_pillar():
@@ -40,7 +52,11 @@ def fleet(lab):
         _, hosts = containers_on_internet(lab, "met-inet", NODES, INET)
         for host in hosts.values():  # node_exporter's directory, as its package makes it
             host.run(["mkdir", "-p", os.path.dirname(TEXTFILE)])
-        lab.master.write_pillar({m: metrics_pillar() for m in NODES})
+        pillars = {m: metrics_pillar() for m in NODES}
+        # one assertion each (issue 22): `salt-run wireguard.verify` probes it
+        pillars["met2"]["wireguard"]["expect"] = [{"from": "met2", "to": "met1"}]
+        pillars["met1"]["wireguard"]["expect"] = [{"from": "met1", "to": "10.22.0.99"}]
+        lab.master.write_pillar(pillars)
         orchestrate(lab.master)
         for a, b in (("met1", 2), ("met2", 1)):
             assert hosts[a].ping_until(f"10.22.0.{b}", within=30).received
@@ -128,11 +144,66 @@ def test_the_alert_rules_from_pillar_pass_promtool(fleet, tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def _scrape(host, within=30):
+    """node_exporter's /metrics on the host, once it listens."""
+    deadline = time.monotonic() + within
+    while True:
+        got = host.run(["python3", "-c", SCRAPE, "http://127.0.0.1:9100/metrics"], check=False)
+        if got.returncode == 0 or time.monotonic() > deadline:
+            assert got.returncode == 0, got.stderr
+            return got.stdout
+        time.sleep(0.5)
+
+
+def test_node_exporter_scrapes_the_textfile_with_the_pillars_names(fleet):
+    """A real scrape: node_exporter's textfile collector reads the formula's textfile and
+    serves its series, named as pillar names the peers, next to its own; the verify run
+    of the master shows as the failures of the minion's latest probe."""
+    lab, hosts = fleet
+    host = hosts["met1"]
+    code = lab.master.run(
+        ["salt-run", "--out=json", "wireguard.verify", "tgt=met*"], check=False, timeout=120
+    )
+    assert code.returncode == 1, code.stdout  # met1's assertion fails, met2's holds
+    assert json.loads(host.read(VERIFY_RESULT))["failed"] == 1
+    shutil.copy2(NODE_EXPORTER, host.merged / "usr/local/bin/node_exporter")
+    unit = host.systemd_run(
+        [
+            "/usr/local/bin/node_exporter",
+            "--collector.disable-defaults",
+            "--collector.textfile",
+            f"--collector.textfile.directory={os.path.dirname(TEXTFILE)}",
+            "--web.listen-address=127.0.0.1:9100",
+        ],
+        "lab-node-exporter",
+    )
+    try:
+        deadline = time.monotonic() + 4 * INTERVAL
+        while True:  # until the scheduler's next textfile carries the verify result
+            found = samples(_scrape(host))
+            if found.get(("wireguard_verify_failures", None)) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    finally:
+        host.systemctl("stop", unit, check=False)
+    up = found[("wireguard_peer_up", "met2")]
+    assert up.labels == {"interface": "wg1", "peer": "met2", "network": "corp", "kind": "node"}
+    assert up.value == 1
+    assert found[("wireguard_peer_receive_bytes_total", "met2")].value > 0
+    assert found[("node_textfile_scrape_error", None)].value == 0
+    (mtime,) = [s for (name, _), s in found.items() if name == "node_textfile_mtime_seconds"]
+    assert mtime.labels == {"file": TEXTFILE}
+    assert found[("wireguard_verify_failures", None)].value == 1
+
+
 def test_clean_removes_the_job_and_the_file(fleet):
     lab, hosts = fleet
     written(hosts["met2"], "met1")
+    lab.master.run(["salt-run", "wireguard.verify", "tgt=met*"], check=False, timeout=120)
+    assert hosts["met2"].file_exists(VERIFY_RESULT), "met2 probed its assertion"
     lab.master.state_apply("met2", sls="wireguard.clean")
     assert not hosts["met2"].file_exists(TEXTFILE)
+    assert not hosts["met2"].file_exists(os.path.dirname(VERIFY_RESULT))
     jobs = lab.master.salt("met2", "schedule.list", return_yaml=False)["met2"]
     assert "wireguard-metrics" not in (jobs or {})
     time.sleep(2 * INTERVAL)  # no job left to write it again

@@ -17,7 +17,8 @@ from . import rootfs
 from .util import CLEAN_ENV, REPO, LabError, log, require_root
 
 # dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped;
-# promtool (Debian's prometheus): the metrics' exposition and alert rules are checked
+# promtool (Debian's prometheus): the metrics' exposition and alert rules are checked;
+# Debian's node_exporter scrapes the metrics textfile in a lab container
 NEEDED_TOOLS = (
     "systemd-nspawn",
     "debootstrap",
@@ -27,6 +28,7 @@ NEEDED_TOOLS = (
     "wg",
     "dot",
     "promtool",
+    "prometheus-node-exporter",
 )
 
 

@@ -5,6 +5,7 @@ exposition that ``promtool check metrics`` and ``prometheus_client``'s parser ac
 the alert rules that ``promtool check rules`` accepts, and the SLS that keeps the
 textfile fresh through the minion's scheduler."""
 
+import os
 import subprocess
 
 import pytest
@@ -421,6 +422,19 @@ def test_without_metrics_the_job_is_removed_and_clean_removes_job_and_file(rende
     )
     assert fun(clean["wireguard-metrics-clean-schedule-absent"]) == "schedule.absent"
     assert arg(clean["wireguard-metrics-clean-file-absent-1"], "name") == GOOD
+
+
+@pytest.mark.parametrize("pillar", [{}, {"lookup": {"metrics": {"textfile": GOOD}}}])
+def test_clean_removes_the_verify_result_the_textfile_reads(renderer, pillar):
+    """The latest verify probe's result (issue 22) goes with clean, metrics or not: the
+    directory ``wireguard.verify_probe`` writes ``last.json`` into."""
+    clean = states(
+        renderer.render("debian-12", pillar, sls=("wireguard.clean",)), "wireguard.clean"
+    )
+    state = clean["wireguard-metrics-clean-verify-result-absent"]
+    assert fun(state) == "file.absent"
+    assert arg(state, "name") == os.path.dirname(wgf_layout.VERIFY_RESULT)
+    assert wgf_layout.VERIFY_RESULT.startswith("/var/lib/wireguard-formula/verify/")
 
 
 def test_a_bad_textfile_fails_the_render_naming_the_key(renderer):

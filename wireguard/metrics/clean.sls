@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # Removes the scheduler's wireguard-metrics job and the textfile it wrote (the one
-# pillar names, and the one the saved job names).
+# pillar names, and the one the saved job names), and the directory of the latest
+# verify probe's result that the textfile reads (wgf_layout.VERIFY_RESULT's).
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
@@ -25,3 +26,7 @@ wireguard-metrics-clean-schedule-absent:
   file.absent:
     - name: {{ path | json }}
 {%- endfor %}
+
+wireguard-metrics-clean-verify-result-absent:
+  file.absent:
+    - name: /var/lib/wireguard-formula/verify
