@@ -23,6 +23,7 @@ import wgf_firewall
 import wgf_iproute
 import wgf_keys
 import wgf_layout
+import wgf_networkd
 import wgf_pipeline
 import wgf_reload
 
@@ -145,13 +146,23 @@ def _pipeline(pillar=None, config_dir=None):
             confirm=wgf_layout.read_lookup(__salt__["pillar.get"]).get("confirm"),
             init=__grains__.get("init"),
             metrics=wgf_layout.read_lookup(__salt__["pillar.get"]).get("metrics"),
+            backend=_map().get("backend")
+            or wgf_layout.read_lookup(__salt__["pillar.get"]).get("backend"),
+            systemd_version=wgf_networkd.systemd_version(__grains__.get("systemd")),
             now=now,
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
             iface.update(
-                files=layout.files(name),
-                service=layout.unit(name),
+                files={
+                    **layout.files(name),
+                    **(layout.networkd_files(name) if iface["backend"] == "networkd" else {}),
+                },
+                # an absent interface: its wg-quick unit is stopped (networkd's files
+                # go by wireguard.networkd_absent; systemd-networkd itself stays)
+                service=layout.backend_unit(
+                    name, "wg-quick" if iface["absent"] else iface["backend"]
+                ),
                 service_link=layout.link(name),
                 confirm_unit=wgf_layout.confirm_restore_path(name, facts.init),
             )
