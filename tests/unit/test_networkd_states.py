@@ -266,3 +266,54 @@ def test_a_refused_pillar_fails_the_state_and_changes_nothing(states, minion, ho
     assert ret["result"] is False
     assert f"interface '{IF}', key 'post_up': networkd runs no hooks" in ret["comment"]
     assert changed(host) == [] and not os.path.exists(layout.netdev(IF))
+
+
+# ---------------------------------------------------- confirm and the live engine
+
+
+def test_confirm_records_networkds_files_and_its_undo_rebuilds_the_interface(
+    states, minion, host, layout
+):
+    import wgf_confirm_run
+    import wgf_confirm_undo
+
+    config(states, minion)
+    records, restores, _, _ = wgf_confirm_run._records(host, IF, layout, "none", networkd=True)
+    assert records["netdev"] == wgf_files.read(layout.netdev(IF))
+    assert records["network"] == wgf_files.read(layout.network(IF))
+    copies = {r.target: r for r in restores if r.group}
+    assert sorted(copies) == sorted([layout.networkd_key(IF), layout.networkd_psk(IF, "hub.psk")])
+    assert {r.group for r in copies.values()} == {"systemd-network"}
+    script = wgf_confirm_undo.undo_script(IF, restores, NETWORKD, None, "systemd", networkd=True)
+    assert f"chgrp systemd-network {layout.networkd_key(IF)} && chmod 0640" in script
+    assert f"ip link delete dev {IF}" in script and "networkctl reload" in script
+    assert "systemctl restart" not in script
+    private, psk = secrets(minion, layout)
+    assert private not in script and psk not in script
+    # wg-quick's undo is as before
+    plain = wgf_confirm_undo.undo_script(IF, restores[:2], WG_QUICK, None, "systemd")
+    assert f"systemctl restart {WG_QUICK}" in plain and "networkctl" not in plain
+
+
+def test_confirm_sees_a_file_change_only_when_networkds_files_change(states, minion, host):
+    import wgf_plan
+    import wgf_state
+
+    def file_changes():
+        live = wgf_state.Minion(minion.functions(), {"test": False}, {}, host)
+        iface = live.declared(IF, minion.config_dir)
+        return wgf_plan._file_changes(live, iface, minion.config_dir)
+
+    assert file_changes() is True
+    config(states, minion)
+    assert file_changes() is False
+    minion.pillar["interfaces"][IF]["peers"]["hub"]["preshared_key"] = wgf_keys.genpsk()
+    assert file_changes() is True  # only a key copy differs
+
+
+def test_the_live_engine_takes_networkds_mtu_and_leaves_dns_to_it(minion, host):
+    import wgf_plan
+
+    iface = minion.pipeline()["interfaces"][IF]
+    assert wgf_plan._mtu_unset(host, iface, {"peers": {}}, []) == 1420
+    assert not any(a[0] == "endpoint_routes" for a in host.asked)
