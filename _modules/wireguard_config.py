@@ -283,7 +283,8 @@ def public_keys(config_dir=None):
 
 def config_peers(interface, config_dir=None):
     """
-    Return the peers ``<config_dir>/<interface>.conf`` holds, keyed by public key:
+    Return the peers ``<config_dir>/<interface>.conf`` holds (on the networkd backend:
+    its ``.netdev``), keyed by public key:
     ``name`` (the comment the formula writes above each peer), ``endpoint`` as
     written, ``allowed_ips``, ``persistent_keepalive`` and ``has_preshared_key``.
     No key but the public ones is returned.
@@ -295,8 +296,8 @@ def config_peers(interface, config_dir=None):
         salt '*' wireguard.config_peers wg0
     """
     wgf_addr.check_interface_name(interface)
-    path, conf, _, error = wgf_conf.read_file(
-        wgf_layout.Layout(_config_dir(config_dir)).conf(interface)
+    path, conf, _, error = wgf_networkd.read_config(
+        wgf_layout.Layout(_config_dir(config_dir)), interface
     )
     if error:
         raise CommandExecutionError(error)

@@ -18,11 +18,14 @@ two policy rules); a numeric table is ``RouteTable=`` of the ``[WireGuard]`` sec
 
 import hashlib
 import ipaddress
+import os
 import re
 
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_conf
+import wgf_files
 import wgf_live
 from wgf_addr import shown
 
@@ -311,3 +314,100 @@ def switch(current, wanted):
     if current is None or current == wanted:
         return None
     return {"old": current, "new": wanted}
+
+
+# ------------------------------------------------------------------ reading back
+
+
+def sections(text):
+    """``[(section, [(key, value)])]`` of a systemd unit file's text; a comment line
+    right after a section header is kept as the key ``#`` (the formula's peer name)."""
+    found = []
+    for raw in (text or "").split("\n"):
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            found.append((line[1:-1].strip(), []))
+        elif found and line.startswith(("#", ";")):
+            if not found[-1][1]:
+                found[-1][1].append(("#", line.lstrip("#;").strip()))
+        elif found and "=" in line:
+            key, _, value = line.partition("=")
+            found[-1][1].append((key.strip(), value.strip()))
+    return found
+
+
+def as_conf(netdev, network, private_key):
+    """The wg-quick config text equivalent to networkd's two files, for the readers of a
+    parsed config (``wgf_conf.parse``: ``wireguard.check``, ``config_peers``,
+    ``reresolve``). ``private_key``: the text of the file ``PrivateKeyFile=`` names,
+    or None. Never shown: it may hold the key; its parse holds none."""
+    lines, peers, allowed, addresses, destinations = ["[Interface]"], [], [], [], []
+    if private_key:
+        lines.append(f"PrivateKey = {private_key.strip()}")
+    for section, pairs in sections(netdev):
+        if section == "WireGuard":
+            names = {"ListenPort": "ListenPort", "FirewallMark": "FwMark", "RouteTable": "Table"}
+            lines += [f"{names[k]} = {v}" for k, v in pairs if k in names]
+        elif section == "WireGuardPeer":
+            names = {
+                "PublicKey": "PublicKey",
+                "AllowedIPs": "AllowedIPs",
+                "Endpoint": "Endpoint",
+                "PersistentKeepalive": "PersistentKeepalive",
+            }
+            peer = ["", "[Peer]"] + [f"# {v}" for k, v in pairs if k == "#"]
+            peer += [f"{names[k]} = {v}" for k, v in pairs if k in names]
+            peer += ["PresharedKey = (a file)" for k, v in pairs if k == "PresharedKeyFile"]
+            peers += peer
+            allowed += [a for k, v in pairs if k == "AllowedIPs" for a in v.split(",") if a]
+    for section, pairs in sections(network):
+        if section == "Network":
+            for key, value in pairs:
+                if key == "Address":
+                    lines.append(f"Address = {value}")
+                    addresses.append(value)
+                elif key == "DNS":
+                    lines.append(f"DNS = {value}")
+                elif key == "Domains":
+                    lines += [f"DNS = {d}" for d in value.split() if d != "~."]
+        elif section == "Link":
+            lines += [f"MTU = {v}" for k, v in pairs if k == "MTUBytes"]
+        elif section == "Route":
+            values = dict(pairs)
+            if values.get("Destination") and values.get("Table", "main") == "main":
+                destinations.append(values["Destination"])
+    # the formula's routes, as wg-quick's PostUp lines: not those derived from AllowedIPs
+    try:
+        derived = {dst for dst, _ in wgf_live.derived_routes("auto", allowed, addresses)}
+    except ValueError:
+        derived = set()
+    lines += [f"PostUp = {wgf_conf.route_command(d)}" for d in destinations if d not in derived]
+    return "\n".join(lines + peers) + "\n"
+
+
+def read_config(layout, interface):
+    """``(path, parsed config or None, text or None, error or None)`` of ``interface``
+    as ``wgf_conf.read_file`` gives it: wg-quick's conf, or, where there is none and
+    networkd has a ``.netdev`` of it, networkd's files (the path the ``.netdev``, the
+    text both files', which name keys by path only)."""
+    found = wgf_conf.read_file(layout.conf(interface))
+    netdev_path = layout.netdev(interface)
+    if found[1] is not None or found[3] or not os.path.exists(netdev_path):
+        return found
+    try:
+        netdev = _read(netdev_path)
+        network = _read(layout.network(interface)) or ""
+    except OSError as exc:
+        return netdev_path, None, None, f"{netdev_path} cannot be read: {exc.strerror}"
+    files = dict(p for s, ps in sections(netdev) if s == "WireGuard" for p in ps)
+    key = wgf_files.read_key(files["PrivateKeyFile"]) if files.get("PrivateKeyFile") else None
+    conf = wgf_conf.parse(as_conf(netdev, network, key))
+    return netdev_path, conf, netdev + network, None
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None

@@ -230,3 +230,38 @@ def test_switch_says_old_and_new():
     assert wgf_networkd.switch("wg-quick", "networkd") == {"old": "wg-quick", "new": "networkd"}
     assert wgf_networkd.switch("networkd", "networkd") is None
     assert wgf_networkd.switch(None, "networkd") is None
+
+
+# ------------------------------------------------------------------ reading back
+
+
+@pytest.mark.parametrize("name", sorted(PILLARS))
+def test_networkds_files_read_back_as_the_wg_quick_conf_reads(name, tmp_path, monkeypatch):
+    import wgf_conf
+    import wgf_files
+
+    monkeypatch.setattr(wgf_layout, "NETWORK_DIR", str(tmp_path / "network"))
+    monkeypatch.setattr(wgf_layout, "NETWORKD_KEYS_DIR", str(tmp_path / "keys"))
+    layout = wgf_layout.Layout(str(tmp_path / "wg"))
+    normalised = iface(name)
+    psks = {"hub": PSK, "road warrior 1": PSK}
+    files = {
+        **wgf_networkd.files(normalised, layout),
+        **wgf_networkd.key_files(normalised, layout, PRIVATE, psks),
+    }
+    for path, text in files.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        wgf_files.write_private(path, text)
+    path, conf, text, error = wgf_networkd.read_config(layout, "wg0")
+    assert path == layout.netdev("wg0") and error is None
+    assert PRIVATE not in text and PSK not in text and PRIVATE not in repr(conf)
+    want = wgf_conf.parse(wgf_conf.render(normalised, PRIVATE, psks))
+    for key in ("address", "listen_port", "mtu", "dns", "public_key", "routes"):
+        assert conf[key] == want[key], key
+    # a full tunnel's mark is in the .netdev: what wg-quick sets when it starts
+    assert conf["fwmark"] == (51820 if name == "full" else want["fwmark"])
+    assert conf["peers"] == want["peers"] and conf["errors"] == []
+    # a wg-quick conf there is what is read
+    os.makedirs(layout.config_dir)
+    wgf_files.write_private(layout.conf("wg0"), wgf_conf.render(normalised, PRIVATE))
+    assert wgf_networkd.read_config(layout, "wg0")[0] == layout.conf("wg0")
