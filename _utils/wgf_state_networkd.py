@@ -13,6 +13,7 @@ import os
 
 from salt.exceptions import CommandExecutionError
 
+import wgf_addr
 import wgf_conf
 import wgf_files
 import wgf_keys
@@ -189,6 +190,7 @@ def absent(ret, minion, config_dir):
     reloaded, and the interface deleted when networkd built it (its ``.netdev`` was
     there)."""
     interface, host = ret["name"], minion.host
+    wgf_addr.check_interface_name(interface)  # it names paths that are removed
     layout = _layout(config_dir)
     paths = [
         p

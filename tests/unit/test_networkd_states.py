@@ -317,3 +317,9 @@ def test_the_live_engine_takes_networkds_mtu_and_leaves_dns_to_it(minion, host):
     iface = minion.pipeline()["interfaces"][IF]
     assert wgf_plan._mtu_unset(host, iface, {"peers": {}}, []) == 1420
     assert not any(a[0] == "endpoint_routes" for a in host.asked)
+
+
+@pytest.mark.parametrize("name", ["../../etc", "a b", "wg0/..", ""])
+def test_networkd_absent_refuses_a_name_that_is_no_interface(states, minion, host, name):
+    ret = states.networkd_absent(name, config_dir=minion.config_dir)
+    assert ret["result"] is False and changed(host) == []
