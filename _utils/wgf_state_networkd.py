@@ -18,6 +18,7 @@ import wgf_conf
 import wgf_files
 import wgf_keys
 import wgf_layout
+import wgf_live
 import wgf_networkd
 import wgf_state
 
@@ -102,6 +103,7 @@ def config(ret, minion, config_dir, iface):
         }
     switching = enabled and (os.path.exists(conf) or host.service_active(wg_quick))
     networkd_up = host.service_active(wgf_networkd.SERVICE)
+    reasons = _restart_reasons(layout, interface, units) if enabled and not switching else []
     if switching:
         ret["changes"]["backend"] = {"old": wgf_networkd.WG_QUICK, "new": wgf_networkd.NETWORKD}
         ret["changes"]["restarted"] = {
@@ -117,6 +119,9 @@ def config(ret, minion, config_dir, iface):
             "service": wgf_networkd.SERVICE,
             "why": "its interface is not up: networkctl reload builds it from its files",
         }
+    elif reasons and networkd_up:
+        # networkd does not change a netdev it has: the interface is made again
+        ret["changes"]["restarted"] = {"service": wgf_networkd.SERVICE, "why": "; ".join(reasons)}
     elif not enabled and minion.is_up(interface) and (_present(layout, interface) or diffs):
         ret["changes"]["stopped"] = {"old": interface, "new": None}
     if not ret["changes"]:
@@ -131,6 +136,9 @@ def config(ret, minion, config_dir, iface):
         dropin = wgf_layout.dropin_path(interface)
         if os.path.exists(dropin):
             host.remove(dropin)
+    if reasons and "restarted" in ret["changes"]:
+        minion.forget_live(interface)
+        host.delete_link(interface)  # the reload below builds it from the new files
     if enabled:
         host.write_networkd(units, keys, keys_dir, wgf_networkd.GROUP)
     else:
@@ -142,6 +150,19 @@ def config(ret, minion, config_dir, iface):
         minion.forget_live(interface)
         host.delete_link(interface)  # networkd keeps a netdev whose file is gone
     return minion.pending(ret, _comment(interface, ret, False))
+
+
+def _restart_reasons(layout, interface, units):
+    """What changed between networkd's files and ``units`` that only making the
+    interface again applies (its table, its default-route setup: ``wgf_live``'s rule)."""
+    netdev = wgf_files.read(layout.netdev(interface))
+    if netdev is None:
+        return []
+    old = wgf_networkd.as_conf(netdev, wgf_files.read(layout.network(interface)), None)
+    new = wgf_networkd.as_conf(
+        units[layout.netdev(interface)], units[layout.network(interface)], None
+    )
+    return [r.replace("wg-quick", "networkd") for r in wgf_live.restart_reasons(old, new)]
 
 
 def _comment(interface, ret, test):

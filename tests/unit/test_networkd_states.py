@@ -323,3 +323,33 @@ def test_the_live_engine_takes_networkds_mtu_and_leaves_dns_to_it(minion, host):
 def test_networkd_absent_refuses_a_name_that_is_no_interface(states, minion, host, name):
     ret = states.networkd_absent(name, config_dir=minion.config_dir)
     assert ret["result"] is False and changed(host) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"table": 1234}, "its table changed from auto to 1234"),
+        (
+            {
+                "peers": {
+                    "gw": {
+                        "public_key": wgf_keys.pubkey(wgf_keys.genkey()),
+                        "allowed_ips": ["0.0.0.0/0"],
+                    }
+                }
+            },
+            "its default route",
+        ),
+    ],
+)
+def test_what_networkd_keeps_on_a_netdev_makes_the_interface_again(
+    states, minion, host, change, why
+):
+    config(states, minion)
+    host.done.clear()
+    minion.pillar["interfaces"][IF].update(change)
+    ret = config(states, minion)
+    assert why in ret["changes"]["restarted"]["why"], ret["changes"]
+    assert [d[0] for d in changed(host)] == ["delete_link", "write_networkd", "networkctl"]
+    host.done.clear()
+    assert config(states, minion)["changes"] == {}
