@@ -14,9 +14,31 @@ import wgf_keys
 import wgf_layout
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
-from tests.unit.test_state_decisions import States
+from tests.unit.conftest import load
 
 WG_QUICK = f"wg-quick@{IF}"
+#: The files of the ``wireguard`` state module these tests call.
+STATE_FILES = ("wireguard_files", "wireguard_interface")
+
+
+class States:
+    """The state files as Salt loads them under the one name, sharing the dunders."""
+
+    def __init__(self, salt, opts, context):
+        self.__opts__, self.__context__ = opts, context
+        self.files = []
+        for name in STATE_FILES:
+            module = load(f"_states/{name}.py", f"{name}_networkd_under_test")
+            module.__salt__, module.__opts__, module.__context__ = salt, opts, context
+            self.files.append(module)
+
+    def __getattr__(self, name):
+        for module in self.files:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+
 NETWORKD = "systemd-networkd"
 
 
