@@ -236,7 +236,10 @@ def settings(interfaces, firewall):
     return {
         "firewall": firewall,
         "needs": {
-            "resolvconf": any(iface["dns"] for iface in present),
+            # networkd hands DNS to systemd-resolved: no resolvconf for it
+            "resolvconf": any(
+                iface["dns"] and iface.get("backend") != wgf_networkd.NETWORKD for iface in present
+            ),
             "firewall_tools": any(
                 iface["masquerade"]
                 or iface["open_port"]

@@ -101,11 +101,14 @@ def config(ret, minion, config_dir, iface):
             "old": sorted(changed_keys) if not enabled else "differ or missing",
             "new": sorted(changed_keys) if enabled else None,
         }
-    switching = enabled and (os.path.exists(conf) or host.service_active(wg_quick))
+    # wg-quick ran it: stopped and its file removed, enabled or not
+    leaving = os.path.exists(conf) or host.service_active(wg_quick)
+    switching = enabled and leaving
     networkd_up = host.service_active(wgf_networkd.SERVICE)
     reasons = _restart_reasons(layout, interface, units) if enabled and not switching else []
-    if switching:
+    if leaving:
         ret["changes"]["backend"] = {"old": wgf_networkd.WG_QUICK, "new": wgf_networkd.NETWORKD}
+    if switching:
         ret["changes"]["restarted"] = {
             "service": wgf_networkd.SERVICE,
             "why": (
@@ -122,14 +125,14 @@ def config(ret, minion, config_dir, iface):
     elif reasons and networkd_up:
         # networkd does not change a netdev it has: the interface is made again
         ret["changes"]["restarted"] = {"service": wgf_networkd.SERVICE, "why": "; ".join(reasons)}
-    elif not enabled and minion.is_up(interface) and (_present(layout, interface) or diffs):
+    elif not enabled and minion.is_up(interface) and (leaving or _present(layout, interface)):
         ret["changes"]["stopped"] = {"old": interface, "new": None}
     if not ret["changes"]:
         ret["comment"] = f"{layout.netdev(interface)} and its .network are as pillar says"
         return ret
     if minion.test:
         return minion.pending(ret, _comment(interface, ret, True))
-    if switching:
+    if leaving:
         minion.forget_live(interface)
         host.stop_service(wg_quick)  # wg-quick down: the interface goes with it
         host.remove(conf)
@@ -146,7 +149,7 @@ def config(ret, minion, config_dir, iface):
             host.remove_tree(path)
     if networkd_up:
         host.networkctl("reload")
-    if "stopped" in ret["changes"]:
+    if "stopped" in ret["changes"] and not leaving:
         minion.forget_live(interface)
         host.delete_link(interface)  # networkd keeps a netdev whose file is gone
     return minion.pending(ret, _comment(interface, ret, False))
@@ -168,8 +171,10 @@ def _restart_reasons(layout, interface, units):
 def _comment(interface, ret, test):
     would = "would be" if test else "was"
     parts = [f"{interface}: networkd's files {would} brought to what pillar says"]
-    if "backend" in ret["changes"]:
+    if "backend" in ret["changes"] and "restarted" in ret["changes"]:
         parts.append(f"{interface} {would} switched from wg-quick to networkd (one restart)")
+    elif "backend" in ret["changes"]:
+        parts.append(f"wg-quick {would} stopped from running {interface}")
     elif "restarted" in ret["changes"]:
         parts.append(f"networkd {would} reloaded: {ret['changes']['restarted']['why']}")
     if "stopped" in ret["changes"]:

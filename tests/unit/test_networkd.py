@@ -265,3 +265,10 @@ def test_networkds_files_read_back_as_the_wg_quick_conf_reads(name, tmp_path, mo
     os.makedirs(layout.config_dir)
     wgf_files.write_private(layout.conf("wg0"), wgf_conf.render(normalised, PRIVATE))
     assert wgf_networkd.read_config(layout, "wg0")[0] == layout.conf("wg0")
+
+
+def test_dns_on_networkd_needs_no_resolvconf():
+    pillar = {"interfaces": {"wg0": {"address": "10.0.0.1/24", "dns": "10.0.0.53"}}}
+    assert pipeline.run(pillar, **NETWORKD)["settings"]["needs"]["resolvconf"] is True
+    found = pipeline.run(pillar, backend="networkd", **NETWORKD)["settings"]["needs"]
+    assert found["resolvconf"] is False

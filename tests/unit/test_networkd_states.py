@@ -375,3 +375,17 @@ def test_what_networkd_keeps_on_a_netdev_makes_the_interface_again(
     assert [d[0] for d in changed(host)] == ["delete_link", "write_networkd", "networkctl"]
     host.done.clear()
     assert config(states, minion)["changes"] == {}
+
+
+def test_a_disabled_interface_leaving_wg_quick_is_stopped_there(states, minion, host, layout):
+    minion.pillar["interfaces"][IF]["backend"] = "wg-quick"
+    states.config(IF, config_dir=minion.config_dir, service=WG_QUICK)
+    host.units[WG_QUICK] = True
+    host.done.clear()
+    minion.pillar["interfaces"][IF].update(backend="networkd", enabled=False)
+    ret = states.config(IF, config_dir=minion.config_dir)
+    assert ret["changes"]["backend"] == {"old": "wg-quick", "new": "networkd"}
+    assert ret["changes"]["stopped"] == {"old": IF, "new": None}
+    assert "restarted" not in ret["changes"]
+    assert ("stop_service", WG_QUICK) in host.done and ("delete_link", IF) not in host.done
+    assert not os.path.exists(layout.conf(IF)) and not os.path.exists(layout.netdev(IF))
