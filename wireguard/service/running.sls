@@ -109,9 +109,10 @@ include:
 {%-     if has_conf_link %}
       - file: {{ conf_link_id | json }}
 {%-     endif %}
-{%-   elif not iface.absent and iface.backend != 'networkd' %}
+{%-   elif not iface.absent and iface.backend == 'networkd' %}
 {#-     (networkd, enabled: false: wireguard.config removed its files and deleted it;
         systemd-networkd runs on for the rest of the minion) #}
+{%-   elif not iface.absent %}
 
 {{ ('wireguard-service-running-service-dead-' ~ name) | json }}:
   service.dead:
