@@ -176,7 +176,9 @@ def pillar_interfaces(pillar=None, config_dir=None):
     Return the interfaces pillar ``wireguard`` declares, validated and normalised,
     with every default filled in and no secret: ``has_private_key`` and each peer's
     ``has_preshared_key`` say whether pillar holds one. Each interface also names its
-    ``files`` (``conf``, ``key``, ``clients_record``, ``clients_dir``), its ``service``
+    ``files`` (``conf``, ``key``, ``clients_record``, ``clients_dir``; on the networkd
+    backend also ``netdev``, ``network`` and ``networkd_keys``), its ``backend``
+    (``wg-quick`` or ``networkd``), its ``service`` (networkd: ``systemd-networkd``)
     and, on OpenRC, its ``service_link`` on this minion.
 
     Raises an error that lists every problem (naming interface, peer and key) when the

@@ -103,6 +103,13 @@ def config(name, config_dir=None, service=None):
     ``<config_dir>/<name>.conf`` is the wg-quick config rendered from pillar (0600,
     written atomically). Changes are reported as a diff with keys masked.
 
+    On the networkd backend (pillar ``backend: networkd``, docs/networkd.md) it writes
+    ``/etc/systemd/network/50-wireguard-<name>.netdev`` and ``.network`` instead, with
+    the keys networkd reads copied 0640 root:systemd-network into a 0750 directory
+    (never into the files), and runs ``networkctl reload`` after a change. A change of
+    backend on a running interface is one restart (``changes``: ``backend``,
+    ``restarted``); the other backend's files and unit go.
+
     name
         The interface name.
     service
