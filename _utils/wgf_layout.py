@@ -410,13 +410,6 @@ class Layout:
         """The unit that runs ``interface`` under ``backend`` (``wgf_networkd``)."""
         return NETWORKD_SERVICE if backend == "networkd" else self.unit(interface)
 
-    def backend_files(self, interface, backend):
-        """The files only ``backend`` has for ``interface``: what a switch away from it
-        removes (the key, clients and records stay: both backends use them)."""
-        if backend == "networkd":
-            return [self.netdev(interface), self.network(interface), self.networkd_keys(interface)]
-        return [self.conf(interface)]
-
 
 # ---------------------------------------------------------------- the service
 

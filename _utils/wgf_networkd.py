@@ -304,18 +304,6 @@ def files(iface, layout):
     }
 
 
-# ------------------------------------------------------------------ switching
-
-
-def switch(current, wanted):
-    """What switching from backend ``current`` (what runs the interface now, or None
-    when nothing does) to ``wanted`` means: None when there is nothing to switch, else
-    ``{"old", "new"}`` for ``changes``."""
-    if current is None or current == wanted:
-        return None
-    return {"old": current, "new": wanted}
-
-
 # ------------------------------------------------------------------ reading back
 
 

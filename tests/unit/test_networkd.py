@@ -133,7 +133,6 @@ def test_the_layout_names_the_files():
     assert layout.networkd_keys("wg3") == "/etc/systemd/network/wireguard-keys/wg3"
     assert layout.backend_unit("wg3", "networkd") == "systemd-networkd"
     assert layout.backend_unit("wg3", "wg-quick") == "wg-quick@wg3"
-    assert layout.backend_files("wg3", "wg-quick") == ["/etc/wg-x/wg3.conf"]
 
 
 # ------------------------------------------------------------------ the backend
@@ -224,12 +223,6 @@ def test_the_systemd_grain_gives_the_version():
     assert wgf_networkd.systemd_version({"version": "257.9-1"}) == 257
     assert wgf_networkd.systemd_version(None) is None
     assert wgf_networkd.systemd_version({"version": "x"}) is None
-
-
-def test_switch_says_old_and_new():
-    assert wgf_networkd.switch("wg-quick", "networkd") == {"old": "wg-quick", "new": "networkd"}
-    assert wgf_networkd.switch("networkd", "networkd") is None
-    assert wgf_networkd.switch(None, "networkd") is None
 
 
 # ------------------------------------------------------------------ reading back
