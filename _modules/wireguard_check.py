@@ -23,6 +23,7 @@ import wgf_host
 import wgf_iproute
 import wgf_keys
 import wgf_layout
+import wgf_networkd
 import wgf_reload
 import wgf_reresolve
 import wgf_staleness
@@ -121,7 +122,9 @@ def _resolve_all(endpoints):
 def _gather(host, name, directory, pillar_iface, live, forwarding):
     """Everything the checks look at for one interface, as plain data."""
     layout = wgf_layout.Layout(directory)
-    path, conf, text, conf_error = wgf_conf.read_file(layout.conf(name))
+    # wg-quick's conf, or networkd's .netdev and .network (issue 25)
+    path, conf, text, conf_error = wgf_networkd.read_config(layout, name)
+    networkd = path == layout.netdev(name)
     key_path = layout.key(name)
     key = wgf_files.read_key(key_path)
     data = {
@@ -130,7 +133,7 @@ def _gather(host, name, directory, pillar_iface, live, forwarding):
         "conf": conf,
         "conf_error": conf_error,
         "modes": {
-            "conf": _file_mode(path),
+            "conf": None if networkd else _file_mode(path),  # networkd's are 0644
             "key": _file_mode(key_path),
             "dir": _file_mode(directory),
         },
@@ -145,7 +148,7 @@ def _gather(host, name, directory, pillar_iface, live, forwarding):
         "underlay": {},
         "resolved": {},
         "forwarding": forwarding,
-        "service": __salt__["wireguard.service_name"](name),
+        "service": wgf_networkd.SERVICE if networkd else __salt__["wireguard.service_name"](name),
         "init": __grains__.get("init"),
         "now": time.time(),
     }
@@ -155,7 +158,12 @@ def _gather(host, name, directory, pillar_iface, live, forwarding):
     if text is not None:
         data["conf_masked"] = wgf_conf.mask(text, public)
     if pillar_iface and not pillar_iface["absent"]:
-        data["rendered"] = wgf_conf.mask(wgf_conf.render(pillar_iface), public)
+        rendered = (
+            "".join(wgf_networkd.files(pillar_iface, layout).values())
+            if networkd
+            else wgf_conf.render(pillar_iface)
+        )
+        data["rendered"] = wgf_conf.mask(rendered, public)
     data["resolved"] = _resolve_all(wgf_health.endpoints(conf, pillar_iface))
     if live is not None:
         data["link"] = wgf_iproute.link(host.ip_json(["addr", "show", "dev", name]))
@@ -392,7 +400,7 @@ def reresolve(interface=None, peer=None, config_dir=None, test=False, **kwargs):
         if name not in live:
             raise CommandExecutionError(f"WireGuard interface '{name}' is not up")
         directory = __salt__["wireguard_layout.config_dir"](config_dir)
-        path, conf, _, error = wgf_conf.read_file(wgf_layout.Layout(directory).conf(name))
+        path, conf, _, error = wgf_networkd.read_config(wgf_layout.Layout(directory), name)
         if error or conf is None:
             if interface is not None:
                 raise CommandExecutionError(error or f"{path} does not exist")

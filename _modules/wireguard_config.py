@@ -24,6 +24,7 @@ import wgf_iproute
 import wgf_keys
 import wgf_layout
 import wgf_modules
+import wgf_networkd
 import wgf_networks
 import wgf_pipeline
 import wgf_reload
@@ -147,13 +148,23 @@ def _pipeline(pillar=None, config_dir=None):
             confirm=wgf_layout.read_lookup(__salt__["pillar.get"]).get("confirm"),
             init=__grains__.get("init"),
             metrics=wgf_layout.read_lookup(__salt__["pillar.get"]).get("metrics"),
+            backend=_map().get("backend")
+            or wgf_layout.read_lookup(__salt__["pillar.get"]).get("backend"),
+            systemd_version=wgf_networkd.systemd_version(__grains__.get("systemd")),
             now=now,
         )
         result = wgf_pipeline.resolve(compiled, facts)
         for name, iface in result["interfaces"].items():
             iface.update(
-                files=layout.files(name),
-                service=layout.unit(name),
+                files={
+                    **layout.files(name),
+                    **(layout.networkd_files(name) if iface["backend"] == "networkd" else {}),
+                },
+                # an absent interface: its wg-quick unit is stopped (networkd's files
+                # go by wireguard.networkd_absent; systemd-networkd itself stays)
+                service=layout.backend_unit(
+                    name, "wg-quick" if iface["absent"] else iface["backend"]
+                ),
                 service_link=layout.link(name),
                 confirm_unit=wgf_layout.confirm_restore_path(name, facts.init),
             )
@@ -167,7 +178,9 @@ def pillar_interfaces(pillar=None, config_dir=None):
     Return the interfaces pillar ``wireguard`` declares, validated and normalised,
     with every default filled in and no secret: ``has_private_key`` and each peer's
     ``has_preshared_key`` say whether pillar holds one. Each interface also names its
-    ``files`` (``conf``, ``key``, ``clients_record``, ``clients_dir``), its ``service``
+    ``files`` (``conf``, ``key``, ``clients_record``, ``clients_dir``; on the networkd
+    backend also ``netdev``, ``network`` and ``networkd_keys``), its ``backend``
+    (``wg-quick`` or ``networkd``), its ``service`` (networkd: ``systemd-networkd``)
     and, on OpenRC, its ``service_link`` on this minion.
 
     Raises an error that lists every problem (naming interface, peer and key) when the
@@ -300,7 +313,8 @@ def orchestration_facts(hash_type=wgf_modules.HASH_TYPE):
 
 def config_peers(interface, config_dir=None):
     """
-    Return the peers ``<config_dir>/<interface>.conf`` holds, keyed by public key:
+    Return the peers ``<config_dir>/<interface>.conf`` holds (on the networkd backend:
+    its ``.netdev``), keyed by public key:
     ``name`` (the comment the formula writes above each peer), ``endpoint`` as
     written, ``allowed_ips``, ``persistent_keepalive`` and ``has_preshared_key``.
     No key but the public ones is returned.
@@ -312,8 +326,8 @@ def config_peers(interface, config_dir=None):
         salt '*' wireguard.config_peers wg0
     """
     wgf_addr.check_interface_name(interface)
-    path, conf, _, error = wgf_conf.read_file(
-        wgf_layout.Layout(_config_dir(config_dir)).conf(interface)
+    path, conf, _, error = wgf_networkd.read_config(
+        wgf_layout.Layout(_config_dir(config_dir)), interface
     )
     if error:
         raise CommandExecutionError(error)

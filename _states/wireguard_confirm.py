@@ -79,7 +79,13 @@ def _armed(ret, minion, config_dir):
         if sent:
             notes.append(f"reported {len(sent)} earlier undo(s) ({wgf_confirm.EVENT_UNDONE})")
     if confirm is not None:
-        _boot_unit(minion, ret, interface, minion.salt["wireguard.service_name"](interface))
+        service = minion.salt["wireguard.service_name"](interface)
+        _boot_unit(
+            minion,
+            ret,
+            interface,
+            wgf_layout.Layout(config_dir, service).backend_unit(interface, iface.get("backend")),
+        )
     changes = wgf_confirm.Changes(running=False)
     if confirm is not None:
         interfaces = list(

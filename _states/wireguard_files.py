@@ -21,9 +21,11 @@ import wgf_host
 import wgf_keys
 import wgf_layout
 import wgf_live
+import wgf_networkd
 import wgf_plan
 import wgf_reload
 import wgf_state
+import wgf_state_networkd
 
 # After ``saltutil.sync_all`` Salt loads this module again: read the synced utils too.
 importlib.reload(wgf_reload).refresh()
@@ -101,6 +103,13 @@ def config(name, config_dir=None, service=None):
     ``<config_dir>/<name>.conf`` is the wg-quick config rendered from pillar (0600,
     written atomically). Changes are reported as a diff with keys masked.
 
+    On the networkd backend (pillar ``backend: networkd``, docs/networkd.md) it writes
+    ``/etc/systemd/network/50-wireguard-<name>.netdev`` and ``.network`` instead, with
+    the keys networkd reads copied 0640 root:systemd-network into a 0750 directory
+    (never into the files), and runs ``networkctl reload`` after a change. A change of
+    backend on a running interface is one restart (``changes``: ``backend``,
+    ``restarted``); the other backend's files and unit go.
+
     name
         The interface name.
     service
@@ -120,7 +129,12 @@ def config(name, config_dir=None, service=None):
 def _config(ret, minion, config_dir, service):
     interface, host = ret["name"], minion.host
     config_dir = minion.config_dir(config_dir)
+    declared = minion.declared(interface, config_dir)
+    if declared and declared.get("backend") == wgf_networkd.NETWORKD:
+        return wgf_state_networkd.config(ret, minion, config_dir, declared)
     path = wgf_layout.Layout(config_dir).conf(interface)
+    if declared:  # from networkd: its files and netdev go, the service starts wg-quick
+        wgf_state_networkd.leave(ret, minion, config_dir)
     if not minion.test:
         host.remove_stale_temps(path)
     wanted, warnings = wgf_plan.rendered(minion, interface, config_dir)
@@ -255,6 +269,24 @@ def _restart(minion, service, interface, path, previous):
         lambda: host.journal(service),
         **_systemd(host, service),
     )
+
+
+def networkd_absent(name, config_dir=None):
+    """
+    The networkd backend has no file of interface ``name``: its ``.netdev`` and
+    ``.network`` (``/etc/systemd/network/50-wireguard-<name>.*``) and its key copies
+    are removed, networkd is reloaded, and the interface networkd made from them is
+    deleted. ``wireguard.clean`` and an ``absent`` interface use it; an interface on
+    wg-quick is left alone.
+
+    name
+        The interface name.
+    """
+    return wgf_state.guarded(wgf_state.ret(name), _networkd_absent, _minion(), config_dir)
+
+
+def _networkd_absent(ret, minion, config_dir):
+    return wgf_state_networkd.absent(ret, minion, minion.config_dir(config_dir))
 
 
 # Last: every state above checks its arguments by name first (wgf_args.RULES).

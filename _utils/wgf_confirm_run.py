@@ -27,6 +27,7 @@ import wgf_dump
 import wgf_files
 import wgf_firewall
 import wgf_layout
+import wgf_networkd
 
 META = "meta.json"
 BEFORE = "before.json"
@@ -171,7 +172,7 @@ def outcomes(host, interface, confirm, opts, before, names, changed_at, answered
 # -------------------------------------------------------------------------- arming
 
 
-def _records(host, interface, layout, firewall):
+def _records(host, interface, layout, firewall, networkd=False):
     """``({name: text}, [Restore], firewall kind, iptables)``: the running state's files
     and the formula's firewall, as the undo puts them back: the nftables table, or the
     ``WIREGUARD-*`` chains and their jumps of each IP version whose tool is there
@@ -181,13 +182,21 @@ def _records(host, interface, layout, firewall):
     paths = [("conf", layout.conf(interface)), ("key", layout.key(interface))]
     if host.has_systemd():
         paths.append((wgf_confirm_undo.DROPIN, wgf_layout.dropin_path(interface, layout.service)))
+    if networkd:  # its files, and the key copies it reads (issue 25)
+        paths += [("netdev", layout.netdev(interface)), ("network", layout.network(interface))]
+        keys = layout.networkd_keys(interface)
+        names = sorted(os.listdir(keys)) if os.path.isdir(keys) else []
+        paths += [(f"networkd-key-{i}", os.path.join(keys, n)) for i, n in enumerate(names)]
     for name, path in paths:
         text = wgf_files.read(path)
         if text is not None:
             records[name] = text
         restores.append(
             wgf_confirm_undo.Restore(
-                path, None if text is None else name, unit=name == wgf_confirm_undo.DROPIN
+                path,
+                None if text is None else name,
+                unit=name == wgf_confirm_undo.DROPIN,
+                group=wgf_networkd.GROUP if name.startswith("networkd-key-") else None,
             )
         )
     kind, iptables = None, None
@@ -236,16 +245,18 @@ def arm(minion, iface, confirm, layout, firewall):
         host.arm_undo(interface, confirm.timeout)
         minion.context.setdefault(ARMED_NOW, []).append(interface)
         return "re-armed (the records of the last confirmed state kept)"
-    records, restores, kind, iptables = _records(host, interface, layout, firewall)
+    networkd = iface.get("backend") == wgf_networkd.NETWORKD
+    records, restores, kind, iptables = _records(host, interface, layout, firewall, networkd)
     init = "systemd" if host.has_systemd() else "openrc"
     records[wgf_confirm.UNDO_SCRIPT] = wgf_confirm_undo.undo_script(
         interface,
         restores,
-        layout.unit(interface),
+        layout.backend_unit(interface, iface.get("backend")),
         kind,
         init,
         wgf_confirm.STATE_ROOT,
         iptables=iptables,
+        networkd=networkd,
     )
     records[META] = json.dumps(meta)
     records[BEFORE] = json.dumps(before)

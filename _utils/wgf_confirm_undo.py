@@ -194,6 +194,8 @@ class Restore:
     target: str
     recorded: str | None = None
     unit: bool = False
+    #: A key copy networkd reads (issue 25): put back 0640 root:<group>.
+    group: str | None = None
 
     @property
     def systemd(self):
@@ -253,6 +255,7 @@ def undo_script(
     restart_pending=None,
     boot_id=wgf_confirm.BOOT_ID,
     iptables=None,
+    networkd=False,
 ):
     """The undo of ``interface``, a POSIX shell script written into its state directory
     (0700) when a change is armed, run as ``undo_argv`` by the timer (``timer``), the
@@ -275,7 +278,8 @@ def undo_script(
     key, stay in the directory. At ``boot`` it does nothing when ``armed``
     (:func:`armed_text`) names the running boot. ``root``, ``restart_pending`` (the mark
     ``wgf_layout.restart_pending`` names, which the restart makes void) and ``boot_id``
-    are there for tests."""
+    are there for tests. ``networkd``: the interface is networkd's (issue 25): instead of a
+    restart, the interface is deleted and ``networkctl reload`` builds it again."""
     if init not in wgf_confirm.INITS:
         raise ValueError(f"undo script: init {init!r}: one of {', '.join(wgf_confirm.INITS)}")
     if firewall not in (None, "nftables", "iptables"):
@@ -323,6 +327,10 @@ def undo_script(
         lines.append(
             f'cp -p "$dir/{name}" {tmp} && mv -f {tmp} {target} || failed=1',
         )
+        if restore.group is not None:
+            if not _RECORD_NAME.fullmatch(restore.group):
+                raise ValueError(f"undo script: group {restore.group!r}")
+            lines.append(f"chgrp {restore.group} {target} && chmod 0640 {target} || failed=1")
     if reload:
         lines.append('[ "$reload" = 0 ] || systemctl daemon-reload || failed=1')
     lines.append('if [ "$mode" != boot ]; then')
@@ -342,7 +350,12 @@ def undo_script(
     quoted = shlex.quote(service)
     # `9>&-`: what the restart leaves running (an init script's daemon, wireguard-go)
     # must not inherit the lock, or every later undo and disarm waits for it forever
-    if init == "systemd":
+    if networkd:
+        # networkd's restart of one interface (issue 25): it builds a netdev it does not
+        # have from its restored file; reload alone keeps a netdev as it is
+        lines.append(f"    ip link delete dev {shlex.quote(interface)} 2>/dev/null")
+        lines.append("    networkctl reload 9>&- || failed=1")
+    elif init == "systemd":
         lines.append(f"    systemctl reset-failed {quoted} 2>/dev/null")
         lines.append(f"    systemctl restart {quoted} 9>&- || failed=1")
     else:

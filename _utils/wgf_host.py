@@ -228,6 +228,19 @@ class Host(wgf_host_files.Files):
     def has_systemd(self):
         return bool(salt.utils.systemd.booted())
 
+    def networkctl(self, *args):
+        """``networkctl ARGS`` (``reload``, ``reconfigure <if>``, ``delete <if>``)."""
+        self.run(["networkctl", *args])
+
+    def stop_service(self, service):
+        """Stop ``service`` and disable it (a backend switch: the other one runs it)."""
+        self._salt["service.stop"](service)
+        self._salt["service.disable"](service)
+
+    def delete_link(self, interface):
+        """Remove the interface (networkd keeps a netdev whose file is gone)."""
+        self.run(["ip", "link", "delete", "dev", interface])
+
     def unit_result(self, service):
         """The ``Result`` property of ``service``'s systemd unit (``start-limit-hit``...).
         No ``--value``: systemd before 230 lacks it."""

@@ -6,6 +6,7 @@ keeps, and the unit files and init scripts it installs. ``wgf_host.Host`` is mad
 
 import contextlib
 import errno
+import grp
 import os
 import shutil
 import tempfile
@@ -127,3 +128,45 @@ class Files:
     def remove_records(self, directory):
         """Remove ``directory`` and what it holds (the recorded files hold the key)."""
         shutil.rmtree(directory, ignore_errors=True)
+
+    def write_networkd(self, units, keys, keys_dir, group):
+        """The networkd backend's files of one interface (``wgf_networkd``): ``units``
+        (``{path: text}``, 0644 root, atomically) and ``keys`` (``{path: text}``) in
+        ``keys_dir``, which is made 0750 root:``group`` (its parent too), each key 0640
+        root:``group`` from the first byte and renamed into place; other files there
+        (a peer's key no longer named) are removed."""
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise CommandExecutionError(
+                f"group {group} does not exist: is systemd-networkd installed?"
+            ) from None
+        for directory in (os.path.dirname(keys_dir), keys_dir):
+            os.makedirs(directory, mode=0o750, exist_ok=True)
+            os.chown(directory, 0, gid)
+            os.chmod(directory, 0o750)
+        for path, text in keys.items():
+            fd, tmp = tempfile.mkstemp(dir=keys_dir, prefix=".key.")
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    os.fchown(handle.fileno(), 0, gid)
+                    os.fchmod(handle.fileno(), 0o640)
+                    handle.write(text)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, path)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        for name in os.listdir(keys_dir):
+            if os.path.join(keys_dir, name) not in keys:
+                os.unlink(os.path.join(keys_dir, name))
+        for path, text in units.items():
+            self._write_system_file(path, text, 0o644, f".{os.path.basename(path)}.")
+
+    def remove_tree(self, path):
+        """Remove the file or directory ``path`` (and what it holds) if it is there."""
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            wgf_files.remove(path)

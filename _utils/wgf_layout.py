@@ -35,6 +35,14 @@ MARKER = ".wireguard-formula"
 #: that is not the default.
 DROPIN_NAME = "50-wireguard-formula-config-dir.conf"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+#: The networkd backend (issue 25, ``wgf_networkd``): its unit files per interface,
+#: ``<NETWORK_DIR>/<NETWORKD_PRIORITY>-wireguard-<if>.netdev`` and ``.network``, and the
+#: copies of the keys networkd reads, in ``<NETWORKD_KEYS_DIR>/<if>/`` (0750
+#: root:systemd-network, files 0640; networkd takes no directory there as a unit).
+NETWORK_DIR = "/etc/systemd/network"
+NETWORKD_PRIORITY = "50"
+NETWORKD_KEYS_DIR = "/etc/systemd/network/wireguard-keys"
+NETWORKD_SERVICE = "systemd-networkd"
 #: The file the ``hosts`` option keeps one block per interface in (``wgf_hosts``).
 HOSTS_FILE = "/etc/hosts"
 #: A restart a run decided and has not finished yet: a run killed between writing the
@@ -278,6 +286,9 @@ def check_map(values):
             "ending in .conf, such as /etc/sysctl.d/99-wireguard.conf "
             "(clean removes it)",
         )
+    backend = values.get("backend")
+    if backend is not None and backend not in ("wg-quick", "networkd"):
+        errors.add("backend", f"{_shown(backend)} is not one of wg-quick, networkd")
     firewall = values.get("firewall")
     if firewall is not None and firewall not in _FIREWALLS:
         errors.add("firewall", f"{_shown(firewall)} is not one of {', '.join(_FIREWALLS)}")
@@ -369,6 +380,36 @@ class Layout:
             "clients_record": self.clients_record(interface),
             "clients_dir": self.clients_dir(interface),
         }
+
+    def networkd_files(self, interface):
+        """The paths the networkd backend adds to ``files``."""
+        return {
+            "netdev": self.netdev(interface),
+            "network": self.network(interface),
+            "networkd_keys": self.networkd_keys(interface),
+        }
+
+    # the networkd backend (wgf_networkd)
+
+    def netdev(self, interface):
+        return f"{NETWORK_DIR}/{NETWORKD_PRIORITY}-wireguard-{interface}.netdev"
+
+    def network(self, interface):
+        return f"{NETWORK_DIR}/{NETWORKD_PRIORITY}-wireguard-{interface}.network"
+
+    def networkd_keys(self, interface):
+        """The 0750 root:systemd-network directory of the keys networkd reads."""
+        return os.path.join(NETWORKD_KEYS_DIR, interface)
+
+    def networkd_key(self, interface):
+        return os.path.join(self.networkd_keys(interface), "private.key")
+
+    def networkd_psk(self, interface, file_name):
+        return os.path.join(self.networkd_keys(interface), file_name)
+
+    def backend_unit(self, interface, backend):
+        """The unit that runs ``interface`` under ``backend`` (``wgf_networkd``)."""
+        return NETWORKD_SERVICE if backend == "networkd" else self.unit(interface)
 
 
 # ---------------------------------------------------------------- the service

@@ -31,11 +31,11 @@ import wgf_hosts
 import wgf_keys
 import wgf_live
 import wgf_metrics
+import wgf_networkd
 import wgf_networks
 import wgf_options
 import wgf_quota
 import wgf_schema
-import wgf_shaping
 import wgf_verify
 from wgf_addr import shown
 
@@ -68,6 +68,11 @@ class Facts:
         salt-minion (``wgf_confirm.check_init``).
     metrics
         Pillar's ``wireguard:lookup:metrics`` (unchecked): the textfile and its interval.
+    backend
+        Pillar's ``wireguard:lookup:backend`` (checked by ``wgf_layout.check_map``):
+        every interface's default backend, ``wg-quick`` or ``networkd``.
+    systemd_version
+        The minion's systemd version (``wgf_networkd.systemd_version``), or None.
     now
         The time (aware datetime) at which clients' ``expires`` are judged: an expired
         client is no live peer (``wgf_clients.status``). Default: when the facts are made.
@@ -82,6 +87,8 @@ class Facts:
     confirm: object = None
     init: str | None = "systemd"
     metrics: object = None
+    backend: str | None = None
+    systemd_version: int | None = None
     now: datetime.datetime = dataclasses.field(default_factory=wgf_clients.utc_now)
 
 
@@ -192,6 +199,8 @@ def resolve(compiled, facts):
         )
         wgf_firewall.check(iface, facts.firewall, errors, names)
         iface["confirm"] = _confirm(compiled["raw"][ifname], iface, facts, errors)
+        iface["backend"] = wgf_networkd.effective(facts.backend, iface["backend"])
+        errors += wgf_networkd.refusals(iface, facts.init, facts.systemd_version, facts.firewall)
     _clients_named_like_interfaces(interfaces, compiled["raw"], errors)
     try:
         metrics = wgf_metrics.check(facts.metrics)
@@ -227,7 +236,10 @@ def settings(interfaces, firewall):
     return {
         "firewall": firewall,
         "needs": {
-            "resolvconf": any(iface["dns"] for iface in present),
+            # networkd hands DNS to systemd-resolved: no resolvconf for it
+            "resolvconf": any(
+                iface["dns"] and iface.get("backend") != wgf_networkd.NETWORKD for iface in present
+            ),
             "firewall_tools": any(
                 iface["masquerade"]
                 or iface["open_port"]

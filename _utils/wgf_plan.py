@@ -20,6 +20,7 @@ import wgf_iproute
 import wgf_keys
 import wgf_layout
 import wgf_live
+import wgf_networkd
 import wgf_quota
 import wgf_state
 
@@ -63,6 +64,14 @@ def _auto_mtu(host, iface, live, allowed):
     return wgf_live.mtu_from_routes(routes, host.link_mtus(), default)
 
 
+def _mtu_unset(host, iface, live, allowed):
+    """The MTU a start builds without ``mtu``: wg-quick's from the endpoints' routes;
+    networkd sets none, so the kernel's default for a WireGuard device."""
+    if iface.get("backend") == wgf_networkd.NETWORKD:
+        return wgf_live.DEFAULT_UNDERLAY_MTU - wgf_live.OVERHEAD
+    return _auto_mtu(host, iface, live, allowed)
+
+
 def allowed_ips(iface, live):
     """The AllowedIPs the interface holds once its peer states ran (in test mode they
     have not): pillar's peers, and live peers pillar does not name unless purged."""
@@ -95,9 +104,10 @@ def live(minion, interface, config_dir):
         wgf_keys.pubkey_or_none(private_key),
         allowed,
         wgf_live.has_link_local(routes_v6),
-        None if iface["mtu"] else _auto_mtu(host, iface, shown, allowed),
+        None if iface["mtu"] else _mtu_unset(host, iface, shown, allowed),
     )
-    records = host.resolvconf_records()
+    networkd = iface.get("backend") == wgf_networkd.NETWORKD
+    records = None if networkd else host.resolvconf_records()
     record_path = os.path.join(records, host.resolvconf_name(interface)) if records else None
     have = wgf_live.running(
         shown,
@@ -107,8 +117,10 @@ def live(minion, interface, config_dir):
         wgf_files.read(record_path) if record_path else None,
         want["default_route"],
     )
-    if records is None:
-        have["dns"] = want["dns"]  # nothing to read it from: wireguard.config restarts
+    if records is None or networkd:
+        # nothing to read it from: wireguard.config restarts; networkd: its .network
+        # holds DNS, which networkctl reload hands to systemd-resolved
+        have["dns"] = want["dns"]
     steps, changes = wgf_live.plan(want, have, interface)
     return steps, changes, private_key
 
@@ -256,6 +268,25 @@ def firewall(host, interfaces, backend):
 # ------------------------------------------------------ one interface, for confirm
 
 
+def _file_changes(minion, iface, config_dir):
+    """Whether the run rewrites the interface's files: the conf (wg-quick), or the
+    ``.netdev``/``.network`` and their key copies (networkd)."""
+    layout = wgf_layout.Layout(config_dir)
+    if iface.get("backend") != wgf_networkd.NETWORKD:
+        wanted = rendered(minion, iface["name"], config_dir)[0]
+        return wgf_files.read(layout.conf(iface["name"])) != wanted
+    psks = {
+        **minion.pillar_secrets(iface)["preshared_keys"],
+        **wgf_state.client_psks(iface, config_dir),
+    }
+    private_key = minion.private_key_of(iface, config_dir) or ""
+    files = {
+        **wgf_networkd.files(iface, layout),
+        **wgf_networkd.key_files(iface, layout, private_key, psks),
+    }
+    return any(wgf_files.read(path) != text for path, text in files.items())
+
+
 def changes(minion, interface, config_dir, firewall_changes):
     """``wgf_confirm.Changes`` of ``interface`` in this run, planned before anything
     changes. ``firewall_changes``: whether the formula's firewall table changes (one
@@ -263,8 +294,7 @@ def changes(minion, interface, config_dir, firewall_changes):
     iface = minion.declared(interface, config_dir)
     running = minion.is_up(interface)
     kept = bool(iface) and iface["enabled"] and not iface["absent"]
-    path = wgf_layout.Layout(config_dir).conf(interface)
-    file = bool(iface) and wgf_files.read(path) != rendered(minion, interface, config_dir)[0]
+    file = bool(iface) and _file_changes(minion, iface, config_dir)
     if not (running and kept):
         return wgf_confirm.Changes(running=running, kept=kept, file=file)
     steps, _, _ = live(minion, interface, config_dir)

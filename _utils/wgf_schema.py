@@ -20,6 +20,7 @@ import wgf_firewall
 import wgf_hosts
 import wgf_keys
 import wgf_limits
+import wgf_networkd
 import wgf_options
 from wgf_addr import shown
 from wgf_options import dns_entry, strings
@@ -46,6 +47,7 @@ OTHER_INTERFACE_KEYS = {
     "max_key_age": None,
     "confirm": None,
     "hosts": None,
+    "backend": None,
 }
 
 
@@ -243,6 +245,8 @@ def normalise_interface(ifname, iface, errors):
         "confirm": lambda v, w: wgf_confirm.check(v, ifname),
         # {domain} checked here; the names it gives are the pipeline's (wgf_hosts)
         "hosts": wgf_hosts.check,
+        # wg-quick or networkd; made effective with lookup's by the pipeline
+        "backend": wgf_networkd.check_backend,
     }
     out = {"name": ifname, **_checked(iface, keys, checks, where, errors)}
     out["has_private_key"] = out.pop("private_key")

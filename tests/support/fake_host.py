@@ -25,6 +25,7 @@ class FakeHost:
         self.executables = {"journalctl"}
         self.systemd = True
         self.active = True  # service.status of every service
+        self.units = {}  # {service: service.status}, over `active` for those named
         self.restart_ok = True  # whether a restart starts the service
         self.refuse_starts = 0  # how many restarts systemd refuses (start-limit-hit)
         self.results = {}  # {unit: its systemd Result}
@@ -97,7 +98,7 @@ class FakeHost:
 
     def service_active(self, service):
         self._ask("service_active", service)
-        return self.active
+        return self.units.get(service, self.active)
 
     def has_systemd(self):
         return self.systemd
@@ -374,6 +375,40 @@ class FakeHost:
     def remove_init_script(self, path, service, runlevel="boot"):
         self._do("remove_init_script", path, service, runlevel)
         wgf_files.remove(path)
+
+    # the networkd backend (issue 25)
+
+    def write_networkd(self, units, keys, keys_dir, group):
+        self._do("write_networkd", sorted(units), sorted(keys), keys_dir, group)
+        os.makedirs(keys_dir, mode=0o750, exist_ok=True)
+        os.chmod(keys_dir, 0o750)
+        for path, text in keys.items():
+            wgf_files.write_private(path, text)
+            os.chmod(path, 0o640)
+        for name in os.listdir(keys_dir):
+            if os.path.join(keys_dir, name) not in keys:
+                os.unlink(os.path.join(keys_dir, name))
+        for path, text in units.items():
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w", encoding="utf-8") as handle:
+                handle.write(text)
+
+    def remove_tree(self, path):
+        self._do("remove_tree", path)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            wgf_files.remove(path)
+
+    def networkctl(self, *args):
+        self._do("networkctl", *args)
+
+    def stop_service(self, service):
+        self._do("stop_service", service)
+        self.units[service] = False
+
+    def delete_link(self, interface):
+        self._do("delete_link", interface)
 
     def send_event(self, tag, data):
         self._do("send_event", tag, data)

@@ -24,6 +24,7 @@ class FakeMinion:
         self.up = True
         self.applied = []  # (interface, peers, remove)
         self.firewall = "none"
+        self.facts = {}  # more of wgf_pipeline.Facts (init, backend, systemd_version)
 
     def functions(self):
         return {
@@ -69,6 +70,7 @@ class FakeMinion:
             "minion",
             lambda m: {},
             firewall=self.firewall,
+            **self.facts,
             client_records={
                 ifname: wgf_files.read(wgf_layout.Layout(self.config_dir).clients_record(ifname))
                 for ifname in (self.pillar.get("interfaces") or {})

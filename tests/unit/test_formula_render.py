@@ -601,3 +601,39 @@ def test_confirm_renders_its_states_on_openrc(renderer):
     answer = renderer.render("alpine-3.20", pillar, sls=("wireguard",))
     assert "wireguard-confirm-arm-wg0" in json.dumps(answer)
     assert "wireguard-confirm-check-wg0" in json.dumps(answer)
+
+
+def test_networkd_runs_systemd_networkd_and_never_stops_it(renderer):
+    """The networkd backend (issue 25, docs/networkd.md): its interface's service is
+    systemd-networkd, started and enabled; a disabled or absent interface never stops
+    it (the rest of the minion's network is networkd's); absent and clean remove the
+    interface's networkd files by wireguard.networkd_absent."""
+    peer = {"public_key": key(1), "allowed_ips": ["10.8.0.2/32"]}
+    pillar = {
+        "lookup": {"backend": "networkd"},
+        "interfaces": {
+            "wg0": {"address": "10.8.0.1/24", "peers": {"a": peer}},
+            "wg1": {"address": "10.8.1.1/24", "enabled": False},
+            "wg2": {"absent": True},
+            "wg3": {"address": "10.8.3.1/24", "backend": "wg-quick"},
+        },
+    }
+    grains = {"systemd": {"version": "252", "features": ""}}
+    got = states(renderer.render("debian-12", pillar, grains=grains))
+    running = got["wireguard-service-running-service-running-wg0"]
+    assert fun(running) == "service.running" and arg(running, "name") == "systemd-networkd"
+    assert arg(got["wireguard-config-file-wireguard-config-wg0"], "service") == "systemd-networkd"
+    assert arg(got["wireguard-service-running-service-running-wg3"], "name") == "wg-quick@wg3"
+    dead = sorted(arg(s, "name") for s in got.values() if fun(s) == "service.dead")
+    assert dead == ["wg-quick@wg2"]  # the absent one's old wg-quick unit, if any
+    assert not any("dropin" in state_id and "wg0" in state_id for state_id in got)
+    assert fun(got["wireguard-config-file-wireguard-networkd_absent-wg2"]) == (
+        "wireguard.networkd_absent"
+    )
+    got = states(
+        renderer.render("debian-12", pillar, sls=("wireguard.clean",), grains=grains),
+        "wireguard.clean",
+    )
+    absent = sorted(arg(s, "name") for s in got.values() if fun(s) == "wireguard.networkd_absent")
+    assert absent == ["wg0", "wg1", "wg2", "wg3"]
+    assert "systemd-networkd" not in [arg(s, "name") for s in got.values()]

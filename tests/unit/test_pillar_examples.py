@@ -72,7 +72,7 @@ def salt_render(tmp, cases):
             "log_level_logfile": "quiet",
             # the examples' minions run systemd (confirm needs it); this machine's
             # PID 1 is not systemd
-            "grains": {"init": "systemd"},
+            "grains": {"init": "systemd", "systemd": {"version": "252"}},
         }
         (case_dir / "minion").write_text(yaml.safe_dump(config))
         requests.append(

@@ -26,6 +26,12 @@ include:
     - name: {{ iface.files[suffix] | json }}
 {%-     endfor %}
 
+{#-     networkd's .netdev, .network and key copies, and the interface it made #}
+{{ ('wireguard-config-file-wireguard-networkd_absent-' ~ name) | json }}:
+  wireguard.networkd_absent:
+    - name: {{ name | json }}
+    - config_dir: {{ config_dir | json }}
+
 {{ ('wireguard-config-file-file-absent-' ~ name ~ '-clients') | json }}:
   file.absent:
     - names:

@@ -14,6 +14,12 @@
   service.dead:
     - name: {{ salt['wireguard.service_name'](name) | json }}
     - enable: false
+
+{#- networkd's files of the interface, and the interface it made (docs/networkd.md) #}
+{{ ('wireguard-service-clean-wireguard-networkd_absent-' ~ name) | json }}:
+  wireguard.networkd_absent:
+    - name: {{ name | json }}
+    - config_dir: {{ wireguard.config_dir | json }}
 {%-   set dropin = salt['wireguard_layout.service_dropin'](name, wireguard.config_dir,
                                                           wireguard.service.name) %}
 {%-   if dropin and salt['file.file_exists'](dropin.path) %}

@@ -20,8 +20,10 @@ include:
                                                           wireguard.service.name) %}
 {%-   set dropin_id = 'wireguard-service-running-file-dropin-' ~ name %}
 {%-   set reload_id = 'wireguard-service-running-module-run-daemon-reload-' ~ name %}
-{%-   set has_dropin = dropin and (dropin.text and not iface.absent
-                                   or salt['file.file_exists'](dropin.path)) %}
+{#-   networkd (docs/networkd.md): no drop-in; wireguard.config removes one on a switch #}
+{%-   set has_dropin = dropin and iface.backend != 'networkd' and (
+                         dropin.text and not iface.absent
+                         or salt['file.file_exists'](dropin.path)) %}
 {%-   if has_dropin and dropin.text and not iface.absent %}
 
 {{ dropin_id | json }}:
@@ -107,6 +109,9 @@ include:
 {%-     if has_conf_link %}
       - file: {{ conf_link_id | json }}
 {%-     endif %}
+{%-   elif not iface.absent and iface.backend == 'networkd' %}
+{#-     (networkd, enabled: false: wireguard.config removed its files and deleted it;
+        systemd-networkd runs on for the rest of the minion) #}
 {%-   elif not iface.absent %}
 
 {{ ('wireguard-service-running-service-dead-' ~ name) | json }}:
