@@ -353,7 +353,8 @@ def test_bad_lifecycle_input_is_refused_through_salt_call_naming_it_and_changes_
     """Issue 23: each bad `expires`, group, limit or key is refused by the real
     `salt-call`, the state and the listing alike, naming interface, client (or group)
     and key; the clients' record and the live peers stay as they were."""
-    record = (clients.dir / f"{IF}.clients.json").read_text()
+    path = clients.dir / f"{IF}.clients.json"
+    record = path.read_text() if path.exists() else None
     live = clients.live()
     extra = {"client_groups": groups} if groups is not None else {}
     clients.pillar({"la": {}, "x": client}, **extra)
@@ -367,5 +368,5 @@ def test_bad_lifecycle_input_is_refused_through_salt_call_naming_it_and_changes_
         for word in [f"interface '{IF}'", *words]:
             assert word in text, text
         assert "Traceback" not in text, text
-    assert (clients.dir / f"{IF}.clients.json").read_text() == record
+    assert (path.read_text() if path.exists() else None) == record
     assert clients.live() == live
