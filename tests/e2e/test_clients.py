@@ -405,3 +405,49 @@ def test_an_expired_clients_peer_stays_out_after_the_interface_restarts(site):
     assert applied(site, pillar)["changed"] == 0
     assert phone_key not in vpn.out(["wg", "show", "wg0", "peers"]).split()
     assert not vpn.file_exists("/etc/systemd/system/wireguard-client-expiry-wg0.timer")
+
+
+def test_an_expiry_missed_while_the_minion_was_off_takes_effect_at_boot_without_salt(site):
+    """Issue 23, "whether or not salt-minion runs": the laptop's instant passes while
+    nothing runs the timer (it is stopped, as on a machine that is off) and salt-minion
+    is masked; at the next boot the persistent timer runs the script once wg-quick@wg0
+    is up: the laptop's peer goes, its [Peer] leaves the conf, and the master hears of
+    it, with no Salt on the minion."""
+    lab, vpn, laptop = site["lab"], site["vpn"], site["devices"]["laptop"]
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    clients_ = pillar["wireguard"]["interfaces"]["wg0"]["clients"]
+    clients_["phone"]["expires"] = site["expired_at"]
+    key = clients(site)["laptop"]["public_key"]
+    expires = int(time.time()) + 30
+    clients_["laptop"]["expires"] = iso = datetime.datetime.fromtimestamp(
+        expires, datetime.timezone.utc
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    applied(site, pillar)
+    timer = "wireguard-client-expiry-wg0.timer"
+    assert vpn.unit_state(timer) == ("active", "enabled")
+    assert laptop.ping_until("10.13.0.1", within=10).received
+    events = Events(lab.master, "wireguard/client/expired")
+    try:
+        vpn.run(["systemctl", "mask", "--now", "salt-minion"])
+        vpn.run(["systemctl", "stop", timer])
+        time.sleep(max(0.0, expires + 2 - time.time()))
+        assert key in vpn.out(["wg", "show", "wg0", "peers"]).split(), "nothing ran it yet"
+        vpn.reboot()
+        deadline = time.time() + 20
+        while key in vpn.out(["wg", "show", "wg0", "peers"], check=False).split() or (
+            "wg0" not in vpn.out(["ip", "-br", "link"])
+        ):
+            assert time.time() < deadline, "the laptop's peer is still live after the boot"
+            time.sleep(0.2)
+        assert key not in vpn.read("/etc/wireguard/wg0.conf")
+        assert vpn.unit_state("salt-minion")[0] != "active"
+        assert laptop.ping("10.13.0.1", count=2, wait=1).received == 0
+        found = events.wait("wireguard/client/expired", 90)
+        assert {"interface": "wg0", "client": "laptop", "expires": iso} in found, found
+    finally:
+        if events.proc.poll() is None:
+            events.stop()
+        vpn.run(["systemctl", "unmask", "salt-minion"], check=False)
+        vpn.run(["systemctl", "start", "salt-minion"], check=False)
+        lab.master.wait_minions(["vpn"], timeout=90)
+    assert clients(site)["laptop"]["status"] == "expired"
