@@ -461,3 +461,13 @@ def test_the_script_takes_a_peer_out_of_the_conf_of_an_interface_that_is_down(tm
     )
     assert not log.exists()
     assert os.listdir(tmp_path / "expiry" / IF / "events") == ["1-a"]
+
+
+def test_shellcheck_finds_nothing_in_the_script():
+    text = wgf_expiry.script_text(
+        IF, salt_call="/opt/salt/bin/salt-call", conf="/etc/wireguard/wg0.conf"
+    )
+    proc = subprocess.run(
+        ["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout
