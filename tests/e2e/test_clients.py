@@ -342,7 +342,7 @@ def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_he
     # armed for an hour later first: the apply below moves it (stop, arm again)
     site["seen"].append(repr(expiring(int(time.time()) + 3600)))
     start = time.time()
-    expires = int(start) + 25  # 20 s after the apply: it takes about 5 s through the master
+    expires = int(start) + 32  # 20 s after the apply: it takes 5 to 15 s through the master
     site["seen"].append(repr(expiring(expires)))
     applied = time.time()
     assert expires - applied >= 15, f"the apply took {applied - start:.1f}s"
@@ -365,7 +365,7 @@ def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_he
         ping.send_signal(signal.SIGINT)
     out, _ = ping.communicate(timeout=30)
     res = parse_ping("laptop", "10.13.0.1", out)
-    assert expires - 0.5 <= gone <= expires + 10 and gone - applied <= 30, (gone, expires)
+    assert expires - 0.5 <= gone <= expires + 10, (gone, expires, applied)
     assert res.sent >= 20 * (gone - expires + 1) and res.lost == 0, f"{res}\n{out}"
     assert phone.ping("10.13.0.1", count=2, wait=1).received == 0
     found = events.wait("wireguard/client/expired", 60)
@@ -410,7 +410,7 @@ def test_an_expired_clients_peer_stays_out_after_the_interface_restarts(site):
 def test_an_expiry_missed_while_the_minion_was_off_takes_effect_at_boot_without_salt(site):
     """Issue 23, "whether or not salt-minion runs": the laptop's instant passes while
     nothing runs the timer (it is stopped, as on a machine that is off) and salt-minion
-    is masked; at the next boot the persistent timer runs the script once wg-quick@wg0
+    is disabled; at the next boot the persistent timer runs the script once wg-quick@wg0
     is up: the laptop's peer goes, its [Peer] leaves the conf, and the master hears of
     it, with no Salt on the minion."""
     lab, vpn, laptop = site["lab"], site["vpn"], site["devices"]["laptop"]
@@ -428,7 +428,7 @@ def test_an_expiry_missed_while_the_minion_was_off_takes_effect_at_boot_without_
     assert laptop.ping_until("10.13.0.1", within=10).received
     events = Events(lab.master, "wireguard/client/expired")
     try:
-        vpn.run(["systemctl", "mask", "--now", "salt-minion"])
+        vpn.run(["systemctl", "disable", "--now", "salt-minion"])  # nor at boot
         vpn.run(["systemctl", "stop", timer])
         time.sleep(max(0.0, expires + 2 - time.time()))
         assert key in vpn.out(["wg", "show", "wg0", "peers"]).split(), "nothing ran it yet"
@@ -447,7 +447,6 @@ def test_an_expiry_missed_while_the_minion_was_off_takes_effect_at_boot_without_
     finally:
         if events.proc.poll() is None:
             events.stop()
-        vpn.run(["systemctl", "unmask", "salt-minion"], check=False)
-        vpn.run(["systemctl", "start", "salt-minion"], check=False)
+        vpn.run(["systemctl", "enable", "--now", "salt-minion"], check=False)
         lab.master.wait_minions(["vpn"], timeout=90)
     assert clients(site)["laptop"]["status"] == "expired"
