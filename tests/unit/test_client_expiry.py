@@ -10,16 +10,19 @@ import time
 
 import pytest
 
+import wgf_clients
 import wgf_conf
 import wgf_expiry
 import wgf_files
 import wgf_keys
 import wgf_layout
+from tests.support import pipeline
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
 from tests.unit.conftest import load
 
 UTC = datetime.timezone.utc
+SERVER = {"address": ["10.8.0.1/24"], "listen_port": 51820, "endpoint": "vpn.example.com"}
 
 
 class States:
@@ -406,31 +409,42 @@ def test_the_script_takes_the_expired_peer_out_of_the_conf_as_the_next_apply_wou
     loses exactly the expired client's [Peer] (its preshared key too), keeps its mode and
     every other byte, and is what the next apply renders, so that apply changes nothing.
     The conf's secrets are never printed."""
-    from tests.unit.test_client_lifecycle import NOW, SERVER_PRIV, interface, validate, with_keys
+    server_priv, now = wgf_keys.genkey(), datetime.datetime(2027, 1, 31, 12, 0, tzinfo=UTC)
+
+    def validate(record=None, at=now):
+        return pipeline.interfaces(
+            {"interfaces": {"wg0": {**SERVER, "clients": clients}}},
+            "vpn",
+            own_public_keys={"wg0": wgf_keys.pubkey(server_priv)},
+            client_records={"wg0": json.dumps(record) if record is not None else None},
+            firewall="nftables",
+            now=at,
+        )["wg0"]
 
     clients = {
         "phone": {},
         "guest": {"expires": "2027-01-31T12:00:20Z", "preshared_key": True},
         "tablet": {"preshared_key": True},
     }
-    before, record = with_keys(interface(clients=clients))
+    made = {n: wgf_keys.pubkey(wgf_keys.genkey()) for n in clients}  # the clients state's
+    record = wgf_clients.record_of(validate(), made)
+    before = validate(record)
     psks = {"guest": wgf_keys.genpsk(), "tablet": wgf_keys.genpsk()}
     conf = tmp_path / f"{IF}.conf"
-    conf.write_text(wgf_conf.render(before, SERVER_PRIV, psks))
+    conf.write_text(wgf_conf.render(before, server_priv, psks))
     conf.chmod(0o600)
-    later = NOW + datetime.timedelta(seconds=30)
-    after = validate(interface(clients=clients), record, now=later)
+    after = validate(record, now + datetime.timedelta(seconds=30))
     assert after["clients"]["guest"]["status"] == "expired"
     key = before["peers"]["guest"]["public_key"]
     entries = [(int(time.time()) - 10, "2027-01-31T12:00:20Z", "guest", key)]  # passed
     live = [p["public_key"] for p in before["peers"].values()]
     proc, log = run_script(tmp_path, entries, conf, live)
     assert proc.returncode == 0, proc.stderr
-    assert conf.read_text() == wgf_conf.render(after, SERVER_PRIV, psks)
+    assert conf.read_text() == wgf_conf.render(after, server_priv, psks)
     assert key not in conf.read_text() and psks["guest"] not in conf.read_text()
     assert oct(conf.stat().st_mode & 0o777) == "0o600"
     assert log.read_text() == f"wg set {IF} peer {key} remove\n"
-    for secret in (SERVER_PRIV, *psks.values()):
+    for secret in (server_priv, *psks.values()):
         assert secret not in proc.stdout + proc.stderr
     assert sorted(os.listdir(tmp_path)) == sorted(["expiry", "bin", "wg.log", f"{IF}.conf"])
     events = tmp_path / "expiry" / IF / "events"
