@@ -3,11 +3,11 @@ The interface's clients (pillar ``clients``): their addresses and keys kept on t
 minion, and their live peers.
 
 A file of the ``wireguard`` state module, by concern (``wireguard.clients``,
-``wireguard.client_peers``, ``wireguard.client_expiry``, ``wireguard.client_rates``):
-Salt loads it under the one name with the others. What a client is is
-``_utils/wgf_clients.py``, its expiry on time ``_utils/wgf_expiry.py``, its rate
-``_utils/wgf_tc.py``; the host adapter (``wgf_host.Host``) writes and removes the files,
-arms the timer and runs tc.
+``wireguard.client_peers``, ``wireguard.client_expiry``, ``wireguard.client_expiry_absent``,
+``wireguard.client_rates``): Salt loads it under the one name with the others. What a
+client is is ``_utils/wgf_clients.py``, its expiry on time ``_utils/wgf_expiry.py``, its
+rate ``_utils/wgf_tc.py``; the host adapter (``wgf_host.Host``) writes and removes the
+files, arms the timer and runs tc.
 """
 
 import datetime
@@ -199,12 +199,14 @@ def client_expiry(name, config_dir=None):
     Each client of the interface that expires later (pillar ``expires``) loses its live
     peer at that instant, without Salt: this state writes the interface's expiry script
     and schedule (root-only, under ``/var/lib/wireguard-formula/expiry/<name>/``: client
-    names, public keys and instants, no key) and arms a transient systemd timer
-    ``wireguard-client-expiry-<name>`` (OpenRC: a detached waiter) with one instant per
-    future expiry. The script removes each expired client's peer alone (``wg set``) and
-    sends ``wireguard/client/expired``. No future expiry: the timer is disarmed. Already
-    armed as wanted: nothing is touched. It also sends the events a script could not.
-    Run after ``client_peers``.
+    names, public keys and instants, no key) and arms a persistent systemd timer
+    ``wireguard-client-expiry-<name>.timer`` (a unit file: it survives a reboot, and an
+    instant passed while the machine was off runs at boot; OpenRC: a detached waiter)
+    with one instant per future expiry. The script removes each expired client's peer
+    alone (``wg set``) and its ``[Peer]`` from the interface's conf (a restart brings
+    back what is live), and sends ``wireguard/client/expired``. No future expiry: the
+    timer is disarmed and its units removed. Already armed as wanted: nothing is
+    touched. It also sends the events a script could not. Run after ``client_peers``.
 
     name
         The live WireGuard interface.
@@ -228,17 +230,26 @@ def _client_expiry(ret, config_dir):
     armed = host.read_text(os.path.join(directory, wgf_expiry.ARMED))
     old = [line.split()[1] for line in (armed or "").splitlines() if line.strip()]
     new = [entry[1] for entry in entries]
-    files = {}
+    systemd = host.has_systemd()
+    units = [p for p in wgf_expiry.unit_paths(interface) if host.read_text(p) is not None]
+    files, service = {}, None
     if entries:
+        conf = wgf_layout.Layout(config_dir).conf(interface)
         files = {
-            wgf_expiry.SCRIPT: wgf_expiry.script_text(interface, root, host.salt_call()),
-            wgf_expiry.SCHEDULE: wanted,
+            os.path.join(directory, wgf_expiry.SCRIPT): wgf_expiry.script_text(
+                interface, root, host.salt_call(), conf
+            ),
+            os.path.join(directory, wgf_expiry.SCHEDULE): wanted,
         }
-        stale = any(host.read_text(os.path.join(directory, n)) != t for n, t in files.items())
+        if systemd:
+            service = __salt__["wireguard.service_name"](interface)
+            instants = wgf_expiry.instants(entries)
+            files.update(wgf_expiry.unit_files(interface, instants, service, root))
+        stale = any(host.read_text(path) != text for path, text in files.items())
         if armed == wanted and not stale and host.expiry_armed(interface):
             ret["comment"] = f"{interface}: the expiry timer is armed as wanted{said}"
             return ret
-    elif armed is None:
+    elif armed is None and not units:
         ret["comment"] = f"{interface}: no client expires later, no expiry timer{said}"
         return ret
     ret["changes"]["expiry timer"] = {"old": old or None, "new": new or None}
@@ -251,8 +262,9 @@ def _client_expiry(ret, config_dir):
             host.remove(os.path.join(directory, file))
         ret["comment"] = f"{interface}: no client expires later, expiry timer disarmed{said}"
         return ret
-    host.write_records(directory, files)
-    host.arm_expiry(interface, wgf_expiry.instants(entries))
+    names = (wgf_expiry.SCRIPT, wgf_expiry.SCHEDULE)
+    host.write_records(directory, {n: files[os.path.join(directory, n)] for n in names})
+    host.arm_expiry(interface, wgf_expiry.instants(entries), service)
     host.write_records(directory, {wgf_expiry.ARMED: wanted})
     ret["comment"] = f"{interface}: expiry timer armed for {', '.join(new)}{said}"
     return ret
@@ -300,6 +312,42 @@ def _client_rates(ret, config_dir):
     elif old is not None:
         host.remove(path)
     ret["comment"] = said
+
+
+def client_expiry_absent(name):
+    """
+    Nothing of the interface's client expiry is left (``wireguard.clean``, and an
+    interface that is ``absent``): its timer or waiter is stopped, the timer's and
+    service's unit files removed, and its state directory
+    ``/var/lib/wireguard-formula/expiry/<name>/`` deleted (the events it could not send
+    are sent first, where a master answers).
+
+    name
+        The interface name.
+    """
+    return wgf_state.guarded(wgf_state.ret(name), _client_expiry_absent)
+
+
+def _client_expiry_absent(ret):
+    interface, minion = ret["name"], _minion()
+    host = minion.host
+    directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
+    units = [p for p in wgf_expiry.unit_paths(interface) if host.read_text(p) is not None]
+    armed = host.expiry_armed(interface)
+    if units or armed:
+        ret["changes"]["expiry timer"] = {"old": units or "armed", "new": None}
+    if os.path.isdir(directory):
+        ret["changes"]["records"] = {"old": directory, "new": None}
+    if not ret["changes"]:
+        ret["comment"] = f"{interface}: no client expiry of its is left"
+        return ret
+    if minion.test:
+        return minion.pending(ret, f"{interface}: its client expiry would be removed")
+    host.disarm_expiry(interface)
+    if "records" in ret["changes"]:
+        wgf_expiry.report(host, wgf_expiry.STATE_ROOT)
+        host.remove_records(directory)
+    ret["comment"] = f"{interface}: its client expiry removed"
     return ret
 
 

@@ -1,9 +1,10 @@
 """
 Client expiry on time (issue 23): what removes the live peer of a client at the instant
 its ``expires`` passes, without Salt. Pure text: the schedule, the POSIX shell script
-that removes the expired peers and sends ``wireguard/client/expired``, the timer that runs
-it (systemd: one transient timer per interface, one ``OnCalendar`` per future instant;
-OpenRC: a detached waiter). What runs them is the host adapter (``wgf_host.Host``).
+that removes the expired peers (live and from the interface's conf) and sends
+``wireguard/client/expired``, the timer that runs it (systemd: one persistent timer unit
+per interface, one ``OnCalendar`` per future instant; OpenRC: a detached waiter). What
+writes and runs them is the host adapter (``wgf_host.Host``).
 
 Nothing here holds a key: the schedule names clients, their public keys and instants.
 """
@@ -19,6 +20,7 @@ import wgf_addr
 import wgf_clients
 import wgf_confirm_undo
 import wgf_files
+import wgf_layout
 
 #: Root-only (0700) state, one directory per interface.
 STATE_ROOT = "/var/lib/wireguard-formula/expiry"
@@ -32,7 +34,8 @@ SENT = "sent"
 WAITER = "waiter"
 EVENT_TAG = "wireguard/client/expired"
 SHELL = "/bin/sh"
-SYSTEMD_RUN = "systemd-run"
+#: Where the timer and service unit files go (a test points it elsewhere).
+UNIT_DIR = wgf_layout.SYSTEMD_UNIT_DIR
 #: How long the script waits for ``salt-call`` (a master that does not answer).
 SALT_CALL_TIMEOUT = 60
 
@@ -43,13 +46,23 @@ _PATH = re.compile(r"/[A-Za-z0-9._@+/=-]*")
 
 
 def unit_name(interface):
-    """``wireguard-client-expiry-<if>``: the transient timer's and service's name."""
+    """``wireguard-client-expiry-<if>``: the timer's and service's name."""
     wgf_addr.check_interface_name(interface)
     return f"wireguard-client-expiry-{interface}"
 
 
 def timer_unit(interface):
     return unit_name(interface) + ".timer"
+
+
+def service_unit(interface):
+    return unit_name(interface) + ".service"
+
+
+def unit_paths(interface, unit_dir=None):
+    """``[service file, timer file]`` of ``interface`` under ``/etc/systemd/system``."""
+    unit_dir = unit_dir or UNIT_DIR
+    return [f"{unit_dir}/{service_unit(interface)}", f"{unit_dir}/{timer_unit(interface)}"]
 
 
 def state_dir(interface, root=STATE_ROOT):
@@ -109,27 +122,42 @@ def script_argv(interface, root=STATE_ROOT):
     return [SHELL, f"{state_dir(interface, root)}/{SCRIPT}"]
 
 
-def arm_argv(interface, epochs, root=STATE_ROOT, systemd_run=SYSTEMD_RUN):
-    """``systemd-run``'s command line for the transient timer and service of
-    ``interface``: one ``OnCalendar`` per instant of ``epochs`` (so clients expiring at
-    different instants between two applies are each removed on time, with no re-arming),
-    ``AccuracySec=1s`` (the default minute would miss the 10 s). PID 1 runs them,
-    outside salt-minion."""
+def unit_files(interface, epochs, after, root=STATE_ROOT, unit_dir=None):
+    """``{path: text}`` of the timer and service units of ``interface``, files under
+    ``/etc/systemd/system`` so that they survive a reboot: the timer has one
+    ``OnCalendar`` per instant of ``epochs`` (clients expiring at different instants
+    between two applies are each removed on time, with no re-arming), ``AccuracySec=1s``
+    (the default minute would miss the 10 s) and ``Persistent=true``: an instant that
+    passed while the machine was off (or the timer stopped) runs the script as soon as
+    the timer starts again, at boot. The service is ordered after the interface's unit
+    ``after`` (``wg-quick@<if>.service``), so at boot it runs once the interface is up.
+    PID 1 runs them, outside salt-minion."""
     if not epochs:
         raise ValueError(f"{interface}: no expiry to arm")
-    return [
-        systemd_run,
-        f"--unit={unit_name(interface)}",
-        f"--description=wireguard-formula: remove the expired clients of {interface}",
-        *(f"--on-calendar={calendar(e)}" for e in epochs),
-        "--timer-property=AccuracySec=1s",
-        "--collect",
-        "--property=Type=oneshot",
-        *script_argv(interface, root),
-    ]
+    if not re.fullmatch(r"[A-Za-z0-9@._:-]+", after or ""):
+        raise ValueError(f"{interface}: {after!r} is no unit name")
+    after = after if after.endswith(".service") else after + ".service"
+    what = f"wireguard-formula: remove the expired clients of {interface}"
+    service_path, timer_path = unit_paths(interface, unit_dir)
+    script = " ".join(script_argv(interface, root))
+    return {
+        service_path: (
+            f"# {what} (issue 23). Written by Salt: local changes are overwritten.\n"
+            f"[Unit]\nDescription={what}\nAfter={after}\n\n"
+            f"[Service]\nType=oneshot\nExecStart={script}\n"
+        ),
+        timer_path: (
+            f"# {what} (issue 23). Written by Salt: local changes are overwritten.\n"
+            f"[Unit]\nDescription={what}\n\n[Timer]\n"
+            + "".join(f"OnCalendar={calendar(e)}\n" for e in sorted(set(epochs)))
+            + f"AccuracySec=1s\nPersistent=true\nUnit={service_unit(interface)}\n\n"
+            "[Install]\nWantedBy=timers.target\n"
+        ),
+    }
 
 
 def disarm_argv(interface):
+    """Stops the timer: the unit file's, or a transient one an earlier release armed."""
     return ["systemctl", "stop", timer_unit(interface)]
 
 
@@ -178,17 +206,35 @@ def is_waiter(cmdline, interface, root=STATE_ROOT):
     )
 
 
-def script_text(interface, root=STATE_ROOT, salt_call=None):
+#: awk: the conf without the ``[Peer]`` block whose ``PublicKey`` is ``key``. The formula
+#: writes each peer as a blank line, ``[Peer]`` and its lines up to the next blank line;
+#: what comes before the first blank line (``[Interface]``) is copied as it is.
+_DROP_PEER = (
+    "function flush() { if (n > 0 && !drop) for (i = 1; i <= n; i++) print buf[i]; "
+    "n = 0; drop = 0 } "
+    "/^$/ { flush(); buf[++n] = $0; next } "
+    "n == 0 { print; next } "
+    '{ buf[++n] = $0; if (n == 2 && $0 != "[Peer]") peer = 0; '
+    'else if (n == 2) peer = 1; if (peer && $0 == "PublicKey = " key) drop = 1 } '
+    "END { flush() }"
+)
+
+
+def script_text(interface, root=STATE_ROOT, salt_call=None, conf=None):
     """The script the timer runs (``sh <dir>/expire``), written at apply time into the
-    interface's 0700 state directory. Under the directory's lock it removes (``wg set
-    <if> peer <key> remove``) every live peer of the schedule whose instant has passed,
-    one ``wg set`` each: no other peer is touched. For each it writes the event's data
-    into ``events/``, then sends every pending event with ``salt-call event.fire_master
-    <data> wireguard/client/expired`` (``salt-call`` on PATH, else ``salt_call``, the
-    minion's own) and moves what it sent into the ``sent`` log; what it could not send
-    waits for the next apply or minion start (``wireguard.client_expiry_report``)."""
+    interface's 0700 state directory. Under the directory's lock, for every client of
+    the schedule whose instant has passed, it removes its live peer (``wg set <if> peer
+    <key> remove``, one at a time: no other peer is touched) and its ``[Peer]`` from the
+    interface's conf ``conf`` (a copy of the file, mode and owner kept, replaced in one
+    ``mv``; nothing of it is printed), so that a restart or a reboot brings back what is
+    live. For each client it took away it writes the event's data into ``events/``, then
+    sends every pending event with ``salt-call event.fire_master <data>
+    wireguard/client/expired`` (``salt-call`` on PATH, else ``salt_call``, the minion's
+    own) and moves what it sent into the ``sent`` log; what it could not send waits for
+    the next apply or minion start (``wireguard.client_expiry_report``)."""
     directory = _path(state_dir(interface, root))
     fallback = _path(salt_call) if salt_call else "''"
+    conf = _path(conf) if conf else "''"
     return (
         "\n".join(
             [
@@ -198,28 +244,46 @@ def script_text(interface, root=STATE_ROOT, salt_call=None):
                 "set -u",
                 f"interface={shlex.quote(interface)}",
                 f"dir={directory}",
+                f"conf={conf}",
                 "umask 077",
                 'exec 9>"$dir/lock"',
                 "flock 9",
                 "failed=0",
                 'now="$(date +%s)"',
-                'live=""',
-                '[ ! -e "$dir/schedule" ] || live="$(wg show "$interface" peers 2>/dev/null)"',
-                'if [ -n "$live" ]; then',
-                "    while read -r when iso name key; do",
-                '        [ -n "${key:-}" ] || continue',
-                '        [ "$when" -le "$now" ] || continue',
-                '        printf \'%s\\n\' "$live" | grep -qxF -- "$key" || continue',
+                'live="$(wg show "$interface" peers 2>/dev/null)"',
+                "# the conf without the peer: a copy (mode, owner) written, then moved over it",
+                "drop_peer() {",
+                '    tmp="$(dirname "$conf")/.$(basename "$conf").expire"',
+                '    if cp -p "$conf" "$tmp" &&',
+                f'        awk -v key="$1" {shlex.quote(_DROP_PEER)} "$conf" > "$tmp" &&',
+                '        mv -f "$tmp" "$conf"; then',
+                "        return 0",
+                "    fi",
+                '    rm -f "$tmp"',
+                "    return 1",
+                "}",
+                'schedule="$dir/schedule"',
+                '[ -f "$schedule" ] || schedule=/dev/null',
+                "while read -r when iso name key; do",
+                '    [ -n "${key:-}" ] || continue',
+                '    [ "$when" -le "$now" ] || continue',
+                "    removed=0",
+                '    if printf \'%s\\n\' "$live" | grep -qxF -- "$key"; then',
                 '        if wg set "$interface" peer "$key" remove; then',
-                '            mkdir -p "$dir/events"',
-                f'            printf \'{_EVENT_FORMAT}\\n\' "$interface" "$name" "$iso"'
-                ' > "$dir/events/$when-$name.tmp"',
-                '            mv -f "$dir/events/$when-$name.tmp" "$dir/events/$when-$name"',
+                "            removed=1",
                 "        else",
                 "            failed=1",
                 "        fi",
-                '    done < "$dir/schedule"',
-                "fi",
+                "    fi",
+                '    if [ -f "$conf" ] && grep -qxF -- "PublicKey = $key" "$conf"; then',
+                '        if drop_peer "$key"; then removed=1; else failed=1; fi',
+                "    fi",
+                '    [ "$removed" = 1 ] || continue',
+                '    mkdir -p "$dir/events"',
+                f'    printf \'{_EVENT_FORMAT}\\n\' "$interface" "$name" "$iso"'
+                ' > "$dir/events/$when-$name.tmp"',
+                '    mv -f "$dir/events/$when-$name.tmp" "$dir/events/$when-$name"',
+                'done < "$schedule"',
                 f'salt_call="$(command -v salt-call || echo {fallback})"',
                 '[ -n "$salt_call" ] && [ -x "$salt_call" ] || exit "$failed"',
                 'for event in "$dir"/events/*; do',

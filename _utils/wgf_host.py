@@ -473,13 +473,18 @@ class Host(wgf_host_files.Files):
             lambda cmdline: wgf_expiry.is_waiter(cmdline, interface, wgf_expiry.STATE_ROOT),
         )
 
-    def arm_expiry(self, interface, epochs):
+    def arm_expiry(self, interface, epochs, service=None):
         """Arm what runs ``interface``'s expiry script at each of ``epochs`` without
-        salt-minion, replacing what was armed: a transient systemd timer
-        (``wgf_expiry.arm_argv``), on OpenRC a detached waiter."""
-        self.disarm_expiry(interface)
+        salt-minion, replacing what was armed: on systemd the timer and service unit
+        files (``wgf_expiry.unit_files``, ordered after the interface's unit
+        ``service``), enabled and started; on OpenRC a detached waiter."""
+        self.disarm_expiry(interface, keep_units=True)
         if self.has_systemd():
-            self.run(wgf_expiry.arm_argv(interface, epochs, wgf_expiry.STATE_ROOT))
+            units = wgf_expiry.unit_files(interface, epochs, service, wgf_expiry.STATE_ROOT)
+            for path, text in units.items():
+                self._write_system_file(path, text, 0o644, ".wgf-unit-")
+            self.run(["systemctl", "daemon-reload"])
+            self.run(["systemctl", "enable", "--now", wgf_expiry.timer_unit(interface)])
             return
         directory = wgf_expiry.state_dir(interface, wgf_expiry.STATE_ROOT)
         _spawn_waiter(
@@ -494,10 +499,17 @@ class Host(wgf_host_files.Files):
             return self.run_all(wgf_expiry.is_armed_argv(interface))["retcode"] == 0
         return self._expiry_waiter(interface) is not None
 
-    def disarm_expiry(self, interface):
-        """Stop ``interface``'s expiry timer or waiter; one already gone is no error."""
+    def disarm_expiry(self, interface, keep_units=False):
+        """Stop ``interface``'s expiry timer or waiter (one already gone is no error);
+        unless ``keep_units``, disable the timer and remove its unit files."""
         if self.has_systemd():
             self.run_all(wgf_expiry.disarm_argv(interface))
+            paths = [p for p in wgf_expiry.unit_paths(interface) if os.path.exists(p)]
+            if paths and not keep_units:
+                self.run_all(["systemctl", "disable", wgf_expiry.timer_unit(interface)])
+                for path in paths:
+                    wgf_files.remove(path)
+                self.run(["systemctl", "daemon-reload"])
             return
         _kill_waiter(self._expiry_waiter(interface))
 

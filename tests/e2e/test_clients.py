@@ -18,6 +18,7 @@ import pytest
 from tests.e2e.auditing import audit
 from tests.e2e.events import Events
 from tests.lab.host import parse_ping
+from tests.lab.saltmaster import describe_failures, summarize
 from tests.support.transfer import RECEIVER, SENDER
 
 HUB = "198.18.13.1"
@@ -237,60 +238,91 @@ def test_the_audit_and_the_graph_name_clients(site):
     assert "client phone" in str(drawing), drawing
 
 
-def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_hears(site):
-    """Issue 23: the apply arms the minion's expiry timer; at the instant, with no apply
-    in between, the phone's peer goes (its ping stops), the laptop's 20 pps ping loses
-    nothing, and `wireguard/client/expired` naming the phone reaches the master."""
-    lab, vpn, phone = site["lab"], site["vpn"], site["devices"]["phone"]
-    laptop = site["devices"]["laptop"]
+def device_if(site, client):
+    """The interface name of the config of ``client`` that `bring_up` brought up."""
+    return next(c.stem for d, c in site["up"] if d is site["devices"][client])
+
+
+def applied(site, pillar):
+    """`state.apply` with ``pillar``, every state of it successful; its summary."""
+    ret = apply(site["lab"], pillar)
+    site["seen"].append(repr(ret))
+    assert not describe_failures(ret), describe_failures(ret)
+    return summarize(ret)["vpn"]
+
+
+def test_a_disabled_client_comes_back_with_its_address_and_key_and_its_old_export_works(site):
+    """Issue 23: `enabled: false` takes the laptop's peer away (its tunnel stops) and
+    keeps its address and key on record; `enabled: true` brings it back as it was: the
+    config exported at the start, still up on the device, works again, with no
+    `client_config` in between."""
+    vpn, laptop = site["vpn"], site["devices"]["laptop"]
     pillar = copy.deepcopy(site.get("pillar") or PILLAR)
-    phone_key = clients(site)["phone"]["public_key"]
+    before = clients(site)["laptop"]
+    assert laptop.ping_until("192.168.13.2", within=20).received
+    pillar["wireguard"]["interfaces"]["wg0"]["clients"]["laptop"]["enabled"] = False
+    applied(site, pillar)
+    off = clients(site)["laptop"]
+    assert off["status"] == "disabled"
+    assert (off["address"], off["public_key"]) == (before["address"], before["public_key"])
+    assert before["public_key"] not in vpn.out(["wg", "show", "wg0", "peers"]).split()
+    assert before["public_key"] not in vpn.read("/etc/wireguard/wg0.conf")
+    assert vpn.file_exists("/etc/wireguard/clients/wg0/laptop.key")
+    assert laptop.ping("192.168.13.2", count=2, wait=1).received == 0
+    assert applied(site, pillar)["changed"] == 0, "a second apply changes nothing"
+    pillar["wireguard"]["interfaces"]["wg0"]["clients"]["laptop"]["enabled"] = True
+    applied(site, pillar)
+    back = clients(site)["laptop"]
+    assert back["status"] == "active"
+    assert (back["address"], back["public_key"]) == (before["address"], before["public_key"])
+    # the device still runs the config exported before the disable: no export since
+    assert laptop.ping_until("192.168.13.2", within=30).received
+    assert laptop.ping_until("10.13.0.1", within=10).received
 
-    def expiring(at):
-        when = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
-        pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"] = when.strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        )
-        return apply(lab, pillar)
 
-    # armed for an hour later first: the apply below moves it (stop, arm again)
-    site["seen"].append(repr(expiring(int(time.time()) + 3600)))
-    start = time.time()
-    expires = int(start) + 25  # 20 s after the apply: it takes about 5 s through the master
-    site["seen"].append(repr(expiring(expires)))
-    applied = time.time()
-    assert expires - applied >= 15, f"the apply took {applied - start:.1f}s"
-    assert (
-        vpn.run(
-            ["systemctl", "is-active", "wireguard-client-expiry-wg0.timer"], check=False
-        ).stdout.strip()
-        == "active"
-    )
-    assert phone.ping_until("10.13.0.1", within=10).received
-    events = Events(lab.master, "wireguard/client/expired")
-    ping = laptop.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600", "10.13.0.1"])
+def test_a_groups_clients_export_its_allowed_ips_and_dns_and_access_by_group_holds(site):
+    """Issue 23: two clients of group `staff` both export its AllowedIPs and DNS; an
+    `access` rule naming `staff` lets a member (the laptop) reach the host beyond the
+    gateway, and not the phone, which is no member, though it sends there through its
+    tunnel too."""
+    vpn, laptop, phone = site["vpn"], site["devices"]["laptop"], site["devices"]["phone"]
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    wg0 = pillar["wireguard"]["interfaces"]["wg0"]
+    wg0["client_groups"] = {
+        "staff": {"allowed_ips": ["10.13.0.0/24", "192.168.13.0/24"], "dns": ["10.13.0.53"]}
+    }
+    wg0["clients"].update({"ann": {"group": "staff"}, "bob": {"group": "staff"}})
+    wg0["clients"]["laptop"]["group"] = "staff"
+    wg0["access"] = {
+        "default": "drop",
+        "rules": [
+            {"from": ["10.13.0.0/24"], "to": ["10.13.0.1/32"]},  # the hub itself
+            {"from": ["staff"], "to": ["192.168.13.0/24"]},
+        ],
+    }
+    # the phone routes the host beyond through its tunnel as well: only access stops it
+    ifname = device_if(site, "phone")
+    hub = phone.out(["wg", "show", ifname, "peers"]).split()[0]
+    phone.run(["wg", "set", ifname, "peer", hub, "allowed-ips", "10.13.0.0/24,192.168.13.0/24"])
+    phone.run(["ip", "route", "replace", "192.168.13.0/24", "dev", ifname])
     try:
-        while phone_key in vpn.out(["wg", "show", "wg0", "peers"]).split():
-            assert time.time() < expires + 10, "the phone's peer is still there"
-            time.sleep(0.2)
-        gone = time.time()
-        time.sleep(1)
+        assert phone.ping_until("192.168.13.2", within=20).received, "no access rule yet"
+        applied(site, pillar)
+        for name in ("ann", "bob"):
+            text, _ = export(site, name)
+            assert "AllowedIPs = 10.13.0.0/24, 192.168.13.0/24\n" in text, text
+            assert "DNS = 10.13.0.53\n" in text, text
+        assert clients(site)["ann"]["group"] == "staff"
+        ruleset = vpn.out(["nft", "list", "table", "inet", "wireguard"])
+        site["seen"].append(ruleset)
+        assert laptop.ping_until("192.168.13.2", within=20).received, ruleset
+        assert phone.ping_until("10.13.0.1", within=10).received
+        assert phone.ping("192.168.13.2", count=3, wait=1).received == 0, ruleset
     finally:
-        ping.send_signal(signal.SIGINT)
-    out, _ = ping.communicate(timeout=30)
-    res = parse_ping("laptop", "10.13.0.1", out)
-    assert expires - 0.5 <= gone <= expires + 10 and gone - applied <= 30, (gone, expires)
-    assert res.sent >= 20 * (gone - expires + 1) and res.lost == 0, f"{res}\n{out}"
-    assert phone.ping("10.13.0.1", count=2, wait=1).received == 0
-    found = events.wait("wireguard/client/expired", 60)
-    assert {
-        "interface": "wg0",
-        "client": "phone",
-        "expires": pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"],
-    } in found, found
-    # kept on record: the next apply changes nothing more and the phone stays out
-    listed = clients(site)
-    assert listed["phone"]["status"] == "expired" and listed["phone"]["public_key"] == phone_key
+        phone.run(["ip", "route", "del", "192.168.13.0/24", "dev", ifname], check=False)
+        phone.run(["wg", "set", ifname, "peer", hub, "allowed-ips", "10.13.0.0/24"], check=False)
+        applied(site, copy.deepcopy(site.get("pillar") or PILLAR))
+    assert phone.ping_until("10.13.0.1", within=10).received
 
 
 def _move(sender, receiver, address, port):
@@ -355,3 +387,132 @@ def test_a_client_limited_to_2mbit_takes_3_5_s_a_megabyte_and_unlimited_is_faste
     for fast, slow in zip(again, limited, strict=True):
         assert 5 * fast <= slow, (again, limited)
     print(f"1 MB up/down: free {free}, 2 mbit/s {limited}, restarted {restarted}, {again}")
+
+
+def test_a_client_loses_its_tunnel_at_its_expiry_with_no_apply_and_the_master_hears(site):
+    """Issue 23: the apply arms the minion's expiry timer; at the instant, with no apply
+    in between, the phone's peer goes (its ping stops), the laptop's 20 pps ping loses
+    nothing, and `wireguard/client/expired` naming the phone reaches the master."""
+    lab, vpn, phone = site["lab"], site["vpn"], site["devices"]["phone"]
+    laptop = site["devices"]["laptop"]
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    phone_key = clients(site)["phone"]["public_key"]
+
+    def expiring(at):
+        when = datetime.datetime.fromtimestamp(at, datetime.timezone.utc)
+        pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"] = when.strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        return apply(lab, pillar)
+
+    # armed for an hour later first: the apply below moves it (stop, arm again)
+    site["seen"].append(repr(expiring(int(time.time()) + 3600)))
+    start = time.time()
+    expires = int(start) + 32  # 20 s after the apply: it takes 5 to 15 s through the master
+    site["seen"].append(repr(expiring(expires)))
+    applied = time.time()
+    assert expires - applied >= 15, f"the apply took {applied - start:.1f}s"
+    assert (
+        vpn.run(
+            ["systemctl", "is-active", "wireguard-client-expiry-wg0.timer"], check=False
+        ).stdout.strip()
+        == "active"
+    )
+    assert phone.ping_until("10.13.0.1", within=10).received
+    events = Events(lab.master, "wireguard/client/expired")
+    ping = laptop.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600", "10.13.0.1"])
+    try:
+        while phone_key in vpn.out(["wg", "show", "wg0", "peers"]).split():
+            assert time.time() < expires + 10, "the phone's peer is still there"
+            time.sleep(0.2)
+        gone = time.time()
+        time.sleep(1)
+    finally:
+        ping.send_signal(signal.SIGINT)
+    out, _ = ping.communicate(timeout=30)
+    res = parse_ping("laptop", "10.13.0.1", out)
+    assert expires - 0.5 <= gone <= expires + 10, (gone, expires, applied)
+    assert res.sent >= 20 * (gone - expires + 1) and res.lost == 0, f"{res}\n{out}"
+    assert phone.ping("10.13.0.1", count=2, wait=1).received == 0
+    found = events.wait("wireguard/client/expired", 60)
+    assert {
+        "interface": "wg0",
+        "client": "phone",
+        "expires": pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"],
+    } in found, found
+    site["expired_at"] = pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"]
+    # kept on record: the next apply changes nothing more and the phone stays out
+    listed = clients(site)
+    assert listed["phone"]["status"] == "expired" and listed["phone"]["public_key"] == phone_key
+
+
+def test_an_expired_clients_peer_stays_out_after_the_interface_restarts(site):
+    """Issue 23: the expiry took the phone's [Peer] out of the conf as well, so
+    `systemctl restart wg-quick@wg0` brings back only what was live, the laptop
+    reconnects, and the next apply has nothing to change."""
+    vpn, phone, laptop = site["vpn"], site["devices"]["phone"], site["devices"]["laptop"]
+    phone_key = clients(site)["phone"]["public_key"]
+    conf = vpn.read("/etc/wireguard/wg0.conf")
+    assert phone_key not in conf and clients(site)["laptop"]["public_key"] in conf
+    assert vpn.out(["stat", "-c", "%a %U", "/etc/wireguard/wg0.conf"]).strip() == "600 root"
+    ifindex = vpn.ifindex("wg0")
+    vpn.run(["systemctl", "restart", "wg-quick@wg0"])
+    assert vpn.ifindex("wg0") != ifindex, "wg0 was not restarted"
+    assert phone_key not in vpn.out(["wg", "show", "wg0", "peers"]).split()
+    assert laptop.ping_until("10.13.0.1", within=30).received
+    assert phone.ping("10.13.0.1", count=2, wait=1).received == 0
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    expires = site["expired_at"]
+    pillar["wireguard"]["interfaces"]["wg0"]["clients"]["phone"]["expires"] = expires
+    again = applied(site, pillar)
+    # the conf and the live peers are as the apply wants them; only the timer, whose
+    # last instant passed, is taken away
+    assert [i for i in again["changed_ids"] if "client_expiry" not in i] == [], again
+    assert applied(site, pillar)["changed"] == 0
+    assert phone_key not in vpn.out(["wg", "show", "wg0", "peers"]).split()
+    assert not vpn.file_exists("/etc/systemd/system/wireguard-client-expiry-wg0.timer")
+
+
+def test_an_expiry_missed_while_the_minion_was_off_takes_effect_at_boot_without_salt(site):
+    """Issue 23, "whether or not salt-minion runs": the laptop's instant passes while
+    nothing runs the timer (it is stopped, as on a machine that is off) and salt-minion
+    is disabled; at the next boot the persistent timer runs the script once wg-quick@wg0
+    is up: the laptop's peer goes, its [Peer] leaves the conf, and the master hears of
+    it, with no Salt on the minion."""
+    lab, vpn, laptop = site["lab"], site["vpn"], site["devices"]["laptop"]
+    pillar = copy.deepcopy(site.get("pillar") or PILLAR)
+    clients_ = pillar["wireguard"]["interfaces"]["wg0"]["clients"]
+    clients_["phone"]["expires"] = site["expired_at"]
+    key = clients(site)["laptop"]["public_key"]
+    expires = int(time.time()) + 30
+    clients_["laptop"]["expires"] = iso = datetime.datetime.fromtimestamp(
+        expires, datetime.timezone.utc
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    applied(site, pillar)
+    timer = "wireguard-client-expiry-wg0.timer"
+    assert vpn.unit_state(timer) == ("active", "enabled")
+    assert laptop.ping_until("10.13.0.1", within=10).received
+    events = Events(lab.master, "wireguard/client/expired")
+    try:
+        vpn.run(["systemctl", "disable", "--now", "salt-minion"])  # nor at boot
+        vpn.run(["systemctl", "stop", timer])
+        time.sleep(max(0.0, expires + 2 - time.time()))
+        assert key in vpn.out(["wg", "show", "wg0", "peers"]).split(), "nothing ran it yet"
+        vpn.reboot()
+        deadline = time.time() + 20
+        while key in vpn.out(["wg", "show", "wg0", "peers"], check=False).split() or (
+            "wg0" not in vpn.out(["ip", "-br", "link"])
+        ):
+            assert time.time() < deadline, "the laptop's peer is still live after the boot"
+            time.sleep(0.2)
+        assert key not in vpn.read("/etc/wireguard/wg0.conf")
+        assert vpn.unit_state("salt-minion")[0] != "active"
+        assert laptop.ping("10.13.0.1", count=2, wait=1).received == 0
+        found = events.wait("wireguard/client/expired", 90)
+        assert {"interface": "wg0", "client": "laptop", "expires": iso} in found, found
+    finally:
+        if events.proc.poll() is None:
+            events.stop()
+        vpn.run(["systemctl", "enable", "--now", "salt-minion"], check=False)
+        lab.master.wait_minions(["vpn"], timeout=90)
+    assert clients(site)["laptop"]["status"] == "expired"

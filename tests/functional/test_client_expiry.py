@@ -17,6 +17,7 @@ import time
 import pytest
 
 import wgf_expiry
+import wgf_files
 import wgf_host
 
 CGROUP2 = next(
@@ -169,21 +170,37 @@ def test_an_event_no_master_took_waits_for_the_next_apply(box, monkeypatch, tmp_
     assert wgf_expiry.pending_events(str(root)) == []
 
 
-def test_systemd_gets_one_transient_timer_with_every_instant(box, monkeypatch):
+def test_systemd_gets_a_persistent_timer_unit_with_every_instant(box, monkeypatch, tmp_path):
     pair, _, root, _, log = box
     monkeypatch.setattr(wgf_host.Host, "has_systemd", lambda self: True)
+    monkeypatch.setattr(wgf_expiry, "UNIT_DIR", str(tmp_path / "units"))
     (root / pair.ifname).mkdir(parents=True)
     host = wgf_host.Host({"cmd.run_all": run_all})
     epochs = [
         int(datetime.datetime(2027, 2, 1, 6, tzinfo=datetime.timezone.utc).timestamp()),
         int(datetime.datetime(2027, 2, 2, 6, tzinfo=datetime.timezone.utc).timestamp()),
     ]
-    host.arm_expiry(pair.ifname, epochs)
+    host.arm_expiry(pair.ifname, epochs, f"wg-quick@{pair.ifname}")
+    timer = f"wireguard-client-expiry-{pair.ifname}.timer"
     assert log.read_text().splitlines() == [
-        f"systemctl stop wireguard-client-expiry-{pair.ifname}.timer",
-        f"systemd-run --unit=wireguard-client-expiry-{pair.ifname} "
-        f"--description=wireguard-formula: remove the expired clients of {pair.ifname} "
-        "--on-calendar=2027-02-01 06:00:00 UTC --on-calendar=2027-02-02 06:00:00 UTC "
-        "--timer-property=AccuracySec=1s --collect --property=Type=oneshot "
-        f"/bin/sh {root}/{pair.ifname}/expire",
+        f"systemctl stop {timer}",
+        "systemctl daemon-reload",
+        f"systemctl enable --now {timer}",
     ]
+    units = wgf_expiry.unit_files(pair.ifname, epochs, f"wg-quick@{pair.ifname}", str(root))
+    for path, text in units.items():
+        assert wgf_files.read(path) == text
+        assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    assert (
+        "OnCalendar=2027-02-01 06:00:00 UTC\nOnCalendar=2027-02-02 06:00:00 UTC\n"
+        in (units[f"{tmp_path}/units/{timer}"])
+    )
+    # disarmed: stopped, disabled, the files gone, systemd told
+    log.write_text("")
+    host.disarm_expiry(pair.ifname)
+    assert log.read_text().splitlines() == [
+        f"systemctl stop {timer}",
+        f"systemctl disable {timer}",
+        "systemctl daemon-reload",
+    ]
+    assert not any(os.path.exists(p) for p in units)

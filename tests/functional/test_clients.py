@@ -321,3 +321,52 @@ def test_two_clients_of_a_group_export_its_allowed_ips_and_dns(clients):
         text = exported(clients, name)
         assert "AllowedIPs = 10.0.0.0/8\n" in text and "DNS = 10.0.0.53\n" in text
     assert "AllowedIPs = 10.70.0.0/24\n" in exported(clients, "gc")
+
+
+@pytest.mark.parametrize(
+    ("client", "groups", "words"),
+    [
+        ({"expires": "tomorrow"}, None, ["client 'x', key 'expires'", "ISO 8601"]),
+        ({"group": "nobody"}, {}, ["client 'x', key 'group'", "no client group 'nobody'"]),
+        ({"limits": {"rate": "50mb"}}, None, ["client 'x', key 'limits', rate", "no known unit"]),
+        (
+            {"limits": {"rate": "0mbit"}},
+            None,
+            ["client 'x', key 'limits', rate", "not more than 0"],
+        ),
+        ({"limits": {"rate": "-5mbit"}}, None, ["client 'x', key 'limits', rate", "not more"]),
+        ({"limits": {"quota": "10GB"}}, None, ["client 'x', key 'limits', quota", "MiB, GiB"]),
+        ({"limits": {"quota": "0GiB"}}, None, ["client 'x', key 'limits', quota", "not more"]),
+        ({"limits": {"period": "day"}}, None, ["client 'x', key 'limits', period", "'quota'"]),
+        ({"colour": "red"}, None, ["client 'x'", "unknown key 'colour'"]),
+        (
+            {"group": "a"},
+            {"a": {"group": "b"}, "b": {"group": "a"}},
+            ["client group 'a', key 'group'", "a group cycle: 'a' -> 'b' -> 'a'"],
+        ),
+        ({"group": "a"}, {"a": {"colour": "red"}}, ["client group 'a'", "unknown key 'colour'"]),
+    ],
+)
+def test_bad_lifecycle_input_is_refused_through_salt_call_naming_it_and_changes_nothing(
+    clients, client, groups, words
+):
+    """Issue 23: each bad `expires`, group, limit or key is refused by the real
+    `salt-call`, the state and the listing alike, naming interface, client (or group)
+    and key; the clients' record and the live peers stay as they were."""
+    path = clients.dir / f"{IF}.clients.json"
+    record = path.read_text() if path.exists() else None
+    live = clients.live()
+    extra = {"client_groups": groups} if groups is not None else {}
+    clients.pillar({"la": {}, "x": client}, **extra)
+    state = clients.call(
+        "state.single", "wireguard.clients", IF, f"config_dir={clients.dir}", check=False
+    )
+    listing = clients.call("wireguard.clients", IF, check=False)
+    for proc in (state, listing):
+        text = proc.stdout + proc.stderr
+        assert proc.returncode != 0, text
+        for word in [f"interface '{IF}'", *words]:
+            assert word in text, text
+        assert "Traceback" not in text, text
+    assert (path.read_text() if path.exists() else None) == record
+    assert clients.live() == live

@@ -260,18 +260,27 @@ class FakeHost:
         wgf_files.remove(os.path.join(directory, wgf_confirm.ARMED))
         return self.undo_works
 
-    def arm_expiry(self, interface, epochs):
-        # the command line the real adapter runs (systemd) or starts detached (OpenRC)
+    def arm_expiry(self, interface, epochs, service=None):
+        # systemd: the unit files the real adapter writes (then enables and starts the
+        # timer); OpenRC: the command line it starts detached
         if self.systemd:
-            argv = wgf_expiry.arm_argv(interface, epochs, wgf_expiry.STATE_ROOT)
+            units = wgf_expiry.unit_files(interface, epochs, service, wgf_expiry.STATE_ROOT)
+            for path, text in units.items():
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+            self._do("arm_expiry", sorted(units))
         else:
             argv = wgf_expiry.waiter_argv(interface, epochs, wgf_expiry.STATE_ROOT)
-        self._do("arm_expiry", argv)
+            self._do("arm_expiry", argv)
         self.expiry_timers[interface] = list(epochs)
 
-    def disarm_expiry(self, interface):
+    def disarm_expiry(self, interface, keep_units=False):
         self._do("disarm_expiry", interface)
         self.expiry_timers.pop(interface, None)
+        if self.systemd and not keep_units:
+            for path in wgf_expiry.unit_paths(interface):
+                wgf_files.remove(path)
 
     def expiry_armed(self, interface):
         self._ask("expiry_armed", interface)

@@ -10,14 +10,19 @@ import time
 
 import pytest
 
+import wgf_clients
+import wgf_conf
 import wgf_expiry
 import wgf_files
+import wgf_keys
 import wgf_layout
+from tests.support import pipeline
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
 from tests.unit.conftest import load
 
 UTC = datetime.timezone.utc
+SERVER = {"address": ["10.8.0.1/24"], "listen_port": 51820, "endpoint": "vpn.example.com"}
 
 
 class States:
@@ -58,6 +63,7 @@ def iso(epoch):
 def root(tmp_path, monkeypatch):
     path = tmp_path / "expiry"
     monkeypatch.setattr(wgf_expiry, "STATE_ROOT", str(path))
+    monkeypatch.setattr(wgf_expiry, "UNIT_DIR", str(tmp_path / "systemd"))
     return path
 
 
@@ -81,30 +87,37 @@ def arms(host):
 # ------------------------------------------------------------------ pure text
 
 
-def test_the_timer_is_one_transient_unit_with_one_calendar_per_instant_to_the_second():
+def test_the_timer_is_a_persistent_unit_file_with_one_calendar_per_instant_to_the_second():
     epochs = [
-        int(datetime.datetime(2027, 2, 1, 6, tzinfo=UTC).timestamp()),
         int(datetime.datetime(2027, 2, 2, 6, tzinfo=UTC).timestamp()),
+        int(datetime.datetime(2027, 2, 1, 6, tzinfo=UTC).timestamp()),
     ]
-    assert wgf_expiry.arm_argv("wg0", epochs, root="/r") == [
-        "systemd-run",
-        "--unit=wireguard-client-expiry-wg0",
-        "--description=wireguard-formula: remove the expired clients of wg0",
-        "--on-calendar=2027-02-01 06:00:00 UTC",
-        "--on-calendar=2027-02-02 06:00:00 UTC",
-        "--timer-property=AccuracySec=1s",
-        "--collect",
-        "--property=Type=oneshot",
-        "/bin/sh",
-        "/r/wg0/expire",
+    units = wgf_expiry.unit_files("wg0", epochs, "wg-quick@wg0", root="/r", unit_dir="/u")
+    service = units["/u/wireguard-client-expiry-wg0.service"]
+    timer = units["/u/wireguard-client-expiry-wg0.timer"]
+    assert sorted(units) == [
+        "/u/wireguard-client-expiry-wg0.service",
+        "/u/wireguard-client-expiry-wg0.timer",
     ]
+    assert "\nAfter=wg-quick@wg0.service\n" in service
+    assert "\nType=oneshot\nExecStart=/bin/sh /r/wg0/expire\n" in service
+    assert timer.split("[Timer]\n")[1] == (
+        "OnCalendar=2027-02-01 06:00:00 UTC\n"
+        "OnCalendar=2027-02-02 06:00:00 UTC\n"
+        "AccuracySec=1s\n"
+        "Persistent=true\n"
+        "Unit=wireguard-client-expiry-wg0.service\n"
+        "\n[Install]\nWantedBy=timers.target\n"
+    )
     assert wgf_expiry.disarm_argv("wg0") == [
         "systemctl",
         "stop",
         "wireguard-client-expiry-wg0.timer",
     ]
     with pytest.raises(ValueError):
-        wgf_expiry.arm_argv("wg0", [])
+        wgf_expiry.unit_files("wg0", [], "wg-quick@wg0")
+    with pytest.raises(ValueError):
+        wgf_expiry.unit_files("wg0", epochs, "wg-quick@wg0\nExecStart=/bin/evil")
 
 
 def test_the_openrc_waiter_runs_the_script_at_each_instant_and_is_told_by_its_argv():
@@ -146,9 +159,12 @@ def test_the_schedule_holds_only_future_expiries_of_live_clients_rounded_up(tmp_
 
 
 def test_the_script_removes_only_due_peers_one_by_one_and_names_no_key_file():
-    text = wgf_expiry.script_text("wg0", root="/r", salt_call="/opt/salt/bin/salt-call")
+    text = wgf_expiry.script_text(
+        "wg0", root="/r", salt_call="/opt/salt/bin/salt-call", conf="/etc/wireguard/wg0.conf"
+    )
     assert text.startswith("#!/bin/sh\n")
     assert "dir=/r/wg0\n" in text and "interface=wg0\n" in text
+    assert "conf=/etc/wireguard/wg0.conf\n" in text
     assert 'wg set "$interface" peer "$key" remove' in text
     assert '[ "$when" -le "$now" ] || continue' in text
     assert "flock 9" in text
@@ -183,9 +199,10 @@ def test_an_apply_arms_one_timer_for_every_future_expiry_and_writes_no_key(
     assert ret["changes"] == {
         "expiry timer": {"old": None, "new": [iso(now + 20), iso(now + 3600)]}
     }
-    assert arms(host) == [
-        ("arm_expiry", wgf_expiry.arm_argv(IF, [now + 20, now + 3600], str(root)))
-    ]
+    units = wgf_expiry.unit_files(IF, [now + 20, now + 3600], f"wg-quick@{IF}", str(root))
+    assert arms(host) == [("arm_expiry", sorted(units))]
+    for path, text in units.items():
+        assert wgf_files.read(path) == text
     directory = root / IF
     assert oct(os.stat(directory).st_mode & 0o777) == "0o700"
     schedule = (directory / "schedule").read_text()
@@ -195,7 +212,9 @@ def test_an_apply_arms_one_timer_for_every_future_expiry_and_writes_no_key(
     )
     assert (directory / "armed").read_text() == schedule
     script = (directory / "expire").read_text()
-    assert script == wgf_expiry.script_text(IF, str(root), host.salt_call_path)
+    assert script == wgf_expiry.script_text(
+        IF, str(root), host.salt_call_path, str(tmp_path / f"{IF}.conf")
+    )
     for kind in ("key", "psk"):
         for name in ("guest", "contractor", "phone"):
             secret = tmp_path / "clients" / IF / f"{name}.{kind}"
@@ -249,11 +268,59 @@ def test_no_future_expiry_disarms_once_and_then_leaves_it(
     assert ret["changes"] == {"expiry timer": {"old": [iso(now + 60)], "new": None}}
     assert arms(host)[-1] == ("disarm_expiry", IF) and IF not in host.expiry_timers
     assert not (root / IF / "armed").exists() and not (root / IF / "expire").exists()
+    assert [p for p in wgf_expiry.unit_paths(IF) if os.path.exists(p)] == []
     done = len(host.done)
     ret = states.client_expiry(IF, config_dir=str(tmp_path))
     assert ret["changes"] == {} and host.done[done:] == []
     # an interface whose clients never expire arms nothing at all
     assert [d for d in host.done if d[0] == "arm_expiry"] == [arms(host)[0]]
+
+
+def test_a_unit_file_changed_or_left_from_a_transient_timer_is_written_again(
+    states, minion, host, tmp_path, root, now
+):
+    """An earlier release armed a transient timer (no unit file): the next apply writes
+    the persistent units; so it does when someone edited them."""
+    with_clients(states, minion, tmp_path, {"guest": {"expires": iso(now + 60)}})
+    states.client_expiry(IF, config_dir=str(tmp_path))
+    service, timer = wgf_expiry.unit_paths(IF)
+    for path in (timer, service):
+        wanted = wgf_files.read(path)
+        if path == timer:
+            os.remove(path)
+        else:
+            with open(path, "a", encoding="utf-8") as handle:
+                handle.write("# edited\n")
+        ret = states.client_expiry(IF, config_dir=str(tmp_path))
+        assert ret["changes"] == {"expiry timer": {"old": [iso(now + 60)], "new": [iso(now + 60)]}}
+        assert wgf_files.read(path) == wanted
+
+
+def test_an_interface_that_goes_loses_its_expiry_timer_units_and_records(
+    states, minion, host, tmp_path, root, now
+):
+    with_clients(states, minion, tmp_path, {"guest": {"expires": iso(now + 60)}})
+    states.client_expiry(IF, config_dir=str(tmp_path))
+    events = root / IF / "events"
+    events.mkdir()
+    data = {"interface": IF, "client": "old", "expires": iso(now - 5)}
+    (events / f"{now - 5}-old").write_text(json.dumps(data))
+    states.__opts__["test"] = True
+    ret = states.client_expiry_absent(IF)
+    assert ret["result"] is None and sorted(ret["changes"]) == ["expiry timer", "records"]
+    assert (root / IF).is_dir() and IF in host.expiry_timers
+    states.__opts__["test"] = False
+    ret = states.client_expiry_absent(IF)
+    assert ret["result"] is True and ret["changes"] == {
+        "expiry timer": {"old": wgf_expiry.unit_paths(IF), "new": None},
+        "records": {"old": str(root / IF), "new": None},
+    }
+    assert not (root / IF).exists() and IF not in host.expiry_timers
+    assert [p for p in wgf_expiry.unit_paths(IF) if os.path.exists(p)] == []
+    assert host.events == [("wireguard/client/expired", data)]  # sent before it went
+    done = len(host.done)
+    ret = states.client_expiry_absent(IF)
+    assert ret["result"] is True and ret["changes"] == {} and host.done[done:] == []
 
 
 def test_openrc_arms_the_detached_waiter(states, minion, host, tmp_path, root, now):
@@ -310,3 +377,111 @@ def test_pending_events_of_another_interface_or_damaged_are_not_sent(tmp_path):
     (events / "2-b").write_text("not json")
     assert wgf_expiry.pending_events(str(tmp_path)) == []
     assert wgf_files.read(str(events / "2-b")) == "not json"
+
+
+# ------------------------------------------------------- the script, run for real
+
+
+def run_script(tmp_path, entries, conf, live):
+    """The expiry script of ``IF`` run by ``sh`` with a stub ``wg`` on PATH that lists
+    the peers of ``live`` and logs what it is told; (the process, the log)."""
+    root, stubs, log = tmp_path / "expiry", tmp_path / "bin", tmp_path / "wg.log"
+    (root / IF).mkdir(parents=True, exist_ok=True)
+    stubs.mkdir(exist_ok=True)
+    (stubs / "wg").write_text(
+        f'#!/bin/sh\nif [ "$1" = show ]; then printf "%s\\n" {" ".join(live)}; exit 0; fi\n'
+        f'printf "%s\\n" "wg $*" >> "{log}"\n'
+    )
+    os.chmod(stubs / "wg", 0o755)
+    (root / IF / "schedule").write_text(wgf_expiry.schedule_text(entries))
+    (root / IF / "expire").write_text(wgf_expiry.script_text(IF, str(root), None, str(conf)))
+    proc = subprocess.run(
+        ["sh", str(root / IF / "expire")],
+        capture_output=True,
+        text=True,
+        env={"PATH": f"{stubs}:/usr/bin:/bin"},
+    )
+    return proc, log
+
+
+def test_the_script_takes_the_expired_peer_out_of_the_conf_as_the_next_apply_would(tmp_path):
+    """A restart of the interface after the expiry brings back what is live: the conf
+    loses exactly the expired client's [Peer] (its preshared key too), keeps its mode and
+    every other byte, and is what the next apply renders, so that apply changes nothing.
+    The conf's secrets are never printed."""
+    server_priv, now = wgf_keys.genkey(), datetime.datetime(2027, 1, 31, 12, 0, tzinfo=UTC)
+
+    def validate(record=None, at=now):
+        return pipeline.interfaces(
+            {"interfaces": {"wg0": {**SERVER, "clients": clients}}},
+            "vpn",
+            own_public_keys={"wg0": wgf_keys.pubkey(server_priv)},
+            client_records={"wg0": json.dumps(record) if record is not None else None},
+            firewall="nftables",
+            now=at,
+        )["wg0"]
+
+    clients = {
+        "phone": {},
+        "guest": {"expires": "2027-01-31T12:00:20Z", "preshared_key": True},
+        "tablet": {"preshared_key": True},
+    }
+    made = {n: wgf_keys.pubkey(wgf_keys.genkey()) for n in clients}  # the clients state's
+    record = wgf_clients.record_of(validate(), made)
+    before = validate(record)
+    psks = {"guest": wgf_keys.genpsk(), "tablet": wgf_keys.genpsk()}
+    conf = tmp_path / f"{IF}.conf"
+    conf.write_text(wgf_conf.render(before, server_priv, psks))
+    conf.chmod(0o600)
+    after = validate(record, now + datetime.timedelta(seconds=30))
+    assert after["clients"]["guest"]["status"] == "expired"
+    key = before["peers"]["guest"]["public_key"]
+    entries = [(int(time.time()) - 10, "2027-01-31T12:00:20Z", "guest", key)]  # passed
+    live = [p["public_key"] for p in before["peers"].values()]
+    proc, log = run_script(tmp_path, entries, conf, live)
+    assert proc.returncode == 0, proc.stderr
+    assert conf.read_text() == wgf_conf.render(after, server_priv, psks)
+    assert key not in conf.read_text() and psks["guest"] not in conf.read_text()
+    assert oct(conf.stat().st_mode & 0o777) == "0o600"
+    assert log.read_text() == f"wg set {IF} peer {key} remove\n"
+    for secret in (server_priv, *psks.values()):
+        assert secret not in proc.stdout + proc.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted(["expiry", "bin", "wg.log", f"{IF}.conf"])
+    events = tmp_path / "expiry" / IF / "events"
+    assert json.loads((events / f"{entries[0][0]}-guest").read_text()) == {
+        "interface": IF,
+        "client": "guest",
+        "expires": "2027-01-31T12:00:20Z",
+    }
+    # run again (the next instant of the timer): nothing more to take away, no event
+    os.remove(events / f"{entries[0][0]}-guest")
+    again = conf.read_text()
+    proc, log = run_script(tmp_path, entries, conf, [k for k in live if k != key])
+    assert proc.returncode == 0 and conf.read_text() == again and os.listdir(events) == []
+
+
+def test_the_script_takes_a_peer_out_of_the_conf_of_an_interface_that_is_down(tmp_path):
+    """Expired while the interface was down (or before it came up at boot): no live peer
+    to remove, the conf still loses it, and the event is written."""
+    conf = tmp_path / f"{IF}.conf"
+    key, other = "K" * 42 + "k=", "L" * 42 + "l="
+    text = "# header\n[Interface]\nListenPort = 1\n\n[Peer]\n# a\nPublicKey = {}\n"
+    conf.write_text(text.format(key) + f"\n[Peer]\n# b\nPublicKey = {other}\n")
+    proc, log = run_script(tmp_path, [(1, "1970-01-01T00:00:01Z", "a", key)], conf, [])
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        conf.read_text()
+        == f"# header\n[Interface]\nListenPort = 1\n\n[Peer]\n# b\nPublicKey = {other}\n"
+    )
+    assert not log.exists()
+    assert os.listdir(tmp_path / "expiry" / IF / "events") == ["1-a"]
+
+
+def test_shellcheck_finds_nothing_in_the_script():
+    text = wgf_expiry.script_text(
+        IF, salt_call="/opt/salt/bin/salt-call", conf="/etc/wireguard/wg0.conf"
+    )
+    proc = subprocess.run(
+        ["shellcheck", "-s", "sh", "-"], input=text, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout

@@ -307,6 +307,20 @@ def test_every_interface_gets_its_hosts_state_and_clean_removes_every_block(rend
     assert "wireguard-hosts-clean-file-absent-wg0" in got
 
 
+def test_an_absent_interface_and_clean_remove_the_client_expiry(renderer):
+    """Issue 23: an interface that goes (wg2 is `absent`) loses its client expiry timer,
+    units and records in the apply; clean removes those of every interface it knows."""
+    got = states(renderer.render("debian-12", SAMPLE))
+    gone = {i: s for i, s in got.items() if fun(s) == "wireguard.client_expiry_absent"}
+    assert sorted(gone) == ["wireguard-peers-live-wireguard-client_expiry_absent-wg2"]
+    assert arg(gone["wireguard-peers-live-wireguard-client_expiry_absent-wg2"], "name") == "wg2"
+    got = states(renderer.render("debian-12", SAMPLE, sls=("wireguard.clean",)), "wireguard.clean")
+    gone = sorted(
+        arg(s, "name") for s in got.values() if fun(s) == "wireguard.client_expiry_absent"
+    )
+    assert gone == ["wg0", "wg1", "wg2", "wg3"]
+
+
 def test_config_key_alone_makes_only_keys(renderer):
     """wireguard.config.key (orchestrate's first step) writes no conf and starts nothing."""
     got = states(

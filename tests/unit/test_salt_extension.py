@@ -207,6 +207,7 @@ def test_salt_call_lists_the_state_functions(salt_env):
         "wireguard.interface",
         "wireguard.clients",  # each file of the state module is carried
         "wireguard.client_peers",
+        "wireguard.client_expiry_absent",  # issue 23
         "wireguard.firewall",
         "wireguard.config_dir_absent",
         "wireguard.confirm_armed",  # issue 21

@@ -1,7 +1,10 @@
 # -*- coding: utf-8 -*-
 # vim: ft=sls
 # Removes every live peer of the formula's interfaces that are up. Peers live
-# only in the running interface: service.clean then takes it down.
+# only in the running interface: service.clean then takes it down. Each client
+# expiry timer (its units and records, issue 23) goes too: of every interface the
+# clean knows and of every state directory under /var/lib/wireguard-formula/expiry
+# (wgf_expiry.STATE_ROOT), so that no timer runs after the clean.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import wireguard with context %}
@@ -19,4 +22,23 @@
 wireguard-peers-clean-test-nop:
   test.nop:
     - name: no live WireGuard interface to purge
+{%- endfor %}
+{%- set expiry_root = '/var/lib/wireguard-formula/expiry' %}
+{%- set expiring = [] %}
+{%- for name in clean_interfaces %}
+{%-   do expiring.append(name) %}
+{%- endfor %}
+{%- if salt['file.directory_exists'](expiry_root) %}
+{%-   for path in salt['file.find'](expiry_root, type='d', mindepth=1, maxdepth=1) %}
+{%-     set name = path.split('/')[-1] %}
+{%-     if salt['wireguard.is_interface_name'](name) and name not in expiring %}
+{%-       do expiring.append(name) %}
+{%-     endif %}
+{%-   endfor %}
+{%- endif %}
+{%- for name in expiring | sort %}
+
+{{ ('wireguard-peers-clean-wireguard-client_expiry_absent-' ~ name) | json }}:
+  wireguard.client_expiry_absent:
+    - name: {{ name | json }}
 {%- endfor %}

@@ -92,5 +92,11 @@ include:
     - require:
       - service: {{ running_id | json }}
 {%-     endif %}
+{%-   elif iface.absent %}
+{#-   The interface goes: so do its expiry timer, units and records (issue 23). #}
+
+{{ ('wireguard-peers-live-wireguard-client_expiry_absent-' ~ name) | json }}:
+  wireguard.client_expiry_absent:
+    - name: {{ name | json }}
 {%-   endif %}
 {%- endfor %}
