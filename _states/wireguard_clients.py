@@ -312,6 +312,7 @@ def _client_rates(ret, config_dir):
     elif old is not None:
         host.remove(path)
     ret["comment"] = said
+    return ret
 
 
 def client_expiry_absent(name):
