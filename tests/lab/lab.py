@@ -106,6 +106,7 @@ class Lab:
         (tmp / "owner").write_text(f"{os.getpid()}\n")
         tmp.rename(self.state_dir)
         log(f"lab {self.id}: starting (state in {self.state_dir})")
+        _raise_inotify_limit()
         try:
             if self.with_master:
                 self.mgmt = self.bridge("mgmt")
@@ -446,6 +447,21 @@ class Lab:
             self._restore_signal_handlers()
             with contextlib.suppress(ValueError):
                 _LIVE_LABS.remove(self)
+
+
+# Every container's systemd holds several inotify instances, all of user root: at the
+# kernel's default of 128 per user, about 30 running containers (several labs at once)
+# exhaust them, and the next container's systemd exits at once, silently (nspawn: exit
+# status 255). The lab raises the limit on the machine, as container engines advise.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_WANTED = 8192
+
+
+def _raise_inotify_limit() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if int(INOTIFY_INSTANCES.read_text()) < INOTIFY_WANTED:
+            INOTIFY_INSTANCES.write_text(f"{INOTIFY_WANTED}\n")
+            log(f"fs.inotify.max_user_instances raised to {INOTIFY_WANTED} (many containers)")
 
 
 def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:
