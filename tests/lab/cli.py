@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import rootfs
+from . import guestimage, rootfs
 from .util import CLEAN_ENV, REPO, LabError, log, require_root
 
 # dot (Graphviz): the runner's SVG test runs on the host too, and must not be skipped;
@@ -29,6 +29,9 @@ NEEDED_TOOLS = (
     "dot",
     "promtool",
     "prometheus-node-exporter",
+    # the kernel tier: QEMU guests on Debian's kernel
+    "qemu-system-x86_64",
+    "qemu-img",
 )
 
 
@@ -49,6 +52,16 @@ def cmd_rootfs(args) -> int:
     return 0
 
 
+def cmd_images(args) -> int:
+    """The root file system of the containers and the guest image of the kernel tier."""
+    require_root()
+    check_tools()
+    t0 = time.monotonic()
+    log(f"root file system: {rootfs.ensure_rootfs()}")
+    log(f"guest image: {guestimage.ensure_image()} ({time.monotonic() - t0:.0f}s)")
+    return 0
+
+
 # --------------------------------------------------------------------------- test
 # The whole suite runs as two pytest processes at once: the e2e tier mostly waits
 # (containers boot, salt jobs travel, timers run out) and leaves a core free that the
@@ -56,12 +69,16 @@ def cmd_rootfs(args) -> int:
 # topology shared with another file), so that both end at about the same time.
 # Measured on 2 cores: see docs/lab.md.
 BESIDE = ("tests/e2e/test_confirm.py", "tests/e2e/test_psk.py", "tests/e2e/test_metrics.py")
+# The kernel tier (QEMU guests, issue 25) from the start in a process of its own: its
+# guests boot (emulated, CPU-bound) while the other tiers wait on their containers.
+KERNEL = ("tests/e2e/test_kernel.py",)
 TIERS = (
-    ("e2e", ("tests/e2e", *(f"--ignore={path}" for path in BESIDE))),
+    ("e2e", ("tests/e2e", *(f"--ignore={path}" for path in (*BESIDE, *KERNEL)))),
     (
         "unit, functional and e2e with labs of their own",
         (*BESIDE, "tests/unit", "tests/functional"),
     ),
+    ("kernel (QEMU guests)", KERNEL),
 )
 NO_TESTS = 5  # pytest's exit code when it collected nothing
 
@@ -77,7 +94,10 @@ def cmd_test(args) -> int:
     check_tools()
     t0 = time.monotonic()
     rootfs.ensure_rootfs()
-    log(f"root file system ready after {time.monotonic() - t0:.0f}s; running pytest")
+    guestimage.ensure_image()
+    log(
+        f"root file system and guest image ready after {time.monotonic() - t0:.0f}s; running pytest"
+    )
     pytest = [sys.executable, "-m", "pytest"]
     if named_paths(args.pytest_args):
         rc = _wait_all([subprocess.Popen([*pytest, *args.pytest_args], cwd=REPO)])[0]
@@ -315,6 +335,8 @@ def main(argv=None) -> int:
     p = sub.add_parser("rootfs", help="build (or reuse) the cached root file system")
     p.add_argument("--rebuild", action="store_true", help="build it again even if cached")
     p.set_defaults(func=cmd_rootfs)
+    p = sub.add_parser("images", help="build (or reuse) the root file system and guest image")
+    p.set_defaults(func=cmd_images)
     p = sub.add_parser("test", help="ensure the root file system, run pytest on tests/")
     p.set_defaults(func=cmd_test)
     p = sub.add_parser("demo", help=f"apply examples/{DEMO} through the master")

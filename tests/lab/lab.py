@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from . import guestimage
 from . import rootfs as rootfs_mod
+from .guest import Guest
 from .host import Bridge, Container, Host
 from .saltmaster import FORMULA_DIR, MASTER_IP, MINION_CONF, Master, minion_conf
 from .util import NSPAWN_RUN_DIR, PREFIX, REPO, STATE_DIR, LabError, log, remove_tree, require_root
@@ -34,6 +36,10 @@ from .util import NSPAWN_RUN_DIR, PREFIX, REPO, STATE_DIR, LabError, log, remove
 MGMT_NET = "198.19.255"
 
 _LIVE_LABS: list[Lab] = []
+
+# An emulated CPU is slow to fork and set up a process for every job: a guest's minion
+# runs its jobs in threads (as Salt does on Windows)
+GUEST_MINION_CONF = "multiprocessing: False\n"
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -73,6 +79,7 @@ class Lab:
         self._old_handlers: dict = {}
         self._closed = False
         self.timings: dict[str, float] = {}
+        self.guest_image: Path | None = None
         # called with a shared host (see shared()) whose name a new host wants; returns
         # whether its owner let it go
         self.release_shared: Callable[[Host], bool] | None = None
@@ -99,6 +106,7 @@ class Lab:
         (tmp / "owner").write_text(f"{os.getpid()}\n")
         tmp.rename(self.state_dir)
         log(f"lab {self.id}: starting (state in {self.state_dir})")
+        _raise_inotify_limit()
         try:
             if self.with_master:
                 self.mgmt = self.bridge("mgmt")
@@ -209,6 +217,44 @@ class Lab:
             c.start()
         return c
 
+    def guest(
+        self,
+        name: str,
+        nics=(),
+        minion: bool = True,
+        hosts: dict | None = None,
+        memory: int = 512,
+    ) -> Guest:
+        """A QEMU virtual machine on Debian's kernel (kernel WireGuard; tests/lab/guest.py)
+        with the Host interface of a container. `nics`: (switch, ifname, addresses) plugged
+        in at start; with minion=True also `mgmt0` on the management switch, and its
+        salt-minion (id = name) talks to the lab's master. Returns as soon as QEMU is
+        launched; the guest is configured when it has booted (wait_ready/wait_booted)."""
+        if self.guest_image is None:
+            self.guest_image = guestimage.ensure_image()
+        g = Guest(self, name, self.guest_image, memory=memory)
+        g.minion = minion
+        self._add(g)
+        g.create()
+        etc_hosts = ["127.0.0.1 localhost", f"127.0.1.1 {name}", "::1 localhost ip6-localhost"]
+        if self.master is not None:
+            etc_hosts.append(f"{MASTER_IP} salt master")
+        for hname, addr in (hosts or {}).items():
+            etc_hosts.append(f"{addr} {hname}")
+        g.write("/etc/hosts", "\n".join(etc_hosts) + "\n")
+        if minion:
+            if self.master is None:
+                raise LabError("a minion needs the lab's master (Lab(master=True))")
+            addr = f"{MGMT_NET}.{self._mgmt_next}/24"
+            self._mgmt_next += 1
+            g.nic(self.mgmt, "mgmt0", addr)
+            g.write("/etc/salt/minion.d/lab.conf", minion_conf(name) + GUEST_MINION_CONF)
+            g.enable_unit("salt-minion.service")
+        for bridge, ifname, addrs in nics:
+            g.nic(bridge, ifname, addrs)
+        g.start()
+        return g
+
     def tunnel_master(self, name: str, files: dict[str, str] | None = None) -> Master:
         """Salt over the tunnel (issue 21): a salt-master that is also a WireGuard node,
         the hub. It has no link to the mgmt switch: it listens on every address of its
@@ -251,10 +297,13 @@ class Lab:
     def containers(self) -> list[Container]:
         return [h for h in self._order if isinstance(h, Container)]
 
-    def minions(self) -> list[Container]:
+    def guests(self) -> list[Guest]:
+        return [h for h in self._order if isinstance(h, Guest)]
+
+    def minions(self) -> list[Container | Guest]:
         return [
             c
-            for c in self.containers()
+            for c in [*self.containers(), *self.guests()]
             if getattr(c, "minion", False) and not isinstance(c, Master)
         ]
 
@@ -266,7 +315,12 @@ class Lab:
         t0 = time.monotonic()
         for c in self.containers():
             c.wait_booted(timeout=timeout)
+        for g in self.guests():  # TCG: slower than a container, booting meanwhile
+            g.wait_booted(timeout=max(timeout, 240))
         boot = time.monotonic() - t0
+        for g in self.guests():  # every test.ping would only queue up in a slow guest
+            if getattr(g, "minion", False) and not getattr(g, "synced", False):
+                g.wait_minion_ready(timeout=max(timeout, 240))
         minions = [c for c in self.minions() if not getattr(c, "synced", False)]
         if minions:
             ids = [c.name for c in minions]
@@ -293,7 +347,7 @@ class Lab:
         """Tear down some hosts (containers are killed: nothing of them is kept); forget
         their minion keys."""
         hosts = list(hosts)
-        containers = [h for h in hosts if isinstance(h, Container)]
+        containers = [h for h in hosts if isinstance(h, (Container, Guest))]
         errors = []
         for h in reversed(hosts):
             try:
@@ -393,6 +447,21 @@ class Lab:
             self._restore_signal_handlers()
             with contextlib.suppress(ValueError):
                 _LIVE_LABS.remove(self)
+
+
+# Every container's systemd holds several inotify instances, all of user root: at the
+# kernel's default of 128 per user, about 30 running containers (several labs at once)
+# exhaust them, and the next container's systemd exits at once, silently (nspawn: exit
+# status 255). The lab raises the limit on the machine, as container engines advise.
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+INOTIFY_WANTED = 8192
+
+
+def _raise_inotify_limit() -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if int(INOTIFY_INSTANCES.read_text()) < INOTIFY_WANTED:
+            INOTIFY_INSTANCES.write_text(f"{INOTIFY_WANTED}\n")
+            log(f"fs.inotify.max_user_instances raised to {INOTIFY_WANTED} (many containers)")
 
 
 def _tidy_nspawn_run_dir(prefix: str = PREFIX) -> None:

@@ -1,0 +1,207 @@
+"""The kernel tier (issue 25): the formula on the kernel's WireGuard, in QEMU guests
+booting Debian's own cloud kernel (tests/lab/guest.py), through the lab's real master,
+with real traffic.
+
+One deployment for the module, examples/two-sites-behind-nat's pillars on hosts of
+their own: the hub (`khub`) and site A's gateway (`ksite-a`) are guests (kernel
+WireGuard); site B's gateway (`ksite-b`) is a container (wireguard-go), so the kernel
+and the userspace implementation are peers. Both sites are behind NAT routers on the
+lab's simulated internet, each with a LAN client. A road warrior (`kphone`, a bare
+namespace: a device without Salt) behind site B's NAT router brings up a client
+config exported from the hub.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.fingerprint import fingerprint
+from tests.e2e.traffic import steady_ping
+from tests.lab.topologies import load_examples
+from tests.support.keys import keypair
+
+HUB, SITE_A, SITE_B = "khub", "ksite-a", "ksite-b"
+MINION = {"hub": HUB, "site-a": SITE_A, "site-b": SITE_B}
+HUB_IP = "198.18.0.1"
+UNIT = "wg-quick@wg0"
+EXPORT = "/root/wg-clients"
+
+
+def pillars() -> dict:
+    """examples/two-sites-behind-nat, for this module's minions; the hub also serves a
+    road warrior (`phone`) from its pool."""
+    example = load_examples()["two-sites-behind-nat"]
+    out = {MINION[m]: copy.deepcopy(p) for m, p in example.items()}
+    hub = out[HUB]["wireguard"]["interfaces"]["wg0"]
+    hub["endpoint"] = HUB_IP
+    hub["clients"] = {"phone": {}}
+    # a fixed port: with none, every start picks another, and a reboot could not bring
+    # back the same fingerprint
+    out[SITE_A]["wireguard"]["interfaces"]["wg0"]["listen_port"] = 51820
+    return out
+
+
+@pytest.fixture(scope="module")
+def kernel(lab):
+    with lab.section():
+        t0 = time.monotonic()
+        inet = lab.bridge("kinet")
+        lan_a, lan_b = lab.bridge("klan-a"), lab.bridge("klan-b")
+        site_b = lab.container(SITE_B)
+        lan_b.attach(site_b, "eth0", "192.168.2.2/24")
+        site_b.wait_booted()  # before the guests take the CPU
+        hub = lab.guest(HUB, nics=[(inet, "eth0", f"{HUB_IP}/24")])
+        site_a = lab.guest(SITE_A, nics=[(lan_a, "eth0", "192.168.1.2/24")])
+        site_a.route("default via 192.168.1.1")
+        nats = {}
+        for side, n, lan in (("a", 101, lan_a), ("b", 102, lan_b)):
+            nat = nats[side] = lab.namespace(f"knat-{side}")
+            inet.attach(nat, "wan", f"198.18.0.{n}/24")
+            lan.attach(nat, "lan", f"192.168.{n - 100}.1/24")
+            lab.nat(nat, "wan")
+        clients = {}
+        for side, lan, other in (("a", lan_a, "2"), ("b", lan_b, "1")):
+            own = "1" if side == "a" else "2"
+            c = clients[side] = lab.namespace(f"kclient-{side}")
+            lan.attach(c, "eth0", f"192.168.{own}.10/24")
+            c.route(f"default via 192.168.{own}.1")
+            c.route(f"192.168.{other}.0/24 via 192.168.{own}.2")
+            c.route(f"10.30.0.0/24 via 192.168.{own}.2")
+        site_b.route("default via 192.168.2.1")
+        phone = lab.namespace("kphone")
+        lan_b.attach(phone, "eth0", "192.168.2.20/24")
+        phone.route("default via 192.168.2.1")
+        lab.wait_ready(timeout=600)  # TCG beside other labs on 2 cores: slow, not stuck
+        booted = time.monotonic() - t0
+        lab.master.state_apply([HUB, SITE_A, SITE_B], pillars(), timeout=600)
+        state = {
+            "lab": lab,
+            "hub": hub,
+            "site_a": site_a,
+            "site_b": site_b,
+            "client_a": clients["a"],
+            "client_b": clients["b"],
+            "phone": phone,
+            "timings": {"ready": booted, "applied": time.monotonic() - t0},
+        }
+        print(
+            f"\nkernel tier: guests ready after {booted:.0f}s, applied after "
+            f"{state['timings']['applied']:.0f}s"
+        )
+        # the sites dial the hub (keepalive): wait for both handshakes through NAT
+        assert site_a.ping_until("10.30.0.1", within=60).received
+        assert site_b.ping_until("10.30.0.1", within=60).received
+        try:
+            yield state
+        finally:
+            phone.run(["wg-quick", "down", "/run/kphone/kph0.conf"], check=False)
+
+
+def is_kernel_wireguard(host) -> None:
+    assert host.file_exists("/sys/module/wireguard"), f"{host.name}: no wireguard module"
+    kind = host.out(["ip", "-d", "-o", "link", "show", "dev", "wg0"])
+    assert " wireguard " in kind, f"{host.name}: wg0 is not a kernel WireGuard device:\n{kind}"
+    pids = host.run(["pidof", "wireguard-go"], check=False).stdout.split()
+    assert pids == [], f"{host.name}: wireguard-go runs: {pids}"
+
+
+def test_the_guests_run_the_formula_on_kernel_wireguard(kernel):
+    for host in (kernel["hub"], kernel["site_a"]):
+        assert host.out(["uname", "-r"]).strip().endswith("-cloud-amd64")
+        is_kernel_wireguard(host)
+        assert host.unit_state(UNIT) == ("active", "enabled")
+        assert host.read("/proc/sys/net/ipv4/ip_forward").strip() == "1"
+    # the container peer is on wireguard-go: both implementations in one network
+    assert kernel["site_b"].out("pidof wireguard-go").split()
+    peers = kernel["hub"].out(["wg", "show", "wg0", "peers"]).split()
+    assert len(peers) == 3  # the sites and the road warrior the hub serves
+
+
+def test_two_sites_behind_nat_talk_through_the_kernel_hub(kernel):
+    a, b = kernel["client_a"], kernel["client_b"]
+    assert a.ping_until("192.168.2.10", within=30).received, "LAN A to LAN B via the hub"
+    assert b.ping("192.168.1.10", count=5).ok, "LAN B to LAN A via the hub"
+    assert kernel["hub"].ping("192.168.1.10", count=3).ok, "the hub into LAN A"
+    assert a.ping("10.30.0.3", count=3).ok, "LAN A to site B's gateway"
+    # the hub sees the sites from their NAT routers' public addresses
+    endpoints = kernel["hub"].out(["wg", "show", "wg0", "endpoints"])
+    assert "198.18.0.101:" in endpoints and "198.18.0.102:" in endpoints, endpoints
+    # a packet of LAN B claiming to be from LAN A's prefix is dropped by the hub
+    spoofed = kernel["site_b"].ping("10.30.0.1", count=2, source="192.168.1.77")
+    assert spoofed.received == 0
+
+
+def test_a_road_warrior_behind_nat_with_a_client_exported_from_the_hub(kernel):
+    lab, hub, phone = kernel["lab"], kernel["hub"], kernel["phone"]
+    paths = lab.master.salt(HUB, "wireguard.client_config", "wg0", "phone", f"path={EXPORT}")
+    assert paths[HUB] == {"config": f"{EXPORT}/phone.conf"}, paths
+    text = hub.read(f"{EXPORT}/phone.conf")
+    assert f"Endpoint = {HUB_IP}:51820" in text
+    # a device without Salt: plain wg-quick (wireguard-go) in a bare namespace. The
+    # file's name is the interface's: unique, wireguard-go's sockets are shared
+    phone.run(["mkdir", "-p", "/run/kphone"])
+    phone.run(["sh", "-c", "umask 077 && cat > /run/kphone/kph0.conf"], input=text)
+    phone.run(["wg-quick", "up", "/run/kphone/kph0.conf"])
+    assert phone.ping_until("10.30.0.1", within=30).received, "the phone to the hub"
+    handshakes = hub.out(["wg", "show", "wg0", "latest-handshakes"]).split()
+    assert len(handshakes) == 6 and "0" not in handshakes[1::2], handshakes  # all three
+    endpoints = hub.out(["wg", "show", "wg0", "endpoints"])
+    assert endpoints.count("198.18.0.102:") == 2, endpoints  # site B and the phone
+
+
+def test_a_peer_change_and_an_interface_change_are_live_with_no_packet_lost(kernel):
+    lab, hub = kernel["lab"], kernel["hub"]
+    index = hub.ifindex("wg0")
+    started = hub.out(["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", UNIT])
+    new = pillars()
+    wg0 = new[HUB]["wireguard"]["interfaces"]["wg0"]
+    wg0["peers"]["laptop"] = {
+        "public_key": keypair().public,
+        "allowed_ips": ["10.30.0.50/32"],
+    }
+    try:
+        with steady_ping(kernel["site_b"], "192.168.1.10") as pings:
+            lab.master.state_apply(HUB, {**pillars(), HUB: new[HUB]}, timeout=600)
+        pings.check("a peer added on the kernel hub")
+        assert "10.30.0.50/32" in hub.out(["wg", "show", "wg0", "allowed-ips"])
+        wg0["address"] = ["10.30.0.1/24", "10.31.0.1/24"]
+        with steady_ping(kernel["site_b"], "192.168.1.10") as pings:
+            lab.master.state_apply(HUB, {**pillars(), HUB: new[HUB]}, timeout=600)
+        pings.check("an address added to the kernel hub's wg0")
+        assert "10.31.0.1/24" in hub.out(["ip", "-br", "addr", "show", "dev", "wg0"])
+        assert hub.ifindex("wg0") == index, "wg0 was made anew"
+        after = hub.out(["systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", UNIT])
+        assert after == started, "wg-quick@wg0 restarted"
+        is_kernel_wireguard(hub)
+    finally:
+        lab.master.state_apply(HUB, pillars(), timeout=600)
+
+
+def test_a_guest_reboot_brings_back_the_same_fingerprint(kernel):
+    site_a = kernel["site_a"]
+    before = fingerprint(site_a)
+    took = site_a.reboot()
+    assert site_a.unit_state(UNIT) == ("active", "enabled")
+    is_kernel_wireguard(site_a)
+    assert fingerprint(site_a) == before
+    assert site_a.ping_until("10.30.0.1", within=60).received, "site A back to the hub"
+    assert kernel["client_a"].ping_until("192.168.2.10", within=30).received
+    print(f"\nkernel tier: guest reboot took {took:.0f}s")
+
+
+def test_a_guest_torn_down_leaves_no_qemu_tap_overlay_or_namespace(lab):
+    """Without waiting for it to boot: what a failing test or Ctrl-C leaves to undo."""
+    with lab.section():
+        switch = lab.bridge("ktear")
+        guest = lab.guest("ktear", nics=[(switch, "eth0", "198.18.0.9/24")], minion=False)
+        pid, state = guest.proc.pid, guest.dir
+        assert guest.proc.poll() is None and (state / "disk.qcow2").is_file()
+        assert "t1" in switch.links()
+    assert not Path(f"/proc/{pid}").exists() or guest.proc.poll() is not None
+    assert not state.exists()
+    assert not Path(f"/run/netns/{guest.netns}").exists()
+    assert not Path(f"/run/netns/{switch.netns}").exists()
