@@ -230,10 +230,11 @@ def report(m: dict, goal: float | None) -> bool:
 
 def profile_top(hub: Hub, path: str) -> None:
     code = (
-        "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime').print_stats(25)"
+        "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime')\n"
+        "p.print_stats(25); p.sort_stats('cumulative').print_callers(r'\\(deepcopy\\)')"
     )
     out = hub.c.out(["/opt/salt/bin/python3", "-c", code, path])
-    keep = [ln for ln in out.splitlines() if ln.strip()][-27:]
+    keep = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("   Ordered")]
     print("    cProfile of the no-op (top 25 by own time):")
     for line in keep:
         print(f"      {line[:150]}")
