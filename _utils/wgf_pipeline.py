@@ -162,8 +162,26 @@ def copied(data):
     through ``copy.deepcopy``."""
     try:
         return marshal.loads(marshal.dumps(data))
-    except ValueError:
+    except ValueError:  # a type marshal does not take: Salt's pillar has some
+        pass
+    try:
+        return _copied(data)
+    except RecursionError:  # a value that holds itself (YAML anchors)
         return copy.deepcopy(data)
+
+
+_ATOMS = frozenset((str, int, float, bool, type(None), bytes))
+
+
+def _copied(value):
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is dict:
+        return {key: _copied(sub) for key, sub in value.items()}
+    if kind is list:
+        return [_copied(sub) for sub in value]
+    return copy.deepcopy(value)  # anything else as deepcopy does it
 
 
 def resolve(compiled, facts):

@@ -45,6 +45,7 @@ from tests.lab.tunnel import BOOTSTRAP_CONF, LOCAL_CONF, LOCAL_PILLAR
 CALL = ["salt-call", "--local", "--out=json", "--no-color"]
 HOOK_DIR = "/var/tmp/hub-scale-hook"
 CMD_LOG = "/var/tmp/hub-scale-commands.jsonl"
+CPU_LOG = "/var/tmp/hub-scale-cpu.json"
 # imported by every Python of the container that has HOOK_DIR on its path: each
 # subprocess.Popen is timed and its first two words appended to CMD_LOG (no more of argv)
 HOOK = f"""\
@@ -64,6 +65,14 @@ def wait(self, *a, **k):
         self._bench = (None, None)
     return rc
 subprocess.Popen.__init__, subprocess.Popen.wait = __init__, wait
+import atexit, resource, sys
+def _cpu():  # the salt-call's CPU seconds, its commands' included
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open({CPU_LOG!r}, "w") as fh:
+        fh.write(json.dumps([own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime]))
+if any(arg.endswith("salt-call") for arg in sys.argv[:1]):
+    atexit.register(_cpu)
 """
 CALLER = """\
 import sys, time, salt.config, salt.client
@@ -77,7 +86,7 @@ for name in sys.argv[1:]:
     out = caller.cmd("wireguard.client_config", "wg0", name, qr="png", path="/tmp/export")
     times.append(time.perf_counter() - t0)
     assert out.get("qr"), out
-print(sorted(times)[len(times) // 2])
+print(times[0], sorted(times)[len(times) // 2])
 """
 GOALS = {"first": 10.0, "noop": 0.5, "added": 0.5, "removed": 0.5, "export": 1.0}
 LIFECYCLE_GOALS = {"noop": 1.0, "nft": 0.1}
@@ -152,7 +161,7 @@ class Hub:
 
     def apply(self, label: str, profile: str | None = None) -> dict:
         """One `state.apply wireguard`: what it cost and where the time went."""
-        self.c.run(["rm", "-f", CMD_LOG])
+        self.c.run(["rm", "-f", CMD_LOG, CPU_LOG])
         run = ["env", f"PYTHONPATH={HOOK_DIR}"]
         if profile:
             run += ["/opt/salt/bin/python3", "-m", "cProfile", "-o", profile]
@@ -181,10 +190,13 @@ class Hub:
             entry = commands.setdefault(words, [0, 0.0])
             entry[0] += 1
             entry[1] += seconds
+        own, kids = json.loads(self.c.out(["cat", CPU_LOG]))
         return {
             "label": label,
             "state_s": sum(r["duration"] for r in ret.values()) / 1000,
             "wall_s": wall,
+            "cpu_s": own,
+            "commands_cpu_s": kids,
             "states": states,
             "commands": commands,
             "changed": sum(1 for r in ret.values() if r["changes"]),
@@ -211,7 +223,8 @@ class Hub:
     def export(self, names: list[str]) -> float:
         self.c.write("/var/tmp/hub-scale-caller.py", CALLER)
         out = self.c.out(["/opt/salt/bin/python3", "/var/tmp/hub-scale-caller.py", *names])
-        return float(out.strip().splitlines()[-1])
+        first, median = out.strip().splitlines()[-1].split()
+        return float(first), float(median)
 
 
 def report(m: dict, goal: float | None) -> bool:
@@ -219,6 +232,7 @@ def report(m: dict, goal: float | None) -> bool:
     said = "" if goal is None else f"  goal <= {goal:g} s {'ok' if ok else 'MISSED'}"
     print(
         f"  {m['label']:34s} {m['state_s']:7.2f} s of state time, {m['wall_s']:6.2f} s wall, "
+        f"CPU {m['cpu_s']:.2f} s + {m['commands_cpu_s']:.2f} s of commands, "
         f"{m['changed']} changed{said}"
     )
     for fun, (n, sec, changed) in sorted(m["states"].items(), key=lambda kv: -kv[1][1])[:8]:
@@ -274,12 +288,14 @@ def scenario(lab: Lab, kind: str, count: int, profile: bool) -> tuple[bool, dict
     live = hub.c.out(["wg", "show", "wg0", "peers"]).split()
     assert len(live) == count - 1, f"{len(live)} live peers, wanted {count - 1}"
     if kind == "clients":
-        results["export_s"] = hub.export(sorted(table)[1 :: max(1, len(table) // 5)][:5])
-        good = results["export_s"] <= goals["export"]
+        first, results["export_s"] = hub.export(sorted(table)[1 :: max(1, len(table) // 5)][:5])
+        results["export_first_s"] = first
+        good = first <= goals["export"]
         ok &= good
         print(
-            f"  {'client_config of one client':34s} {results['export_s']:7.2f} s whole call "
-            f"(median of 5)  goal <= 1 s {'ok' if good else 'MISSED'}"
+            f"  {'client_config of one client':34s} {first:7.2f} s whole call, the first in "
+            f"a new minion (pillar validated); {results['export_s']:.2f} s the median of 5  "
+            f"goal <= 1 s {'ok' if good else 'MISSED'}"
         )
     if kind == "lifecycle":
         results["nft_s"] = hub.nft_replace()
