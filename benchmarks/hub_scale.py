@@ -67,12 +67,13 @@ def wait(self, *a, **k):
 subprocess.Popen.__init__, subprocess.Popen.wait = __init__, wait
 import atexit, resource, sys
 def _cpu():  # the salt-call's CPU seconds, its commands' included
+    if not any(arg.endswith("salt-call") for arg in sys.argv[:1]):
+        return  # (read at exit: under cProfile, argv is the script's only then)
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open({CPU_LOG!r}, "w") as fh:
         fh.write(json.dumps([own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime]))
-if any(arg.endswith("salt-call") for arg in sys.argv[:1]):
-    atexit.register(_cpu)
+atexit.register(_cpu)
 """
 CALLER = """\
 import sys, time, salt.config, salt.client
