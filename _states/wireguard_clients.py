@@ -171,13 +171,18 @@ def _client_peers(ret, config_dir):
     for key in gone:
         ret["changes"][held[key][0]] = {"old": "live", "new": held[key][1]}
     todo = []
+    psks = wgf_state.client_psks(
+        {"name": interface, "peers": {p["name"]: p for p in wanted.values()}}, config_dir
+    )
     for key, peer in wanted.items():
-        psk = wgf_state.client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
-        psk = psk.get(peer["name"])
+        psk = psks.get(peer["name"])
         now = live["peers"].get(key)
         if (
             now
-            and sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+            and (
+                now["allowed_ips"] == peer["allowed_ips"]
+                or sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+            )
             and not now["persistent_keepalive"]
             and now.get("preshared_key_sha256") == (wgf_keys.digest(psk) if psk else None)
         ):
