@@ -66,13 +66,26 @@ def wait(self, *a, **k):
     return rc
 subprocess.Popen.__init__, subprocess.Popen.wait = __init__, wait
 import atexit, resource, sys
+_STATES = {{}}
+if sys.argv[:1] and sys.argv[0].endswith("salt-call"):  # each state's CPU seconds
+    import salt.state
+    _state_call = salt.state.State.call
+    def _call(self, low, *a, **k):
+        t0 = time.process_time()
+        try:
+            return _state_call(self, low, *a, **k)
+        finally:
+            entry = _STATES.setdefault(f"{{low.get('state')}}.{{low.get('fun')}}", [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.process_time() - t0
+    salt.state.State.call = _call
 def _cpu():  # the salt-call's CPU seconds, its commands' included
     if not any(arg.endswith("salt-call") for arg in sys.argv[:1]):
         return  # (read at exit: under cProfile, argv is the script's only then)
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open({CPU_LOG!r}, "w") as fh:
-        fh.write(json.dumps([own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime]))
+        fh.write(json.dumps([own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime, _STATES]))
 atexit.register(_cpu)
 """
 CALLER = """\
@@ -191,12 +204,14 @@ class Hub:
             entry = commands.setdefault(words, [0, 0.0])
             entry[0] += 1
             entry[1] += seconds
-        own, kids = json.loads(self.c.out(["cat", CPU_LOG]))
+        own, kids, state_cpu = json.loads(self.c.out(["cat", CPU_LOG]))
         return {
             "label": label,
             "state_s": sum(r["duration"] for r in ret.values()) / 1000,
             "wall_s": wall,
             "cpu_s": own,
+            "state_cpu_s": sum(sec for _, sec in state_cpu.values()),
+            "state_cpu": state_cpu,
             "commands_cpu_s": kids,
             "states": states,
             "commands": commands,
@@ -233,11 +248,15 @@ def report(m: dict, goal: float | None) -> bool:
     said = "" if goal is None else f"  goal <= {goal:g} s {'ok' if ok else 'MISSED'}"
     print(
         f"  {m['label']:34s} {m['state_s']:7.2f} s of state time, {m['wall_s']:6.2f} s wall, "
-        f"CPU {m['cpu_s']:.2f} s + {m['commands_cpu_s']:.2f} s of commands, "
+        f"CPU {m['cpu_s']:.2f} s ({m['state_cpu_s']:.2f} s in states) + "
+        f"{m['commands_cpu_s']:.2f} s of commands, "
         f"{m['changed']} changed{said}"
     )
     for fun, (n, sec, changed) in sorted(m["states"].items(), key=lambda kv: -kv[1][1])[:8]:
-        print(f"      state   {fun:34s} x{n:<6d} {sec:7.3f} s  ({changed} changed)")
+        cpu = m["state_cpu"].get(fun, [0, 0.0])[1]
+        print(
+            f"      state   {fun:34s} x{n:<6d} {sec:7.3f} s, CPU {cpu:6.3f} s  ({changed} changed)"
+        )
     for words, (n, sec) in sorted(m["commands"].items(), key=lambda kv: -kv[1][1])[:10]:
         print(f"      command {words:34s} x{n:<6d} {sec:7.3f} s")
     return ok
