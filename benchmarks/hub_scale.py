@@ -218,6 +218,14 @@ class Hub:
             "changed": sum(1 for r in ret.values() if r["changes"]),
         }
 
+    def floor_cpu(self) -> float:
+        """CPU seconds of `salt-call --local state.single test.nop` in the same container:
+        Salt's own start-up, the floor under any apply."""
+        self.c.run(["rm", "-f", CPU_LOG])
+        run = ["env", f"PYTHONPATH={HOOK_DIR}", *CALL, "state.single", "test.nop", "floor"]
+        self.c.run(run, timeout=300)
+        return json.loads(self.c.out(["cat", CPU_LOG]))[0]
+
     def nft_replace(self) -> float:
         """Seconds of one `nft -f` that deletes the formula's table and makes it again."""
         table = self.c.out(["nft", "list", "table", "inet", "wireguard"])
@@ -288,6 +296,8 @@ def scenario(lab: Lab, kind: str, count: int, profile: bool) -> tuple[bool, dict
     ok &= report(results["first"], goals.get("first"))
     results["noop"] = hub.apply("no-op re-apply")
     ok &= report(results["noop"], goals.get("noop"))
+    results["floor_cpu_s"] = hub.floor_cpu()
+    print(f"  {'(Salt alone: state.single test.nop)':34s} CPU {results['floor_cpu_s']:.2f} s")
     if profile:
         hub.apply("no-op re-apply (profiled)", profile="/var/tmp/hub-scale.prof")
         profile_top(hub, "/var/tmp/hub-scale.prof")
