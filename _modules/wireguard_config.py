@@ -6,7 +6,6 @@ public keys the mine publishes and the peers a config file holds.
 One of the files Salt loads as ``wireguard`` (see ``wireguard.py``).
 """
 
-import copy
 import importlib
 import logging
 import os
@@ -105,12 +104,18 @@ def _published_keys(minions):
 
 
 def _validated(pillar=None, config_dir=None):
-    """This minion's interfaces from the pillar pipeline (``wgf_pipeline``)."""
-    return _pipeline(pillar, config_dir)["interfaces"]
+    """This minion's interfaces from the pillar pipeline (``wgf_pipeline``): each
+    interface's top level is a copy; what is under it (peers, clients: 10,000 of them on
+    a hub) is the run's cached value, shared by every SLS file and state that asks and
+    never changed by them (a deep copy per call cost seconds a run; issue 24)."""
+    return {
+        name: dict(iface) for name, iface in _pipeline(pillar, config_dir)["interfaces"].items()
+    }
 
 
 def _pipeline(pillar=None, config_dir=None):
-    """``{"settings", "interfaces"}`` of ``wgf_pipeline``, fed the minion's facts once;
+    """``{"settings", "interfaces"}`` of ``wgf_pipeline``, fed the minion's facts once
+    (the cached value itself: callers copy what they hand out);
     each interface also gets its ``files`` and ``service`` from the layout, so the SLS
     files build no path or unit name themselves."""
     service = _map()["service"]
@@ -170,7 +175,7 @@ def _pipeline(pillar=None, config_dir=None):
             )
         result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
         cache[stamp] = (result, wgf_pipeline.next_expiry(result["interfaces"], now))
-    return copy.deepcopy(cache[stamp][0])
+    return cache[stamp][0]
 
 
 def pillar_interfaces(pillar=None, config_dir=None):
@@ -219,7 +224,7 @@ def pillar_settings(pillar=None):
 
         salt '*' wireguard.pillar_settings
     """
-    return _pipeline(pillar)["settings"]
+    return wgf_pipeline.copied(_pipeline(pillar)["settings"])
 
 
 def render_config(interface, config_dir=None, pillar=None):

@@ -30,6 +30,7 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_args
 import wgf_host
+import wgf_keys
 import wgf_reload
 import wgf_state
 
@@ -154,7 +155,81 @@ def _peer_absent(ret, interface):
     return minion.pending(ret, f"Peer {name} removed from {interface}")
 
 
-def peers_purged(name, keep=None, keep_clients=False, config_dir=None):
+def peers(name, config_dir=None):
+    """
+    The live interface holds every peer pillar declares for it (``peers``, a network's
+    too) with its attributes, and none of those marked ``absent``: what
+    ``wireguard.peer`` and ``wireguard.peer_absent`` do for one peer, for all of them in
+    one state and one ``wg set`` per 500 changes. The formula uses it for an interface
+    with more than 200 such peers, where a state per peer costs seconds a run (issue
+    24). Preshared keys are read from pillar here; clients are ``client_peers``'.
+
+    name
+        The live WireGuard interface.
+    """
+    return wgf_state.guarded(_ret(name), _peers, config_dir)
+
+
+def _as_wanted(now, peer, psk):
+    """The live peer ``now`` already as pillar's ``peer`` says: the common case, decided
+    without parsing every address again (anything else goes to ``peer_diff``)."""
+    return (
+        sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+        and now["persistent_keepalive"] == (peer["persistent_keepalive"] or None)
+        and (not peer["endpoint"] or now.get("endpoint") == peer["endpoint"])
+        and now.get("preshared_key_sha256") == (wgf_keys.digest(psk) if psk else None)
+    )
+
+
+def _peers(ret, config_dir):
+    interface, minion = ret["name"], _minion()
+    declared = minion.declared(interface, minion.config_dir(config_dir))
+    if declared is None:
+        raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
+    psks = minion.pillar_secrets(declared)["preshared_keys"]
+    live = minion.live(interface)
+    todo, remove = [], []
+    for peer_name, peer in sorted(declared["peers"].items()):
+        key, now = peer["public_key"], live["peers"].get(peer["public_key"])
+        if not key or peer.get("client"):
+            continue
+        if peer["absent"]:
+            if now is not None:
+                ret["changes"][peer_name] = {"peer": {"old": key, "new": None}}
+                remove.append(key)
+            continue
+        psk = psks.get(peer_name)
+        if now and _as_wanted(now, peer, psk):
+            continue
+        diff, change = minion.peer_diff(
+            interface,
+            key,
+            now,
+            peer["allowed_ips"],
+            peer["endpoint"],
+            peer["persistent_keepalive"],
+            psk,
+        )
+        if diff:
+            ret["changes"][peer_name] = diff
+            todo.append((key, now, change))
+    if not todo and not remove:
+        ret["comment"] = f"The peers of {interface} are live as wanted"
+        return ret
+    said = f"{len(todo)} peer(s) of {interface} set live, {len(remove)} removed"
+    if minion.test:
+        return minion.pending(ret, f"Would be: {said}")
+    __salt__["wireguard.apply_peers"](
+        interface, peers=[change for _, _, change in todo], remove=remove
+    )
+    for key in remove:
+        live["peers"].pop(key, None)
+    for key, now, change in todo:
+        wgf_state.remember(live, key, now, change)
+    return minion.pending(ret, said)
+
+
+def peers_purged(name, keep=None, keep_clients=False, config_dir=None, keep_declared=False):
     """
     The live interface holds no peer other than those in ``keep``.
 
@@ -165,14 +240,30 @@ def peers_purged(name, keep=None, keep_clients=False, config_dir=None):
         declares, so a run that targets a few minions never drops the others' peers).
     keep_clients
         Keep the interface's clients too (their keys may be made in this very run).
+    keep_declared
+        Keep every peer pillar declares for the interface (not ``absent``), read here:
+        the formula's SLS passes this instead of ``keep`` where the interface has more
+        than 200 peers (a list of 10,000 keys through the SLS costs seconds; issue 24).
     """
-    return wgf_state.guarded(_ret(name), _peers_purged, keep or [], keep_clients, config_dir)
+    return wgf_state.guarded(
+        _ret(name), _peers_purged, keep or [], keep_clients, config_dir, keep_declared
+    )
 
 
-def _peers_purged(ret, keep, keep_clients=False, config_dir=None):
+def _peers_purged(ret, keep, keep_clients=False, config_dir=None, keep_declared=False):
     interface, minion = ret["name"], _minion()
     if keep_clients:
         keep = [*keep, *minion.client_peers_wanted(interface, config_dir)]
+    if keep_declared:
+        declared = minion.declared(interface, minion.config_dir(config_dir)) or {"peers": {}}
+        keep = [
+            *keep,
+            *(
+                p["public_key"]
+                for p in declared["peers"].values()
+                if p["public_key"] and not p["absent"] and not p.get("client")
+            ),
+        ]
     live = minion.live(interface)
     extra = sorted(set(live["peers"]) - set(keep))
     if not extra:

@@ -63,20 +63,24 @@ def _clients(ret, config_dir):
     keydir = wgf_layout.Layout(config_dir).clients_dir(interface)
     wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
     made, writes, removals = {}, {}, []
+    layout, since = wgf_layout.Layout(config_dir), _ctime(path)
     for name, client in sorted(wanted.items()):
-        key_file = wgf_layout.Layout(config_dir).client_key(interface, name, "key")
-        psk_file = wgf_layout.Layout(config_dir).client_key(interface, name, "psk")
+        key_file = layout.client_key(interface, name, "key")
+        psk_file = layout.client_key(interface, name, "psk")
         if client["byo"]:
             removals.append(key_file)
-        elif (
-            not client["public_key"]
-            or wgf_keys.pubkey_or_none(wgf_files.read_key(key_file)) != client["public_key"]
+        elif not client["public_key"] or not (
+            _untouched_since(key_file, since)
+            or wgf_keys.pubkey_or_none(wgf_files.read_key(key_file)) == client["public_key"]
         ):
             key = wgf_keys.genkey()
             writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
         if not client["preshared_key"]:
             removals.append(psk_file)
-        elif not wgf_keys.pubkey_or_none(wgf_files.read_key(psk_file)):
+        elif not (
+            _untouched_since(psk_file, since)
+            or wgf_keys.pubkey_or_none(wgf_files.read_key(psk_file))
+        ):
             writes[psk_file] = wgf_keys.genpsk() + "\n"
     revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
     for name in revoked:
@@ -105,6 +109,25 @@ def _clients(ret, config_dir):
         f"The clients of {interface} updated: {len(new['clients'])} "
         f"client(s), {len(revoked)} revoked",
     )
+
+
+def _ctime(path):
+    """The inode change time of ``path`` in ns, or None (no such file)."""
+    try:
+        return os.stat(path).st_ctime_ns
+    except OSError:
+        return None
+
+
+def _untouched_since(path, since):
+    """Whether the key file ``path`` is there and was last changed before ``since`` (the
+    clients record's change time), so the record's public key was made from it, or checked
+    against it, by an earlier run. A change time cannot be set back (unlike a modification
+    time: ``touch -d``, ``cp -p``), so a key file replaced or edited after the record was
+    written is read and checked again. On a 10,000-client hub this spares a no-op 10,000
+    reads and public-key derivations (issue 24)."""
+    changed = _ctime(path)
+    return since is not None and changed is not None and changed < since
 
 
 def _minion():
@@ -150,13 +173,18 @@ def _client_peers(ret, config_dir):
     for key in gone:
         ret["changes"][held[key][0]] = {"old": "live", "new": held[key][1]}
     todo = []
+    psks = wgf_state.client_psks(
+        {"name": interface, "peers": {p["name"]: p for p in wanted.values()}}, config_dir
+    )
     for key, peer in wanted.items():
-        psk = wgf_state.client_psks({"name": interface, "peers": {peer["name"]: peer}}, config_dir)
-        psk = psk.get(peer["name"])
+        psk = psks.get(peer["name"])
         now = live["peers"].get(key)
         if (
             now
-            and sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+            and (
+                now["allowed_ips"] == peer["allowed_ips"]
+                or sorted(now["allowed_ips"]) == sorted(peer["allowed_ips"])
+            )
             and not now["persistent_keepalive"]
             and now.get("preshared_key_sha256") == (wgf_keys.digest(psk) if psk else None)
         ):

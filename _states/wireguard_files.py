@@ -141,9 +141,12 @@ def _config(ret, minion, config_dir, service):
     if warnings:
         ret["warnings"] = warnings
     current = wgf_files.read(path)
-    reasons = wgf_live.restart_reasons(current, wanted)
+    # the same text has nothing to restart for (parsing 10,000 peers twice to find so
+    # cost a no-op 0.2 s; issue 24)
+    reasons = [] if current == wanted else wgf_live.restart_reasons(current, wanted)
     if (
         current is not None
+        and current != wanted
         and host.resolvconf_records() is None
         and wgf_conf.parse(current)["dns"] != wgf_conf.parse(wanted)["dns"]
     ):

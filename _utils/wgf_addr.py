@@ -8,6 +8,7 @@ place (``where``) in front, never the whole value a key could be part of.
 
 import ipaddress
 import re
+import socket
 
 from salt.exceptions import SaltInvocationError
 
@@ -151,9 +152,35 @@ def _address_text(value, where, what):
     return value
 
 
+def _dotted_quad(value):
+    """The IPv4 address ``value`` spells in its canonical form (the C parser reads it),
+    else None."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, value)
+    except (OSError, TypeError, ValueError):
+        return None
+    return (
+        ipaddress.IPv4Address(packed) if socket.inet_ntop(socket.AF_INET, packed) == value else None
+    )
+
+
+def ip(value):
+    """``ipaddress.ip_address(value)``, the same answer and the same errors, several
+    times faster for a dotted quad (a 10,000-client hub parses tens of thousands a run;
+    issue 24)."""
+    if type(value) is str and 6 < len(value) < 16:
+        found = _dotted_quad(value)
+        if found is not None:
+            return found
+    return ipaddress.ip_address(value)
+
+
 def network(value, where):
     """A normalised CIDR (host bits cleared); a bare address becomes /32 or /128."""
     value = _address_text(value, where, "a valid CIDR")
+    head, _, bits = value.partition("/")
+    if bits in ("", "32") and _dotted_quad(head) is not None:
+        return f"{head}/32"  # the common case, without the slower parse below
     try:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:

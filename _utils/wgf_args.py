@@ -131,6 +131,7 @@ RULES = {
     "peer": _name,
     "qr": _as_given,
     "psk_digests": _flag,
+    "keep_declared": _flag,
     "test": _flag,
     "pillar": _as_given,
     "orders": _as_given,  # wgf_rotate checks the orders, naming the step

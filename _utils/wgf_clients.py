@@ -20,6 +20,7 @@ import wgf_files
 import wgf_keys
 import wgf_layout
 import wgf_tc
+from wgf_addr import ip as parse_ip
 from wgf_addr import shown
 
 try:
@@ -163,9 +164,9 @@ def parse_record(text, where="the clients record"):
     try:
         data = json.loads(text)
         clients = data["clients"]
-        retired = [str(ipaddress.ip_address(a)) for a in data["retired"]]
+        retired = [str(parse_ip(a)) for a in data["retired"]]
         for entry in clients.values():
-            entry["address"] = [str(ipaddress.ip_address(a)) for a in entry["address"]]
+            entry["address"] = [str(parse_ip(a)) for a in entry["address"]]
             if entry.get("public_key") is not None:
                 wgf_keys.decode(entry["public_key"], "public_key")
     except (ValueError, KeyError, TypeError, AttributeError, SaltInvocationError):
@@ -214,7 +215,7 @@ class _Free:
         for index, (_, last) in enumerate(self.ranges):
             while self.cursor[index] <= last:
                 ip = (
-                    ipaddress.ip_address(self.cursor[index])
+                    parse_ip(self.cursor[index])
                     if version == 4
                     else ipaddress.IPv6Address(self.cursor[index])
                 )
@@ -222,7 +223,7 @@ class _Free:
                 if ip not in self.taken and str(ip) not in self.retired:
                     return ip
         for text in list(self.retired):
-            ip = ipaddress.ip_address(text)
+            ip = parse_ip(text)
             if ip.version == version and ip not in self.taken:
                 self.retired.remove(text)
                 return ip
@@ -257,13 +258,13 @@ def allocate(iface, record, own_public_key, errors):
             f"{where}, key 'pool': no pool: give the interface an address or a "
             "pool to take its clients' addresses from"
         )
-    retired = [a for a in record["retired"] if _in_pool(ipaddress.ip_address(a), pools)]
+    retired = [a for a in record["retired"] if _in_pool(parse_ip(a), pools)]
     for name, entry in sorted(record["clients"].items()):
         if name not in active:
             retired += [a for a in entry["address"] if a not in retired]
-    chosen = {name: {} for name in active}
+    chosen, label = {name: {} for name in active}, {n: f"client {shown(n)}" for n in active}
     recorded = {
-        ipaddress.ip_address(a): name
+        parse_ip(a): name
         for name in active
         for a in (record["clients"].get(name) or {}).get("address", [])
     }
@@ -285,13 +286,13 @@ def allocate(iface, record, own_public_key, errors):
                     "address per IP version"
                 )
             else:
-                taken[ip] = f"client {shown(name)}"
+                taken[ip] = label[name]
                 chosen[name][ip.version] = ip
     for name in active:  # allocations kept from earlier runs
         for text in (record["clients"].get(name) or {}).get("address", []):
-            ip = ipaddress.ip_address(text)
+            ip = parse_ip(text)
             if ip.version not in chosen[name] and _in_pool(ip, pools) and ip not in taken:
-                taken[ip] = f"client {shown(name)}"
+                taken[ip] = label[name]
                 chosen[name][ip.version] = ip
     free = {v: _Free([n for n in pools if n.version == v], taken, retired) for v in versions}
     for name in active:  # new allocations
@@ -306,9 +307,9 @@ def allocate(iface, record, own_public_key, errors):
                     "is free; widen 'pool' or revoke a client"
                 )
                 continue
-            taken[ip] = f"client {shown(name)}"
+            taken[ip] = label[name]
             chosen[name][version] = ip
-    iface["client_retired"] = [a for a in retired if ipaddress.ip_address(a) not in taken]
+    iface["client_retired"] = [a for a in retired if parse_ip(a) not in taken]
     keys = {own_public_key: "the interface's own key"} if own_public_key else {}
     keys.update(
         {
@@ -328,7 +329,7 @@ def allocate(iface, record, own_public_key, errors):
                 f"{where}, client {shown(name)}, key 'public_key': the same key as {keys[key]}"
             )
         elif key:
-            keys[key] = f"client {shown(name)}"
+            keys[key] = label[name]
     for name, client in active.items():
         live = client.get("status", "active") == "active"
         if client["public_key"] and client["address"] and live:

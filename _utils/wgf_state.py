@@ -160,6 +160,9 @@ def guarded(ret, func, *args):
 #: ``__context__`` keys: each interface's live state read once per run, and the config
 #: file a run replaced (put back should a live change of the same run fail).
 LIVE = "wireguard.live"
+#: Set in a cached live interface once a state of the run changed a peer's endpoint (wg
+#: resolves it: the cache no longer knows it), so whoever needs endpoints reads again.
+ENDPOINTS_FORGOTTEN = "endpoints_forgotten"
 PREVIOUS_CONF = "wireguard.previous_conf"
 
 
@@ -319,6 +322,7 @@ def remember(live, name, current, todo):
         entry["allowed_ips"] = todo["allowed_ips"]
     if "endpoint" in todo:
         entry["endpoint"] = None  # resolved by wg; read again if compared again
+        live[ENDPOINTS_FORGOTTEN] = True
     if "persistent_keepalive" in todo:
         entry["persistent_keepalive"] = todo["persistent_keepalive"] or None
     if "preshared_key" in todo:

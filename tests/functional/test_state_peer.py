@@ -157,6 +157,44 @@ def test_purge_removes_only_undeclared_peers(loaders, pair):
     assert loaders.states.wireguard.peers_purged(name=pair.ifname, keep=[keep]).changes == {}
 
 
+def test_peers_sets_every_pillar_peer_in_one_state_and_then_changes_nothing(
+    loaders, pair, set_pillar
+):
+    """``wireguard.peers`` (issue 24: the one state of an interface with more than 200
+    peers): pillar's peers live with their attributes and preshared keys, an absent one
+    removed, a second run changes nothing."""
+    psk = loaders.modules.wireguard.genpsk()
+    keys = [new_key(loaders) for _ in range(250)]
+    gone = new_key(loaders)
+    loaders.modules.wireguard.apply_peers(pair.ifname, peers=[{"public_key": gone}])
+    peers = {
+        f"p{i}": {"public_key": key, "allowed_ips": [f"10.78.{i // 200}.{i % 200 + 2}/32"]}
+        for i, key in enumerate(keys)
+    }
+    peers["p0"].update(endpoint="198.18.10.2:51900", persistent_keepalive=25, preshared_key=psk)
+    peers["old"] = {"public_key": gone, "absent": True}
+    interface = {"address": "10.78.0.1/16", "peers": peers}
+    set_pillar({"wireguard": {"interfaces": {pair.ifname: interface}}})
+    pending = loaders.states.wireguard.peers(name=pair.ifname, test=True)
+    assert pending.result is None and len(pending.changes) == 251
+    assert gone in live_peers(loaders, pair)
+    ret = loaders.states.wireguard.peers(name=pair.ifname)
+    assert ret.result is True, ret.comment
+    assert ret.changes["old"] == {"peer": {"old": gone, "new": None}}
+    assert ret.changes["p0"]["preshared_key"] == {"old": "unset", "new": "set"}
+    assert psk not in json.dumps(ret.full_return)
+    live = live_peers(loaders, pair)
+    assert set(keys) <= set(live) and gone not in live
+    assert live[keys[0]]["endpoint"] == "198.18.10.2:51900"
+    assert live[keys[0]]["persistent_keepalive"] == 25
+    assert live[keys[249]]["allowed_ips"] == ["10.78.1.51/32"]
+    loaders.reset_state()  # a new run: the live interface read again
+    again = loaders.states.wireguard.peers(name=pair.ifname)
+    assert again.result is True and again.changes == {}, again.changes
+    purge = loaders.states.wireguard.peers_purged(name=pair.ifname, keep_declared=True)
+    assert purge.result is True and purge.changes == {}
+
+
 def test_missing_interface_fails_and_names_it(loaders, pair):
     ret = loaders.states.wireguard.peer(name=new_key(loaders), interface="wgmissing9")
     assert ret.result is False

@@ -126,6 +126,37 @@ def test_lookup_overrides_the_map(renderer):
     assert arg(got["wireguard-service-running-service-running-wg0"], "name") == "my-wg@wg0"
 
 
+@pytest.mark.parametrize("count", [199, 200])  # and one absent: 200, 201 peers
+def test_more_than_200_peers_are_one_state_and_the_purge_reads_them_itself(renderer, count):
+    """Issue 24: 10,000 peer states cost seconds a run; past 200 peers (clients aside)
+    the interface gets one ``wireguard.peers`` state, and its purge keeps what pillar
+    declares without a list of every key in the SLS."""
+
+    def peer_key(i):
+        return base64.b64encode(i.to_bytes(4, "big") * 8).decode()
+
+    peers = {
+        f"p{i}": {"public_key": peer_key(i), "allowed_ips": [f"10.9.{i // 250}.{i % 250 + 2}/32"]}
+        for i in range(count)
+    }
+    peers["old"] = {"public_key": peer_key(9999), "absent": True}
+    pillar = {"interfaces": {"wg0": {"address": "10.9.0.1/16", "peers": peers}}}
+    got = states(renderer.render("debian-12", pillar))
+    one = [i for i in got if fun(got[i]) == "wireguard.peers"]
+    each = [i for i in got if fun(got[i]) in ("wireguard.peer", "wireguard.peer_absent")]
+    purge = got["wireguard-peers-live-wireguard-peers_purged-wg0"]
+    if count == 199:
+        assert one == [] and len(each) == count + 1
+        assert len(arg(purge, "keep")) == count and not arg(purge, "keep_declared")
+    else:
+        assert one == ["wireguard-peers-live-wireguard-peers-wg0"] and each == []
+        assert arg(got[one[0]], "name") == "wg0"
+        assert {"service": "wireguard-service-running-service-running-wg0"} in arg(
+            got[one[0]], "require"
+        )
+        assert arg(purge, "keep") == [] and arg(purge, "keep_declared") is True
+
+
 # ------------------------------------------------------------ per interface
 
 

@@ -162,6 +162,51 @@ def test_a_purge_keeps_the_clients_when_asked(states, minion, tmp_path):
     assert ret["changes"] == {"removed": {"old": [phone], "new": []}}
 
 
+def test_peers_sets_every_declared_peer_in_one_go_and_a_second_run_nothing(states, minion):
+    """``wireguard.peers`` (issue 24: the formula's one state for an interface with more
+    than 200 peers) decides what ``peer`` and ``peer_absent`` decide, in one apply."""
+    same, moved, new, gone, psk = key(), key(), key(), key(), wgf_keys.genpsk()
+    minion.pillar["interfaces"][IF]["peers"] = {
+        "same": {"public_key": same, "allowed_ips": ["10.7.0.2/32"], "persistent_keepalive": 25},
+        "moved": {"public_key": moved, "allowed_ips": ["10.7.0.4/32"]},
+        "new": {"public_key": new, "allowed_ips": ["10.7.0.5/32"], "preshared_key": psk},
+        "gone": {"public_key": gone, "absent": True},
+    }
+    minion.live["peers"][same] = live_peer(["10.7.0.2/32"], keepalive=25)
+    minion.live["peers"][moved] = live_peer(["10.7.0.3/32"])
+    minion.live["peers"][gone] = live_peer(["10.7.0.9/32"])
+    states.__opts__["test"] = True
+    ret = states.peers(IF)
+    assert ret["result"] is None and sorted(ret["changes"]) == ["gone", "moved", "new"]
+    assert minion.applied == []
+    states.__opts__["test"] = False
+    ret = states.peers(IF)
+    assert ret["result"] is True, ret["comment"]
+    assert ret["changes"]["moved"] == {
+        "allowed_ips": {"old": ["10.7.0.3/32"], "new": ["10.7.0.4/32"]}
+    }
+    assert ret["changes"]["new"]["preshared_key"] == {"old": "unset", "new": "set"}
+    assert ret["changes"]["gone"] == {"peer": {"old": gone, "new": None}}
+    assert "same" not in ret["changes"] and psk not in repr(ret)
+    ((interface, peers, remove),) = minion.applied  # one apply for all of them
+    assert interface == IF and remove == [gone]
+    assert sorted(p["public_key"] for p in peers) == sorted([moved, new])
+    assert states.peers(IF)["changes"] == {}  # the run remembers what it set
+    assert len(minion.applied) == 1
+
+
+def test_a_purge_keeps_the_declared_peers_when_asked(states, minion):
+    declared, old, extra = key(), key(), key()
+    minion.pillar["interfaces"][IF]["peers"] = {
+        "declared": {"public_key": declared, "allowed_ips": ["10.7.0.2/32"]},
+        "old": {"public_key": old, "absent": True},
+    }
+    for peer in (declared, old, extra):
+        minion.live["peers"][peer] = live_peer()
+    ret = states.peers_purged(IF, keep_declared=True)
+    assert ret["changes"] == {"removed": {"old": sorted([old, extra]), "new": []}}
+
+
 # ------------------------------------------------------- config and restart
 
 

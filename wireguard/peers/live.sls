@@ -26,7 +26,23 @@ include:
 {%-   if iface.enabled and not iface.absent %}
 {%-     set running_id = 'wireguard-service-running-service-running-' ~ name %}
 {%-     set keep = [] %}
-{%-     for peer_name, peer in iface.peers | dictsort if peer.public_key and not peer.client %}
+{#-     More than 200 peers (clients aside): one wireguard.peers state sets them all,
+        and the purge reads pillar's peers itself, instead of a state per peer and a
+        list of every key through this file (issue 24: 10,000 peer states cost seconds
+        a run to render and to call). #}
+{%-     set batched = iface.peers.values() | rejectattr('client') | selectattr('public_key')
+                      | list | length > 200 %}
+{%-     if batched %}
+
+{{ ('wireguard-peers-live-wireguard-peers-' ~ name) | json }}:
+  wireguard.peers:
+    - name: {{ name | json }}
+    - config_dir: {{ wireguard.config_dir | json }}
+    - require:
+      - service: {{ running_id | json }}
+{%-     endif %}
+{%-     for peer_name, peer in iface.peers | dictsort
+            if peer.public_key and not peer.client and not batched %}
 {%-       if peer.absent %}
 
 {{ ('wireguard-peers-live-wireguard-peer_absent-' ~ name ~ '-' ~ peer_name) | json }}:
@@ -85,6 +101,9 @@ include:
   wireguard.peers_purged:
     - name: {{ name | json }}
     - keep: {{ keep | json }}
+{%-       if batched %}
+    - keep_declared: true
+{%-       endif %}
 {%-       if iface.clients_managed %}
     - keep_clients: true
     - config_dir: {{ wireguard.config_dir | json }}
