@@ -55,7 +55,14 @@ def _networks():
     }
 
 
-def metrics(interface=None, textfile=None, config_dir=None):
+def _still_scheduled(textfile):
+    """Whether the saved schedule still runs the metrics job for ``textfile``."""
+    saved = __salt__["schedule.list"](show_all=True, return_yaml=False, offline=True)
+    job = saved.get(wgf_metrics.JOB) if isinstance(saved, dict) else None
+    return isinstance(job, dict) and (job.get("kwargs") or {}).get("textfile") == textfile
+
+
+def metrics(interface=None, textfile=None, config_dir=None, scheduled=False):
     """
     Return the Prometheus text exposition (the format node_exporter's textfile
     collector reads) of this minion's WireGuard peers, or of ``interface``'s only.
@@ -81,6 +88,10 @@ def metrics(interface=None, textfile=None, config_dir=None):
     textfile
         Also write the exposition to this file, atomically and 0644 (the minion's
         scheduler does, every ``wireguard:lookup:metrics:interval`` seconds).
+    scheduled
+        Passed by the scheduler's job: the file is written only while the saved
+        schedule still has that job for that file, so a run that outlived
+        ``wireguard.clean`` (or a move of the textfile) does not write it back.
 
     CLI Example:
 
@@ -113,7 +124,7 @@ def metrics(interface=None, textfile=None, config_dir=None):
             wgf_host.Host(__salt__), declared, datetime.datetime.now(datetime.timezone.utc)
         ),
     )
-    if textfile is not None:
+    if textfile is not None and (not scheduled or _still_scheduled(textfile)):
         wgf_host.Host(__salt__).write_textfile(textfile, wgf_metrics.registry(records))
     return wgf_metrics.exposition(records)
 

@@ -131,6 +131,7 @@ RULES = {
     "peer": _name,
     "qr": _as_given,
     "psk_digests": _flag,
+    "scheduled": _flag,
     "keep_declared": _flag,
     "test": _flag,
     "pillar": _as_given,

@@ -153,3 +153,31 @@ def test_a_textfile_that_is_a_directory_is_refused_and_nothing_written(loaders, 
     with pytest.raises(SaltInvocationError, match="textfile: expected an absolute path"):
         loaders.modules.wireguard.metrics(textfile="wireguard.prom")
     assert not list(REPO.glob("wireguard.prom*"))
+
+
+def test_a_scheduled_run_writes_the_textfile_only_while_the_schedule_has_its_job(
+    loaders, named, tmp_path
+):
+    """A scheduler's run (``scheduled=True``) that outlived ``wireguard.clean`` (its job
+    gone from the saved schedule) or a moved textfile does not write the file back."""
+    wg, schedule = loaders.modules.wireguard, loaders.modules.schedule
+    textfile, moved = tmp_path / "wireguard.prom", tmp_path / "moved.prom"
+    wg.metrics(textfile=str(textfile), scheduled=True)
+    assert not textfile.exists(), "no job saved: nothing written"
+    schedule.add(
+        wgf_metrics.JOB,
+        function="wireguard.metrics",
+        job_kwargs={"textfile": str(textfile), "scheduled": True},
+        seconds=30,
+        offline=True,
+    )
+    try:
+        text = wg.metrics(textfile=str(textfile), scheduled=True)
+        assert textfile.read_text() == text
+        wg.metrics(textfile=str(moved), scheduled=True)
+        assert not moved.exists(), "the job names another file"
+        wg.metrics(textfile=str(moved))  # by hand: written
+        assert moved.exists()
+    finally:
+        schedule.delete(wgf_metrics.JOB, offline=True)
+    assert wgf_metrics.JOB not in schedule.list(show_all=True, return_yaml=False, offline=True)

@@ -407,7 +407,7 @@ def test_the_scheduler_keeps_the_textfile_fresh(renderer):
     assert fun(job) == "schedule.present"
     assert arg(job, "name") == "wireguard-metrics"
     assert arg(job, "function") == "wireguard.metrics"
-    assert arg(job, "job_kwargs") == {"textfile": GOOD}
+    assert arg(job, "job_kwargs") == {"textfile": GOOD, "scheduled": True}
     assert arg(job, "seconds") == 15
     assert arg(job, "return_job") is False
 

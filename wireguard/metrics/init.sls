@@ -21,6 +21,7 @@ wireguard-metrics-schedule-present:
     - function: wireguard.metrics
     - job_kwargs:
         textfile: {{ metrics.textfile | json }}
+        scheduled: true
     - seconds: {{ metrics.interval }}
     - run_on_start: true
     - return_job: false
