@@ -448,6 +448,29 @@ def verify(lab, topo, names):
     return out
 
 
+def noop(lab, names):
+    """Issue 24's fleet goals, from the containers' cgroups: a no-op orchestration's CPU
+    per minion (all minions' CPU over N) and the master's per minion; then a no-op
+    `state.apply wireguard` against the floor, a one-state SLS (benchmarks/floor.sls),
+    each on every minion at once, per minion."""
+    found = {}
+    cpu = CpuMeter(lab, lab[names[0]])
+    orchestrate(lab, {n: lab[n] for n in names})
+    used = cpu.used("noop")
+    found["noop_orch_minion_cpu_s"] = round(used["noop_minions_cpu_s"] / len(names), 2)
+    found["noop_orch_master_cpu_s"] = round(used["noop_master_cpu_s"] / len(names), 2)
+    found["noop_orch_runner_cpu_s"] = used["noop_runner_cpu_s"]
+    for key, sls in (("floor", "benchmarks.floor"), ("noop_apply", "wireguard")):
+        cpu = CpuMeter(lab, lab[names[0]])
+        lab.master.state_apply(list(names), sls=sls)
+        per_minion = cpu.used(key)[f"{key}_minions_cpu_s"] / len(names)
+        found[f"{key}_minion_cpu_s"] = round(per_minion, 2)
+    found["noop_apply_over_floor"] = round(
+        found["noop_apply_minion_cpu_s"] / max(found["floor_minion_cpu_s"], 0.01), 2
+    )
+    return found
+
+
 def join(lab, inet, topo, hosts, names, newcomer, batch, run):
     """One more node boots (not timed: join_ready_s), then the join, timed (join_s)."""
     t0 = time.monotonic()
@@ -500,6 +523,8 @@ def measure(topo, count, batch):
             run["audit_problems"] = [f"{p['check']}: {p['message']}" for p in serious][:10]
             log(f"{topo.name} N={count}: verify")
             run.update(verify(lab, topo, names))
+            log(f"{topo.name} N={count}: a no-op orchestration and the floor")
+            run.update(noop(lab, names))
             log(f"{topo.name} N={count}: {newcomer} joins")
             try:  # a failed join keeps what was measured before it
                 join(lab, inet, topo, hosts, names, newcomer, batch, run)
@@ -724,6 +749,23 @@ def verify_table(doc):
     return "\n".join(lines)
 
 
+def noop_table(doc):
+    """Issue 24's fleet goals: a no-op's CPU per minion, from the containers' cgroups."""
+    lines = [
+        "| topology | N | no-op orchestration: per minion | master per minion | "
+        "no-op state.apply per minion | one-state SLS per minion | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in doc["runs"]:
+        if "noop_orch_minion_cpu_s" in r:
+            lines.append(
+                f"| {r['topology']} | {r['nodes']} | {r['noop_orch_minion_cpu_s']} | "
+                f"{r['noop_orch_master_cpu_s']} | {r['noop_apply_minion_cpu_s']} | "
+                f"{r['floor_minion_cpu_s']} | {r['noop_apply_over_floor']} |"
+            )
+    return "\n".join(lines)
+
+
 def prediction_table(doc):
     """The fit evaluated at 200 and 1,000 minions, as a Markdown table."""
     shown = (
@@ -812,7 +854,14 @@ def main(argv=None):
     if args.model:
         modelled = model([int(n) for n in args.model.split(",")])
     doc = save(runs, modelled, args.json, args.svg)
-    print(table(doc), cpu_table(doc), verify_table(doc), prediction_table(doc), sep="\n\n")
+    print(
+        table(doc),
+        cpu_table(doc),
+        verify_table(doc),
+        noop_table(doc),
+        prediction_table(doc),
+        sep="\n\n",
+    )
     print(json.dumps({"fit": doc["fit"], "model": doc["model"]}, indent=1))
     return 1 if failed else 0
 
