@@ -1,5 +1,6 @@
 """Client quotas (issue 23): ``limits: {quota, period}`` enforced in the formula's
-nftables table, counted across table replacements, applies, restarts and reboots.
+nftables table (or its iptables chains: the ``ipt_*`` functions), counted across table
+replacements, applies, restarts and reboots.
 
 Pure text and arithmetic; what runs it is the host adapter (``wgf_host.Host``).
 
