@@ -9,11 +9,51 @@ import os
 import subprocess
 
 import wgf_firewall
+import wgf_keys
 import wgf_plan
 import wgf_quota
-from tests.unit.test_quota import NOW, UTC, MiB, _host, server
+from tests.support import pipeline
+from tests.support.fake_host import FakeHost
+
+SERVER_PRIV = wgf_keys.genkey()
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2026, 12, 6, 12, tzinfo=UTC)
+MiB = 2**20
 
 COMMENT = '-m comment --comment "wg0 client phone quota quota_wg0_phone"'
+
+
+def server(firewall="iptables", **extra):
+    """wg0 (as in test_quota): a 1 MiB/day client, a group's 10 GiB/month client, an
+    unlimited client and a disabled one with a quota."""
+    iface = {
+        "address": ["10.8.0.1/24", "fd08::1/64"],
+        "listen_port": 51820,
+        "endpoint": "vpn.example.com",
+        "client_groups": {"guests": {"limits": {"rate": "5mbit", "quota": "10GiB"}}},
+        "clients": {
+            "alice": {"group": "guests"},
+            "phone": {"limits": {"quota": "1MiB", "period": "day"}},
+            "plain": {},
+            "off": {"enabled": False, "limits": {"quota": "1MiB"}},
+        },
+        **extra,
+    }
+    return pipeline.interfaces(
+        {"interfaces": {"wg0": iface}},
+        "vpn",
+        own_public_keys={"wg0": wgf_keys.pubkey(SERVER_PRIV)},
+        client_records={"wg0": None},
+        firewall=firewall,
+    )["wg0"]
+
+
+def _host():
+    host = FakeHost()
+    host.has_exec = lambda name: True
+    host.clock = NOW.timestamp()
+    host.iptables = {4: "", 6: ""}
+    return host
 
 
 def _phone(version):
@@ -111,7 +151,6 @@ def test_the_carried_count_goes_on_the_first_counting_rule_only():
 def test_a_changing_count_alone_replaces_nothing_and_a_change_carries_it_into_ipv4():
     iface = server("iptables")
     host = _host()
-    host.iptables = {4: "", 6: ""}
     plan = wgf_plan.firewall(host, [iface], "iptables")
     assert set(plan) == {"iptables", "ip6tables"}
     for part in ("iptables", "ip6tables"):
@@ -139,7 +178,6 @@ def test_a_changing_count_alone_replaces_nothing_and_a_change_carries_it_into_ip
 def test_a_used_up_quota_drops_and_a_reboot_starts_from_the_saved_count():
     iface = server("iptables")
     host = _host()
-    host.iptables = {4: "", 6: ""}
     os.makedirs(wgf_quota.STATE_DIR)
     with open(os.path.join(wgf_quota.STATE_DIR, wgf_quota.COUNTERS), "w") as handle:
         handle.write(f"quota_wg0_phone 2026-12-06 {MiB} 2026-12-06\n")
