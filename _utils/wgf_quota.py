@@ -402,8 +402,8 @@ _IPT_RULE = r"^\([0-9]*\):-A [^ ]* \(.*\) -c \([0-9]*\) \([0-9]*\)"
 _IPT_FIELDS = r"\1 \3 \4 {} \2"
 #: ``ipt_mark <object> drop|count``: a DROP rule goes before each of the object's
 #: counting rules (iptables, ip6tables; the counting rules keep their counts), or its
-#: DROP rules go and its counting rules count from 0. In place, highest rule first
-#: (the numbers below stay valid); no other rule changes.
+#: DROP rules go (by their rule, not their number) and its counting rules count from 0.
+#: In place, highest rule first (the numbers below stay valid); no other rule changes.
 _IPT_MARK = [
     "ipt_mark() {",
     "    for tool in iptables ip6tables; do",
@@ -419,8 +419,8 @@ _IPT_MARK = [
     '                    eval "$tool -w -I $chain $n $spec -j DROP"',
     '                done < "$dir/rules"',
     '            elif [ "$2" = count ]; then',
-    "                while read -r n _ _ now _; do",
-    '                    if [ "$now" = drop ]; then "$tool" -w -D "$chain" "$n"',
+    "                while read -r n _ _ now spec; do",
+    '                    if [ "$now" = drop ]; then eval "$tool -w -D $chain $spec -j DROP"',
     '                    else "$tool" -w -Z "$chain" "$n"; fi',
     '                done < "$dir/rules"',
     "            fi",
