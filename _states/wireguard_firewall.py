@@ -45,8 +45,9 @@ def firewall(name, config_dir=None):
     under ``wireguard:lookup:firewall: nftables``, the ``WIREGUARD-*`` chains under
     ``iptables``, and nothing of the formula's in the other (or in either with
     ``none``). Each is replaced in one transaction; no other table or chain is touched,
-    and no interface is restarted. Clients' quota counts (nftables) are carried into a
-    new table (from the live one, else from the saver's file after a reboot), and the
+    and no interface is restarted. Clients' quota counts are carried into a new table
+    (iptables: into the new IPv4 counting rules; from the live ones, else from the
+    saver's file after a reboot), and the
     quota saver (``wireguard-quota.timer``; OpenRC: a loop) is installed while a client
     has a quota and removed when none has; a changing count alone is no change.
 

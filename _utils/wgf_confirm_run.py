@@ -28,6 +28,7 @@ import wgf_files
 import wgf_firewall
 import wgf_layout
 import wgf_networkd
+import wgf_quota
 
 META = "meta.json"
 BEFORE = "before.json"
@@ -205,12 +206,16 @@ def _records(host, interface, layout, firewall, networkd=False):
         kind = "nftables"
     elif firewall == "iptables":
         iptables = {}
+        # the clients' quota counts of both versions, put back on the IPv4 rules
+        counts = wgf_quota.parse_ipt_live(host.iptables_counts(4), host.iptables_counts(6))
         for version, name in wgf_confirm_undo.IPTABLES_RECORDS.items():
             saved = host.iptables_save(version)
             if saved is None:  # no such tool here
                 continue
             iptables[version] = wgf_firewall.iptables_ours(saved)
             records[name] = wgf_firewall.iptables_put_back(iptables[version])
+            if version == 4 and counts:
+                records[name] = wgf_quota.ipt_with_counts(records[name], counts)
         kind = "iptables" if iptables else None
         iptables = iptables or None
     return records, restores, kind, iptables

@@ -224,7 +224,9 @@ def _iptables_lines(version, ours):
     removed. Idempotent. The names come from there only, never from the record."""
     tool = _IPTABLES_TOOLS[version]
     chains, jumps = wgf_firewall.iptables_recorded(ours)
-    lines = [f'    {tool}-restore --noflush "$dir/{IPTABLES_RECORDS[version]}" || failed=1']
+    # --counters: the clients' quota counts recorded on their IPv4 counting rules
+    record = f'"$dir/{IPTABLES_RECORDS[version]}"'
+    lines = [f"    {tool}-restore --noflush --counters {record} || failed=1"]
     for table in wgf_firewall.IPTABLES_CHAINS:
         for chain, builtin in wgf_firewall.iptables_chains(table):
             ipt = f"{tool} -w -t {table}"
@@ -340,9 +342,9 @@ def undo_script(
         for version in sorted(iptables):
             lines += _iptables_lines(version, iptables[version])
     elif firewall == "iptables":
-        lines.append('    iptables-restore --noflush "$dir/firewall" || failed=1')
+        lines.append('    iptables-restore --noflush --counters "$dir/firewall" || failed=1')
         lines.append('    if [ -e "$dir/firewall6" ]; then')
-        lines.append('        ip6tables-restore --noflush "$dir/firewall6" || failed=1')
+        lines.append('        ip6tables-restore --noflush --counters "$dir/firewall6" || failed=1')
         lines.append("    fi")
     # the undo restarts anyway: a restart the run decided and did not do is void
     pending = restart_pending or wgf_layout.restart_pending(interface)

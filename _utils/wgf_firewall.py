@@ -13,10 +13,10 @@ The chains (the same in both backends):
   traffic from the tunnel routed on (anywhere), and the accepts ``masquerade`` needs;
 - postrouting (``chain postrouting`` / ``WIREGUARD-POSTROUTING``, nat): ``masquerade``;
 - output (``chain output`` / ``WIREGUARD-OUTPUT``, hook output), only while a client's
-  ``limits`` set a quota (nftables): what the minion itself sends to a client.
+  ``limits`` set a quota: what the minion itself sends to a client.
 
 Clients' rates are not here: tc shapes them on the interface (``wgf_tc``). Quotas
-(``wgf_quota``, nftables) come first in each chain.
+(``wgf_quota``) come first in each chain.
 
 ``access`` is checked on every packet of the direction that opened a connection (a rule
 change takes effect at once); replies and related ICMP errors pass.
@@ -437,9 +437,10 @@ def _ipt_open_port(iface, version):
     ]
 
 
-def iptables_rules(interfaces, version):
+def iptables_rules(interfaces, version, over=()):
     """``{table: {chain: [rule arguments]}}`` of the formula's chains for IP ``version``
-    (4: iptables, 6: ip6tables), or None when no interface needs them."""
+    (4: iptables, 6: ip6tables), or None when no interface needs them. The clients'
+    quota counting rules come first (``wgf_quota.ipt_rules``; ``over``: used up)."""
     output = wgf_shaping.IPT_OUTPUT[0]
     rules = {
         "WIREGUARD-INPUT": [],
@@ -471,6 +472,8 @@ def iptables_rules(interfaces, version):
             ]
     if not needed:
         return None
+    for chain, counting in wgf_quota.ipt_rules(interfaces, version, over).items():
+        rules[chain][:0] = counting
     wanted = {
         table: {chain: rules[chain] for chain, _ in chains}
         for table, chains in IPTABLES_CHAINS.items()

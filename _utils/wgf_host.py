@@ -287,13 +287,20 @@ class Host(wgf_host_timers.Timers, wgf_host_files.Files):
         save, _ = _iptables_tools(version)
         return self.run([save]) if self.has_exec(save) else None
 
-    def iptables_restore(self, version, text):
-        """Feed ``text`` to ``ip(6)tables-restore --noflush``."""
+    def iptables_counts(self, version):
+        """``ip(6)tables-save -c -t filter`` (rules with their counters: the clients'
+        quota counts), or None where the tool is missing."""
+        save, _ = _iptables_tools(version)
+        return self.run_all([save, "-c", "-t", "filter"])["stdout"] if self.has_exec(save) else None
+
+    def iptables_restore(self, version, text, counters=False):
+        """Feed ``text`` to ``ip(6)tables-restore --noflush`` (``--counters``: with the
+        ``[packets:bytes]`` it sets)."""
         _, restore = _iptables_tools(version)
         with tempfile.NamedTemporaryFile("w", suffix=".rules") as rules:
             rules.write(text)
             rules.flush()
-            self.run([restore, "--noflush", rules.name])
+            self.run([restore, "--noflush", *(["--counters"] if counters else []), rules.name])
 
     def iptables_canonical(self, version, text):
         """What ``ip(6)tables-save`` shows after ``text`` is restored into an empty

@@ -214,7 +214,6 @@ def resolve(compiled, facts):
         own = _own_public_key(compiled["raw"][ifname], iface, facts)
         wgf_schema.check_peer_conflicts(iface, own, errors)
         _allocate_clients(iface, own, facts.client_records.get(ifname), errors, facts.now)
-        iface["warnings"] += wgf_quota.warnings(iface, facts.firewall)
         iface["hosts"] = _hosts(
             {**iface, "peers": named}, compiled.get("hosts_nodes", {}).get(ifname), facts, errors
         )

@@ -197,7 +197,7 @@ def quota_saver(host, interfaces, backend):
     loop) is not as ``backend`` wants; ``{}`` when it is. No counted client: the saver
     is stopped and its clients file and script removed (the counters file stays)."""
     counted = [i for i in interfaces if wgf_firewall.needs_table(i)]
-    wanted = wgf_quota.clients_text(counted) if backend == "nftables" else ""
+    wanted = wgf_quota.clients_text(counted) if backend in ("nftables", "iptables") else ""
     path = os.path.join(wgf_quota.STATE_DIR, wgf_quota.CLIENTS)
     script_path = os.path.join(wgf_quota.STATE_DIR, wgf_quota.SCRIPT)
     live, script = host.read_text(path) or "", host.read_text(script_path)
@@ -245,11 +245,17 @@ def firewall(host, interfaces, backend):
                     )
                 ),
             )
+    over, _ = _ipt_quota(host, interfaces, backend)
+    parts = {}
     for version, part in ((4, "iptables"), (6, "ip6tables")):
         live_rules = _ipt_live(host, version)
         if not live_rules and backend != "iptables":
             continue
-        rules = wgf_firewall.iptables_rules(interfaces, version) if backend == "iptables" else None
+        rules = (
+            wgf_firewall.iptables_rules(interfaces, version, over or ())
+            if backend == "iptables"
+            else None
+        )
         wanted = (
             wgf_firewall.iptables_ours(
                 host.iptables_canonical(version, wgf_firewall.iptables_restore(rules, set()))
@@ -257,16 +263,56 @@ def firewall(host, interfaces, backend):
             if rules
             else []
         )
-        if live_rules == wanted:
+        parts[version] = (part, live_rules, wanted, rules)
+    # counted clients: both versions are replaced together (the count goes to IPv4's)
+    together = over is not None and any(live != wanted for _, live, wanted, _ in parts.values())
+    state = {}  # the counts read by the first replacement, for both
+    for version, (part, live_rules, wanted, rules) in parts.items():
+        if live_rules == wanted and not (together and rules):
             continue
         jumps = wgf_firewall.iptables_jumps(live_rules)
         if rules:
-            text = wgf_firewall.iptables_restore(rules, jumps)
+            apply = _ipt_replace(host, interfaces, backend, version, jumps, state)
         else:
             chains = {line.split()[1][1:] for line in live_rules if line.split()[1].startswith(":")}
             text = wgf_firewall.iptables_removal(chains, jumps)
-        plan[part] = (live_rules, wanted, lambda v=version, t=text: host.iptables_restore(v, t))
+            apply = lambda v=version, t=text: host.iptables_restore(v, t)  # noqa: E731
+        plan[part] = (live_rules, wanted, apply)
     return plan
+
+
+def _ipt_quota(host, interfaces, backend):
+    """``wgf_quota.ipt_state`` (``(over, carry)``) from the live counting rules of both
+    IP versions and the saver's counters file, read now; ``(None, {})`` where nothing
+    is counted (nothing is read)."""
+    if backend != "iptables" or not any(wgf_quota.needs_table(i) for i in interfaces):
+        return None, {}
+    saved = wgf_quota.parse_counters(
+        host.read_text(os.path.join(wgf_quota.STATE_DIR, wgf_quota.COUNTERS))
+    )
+    now = datetime.datetime.fromtimestamp(host.now(), datetime.timezone.utc)
+    live = wgf_quota.parse_ipt_live(host.iptables_counts(4), host.iptables_counts(6))
+    return wgf_quota.ipt_state(interfaces, live, saved, now)
+
+
+def _ipt_replace(host, interfaces, backend, version, jumps, state):
+    """The apply of one IP version's chains: the counts are read again just before the
+    first version's replacement (kept in ``state`` for the other: the IPv4 rules hold
+    them once replaced), and the IPv4 counting rules start from them
+    (``iptables-restore --counters``)."""
+
+    def apply():
+        if "read" not in state:
+            state["read"] = _ipt_quota(host, interfaces, backend)
+        over, carry = state["read"]
+        rules = wgf_firewall.iptables_rules(interfaces, version, over or ())
+        text = wgf_firewall.iptables_restore(rules, jumps)
+        if version == 4 and any(carry.values()):
+            host.iptables_restore(4, wgf_quota.ipt_with_counts(text, carry), True)
+        else:
+            host.iptables_restore(version, text)
+
+    return apply
 
 
 # ------------------------------------------------------ one interface, for confirm

@@ -1,5 +1,6 @@
 """Client quotas (issue 23): ``limits: {quota, period}`` enforced in the formula's
-nftables table, counted across table replacements, applies, restarts and reboots.
+nftables table (or its iptables chains: the ``ipt_*`` functions), counted across table
+replacements, applies, restarts and reboots.
 
 Pure text and arithmetic; what runs it is the host adapter (``wgf_host.Host``).
 
@@ -53,11 +54,16 @@ SALT_CALL_TIMEOUT = 60
 TABLE = "wireguard"
 DIRECTIONS = ("in", "out")
 NFT_CHAINS = {"in": ("input", "forward"), "out": ("forward", "output")}
+IPT_CHAINS = {
+    "in": ("WIREGUARD-INPUT", "WIREGUARD-FORWARD"),
+    "out": ("WIREGUARD-FORWARD", "WIREGUARD-OUTPUT"),
+}
 _FAMILY = {4: "ip", 6: "ip6"}
 _NOT_LIVE = ("disabled", "expired")
 _SAFE = re.compile(r"[A-Za-z0-9_]")
 _USED = re.compile(r"^(\s*over \d+ \S+) used \d+ \S+$", re.MULTILINE)
 _LINE = re.compile(r"[A-Za-z0-9_.-]+")
+_IPT_COUNT = re.compile(r'^\[\d+:(\d+)\] -A WIREGUARD-\S+ .* quota (quota_[^" ]+)"')
 
 
 # ------------------------------------------------------------------- who is counted
@@ -79,19 +85,6 @@ def quota_clients(iface):
 def needs_table(iface):
     """Whether a client's ``quota`` needs the formula's firewall on this interface."""
     return bool(quota_clients(iface))
-
-
-def warnings(iface, firewall):
-    """Quotas are enforced in nftables only: a warning per client with a quota where the
-    backend is iptables (its traffic is not counted there)."""
-    if firewall != "iptables":
-        return []
-    return [
-        f"interface {iface['name']!r}, client {name!r}: limits:quota is enforced with "
-        "nftables only, not under wireguard:lookup:firewall iptables: its traffic is "
-        "not counted or stopped"
-        for name, _, _, _ in quota_clients(iface)
-    ]
 
 
 def _ident(text):
@@ -216,8 +209,10 @@ def use(iface, live, saved, now):
 
 def use_of(host, declared, now):
     """``{interface: {client: use}}`` (``use``) of the declared interfaces, from the
-    live table's counts (``host.nft_quotas``) and the saver's counters file."""
+    live counts (``host.nft_quotas``; iptables: ``host.iptables_counts``) and the
+    saver's counters file."""
     live = parse_live(host.nft_quotas(TABLE)) if host.has_exec("nft") else {}
+    live.update(parse_ipt_live(host.iptables_counts(4), host.iptables_counts(6)))
     saved = parse_counters(host.read_text(f"{STATE_DIR}/{COUNTERS}"))
     return {
         name: use(iface, live, saved, now)
@@ -267,6 +262,85 @@ def nft_rules(iface):
     return chains
 
 
+# -------------------------------------------------------------------- iptables text
+
+
+def ipt_comment(interface, client):
+    """The comment of a client's counting rules: its object name last (the saver and
+    ``parse_ipt_live`` find the client by it)."""
+    return f"{interface} client {client} quota {object_name(interface, client)}"
+
+
+def parse_ipt_live(*save_texts):
+    """``{object: used bytes}``: the byte counters of each client's counting rules in
+    ``ip(6)tables-save -c`` outputs (None: the tool is missing), summed over both
+    directions and both IP versions."""
+    found = {}
+    for text in save_texts:
+        for line in (text or "").splitlines():
+            match = _IPT_COUNT.match(line)
+            if match:
+                found[match[2]] = found.get(match[2], 0) + int(match[1])
+    return found
+
+
+def ipt_rules(interfaces, version, over=()):
+    """``{chain: [rule arguments]}`` that count each counted client's traffic of IP
+    ``version`` in both directions (no target: the packet goes on to the chain's other
+    rules); a client whose object is in ``over`` (quota used up) has a ``-j DROP`` copy
+    before each (what the saver inserts). A client without an IPv4 address gets one
+    IPv4 rule (source 0.0.0.0) that carries its count: ip6tables-nft sets no counters."""
+    chains = {"WIREGUARD-INPUT": [], "WIREGUARD-FORWARD": [], "WIREGUARD-OUTPUT": []}
+    for iface in sorted(interfaces, key=lambda i: i["name"]):
+        ifname = iface["name"]
+        for name, _, _, addresses in quota_clients(iface):
+            comment = f'-m comment --comment "{ipt_comment(ifname, name)}"'
+            drop = object_name(ifname, name) in over
+            ips = [ipaddress.ip_address(a) for a in addresses]
+            if version == 4 and all(ip.version == 6 for ip in ips):
+                ips = [None]  # the rule that carries the count: source 0.0.0.0 only
+            for ip in ips:
+                if ip is not None and ip.version != version:
+                    continue
+                host = f"{ip}/{ip.max_prefixlen}" if ip else "0.0.0.0/32"
+                matches = {"in": f"-s {host} -i {ifname}", "out": f"-d {host} -o {ifname}"}
+                for direction in DIRECTIONS if ip else ("in",):
+                    for chain in IPT_CHAINS[direction][: 2 if ip else 1]:
+                        rule = f"{matches[direction]} {comment}"
+                        chains[chain] += [f"{rule} -j DROP", rule] if drop else [rule]
+    return {chain: rules for chain, rules in chains.items() if rules}
+
+
+def ipt_state(interfaces, live, saved, now):
+    """``(over, carry)`` for the iptables rules from ``live`` (``parse_ipt_live`` of both
+    IP versions): the objects whose quota is used up, and ``{object: bytes}`` to start
+    the new IPv4 counting rules from (``count``; both versions' chains are replaced
+    together, the IPv6 ones start at 0)."""
+    over, carry = set(), {}
+    for iface in interfaces:
+        for client, quota, period, _ in quota_clients(iface):
+            obj = object_name(iface["name"], client)
+            carry[obj] = count(obj, period, live, saved, now)
+            if carry[obj] >= quota:
+                over.add(obj)
+    return over, carry
+
+
+def ipt_with_counts(restore_text, carry):
+    """``restore_text`` (``iptables-restore`` input) with each object's carried count
+    (``{object: bytes}``) on its first counting rule, for ``iptables-restore --counters``
+    (IPv4: ip6tables-nft 1.8 ignores counters)."""
+    lines, done = [], set()
+    for line in restore_text.splitlines():
+        match = re.search(r' quota (quota_[^" ]+)"', line) if line.startswith("-A ") else None
+        drop = line.endswith(" -j DROP")
+        if match and not drop and match[1] not in done and carry.get(match[1]):
+            done.add(match[1])
+            line = f"[0:{int(carry[match[1]])}] {line}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------- the saver
 
 
@@ -285,7 +359,8 @@ def clients_text(interfaces):
 
 #: The saver's count keeping, in awk: ``clients`` and ``counters`` (the files), then the
 #: live counts (``<object> <used>`` lines). Writes ``counters.new``, and prints
-#: ``reset <object>`` and ``event <interface> <client> <quota> <period> <id> <used>``.
+#: ``reset <object>``, ``over <object>`` (used up: iptables' rules must drop) and
+#: ``event <interface> <client> <quota> <period> <id> <used>``.
 _AWK = r"""
 FILENAME == ARGV[1] { q[$1] = $4; per[$1] = $5; ifc[$1] = $2; cl[$1] = $3; next }
 FILENAME == ARGV[2] { spid[$1] = $2; sused[$1] = $3; snote[$1] = $4; next }
@@ -302,6 +377,7 @@ END {
         } else {
             used = (o in sused) ? sused[o] : 0
         }
+        if (used + 0 >= q[o] + 0) print "over " o
         if (used + 0 >= q[o] + 0 && note != cur) {
             print "event " ifc[o] " " cl[o] " " q[o] " " per[o] " " cur " " used
             note = cur
@@ -316,6 +392,43 @@ _EVENT_FORMAT = (
     '{"interface": "%s", "client": "%s", "quota": %s, "period": "%s", '
     '"period_id": "%s", "used": %s}'
 )
+
+
+#: The byte counts of the clients' iptables counting rules, ``<object> <bytes>`` a rule.
+_IPT_SED = r's/^\[[0-9]*:\([0-9]*\)\] -A WIREGUARD-.* quota \(quota_[^" ]*\)".*/\2 \1/p'
+#: ``<rule number>:-A <chain> <spec> -c <packets> <bytes>`` of ``iptables -v -S``, and
+#: what the saver reads of it: ``<number> <packets> <bytes> drop|count <spec>``.
+_IPT_RULE = r"^\([0-9]*\):-A [^ ]* \(.*\) -c \([0-9]*\) \([0-9]*\)"
+_IPT_FIELDS = r"\1 \3 \4 {} \2"
+#: ``ipt_mark <object> drop|count``: a DROP rule goes before each of the object's
+#: counting rules (iptables, ip6tables; the counting rules keep their counts), or its
+#: DROP rules go (by their rule, not their number) and its counting rules count from 0.
+#: In place, highest rule first (the numbers below stay valid); no other rule changes.
+_IPT_MARK = [
+    "ipt_mark() {",
+    "    for tool in iptables ip6tables; do",
+    '        command -v "$tool" > /dev/null 2>&1 || continue',
+    "        for chain in " + " ".join(sorted(set(sum(IPT_CHAINS.values(), ())))) + "; do",
+    '            "$tool" -w -v -S "$chain" 2> /dev/null | grep \'^-A \' |'
+    ' grep -n " quota $1\\"" |'
+    f" sed -e 's/{_IPT_RULE} -j DROP$/{_IPT_FIELDS.format('drop')}/' -e t"
+    f" -e 's/{_IPT_RULE}$/{_IPT_FIELDS.format('count')}/' | sort -rn > \"$dir/rules\"",
+    '            if [ "$2" = drop ] && ! awk \'$4 == "drop" { f = 1 } END { exit !f }\''
+    ' "$dir/rules"; then',
+    "                while read -r n _ _ _ spec; do",
+    '                    eval "$tool -w -I $chain $n $spec -j DROP"',
+    '                done < "$dir/rules"',
+    '            elif [ "$2" = count ]; then',
+    "                while read -r n _ _ now spec; do",
+    '                    if [ "$now" = drop ]; then eval "$tool -w -D $chain $spec -j DROP"',
+    '                    else "$tool" -w -Z "$chain" "$n"; fi',
+    '                done < "$dir/rules"',
+    "            fi",
+    "        done",
+    "    done",
+    '    rm -f "$dir/rules"',
+    "}",
+]
 
 
 def script_text(salt_call=None, root=None):
@@ -344,12 +457,18 @@ def script_text(salt_call=None, root=None):
                 "nft -j list quotas table inet wireguard 2>/dev/null | tr '{' '\\n' |"
                 ' sed -n \'s/.*"name": "\\([^"]*\\)".*"used": \\([0-9]*\\).*/\\1 \\2/p\''
                 ' > "$dir/live"',
+                "{ iptables-save -c -t filter; ip6tables-save -c -t filter; } 2>/dev/null |"
+                f" sed -n '{_IPT_SED}' |"
+                " awk '{ s[$1] += $2 } END { for (o in s) print o, s[o] }' >> \"$dir/live\"",
+                *_IPT_MARK,
                 'awk -v dir="$dir" -v day="$(date -u +%Y-%m-%d)" -v week="$(date -u +%G-W%V)"'
                 ' -v month="$(date -u +%Y-%m)" \'' + _AWK + '\' "$dir/clients" "$dir/counters"'
                 ' "$dir/live" > "$dir/todo" || exit 1',
                 "while read -r what a b c d e f; do",
                 '    case "$what" in',
-                '    reset) nft reset quota inet wireguard "$a" > /dev/null 2>&1 ;;',
+                '    reset) nft reset quota inet wireguard "$a" > /dev/null 2>&1',
+                '        ipt_mark "$a" count ;;',
+                '    over) ipt_mark "$a" drop ;;',
                 "    event)",
                 '        mkdir -p "$dir/events"',
                 f'        printf \'{_EVENT_FORMAT}\\n\' "$a" "$b" "$c" "$d" "$e" "$f"'

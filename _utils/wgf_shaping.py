@@ -3,7 +3,7 @@
 Rates (``limits.rate``) are no longer firewall rules: tc shapes them on the WireGuard
 interface, the same for every firewall backend (``wgf_tc``, state
 ``wireguard.client_rates``). Quotas (``limits.quota``/``period``) are counted in the
-nftables table (``wgf_quota``). The firewall keeps the place for per-client rules that
+firewall (``wgf_quota``). The firewall keeps the place for per-client rules that
 must see every path a client's traffic takes: the output chain (``IPT_OUTPUT``,
 nftables' ``chain output``) is there only while such a rule needs it.
 """

@@ -108,7 +108,7 @@ def box(loaders, pair, tmp_path, monkeypatch):
                 time.sleep(0.1)
 
 
-def iface(pair, key, **extra):
+def iface(pair, key, firewall="nftables", **extra):
     return pipeline.interfaces(
         {
             "interfaces": {
@@ -130,15 +130,15 @@ def iface(pair, key, **extra):
         "vpn",
         own_public_keys={pair.ifname: wgf_keys.pubkey(pair.local_key)},
         client_records={pair.ifname: None},
-        firewall="nftables",
+        firewall=firewall,
     )[pair.ifname]
 
 
-def apply(host, interfaces):
+def apply(host, interfaces, backend="nftables"):
     """What ``wireguard.firewall`` does: the plan's table and saver, applied."""
     plan = {
-        **wgf_plan.firewall(host, interfaces, "nftables"),
-        **wgf_plan.quota_saver(host, interfaces, "nftables"),
+        **wgf_plan.firewall(host, interfaces, backend),
+        **wgf_plan.quota_saver(host, interfaces, backend),
     }
     for _, _, act in plan.values():
         act()
@@ -260,4 +260,95 @@ def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period
     plan = apply(host, [iface(pair, key, clients={})])
     assert set(plan) == {"nftables", "quota saver"} and not host.quota_saver_armed()
     assert wgf_firewall.TABLE not in pair.local.out(["nft", "list", "tables"])
+    time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------ iptables
+
+
+def ipt_used(pair):
+    return wgf_quota.parse_ipt_live(
+        pair.local.out(["iptables-save", "-c", "-t", "filter"]),
+        pair.local.out(["ip6tables-save", "-c", "-t", "filter"]),
+    )["quota_" + pair.ifname + "_phone"]
+
+
+def ipt_probe(pair):
+    """Rules of the test's own, after the jumps to the formula's chains: they count the
+    client's packets the formula's rules let pass."""
+    pair.local.run(["iptables", "-A", "INPUT", "-i", pair.ifname, "-s", CLIENT])
+    pair.local.run(["iptables", "-A", "OUTPUT", "-o", pair.ifname, "-d", CLIENT])
+
+
+def ipt_passed(pair):
+    return sum(
+        int(line.split("]")[0].split(":")[1])
+        for line in pair.local.out(["iptables-save", "-c", "-t", "filter"]).splitlines()
+        if line.startswith("[") and (" -A INPUT -s " in line or " -A OUTPUT -d " in line)
+    )
+
+
+def test_under_iptables_the_saver_stops_the_client_and_the_count_survives(box):
+    """Under iptables the counting rules count at once and the saver (every 30 s, run
+    here by hand as its timer would) puts the DROP in once the count is over the
+    quota: the client is stopped at the saver's next run, not within the quota's 10%."""
+    pair, key, host, log = box
+    name = f"quota_{pair.ifname}_phone"
+    interfaces = [iface(pair, key, "iptables")]
+    assert pings(pair)  # the handshake, before any rule
+    plan = apply(host, interfaces, "iptables")
+    assert set(plan) == {"iptables", "ip6tables", "quota saver"}
+    assert host.quota_saver_armed()
+    assert apply(host, interfaces, "iptables") == {}  # a second apply changes nothing
+
+    ipt_probe(pair)
+    got = moved(pair, 3 * MiB // 2, 5011)
+    passed = ipt_passed(pair)
+    # one count over both directions: what passed the formula's rules, within 1%
+    assert got == 3 * MiB // 2 and abs(ipt_used(pair) - passed) <= 0.01 * passed
+    assert ipt_used(pair) >= MiB and pings(pair)  # counted, not stopped yet
+    today = wgf_quota.period_id("day", datetime.datetime.now(datetime.timezone.utc))
+    counters = save(host)  # the saver's run: over the quota, the DROP goes in
+    assert counters[name][0] == today and counters[name][1] >= MiB and counters[name][2] == today
+    assert not pings(pair)
+    stopped = ipt_passed(pair)
+    sent = pair.remote.run(
+        ["python3", "-c", SENDER, SERVER, "5012", str(MiB)], check=False, timeout=60
+    )
+    assert sent.returncode != 0 and ipt_passed(pair) - stopped < 2000
+    fired = log.read_text().splitlines()
+    assert len(fired) == 1 and fired[0].endswith(" wireguard/client/over_quota"), fired
+    assert apply(host, interfaces, "iptables") == {}  # the saver's DROP is the apply's
+
+    # a change of the chains carries the count: still over
+    before = ipt_used(pair)
+    plan = apply(host, [iface(pair, key, "iptables", open_port=True)], "iptables")
+    assert {"iptables", "ip6tables"} <= set(plan)
+    assert "--dport 51820" in pair.local.out(["iptables-save", "-t", "filter"])
+    assert ipt_used(pair) >= before and not pings(pair)
+
+    # a reboot loses the chains: the next apply starts them from the saver's file
+    save(host)
+    for _, _, act in wgf_plan.firewall(host, [], "none").values():
+        act()
+    assert "WIREGUARD-" not in pair.local.out(["iptables-save", "-t", "filter"])
+    assert save(host)[name][1] >= before  # no rules: the file keeps the count
+    apply(host, [iface(pair, key, "iptables", open_port=True)], "iptables")
+    assert ipt_used(pair) >= before and not pings(pair)
+    save(host)
+    assert len(log.read_text().splitlines()) == 1  # once per period
+
+    # a new period: the saver resets the count, takes the DROP away, the client passes
+    path = f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}"
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read().replace(today, "2020-01-01")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    assert save(host)[name] == (today, 0, None)
+    assert ipt_used(pair) < 2000 and pings(pair)
+
+    # no quota left: the chains and the saver go
+    plan = apply(host, [iface(pair, key, "iptables", clients={})], "iptables")
+    assert {"iptables", "quota saver"} <= set(plan) and not host.quota_saver_armed()
+    assert "WIREGUARD-" not in pair.local.out(["iptables-save", "-t", "filter"])
     time.sleep(0.1)

@@ -35,6 +35,7 @@ class FakeHost:
         self.dns_dir = None  # resolvconf's records directory, None: systemd-resolved
         self.nft = None  # the live `table inet wireguard`, None: there is none
         self.iptables = {4: None, 6: None}  # ip(6)tables-save text, None: no such tool
+        self.iptables_counted = {}  # {4|6: ip(6)tables-save -c text} (clients' quotas)
         self.log = "wg-quick: Line unrecognized: `PostUp'"
         # confirm (issue 21)
         self.answers = {}  # {("tcp", host, port) | ("icmp", address): bool or [bool, ...]}
@@ -196,8 +197,12 @@ class FakeHost:
         table = script.split("\n", 2)[-1]
         self.nft = table.strip() + "\n" if "table inet" in table else None
 
-    def iptables_restore(self, version, text):
-        self._do("iptables_restore", version, text)
+    def iptables_counts(self, version):
+        self._ask("iptables_counts", version)
+        return self.iptables_counted.get(version)
+
+    def iptables_restore(self, version, text, counters=False):
+        self._do("iptables_restore", version, text, *(["counters"] if counters else []))
         self.iptables[version] = text if ":WIREGUARD-" in text else ""
 
     def write_secret(self, path, text):

@@ -781,8 +781,8 @@ def test_iptables_and_openrc(undo_box):
     done, calls = undo_box("timer", firewall="iptables", init="openrc", service="wg-quick.wg0")
     assert done.returncode == 0
     assert calls == [
-        f"iptables-restore --noflush {undo_box.state}/firewall",
-        f"ip6tables-restore --noflush {undo_box.state}/firewall6",
+        f"iptables-restore --noflush --counters {undo_box.state}/firewall",
+        f"ip6tables-restore --noflush --counters {undo_box.state}/firewall6",
         "rc-service wg-quick.wg0 restart",
     ]
 
@@ -790,7 +790,7 @@ def test_iptables_and_openrc(undo_box):
 @needs_flock
 def test_iptables_without_an_ipv6_record(undo_box):
     _, calls = undo_box("timer", firewall="iptables")
-    assert calls[0] == f"iptables-restore --noflush {undo_box.state}/firewall"
+    assert calls[0] == f"iptables-restore --noflush --counters {undo_box.state}/firewall"
     assert not any(call.startswith("ip6tables-restore") for call in calls)
 
 
@@ -837,12 +837,12 @@ def test_the_undo_puts_the_recorded_iptables_chains_and_jumps_back(undo_box):
     done, calls = undo_box("timer", firewall="iptables", iptables={4: OURS_INPUT, 6: []})
     assert done.returncode == 0, done.stderr
     assert calls == [
-        f"iptables-restore --noflush {undo_box.state}/firewall",
+        f"iptables-restore --noflush --counters {undo_box.state}/firewall",
         "iptables -w -t filter -C INPUT -j WIREGUARD-INPUT",
         "iptables -w -t filter -I INPUT 1 -j WIREGUARD-INPUT",
         "iptables -w -t filter -S INPUT",
         *_removed("iptables")[2:],
-        f"ip6tables-restore --noflush {undo_box.state}/firewall6",
+        f"ip6tables-restore --noflush --counters {undo_box.state}/firewall6",
         *_removed("ip6tables"),
         "systemctl reset-failed wg-quick@wg0.service",
         "systemctl restart wg-quick@wg0.service",
@@ -854,12 +854,12 @@ def test_only_the_ip_versions_recorded_are_put_back(undo_box):
     (undo_box.state / "firewall6").write_text("*filter\nCOMMIT\n")
     _, first = undo_box("now", firewall="iptables", iptables={6: OURS_INPUT})
     assert not any(call.startswith("iptables") for call in first)
-    assert first[0] == f"ip6tables-restore --noflush {undo_box.state}/firewall6"
+    assert first[0] == f"ip6tables-restore --noflush --counters {undo_box.state}/firewall6"
     (undo_box.state / "armed").write_text(u.armed_text("1111-aaaa"))  # armed again
     _, calls = undo_box("now", firewall="iptables", iptables={4: []})
     calls = calls[len(first) :]
     assert calls[:-2] == [
-        f"iptables-restore --noflush {undo_box.state}/firewall",
+        f"iptables-restore --noflush --counters {undo_box.state}/firewall",
         *_removed("iptables"),
     ]
     assert not any(call.startswith("ip6tables") for call in calls)

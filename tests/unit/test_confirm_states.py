@@ -231,7 +231,7 @@ def test_an_iptables_change_records_the_formulas_chains_for_the_undo(states, min
     with open(os.path.join(state_dir(), "undo")) as handle:
         script = handle.read()
     for tool, record in (("iptables", "firewall"), ("ip6tables", "firewall6")):
-        assert f'{tool}-restore --noflush "$dir/{record}" || failed=1' in script
+        assert f'{tool}-restore --noflush --counters "$dir/{record}" || failed=1' in script
         assert (
             f"{tool} -w -t filter -C INPUT -j WIREGUARD-INPUT 2>/dev/null || "
             f"{tool} -w -t filter -I INPUT 1 -j WIREGUARD-INPUT || failed=1"
@@ -243,6 +243,25 @@ def test_an_iptables_change_records_the_formulas_chains_for_the_undo(states, min
     host.clock += 1
     assert states.confirm_checked(IF, config_dir=minion.config_dir)["result"] is True
     assert sorted(os.listdir(state_dir())) == ["meta.json"]
+
+
+def test_the_iptables_record_carries_the_clients_quota_counts(states, minion, host, steady):
+    """A client's quota count (both IP versions' counting rules) goes back with the
+    undo's IPv4 record, on its first counting rule (``iptables-restore --counters``)."""
+    _iptables_change(minion, host)
+    rule = '-s 10.0.0.9/32 -i wg7 -m comment --comment "wg7 client c quota quota_wg7_c"'
+    saved = IPT_SAVED.replace("COMMIT", f"-A WIREGUARD-INPUT {rule}\nCOMMIT", 1)
+    host.iptables = {4: saved, 6: saved}
+    host.iptables_counted = {
+        4: f"[3:500] -A WIREGUARD-INPUT {rule}\n",
+        6: f"[1:70] -A WIREGUARD-INPUT {rule.replace('10.0.0.9/32', 'fd00::9/128')}\n",
+    }
+    ret = states.confirm_armed(IF, config_dir=minion.config_dir)
+    assert ret["result"] is True, ret["comment"]
+    with open(os.path.join(state_dir(), "firewall")) as handle:
+        assert f"[0:570] -A WIREGUARD-INPUT {rule}\n" in handle.read()
+    with open(os.path.join(state_dir(), "firewall6")) as handle:
+        assert "[0:" not in handle.read().replace("[0:0]", "")
 
 
 def test_without_ip6tables_only_iptables_is_recorded(states, minion, host, steady):

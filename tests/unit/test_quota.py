@@ -188,13 +188,8 @@ def test_a_quota_alone_needs_the_table_and_its_output_chain():
     assert iface["warnings"] == []
 
 
-def test_iptables_is_warned_about_not_counting():
-    iface = server("iptables")
-    assert iface["warnings"] == [
-        f"interface 'wg0', client '{name}': limits:quota is enforced with nftables only, "
-        "not under wireguard:lookup:firewall iptables: its traffic is not counted or stopped"
-        for name in ("alice", "phone")
-    ]
+def test_iptables_counts_too_and_is_warned_about_nothing():
+    assert server("iptables")["warnings"] == []
 
 
 def test_the_counts_are_no_change_of_the_table():
@@ -273,14 +268,16 @@ def test_the_saver_is_armed_with_the_counted_clients_and_removed_without_them():
     host.quota_armed = False  # e.g. the OpenRC loop was killed
     assert "quota saver" in wgf_plan.quota_saver(host, [iface], "nftables")
     host.quota_armed = True
-    # no quota left (or not nftables): stopped, its client list removed
-    plan = wgf_plan.quota_saver(host, [iface], "iptables")
+    # iptables counts the same clients with the same saver
+    assert wgf_plan.quota_saver(host, [iface], "iptables") == {}
+    # no quota left (or no firewall): stopped, its client list removed
+    plan = wgf_plan.quota_saver(host, [iface], "none")
     plan["quota saver"][2]()
     assert not host.quota_armed
     assert not os.path.exists(os.path.join(wgf_quota.STATE_DIR, wgf_quota.CLIENTS))
     assert not os.path.exists(os.path.join(wgf_quota.STATE_DIR, wgf_quota.SCRIPT))
     host.asked.clear()
-    assert wgf_plan.quota_saver(host, [iface], "iptables") == {}
+    assert wgf_plan.quota_saver(host, [iface], "none") == {}
     assert ("quota_saver_armed",) not in host.asked  # nothing there: systemd is not asked
     assert wgf_plan.quota_saver(host, [server(clients={})], "nftables") == {}
 

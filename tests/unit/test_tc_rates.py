@@ -88,7 +88,9 @@ def test_rates_are_not_in_the_firewall_any_more():
     output = table.split("chain output {", 1)[1].split("}", 1)[0]
     assert all("quota" in line for line in output.splitlines()[2:] if line.strip()), output
     rules = wgf_firewall.iptables_rules([server("iptables", open_port=True)], 4)
-    assert list(rules["filter"]) == ["WIREGUARD-INPUT", "WIREGUARD-FORWARD"]
+    # iptables too: its output chain holds guest's quota counting only
+    assert list(rules["filter"]) == ["WIREGUARD-INPUT", "WIREGUARD-FORWARD", "WIREGUARD-OUTPUT"]
+    assert all("quota" in r for r in rules["filter"]["WIREGUARD-OUTPUT"])
     assert not any("hashlimit" in r for chain in rules["filter"].values() for r in chain)
 
 
