@@ -81,15 +81,17 @@ def plan(master_digest, answers, published, synced=False):
     digest), ``keys`` (an interface of its pillar has no key yet) and ``publish`` (the
     mine's public keys differ from the minion's). ``answers`` is ``{minion:
     wireguard.orchestration_facts() or None}``, ``published`` ``{minion: {interface:
-    public key}}`` from the mine. Minions just ``synced`` are not synced again (from
-    another saltenv their copy may differ); one that does not answer is."""
+    public key}}`` from the mine. With ``synced`` (the answers of minions just synced)
+    none is synced again (from another saltenv its copy may differ), unless it did not
+    answer. An answer that is not the facts' shape counts as no answer."""
     todo = {"sync": [], "keys": [], "publish": []}
     for minion, facts in sorted(answers.items()):
         if not isinstance(facts, dict) or (not synced and facts.get("modules") != master_digest):
             todo["sync"].append(minion)
             continue
         keys = facts.get("public_keys") if isinstance(facts.get("public_keys"), dict) else {}
-        if set(facts.get("interfaces") or []) - set(keys):
+        interfaces = facts.get("interfaces") if isinstance(facts.get("interfaces"), list) else []
+        if {str(name) for name in interfaces} - set(keys):
             todo["keys"].append(minion)
         elif keys != published.get(minion, {}):
             todo["publish"].append(minion)
