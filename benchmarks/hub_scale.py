@@ -12,7 +12,7 @@ Each scenario gets a fresh systemd container (wireguard-go, Salt 3008, the check
 
 clients    10,000 `clients:` of wg0 (every tenth with a preshared key)
 peers      10,000 explicit `peers:` of wg0 (public key, one /32 each)
-lifecycle  1,000 clients, 100 with `limits: {rate: ...}`, 100 with an `expires` a year
+lifecycle  1,000 clients, 100 with `limits: {rate: ..., quota: 10GiB}`, 100 with an `expires` a year
            ahead, nftables as the firewall backend
 
 Measured, as Salt reports it (the sum of every state's `duration`): the first apply, a
@@ -148,7 +148,8 @@ def lifecycle_pillar(count: int) -> dict:
     for i in range(count):
         client = {}
         if i % 10 == 1:
-            client["limits"] = {"rate": f"{10 + i % 7}mbit"}
+            # a rate (tc) and a quota (the firewall table): both kinds of limit
+            client["limits"] = {"rate": f"{10 + i % 7}mbit", "quota": "10GiB"}
         if i % 10 == 2:
             client["expires"] = (expires + datetime.timedelta(minutes=i)).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"
