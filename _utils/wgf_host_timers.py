@@ -36,11 +36,23 @@ def waiter_pid(record, is_ours):
     return int(text) if is_ours(cmdline) else None
 
 
-def kill_waiter(pid):
-    """The waiter and its ``sleep`` (its process group)."""
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+def kill_waiter(pid, wait=2.0):
+    """The waiter and its ``sleep`` (its process group); returns once the waiter is gone
+    (or a zombie), at most ``wait`` seconds later: a signal is delivered asynchronously,
+    and whoever asks next whether it runs must hear no."""
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+                if handle.read().rsplit(")", 1)[-1].split()[:1] == ["Z"]:
+                    return
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 class Timers:
@@ -175,7 +187,9 @@ class Timers:
         """Save the counts once more, then stop and remove the quota saver."""
         self.run_all([wgf_quota.SHELL, f"{wgf_quota.STATE_DIR}/{wgf_quota.SCRIPT}"])
         if not self.has_systemd():
-            kill_waiter(self._quota_waiter())
+            pid = self._quota_waiter()
+            wgf_files.remove(os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER))
+            kill_waiter(pid)
             return
         self.run_all(["systemctl", "disable", "--now", *wgf_quota.enabled_units()])
         for name in wgf_quota.units():

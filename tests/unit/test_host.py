@@ -179,3 +179,20 @@ def test_the_quota_saver_is_installed_enabled_and_started_and_removed_after_a_la
         "wireguard-quota-shutdown.service",
     ]
     assert not (tmp_path / "units").exists() or not list((tmp_path / "units").iterdir())
+
+
+def test_a_killed_waiter_is_gone_when_kill_waiter_returns():
+    """A signal is delivered asynchronously: the next "is it armed?" (which reads the
+    waiter's /proc entry) must already hear no. A zombie counts as gone."""
+    import subprocess
+
+    import wgf_host_timers
+
+    child = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        wgf_host_timers.kill_waiter(child.pid)
+        with open(f"/proc/{child.pid}/stat", encoding="ascii") as handle:
+            assert handle.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    finally:
+        child.kill()
+        child.wait()
