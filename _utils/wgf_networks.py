@@ -28,6 +28,7 @@ NETWORK_KEYS = {
     "preshared_keys": False,
     "max_key_age": None,
     "hosts": None,
+    "backend": None,
 }
 NODE_KEYS = {"address": None, "endpoint": None, "allowed_ips": [], "persistent_keepalive": None}
 TOPOLOGIES = ("mesh", "hub")
@@ -215,6 +216,8 @@ def interfaces_for(networks, minion, errors, psks=None, psk_paths=None, hosts_no
             iface["mtu"] = net["mtu"]
         if net.get("max_key_age") is not None:
             iface["max_key_age"] = net["max_key_age"]
+        if net.get("backend") is not None:  # checked with the interface's by the schema
+            iface["backend"] = net["backend"]
         if settings["hosts"] is not None:
             iface["hosts"] = settings["hosts"]
             if hosts_nodes is not None:

@@ -160,6 +160,20 @@ def test_lookup_sets_the_backend_and_an_interface_overrides_it():
     }
 
 
+def test_a_network_sets_the_backend_of_the_interface_it_builds():
+    net = {
+        "interface": "wg1",
+        "backend": "networkd",
+        "nodes": {"minion1": {"address": "10.2.0.1/24"}},
+    }
+    pillar = {"networks": {"corp": net}, "interfaces": {"wg0": {"address": "10.0.0.1/24"}}}
+    found = pipeline.interfaces(pillar, **NETWORKD)
+    assert {n: i["backend"] for n, i in found.items()} == {"wg0": "wg-quick", "wg1": "networkd"}
+    net["backend"] = "netplan"
+    with pytest.raises(SaltInvocationError, match=r"interface 'wg1', key 'backend'"):
+        pipeline.interfaces(pillar, **NETWORKD)
+
+
 def test_a_bad_backend_is_refused_naming_interface_and_key():
     with pytest.raises(SaltInvocationError, match=r"interface 'wg0', key 'backend'.*wg-quick"):
         pipeline.interfaces({"interfaces": {"wg0": {"backend": "netplan"}}})
