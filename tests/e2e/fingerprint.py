@@ -20,14 +20,14 @@ def _route(route: dict) -> tuple:
 
 
 FINGERPRINT_PARTS = {
-    "public_key": "wg show wg0 public-key",
-    "listen_port": "wg show wg0 listen-port",
-    "fwmark": "wg show wg0 fwmark",
-    "allowed_ips": "wg show wg0 allowed-ips",
-    "keepalive": "wg show wg0 persistent-keepalive",
-    "link": "ip -j addr show dev wg0",
-    "routes4": "ip -j -4 route show table all dev wg0",
-    "routes6": "ip -j -6 route show table all dev wg0",
+    "public_key": "wg show {ifname} public-key",
+    "listen_port": "wg show {ifname} listen-port",
+    "fwmark": "wg show {ifname} fwmark",
+    "allowed_ips": "wg show {ifname} allowed-ips",
+    "keepalive": "wg show {ifname} persistent-keepalive",
+    "link": "ip -j addr show dev {ifname}",
+    "routes4": "ip -j -4 route show table all dev {ifname}",
+    "routes6": "ip -j -6 route show table all dev {ifname}",
     "rules4": "ip -j -4 rule",
     "rules6": "ip -j -6 rule",
     "resolv_conf": "cat /etc/resolv.conf",
@@ -35,11 +35,13 @@ FINGERPRINT_PARTS = {
 SEPARATOR = "@@@@"
 
 
-def fingerprint(host) -> dict:
-    """What `systemctl restart wg-quick@wg0` rebuilds, as plain comparable data: wg
-    settings and peers (no counters, handshakes, endpoints, no secret), addresses and
-    MTU, the device's routes in every table, policy rules and /etc/resolv.conf."""
-    script = f"; echo {SEPARATOR}; ".join(f"{cmd} 2>&1" for cmd in FINGERPRINT_PARTS.values())
+def fingerprint(host, ifname: str = "wg0") -> dict:
+    """What `systemctl restart wg-quick@wg0` (or networkd) rebuilds of ``ifname``, as
+    plain comparable data: wg settings and peers (no counters, handshakes, endpoints, no
+    secret), addresses and MTU, the device's routes in every table, policy rules and
+    /etc/resolv.conf."""
+    commands = (cmd.format(ifname=ifname) for cmd in FINGERPRINT_PARTS.values())
+    script = f"; echo {SEPARATOR}; ".join(f"{cmd} 2>&1" for cmd in commands)
     parts = dict(zip(FINGERPRINT_PARTS, host.out(script).split(f"{SEPARATOR}\n"), strict=True))
 
     def peer_lines(text):

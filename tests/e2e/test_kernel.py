@@ -9,6 +9,11 @@ and the userspace implementation are peers. Both sites are behind NAT routers on
 lab's simulated internet, each with a LAN client. A road warrior (`kphone`, a bare
 namespace: a device without Salt) behind site B's NAT router brings up a client
 config exported from the hub.
+
+Beside it, on a switch of their own, the hub, site A's gateway and a third guest
+(`kmesh3`) are the nodes of a mine mesh (`wg1`) on the systemd-networkd backend, built
+by the orchestration users run. Later the hub's `wg0` (PSKs, a client) switches to
+networkd on the running interface, and back.
 """
 
 from __future__ import annotations
@@ -19,16 +24,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.deployments import orchestrate
 from tests.e2e.fingerprint import fingerprint
 from tests.e2e.traffic import steady_ping
 from tests.lab.topologies import load_examples
 from tests.support.keys import keypair
 
-HUB, SITE_A, SITE_B = "khub", "ksite-a", "ksite-b"
+HUB, SITE_A, SITE_B, MESH3 = "khub", "ksite-a", "ksite-b", "kmesh3"
 MINION = {"hub": HUB, "site-a": SITE_A, "site-b": SITE_B}
 HUB_IP = "198.18.0.1"
 UNIT = "wg-quick@wg0"
 EXPORT = "/root/wg-clients"
+#: The mine mesh on networkd: node -> its address on the mesh switch and in wg1.
+MESH = {HUB: 1, SITE_A: 2, MESH3: 3}
+MESH_LAN, MESH_NET = "198.18.9", "10.40.0"
+NETDEV = "/etc/systemd/network/50-wireguard-{}.netdev"
 
 
 def pillars() -> dict:
@@ -42,6 +52,26 @@ def pillars() -> dict:
     # a fixed port: with none, every start picks another, and a reboot could not bring
     # back the same fingerprint
     out[SITE_A]["wireguard"]["interfaces"]["wg0"]["listen_port"] = 51820
+    mesh = {
+        "interface": "wg1",
+        "listen_port": 51822,
+        "backend": "networkd",
+        "nodes": {
+            m: {"address": f"{MESH_NET}.{i}/24", "endpoint": f"{MESH_LAN}.{i}"}
+            for m, i in MESH.items()
+        },
+    }
+    for minion in MESH:
+        pillar = out.setdefault(minion, {"wireguard": {}})
+        pillar["mine_functions"] = {"wireguard.public_keys": []}
+        pillar["wireguard"]["networks"] = {"kmesh": copy.deepcopy(mesh)}
+    return out
+
+
+def with_hub(wg0_changes: dict) -> dict:
+    """pillars() with the hub's wg0 updated by ``wg0_changes``."""
+    out = pillars()
+    out[HUB]["wireguard"]["interfaces"]["wg0"].update(wg0_changes)
     return out
 
 
@@ -53,10 +83,17 @@ def kernel(lab):
         lan_a, lan_b = lab.bridge("klan-a"), lab.bridge("klan-b")
         site_b = lab.container(SITE_B)
         lan_b.attach(site_b, "eth0", "192.168.2.2/24")
+        mesh = lab.bridge("kmesh")
         site_b.wait_booted()  # before the guests take the CPU
-        hub = lab.guest(HUB, nics=[(inet, "eth0", f"{HUB_IP}/24")])
-        site_a = lab.guest(SITE_A, nics=[(lan_a, "eth0", "192.168.1.2/24")])
+        hub = lab.guest(
+            HUB, nics=[(inet, "eth0", f"{HUB_IP}/24"), (mesh, "eth1", f"{MESH_LAN}.1/24")]
+        )
+        site_a = lab.guest(
+            SITE_A,
+            nics=[(lan_a, "eth0", "192.168.1.2/24"), (mesh, "eth1", f"{MESH_LAN}.2/24")],
+        )
         site_a.route("default via 192.168.1.1")
+        mesh3 = lab.guest(MESH3, nics=[(mesh, "eth0", f"{MESH_LAN}.3/24")])
         nats = {}
         for side, n, lan in (("a", 101, lan_a), ("b", 102, lan_b)):
             nat = nats[side] = lab.namespace(f"knat-{side}")
@@ -77,11 +114,14 @@ def kernel(lab):
         phone.route("default via 192.168.2.1")
         lab.wait_ready(timeout=600)  # TCG beside other labs on 2 cores: slow, not stuck
         booted = time.monotonic() - t0
-        lab.master.state_apply([HUB, SITE_A, SITE_B], pillars(), timeout=600)
+        # the orchestration users run for a mine network: keys, the mine, then the states
+        lab.master.write_pillar(pillars())
+        orchestrate(lab.master)
         state = {
             "lab": lab,
             "hub": hub,
             "site_a": site_a,
+            "mesh3": mesh3,
             "site_b": site_b,
             "client_a": clients["a"],
             "client_b": clients["b"],
@@ -119,6 +159,54 @@ def test_the_guests_run_the_formula_on_kernel_wireguard(kernel):
     assert kernel["site_b"].out("pidof wireguard-go").split()
     peers = kernel["hub"].out(["wg", "show", "wg0", "peers"]).split()
     assert len(peers) == 3  # the sites and the road warrior the hub serves
+
+
+def is_built_by_networkd(host, ifname) -> None:
+    """``ifname`` is a kernel WireGuard device that systemd-networkd built and
+    configured from the formula's files, with no wg-quick unit and no key in a file
+    anyone but systemd-network reads."""
+    assert host.unit_state("systemd-networkd") == ("active", "enabled"), host.name
+    assert host.unit_state(f"wg-quick@{ifname}")[0] == "inactive", host.name
+    assert not host.file_exists(f"/etc/wireguard/{ifname}.conf"), host.name
+    line = host.out(["networkctl", "list", "--no-legend", "--no-pager", ifname])
+    assert " wireguard " in line and "configured" in line, f"{host.name}: {line}"
+    netdev = host.read(NETDEV.format(ifname))
+    assert "Kind=wireguard" in netdev and "PrivateKeyFile=" in netdev
+    assert "PrivateKey=" not in netdev and "PresharedKey=" not in netdev
+    keys = f"/etc/systemd/network/wireguard-keys/{ifname}"
+    modes = host.out(["stat", "-c", "%a %U:%G", keys, f"{keys}/private.key"]).split("\n")
+    assert modes[:2] == ["750 root:systemd-network", "640 root:systemd-network"], modes
+    assert " wireguard " in host.out(["ip", "-d", "-o", "link", "show", "dev", ifname])
+
+
+def networkd_ignored(host) -> list[str]:
+    """What networkd's journal of this boot says it ignored in a file."""
+    text = host.out(["journalctl", "-b", "-u", "systemd-networkd", "--no-pager", "-o", "cat"])
+    return [line for line in text.splitlines() if "ignoring" in line.lower()]
+
+
+def test_a_mine_mesh_of_three_guests_runs_on_networkd(kernel):
+    hosts = {HUB: kernel["hub"], SITE_A: kernel["site_a"], MESH3: kernel["mesh3"]}
+    for name, host in hosts.items():
+        is_built_by_networkd(host, "wg1")
+        assert len(host.out(["wg", "show", "wg1", "peers"]).split()) == 2, name
+        assert networkd_ignored(host) == [], name
+    # wg0 of the same minions stays on wg-quick: the backend is the network's
+    assert kernel["hub"].unit_state(UNIT) == ("active", "enabled")
+    failures = [
+        f"{src} -> {dst}"
+        for src, host in hosts.items()
+        for dst, i in MESH.items()
+        if src != dst and not host.ping_until(f"{MESH_NET}.{i}", within=30).received
+    ]
+    assert failures == []
+    # what networkd builds again from the files is what runs
+    host = kernel["mesh3"]
+    before = fingerprint(host, "wg1")
+    host.run(["networkctl", "reload"])
+    host.run(["networkctl", "reconfigure", "wg1"])
+    assert host.ping_until(f"{MESH_NET}.1", within=30).received
+    assert fingerprint(host, "wg1") == before
 
 
 def test_two_sites_behind_nat_talk_through_the_kernel_hub(kernel):
@@ -183,14 +271,71 @@ def test_a_peer_change_and_an_interface_change_are_live_with_no_packet_lost(kern
 
 def test_a_guest_reboot_brings_back_the_same_fingerprint(kernel):
     site_a = kernel["site_a"]
-    before = fingerprint(site_a)
+    before = fingerprint(site_a), fingerprint(site_a, "wg1")
     took = site_a.reboot()
     assert site_a.unit_state(UNIT) == ("active", "enabled")
     is_kernel_wireguard(site_a)
-    assert fingerprint(site_a) == before
+    is_built_by_networkd(site_a, "wg1")  # wg-quick's wg0 and networkd's wg1, both back
+    assert site_a.ping_until(f"{MESH_NET}.3", within=60).received
+    assert (fingerprint(site_a), fingerprint(site_a, "wg1")) == before
     assert site_a.ping_until("10.30.0.1", within=60).received, "site A back to the hub"
     assert kernel["client_a"].ping_until("192.168.2.10", within=30).received
     print(f"\nkernel tier: guest reboot took {took:.0f}s")
+
+
+def backend_change(ret) -> dict:
+    """The ``backend`` change the hub's run reported (one state says it)."""
+    found = [r["changes"]["backend"] for r in ret[HUB].values() if "backend" in r["changes"]]
+    assert len(found) == 1, ret[HUB]
+    return found[0]
+
+
+def test_the_hub_with_clients_switches_to_networkd_and_back_on_the_running_interface(kernel):
+    lab, hub, phone = kernel["lab"], kernel["hub"], kernel["phone"]
+    try:
+        ret = lab.master.state_apply(HUB, with_hub({"backend": "networkd"}), timeout=600)
+        assert backend_change(ret) == {"old": "wg-quick", "new": "networkd"}
+        is_built_by_networkd(hub, "wg0")
+        assert hub.unit_state(UNIT) == ("inactive", "disabled")
+        # the same interface: the sites through the hub, the client it serves, its PSKs
+        assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+        assert phone.ping_until("10.30.0.1", within=60).received, "the exported client"
+        psks = dict(line.split("\t") for line in hub.out("wg show wg0 preshared-keys").splitlines())
+        sites = pillars()[HUB]["wireguard"]["interfaces"]["wg0"]["peers"].values()
+        assert sum(psks[s["public_key"]] != "(none)" for s in sites) == 2, "the sites' PSKs"
+        assert networkd_ignored(hub) == []
+
+        # a peer change on networkd is live: no packet lost, the same device
+        index = hub.ifindex("wg0")
+        laptop = {"public_key": keypair().public, "allowed_ips": ["10.30.0.50/32"]}
+        peers = {**pillars()[HUB]["wireguard"]["interfaces"]["wg0"]["peers"], "laptop": laptop}
+        with steady_ping(kernel["site_b"], "192.168.1.10") as pings:
+            lab.master.state_apply(
+                HUB, with_hub({"backend": "networkd", "peers": peers}), timeout=600
+            )
+        pings.check("a peer added on the hub's networkd wg0")
+        assert hub.ifindex("wg0") == index, "wg0 was made anew"
+        assert "10.30.0.50/32" in hub.out(["wg", "show", "wg0", "allowed-ips"])
+        before = fingerprint(hub)
+        hub.run(["networkctl", "reload"])
+        hub.run(["networkctl", "reconfigure", "wg0"])
+        assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+        assert fingerprint(hub) == before, "networkd's files build what the live change made"
+        took = hub.reboot()
+        is_built_by_networkd(hub, "wg0")
+        assert fingerprint(hub) == before, "after a reboot"
+        assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+        assert networkd_ignored(hub) == []
+        print(f"\nkernel tier: the hub on networkd rebooted in {took:.0f}s")
+    finally:
+        ret = lab.master.state_apply(HUB, pillars(), timeout=600)
+    assert backend_change(ret) == {"old": "networkd", "new": "wg-quick"}
+    assert hub.unit_state(UNIT) == ("active", "enabled")
+    assert not hub.file_exists(NETDEV.format("wg0"))
+    assert not hub.file_exists("/etc/systemd/network/wireguard-keys/wg0")
+    is_kernel_wireguard(hub)
+    assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+    assert phone.ping_until("10.30.0.1", within=60).received
 
 
 def test_a_guest_torn_down_leaves_no_qemu_tap_overlay_or_namespace(lab):
