@@ -29,6 +29,7 @@ import wgf_firewall
 import wgf_layout
 import wgf_networkd
 import wgf_quota
+import wgf_tc
 
 META = "meta.json"
 BEFORE = "before.json"
@@ -181,6 +182,8 @@ def _records(host, interface, layout, firewall, networkd=False):
     and ``firewall6``)."""
     records, restores = {}, []
     paths = [("conf", layout.conf(interface)), ("key", layout.key(interface))]
+    # the clients' rates: wg-quick's restart runs the restored script (its PostUp)
+    paths.append(("rates", wgf_tc.script_path(interface)))
     if host.has_systemd():
         paths.append((wgf_confirm_undo.DROPIN, wgf_layout.dropin_path(interface, layout.service)))
     if networkd:  # its files, and the key copies it reads (issue 25)

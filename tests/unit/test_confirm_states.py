@@ -321,6 +321,33 @@ def test_test_mode_says_it_would_arm_with_which_probes_and_writes_nothing(
 # ---------------------------------------------------------------- the records
 
 
+@pytest.mark.parametrize("had_rates", [True, False])
+def test_the_undo_puts_the_clients_rates_script_back_or_removes_a_new_one(
+    states, minion, host, steady, tmp_path, monkeypatch, had_rates
+):
+    """The restart of the undo runs the rates script (wg-quick's PostUp): the script of
+    before the change, or none when there was none."""
+    import wgf_tc
+
+    monkeypatch.setattr(wgf_tc, "STATE_ROOT", str(tmp_path / "rates"))
+    path = wgf_tc.script_path(IF)
+    if had_rates:
+        os.makedirs(tmp_path / "rates")
+        with open(path, "w") as handle:
+            handle.write("tc qdisc replace dev wg7 root handle 1: htb default 1\n")
+    _file_change(minion, host)
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    with open(os.path.join(state_dir(), "undo")) as handle:
+        script = handle.read()
+    if had_rates:
+        assert f'cp -p "$dir/rates" {path}.wgf-undo && mv -f {path}.wgf-undo {path}' in script
+        with open(os.path.join(state_dir(), "rates")) as handle:
+            assert handle.read().startswith("tc qdisc replace dev wg7")
+    else:
+        assert f"rm -f {path} || failed=1" in script
+    assert script.index(path) < script.index("systemctl restart")
+
+
 def test_the_records_are_root_only_and_no_key_is_in_any_argv_or_output(
     states, minion, host, steady
 ):
