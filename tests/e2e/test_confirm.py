@@ -171,11 +171,20 @@ class Tunnel:
         if not dirty:
             self.hub.write_pillar(self.base)
             return
+        silent = list(dirty)
+
+        def all_answer():
+            silent[:] = [m for m in silent if not answers_ping(self, m)]
+            return not silent
+
+        # a minion whose master connection the undo cut reconnects on its own schedule
+        # (salt-minion's back-off), slower on a loaded machine
         wait_for(
-            lambda: all(answers_ping(self, m) for m in dirty),
-            90,
+            all_answer,
+            180,
             f"{', '.join(dirty)} to answer the master",
             1,
+            detail=lambda: f"still silent: {', '.join(silent)}",
         )
         ret = self.hub.state_apply(dirty, self.base, check=False, timeout=120)
         problems = [m for m in dirty if not isinstance(ret.get(m), dict)]
