@@ -16,13 +16,13 @@ import importlib
 import logging
 
 import salt.cache
-import salt.client
 import salt.fileserver
 import salt.pillar
 import salt.utils.minions
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
+import wgf_jobs
 import wgf_modules
 import wgf_psk
 import wgf_reload
@@ -120,20 +120,13 @@ def _network_definition(network, tgt, tgt_type):
 def _apply_on(minions, timeout):
     """Refresh pillar and apply the formula on ``minions`` in one job; per minion a
     summary without state output (no key can pass through it), and who did not answer."""
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = (
-            client.cmd(
-                minions,
-                ["saltutil.refresh_pillar", "state.apply"],
-                [[], ["wireguard"]],
-                tgt_type="list",
-                timeout=timeout or 300,
-            )
-            or {}
-        )
-    finally:
-        client.destroy()
+    returned = wgf_jobs.ask(
+        __opts__,
+        minions,
+        ["saltutil.refresh_pillar", "state.apply"],
+        [[], ["wireguard"]],
+        timeout=timeout or 300,
+    )
     results = {}
     for minion, ret in returned.items():
         states = ret.get("state.apply") if isinstance(ret, dict) else None
@@ -255,26 +248,7 @@ def _each(minions, fun, arg, timeout):
     """``{minion: return}`` of one job on ``minions``, and who did not answer or failed."""
     if not minions:
         return {}, []
-    client = salt.client.get_local_client(mopts=__opts__)
-    try:
-        returned = (
-            client.cmd(
-                sorted(minions),
-                fun,
-                arg,
-                tgt_type="list",
-                timeout=timeout or __opts__.get("timeout", 10),
-                full_return=True,
-            )
-            or {}
-        )
-    finally:
-        client.destroy()
-    answers = {
-        m: r.get("ret")
-        for m, r in returned.items()
-        if isinstance(r, dict) and r.get("retcode", 0) == 0
-    }
+    answers = wgf_jobs.ask(__opts__, sorted(minions), fun, arg, timeout=timeout, succeeded=True)
     return answers, sorted(set(minions) - set(answers))
 
 

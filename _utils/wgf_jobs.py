@@ -6,9 +6,10 @@ missing from the answer; what they returned is untrusted data for the caller to 
 import salt.client
 
 
-def ask(opts, tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None, **more):
+def ask(opts, tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None, succeeded=False, **more):
     """``{minion: return}`` of one job of ``fun`` on ``tgt`` (a list of minion ids by
-    default); ``timeout`` defaults to the master's ``timeout`` (10 s). ``more`` goes to
+    default); ``timeout`` defaults to the master's ``timeout`` (10 s). ``succeeded``:
+    only the minions whose job ended with retcode 0. ``more`` goes to
     ``LocalClient.cmd`` (``gather_job_timeout``)."""
     client = salt.client.get_local_client(mopts=opts)
     try:
@@ -27,4 +28,8 @@ def ask(opts, tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None, **mor
         )
     finally:
         client.destroy()
+    if succeeded:
+        returned = {
+            m: r for m, r in returned.items() if isinstance(r, dict) and r.get("retcode", 0) == 0
+        }
     return {m: r.get("ret") if isinstance(r, dict) else None for m, r in returned.items()}

@@ -57,7 +57,21 @@ def test_no_answer_is_an_empty_answer_and_a_failed_job_still_destroys(monkeypatc
     assert broken.destroyed
 
 
-@pytest.mark.parametrize("runner", ["wireguard_rollout.py", "wireguard_verify.py"])
+def test_succeeded_keeps_only_the_minions_whose_job_ended_well(monkeypatch):
+    made = Client(
+        {
+            "a": {"ret": True, "retcode": 0},
+            "b": {"ret": "Module function x is not available", "retcode": 1},
+            "c": "Minion did not return",
+        }
+    )
+    monkeypatch.setattr(salt.client, "get_local_client", lambda mopts: made)
+    assert wgf_jobs.ask({}, ["a", "b", "c"], "mine.update", succeeded=True) == {"a": True}
+
+
+@pytest.mark.parametrize(
+    "runner", ["wireguard_rollout.py", "wireguard_verify.py", "wireguard_keys.py"]
+)
 def test_the_rollout_and_verify_ask_through_the_one_helper(runner):
     text = (REPO / "_runners" / runner).read_text()
     assert "wgf_jobs.ask(" in text
