@@ -2,6 +2,7 @@
 rules, the periods, the counts carried across table replacements, the saver script
 (run for real, with a stand-in ``nft`` and ``salt-call``) and the plan of the state."""
 
+import copy
 import datetime
 import json
 import os
@@ -24,26 +25,9 @@ MiB = 2**20
 def server(firewall="nftables", **extra):
     """wg0: a 1 MiB/day client, a group's 10 GiB/month client with a rate, an unlimited
     client and a disabled one with a quota."""
-    iface = {
-        "address": ["10.8.0.1/24", "fd08::1/64"],
-        "listen_port": 51820,
-        "endpoint": "vpn.example.com",
-        "client_groups": {"guests": {"limits": {"rate": "5mbit", "quota": "10GiB"}}},
-        "clients": {
-            "alice": {"group": "guests"},
-            "phone": {"limits": {"quota": "1MiB", "period": "day"}},
-            "plain": {},
-            "off": {"enabled": False, "limits": {"quota": "1MiB"}},
-        },
-        **extra,
-    }
-    return pipeline.interfaces(
-        {"interfaces": {"wg0": iface}},
-        "vpn",
-        own_public_keys={"wg0": wgf_keys.pubkey(SERVER_PRIV)},
-        client_records={"wg0": None},
-        firewall=firewall,
-    )["wg0"]
+    clients, groups = copy.deepcopy(pipeline.QUOTA_CLIENTS), copy.deepcopy(pipeline.QUOTA_GROUPS)
+    keys = {"clients": clients, "client_groups": groups, **extra}
+    return pipeline.client_server(SERVER_PRIV, firewall, **keys)
 
 
 def at(text):

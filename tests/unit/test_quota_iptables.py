@@ -4,6 +4,7 @@ versions, carried across replacements (``iptables-restore --counters``) and rebo
 saver's file), the DROP once the quota is used up, and the saver run for real against
 the real ``iptables``/``ip6tables`` in a scratch network namespace."""
 
+import copy
 import datetime
 import os
 import subprocess
@@ -26,26 +27,9 @@ COMMENT = '-m comment --comment "wg0 client phone quota quota_wg0_phone"'
 def server(firewall="iptables", **extra):
     """wg0 (as in test_quota): a 1 MiB/day client, a group's 10 GiB/month client, an
     unlimited client and a disabled one with a quota."""
-    iface = {
-        "address": ["10.8.0.1/24", "fd08::1/64"],
-        "listen_port": 51820,
-        "endpoint": "vpn.example.com",
-        "client_groups": {"guests": {"limits": {"rate": "5mbit", "quota": "10GiB"}}},
-        "clients": {
-            "alice": {"group": "guests"},
-            "phone": {"limits": {"quota": "1MiB", "period": "day"}},
-            "plain": {},
-            "off": {"enabled": False, "limits": {"quota": "1MiB"}},
-        },
-        **extra,
-    }
-    return pipeline.interfaces(
-        {"interfaces": {"wg0": iface}},
-        "vpn",
-        own_public_keys={"wg0": wgf_keys.pubkey(SERVER_PRIV)},
-        client_records={"wg0": None},
-        firewall=firewall,
-    )["wg0"]
+    clients, groups = copy.deepcopy(pipeline.QUOTA_CLIENTS), copy.deepcopy(pipeline.QUOTA_GROUPS)
+    keys = {"clients": clients, "client_groups": groups, **extra}
+    return pipeline.client_server(SERVER_PRIV, firewall, **keys)
 
 
 def _host():

@@ -5,6 +5,7 @@ and the config's fixed hook lines, ``wireguard.client_rates`` through the fake h
 the real tc taking the script and the live changes in a scratch network namespace. The
 firewall no longer holds rates (quota warnings stay in ``wgf_shaping``)."""
 
+import copy
 import ipaddress
 import json
 import subprocess
@@ -28,29 +29,21 @@ from tests.unit.conftest import load
 SERVER_PRIV = wgf_keys.genkey()
 
 
+RATE_CLIENTS = {
+    "alice": {"group": "staff"},
+    "guest": {"limits": {"rate": "2mbit", "quota": "1GiB"}},
+    "plain": {},
+    "off": {"enabled": False, "limits": {"rate": "1mbit"}},
+}
+
+
 def server(firewall="nftables", **extra):
     """wg0 with a 2 mbit/s client of its own, a group's 50 mbit/s client, an unlimited
     client and a disabled limited one (no record: addresses from the pool, in order)."""
-    iface = {
-        "address": ["10.8.0.1/24", "fd08::1/64"],
-        "listen_port": 51820,
-        "endpoint": "vpn.example.com",
-        "client_groups": {"staff": {"limits": {"rate": "50mbit"}}},
-        "clients": {
-            "alice": {"group": "staff"},
-            "guest": {"limits": {"rate": "2mbit", "quota": "1GiB"}},
-            "plain": {},
-            "off": {"enabled": False, "limits": {"rate": "1mbit"}},
-        },
-        **extra,
-    }
-    return pipeline.interfaces(
-        {"interfaces": {"wg0": iface}},
-        "vpn",
-        own_public_keys={"wg0": wgf_keys.pubkey(SERVER_PRIV)},
-        client_records={"wg0": None},
-        firewall=firewall,
-    )["wg0"]
+    groups = {"staff": {"limits": {"rate": "50mbit"}}}
+    clients = copy.deepcopy(RATE_CLIENTS)
+    keys = {"clients": clients, "client_groups": groups, **extra}
+    return pipeline.client_server(SERVER_PRIV, firewall, **keys)
 
 
 def addresses(iface, name):
