@@ -77,6 +77,8 @@ def config(ret, minion, config_dir, iface):
         keys = wgf_networkd.key_files(iface, layout, private_key, psks)
     public = wgf_conf.known_public(pillar=iface)
     diffs = []
+    # files networkd has not seen: it learns of the interface at a reload
+    unknown = enabled and not os.path.exists(layout.netdev(interface))
     for path in (layout.netdev(interface), layout.network(interface)):
         current, wanted = wgf_files.read(path), units.get(path)
         if current != wanted:
@@ -147,12 +149,22 @@ def config(ret, minion, config_dir, iface):
     else:
         for path in (layout.netdev(interface), layout.network(interface), keys_dir):
             host.remove_tree(path)
-    if networkd_up:
+    # a reload has networkd set every WireGuard netdev it has again, replacing its
+    # peers (their sessions go: packets are lost until the next handshake): only where
+    # networkd must act, to build, learn of or forget the interface. What the live
+    # engine applies to a running interface needs none; networkd reads the files when
+    # it next builds the interface or reloads (docs/networkd.md).
+    if networkd_up and (unknown or not enabled or set(ret["changes"]) & _RELOAD_FOR):
         host.networkctl("reload")
     if "stopped" in ret["changes"] and not leaving:
         minion.forget_live(interface)
         host.delete_link(interface)  # networkd keeps a netdev whose file is gone
     return minion.pending(ret, _comment(interface, ret, False))
+
+
+#: The changes that only a reload brings about: networkd builds the interface, or
+#: forgets it (its files are gone).
+_RELOAD_FOR = {"backend", "restarted", "stopped"}
 
 
 def _restart_reasons(layout, interface, units):

@@ -132,16 +132,28 @@ def test_the_files_and_key_copies_are_written_then_left_alone(states, minion, ho
     assert ret["changes"] == {} and changed(host) == []
 
 
-def test_a_peer_change_rewrites_the_files_and_reloads_without_a_restart(
-    states, minion, host, layout
-):
+def test_a_peer_change_rewrites_the_netdev_and_leaves_networkd_alone(states, minion, host, layout):
+    """The live engine sets the peer; a reload would have networkd replace every peer
+    of the running netdev (their sessions lost): none."""
     config(states, minion)
     host.done.clear()
     minion.pillar["interfaces"][IF]["peers"]["hub"]["persistent_keepalive"] = 25
     ret = config(states, minion)
     assert "+PersistentKeepalive=25" in ret["changes"]["diff"]
     assert "restarted" not in ret["changes"] and "key_files" not in ret["changes"]
-    assert [d[0] for d in changed(host)] == ["write_networkd", "networkctl"]
+    assert [d[0] for d in changed(host)] == ["write_networkd"]
+    assert not any(d[0] in ("restart", "stop_service", "delete_link") for d in host.done)
+
+
+def test_an_address_change_rewrites_the_network_and_leaves_networkd_alone(
+    states, minion, host, layout
+):
+    config(states, minion)
+    host.done.clear()
+    minion.pillar["interfaces"][IF]["address"].append("10.8.0.1/24")
+    ret = config(states, minion)
+    assert "+Address=10.8.0.1/24" in ret["changes"]["diff"]
+    assert [d[0] for d in changed(host)] == ["write_networkd"]
     assert not any(d[0] in ("restart", "stop_service", "delete_link") for d in host.done)
 
 
