@@ -200,6 +200,10 @@ def test_a_mine_mesh_of_three_guests_runs_on_networkd(kernel):
         if src != dst and not host.ping_until(f"{MESH_NET}.{i}", within=30).received
     ]
     assert failures == []
+    # the formula's check reads networkd's interface as any other
+    lab = kernel["lab"]
+    check = lab.master.salt(MESH3, "wireguard.check", timeout=120)[MESH3]
+    assert isinstance(check, dict) and check.get("ok") is True, str(check)[:2000]
     # what networkd builds again from the files is what runs
     host = kernel["mesh3"]
     before = fingerprint(host, "wg1")
@@ -283,6 +287,30 @@ def test_a_guest_reboot_brings_back_the_same_fingerprint(kernel):
     print(f"\nkernel tier: guest reboot took {took:.0f}s")
 
 
+def hub_state(kernel) -> str:
+    """What to look at when a ping through the hub fails: its wg0, addresses, routes,
+    networkd's view and journal, and the sites' handshakes."""
+    hub = kernel["hub"]
+    script = (
+        "wg show wg0; ip -br addr; ip route; ip rule; networkctl list --no-pager; "
+        "journalctl -b -u systemd-networkd --no-pager -o cat | tail -n 30; "
+        "sysctl net.ipv4.ip_forward net.ipv4.conf.wg0.forwarding"
+    )
+    parts = [f"--- {HUB}:\n" + hub.run(["sh", "-c", script], check=False).stdout]
+    for key in ("site_a", "site_b"):
+        site = kernel[key]
+        shown = site.run(["wg", "show", "wg0", "latest-handshakes"], check=False).stdout
+        parts.append(f"--- {site.name} handshakes: {shown}")
+    return "\n".join(parts)
+
+
+def through_the_hub(kernel, within=60) -> None:
+    """LAN A reaches LAN B through the hub (the sites dial it: after it was made again
+    they handshake anew on their own)."""
+    ping = kernel["client_a"].ping_until("192.168.2.10", within=within)
+    assert ping.received, f"LAN A to LAN B through the hub\n{hub_state(kernel)}"
+
+
 def backend_change(ret) -> dict:
     """The ``backend`` change the hub's run reported (one state says it)."""
     found = [r["changes"]["backend"] for r in ret[HUB].values() if "backend" in r["changes"]]
@@ -298,7 +326,7 @@ def test_the_hub_with_clients_switches_to_networkd_and_back_on_the_running_inter
         is_built_by_networkd(hub, "wg0")
         assert hub.unit_state(UNIT) == ("inactive", "disabled")
         # the same interface: the sites through the hub, the client it serves, its PSKs
-        assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+        through_the_hub(kernel)
         assert phone.ping_until("10.30.0.1", within=60).received, "the exported client"
         psks = dict(line.split("\t") for line in hub.out("wg show wg0 preshared-keys").splitlines())
         sites = pillars()[HUB]["wireguard"]["interfaces"]["wg0"]["peers"].values()
@@ -314,17 +342,27 @@ def test_the_hub_with_clients_switches_to_networkd_and_back_on_the_running_inter
                 HUB, with_hub({"backend": "networkd", "peers": peers}), timeout=600
             )
         pings.check("a peer added on the hub's networkd wg0")
-        assert hub.ifindex("wg0") == index, "wg0 was made anew"
         assert "10.30.0.50/32" in hub.out(["wg", "show", "wg0", "allowed-ips"])
+        # an address: its .network changes; live too
+        changed = {
+            "backend": "networkd",
+            "peers": peers,
+            "address": ["10.30.0.1/24", "10.31.0.1/24"],
+        }
+        with steady_ping(kernel["site_b"], "192.168.1.10") as pings:
+            lab.master.state_apply(HUB, with_hub(changed), timeout=600)
+        pings.check("an address added to the hub's networkd wg0")
+        assert "10.31.0.1/24" in hub.out(["ip", "-br", "addr", "show", "dev", "wg0"])
+        assert hub.ifindex("wg0") == index, "wg0 was made anew"
         before = fingerprint(hub)
         hub.run(["networkctl", "reload"])
         hub.run(["networkctl", "reconfigure", "wg0"])
-        assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+        through_the_hub(kernel)
         assert fingerprint(hub) == before, "networkd's files build what the live change made"
         took = hub.reboot()
         is_built_by_networkd(hub, "wg0")
         assert fingerprint(hub) == before, "after a reboot"
-        assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+        through_the_hub(kernel)
         assert networkd_ignored(hub) == []
         print(f"\nkernel tier: the hub on networkd rebooted in {took:.0f}s")
     finally:
@@ -334,8 +372,20 @@ def test_the_hub_with_clients_switches_to_networkd_and_back_on_the_running_inter
     assert not hub.file_exists(NETDEV.format("wg0"))
     assert not hub.file_exists("/etc/systemd/network/wireguard-keys/wg0")
     is_kernel_wireguard(hub)
-    assert kernel["client_a"].ping_until("192.168.2.10", within=60).received
+    through_the_hub(kernel)
     assert phone.ping_until("10.30.0.1", within=60).received
+
+
+def test_clean_removes_networkds_files_keys_and_interface(kernel):
+    lab, host = kernel["lab"], kernel["mesh3"]
+    ret = lab.master.salt(MESH3, "state.apply", "wireguard.clean", timeout=300)[MESH3]
+    failed = [sid for sid, r in ret.items() if not r.get("result")]
+    assert failed == [], failed
+    assert not host.file_exists(NETDEV.format("wg1"))
+    assert not host.file_exists("/etc/systemd/network/50-wireguard-wg1.network")
+    assert not host.file_exists("/etc/systemd/network/wireguard-keys/wg1")
+    assert "wg1" not in host.out(["ip", "-o", "link"])
+    assert networkd_ignored(host) == []
 
 
 def test_a_guest_torn_down_leaves_no_qemu_tap_overlay_or_namespace(lab):

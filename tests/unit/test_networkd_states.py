@@ -231,6 +231,27 @@ def test_switching_from_wg_quick_is_one_restart_and_removes_its_files(
     assert config(states, minion)["changes"] == {}
 
 
+def test_a_switch_gives_the_new_interface_the_endpoints_its_peers_had(states, minion, host, layout):
+    """A site behind NAT has no endpoint in pillar: the old interface knew it from the
+    site's handshake; the new one gets it, so that it can start a handshake itself."""
+    minion.pillar["interfaces"][IF]["backend"] = "wg-quick"
+    states.config(IF, config_dir=minion.config_dir, service=WG_QUICK)
+    host.units[WG_QUICK] = True
+    hub = minion.pillar["interfaces"][IF]["peers"]["hub"]["public_key"]
+    site = wgf_keys.pubkey(wgf_keys.genkey())
+    peer = {"allowed_ips": [], "persistent_keepalive": None, "preshared_key_sha256": None}
+    minion.live["peers"] = {
+        hub: {**peer, "endpoint": "198.51.100.1:51820"},
+        site: {**peer, "endpoint": "203.0.113.7:40123"},
+    }
+    minion.pillar["interfaces"][IF]["backend"] = "networkd"
+    rebuilt = {hub: {**peer, "endpoint": "198.51.100.1:51820"}, site: {**peer, "endpoint": None}}
+    host.sleep = lambda seconds: minion.live.update(peers=rebuilt)  # networkd builds it
+    ret = config(states, minion)
+    assert ret["changes"]["backend"] == {"old": "wg-quick", "new": "networkd"}
+    assert minion.applied == [(IF, [{"public_key": site, "endpoint": "203.0.113.7:40123"}], [])]
+
+
 def test_switching_back_to_wg_quick_removes_networkds_files_and_its_interface(
     states, minion, host, layout
 ):
