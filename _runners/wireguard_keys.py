@@ -244,11 +244,13 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     return {"ok": True, "networks": done, "pillar_errors": broken}
 
 
-def _each(minions, fun, arg, timeout):
+def _each(minions, fun, arg, timeout, kwarg=None):
     """``{minion: return}`` of one job on ``minions``, and who did not answer or failed."""
     if not minions:
         return {}, []
-    answers = wgf_jobs.ask(__opts__, sorted(minions), fun, arg, timeout=timeout, succeeded=True)
+    answers = wgf_jobs.ask(
+        __opts__, sorted(minions), fun, arg, timeout=timeout, kwarg=kwarg, succeeded=True
+    )
     return answers, sorted(set(minions) - set(answers))
 
 
@@ -436,8 +438,17 @@ def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base"
     todo = wgf_modules.plan(digest, _facts(targeted, hash_type, timeout), _published(targeted))
     done, failed = {"synced": [], "keyed": [], "published": []}, {}
     if todo["sync"]:
-        synced, failed_sync = _each(todo["sync"], "saltutil.sync_all", [], timeout)
+        # the minion loads the synced modules again before the next job, not meanwhile
+        # (a refresh is asynchronous by default: a state run at once may find a state
+        # module half loaded)
+        synced, failed_sync = _each(
+            todo["sync"], "saltutil.sync_all", [], timeout, kwarg={"refresh": False}
+        )
         failed.update(dict.fromkeys(failed_sync, "saltutil.sync_all"))
+        synced, failed_load = _each(
+            synced, "saltutil.refresh_modules", [], timeout, kwarg={"async": False}
+        )
+        failed.update(dict.fromkeys(failed_load, "saltutil.refresh_modules"))
         done["synced"] = sorted(synced)
         # a minion synced from another saltenv may still differ: it is not synced again
         again = wgf_modules.plan(

@@ -73,7 +73,7 @@ class Minions:
     {minion: return}}``, or a callable of the target and arguments), and every job sent."""
 
     def __init__(self, answers):
-        self.answers, self.jobs = answers, []
+        self.answers, self.jobs, self.kwargs = answers, [], []
 
     def get_local_client(self, **_):
         return self
@@ -85,6 +85,7 @@ class Minions:
         self, tgt, fun, arg=(), tgt_type="glob", timeout=None, full_return=False, kwarg=None, **_
     ):
         self.jobs.append((fun, tgt, arg))
+        self.kwargs.append(kwarg)
         name = fun if isinstance(fun, str) else tuple(fun)
         got = self.answers.get(name, {})
         got = got(tgt, arg) if callable(got) else got

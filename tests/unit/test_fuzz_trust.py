@@ -471,7 +471,7 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
     monkeypatch_module.setattr(runner, "_targets", lambda t, _: ["a"])
     monkeypatch_module.setattr(runner, "_job", lambda *_, **__: {})
     monkeypatch_module.setattr(runner, "_master_digest", lambda _: (None, "sha256"))
-    monkeypatch_module.setattr(runner, "_each", lambda *_: ({}, []))
+    monkeypatch_module.setattr(runner, "_each", lambda *_, **__: ({}, []))
     monkeypatch_module.setattr(
         runner.salt.utils.minions,
         "CkMinions",

@@ -174,6 +174,7 @@ def test_only_what_is_missing_is_done_each_where_it_is_missing(runner, master, t
         {
             "wireguard.orchestration_facts": answer,
             "saltutil.sync_all": {"a": {"modules": []}},
+            "saltutil.refresh_modules": {"a": True},
             "state.sls": {"b": {"key": {"result": True}}},
             "mine.update": {"b": True},
         }
@@ -186,10 +187,13 @@ def test_only_what_is_missing_is_done_each_where_it_is_missing(runner, master, t
     }
     assert [(fun, tgt, arg) for fun, tgt, arg in minions.jobs[1:]] == [
         ("saltutil.sync_all", ["a"], []),
+        ("saltutil.refresh_modules", ["a"], []),
         ("wireguard.orchestration_facts", ["a"], ["sha256"]),
         ("state.sls", ["b"], ["custom.key"]),
         ("mine.update", ["b"], []),
     ]
+    # synced without the asynchronous refresh, then loaded again before the next job
+    assert minions.kwargs[1:3] == [{"refresh": False}, {"async": False}]
 
 
 def test_a_minion_where_a_step_fails_is_named(runner, master, tmp_path):
