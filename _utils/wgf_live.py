@@ -67,14 +67,16 @@ def derived_routes(table, allowed_ips, addresses, link_local=False):
     return routes
 
 
-def wanted(iface, public_key, allowed_ips, link_local, auto_mtu):
+def wanted(iface, public_key, allowed_ips, link_local, auto_mtu, protocol="boot"):
     """What a restart builds from the rendered config of ``iface`` (``wgf_schema``).
 
     ``allowed_ips``: every AllowedIP the peers hold (live, after the peer states);
     ``auto_mtu``: the MTU wg-quick picks when the config names none (computed by the
-    caller from the endpoints' routes, see ``mtu_from_routes``).
+    caller from the endpoints' routes, see ``mtu_from_routes``); ``protocol``: that of
+    the routes derived from AllowedIPs (wg-quick's ``ip route add``: boot).
     """
-    routes = derived_routes(iface["table"], allowed_ips, iface["address"], link_local)
+    derived = derived_routes(iface["table"], allowed_ips, iface["address"], link_local)
+    routes = dict.fromkeys(derived, protocol)
     for cidr in iface["routes"]:
         routes[(cidr, "main")] = "static"
     dns = dns_record(iface["dns"])

@@ -46,6 +46,10 @@ DEFAULT_ROUTE_MARK = 51820
 HOOKS = ("pre_up", "post_up", "pre_down", "post_down")
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]{0,99}")
 
+#: The protocol of the routes networkd adds for a ``[Route]`` (its default): the live
+#: engine adds the derived routes of a networkd interface with it, so that a reconfigure
+#: finds them as its own.
+ROUTE_PROTOCOL = "static"
 
 # ------------------------------------------------------------------ the backend
 

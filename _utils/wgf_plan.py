@@ -103,14 +103,15 @@ def live(minion, interface, config_dir):
     routes_v4 = host.ip_json(["-4", "route", "show", "table", "all", "dev", interface])
     routes_v6 = host.ip_json(["-6", "route", "show", "table", "all", "dev", interface])
     allowed = allowed_ips(iface, shown)
+    networkd = iface.get("backend") == wgf_networkd.NETWORKD
     want = wgf_live.wanted(
         iface,
         wgf_keys.pubkey_or_none(private_key),
         allowed,
         wgf_live.has_link_local(routes_v6),
         None if iface["mtu"] else _mtu_unset(host, iface, shown, allowed),
+        wgf_networkd.ROUTE_PROTOCOL if networkd else "boot",
     )
-    networkd = iface.get("backend") == wgf_networkd.NETWORKD
     records = None if networkd else host.resolvconf_records()
     record_path = os.path.join(records, host.resolvconf_name(interface)) if records else None
     have = wgf_live.running(

@@ -135,6 +135,28 @@ def test_running_reads_ip_json_as_wg_quick_left_it():
     assert have["dns"] == {"nameservers": ["1.1.1.1"], "search": []}
 
 
+def test_networkds_routes_are_its_own_protocol_and_need_no_step():
+    """networkd adds a [Route] with proto static: the live engine wants the derived
+    routes of a networkd interface so, and leaves what networkd built alone."""
+    import wgf_networkd
+
+    iface = {row.key: None for row in wgf_live.wgf_options.rows()}
+    iface.update(table="auto", address=["10.0.0.1/24"], routes=[], dns=[], mtu=1420)
+    want = wgf_live.wanted(iface, "K", ["10.9.0.0/24"], False, None, wgf_networkd.ROUTE_PROTOCOL)
+    assert want["routes"] == {("10.9.0.0/24", "main"): "static"}
+    built = wgf_live.running(
+        {"public_key": "K", "listen_port": None, "fwmark": None},
+        {"mtu": 1420, "addresses": ["10.0.0.1/24"]},
+        [{"dst": "10.9.0.0/24", "protocol": "static"}],
+        [],
+        None,
+        default_route=False,
+    )
+    assert [s for s in wgf_live.plan(want, built, "wg0")[0] if "route" in s["name"]] == []
+    boot = wgf_live.wanted(iface, "K", ["10.9.0.0/24"], False, None)
+    assert boot["routes"] == {("10.9.0.0/24", "main"): "boot"}  # wg-quick's
+
+
 def test_mtu_from_routes_like_wg_quick():
     links = {"eth0": 1500, "eth1": 9000}
     assert wgf_live.mtu_from_routes([{"dev": "eth0"}, {"dev": "eth1"}], links, None) == 8920
