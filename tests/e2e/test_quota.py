@@ -16,6 +16,7 @@ import pytest
 
 from tests.e2e.events import Events
 from tests.lab.util import wait_for
+from tests.support.transfer import COUNTER, PUSHER
 
 HUB = "198.18.23.1"
 SERVER = "10.23.0.1"
@@ -36,36 +37,7 @@ PILLAR = {
     }
 }
 
-RECEIVER = """
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((sys.argv[1], int(sys.argv[2])))
-server.listen(1)
-print("ready", flush=True)
-conn, _ = server.accept()
-conn.settimeout(4)
-got = 0
-try:
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            break
-        got += len(data)
-except OSError:
-    pass
-print(got, flush=True)
-"""
-
-SENDER = """
-import socket, sys
-conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-conn.settimeout(6)
-try:
-    conn.sendall(b"x" * int(sys.argv[3]))
-except OSError:
-    pass
-"""
+IDLE, STALL = "4", "6"  # seconds: see tests/support/transfer.py
 
 #: A table of the test's own after the formula's (a later priority): it counts the
 #: phone's packets the formula's table let pass, both ways.
@@ -138,9 +110,9 @@ def test_a_1mib_quota_stops_the_client_and_its_count_outlives_a_table_change_and
 
     # 3 MiB offered: about 1 MiB passes, both directions counted
     events = Events(lab.master, EVENT)
-    receiver = vpn.popen(["python3", "-c", RECEIVER, SERVER, "5023"])
+    receiver = vpn.popen(["python3", "-c", COUNTER, SERVER, "5023", IDLE])
     assert receiver.stdout.readline().strip() == "ready"
-    phone.run(["python3", "-c", SENDER, SERVER, "5023", str(3 * MiB)], timeout=60)
+    phone.run(["python3", "-c", PUSHER, SERVER, "5023", str(3 * MiB), STALL], timeout=60)
     got = int(receiver.stdout.readline().strip())
     receiver.wait(timeout=10)
     probe = json.loads(vpn.out(["nft", "-j", "list", "table", "inet", "probe"]))

@@ -23,6 +23,7 @@ import wgf_keys
 import wgf_plan
 import wgf_quota
 from tests.support import pipeline
+from tests.support.transfer import COUNTER, PUSHER
 
 MiB = 2**20
 CGROUP2 = next(
@@ -32,36 +33,7 @@ CGROUP2 = next(
 )
 SERVER, CLIENT = "10.77.0.1", "10.77.0.2"
 
-RECEIVER = """
-import socket, sys
-server = socket.socket()
-server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-server.bind((sys.argv[1], int(sys.argv[2])))
-server.listen(1)
-print("ready", flush=True)
-conn, _ = server.accept()
-conn.settimeout(3)
-got = 0
-try:
-    while True:
-        data = conn.recv(65536)
-        if not data:
-            break
-        got += len(data)
-except OSError:
-    pass
-print(got, flush=True)
-"""
-
-SENDER = """
-import socket, sys
-conn = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-conn.settimeout(5)
-try:
-    conn.sendall(b"x" * int(sys.argv[3]))
-except OSError:
-    pass
-"""
+IDLE, STALL = "3", "5"  # seconds: see tests/support/transfer.py
 
 
 def run_all(argv, python_shell=False, ignore_retcode=True, stdin=None, output_loglevel=None):
@@ -153,10 +125,10 @@ def used(pair):
 
 def moved(pair, size, port):
     """Bytes of ``size`` the client sends over TCP that reach the server."""
-    receiver = pair.local.popen(["python3", "-c", RECEIVER, SERVER, str(port)])
+    receiver = pair.local.popen(["python3", "-c", COUNTER, SERVER, str(port), IDLE])
     try:
         assert receiver.stdout.readline().strip() == "ready"
-        pair.remote.run(["python3", "-c", SENDER, SERVER, str(port), str(size)], timeout=60)
+        pair.remote.run(["python3", "-c", PUSHER, SERVER, str(port), str(size), STALL], timeout=60)
         return int(receiver.stdout.readline().strip())
     finally:
         receiver.kill()
@@ -313,7 +285,7 @@ def test_under_iptables_the_saver_stops_the_client_and_the_count_survives(box):
     assert not pings(pair)
     stopped = ipt_passed(pair)
     sent = pair.remote.run(
-        ["python3", "-c", SENDER, SERVER, "5012", str(MiB)], check=False, timeout=60
+        ["python3", "-c", PUSHER, SERVER, "5012", str(MiB), STALL], check=False, timeout=60
     )
     assert sent.returncode != 0 and ipt_passed(pair) - stopped < 2000
     fired = log.read_text().splitlines()
