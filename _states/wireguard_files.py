@@ -263,6 +263,7 @@ def _restart(minion, service, interface, path, previous):
     put-back: the formula does not raise the limit with a drop-in (``wgf_state``).
     Returns whether the limit was reset."""
     host = minion.host
+    minion.remember_endpoints(interface)  # for the restarted one (wireguard.interface)
     minion.forget_live(interface)
     return wgf_state.restart_with_fallback(
         service,

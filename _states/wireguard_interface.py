@@ -61,6 +61,8 @@ def _interface(ret, config_dir):
     if not minion.is_up(interface):
         ret["comment"] = f"Interface {interface} is not up; it is built from its file at start"
         return ret
+    if not minion.test:  # made anew by this run: the endpoints its peers had
+        minion.carry_endpoints(interface)
     steps, changes, private_key = wgf_plan.live(minion, interface, config_dir)
     if not steps:
         ret["comment"] = f"{interface} runs as its config file says"

@@ -164,6 +164,9 @@ LIVE = "wireguard.live"
 #: resolves it: the cache no longer knows it), so whoever needs endpoints reads again.
 ENDPOINTS_FORGOTTEN = "endpoints_forgotten"
 PREVIOUS_CONF = "wireguard.previous_conf"
+#: The endpoints a running interface knew before a state made it anew (a restart, a
+#: backend switch), for the interface that is built: ``{interface: {key: endpoint}}``.
+LEARNED_ENDPOINTS = "wireguard.learned_endpoints"
 
 
 class Minion:
@@ -219,6 +222,34 @@ class Minion:
             self.context.pop(LIVE, None)
         else:
             self.context.get(LIVE, {}).pop(interface, None)
+
+    def remember_endpoints(self, interface):
+        """Keep, for this run, the endpoints the running ``interface``'s peers have: a
+        road warrior or a site behind NAT has none in pillar, and the interface a
+        restart builds knows it only from the peer's next handshake, which a peer that
+        sends nothing starts when its session runs out (up to 3 minutes)."""
+        peers = (self.live_or_none(interface) or {}).get("peers", {})
+        found = {k: p["endpoint"] for k, p in peers.items() if p.get("endpoint")}
+        if found:
+            self.context.setdefault(LEARNED_ENDPOINTS, {})[interface] = found
+
+    def carry_endpoints(self, interface, live=None):
+        """Give the interface built anew (``live``: its ``wireguard.show``, else read)
+        each remembered endpoint its peers lack, so that this side can start the
+        handshake. Once per remembering."""
+        learned = self.context.get(LEARNED_ENDPOINTS, {}).pop(interface, None)
+        live = (live or self.live_or_none(interface)) if learned else None
+        if not live:
+            return
+        peers = live.get("peers", {})
+        carried = [
+            {"public_key": key, "endpoint": endpoint}
+            for key, endpoint in sorted(learned.items())
+            if key in peers and not peers[key].get("endpoint")
+        ]
+        if carried:
+            self.salt["wireguard.apply_peers"](interface, peers=carried)
+            self.forget_live(interface)
 
     def live_or_none(self, interface):
         """The live interface (``wireguard.show``), or None when it is not up."""

@@ -135,7 +135,8 @@ def config(ret, minion, config_dir, iface):
     if minion.test:
         return minion.pending(ret, _comment(interface, ret, True))
     rebuilt = switching or bool(reasons and "restarted" in ret["changes"])
-    learned = _endpoints(minion.live_or_none(interface)) if rebuilt else {}
+    if rebuilt:
+        minion.remember_endpoints(interface)
     if leaving:
         minion.forget_live(interface)
         host.stop_service(wg_quick)  # wg-quick down: the interface goes with it
@@ -161,8 +162,8 @@ def config(ret, minion, config_dir, iface):
     if "stopped" in ret["changes"] and not leaving:
         minion.forget_live(interface)
         host.delete_link(interface)  # networkd keeps a netdev whose file is gone
-    if learned and networkd_up:
-        _carry_endpoints(minion, interface, learned)
+    if rebuilt and networkd_up:
+        _carry_endpoints(minion, interface)
     return minion.pending(ret, _comment(interface, ret, False))
 
 
@@ -171,17 +172,9 @@ def config(ret, minion, config_dir, iface):
 BUILD_WAIT_TENTHS = 100
 
 
-def _endpoints(live):
-    """``{public key: endpoint}`` of the running interface's peers that have one."""
-    peers = (live or {}).get("peers", {})
-    return {key: peer["endpoint"] for key, peer in peers.items() if peer.get("endpoint")}
-
-
-def _carry_endpoints(minion, interface, learned):
-    """Give the interface networkd built anew the endpoints its peers had: one that pillar
-    gives no endpoint (a road warrior, a site behind NAT) is known only from its own
-    handshake, and it starts one only when its session runs out (up to 3 minutes) if it
-    sends nothing. With the endpoint, this side can start the handshake."""
+def _carry_endpoints(minion, interface):
+    """Once networkd has built the interface and set its peers, give them the endpoints
+    they had (``Minion.carry_endpoints``)."""
     host = minion.host
     for _ in range(BUILD_WAIT_TENTHS):
         live = minion.live_or_none(interface)
@@ -191,16 +184,7 @@ def _carry_endpoints(minion, interface, learned):
     else:
         return
     host.sleep(0.3)  # networkd may set a long list of peers in several messages
-    live = minion.live_or_none(interface) or live
-    have = _endpoints(live)
-    carried = [
-        {"public_key": key, "endpoint": endpoint}
-        for key, endpoint in sorted(learned.items())
-        if key in live.get("peers", {}) and key not in have
-    ]
-    if carried:
-        minion.salt["wireguard.apply_peers"](interface, peers=carried)
-    minion.forget_live(interface)
+    minion.carry_endpoints(interface)
 
 
 #: The changes that only a reload brings about: networkd builds the interface, or
@@ -254,6 +238,7 @@ def leave(ret, minion, config_dir):
     }
     if minion.test:
         return
+    minion.remember_endpoints(interface)  # for wg-quick's interface (wireguard.interface)
     for path in (layout.netdev(interface), layout.network(interface)):
         host.remove(path)
     host.remove_tree(layout.networkd_keys(interface))

@@ -276,6 +276,41 @@ def test_switching_back_to_wg_quick_removes_networkds_files_and_its_interface(
     assert ret["changes"] == {}
 
 
+def test_switching_back_the_interface_wg_quick_starts_gets_the_endpoints_its_peers_had(
+    states, minion, host, layout
+):
+    config(states, minion)
+    site = wgf_keys.pubkey(wgf_keys.genkey())
+    peer = {"allowed_ips": [], "persistent_keepalive": None, "preshared_key_sha256": None}
+    minion.live["peers"] = {site: {**peer, "endpoint": "203.0.113.7:40123"}}
+    minion.pillar["interfaces"][IF]["backend"] = "wg-quick"
+    states.config(IF, config_dir=minion.config_dir, service=WG_QUICK)
+    assert minion.applied == []
+    # the service state starts wg-quick, whose interface knows no endpoint of the site
+    minion.live["peers"] = {site: {**peer, "endpoint": None}}
+    host.ip[("addr", "show", "dev", IF)] = [{"mtu": 1420, "addr_info": []}]
+    states.interface(IF, minion.config_dir)
+    assert minion.applied == [(IF, [{"public_key": site, "endpoint": "203.0.113.7:40123"}], [])]
+    states.interface(IF, minion.config_dir)
+    assert len(minion.applied) == 1  # once
+
+
+def test_a_wg_quick_restart_too_gives_the_new_interface_the_endpoints(states, minion, host):
+    minion.pillar["interfaces"][IF]["backend"] = "wg-quick"
+    states.config(IF, config_dir=minion.config_dir, service=WG_QUICK)
+    host.units[WG_QUICK] = True
+    site = wgf_keys.pubkey(wgf_keys.genkey())
+    peer = {"allowed_ips": [], "persistent_keepalive": None, "preshared_key_sha256": None}
+    minion.live["peers"] = {site: {**peer, "endpoint": "203.0.113.7:40123"}}
+    minion.pillar["interfaces"][IF]["post_up"] = ["logger up"]  # only a restart applies it
+    ret = states.config(IF, config_dir=minion.config_dir, service=WG_QUICK)
+    assert "restarted" in ret["changes"], ret
+    minion.live["peers"] = {site: {**peer, "endpoint": None}}
+    host.ip[("addr", "show", "dev", IF)] = [{"mtu": 1420, "addr_info": []}]
+    states.interface(IF, minion.config_dir)
+    assert minion.applied == [(IF, [{"public_key": site, "endpoint": "203.0.113.7:40123"}], [])]
+
+
 def test_enabled_false_removes_the_files_and_the_interface(states, minion, host, layout):
     config(states, minion)
     host.done.clear()
