@@ -40,6 +40,8 @@ def interface(name, config_dir=None):
 
     Run after the peer states: the live peers' AllowedIPs are read once, with the
     addresses, routes and DNS (a fixed number of commands, whatever the peer count).
+    An interface this run made anew (a restart, a backend switch) first gets the
+    endpoints its peers had and it lacks (a peer behind NAT has none in pillar).
     A step that fails undoes the steps of this run before it, puts back the config
     file this run replaced, and fails naming the step.
 
