@@ -4,6 +4,8 @@
 #   salt-run state.orch wireguard.orchestrate
 #   salt-run state.orch wireguard.orchestrate \
 #     pillar='{"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}}'
+# `timeout` (seconds) there: how long the master waits for each step's minions,
+# however long they take to answer Salt's "still running?" (slow or busy minions).
 # 1. make the missing preshared keys of networks with preshared_keys: true on
 #    the master (salt-run wireguard.ensure_psks: from the pillar the master
 #    compiles itself; the ext_pillar never makes a key);
@@ -19,6 +21,7 @@
 {%- set orchestrate = salt['pillar.get']('wireguard_orchestrate', {}) %}
 {%- set target = {'tgt': orchestrate.get('tgt', '*'),
                   'tgt_type': orchestrate.get('tgt_type', 'glob')} %}
+{%- set timeout = orchestrate.get('timeout') %}
 
 wireguard-orchestrate-salt-runner-wireguard.ensure_psks:
   salt.runner:
@@ -32,12 +35,18 @@ wireguard-orchestrate-salt-runner-wireguard.prepare:
     - tgt: {{ target.tgt | json }}
     - tgt_type: {{ target.tgt_type | json }}
     - sls: {{ (tplroot ~ '.config.key') | json }}
+{%- if timeout %}
+    - timeout: {{ timeout | int }}
+{%- endif %}
 
 wireguard-orchestrate-salt-state-apply:
   salt.state:
     - tgt: {{ target.tgt | json }}
     - tgt_type: {{ target.tgt_type | json }}
     - sls: {{ tplroot | json }}
+{%- if timeout %}
+    - timeout: {{ timeout | int }}
+{%- endif %}
     - require:
       - salt: wireguard-orchestrate-salt-runner-wireguard.ensure_psks
       - salt: wireguard-orchestrate-salt-runner-wireguard.prepare

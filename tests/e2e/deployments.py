@@ -16,9 +16,13 @@ from tests.lab.util import LabError
 MESH_IP = {"mesh1": "10.10.0.1", "mesh2": "10.10.0.2", "mesh3": "10.10.0.3"}
 
 
-def orchestrate(master):
-    """`salt-run state.orch wireguard.orchestrate`, every step of it successful."""
-    ret = master.salt_run("state.orch", "wireguard.orchestrate", timeout=600)
+def orchestrate(master, step_timeout=None):
+    """`salt-run state.orch wireguard.orchestrate`, every step of it successful;
+    ``step_timeout``: the orchestration's `wireguard_orchestrate:timeout`."""
+    kwargs = {}
+    if step_timeout:
+        kwargs["pillar"] = {"wireguard_orchestrate": {"timeout": step_timeout}}
+    ret = master.salt_run("state.orch", "wireguard.orchestrate", timeout=900, **kwargs)
     text = str(ret)
     assert "'result': False" not in text and '"result": false' not in text, (
         "\n".join(_failed(ret))[:6000] or text[:4000]

@@ -116,7 +116,7 @@ def kernel(lab):
         booted = time.monotonic() - t0
         # the orchestration users run for a mine network: keys, the mine, then the states
         lab.master.write_pillar(pillars())
-        orchestrate(lab.master)
+        orchestrate(lab.master, step_timeout=600)  # emulated CPUs beside other tiers
         state = {
             "lab": lab,
             "hub": hub,

@@ -396,6 +396,19 @@ def test_orchestrate(renderer):
         "wireguard.orchestrate",
     )
     assert {arg(s, "tgt") for s in default.values()} == {"*"}
+    assert all(arg(s, "timeout") is None for s in default.values())
+    slow = states(
+        renderer.render(
+            "debian-12",
+            {},
+            sls=("wireguard.orchestrate",),
+            interfaces=False,
+            extra_pillar={"wireguard_orchestrate": {"timeout": 600}},
+        ),
+        "wireguard.orchestrate",
+    )
+    steps = sorted(slow.values(), key=lambda s: arg(s, "order"))
+    assert [arg(s, "timeout") for s in steps] == [None, 600, 600]
 
 
 def test_network_node_without_mine_keys_warns(renderer):
