@@ -408,10 +408,11 @@ def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base"
     Bring the targeted minions to where the formula can be applied, doing only what is
     missing (the orchestration ``wireguard.orchestrate`` runs it): sync the modules of a
     minion whose copy of the formula's modules differs from what the master serves
-    (and wait until it has loaded them); make the keys (``state.sls <sls>``) of a minion whose pillar has an interface
-    without one; ``mine.update`` a minion whose public keys the mine does not hold as
-    they are. A minion where all of it holds gets one small job, no sync and no state
-    run. Fails (non-zero exit) naming each minion where a step failed.
+    (and wait until it has loaded them); make the keys (``state.sls <sls>``) of a
+    minion whose pillar has an interface without one; ``mine.update`` a minion whose
+    public keys the mine does not hold as they are. A minion where all of it holds
+    gets one small job, no sync and no state run. Fails (non-zero exit) naming each
+    minion where a step failed.
 
     tgt, tgt_type
         The minions (default: all).

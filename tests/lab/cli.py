@@ -74,15 +74,13 @@ E2E_SHARED = tuple(
     E2E.format(m)
     for m in ("live_changes", "audit", "lifecycle", "verify", "hardening", "topologies", "psk")
 )
-#: Beside the unit and functional tiers.
-BESIDE = (E2E.format("metrics"),)
 #: The kernel tier (QEMU guests, issue 25) from the start: its guests boot (emulated,
 #: CPU-bound) while the other tiers wait on their containers; then test_confirm.
 KERNEL = (E2E.format("kernel"), E2E.format("confirm"))
 TIERS = (
-    ("e2e", ("tests/e2e", *(f"--ignore={p}" for p in (*E2E_SHARED, *BESIDE, *KERNEL)))),
+    ("e2e", ("tests/e2e", *(f"--ignore={p}" for p in (*E2E_SHARED, *KERNEL)))),
     ("e2e on shared deployments", E2E_SHARED),
-    ("unit, functional and e2e beside them", (*BESIDE, "tests/unit", "tests/functional")),
+    ("unit and functional", ("tests/unit", "tests/functional")),
     ("kernel (QEMU guests) and confirm", KERNEL),
 )
 NO_TESTS = 5  # pytest's exit code when it collected nothing
