@@ -169,6 +169,16 @@ def pings(pair):
     return pair.remote.run(["ping", "-c", "2", "-W", "1", SERVER], check=False).returncode == 0
 
 
+def saved_in_a_past_period(today):
+    """The saver's file as if its counts were of a period long gone (a boundary the
+    test can move: the saver compares the period it saved with the current one)."""
+    path = f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}"
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read().replace(today, "2020-01-01")
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
 def save(host):
     out = host.run_all([wgf_quota.SHELL, f"{wgf_quota.STATE_DIR}/{wgf_quota.SCRIPT}"])
     assert out["retcode"] == 0, out
@@ -220,11 +230,7 @@ def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period
     assert len(log.read_text().splitlines()) == 1  # once per period
 
     # a new period: the saver resets the live count and the client passes again
-    path = f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}"
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read().replace(today, "2020-01-01")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    saved_in_a_past_period(today)
     assert save(host)[name] == (today, 0, None)
     assert used(pair) < 2000 and pings(pair)
 
@@ -311,11 +317,7 @@ def test_under_iptables_the_saver_stops_the_client_and_the_count_survives(box):
     assert len(log.read_text().splitlines()) == 1  # once per period
 
     # a new period: the saver resets the count, takes the DROP away, the client passes
-    path = f"{wgf_quota.STATE_DIR}/{wgf_quota.COUNTERS}"
-    with open(path, encoding="utf-8") as handle:
-        text = handle.read().replace(today, "2020-01-01")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(text)
+    saved_in_a_past_period(today)
     assert save(host)[name] == (today, 0, None)
     assert ipt_used(pair) < 2000 and pings(pair)
 
