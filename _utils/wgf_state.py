@@ -233,12 +233,11 @@ class Minion:
         if found:
             self.context.setdefault(LEARNED_ENDPOINTS, {})[interface] = found
 
-    def carry_endpoints(self, interface, live=None):
-        """Give the interface built anew (``live``: its ``wireguard.show``, else read)
-        each remembered endpoint its peers lack, so that this side can start the
-        handshake. Once per remembering."""
+    def carry_endpoints(self, interface):
+        """Give the interface built anew each remembered endpoint its peers lack, so
+        that this side can start the handshake. Once per remembering."""
         learned = self.context.get(LEARNED_ENDPOINTS, {}).pop(interface, None)
-        live = (live or self.live_or_none(interface)) if learned else None
+        live = self.live_or_none(interface) if learned else None
         if not live:
             return
         peers = live.get("peers", {})
