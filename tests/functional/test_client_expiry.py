@@ -6,11 +6,9 @@ systemd, so the real host adapter arms OpenRC's detached waiter, which runs the 
 the instant; ``salt-call``, ``systemd-run`` and ``systemctl`` are stubs on PATH that log their
 arguments."""
 
-import contextlib
 import datetime
 import json
 import os
-import signal
 import subprocess
 import time
 
@@ -19,12 +17,7 @@ import pytest
 import wgf_expiry
 import wgf_files
 import wgf_host
-
-CGROUP2 = next(
-    root
-    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-    if os.path.exists(f"{root}/cgroup.controllers")
-)
+from tests.support.waiters import stop_waiter
 
 
 def iso(epoch):
@@ -76,19 +69,7 @@ def box(loaders, pair, tmp_path, monkeypatch):
     try:
         yield pair, {"guest": guest, "staff": staff}, root, state, log
     finally:
-        waiter = state / wgf_expiry.WAITER
-        if waiter.exists() and waiter.read_text().strip().isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(waiter.read_text()), signal.SIGKILL)
-        own = f"{CGROUP2}/{wgf_expiry.unit_name(pair.ifname)}"
-        for _ in range(50):
-            try:
-                os.rmdir(own)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.1)
+        stop_waiter(state / wgf_expiry.WAITER, wgf_expiry.unit_name(pair.ifname))
 
 
 def write(pair, root, state, entries, salt_call=None):

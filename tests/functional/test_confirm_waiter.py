@@ -8,7 +8,6 @@ stops: the waiter must have left it, and undo the change at the deadline.
 The undo script is the real one (``wgf_confirm_undo.undo_script``, ``init="openrc"``):
 it puts a file back and calls ``rc-service``, a stub on PATH that logs its arguments."""
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -21,14 +20,8 @@ import pytest
 import wgf_confirm
 import wgf_confirm_undo
 import wgf_host
+from tests.support.waiters import CGROUP2, stop_waiter
 
-#: cgroup v2 where this machine mounts it (hybrid, as OpenRC's hybrid mode); unified
-#: mode has it at /sys/fs/cgroup.
-CGROUP2 = next(
-    root
-    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-    if os.path.exists(f"{root}/cgroup.controllers")
-)
 UTILS = os.path.join(os.path.dirname(__file__), "..", "..", "_utils")
 
 #: The stand-in for salt-minion: joins the cgroup it is given, arms the undo through
@@ -96,22 +89,10 @@ def armed_box(tmp_path, monkeypatch):
     (state / wgf_confirm.ARMED).write_text(wgf_confirm_undo.armed_text("00000000-0000"))
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
     monkeypatch.setattr(wgf_confirm, "STATE_ROOT", str(root))
-    own = f"{CGROUP2}/{wgf_confirm.unit_name(interface)}"
     try:
         yield interface, root, state, target, log
     finally:
-        waiter = (state / wgf_confirm.WAITER).read_text() if (state / "waiter").exists() else ""
-        if waiter.strip().isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(waiter), signal.SIGKILL)
-        for _ in range(50):
-            try:
-                os.rmdir(own)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.1)
+        stop_waiter(state / wgf_confirm.WAITER, wgf_confirm.unit_name(interface))
 
 
 def test_a_waiter_outlives_the_minion_and_its_cgroup_and_undoes_at_the_deadline(

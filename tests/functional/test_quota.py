@@ -6,12 +6,10 @@ brings it back); the saver sends ``wireguard/client/over_quota`` once and restar
 count in a new period. This machine's PID 1 is no systemd: the adapter arms OpenRC's
 detached saver loop, killed at the end; ``salt-call`` is a stub on PATH that logs."""
 
-import contextlib
 import datetime
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 
@@ -24,13 +22,9 @@ import wgf_plan
 import wgf_quota
 from tests.support import pipeline
 from tests.support.transfer import COUNTER, PUSHER
+from tests.support.waiters import stop_waiter
 
 MiB = 2**20
-CGROUP2 = next(
-    root
-    for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
-    if os.path.exists(f"{root}/cgroup.controllers")
-)
 SERVER, CLIENT = "10.77.0.1", "10.77.0.2"
 
 IDLE, STALL = "3", "5"  # seconds: see tests/support/transfer.py
@@ -64,20 +58,8 @@ def box(loaders, pair, tmp_path, monkeypatch):
     try:
         yield pair, key, host, log
     finally:
-        record = tmp_path / "quota" / wgf_quota.WAITER
-        if record.exists() and record.read_text().strip().isdigit():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(int(record.read_text()), signal.SIGKILL)
-        # the loop's own cgroup directory (it leaves salt-minion's, as the expiry's does)
-        own = f"{CGROUP2}/{wgf_quota.UNIT}"
-        for _ in range(50):
-            try:
-                os.rmdir(own)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                time.sleep(0.1)
+        # the loop left the test's cgroup for its own, as it leaves salt-minion's
+        stop_waiter(tmp_path / "quota" / wgf_quota.WAITER, wgf_quota.UNIT)
 
 
 def iface(pair, key, firewall="nftables", **extra):

@@ -23,6 +23,28 @@ def load(path, name):
     return module
 
 
+class StateModule:
+    """The state module ``wireguard`` as Salt loads it from some of its files in
+    ``_states/`` (``files``: their names): each file a plain module (named
+    ``<file>_<tag>``), one ``__salt__``, ``__opts__`` and ``__context__`` shared by all;
+    any other name is read from the first file that defines it."""
+
+    def __init__(self, files, salt, opts, context=None, tag="under_test"):
+        self.__opts__ = opts
+        self.__context__ = {} if context is None else context
+        self.files = []
+        for name in files:
+            module = load(f"_states/{name}.py", f"{name}_{tag}")
+            module.__salt__, module.__opts__, module.__context__ = salt, opts, self.__context__
+            self.files.append(module)
+
+    def __getattr__(self, name):
+        for module in self.files:
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(name)
+
+
 class Runner:
     """The runner ``wireguard`` as Salt's loader makes it of the files in ``_runners/``
     (each declares ``__virtualname__ = "wireguard"``): each file a plain module, all of

@@ -19,22 +19,10 @@ import wgf_layout
 from tests.support import pipeline
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
-from tests.unit.conftest import load
+from tests.unit.conftest import StateModule
 
 UTC = datetime.timezone.utc
 SERVER = {"address": ["10.8.0.1/24"], "listen_port": 51820, "endpoint": "vpn.example.com"}
-
-
-class States:
-    """The clients' state file as Salt loads it, with the fake minion's dunders."""
-
-    def __init__(self, salt, opts):
-        self.__opts__ = opts
-        self.module = load("_states/wireguard_clients.py", "wireguard_clients_expiry_under_test")
-        self.module.__salt__, self.module.__opts__, self.module.__context__ = salt, opts, {}
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
 
 
 @pytest.fixture
@@ -49,7 +37,9 @@ def host():
 
 @pytest.fixture
 def states(minion, host, tmp_path, monkeypatch):
-    module = States(minion.functions(), {"test": False})
+    module = StateModule(
+        ("wireguard_clients",), minion.functions(), {"test": False}, tag="expiry_under_test"
+    )
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     hand_in(monkeypatch, host)
     return module

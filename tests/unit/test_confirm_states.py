@@ -18,30 +18,12 @@ import wgf_keys
 import wgf_layout
 from tests.support import pipeline
 from tests.support.fake_minion import IF, FakeMinion, hand_in
-from tests.unit.conftest import load
+from tests.unit.conftest import StateModule, load
 
 FILES = ("wireguard", "wireguard_files", "wireguard_interface", "wireguard_confirm")
 MASTER = "10.7.0.254"
 MASTER_LABEL = f"master {MASTER}:4506"
 SPOKE = "10.7.0.2"
-
-
-class States:
-    """The state module's files as Salt loads them: one namespace, shared dunders."""
-
-    def __init__(self, salt, opts, context):
-        self.__opts__ = opts
-        self.modules = []
-        for name in FILES:
-            module = load(f"_states/{name}.py", f"{name}_confirm_under_test")
-            module.__salt__, module.__opts__, module.__context__ = salt, opts, context
-            self.modules.append(module)
-
-    def __getattr__(self, name):
-        for module in self.modules:
-            if hasattr(module, name):
-                return getattr(module, name)
-        raise AttributeError(name)
 
 
 @pytest.fixture
@@ -66,7 +48,7 @@ def states(minion, host, hold, tmp_path, monkeypatch):
         else default
     )
     opts = {"test": False, "master": MASTER, "master_port": 4506, "file_client": "remote"}
-    module = States(salt, opts, {})
+    module = StateModule(FILES, salt, opts, tag="confirm_under_test")
     # after loading: loading the files reads the utils again
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     monkeypatch.setattr(wgf_layout, "SYSTEMD_UNIT_DIR", str(tmp_path / "systemd"))

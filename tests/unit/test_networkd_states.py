@@ -14,29 +14,11 @@ import wgf_keys
 import wgf_layout
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
-from tests.unit.conftest import load
+from tests.unit.conftest import StateModule
 
 WG_QUICK = f"wg-quick@{IF}"
 #: The files of the ``wireguard`` state module these tests call.
 STATE_FILES = ("wireguard_files", "wireguard_interface")
-
-
-class States:
-    """The state files as Salt loads them under the one name, sharing the dunders."""
-
-    def __init__(self, salt, opts, context):
-        self.__opts__, self.__context__ = opts, context
-        self.files = []
-        for name in STATE_FILES:
-            module = load(f"_states/{name}.py", f"{name}_networkd_under_test")
-            module.__salt__, module.__opts__, module.__context__ = salt, opts, context
-            self.files.append(module)
-
-    def __getattr__(self, name):
-        for module in self.files:
-            if hasattr(module, name):
-                return getattr(module, name)
-        raise AttributeError(name)
 
 
 NETWORKD = "systemd-networkd"
@@ -72,7 +54,9 @@ def layout(minion):
 
 @pytest.fixture
 def states(minion, host, tmp_path, monkeypatch):
-    module = States(minion.functions(), {"test": False}, {})
+    module = StateModule(
+        STATE_FILES, minion.functions(), {"test": False}, tag="networkd_under_test"
+    )
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     monkeypatch.setattr(wgf_layout, "NETWORK_DIR", str(tmp_path / "network"))
     monkeypatch.setattr(wgf_layout, "NETWORKD_KEYS_DIR", str(tmp_path / "network" / "keys"))

@@ -16,7 +16,7 @@ import wgf_layout
 import wgf_state
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
-from tests.unit.conftest import load
+from tests.unit.conftest import StateModule, load
 
 
 @pytest.fixture
@@ -33,28 +33,9 @@ def host():
 STATE_FILES = ("wireguard", "wireguard_files", "wireguard_interface", "wireguard_clients")
 
 
-class States:
-    """The state module as Salt loads it from its files: one namespace, one
-    ``__salt__``, ``__opts__`` and ``__context__`` shared by every file."""
-
-    def __init__(self, salt, opts, context):
-        self.__opts__, self.__context__ = opts, context
-        self.files = {}
-        for name in STATE_FILES:
-            module = load(f"_states/{name}.py", f"{name}_states_under_test")
-            module.__salt__, module.__opts__, module.__context__ = salt, opts, context
-            self.files[name] = module
-
-    def __getattr__(self, name):
-        for module in self.files.values():
-            if hasattr(module, name):
-                return getattr(module, name)
-        raise AttributeError(name)
-
-
 @pytest.fixture
 def states(minion, host, tmp_path, monkeypatch):
-    module = States(minion.functions(), {"test": False}, {})
+    module = StateModule(STATE_FILES, minion.functions(), {"test": False}, tag="states_under_test")
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     hand_in(monkeypatch, host)
     return module

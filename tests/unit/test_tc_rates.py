@@ -24,7 +24,7 @@ from tests.support import pipeline
 from tests.support.fake_host import FakeHost
 from tests.support.fake_minion import IF, FakeMinion, hand_in
 from tests.support.netns import Netns
-from tests.unit.conftest import load
+from tests.unit.conftest import StateModule
 
 SERVER_PRIV = wgf_keys.genkey()
 
@@ -215,16 +215,6 @@ def test_the_script_rebuilds_everything_at_up_and_removes_the_ifb_at_down():
 # ------------------------------------------------------------------ the state
 
 
-class States:
-    def __init__(self, salt, opts):
-        self.__opts__ = opts
-        self.module = load("_states/wireguard_clients.py", "wireguard_clients_rates_under_test")
-        self.module.__salt__, self.module.__opts__, self.module.__context__ = salt, opts, {}
-
-    def __getattr__(self, name):
-        return getattr(self.module, name)
-
-
 @pytest.fixture
 def minion(tmp_path):
     return FakeMinion(tmp_path)
@@ -244,7 +234,9 @@ def root(states, tmp_path, monkeypatch):
 
 @pytest.fixture
 def states(minion, host, tmp_path, monkeypatch):
-    module = States(minion.functions(), {"test": False})
+    module = StateModule(
+        ("wireguard_clients",), minion.functions(), {"test": False}, tag="rates_under_test"
+    )
     monkeypatch.setattr(wgf_layout, "RESTART_PENDING_DIR", str(tmp_path / "pending"))
     hand_in(monkeypatch, host)
     return module
