@@ -360,6 +360,7 @@ def test_the_hub_with_clients_switches_to_networkd_and_back_on_the_running_inter
         through_the_hub(kernel)
         assert fingerprint(hub) == before, "networkd's files build what the live change made"
         took = hub.reboot()
+        lab.master.wait_minions([HUB], timeout=300)  # the switch back below goes through it
         is_built_by_networkd(hub, "wg0")
         assert fingerprint(hub) == before, "after a reboot"
         through_the_hub(kernel)
