@@ -229,7 +229,8 @@ def client_expiry(name, config_dir=None):
     and schedule (root-only, under ``/var/lib/wireguard-formula/expiry/<name>/``: client
     names, public keys and instants, no key) and arms a persistent systemd timer
     ``wireguard-client-expiry-<name>.timer`` (a unit file: it survives a reboot, and an
-    instant passed while the machine was off runs at boot; OpenRC: a detached waiter)
+    instant passed while the machine was off runs at boot; OpenRC: a detached waiter,
+    started again at boot by ``/etc/init.d/wireguard-client-expiry-<name>``)
     with one instant per future expiry. The script removes each expired client's peer
     alone (``wg set``) and its ``[Peer]`` from the interface's conf (a restart brings
     back what is live), and sends ``wireguard/client/expired``. No future expiry: the

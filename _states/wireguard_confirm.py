@@ -135,7 +135,7 @@ def _boot_unit(minion, ret, interface, service):
     if init == "systemd":
         minion.host.install_unit(path, text, unit)
     else:
-        minion.host.install_init_script(path, text, unit)
+        minion.host.install_init_script(unit, text, "boot")
 
 
 def confirm_checked(name, config_dir=None):
@@ -224,7 +224,7 @@ def _absent(ret, minion):
         if init == "systemd":
             host.remove_unit(path, unit)
         else:
-            host.remove_init_script(path, unit)
+            host.remove_init_script(unit, "boot")
     host.remove_records(directory)
     return minion.pending(ret, f"{interface}: its confirm removed")
 

@@ -48,7 +48,8 @@ def firewall(name, config_dir=None):
     and no interface is restarted. Clients' quota counts are carried into a new table
     (iptables: into the new IPv4 counting rules; from the live ones, else from the
     saver's file after a reboot), and the
-    quota saver (``wireguard-quota.timer``; OpenRC: a loop) is installed while a client
+    quota saver (``wireguard-quota.timer``; OpenRC: a loop, started again at boot by
+    ``/etc/init.d/wireguard-quota``) is installed while a client
     has a quota and removed when none has; a changing count alone is no change.
 
     name

@@ -21,6 +21,7 @@ import wgf_clients
 import wgf_confirm_undo
 import wgf_files
 import wgf_layout
+import wgf_openrc
 
 #: Root-only (0700) state, one directory per interface.
 STATE_ROOT = "/var/lib/wireguard-formula/expiry"
@@ -194,6 +195,16 @@ def waiter_argv(interface, epochs, root=STATE_ROOT):
         script_argv(interface, root)[1],
         *(str(int(e)) for e in epochs),
     ]
+
+
+def boot_script(interface, epochs, service=None, root=STATE_ROOT):
+    """OpenRC: the init script (``wgf_openrc``, service ``unit_name``) that starts
+    ``interface``'s waiter for ``epochs`` again after a reboot, after ``service``."""
+    record = f"{state_dir(interface, root)}/{WAITER}"
+    description = f"wireguard-formula: the client expiry of {interface}"
+    return wgf_openrc.waiter_script(
+        description, waiter_argv(interface, epochs, root), record, after=service
+    )
 
 
 def is_waiter(cmdline, interface, root=STATE_ROOT):

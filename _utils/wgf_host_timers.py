@@ -15,6 +15,7 @@ import wgf_confirm
 import wgf_confirm_undo
 import wgf_expiry
 import wgf_files
+import wgf_openrc
 import wgf_quota
 
 #: How often ``systemd-run`` is tried when it refuses a unit name still in use.
@@ -42,8 +43,11 @@ def kill_waiter(pid, wait=2.0):
     and whoever asks next whether it runs must hear no."""
     if pid is None:
         return
-    with contextlib.suppress(ProcessLookupError):
+    try:
         os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:  # no group of its own (a boot script without setsid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         try:
@@ -134,12 +138,16 @@ class Timers:
             os.path.join(directory, wgf_expiry.WAITER),
             f"{interface}: the client expiry",
         )
+        boot = wgf_expiry.boot_script(interface, epochs, service, wgf_expiry.STATE_ROOT)
+        self.install_init_script(wgf_expiry.unit_name(interface), boot)
 
     def expiry_armed(self, interface):
-        """Whether ``interface``'s expiry timer (or OpenRC waiter) is there."""
+        """Whether ``interface``'s expiry timer (or OpenRC waiter and boot script) is
+        there."""
         if self.has_systemd():
             return self.run_all(wgf_expiry.is_armed_argv(interface))["retcode"] == 0
-        return self._expiry_waiter(interface) is not None
+        boot = wgf_openrc.script_path(wgf_expiry.unit_name(interface))
+        return self._expiry_waiter(interface) is not None and os.path.exists(boot)
 
     def disarm_expiry(self, interface, keep_units=False):
         """Stop ``interface``'s expiry timer or waiter (one already gone is no error);
@@ -154,6 +162,8 @@ class Timers:
                 self.run(["systemctl", "daemon-reload"])
             return
         kill_waiter(self._expiry_waiter(interface))
+        if not keep_units:
+            self.remove_init_script(wgf_expiry.unit_name(interface))
 
     # ------------------------------------------------------- clients' quota counts
 
@@ -167,7 +177,8 @@ class Timers:
         if self.has_systemd():
             timer = f"{wgf_quota.UNIT}.timer"
             return self.run_all(["systemctl", "is-active", "--quiet", timer])["retcode"] == 0
-        return self._quota_waiter() is not None
+        boot = wgf_openrc.script_path(wgf_quota.UNIT)
+        return self._quota_waiter() is not None and os.path.exists(boot)
 
     def arm_quota_saver(self):
         """Install, enable and start the quota saver's units (``wgf_quota.units``);
@@ -178,10 +189,11 @@ class Timers:
             self.run(["systemctl", "daemon-reload"])
             self.run(["systemctl", "enable", "--now", *wgf_quota.enabled_units()])
             return
+        leave = wgf_confirm_undo.LEAVE_CGROUP
         if self._quota_waiter() is None:
             record = os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER)
-            argv = wgf_quota.waiter_argv(wgf_confirm_undo.LEAVE_CGROUP)
-            self._spawn_waiter(argv, record, "the quota saver")
+            self._spawn_waiter(wgf_quota.waiter_argv(leave), record, "the quota saver")
+        self.install_init_script(wgf_quota.UNIT, wgf_quota.boot_script(leave))
 
     def disarm_quota_saver(self):
         """Save the counts once more, then stop and remove the quota saver."""
@@ -190,6 +202,7 @@ class Timers:
             pid = self._quota_waiter()
             wgf_files.remove(os.path.join(wgf_quota.STATE_DIR, wgf_quota.WAITER))
             kill_waiter(pid)
+            self.remove_init_script(wgf_quota.UNIT)
             return
         self.run_all(["systemctl", "disable", "--now", *wgf_quota.enabled_units()])
         for name in wgf_quota.units():
@@ -216,13 +229,18 @@ class Timers:
         wgf_files.remove(path)
         self.run(["systemctl", "daemon-reload"])
 
-    def install_init_script(self, path, text, service, runlevel="boot"):
-        """OpenRC: write the init script ``path`` (0755) and add ``service`` to
-        ``runlevel``."""
-        self._write_system_file(path, text, 0o755, ".wgf-init-")
-        self.run(["rc-update", "add", service, runlevel])
+    def install_init_script(self, service, text, runlevel=wgf_openrc.RUNLEVEL):
+        """OpenRC: write ``service``'s init script (0755) unless it already reads
+        ``text``, and add ``service`` to ``runlevel`` unless it is in it."""
+        path = wgf_openrc.script_path(service)
+        if wgf_files.read(path) != text:
+            self._write_system_file(path, text, 0o755, ".wgf-init-")
+        if not os.path.lexists(wgf_openrc.runlevel_link(service, runlevel)):
+            self.run(["rc-update", "add", service, runlevel])
 
-    def remove_init_script(self, path, service, runlevel="boot"):
-        """OpenRC: take ``service`` out of ``runlevel`` and remove its script ``path``."""
-        self.run_all(["rc-update", "del", service, runlevel])
-        wgf_files.remove(path)
+    def remove_init_script(self, service, runlevel=wgf_openrc.RUNLEVEL):
+        """OpenRC: take ``service`` out of ``runlevel`` and remove its init script (one
+        not there is no error)."""
+        if os.path.lexists(wgf_openrc.runlevel_link(service, runlevel)):
+            self.run_all(["rc-update", "del", service, runlevel])
+        wgf_files.remove(wgf_openrc.script_path(service))

@@ -28,6 +28,8 @@ MAP_DATA = "salt://wireguard/mapdata.jinja"
 #: ${SVCNAME#*.}``, a name wg-quick looks up in /etc/wireguard only.
 STOCK_OPENRC_SCRIPT = "/etc/init.d/wg-quick"
 INIT_SCRIPT_DIR = "/etc/init.d"
+#: OpenRC's runlevels: a link ``<RUNLEVELS_DIR>/<runlevel>/<service>`` per service in it.
+RUNLEVELS_DIR = "/etc/runlevels"
 #: Written by the formula into a config directory it creates; clean removes the
 #: directory only when this is there and nothing but the formula's files is.
 MARKER = ".wireguard-formula"

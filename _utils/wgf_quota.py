@@ -35,6 +35,8 @@ import json
 import re
 import shlex
 
+import wgf_openrc
+
 STATE_DIR = "/var/lib/wireguard-formula/quota"
 SCRIPT = "save"
 CLIENTS = "clients"
@@ -530,6 +532,18 @@ WAITER_LOOP = f'while :; do /bin/sh "$1"; sleep {INTERVAL}; done\n'
 
 def waiter_argv(leave_cgroup="", root=None):
     return [SHELL, "-c", leave_cgroup + WAITER_LOOP, UNIT, f"{root or STATE_DIR}/{SCRIPT}"]
+
+
+def boot_script(leave_cgroup="", root=None):
+    """OpenRC: the init script (``wgf_openrc``, service ``UNIT``) that starts the loop
+    again after a reboot and saves the counts once more when it stops at shutdown."""
+    directory = root or STATE_DIR
+    return wgf_openrc.waiter_script(
+        "wireguard-formula: save the clients' quota counts",
+        waiter_argv(leave_cgroup, root),
+        f"{directory}/{WAITER}",
+        stop=[SHELL, f"{directory}/{SCRIPT}"],
+    )
 
 
 def is_waiter(cmdline, leave_cgroup="", root=None):

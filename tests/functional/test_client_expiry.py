@@ -17,6 +17,8 @@ import pytest
 import wgf_expiry
 import wgf_files
 import wgf_host
+import wgf_layout
+import wgf_openrc
 from tests.support.waiters import stop_waiter
 
 
@@ -58,13 +60,17 @@ def box(loaders, pair, tmp_path, monkeypatch):
     root, stubs = tmp_path / "expiry", tmp_path / "bin"
     stubs.mkdir()
     log = tmp_path / "calls.log"
-    for name, answer in (("salt-call", '{"local": true}'), ("systemd-run", ""), ("systemctl", "")):
+    commands = (("salt-call", '{"local": true}'), ("systemd-run", ""), ("systemctl", ""))
+    for name, answer in (*commands, ("rc-update", "")):
         (stubs / name).write_text(
             f'#!/bin/sh\nprintf "%s\\n" "{name} $*" >> "{log}"\necho \'{answer}\'\n'
         )
         os.chmod(stubs / name, 0o755)
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
     monkeypatch.setattr(wgf_expiry, "STATE_ROOT", str(root))
+    monkeypatch.setattr(wgf_layout, "INIT_SCRIPT_DIR", str(tmp_path / "init.d"))
+    monkeypatch.setattr(wgf_layout, "RUNLEVELS_DIR", str(tmp_path / "runlevels"))
+    (tmp_path / "init.d").mkdir()
     state = root / pair.ifname
     try:
         yield pair, {"guest": guest, "staff": staff}, root, state, log
@@ -108,7 +114,8 @@ def test_the_waiter_removes_each_client_at_its_instant_and_no_other_peer_loses_a
     assert "50 packets transmitted, 50 received, 0% packet loss" in out, out
     # the event, through salt-call, names the client; what was sent is logged
     data = {"interface": pair.ifname, "client": "guest", "expires": iso(guest_at)}
-    assert log.read_text().splitlines()[0] == (
+    calls = [line for line in log.read_text().splitlines() if line.startswith("salt-call ")]
+    assert calls[0] == (
         f"salt-call --out=json event.fire_master {json.dumps(data)} wireguard/client/expired"
     )
     assert json.loads((state / wgf_expiry.SENT).read_text().split(" ", 1)[1]) == data
@@ -122,8 +129,58 @@ def test_the_waiter_removes_each_client_at_its_instant_and_no_other_peer_loses_a
             break
         time.sleep(0.1)
     assert not host.expiry_armed(pair.ifname)
-    assert len(log.read_text().splitlines()) == 2 and "systemd-run" not in log.read_text()
+    assert sum(line.startswith("salt-call ") for line in log.read_text().splitlines()) == 2
+    assert f"rc-update add {wgf_expiry.unit_name(pair.ifname)} default" in log.read_text()
+    assert "systemd-run" not in log.read_text()
     assert not alive(waiter)  # done after the last instant
+
+
+def test_on_openrc_a_boot_script_starts_the_waiter_again_after_a_reboot(box):
+    """The waiter is a process of its own: a reboot ends it. Its boot script (default
+    runlevel, after the interface's service) starts it again with the same instants, and
+    an instant passed while the machine was down is run at once."""
+    pair, keys, root, state, log = box
+    now = int(time.time())
+    guest_at, staff_at = now + 1, now + 3600
+    entries = [
+        (guest_at, iso(guest_at), "guest", keys["guest"]),
+        (staff_at, iso(staff_at), "staff", keys["staff"]),
+    ]
+    write(pair, root, state, entries)
+    host = wgf_host.Host({"cmd.run_all": run_all})
+    host.arm_expiry(pair.ifname, [guest_at, staff_at], f"wg-quick.{pair.ifname}")
+    service = wgf_expiry.unit_name(pair.ifname)
+    script = wgf_openrc.script_path(service)
+    assert f"rc-update add {service} default" in log.read_text().splitlines()
+    assert oct(os.stat(script).st_mode & 0o777) == "0o755"
+    assert f"    after wg-quick.{pair.ifname}\n" in wgf_files.read(script)
+    # the machine goes down before the guest's instant: the waiter is gone
+    stop_waiter(state / wgf_expiry.WAITER, service)
+    assert not host.expiry_armed(pair.ifname)
+    time.sleep(max(0.0, guest_at + 1 - time.time()))
+    assert keys["guest"] in peers(pair)
+    # at boot OpenRC runs the script's start: the passed instant at once, the next waits
+    boot = subprocess.run(["sh", "-c", f'. "{script}" && start'], capture_output=True, text=True)
+    assert boot.returncode == 0, boot.stderr
+    for _ in range(50):  # setsid execs the waiter an instant after the record is written
+        if host.expiry_armed(pair.ifname):
+            break
+        time.sleep(0.1)
+    assert host.expiry_armed(pair.ifname)
+    for _ in range(100):
+        if keys["guest"] not in peers(pair):
+            break
+        time.sleep(0.1)
+    assert peers(pair) == [keys["staff"]]
+    waiter = int((state / wgf_expiry.WAITER).read_text())
+    assert alive(waiter) and oct(os.stat(state / wgf_expiry.WAITER).st_mode & 0o777) == "0o600"
+    # disarmed: the waiter stopped, the script and its runlevel entry gone
+    link = wgf_openrc.runlevel_link(service)
+    os.makedirs(os.path.dirname(link))
+    os.symlink(script, link)  # as rc-update add makes it
+    host.disarm_expiry(pair.ifname)
+    assert not alive(waiter) and not os.path.exists(script)
+    assert log.read_text().splitlines()[-1] == f"rc-update del {service} default"
 
 
 def test_an_event_no_master_took_waits_for_the_next_apply(box, monkeypatch, tmp_path):

@@ -18,6 +18,8 @@ import pytest
 import wgf_firewall
 import wgf_host
 import wgf_keys
+import wgf_layout
+import wgf_openrc
 import wgf_plan
 import wgf_quota
 from tests.support import pipeline
@@ -51,9 +53,14 @@ def box(loaders, pair, tmp_path, monkeypatch):
     (stubs / "salt-call").write_text(
         f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\necho \'{{"local": true}}\'\n'
     )
-    os.chmod(stubs / "salt-call", 0o755)
+    (stubs / "rc-update").write_text(f'#!/bin/sh\necho "$*" >> "{tmp_path}/rc-update.log"\n')
+    for stub in ("salt-call", "rc-update"):
+        os.chmod(stubs / stub, 0o755)
     monkeypatch.setenv("PATH", f"{stubs}:{os.environ['PATH']}")
     monkeypatch.setattr(wgf_quota, "STATE_DIR", str(tmp_path / "quota"))
+    monkeypatch.setattr(wgf_layout, "INIT_SCRIPT_DIR", str(tmp_path / "init.d"))
+    monkeypatch.setattr(wgf_layout, "RUNLEVELS_DIR", str(tmp_path / "runlevels"))
+    (tmp_path / "init.d").mkdir()
     host = wgf_host.Host({"cmd.run_all": run_all, "cmd.has_exec": shutil.which})
     try:
         yield pair, key, host, log
@@ -168,7 +175,14 @@ def save(host):
         return wgf_quota.parse_counters(handle.read())
 
 
-def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period(box):
+def openrc(action):
+    """Run the saver's OpenRC boot script's ``start`` or ``stop`` as openrc-run would."""
+    script = wgf_openrc.script_path(wgf_quota.UNIT)
+    run = subprocess.run(["sh", "-c", f'. "{script}" && {action}'], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period(box, tmp_path):
     pair, key, host, log = box
     name = f"quota_{pair.ifname}_phone"
     interfaces = [iface(pair, key)]
@@ -176,6 +190,8 @@ def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period
     plan = apply(host, interfaces)
     assert set(plan) == {"nftables", "quota saver"}
     assert host.quota_saver_armed()  # the OpenRC loop (no systemd here)
+    rc_update = tmp_path / "rc-update.log"
+    assert rc_update.read_text() == f"add {wgf_quota.UNIT} default\n"  # and its boot script
     assert apply(host, interfaces) == {}  # a second apply changes nothing
 
     probe(pair)
@@ -202,9 +218,20 @@ def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period
     assert "udp dport 51820 accept" in pair.local.out(["nft", "list", "ruleset"])
     assert used(pair) >= before and not pings(pair)
 
-    # a reboot loses the table: the next apply starts it from the saver's file
-    save(host)
+    # a reboot: at shutdown OpenRC stops the saver's service, which saves once more;
+    # the loop and the table go; at boot the service starts the loop again, which keeps
+    # the saved count while there is no table, and the next apply starts from it
+    openrc("stop")
+    assert save(host)[name][1] == used(pair)
+    stop_waiter(tmp_path / "quota" / wgf_quota.WAITER, wgf_quota.UNIT)
+    assert not host.quota_saver_armed()
     pair.local.run(["nft", "delete", "table", "inet", "wireguard"])
+    openrc("start")
+    for _ in range(50):  # setsid execs the loop an instant after the record is written
+        if host.quota_saver_armed():
+            break
+        time.sleep(0.1)
+    assert host.quota_saver_armed()
     assert save(host)[name][1] >= before  # no table: the file keeps the count
     assert "nftables" in apply(host, [iface(pair, key, open_port=True)])
     assert used(pair) >= before and not pings(pair)
@@ -219,6 +246,7 @@ def test_a_1mib_quota_stops_the_client_and_its_count_survives_until_a_new_period
     # no quota left: the table and the saver go
     plan = apply(host, [iface(pair, key, clients={})])
     assert set(plan) == {"nftables", "quota saver"} and not host.quota_saver_armed()
+    assert not os.path.exists(wgf_openrc.script_path(wgf_quota.UNIT))
     assert wgf_firewall.TABLE not in pair.local.out(["nft", "list", "tables"])
     time.sleep(0.1)
 

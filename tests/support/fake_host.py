@@ -15,6 +15,7 @@ import wgf_confirm
 import wgf_confirm_undo
 import wgf_expiry
 import wgf_files
+import wgf_openrc
 
 
 class FakeHost:
@@ -380,13 +381,15 @@ class FakeHost:
         self._do("remove_unit", path, unit)
         wgf_files.remove(path)
 
-    def install_init_script(self, path, text, service, runlevel="boot"):
+    def install_init_script(self, service, text, runlevel=wgf_openrc.RUNLEVEL):
+        path = wgf_openrc.script_path(service)
         self._do("install_init_script", path, service, runlevel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(text)
 
-    def remove_init_script(self, path, service, runlevel="boot"):
+    def remove_init_script(self, service, runlevel=wgf_openrc.RUNLEVEL):
+        path = wgf_openrc.script_path(service)
         self._do("remove_init_script", path, service, runlevel)
         wgf_files.remove(path)
 
