@@ -26,9 +26,11 @@ import wgf_confirm_undo
 import wgf_dump
 import wgf_files
 import wgf_firewall
+import wgf_iptables
 import wgf_layout
 import wgf_networkd
 import wgf_quota
+import wgf_quota_ipt
 import wgf_tc
 
 META = "meta.json"
@@ -178,7 +180,7 @@ def _records(host, interface, layout, firewall, networkd=False):
     """``({name: text}, [Restore], firewall kind, iptables)``: the running state's files
     and the formula's firewall, as the undo puts them back: the nftables table, or the
     ``WIREGUARD-*`` chains and their jumps of each IP version whose tool is there
-    (``iptables``: ``{4|6: wgf_firewall.iptables_ours lines}``; records ``firewall``
+    (``iptables``: ``{4|6: wgf_iptables.iptables_ours lines}``; records ``firewall``
     and ``firewall6``)."""
     records, restores = {}, []
     paths = [("conf", layout.conf(interface)), ("key", layout.key(interface))]
@@ -215,10 +217,10 @@ def _records(host, interface, layout, firewall, networkd=False):
             saved = host.iptables_save(version)
             if saved is None:  # no such tool here
                 continue
-            iptables[version] = wgf_firewall.iptables_ours(saved)
-            records[name] = wgf_firewall.iptables_put_back(iptables[version])
+            iptables[version] = wgf_iptables.iptables_ours(saved)
+            records[name] = wgf_iptables.iptables_put_back(iptables[version])
             if version == 4 and counts:
-                records[name] = wgf_quota.ipt_with_counts(records[name], counts)
+                records[name] = wgf_quota_ipt.with_counts(records[name], counts)
         kind = "iptables" if iptables else None
         iptables = iptables or None
     return records, restores, kind, iptables

@@ -14,8 +14,9 @@ import shlex
 
 import wgf_addr
 import wgf_confirm
-import wgf_firewall
+import wgf_iptables
 import wgf_layout
+import wgf_quota_ipt
 
 
 def undo_argv(interface, mode="timer", root=wgf_confirm.STATE_ROOT):
@@ -179,7 +180,7 @@ _RESERVED = frozenset(
 #: either needs a ``systemctl daemon-reload`` before the restart.
 DROPIN = "dropin"
 SYSTEMD_DIR = "/etc/systemd/"
-#: The iptables records, per IP version (``wgf_firewall.iptables_put_back``).
+#: The iptables records, per IP version (``wgf_iptables.iptables_put_back``).
 IPTABLES_RECORDS = {4: "firewall", 6: "firewall6"}
 _IPTABLES_TOOLS = {4: "iptables", 6: "ip6tables"}
 
@@ -217,18 +218,19 @@ def armed_text(boot_id):
 
 def _iptables_lines(version, ours):
     """The undo's iptables steps of IP ``version`` (4: iptables, 6: ip6tables) for the
-    state ``ours`` (``wgf_firewall.iptables_ours`` lines) recorded at arm time: load the
+    state ``ours`` (``wgf_iptables.iptables_ours`` lines) recorded at arm time: load the
     record (every formula chain declared, the recorded ones filled), then per chain of
-    ``wgf_firewall.iptables_chains`` (the output chain of clients' limits too): a recorded
+    ``wgf_iptables.iptables_chains`` (the output chain of clients' limits too): a recorded
     jump exists exactly once, one not recorded not at all, a chain not recorded is
-    removed. Idempotent. The names come from there only, never from the record."""
+    removed (a client's quota chain too). Idempotent. The names come from there only (a
+    quota chain's: when it is named as ``wgf_quota_ipt.chain`` names them)."""
     tool = _IPTABLES_TOOLS[version]
-    chains, jumps = wgf_firewall.iptables_recorded(ours)
+    chains, jumps = wgf_iptables.iptables_recorded(ours)
     # --counters: the clients' quota counts recorded on their IPv4 counting rules
     record = f'"$dir/{IPTABLES_RECORDS[version]}"'
     lines = [f"    {tool}-restore --noflush --counters {record} || failed=1"]
-    for table in wgf_firewall.IPTABLES_CHAINS:
-        for chain, builtin in wgf_firewall.iptables_chains(table):
+    for table in wgf_iptables.IPTABLES_CHAINS:
+        for chain, builtin in wgf_iptables.iptables_chains(table):
             ipt = f"{tool} -w -t {table}"
             jump = f"{builtin} -j {chain}"
             if (table, builtin, chain) in jumps:
@@ -244,6 +246,17 @@ def _iptables_lines(version, ours):
                 lines.append(f"    while {ipt} -D {jump} 2>/dev/null; do :; done")
             if (table, chain) not in chains:
                 lines.append(f"    {ipt} -X {chain} || failed=1")
+    # the clients' quota chains the change made: nothing recorded jumps to them
+    kept = " ".join(sorted(c for t, c in chains if wgf_quota_ipt.is_quota_chain(c)))
+    ipt = f"{tool} -w -t filter"
+    listed = f"sed -n 's/^-N \\({wgf_quota_ipt.CHAIN_PREFIX}[0-9a-f]*\\)$/\\1/p'"
+    lines += [
+        f'    kept=" {kept} "',
+        f"    for chain in $({ipt} -S | {listed}); do",
+        '        case "$kept" in *" $chain "*) continue ;; esac',
+        f'        {ipt} -F "$chain" && {ipt} -X "$chain" || failed=1',
+        "    done",
+    ]
     return lines
 
 
@@ -271,8 +284,8 @@ def undo_script(
     firewall (``firewall``: ``nftables`` runs ``nft -f <dir>/firewall``, a record that
     replaces ``table inet wireguard`` in one transaction; ``iptables`` puts back the
     formula's ``WIREGUARD-*`` chains of each IP version ``iptables`` (``{4|6: the
-    wgf_firewall.iptables_ours lines recorded}``) holds, from ``<dir>/firewall`` and
-    ``<dir>/firewall6`` (``wgf_firewall.iptables_put_back``), and their jumps
+    wgf_iptables.iptables_ours lines recorded}``) holds, from ``<dir>/firewall`` and
+    ``<dir>/firewall6`` (``wgf_iptables.iptables_put_back``), and their jumps
     (:func:`_iptables_lines`); without ``iptables`` only the records are loaded; None:
     the run did not touch it) and restart ``service`` from the restored file, so the live
     interface is what a fresh start builds. Then ``undone`` (mode, time, whether a step

@@ -28,16 +28,10 @@ from salt.exceptions import SaltInvocationError
 
 import wgf_addr
 import wgf_quota
-import wgf_shaping
 from wgf_addr import shown
 
 BACKENDS = ("nftables", "iptables", "none")
 TABLE = "wireguard"
-#: The formula's iptables chains, per table, and the built-in chain that jumps to each.
-IPTABLES_CHAINS = {
-    "filter": (("WIREGUARD-INPUT", "INPUT"), ("WIREGUARD-FORWARD", "FORWARD")),
-    "nat": (("WIREGUARD-POSTROUTING", "POSTROUTING"),),
-}
 PROTOCOLS = ("tcp", "udp", "icmp", "any")
 ACCESS_DEFAULTS = ("drop", "accept")
 ACCESS_KEYS = ("default", "rules")
@@ -185,7 +179,7 @@ def check(iface, firewall, errors, names=None):
                     "(nor client group) of this interface and is no CIDR"
                 )
         rule["sources"] = sorted(dict.fromkeys(sources), key=wgf_addr.cidr_sort_key)
-        if sources and not _families(rule):
+        if sources and not rule_families(rule):
             errors.append(
                 f"{rule_where}: from and to share no address family, so the rule could never match"
             )
@@ -224,17 +218,17 @@ def needs_table(iface):
 # ----------------------------------------------------------------- rendering
 
 
-def _by_version(cidrs):
+def by_version(cidrs):
     out = {4: [], 6: []}
     for cidr in cidrs:
         out[ipaddress.ip_network(cidr).version].append(cidr)
     return out
 
 
-def _families(rule):
+def rule_families(rule):
     """``{version: (sources, targets)}`` for each address family the rule can match;
     no ``to`` means anywhere."""
-    sources, targets = _by_version(rule["sources"]), _by_version(rule["to"])
+    sources, targets = by_version(rule["sources"]), by_version(rule["to"])
     return {
         version: (sources[version], targets[version])
         for version in (4, 6)
@@ -247,10 +241,10 @@ def access_verdict(access, source, target, proto, port=None):
     does with the first packet of a connection from ``source`` to ``target`` (``proto``
     tcp, udp or icmp; ``port`` for tcp/udp): ``("accept", rule number)`` of the first
     rule that matches, else ``(default, None)``. The same match as the rendered rules:
-    ``_families`` per address family, then the protocol and the ports."""
+    ``rule_families`` per address family, then the protocol and the ports."""
     source, target = ipaddress.ip_address(source), ipaddress.ip_address(target)
     for number, rule in enumerate(access["rules"], 1):
-        family = _families(rule).get(source.version)
+        family = rule_families(rule).get(source.version)
         if family is None or target.version != source.version:
             continue
         sources, targets = family
@@ -301,7 +295,7 @@ def _nft_access(iface):
     rules.append(f"{head} ct direction reply accept")
     rules.append(f"{head} ct state related accept")
     for number, rule in enumerate(iface["access"]["rules"], 1):
-        for version, (sources, targets) in _families(rule).items():
+        for version, (sources, targets) in rule_families(rule).items():
             family = NFT_FAMILY[version]
             match = f"{head} {family} saddr {_nft_set(sources)}"
             if targets:
@@ -323,11 +317,11 @@ def _nft_open_port(iface):
     comment = f'comment "{name} open_port"'
     if allowed is True:
         return [f"udp dport {port} accept {comment}"]
-    by_version = _by_version(allowed)
+    allowed = by_version(allowed)
     rules = [
-        f"udp dport {port} {NFT_FAMILY[v]} saddr {_nft_set(by_version[v])} accept {comment}"
+        f"udp dport {port} {NFT_FAMILY[v]} saddr {_nft_set(allowed[v])} accept {comment}"
         for v in (4, 6)
-        if by_version[v]
+        if allowed[v]
     ]
     return [*rules, f"udp dport {port} drop {comment}"]
 
@@ -387,213 +381,3 @@ def nft_replace(table_text):
     removes it when ``table_text`` is None): creating it first makes the delete safe."""
     head = f"table inet {TABLE}\ndelete table inet {TABLE}\n"
     return head + (table_text or "")
-
-
-def _ipt_ports(ports):
-    return ",".join(p.replace("-", ":") for p in ports)
-
-
-def _ipt_access(iface, version):
-    name, rules = iface["name"], []
-    head = f"-i {name}"
-    rules.append(f"{head} -m conntrack --ctdir REPLY -j ACCEPT")
-    rules.append(f"{head} -m conntrack --ctstate RELATED -j ACCEPT")
-    for number, rule in enumerate(iface["access"]["rules"], 1):
-        if version not in _families(rule):
-            continue
-        sources, targets = _families(rule)[version]
-        if rule["proto"] == "icmp":
-            match = f"-p {ICMP[version]}"
-        elif rule["ports"]:
-            match = f"-p {rule['proto']} -m multiport --dports {_ipt_ports(rule['ports'])}"
-        elif rule["proto"] != "any":
-            match = f"-p {rule['proto']}"
-        else:
-            match = ""
-        comment = f'-m comment --comment "{name} rule {number}"'
-        for source in sources:
-            for target in targets or [None]:
-                parts = [
-                    f"-s {source}",
-                    f"-d {target}" if target else "",
-                    head,
-                    match,
-                    comment,
-                    "-j ACCEPT",
-                ]
-                rules.append(" ".join(p for p in parts if p))
-    default = iface["access"]["default"].upper()
-    rules.append(f'{head} -m comment --comment "{name} default" -j {default}')
-    return rules
-
-
-def _ipt_open_port(iface, version):
-    port, allowed, name = iface["listen_port"], iface["open_port"], iface["name"]
-    match = f'-p udp -m udp --dport {port} -m comment --comment "{name} open_port"'
-    if allowed is True:
-        return [f"{match} -j ACCEPT"]
-    return [f"-s {cidr} {match} -j ACCEPT" for cidr in _by_version(allowed)[version]] + [
-        f"{match} -j DROP"
-    ]
-
-
-def iptables_rules(interfaces, version, over=()):
-    """``{table: {chain: [rule arguments]}}`` of the formula's chains for IP ``version``
-    (4: iptables, 6: ip6tables), or None when no interface needs them. The clients'
-    quota counting rules come first (``wgf_quota.ipt_rules``; ``over``: used up)."""
-    output = wgf_shaping.IPT_OUTPUT[0]
-    rules = {
-        "WIREGUARD-INPUT": [],
-        "WIREGUARD-FORWARD": [],
-        output: [],
-        "WIREGUARD-POSTROUTING": [],
-    }
-    needed = False
-    for iface in sorted(interfaces, key=lambda i: i["name"]):
-        if not needs_table(iface):
-            continue
-        needed, name = True, iface["name"]
-        if iface["open_port"]:
-            rules["WIREGUARD-INPUT"] += _ipt_open_port(iface, version)
-        if iface["access"]:
-            rules["WIREGUARD-INPUT"] += _ipt_access(iface, version)
-            rules["WIREGUARD-FORWARD"] += _ipt_access(iface, version)
-        if iface["masquerade"]:
-            comment = f'-m comment --comment "{name} masquerade"'
-            if not iface["access"]:
-                rules["WIREGUARD-FORWARD"].append(f"-i {name} {comment} -j ACCEPT")
-            rules["WIREGUARD-FORWARD"].append(
-                f"-o {name} -m conntrack --ctstate RELATED,ESTABLISHED {comment} -j ACCEPT"
-            )
-            rules["WIREGUARD-POSTROUTING"] += [
-                f"-s {net} -o {out} {comment} -j MASQUERADE"
-                for out in iface["masquerade"]
-                for net in tunnel_networks(iface)[version]
-            ]
-    if not needed:
-        return None
-    for chain, counting in wgf_quota.ipt_rules(interfaces, version, over).items():
-        rules[chain][:0] = counting
-    wanted = {
-        table: {chain: rules[chain] for chain, _ in chains}
-        for table, chains in IPTABLES_CHAINS.items()
-    }
-    if rules[output]:  # the output chain is there only while a client's limits need it
-        wanted["filter"][output] = rules[output]
-    return wanted
-
-
-def iptables_chains(table, rules=None):
-    """``IPTABLES_CHAINS[table]``, and the optional output chain where ``rules`` (None:
-    any) hold it: ``((chain, builtin), ...)``."""
-    extra = [wgf_shaping.IPT_OUTPUT] if table == "filter" else []
-    if rules is not None:
-        extra = [item for item in extra if item[0] in rules.get(table, {})]
-    return (*IPTABLES_CHAINS[table], *extra)
-
-
-def iptables_restore(rules, jumps_present):
-    """``iptables-restore --noflush`` input that replaces the formula's chains (declaring
-    a chain flushes it) and adds the jumps to them that ``jumps_present`` lacks."""
-    lines = []
-    for table in IPTABLES_CHAINS:
-        chains = iptables_chains(table, rules)
-        lines.append(f"*{table}")
-        lines += [f":{chain} - [0:0]" for chain, _ in chains]
-        for chain, _ in chains:
-            lines += [f"-A {chain} {rule}" for rule in rules[table][chain]]
-        lines += [
-            f"-I {builtin} 1 -j {chain}"
-            for chain, builtin in chains
-            if (builtin, chain) not in jumps_present
-        ]
-        # the optional output chain no longer needed: its jump and itself go
-        for chain, builtin in iptables_chains(table):
-            if (chain, builtin) not in chains and (builtin, chain) in jumps_present:
-                lines += [f"-D {builtin} -j {chain}", f"-F {chain}", f"-X {chain}"]
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
-
-
-def iptables_removal(chains_present, jumps_present):
-    """``iptables-restore --noflush`` input that removes the formula's jumps and chains."""
-    lines = []
-    for table in IPTABLES_CHAINS:
-        ours = [
-            (chain, builtin) for chain, builtin in iptables_chains(table) if chain in chains_present
-        ]
-        if not ours:
-            continue
-        lines.append(f"*{table}")
-        lines += [
-            f"-D {builtin} -j {chain}"
-            for chain, builtin in ours
-            if (builtin, chain) in jumps_present
-        ]
-        lines += [f"-F {chain}" for chain, _ in ours]
-        lines += [f"-X {chain}" for chain, _ in ours]
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n" if lines else ""
-
-
-def iptables_ours(save_text):
-    """The lines of ``iptables-save`` output that are the formula's: its chains'
-    declarations and rules, and the jumps to them (counters dropped)."""
-    ours, table = [], None
-    for line in save_text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-            continue
-        if line.startswith(":WIREGUARD-"):
-            ours.append(f"{table} {line.split()[0]}")
-        elif line.startswith("-A ") and "WIREGUARD-" in line:
-            ours.append(f"{table} {line}")
-    return ours
-
-
-def iptables_jumps(ours):
-    """``{(builtin chain, formula chain)}`` jumps found in ``iptables_ours`` lines."""
-    found = set()
-    for line in ours:
-        parts = line.split()
-        if len(parts) == 5 and parts[1] == "-A" and parts[3] == "-j":
-            found.add((parts[2], parts[4]))
-    return found
-
-
-def iptables_recorded(ours):
-    """``(chains, jumps)`` of the formula's that ``iptables_ours`` lines hold, by the
-    names of ``iptables_chains`` only: ``{(table, chain)}`` that exist and ``{(table,
-    builtin, chain)}`` plain jumps (``-A <builtin> -j <chain>``, as the formula inserts
-    them)."""
-    chains, jumps = set(), set()
-    lines = {tuple(line.split()) for line in ours}
-    for table in IPTABLES_CHAINS:
-        for chain, builtin in iptables_chains(table):
-            if (table, f":{chain}") in lines:
-                chains.add((table, chain))
-            if (table, "-A", builtin, "-j", chain) in lines:
-                jumps.add((table, builtin, chain))
-    return chains, jumps
-
-
-def iptables_put_back(ours):
-    """``iptables-restore --noflush`` input that puts the formula's chains back as
-    ``iptables_ours`` lines recorded them, whatever happened since: it declares every
-    chain of ``iptables_chains`` (which creates it, or flushes it) and fills the ones
-    recorded with their recorded rules. The jumps to the chains, and the removal of
-    chains not recorded, are left to the undo script (``wgf_confirm_undo``): a
-    ``-D`` of a missing jump would fail the whole table."""
-    chains, _ = iptables_recorded(ours)
-    lines = []
-    for table in IPTABLES_CHAINS:
-        known = iptables_chains(table)
-        lines.append(f"*{table}")
-        lines += [f":{chain} - [0:0]" for chain, _ in known]
-        for chain, _ in known:
-            if (table, chain) not in chains:
-                continue
-            head = f"{table} -A {chain} "
-            lines += [line[len(table) + 1 :] for line in ours if line.startswith(head)]
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n"

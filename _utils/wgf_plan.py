@@ -17,11 +17,13 @@ import wgf_confirm
 import wgf_files
 import wgf_firewall
 import wgf_iproute
+import wgf_iptables
 import wgf_keys
 import wgf_layout
 import wgf_live
 import wgf_networkd
 import wgf_quota
+import wgf_quota_ipt
 import wgf_state
 
 # --------------------------------------------------------------------- the file
@@ -224,7 +226,7 @@ def quota_saver(host, interfaces, backend):
 
 
 def _ipt_live(host, version):
-    return wgf_firewall.iptables_ours(host.iptables_save(version) or "")
+    return wgf_iptables.iptables_ours(host.iptables_save(version) or "")
 
 
 def firewall(host, interfaces, backend):
@@ -246,70 +248,76 @@ def firewall(host, interfaces, backend):
                     )
                 ),
             )
-    over, _ = _ipt_quota(host, interfaces, backend)
+    carry = _ipt_quota(host, interfaces, backend)
     parts = {}
     for version, part in ((4, "iptables"), (6, "ip6tables")):
         live_rules = _ipt_live(host, version)
         if not live_rules and backend != "iptables":
             continue
         rules = (
-            wgf_firewall.iptables_rules(interfaces, version, over or ())
+            wgf_iptables.iptables_rules(interfaces, version, carry)
             if backend == "iptables"
             else None
         )
         wanted = (
-            wgf_firewall.iptables_ours(
-                host.iptables_canonical(version, wgf_firewall.iptables_restore(rules, set()))
+            wgf_iptables.iptables_ours(
+                host.iptables_canonical(version, wgf_iptables.iptables_restore(rules, set()))
             )
             if rules
             else []
         )
         parts[version] = (part, live_rules, wanted, rules)
+    # what the counting changes (a quota match's left, the saver's DROP): no change
+    same = {
+        v: wgf_quota_ipt.without_counting(p[1]) == wgf_quota_ipt.without_counting(p[2])
+        for v, p in parts.items()
+    }
     # counted clients: both versions are replaced together (the count goes to IPv4's)
-    together = over is not None and any(live != wanted for _, live, wanted, _ in parts.values())
+    together = carry is not None and not all(same.values())
     state = {}  # the counts read by the first replacement, for both
     for version, (part, live_rules, wanted, rules) in parts.items():
-        if live_rules == wanted and not (together and rules):
+        if same[version] and not (together and rules):
             continue
-        jumps = wgf_firewall.iptables_jumps(live_rules)
+        jumps = wgf_iptables.iptables_jumps(live_rules)
+        chains = {line.split()[1][1:] for line in live_rules if line.split()[1].startswith(":")}
         if rules:
-            apply = _ipt_replace(host, interfaces, backend, version, jumps, state)
+            apply = _ipt_replace(host, interfaces, backend, version, (jumps, chains), state)
         else:
-            chains = {line.split()[1][1:] for line in live_rules if line.split()[1].startswith(":")}
-            text = wgf_firewall.iptables_removal(chains, jumps)
+            text = wgf_iptables.iptables_removal(chains, jumps)
             apply = lambda v=version, t=text: host.iptables_restore(v, t)  # noqa: E731
         plan[part] = (live_rules, wanted, apply)
     return plan
 
 
 def _ipt_quota(host, interfaces, backend):
-    """``wgf_quota.ipt_state`` (``(over, carry)``) from the live counting rules of both
-    IP versions and the saver's counters file, read now; ``(None, {})`` where nothing
-    is counted (nothing is read)."""
+    """``wgf_quota.carried`` (``{object: bytes}``) from the live counting rules of both
+    IP versions and the saver's counters file, read now; None where nothing is counted
+    (nothing is read)."""
     if backend != "iptables" or not any(wgf_quota.needs_table(i) for i in interfaces):
-        return None, {}
+        return None
     saved = wgf_quota.parse_counters(
         host.read_text(os.path.join(wgf_quota.STATE_DIR, wgf_quota.COUNTERS))
     )
     now = datetime.datetime.fromtimestamp(host.now(), datetime.timezone.utc)
     live = wgf_quota.parse_ipt_live(host.iptables_counts(4), host.iptables_counts(6))
-    return wgf_quota.ipt_state(interfaces, live, saved, now)
+    return wgf_quota.carried(interfaces, live, saved, now)
 
 
-def _ipt_replace(host, interfaces, backend, version, jumps, state):
-    """The apply of one IP version's chains: the counts are read again just before the
-    first version's replacement (kept in ``state`` for the other: the IPv4 rules hold
-    them once replaced), and the IPv4 counting rules start from them
-    (``iptables-restore --counters``)."""
+def _ipt_replace(host, interfaces, backend, version, present, state):
+    """The apply of one IP version's chains (``present``: the jumps and chains there
+    now): the counts are read again just before the first version's replacement (kept
+    in ``state`` for the other: the IPv4 rules hold them once replaced), and the IPv4
+    counting rules start from them (``iptables-restore --counters``), each quota match
+    from what is left."""
 
     def apply():
         if "read" not in state:
             state["read"] = _ipt_quota(host, interfaces, backend)
-        over, carry = state["read"]
-        rules = wgf_firewall.iptables_rules(interfaces, version, over or ())
-        text = wgf_firewall.iptables_restore(rules, jumps)
+        carry = state["read"] or {}
+        rules = wgf_iptables.iptables_rules(interfaces, version, carry)
+        text = wgf_iptables.iptables_restore(rules, *present)
         if version == 4 and any(carry.values()):
-            host.iptables_restore(4, wgf_quota.ipt_with_counts(text, carry), True)
+            host.iptables_restore(4, wgf_quota_ipt.with_counts(text, carry), True)
         else:
             host.iptables_restore(version, text)
 

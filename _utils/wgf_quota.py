@@ -65,7 +65,7 @@ _NOT_LIVE = ("disabled", "expired")
 _SAFE = re.compile(r"[A-Za-z0-9_]")
 _USED = re.compile(r"^(\s*over \d+ \S+) used \d+ \S+$", re.MULTILINE)
 _LINE = re.compile(r"[A-Za-z0-9_.-]+")
-_IPT_COUNT = re.compile(r'^\[\d+:(\d+)\] -A WIREGUARD-\S+ .* quota (quota_[^" ]+)"')
+_IPT_COUNT = re.compile(r'^\[\d+:(\d+)\] -A WIREGUARD-\S+ .* quota (quota_[^" ]+)(?:"| of )')
 
 
 # ------------------------------------------------------------------- who is counted
@@ -267,10 +267,12 @@ def nft_rules(iface):
 # -------------------------------------------------------------------- iptables text
 
 
-def ipt_comment(interface, client):
-    """The comment of a client's counting rules: its object name last (the saver and
-    ``parse_ipt_live`` find the client by it)."""
-    return f"{interface} client {client} quota {object_name(interface, client)}"
+def ipt_comment(interface, client, quota=None):
+    """The comment of a client's counting rules (``wgf_quota_ipt``): its object name
+    last, or followed by `` of <quota>`` (the saver and ``parse_ipt_live`` find the
+    client by it)."""
+    tail = f" of {quota}" if quota is not None else ""
+    return f"{interface} client {client} quota {object_name(interface, client)}{tail}"
 
 
 def parse_ipt_live(*save_texts):
@@ -284,63 +286,6 @@ def parse_ipt_live(*save_texts):
             if match:
                 found[match[2]] = found.get(match[2], 0) + int(match[1])
     return found
-
-
-def ipt_rules(interfaces, version, over=()):
-    """``{chain: [rule arguments]}`` that count each counted client's traffic of IP
-    ``version`` in both directions (no target: the packet goes on to the chain's other
-    rules); a client whose object is in ``over`` (quota used up) has a ``-j DROP`` copy
-    before each (what the saver inserts). A client without an IPv4 address gets one
-    IPv4 rule (source 0.0.0.0) that carries its count: ip6tables-nft sets no counters."""
-    chains = {"WIREGUARD-INPUT": [], "WIREGUARD-FORWARD": [], "WIREGUARD-OUTPUT": []}
-    for iface in sorted(interfaces, key=lambda i: i["name"]):
-        ifname = iface["name"]
-        for name, _, _, addresses in quota_clients(iface):
-            comment = f'-m comment --comment "{ipt_comment(ifname, name)}"'
-            drop = object_name(ifname, name) in over
-            ips = [ipaddress.ip_address(a) for a in addresses]
-            if version == 4 and all(ip.version == 6 for ip in ips):
-                ips = [None]  # the rule that carries the count: source 0.0.0.0 only
-            for ip in ips:
-                if ip is not None and ip.version != version:
-                    continue
-                host = f"{ip}/{ip.max_prefixlen}" if ip else "0.0.0.0/32"
-                matches = {"in": f"-s {host} -i {ifname}", "out": f"-d {host} -o {ifname}"}
-                for direction in DIRECTIONS if ip else ("in",):
-                    for chain in IPT_CHAINS[direction][: 2 if ip else 1]:
-                        rule = f"{matches[direction]} {comment}"
-                        chains[chain] += [f"{rule} -j DROP", rule] if drop else [rule]
-    return {chain: rules for chain, rules in chains.items() if rules}
-
-
-def ipt_state(interfaces, live, saved, now):
-    """``(over, carry)`` for the iptables rules from ``live`` (``parse_ipt_live`` of both
-    IP versions): the objects whose quota is used up, and ``{object: bytes}`` to start
-    the new IPv4 counting rules from (``count``; both versions' chains are replaced
-    together, the IPv6 ones start at 0)."""
-    over, carry = set(), {}
-    for iface in interfaces:
-        for client, quota, period, _ in quota_clients(iface):
-            obj = object_name(iface["name"], client)
-            carry[obj] = count(obj, period, live, saved, now)
-            if carry[obj] >= quota:
-                over.add(obj)
-    return over, carry
-
-
-def ipt_with_counts(restore_text, carry):
-    """``restore_text`` (``iptables-restore`` input) with each object's carried count
-    (``{object: bytes}``) on its first counting rule, for ``iptables-restore --counters``
-    (IPv4: ip6tables-nft 1.8 ignores counters)."""
-    lines, done = [], set()
-    for line in restore_text.splitlines():
-        match = re.search(r' quota (quota_[^" ]+)"', line) if line.startswith("-A ") else None
-        drop = line.endswith(" -j DROP")
-        if match and not drop and match[1] not in done and carry.get(match[1]):
-            done.add(match[1])
-            line = f"[0:{int(carry[match[1]])}] {line}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------- the saver
@@ -361,7 +306,7 @@ def clients_text(interfaces):
 
 #: The saver's count keeping, in awk: ``clients`` and ``counters`` (the files), then the
 #: live counts (``<object> <used>`` lines). Writes ``counters.new``, and prints
-#: ``reset <object>``, ``over <object>`` (used up: iptables' rules must drop) and
+#: ``reset <object> <quota>``, ``over <object>`` (used up: iptables' rules must drop) and
 #: ``event <interface> <client> <quota> <period> <id> <used>``.
 _AWK = r"""
 FILENAME == ARGV[1] { q[$1] = $4; per[$1] = $5; ifc[$1] = $2; cl[$1] = $3; next }
@@ -373,7 +318,7 @@ END {
         note = (o in snote) ? snote[o] : "-"
         if ((o in spid) && spid[o] != cur) {
             used = 0; note = "-"
-            if (o in live) print "reset " o
+            if (o in live) print "reset " o " " q[o]
         } else if (o in live) {
             used = live[o]
         } else {
@@ -397,36 +342,34 @@ _EVENT_FORMAT = (
 
 
 #: The byte counts of the clients' iptables counting rules, ``<object> <bytes>`` a rule.
-_IPT_SED = r's/^\[[0-9]*:\([0-9]*\)\] -A WIREGUARD-.* quota \(quota_[^" ]*\)".*/\2 \1/p'
-#: ``<rule number>:-A <chain> <spec> -c <packets> <bytes>`` of ``iptables -v -S``, and
-#: what the saver reads of it: ``<number> <packets> <bytes> drop|count <spec>``.
-_IPT_RULE = r"^\([0-9]*\):-A [^ ]* \(.*\) -c \([0-9]*\) \([0-9]*\)"
-_IPT_FIELDS = r"\1 \3 \4 {} \2"
-#: ``ipt_mark <object> drop|count``: a DROP rule goes before each of the object's
-#: counting rules (iptables, ip6tables; the counting rules keep their counts), or its
-#: DROP rules go (by their rule, not their number) and its counting rules count from 0.
-#: In place, highest rule first (the numbers below stay valid); no other rule changes.
+_IPT_SED = r's/^\[[0-9]*:\([0-9]*\)\] -A WIREGUARD-.* quota \(quota_[^" ]*\)[" ].*/\2 \1/p'
+#: ``ipt_mark <object> drop``: the client's chains (``wgf_quota_ipt``) get a DROP first
+#: (comment ``<object>-over``), once; ``ipt_mark <object> count <quota>`` (a new period): those
+#: DROPs go, the quota match starts again at the whole quota and the other counting rules
+#: at 0 (``-R`` and ``-Z`` of the rule found again by its text). No other rule changes.
 _IPT_MARK = [
     "ipt_mark() {",
     "    for tool in iptables ip6tables; do",
     '        command -v "$tool" > /dev/null 2>&1 || continue',
-    "        for chain in " + " ".join(sorted(set(sum(IPT_CHAINS.values(), ())))) + "; do",
-    '            "$tool" -w -v -S "$chain" 2> /dev/null | grep \'^-A \' |'
-    ' grep -n " quota $1\\"" |'
-    f" sed -e 's/{_IPT_RULE} -j DROP$/{_IPT_FIELDS.format('drop')}/' -e t"
-    f" -e 's/{_IPT_RULE}$/{_IPT_FIELDS.format('count')}/' | sort -rn > \"$dir/rules\"",
-    '            if [ "$2" = drop ] && ! awk \'$4 == "drop" { f = 1 } END { exit !f }\''
-    ' "$dir/rules"; then',
-    "                while read -r n _ _ _ spec; do",
-    '                    eval "$tool -w -I $chain $n $spec -j DROP"',
-    '                done < "$dir/rules"',
-    '            elif [ "$2" = count ]; then',
-    "                while read -r n _ _ now spec; do",
-    '                    if [ "$now" = drop ]; then eval "$tool -w -D $chain $spec -j DROP"',
-    '                    else "$tool" -w -Z "$chain" "$n"; fi',
-    '                done < "$dir/rules"',
+    "        \"$tool\" -w -S 2> /dev/null | grep '^-A WIREGUARD-' |"
+    ' grep -F -e " quota $1\\"" -e " quota $1 of " > "$dir/rules"',
+    "        while read -r _ chain rest; do",
+    '            over="-m comment --comment $1-over -j DROP"',
+    '            if [ "$2" = drop ]; then',
+    '                case "$chain" in WIREGUARD-Q-*) ;; *) continue ;; esac',
+    '                "$tool" -w -C "$chain" $over 2> /dev/null || "$tool" -w -I "$chain" 1 $over',
+    "                continue",
     "            fi",
-    "        done",
+    '            while "$tool" -w -D "$chain" $over 2> /dev/null; do :; done',
+    '            n="$("$tool" -w -S "$chain" | grep \'^-A \' |'
+    ' grep -n -x -F -- "-A $chain $rest" | cut -d: -f1 | head -n 1)"',
+    '            [ -n "$n" ] || continue',
+    '            case "$rest" in',
+    '            *"--quota "*) eval "$tool -w -R $chain $n'
+    ' $(echo "$rest" | sed "s/--quota [0-9]*/--quota $3/")" ;;',
+    '            *) "$tool" -w -Z "$chain" "$n" ;;',
+    "            esac",
+    '        done < "$dir/rules"',
     "    done",
     '    rm -f "$dir/rules"',
     "}",
@@ -469,7 +412,7 @@ def script_text(salt_call=None, root=None):
                 "while read -r what a b c d e f; do",
                 '    case "$what" in',
                 '    reset) nft reset quota inet wireguard "$a" > /dev/null 2>&1',
-                '        ipt_mark "$a" count ;;',
+                '        ipt_mark "$a" count "$b" ;;',
                 '    over) ipt_mark "$a" drop ;;',
                 "    event)",
                 '        mkdir -p "$dir/events"',

@@ -15,6 +15,7 @@ import wgf_confirm_run
 import wgf_confirm_undo
 import wgf_firewall
 import wgf_host
+import wgf_iptables
 import wgf_keys
 import wgf_layout
 from tests.functional.conftest import pillar_for
@@ -264,7 +265,7 @@ def _formula(version, listen_port):
         "address": [address],
         "peers": {"p": {"absent": False, "allowed_ips": [peer]}},
     }
-    return wgf_firewall.iptables_rules([iface], version)
+    return wgf_iptables.iptables_rules([iface], version)
 
 
 def _saved(ns, version):
@@ -339,21 +340,21 @@ def test_iptables_chains_that_existed_come_back_with_their_rules_and_one_jump(
     ns, arm, undo, state, log = ipt_box
     other = 10 - version  # the other IP version: its chains must be left as they were
     for v in (version, other):
-        _load(ns, v, wgf_firewall.iptables_restore(_formula(v, 51820), set()), tmp_path)
+        _load(ns, v, wgf_iptables.iptables_restore(_formula(v, 51820), set()), tmp_path)
     before = {v: _saved(ns, v) for v in (version, other)}
     arm()
     assert (state / "firewall").exists() and (state / "firewall6").exists()
     # the change: other rules in the chains, a second jump, a jump gone
     tool = TOOLS[version]
-    _load(ns, version, wgf_firewall.iptables_restore(_formula(version, 40000), set()), tmp_path)
+    _load(ns, version, wgf_iptables.iptables_restore(_formula(version, 40000), set()), tmp_path)
     ns.run([tool, "-t", "filter", "-D", "FORWARD", "-j", "WIREGUARD-FORWARD"])
     assert _saved(ns, version) != before[version]
     assert sum(" -j WIREGUARD-INPUT" in line for line in _saved(ns, version)) == 2
     undo()
     after = _saved(ns, version)
     assert after == before[version]
-    ours = wgf_firewall.iptables_ours("\n".join(after))
-    for table, chains in wgf_firewall.IPTABLES_CHAINS.items():
+    ours = wgf_iptables.iptables_ours("\n".join(after))
+    for table, chains in wgf_iptables.IPTABLES_CHAINS.items():
         for chain, builtin in chains:
             assert ours.count(f"{table} -A {builtin} -j {chain}") == 1, chain
     assert "51820" in "\n".join(ours) and "40000" not in "\n".join(ours)
@@ -367,7 +368,7 @@ def test_iptables_chains_the_change_made_go_with_their_jumps(ipt_box, tmp_path, 
     before = {v: _saved(ns, v) for v in (4, 6)}
     arm()
     for v in (4, 6):
-        _load(ns, v, wgf_firewall.iptables_restore(_formula(v, 51820), set()), tmp_path)
+        _load(ns, v, wgf_iptables.iptables_restore(_formula(v, 51820), set()), tmp_path)
     ns.run([TOOLS[version], "-t", "nat", "-I", "POSTROUTING", "1", "-j", "WIREGUARD-POSTROUTING"])
     assert any("WIREGUARD" in line for line in _saved(ns, version))
     undo()
@@ -380,11 +381,11 @@ def test_an_iptables_undo_run_twice_is_harmless(ipt_box, tmp_path):
     """The undo again (the timer after the run's own; armed once more): the same
     rules, no second jump, nothing failed."""
     ns, arm, undo, state, _ = ipt_box
-    _load(ns, 4, wgf_firewall.iptables_restore(_formula(4, 51820), set()), tmp_path)
+    _load(ns, 4, wgf_iptables.iptables_restore(_formula(4, 51820), set()), tmp_path)
     before = {v: _saved(ns, v) for v in (4, 6)}
     arm()
-    _load(ns, 4, wgf_firewall.iptables_restore(_formula(4, 40000), set()), tmp_path)
-    _load(ns, 6, wgf_firewall.iptables_restore(_formula(6, 40000), set()), tmp_path)
+    _load(ns, 4, wgf_iptables.iptables_restore(_formula(4, 40000), set()), tmp_path)
+    _load(ns, 6, wgf_iptables.iptables_restore(_formula(6, 40000), set()), tmp_path)
     undo()
     (state / "armed").write_text(wgf_confirm_undo.armed_text("00000000-0000"))
     undo()

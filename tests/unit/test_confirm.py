@@ -17,6 +17,8 @@ from salt.utils.network import parse_host_port
 import wgf_addr
 import wgf_confirm as c
 import wgf_confirm_undo as u
+import wgf_iptables
+import wgf_quota_ipt
 
 KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 #: What systemd accepts in a unit name (``unit_name_is_valid``): these characters and
@@ -645,7 +647,10 @@ def undo_box(tmp_path):
         stub = bin_dir / name
         stub.write_text(
             f'#!/bin/sh\necho "{name} $*" >> {log}\n'
-            'case " $* " in *" -C "*|*" -D "*) exit 1;; esac\nexit 0\n'
+            'case " $* " in *" -C "*|*" -D "*) exit 1;; esac\n'
+            # what `-S` of the filter table lists: the file listed-<tool>, when there
+            f'[ "$*" != "-w -t filter -S" ] || cat {tmp_path}/listed-{name} 2> /dev/null\n'
+            "exit 0\n"
         )
         stub.chmod(0o755)
     (state / "conf").write_text("[Interface]\n# before\n")
@@ -803,7 +808,7 @@ def test_a_run_that_left_the_firewall_alone_does_not_load_one(undo_box):
     ]
 
 
-#: What ip(6)tables-save showed at arm time, as ``wgf_firewall.iptables_ours`` keeps it:
+#: What ip(6)tables-save showed at arm time, as ``wgf_iptables.iptables_ours`` keeps it:
 #: the input chain with a rule and its jump; no forward or postrouting chain.
 OURS_INPUT = [
     "filter :WIREGUARD-INPUT",
@@ -842,11 +847,31 @@ def test_the_undo_puts_the_recorded_iptables_chains_and_jumps_back(undo_box):
         "iptables -w -t filter -I INPUT 1 -j WIREGUARD-INPUT",
         "iptables -w -t filter -S INPUT",
         *_removed("iptables")[2:],
+        "iptables -w -t filter -S",
         f"ip6tables-restore --noflush --counters {undo_box.state}/firewall6",
         *_removed("ip6tables"),
+        "ip6tables -w -t filter -S",
         "systemctl reset-failed wg-quick@wg0.service",
         "systemctl restart wg-quick@wg0.service",
     ]
+
+
+@needs_flock
+def test_the_undo_keeps_the_recorded_quota_chains_and_removes_the_others(undo_box, tmp_path):
+    """A client's quota chain (``wgf_quota_ipt``) the change made goes, after the
+    record has put back the chains that jumped to it; a recorded one stays (the record
+    has filled it again); a chain of another name is left alone."""
+    kept, made = wgf_quota_ipt.chain("quota_wg0_phone"), wgf_quota_ipt.chain("quota_wg0_new")
+    (tmp_path / "listed-iptables").write_text(
+        f"-P INPUT ACCEPT\n-N {kept}\n-N {made}\n-N WIREGUARD-Q-mine\n-N OTHER\n"
+    )
+    ours = [*OURS_INPUT, f"filter :{kept}", f"filter -A {kept} -j RETURN"]
+    record = wgf_iptables.iptables_put_back(ours).splitlines()
+    assert f":{kept} - [0:0]" in record and f"-A {kept} -j RETURN" in record
+    done, calls = undo_box("timer", firewall="iptables", iptables={4: ours})
+    assert done.returncode == 0, done.stderr
+    removed = [c for c in calls if " -F " in c or " -X WIREGUARD-Q" in c]
+    assert removed == [f"iptables -w -t filter -F {made}", f"iptables -w -t filter -X {made}"]
 
 
 @needs_flock
@@ -861,6 +886,7 @@ def test_only_the_ip_versions_recorded_are_put_back(undo_box):
     assert calls[:-2] == [
         f"iptables-restore --noflush --counters {undo_box.state}/firewall",
         *_removed("iptables"),
+        "iptables -w -t filter -S",
     ]
     assert not any(call.startswith("ip6tables") for call in calls)
 
@@ -872,7 +898,7 @@ def test_at_boot_the_iptables_chains_are_left_alone(undo_box):
 
 
 def test_the_iptables_steps_name_the_formulas_chains_only():
-    """Chain and table names come from ``wgf_firewall.IPTABLES_CHAINS``: what the record
+    """Chain and table names come from ``wgf_iptables.IPTABLES_CHAINS``: what the record
     holds besides decides only which of them are kept."""
     evil = [
         "filter :WIREGUARD-X;reboot",

@@ -8,6 +8,7 @@ import pytest
 from salt.exceptions import SaltInvocationError
 
 import wgf_firewall
+import wgf_iptables
 from tests.support import pipeline
 
 KEY_A = "scGH95QfjmKl/rjJQD6gDRCe9/fYTWxq2K8a8imo2TE="
@@ -152,7 +153,7 @@ def test_no_table_without_an_interface_that_needs_one():
         is None
     )
     assert wgf_firewall.nft_table(jumpbox(enabled=False).values()) is None
-    assert wgf_firewall.iptables_rules(jumpbox("iptables", absent=True).values(), 4) is None
+    assert wgf_iptables.iptables_rules(jumpbox("iptables", absent=True).values(), 4) is None
 
 
 def test_masquerade_leaves_the_conf_to_the_firewall_backend():
@@ -187,29 +188,29 @@ def test_nft_loads_the_table_and_replaces_it_whole(tmp_path):
 @pytest.mark.parametrize("version", [4, 6])
 def test_iptables_chains_load_replace_and_go(tmp_path, version):
     prefix = "iptables" if version == 4 else "ip6tables"
-    rules = wgf_firewall.iptables_rules(
+    rules = wgf_iptables.iptables_rules(
         jumpbox("iptables", access=ACCESS, open_port=["198.18.0.10", "fd18::10"]).values(), version
     )
     load = tmp_path / "load"
-    load.write_text(wgf_firewall.iptables_restore(rules, set()))
+    load.write_text(wgf_iptables.iptables_restore(rules, set()))
     again = tmp_path / "again"
     jumps = {
         ("INPUT", "WIREGUARD-INPUT"),
         ("FORWARD", "WIREGUARD-FORWARD"),
         ("POSTROUTING", "WIREGUARD-POSTROUTING"),
     }
-    again.write_text(wgf_firewall.iptables_restore(rules, jumps))
+    again.write_text(wgf_iptables.iptables_restore(rules, jumps))
     saved = _scratch(
         f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush {again} && {prefix}-save"
     )
-    ours = wgf_firewall.iptables_ours(saved)
-    assert wgf_firewall.iptables_jumps(ours) == jumps
+    ours = wgf_iptables.iptables_ours(saved)
+    assert wgf_iptables.iptables_jumps(ours) == jumps
     assert sum("rule 1" in line for line in ours) == (2 if version == 4 else 0)
     assert sum("rule 3" in line for line in ours) == 2
     assert len([line for line in ours if "-j MASQUERADE" in line]) == 1
     removal = tmp_path / "removal"
     chains = {"WIREGUARD-INPUT", "WIREGUARD-FORWARD", "WIREGUARD-POSTROUTING"}
-    removal.write_text(wgf_firewall.iptables_removal(chains, jumps))
+    removal.write_text(wgf_iptables.iptables_removal(chains, jumps))
     saved = _scratch(
         f"{prefix}-restore --noflush {load} && {prefix}-restore --noflush "
         f"{removal} && {prefix}-save"
@@ -241,14 +242,14 @@ def test_the_recorded_chains_and_plain_jumps_are_the_formulas_only():
     """What an undo keeps: the formula's chains and its own kind of jump (``-I <builtin>
     1 -j <chain>``), in the tables IPTABLES_CHAINS names; a chain of that name in another
     table, or a jump with a match, is not the formula's."""
-    chains, jumps = wgf_firewall.iptables_recorded(wgf_firewall.iptables_ours(SAVED))
+    chains, jumps = wgf_iptables.iptables_recorded(wgf_iptables.iptables_ours(SAVED))
     assert chains == {("filter", "WIREGUARD-INPUT")}
     assert jumps == {("filter", "INPUT", "WIREGUARD-INPUT")}
-    assert wgf_firewall.iptables_recorded([]) == (set(), set())
+    assert wgf_iptables.iptables_recorded([]) == (set(), set())
 
 
 def test_the_put_back_record_declares_every_chain_and_fills_the_recorded_ones():
-    text = wgf_firewall.iptables_put_back(wgf_firewall.iptables_ours(SAVED))
+    text = wgf_iptables.iptables_put_back(wgf_iptables.iptables_ours(SAVED))
     assert text == (
         "*filter\n"
         ":WIREGUARD-INPUT - [0:0]\n"
@@ -263,7 +264,7 @@ def test_the_put_back_record_declares_every_chain_and_fills_the_recorded_ones():
         "COMMIT\n"
     )
     # nothing recorded: every chain declared (to be flushed and removed), none filled
-    assert "-A " not in wgf_firewall.iptables_put_back([])
+    assert "-A " not in wgf_iptables.iptables_put_back([])
 
 
 @pytest.mark.parametrize("version", [4, 6])
@@ -274,16 +275,16 @@ def test_the_put_back_record_loads_over_changed_chains(tmp_path, version):
     box = jumpbox("iptables", access=ACCESS, open_port=["198.18.0.10", "fd18::10"]).values()
     before = tmp_path / "before"
     before.write_text(
-        wgf_firewall.iptables_restore(wgf_firewall.iptables_rules(box, version), set())
+        wgf_iptables.iptables_restore(wgf_iptables.iptables_rules(box, version), set())
     )
-    recorded = wgf_firewall.iptables_ours(
+    recorded = wgf_iptables.iptables_ours(
         _scratch(f"{prefix}-restore --noflush {before} && {prefix}-save")
     )
     change = tmp_path / "change"
-    changed = wgf_firewall.iptables_rules(jumpbox("iptables", open_port=True).values(), version)
-    change.write_text(wgf_firewall.iptables_restore(changed, set()))
+    changed = wgf_iptables.iptables_rules(jumpbox("iptables", open_port=True).values(), version)
+    change.write_text(wgf_iptables.iptables_restore(changed, set()))
     back = tmp_path / "back"
-    back.write_text(wgf_firewall.iptables_put_back(recorded))
+    back.write_text(wgf_iptables.iptables_put_back(recorded))
     saved = _scratch(
         f"{prefix}-restore --noflush {before} && {prefix}-restore --noflush {change} && "
         f"{prefix}-restore --noflush {back} && {prefix}-restore --noflush {back} && "
@@ -292,7 +293,7 @@ def test_the_put_back_record_loads_over_changed_chains(tmp_path, version):
     chain_lines = [line for line in recorded if " -A WIREGUARD-" in line]
     assert (
         chain_lines
-        and [line for line in wgf_firewall.iptables_ours(saved) if " -A WIREGUARD-" in line]
+        and [line for line in wgf_iptables.iptables_ours(saved) if " -A WIREGUARD-" in line]
         == chain_lines
     )
 

@@ -16,9 +16,11 @@ import pytest
 import wgf_conf
 import wgf_firewall
 import wgf_host
+import wgf_iptables
 import wgf_keys
 import wgf_layout
 import wgf_live
+import wgf_quota_ipt
 import wgf_tc
 from tests.support import pipeline
 from tests.support.fake_host import FakeHost
@@ -80,9 +82,15 @@ def test_rates_are_not_in_the_firewall_any_more():
     # the output chain is there for guest's quota only
     output = table.split("chain output {", 1)[1].split("}", 1)[0]
     assert all("quota" in line for line in output.splitlines()[2:] if line.strip()), output
-    rules = wgf_firewall.iptables_rules([server("iptables", open_port=True)], 4)
+    rules = wgf_iptables.iptables_rules([server("iptables", open_port=True)], 4)
     # iptables too: its output chain holds guest's quota counting only
-    assert list(rules["filter"]) == ["WIREGUARD-INPUT", "WIREGUARD-FORWARD", "WIREGUARD-OUTPUT"]
+    guest = wgf_quota_ipt.chain("quota_wg0_guest")
+    assert list(rules["filter"]) == [
+        "WIREGUARD-INPUT",
+        "WIREGUARD-FORWARD",
+        "WIREGUARD-OUTPUT",
+        guest,
+    ]
     assert all("quota" in r for r in rules["filter"]["WIREGUARD-OUTPUT"])
     assert not any("hashlimit" in r for chain in rules["filter"].values() for r in chain)
 
