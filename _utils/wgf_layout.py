@@ -38,12 +38,13 @@ MARKER = ".wireguard-formula"
 DROPIN_NAME = "50-wireguard-formula-config-dir.conf"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 #: The networkd backend (issue 25, ``wgf_networkd``): its unit files per interface,
-#: ``<NETWORK_DIR>/<NETWORKD_PRIORITY>-wireguard-<if>.netdev`` and ``.network``, and the
+#: ``<NETWORK_DIR>/<NETWORKD_PRIORITY>-wireguard-<if>.netdev`` and ``.network``, the
 #: copies of the keys networkd reads, in ``<NETWORKD_KEYS_DIR>/<if>/`` (0750
-#: root:systemd-network, files 0640; networkd takes no directory there as a unit).
+#: root:systemd-network, files 0640), and networkd's own drop-in (``wgf_networkd.FOREIGN``).
 NETWORK_DIR = "/etc/systemd/network"
 NETWORKD_PRIORITY = "50"
 NETWORKD_KEYS_DIR = "/etc/systemd/network/wireguard-keys"
+NETWORKD_CONF_DROPIN = "/etc/systemd/networkd.conf.d/50-wireguard-formula.conf"
 NETWORKD_SERVICE = "systemd-networkd"
 #: The file the ``hosts`` option keeps one block per interface in (``wgf_hosts``).
 HOSTS_FILE = "/etc/hosts"

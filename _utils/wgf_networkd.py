@@ -50,6 +50,16 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]{0,99}")
 #: engine adds the derived routes of a networkd interface with it, so that a reconfigure
 #: finds them as its own.
 ROUTE_PROTOCOL = "static"
+#: networkd's drop-in while it builds one of the formula's interfaces: at its start,
+#: networkd would otherwise remove every route and routing policy rule it did not make,
+#: such as those of a wg-quick interface on the same minion (a full tunnel's rules).
+FOREIGN = (
+    "# Managed by Salt (wireguard formula): systemd-networkd leaves alone the routes and\n"
+    "# routing policy rules it did not make (a wg-quick interface's, on this minion).\n"
+    "[Network]\n"
+    "ManageForeignRoutes=no\n"
+    "ManageForeignRoutingPolicyRules=no\n"
+)
 
 # ------------------------------------------------------------------ the backend
 

@@ -9,6 +9,7 @@ states change it live (``wg set``, ``ip``), as under wg-quick; the files make
 """
 
 import difflib
+import glob
 import os
 
 from salt.exceptions import CommandExecutionError
@@ -98,6 +99,10 @@ def config(ret, minion, config_dir, iface):
     changed_keys = _key_changes(keys, keys_dir) if enabled else []
     if not enabled and os.path.isdir(keys_dir):
         changed_keys = [keys_dir]
+    dropin = wgf_layout.NETWORKD_CONF_DROPIN
+    if enabled and wgf_files.read(dropin) != wgf_networkd.FOREIGN:
+        ret["changes"]["networkd.conf"] = {"old": wgf_files.read(dropin), "new": dropin}
+        units = {**units, dropin: wgf_networkd.FOREIGN}
     if changed_keys:
         ret["changes"]["key_files"] = {
             "old": sorted(changed_keys) if not enabled else "differ or missing",
@@ -152,6 +157,7 @@ def config(ret, minion, config_dir, iface):
     else:
         for path in (layout.netdev(interface), layout.network(interface), keys_dir):
             host.remove_tree(path)
+        _forget_foreign(host)
     # a reload has networkd set every WireGuard netdev it has again, replacing its
     # peers (their sessions go: packets are lost until the next handshake): only where
     # networkd must act, to build, learn of or forget the interface. What the live
@@ -190,6 +196,14 @@ def _carry_endpoints(minion, interface):
 #: The changes that only a reload brings about: networkd builds the interface, or
 #: forgets it (its files are gone).
 _RELOAD_FOR = {"backend", "restarted", "stopped"}
+
+
+def _forget_foreign(host):
+    """networkd's drop-in (``wgf_networkd.FOREIGN``) goes with the last interface it
+    builds for the formula; networkd reads it at its next start."""
+    netdevs = glob.glob(f"{wgf_layout.NETWORK_DIR}/*-wireguard-*.netdev")
+    if not netdevs and os.path.exists(wgf_layout.NETWORKD_CONF_DROPIN):
+        host.remove(wgf_layout.NETWORKD_CONF_DROPIN)
 
 
 def _restart_reasons(layout, interface, units):
@@ -242,6 +256,7 @@ def leave(ret, minion, config_dir):
     for path in (layout.netdev(interface), layout.network(interface)):
         host.remove(path)
     host.remove_tree(layout.networkd_keys(interface))
+    _forget_foreign(host)
     if host.service_active(wgf_networkd.SERVICE):
         host.networkctl("reload")
     if minion.is_up(interface):
@@ -276,6 +291,7 @@ def absent(ret, minion, config_dir):
         return minion.pending(ret, f"networkd's files of {interface} would be removed")
     for path in paths:
         host.remove_tree(path)
+    _forget_foreign(host)
     if host.service_active(wgf_networkd.SERVICE):
         host.networkctl("reload")
     if built:

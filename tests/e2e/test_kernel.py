@@ -12,8 +12,9 @@ config exported from the hub.
 
 Beside it, on a switch of their own, the hub, site A's gateway and a third guest
 (`kmesh3`) are the nodes of a mine mesh (`wg1`) on the systemd-networkd backend, built
-by the orchestration users run. Later the hub's `wg0` (PSKs, a client) switches to
-networkd on the running interface, and back.
+by the orchestration users run, with per-pair PSKs that `salt-run wireguard.rotate_psks`
+renews. Later the hub's `wg0` (PSKs, a client) switches to networkd on the running
+interface, a change that cuts it off is undone by confirm, and it switches back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.auditing import audit, report, serious
 from tests.e2e.deployments import orchestrate
 from tests.e2e.fingerprint import fingerprint
 from tests.e2e.traffic import steady_ping
@@ -56,6 +58,7 @@ def pillars() -> dict:
         "interface": "wg1",
         "listen_port": 51822,
         "backend": "networkd",
+        "preshared_keys": True,
         "nodes": {
             m: {"address": f"{MESH_NET}.{i}/24", "endpoint": f"{MESH_LAN}.{i}"}
             for m, i in MESH.items()
@@ -179,6 +182,11 @@ def is_built_by_networkd(host, ifname) -> None:
     assert " wireguard " in host.out(["ip", "-d", "-o", "link", "show", "dev", ifname])
 
 
+def psk_digest(host, ifname) -> str:
+    """A digest of ``ifname``'s live preshared keys (the keys stay on the host)."""
+    return host.out(f"wg show {ifname} preshared-keys | sort | sha256sum").split()[0]
+
+
 def networkd_ignored(host) -> list[str]:
     """What networkd's journal of this boot says it ignored in a file."""
     text = host.out(["journalctl", "-b", "-u", "systemd-networkd", "--no-pager", "-o", "cat"])
@@ -200,17 +208,47 @@ def test_a_mine_mesh_of_three_guests_runs_on_networkd(kernel):
         if src != dst and not host.ping_until(f"{MESH_NET}.{i}", within=30).received
     ]
     assert failures == []
-    # the formula's check reads networkd's interface as any other
+    # the formula's check and the audit read networkd's interfaces as any other
     lab = kernel["lab"]
     check = lab.master.salt(MESH3, "wireguard.check", timeout=120)[MESH3]
     assert isinstance(check, dict) and check.get("ok") is True, str(check)[:2000]
-    # what networkd builds again from the files is what runs
+    wrong = {p for p in serious(audit(lab, MESH)) if p[2] == "wg1"}
+    assert wrong == set(), report(lab, MESH)
+    # the pairs' PSKs rotated on networkd: live, with no packet lost
+    psks = {name: psk_digest(host, "wg1") for name, host in hosts.items()}
+    with steady_ping(kernel["mesh3"], f"{MESH_NET}.1") as pings:
+        ret = lab.master.salt_run(
+            "wireguard.rotate_psks",
+            network="kmesh",
+            tgt=",".join(sorted(MESH)),
+            tgt_type="list",
+            timeout=600,
+        )
+    pings.check("the PSKs of the mesh on networkd rotated")
+    assert isinstance(ret, dict) and ret.get("ok") is True, str(ret)[:2000]
+    rotated = {name: psk_digest(host, "wg1") for name, host in hosts.items()}
+    assert all(rotated[name] != psks[name] for name in hosts), "a node kept its old PSKs"
+    # what networkd builds again from the files is what runs: the new PSKs too
     host = kernel["mesh3"]
     before = fingerprint(host, "wg1")
     host.run(["networkctl", "reload"])
     host.run(["networkctl", "reconfigure", "wg1"])
     assert host.ping_until(f"{MESH_NET}.1", within=30).received
     assert fingerprint(host, "wg1") == before
+    assert psk_digest(host, "wg1") == rotated[MESH3], "networkd's key files hold old PSKs"
+    # networkd (re)started leaves alone the rules and routes it did not make: wg-quick's
+    # wg0 on the same minion, and a rule as a wg-quick full tunnel adds
+    hub = kernel["hub"]
+    rule = ["not", "fwmark", "51999", "table", "51999", "priority", "31999"]
+    hub.run(["ip", "rule", "add", *rule])
+    routes = hub.out(["ip", "route", "show", "dev", "wg0"])
+    hub.run(["systemctl", "restart", "systemd-networkd"])
+    try:
+        assert "lookup 51999" in hub.out(["ip", "rule"]), "networkd removed a foreign rule"
+        assert hub.out(["ip", "route", "show", "dev", "wg0"]) == routes
+    finally:
+        hub.run(["ip", "rule", "del", *rule], check=False)
+    assert hub.ping_until(f"{MESH_NET}.3", within=30).received
 
 
 def test_two_sites_behind_nat_talk_through_the_kernel_hub(kernel):
@@ -343,22 +381,36 @@ def test_the_hub_with_clients_switches_to_networkd_and_back_on_the_running_inter
             )
         pings.check("a peer added on the hub's networkd wg0")
         assert "10.30.0.50/32" in hub.out(["wg", "show", "wg0", "allowed-ips"])
-        # an address: its .network changes; live too
+        # an address (its .network changes) and the formula's firewall: live too
         changed = {
             "backend": "networkd",
             "peers": peers,
             "address": ["10.30.0.1/24", "10.31.0.1/24"],
+            "open_port": True,
         }
         with steady_ping(kernel["site_b"], "192.168.1.10") as pings:
             lab.master.state_apply(HUB, with_hub(changed), timeout=600)
-        pings.check("an address added to the hub's networkd wg0")
+        pings.check("an address and the firewall added to the hub's networkd wg0")
         assert "10.31.0.1/24" in hub.out(["ip", "-br", "addr", "show", "dev", "wg0"])
+        table = ["nft", "list", "table", "inet", "wireguard"]
+        assert "udp dport 51820 accept" in hub.out(table)
         assert hub.ifindex("wg0") == index, "wg0 was made anew"
         before = fingerprint(hub)
         hub.run(["networkctl", "reload"])
         hub.run(["networkctl", "reconfigure", "wg0"])
         through_the_hub(kernel)
         assert fingerprint(hub) == before, "networkd's files build what the live change made"
+        # a change that cuts the hub off from its peers (a port the sites do not dial)
+        # is undone by the hub itself: networkd's files, the live interface
+        cut = {**changed, "listen_port": 51899, "confirm": {"timeout": 30, "probes": ["peers"]}}
+        ret = lab.master.state_apply(HUB, with_hub(cut), check=False, timeout=600)
+        comments = [str(r.get("comment")) for r in ret[HUB].values()]
+        assert any(c.startswith("wg0: change undone: ") for c in comments), ret[HUB]
+        assert "ListenPort=51820" in hub.read(NETDEV.format("wg0"))
+        assert "udp dport 51820 accept" in hub.out(table) and "51899" not in hub.out(table)
+        assert fingerprint(hub) == before, "the undo put back what ran before the change"
+        is_built_by_networkd(hub, "wg0")
+        through_the_hub(kernel)
         took = hub.reboot()
         lab.master.wait_minions([HUB], timeout=300)  # the switch back below goes through it
         is_built_by_networkd(hub, "wg0")

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from tests.e2e.deployments import containers_on_internet, orchestrate
-from tests.lab.host import parse_ping
+from tests.e2e.traffic import steady_ping
 from tests.lab.topologies import load_examples
 
 INET = "198.18.7"
@@ -136,25 +136,15 @@ def test_rotate_psks_renews_every_pair_without_a_lost_packet(psk_mesh):
     lab, hosts, _ = psk_mesh
     before = pair_digests(hosts)
     old_keys = live_psks(hosts)
-    unit = hosts["psk1"].systemd_run(
-        ["sh", "-c", "exec ping -n -q -i 0.05 -W 1 10.2.0.2 > /run/rotate-ping.out 2>&1"],
-        "rotate-ping",
-    )
-    time.sleep(1)
-    try:
+    # 20 pps throughout (a request still in flight when ping stops is no loss)
+    with steady_ping(hosts["psk1"], "10.2.0.2") as pings:
         ret = lab.master.salt_run("wireguard.rotate_psks", network="corp", timeout=600)
-    finally:
-        time.sleep(1)
-        hosts["psk1"].systemctl("kill", "--signal=INT", unit, check=False)
-        time.sleep(1)
-    out = hosts["psk1"].read("/run/rotate-ping.out")
-    stats = parse_ping("psk1", "10.2.0.2", out)
     text = json.dumps(ret)
     new_keys = live_psks(hosts)
     assert not any(k in text for k in old_keys | new_keys), "a key in the runner's return"
     assert isinstance(ret, dict) and ret.get("ok") is True, text[:3000]
     assert ret["pairs"] == [list(p) for p in PAIRS] and ret["minions"] == sorted(NODES)
-    assert stats.sent > 40 and stats.lost == 0, out
+    pings.check("every pair's PSK rotated")
     after = pair_digests(hosts)
     assert_pairs_hold_equal_distinct_keys(after)
     assert all(after[p][0] != before[p][0] for p in PAIRS), "a pair kept its old key"
@@ -260,23 +250,6 @@ def test_the_audit_reports_key_age_and_warns_past_max_key_age(psk_mesh):
 # ---------------------------------------------------------- private key rotation
 
 
-def ping_during(host, dst, action):
-    """Run `action()` under a 20 pps ping from `host` to `dst`; (its return, the ping)."""
-    unit = host.systemd_run(
-        ["sh", "-c", f"exec ping -n -q -i 0.05 -W 1 {dst} > /root/rotate-ping.out 2>&1"],
-        "rotate-ping",
-    )
-    time.sleep(1)
-    try:
-        ret = action()
-    finally:
-        time.sleep(1)
-        host.systemctl("kill", "--signal=INT", unit, check=False)
-        time.sleep(1)
-    out = host.read("/root/rotate-ping.out")
-    return ret, parse_ping(host.name, dst, out)
-
-
 def private_keys(hosts):
     return {n: h.read("/etc/wireguard/wg1.key").strip() for n, h in hosts.items()}
 
@@ -285,11 +258,8 @@ def test_rotate_keys_switches_a_node_with_at_most_a_second_lost(psk_mesh):
     lab, hosts, _ = psk_mesh
     old_public = public_keys(hosts)
     old_private = private_keys(hosts)
-    ret, stats = ping_during(
-        hosts["psk2"],
-        "10.2.0.1",
-        lambda: lab.master.salt_run("wireguard.rotate_keys", tgt="psk1", timeout=600),
-    )
+    with steady_ping(hosts["psk2"], "10.2.0.1") as pings:
+        ret = lab.master.salt_run("wireguard.rotate_keys", tgt="psk1", timeout=600)
     text = json.dumps(ret)
     new_private = private_keys(hosts)
     assert not any(k in text for k in set(old_private.values()) | set(new_private.values())), (
@@ -297,8 +267,8 @@ def test_rotate_keys_switches_a_node_with_at_most_a_second_lost(psk_mesh):
     )
     assert isinstance(ret, dict) and ret.get("ok") is True, text[:3000]
     assert ret["rotated"] == {"psk1": ["wg1"]} and ret["partners"] == ["psk2", "psk3"]
-    assert stats.sent > 40 and stats.lost <= 20, stats.output
-    print(f"rotate_keys psk1 under a 20 pps ping: {stats.lost} of {stats.sent} lost")
+    pings.check("psk1's private key rotated", may_lose=20)
+    print(f"rotate_keys psk1 under a 20 pps ping: {len(pings.lost)} of {pings.sent} lost")
     new_public = public_keys(hosts)
     assert new_public["psk1"] != old_public["psk1"]
     assert {n: new_public[n] for n in ("psk2", "psk3")} == {

@@ -39,24 +39,38 @@ class SteadyPing:
 
 @contextlib.contextmanager
 def steady_ping(host, dst: str):
-    pidfile = f"/run/steady-ping-{secrets.token_hex(4)}.pid"
-    proc = host.popen(f"echo $$ > {pidfile}; exec ping -n -i 0.05 -W 1 {dst}")
+    """20 echo requests a second from ``host`` to ``dst`` while the block runs. On a QEMU
+    guest (no background process from outside) ping runs as a transient unit whose
+    output goes to a file."""
+    tag = secrets.token_hex(4)
+    pidfile, logfile = f"/run/steady-ping-{tag}.pid", f"/run/steady-ping-{tag}.out"
+    command = f"echo $$ > {pidfile}; exec ping -n -i 0.05 -W 1 {dst}"
+    if host.kind == "guest":
+        host.systemd_run(["sh", "-c", f"{command} > {logfile} 2>&1"], "steady-ping")
+        proc = None
+    else:
+        proc = host.popen(command)
     result = SteadyPing(dst)
     try:
         deadline = time.monotonic() + 10
         while not host.file_exists(pidfile):
-            assert time.monotonic() < deadline and proc.poll() is None, "ping did not start"
+            started = proc is None or proc.poll() is None
+            assert time.monotonic() < deadline and started, "ping did not start"
             time.sleep(0.05)
         time.sleep(0.5)  # 10 requests before the change, on a tunnel that answers in ms
         yield result
         time.sleep(0.5)  # the last replies come back
     finally:
         host.run(f"kill -INT $(cat {pidfile}); rm -f {pidfile}", check=False)
-        try:
-            result.output, _ = proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            result.output, _ = proc.communicate()
+        if proc is None:
+            time.sleep(0.5)  # ping prints its summary and the unit ends
+            result.output = host.run(f"cat {logfile}; rm -f {logfile}", check=False).stdout
+        else:
+            try:
+                result.output, _ = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                result.output, _ = proc.communicate()
     m = re.search(r"(\d+) packets transmitted", result.output)
     result.sent = int(m.group(1)) if m else 0
     result.answered = {int(n) for n in re.findall(r"icmp_seq=(\d+) ttl=", result.output)}

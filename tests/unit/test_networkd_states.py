@@ -61,6 +61,9 @@ def states(minion, host, tmp_path, monkeypatch):
     monkeypatch.setattr(wgf_layout, "NETWORK_DIR", str(tmp_path / "network"))
     monkeypatch.setattr(wgf_layout, "NETWORKD_KEYS_DIR", str(tmp_path / "network" / "keys"))
     monkeypatch.setattr(wgf_layout, "SYSTEMD_UNIT_DIR", str(tmp_path / "system"))
+    monkeypatch.setattr(
+        wgf_layout, "NETWORKD_CONF_DROPIN", str(tmp_path / "networkd.conf.d" / "50.conf")
+    )
     hand_in(monkeypatch, host)
     module.private_key(IF, config_dir=minion.config_dir)
     host.done.clear()
@@ -89,10 +92,12 @@ def test_the_files_and_key_copies_are_written_then_left_alone(states, minion, ho
         [layout.networkd_key(IF), layout.networkd_psk(IF, "hub.psk")]
     )
     assert "backend" not in ret["changes"] and "restarted" not in ret["changes"]
+    dropin = wgf_layout.NETWORKD_CONF_DROPIN
+    assert ret["changes"]["networkd.conf"] == {"old": None, "new": dropin}
     assert changed(host) == [
         (
             "write_networkd",
-            [layout.netdev(IF), layout.network(IF)],
+            [layout.netdev(IF), layout.network(IF), dropin],
             sorted([layout.networkd_key(IF), layout.networkd_psk(IF, "hub.psk")]),
             layout.networkd_keys(IF),
             "systemd-network",
@@ -111,6 +116,9 @@ def test_the_files_and_key_copies_are_written_then_left_alone(states, minion, ho
         assert private not in text and psk not in text
     assert private not in repr(ret) and psk not in repr(ret)
     assert not os.path.exists(layout.conf(IF))  # no wg-quick file under networkd
+    # networkd leaves alone the routes and rules of others (a wg-quick full tunnel's)
+    assert "ManageForeignRoutingPolicyRules=no" in wgf_files.read(dropin)
+    assert "ManageForeignRoutes=no" in wgf_files.read(dropin)
     host.done.clear()
     ret = config(states, minion)
     assert ret["changes"] == {} and changed(host) == []
@@ -206,7 +214,10 @@ def test_switching_from_wg_quick_is_one_restart_and_removes_its_files(
         ("stop_service", WG_QUICK),
         ("remove", layout.conf(IF)),
         ("remove", dropin),
-        ("write_networkd", [layout.netdev(IF), layout.network(IF)]),
+        (
+            "write_networkd",
+            [layout.netdev(IF), layout.network(IF), wgf_layout.NETWORKD_CONF_DROPIN],
+        ),
         ("networkctl", "reload"),
     ]
     assert not os.path.exists(layout.conf(IF)) and os.path.exists(layout.netdev(IF))
@@ -247,10 +258,11 @@ def test_switching_back_to_wg_quick_removes_networkds_files_and_its_interface(
     assert ret["changes"]["backend"] == {"old": "networkd", "new": "wg-quick"}
     assert ret["changes"]["restarted"]["service"] == WG_QUICK
     assert "[Interface]" in ret["changes"]["diff"]
-    assert [d[:2] for d in changed(host)][:5] == [
+    assert [d[:2] for d in changed(host)][:6] == [
         ("remove", layout.netdev(IF)),
         ("remove", layout.network(IF)),
         ("remove_tree", layout.networkd_keys(IF)),
+        ("remove", wgf_layout.NETWORKD_CONF_DROPIN),  # the last interface on networkd
         ("networkctl", "reload"),
         ("delete_link", IF),
     ]
@@ -323,9 +335,22 @@ def test_networkd_absent_removes_files_keys_and_interface_once(states, minion, h
     ]
     assert ("delete_link", IF) in host.done
     assert not os.path.exists(layout.networkd_keys(IF))
+    assert not os.path.exists(wgf_layout.NETWORKD_CONF_DROPIN)
     host.done.clear()
     ret = states.networkd_absent(IF, config_dir=minion.config_dir)
     assert ret["changes"] == {} and changed(host) == []
+
+
+def test_networkds_drop_in_stays_while_another_interface_is_on_networkd(
+    states, minion, host, layout
+):
+    config(states, minion)
+    other = f"{wgf_layout.NETWORK_DIR}/50-wireguard-wg9.netdev"
+    with open(other, "w", encoding="utf-8") as handle:
+        handle.write("[NetDev]\nName=wg9\nKind=wireguard\n")
+    states.networkd_absent(IF, config_dir=minion.config_dir)
+    assert not os.path.exists(layout.netdev(IF))
+    assert os.path.exists(wgf_layout.NETWORKD_CONF_DROPIN)
 
 
 def test_networkd_absent_leaves_a_wg_quick_interface_alone(states, minion, host):
