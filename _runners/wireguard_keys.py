@@ -201,7 +201,8 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     only ``network``) that the master's pillar gives the targeted minions: stored keys
     are kept, pairs no longer in a network are forgotten. The orchestration
     (``wireguard.orchestrate``) runs it before it applies the formula; the ext_pillar
-    never makes a key. Returns per network the number of pairs and of keys made, never
+    never makes a key. The minions of a network that got a new key refresh their pillar
+    (``refreshed``). Returns per network the number of pairs and of keys made, never
     a key, and the minions whose pillar the master cannot compile (``pillar_errors``:
     skipped; their own runs fail on it).
 
@@ -226,7 +227,7 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
             f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
             "in its pillar wireguard:networks"
         )
-    done = {}
+    done, given = {}, set()
     for netname, definition in sorted(networks.items()):
         # a network without preshared keys is not checked here: its keys are forgotten
         pairs = (
@@ -237,11 +238,18 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
         made = wgf_psk.ensure_network(__opts__["cachedir"], netname, pairs)
         if pairs:
             done[netname] = {"pairs": len(pairs), "made": made}
+        if made:
+            given.update(node for pair in pairs for node in pair)
     if broken:
         log.warning(
             "wireguard.ensure_psks: the master cannot compile the pillar of %s", ", ".join(broken)
         )
-    return {"ok": True, "networks": done, "pillar_errors": broken}
+    # the minions' own pillar (what their execution functions read, such as
+    # wireguard.check) gets the new keys now, not at their next refresh
+    refreshed = sorted(given & set(targeted))
+    if refreshed:
+        wgf_jobs.ask(__opts__, refreshed, "saltutil.refresh_pillar")
+    return {"ok": True, "networks": done, "pillar_errors": broken, "refreshed": refreshed}
 
 
 def _each(minions, fun, arg, timeout, kwarg=None):

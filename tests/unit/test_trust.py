@@ -280,7 +280,7 @@ def compile_for(master, minion, override=None):
 
 
 def test_ensure_psks_reads_the_masters_pillar_and_keeps_keys(runner, master):
-    runner.use(
+    minions = runner.use(
         {
             "pillar.get": {
                 "evil": {
@@ -290,10 +290,19 @@ def test_ensure_psks_reads_the_masters_pillar_and_keeps_keys(runner, master):
         }
     )
     ret = runner.ensure_psks()
-    assert ret == {"ok": True, "networks": {"corp": {"pairs": 3, "made": 3}}, "pillar_errors": []}
+    assert ret == {
+        "ok": True,
+        "networks": {"corp": {"pairs": 3, "made": 3}},
+        "pillar_errors": [],
+        "refreshed": ["a", "b", "c"],  # their own pillar holds the new keys at once
+    }
+    assert ("saltutil.refresh_pillar", ["a", "b", "c"], []) in minions.jobs
     first = wgf_psk.keys_of(master["cachedir"], "a")
     assert set(first["corp"]) == {"b", "c"} and wgf_psk.keys_of(master["cachedir"], "evil") == {}
-    assert runner.ensure_psks()["networks"]["corp"]["made"] == 0
+    minions.jobs.clear()
+    again = runner.ensure_psks()
+    assert again["networks"]["corp"]["made"] == 0 and again["refreshed"] == []
+    assert not any(job[0] == "saltutil.refresh_pillar" for job in minions.jobs)
     assert wgf_psk.keys_of(master["cachedir"], "a") == first
     with pytest.raises(SaltInvocationError, match=r"no targeted minion has network 'x'"):
         runner.ensure_psks(network="x")
