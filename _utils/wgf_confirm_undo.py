@@ -180,6 +180,8 @@ _RESERVED = frozenset(
 #: either needs a ``systemctl daemon-reload`` before the restart.
 DROPIN = "dropin"
 SYSTEMD_DIR = "/etc/systemd/"
+#: How long the undo waits for networkd to build the interface again, in tenths of a second.
+NETWORKD_BUILD_TENTHS = 100
 #: The iptables records, per IP version (``wgf_iptables.iptables_put_back``).
 IPTABLES_RECORDS = {4: "firewall", 6: "firewall6"}
 _IPTABLES_TOOLS = {4: "iptables", 6: "ip6tables"}
@@ -368,8 +370,15 @@ def undo_script(
     if networkd:
         # networkd's restart of one interface (issue 25): it builds a netdev it does not
         # have from its restored file; reload alone keeps a netdev as it is
-        lines.append(f"    ip link delete dev {shlex.quote(interface)} 2>/dev/null")
+        device = shlex.quote(interface)
+        lines.append(f"    ip link delete dev {device} 2>/dev/null")
         lines.append("    networkctl reload 9>&- || failed=1")
+        # the reload only asks networkd: the undo ends when the interface is back
+        lines.append(f"    tries={NETWORKD_BUILD_TENTHS}")
+        lines.append(f"    until ip link show dev {device} > /dev/null 2>&1; do")
+        lines.append('        [ "$tries" -gt 0 ] || { failed=1; break; }')
+        lines.append("        tries=$((tries - 1)); sleep 0.1")
+        lines.append("    done")
     elif init == "systemd":
         lines.append(f"    systemctl reset-failed {quoted} 2>/dev/null")
         lines.append(f"    systemctl restart {quoted} 9>&- || failed=1")

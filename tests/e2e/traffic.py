@@ -62,9 +62,12 @@ def steady_ping(host, dst: str):
         time.sleep(0.5)  # the last replies come back
     finally:
         host.run(f"kill -INT $(cat {pidfile}); rm -f {pidfile}", check=False)
-        if proc is None:
-            time.sleep(0.5)  # ping prints its summary and the unit ends
-            result.output = host.run(f"cat {logfile}; rm -f {logfile}", check=False).stdout
+        if proc is None:  # an emulated CPU: ping may take a while to print its summary
+            deadline = time.monotonic() + 15
+            while "packets transmitted" not in result.output and time.monotonic() < deadline:
+                time.sleep(0.2)
+                result.output = host.run(["cat", logfile], check=False).stdout
+            host.run(["rm", "-f", logfile], check=False)
         else:
             try:
                 result.output, _ = proc.communicate(timeout=15)

@@ -619,7 +619,7 @@ def test_confirm_needs_systemd_or_openrc():
 
 # --------------------------------------------------------------------- undo script
 
-STUBS = ("nft", "systemctl", "iptables-restore", "ip6tables-restore", "rc-service")
+STUBS = ("nft", "systemctl", "iptables-restore", "ip6tables-restore", "rc-service", "networkctl")
 #: iptables and ip6tables as stubs of an empty ruleset: a -C (check) or -D (delete) of a
 #: jump finds none, -S lists nothing.
 IPTABLES_STUBS = ("iptables", "ip6tables")
@@ -675,6 +675,7 @@ def undo_box(tmp_path):
         service="wg-quick@wg0.service",
         iptables=None,
         more=(),
+        networkd=False,
     ):
         text = u.undo_script(
             "wg0",
@@ -691,6 +692,7 @@ def undo_box(tmp_path):
             restart_pending=str(pending),
             boot_id=str(boot_id),
             iptables=iptables,
+            networkd=networkd,
         )
         script = state / "undo"
         script.write_text(text)
@@ -806,6 +808,29 @@ def test_a_run_that_left_the_firewall_alone_does_not_load_one(undo_box):
         "systemctl reset-failed wg-quick@wg0.service",
         "systemctl restart wg-quick@wg0.service",
     ]
+
+
+@needs_flock
+@pytest.mark.parametrize("built_after, tries, ok", [(3, 100, True), (99, 2, False)])
+def test_networkds_undo_ends_when_networkd_has_built_the_interface_again(
+    undo_box, tmp_path, monkeypatch, built_after, tries, ok
+):
+    """networkd's undo deletes the interface and asks networkd to build it again; the
+    undo ends once it is there (``ip link show`` answers), or fails when it is not."""
+    monkeypatch.setattr(u, "NETWORKD_BUILD_TENTHS", tries)
+    shown = tmp_path / "shown"
+    (tmp_path / "bin" / "ip").write_text(
+        f'#!/bin/sh\necho "ip $*" >> {tmp_path}/calls\n'
+        f'case "$*" in "link show"*) echo x >> {shown}; [ "$(wc -l < {shown})" -ge {built_after} ];;'
+        " esac\n"
+    )
+    (tmp_path / "bin" / "ip").chmod(0o755)
+    done, calls = undo_box(
+        "timer", firewall=None, service="systemd-networkd.service", networkd=True
+    )
+    assert (done.returncode == 0) is ok, done.stderr
+    waited = ["ip link show dev wg0"] * (built_after if ok else tries + 1)
+    assert calls == ["ip link delete dev wg0", "networkctl reload", *waited]
 
 
 #: What ip(6)tables-save showed at arm time, as ``wgf_iptables.iptables_ours`` keeps it:
