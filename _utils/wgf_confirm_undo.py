@@ -296,7 +296,7 @@ def undo_script(
     (:func:`armed_text`) names the running boot. ``root``, ``restart_pending`` (the mark
     ``wgf_layout.restart_pending`` names, which the restart makes void) and ``boot_id``
     are there for tests. ``networkd``: the interface is networkd's (issue 25): instead of a
-    restart, the interface is deleted and ``networkctl reload`` builds it again."""
+    restart, the interface is deleted and systemd-networkd, restarted, builds it again."""
     if init not in wgf_confirm.INITS:
         raise ValueError(f"undo script: init {init!r}: one of {', '.join(wgf_confirm.INITS)}")
     if firewall not in (None, "nftables", "iptables"):
@@ -372,8 +372,9 @@ def undo_script(
         # have from its restored file; reload alone keeps a netdev as it is
         device = shlex.quote(interface)
         lines.append(f"    ip link delete dev {device} 2>/dev/null")
-        lines.append("    networkctl reload 9>&- || failed=1")
-        # the reload only asks networkd: the undo ends when the interface is back
+        # networkd builds a netdev it knew only when it starts (not at a reload)
+        lines.append("    systemctl restart systemd-networkd 9>&- || failed=1")
+        # the undo ends when the interface is back
         lines.append(f"    tries={NETWORKD_BUILD_TENTHS}")
         lines.append(f"    until ip link show dev {device} > /dev/null 2>&1; do")
         lines.append('        [ "$tries" -gt 0 ] || { failed=1; break; }')

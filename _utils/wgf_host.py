@@ -206,6 +206,11 @@ class Host(wgf_host_timers.Timers, wgf_host_files.Files):
         self._salt["service.stop"](service)
         self._salt["service.disable"](service)
 
+    def restart_service(self, service):
+        """Restart ``service`` (systemd-networkd: it builds the netdevs it lacks)."""
+        if not self._salt["service.restart"](service):
+            raise CommandExecutionError(f"{service} did not restart")
+
     def delete_link(self, interface):
         """Remove the interface (networkd keeps a netdev whose file is gone)."""
         self.run(["ip", "link", "delete", "dev", interface])

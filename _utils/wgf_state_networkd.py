@@ -127,7 +127,7 @@ def config(ret, minion, config_dir, iface):
     elif enabled and networkd_up and not minion.is_up(interface):
         ret["changes"]["restarted"] = {
             "service": wgf_networkd.SERVICE,
-            "why": "its interface is not up: networkctl reload builds it from its files",
+            "why": "its interface is not up: networkd, restarted, builds it from its files",
         }
     elif reasons and networkd_up:
         # networkd does not change a netdev it has: the interface is made again
@@ -163,7 +163,11 @@ def config(ret, minion, config_dir, iface):
     # networkd must act, to build, learn of or forget the interface. What the live
     # engine applies to a running interface needs none; networkd reads the files when
     # it next builds the interface or reloads (docs/networkd.md).
-    if networkd_up and (unknown or not enabled or set(ret["changes"]) & _RELOAD_FOR):
+    if networkd_up and "restarted" in ret["changes"] and not switching:
+        # a netdev networkd knew and no longer finds: it builds it again only when it
+        # starts (systemd before 257 ignores it at a reload; systemd issue 34907)
+        host.restart_service(wgf_networkd.SERVICE)
+    elif networkd_up and (unknown or not enabled or set(ret["changes"]) & _RELOAD_FOR):
         host.networkctl("reload")
     if "stopped" in ret["changes"] and not leaving:
         minion.forget_live(interface)

@@ -45,9 +45,9 @@ def steady_ping(host, dst: str):
     tag = secrets.token_hex(4)
     pidfile, logfile = f"/run/steady-ping-{tag}.pid", f"/run/steady-ping-{tag}.out"
     command = f"echo $$ > {pidfile}; exec ping -n -i 0.05 -W 1 {dst}"
+    unit = proc = None
     if host.kind == "guest":
-        host.systemd_run(["sh", "-c", f"{command} > {logfile} 2>&1"], "steady-ping")
-        proc = None
+        unit = host.systemd_run(["sh", "-c", f"{command} > {logfile} 2>&1"], "steady-ping")
     else:
         proc = host.popen(command)
     result = SteadyPing(dst)
@@ -61,7 +61,11 @@ def steady_ping(host, dst: str):
         yield result
         time.sleep(0.5)  # the last replies come back
     finally:
-        host.run(f"kill -INT $(cat {pidfile}); rm -f {pidfile}", check=False)
+        if unit:
+            host.systemctl("kill", "--signal=SIGINT", unit, check=False)
+        else:
+            host.run(f"kill -INT $(cat {pidfile})", check=False)
+        host.run(["rm", "-f", pidfile], check=False)
         if proc is None:  # an emulated CPU: ping may take a while to print its summary
             deadline = time.monotonic() + 15
             while "packets transmitted" not in result.output and time.monotonic() < deadline:

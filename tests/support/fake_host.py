@@ -395,6 +395,9 @@ class FakeHost:
 
     # the networkd backend (issue 25)
 
+    def restart_service(self, service):
+        self._do("restart_service", service)
+
     def write_networkd(self, units, keys, keys_dir, group):
         self._do("write_networkd", sorted(units), sorted(keys), keys_dir, group)
         os.makedirs(keys_dir, mode=0o750, exist_ok=True)

@@ -182,7 +182,11 @@ def test_an_interface_gone_while_its_files_are_there_is_built_again(states, mini
     minion.up = False
     ret = config(states, minion)
     assert "its interface is not up" in ret["changes"]["restarted"]["why"]
-    assert changed(host) == [("write_networkd", *changed(host)[0][1:]), ("networkctl", "reload")]
+    # networkd builds a netdev it knew only when it starts: a reload would not
+    assert changed(host) == [
+        ("write_networkd", *changed(host)[0][1:]),
+        ("restart_service", "systemd-networkd"),
+    ]
 
 
 def test_switching_from_wg_quick_is_one_restart_and_removes_its_files(
@@ -385,8 +389,9 @@ def test_confirm_records_networkds_files_and_its_undo_rebuilds_the_interface(
     assert {r.group for r in copies.values()} == {"systemd-network"}
     script = wgf_confirm_undo.undo_script(IF, restores, NETWORKD, None, "systemd", networkd=True)
     assert f"chgrp systemd-network {layout.networkd_key(IF)} && chmod 0640" in script
-    assert f"ip link delete dev {IF}" in script and "networkctl reload" in script
-    assert "systemctl restart" not in script
+    assert f"ip link delete dev {IF}" in script
+    assert "systemctl restart systemd-networkd" in script and "networkctl reload" not in script
+    assert "systemctl restart wg-quick" not in script
     private, psk = secrets(minion, layout)
     assert private not in script and psk not in script
     # wg-quick's undo is as before
@@ -449,7 +454,7 @@ def test_what_networkd_keeps_on_a_netdev_makes_the_interface_again(
     minion.pillar["interfaces"][IF].update(change)
     ret = config(states, minion)
     assert why in ret["changes"]["restarted"]["why"], ret["changes"]
-    assert [d[0] for d in changed(host)] == ["delete_link", "write_networkd", "networkctl"]
+    assert [d[0] for d in changed(host)] == ["delete_link", "write_networkd", "restart_service"]
     host.done.clear()
     assert config(states, minion)["changes"] == {}
 
