@@ -325,8 +325,12 @@ class Lab:
         if minions:
             ids = [c.name for c in minions]
             self.master.wait_minions(ids, timeout=timeout, hosts=self.hosts)
-            ret = self.master.salt(ids, "saltutil.sync_all", timeout=120)
+            wait = max(120, timeout)
+            ret = self.master.salt(ids, "saltutil.sync_all", timeout=wait)
             missing = [i for i in ids if not isinstance(ret.get(i), dict)]
+            if missing:  # a busy emulated guest can miss Salt's "still running?" query
+                ret.update(self.master.salt(missing, "saltutil.sync_all", timeout=wait))
+                missing = [i for i in ids if not isinstance(ret.get(i), dict)]
             if missing:
                 raise LabError(f"saltutil.sync_all failed on {missing}: {ret}")
             for c in minions:
