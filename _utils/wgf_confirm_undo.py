@@ -180,8 +180,9 @@ _RESERVED = frozenset(
 #: either needs a ``systemctl daemon-reload`` before the restart.
 DROPIN = "dropin"
 SYSTEMD_DIR = "/etc/systemd/"
-#: How long the undo waits for networkd to build the interface again, in tenths of a second.
-NETWORKD_BUILD_TENTHS = 100
+#: How long the undo waits for networkd to build the interface again, in tenths of a
+#: second (an emulated guest's networkd took over 10 s).
+NETWORKD_BUILD_TENTHS = 600
 #: The iptables records, per IP version (``wgf_iptables.iptables_put_back``).
 IPTABLES_RECORDS = {4: "firewall", 6: "firewall6"}
 _IPTABLES_TOOLS = {4: "iptables", 6: "ip6tables"}
