@@ -183,6 +183,8 @@ SYSTEMD_DIR = "/etc/systemd/"
 #: How long the undo waits for networkd to build the interface again, in tenths of a
 #: second (an emulated guest's networkd took over 10 s).
 NETWORKD_BUILD_TENTHS = 600
+#: The records of networkd's unit files of the interface (``wgf_confirm_run``).
+NETWORKD_UNITS = ("netdev", "network")
 #: The iptables records, per IP version (``wgf_iptables.iptables_put_back``).
 IPTABLES_RECORDS = {4: "firewall", 6: "firewall6"}
 _IPTABLES_TOOLS = {4: "iptables", 6: "ip6tables"}
@@ -349,6 +351,10 @@ def undo_script(
             if not _RECORD_NAME.fullmatch(restore.group):
                 raise ValueError(f"undo script: group {restore.group!r}")
             lines.append(f"chgrp {restore.group} {target} && chmod 0640 {target} || failed=1")
+        elif restore.systemd or name in NETWORKD_UNITS:
+            # the record is root's alone (0600); systemd-networkd reads its unit files as
+            # systemd-network: they go back 0644 as they were written
+            lines.append(f"chmod 0644 {target} || failed=1")
     if reload:
         lines.append('[ "$reload" = 0 ] || systemctl daemon-reload || failed=1')
     lines.append('if [ "$mode" != boot ]; then')

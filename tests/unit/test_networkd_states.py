@@ -389,6 +389,9 @@ def test_confirm_records_networkds_files_and_its_undo_rebuilds_the_interface(
     assert {r.group for r in copies.values()} == {"systemd-network"}
     script = wgf_confirm_undo.undo_script(IF, restores, NETWORKD, None, "systemd", networkd=True)
     assert f"chgrp systemd-network {layout.networkd_key(IF)} && chmod 0640" in script
+    # networkd reads its unit files as systemd-network: they go back 0644, not 0600
+    assert f"chmod 0644 {layout.netdev(IF)}" in script
+    assert f"chmod 0644 {layout.network(IF)}" in script
     assert f"ip link delete dev {IF}" in script
     assert "systemctl restart systemd-networkd" in script and "networkctl reload" not in script
     assert "systemctl restart wg-quick" not in script
