@@ -86,19 +86,26 @@ def write(pair, root, state, entries, salt_call=None):
     )
 
 
+def schedule(pair, keys, root, state, guest_in, staff_in):
+    """The expiry files for guest and staff expiring in that many seconds; their
+    instants."""
+    now = int(time.time())
+    guest_at, staff_at = now + guest_in, now + staff_in
+    entries = [
+        (guest_at, iso(guest_at), "guest", keys["guest"]),
+        (staff_at, iso(staff_at), "staff", keys["staff"]),
+    ]
+    write(pair, root, state, entries)
+    return guest_at, staff_at
+
+
 def peers(pair):
     return pair.local.out(["wg", "show", pair.ifname, "peers"]).split()
 
 
 def test_the_waiter_removes_each_client_at_its_instant_and_no_other_peer_loses_a_packet(box):
     pair, keys, root, state, log = box
-    now = int(time.time())
-    guest_at, staff_at = now + 2, now + 5
-    entries = [
-        (guest_at, iso(guest_at), "guest", keys["guest"]),
-        (staff_at, iso(staff_at), "staff", keys["staff"]),
-    ]
-    write(pair, root, state, entries)
+    guest_at, staff_at = schedule(pair, keys, root, state, 2, 5)
     host = wgf_host.Host({"cmd.run_all": run_all})
     # 20 pps over staff's tunnel from before the guest's instant until after it
     ping = pair.local.popen(["ping", "-n", "-i", "0.05", "-c", "50", "-W", "1", "10.77.0.3"])
@@ -140,13 +147,7 @@ def test_on_openrc_a_boot_script_starts_the_waiter_again_after_a_reboot(box):
     runlevel, after the interface's service) starts it again with the same instants, and
     an instant passed while the machine was down is run at once."""
     pair, keys, root, state, log = box
-    now = int(time.time())
-    guest_at, staff_at = now + 1, now + 3600
-    entries = [
-        (guest_at, iso(guest_at), "guest", keys["guest"]),
-        (staff_at, iso(staff_at), "staff", keys["staff"]),
-    ]
-    write(pair, root, state, entries)
+    guest_at, staff_at = schedule(pair, keys, root, state, 1, 3600)
     host = wgf_host.Host({"cmd.run_all": run_all})
     host.arm_expiry(pair.ifname, [guest_at, staff_at], f"wg-quick.{pair.ifname}")
     service = wgf_expiry.unit_name(pair.ifname)
