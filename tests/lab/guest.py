@@ -344,6 +344,14 @@ class Guest(Host):
             text[-lines:]
         )
 
+    def boot_jobs(self) -> str:
+        """What a boot that is not done yet waits for (if the agent answers), and the
+        console's last lines."""
+        jobs = "(the guest agent does not answer)"
+        with contextlib.suppress(LabError):
+            jobs = self.out(["systemctl", "list-jobs", "--no-pager"], check=False, timeout=10)
+        return f"--- systemctl list-jobs in {self.name}:\n{jobs.strip()}\n{self.console_tail()}"
+
     def _alive(self) -> None:
         if self.proc is None:
             raise LabError(f"guest {self.name} was never started")
@@ -476,9 +484,10 @@ class Guest(Host):
     def boot_id(self) -> str:
         return self.read("/proc/sys/kernel/random/boot_id").strip()
 
-    def reboot(self, timeout: float = 180) -> float:
+    def reboot(self, timeout: float = 600) -> float:
         """`systemctl reboot` inside; QEMU resets the machine in place (same process, same
-        taps). Returns seconds until systemd is up again."""
+        taps). Returns seconds until systemd is up again: about 50 s alone here, three
+        times that beside the other tiers on CI's 2 cores (slow, not stuck)."""
         t0 = time.monotonic()
         before = self.boot_id()
         with contextlib.suppress(LabError):
@@ -488,7 +497,7 @@ class Guest(Host):
 
         def again():
             self._alive()
-            if not self.agent.sync(timeout=1.0):
+            if not self.agent.sync(timeout=3.0):  # a guest still booting answers late
                 return None
             try:
                 if self.boot_id() == before:
@@ -499,7 +508,7 @@ class Guest(Host):
             return state in ("running", "degraded")
 
         wait_for(
-            again, timeout, f"guest {self.name} to reboot", interval=1.0, detail=self.console_tail
+            again, timeout, f"guest {self.name} to reboot", interval=1.0, detail=self.boot_jobs
         )
         self.booted = True
         return time.monotonic() - t0
