@@ -212,11 +212,18 @@ class Master(Container):
         with contextlib.suppress(LabError):  # the test.ping loop below explains failures
             wait_for(logged_ready, min(timeout, 60), "minion logs", interval=0.2, max_interval=0.3)
 
+        # Each round that misses waits twice as long, up to a minute: a ping that times
+        # out stays queued in the minion, with Salt's "still running?" query beside it, and
+        # a stream of them drowned the minion of a starved emulated guest (every return
+        # timed out for 10 min in a full suite run).
+        wait = {"ping": 5}
+
         def answered():
-            ret = self.salt(sorted(pending), "test.ping", timeout=5)
+            ret = self.salt(sorted(pending), "test.ping", timeout=wait["ping"])
             for mid, val in ret.items():
                 if val is True:
                     pending.discard(mid)
+            wait["ping"] = min(2 * wait["ping"], 60)
             return not pending
 
         def detail():
