@@ -189,7 +189,8 @@ def _records(host, interface, layout, firewall, networkd=False):
     if host.has_systemd():
         paths.append((wgf_confirm_undo.DROPIN, wgf_layout.dropin_path(interface, layout.service)))
     if networkd:  # its files, and the key copies it reads (issue 25)
-        paths += [("netdev", layout.netdev(interface)), ("network", layout.network(interface))]
+        unit_files = layout.networkd_files(interface)
+        paths += [(name, unit_files[name]) for name in wgf_confirm_undo.NETWORKD_UNITS]
         keys = layout.networkd_keys(interface)
         names = sorted(os.listdir(keys)) if os.path.isdir(keys) else []
         paths += [(f"networkd-key-{i}", os.path.join(keys, n)) for i, n in enumerate(names)]

@@ -216,14 +216,15 @@ class Master(Container):
         # out stays queued in the minion, with Salt's "still running?" query beside it, and
         # a stream of them drowned the minion of a starved emulated guest (every return
         # timed out for 10 min in a full suite run).
-        wait = {"ping": 5}
+        ping_timeout = 5
 
         def answered():
-            ret = self.salt(sorted(pending), "test.ping", timeout=wait["ping"])
+            nonlocal ping_timeout
+            ret = self.salt(sorted(pending), "test.ping", timeout=ping_timeout)
             for mid, val in ret.items():
                 if val is True:
                     pending.discard(mid)
-            wait["ping"] = min(2 * wait["ping"], 60)
+            ping_timeout = min(2 * ping_timeout, 60)
             return not pending
 
         def detail():
