@@ -37,6 +37,10 @@ __virtualname__ = "wireguard"
 
 #: The mine function that publishes each minion's public keys.
 MINE_FUNCTION = "wireguard.public_keys"
+#: Where a run keeps the minion's ``wireguard`` pillar and its repr (``_pillar_wireguard``).
+PILLAR_MEMO = "wireguard.pillar"
+#: Where a run keeps the pillar compiled (``_compiled``).
+COMPILED_MEMO = "wireguard.compiled"
 #: The formula's map data (parameters/ and pillar ``wireguard:lookup``), rendered.
 MAP_DATA = wgf_layout.MAP_DATA
 
@@ -88,8 +92,21 @@ def service_name(interface):
     return _map()["service"]["name"].replace("{interface}", interface)
 
 
-def _pillar_wireguard(pillar):  # unmask: Salt 3008 masks pillar.get outside renders
-    return __salt__["pillar.get"]("wireguard", {}, unmask=True) if pillar is None else pillar
+def _pillar_wireguard(pillar):
+    """``(pillar wireguard, its repr)``: the argument, or the minion's (unmasked: Salt
+    3008 masks pillar.get outside renders) as plain dicts and lists, copied and shown
+    again only when it no longer equals the copy kept: every state of a run asks, and
+    a 10,000-client pillar costs ms to compare but tens of ms to copy and show (issue
+    24)."""
+    if pillar is not None:
+        return pillar, wgf_addr.checked_repr(pillar, "wireguard")
+    fresh = __salt__["pillar.get"]("wireguard", {}, unmask=True)
+    memo = __context__.get(PILLAR_MEMO)
+    if memo is None or memo[0] != fresh:
+        plain = wgf_pipeline.copied(fresh)
+        memo = (plain, wgf_addr.checked_repr(plain, "wireguard"))
+        __context__[PILLAR_MEMO] = memo
+    return memo
 
 
 def _published_keys(minions):
@@ -113,6 +130,18 @@ def _validated(pillar=None, config_dir=None):
     }
 
 
+def _compiled(pillar, shown):
+    """``wgf_pipeline.compile_pillar`` of ``pillar`` (``shown`` is its repr), once for
+    as long as it stays the same: a run that writes a clients record or a key file
+    resolves the facts again, not the pillar (``resolve`` copies what it changes)."""
+    key = (shown, __opts__["id"])
+    memo = __context__.get(COMPILED_MEMO)
+    if memo is None or memo[0] != key:
+        memo = (key, wgf_pipeline.compile_pillar(pillar, __opts__["id"]))
+        __context__[COMPILED_MEMO] = memo
+    return memo[1]
+
+
 def _pipeline(pillar=None, config_dir=None):
     """``{"settings", "interfaces"}`` of ``wgf_pipeline``, fed the minion's facts once
     (the cached value itself: callers copy what they hand out);
@@ -120,22 +149,17 @@ def _pipeline(pillar=None, config_dir=None):
     files build no path or unit name themselves."""
     service = _map()["service"]
     layout = wgf_layout.Layout(_config_dir(config_dir), service["name"], service.get("link"))
-    pillar = _pillar_wireguard(pillar)
+    pillar, shown = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
-    stamp = (
-        layout,
-        firewall,
-        wgf_addr.checked_repr(pillar, "wireguard"),
-        wgf_clients.stamp(layout.config_dir),
-    )
+    stamp = (layout, firewall, shown, wgf_clients.stamp(layout.config_dir))
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     now = wgf_clients.utc_now()
     if stamp in cache and cache[stamp][1] is not None and now >= cache[stamp][1]:
         del cache[stamp]  # a client expired since: judge the clients again
     if stamp not in cache:
         cache.clear()
-        compiled = wgf_pipeline.compile_pillar(pillar, __opts__["id"])
+        compiled = _compiled(pillar, shown)
         wanted = wgf_pipeline.needs(compiled)
         facts = wgf_pipeline.Facts(
             minion_id=__opts__["id"],

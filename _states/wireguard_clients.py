@@ -58,13 +58,13 @@ def _clients(ret, config_dir):
     declared = minion.declared(interface, config_dir)
     if declared is None:
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
-    path = wgf_layout.Layout(config_dir).clients_record(interface)
+    layout = wgf_layout.Layout(config_dir)
+    path, keydir = layout.clients_record(interface), layout.clients_dir(interface)
     old = wgf_clients.parse_record(wgf_files.read(path), path)
-    keydir = wgf_layout.Layout(config_dir).clients_dir(interface)
     wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
     made, writes, removals = {}, {}, []
-    layout, since = wgf_layout.Layout(config_dir), _ctime(path)
-    for name, client in sorted(wanted.items()):
+    since = _ctime(path)
+    for name, client in wanted.items():
         key_file = layout.client_key(interface, name, "key")
         psk_file = layout.client_key(interface, name, "psk")
         if client["byo"]:
@@ -84,16 +84,14 @@ def _clients(ret, config_dir):
             writes[psk_file] = wgf_keys.genpsk() + "\n"
     revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
     for name in revoked:
-        removals += [
-            wgf_layout.Layout(config_dir).client_key(interface, name, kind)
-            for kind in ("key", "psk")
-        ]
-    removals = [p for p in removals if os.path.exists(p)]
+        removals += [layout.client_key(interface, name, kind) for kind in ("key", "psk")]
+    present = set(os.listdir(keydir)) if os.path.isdir(keydir) else set()
+    removals = [p for p in removals if os.path.basename(p) in present]
     new = wgf_clients.record_of(declared, made)
-    ret["changes"] = wgf_clients.changes(old, new, writes, made, minion.test)
-    if not ret["changes"] and not removals and new == old:
+    if not writes and not removals and new == old:
         ret["comment"] = f"The clients of {interface} are as pillar says"
         return ret
+    ret["changes"] = wgf_clients.changes(old, new, writes, made, minion.test)
     if minion.test:
         return minion.pending(ret, f"The clients of {interface} would be updated")
     for directory in (os.path.dirname(keydir), keydir):

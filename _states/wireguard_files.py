@@ -171,10 +171,11 @@ def _config(ret, minion, config_dir, service):
     if current == wanted:
         _mode_fix(minion, ret, path)
     else:
+        # the keys the rendered file holds are pillar's (not parsed back: 10,000 peers)
         public = wgf_conf.known_public(
-            [wgf_conf.parse(current or "")],
-            [wgf_conf.parse(wanted)],
+            pillar=declared,
             live=minion.live_or_none(interface),
+            own=[wgf_keys.pubkey_or_none(wgf_conf.private_key(t)) for t in (current, wanted)],
         )
         diff = "".join(
             difflib.unified_diff(

@@ -21,7 +21,7 @@ import wgf_keys
 import wgf_layout
 import wgf_tc
 from wgf_addr import ip as parse_ip
-from wgf_addr import shown
+from wgf_addr import ip_text, shown
 
 try:
     import segno
@@ -164,9 +164,9 @@ def parse_record(text, where="the clients record"):
     try:
         data = json.loads(text)
         clients = data["clients"]
-        retired = [str(parse_ip(a)) for a in data["retired"]]
+        retired = [ip_text(a) for a in data["retired"]]
         for entry in clients.values():
-            entry["address"] = [str(parse_ip(a)) for a in entry["address"]]
+            entry["address"] = [ip_text(a) for a in entry["address"]]
             if entry.get("public_key") is not None:
                 wgf_keys.decode(entry["public_key"], "public_key")
     except (ValueError, KeyError, TypeError, AttributeError, SaltInvocationError):
@@ -178,7 +178,14 @@ def parse_record(text, where="the clients record"):
 
 
 def dump_record(record):
-    return json.dumps(record, indent=1, sort_keys=True) + "\n"
+    """The record's JSON text, a client per line: json's C encoder writes each line
+    (its pure-Python indenting encoder took 0.1 s for 10,000 clients; issue 24)."""
+    lines = ",\n".join(
+        f"{json.dumps(name)}: {json.dumps(entry, sort_keys=True)}"
+        for name, entry in sorted(record["clients"].items())
+    )
+    head = json.dumps({k: v for k, v in record.items() if k != "clients"}, sort_keys=True)
+    return f'{head[:-1]}, "clients": {{\n{lines}\n}}}}\n'
 
 
 # --------------------------------------------------------------- allocation

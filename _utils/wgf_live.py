@@ -12,6 +12,7 @@ data in and out: the state runs the commands.
 """
 
 import ipaddress
+import re
 
 import wgf_addr
 import wgf_conf
@@ -50,20 +51,16 @@ def derived_routes(table, allowed_ips, addresses, link_local=False):
         return {}
     if table != "auto":
         return {(str(_net(c)), table): "boot" for c in allowed_ips}
-    connected = [
-        ipaddress.ip_interface(a).network
-        for a in addresses
-        if ipaddress.ip_interface(a).network.prefixlen < ipaddress.ip_interface(a).max_prefixlen
-    ]
+    connected = [wgf_addr.cidr_sort_key(a) for a in addresses]
+    connected = [c for c in connected if c[2] < (32 if c[0] == 4 else 128)]
     if link_local:
-        connected.append(ipaddress.ip_network("fe80::/64"))
+        connected.append(wgf_addr.cidr_sort_key("fe80::/64"))
     routes = {}
     for cidr in allowed_ips:
-        net = _net(cidr)
-        if net.prefixlen == 0:
+        net = wgf_addr.cidr_sort_key(cidr)
+        if net[2] == 0 or any(wgf_addr.covers(c, net) for c in connected):
             continue
-        if not any(net.version == c.version and net.subnet_of(c) for c in connected):
-            routes[(str(net), "main")] = "boot"
+        routes[(str(_net(cidr)), "main")] = "boot"
     return routes
 
 
@@ -318,8 +315,15 @@ def _restart_facts(text):
     at_start = {row.conf.lower(): row.key for row in wgf_options.rows("restart")}
     options = {}
     section = None
-    for raw in text.split("\n"):
-        line = raw.split("#", 1)[0].strip()
+    # only section lines, the keys read below, and AllowedIPs with a /0 can count: the
+    # other lines (10,000 peers' on a hub) are not split one by one (issue 24)
+    keys = "|".join(re.escape(k) for k in (*HOOKS, "table", "fwmark", *at_start))
+    candidates = re.compile(
+        rf"^[^\S\n]*(?:\[|(?:{keys})[^\S\n]*=|allowedips[^\S\n]*=[^\n]*/0).*$",
+        re.MULTILINE | re.IGNORECASE,
+    )
+    for found in candidates.finditer(text):
+        line = found.group(0).split("#", 1)[0].strip()
         if line.startswith("["):
             section = line.strip("[]").strip().lower()
             continue

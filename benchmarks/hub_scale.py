@@ -34,6 +34,7 @@ import base64
 import datetime
 import json
 import os
+import pathlib
 import sys
 import time
 
@@ -278,6 +279,9 @@ def profile_top(hub: Hub, path: str) -> None:
         "p.print_stats(25); p.sort_stats('cumulative').print_callers(r'\\(deepcopy\\)')"
     )
     out = hub.c.out(["/opt/salt/bin/python3", "-c", code, path])
+    saved = f"/tmp/hub-scale-{hub.c.name}.prof"
+    pathlib.Path(saved).write_bytes(base64.b64decode(hub.c.out(["base64", "-w0", path])))
+    print(f"    the whole profile: {saved} (python -m pstats)")
     keep = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("   Ordered")]
     print("    cProfile of the no-op (top 25 by own time):")
     for line in keep:

@@ -330,3 +330,19 @@ def test_a_client_named_like_an_interface_of_the_minion_is_refused():
         "of an interface of this minion"
     ) in str(error.value)
     assert "client 'phone'" not in str(error.value)
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_the_record_text_is_json_a_client_a_line_and_reads_back(count):
+    record = wgf_clients.empty_record()
+    record["retired"] = ["10.0.0.9"]
+    for i in range(count):
+        record["clients"][f"c{i}"] = {
+            "address": [f"10.0.0.{i + 2}", f"fd00::{i + 2}"],
+            "byo": bool(i % 2),
+            "public_key": None if i == 1 else wgf_keys.pubkey(wgf_keys.genkey()),
+        }
+    text = wgf_clients.dump_record(record)
+    assert json.loads(text) == record
+    assert wgf_clients.parse_record(text) == record
+    assert sum('"address"' in line for line in text.splitlines()) == count

@@ -1,11 +1,16 @@
 """What a restart builds (wgf_live.wanted/derived_routes), what only a restart changes
 (restart_reasons), and the plan of live steps: plain data, as wg-quick decides it."""
 
+import ipaddress
 import pathlib
+import random
 import sys
 
+import pytest
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "_utils"))
-import wgf_live  # the formula's utils
+import wgf_addr  # the formula's utils
+import wgf_live
 
 
 def test_auto_table_routes_what_no_connected_route_covers():
@@ -29,6 +34,56 @@ def test_a_table_gets_every_allowed_ip_and_off_none():
 def test_link_local_covers_fe80():
     assert wgf_live.derived_routes("auto", ["fe80::5/128"], [], link_local=True) == {}
     assert wgf_live.derived_routes("auto", ["fe80::5/128"], []) == {("fe80::5/128", "main"): "boot"}
+
+
+def _reference_routes(allowed_ips, addresses):
+    """wg-quick's rule for ``table: auto``, spelt with ipaddress alone."""
+    connected = [
+        ipaddress.ip_interface(a).network
+        for a in addresses
+        if ipaddress.ip_interface(a).network.prefixlen < ipaddress.ip_interface(a).max_prefixlen
+    ]
+    return {
+        (str(net), "main"): "boot"
+        for net in (ipaddress.ip_network(c, strict=False) for c in allowed_ips)
+        if net.prefixlen
+        and not any(net.version == c.version and net.subnet_of(c) for c in connected)
+    }
+
+
+def test_auto_routes_agree_with_ipaddress_on_random_networks():
+    rng = random.Random(24)
+    for _ in range(200):
+        cidrs = []
+        for _ in range(12):
+            if rng.random() < 0.5:
+                cidrs.append(
+                    f"10.{rng.randrange(3)}.{rng.randrange(4)}.{rng.randrange(256)}/{rng.randrange(33)}"
+                )
+            else:
+                cidrs.append(
+                    f"fd00:{rng.randrange(3):x}::{rng.randrange(65536):x}/{rng.randrange(129)}"
+                )
+        allowed, addresses = cidrs[:8], cidrs[8:]
+        assert wgf_live.derived_routes("auto", allowed, addresses) == _reference_routes(
+            allowed, addresses
+        ), (allowed, addresses)
+
+
+def test_the_fast_cidr_parse_answers_as_ipaddress_does():
+    spellings = ["10.0.0.1/24", "1.2.3.4", "::1", "::ffff:1.2.3.4/100", "10.0.0.0/08", "::1/0128"]
+    refused = ["1.2.3.4/", "10.0.0.1/33", "01.2.3.4/24", "1.2.3/24", "::1/129", "10.0.0.1/-1"]
+    refused += ["10.0.0.1/ 24", "10.0.0.1/24 ", "10.0.0.1/\u0662", "", "/24", "10.0.0.1/24/1"]
+    for cidr in spellings:
+        net = ipaddress.ip_network(cidr, strict=False)
+        assert wgf_addr.cidr_sort_key(cidr) == (
+            net.version,
+            int(net.network_address),
+            net.prefixlen,
+        )
+    for cidr in refused:
+        with pytest.raises(ValueError):
+            wgf_addr.cidr_sort_key(cidr)
 
 
 def conf(hooks="", table="", allowed="10.0.0.2/32", fwmark=""):

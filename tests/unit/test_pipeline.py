@@ -3,6 +3,7 @@ value of facts it is fed, the minion-wide settings at the top of its answer, and
 interface options table (wgf_options) that the schema, the renderer and the live
 planner all read."""
 
+import collections
 import dataclasses
 
 import pytest
@@ -255,3 +256,21 @@ def test_the_rows_keep_the_rendered_order_and_the_interface_keys():
         "Table = off",
         "FwMark = 0xca6c",
     ]
+
+
+def test_a_copy_of_pillar_data_is_plain_and_shares_nothing():
+    """Salt's YAML renderer makes every pillar mapping an OrderedDict; the copy is made
+    of dicts and lists (the fast copy's marshal refuses OrderedDicts) and changing it
+    changes nothing of the original."""
+    original = collections.OrderedDict(
+        interfaces=collections.OrderedDict(wg0={"peers": [collections.OrderedDict(a=[1])]})
+    )
+    copy = wgf_pipeline.copied(original)
+    assert copy == original
+    assert type(copy) is dict and type(copy["interfaces"]) is dict
+    assert type(copy["interfaces"]["wg0"]["peers"][0]) is dict
+    copy["interfaces"]["wg0"]["peers"][0]["a"].append(2)
+    assert original["interfaces"]["wg0"]["peers"][0]["a"] == [1]
+    looped = {"a": []}
+    looped["a"].append(looped)  # YAML anchors can make a value hold itself
+    assert wgf_pipeline.copied(looped)["a"][0]["a"][0] is not looped
