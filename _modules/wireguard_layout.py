@@ -6,6 +6,7 @@ Its own name (``wireguard_layout``), as ``wireguard_rotate``: the SLS and the st
 call it; what is checked and written is ``_utils/wgf_layout.py``.
 """
 
+import copy
 import importlib
 
 import wgf_args
@@ -17,6 +18,11 @@ importlib.reload(wgf_reload).refresh()
 
 __virtualname__ = "wireguard_layout"
 
+#: A state run's ``__context__`` holds the run's file client (``salt.state.State``):
+#: ``run_map`` keeps the map data there, for that run and no longer.
+RUN_MARK = "fileclient"
+MAP_MEMO = "wireguard_layout.run_map"
+
 
 def __virtual__():
     return __virtualname__
@@ -27,7 +33,8 @@ def check_map(values):
     Return the formula's map data (``parameters/`` merged with pillar
     ``wireguard:lookup``) when every value is of its type and every path is one the
     formula may own; else raise an error naming each bad ``wireguard:lookup:<key>``.
-    ``map.jinja`` calls this, so a bad lookup fails every SLS before anything changes.
+    ``map.jinja`` checks through ``run_map``, so a bad lookup fails every SLS before
+    anything changes.
 
     CLI Example:
 
@@ -36,6 +43,28 @@ def check_map(values):
         salt '*' wireguard_layout.check_map '{"config_dir": "/etc/wireguard", ...}'
     """
     return wgf_layout.check_map(values)
+
+
+def run_map(name, values=None, remember=False):
+    """
+    Return the map data this state run already checked under ``name`` (``map.jinja``
+    names it by its formula directory, the OS grains and pillar ``wireguard:lookup``),
+    or None; with ``remember=True``, check ``values`` as ``check_map`` does, keep them for
+    the rest of the run and return them. Every SLS file of the formula imports
+    ``map.jinja``: so its ``parameters/`` layers are rendered once a run, not once per
+    file (issue 24). Outside a state run nothing is kept.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' wireguard_layout.run_map '["wireguard", "Debian", "Debian", {}]'
+    """
+    kept = __context__.setdefault(MAP_MEMO, {}) if RUN_MARK in __context__ else {}
+    if remember:
+        kept[name] = check_map(values)
+    found = kept.get(name)
+    return None if found is None else copy.deepcopy(found)
 
 
 def service_dropin(interface, config_dir, service=wgf_layout.DEFAULT_SERVICE):

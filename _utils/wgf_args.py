@@ -133,6 +133,7 @@ RULES = {
     "psk_digests": _flag,
     "scheduled": _flag,
     "keep_declared": _flag,
+    "remember": _flag,
     "test": _flag,
     "pillar": _as_given,
     "orders": _as_given,  # wgf_rotate checks the orders, naming the step

@@ -3,12 +3,14 @@ path cannot hold, and the execution module's arguments of the wrong type, each c
 the way the minion calls it (the real Salt loader, arguments as the CLI parses them)."""
 
 import inspect
+import pathlib
 
 import pytest
 import salt.config
 import salt.loader
 import salt.minion
 import salt.utils.args
+import yaml
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
@@ -18,6 +20,7 @@ from tests.support import pipeline
 from tests.support.minion import minion_opts
 
 PSK = "FpCyhws9cxwWoV4xELtfJvjJN+zQVRPISllRWgeopVE="
+REPO = pathlib.Path(__file__).resolve().parents[2]
 HUGE = 10**5000  # past Python's 4300-digit limit: str() and repr() of it raise
 
 
@@ -353,3 +356,29 @@ def test_each_interface_names_its_files_and_service_from_the_config_dir(loaded):
     assert files == {"config_dir": directory, "marker": f"{directory}/.wireguard-formula"}
     other = loaded["wireguard.pillar_interfaces"](config_dir="/srv/wg-elsewhere")["wg0"]
     assert other["files"]["key"] == "/srv/wg-elsewhere/wg0.key"
+
+
+def test_the_map_data_is_kept_for_one_state_run_only(tmp_path):
+    """map.jinja renders its parameters/ layers once a state run (every SLS file imports
+    it): inside a run (Salt's State gives its context the run's file client) the checked
+    map is kept under its name; outside one nothing is; a bad value is refused by name
+    either way."""
+    opts = minion_opts(tmp_path, "minion1")
+    defaults = REPO / "wireguard" / "parameters" / "defaults.yaml"
+    values = {**yaml.safe_load(defaults.read_text())["values"], "config_dir": "/etc/wireguard-x"}
+    outside = salt.loader.minion_mods(opts, utils=salt.loader.utils(opts))
+    with pytest.raises(SaltInvocationError, match="wireguard:lookup: must be a mapping"):
+        outside["wireguard_layout.run_map"]("a", None, remember=True)
+    run_context = {"fileclient": None}
+    in_run = salt.loader.minion_mods(opts, context=run_context, utils=salt.loader.utils(opts))
+    for modules, kept in ((outside, False), (in_run, True)):
+        run_map = modules["wireguard_layout.run_map"]
+        assert run_map("a") is None
+        with pytest.raises(SaltInvocationError, match="wireguard:lookup:config_dir"):
+            run_map("a", {**values, "config_dir": "/etc"}, remember=True)
+        checked = run_map("a", values, remember=True)
+        assert checked["config_dir"] == "/etc/wireguard-x"
+        assert (run_map("a") == checked) is kept
+        assert run_map("b") is None
+    in_run["wireguard_layout.run_map"]("a")["config_dir"] = "changed by a caller"
+    assert in_run["wireguard_layout.run_map"]("a")["config_dir"] == "/etc/wireguard-x"
