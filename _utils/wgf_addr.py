@@ -247,6 +247,23 @@ def cidr_sort_key(cidr):
     return (net.version, int(net.network_address), net.prefixlen)
 
 
+def off_link(cidrs, addresses, link_local=False):
+    """The CIDRs of ``cidrs`` that no network of an interface address holds (each
+    ``address/prefix``; a /32 or /128 address holds none), nor fe80::/64 with
+    ``link_local``: those wg-quick routes with ``table auto``. /0 ones are left out
+    (its default-route setup, not a route)."""
+    connected = [cidr_sort_key(a) for a in addresses]
+    connected = [c for c in connected if c[2] < (32 if c[0] == 4 else 128)]
+    if link_local:
+        connected.append(cidr_sort_key("fe80::/64"))
+    found = []
+    for cidr in cidrs:
+        net = cidr_sort_key(cidr)
+        if net[2] and not any(covers(c, net) for c in connected):
+            found.append(cidr)
+    return found
+
+
 def covers(outer, inner):
     """Whether the network ``outer`` holds ``inner``, both as ``cidr_sort_key`` gives."""
     width = 32 if outer[0] == 4 else 128

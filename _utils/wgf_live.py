@@ -51,17 +51,10 @@ def derived_routes(table, allowed_ips, addresses, link_local=False):
         return {}
     if table != "auto":
         return {(str(_net(c)), table): "boot" for c in allowed_ips}
-    connected = [wgf_addr.cidr_sort_key(a) for a in addresses]
-    connected = [c for c in connected if c[2] < (32 if c[0] == 4 else 128)]
-    if link_local:
-        connected.append(wgf_addr.cidr_sort_key("fe80::/64"))
-    routes = {}
-    for cidr in allowed_ips:
-        net = wgf_addr.cidr_sort_key(cidr)
-        if net[2] == 0 or any(wgf_addr.covers(c, net) for c in connected):
-            continue
-        routes[(str(_net(cidr)), "main")] = "boot"
-    return routes
+    return {
+        (str(_net(cidr)), "main"): "boot"
+        for cidr in wgf_addr.off_link(allowed_ips, addresses, link_local)
+    }
 
 
 def wanted(iface, public_key, allowed_ips, link_local, auto_mtu, protocol="boot"):
@@ -344,6 +337,8 @@ def _restart_facts(text):
             options[at_start[key]] = value
         elif section == "peer" and key == "allowedips":
             allowed += [c for c in wgf_addr.as_list(value) if c.endswith("/0")]
+    if table == "off" and wgf_conf.ON_LINK_NOTE in text:
+        table = "auto"  # the formula's own off: wg-quick would add no route either way
     default_route = sorted({_family(c) for c in allowed}) if table == "auto" else []
     return {
         "hooks": hooks,

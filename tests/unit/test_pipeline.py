@@ -274,3 +274,55 @@ def test_a_copy_of_pillar_data_is_plain_and_shares_nothing():
     looped = {"a": []}
     looped["a"].append(looped)  # YAML anchors can make a value hold itself
     assert wgf_pipeline.copied(looped)["a"][0]["a"][0] is not looped
+
+
+def _hub(count, table=None, extra=()):
+    """A hub of ``count`` peers on 10.40.0.0/16 (``extra``: more AllowedIPs for the last)."""
+    peers = {
+        f"p{i}": {
+            "public_key": wgf_keys.pubkey(wgf_keys.genkey()),
+            "allowed_ips": [f"10.40.{i // 250}.{i % 250 + 2}/32"],
+        }
+        for i in range(count)
+    }
+    peers[f"p{count - 1}"]["allowed_ips"] += list(extra)
+    iface = {"address": "10.40.0.1/16", "peers": peers, **({"table": table} if table else {})}
+    return pipeline.interfaces({"interfaces": {"wg0": iface}})["wg0"]
+
+
+@pytest.mark.parametrize(
+    ("count", "table", "extra", "off"),
+    [
+        (wgf_conf.ON_LINK_PEERS + 1, None, (), True),
+        (wgf_conf.ON_LINK_PEERS, None, (), False),  # few peers: the file as ever
+        (wgf_conf.ON_LINK_PEERS + 1, None, ("10.41.0.0/24",), False),  # wg-quick routes it
+        (wgf_conf.ON_LINK_PEERS + 1, None, ("0.0.0.0/0",), False),  # its default-route setup
+        (wgf_conf.ON_LINK_PEERS + 1, "1234", (), False),  # the table pillar names
+    ],
+)
+def test_a_big_hub_whose_allowed_ips_are_on_link_starts_without_wg_quicks_route_loop(
+    count, table, extra, off
+):
+    """wg-quick asks `ip route show ... match` once per AllowedIP at start (35 s for
+    10,000 clients) even where it adds no route: past 200 peers, all on-link, the file
+    says Table = off, and a restart builds the same interface (no route either way)."""
+    iface = _hub(count, table, extra)
+    text = wgf_conf.render(iface)
+    assert ("\nTable = off\n" in text) is off
+    assert (wgf_conf.ON_LINK_NOTE in text) is off
+    if off:  # wg-quick with table auto would have added none either
+        allowed = [cidr for peer in iface["peers"].values() for cidr in peer["allowed_ips"]]
+        assert wgf_live.derived_routes("auto", allowed, iface["address"]) == {}
+
+
+def test_the_formulas_own_table_off_is_no_reason_to_restart():
+    """Crossing 200 peers, or one AllowedIP off-link, adds or drops the formula's Table =
+    off line: live, as wg-quick would add the same routes (none, or the new one's, which
+    the interface state adds). A Table = off of pillar's own is still a restart."""
+    small, big = wgf_conf.render(_hub(3)), wgf_conf.render(_hub(wgf_conf.ON_LINK_PEERS + 1))
+    routed = wgf_conf.render(_hub(wgf_conf.ON_LINK_PEERS + 1, extra=("10.41.0.0/24",)))
+    assert wgf_live.restart_reasons(small, big) == []
+    assert wgf_live.restart_reasons(big, routed) == []
+    assert wgf_live.restart_reasons(routed, big) == []
+    pillar_off = wgf_conf.render(_hub(wgf_conf.ON_LINK_PEERS + 1, table="off"))
+    assert wgf_live.restart_reasons(big, pillar_off) == ["its table changed from auto to off"]
