@@ -11,6 +11,7 @@ import datetime
 import io
 import ipaddress
 import json
+import marshal
 import os
 import re
 
@@ -157,10 +158,23 @@ def empty_record():
     return {"version": RECORD_VERSION, "clients": {}, "retired": []}
 
 
+#: The last record text parsed and what it gave: the pipeline and the clients state
+#: read the same record in a run (10,000 clients: 40 ms a parse, 5 ms a copy).
+_LAST_PARSED = {}
+
+
 def parse_record(text, where="the clients record"):
     """The record from its JSON text (None: no record yet); raise when it is damaged."""
     if text is None:
         return empty_record()
+    if _LAST_PARSED.get("text") == text:
+        return marshal.loads(_LAST_PARSED["record"])
+    record = _parse_record(text, where)
+    _LAST_PARSED.update(text=text, record=marshal.dumps(record))
+    return record
+
+
+def _parse_record(text, where):
     try:
         data = json.loads(text)
         clients = data["clients"]

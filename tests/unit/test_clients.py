@@ -346,3 +346,17 @@ def test_the_record_text_is_json_a_client_a_line_and_reads_back(count):
     assert json.loads(text) == record
     assert wgf_clients.parse_record(text) == record
     assert sum('"address"' in line for line in text.splitlines()) == count
+
+
+def test_a_record_read_twice_gives_two_records_that_share_nothing():
+    """The pipeline and the clients state parse the same text in a run: the second
+    parse is a copy of the first's result, never the same objects, and a damaged text
+    is refused every time."""
+    text = json.dumps({"version": 2, "retired": [], "clients": {"a": {"address": ["10.0.0.2"]}}})
+    first = wgf_clients.parse_record(text)
+    first["clients"]["a"]["address"].append("10.0.0.3")
+    second = wgf_clients.parse_record(text)
+    assert second["clients"]["a"]["address"] == ["10.0.0.2"]
+    for _ in range(2):
+        with pytest.raises(SaltInvocationError, match="cannot be read"):
+            wgf_clients.parse_record(text.replace("10.0.0.2", "10.0.0.256"))
