@@ -356,7 +356,7 @@ class Layout:
 
     def client_key(self, interface, client, kind):
         """``<config_dir>/clients/<if>/<client>.key`` (private key) or ``.psk``."""
-        return os.path.join(self.config_dir, "clients", interface, f"{client}.{kind}")
+        return os.path.join(self.clients_dir(interface), f"{client}.{kind}")
 
     @property
     def marker(self):
