@@ -15,6 +15,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_addr
 import wgf_args
+import wgf_client_record
 import wgf_clients
 import wgf_conf
 import wgf_files
@@ -152,7 +153,7 @@ def _pipeline(pillar=None, config_dir=None):
     pillar, shown = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
-    stamp = (layout, firewall, shown, wgf_clients.stamp(layout.config_dir))
+    stamp = (layout, firewall, shown, wgf_client_record.stamp(layout.config_dir))
     cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
     now = wgf_clients.utc_now()
     if stamp in cache and cache[stamp][1] is not None and now >= cache[stamp][1]:

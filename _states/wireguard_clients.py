@@ -5,9 +5,9 @@ minion, and their live peers.
 A file of the ``wireguard`` state module, by concern (``wireguard.clients``,
 ``wireguard.client_peers``, ``wireguard.client_expiry``, ``wireguard.client_expiry_absent``,
 ``wireguard.client_rates``): Salt loads it under the one name with the others. What a
-client is is ``_utils/wgf_clients.py``, its expiry on time ``_utils/wgf_expiry.py``, its
-rate ``_utils/wgf_tc.py``; the host adapter (``wgf_host.Host``) writes and removes the
-files, arms the timer and runs tc.
+client is is ``_utils/wgf_clients.py`` (its record ``_utils/wgf_client_record.py``), its
+expiry on time ``_utils/wgf_expiry.py``, its rate ``_utils/wgf_tc.py``; the host adapter
+(``wgf_host.Host``) writes and removes the files, arms the timer and runs tc.
 """
 
 import datetime
@@ -17,6 +17,7 @@ import os
 from salt.exceptions import SaltInvocationError
 
 import wgf_args
+import wgf_client_record
 import wgf_clients
 import wgf_expiry
 import wgf_files
@@ -60,7 +61,7 @@ def _clients(ret, config_dir):
         raise SaltInvocationError(f"interface '{interface}' is not in pillar wireguard")
     layout = wgf_layout.Layout(config_dir)
     path, keydir = layout.clients_record(interface), layout.clients_dir(interface)
-    old = wgf_clients.parse_record(wgf_files.read(path), path)
+    old = wgf_client_record.parse_record(wgf_files.read(path), path)
     wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
     made, writes, removals = {}, {}, []
     since = _ctime(path)
@@ -87,11 +88,11 @@ def _clients(ret, config_dir):
         removals += [layout.client_key(interface, name, kind) for kind in ("key", "psk")]
     present = set(os.listdir(keydir)) if os.path.isdir(keydir) else set()
     removals = [p for p in removals if os.path.basename(p) in present]
-    new = wgf_clients.record_of(declared, made)
+    new = wgf_client_record.record_of(declared, made)
     if not writes and not removals and new == old:
         ret["comment"] = f"The clients of {interface} are as pillar says"
         return ret
-    ret["changes"] = wgf_clients.changes(old, new, writes, made, minion.test)
+    ret["changes"] = wgf_client_record.changes(old, new, writes, made, minion.test)
     if minion.test:
         return minion.pending(ret, f"The clients of {interface} would be updated")
     for directory in (os.path.dirname(keydir), keydir):
@@ -100,7 +101,7 @@ def _clients(ret, config_dir):
     host.write_secrets(writes)
     for file in removals:
         host.remove(file)
-    host.write_secret(path, wgf_clients.dump_record(new))
+    host.write_secret(path, wgf_client_record.dump_record(new))
     _remove_revoked_peers(minion, interface, [e["public_key"] for e in revoked.values()])
     return minion.pending(
         ret,

@@ -25,6 +25,7 @@ import marshal
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_client_record
 import wgf_clients
 import wgf_confirm
 import wgf_firewall
@@ -354,7 +355,7 @@ def _allocate_clients(iface, own, record_text, errors, now):
     if iface["absent"]:
         return
     try:
-        record = wgf_clients.parse_record(
+        record = wgf_client_record.parse_record(
             record_text, f"interface {shown(iface['name'])}: the clients record"
         )
     except SaltInvocationError as exc:

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import wgf_clients
+import wgf_client_record
 import wgf_conf
 import wgf_expiry
 import wgf_files
@@ -417,7 +417,7 @@ def test_the_script_takes_the_expired_peer_out_of_the_conf_as_the_next_apply_wou
         "tablet": {"preshared_key": True},
     }
     made = {n: wgf_keys.pubkey(wgf_keys.genkey()) for n in clients}  # the clients state's
-    record = wgf_clients.record_of(validate(), made)
+    record = wgf_client_record.record_of(validate(), made)
     before = validate(record)
     psks = {"guest": wgf_keys.genpsk(), "tablet": wgf_keys.genpsk()}
     conf = tmp_path / f"{IF}.conf"

@@ -9,6 +9,7 @@ from unittest import mock
 import pytest
 from salt.exceptions import SaltInvocationError
 
+import wgf_client_record
 import wgf_clients
 import wgf_conf
 import wgf_keys
@@ -49,7 +50,7 @@ def with_keys(iface, now=NOW):
         for name, c in first["clients"].items()
         if not c["absent"] and not c["public_key"]
     }
-    record = wgf_clients.record_of(first, made)
+    record = wgf_client_record.record_of(first, made)
     return validate(iface, record, now=now), record
 
 
@@ -277,7 +278,7 @@ def test_a_client_expires_at_its_instant_and_not_before():
     assert at["clients"]["c"]["status"] == "expired"
     assert "c" not in at["peers"] and "d" in at["peers"]
     # the address and key stay on record, and a new client does not get the address
-    assert wgf_clients.record_of(at, {}) == record
+    assert wgf_client_record.record_of(at, {}) == record
     iface["clients"]["e"] = {}
     later = validate(iface, record, now=datetime.datetime(2027, 3, 1, tzinfo=UTC))
     assert later["clients"]["e"]["address"] != later["clients"]["c"]["address"]
@@ -333,7 +334,7 @@ def test_a_disabled_client_keeps_its_address_and_key_and_comes_back_with_them():
     assert wgf_clients.held_back(off) == {on["peers"]["a"]["public_key"]: ("a", "disabled")}
     conf = wgf_conf.render(off, SERVER_PRIV, {})
     assert on["peers"]["a"]["public_key"] not in conf and on["peers"]["b"]["public_key"] in conf
-    record = wgf_clients.record_of(off, {"n": wgf_keys.pubkey(wgf_keys.genkey())})
+    record = wgf_client_record.record_of(off, {"n": wgf_keys.pubkey(wgf_keys.genkey())})
     iface["clients"]["a"]["enabled"] = True
     back = validate(iface, record)
     assert back["peers"]["a"] == on["peers"]["a"]

@@ -12,6 +12,7 @@ from salt.exceptions import SaltInvocationError
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "_utils"))
 
+import wgf_client_record
 import wgf_clients
 import wgf_keys
 from tests.support import pipeline
@@ -48,7 +49,7 @@ def record_of(wg0, keys=None):
         for name, c in wg0["clients"].items()
         if not c["absent"] and not c["public_key"]
     }
-    return wgf_clients.record_of(wg0, {**made, **(keys or {})})
+    return wgf_client_record.record_of(wg0, {**made, **(keys or {})})
 
 
 def test_pool_clients_get_the_lowest_free_v4_and_v6_addresses_and_become_peers():
@@ -334,7 +335,7 @@ def test_a_client_named_like_an_interface_of_the_minion_is_refused():
 
 @pytest.mark.parametrize("count", [0, 1, 3])
 def test_the_record_text_is_json_a_client_a_line_and_reads_back(count):
-    record = wgf_clients.empty_record()
+    record = wgf_client_record.empty_record()
     record["retired"] = ["10.0.0.9"]
     for i in range(count):
         record["clients"][f"c{i}"] = {
@@ -342,9 +343,9 @@ def test_the_record_text_is_json_a_client_a_line_and_reads_back(count):
             "byo": bool(i % 2),
             "public_key": None if i == 1 else wgf_keys.pubkey(wgf_keys.genkey()),
         }
-    text = wgf_clients.dump_record(record)
+    text = wgf_client_record.dump_record(record)
     assert json.loads(text) == record
-    assert wgf_clients.parse_record(text) == record
+    assert wgf_client_record.parse_record(text) == record
     assert sum('"address"' in line for line in text.splitlines()) == count
 
 
@@ -353,10 +354,10 @@ def test_a_record_read_twice_gives_two_records_that_share_nothing():
     parse is a copy of the first's result, never the same objects, and a damaged text
     is refused every time."""
     text = json.dumps({"version": 2, "retired": [], "clients": {"a": {"address": ["10.0.0.2"]}}})
-    first = wgf_clients.parse_record(text)
+    first = wgf_client_record.parse_record(text)
     first["clients"]["a"]["address"].append("10.0.0.3")
-    second = wgf_clients.parse_record(text)
+    second = wgf_client_record.parse_record(text)
     assert second["clients"]["a"]["address"] == ["10.0.0.2"]
     for _ in range(2):
         with pytest.raises(SaltInvocationError, match="cannot be read"):
-            wgf_clients.parse_record(text.replace("10.0.0.2", "10.0.0.256"))
+            wgf_client_record.parse_record(text.replace("10.0.0.2", "10.0.0.256"))
