@@ -9,6 +9,7 @@ call it; what is checked and written is ``_utils/wgf_layout.py``.
 import copy
 import importlib
 
+import wgf_addr
 import wgf_args
 import wgf_layout
 import wgf_reload
@@ -61,6 +62,7 @@ def run_map(name, values=None, remember=False):
         salt '*' wireguard_layout.run_map '["wireguard", "Debian", "Debian", {}]'
     """
     kept = __context__.setdefault(MAP_MEMO, {}) if RUN_MARK in __context__ else {}
+    name = wgf_addr.checked_repr(name, "wireguard:lookup")
     if remember:
         kept[name] = check_map(values)
     found = kept.get(name)
