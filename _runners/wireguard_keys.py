@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "wireguard"
 
+#: Seconds a minion's ``saltutil.refresh_pillar`` may take when the runner waits for it.
+REFRESH_TIMEOUT = 120
+
 
 def __virtual__():
     return __virtualname__
@@ -117,15 +120,25 @@ def _network_definition(network, tgt, tgt_type):
     return networks[network]
 
 
+def _refresh_waits(timeout):
+    """``saltutil.refresh_pillar``'s arguments that make its job end only when the
+    minion has loaded the new pillar and its modules again. A minion with
+    ``multiprocessing: False`` runs jobs as threads of the process that refreshes: a
+    state run started meanwhile races that module reload and may find no ``wireguard``
+    module."""
+    return {"wait": True, "timeout": timeout}
+
+
 def _apply_on(minions, timeout):
     """Refresh pillar and apply the formula on ``minions`` in one job; per minion a
     summary without state output (no key can pass through it), and who did not answer."""
+    timeout = timeout or 300
     returned = wgf_jobs.ask(
         __opts__,
         minions,
         ["saltutil.refresh_pillar", "state.apply"],
-        [[], ["wireguard"]],
-        timeout=timeout or 300,
+        [[{"__kwarg__": True, **_refresh_waits(REFRESH_TIMEOUT)}], ["wireguard"]],
+        timeout=timeout + REFRESH_TIMEOUT,
     )
     results = {}
     for minion, ret in returned.items():
@@ -248,7 +261,13 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     # wireguard.check) gets the new keys now, not at their next refresh
     refreshed = sorted(given & set(targeted))
     if refreshed:
-        wgf_jobs.ask(__opts__, refreshed, "saltutil.refresh_pillar")
+        wgf_jobs.ask(
+            __opts__,
+            refreshed,
+            "saltutil.refresh_pillar",
+            kwarg=_refresh_waits(REFRESH_TIMEOUT),
+            timeout=REFRESH_TIMEOUT + 10,
+        )
     return {"ok": True, "networks": done, "pillar_errors": broken, "refreshed": refreshed}
 
 

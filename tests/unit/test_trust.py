@@ -297,6 +297,9 @@ def test_ensure_psks_reads_the_masters_pillar_and_keeps_keys(runner, master):
         "refreshed": ["a", "b", "c"],  # their own pillar holds the new keys at once
     }
     assert ("saltutil.refresh_pillar", ["a", "b", "c"], []) in minions.jobs
+    # the job ends when the minions have the new pillar (and modules) loaded, so the
+    # orchestration's state run next does not race a threaded minion's module reload
+    assert minions.kwargs[-1]["wait"] is True
     first = wgf_psk.keys_of(master["cachedir"], "a")
     assert set(first["corp"]) == {"b", "c"} and wgf_psk.keys_of(master["cachedir"], "evil") == {}
     minions.jobs.clear()
@@ -306,6 +309,26 @@ def test_ensure_psks_reads_the_masters_pillar_and_keeps_keys(runner, master):
     assert wgf_psk.keys_of(master["cachedir"], "a") == first
     with pytest.raises(SaltInvocationError, match=r"no targeted minion has network 'x'"):
         runner.ensure_psks(network="x")
+
+
+def test_rotate_psks_applies_after_the_minions_have_loaded_the_new_pillar(runner):
+    applied = {"x": {"result": True, "changes": {"diff": "new"}}}
+    minions = runner.use(
+        {
+            ("saltutil.refresh_pillar", "state.apply"): lambda tgt, _: {
+                m: {"saltutil.refresh_pillar": True, "state.apply": applied} for m in tgt
+            }
+        }
+    )
+    ret = runner.rotate_psks(network="corp", tgt="a,b,c", tgt_type="list")
+    assert ret["ok"] is True and ret["minions"] == ["a", "b", "c"]
+    assert ret["results"]["a"] == {"result": True, "failed": [], "changed": ["x"]}
+    [(fun, tgt, arg)] = minions.jobs
+    assert fun == ["saltutil.refresh_pillar", "state.apply"] and tgt == ["a", "b", "c"]
+    # one job; its refresh returns only when the minion has reloaded pillar and modules
+    refresh, apply = arg
+    assert refresh == [{"__kwarg__": True, "wait": True, "timeout": refresh[0]["timeout"]}]
+    assert refresh[0]["timeout"] >= 30 and apply == ["wireguard"]
 
 
 def test_the_ext_pillar_makes_no_key(master):
