@@ -247,6 +247,13 @@ def cidr_sort_key(cidr):
     return (net.version, int(net.network_address), net.prefixlen)
 
 
+def has_default_route(cidrs):
+    """Whether a CIDR of ``cidrs`` is a /0: with ``table auto`` wg-quick then sets up its
+    default-route machinery (fwmark, policy rules) and routes nothing else itself."""
+    # only a CIDR ending in /0 can be one (10,000 AllowedIPs are not parsed for it)
+    return any(str(c).endswith("/0") and cidr_sort_key(c)[2] == 0 for c in cidrs)
+
+
 def off_link(cidrs, addresses, link_local=False):
     """The CIDRs of ``cidrs`` that no network of an interface address holds (each
     ``address/prefix``; a /32 or /128 address holds none), nor fe80::/64 with

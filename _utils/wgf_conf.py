@@ -161,9 +161,9 @@ def _on_link_only(iface):
     if len(peers) <= ON_LINK_PEERS:
         return False
     allowed = [cidr for peer in peers for cidr in peer["allowed_ips"]]
-    if any(wgf_addr.cidr_sort_key(cidr)[2] == 0 for cidr in allowed):
-        return False
-    return not wgf_addr.off_link(allowed, iface["address"])
+    return not wgf_addr.has_default_route(allowed) and not wgf_addr.off_link(
+        allowed, iface["address"]
+    )
 
 
 def private_key(text):

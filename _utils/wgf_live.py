@@ -34,10 +34,7 @@ def _net(cidr):
 def default_route_mode(table, allowed_ips):
     """Whether wg-quick sets up its default-route machinery (fwmark, policy rules):
     ``table: auto`` and a /0 among the AllowedIPs."""
-    # only a CIDR ending in /0 can be one (10,000 AllowedIPs are not parsed for it)
-    return table == "auto" and any(
-        str(c).endswith("/0") and _net(c).prefixlen == 0 for c in allowed_ips
-    )
+    return table == "auto" and wgf_addr.has_default_route(allowed_ips)
 
 
 def derived_routes(table, allowed_ips, addresses, link_local=False):

@@ -297,6 +297,8 @@ def _hub(count, table=None, extra=()):
         (wgf_conf.ON_LINK_PEERS, None, (), False),  # few peers: the file as ever
         (wgf_conf.ON_LINK_PEERS + 1, None, ("10.41.0.0/24",), False),  # wg-quick routes it
         (wgf_conf.ON_LINK_PEERS + 1, None, ("0.0.0.0/0",), False),  # its default-route setup
+        (wgf_conf.ON_LINK_PEERS + 1, None, ("::/0",), False),
+        (wgf_conf.ON_LINK_PEERS + 1, None, ("10.40.7.0/24",), True),  # inside 10.40.0.0/16
         (wgf_conf.ON_LINK_PEERS + 1, "1234", (), False),  # the table pillar names
     ],
 )
