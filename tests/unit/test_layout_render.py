@@ -203,3 +203,17 @@ def test_openrc_links_the_conf_where_its_init_script_reads_it(renderer):
         got["wireguard-service-running-service-running-wg0"], "require"
     )
     assert not [i for i in got if "dropin" in i]
+
+
+def test_the_map_layers_are_read_once_a_state_run(renderer):
+    """Every SLS file imports map.jinja; its parameters/ layers (libmapstack.jinja) are
+    read once a run (issue 24): run_map keeps the map data in the run's __context__,
+    which Salt's state run marks with its file client. A Salt that stopped doing so
+    would read them once per SLS file again."""
+    answer = renderer.render("debian-12", SAMPLE, interfaces=False, capture_log=True)
+    assert states(answer)
+
+    def imports(template):
+        return sum(f"looking at rel_path 'wireguard/{template}'" in line for line in answer["log"])
+
+    assert imports("map.jinja") > 5 and imports("libmapstack.jinja") == 1
