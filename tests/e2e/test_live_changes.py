@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -252,6 +253,39 @@ def without_b(wg0):
     del wg0["peers"][B]
 
 
+# More than 200 peers whose AllowedIPs are all on-link: the formula's file says
+# Table = off (wg-quick would ask `ip route show ... match` once per AllowedIP at start
+# and add no route); one off-link AllowedIP brings table auto back. Neither restarts.
+ON_LINK_PEERS = 201
+
+
+@functools.cache
+def road_warrior_keys() -> tuple[str, ...]:
+    """Public keys of the hub's other peers (no device behind them)."""
+    return tuple(keypair().public for _ in range(ON_LINK_PEERS - 2))
+
+
+def big_on_link_hub(wg0):
+    for n, public in enumerate(road_warrior_keys(), start=4):
+        wg0["peers"][f"rw{n}"] = {"public_key": public, "allowed_ips": [f"10.40.0.{n}/32"]}
+
+
+def table_off(present):
+    def check(a):
+        assert ("Table = off" in a.read(CONF).splitlines()) is present, a.read(CONF)[:400]
+        assert len(a.out(["wg", "show", "wg0", "peers"]).split()) == ON_LINK_PEERS
+
+    return check
+
+
+def all_of(*checks):
+    def check(a):
+        for one in checks:
+            one(a)
+
+    return check
+
+
 def both(*changes):
     def change(wg0):
         for one in changes:
@@ -392,6 +426,19 @@ LIVE_CHANGES = [
         both(setting("table", SPARE_TABLE), widened),
         routed_into_spare_table,
         before=setting("table", SPARE_TABLE),
+    ),
+    Change("big-on-link-hub", big_on_link_hub, table_off(True)),
+    Change(
+        "big-on-link-hub-allowed-ips-widened",
+        both(big_on_link_hub, widened),
+        all_of(table_off(False), beyond_b_reachable),
+        before=big_on_link_hub,
+    ),
+    Change(
+        "big-on-link-hub-allowed-ips-narrowed",
+        big_on_link_hub,
+        all_of(table_off(True), beyond_b_gone),
+        before=both(big_on_link_hub, widened),
     ),
 ]
 
