@@ -3,15 +3,17 @@
 # Everything, in run order: package, confirm's arm (docs/confirm.md), firewall
 # (the formula's table), config (directory, keys, conf), service, live peers,
 # network (routes, forwarding), the hosts file's names, the metrics job, and
-# last confirm's check.
+# last confirm's check. The concerns' files themselves, not their init.sls (which
+# only include them): each SLS file costs a fetch and a render every run (issue 24).
 include:
-  - .package
+  - .package.install
   - .confirm.arm
-  - .firewall
-  - .config
-  - .service
-  - .peers
-  - .network
+  - .firewall.rules
+  - .config.file
+  - .service.running
+  - .peers.live
+  - .network.routes
+  - .network.forwarding
   - .hosts
   - .metrics
   - .confirm.check
