@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "wireguard"
 
-#: Seconds a minion's ``saltutil.refresh_pillar`` may take when the runner waits for it.
-REFRESH_TIMEOUT = 120
-
 
 def __virtual__():
     return __virtualname__
@@ -120,15 +117,6 @@ def _network_definition(network, tgt, tgt_type):
     return networks[network]
 
 
-def _refresh_waits(timeout):
-    """``saltutil.refresh_pillar``'s arguments that make its job end only when the
-    minion has loaded the new pillar and its modules again. A minion with
-    ``multiprocessing: False`` runs jobs as threads of the process that refreshes: a
-    state run started meanwhile races that module reload and may find no ``wireguard``
-    module."""
-    return {"wait": True, "timeout": timeout}
-
-
 def _apply_on(minions, timeout):
     """Refresh pillar and apply the formula on ``minions`` in one job; per minion a
     summary without state output (no key can pass through it), and who did not answer."""
@@ -137,8 +125,8 @@ def _apply_on(minions, timeout):
         __opts__,
         minions,
         ["saltutil.refresh_pillar", "state.apply"],
-        [[{"__kwarg__": True, **_refresh_waits(REFRESH_TIMEOUT)}], ["wireguard"]],
-        timeout=timeout + REFRESH_TIMEOUT,
+        [[{"__kwarg__": True, **wgf_jobs.REFRESH_WAITS}], ["wireguard"]],
+        timeout=timeout + wgf_jobs.REFRESH_WAITS["timeout"],
     )
     results = {}
     for minion, ret in returned.items():
@@ -265,8 +253,8 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
             __opts__,
             refreshed,
             "saltutil.refresh_pillar",
-            kwarg=_refresh_waits(REFRESH_TIMEOUT),
-            timeout=REFRESH_TIMEOUT + 10,
+            kwarg=dict(wgf_jobs.REFRESH_WAITS),
+            timeout=wgf_jobs.REFRESH_WAITS["timeout"] + 10,
         )
     return {"ok": True, "networks": done, "pillar_errors": broken, "refreshed": refreshed}
 

@@ -5,6 +5,12 @@ missing from the answer; what they returned is untrusted data for the caller to 
 
 import salt.client
 
+#: ``saltutil.refresh_pillar``'s arguments that end its job only once the minion has
+#: loaded the new pillar and its modules again (within the timeout, in seconds). A
+#: minion with ``multiprocessing: False`` runs jobs as threads of the process that
+#: reloads: a state run started meanwhile may find no ``wireguard`` module.
+REFRESH_WAITS = {"wait": True, "timeout": 120}
+
 
 def ask(opts, tgt, fun, arg=(), tgt_type="list", timeout=None, kwarg=None, succeeded=False, **more):
     """``{minion: return}`` of one job of ``fun`` on ``tgt`` (a list of minion ids by
