@@ -309,22 +309,27 @@ def check(minion, iface, confirm, hold=None):
     if not is_armed(interface):
         armed_now = interface in minion.context.get(ARMED_NOW, ())
         if armed_now and os.path.exists(_path(interface, wgf_confirm.UNDONE)) and meta:
-            return (
-                "undone-by-timer",
-                f"{interface}: change undone by the timer at the deadline ({meta['timeout']} s)",
-                [],
-            )
+            return _timer_won(interface, meta["timeout"])
         return "none", f"{interface}: nothing armed, nothing to confirm", []
     before = _read_json(interface, BEFORE, {"targets": {}, "peers": {}})
     names = {p["public_key"]: n for n, p in iface["peers"].items() if p["public_key"]}
     armed_at = meta.get("armed_at", host.now())
     deadline = meta.get("deadline", armed_at + confirm.timeout) - MARGIN
     answered = set()
-    while True:
-        found = outcomes(host, interface, confirm, minion.opts, before, names, armed_at, answered)
-        if not wgf_confirm.must_undo(found) or host.now() >= deadline:
-            break
-        host.sleep(RETRY)
+    try:
+        while True:
+            found = outcomes(
+                host, interface, confirm, minion.opts, before, names, armed_at, answered
+            )
+            if not wgf_confirm.must_undo(found) or host.now() >= deadline:
+                break
+            host.sleep(RETRY)
+    except CommandExecutionError:
+        # a run slower than the deadline: the timer's undo restarts the interface under
+        # the lock, and a probe meanwhile finds none
+        if _undone_by_timer(host, interface):
+            return _timer_won(interface, confirm.timeout)
+        raise
     if wgf_confirm.must_undo(found):
         labels = [o.label for o in found if o.status == wgf_confirm.FAILED]
         worked = undo(host, interface, labels)
@@ -333,12 +338,6 @@ def check(minion, iface, confirm, hold=None):
             message += " (a step of the undo failed: see the journal of the service)"
         return "undone", message, labels
     message = wgf_confirm.confirmed_message(interface, host.now() - armed_at, found)
-    timer_won = (
-        "undone-by-timer",
-        f"{interface}: change undone by the timer at the deadline ({confirm.timeout} s), "
-        "as the probes answered",
-        [],
-    )
     if hold and is_armed(interface):
         host.disarm_undo(interface)
         meta["deadline"] = host.now() + hold
@@ -351,8 +350,27 @@ def check(minion, iface, confirm, hold=None):
             [],
         )
     if not accept(host, interface):  # the timer took the lock first
-        return timer_won
+        return _timer_won(interface, confirm.timeout, ", as the probes answered")
     return "confirmed", message, []
+
+
+def _timer_won(interface, timeout, detail=""):
+    """The verdict when the undo timer fired before the run's own check ended."""
+    return (
+        "undone-by-timer",
+        f"{interface}: change undone by the timer at the deadline ({timeout} s){detail}",
+        [],
+    )
+
+
+def _undone_by_timer(host, interface):
+    """Whether the timer has undone the armed change (an undo under way is waited for:
+    it holds the state directory's lock)."""
+    directory = state_dir(interface)
+    if os.path.isdir(directory):
+        with host.locked(directory):
+            pass
+    return not is_armed(interface) and os.path.exists(_path(interface, wgf_confirm.UNDONE))
 
 
 def accept(host, interface):

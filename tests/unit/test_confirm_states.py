@@ -9,7 +9,7 @@ import os
 import stat
 
 import pytest
-from salt.exceptions import SaltInvocationError
+from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_confirm
 import wgf_confirm_run
@@ -442,6 +442,32 @@ def test_a_timer_that_fires_while_the_probes_answer_is_no_confirm(states, minion
     ret = states.confirm_checked(IF, config_dir=minion.config_dir)
     assert ret["result"] is False
     assert ret["comment"].startswith(f"{IF}: change undone by the timer at the deadline (10 s)")
+
+
+@pytest.mark.parametrize("timer_fired", [True, False], ids=["timer-undid-it", "still-armed"])
+def test_a_probe_that_finds_no_interface_while_the_timer_undoes_is_the_timers_undo(
+    states, minion, host, steady, timer_fired
+):
+    """A run slower than the deadline: the timer's undo restarts the interface, and a
+    probe running meanwhile finds none (`wg show` fails). The state says the timer
+    undid the change; without the timer's undo the probe's error stands."""
+    _file_change(minion, host)
+
+    def interface_gone():
+        if timer_fired:
+            host.run_undo(IF, "timer")
+        raise CommandExecutionError(f"wg show {IF} failed: Unable to access interface")
+
+    host.answers[("tcp", MASTER, 4506)] = [True, interface_gone]
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    ret = states.confirm_checked(IF, config_dir=minion.config_dir)
+    assert ret["result"] is False
+    if timer_fired:
+        assert ret["comment"] == f"{IF}: change undone by the timer at the deadline (10 s)"
+        assert ("run_undo", IF, "now") not in host.done
+    else:
+        assert "Unable to access interface" in ret["comment"], ret["comment"]
+        assert wgf_confirm_run.status(IF)["armed"] is True  # the timer still holds it
 
 
 def _peer_line(key, handshake, rx, allowed="10.7.0.2/32"):
