@@ -5,10 +5,9 @@ puts the example's pillar back when it ends."""
 from __future__ import annotations
 
 import copy
-import time
 
 from tests.e2e.deployments import MESH_IP
-from tests.lab.host import parse_ping
+from tests.e2e.traffic import steady_ping
 from tests.lab.saltmaster import summarize
 from tests.lab.topologies import diagnostics
 
@@ -60,17 +59,11 @@ def test_peer_change_during_ping_loses_nothing_and_keeps_ifindex(restore):
     peer = wg0(pillar, "mesh1")["peers"]["mesh3"]
     peer["allowed_ips"] = ["10.10.0.3/32", "10.10.3.0/24"]
     peer["persistent_keepalive"] = 15
-    # 20 packets a second to the unchanged peer mesh2 while mesh3 changes, from before
-    # the apply until a second after it (however long a loaded machine makes it)
-    ping = m1.popen(["ping", "-n", "-q", "-i", "0.05", "-W", "1", "-w", "600", MESH_IP["mesh2"]])
-    time.sleep(1)
-    s = summarize(dep.apply(pillar, ["mesh1"]))
-    time.sleep(1)
-    m1.run(["pkill", "-INT", "-x", "ping"], check=False)  # ping prints its summary
-    out, _ = ping.communicate(timeout=60)
-    res = parse_ping("mesh1", MESH_IP["mesh2"], out)
+    # 20 packets a second to the unchanged peer mesh2 while mesh3 changes
+    with steady_ping(m1, MESH_IP["mesh2"]) as pings:
+        s = summarize(dep.apply(pillar, ["mesh1"]))
     assert s["mesh1"]["changed"] > 0, "the peer change was applied"
-    assert res.sent >= 40 and res.lost == 0, f"{res}\n{out}"
+    pings.check("mesh1 -> mesh2 while mesh3 changes")
     assert m1.ifindex("wg0") == ifindex, "the interface was recreated"
     assert active_since(m1, "wg-quick@wg0") == since, "wg-quick@wg0 was restarted"
     allowed = m1.out(["wg", "show", "wg0", "allowed-ips"])
