@@ -112,6 +112,10 @@ class Host(Netns):
         out = self.ip("-o", "link", "show")
         return [m.group(1) for m in re.finditer(r"^\d+: ([^:@]+)[:@]", out, re.M)]
 
+    def file_exists(self, path: str) -> bool:
+        """Whether ``path`` exists as this host's commands see it."""
+        return self.run(["test", "-e", path], check=False).returncode == 0
+
     def ping(
         self,
         dst: str,
@@ -361,9 +365,6 @@ class Container(Host):
         active = self.run(["systemctl", "is-active", unit], check=False).stdout.strip()
         enabled = self.run(["systemctl", "is-enabled", unit], check=False).stdout.strip()
         return active, enabled
-
-    def file_exists(self, path: str) -> bool:
-        return self.run(["test", "-e", path], check=False).returncode == 0
 
     def read(self, path: str) -> str:
         return self.out(["cat", path])
