@@ -5,7 +5,7 @@ formula, `salt-call --local state.apply wireguard` in a lab container (issue 24)
 Run as root from the repository (after `./lab setup`):
     .venv/bin/python -m benchmarks.hub_scale                      # every scenario
     .venv/bin/python -m benchmarks.hub_scale --only clients --count 2000
-    .venv/bin/python -m benchmarks.hub_scale --profile            # + cProfile of a no-op
+    .venv/bin/python -m benchmarks.hub_scale --profile            # + cProfiles
 
 Each scenario gets a fresh systemd container (wireguard-go, Salt 3008, the checkout at
 /srv/formula) and, masterless, its pillar:
@@ -23,7 +23,8 @@ firewall table in one `nft -f` (the table the apply left, deleted and made again
 transaction, as the firewall state does it). For every apply: the wall time of the
 salt-call, the states by function (how many, how long), and every command the formula
 ran (a `sitecustomize` in the container times each `subprocess.Popen`: argv's first two
-words, how many, how long). `--profile` adds the top of a cProfile of the no-op.
+words, how many, how long). `--profile` adds the top of a cProfile of a no-op, of one
+added and of one removed.
 Exits non-zero when a goal is missed. Results: docs/benchmarks.md.
 """
 
@@ -273,17 +274,19 @@ def report(m: dict, goal: float | None) -> bool:
     return ok
 
 
-def profile_top(hub: Hub, path: str) -> None:
+def profile_top(hub: Hub, label: str, path: str) -> None:
+    """The top of the profile at ``path`` in the container: by own time, then the
+    formula's own functions (its extension modules) by cumulative time."""
     code = (
         "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime')\n"
-        "p.print_stats(25); p.sort_stats('cumulative').print_callers(r'\\(deepcopy\\)')"
+        "p.print_stats(25); p.sort_stats('cumulative').print_stats('extmods', 25)"
     )
     out = hub.c.out(["/opt/salt/bin/python3", "-c", code, path])
-    saved = f"/tmp/hub-scale-{hub.c.name}.prof"
+    saved = f"/tmp/hub-scale-{hub.c.name}-{os.path.basename(path)}"
     pathlib.Path(saved).write_bytes(base64.b64decode(hub.c.out(["base64", "-w0", path])))
     print(f"    the whole profile: {saved} (python -m pstats)")
     keep = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("   Ordered")]
-    print("    cProfile of the no-op (top 25 by own time):")
+    print(f"    cProfile of the {label} (top 25 by own time, the formula's by cumulative):")
     for line in keep:
         print(f"      {line[:150]}")
 
@@ -305,14 +308,15 @@ def scenario(lab: Lab, kind: str, count: int, profile: bool) -> tuple[bool, dict
     results["floor_cpu_s"] = hub.floor_cpu()
     print(f"  {'(Salt alone: state.single test.nop)':34s} CPU {results['floor_cpu_s']:.2f} s")
     if profile:
-        hub.apply("no-op re-apply (profiled)", profile="/var/tmp/hub-scale.prof")
-        profile_top(hub, "/var/tmp/hub-scale.prof")
+        hub.apply("no-op re-apply (profiled)", profile="/var/tmp/hub-scale-noop.prof")
+        profile_top(hub, "no-op", "/var/tmp/hub-scale-noop.prof")
     extra = f"{'c' if section == 'clients' else 'p'}{count + 1:05d}"
-    table[extra] = (
+    added = (
         {"public_key": fake_key(count + 1), "allowed_ips": ["10.99.255.254/32"]}
         if section == "peers"
         else {}
     )
+    table[extra] = dict(added)
     hub.pillar(pillar)
     results["added"] = hub.apply(f"one {section[:-1]} added")
     ok &= report(results["added"], goals.get("added"))
@@ -321,6 +325,16 @@ def scenario(lab: Lab, kind: str, count: int, profile: bool) -> tuple[bool, dict
     hub.pillar(pillar)
     results["removed"] = hub.apply(f"two {section} removed (last added, first)")
     ok &= report(results["removed"], goals.get("removed"))
+    if profile:  # the one added back and removed again, each under cProfile
+        for label in ("added", "removed"):
+            if label == "added":
+                table[extra] = dict(added)
+            else:
+                del table[extra]
+            hub.pillar(pillar)
+            path = f"/var/tmp/hub-scale-{label}.prof"
+            hub.apply(f"one {section[:-1]} {label} (profiled)", profile=path)
+            profile_top(hub, f"one {section[:-1]} {label}", path)
     live = hub.c.out(["wg", "show", "wg0", "peers"]).split()
     assert len(live) == count - 1, f"{len(live)} live peers, wanted {count - 1}"
     if kind == "clients":
@@ -350,7 +364,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("clients", "peers", "lifecycle"), action="append")
     parser.add_argument("--count", type=int, help="clients or peers (default 10,000; 1,000)")
-    parser.add_argument("--profile", action="store_true", help="cProfile of each no-op")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile of a no-op, an add and a remove"
+    )
     parser.add_argument("--json", help="write every measurement to this file")
     args = parser.parse_args(argv)
     kinds = args.only or ["clients", "peers", "lifecycle"]
