@@ -7,7 +7,6 @@ A file of the ``wireguard`` state module, by concern (``wireguard.private_key``,
 adapter (``wgf_host.Host``) writes the files and restarts the service.
 """
 
-import difflib
 import importlib
 import os
 
@@ -171,20 +170,14 @@ def _config(ret, minion, config_dir, service):
     if current == wanted:
         _mode_fix(minion, ret, path)
     else:
-        # the keys the rendered file holds are pillar's (not parsed back: 10,000 peers)
+        # the keys the rendered file holds are pillar's (not parsed back: 10,000 peers);
+        # the live peers are read once a run, for the live states after this one too
         public = wgf_conf.known_public(
             pillar=declared,
-            live=minion.live_or_none(interface),
+            live=minion.live(interface) if minion.is_up(interface) else None,
             own=[wgf_keys.pubkey_or_none(wgf_conf.private_key(t)) for t in (current, wanted)],
         )
-        diff = "".join(
-            difflib.unified_diff(
-                wgf_conf.mask(current, public).splitlines(True),
-                wgf_conf.mask(wanted, public).splitlines(True),
-                fromfile=path,
-                tofile=path,
-            )
-        )
+        diff = wgf_conf.masked_diff(path, current, wanted, public)
         ret["changes"]["diff"] = diff or "private or preshared key changed"
     if restart:
         ret["changes"]["restarted"] = {"service": service, "why": restart}

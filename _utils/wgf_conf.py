@@ -7,6 +7,7 @@ know (``PrivateKey``, ``PresharedKey``...), also drops every space inside a line
 do the parser and the masking here.
 """
 
+import difflib
 import re
 
 from salt.exceptions import SaltInvocationError
@@ -53,6 +54,43 @@ def mask(text, public=()):
     ``known_public``). The one masking rule of the formula: whatever it shows of a
     file or a command's output goes through here."""
     return wgf_addr.hide_keys(SECRET_LINE.sub(r"\g<1>" + MASK, str(text or "")), public)
+
+
+#: Lines of context around each change of a ``masked_diff`` (difflib's default).
+DIFF_CONTEXT = 3
+_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@$")
+
+
+def masked_diff(path, old, new, public=()):
+    """The unified diff of two texts of the file ``path`` (None: no file), both masked
+    (``mask``, ``public`` its known public keys). The lines the texts share at the head
+    and the tail, beyond the diff's context, are left out of the comparison: a 10,000-peer
+    file with a peer more is compared and masked in milliseconds, not 0.2 s (issue 24)."""
+    a, b = str(old or "").splitlines(True), str(new or "").splitlines(True)
+    head, most = 0, min(len(a), len(b))
+    while head < most and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < most - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    start, cut = max(0, head - DIFF_CONTEXT), max(0, tail - DIFF_CONTEXT)
+    lines = difflib.unified_diff(
+        mask("".join(a[start : len(a) - cut]), public).splitlines(True),
+        mask("".join(b[start : len(b) - cut]), public).splitlines(True),
+        fromfile=path,
+        tofile=path,
+        n=DIFF_CONTEXT,
+    )
+    return "".join(_shifted(line, start) for line in lines)
+
+
+def _shifted(line, offset):
+    """A hunk header of a diff of lines ``offset`` on, numbered from the file's start."""
+    found = _HUNK.match(line.rstrip("\n")) if offset and line.startswith("@@") else None
+    if found is None:
+        return line
+    old_at, old_len, new_at, new_len = found.groups()
+    return f"@@ -{int(old_at) + offset}{old_len or ''} +{int(new_at) + offset}{new_len or ''} @@\n"
 
 
 def has_key_material(text):

@@ -8,7 +8,6 @@ states change it live (``wg set``, ``ip``), as under wg-quick; the files make
 ``networkctl reload``, ``networkctl reconfigure <if>`` and a reboot build the same.
 """
 
-import difflib
 import glob
 import os
 
@@ -83,16 +82,7 @@ def config(ret, minion, config_dir, iface):
     for path in (layout.netdev(interface), layout.network(interface)):
         current, wanted = wgf_files.read(path), units.get(path)
         if current != wanted:
-            diffs.append(
-                "".join(
-                    difflib.unified_diff(
-                        wgf_conf.mask(current, public).splitlines(True),
-                        wgf_conf.mask(wanted, public).splitlines(True),
-                        fromfile=path,
-                        tofile=path,
-                    )
-                )
-            )
+            diffs.append(wgf_conf.masked_diff(path, current, wanted, public))
     if diffs:
         ret["changes"]["diff"] = "".join(diffs)
     keys_dir = layout.networkd_keys(interface)

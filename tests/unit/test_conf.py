@@ -5,6 +5,7 @@ a line and matches keys case-insensitively: a secret is hidden whatever way wg
 would still read it.
 """
 
+import difflib
 import json
 
 import pytest
@@ -142,3 +143,83 @@ def test_a_failed_commands_output_quoting_a_key_is_masked():
     with pytest.raises(CommandExecutionError) as error:
         host.run(["wg", "set", "wg0", "private-key", "/dev/stdin"], PRIV)
     assert PRIV[:12] not in str(error.value) and "<hidden>" in str(error.value)
+
+
+def _patched(old_lines, diff):
+    """``old_lines`` with the unified ``diff`` applied (its hunks' numbers checked)."""
+    out, at = [], 0
+    lines = diff.splitlines(True)[2:]
+    i = 0
+    while i < len(lines):
+        start, length = [*lines[i].split()[1][1:].split(","), "1"][:2]
+        first = int(start) - (1 if int(length) else 0)
+        out += old_lines[at:first]
+        at = first
+        i += 1
+        while i < len(lines) and not lines[i].startswith("@@"):
+            kind, text = lines[i][0], lines[i][1:]
+            if kind in " -":
+                assert old_lines[at] == text, (at, text)
+                at += 1
+            if kind in " +":
+                out.append(text)
+            i += 1
+    return out + old_lines[at:]
+
+
+def _config(peers):
+    head = f"[Interface]\nPrivateKey = {PRIV}\nListenPort = 51820\n"
+    return head + "".join(
+        f"\n[Peer]\n# {n}\nPublicKey = {k}\nAllowedIPs = {a}\n" for n, k, a in peers
+    )
+
+
+PEERS = [(f"p{i}", wgf_keys.pubkey(wgf_keys.genkey()), f"10.1.{i}.0/24") for i in range(40)]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (None, _config(PEERS[:3])),
+        (_config(PEERS[:3]), ""),
+        (_config(PEERS), _config(PEERS + PEERS[:1])),  # a peer more at the end
+        (_config(PEERS), _config(PEERS[:20] + PEERS[21:])),  # one gone in the middle
+        (_config(PEERS), _config(PEERS[1:])),  # the first gone
+        (
+            _config(PEERS),
+            _config(PEERS).replace("10.1.7.0/24", "10.1.7.0/25").replace("51820", "1"),
+        ),
+        (_config(PEERS), _config(PEERS).replace(PRIV, wgf_keys.genkey())),  # the key alone
+        (_config(PEERS), _config(PEERS)),
+    ],
+)
+def test_a_masked_diff_of_a_big_file_turns_the_old_masked_text_into_the_new(old, new):
+    public = {k for _, k, _ in PEERS}
+    diff = wgf_conf.masked_diff("/etc/wireguard/wg0.conf", old, new, public)
+    masked_old = wgf_conf.mask(old, public).splitlines(True)
+    assert (
+        _patched(masked_old, diff) == wgf_conf.mask(new, public).splitlines(True)
+        if diff
+        else (masked_old == wgf_conf.mask(new, public).splitlines(True))
+    )
+    assert PRIV not in diff and "PrivateKey = " + "<hidden>" not in diff.replace(" <hidden>", "")
+    if diff:
+        assert diff.startswith("--- /etc/wireguard/wg0.conf\n+++ /etc/wireguard/wg0.conf\n@@ ")
+    # only what changed, and its context: not the 40 peers
+    assert diff.count("\n") < 30
+
+
+def test_a_masked_diff_numbers_its_hunks_as_difflib_does_for_the_whole_file():
+    old = _config(PEERS)
+    new = old.replace("10.1.30.0/24", "10.1.30.0/25").replace("10.1.33.0/24", "10.1.33.0/23")
+    public = {k for _, k, _ in PEERS}
+    whole = "".join(
+        difflib.unified_diff(
+            wgf_conf.mask(old, public).splitlines(True),
+            wgf_conf.mask(new, public).splitlines(True),
+            fromfile="f",
+            tofile="f",
+        )
+    )
+    assert wgf_conf.masked_diff("f", old, new, public) == whole
+    assert whole.count("\n@@ ") == 2 and "\n@@ -155,7 +155,7 @@\n [Peer]\n # p30\n" in whole
