@@ -153,13 +153,11 @@ def _pipeline(pillar=None, config_dir=None):
     pillar, shown = _pillar_wireguard(pillar)
     firewall = wgf_firewall.backend(_map().get("firewall"), bool(salt.utils.path.which("nft")))
     # repr, not sorted JSON: a YAML slip can mix key types sorting cannot compare
-    stamp = (layout, firewall, shown, wgf_client_record.stamp(layout.config_dir))
-    cache = __context__.setdefault("wireguard.validated", {})  # every SLS and state asks
+    inputs = (layout, firewall, shown)
+    files = wgf_client_record.stamp(layout.config_dir)
     now = wgf_clients.utc_now()
-    if stamp in cache and cache[stamp][1] is not None and now >= cache[stamp][1]:
-        del cache[stamp]  # a client expired since: judge the clients again
-    if stamp not in cache:
-        cache.clear()
+    result = wgf_pipeline.cached(__context__, inputs, files, now)  # every SLS and state asks
+    if result is None:
         compiled = _compiled(pillar, shown)
         wanted = wgf_pipeline.needs(compiled)
         facts = wgf_pipeline.Facts(
@@ -199,8 +197,8 @@ def _pipeline(pillar=None, config_dir=None):
                 confirm_unit=wgf_layout.confirm_restore_path(name, facts.init),
             )
         result["settings"]["files"] = {"config_dir": layout.config_dir, "marker": layout.marker}
-        cache[stamp] = (result, wgf_pipeline.next_expiry(result["interfaces"], now))
-    return cache[stamp][0]
+        wgf_pipeline.keep(__context__, inputs, files, result, now)
+    return result
 
 
 def pillar_interfaces(pillar=None, config_dir=None):

@@ -24,6 +24,7 @@ import wgf_files
 import wgf_host
 import wgf_keys
 import wgf_layout
+import wgf_pipeline
 import wgf_reload
 import wgf_state
 import wgf_tc
@@ -63,36 +64,38 @@ def _clients(ret, config_dir):
     path, keydir = layout.clients_record(interface), layout.clients_dir(interface)
     old = wgf_client_record.parse_record(wgf_files.read(path), path)
     wanted = {n: c for n, c in declared["clients"].items() if not c["absent"]}
-    made, writes, removals = {}, {}, []
-    since = _ctime(path)
+    made, writes, removals, rekeyed = {}, {}, [], set()
+    since, present = _ctime(path), _entries(keydir)
     for name, client in wanted.items():
-        key_file = layout.client_key(interface, name, "key")
-        psk_file = layout.client_key(interface, name, "psk")
+        key_name = wgf_layout.client_key_name(name, "key")
+        psk_name = wgf_layout.client_key_name(name, "psk")
         if client["byo"]:
-            removals.append(key_file)
+            removals.append(key_name)
         elif not client["public_key"] or not (
-            _untouched_since(key_file, since)
-            or wgf_keys.pubkey_or_none(wgf_files.read_key(key_file)) == client["public_key"]
+            _untouched_since(present.get(key_name), since)
+            or _read_key(layout.client_key(interface, name, "key")) == client["public_key"]
         ):
             key = wgf_keys.genkey()
-            writes[key_file], made[name] = key + "\n", wgf_keys.pubkey(key)
+            made[name] = wgf_keys.pubkey(key)
+            writes[layout.client_key(interface, name, "key")] = key + "\n"
+            rekeyed.add(name)
         if not client["preshared_key"]:
-            removals.append(psk_file)
+            removals.append(psk_name)
         elif not (
-            _untouched_since(psk_file, since)
-            or wgf_keys.pubkey_or_none(wgf_files.read_key(psk_file))
+            _untouched_since(present.get(psk_name), since)
+            or _read_key(layout.client_key(interface, name, "psk"))
         ):
-            writes[psk_file] = wgf_keys.genpsk() + "\n"
+            writes[layout.client_key(interface, name, "psk")] = wgf_keys.genpsk() + "\n"
+            rekeyed.add(name)
     revoked = {n: e for n, e in old["clients"].items() if n not in wanted}
     for name in revoked:
-        removals += [layout.client_key(interface, name, kind) for kind in ("key", "psk")]
-    present = set(os.listdir(keydir)) if os.path.isdir(keydir) else set()
-    removals = [p for p in removals if os.path.basename(p) in present]
+        removals += [wgf_layout.client_key_name(name, kind) for kind in ("key", "psk")]
+    removals = [os.path.join(keydir, file) for file in removals if file in present]
     new = wgf_client_record.record_of(declared, made)
     if not writes and not removals and new == old:
         ret["comment"] = f"The clients of {interface} are as pillar says"
         return ret
-    ret["changes"] = wgf_client_record.changes(old, new, writes, made, minion.test)
+    ret["changes"] = wgf_client_record.changes(old, new, rekeyed, made, minion.test)
     if minion.test:
         return minion.pending(ret, f"The clients of {interface} would be updated")
     for directory in (os.path.dirname(keydir), keydir):
@@ -102,6 +105,8 @@ def _clients(ret, config_dir):
     for file in removals:
         host.remove(file)
     host.write_secret(path, wgf_client_record.dump_record(new))
+    stamp = wgf_client_record.stamp(config_dir)
+    wgf_pipeline.carry_over(minion.context, interface, declared["clients"], made, stamp)
     _remove_revoked_peers(minion, interface, [e["public_key"] for e in revoked.values()])
     return minion.pending(
         ret,
@@ -118,15 +123,35 @@ def _ctime(path):
         return None
 
 
-def _untouched_since(path, since):
-    """Whether the key file ``path`` is there and was last changed before ``since`` (the
-    clients record's change time), so the record's public key was made from it, or checked
-    against it, by an earlier run. A change time cannot be set back (unlike a modification
-    time: ``touch -d``, ``cp -p``), so a key file replaced or edited after the record was
-    written is read and checked again. On a 10,000-client hub this spares a no-op 10,000
-    reads and public-key derivations (issue 24)."""
-    changed = _ctime(path)
-    return since is not None and changed is not None and changed < since
+def _read_key(path):
+    """The public key of the key file ``path`` (a preshared key reads as one too), or
+    None: no such file, or no key in it."""
+    return wgf_keys.pubkey_or_none(wgf_files.read_key(path))
+
+
+def _entries(directory):
+    """``{file name: os.DirEntry}`` of ``directory`` (none when it is not there)."""
+    try:
+        with os.scandir(directory) as found:
+            return {entry.name: entry for entry in found}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
+def _untouched_since(entry, since):
+    """Whether the key file ``entry`` (an ``os.DirEntry``, or None: no such file) was
+    last changed before ``since`` (the clients record's change time), so the record's
+    public key was made from it, or checked against it, by an earlier run. A change time
+    cannot be set back (unlike a modification time: ``touch -d``, ``cp -p``), so a key
+    file replaced or edited after the record was written is read and checked again. On a
+    10,000-client hub this spares a no-op 10,000 reads and public-key derivations (issue
+    24)."""
+    if since is None or entry is None:
+        return False
+    try:
+        return entry.stat().st_ctime_ns < since
+    except OSError:
+        return False
 
 
 def _minion():

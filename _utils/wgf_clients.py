@@ -296,10 +296,28 @@ def allocate(iface, record, own_public_key, errors):
             )
         elif key:
             keys[key] = label[name]
-    for name, client in active.items():
+    _add_client_peers(iface)
+
+
+def _add_client_peers(iface):
+    """Each present, active client with a key and an address becomes a peer."""
+    for name, client in sorted(iface["clients"].items()):
         live = client.get("status", "active") == "active"
-        if client["public_key"] and client["address"] and live:
+        if not client["absent"] and client["public_key"] and client["address"] and live:
             iface["peers"][name] = server_peer(name, client)
+
+
+def with_made_keys(iface, made):
+    """The allocated ``iface`` as allocating it again finds it once the public keys
+    ``made`` ({client: key}) are on record: a copy; ``iface`` and what it holds stay as
+    they are (they are the run's cached value)."""
+    clients = dict(iface["clients"])
+    for name, key in made.items():
+        clients[name] = {**clients[name], "public_key": key}
+    peers = {name: peer for name, peer in iface["peers"].items() if not peer["client"]}
+    out = {**iface, "clients": clients, "peers": peers}
+    _add_client_peers(out)
+    return out
 
 
 def server_peer(name, client):

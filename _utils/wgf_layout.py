@@ -58,61 +58,15 @@ RESTART_PENDING_DIR = "/run/wireguard-formula/restart-pending"
 VERIFY_RESULT = "/var/lib/wireguard-formula/verify/last.json"
 #: Directories no config dir may be (nor their direct parents); nothing under the
 #: kernel's and the device manager's file systems either.
-SYSTEM_DIRS = frozenset(
-    {
-        "/",
-        "/etc",
-        "/usr",
-        "/var",
-        "/root",
-        "/home",
-        "/boot",
-        "/proc",
-        "/sys",
-        "/dev",
-        "/run",
-        "/tmp",
-        "/bin",
-        "/sbin",
-        "/lib",
-        "/lib32",
-        "/lib64",
-        "/libx32",
-        "/opt",
-        "/srv",
-        "/mnt",
-        "/media",
-        "/usr/bin",
-        "/usr/sbin",
-        "/usr/lib",
-        "/usr/lib64",
-        "/usr/local",
-        "/usr/share",
-        "/usr/include",
-        "/usr/libexec",
-        "/var/lib",
-        "/var/log",
-        "/var/tmp",
-        "/var/run",
-        "/var/cache",
-        "/var/spool",
-        "/var/mail",
-        "/etc/systemd",
-        "/etc/systemd/system",
-        "/etc/init.d",
-        "/etc/conf.d",
-        "/etc/sysctl.d",
-        "/usr/lib/sysctl.d",
-        "/run/sysctl.d",
-        "/etc/default",
-        "/etc/ssh",
-        "/etc/ssl",
-        "/etc/network",
-        "/etc/NetworkManager",
-        "/etc/systemd/network",
-        "/run/systemd",
-    }
-)
+_SYSTEM_DIRS = """
+/ /etc /usr /var /root /home /boot /proc /sys /dev /run /tmp /bin /sbin /lib /lib32
+/lib64 /libx32 /opt /srv /mnt /media /usr/bin /usr/sbin /usr/lib /usr/lib64 /usr/local
+/usr/share /usr/include /usr/libexec /var/lib /var/log /var/tmp /var/run /var/cache
+/var/spool /var/mail /etc/systemd /etc/systemd/system /etc/init.d /etc/conf.d
+/etc/sysctl.d /usr/lib/sysctl.d /run/sysctl.d /etc/default /etc/ssh /etc/ssl
+/etc/network /etc/NetworkManager /etc/systemd/network /run/systemd
+"""
+SYSTEM_DIRS = frozenset(_SYSTEM_DIRS.split())
 _VIRTUAL = ("/proc", "/sys", "/dev")
 #: Files of the system a sysctl file of the formula must not be (clean removes it).
 SYSTEM_FILES = frozenset({"/etc/sysctl.conf"})
@@ -325,6 +279,12 @@ def read_lookup(pillar_get):
     return lookup if isinstance(lookup, dict) else {}
 
 
+def client_key_name(client, kind):
+    """The name of a client's key file in its interface's ``clients_dir``: ``kind``
+    ``key`` (its private key) or ``psk``."""
+    return f"{client}.{kind}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """Where one minion keeps the formula's files, and what runs an interface: every
@@ -356,7 +316,7 @@ class Layout:
 
     def client_key(self, interface, client, kind):
         """``<config_dir>/clients/<if>/<client>.key`` (private key) or ``.psk``."""
-        return os.path.join(self.clients_dir(interface), f"{client}.{kind}")
+        return os.path.join(self.clients_dir(interface), client_key_name(client, kind))
 
     @property
     def marker(self):

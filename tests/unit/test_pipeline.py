@@ -5,11 +5,14 @@ planner all read."""
 
 import collections
 import dataclasses
+import datetime
 
 import pytest
 from salt.exceptions import SaltInvocationError
 
 import wgf_addr
+import wgf_client_record
+import wgf_clients
 import wgf_conf
 import wgf_iproute
 import wgf_keys
@@ -328,3 +331,95 @@ def test_the_formulas_own_table_off_is_no_reason_to_restart():
     assert wgf_live.restart_reasons(routed, big) == []
     pillar_off = wgf_conf.render(_hub(wgf_conf.ON_LINK_PEERS + 1, table="off"))
     assert wgf_live.restart_reasons(big, pillar_off) == ["its table changed from auto to off"]
+
+
+# ------------------------------------------------------------------ the run's resolution
+
+#: The clients pillar of a hub, step by step: new clients (one bringing its own key,
+#: one disabled, one expired), then two added, one revoked and one marked absent, then
+#: a client's key made again and the disabled one enabled.
+_KEPT = {"c": {"public_key": KEY_B}, "e": {"expires": "2020-01-01T00:00:00Z"}}
+CLIENT_STEPS = [
+    {"a": {}, "b": {"preshared_key": True}, "d": {"enabled": False}, **_KEPT},
+    {"a": {"absent": True}, "d": {"enabled": False}, "f": {}, "g": {}, **_KEPT},
+    {"d": {}, "f": {}, "g": {}, **_KEPT},
+]
+
+
+def _hub_pillar(clients, pool=("10.9.0.0/24",)):
+    iface = {"address": ["10.9.0.1/24"], "listen_port": 51820, "pool": list(pool)}
+    return {"interfaces": {"wg0": {**iface, "endpoint": "hub.example.com", "clients": clients}}}
+
+
+def _resolve(pillar, record_text):
+    facts = wgf_pipeline.Facts(
+        "hub",
+        own_public_keys={"wg0": KEY_A},
+        client_records={"wg0": record_text},
+        firewall="nftables",
+    )
+    return wgf_pipeline.resolve(wgf_pipeline.compile_pillar(pillar, "hub"), facts)
+
+
+def _write_record(declared, remake=()):
+    """What the clients state writes: a new key for each present client the record has
+    none for (or named in ``remake``), none for a client bringing its own."""
+    made = {
+        name: wgf_keys.pubkey(wgf_keys.genkey())
+        for name, client in declared["clients"].items()
+        if not client["absent"]
+        and not client["byo"]
+        and (not client["public_key"] or name in remake)
+    }
+    record = wgf_client_record.record_of(declared, made)
+    return made, wgf_client_record.dump_record(record)
+
+
+@pytest.mark.parametrize("pool", [("10.9.0.0/24",), ("10.9.0.0/24", "fd09::/64")])
+def test_the_resolution_carried_over_a_clients_write_is_what_resolving_again_finds(pool):
+    context, record, inputs = {}, None, ("inputs",)
+    remake = [(), (), ("f",)]
+    for step, clients in enumerate(CLIENT_STEPS):
+        pillar = _hub_pillar(clients, pool)
+        now = wgf_clients.utc_now()
+        result = wgf_pipeline.keep(context, inputs, ("before", step), _resolve(pillar, record), now)
+        declared = dict(result["interfaces"]["wg0"])
+        made, record = _write_record(declared, remake[step])
+        wgf_pipeline.carry_over(context, "wg0", declared["clients"], made, ("after", step))
+        carried = wgf_pipeline.cached(context, inputs, ("after", step), now)
+        assert carried == _resolve(pillar, record), step
+        # the cached value the states had read is as it was
+        assert result["interfaces"]["wg0"]["clients"] is declared["clients"]
+        assert all(declared["clients"][name]["public_key"] != key for name, key in made.items())
+    peers = carried["interfaces"]["wg0"]["peers"]
+    assert sorted(peers) == ["c", "d", "f", "g"]  # e expired: no live peer
+
+
+def test_nothing_is_carried_over_another_resolution_or_when_pillar_has_no_clients_left():
+    context, inputs, now = {}, ("inputs",), wgf_clients.utc_now()
+    result = wgf_pipeline.keep(
+        context, inputs, "before", _resolve(_hub_pillar({"a": {}}), None), now
+    )
+    made, record = _write_record(result["interfaces"]["wg0"])
+    wgf_pipeline.carry_over(context, "wg0", {"a": {}}, made, "after")  # not what it read
+    assert wgf_pipeline.cached(context, inputs, "after", now) is None
+    assert wgf_pipeline.cached(context, inputs, "before", now) is result
+    wgf_pipeline.carry_over(context, "wg1", result["interfaces"]["wg0"]["clients"], made, "after")
+    assert wgf_pipeline.cached(context, inputs, "after", now) is None
+    # every client gone from pillar: the record's clients said "managed" before the write
+    pillar = _hub_pillar({})
+    result = wgf_pipeline.keep(context, inputs, "before", _resolve(pillar, record), now)
+    assert result["interfaces"]["wg0"]["clients_managed"]
+    wgf_pipeline.carry_over(context, "wg0", result["interfaces"]["wg0"]["clients"], {}, "after")
+    assert wgf_pipeline.cached(context, inputs, "after", now) is None
+
+
+def test_a_resolution_holds_until_a_client_expires():
+    context, inputs = {}, ("inputs",)
+    pillar = _hub_pillar({"a": {"expires": "2999-01-01T00:00:00Z"}})
+    now = wgf_clients.utc_now()
+    result = wgf_pipeline.keep(context, inputs, "files", _resolve(pillar, None), now)
+    assert wgf_pipeline.cached(context, inputs, "files", now) is result
+    assert wgf_pipeline.cached(context, inputs, "other files", now) is None
+    later = datetime.datetime(2999, 1, 1, tzinfo=datetime.timezone.utc)
+    assert wgf_pipeline.cached(context, inputs, "files", later) is None
