@@ -157,6 +157,9 @@ def test_adding_and_revoking_clients_leaves_a_working_client_alone(site):
     assert before["old"]["public_key"] not in live and after["tablet"]["public_key"] in live
     assert not vpn.file_exists("/etc/wireguard/clients/wg0/old.key")
     assert vpn.ifindex("wg0") == ifindex, "wg0 was restarted"
+    # what the run wrote and set is what a fresh run renders: nothing left to change
+    again = summarize(apply(site["lab"], pillar))["vpn"]
+    assert again["changed"] == 0, again
     site["pillar"] = pillar
 
 
