@@ -508,12 +508,16 @@ def peers_to_check(before, changed_at, window=PEERS_WINDOW):
     )
 
 
-def judge_peer(name, before, after, changed_at):
+def judge_peer(name, before, after, changed_at, own_key_changed=False):
     """Whether peer ``name`` answered after the change.
 
     - gone after the change (the run removed it): not applicable;
-    - a new public key under the same name: it must handshake after the change;
-    - the same key: a handshake after the change, or bytes received since the sample
+    - a new public key under the same name, or the interface's own key changed
+      (``own_key_changed``): it must handshake after the change. WireGuard stops sending
+      on the sessions of an old own key at once, but goes on receiving on them until they
+      expire (up to 3 minutes): the peer's keepalives would count as bytes received
+      although no handshake with the new key can succeed;
+    - the same keys: a handshake after the change, or bytes received since the sample
       before it. WireGuard does not handshake again while a session is younger than 2
       minutes (Rekey-After-Time), so traffic forced through an unchanged session shows
       as bytes received, not as a handshake."""
@@ -522,19 +526,21 @@ def judge_peer(name, before, after, changed_at):
         return Outcome(label, NOT_APPLICABLE, "no handshake before the change")
     if after is None:
         return Outcome(label, NOT_APPLICABLE, "removed by the change")
+    same_peer = after.public_key == before.public_key
     handshook = after.latest_handshake >= changed_at and after.latest_handshake > (
-        before.latest_handshake if after.public_key == before.public_key else 0
+        before.latest_handshake if same_peer else 0
     )
     if handshook:
         return Outcome(label, ANSWERED)
-    if after.public_key == before.public_key and after.rx_bytes > before.rx_bytes:
+    if same_peer and not own_key_changed and after.rx_bytes > before.rx_bytes:
         return Outcome(label, ANSWERED)
     return Outcome(label, FAILED, "did not handshake")
 
 
-def judge_peers(before, after, changed_at, window=PEERS_WINDOW):
-    """The ``peers`` probe: one outcome per peer checked, or one not-applicable outcome
-    when no peer had a handshake in the window before the change."""
+def judge_peers(before, after, changed_at, window=PEERS_WINDOW, own_key_changed=False):
+    """The ``peers`` probe: one outcome per peer checked (``judge_peer``), or one
+    not-applicable outcome when no peer had a handshake in the window before the
+    change."""
     names = peers_to_check(before, changed_at, window)
     if not names:
         return [
@@ -544,7 +550,10 @@ def judge_peers(before, after, changed_at, window=PEERS_WINDOW):
                 f"no peer had a handshake in the {window // 60} minutes before the change",
             )
         ]
-    return [judge_peer(name, before[name], after.get(name), changed_at) for name in names]
+    return [
+        judge_peer(name, before[name], after.get(name), changed_at, own_key_changed)
+        for name in names
+    ]
 
 
 def must_undo(outcomes):

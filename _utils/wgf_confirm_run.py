@@ -118,15 +118,17 @@ def _wants_peers(confirm):
 
 
 def _peer_samples(host, interface, names):
-    """``{name: PeerSample}`` and ``{name: allowed_ips}`` of the live peers; a peer is
-    named by ``names`` (public key to pillar name), else by its public key."""
+    """``{name: PeerSample}`` and ``{name: allowed_ips}`` of the live peers, and the
+    interface's own public key; a peer is named by ``names`` (public key to pillar name),
+    else by its public key."""
     shown = wgf_dump.parse(host.wg(["show", interface, "dump"]), interface).get(interface)
+    shown = shown or {"public_key": None, "peers": {}}
     samples, allowed = {}, {}
-    for key, peer in (shown or {"peers": {}})["peers"].items():
+    for key, peer in shown["peers"].items():
         name = names.get(key, key)
         samples[name] = wgf_confirm.PeerSample(key, peer["latest_handshake"] or 0, peer["rx_bytes"])
         allowed[name] = peer["allowed_ips"]
-    return samples, allowed
+    return samples, allowed, shown["public_key"]
 
 
 def _nudge(host, interface, allowed_ips):
@@ -144,13 +146,13 @@ def _nudge(host, interface, allowed_ips):
 
 def sample_before(host, interface, confirm, opts, names):
     """What answers before the change: ``{"targets": {label: bool}, "peers": {name:
-    [key, handshake, rx]}}``."""
+    [key, handshake, rx]}, "own_key": the interface's public key}``."""
     targets = {label: _answers(host, kind, args) for label, kind, args in _targets(confirm, opts)}
-    peers = {}
+    peers, own_key = {}, None
     if _wants_peers(confirm):
-        samples, _ = _peer_samples(host, interface, names)
+        samples, _, own_key = _peer_samples(host, interface, names)
         peers = {n: [s.public_key, s.latest_handshake, s.rx_bytes] for n, s in samples.items()}
-    return {"targets": targets, "peers": peers}
+    return {"targets": targets, "peers": peers, "own_key": own_key}
 
 
 def outcomes(host, interface, confirm, opts, before, names, changed_at, answered):
@@ -165,11 +167,13 @@ def outcomes(host, interface, confirm, opts, before, names, changed_at, answered
     if _wants_peers(confirm):
         old = {n: wgf_confirm.PeerSample(*v) for n, v in before["peers"].items()}
         checked = wgf_confirm.peers_to_check(old, changed_at)
-        _, allowed = _peer_samples(host, interface, names)
+        _, allowed, _ = _peer_samples(host, interface, names)
         for name in checked:
             _nudge(host, interface, allowed.get(name, []))
-        after, _ = _peer_samples(host, interface, names)
-        found += wgf_confirm.judge_peers(old, after, changed_at)
+        after, _, own_key = _peer_samples(host, interface, names)
+        was = before.get("own_key")  # none in the records of an older formula
+        changed = was is not None and own_key != was
+        found += wgf_confirm.judge_peers(old, after, changed_at, own_key_changed=changed)
     return found
 
 

@@ -6,6 +6,7 @@ on PATH that restarts the interface the way ``wg-quick@`` does."""
 
 import os
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -87,6 +88,43 @@ def test_a_probe_that_did_not_answer_before_is_not_applicable_one_that_stopped_f
     assert wgf_confirm.failure_message("wg0", found, 5) == (
         "wg0: change undone: 198.18.21.2:4506 did not answer within 5 s"
     )
+
+
+def _peer_rx(pair):
+    return [
+        int(line.split("\t")[5])
+        for line in pair.local.out(["wg", "show", pair.ifname, "dump"]).splitlines()[1:]
+    ]
+
+
+def test_after_the_own_key_is_replaced_the_peers_keepalives_are_no_answer(loaders, pair, remote2):
+    """WireGuard goes on receiving on the sessions of the old own key: a peer that cannot
+    know the new key still shows bytes received. The peers probe asks for a handshake."""
+    host, local_public = wgf_host.Host(loaders.modules), wgf_keys.pubkey(pair.local_key)
+    remote_if = f"{pair.ifname[:11]}r2"
+    pair.remote.run(["wg", "set", remote_if, "peer", local_public, "persistent-keepalive", "1"])
+    confirm, opts = wgf_confirm_run.probes_of({"timeout": 5, "probes": ["peers"]}), {}
+    before = wgf_confirm_run.sample_before(host, pair.ifname, confirm, opts, {remote2: "r2"})
+    assert before["own_key"] == local_public and list(before["peers"]) == ["r2"]
+    changed_at = int(time.time())
+    rx_before = _peer_rx(pair)
+    pair.local.run(["wg", "set", pair.ifname, "private-key", "/dev/stdin"], input=wgf_keys.genkey())
+    time.sleep(3)  # three keepalives on the old session
+    assert _peer_rx(pair)[0] > rx_before[0], "the old session received nothing"
+    found = wgf_confirm_run.outcomes(
+        host, pair.ifname, confirm, opts, before, {remote2: "r2"}, changed_at, set()
+    )
+    assert found == [wgf_confirm.Outcome("peer r2", wgf_confirm.FAILED, "did not handshake")]
+    # the old key back (as the undo puts it): the nudge makes a handshake with it
+    pair.local.run(["wg", "set", pair.ifname, "private-key", "/dev/stdin"], input=pair.local_key)
+    for _ in range(10):
+        found = wgf_confirm_run.outcomes(
+            host, pair.ifname, confirm, opts, before, {remote2: "r2"}, changed_at, set()
+        )
+        if found[0].status == wgf_confirm.ANSWERED:
+            break
+        time.sleep(0.5)
+    assert found == [wgf_confirm.Outcome("peer r2", wgf_confirm.ANSWERED)]
 
 
 # ------------------------------------------------------------------ the undo script

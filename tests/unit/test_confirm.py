@@ -576,21 +576,37 @@ def test_a_peer_the_change_removed_is_not_applicable():
     assert outcome == c.Outcome("peer old", c.NOT_APPLICABLE, "removed by the change")
 
 
+def test_after_the_interfaces_own_key_changed_only_a_new_handshake_answers():
+    """The old sessions still receive the peer's keepalives: bytes are no proof."""
+    before = {"spoke": sample(CHANGE - 30, rx=100)}
+    keepalives = {"spoke": sample(CHANGE - 30, rx=400)}
+    (outcome,) = c.judge_peers(before, keepalives, CHANGE, own_key_changed=True)
+    assert outcome == c.Outcome("peer spoke", c.FAILED, "did not handshake")
+    assert c.judge_peers(before, keepalives, CHANGE)[0].status == c.ANSWERED
+    handshook = {"spoke": sample(CHANGE + 1, rx=400)}
+    assert c.judge_peers(before, handshook, CHANGE, own_key_changed=True)[0].status == c.ANSWERED
+    # a handshake in the second of the change, sampled before it, is not a new one
+    before = {"spoke": sample(CHANGE, rx=100)}
+    (outcome,) = c.judge_peers(before, {"spoke": sample(CHANGE, rx=400)}, CHANGE, 180, True)
+    assert outcome.status == c.FAILED
+
+
 @given(
     st.integers(0, 400),
     st.integers(0, 400),
     st.integers(0, 1000),
     st.integers(0, 1000),
     st.booleans(),
+    st.booleans(),
 )
-def test_the_peer_rule(age_before, after_offset, rx_before, rx_after, same_key):
+def test_the_peer_rule(age_before, after_offset, rx_before, rx_after, same_key, own_changed):
     before = sample(CHANGE - age_before, rx_before)
     after = sample(CHANGE - 400 + after_offset * 2, rx_after, KEY if same_key else OTHER)
-    outcome = c.judge_peer("p", before, after, CHANGE)
+    outcome = c.judge_peer("p", before, after, CHANGE, own_changed)
     new_handshake = after.latest_handshake >= CHANGE and (
         after.latest_handshake > before.latest_handshake or not same_key
     )
-    answered = new_handshake or (same_key and rx_after > rx_before)
+    answered = new_handshake or (same_key and not own_changed and rx_after > rx_before)
     assert outcome.status == (c.ANSWERED if answered else c.FAILED)
 
 
