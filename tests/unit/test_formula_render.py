@@ -695,3 +695,38 @@ def test_networkd_runs_systemd_networkd_and_never_stops_it(renderer):
     absent = sorted(arg(s, "name") for s in got.values() if fun(s) == "wireguard.networkd_absent")
     assert absent == ["wg0", "wg1", "wg2", "wg3"]
     assert "systemd-networkd" not in [arg(s, "name") for s in got.values()]
+
+
+# ------------------------------------------------------------- the top SLS files
+
+
+def _concerns():
+    """``{concern: [its SLS files, as includes of the top]}``: a concern's init.sls that
+    only includes its files stands for them, one with states of its own for itself."""
+    found = {}
+    for init in sorted((REPO / "wireguard").glob("*/init.sls")):
+        concern, text = init.parent.name, init.read_text()
+        data = yaml.safe_load(text) if "{" not in text else None
+        if isinstance(data, dict) and list(data) == ["include"]:
+            found[concern] = [f".{concern}{leaf}" for leaf in data["include"]]
+        else:
+            found[concern] = [f".{concern}"]
+    return found
+
+
+def test_wireguard_sls_includes_every_concerns_files_once():
+    """wireguard/init.sls names the concerns' files (not their init.sls: each SLS file
+    costs a fetch and a render a run): every file a concern's init.sls includes, once."""
+    top = yaml.safe_load((REPO / "wireguard" / "init.sls").read_text())["include"]
+    concerns = _concerns()
+    assert len(concerns) >= 9 and len(top) == len(set(top))
+    assert sorted(top) == sorted(leaf for leaves in concerns.values() for leaf in leaves)
+    # confirm arms before anything changes and checks after everything did
+    assert top[0] == ".package.install" and top[1] == ".confirm.arm"
+    assert top[-1] == ".confirm.check"
+
+
+def test_wireguard_clean_sls_includes_every_concerns_clean():
+    clean = yaml.safe_load((REPO / "wireguard" / "clean.sls").read_text())["include"]
+    assert sorted(clean) == sorted(f".{concern}.clean" for concern in _concerns())
+    assert clean[0] == ".confirm.clean" and clean[-1] == ".package.clean"
