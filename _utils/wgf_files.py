@@ -38,9 +38,10 @@ def write_many(files, sync_each=True):
             raise _not_a_directory(path)
     temps = {}
     try:
+        for directory in {os.path.dirname(path) for path in files}:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
         for path, data in files.items():
             directory = os.path.dirname(path)
-            os.makedirs(directory, mode=0o700, exist_ok=True)
             fd, temps[path] = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(path))
             with os.fdopen(fd, "wb") as handle:  # mkstemp: 0600 from the first byte
                 handle.write(data.encode("ascii") if isinstance(data, str) else data)
