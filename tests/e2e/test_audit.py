@@ -232,6 +232,19 @@ class Pinger:
         self.host.run(["systemctl", "stop", self.unit], check=False)
 
 
+def beacon_diagnostics(master, host, events) -> str:
+    """What a missing beacon event needs explained: the events so far, the minion's
+    beacons, its link states and its interface (``wg show``: no key but public ones)."""
+    return "\n".join(
+        [
+            json.dumps(events.beacon(), indent=1),
+            json.dumps(master.salt(host.name, "beacons.list", return_yaml=False), indent=1),
+            json.dumps(master.salt(host.name, "wireguard.link_states"), indent=1),
+            host.out(["wg", "show", "wg0"]),
+        ]
+    )
+
+
 def wait_beacon(events, minion, tag, timeout, detail=None, after=0, peer=MESH_KEY["mesh1"]):
     """The events ``tag`` about ``peer`` from ``minion``, once there is one (among those
     after the first ``after`` events of that minion)."""
@@ -320,7 +333,14 @@ def test_the_reactor_brings_back_a_peer_whose_dns_name_moved(restore, reactor, e
         mesh2.write("/etc/hosts", hosts + "198.18.0.21 mesh1.example.net\n")
         before = len(events.beacon("mesh2"))
         pinger = Pinger(mesh2, MESH_IP["mesh1"])
-        (stale,) = wait_beacon(events, "mesh2", "stale", STALE_AFTER + 60, after=before)
+        (stale,) = wait_beacon(
+            events,
+            "mesh2",
+            "stale",
+            STALE_AFTER + 60,
+            after=before,
+            detail=lambda: beacon_diagnostics(dep.lab.master, mesh2, events),
+        )
         assert stale["endpoint"] == "198.18.0.1:51820", stale
         (recovered,) = wait_beacon(
             events,
