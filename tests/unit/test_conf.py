@@ -197,12 +197,8 @@ def test_a_masked_diff_of_a_big_file_turns_the_old_masked_text_into_the_new(old,
     public = {k for _, k, _ in PEERS}
     diff = wgf_conf.masked_diff("/etc/wireguard/wg0.conf", old, new, public)
     masked_old = wgf_conf.mask(old, public).splitlines(True)
-    assert (
-        _patched(masked_old, diff) == wgf_conf.mask(new, public).splitlines(True)
-        if diff
-        else (masked_old == wgf_conf.mask(new, public).splitlines(True))
-    )
-    assert PRIV not in diff and "PrivateKey = " + "<hidden>" not in diff.replace(" <hidden>", "")
+    assert _patched(masked_old, diff) == wgf_conf.mask(new, public).splitlines(True)
+    assert PRIV not in diff
     if diff:
         assert diff.startswith("--- /etc/wireguard/wg0.conf\n+++ /etc/wireguard/wg0.conf\n@@ ")
     # only what changed, and its context: not the 40 peers
