@@ -283,15 +283,17 @@ def carry_over(context, interface, clients, made, files):
     writes left it (resolving 10,000 clients again cost 0.45 s; issue 24). Nothing is
     kept when the resolution is another one, or pillar has no clients left (the record
     then decides ``clients_managed``): the next call resolves again."""
-    for (inputs, _), (result, expiry) in context.get(CACHE, {}).items():
-        iface = result["interfaces"].get(interface)
-        if iface is None or iface["clients"] is not clients or not clients:
-            return
-        if made:
-            iface = wgf_clients.with_made_keys(iface, made)
-            result = {**result, "interfaces": {**result["interfaces"], interface: iface}}
-        context[CACHE] = {(inputs, files): (result, expiry)}
+    found = next(iter(context.get(CACHE, {}).items()), None)
+    if found is None:
         return
+    (inputs, _), (result, expiry) = found
+    iface = result["interfaces"].get(interface)
+    if iface is None or iface["clients"] is not clients or not clients:
+        return
+    if made:
+        iface = wgf_clients.with_made_keys(iface, made)
+        result = {**result, "interfaces": {**result["interfaces"], interface: iface}}
+    context[CACHE] = {(inputs, files): (result, expiry)}
 
 
 def run(pillar, facts):

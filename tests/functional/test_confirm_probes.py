@@ -14,6 +14,7 @@ import pytest
 import wgf_confirm
 import wgf_confirm_run
 import wgf_confirm_undo
+import wgf_dump
 import wgf_firewall
 import wgf_host
 import wgf_iptables
@@ -91,10 +92,8 @@ def test_a_probe_that_did_not_answer_before_is_not_applicable_one_that_stopped_f
 
 
 def _peer_rx(pair):
-    return [
-        int(line.split("\t")[5])
-        for line in pair.local.out(["wg", "show", pair.ifname, "dump"]).splitlines()[1:]
-    ]
+    dump = pair.local.out(["wg", "show", pair.ifname, "dump"])
+    return [p["rx_bytes"] for p in wgf_dump.parse(dump, pair.ifname)[pair.ifname]["peers"].values()]
 
 
 def test_after_the_own_key_is_replaced_the_peers_keepalives_are_no_answer(loaders, pair, remote2):
