@@ -51,12 +51,13 @@ def __virtual__():
 
 
 def _map():
-    """The formula's map data for this minion, rendered once per run; without the
-    formula on the file server, its defaults and pillar ``wireguard:lookup``."""
+    """The formula's map data for this minion: the state run's (an SLS file rendered
+    map.jinja), else rendered once per run; without the formula on the file server, its
+    defaults and pillar ``wireguard:lookup``."""
     if "wireguard.map" not in __context__:
-        data = None
+        data = __salt__["wireguard_layout.run_map"](MAP_DATA.split("/")[2])
         try:
-            if __salt__["cp.hash_file"](MAP_DATA):  # the formula is on the file server
+            if data is None and __salt__["cp.hash_file"](MAP_DATA):  # on the file server
                 data = __salt__["slsutil.renderer"](
                     MAP_DATA, default_renderer="jinja|json", tpldir=MAP_DATA.split("/")[2]
                 )

@@ -9,6 +9,8 @@ call it; what is checked and written is ``_utils/wgf_layout.py``.
 import copy
 import importlib
 
+import salt.utils.data
+
 import wgf_addr
 import wgf_args
 import wgf_layout
@@ -48,24 +50,28 @@ def check_map(values):
 
 def run_map(name, values=None, remember=False):
     """
-    Return the map data this state run already checked under ``name`` (``map.jinja``
-    names it by its formula directory, the OS grains and pillar ``wireguard:lookup``),
-    or None; with ``remember=True``, check ``values`` as ``check_map`` does, keep them for
-    the rest of the run and return them. Every SLS file of the formula imports
-    ``map.jinja``: so its ``parameters/`` layers are rendered once a run, not once per
-    file (issue 24). Outside a state run nothing is kept.
+    Return the map data this state run already checked for the formula directory
+    ``name`` (with this minion's OS grains and pillar ``wireguard:lookup``), or None;
+    with ``remember=True``, check ``values`` as ``check_map`` does, keep them for the
+    rest of the run and return them. Every SLS file asks here first and imports
+    ``map.jinja`` only on None: so ``map.jinja`` and its ``parameters/`` layers are
+    fetched and rendered once a run, not once per file (issue 24). Outside a state run
+    nothing is kept.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' wireguard_layout.run_map '["wireguard", "Debian", "Debian", {}]'
+        salt '*' wireguard_layout.run_map wireguard
     """
     kept = __context__.setdefault(MAP_MEMO, {}) if RUN_MARK in __context__ else {}
-    name = wgf_addr.checked_repr(name, "wireguard:lookup")
+    lookup = salt.utils.data.traverse_dict_and_list(__pillar__, "wireguard:lookup", {})
+    key = wgf_addr.checked_repr(
+        [name, __grains__.get("os_family"), __grains__.get("os"), lookup], "wireguard:lookup"
+    )
     if remember:
-        kept[name] = check_map(values)
-    found = kept.get(name)
+        kept[key] = check_map(values)
+    found = kept.get(key)
     return None if found is None else copy.deepcopy(found)
 
 

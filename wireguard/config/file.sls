@@ -7,7 +7,11 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_config_key = tplroot ~ '.config.key' %}
 {%- set sls_config_clients = tplroot ~ '.config.clients' %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set config_dir = wireguard.config_dir %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=config_dir) %}
 

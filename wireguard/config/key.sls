@@ -9,7 +9,11 @@
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_package_install = tplroot ~ '.package.install' %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set config_dir = wireguard.config_dir %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=config_dir) %}
 

@@ -14,7 +14,11 @@
     the definition order of the included files. A failed arm of wg0 changes nothing of
     wg0, and holds back only the firewall, which every interface shares. (Alone this
     file never renders empty: its includes have states.) #}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
 
 include:

@@ -5,7 +5,11 @@
 # verify probe's result that the textfile reads (wgf_layout.VERIFY_RESULT's).
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set files = [] %}
 {%- if wireguard.metrics is mapping and wireguard.metrics.textfile %}
 {%-   do files.append(wireguard.metrics.textfile) %}

@@ -7,7 +7,11 @@
 # that moved is removed from its old place.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set metrics = salt['wireguard.pillar_settings']().metrics %}
 {#- offline: the saved schedule, read without asking the running minion #}
 {%- set job = salt['schedule.list'](show_all=True, return_yaml=False, offline=True).get('wireguard-metrics') %}

@@ -5,7 +5,11 @@
 # `forwarding: false` leaves the sysctls alone: other software may need them.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
 {%- set sysctls = [] %}
 {%- for name, iface in interfaces | dictsort if iface.forwarding and not iface.absent %}

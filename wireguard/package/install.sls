@@ -5,7 +5,11 @@
 # limits access or takes a default route.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {#- Validated pillar, secrets removed; a bad pillar fails here, before any state runs.
     What the packages must bring is decided in Python (wgf_pipeline.settings). #}
 {%- set settings = salt['wireguard.pillar_settings']() %}

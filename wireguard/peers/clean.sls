@@ -7,7 +7,11 @@
 # (wgf_expiry.STATE_ROOT), so that no timer runs after the clean.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- from tplroot ~ "/libclean.jinja" import clean_interfaces with context %}
 {%- set live = salt['wireguard.interfaces']() if salt['cmd.which']('wg') else [] %}
 

@@ -6,7 +6,11 @@
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- set sls_service_running = tplroot ~ '.service.running' %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- set interfaces = salt['wireguard.pillar_interfaces'](config_dir=wireguard.config_dir) %}
 
 include:

@@ -5,7 +5,11 @@
 # formula's systemd drop-ins (OpenRC: its links in /etc/wireguard).
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
-{%- from tplroot ~ "/map.jinja" import wireguard with context %}
+{#- The map data this run already has, else map.jinja (once a run: issue 24) #}
+{%- set wireguard = salt['wireguard_layout.run_map'](tplroot) %}
+{%- if wireguard is none %}
+{%-   from tplroot ~ "/map.jinja" import wireguard with context %}
+{%- endif %}
 {%- from tplroot ~ "/libclean.jinja" import clean_interfaces with context %}
 
 {%- for name in clean_interfaces %}
