@@ -55,11 +55,11 @@ def _map():
     map.jinja), else rendered once per run; without the formula on the file server, its
     defaults and pillar ``wireguard:lookup``."""
     if "wireguard.map" not in __context__:
-        data = __salt__["wireguard_layout.run_map"](MAP_DATA.split("/")[2])
+        data = __salt__["wireguard_layout.run_map"](wgf_layout.FORMULA_DIR)
         try:
             if data is None and __salt__["cp.hash_file"](MAP_DATA):  # on the file server
                 data = __salt__["slsutil.renderer"](
-                    MAP_DATA, default_renderer="jinja|json", tpldir=MAP_DATA.split("/")[2]
+                    MAP_DATA, default_renderer="jinja|json", tpldir=wgf_layout.FORMULA_DIR
                 )
         except Exception as exc:  # whatever the file server says: use the defaults
             log.debug("wireguard: no map data from %s: %s", MAP_DATA, exc)

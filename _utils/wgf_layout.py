@@ -22,8 +22,10 @@ from wgf_addr import is_interface_name, shown
 
 DEFAULT_CONFIG_DIR = "/etc/wireguard"
 DEFAULT_SERVICE = "wg-quick@{interface}"
+#: The formula's directory on the file server (its SLS files' ``tplroot``).
+FORMULA_DIR = "wireguard"
 #: The formula's map data on the file server (the modules read it to learn the service).
-MAP_DATA = "salt://wireguard/mapdata.jinja"
+MAP_DATA = f"salt://{FORMULA_DIR}/mapdata.jinja"
 #: The init script Alpine's wireguard-tools-openrc ships: it runs ``wg-quick up
 #: ${SVCNAME#*.}``, a name wg-quick looks up in /etc/wireguard only.
 STOCK_OPENRC_SCRIPT = "/etc/init.d/wg-quick"
