@@ -350,7 +350,13 @@ def test_a_client_limited_to_2mbit_takes_3_5_s_a_megabyte_and_unlimited_is_faste
             _move(vpn, laptop, address, next(port)),
         )
 
-    free = both_ways()
+    def unlimited():
+        # the faster of two tries each way: a loaded machine can stall one transfer, and
+        # the limited ones are held to 5 times the unlimited one's time
+        tries = (both_ways(), both_ways())
+        return tuple(min(way) for way in zip(*tries, strict=True))
+
+    free = unlimited()
     ifindex = vpn.ifindex("wg0")
     pillar["wireguard"]["interfaces"]["wg0"]["clients"]["laptop"]["limits"] = {"rate": "2mbit"}
     site["seen"].append(repr(apply(lab, pillar)))
@@ -371,7 +377,7 @@ def test_a_client_limited_to_2mbit_takes_3_5_s_a_megabyte_and_unlimited_is_faste
     del pillar["wireguard"]["interfaces"]["wg0"]["clients"]["laptop"]["limits"]
     site["seen"].append(repr(apply(lab, pillar)))
     assert "wg0-ifb" not in vpn.out(["ip", "-o", "link", "show"])
-    again = both_ways()
+    again = unlimited()
     for fast, slow in zip(again, limited, strict=True):
         assert 5 * fast <= slow, (again, limited)
     print(f"1 MB up/down: free {free}, 2 mbit/s {limited}, restarted {restarted}, {again}")
