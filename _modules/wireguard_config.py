@@ -25,7 +25,6 @@ import wgf_keys
 import wgf_layout
 import wgf_modules
 import wgf_networkd
-import wgf_networks
 import wgf_pipeline
 import wgf_reload
 
@@ -316,11 +315,11 @@ def public_keys(config_dir=None):
 
 def orchestration_facts(hash_type=wgf_modules.HASH_TYPE):
     """
-    Return what ``salt-run wireguard.prepare`` decides from: ``modules``, the digest of
-    the formula's modules this minion runs (its synced ``wireguard*``/``wgf_*`` files,
-    hashed with ``hash_type``, as the master's file server hashes them);
-    ``interfaces``, the interfaces its pillar (compiled now) gives it; ``public_keys``,
-    as ``wireguard.public_keys``. No private key is returned.
+    Return what ``salt-run wireguard.prepare`` asks of this minion: ``modules``, the
+    digest of the formula's modules it runs (its synced ``wireguard*``/``wgf_*`` files,
+    hashed with ``hash_type``, as the master's file server hashes them), and
+    ``public_keys``, as ``wireguard.public_keys``. Which interfaces it should have the
+    runner reads from the pillar the master compiles. No private key is returned.
 
     CLI Example:
 
@@ -332,12 +331,7 @@ def orchestration_facts(hash_type=wgf_modules.HASH_TYPE):
         hashes = wgf_modules.local_hashes(__opts__["extension_modules"], hash_type)
     except ValueError as exc:
         raise SaltInvocationError(f"hash_type: {exc}") from exc
-    pillar = __salt__["pillar.items"](unmask=True)  # fresh; 3008 masks values otherwise
-    return {
-        "modules": wgf_modules.digest(hashes),
-        "interfaces": wgf_modules.interfaces(pillar, __opts__["id"], wgf_networks.member_networks),
-        "public_keys": public_keys(),
-    }
+    return {"modules": wgf_modules.digest(hashes), "public_keys": public_keys()}
 
 
 def config_peers(interface, config_dir=None):

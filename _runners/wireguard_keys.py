@@ -24,6 +24,7 @@ from salt.exceptions import CommandExecutionError, SaltInvocationError
 import wgf_addr
 import wgf_jobs
 import wgf_modules
+import wgf_networks
 import wgf_psk
 import wgf_reload
 import wgf_rotate
@@ -70,38 +71,23 @@ def _master_pillar(minion):
     return pillar
 
 
-def _master_networks(minions, only=None, broken=None):
-    """``({network: definition}, {network: [minions whose pillar has it]})`` from the
-    master's own pillar of each of ``minions`` (only the networks in ``only``, when
-    given); a network two pillars define differently is refused. With a list
-    ``broken``, a minion whose pillar does not compile is added to it and skipped."""
-    networks, holders = {}, {}
+def _master_pillars(minions, broken=None):
+    """``{minion: the pillar the master compiles for it}``. With a list ``broken``, a
+    minion whose pillar does not compile is added to it and left out."""
+    pillars = {}
     for minion in minions:
         try:
-            pillar = _master_pillar(minion)
+            pillars[minion] = _master_pillar(minion)
         except SaltInvocationError:
             if broken is None:
                 raise
             broken.append(minion)
-            continue
-        wireguard = pillar.get("wireguard")
-        defined = wireguard.get("networks") if isinstance(wireguard, dict) else None
-        for netname, net in (defined if isinstance(defined, dict) else {}).items():
-            if only is not None and netname not in only:
-                continue
-            if not isinstance(netname, str) or not isinstance(net, dict):
-                raise SaltInvocationError(
-                    f"minion {wgf_addr.shown(minion)}: wireguard:networks holds "
-                    f"{wgf_addr.shown(netname)}, which is not a network"
-                )
-            if networks.setdefault(netname, net) != net:
-                raise SaltInvocationError(
-                    f"the master's pillar defines network {wgf_addr.shown(netname)} "
-                    f"differently for {', '.join(sorted(holders[netname]))} and "
-                    f"{wgf_addr.shown(minion)}: fix the pillar and run again"
-                )
-            holders.setdefault(netname, []).append(minion)
-    return networks, holders
+    return pillars
+
+
+def _master_networks(minions, only=None, broken=None):
+    """``wgf_networks.declared`` of the master's own pillar of each of ``minions``."""
+    return wgf_networks.declared(_master_pillars(minions, broken), only)
 
 
 def _network_definition(network, tgt, tgt_type):
@@ -220,9 +206,13 @@ def ensure_psks(network=None, tgt="*", tgt_type="glob"):
     network = wgf_rotate.checked_name(network, "network", optional=True)
     targeted = _targets(*wgf_rotate.checked_target(tgt, tgt_type))
     broken = []
-    networks, _ = _master_networks(
-        targeted, only=None if network is None else {network}, broken=broken
-    )
+    pillars = _master_pillars(targeted, broken)
+    return _ensure_psks(pillars, targeted, broken, network)
+
+
+def _ensure_psks(pillars, targeted, broken, network=None):
+    """``ensure_psks`` from the master's ``pillars`` of the ``targeted`` minions."""
+    networks, _ = wgf_networks.declared(pillars, only=None if network is None else {network})
     if network is not None and network not in networks:
         raise SaltInvocationError(
             f"no targeted minion has network {wgf_rotate.shown_arg(network)} "
@@ -421,13 +411,18 @@ def _facts(minions, hash_type, timeout):
 def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base", timeout=None):
     """
     Bring the targeted minions to where the formula can be applied, doing only what is
-    missing (the orchestration ``wireguard.orchestrate`` runs it): sync the modules of a
+    missing (the orchestration ``wireguard.orchestrate`` runs it): make the missing
+    preshared keys of their networks (as ``wireguard.ensure_psks``); sync the modules of a
     minion whose copy of the formula's modules differs from what the master serves
     (and wait until it has loaded them); make the keys (``state.sls <sls>``) of a
-    minion whose pillar has an interface without one; ``mine.update`` a minion whose
-    public keys the mine does not hold as they are. A minion where all of it holds
-    gets one small job, no sync and no state run. Fails (non-zero exit) naming each
-    minion where a step failed.
+    minion whose pillar (compiled on the master) has an interface without one;
+    ``mine.update`` a minion whose public keys the mine does not hold as they are. A
+    minion where all of it holds gets one small job (``wireguard.orchestration_facts``:
+    its modules' digest and public keys), no sync and no state run. Fails (non-zero
+    exit) naming each minion where a step failed. Returns the minions of each step,
+    the networks given preshared keys (pairs and keys made, never a key) and the
+    minions whose pillar the master cannot compile (``pillar_errors``: their own runs
+    fail on it).
 
     tgt, tgt_type
         The minions (default: all).
@@ -450,8 +445,18 @@ def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base"
     saltenv = wgf_rotate.checked_name(saltenv, "saltenv")
     timeout = wgf_rotate.checked_timeout(timeout)
     targeted = _targets(tgt, tgt_type)
+    # one compile of each pillar on the master: its networks' preshared keys, its interfaces
+    broken = []
+    pillars = _master_pillars(targeted, broken)
+    psks = _ensure_psks(pillars, targeted, broken)
+    interfaces = {
+        minion: wgf_modules.interfaces(pillar, minion, wgf_networks.member_networks)
+        for minion, pillar in pillars.items()
+    }
     digest, hash_type = _master_digest(saltenv)
-    todo = wgf_modules.plan(digest, _facts(targeted, hash_type, timeout), _published(targeted))
+    todo = wgf_modules.plan(
+        digest, _facts(targeted, hash_type, timeout), _published(targeted), interfaces
+    )
     done, failed = {"synced": [], "keyed": [], "published": []}, {}
     if todo["sync"]:
         # the minion loads the synced modules again before the next job, not meanwhile
@@ -471,6 +476,7 @@ def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base"
             digest,
             _facts(done["synced"], hash_type, timeout),
             _published(done["synced"]),
+            interfaces,
             synced=True,
         )
         failed.update(dict.fromkeys(again["sync"], "wireguard.orchestration_facts"))
@@ -491,4 +497,4 @@ def prepare(tgt="*", tgt_type="glob", sls="wireguard.config.key", saltenv="base"
             + ", ".join(f"{minion} ({step})" for minion, step in sorted(failed.items()))
         )
     done["current"] = sorted(set(targeted) - {m for step in done.values() for m in step})
-    return done
+    return {**done, "preshared_keys": psks["networks"], "pillar_errors": broken}

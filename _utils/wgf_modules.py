@@ -75,23 +75,23 @@ def interfaces(pillar, minion, member_networks):
     return sorted(found)
 
 
-def plan(master_digest, answers, published, synced=False):
+def plan(master_digest, answers, published, interfaces, synced=False):
     """What the orchestration must do before it applies the formula, per minion:
     ``sync`` (its modules differ from the master's, or it did not answer with a
-    digest), ``keys`` (an interface of its pillar has no key yet) and ``publish`` (the
-    mine's public keys differ from the minion's). ``answers`` is ``{minion:
+    digest), ``keys`` (an interface its pillar gives it has no key yet) and ``publish``
+    (the mine's public keys differ from the minion's). ``answers`` is ``{minion:
     wireguard.orchestration_facts() or None}``, ``published`` ``{minion: {interface:
-    public key}}`` from the mine. With ``synced`` (the answers of minions just synced)
-    none is synced again (from another saltenv its copy may differ), unless it did not
-    answer. An answer that is not the facts' shape counts as no answer."""
+    public key}}`` from the mine, ``interfaces`` ``{minion: [interface]}`` from the
+    pillar the master compiles for it. With ``synced`` (the answers of minions just
+    synced) none is synced again (from another saltenv its copy may differ), unless it
+    did not answer. An answer that is not the facts' shape counts as no answer."""
     todo = {"sync": [], "keys": [], "publish": []}
     for minion, facts in sorted(answers.items()):
         if not isinstance(facts, dict) or (not synced and facts.get("modules") != master_digest):
             todo["sync"].append(minion)
             continue
         keys = facts.get("public_keys") if isinstance(facts.get("public_keys"), dict) else {}
-        interfaces = facts.get("interfaces") if isinstance(facts.get("interfaces"), list) else []
-        if {str(name) for name in interfaces} - set(keys):
+        if set(interfaces.get(minion, ())) - set(keys):
             todo["keys"].append(minion)
         elif keys != published.get(minion, {}):
             todo["publish"].append(minion)

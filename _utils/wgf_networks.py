@@ -325,3 +325,29 @@ def check_network_psks(netname, partners, psks, errors):
             wgf_keys.decode(value, f"{where}, node {shown(partner)}: the preshared key")
         except SaltInvocationError as exc:
             errors.append(str(exc))
+
+
+def declared(pillars, only=None):
+    """``({network: definition}, {network: [minions whose pillar has it]})`` of the
+    networks ``pillars`` ({minion: pillar}) define (only those in ``only``, when given);
+    a network two pillars define differently is refused."""
+    networks, holders = {}, {}
+    for minion, pillar in pillars.items():
+        wireguard = pillar.get("wireguard")
+        defined = wireguard.get("networks") if isinstance(wireguard, dict) else None
+        for netname, net in (defined if isinstance(defined, dict) else {}).items():
+            if only is not None and netname not in only:
+                continue
+            if not isinstance(netname, str) or not isinstance(net, dict):
+                raise SaltInvocationError(
+                    f"minion {shown(minion)}: wireguard:networks holds "
+                    f"{shown(netname)}, which is not a network"
+                )
+            if networks.setdefault(netname, net) != net:
+                raise SaltInvocationError(
+                    f"the master's pillar defines network {shown(netname)} "
+                    f"differently for {', '.join(sorted(holders[netname]))} and "
+                    f"{shown(minion)}: fix the pillar and run again"
+                )
+            holders.setdefault(netname, []).append(minion)
+    return networks, holders

@@ -6,15 +6,15 @@
 #     pillar='{"wireguard_orchestrate": {"tgt": "G@role:vpn", "tgt_type": "compound"}}'
 # `timeout` (seconds) there: how long the master waits for each step's minions,
 # however long they take to answer Salt's "still running?" (slow or busy minions).
-# 1. make the missing preshared keys of networks with preshared_keys: true on
-#    the master (salt-run wireguard.ensure_psks: from the pillar the master
-#    compiles itself; the ext_pillar never makes a key);
-# 2. prepare each minion, doing only what is missing (salt-run wireguard.prepare):
-#    sync the formula's modules where they differ from the master's, make every
-#    private key on its minion (wireguard.config.key) where one is missing, and
-#    publish the public keys (mine.update; the minions' mine_functions must name
-#    wireguard.public_keys, see pillar.example) where the mine lacks them;
-# 3. apply the whole formula, every peer's key now in the mine.
+# 1. prepare each minion, doing only what is missing (salt-run wireguard.prepare,
+#    from the pillar the master compiles itself for each minion, once): make the
+#    missing preshared keys of networks with preshared_keys: true on the master (the
+#    ext_pillar never makes a key), sync the formula's modules where they differ
+#    from the master's, make every private key on its minion (wireguard.config.key)
+#    where one is missing, and publish the public keys (mine.update; the minions'
+#    mine_functions must name wireguard.public_keys, see pillar.example) where the
+#    mine lacks them;
+# 2. apply the whole formula, every peer's key now in the mine.
 # Private keys never leave their minion: only public keys travel, in the mine.
 {#- Get the `tplroot` from `tpldir` #}
 {%- set tplroot = tpldir.split('/')[0] %}
@@ -22,12 +22,6 @@
 {%- set target = {'tgt': orchestrate.get('tgt', '*'),
                   'tgt_type': orchestrate.get('tgt_type', 'glob')} %}
 {%- set timeout = orchestrate.get('timeout') %}
-
-wireguard-orchestrate-salt-runner-wireguard.ensure_psks:
-  salt.runner:
-    - name: wireguard.ensure_psks
-    - tgt: {{ target.tgt | json }}
-    - tgt_type: {{ target.tgt_type | json }}
 
 wireguard-orchestrate-salt-runner-wireguard.prepare:
   salt.runner:
@@ -48,5 +42,4 @@ wireguard-orchestrate-salt-state-apply:
     - timeout: {{ timeout | int }}
 {%- endif %}
     - require:
-      - salt: wireguard-orchestrate-salt-runner-wireguard.ensure_psks
       - salt: wireguard-orchestrate-salt-runner-wireguard.prepare

@@ -68,7 +68,14 @@ def test_a_converged_mesh_is_prepared_with_nothing_to_do_but_a_stale_copy_is_syn
     formula's modules lost a file is synced again, alone."""
     lab, _, hosts, nodes = mine_mesh
     ret = lab.master.salt_run("wireguard.prepare", timeout=120)
-    assert ret == {"synced": [], "keyed": [], "published": [], "current": sorted(nodes)}, ret
+    assert ret == {
+        "synced": [],
+        "keyed": [],
+        "published": [],
+        "current": sorted(nodes),
+        "preshared_keys": {},
+        "pillar_errors": [],
+    }, ret
     synced = "/var/cache/salt/minion/extmods/utils/wgf_modules.py"
     hosts["node2"].run(["rm", synced])
     ret = lab.master.salt_run("wireguard.prepare", timeout=120)

@@ -371,8 +371,8 @@ def test_config_key_alone_makes_only_keys(renderer):
 
 
 def test_orchestrate(renderer):
-    """the missing preshared keys (master side), then each minion prepared (sync, keys
-    and mine only where missing), then the apply after both, on the target pillar gives."""
+    """each minion prepared (the missing preshared keys on the master, then sync, keys
+    and mine only where missing), then the apply after it, on the target pillar gives."""
     answer = renderer.render(
         "debian-12",
         {},
@@ -382,15 +382,15 @@ def test_orchestrate(renderer):
     )
     got = states(answer, "wireguard.orchestrate")
     steps = sorted(got.values(), key=lambda s: arg(s, "order"))
-    assert [fun(s) for s in steps] == ["salt.runner", "salt.runner", "salt.state"]
-    assert [arg(s, "name") for s in steps[0:2]] == ["wireguard.ensure_psks", "wireguard.prepare"]
-    assert arg(steps[1], "sls") == "wireguard.config.key"
-    assert arg(steps[2], "sls") == "wireguard"
+    assert [fun(s) for s in steps] == ["salt.runner", "salt.state"]
+    assert arg(steps[0], "name") == "wireguard.prepare"
+    assert arg(steps[0], "sls") == "wireguard.config.key"
+    assert arg(steps[1], "sls") == "wireguard"
     for step in steps:
         assert arg(step, "tgt") == "G@role:vpn"
         assert arg(step, "tgt_type") == "compound"
     ids = {id(s): i for i, s in got.items()}
-    assert {r["salt"] for r in arg(steps[2], "require")} == {ids[id(s)] for s in steps[0:2]}
+    assert [r["salt"] for r in arg(steps[1], "require")] == [ids[id(steps[0])]]
     default = states(
         renderer.render("debian-12", {}, sls=("wireguard.orchestrate",), interfaces=False),
         "wireguard.orchestrate",
@@ -408,7 +408,7 @@ def test_orchestrate(renderer):
         "wireguard.orchestrate",
     )
     steps = sorted(slow.values(), key=lambda s: arg(s, "order"))
-    assert [arg(s, "timeout") for s in steps] == [None, 600, 600]
+    assert [arg(s, "timeout") for s in steps] == [600, 600]
 
 
 def test_network_node_without_mine_keys_warns(renderer):

@@ -468,6 +468,7 @@ def test_any_runner_argument_is_taken_or_refused(runner, monkeypatch_module, dat
         args.setdefault("tgt", "a")
     monkeypatch_module.setattr(runner, "_ask_minions", lambda *_: (audit_answers(), []))
     monkeypatch_module.setattr(runner, "_master_networks", lambda *_, **__: ({}, {}))
+    monkeypatch_module.setattr(runner, "_master_pillar", lambda _: {})
     monkeypatch_module.setattr(runner, "_targets", lambda t, _: ["a"])
     monkeypatch_module.setattr(runner, "_job", lambda *_, **__: {})
     monkeypatch_module.setattr(runner, "_master_digest", lambda _: (None, "sha256"))

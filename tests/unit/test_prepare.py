@@ -4,6 +4,8 @@ same from the master's file server and from a minion's synced copy; the runner r
 against a real file server (roots) with stand-in minions behind Salt's LocalClient."""
 
 import hashlib
+import json
+import os
 import shutil
 
 import pytest
@@ -89,23 +91,25 @@ def test_the_interfaces_a_pillar_gives_a_minion():
 
 
 def test_the_plan_does_only_what_is_missing():
-    current = {"modules": "D", "interfaces": ["wg0"], "public_keys": {"wg0": KEY_A}}
+    current = {"modules": "D", "public_keys": {"wg0": KEY_A}}
     answers = {
         "ok": current,
         "old": {**current, "modules": "C"},
         "silent": None,
-        "keyless": {**current, "interfaces": ["wg0", "wg1"]},
+        "keyless": current,
         "unpublished": {**current, "public_keys": {"wg0": KEY_B}},
+        "nothing": {**current, "public_keys": {}},
     }
+    interfaces = {name: ["wg0"] for name in answers} | {"keyless": ["wg0", "wg1"], "nothing": []}
     published = {"ok": {"wg0": KEY_A}, "keyless": {"wg0": KEY_A}, "unpublished": {"wg0": KEY_A}}
-    assert wgf_modules.plan("D", answers, published) == {
+    assert wgf_modules.plan("D", answers, published, interfaces) == {
         "sync": ["old", "silent"],
         "keys": ["keyless"],
         "publish": ["unpublished"],
     }
     # just synced (from another saltenv its copy may differ): not synced again
     after = {"old": answers["old"], "silent": None}
-    assert wgf_modules.plan("D", after, {"old": {"wg0": KEY_A}}, synced=True) == {
+    assert wgf_modules.plan("D", after, {"old": {"wg0": KEY_A}}, interfaces, synced=True) == {
         "sync": ["silent"],
         "keys": [],
         "publish": [],
@@ -114,7 +118,14 @@ def test_the_plan_does_only_what_is_missing():
 
 @pytest.fixture
 def master(tmp_path):
-    opts = master_opts(tmp_path, file_roots={"base": [str(tmp_path / "srv")]})
+    """Master opts serving FORMULA, with a pillar giving every minion wg0."""
+    opts = master_opts(
+        tmp_path,
+        file_roots={"base": [str(tmp_path / "srv")]},
+        pillar_roots={"base": [str(tmp_path / "pillar")]},
+        minion_data_cache=False,
+    )
+    give(opts, {})
     for kind, names in FORMULA.items():
         (tmp_path / "srv" / kind).mkdir(parents=True)
         for name in names:
@@ -130,11 +141,28 @@ def runner(master, monkeypatch):
     return runner_with_stand_ins("wireguard_prepare_under_test", master, monkeypatch)
 
 
-def facts(tmp_path, interfaces=("wg0",), keys=None, files=FORMULA):
+def give(opts, more):
+    """The master's pillar: wg0 for every minion, and for each of ``more`` {minion:
+    [interface]} those interfaces too (the interfaces come from here, never from a
+    minion's answer)."""
+    root = opts["pillar_roots"]["base"][0]
+    os.makedirs(root, exist_ok=True)
+    top = ["base:", "  '*':", "    - wg"]
+    sls = {"wg": ["wg0"], **{f"wg_{m}": names for m, names in more.items()}}
+    for minion in more:
+        top += [f"  '{minion}':", f"    - wg_{minion}"]
+    for name, interfaces in sls.items():
+        with open(os.path.join(root, f"{name}.sls"), "w", encoding="utf-8") as handle:
+            handle.write("wireguard:\n  interfaces:\n")
+            handle.writelines(f"    {i}: {{address: 10.0.0.1/24}}\n" for i in interfaces)
+    with open(os.path.join(root, "top.sls"), "w", encoding="utf-8") as handle:
+        handle.write("\n".join(top) + "\n")
+
+
+def facts(tmp_path, keys=None, files=FORMULA):
     copy = extmods(tmp_path / f"copy{len(list(tmp_path.glob('copy*')))}", files)
     return {
         "modules": wgf_modules.digest(wgf_modules.local_hashes(str(copy))),
-        "interfaces": list(interfaces),
         "public_keys": keys if keys is not None else {"wg0": KEY_A},
     }
 
@@ -153,6 +181,8 @@ def test_a_fleet_that_is_ready_gets_one_small_job(runner, master, tmp_path):
         "keyed": [],
         "published": [],
         "current": ["a", "b", "c"],
+        "preshared_keys": {},
+        "pillar_errors": [],
     }
     assert [fun for fun, _, _ in minions.jobs] == ["wireguard.orchestration_facts"]
     assert minions.jobs[0][2] == ["sha256"]
@@ -168,7 +198,9 @@ def test_only_what_is_missing_is_done_each_where_it_is_missing(runner, master, t
     def answer(tgt, _):
         if tgt == ["a"]:  # asked again after its sync
             return after_sync
-        return {"a": old, "b": {**current, "interfaces": ["wg0", "wg1"]}, "c": current}
+        return {"a": old, "b": current, "c": current}
+
+    give(master, {"b": ["wg1"]})  # b's pillar gives it an interface without a key
 
     minions = runner.use(
         {
@@ -184,6 +216,8 @@ def test_only_what_is_missing_is_done_each_where_it_is_missing(runner, master, t
         "keyed": ["b"],
         "published": ["b"],
         "current": ["c"],
+        "preshared_keys": {},
+        "pillar_errors": [],
     }
     assert [(fun, tgt, arg) for fun, tgt, arg in minions.jobs[1:]] == [
         ("saltutil.sync_all", ["a"], []),
@@ -196,12 +230,50 @@ def test_only_what_is_missing_is_done_each_where_it_is_missing(runner, master, t
     assert minions.kwargs[1:3] == [{"refresh": False}, {"async": False}]
 
 
+def test_the_preshared_keys_are_made_from_the_same_pillars(runner, master, tmp_path, monkeypatch):
+    """A network with preshared keys gets them (as ``ensure_psks``), each minion's pillar
+    compiled on the master once for that and for its interfaces; a minion whose pillar
+    does not compile is named and gets nothing done."""
+    nodes = {m: {"address": f"10.9.0.{i}/24"} for i, m in enumerate("ab", 1)}
+    net = {"interface": "wg5", "preshared_keys": True, "topology": "mesh", "nodes": nodes}
+    root = tmp_path / "pillar"
+    (root / "net.sls").write_text(json.dumps({"wireguard": {"networks": {"corp": net}}}))
+    (root / "broken.sls").write_text("{{ nope(\n")
+    (root / "top.sls").write_text(
+        "base:\n  'a or b':\n    - match: compound\n    - net\n  c:\n    - broken\n"
+    )
+    compiled = []
+    real = runner._master_pillar
+    monkeypatch.setattr(runner, "_master_pillar", lambda m: compiled.append(m) or real(m))
+    current = facts(tmp_path, keys={"wg5": KEY_A})
+    for minion in ("a", "b"):
+        publish(master, minion, {"wg5": KEY_A})
+    minions = runner.use(
+        {
+            "wireguard.orchestration_facts": {
+                "a": current,
+                "b": current,
+                "c": {**current, "public_keys": {}},
+            },
+            "saltutil.refresh_pillar": {"a": True, "b": True},
+        }
+    )
+    ret = runner.prepare()
+    assert ret["preshared_keys"] == {"corp": {"pairs": 1, "made": 1}}
+    assert ret["pillar_errors"] == ["c"]
+    assert ret["current"] == ["a", "b", "c"]
+    assert sorted(compiled) == ["a", "b", "c"]
+    assert ("saltutil.refresh_pillar", ["a", "b"], []) in minions.jobs
+    assert runner.prepare()["preshared_keys"] == {"corp": {"pairs": 1, "made": 0}}
+
+
 def test_a_minion_where_a_step_fails_is_named(runner, master, tmp_path):
     current = facts(tmp_path)
     publish(master, "b", {"wg0": KEY_A})
+    give(master, {"b": ["wg9"]})
     runner.use(
         {
-            "wireguard.orchestration_facts": {"b": {**current, "interfaces": ["wg0", "wg9"]}},
+            "wireguard.orchestration_facts": {"b": current},
             "state.sls": {},  # b does not answer
         }
     )
