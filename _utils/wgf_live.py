@@ -297,6 +297,44 @@ def _route_list(routes):
 # ------------------------------------------------------------------- restarts
 
 
+#: The first ``[Peer]`` section line.
+_PEER_SECTION = re.compile(r"^[^\S\n]*\[[^\S\n]*peer[^\S\n]*\]", re.MULTILINE | re.IGNORECASE)
+#: What a peer section holds that a restart applies: an AllowedIPs with a /0.
+_DEFAULT_ROUTE = re.compile(
+    r"^[^\S\n]*allowedips[^\S\n]*=[^\n]*/0.*$", re.MULTILINE | re.IGNORECASE
+)
+#: How a /0 can end in an AllowedIPs line (a key, base64, has none of them after "/0").
+_SLASH_ZERO_ENDS = ("/0\n", "/0,", "/0 ", "/0\t", "/0#", "/0\r")
+
+
+def _restart_lines(text):
+    """``(section, line)`` of each line of ``text`` that ``_restart_facts`` reads: only
+    the keys it reads, and AllowedIPs with a /0; when every section after the first
+    ``[Peer]`` is a peer's (a hub's 10,000), those are read for their /0 alone, without
+    a look at each section line (issue 24)."""
+    at_start = [row.conf.lower() for row in wgf_options.rows("restart")]
+    keys = "|".join(re.escape(k) for k in (*HOOKS, "table", "fwmark", *at_start))
+    candidates = re.compile(
+        rf"^[^\S\n]*(?:\[|(?:{keys})[^\S\n]*=|allowedips[^\S\n]*=[^\n]*/0).*$",
+        re.MULTILINE | re.IGNORECASE,
+    )
+    peers = _PEER_SECTION.search(text)
+    tail = text[peers.start() :] if peers else ""
+    # every bracket after the first peer opens a section the formula writes, "[Peer]"
+    only_peers = peers is not None and tail.count("[") == tail.count("[Peer]")
+    head = text[: peers.start()] if only_peers else text
+    section = None
+    for found in candidates.finditer(head):
+        line = found.group(0).split("#", 1)[0].strip()
+        if line.startswith("["):
+            section = line.strip("[]").strip().lower()
+        else:
+            yield section, line
+    if only_peers and (tail.endswith("/0") or any(end in tail for end in _SLASH_ZERO_ENDS)):
+        for found in _DEFAULT_ROUTE.finditer(tail):
+            yield "peer", found.group(0).split("#", 1)[0].strip()
+
+
 def _restart_facts(text):
     """Hooks (less the formula's own route and client rate lines), table, default-route
     setup and the options only a restart applies (``wgf_options``) of a config text, as
@@ -304,19 +342,7 @@ def _restart_facts(text):
     hooks, table, fwmark, allowed = [], "auto", None, []
     at_start = {row.conf.lower(): row.key for row in wgf_options.rows("restart")}
     options = {}
-    section = None
-    # only section lines, the keys read below, and AllowedIPs with a /0 can count: the
-    # other lines (10,000 peers' on a hub) are not split one by one (issue 24)
-    keys = "|".join(re.escape(k) for k in (*HOOKS, "table", "fwmark", *at_start))
-    candidates = re.compile(
-        rf"^[^\S\n]*(?:\[|(?:{keys})[^\S\n]*=|allowedips[^\S\n]*=[^\n]*/0).*$",
-        re.MULTILINE | re.IGNORECASE,
-    )
-    for found in candidates.finditer(text):
-        line = found.group(0).split("#", 1)[0].strip()
-        if line.startswith("["):
-            section = line.strip("[]").strip().lower()
-            continue
+    for section, line in _restart_lines(text):
         key, sep, value = line.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep:

@@ -422,3 +422,32 @@ def test_a_resolution_holds_until_a_client_expires():
     assert wgf_pipeline.cached(context, inputs, "other files", now) is None
     later = datetime.datetime(2999, 1, 1, tzinfo=datetime.timezone.utc)
     assert wgf_pipeline.cached(context, inputs, "files", later) is None
+
+
+@pytest.mark.parametrize("peers_first", [False, True])
+def test_past_the_first_peer_only_a_default_route_is_a_restart_reason(peers_first):
+    """A hub's peer sections are read for a /0 alone (issue 24); a file whose peers come
+    before an [Interface] section (wg-quick takes it) is read line by line, as ever."""
+    head = "[Interface]\nAddress = 10.0.0.1/24\nPostUp = logger up\n"
+    peers = "".join(
+        f"# p{i}\n[Peer]\nPublicKey = {'A' * 43}=\nAllowedIPs = 10.0.0.{i}/32\n"
+        for i in range(2, 6)
+    )
+
+    def conf(hook="logger up", allowed="10.0.0.5/32", extra=""):
+        text = head.replace("logger up", hook) + extra
+        text = text.replace("[Interface]", "") if peers_first else text
+        body = peers.replace("10.0.0.5/32", allowed)
+        return body + "[Interface]" + text if peers_first else text + body
+
+    assert wgf_live.restart_reasons(conf(), conf()) == []
+    assert wgf_live.restart_reasons(conf(), conf(allowed="0.0.0.0/0 # all")) == [
+        "its default route (a /0 in AllowedIPs with table auto) changed: "
+        "wg-quick sets up fwmark, policy rules and src_valid_mark for it"
+    ]
+    assert wgf_live.restart_reasons(conf(), conf(hook="logger other")) == [
+        "its PreUp/PostUp/PreDown/PostDown hooks changed (hooks cannot be undone in place)"
+    ]
+    assert wgf_live.restart_reasons(conf(), conf(extra="Table = 1234\n")) == [
+        "its table changed from auto to 1234"
+    ]
