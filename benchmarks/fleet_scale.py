@@ -753,14 +753,18 @@ def noop_table(doc):
     """Issue 24's fleet goals: a no-op's CPU per minion, from the containers' cgroups."""
     lines = [
         "| topology | N | no-op orchestration: per minion | master per minion | "
-        "no-op state.apply per minion | one-state SLS per minion | ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "salt-run per minion | no-op state.apply per minion | one-state SLS per minion | "
+        "ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in doc["runs"]:
         if "noop_orch_minion_cpu_s" in r:
+            runner = r.get("noop_orch_runner_cpu_s")
             lines.append(
                 f"| {r['topology']} | {r['nodes']} | {r['noop_orch_minion_cpu_s']} | "
-                f"{r['noop_orch_master_cpu_s']} | {r['noop_apply_minion_cpu_s']} | "
+                f"{r['noop_orch_master_cpu_s']} | "
+                f"{'-' if runner is None else round(runner / r['nodes'], 2)} | "
+                f"{r['noop_apply_minion_cpu_s']} | "
                 f"{r['floor_minion_cpu_s']} | {r['noop_apply_over_floor']} |"
             )
     return "\n".join(lines)
