@@ -318,8 +318,8 @@ def orchestration_facts(hash_type=wgf_modules.HASH_TYPE):
     Return what ``salt-run wireguard.prepare`` asks of this minion: ``modules``, the
     digest of the formula's modules it runs (its synced ``wireguard*``/``wgf_*`` files,
     hashed with ``hash_type``, as the master's file server hashes them), and
-    ``public_keys``, as ``wireguard.public_keys``. Which interfaces it should have the
-    runner reads from the pillar the master compiles. No private key is returned.
+    ``public_keys``, as ``wireguard.public_keys``. The runner reads which interfaces
+    it should have from the pillar the master compiles. No private key is returned.
 
     CLI Example:
 

@@ -232,9 +232,7 @@ def _ensure_psks(pillars, targeted, broken, network=None):
         if made:
             given.update(node for pair in pairs for node in pair)
     if broken:
-        log.warning(
-            "wireguard.ensure_psks: the master cannot compile the pillar of %s", ", ".join(broken)
-        )
+        log.warning("wireguard: the master cannot compile the pillar of %s", ", ".join(broken))
     # the minions' own pillar (what their execution functions read, such as
     # wireguard.check) gets the new keys now, not at their next refresh
     refreshed = sorted(given & set(targeted))
