@@ -307,12 +307,11 @@ _DEFAULT_ROUTE = re.compile(
 _SLASH_ZERO_ENDS = ("/0\n", "/0,", "/0 ", "/0\t", "/0#", "/0\r")
 
 
-def _restart_lines(text):
+def _restart_lines(text, at_start):
     """``(section, line)`` of each line of ``text`` that ``_restart_facts`` reads: only
-    the keys it reads, and AllowedIPs with a /0; when every section after the first
-    ``[Peer]`` is a peer's (a hub's 10,000), those are read for their /0 alone, without
-    a look at each section line (issue 24)."""
-    at_start = [row.conf.lower() for row in wgf_options.rows("restart")]
+    the hooks, table, fwmark and ``at_start`` keys, and AllowedIPs with a /0; when every
+    section after the first ``[Peer]`` is a peer's (a hub's 10,000), those are read for
+    their /0 alone, without a look at each section line (issue 24)."""
     keys = "|".join(re.escape(k) for k in (*HOOKS, "table", "fwmark", *at_start))
     candidates = re.compile(
         rf"^[^\S\n]*(?:\[|(?:{keys})[^\S\n]*=|allowedips[^\S\n]*=[^\n]*/0).*$",
@@ -342,7 +341,7 @@ def _restart_facts(text):
     hooks, table, fwmark, allowed = [], "auto", None, []
     at_start = {row.conf.lower(): row.key for row in wgf_options.rows("restart")}
     options = {}
-    for section, line in _restart_lines(text):
+    for section, line in _restart_lines(text, at_start):
         key, sep, value = line.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep:

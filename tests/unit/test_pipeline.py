@@ -441,10 +441,11 @@ def test_past_the_first_peer_only_a_default_route_is_a_restart_reason(peers_firs
         return body + "[Interface]" + text if peers_first else text + body
 
     assert wgf_live.restart_reasons(conf(), conf()) == []
-    assert wgf_live.restart_reasons(conf(), conf(allowed="0.0.0.0/0 # all")) == [
-        "its default route (a /0 in AllowedIPs with table auto) changed: "
-        "wg-quick sets up fwmark, policy rules and src_valid_mark for it"
-    ]
+    for default in ("0.0.0.0/0 # all", "::/0", "10.9.0.0/16, 0.0.0.0/0"):
+        assert wgf_live.restart_reasons(conf(), conf(allowed=default)) == [
+            "its default route (a /0 in AllowedIPs with table auto) changed: "
+            "wg-quick sets up fwmark, policy rules and src_valid_mark for it"
+        ], default
     assert wgf_live.restart_reasons(conf(), conf(hook="logger other")) == [
         "its PreUp/PostUp/PreDown/PostDown hooks changed (hooks cannot be undone in place)"
     ]
