@@ -8,6 +8,7 @@ config a device imports (as text or a QR code).
 """
 
 import datetime
+import importlib.util
 import io
 import ipaddress
 import os
@@ -21,12 +22,9 @@ import wgf_tc
 from wgf_addr import ip as parse_ip
 from wgf_addr import shown
 
-try:
-    import segno
-
-    HAS_SEGNO = True
-except ImportError:
-    HAS_SEGNO = False
+#: Whether segno (QR codes) is installed. It is imported where a code is made: every
+#: state run loads this module, and segno with xml.sax cost each one 6 ms (issue 24).
+HAS_SEGNO = importlib.util.find_spec("segno") is not None
 
 #: A client name is also a file name (<client>.conf, .key, .psk): no path, no dot first.
 CLIENT_NAME = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_=+.-]{0,63}")
@@ -390,6 +388,8 @@ def qr_kind(kind, path):
 
 def qr_code(text, kind):
     """``text`` as a QR code: terminal text (``ansi``, ``utf8``) or image bytes."""
+    import segno
+
     code = segno.make(text, error="l", micro=False)
     if kind in QR_IMAGES:
         out = io.BytesIO()
