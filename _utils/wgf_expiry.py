@@ -19,6 +19,7 @@ import shlex
 import wgf_addr
 import wgf_clients
 import wgf_confirm_undo
+import wgf_events
 import wgf_files
 import wgf_layout
 import wgf_openrc
@@ -29,16 +30,11 @@ SCRIPT = "expire"
 SCHEDULE = "schedule"
 #: What was armed (the schedule's text): the apply compares it with what it wants.
 ARMED = "armed"
-#: Events the script could not send yet, one JSON file each; ``SENT`` logs those it sent.
-EVENTS = "events"
-SENT = "sent"
 WAITER = "waiter"
 EVENT_TAG = "wireguard/client/expired"
 SHELL = "/bin/sh"
 #: Where the timer and service unit files go (a test points it elsewhere).
 UNIT_DIR = wgf_layout.SYSTEMD_UNIT_DIR
-#: How long the script waits for ``salt-call`` (a master that does not answer).
-SALT_CALL_TIMEOUT = 60
 
 #: The event's data, as the script prints it (client and interface names need no escape).
 _EVENT_FORMAT = '{"interface": "%s", "client": "%s", "expires": "%s"}'
@@ -295,17 +291,7 @@ def script_text(interface, root=STATE_ROOT, salt_call=None, conf=None):
                 ' > "$dir/events/$when-$name.tmp"',
                 '    mv -f "$dir/events/$when-$name.tmp" "$dir/events/$when-$name"',
                 'done < "$schedule"',
-                f'salt_call="$(command -v salt-call || echo {fallback})"',
-                '[ -n "$salt_call" ] && [ -x "$salt_call" ] || exit "$failed"',
-                'for event in "$dir"/events/*; do',
-                '    [ -f "$event" ] || continue',
-                f'    if timeout {SALT_CALL_TIMEOUT} "$salt_call" --out=json event.fire_master'
-                f' "$(cat "$event")" {EVENT_TAG} 2>/dev/null | grep -q \'"local": true\'; then',
-                '        printf \'%s %s\\n\' "$(date +%s)" "$(cat "$event")" >> "$dir/sent"',
-                '        rm -f "$event"',
-                "    fi",
-                "done",
-                'exit "$failed"',
+                *wgf_events.send_lines(EVENT_TAG, fallback, '"$failed"'),
             ]
         )
         + "\n"
@@ -316,7 +302,7 @@ def pending_events(root=STATE_ROOT):
     """``[(path, data)]`` of the events the scripts could not send yet, oldest first."""
     found = []
     for interface in sorted(os.listdir(root)) if os.path.isdir(root) else []:
-        directory = os.path.join(root, interface, EVENTS)
+        directory = os.path.join(root, interface, wgf_events.EVENTS)
         for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else []:
             path = os.path.join(directory, name)
             if name.endswith(".tmp") or not os.path.isfile(path):
@@ -338,9 +324,9 @@ def report(host, root=STATE_ROOT):
         if not host.send_event(EVENT_TAG, data):
             continue
         directory = os.path.dirname(os.path.dirname(path))
-        log = wgf_files.read(os.path.join(directory, SENT)) or ""
+        log = wgf_files.read(os.path.join(directory, wgf_events.SENT)) or ""
         line = f"{host.now():.0f} {json.dumps(data, sort_keys=True)}\n"
-        host.write_records(directory, {SENT: log + line})
+        host.write_records(directory, {wgf_events.SENT: log + line})
         host.remove(path)
         sent.append(data)
     return sent

@@ -35,14 +35,13 @@ import json
 import re
 import shlex
 
+import wgf_events
 import wgf_openrc
 
 STATE_DIR = "/var/lib/wireguard-formula/quota"
 SCRIPT = "save"
 CLIENTS = "clients"
 COUNTERS = "counters"
-EVENTS = "events"
-SENT = "sent"
 WAITER = "waiter"
 EVENT_TAG = "wireguard/client/over_quota"
 #: Seconds between two saves: a crash loses at most this much counting.
@@ -52,7 +51,6 @@ UNIT = "wireguard-quota"
 SHUTDOWN_UNIT = "wireguard-quota-shutdown.service"
 UNIT_DIR = "/etc/systemd/system"
 SHELL = "/bin/sh"
-SALT_CALL_TIMEOUT = 60
 TABLE = "wireguard"
 DIRECTIONS = ("in", "out")
 NFT_CHAINS = {"in": ("input", "forward"), "out": ("forward", "output")}
@@ -423,18 +421,7 @@ def script_text(salt_call=None, root=None):
                 'done < "$dir/todo"',
                 'mv -f "$dir/counters.new" "$dir/counters"',
                 'rm -f "$dir/live" "$dir/todo"',
-                f'salt_call="$(command -v salt-call || echo {fallback})"',
-                '[ -n "$salt_call" ] && [ -x "$salt_call" ] || exit 0',
-                'for event in "$dir"/events/*; do',
-                '    [ -f "$event" ] || continue',
-                '    case "$event" in *.tmp) continue ;; esac',
-                f'    if timeout {SALT_CALL_TIMEOUT} "$salt_call" --out=json event.fire_master'
-                f' "$(cat "$event")" {EVENT_TAG} 2>/dev/null | grep -q \'"local": true\'; then',
-                '        printf \'%s %s\\n\' "$(date +%s)" "$(cat "$event")" >> "$dir/sent"',
-                '        rm -f "$event"',
-                "    fi",
-                "done",
-                "exit 0",
+                *wgf_events.send_lines(EVENT_TAG, fallback, "0"),
             ]
         )
         + "\n"

@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+import wgf_events
 import wgf_expiry
 import wgf_files
 import wgf_host
@@ -125,7 +126,7 @@ def test_the_waiter_removes_each_client_at_its_instant_and_no_other_peer_loses_a
     assert calls[0] == (
         f"salt-call --out=json event.fire_master {json.dumps(data)} wireguard/client/expired"
     )
-    assert json.loads((state / wgf_expiry.SENT).read_text().split(" ", 1)[1]) == data
+    assert json.loads((state / wgf_events.SENT).read_text().split(" ", 1)[1]) == data
     assert wgf_expiry.pending_events(str(root)) == []
     # the second instant, with no apply in between: the staff client goes too
     while keys["staff"] in peers(pair) and time.time() < staff_at + 10:
