@@ -232,8 +232,11 @@ def cidr_sort_key(cidr):
     sort key, and the numbers a containment test needs; the C parser reads the
     common spellings, each text once a process (a 10,000-client hub has 10,000
     AllowedIPs, each sorted and checked for a route by several states; issue 24)."""
-    if type(cidr) is str:
-        return _text_cidr_key(cidr)
+    return _text_cidr_key(cidr) if type(cidr) is str else _network_key(cidr)
+
+
+def _network_key(cidr):
+    """``cidr_sort_key`` through ``ipaddress`` (any spelling it reads, or its error)."""
     net = ipaddress.ip_network(cidr, strict=False)
     return (net.version, int(net.network_address), net.prefixlen)
 
@@ -253,8 +256,7 @@ def _text_cidr_key(cidr):
     if packed is not None and length is not None and length <= width:
         value = int.from_bytes(packed, "big")
         return (4 if width == 32 else 6, value >> (width - length) << (width - length), length)
-    net = ipaddress.ip_network(cidr, strict=False)
-    return (net.version, int(net.network_address), net.prefixlen)
+    return _network_key(cidr)
 
 
 def has_default_route(cidrs):
