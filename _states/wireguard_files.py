@@ -154,14 +154,19 @@ def _config(ret, minion, config_dir, service):
         )
     restart = None
     pending = wgf_layout.restart_pending(interface)
-    if service and host.service_active(service):
-        if not minion.is_up(interface):
+    up = minion.is_up(interface)
+    # the service is asked only when something would restart it: an interface up as
+    # its file says needs no restart, and starting a stopped one is the service
+    # state's (Salt's service.status is two systemctl calls; issue 24)
+    ask = service and not (up and not reasons and not os.path.exists(pending))
+    if ask and host.service_active(service):
+        if not up:
             restart = "its interface is not up"
         elif reasons:
             restart = "; ".join(reasons)
-        elif os.path.exists(pending):
+        else:
             restart = "an earlier run was stopped between writing its file and restarting it"
-    elif service and _start_refused(host, service):
+    elif ask and _start_refused(host, service):
         # the service state after this one starts it: systemd would refuse that too
         ret["changes"]["start_limit_reset"] = {
             "service": service,
@@ -174,7 +179,7 @@ def _config(ret, minion, config_dir, service):
         # the live peers are read once a run, for the live states after this one too
         public = wgf_conf.known_public(
             pillar=declared,
-            live=minion.live(interface) if minion.is_up(interface) else None,
+            live=minion.live(interface) if up else None,
             own=[wgf_keys.pubkey_or_none(wgf_conf.private_key(t)) for t in (current, wanted)],
         )
         diff = wgf_conf.masked_diff(path, current, wanted, public)

@@ -205,6 +205,18 @@ def test_a_new_config_file_is_written_once_and_then_left_alone(states, host, tmp
     assert [d for d in host.done if d[0] != "remove_stale_temps"] == []
 
 
+def test_a_no_op_asks_the_service_nothing(states, minion, host, tmp_path):
+    """Up as its file says: nothing would restart, so the service is not asked (Salt's
+    service.status is two systemctl calls on every minion's every run; issue 24)."""
+    config(states, tmp_path)
+    host.asked.clear()
+    assert config(states, tmp_path)["changes"] == {}
+    assert not [a for a in host.asked if a[0] in ("service_active", "unit_result")]
+    minion.up = False
+    assert "restarted" in config(states, tmp_path)["changes"]
+    assert ("service_active", SERVICE) in host.asked
+
+
 def test_a_peer_only_change_rewrites_the_file_without_a_restart(states, minion, host, tmp_path):
     path = tmp_path / f"{IF}.conf"
     config(states, tmp_path)
@@ -307,7 +319,7 @@ def test_a_restart_refused_for_the_start_limit_is_made_after_a_reset(
 
 def test_a_service_down_for_its_start_limit_gets_the_limit_reset(states, minion, host, tmp_path):
     config(states, tmp_path)
-    host.active = False
+    host.active, minion.up = False, False  # wg-quick failed: no interface either
     host.results[SERVICE] = "start-limit-hit"
     host.done.clear()
     states.__opts__["test"] = True
