@@ -20,6 +20,7 @@ import wgf_clients
 import wgf_conf
 import wgf_files
 import wgf_firewall
+import wgf_gc
 import wgf_iproute
 import wgf_keys
 import wgf_layout
@@ -147,7 +148,14 @@ def _pipeline(pillar=None, config_dir=None):
     """``{"settings", "interfaces"}`` of ``wgf_pipeline``, fed the minion's facts once
     (the cached value itself: callers copy what they hand out);
     each interface also gets its ``files`` and ``service`` from the layout, so the SLS
-    files build no path or unit name themselves."""
+    files build no path or unit name themselves. Built with the garbage collector
+    paused (``wgf_gc``)."""
+    with wgf_gc.paused():
+        return _built(pillar, config_dir)
+
+
+def _built(pillar, config_dir):
+    """``_pipeline``'s value: the run's cached one, or built now from the facts."""
     service = _map()["service"]
     layout = wgf_layout.Layout(_config_dir(config_dir), service["name"], service.get("link"))
     pillar, shown = _pillar_wireguard(pillar)

@@ -9,6 +9,7 @@ import ipaddress
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
 import wgf_files
+import wgf_gc
 import wgf_keys
 import wgf_layout
 import wgf_schema
@@ -140,9 +141,11 @@ class NotUpYet(Exception):
 
 
 def guarded(ret, func, *args):
-    """The one place state errors are caught and turned into a failed result."""
+    """The one place state errors are caught and turned into a failed result; the state
+    runs with the garbage collector paused (``wgf_gc``)."""
     try:
-        return func(ret, *args)
+        with wgf_gc.paused():
+            return func(ret, *args)
     except NotUpYet as exc:
         ret.update(
             result=None,
