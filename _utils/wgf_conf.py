@@ -58,39 +58,88 @@ def mask(text, public=()):
 
 #: Lines of context around each change of a ``masked_diff`` (difflib's default).
 DIFF_CONTEXT = 3
+#: Lines more around a changed block: repeated lines (a blank one, ``[Peer]``) let a
+#: change be aligned a few lines earlier, as difflib aligns it in the whole file.
+_SLACK = 8
 _HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@$")
 
 
 def masked_diff(path, old, new, public=()):
     """The unified diff of two texts of the file ``path`` (None: no file), both masked
-    (``mask``, ``public`` its known public keys). The lines the texts share at the head
-    and the tail, beyond the diff's context, are left out of the comparison: a 10,000-peer
-    file with a peer more is compared and masked in milliseconds, not 0.2 s (issue 24)."""
+    (``mask``, ``public`` its known public keys). Only the blocks that changed (a file's
+    sections, blank-line separated) and their context are masked and compared: a
+    10,000-peer file with a peer more, or the first and the last gone, is compared in
+    milliseconds, not 0.1-0.2 s (issue 24)."""
     a, b = str(old or "").splitlines(True), str(new or "").splitlines(True)
+    hunks = []
+    for a_lo, a_hi, b_lo, b_hi in _windows(a, b):
+        lines = difflib.unified_diff(
+            mask("".join(a[a_lo:a_hi]), public).splitlines(True),
+            mask("".join(b[b_lo:b_hi]), public).splitlines(True),
+            n=DIFF_CONTEXT,
+        )
+        hunks += [_shifted(line, a_lo, b_lo) for line in list(lines)[2:]]
+    return f"--- {path}\n+++ {path}\n{''.join(hunks)}" if hunks else ""
+
+
+def _windows(a, b):
+    """``(a_lo, a_hi, b_lo, b_hi)`` of each stretch of the line lists ``a`` and ``b``
+    that differs, with lines around it for the context, in order and apart: the head
+    and tail the texts share are skipped line by line, what is between is matched block
+    by block."""
     head, most = 0, min(len(a), len(b))
     while head < most and a[head] == b[head]:
         head += 1
     tail = 0
     while tail < most - head and a[-1 - tail] == b[-1 - tail]:
         tail += 1
-    start, cut = max(0, head - DIFF_CONTEXT), max(0, tail - DIFF_CONTEXT)
-    lines = difflib.unified_diff(
-        mask("".join(a[start : len(a) - cut]), public).splitlines(True),
-        mask("".join(b[start : len(b) - cut]), public).splitlines(True),
-        fromfile=path,
-        tofile=path,
-        n=DIFF_CONTEXT,
+    a_blocks, b_blocks = _blocks(a, head, len(a) - tail), _blocks(b, head, len(b) - tail)
+    matcher = difflib.SequenceMatcher(
+        None, [text for _, _, text in a_blocks], [text for _, _, text in b_blocks], False
     )
-    return "".join(_shifted(line, start) for line in lines)
+    windows = []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        a_at = a_blocks[i1][0] if i1 < len(a_blocks) else len(a) - tail
+        a_to = a_blocks[i2 - 1][1] if i2 > i1 else a_at
+        b_at = b_blocks[j1][0] if j1 < len(b_blocks) else len(b) - tail
+        b_to = b_blocks[j2 - 1][1] if j2 > j1 else b_at
+        more = DIFF_CONTEXT + _SLACK
+        window = [
+            max(0, a_at - more),
+            min(len(a), a_to + more),
+            max(0, b_at - more),
+            min(len(b), b_to + more),
+        ]
+        if windows and (window[0] <= windows[-1][1] or window[2] <= windows[-1][3]):
+            windows[-1][1], windows[-1][3] = window[1], window[3]
+        else:
+            windows.append(window)
+    return windows
 
 
-def _shifted(line, offset):
-    """A hunk header of a diff of lines ``offset`` on, numbered from the file's start."""
-    found = _HUNK.match(line.rstrip("\n")) if offset and line.startswith("@@") else None
+def _blocks(lines, start, stop):
+    """``(first, end, text)`` of each block of ``lines[start:stop]``: lines up to and
+    including a blank one."""
+    blocks, first = [], start
+    for at in range(start, stop):
+        if lines[at].strip() == "" or at == stop - 1:
+            blocks.append((first, at + 1, "".join(lines[first : at + 1])))
+            first = at + 1
+    return blocks
+
+
+def _shifted(line, a_offset, b_offset):
+    """A hunk header of a diff of lines ``a_offset`` (old) and ``b_offset`` (new) on,
+    numbered from the file's start."""
+    found = _HUNK.match(line.rstrip("\n")) if line.startswith("@@") else None
     if found is None:
         return line
     old_at, old_len, new_at, new_len = found.groups()
-    return f"@@ -{int(old_at) + offset}{old_len or ''} +{int(new_at) + offset}{new_len or ''} @@\n"
+    return (
+        f"@@ -{int(old_at) + a_offset}{old_len or ''} +{int(new_at) + b_offset}{new_len or ''} @@\n"
+    )
 
 
 def has_key_material(text):

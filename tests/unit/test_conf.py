@@ -185,6 +185,8 @@ PEERS = [(f"p{i}", wgf_keys.pubkey(wgf_keys.genkey()), f"10.1.{i}.0/24") for i i
         (_config(PEERS), _config(PEERS + PEERS[:1])),  # a peer more at the end
         (_config(PEERS), _config(PEERS[:20] + PEERS[21:])),  # one gone in the middle
         (_config(PEERS), _config(PEERS[1:])),  # the first gone
+        (_config(PEERS), _config(PEERS[1:-1])),  # the first and the last gone
+        (_config(PEERS), _config(PEERS[:5] + PEERS[6:30] + PEERS[:1] + PEERS[31:])),
         (
             _config(PEERS),
             _config(PEERS).replace("10.1.7.0/24", "10.1.7.0/25").replace("51820", "1"),
@@ -205,11 +207,9 @@ def test_a_masked_diff_of_a_big_file_turns_the_old_masked_text_into_the_new(old,
     assert diff.count("\n") < 30
 
 
-def test_a_masked_diff_numbers_its_hunks_as_difflib_does_for_the_whole_file():
-    old = _config(PEERS)
-    new = old.replace("10.1.30.0/24", "10.1.30.0/25").replace("10.1.33.0/24", "10.1.33.0/23")
-    public = {k for _, k, _ in PEERS}
-    whole = "".join(
+def _whole(old, new, public):
+    """difflib's unified diff of the whole masked texts."""
+    return "".join(
         difflib.unified_diff(
             wgf_conf.mask(old, public).splitlines(True),
             wgf_conf.mask(new, public).splitlines(True),
@@ -217,5 +217,40 @@ def test_a_masked_diff_numbers_its_hunks_as_difflib_does_for_the_whole_file():
             tofile="f",
         )
     )
+
+
+def test_a_masked_diff_numbers_its_hunks_as_difflib_does_for_the_whole_file():
+    old = _config(PEERS)
+    new = old.replace("10.1.30.0/24", "10.1.30.0/25").replace("10.1.33.0/24", "10.1.33.0/23")
+    public = {k for _, k, _ in PEERS}
+    whole = _whole(old, new, public)
     assert wgf_conf.masked_diff("f", old, new, public) == whole
     assert whole.count("\n@@ ") == 2 and "\n@@ -155,7 +155,7 @@\n [Peer]\n # p30\n" in whole
+
+
+def test_the_first_and_the_last_peer_gone_are_the_hunks_difflib_makes_of_the_whole_file():
+    old, new = _config(PEERS), _config(PEERS[1:-1])
+    public = {k for _, k, _ in PEERS}
+    whole = _whole(old, new, public)
+    assert wgf_conf.masked_diff("f", old, new, public) == whole
+    assert whole.count("\n@@ ") == 2
+
+
+@pytest.mark.parametrize(
+    "peers",
+    [
+        PEERS[:3] + PEERS[4:36] + PEERS[37:],  # two far apart
+        PEERS[:10] + PEERS[11:13] + PEERS[14:],  # two a peer apart
+        [PEERS[0], ("new", PEERS[1][1], "10.9.0.0/16"), *PEERS[2:39]],  # changed, and gone
+        PEERS[::2],  # every other one gone
+    ],
+)
+def test_changes_apart_are_as_many_hunks_as_difflib_makes_of_the_whole_file(peers):
+    """Each hunk its own, aligned as difflib does it in the stretch around it (where the
+    same lines repeat, difflib aligns the whole file a line or two apart)."""
+    old, new = _config(PEERS), _config(peers)
+    public = {k for _, k, _ in PEERS}
+    diff = wgf_conf.masked_diff("f", old, new, public)
+    masked_old = wgf_conf.mask(old, public).splitlines(True)
+    assert _patched(masked_old, diff) == wgf_conf.mask(new, public).splitlines(True)
+    assert diff.count("\n@@ ") == _whole(old, new, public).count("\n@@ ")
