@@ -153,7 +153,7 @@ def confirm_checked(name, config_dir=None):
     name
         The interface name.
     """
-    return wgf_state.guarded(wgf_state.ret(name), _checked, _minion(), config_dir)
+    return wgf_state.guarded(wgf_state.ret(name), _checked, _minion(), config_dir, waits=True)
 
 
 def _checked(ret, minion, config_dir):

@@ -4,7 +4,7 @@ A minion's job process holds hundreds of thousands of objects the collector trac
 10,000-client pillar, its validated copy, the clients record). The pillar pipeline and
 the states make dicts and lists by the ten thousand, and that many allocations start
 the collector again and again; every few rounds it walks every tracked object of the
-process (a full collection: 50-80 ms on the lab's 10,000-client hub, six of them in a
+process (a full collection: 40-80 ms on the lab's 10,000-client hub, six of them in a
 no-op run). What the formula builds holds no reference cycle, so nothing is lost by
 waiting: paused, the collector runs once afterwards, over what is new, and a no-op
 run makes as many full collections as a one-state one.

@@ -4,6 +4,7 @@ state files ask of the minion in one call (``Minion``: its live peers, read once
 run, the peer diff, pillar's keys). Plain Python: the states hand in their dunders and
 the host adapter."""
 
+import contextlib
 import ipaddress
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
@@ -140,11 +141,12 @@ class NotUpYet(Exception):
     """In test mode: the interface is not up yet, its service would start it."""
 
 
-def guarded(ret, func, *args):
-    """The one place state errors are caught and turned into a failed result; the state
-    runs with the garbage collector paused (``wgf_gc``)."""
+def guarded(ret, func, *args, waits=False):
+    """The one place state errors are caught and turned into a failed result. The state
+    runs with the garbage collector paused (``wgf_gc``), unless it ``waits`` (confirm's
+    probes, up to their deadline): a pause is for building data, not for minutes."""
     try:
-        with wgf_gc.paused():
+        with contextlib.nullcontext() if waits else wgf_gc.paused():
             return func(ret, *args)
     except NotUpYet as exc:
         ret.update(

@@ -4,6 +4,7 @@ undo for each kind of change, test mode, what is recorded and how, the probes af
 change (confirmed, not applicable, undone), the rollout's hold, the report of an undo,
 and bad pillar refused before anything changes."""
 
+import gc
 import json
 import os
 import stat
@@ -417,6 +418,18 @@ def test_a_probe_that_answers_late_but_in_time_confirms(states, minion, host, st
     states.confirm_armed(IF, config_dir=minion.config_dir)
     ret = states.confirm_checked(IF, config_dir=minion.config_dir)
     assert ret["result"] is True and ret["comment"] == f"{IF}: confirmed in 3 s"
+
+
+def test_the_probes_wait_with_the_garbage_collector_running(states, minion, host, steady):
+    """The collector is paused while states build data (``wgf_gc``), not while confirm's
+    probes wait for up to their deadline."""
+    _file_change(minion, host)
+    host.answers[("icmp", SPOKE)] = [True, False, True]
+    collecting, sleep = [], host.sleep
+    host.sleep = lambda seconds: collecting.append(gc.isenabled()) or sleep(seconds)
+    states.confirm_armed(IF, config_dir=minion.config_dir)
+    assert states.confirm_checked(IF, config_dir=minion.config_dir)["result"] is True
+    assert collecting and all(collecting)
 
 
 def test_an_undo_the_timer_made_fails_the_check(states, minion, host, steady):

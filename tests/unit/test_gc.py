@@ -7,6 +7,7 @@ import threading
 import pytest
 
 import wgf_gc
+import wgf_state
 
 
 @pytest.fixture(autouse=True)
@@ -62,4 +63,17 @@ def test_overlapping_pauses_of_two_threads_leave_it_on():
     for thread in threads:
         thread.join(10)
     assert seen == [False]
+    assert gc.isenabled()
+
+
+def test_a_state_runs_with_the_collector_paused_unless_it_waits():
+    seen = {}
+
+    def state(ret, label):
+        seen[label] = gc.isenabled()
+        return ret
+
+    wgf_state.guarded({"name": "wg0"}, state, "builds")
+    wgf_state.guarded({"name": "wg0"}, state, "waits", waits=True)
+    assert seen == {"builds": False, "waits": True}
     assert gc.isenabled()
