@@ -9,33 +9,24 @@ no-op run). What the formula builds holds no reference cycle, so nothing is lost
 waiting: paused, the collector runs once afterwards, over what is new, and a no-op
 run makes as many full collections as a one-state one.
 
-The collector is one for the whole process: a pause counts its holders (a threaded
-minion runs jobs side by side) and the last one to leave turns it back on, if it was on
-when the first came.
+The collector is one for the whole process: a pause turns it back on only if it was on
+when the pause began. A pause inside another (or beside it, in a threaded minion's other
+job) found it off and leaves it to the first; should the first end before it, the rest
+of it runs with the collector on, and nothing is lost either way. No state is kept, so
+a reload of this file (``wgf_reload``) in the middle of a pause changes nothing.
 """
 
 import contextlib
 import gc
-import threading
-
-_LOCK = threading.Lock()
-#: The pauses under way, and whether the collector was on when the first began.
-_HELD = {"count": 0, "was_on": False}
 
 
 @contextlib.contextmanager
 def paused():
-    """The collector off for the ``with`` block (nested and concurrent blocks share one
-    pause), on again afterwards if it was before."""
-    with _LOCK:
-        if _HELD["count"] == 0:
-            _HELD["was_on"] = gc.isenabled()
-            gc.disable()
-        _HELD["count"] += 1
+    """The collector off for the ``with`` block, on again afterwards if it was before."""
+    was_on = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
-        with _LOCK:
-            _HELD["count"] -= 1
-            if _HELD["count"] == 0 and _HELD["was_on"]:
-                gc.enable()
+        if was_on:
+            gc.enable()
