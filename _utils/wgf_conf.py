@@ -101,22 +101,28 @@ def _windows(a, b):
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             continue
-        a_at = a_blocks[i1][0] if i1 < len(a_blocks) else len(a) - tail
-        a_to = a_blocks[i2 - 1][1] if i2 > i1 else a_at
-        b_at = b_blocks[j1][0] if j1 < len(b_blocks) else len(b) - tail
-        b_to = b_blocks[j2 - 1][1] if j2 > j1 else b_at
-        more = DIFF_CONTEXT + _SLACK
         window = [
-            max(0, a_at - more),
-            min(len(a), a_to + more),
-            max(0, b_at - more),
-            min(len(b), b_to + more),
+            *_around(a, _span(a_blocks, i1, i2, len(a) - tail)),
+            *_around(b, _span(b_blocks, j1, j2, len(b) - tail)),
         ]
         if windows and (window[0] <= windows[-1][1] or window[2] <= windows[-1][3]):
             windows[-1][1], windows[-1][3] = window[1], window[3]
         else:
             windows.append(window)
     return windows
+
+
+def _span(blocks, lo, hi, end):
+    """``(first, end)`` lines of ``blocks[lo:hi]``; none of them: an empty span where the
+    next block starts (or at ``end``)."""
+    at = blocks[lo][0] if lo < len(blocks) else end
+    return at, blocks[hi - 1][1] if hi > lo else at
+
+
+def _around(lines, span):
+    """``span`` of ``lines`` with the context and ``_SLACK`` around it."""
+    more = DIFF_CONTEXT + _SLACK
+    return max(0, span[0] - more), min(len(lines), span[1] + more)
 
 
 def _blocks(lines, start, stop):
